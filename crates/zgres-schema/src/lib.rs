@@ -1,0 +1,23 @@
+//! The shared model of what zgres keeps in ZooKeeper.
+//!
+//! This crate does no I/O. It knows:
+//! - where every znode lives under a configurable root ([`paths`]);
+//! - the typed identifiers used in those paths and documents ([`ids`], [`lsn`]);
+//! - the JSON documents stored in each znode and how to encode and decode them safely
+//!   ([`documents`], [`codec`]).
+//!
+//! Every reader of ZooKeeper data goes through [`codec::decode`], which never panics: malformed,
+//! oversized, non-UTF-8 or unknown-version data comes back as a [`codec::DecodeError`] that names
+//! the znode and, where there is one, the offending field.
+#![forbid(unsafe_code)]
+
+pub mod codec;
+pub mod documents;
+pub mod ids;
+pub mod lsn;
+pub mod paths;
+
+pub use codec::{decode, encode, DecodeError, DecodeErrorKind, Document, MAX_DOCUMENT_BYTES};
+pub use ids::{GroupName, IdError, NodeId, SystemId, Timeline};
+pub use lsn::{Lsn, LsnParseError};
+pub use paths::{PathError, ZkLayout, Znode};

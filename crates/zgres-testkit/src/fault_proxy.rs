@@ -1,0 +1,230 @@
+//! A TCP proxy that injects network faults between a client and a server.
+//!
+//! It runs on its own thread with its own runtime, so a test that blocks its own thread (or
+//! SIGSTOPs a process) cannot stall the proxy, and mode changes take effect at once on existing
+//! and new connections.
+
+use std::net::SocketAddr;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use socket2::SockRef;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+
+use crate::{io_error, Result};
+
+/// What the proxy does with traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyMode {
+    /// Forward everything at once.
+    Pass,
+    /// Accept connections but forward nothing, in either direction; data is held (like a
+    /// network partition), and flows again if the mode goes back to `Pass` or `Delay`.
+    Blackhole,
+    /// Reset every existing connection and reset new ones as soon as they are accepted.
+    Refuse,
+    /// Forward everything, each chunk this long after it arrived.
+    Delay(Duration),
+}
+
+/// A running fault proxy. Dropping it closes every connection and stops its thread.
+#[derive(Debug)]
+pub struct FaultProxy {
+    addr: SocketAddr,
+    upstream: SocketAddr,
+    mode: watch::Sender<ProxyMode>,
+    shutdown: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl FaultProxy {
+    /// Listens on a free loopback port and forwards to `upstream`, in [`ProxyMode::Pass`].
+    ///
+    /// # Errors
+    /// When the listening socket or the proxy's thread cannot be created.
+    pub fn start(upstream: SocketAddr) -> Result<Self> {
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0")
+            .map_err(io_error("bind the fault proxy"))?;
+        std_listener
+            .set_nonblocking(true)
+            .map_err(io_error("configure the fault proxy socket"))?;
+        let addr = std_listener
+            .local_addr()
+            .map_err(io_error("read the fault proxy address"))?;
+        let (mode, mode_rx) = watch::channel(ProxyMode::Pass);
+        let (shutdown, shutdown_rx) = oneshot::channel();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(io_error("build the fault proxy runtime"))?;
+        let thread = std::thread::Builder::new()
+            .name(format!("fault-proxy-{}", addr.port()))
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let Ok(listener) = TcpListener::from_std(std_listener) else {
+                        return;
+                    };
+                    tokio::select! {
+                        () = accept_loop(listener, upstream, mode_rx) => {}
+                        _ = shutdown_rx => {}
+                    }
+                });
+                // Dropping the runtime here aborts every connection task and closes its sockets.
+            })
+            .map_err(io_error("start the fault proxy thread"))?;
+        Ok(FaultProxy {
+            addr,
+            upstream,
+            mode,
+            shutdown: Some(shutdown),
+            thread: Some(thread),
+        })
+    }
+
+    /// The address clients should connect to.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The address traffic is forwarded to.
+    pub fn upstream(&self) -> SocketAddr {
+        self.upstream
+    }
+
+    /// Switches mode; takes effect immediately on every connection.
+    pub fn set_mode(&self, mode: ProxyMode) {
+        self.mode.send_replace(mode);
+    }
+
+    /// The current mode.
+    pub fn mode(&self) -> ProxyMode {
+        *self.mode.borrow()
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    upstream: SocketAddr,
+    mode: watch::Receiver<ProxyMode>,
+) {
+    loop {
+        let Ok((client, _)) = listener.accept().await else {
+            continue;
+        };
+        tokio::spawn(serve_connection(client, upstream, mode.clone()));
+    }
+}
+
+/// Closes a socket with RST instead of FIN, so the peer sees a reset connection.
+fn reset(stream: &TcpStream) {
+    let _ = SockRef::from(stream).set_linger(Some(Duration::ZERO));
+}
+
+/// Waits until the mode lets traffic through. `false` means the connection must be reset (or the
+/// proxy is shutting down).
+async fn wait_for_traffic(mode: &mut watch::Receiver<ProxyMode>) -> bool {
+    loop {
+        match *mode.borrow_and_update() {
+            ProxyMode::Refuse => return false,
+            ProxyMode::Blackhole => {}
+            ProxyMode::Pass | ProxyMode::Delay(_) => return true,
+        }
+        if mode.changed().await.is_err() {
+            return false;
+        }
+    }
+}
+
+async fn serve_connection(
+    mut client: TcpStream,
+    upstream: SocketAddr,
+    mut mode: watch::Receiver<ProxyMode>,
+) {
+    let _ = client.set_nodelay(true);
+    if !wait_for_traffic(&mut mode).await {
+        reset(&client);
+        return;
+    }
+    let Ok(mut server) = TcpStream::connect(upstream).await else {
+        reset(&client);
+        return;
+    };
+    let _ = server.set_nodelay(true);
+    let refused = {
+        let (client_read, client_write) = client.split();
+        let (server_read, server_write) = server.split();
+        tokio::select! {
+            refused = pump(client_read, server_write, mode.clone()) => refused,
+            refused = pump(server_read, client_write, mode.clone()) => refused,
+        }
+    };
+    if refused {
+        reset(&client);
+        reset(&server);
+    }
+    // Dropping both streams closes them: with FIN normally, with RST when refused.
+}
+
+/// Forwards one direction until EOF, an error, or `Refuse`. Returns true when refused.
+async fn pump<R, W>(mut from: R, mut to: W, mode: watch::Receiver<ProxyMode>) -> bool
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let (queue, mut queued) = mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
+    let reader = async {
+        let mut mode = mode.clone();
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            if !wait_for_traffic(&mut mode).await {
+                return true;
+            }
+            tokio::select! {
+                read = from.read(&mut buf) => match read {
+                    Ok(0) | Err(_) => return false,
+                    Ok(n) => {
+                        let delay = match *mode.borrow() {
+                            ProxyMode::Delay(d) => d,
+                            _ => Duration::ZERO,
+                        };
+                        // The writer lives as long as this future; a send cannot fail.
+                        let _ = queue.send((Instant::now() + delay, buf[..n].to_vec()));
+                    }
+                },
+                // Re-check the mode; a pending read is cancel-safe.
+                _ = mode.changed() => {}
+            }
+        }
+    };
+    let writer = async {
+        let mut mode = mode.clone();
+        while let Some((due, chunk)) = queued.recv().await {
+            tokio::time::sleep_until(due).await;
+            if !wait_for_traffic(&mut mode).await {
+                return true;
+            }
+            if to.write_all(&chunk).await.is_err() {
+                return false;
+            }
+        }
+        false
+    };
+    tokio::select! {
+        refused = reader => refused,
+        refused = writer => refused,
+    }
+}
