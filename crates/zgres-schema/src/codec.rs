@@ -62,7 +62,9 @@ pub enum DecodeErrorKind {
         found: String,
     },
     /// A schema version this build does not understand (written by a newer or older zgres).
-    #[error("field `v`: unsupported schema version {found} (this zgres reads version {supported})")]
+    #[error(
+        "field `v`: unsupported schema version {found} (this zgres reads version {supported})"
+    )]
     UnsupportedVersion {
         /// The version in the document.
         found: u64,

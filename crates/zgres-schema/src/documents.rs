@@ -293,14 +293,10 @@ mod tests {
 
     fn node() -> impl Strategy<Value = NodeId> {
         prop_oneof![
-            (any::<[u8; 4]>(), 1u16..).prop_map(|(ip, p)| format!(
-                "{}:{p}",
-                std::net::Ipv4Addr::from(ip)
-            )),
-            (any::<u128>(), 1u16..).prop_map(|(ip, p)| format!(
-                "[{}]:{p}",
-                std::net::Ipv6Addr::from(ip)
-            )),
+            (any::<[u8; 4]>(), 1u16..)
+                .prop_map(|(ip, p)| format!("{}:{p}", std::net::Ipv4Addr::from(ip))),
+            (any::<u128>(), 1u16..)
+                .prop_map(|(ip, p)| format!("[{}]:{p}", std::net::Ipv6Addr::from(ip))),
         ]
         .prop_map(|s| s.parse().unwrap())
     }

@@ -26,7 +26,9 @@ impl Lsn {
 
 /// Why a string is not a valid `X/X` LSN.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid LSN {input:?}: expected two hex numbers of at most 8 digits, like \"16/B374D848\"")]
+#[error(
+    "invalid LSN {input:?}: expected two hex numbers of at most 8 digits, like \"16/B374D848\""
+)]
 pub struct LsnParseError {
     /// The rejected text (truncated to 64 characters).
     pub input: String,
@@ -85,7 +87,17 @@ mod tests {
     #[test]
     fn rejects_malformed_text() {
         for bad in [
-            "", "/", "0/", "/0", "0/0/0", "g/0", "0/123456789", "-1/0", "0x1/0", " 1/0", "1/0 ",
+            "",
+            "/",
+            "0/",
+            "/0",
+            "0/0/0",
+            "g/0",
+            "0/123456789",
+            "-1/0",
+            "0x1/0",
+            " 1/0",
+            "1/0 ",
         ] {
             assert!(bad.parse::<Lsn>().is_err(), "{bad:?} should be rejected");
         }

@@ -195,9 +195,9 @@ impl ZkLayout {
             "state" => member(name).map(|(g, n)| Znode::State(g, n))?,
             "conn" => member(name).map(|(g, n)| Znode::Conn(g, n))?,
             "lock" => Znode::Lock(group(name)?),
-            "static" => Znode::DatabaseId(group(
-                name.strip_suffix(DB_ID_SUFFIX).ok_or_else(unknown)?,
-            )?),
+            "static" => {
+                Znode::DatabaseId(group(name.strip_suffix(DB_ID_SUFFIX).ok_or_else(unknown)?)?)
+            }
             "history" => Znode::History(group(name)?),
             "config" => Znode::Config(group(name)?),
             "sync" => Znode::Sync(group(name)?),

@@ -46,8 +46,8 @@ impl FaultProxy {
     /// # Errors
     /// When the listening socket or the proxy's thread cannot be created.
     pub fn start(upstream: SocketAddr) -> Result<Self> {
-        let std_listener = std::net::TcpListener::bind("127.0.0.1:0")
-            .map_err(io_error("bind the fault proxy"))?;
+        let std_listener =
+            std::net::TcpListener::bind("127.0.0.1:0").map_err(io_error("bind the fault proxy"))?;
         std_listener
             .set_nonblocking(true)
             .map_err(io_error("configure the fault proxy socket"))?;

@@ -60,7 +60,8 @@ impl OsUser {
     /// # Errors
     /// When `chown` fails.
     pub fn chown(&self, path: &Path) -> Result<()> {
-        std::os::unix::fs::chown(path, Some(self.uid.as_raw()), Some(self.gid.as_raw()))
-            .map_err(io_error(format!("chown {} to {}", path.display(), self.name)))
+        std::os::unix::fs::chown(path, Some(self.uid.as_raw()), Some(self.gid.as_raw())).map_err(
+            io_error(format!("chown {} to {}", path.display(), self.name)),
+        )
     }
 }

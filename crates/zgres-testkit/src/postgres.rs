@@ -119,14 +119,12 @@ impl PgNode {
                 "-c",
                 "fast",
                 "--no-sync",
-                "--application-name",
-                name,
             ],
             node.run_as.as_ref(),
         )
         .await?;
-        // pg_basebackup -R names the connection after nothing useful; set ours so the primary's
-        // pg_stat_replication shows which replica is which.
+        // Name the connection after the replica, so the primary's pg_stat_replication shows which
+        // replica is which (pg_basebackup -R leaves application_name unset).
         append(
             &node.data_dir().join("postgresql.auto.conf"),
             &format!(
@@ -202,7 +200,10 @@ impl PgNode {
     }
 
     async fn wait_ready(&mut self) -> Result<()> {
-        let what = format!("postgres {} accepting connections on port {}", self.name, self.port);
+        let what = format!(
+            "postgres {} accepting connections on port {}",
+            self.name, self.port
+        );
         let conninfo = self.conninfo();
         let log = self.log_path();
         poll::until(&what, START_TIMEOUT, || {

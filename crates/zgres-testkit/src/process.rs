@@ -87,7 +87,11 @@ impl ManagedProcess {
     /// When the signal cannot be delivered (the process is gone).
     pub fn signal(&self, signal: Signal) -> Result<()> {
         nix::sys::signal::kill(Pid::from_raw(self.pid() as i32), signal).map_err(|e| {
-            HarnessError::Setup(format!("send {signal} to {} ({}): {e}", self.name, self.pid()))
+            HarnessError::Setup(format!(
+                "send {signal} to {} ({}): {e}",
+                self.name,
+                self.pid()
+            ))
         })
     }
 

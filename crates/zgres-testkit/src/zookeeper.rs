@@ -161,7 +161,9 @@ impl ZkCluster {
     /// The member's mode as its `srvr` command reports it (`standalone`, `leader`,
     /// `follower`), or `None` when it does not answer or does not serve.
     pub async fn mode(&self, index: usize) -> Option<String> {
-        let reply = four_letter_word(self.client_addr(index), "srvr").await.ok()?;
+        let reply = four_letter_word(self.client_addr(index), "srvr")
+            .await
+            .ok()?;
         reply
             .lines()
             .find_map(|l| l.strip_prefix("Mode: "))
