@@ -54,7 +54,8 @@ impl FromStr for Lsn {
 
 impl fmt::Display for Lsn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:X}/{:X}", self.0 >> 32, self.0 & 0xFFFF_FFFF)
+        // Through `pad` so table columns (`{:<12}`) line up.
+        f.pad(&format!("{:X}/{:X}", self.0 >> 32, self.0 & 0xFFFF_FFFF))
     }
 }
 
