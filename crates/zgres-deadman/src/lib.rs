@@ -1,7 +1,25 @@
-//! Per-database-node daemon: registers the node, holds the group lock, fences and fails over.
+//! zgres-deadman: the daemon beside each PostgreSQL server of a group.
 //!
-//! Not implemented yet: this crate is a placeholder in the workspace layout.
+//! It keeps the node's state in ZooKeeper, holds the group's lock while its PostgreSQL is the
+//! primary, fences PostgreSQL when it cannot prove its ZooKeeper session alive, and promotes the
+//! best replica when the primary is gone.
+//!
+//! - [`config`]: TOML configuration, validated up front.
+//! - [`decision`]: the pure state machine (observations in, actions out).
+//! - [`fence`]: the fencing clock, thread and keeper process.
+//! - [`coordination`]: ZooKeeper reads and writes.
+//! - [`postgres_process`], [`postgres_client`], [`data_dir`]: PostgreSQL as a child process,
+//!   over SQL, and on disk.
+//! - [`daemon`]: the loop that ties them together.
 #![forbid(unsafe_code)]
 
-/// Exit status of a binary whose behaviour is not implemented yet (`EX_UNAVAILABLE`).
-pub const EXIT_NOT_IMPLEMENTED: i32 = 69;
+pub mod config;
+pub mod coordination;
+pub mod daemon;
+pub mod data_dir;
+pub mod decision;
+pub mod fence;
+pub mod postgres_client;
+pub mod postgres_process;
+
+pub use daemon::{run, DaemonError};

@@ -1,7 +1,129 @@
-//! `zgres-deadman` entry point.
+//! `zgres-deadman`: parse arguments, set up logging and signals, run the daemon.
 #![forbid(unsafe_code)]
 
-fn main() {
-    eprintln!("zgres-deadman: not implemented yet");
-    std::process::exit(zgres_deadman::EXIT_NOT_IMPLEMENTED);
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+use zgres_deadman::config::{Config, LogFormat};
+
+/// Exit status for command-line usage errors (`EX_USAGE`).
+const EXIT_USAGE: u8 = 64;
+/// Exit status for data that must not be used, e.g. a foreign data directory (`EX_DATAERR`).
+const EXIT_DATA: u8 = 65;
+/// Exit status for configuration errors (`EX_CONFIG`).
+const EXIT_CONFIG: u8 = 78;
+
+/// Keeps one PostgreSQL node of a zgres group available and safe.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Run with this configuration file.
+    #[arg(long, value_name = "FILE", conflicts_with = "check_config")]
+    config: Option<PathBuf>,
+    /// Validate this configuration file and exit.
+    #[arg(long, value_name = "FILE")]
+    check_config: Option<PathBuf>,
+    /// Internal: run as the fence keeper process (started by the deadman itself).
+    #[arg(long, hide = true)]
+    fence_keeper: bool,
+}
+
+fn main() -> ExitCode {
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    if args.fence_keeper {
+        let stdin = std::io::BufReader::new(std::io::stdin());
+        zgres_deadman::fence::run_keeper(stdin, std::io::stderr());
+        return ExitCode::SUCCESS;
+    }
+    let (path, check_only) = match (args.config, args.check_config) {
+        (Some(p), None) => (p, false),
+        (None, Some(p)) => (p, true),
+        _ => {
+            eprintln!("zgres-deadman: give --config FILE or --check-config FILE");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let config = match Config::load(&path) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("zgres-deadman: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if check_only {
+        println!(
+            "{}: OK (node {} in group {})",
+            path.display(),
+            config.node,
+            config.group
+        );
+        return ExitCode::SUCCESS;
+    }
+    init_logging(&config);
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("zgres-deadman: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        tokio::spawn(cancel_on_signal(shutdown.clone()));
+        match zgres_deadman::run(config, shutdown).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!(error = %e, "zgres-deadman stopped");
+                eprintln!("zgres-deadman: {e}");
+                match e {
+                    zgres_deadman::DaemonError::Fence(_) => ExitCode::FAILURE,
+                    _ => ExitCode::from(EXIT_DATA),
+                }
+            }
+        }
+    })
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log.format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Cancels `shutdown` on SIGTERM or SIGINT.
+async fn cancel_on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+    shutdown.cancel();
 }

@@ -1,0 +1,610 @@
+//! The deadman's TOML configuration, validated up front.
+//!
+//! Every problem is reported with the key it concerns (`postgres.port: ...`), all at once, so an
+//! operator fixes the file in one go. Secrets come from a file or an environment variable, are
+//! held in [`Secret`] (whose `Debug` prints nothing), and are never logged or written to
+//! ZooKeeper.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use zgres_schema::documents::Tags;
+use zgres_schema::{GroupName, NodeId, ZkLayout};
+
+/// A configuration problem: the key and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// Dotted key, e.g. `zookeeper.session_timeout_ms`.
+    pub key: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.reason)
+    }
+}
+
+/// The configuration file could not be used. Permanent: the operator must fix the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has keys of the wrong type or unknown keys.
+    #[error("config file {path}: {message}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, which names the key and line.
+        message: String,
+    },
+    /// Values are out of range or inconsistent.
+    #[error("config file {path}:\n  {}", .problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  "))]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Every problem found.
+        problems: Vec<ConfigProblem>,
+    },
+}
+
+/// A secret value. `Debug` and `Display` never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself; only for handing to a driver.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    zookeeper: RawZookeeper,
+    node: RawNode,
+    postgres: RawPostgres,
+    #[serde(default)]
+    tags: Tags,
+    #[serde(default)]
+    timing: RawTiming,
+    #[serde(default)]
+    log: LogConfig,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawZookeeper {
+    connect: String,
+    #[serde(default = "default_root")]
+    root: String,
+    #[serde(default = "default_session_timeout_ms")]
+    session_timeout_ms: u64,
+    #[serde(default = "default_fence_margin_ms")]
+    fence_margin_ms: u64,
+}
+
+fn default_root() -> String {
+    ZkLayout::DEFAULT_ROOT.to_owned()
+}
+fn default_session_timeout_ms() -> u64 {
+    4_000
+}
+fn default_fence_margin_ms() -> u64 {
+    1_000
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNode {
+    group: String,
+    address: String,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPostgres {
+    data_dir: PathBuf,
+    #[serde(default = "default_bin_dir")]
+    bin_dir: PathBuf,
+    port: u16,
+    #[serde(default)]
+    run_as: Option<String>,
+    #[serde(default = "default_user")]
+    user: String,
+    #[serde(default = "default_user")]
+    dbname: String,
+    #[serde(default)]
+    password_file: Option<PathBuf>,
+    #[serde(default)]
+    password_env: Option<String>,
+    #[serde(default)]
+    probe_host: Option<String>,
+    #[serde(default)]
+    parameters: BTreeMap<String, String>,
+}
+
+fn default_bin_dir() -> PathBuf {
+    PathBuf::from("/usr/lib/postgresql/15/bin")
+}
+fn default_user() -> String {
+    "postgres".to_owned()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawTiming {
+    loop_interval_ms: u64,
+    state_refresh_ms: u64,
+    election_wait_ms: u64,
+    stop_timeout_ms: u64,
+    primary_restart_timeout_ms: u64,
+}
+
+impl Default for RawTiming {
+    fn default() -> Self {
+        RawTiming {
+            loop_interval_ms: 1_000,
+            state_refresh_ms: 10_000,
+            election_wait_ms: 2_000,
+            stop_timeout_ms: 30_000,
+            primary_restart_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// Log output settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info` or `zgres_deadman=debug,info`; `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            level: "info".to_owned(),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// ZooKeeper connection settings.
+#[derive(Debug, Clone)]
+pub struct ZookeeperConfig {
+    /// `host:port,...` of the ensemble.
+    pub connect: String,
+    /// Where zgres's znodes live.
+    pub layout: ZkLayout,
+    /// Session timeout to ask for (the server may grant a different one; the granted one is
+    /// what fencing uses).
+    pub session_timeout: Duration,
+    /// How long before the earliest possible session expiry PostgreSQL is fenced.
+    pub fence_margin: Duration,
+}
+
+/// PostgreSQL settings.
+#[derive(Debug, Clone)]
+pub struct PostgresConfig {
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// Where `postgres`, `pg_ctl` and `pg_controldata` are.
+    pub bin_dir: PathBuf,
+    /// The port PostgreSQL listens on (part of the node id).
+    pub port: u16,
+    /// OS user to run PostgreSQL as (required when the deadman runs as root).
+    pub run_as: Option<String>,
+    /// Superuser used for probes, promotion and replication.
+    pub user: String,
+    /// Database the probes connect to.
+    pub dbname: String,
+    /// Password of `user`, if any.
+    pub password: Option<Secret>,
+    /// Host the deadman connects to for probes.
+    pub probe_host: IpAddr,
+    /// Settings passed as `-c name=value` on the command line.
+    pub parameters: BTreeMap<String, String>,
+}
+
+/// Loop timing.
+#[derive(Debug, Clone, Copy)]
+pub struct TimingConfig {
+    /// How often PostgreSQL is probed and decisions are made.
+    pub loop_interval: Duration,
+    /// The node's state is republished at least this often even when unchanged.
+    pub state_refresh: Duration,
+    /// How long an election waits for peers to publish fresh positions.
+    pub election_wait: Duration,
+    /// How long a fast shutdown may take before it becomes immediate.
+    pub stop_timeout: Duration,
+    /// How long a crashed primary may take to restart in place before the lock is released.
+    pub primary_restart_timeout: Duration,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// ZooKeeper.
+    pub zookeeper: ZookeeperConfig,
+    /// The group this node belongs to.
+    pub group: GroupName,
+    /// This node's id: its connect address and PostgreSQL port.
+    pub node: NodeId,
+    /// A short name for logs and `application_name`.
+    pub node_name: String,
+    /// PostgreSQL.
+    pub postgres: PostgresConfig,
+    /// Operator tags published with the node's state.
+    pub tags: Tags,
+    /// Timing.
+    pub timing: TimingConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+impl Config {
+    /// Reads and validates the file at `path`, including reading secrets.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the file and every bad key.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(path, &text, |name| std::env::var(name).ok())
+    }
+
+    /// Validates `text` as the contents of `path`; `env` looks up environment variables.
+    ///
+    /// # Errors
+    /// As [`Config::load`].
+    pub fn parse(
+        path: &Path,
+        text: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().replace('\n', "\n  "),
+        })?;
+        let mut problems = Vec::new();
+        let mut problem = |key: &str, reason: String| {
+            problems.push(ConfigProblem {
+                key: key.to_owned(),
+                reason,
+            })
+        };
+
+        let layout = ZkLayout::new(&raw.zookeeper.root)
+            .map_err(|e| problem("zookeeper.root", e.to_string()))
+            .ok();
+        if raw.zookeeper.connect.trim().is_empty() {
+            problem(
+                "zookeeper.connect",
+                "must list at least one host:port".into(),
+            );
+        }
+        let session_timeout = Duration::from_millis(raw.zookeeper.session_timeout_ms);
+        let fence_margin = Duration::from_millis(raw.zookeeper.fence_margin_ms);
+        if !(1_000..=120_000).contains(&raw.zookeeper.session_timeout_ms) {
+            problem(
+                "zookeeper.session_timeout_ms",
+                "must be between 1000 and 120000".into(),
+            );
+        }
+        if fence_margin.is_zero() || fence_margin * 2 > session_timeout {
+            problem(
+                "zookeeper.fence_margin_ms",
+                "must be above 0 and at most half of zookeeper.session_timeout_ms".into(),
+            );
+        }
+
+        let group = GroupName::new(&raw.node.group)
+            .map_err(|e| problem("node.group", e.to_string()))
+            .ok();
+        let address: Option<IpAddr> = raw
+            .node
+            .address
+            .parse()
+            .map_err(|_| {
+                problem(
+                    "node.address",
+                    format!(
+                        "{:?} is not an IP address (the node id is IP:port)",
+                        raw.node.address
+                    ),
+                )
+            })
+            .ok();
+        let node = address.and_then(|ip| {
+            NodeId::new(SocketAddr::new(ip, raw.postgres.port))
+                .map_err(|e| problem("postgres.port", e.to_string()))
+                .ok()
+        });
+        let node_name = raw.node.name.clone().unwrap_or_else(|| {
+            node.map(|n| n.to_string())
+                .unwrap_or_default()
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                .collect()
+        });
+        // A derived name is only checked when there was a node id to derive it from.
+        let name_given = raw.node.name.is_some() || node.is_some();
+        if name_given
+            && (node_name.is_empty()
+                || node_name.len() > 63
+                || !node_name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
+        {
+            problem(
+                "node.name",
+                "use 1 to 63 characters from A-Z a-z 0-9 _ -".into(),
+            );
+        }
+
+        if !raw.postgres.data_dir.is_absolute() {
+            problem("postgres.data_dir", "must be an absolute path".into());
+        }
+        if !raw.postgres.bin_dir.join("postgres").exists() {
+            problem(
+                "postgres.bin_dir",
+                format!("{} has no postgres binary", raw.postgres.bin_dir.display()),
+            );
+        }
+        if nix::unistd::Uid::effective().is_root() && raw.postgres.run_as.is_none() {
+            problem(
+                "postgres.run_as",
+                "required when the deadman runs as root (PostgreSQL refuses to run as root)".into(),
+            );
+        }
+        if let Some(user) = &raw.postgres.run_as {
+            if !matches!(nix::unistd::User::from_name(user), Ok(Some(_))) {
+                problem("postgres.run_as", format!("no OS user named {user:?}"));
+            }
+        }
+        for reserved in ["port", "data_directory"] {
+            if raw.postgres.parameters.contains_key(reserved) {
+                problem(
+                    &format!("postgres.parameters.{reserved}"),
+                    "is managed by zgres; set it elsewhere in this file".into(),
+                );
+            }
+        }
+        let password = match (&raw.postgres.password_file, &raw.postgres.password_env) {
+            (Some(_), Some(_)) => {
+                problem(
+                    "postgres.password_file",
+                    "set either password_file or password_env, not both".into(),
+                );
+                None
+            }
+            (Some(file), None) => match std::fs::read_to_string(file) {
+                Ok(text) => Some(Secret(text.trim_end_matches(['\n', '\r']).to_owned())),
+                Err(e) => {
+                    problem(
+                        "postgres.password_file",
+                        format!("cannot read {}: {e}", file.display()),
+                    );
+                    None
+                }
+            },
+            (None, Some(var)) => match env(var) {
+                Some(value) => Some(Secret(value)),
+                None => {
+                    problem(
+                        "postgres.password_env",
+                        format!("environment variable {var} is not set"),
+                    );
+                    None
+                }
+            },
+            (None, None) => None,
+        };
+        let probe_host = match &raw.postgres.probe_host {
+            None => address,
+            Some(text) => text
+                .parse()
+                .map_err(|_| {
+                    problem(
+                        "postgres.probe_host",
+                        format!("{text:?} is not an IP address"),
+                    )
+                })
+                .ok(),
+        };
+
+        let t = &raw.timing;
+        for (key, value, min) in [
+            ("timing.loop_interval_ms", t.loop_interval_ms, 50),
+            ("timing.state_refresh_ms", t.state_refresh_ms, 100),
+            ("timing.election_wait_ms", t.election_wait_ms, 0),
+            ("timing.stop_timeout_ms", t.stop_timeout_ms, 100),
+            (
+                "timing.primary_restart_timeout_ms",
+                t.primary_restart_timeout_ms,
+                0,
+            ),
+        ] {
+            if value < min || value > 3_600_000 {
+                problem(key, format!("must be between {min} and 3600000"));
+            }
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&raw.log.level) {
+            problem("log.level", e.to_string());
+        }
+
+        match (layout, group, node, probe_host) {
+            (Some(layout), Some(group), Some(node), Some(probe_host)) if problems.is_empty() => {
+                Ok(Config {
+                    zookeeper: ZookeeperConfig {
+                        connect: raw.zookeeper.connect,
+                        layout,
+                        session_timeout,
+                        fence_margin,
+                    },
+                    group,
+                    node,
+                    node_name,
+                    postgres: PostgresConfig {
+                        data_dir: raw.postgres.data_dir,
+                        bin_dir: raw.postgres.bin_dir,
+                        port: raw.postgres.port,
+                        run_as: raw.postgres.run_as,
+                        user: raw.postgres.user,
+                        dbname: raw.postgres.dbname,
+                        password,
+                        probe_host,
+                        parameters: raw.postgres.parameters,
+                    },
+                    tags: raw.tags,
+                    timing: TimingConfig {
+                        loop_interval: Duration::from_millis(t.loop_interval_ms),
+                        state_refresh: Duration::from_millis(t.state_refresh_ms),
+                        election_wait: Duration::from_millis(t.election_wait_ms),
+                        stop_timeout: Duration::from_millis(t.stop_timeout_ms),
+                        primary_restart_timeout: Duration::from_millis(
+                            t.primary_restart_timeout_ms,
+                        ),
+                    },
+                    log: raw.log,
+                })
+            }
+            _ => Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                problems,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A directory with a `postgres` file, so validation passes without PostgreSQL installed.
+    fn fake_bin_dir() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("zgres-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("postgres"), "").unwrap();
+        dir
+    }
+
+    fn minimal(extra: &str) -> String {
+        let run_as = if nix::unistd::Uid::effective().is_root() {
+            "run_as = \"postgres\"\n"
+        } else {
+            ""
+        };
+        format!(
+            "[zookeeper]\nconnect = \"127.0.0.1:2181\"\n[node]\ngroup = \"main\"\naddress = \"10.0.0.1\"\n\
+             [postgres]\ndata_dir = \"/var/lib/pg\"\nbin_dir = \"{}\"\nport = 5432\n{run_as}{extra}",
+            fake_bin_dir().display()
+        )
+    }
+
+    fn problems(text: &str, env: &[(&str, &str)]) -> Vec<String> {
+        let env: BTreeMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        match Config::parse(Path::new("t.toml"), text, |k| env.get(k).cloned()) {
+            Ok(_) => vec![],
+            Err(ConfigError::Invalid { problems, .. }) => {
+                problems.into_iter().map(|p| p.key).collect()
+            }
+            Err(other) => vec![other.to_string()],
+        }
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = Config::parse(Path::new("t.toml"), &minimal(""), |_| None).unwrap();
+        assert_eq!(c.node.to_string(), "10.0.0.1:5432");
+        assert_eq!(c.node_name, "10_0_0_1_5432");
+        assert_eq!(c.zookeeper.layout.root(), "/zgres");
+        assert_eq!(c.zookeeper.session_timeout, Duration::from_secs(4));
+        assert_eq!(c.postgres.probe_host.to_string(), "10.0.0.1");
+    }
+
+    #[test]
+    fn every_bad_value_is_reported_with_its_key() {
+        let text = minimal(
+            "password_env = \"NOPE\"\n[timing]\nloop_interval_ms = 1\n[log]\nlevel = \"[[[\"\n",
+        )
+        .replace("\"main\"", "\"ma_in\"")
+        .replace("\"10.0.0.1\"", "\"db1.example\"")
+        .replace(
+            "connect = \"127.0.0.1:2181\"",
+            "connect = \"127.0.0.1:2181\"\nsession_timeout_ms = 500",
+        );
+        let mut keys = problems(&text, &[]);
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                "log.level",
+                "node.address",
+                "node.group",
+                "postgres.password_env",
+                "timing.loop_interval_ms",
+                "zookeeper.fence_margin_ms",
+                "zookeeper.session_timeout_ms",
+            ]
+        );
+    }
+
+    #[test]
+    fn syntax_errors_and_unknown_keys_name_the_key() {
+        let err =
+            Config::parse(Path::new("t.toml"), &minimal("bogus = 1\n"), |_| None).unwrap_err();
+        assert!(err.to_string().contains("bogus"), "{err}");
+        let err = Config::parse(Path::new("t.toml"), "[zookeeper\n", |_| None).unwrap_err();
+        assert!(err.to_string().contains("t.toml"), "{err}");
+    }
+
+    #[test]
+    fn secrets_come_from_env_and_never_print() {
+        let text = minimal("password_env = \"PGPW\"\n");
+        let c = Config::parse(Path::new("t.toml"), &text, |k| {
+            (k == "PGPW").then(|| "hunter2".into())
+        })
+        .unwrap();
+        assert_eq!(c.postgres.password.as_ref().unwrap().expose(), "hunter2");
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,602 @@
+//! The deadman's main loop: observe PostgreSQL and ZooKeeper, decide, act, repeat.
+//!
+//! Each round is level-triggered: it reads everything afresh, so a missed watch event or a
+//! failed action is simply seen again next round. Rounds run every `loop_interval`, and at once
+//! when the lock changes or PostgreSQL exits.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::io::AsyncWriteExt;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use zgres_schema::documents::{ConnInfo, Lock, NodeState, Role, WalPositions};
+use zgres_schema::{SystemId, Timeline};
+
+use crate::config::Config;
+use crate::coordination::{heartbeat, CoordinationError, Coordinator, GroupView};
+use crate::data_dir::{self, ControlData, DataDirError};
+use crate::decision::{Action, Decider, LocalPostgres, LockView, Observation, Probe};
+use crate::fence::{keeper_line, FenceClock, FenceThread};
+use crate::postgres_client::PostgresClient;
+use crate::postgres_process::PostgresProcess;
+
+/// Why the daemon stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The data directory is missing or unreadable. Permanent.
+    #[error(transparent)]
+    DataDir(#[from] DataDirError),
+    /// The data directory belongs to another database system than the group's. Permanent: the
+    /// deadman refuses to run and has touched nothing.
+    #[error("refusing to run: data directory {data_dir} has system identifier {ours}, but group {group} has {theirs} (in {znode}); nothing was changed")]
+    WrongSystem {
+        /// The data directory.
+        data_dir: String,
+        /// Its system identifier.
+        ours: SystemId,
+        /// The group.
+        group: String,
+        /// The group's system identifier.
+        theirs: SystemId,
+        /// Where the group's id is stored.
+        znode: String,
+    },
+    /// The fence could not be set up. Permanent.
+    #[error("cannot start the fence: {0}")]
+    Fence(std::io::Error),
+}
+
+/// How long an unreachable ZooKeeper is retried between attempts, at most.
+const MAX_CONNECT_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Runs the deadman until `shutdown` is cancelled, then stops PostgreSQL and releases the lock
+/// (in that order, so no other node promotes while this one might still accept writes).
+///
+/// # Errors
+/// [`DaemonError`] for problems that retrying cannot fix; transient ZooKeeper and PostgreSQL
+/// failures are logged and retried, never returned.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), DaemonError> {
+    data_dir::check_exists(&config.postgres)?;
+    let control = data_dir::control_data(&config.postgres).await?;
+    tracing::info!(
+        node = %config.node, group = %config.group, system_id = %control.system_id,
+        timeline = %control.timeline, "zgres-deadman starting"
+    );
+
+    let fence = Arc::new(FenceClock::new(
+        config
+            .zookeeper
+            .session_timeout
+            .saturating_sub(config.zookeeper.fence_margin),
+    ));
+    let _fence_thread = FenceThread::spawn(fence.clone()).map_err(DaemonError::Fence)?;
+    let keeper = Keeper::spawn(fence.clone()).map_err(DaemonError::Fence)?;
+
+    let mut daemon = Daemon {
+        decider: Decider::new(
+            config.node,
+            config.tags.clone(),
+            config.timing.primary_restart_timeout,
+            config.timing.election_wait,
+        ),
+        postgres: PostgresProcess::new(config.postgres.clone(), fence.clone()),
+        client: PostgresClient::new(config.postgres.clone(), config.node_name.clone()),
+        fence,
+        control,
+        session: None,
+        published: None,
+        conn_published: None,
+        config,
+    };
+    let result = daemon.run(&shutdown).await;
+    daemon.shut_down().await;
+    keeper.finish().await;
+    result
+}
+
+struct Session {
+    coordinator: Coordinator,
+    watcher: Option<zookeeper_client::PersistentWatcher>,
+    heartbeat: JoinHandle<()>,
+}
+
+struct Daemon {
+    config: Config,
+    decider: Decider,
+    postgres: PostgresProcess,
+    client: PostgresClient,
+    fence: Arc<FenceClock>,
+    control: ControlData,
+    session: Option<Session>,
+    /// The last state published and when.
+    published: Option<(NodeState, Instant)>,
+    conn_published: Option<bool>,
+}
+
+impl Daemon {
+    async fn run(&mut self, shutdown: &CancellationToken) -> Result<(), DaemonError> {
+        let mut backoff = Duration::from_millis(200);
+        let mut adopted = false;
+        while !shutdown.is_cancelled() {
+            if self.session.is_none() {
+                match self.connect().await {
+                    Ok(()) => backoff = Duration::from_millis(200),
+                    Err(ConnectError::Fatal(e)) => return Err(e),
+                    Err(ConnectError::Retry(e)) => {
+                        tracing::warn!(error = %e, retry_in = ?backoff, "ZooKeeper unreachable; PostgreSQL left as it is");
+                        tokio::select! {
+                            () = tokio::time::sleep(backoff) => {}
+                            () = shutdown.cancelled() => {}
+                        }
+                        backoff = (backoff * 2).min(MAX_CONNECT_BACKOFF);
+                        continue;
+                    }
+                }
+            }
+            if !adopted {
+                self.adopt_foreign_postmaster().await;
+                adopted = true;
+            }
+            let again = self.round().await;
+            if again {
+                continue;
+            }
+            let Self {
+                session, postgres, ..
+            } = self;
+            let lock_changed = async {
+                match session.as_mut().and_then(|s| s.watcher.as_mut()) {
+                    Some(w) => {
+                        w.changed().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = tokio::time::sleep(self.config.timing.loop_interval) => {}
+                () = lock_changed => {}
+                () = postgres.exited() => {}
+                () = shutdown.cancelled() => {}
+            }
+        }
+        Ok(())
+    }
+
+    async fn connect(&mut self) -> Result<(), ConnectError> {
+        let coordinator = Coordinator::connect(
+            &self.config.zookeeper,
+            self.config.group.clone(),
+            self.config.node,
+            self.fence.clone(),
+        )
+        .await
+        .map_err(ConnectError::Retry)?;
+        let mut coordinator = coordinator;
+        let view = coordinator.view().await.map_err(ConnectError::Retry)?;
+        if let Some(theirs) = view.db_id {
+            if theirs != self.control.system_id {
+                return Err(ConnectError::Fatal(DaemonError::WrongSystem {
+                    data_dir: self.config.postgres.data_dir.display().to_string(),
+                    ours: self.control.system_id,
+                    group: self.config.group.to_string(),
+                    theirs,
+                    znode: self
+                        .config
+                        .zookeeper
+                        .layout
+                        .path(&zgres_schema::Znode::DatabaseId(self.config.group.clone())),
+                }));
+            }
+        }
+        let watcher = coordinator.watch_lock().await.ok();
+        let interval = (self.config.zookeeper.session_timeout / 8).min(Duration::from_millis(500));
+        let heartbeat = tokio::spawn(heartbeat(
+            coordinator.client(),
+            coordinator.lock_path(),
+            self.fence.clone(),
+            interval,
+        ));
+        self.published = None;
+        self.conn_published = None;
+        self.session = Some(Session {
+            coordinator,
+            watcher,
+            heartbeat,
+        });
+        Ok(())
+    }
+
+    /// A PostgreSQL already running on our data directory was not started by us: stop it, so
+    /// that the one that runs is our child (for instant crash detection and fencing).
+    async fn adopt_foreign_postmaster(&mut self) {
+        let Some(pid) = data_dir::foreign_postmaster(&self.config.postgres) else {
+            return;
+        };
+        tracing::warn!(
+            pid,
+            "stopping the PostgreSQL we did not start, to run it as our child"
+        );
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGINT,
+        );
+        let deadline = Instant::now() + self.config.timing.stop_timeout;
+        while std::path::Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if let Ok(control) = data_dir::control_data(&self.config.postgres).await {
+            self.control = control;
+        }
+    }
+
+    /// One observe-decide-act round. Returns true when another round should follow at once.
+    async fn round(&mut self) -> bool {
+        let running = self.postgres.is_running();
+        let probe = if running {
+            match self.client.probe().await {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    tracing::debug!(error = %e, "postgres probe failed");
+                    None
+                }
+            }
+        } else {
+            self.client.disconnect();
+            if let Ok(control) = data_dir::control_data(&self.config.postgres).await {
+                self.control = control;
+            }
+            None
+        };
+        let Some(session) = self.session.as_mut() else {
+            return false;
+        };
+        let view = match session.coordinator.view().await {
+            Ok(view) => view,
+            Err(CoordinationError::SessionExpired) => {
+                tracing::error!("ZooKeeper session expired; opening a new one");
+                self.end_session();
+                return true;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the group from ZooKeeper; deciding nothing this round");
+                GroupView {
+                    lock: LockView::Unknown,
+                    peers: vec![],
+                    db_id: None,
+                    config: Default::default(),
+                }
+            }
+        };
+        let obs = Observation {
+            now: Instant::now(),
+            lock: view.lock,
+            db_id: view.db_id,
+            config: view.config.clone(),
+            peers: view.peers.clone(),
+            postgres: LocalPostgres {
+                running,
+                data_dir: data_dir::kind(&self.config.postgres),
+                probe,
+                control: (!running).then_some((self.control.timeline, self.control.checkpoint)),
+            },
+        };
+        let actions = self.decider.decide(&obs);
+        if let Some(why) = self.decider.last_ineligible() {
+            tracing::debug!(?why, "not contending for the lock");
+        }
+        let force = actions.contains(&Action::PublishState);
+        self.publish(&obs, force).await;
+        let mut again = false;
+        for action in actions {
+            again |= self.execute(action, &obs).await;
+        }
+        self.after_round(&obs).await;
+        again
+    }
+
+    fn end_session(&mut self) {
+        if let Some(session) = self.session.take() {
+            session.heartbeat.abort();
+        }
+    }
+
+    fn problems(&self, obs: &Observation) -> Vec<String> {
+        let pg = &obs.postgres;
+        let mut problems = Vec::new();
+        if !pg.running {
+            problems.push("postgres is not running".to_owned());
+        } else if pg.probe.is_none() {
+            problems.push("postgres does not answer".to_owned());
+        }
+        if let (Some(p), Some(group)) = (pg.probe, obs.db_id) {
+            if p.system_id != group {
+                problems.push(format!(
+                    "system identifier {} differs from the group's {group}",
+                    p.system_id
+                ));
+            }
+        }
+        if pg.probe.is_some_and(|p| !p.in_recovery) && obs.lock != LockView::Ours {
+            problems.push("running as primary without the lock".to_owned());
+        }
+        problems
+    }
+
+    fn node_state(&self, obs: &Observation) -> NodeState {
+        let pg = &obs.postgres;
+        let role = match (pg.running, pg.probe) {
+            (false, _) => Role::Stopped,
+            (true, None) => Role::Unknown,
+            (true, Some(p)) if p.in_recovery => Role::Replica,
+            (true, Some(_)) => Role::Primary,
+        };
+        let probe: Option<Probe> = pg.probe;
+        NodeState {
+            node: self.config.node,
+            role,
+            problems: self.problems(obs),
+            timeline: probe
+                .and_then(|p| p.timeline)
+                .or(Some(self.control.timeline)),
+            system_id: Some(probe.map_or(self.control.system_id, |p| p.system_id)),
+            wal: WalPositions {
+                write: probe.and_then(|p| p.write_lsn),
+                receive: probe.and_then(|p| p.receive_lsn),
+                replay: probe.and_then(|p| p.replay_lsn),
+            },
+            tags: self.config.tags.clone(),
+            meta: Default::default(),
+            updated_at_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+        }
+    }
+
+    async fn publish(&mut self, obs: &Observation, force: bool) {
+        let state = self.node_state(obs);
+        let healthy = state.is_healthy();
+        let unchanged = self.published.as_ref().is_some_and(|(old, at)| {
+            let mut old = old.clone();
+            old.updated_at_ms = state.updated_at_ms;
+            old == state && at.elapsed() < self.config.timing.state_refresh
+        });
+        let Some(session) = self.session.as_mut() else {
+            return;
+        };
+        if force || !unchanged {
+            match session.coordinator.publish_state(&state).await {
+                Ok(()) => {
+                    if self
+                        .published
+                        .as_ref()
+                        .map(|(s, _)| (s.role, s.problems.clone()))
+                        != Some((state.role, state.problems.clone()))
+                    {
+                        tracing::info!(role = ?state.role, problems = ?state.problems, "published node state");
+                    }
+                    self.published = Some((state, Instant::now()));
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot publish node state"),
+            }
+        }
+        if self.conn_published != Some(healthy) {
+            let conn = ConnInfo {
+                host: self.config.node.addr().ip().to_string(),
+                port: self.config.node.addr().port(),
+                dbname: None,
+                tags: self.config.tags.clone(),
+            };
+            match session.coordinator.set_conn(healthy.then_some(&conn)).await {
+                Ok(()) => self.conn_published = Some(healthy),
+                Err(e) => tracing::warn!(error = %e, "cannot update connection info"),
+            }
+        }
+    }
+
+    fn timeline(&self, obs: &Observation) -> Timeline {
+        obs.postgres
+            .probe
+            .and_then(|p| p.timeline)
+            .unwrap_or(self.control.timeline)
+    }
+
+    /// Executes one action; returns true when its effect should be observed at once.
+    async fn execute(&mut self, action: Action, obs: &Observation) -> bool {
+        let timeout = self.config.timing.stop_timeout;
+        match action {
+            Action::PublishState => false,
+            Action::AcquireLock => {
+                let lock = Lock {
+                    node: self.config.node,
+                    timeline: self.timeline(obs),
+                };
+                let Some(session) = self.session.as_mut() else {
+                    return false;
+                };
+                match session.coordinator.acquire_lock(&lock).await {
+                    Ok(true) => {
+                        tracing::info!("acquired the group lock");
+                        true
+                    }
+                    Ok(false) => {
+                        tracing::info!("another node took the group lock first");
+                        true
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot take the group lock");
+                        false
+                    }
+                }
+            }
+            Action::ReleaseLock => {
+                if let Some(session) = self.session.as_mut() {
+                    match session.coordinator.release_lock().await {
+                        Ok(()) => tracing::warn!("released the group lock"),
+                        Err(e) => tracing::warn!(error = %e, "cannot release the group lock"),
+                    }
+                }
+                true
+            }
+            Action::StartPrimary => {
+                if !self.fence.arm() {
+                    tracing::warn!("not starting as primary: the ZooKeeper session is not confirmed recently enough");
+                    return false;
+                }
+                tracing::info!("starting postgres as primary");
+                self.start()
+            }
+            Action::StartStandby { upstream } => {
+                let conninfo = upstream.map(|u| self.client.conninfo_for(u));
+                if let Err(e) = data_dir::make_standby(&self.config.postgres, conninfo.as_deref()) {
+                    tracing::error!(error = %e, "cannot configure the data directory as a standby");
+                    return false;
+                }
+                tracing::info!(upstream = ?upstream.map(|u| u.to_string()), "starting postgres as standby");
+                self.start()
+            }
+            Action::Promote => {
+                if !self.fence.arm() {
+                    tracing::warn!(
+                        "not promoting: the ZooKeeper session is not confirmed recently enough"
+                    );
+                    return false;
+                }
+                tracing::info!("promoting postgres");
+                match self.client.promote().await {
+                    Ok(()) => {
+                        tracing::info!("promoted: this node is the primary");
+                        true
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "promotion failed");
+                        false
+                    }
+                }
+            }
+            Action::Repoint { upstream } => {
+                match self.client.repoint(upstream).await {
+                    Ok(()) => tracing::info!(%upstream, "now following the new primary"),
+                    Err(e) => tracing::warn!(error = %e, %upstream, "cannot repoint the standby"),
+                }
+                false
+            }
+            Action::StopPostgres { immediate, reason } => {
+                tracing::error!(reason, immediate, "stopping postgres");
+                self.postgres.stop(immediate, timeout).await;
+                self.client.disconnect();
+                true
+            }
+        }
+    }
+
+    fn start(&mut self) -> bool {
+        match self.postgres.start() {
+            Ok(()) => false,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start postgres");
+                false
+            }
+        }
+    }
+
+    /// Bookkeeping after the actions: the group's system id and the fence's arming.
+    async fn after_round(&mut self, obs: &Observation) {
+        let primary = obs.postgres.probe.filter(|p| !p.in_recovery);
+        if let (LockView::Ours, Some(p), None) = (obs.lock, primary, obs.db_id) {
+            if let Some(session) = self.session.as_mut() {
+                if let Ok(Some(theirs)) = session.coordinator.publish_db_id(p.system_id).await {
+                    if theirs != p.system_id {
+                        tracing::error!(%theirs, ours = %p.system_id, "the group's system identifier changed under us");
+                    }
+                }
+            }
+        }
+        // Disarm only once PostgreSQL cannot be a primary any more.
+        if self.fence.is_armed() && obs.lock != LockView::Ours && !self.postgres.is_running() {
+            self.fence.disarm();
+        }
+    }
+
+    /// Ordered, bounded shutdown: stop PostgreSQL, then release the lock, then leave.
+    async fn shut_down(&mut self) {
+        tracing::info!("shutting down: stopping postgres");
+        self.postgres
+            .stop(false, self.config.timing.stop_timeout)
+            .await;
+        self.fence.disarm();
+        if let Some(mut session) = self.session.take() {
+            session.heartbeat.abort();
+            if let Err(e) = session.coordinator.release_lock().await {
+                tracing::warn!(error = %e, "cannot release the lock; it goes with the session");
+            }
+            session.coordinator.close().await;
+        }
+        tracing::info!("zgres-deadman stopped");
+    }
+}
+
+enum ConnectError {
+    Retry(CoordinationError),
+    Fatal(DaemonError),
+}
+
+/// The fence keeper child process and the task that feeds it the deadline.
+struct Keeper {
+    child: tokio::process::Child,
+    feeder: JoinHandle<tokio::process::ChildStdin>,
+    stop: CancellationToken,
+}
+
+impl Keeper {
+    fn spawn(fence: Arc<FenceClock>) -> std::io::Result<Self> {
+        let exe = std::env::current_exe()?;
+        let mut child = tokio::process::Command::new(exe)
+            .arg("--fence-keeper")
+            .stdin(std::process::Stdio::piped())
+            .spawn()?;
+        let mut stdin = child
+            .stdin
+            .take()
+            .ok_or_else(|| std::io::Error::other("fence keeper has no stdin"))?;
+        let stop = CancellationToken::new();
+        let stopped = stop.clone();
+        let feeder = tokio::spawn(async move {
+            let mut last = None;
+            while !stopped.is_cancelled() {
+                let state = fence.state();
+                if last != Some(state) {
+                    if stdin
+                        .write_all(keeper_line(state).as_bytes())
+                        .await
+                        .is_err()
+                    {
+                        tracing::error!("the fence keeper is gone; the in-process fence remains");
+                        break;
+                    }
+                    last = Some(state);
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(20)) => {}
+                    () = stopped.cancelled() => {}
+                }
+            }
+            stdin
+        });
+        Ok(Keeper {
+            child,
+            feeder,
+            stop,
+        })
+    }
+
+    /// Disarms the keeper and lets it exit (the fence is disarmed by now).
+    async fn finish(mut self) {
+        self.stop.cancel();
+        if let Ok(mut stdin) = self.feeder.await {
+            let _ = stdin.write_all(b"disarm\n").await;
+            drop(stdin);
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.child.wait()).await;
+    }
+}

@@ -1,0 +1,186 @@
+//! Facts about and edits to the PostgreSQL data directory, while PostgreSQL is stopped or
+//! independent of it: `pg_controldata`, `standby.signal`, `primary_conninfo`.
+
+use std::path::{Path, PathBuf};
+
+use zgres_schema::{Lsn, SystemId, Timeline};
+
+use crate::config::PostgresConfig;
+use crate::decision::DataDirKind;
+
+/// A data directory problem. Permanent until the operator acts.
+#[derive(Debug, thiserror::Error)]
+pub enum DataDirError {
+    /// Not a PostgreSQL data directory.
+    #[error("{0} is not a PostgreSQL data directory (no PG_VERSION); zgres-deadman adopts existing data directories only")]
+    Missing(PathBuf),
+    /// `pg_controldata` failed or printed something unexpected.
+    #[error("pg_controldata on {path}: {message}")]
+    ControlData {
+        /// The data directory.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// What `pg_controldata` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ControlData {
+    /// Database system identifier.
+    pub system_id: SystemId,
+    /// Timeline of the latest checkpoint.
+    pub timeline: Timeline,
+    /// Location of the latest checkpoint.
+    pub checkpoint: Lsn,
+}
+
+/// Checks that `config.data_dir` holds a PostgreSQL cluster.
+///
+/// # Errors
+/// [`DataDirError::Missing`] when `PG_VERSION` is absent.
+pub fn check_exists(config: &PostgresConfig) -> Result<(), DataDirError> {
+    if config.data_dir.join("PG_VERSION").is_file() {
+        Ok(())
+    } else {
+        Err(DataDirError::Missing(config.data_dir.clone()))
+    }
+}
+
+/// Runs `pg_controldata` (it reads `global/pg_control`; PostgreSQL need not run).
+///
+/// # Errors
+/// [`DataDirError::ControlData`] when it fails or lacks a field.
+pub async fn control_data(config: &PostgresConfig) -> Result<ControlData, DataDirError> {
+    let fail = |message: String| DataDirError::ControlData {
+        path: config.data_dir.clone(),
+        message,
+    };
+    let output = tokio::process::Command::new(config.bin_dir.join("pg_controldata"))
+        .arg("-D")
+        .arg(&config.data_dir)
+        .env("LC_ALL", "C")
+        .output()
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    if !output.status.success() {
+        return Err(fail(
+            String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        ));
+    }
+    parse_control_data(&String::from_utf8_lossy(&output.stdout)).map_err(fail)
+}
+
+fn parse_control_data(text: &str) -> Result<ControlData, String> {
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim_start().strip_prefix(':'))
+            .map(str::trim)
+            .ok_or_else(|| format!("no {name:?} line"))
+    };
+    let system_id = field("Database system identifier")?
+        .parse()
+        .map_err(|e| format!("{e}"))?;
+    let timeline = field("Latest checkpoint's TimeLineID")?
+        .parse::<u32>()
+        .ok()
+        .and_then(|t| Timeline::new(t).ok())
+        .ok_or("bad timeline")?;
+    let checkpoint = field("Latest checkpoint location")?
+        .parse()
+        .map_err(|e| format!("{e}"))?;
+    Ok(ControlData {
+        system_id,
+        timeline,
+        checkpoint,
+    })
+}
+
+/// Whether the data directory starts as a standby.
+pub fn kind(config: &PostgresConfig) -> DataDirKind {
+    if config.data_dir.join("standby.signal").exists() {
+        DataDirKind::Standby
+    } else {
+        DataDirKind::Primary
+    }
+}
+
+/// Prepares a stopped data directory to start as a standby: `standby.signal`, and
+/// `primary_conninfo` in `postgresql.auto.conf` when `conninfo` is given.
+///
+/// # Errors
+/// [`DataDirError::Io`] when a file cannot be written.
+pub fn make_standby(config: &PostgresConfig, conninfo: Option<&str>) -> Result<(), DataDirError> {
+    let signal = config.data_dir.join("standby.signal");
+    write_owned(config, &signal, b"")?;
+    if let Some(conninfo) = conninfo {
+        let auto = config.data_dir.join("postgresql.auto.conf");
+        let old = std::fs::read_to_string(&auto).unwrap_or_default();
+        let mut text: String = old
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("primary_conninfo"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        text.push_str(&format!("primary_conninfo = {}\n", quote_literal(conninfo)));
+        write_owned(config, &auto, text.as_bytes())?;
+    }
+    Ok(())
+}
+
+fn write_owned(config: &PostgresConfig, path: &Path, data: &[u8]) -> Result<(), DataDirError> {
+    let io = |source| DataDirError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    std::fs::write(path, data).map_err(io)?;
+    if let Some(Ok(Some(user))) = config.run_as.as_deref().map(nix::unistd::User::from_name) {
+        std::os::unix::fs::chown(path, Some(user.uid.as_raw()), Some(user.gid.as_raw()))
+            .map_err(io)?;
+    }
+    Ok(())
+}
+
+/// A SQL string literal (for `ALTER SYSTEM` and configuration files).
+pub fn quote_literal(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+/// The pid in `postmaster.pid` if that process is alive: a PostgreSQL we did not start.
+pub fn foreign_postmaster(config: &PostgresConfig) -> Option<i32> {
+    let text = std::fs::read_to_string(config.data_dir.join("postmaster.pid")).ok()?;
+    let pid: i32 = text.lines().next()?.trim().parse().ok()?;
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    (comm.trim() == "postgres").then_some(pid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_pg_controldata_output() {
+        let text = "pg_control version number:            1300\n\
+                    Database system identifier:           7312345678901234567\n\
+                    Database cluster state:               in production\n\
+                    Latest checkpoint location:           0/3000060\n\
+                    Latest checkpoint's TimeLineID:       3\n";
+        let c = parse_control_data(text).unwrap();
+        assert_eq!(c.system_id, SystemId(7_312_345_678_901_234_567));
+        assert_eq!(c.timeline.get(), 3);
+        assert_eq!(c.checkpoint, "0/3000060".parse().unwrap());
+        assert!(parse_control_data("nothing").is_err());
+    }
+
+    #[test]
+    fn quotes_literals() {
+        assert_eq!(quote_literal("a'b"), "'a''b'");
+    }
+}

@@ -1,0 +1,417 @@
+//! The deadman's decisions as a pure state machine: [`Observation`] in, [`Action`]s out.
+//!
+//! No I/O happens here, so every rule is testable with plain values (see the tests, including
+//! property tests). The safety rules it enforces:
+//! - only the lock holder may run PostgreSQL as a primary: a primary without the lock is stopped
+//!   at once, and promotion or a primary start is only ever asked for while the lock is ours;
+//! - the lock is only contended for while it is free, by a healthy, eligible node that no fresh
+//!   peer beats on (timeline, WAL position, priority); ties are settled by the atomic create;
+//! - a replica further behind the last primary position than `maximum_lag_on_failover` never
+//!   contends.
+//!
+//! Fencing (stopping PostgreSQL when the ZooKeeper session cannot be confirmed) is not decided
+//! here: it runs on its own timer, see [`crate::fence`].
+
+use std::time::{Duration, Instant};
+
+use zgres_schema::documents::{GroupConfig, NodeState, Role, Tags};
+use zgres_schema::{Lsn, NodeId, SystemId, Timeline};
+
+/// Who holds the group's lock, as last read from ZooKeeper.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockView {
+    /// The session is not confirmed, so the lock's state is unknown. Nothing is decided.
+    Unknown,
+    /// Nobody holds it.
+    Free,
+    /// This node's current session holds it.
+    Ours,
+    /// Another session holds it; `None` when its content is unreadable (garbage).
+    Other(Option<NodeId>),
+}
+
+/// Whether the data directory is set up to start as a standby (`standby.signal`) or a primary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataDirKind {
+    /// Starts as a primary.
+    Primary,
+    /// Starts as a standby.
+    Standby,
+}
+
+/// What a query to the local PostgreSQL returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Probe {
+    /// `pg_is_in_recovery()`.
+    pub in_recovery: bool,
+    /// Current timeline.
+    pub timeline: Option<Timeline>,
+    /// System identifier.
+    pub system_id: SystemId,
+    /// `pg_current_wal_lsn()` (primary only).
+    pub write_lsn: Option<Lsn>,
+    /// `pg_last_wal_receive_lsn()` (standby only).
+    pub receive_lsn: Option<Lsn>,
+    /// `pg_last_wal_replay_lsn()` (standby only).
+    pub replay_lsn: Option<Lsn>,
+    /// The primary the standby is configured to follow (from `primary_conninfo`).
+    pub upstream: Option<NodeId>,
+}
+
+impl Probe {
+    /// The furthest WAL position this node has.
+    pub fn position(&self) -> Option<Lsn> {
+        [self.write_lsn, self.receive_lsn, self.replay_lsn]
+            .into_iter()
+            .flatten()
+            .max()
+    }
+}
+
+/// The local PostgreSQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalPostgres {
+    /// The postmaster is running (our child process).
+    pub running: bool,
+    /// How the data directory would start.
+    pub data_dir: DataDirKind,
+    /// The last probe, if PostgreSQL answered.
+    pub probe: Option<Probe>,
+    /// Timeline and checkpoint position from `pg_controldata`, for a stopped server.
+    pub control: Option<(Timeline, Lsn)>,
+}
+
+/// A peer of the group, as its `/state` znode shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Peer {
+    /// Its published state.
+    pub state: NodeState,
+    /// Written after the lock was last seen to vanish (by ZooKeeper's ordering), so its
+    /// positions are current enough to compare in an election.
+    pub fresh: bool,
+}
+
+/// Everything the deadman knows at one moment.
+#[derive(Debug, Clone)]
+pub struct Observation {
+    /// Now, on the monotonic clock.
+    pub now: Instant,
+    /// The group's lock.
+    pub lock: LockView,
+    /// The group's published system identifier, if any.
+    pub db_id: Option<SystemId>,
+    /// The group's dynamic configuration.
+    pub config: GroupConfig,
+    /// Peers whose `/state` exists and decoded (not this node).
+    pub peers: Vec<Peer>,
+    /// The local PostgreSQL.
+    pub postgres: LocalPostgres,
+}
+
+/// What the deadman should do next. The daemon executes actions in order and observes again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Try to create the lock (atomic; may lose the race).
+    AcquireLock,
+    /// Delete the lock.
+    ReleaseLock,
+    /// Start PostgreSQL as a primary (only while the lock is ours).
+    StartPrimary,
+    /// Start PostgreSQL as a standby following `upstream` (or its configured primary).
+    StartStandby {
+        /// The primary to follow.
+        upstream: Option<NodeId>,
+    },
+    /// Promote the running standby (only while the lock is ours).
+    Promote,
+    /// Point the running standby at another primary.
+    Repoint {
+        /// The new primary.
+        upstream: NodeId,
+    },
+    /// Stop PostgreSQL; `immediate` when it must stop accepting writes now.
+    StopPostgres {
+        /// Kill at once rather than a fast shutdown.
+        immediate: bool,
+        /// Why, for the log.
+        reason: &'static str,
+    },
+    /// Publish this node's state now (peers are waiting for fresh positions).
+    PublishState,
+}
+
+/// Why this node does not contend for a free lock (for logs and tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ineligible {
+    /// Tagged `nofailover`.
+    NoFailoverTag,
+    /// PostgreSQL is not running and answering as a standby.
+    NotAStandby,
+    /// Gave up the lock after failing to restart; waits for others.
+    GaveUp,
+    /// System identifier differs from the group's.
+    WrongSystem,
+    /// Further behind the last known primary position than allowed.
+    TooFarBehind,
+    /// A peer is better placed.
+    PeerIsBetter(NodeId),
+    /// Still waiting for peers to publish fresh positions.
+    WaitingForPeers,
+    /// The group is paused.
+    Paused,
+}
+
+/// The decision state machine. Holds only what must be remembered between observations.
+#[derive(Debug)]
+pub struct Decider {
+    me: NodeId,
+    tags: Tags,
+    primary_restart_timeout: Duration,
+    election_wait: Duration,
+    primary_down_since: Option<Instant>,
+    lock_free_since: Option<Instant>,
+    gave_up: bool,
+    /// Holder of the lock last seen and the furthest position it published.
+    last_primary: Option<(NodeId, Lsn)>,
+    last_ineligible: Option<Ineligible>,
+}
+
+/// Sort key of a candidate: higher is better.
+type Rank = (Option<Timeline>, Lsn, u32);
+
+impl Decider {
+    /// A decider for node `me` with its tags and timing.
+    pub fn new(
+        me: NodeId,
+        tags: Tags,
+        primary_restart_timeout: Duration,
+        election_wait: Duration,
+    ) -> Self {
+        Decider {
+            me,
+            tags,
+            primary_restart_timeout,
+            election_wait,
+            primary_down_since: None,
+            lock_free_since: None,
+            gave_up: false,
+            last_primary: None,
+            last_ineligible: None,
+        }
+    }
+
+    /// Why the last observation with a free lock did not lead to contending, if it did not.
+    pub fn last_ineligible(&self) -> Option<Ineligible> {
+        self.last_ineligible
+    }
+
+    /// The furthest WAL position the current or last primary published.
+    pub fn last_primary_position(&self) -> Option<Lsn> {
+        self.last_primary.map(|(_, lsn)| lsn)
+    }
+
+    /// Decides what to do about `obs`.
+    pub fn decide(&mut self, obs: &Observation) -> Vec<Action> {
+        self.track_primary_position(obs);
+        let pg = &obs.postgres;
+        let running_primary = pg.running && pg.probe.is_some_and(|p| !p.in_recovery);
+        let running_standby = pg.running && pg.probe.is_some_and(|p| p.in_recovery);
+        if pg.running && pg.probe.is_some() {
+            self.gave_up = false;
+        }
+        if obs.lock != LockView::Free {
+            self.lock_free_since = None;
+        }
+        if obs.lock != LockView::Ours {
+            self.primary_down_since = None;
+        }
+        match obs.lock {
+            LockView::Unknown => vec![],
+            LockView::Ours => self.as_lock_holder(obs, running_primary, running_standby),
+            LockView::Other(holder) => {
+                if running_primary {
+                    return vec![Action::StopPostgres {
+                        immediate: true,
+                        reason: "running as primary while another node holds the lock",
+                    }];
+                }
+                match (holder, pg.running) {
+                    (None, _) => vec![],
+                    (Some(holder), false) => vec![Action::StartStandby {
+                        upstream: Some(holder),
+                    }],
+                    (Some(holder), true) => match pg.probe {
+                        Some(p) if p.upstream != Some(holder) => {
+                            vec![Action::Repoint { upstream: holder }]
+                        }
+                        _ => vec![],
+                    },
+                }
+            }
+            LockView::Free => {
+                if running_primary {
+                    return vec![Action::StopPostgres {
+                        immediate: true,
+                        reason: "running as primary without holding the lock",
+                    }];
+                }
+                let mut actions = Vec::new();
+                if self.lock_free_since.is_none() {
+                    self.lock_free_since = Some(obs.now);
+                    // Peers compare positions written after the lock vanished: publish ours.
+                    actions.push(Action::PublishState);
+                }
+                if !pg.running && pg.data_dir == DataDirKind::Standby {
+                    actions.push(Action::StartStandby { upstream: None });
+                    return actions;
+                }
+                match self.eligibility(obs) {
+                    Ok(()) => {
+                        self.last_ineligible = None;
+                        actions.push(Action::AcquireLock);
+                    }
+                    Err(why) => self.last_ineligible = Some(why),
+                }
+                actions
+            }
+        }
+    }
+
+    fn as_lock_holder(
+        &mut self,
+        obs: &Observation,
+        running_primary: bool,
+        running_standby: bool,
+    ) -> Vec<Action> {
+        let pg = &obs.postgres;
+        if running_primary {
+            self.primary_down_since = None;
+            return vec![];
+        }
+        if running_standby {
+            return vec![Action::Promote];
+        }
+        // Down, or running but not answering (recovering or hung): both get the restart bound.
+        let since = *self.primary_down_since.get_or_insert(obs.now);
+        if obs.now.duration_since(since) >= self.primary_restart_timeout {
+            self.gave_up = true;
+            self.primary_down_since = None;
+            let mut actions = Vec::new();
+            if pg.running {
+                actions.push(Action::StopPostgres {
+                    immediate: true,
+                    reason: "primary did not come back within the restart timeout",
+                });
+            }
+            actions.push(Action::ReleaseLock);
+            return actions;
+        }
+        match (pg.running, pg.data_dir) {
+            (true, _) => vec![],
+            (false, DataDirKind::Primary) => vec![Action::StartPrimary],
+            // Won the lock while stopped as a standby: start it, then promote (a plain
+            // primary start would not open a new timeline).
+            (false, DataDirKind::Standby) => vec![Action::StartStandby { upstream: None }],
+        }
+    }
+
+    fn track_primary_position(&mut self, obs: &Observation) {
+        let LockView::Other(Some(holder)) = obs.lock else {
+            return;
+        };
+        let published = obs
+            .peers
+            .iter()
+            .find(|p| p.state.node == holder)
+            .and_then(|p| p.state.wal.write);
+        match (&mut self.last_primary, published) {
+            (Some((node, lsn)), Some(new)) if *node == holder => *lsn = (*lsn).max(new),
+            (_, Some(new)) => self.last_primary = Some((holder, new)),
+            _ => {}
+        }
+    }
+
+    fn my_rank(&self, obs: &Observation) -> Result<Rank, Ineligible> {
+        let pg = &obs.postgres;
+        match (pg.running, pg.probe, pg.control) {
+            (true, Some(p), _) if p.in_recovery => Ok((
+                p.timeline,
+                p.position().unwrap_or(Lsn::ZERO),
+                self.tags.priority,
+            )),
+            // A stopped primary data directory (first start, or a fenced primary) contends with
+            // its checkpoint position, an underestimate of its WAL: that errs towards others.
+            (false, _, Some((timeline, lsn))) if pg.data_dir == DataDirKind::Primary => {
+                Ok((Some(timeline), lsn, self.tags.priority))
+            }
+            _ => Err(Ineligible::NotAStandby),
+        }
+    }
+
+    fn eligibility(&self, obs: &Observation) -> Result<(), Ineligible> {
+        if obs.config.paused {
+            return Err(Ineligible::Paused);
+        }
+        if self.tags.nofailover {
+            return Err(Ineligible::NoFailoverTag);
+        }
+        if self.gave_up {
+            return Err(Ineligible::GaveUp);
+        }
+        let mine = self.my_rank(obs)?;
+        let my_system = obs.postgres.probe.map(|p| p.system_id);
+        if let (Some(group), Some(mine)) = (obs.db_id, my_system) {
+            if group != mine {
+                return Err(Ineligible::WrongSystem);
+            }
+        }
+        let max_lag = obs.config.maximum_lag_on_failover_bytes;
+        if let Some(last) = self.last_primary_position() {
+            if last.bytes_after(mine.1) > max_lag {
+                return Err(Ineligible::TooFarBehind);
+            }
+        }
+        let waited = self
+            .lock_free_since
+            .map(|since| obs.now.duration_since(since))
+            .unwrap_or_default();
+        for peer in obs.peers.iter().filter(|p| p.state.node != self.me) {
+            let Some(rank) = peer_rank(peer, obs, max_lag, self.last_primary_position()) else {
+                continue;
+            };
+            if !peer.fresh && waited < self.election_wait {
+                return Err(Ineligible::WaitingForPeers);
+            }
+            if rank > mine {
+                return Err(Ineligible::PeerIsBetter(peer.state.node));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A peer's rank if it could contend for the lock, else `None`.
+fn peer_rank(
+    peer: &Peer,
+    obs: &Observation,
+    max_lag: u64,
+    last_primary: Option<Lsn>,
+) -> Option<Rank> {
+    let s = &peer.state;
+    if !s.is_healthy() || s.role != Role::Replica || s.tags.nofailover {
+        return None;
+    }
+    if let (Some(group), Some(theirs)) = (obs.db_id, s.system_id) {
+        if group != theirs {
+            return None;
+        }
+    }
+    let position = [s.wal.receive, s.wal.replay].into_iter().flatten().max()?;
+    if last_primary.is_some_and(|last| last.bytes_after(position) > max_lag) {
+        return None;
+    }
+    Some((s.timeline, position, s.tags.priority))
+}
+
+#[cfg(test)]
+mod tests;

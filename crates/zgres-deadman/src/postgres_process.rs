@@ -1,0 +1,162 @@
+//! PostgreSQL as a child process of the deadman.
+//!
+//! The postmaster is our own child, so its exit is seen at once (`waitpid`, not polling a pid
+//! that could be a zombie or reused). It runs in its own process group so a fence can kill it
+//! and every backend in one `killpg`, and through `setpriv --pdeathsig KILL` so the kernel kills
+//! it if the deadman dies.
+
+use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use tokio::process::{Child, Command};
+
+use crate::config::PostgresConfig;
+use crate::fence::FenceClock;
+
+/// Failed to start PostgreSQL. Retryable: the next loop tries again.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot start postgres for {data_dir}: {source}")]
+pub struct StartError {
+    data_dir: String,
+    source: std::io::Error,
+}
+
+/// The supervised postmaster.
+#[derive(Debug)]
+pub struct PostgresProcess {
+    config: PostgresConfig,
+    fence: Arc<FenceClock>,
+    child: Option<Child>,
+    last_exit: Option<ExitStatus>,
+}
+
+impl PostgresProcess {
+    /// A supervisor for `config`'s data directory; nothing runs yet.
+    pub fn new(config: PostgresConfig, fence: Arc<FenceClock>) -> Self {
+        PostgresProcess {
+            config,
+            fence,
+            child: None,
+            last_exit: None,
+        }
+    }
+
+    /// Starts the postmaster (it still has to finish recovery before it answers).
+    ///
+    /// # Errors
+    /// [`StartError`] when the process cannot be spawned.
+    pub fn start(&mut self) -> Result<(), StartError> {
+        if self.is_running() {
+            return Ok(());
+        }
+        let mut command = Command::new("setpriv");
+        command.arg("--pdeathsig=KILL");
+        if let Some(user) = &self.config.run_as {
+            if let Ok(Some(u)) = nix::unistd::User::from_name(user) {
+                command
+                    .arg(format!("--reuid={}", u.uid))
+                    .arg(format!("--regid={}", u.gid))
+                    .arg("--init-groups")
+                    .env("HOME", &u.dir);
+            }
+        }
+        command
+            .arg("--")
+            .arg(self.config.bin_dir.join("postgres"))
+            .arg("-D")
+            .arg(&self.config.data_dir)
+            .arg("-c")
+            .arg(format!("port={}", self.config.port));
+        for (name, value) in &self.config.parameters {
+            command.arg("-c").arg(format!("{name}={value}"));
+        }
+        command.stdin(Stdio::null()).process_group(0);
+        let child = command.spawn().map_err(|source| StartError {
+            data_dir: self.config.data_dir.display().to_string(),
+            source,
+        })?;
+        let pid = child.id().unwrap_or(0) as i32;
+        self.fence.set_target(pid);
+        tracing::info!(pid, "started postgres");
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// Whether the postmaster runs; reaps it if it exited (and logs how).
+    pub fn is_running(&mut self) -> bool {
+        let Some(child) = self.child.as_mut() else {
+            return false;
+        };
+        match child.try_wait() {
+            Ok(None) => true,
+            Ok(Some(status)) => {
+                self.reaped(status);
+                false
+            }
+            Err(_) => true,
+        }
+    }
+
+    fn reaped(&mut self, status: ExitStatus) {
+        if let Some(child) = self.child.take() {
+            // Backends may outlive a killed postmaster for a moment: take them down too.
+            if let Some(pid) = child.id() {
+                let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+            }
+        }
+        self.fence.set_target(0);
+        tracing::warn!(%status, "postgres exited");
+        self.last_exit = Some(status);
+    }
+
+    /// The postmaster's pid, if running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
+    }
+
+    /// Resolves when the postmaster exits (never, if none runs). Cancel-safe.
+    pub async fn exited(&mut self) {
+        let status = match self.child.as_mut() {
+            Some(child) => child.wait().await.ok(),
+            None => std::future::pending().await,
+        };
+        if let Some(status) = status {
+            self.reaped(status);
+        }
+    }
+
+    /// Stops PostgreSQL: `immediate` kills the whole process group at once; otherwise a fast
+    /// shutdown (SIGINT: active transactions are rolled back, WAL is flushed and sent to
+    /// replicas) that becomes a kill after `timeout`. Returns when it has exited.
+    pub async fn stop(&mut self, immediate: bool, timeout: Duration) {
+        let Some(pid) = self.pid() else {
+            self.child = None;
+            return;
+        };
+        let group = Pid::from_raw(pid as i32);
+        if immediate {
+            let _ = killpg(group, Signal::SIGKILL);
+        } else {
+            let _ = nix::sys::signal::kill(group, Signal::SIGINT);
+        }
+        let wait = async {
+            if let Some(child) = self.child.as_mut() {
+                let _ = child.wait().await;
+            }
+        };
+        if tokio::time::timeout(timeout, wait).await.is_err() {
+            tracing::warn!(?timeout, "postgres did not stop in time; killing it");
+            let _ = killpg(group, Signal::SIGKILL);
+        }
+        let status = match self.child.as_mut() {
+            Some(child) => child.wait().await.ok(),
+            None => None,
+        };
+        if let Some(status) = status {
+            self.reaped(status);
+        }
+    }
+}
