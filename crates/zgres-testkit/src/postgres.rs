@@ -257,6 +257,11 @@ impl PgNode {
         self.dir.path().join("data")
     }
 
+    /// The temp dir holding the data directory; also the Unix socket directory.
+    pub fn socket_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
     /// The server log.
     pub fn log_path(&self) -> PathBuf {
         self.dir.path().join("postgres.log")

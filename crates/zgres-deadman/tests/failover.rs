@@ -1,0 +1,148 @@
+//! Automatic failover with real deadmen, ZooKeeper and PostgreSQL.
+
+mod support;
+
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+use support::{Group, Timing, DEADLINE};
+use zgres_schema::documents::GroupConfig;
+use zgres_testkit::poll;
+
+/// kill -9 of the primary's deadman and PostgreSQL together: a replica is promoted and the
+/// other follows it on the new timeline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn primary_node_killed_replica_promoted_and_other_follows() {
+    let mut group = Group::prepare(3, Timing::default()).await;
+    group.start_all();
+    let old = group.wait_primary(&[]).await;
+    assert_eq!(old, 0, "the adopted primary keeps its role");
+    for i in [1, 2] {
+        group.wait_following(i, 0).await;
+    }
+
+    // The whole primary node dies at once.
+    let deadman = group.nodes[old].deadman.take().unwrap();
+    group.nodes[old].kill_postgres();
+    deadman.kill();
+
+    let new = group.wait_primary(&[old]).await;
+    let other = 3 - new; // {1, 2} minus new
+    group.wait_following(other, new).await;
+    let client = group.nodes[new].client().await.unwrap();
+    let timeline: i32 = client
+        .query_one(
+            "SELECT ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(timeline > 1, "promotion opened a new timeline, got {timeline}");
+}
+
+/// SIGTERM of the primary's deadman: PostgreSQL is stopped cleanly and the lock released before
+/// the deadman exits, so a replica can take over without waiting for a session timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_postgres_and_releases_the_lock_at_once() {
+    // A long session: if the lock were left to expire, it would still be there after exit.
+    let timing = Timing {
+        session_timeout_ms: 30_000,
+        fence_margin_ms: 5_000,
+        ..Timing::default()
+    };
+    let mut group = Group::prepare(2, timing).await;
+    group.start_all();
+    let old = group.wait_primary(&[]).await;
+    let client = group.zk_client().await;
+    assert_eq!(group.lock_holder(&client).await, Some(old));
+
+    let deadman = group.nodes[old].deadman.take().unwrap();
+    let status = deadman.stop(Signal::SIGTERM, Duration::from_secs(30));
+    assert!(status.is_some_and(|s| s.success()), "clean exit, got {status:?}");
+    assert_ne!(
+        group.lock_holder(&client).await,
+        Some(old),
+        "the lock was released, not left to expire"
+    );
+    assert!(group.nodes[old].postmaster_pid().is_none(), "postgres stopped");
+    let new = group.wait_primary(&[old]).await;
+    assert_eq!(new, 1);
+}
+
+/// Replicas that must not promote: one tagged nofailover (fully caught up), one further behind
+/// the last primary position than maximum_lag_on_failover. With the primary gone, nobody
+/// promotes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nofailover_and_lagging_replicas_never_promote() {
+    let mut group = Group::prepare(3, Timing::default()).await;
+    group
+        .set_group_config(&GroupConfig {
+            maximum_lag_on_failover_bytes: 64 * 1024,
+            ..GroupConfig::default()
+        })
+        .await;
+    group.nodes[1].extra_config = "[tags]\nnofailover = true\n".into();
+    group.start_all();
+    assert_eq!(group.wait_primary(&[]).await, 0);
+    group.wait_following(1, 0).await;
+    group.wait_following(2, 0).await;
+
+    // Hold node 2 behind: freeze its WAL receiver, then write well past the lag limit.
+    let n2 = group.nodes[2].client().await.unwrap();
+    let receiver: i32 = n2
+        .query_one("SELECT pid FROM pg_stat_wal_receiver", &[])
+        .await
+        .unwrap()
+        .get(0);
+    nix::sys::signal::kill(Pid::from_raw(receiver), Signal::SIGSTOP).unwrap();
+    let primary = group.nodes[0].client().await.unwrap();
+    primary
+        .batch_execute("INSERT INTO writes (node, seq) SELECT 'bulk', g FROM generate_series(1, 20000) g")
+        .await
+        .unwrap();
+    let written: zgres_schema::Lsn = primary
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await
+        .unwrap()
+        .get::<_, String>(0)
+        .parse()
+        .unwrap();
+    // Wait until the primary has published that position (its state refresh), so the replicas
+    // know how far behind node 2 is.
+    let client = group.zk_client().await;
+    let state_path = format!("/zgres/state/main_{}", group.nodes[0].node_id());
+    poll::until("the primary to publish its new position", DEADLINE, || async {
+        let (data, _) = client.get_data(&state_path).await.ok()?;
+        let state: zgres_schema::documents::NodeState =
+            zgres_schema::decode(&state_path, &data).ok()?;
+        (state.wal.write? >= written).then_some(())
+    })
+    .await
+    .unwrap();
+
+    let deadman = group.nodes[0].deadman.take().unwrap();
+    group.nodes[0].kill_postgres();
+    deadman.kill();
+    nix::sys::signal::kill(Pid::from_raw(receiver), Signal::SIGCONT).ok();
+    // Unfreezing lets node 2 try to catch up, but its primary is dead: it stays behind.
+
+    // The dead primary's lock goes with its session...
+    poll::until("the dead primary's lock to expire", DEADLINE, || async {
+        group.lock_holder(&client).await.is_none().then_some(())
+    })
+    .await
+    .unwrap();
+    // ...and then, well past the election wait, nobody may take it.
+    let watch_until = std::time::Instant::now() + Duration::from_secs(8);
+    while std::time::Instant::now() < watch_until {
+        if let Some(holder) = group.lock_holder(&client).await {
+            panic!("node {holder} took the lock but must not promote\n{}", group.logs());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for i in [1, 2] {
+        assert_eq!(group.nodes[i].is_primary().await, Some(false));
+    }
+}

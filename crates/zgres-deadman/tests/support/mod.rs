@@ -1,0 +1,415 @@
+//! A zgres group for end-to-end tests: real ZooKeeper, real PostgreSQL data directories made by
+//! the testkit, and real `zgres-deadman` processes adopting them.
+#![allow(dead_code)] // Each test binary uses a different part.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use tokio::sync::Mutex;
+use tokio_postgres::NoTls;
+use tokio_util::sync::CancellationToken;
+use zgres_schema::documents::{GroupConfig, Lock};
+use zgres_schema::{decode, encode, GroupName, ZkLayout, Znode};
+use zgres_testkit::fault_proxy::FaultProxy;
+use zgres_testkit::poll;
+use zgres_testkit::postgres::PgNode;
+use zgres_testkit::process::ManagedProcess;
+use zgres_testkit::zookeeper::ZkCluster;
+use zookeeper_client as zk;
+
+pub const GROUP: &str = "main";
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+/// Timing for tests: short, but with the same ratios as production.
+#[derive(Debug, Clone)]
+pub struct Timing {
+    pub session_timeout_ms: u64,
+    pub fence_margin_ms: u64,
+    pub primary_restart_timeout_ms: u64,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            session_timeout_ms: 2_000,
+            fence_margin_ms: 500,
+            primary_restart_timeout_ms: 10_000,
+        }
+    }
+}
+
+pub struct Node {
+    pub name: String,
+    pub pg: PgNode,
+    pub deadman: Option<ManagedProcess>,
+    pub config: PathBuf,
+    pub log: PathBuf,
+    pub proxy: Option<FaultProxy>,
+    pub extra_config: String,
+}
+
+impl Node {
+    pub fn port(&self) -> u16 {
+        self.pg.port()
+    }
+
+    pub fn node_id(&self) -> String {
+        format!("127.0.0.1:{}", self.port())
+    }
+
+    /// PostgreSQL's postmaster pid, from `postmaster.pid` (the deadman started it).
+    pub fn postmaster_pid(&self) -> Option<i32> {
+        let text = std::fs::read_to_string(self.pg.data_dir().join("postmaster.pid")).ok()?;
+        let pid: i32 = text.lines().next()?.trim().parse().ok()?;
+        std::path::Path::new(&format!("/proc/{pid}")).exists().then_some(pid)
+    }
+
+    /// kill -9 of PostgreSQL (the whole process group: postmaster and backends).
+    pub fn kill_postgres(&self) {
+        if let Some(pid) = self.postmaster_pid() {
+            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+
+    pub fn deadman_pid(&self) -> u32 {
+        self.deadman.as_ref().expect("deadman running").pid()
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub async fn client(&self) -> Option<tokio_postgres::Client> {
+        let conninfo = format!(
+            "host=127.0.0.1 port={} user=postgres dbname=postgres connect_timeout=1",
+            self.port()
+        );
+        let (client, conn) = tokio::time::timeout(
+            Duration::from_secs(2),
+            tokio_postgres::connect(&conninfo, NoTls),
+        )
+        .await
+        .ok()?
+        .ok()?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Some(client)
+    }
+
+    /// `Some(true)` primary, `Some(false)` standby, `None` not answering.
+    pub async fn is_primary(&self) -> Option<bool> {
+        let client = self.client().await?;
+        let row = client.query_one("SELECT pg_is_in_recovery()", &[]).await.ok()?;
+        Some(!row.get::<_, bool>(0))
+    }
+
+    /// The WAL receiver's (status, sender port).
+    pub async fn wal_receiver(&self) -> Option<(String, i32)> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt("SELECT status, sender_port FROM pg_stat_wal_receiver", &[])
+            .await
+            .ok()??;
+        Some((row.get(0), row.get::<_, Option<i32>>(1)?))
+    }
+}
+
+pub struct Group {
+    pub zk: ZkCluster,
+    pub nodes: Vec<Node>,
+    pub timing: Timing,
+    pub layout: ZkLayout,
+    dir: tempfile::TempDir,
+}
+
+impl Group {
+    /// ZooKeeper plus `size` PostgreSQL nodes (node 0 primary, the rest streaming replicas
+    /// made with pg_basebackup), all stopped and ready to be adopted by deadmen.
+    pub async fn prepare(size: usize, timing: Timing) -> Group {
+        let zk = ZkCluster::standalone().await.unwrap();
+        let mut primary = PgNode::init_primary("n0").await.unwrap();
+        primary
+            .execute("CREATE TABLE writes (node text NOT NULL, seq bigint NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp())")
+            .await
+            .unwrap();
+        let mut pgs = Vec::new();
+        for i in 1..size {
+            let replica = primary.clone_replica(&format!("n{i}")).await.unwrap();
+            replica.wait_streaming(DEADLINE).await.unwrap();
+            pgs.push(replica);
+        }
+        primary.stop();
+        for pg in &mut pgs {
+            pg.stop();
+        }
+        pgs.insert(0, primary);
+        let dir = tempfile::tempdir().unwrap();
+        let nodes = pgs
+            .into_iter()
+            .enumerate()
+            .map(|(i, pg)| Node {
+                name: format!("n{i}"),
+                config: dir.path().join(format!("n{i}.toml")),
+                log: dir.path().join(format!("n{i}.log")),
+                pg,
+                deadman: None,
+                proxy: None,
+                extra_config: String::new(),
+            })
+            .collect();
+        Group {
+            zk,
+            nodes,
+            timing,
+            layout: ZkLayout::default(),
+            dir,
+        }
+    }
+
+    /// Routes node `i`'s ZooKeeper traffic through a fault proxy (call before starting it).
+    pub fn proxy_node(&mut self, i: usize) -> &FaultProxy {
+        let proxy = FaultProxy::start(self.zk.client_addr(0)).unwrap();
+        self.nodes[i].proxy = Some(proxy);
+        self.nodes[i].proxy.as_ref().unwrap()
+    }
+
+    fn write_config(&self, i: usize) {
+        let node = &self.nodes[i];
+        let connect = match &node.proxy {
+            Some(p) => p.addr().to_string(),
+            None => self.zk.connect_string(),
+        };
+        let run_as = if nix::unistd::Uid::effective().is_root() {
+            "run_as = \"postgres\"\n"
+        } else {
+            ""
+        };
+        let t = &self.timing;
+        let text = format!(
+            "[zookeeper]\nconnect = \"{connect}\"\nsession_timeout_ms = {}\nfence_margin_ms = {}\n\
+             [node]\ngroup = \"{GROUP}\"\naddress = \"127.0.0.1\"\nname = \"{}\"\n\
+             [postgres]\ndata_dir = \"{}\"\nport = {}\n{run_as}\
+             parameters = {{ listen_addresses = \"127.0.0.1\", unix_socket_directories = \"{}\" }}\n\
+             [timing]\nloop_interval_ms = 200\nstate_refresh_ms = 1000\nelection_wait_ms = 1000\n\
+             stop_timeout_ms = 10000\nprimary_restart_timeout_ms = {}\n\
+             [log]\nlevel = \"zgres_deadman=debug,info\"\n{}",
+            t.session_timeout_ms,
+            t.fence_margin_ms,
+            node.name,
+            node.pg.data_dir().display(),
+            node.port(),
+            node.pg.socket_dir().display(),
+            t.primary_restart_timeout_ms,
+            node.extra_config,
+        );
+        std::fs::write(&node.config, text).unwrap();
+    }
+
+    pub fn start(&mut self, i: usize) {
+        self.write_config(i);
+        let node = &mut self.nodes[i];
+        let config = node.config.display().to_string();
+        node.deadman = Some(
+            ManagedProcess::spawn(
+                &format!("zgres-deadman {}", node.name),
+                env!("CARGO_BIN_EXE_zgres-deadman"),
+                ["--config", &config],
+                &[],
+                None,
+                &node.log,
+            )
+            .unwrap(),
+        );
+    }
+
+    pub fn start_all(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.start(i);
+        }
+    }
+
+    pub async fn zk_client(&self) -> zk::Client {
+        zk::Client::connector()
+            .with_session_timeout(Duration::from_secs(10))
+            .connect(&self.zk.connect_string())
+            .await
+            .unwrap()
+    }
+
+    pub fn path(&self, znode: fn(GroupName) -> Znode) -> String {
+        self.layout.path(&znode(GroupName::new(GROUP).unwrap()))
+    }
+
+    /// The node index named in `/lock`, if a readable lock exists.
+    pub async fn lock_holder(&self, client: &zk::Client) -> Option<usize> {
+        let path = self.path(Znode::Lock);
+        let (data, _) = client.get_data(&path).await.ok()?;
+        let lock: Lock = decode(&path, &data).ok()?;
+        self.nodes
+            .iter()
+            .position(|n| n.node_id() == lock.node.to_string())
+    }
+
+    pub async fn set_group_config(&self, config: &GroupConfig) {
+        let client = self.zk_client().await;
+        let path = self.path(Znode::Config);
+        let data = encode(config).unwrap();
+        client.mkdir(&self.layout.dir("config"), &zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all())).await.unwrap();
+        match client
+            .create(&path, &data, &zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all()))
+            .await
+        {
+            Err(zk::Error::NodeExists) => {
+                client.set_data(&path, &data, None).await.unwrap();
+            }
+            other => {
+                other.unwrap();
+            }
+        }
+    }
+
+    /// Waits until some node other than those in `except` holds the lock and its PostgreSQL is
+    /// a primary that accepts a write. Returns its index.
+    pub async fn wait_primary(&self, except: &[usize]) -> usize {
+        let client = self.zk_client().await;
+        poll::until("a node holding the lock to accept writes", DEADLINE, || async {
+            let holder = self.lock_holder(&client).await?;
+            if except.contains(&holder) {
+                return None;
+            }
+            let pg = self.nodes[holder].client().await?;
+            pg.execute("INSERT INTO writes (node, seq) VALUES ('probe', 0)", &[])
+                .await
+                .ok()?;
+            Some(holder)
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", self.logs()))
+    }
+
+    /// Waits until node `i` is a standby streaming from node `primary`.
+    pub async fn wait_following(&self, i: usize, primary: usize) {
+        let port = i32::from(self.nodes[primary].port());
+        poll::until(
+            &format!("{} streaming from {}", self.nodes[i].name, self.nodes[primary].name),
+            DEADLINE,
+            || async {
+                let (status, sender) = self.nodes[i].wal_receiver().await?;
+                (status == "streaming" && sender == port).then_some(())
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", self.logs()));
+    }
+
+    pub fn logs(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| {
+                let text = n.log_text();
+                let lines: Vec<&str> = text.lines().collect();
+                format!(
+                    "--- {} (last lines) ---\n{}",
+                    n.name,
+                    lines[lines.len().saturating_sub(40)..].join("\n")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// One acknowledged write: which node took it, and the server's commit-time clock. All nodes
+/// run on this host, so their clocks are the same clock.
+#[derive(Debug, Clone)]
+pub struct Ack {
+    pub node: usize,
+    pub seq: i64,
+    pub at: std::time::SystemTime,
+}
+
+/// Writes continuously to every node (each write a transaction of its own) until stopped;
+/// collects every acknowledged write.
+pub struct Writer {
+    stop: CancellationToken,
+    acks: Arc<Mutex<Vec<Ack>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Writer {
+    pub fn start(group: &Group) -> Writer {
+        let stop = CancellationToken::new();
+        let acks = Arc::new(Mutex::new(Vec::new()));
+        let tasks = group
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let port = n.port();
+                let stop = stop.clone();
+                let acks = acks.clone();
+                tokio::spawn(async move {
+                    let conninfo = format!(
+                        "host=127.0.0.1 port={port} user=postgres dbname=postgres connect_timeout=1"
+                    );
+                    let mut seq = 0i64;
+                    while !stop.is_cancelled() {
+                        let Ok(Ok((client, conn))) = tokio::time::timeout(
+                            Duration::from_secs(2),
+                            tokio_postgres::connect(&conninfo, NoTls),
+                        )
+                        .await
+                        else {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                            continue;
+                        };
+                        tokio::spawn(async move {
+                            let _ = conn.await;
+                        });
+                        let name = format!("n{i}");
+                        while !stop.is_cancelled() {
+                            seq += 1;
+                            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] =
+                                [&name, &seq];
+                            let insert = client.query_one(
+                                "INSERT INTO writes (node, seq) VALUES ($1, $2) RETURNING at",
+                                &params,
+                            );
+                            match tokio::time::timeout(Duration::from_secs(2), insert).await {
+                                Ok(Ok(row)) => acks.lock().await.push(Ack {
+                                    node: i,
+                                    seq,
+                                    at: row.get(0),
+                                }),
+                                Ok(Err(e)) if e.code().is_some() => {
+                                    // An SQL error (read-only standby): the connection is fine.
+                                    tokio::time::sleep(Duration::from_millis(5)).await;
+                                }
+                                _ => break,
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        Writer { stop, acks, tasks }
+    }
+
+    pub async fn finish(self) -> Vec<Ack> {
+        self.stop.cancel();
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        let acks = self.acks.lock().await.clone();
+        acks
+    }
+}
+
+/// Elapsed time helper for printing.
+pub fn since(start: Instant) -> String {
+    format!("{:.2}s", start.elapsed().as_secs_f64())
+}
