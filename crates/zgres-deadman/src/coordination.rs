@@ -257,21 +257,27 @@ impl Coordinator {
             let Some((state, stat)) = self.read::<NodeState>(&path).await? else {
                 continue;
             };
-            match self.layout.parse(&path) {
-                Ok(Znode::State(_, node)) if node == state.node => {}
-                _ => {
-                    self.report::<()>(
-                        &path,
-                        Err(zgres_schema::DecodeError {
-                            path: path.clone(),
-                            kind: zgres_schema::DecodeErrorKind::Field {
-                                field: "node".into(),
-                                message: format!("{} does not match the znode name", state.node),
-                            },
-                        }),
-                    );
-                    continue;
-                }
+            // A state must name the node of its znode, and be ephemeral: a persistent one
+            // outlives its writer and would vouch for a node that may be long gone.
+            let problem = match self.layout.parse(&path) {
+                _ if stat.ephemeral_owner == 0 => Some(("v", "not ephemeral".to_owned())),
+                Ok(Znode::State(_, node)) if node == state.node => None,
+                _ => Some((
+                    "node",
+                    format!("{} does not match the znode name", state.node),
+                )),
+            };
+            if let Some((field, message)) = problem {
+                let kind = zgres_schema::DecodeErrorKind::Field {
+                    field: field.into(),
+                    message,
+                };
+                let error = zgres_schema::DecodeError {
+                    path: path.clone(),
+                    kind,
+                };
+                self.report::<()>(&path, Err(error));
+                continue;
             }
             if state.node == self.me {
                 continue;

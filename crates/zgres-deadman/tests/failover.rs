@@ -39,7 +39,10 @@ async fn primary_node_killed_replica_promoted_and_other_follows() {
         .await
         .unwrap()
         .get(0);
-    assert!(timeline > 1, "promotion opened a new timeline, got {timeline}");
+    assert!(
+        timeline > 1,
+        "promotion opened a new timeline, got {timeline}"
+    );
 }
 
 /// SIGTERM of the primary's deadman: PostgreSQL is stopped cleanly and the lock released before
@@ -60,13 +63,19 @@ async fn sigterm_stops_postgres_and_releases_the_lock_at_once() {
 
     let deadman = group.nodes[old].deadman.take().unwrap();
     let status = deadman.stop(Signal::SIGTERM, Duration::from_secs(30));
-    assert!(status.is_some_and(|s| s.success()), "clean exit, got {status:?}");
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "clean exit, got {status:?}"
+    );
     assert_ne!(
         group.lock_holder(&client).await,
         Some(old),
         "the lock was released, not left to expire"
     );
-    assert!(group.nodes[old].postmaster_pid().is_none(), "postgres stopped");
+    assert!(
+        group.nodes[old].postmaster_pid().is_none(),
+        "postgres stopped"
+    );
     let new = group.wait_primary(&[old]).await;
     assert_eq!(new, 1);
 }
@@ -99,7 +108,9 @@ async fn nofailover_and_lagging_replicas_never_promote() {
     nix::sys::signal::kill(Pid::from_raw(receiver), Signal::SIGSTOP).unwrap();
     let primary = group.nodes[0].client().await.unwrap();
     primary
-        .batch_execute("INSERT INTO writes (node, seq) SELECT 'bulk', g FROM generate_series(1, 20000) g")
+        .batch_execute(
+            "INSERT INTO writes (node, seq) SELECT 'bulk', g FROM generate_series(1, 20000) g",
+        )
         .await
         .unwrap();
     let written: zgres_schema::Lsn = primary
@@ -113,11 +124,26 @@ async fn nofailover_and_lagging_replicas_never_promote() {
     // know how far behind node 2 is.
     let client = group.zk_client().await;
     let state_path = format!("/zgres/state/main_{}", group.nodes[0].node_id());
-    poll::until("the primary to publish its new position", DEADLINE, || async {
-        let (data, _) = client.get_data(&state_path).await.ok()?;
-        let state: zgres_schema::documents::NodeState =
-            zgres_schema::decode(&state_path, &data).ok()?;
-        (state.wal.write? >= written).then_some(())
+    poll::until(
+        "the primary to publish its new position",
+        DEADLINE,
+        || async {
+            let (data, _) = client.get_data(&state_path).await.ok()?;
+            let state: zgres_schema::documents::NodeState =
+                zgres_schema::decode(&state_path, &data).ok()?;
+            (state.wal.write? >= written).then_some(())
+        },
+    )
+    .await
+    .unwrap();
+    // Node 2 must have read that position: each round reads the group, then publishes its own
+    // state (at least every state_refresh). Two more publications after now mean a full round
+    // has read the group after the primary's publication.
+    let n2_path = format!("/zgres/state/main_{}", group.nodes[2].node_id());
+    let (_, before) = client.get_data(&n2_path).await.unwrap();
+    poll::until("node 2 to complete a round", DEADLINE, || async {
+        let (_, stat) = client.get_data(&n2_path).await.ok()?;
+        (stat.version >= before.version + 2).then_some(())
     })
     .await
     .unwrap();
@@ -130,7 +156,7 @@ async fn nofailover_and_lagging_replicas_never_promote() {
 
     // The dead primary's lock goes with its session...
     poll::until("the dead primary's lock to expire", DEADLINE, || async {
-        group.lock_holder(&client).await.is_none().then_some(())
+        (group.lock_holder(&client).await != Some(0)).then_some(())
     })
     .await
     .unwrap();
@@ -138,7 +164,10 @@ async fn nofailover_and_lagging_replicas_never_promote() {
     let watch_until = std::time::Instant::now() + Duration::from_secs(8);
     while std::time::Instant::now() < watch_until {
         if let Some(holder) = group.lock_holder(&client).await {
-            panic!("node {holder} took the lock but must not promote\n{}", group.logs());
+            panic!(
+                "node {holder} took the lock but must not promote\n{}",
+                group.logs()
+            );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -64,7 +64,9 @@ impl Node {
     pub fn postmaster_pid(&self) -> Option<i32> {
         let text = std::fs::read_to_string(self.pg.data_dir().join("postmaster.pid")).ok()?;
         let pid: i32 = text.lines().next()?.trim().parse().ok()?;
-        std::path::Path::new(&format!("/proc/{pid}")).exists().then_some(pid)
+        std::path::Path::new(&format!("/proc/{pid}"))
+            .exists()
+            .then_some(pid)
     }
 
     /// kill -9 of PostgreSQL (the whole process group: postmaster and backends).
@@ -103,7 +105,10 @@ impl Node {
     /// `Some(true)` primary, `Some(false)` standby, `None` not answering.
     pub async fn is_primary(&self) -> Option<bool> {
         let client = self.client().await?;
-        let row = client.query_one("SELECT pg_is_in_recovery()", &[]).await.ok()?;
+        let row = client
+            .query_one("SELECT pg_is_in_recovery()", &[])
+            .await
+            .ok()?;
         Some(!row.get::<_, bool>(0))
     }
 
@@ -258,9 +263,19 @@ impl Group {
         let client = self.zk_client().await;
         let path = self.path(Znode::Config);
         let data = encode(config).unwrap();
-        client.mkdir(&self.layout.dir("config"), &zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all())).await.unwrap();
+        client
+            .mkdir(
+                &self.layout.dir("config"),
+                &zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all()),
+            )
+            .await
+            .unwrap();
         match client
-            .create(&path, &data, &zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all()))
+            .create(
+                &path,
+                &data,
+                &zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all()),
+            )
             .await
         {
             Err(zk::Error::NodeExists) => {
@@ -276,17 +291,21 @@ impl Group {
     /// a primary that accepts a write. Returns its index.
     pub async fn wait_primary(&self, except: &[usize]) -> usize {
         let client = self.zk_client().await;
-        poll::until("a node holding the lock to accept writes", DEADLINE, || async {
-            let holder = self.lock_holder(&client).await?;
-            if except.contains(&holder) {
-                return None;
-            }
-            let pg = self.nodes[holder].client().await?;
-            pg.execute("INSERT INTO writes (node, seq) VALUES ('probe', 0)", &[])
-                .await
-                .ok()?;
-            Some(holder)
-        })
+        poll::until(
+            "a node holding the lock to accept writes",
+            DEADLINE,
+            || async {
+                let holder = self.lock_holder(&client).await?;
+                if except.contains(&holder) {
+                    return None;
+                }
+                let pg = self.nodes[holder].client().await?;
+                pg.execute("INSERT INTO writes (node, seq) VALUES ('probe', 0)", &[])
+                    .await
+                    .ok()?;
+                Some(holder)
+            },
+        )
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", self.logs()))
     }
@@ -295,7 +314,10 @@ impl Group {
     pub async fn wait_following(&self, i: usize, primary: usize) {
         let port = i32::from(self.nodes[primary].port());
         poll::until(
-            &format!("{} streaming from {}", self.nodes[i].name, self.nodes[primary].name),
+            &format!(
+                "{} streaming from {}",
+                self.nodes[i].name, self.nodes[primary].name
+            ),
             DEADLINE,
             || async {
                 let (status, sender) = self.nodes[i].wal_receiver().await?;

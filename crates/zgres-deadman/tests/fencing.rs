@@ -1,0 +1,200 @@
+//! Fencing and local faults on the primary: a ZooKeeper partition, a stopped deadman, a crashed
+//! PostgreSQL.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use support::{Group, Timing, Writer, DEADLINE};
+use zgres_testkit::fault_proxy::ProxyMode;
+use zgres_testkit::poll;
+
+/// Watches for `window` that node `i` never answers as a primary and never holds the lock.
+async fn assert_never_primary(group: &Group, i: usize, window: Duration) {
+    let client = group.zk_client().await;
+    let until = Instant::now() + window;
+    while Instant::now() < until {
+        assert_ne!(
+            group.nodes[i].is_primary().await,
+            Some(true),
+            "node {i} acts as primary\n{}",
+            group.logs()
+        );
+        assert_ne!(
+            group.lock_holder(&client).await,
+            Some(i),
+            "node {i} holds the lock"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The primary's deadman loses ZooKeeper (blackholed) while clients write continuously to every
+/// node. Its PostgreSQL must stop taking writes before any other node starts: the old primary's
+/// last acknowledged commit precedes the new primary's first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitioned_primary_is_fenced_before_another_takes_writes() {
+    let mut group = Group::prepare(3, Timing::default()).await;
+    group.proxy_node(0);
+    group.start_all();
+    assert_eq!(group.wait_primary(&[]).await, 0);
+    group.wait_following(1, 0).await;
+    group.wait_following(2, 0).await;
+
+    let writer = Writer::start(&group);
+    let client = group.zk_client().await;
+    poll::until("writes on the old primary", DEADLINE, || async {
+        let c = group.nodes[0].client().await?;
+        let row = c
+            .query_one("SELECT count(*) FROM writes WHERE node = 'n0'", &[])
+            .await
+            .ok()?;
+        (row.get::<_, i64>(0) > 50).then_some(())
+    })
+    .await
+    .unwrap();
+
+    group.nodes[0]
+        .proxy
+        .as_ref()
+        .unwrap()
+        .set_mode(ProxyMode::Blackhole);
+    let new = poll::until("another node to hold the lock", DEADLINE, || async {
+        group.lock_holder(&client).await.filter(|&h| h != 0)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", group.logs()));
+    let new_name = format!("n{new}");
+    poll::until("writes on the new primary", DEADLINE, || async {
+        let c = group.nodes[new].client().await?;
+        let row = c
+            .query_one("SELECT count(*) FROM writes WHERE node = $1", &[&new_name])
+            .await
+            .ok()?;
+        (row.get::<_, i64>(0) > 50).then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", group.logs()));
+    let acks = writer.finish().await;
+
+    let old_last = acks
+        .iter()
+        .filter(|a| a.node == 0)
+        .map(|a| a.at)
+        .max()
+        .unwrap();
+    let new_first = acks
+        .iter()
+        .filter(|a| a.node == new)
+        .map(|a| a.at)
+        .min()
+        .unwrap();
+    let margin = new_first.duration_since(old_last).unwrap_or_else(|e| {
+        panic!(
+            "two primaries accepted writes at once: the old one {:?} after the new one's first",
+            e.duration()
+        )
+    });
+    println!(
+        "fencing margin: old primary's last acknowledged write {:.3}s before the new primary's first",
+        margin.as_secs_f64()
+    );
+    assert_ne!(
+        group.nodes[0].is_primary().await,
+        Some(true),
+        "the old primary was fenced"
+    );
+
+    // Healing the partition must not bring the old primary back as a primary.
+    group.nodes[0]
+        .proxy
+        .as_ref()
+        .unwrap()
+        .set_mode(ProxyMode::Pass);
+    assert_never_primary(&group, 0, Duration::from_secs(5)).await;
+    assert!(
+        group.nodes[0].log_text().contains("FENCED")
+            || group.nodes[0].log_text().contains("postgres exited")
+    );
+}
+
+/// SIGSTOP of the primary's deadman for longer than the session timeout: the fence keeper (a
+/// separate process) kills PostgreSQL in time, a replica takes over, and after SIGCONT the old
+/// node does not act as primary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopped_deadman_is_fenced_by_its_keeper() {
+    let mut group = Group::prepare(2, Timing::default()).await;
+    group.start_all();
+    assert_eq!(group.wait_primary(&[]).await, 0);
+    let old_postmaster = group.nodes[0].postmaster_pid().unwrap();
+
+    group.nodes[0]
+        .deadman
+        .as_ref()
+        .unwrap()
+        .signal(Signal::SIGSTOP)
+        .unwrap();
+    poll::until(
+        "the frozen primary's PostgreSQL to be killed",
+        DEADLINE,
+        || async {
+            (!std::path::Path::new(&format!("/proc/{old_postmaster}/stat")).exists()
+                || std::fs::read_to_string(format!("/proc/{old_postmaster}/stat"))
+                    .is_ok_and(|s| s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z'))))
+            .then_some(())
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", group.logs()));
+    assert_eq!(group.wait_primary(&[0]).await, 1);
+
+    group.nodes[0]
+        .deadman
+        .as_ref()
+        .unwrap()
+        .signal(Signal::SIGCONT)
+        .unwrap();
+    assert_never_primary(&group, 0, Duration::from_secs(5)).await;
+}
+
+/// PostgreSQL on the primary crashes while its deadman lives: it is restarted in place and the
+/// node keeps the lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crashed_primary_postgres_is_restarted_in_place() {
+    let mut group = Group::prepare(2, Timing::default()).await;
+    group.start_all();
+    assert_eq!(group.wait_primary(&[]).await, 0);
+    let before = group.nodes[0].postmaster_pid().unwrap();
+    group.nodes[0].kill_postgres();
+    poll::until("a new postmaster on node 0", DEADLINE, || async {
+        group.nodes[0].postmaster_pid().filter(|&p| p != before)
+    })
+    .await
+    .unwrap();
+    assert_eq!(group.wait_primary(&[]).await, 0);
+}
+
+/// A crashed primary whose PostgreSQL cannot start again (here: a broken configuration) gives
+/// up the lock after its restart bound, and a replica takes over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crashed_primary_past_its_restart_bound_hands_over() {
+    let timing = Timing {
+        primary_restart_timeout_ms: 2_000,
+        ..Timing::default()
+    };
+    let mut group = Group::prepare(2, timing).await;
+    group.start_all();
+    assert_eq!(group.wait_primary(&[]).await, 0);
+    // The running server does not reread this file; a restart does, and fails.
+    let auto_conf = group.nodes[0].pg.data_dir().join("postgresql.auto.conf");
+    let mut text = std::fs::read_to_string(&auto_conf).unwrap();
+    text.push_str("this is not a setting\n");
+    std::fs::write(&auto_conf, text).unwrap();
+    group.nodes[0].kill_postgres();
+    assert_eq!(group.wait_primary(&[0]).await, 1);
+    assert!(group.nodes[0]
+        .log_text()
+        .contains("released the group lock"));
+    assert_never_primary(&group, 0, Duration::from_secs(3)).await;
+}
