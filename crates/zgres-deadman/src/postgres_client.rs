@@ -69,7 +69,7 @@ impl PostgresClient {
         }
         if self.client.is_none() {
             let mut pg = tokio_postgres::Config::new();
-            pg.host(&self.config.probe_host.to_string())
+            pg.host(self.config.probe_host.to_string())
                 .port(self.config.port)
                 .user(&self.config.user)
                 .dbname(&self.config.dbname)

@@ -175,3 +175,56 @@ async fn nofailover_and_lagging_replicas_never_promote() {
         assert_eq!(group.nodes[i].is_primary().await, Some(false));
     }
 }
+
+/// With one replica held behind (its WAL receiver frozen), the more advanced replica is the one
+/// promoted, and the other follows it once it thaws.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_more_advanced_replica_is_promoted() {
+    let mut group = Group::prepare(3, Timing::default()).await;
+    group.start_all();
+    assert_eq!(group.wait_primary(&[]).await, 0);
+    group.wait_following(1, 0).await;
+    group.wait_following(2, 0).await;
+
+    let n1 = group.nodes[1].client().await.unwrap();
+    let receiver: i32 = n1
+        .query_one("SELECT pid FROM pg_stat_wal_receiver", &[])
+        .await
+        .unwrap()
+        .get(0);
+    nix::sys::signal::kill(Pid::from_raw(receiver), Signal::SIGSTOP).unwrap();
+    let primary = group.nodes[0].client().await.unwrap();
+    primary
+        .batch_execute(
+            "INSERT INTO writes (node, seq) SELECT 'bulk', g FROM generate_series(1, 5000) g",
+        )
+        .await
+        .unwrap();
+    let written: String = primary
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let n2 = group.nodes[2].client().await.unwrap();
+    poll::until("node 2 to receive everything", DEADLINE, || async {
+        let row = n2
+            .query_one(
+                "SELECT pg_last_wal_receive_lsn() >= $1::text::pg_lsn",
+                &[&written],
+            )
+            .await
+            .ok()?;
+        row.get::<_, bool>(0).then_some(())
+    })
+    .await
+    .unwrap();
+
+    let deadman = group.nodes[0].deadman.take().unwrap();
+    group.nodes[0].kill_postgres();
+    deadman.kill();
+    let new = group.wait_primary(&[0]).await;
+    assert_eq!(new, 2, "the replica with more WAL wins\n{}", group.logs());
+
+    nix::sys::signal::kill(Pid::from_raw(receiver), Signal::SIGCONT).unwrap();
+    group.wait_following(1, 2).await;
+}
