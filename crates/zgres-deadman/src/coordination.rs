@@ -248,9 +248,15 @@ impl Coordinator {
         };
         self.fence.confirm(sent);
 
+        // Read only the states a decision can use: every peer's during an election, the
+        // holder's while following (for its WAL position), none while holding the lock.
         let prefix = format!("{}_", self.group);
         let state_dir = self.layout.dir("state");
-        let children = timed(self.client.list_children(&state_dir)).await?;
+        let children = match lock {
+            LockView::Free => timed(self.client.list_children(&state_dir)).await?,
+            LockView::Other(Some(holder)) => vec![format!("{prefix}{holder}")],
+            _ => vec![],
+        };
         let mut peers = Vec::new();
         for child in children.iter().filter(|c| c.starts_with(&prefix)) {
             let path = format!("{state_dir}/{child}");
@@ -424,8 +430,8 @@ impl Coordinator {
     }
 }
 
-/// Confirms the session for the fence every `interval` with a cheap request, timing each from
-/// its send. Runs until the client's session ends or the task is dropped.
+/// Makes sure the session is confirmed for the fence at least every `interval` (with a cheap
+/// request, timed from its send) when nothing else confirmed it. Runs until the client's session ends or the task is dropped.
 pub async fn heartbeat(
     client: zk::Client,
     path: String,
@@ -433,12 +439,15 @@ pub async fn heartbeat(
     interval: Duration,
 ) {
     loop {
+        // The daemon's own rounds confirm the session too; only fill the gaps between them.
         let sent = monotonic_ns();
-        match timed(client.check_stat(&path)).await {
-            Ok(_) => fence.confirm(sent),
-            Err(CoordinationError::SessionExpired) => return,
-            Err(_) => {}
+        if sent.saturating_sub(fence.last_ok_ns()) >= interval.as_nanos() as u64 / 2 {
+            match timed(client.check_stat(&path)).await {
+                Ok(_) => fence.confirm(sent),
+                Err(CoordinationError::SessionExpired) => return,
+                Err(_) => {}
+            }
         }
-        tokio::time::sleep(interval).await;
+        tokio::time::sleep(interval / 2).await;
     }
 }

@@ -16,7 +16,7 @@ use zgres_schema::{SystemId, Timeline};
 use crate::config::Config;
 use crate::coordination::{heartbeat, CoordinationError, Coordinator, GroupView};
 use crate::data_dir::{self, ControlData, DataDirError};
-use crate::decision::{Action, Decider, LocalPostgres, LockView, Observation, Probe};
+use crate::decision::{Action, Decider, Ineligible, LocalPostgres, LockView, Observation, Probe};
 use crate::fence::{keeper_line, FenceClock, FenceThread};
 use crate::postgres_client::PostgresClient;
 use crate::postgres_process::PostgresProcess;
@@ -45,6 +45,19 @@ pub enum DaemonError {
     /// The fence could not be set up. Permanent.
     #[error("cannot start the fence: {0}")]
     Fence(std::io::Error),
+}
+
+/// How often an election re-reads the group while it waits for peers' fresh positions.
+const ELECTION_POLL: Duration = Duration::from_millis(50);
+
+/// When the next round should run.
+enum Next {
+    /// At once: an action changed something worth observing.
+    Now,
+    /// Shortly: an election is waiting for peers.
+    Soon,
+    /// After the loop interval (or an event).
+    Later,
 }
 
 /// How long an unreachable ZooKeeper is retried between attempts, at most.
@@ -138,10 +151,11 @@ impl Daemon {
                 self.adopt_foreign_postmaster().await;
                 adopted = true;
             }
-            let again = self.round().await;
-            if again {
-                continue;
-            }
+            let pause = match self.round().await {
+                Next::Now => continue,
+                Next::Soon => ELECTION_POLL,
+                Next::Later => self.config.timing.loop_interval,
+            };
             let Self {
                 session, postgres, ..
             } = self;
@@ -154,7 +168,7 @@ impl Daemon {
                 }
             };
             tokio::select! {
-                () = tokio::time::sleep(self.config.timing.loop_interval) => {}
+                () = tokio::time::sleep(pause) => {}
                 () = lock_changed => {}
                 () = postgres.exited() => {}
                 () = shutdown.cancelled() => {}
@@ -190,7 +204,8 @@ impl Daemon {
             }
         }
         let watcher = coordinator.watch_lock().await.ok();
-        let interval = (self.config.zookeeper.session_timeout / 8).min(Duration::from_millis(500));
+        // Several confirmations per fence budget, so one lost reply never fences.
+        let interval = (self.config.zookeeper.session_timeout / 6).min(Duration::from_secs(1));
         let heartbeat = tokio::spawn(heartbeat(
             coordinator.client(),
             coordinator.lock_path(),
@@ -230,8 +245,8 @@ impl Daemon {
         }
     }
 
-    /// One observe-decide-act round. Returns true when another round should follow at once.
-    async fn round(&mut self) -> bool {
+    /// One observe-decide-act round.
+    async fn round(&mut self) -> Next {
         let running = self.postgres.is_running();
         let probe = if running {
             match self.client.probe().await {
@@ -249,14 +264,14 @@ impl Daemon {
             None
         };
         let Some(session) = self.session.as_mut() else {
-            return false;
+            return Next::Later;
         };
         let view = match session.coordinator.view().await {
             Ok(view) => view,
             Err(CoordinationError::SessionExpired) => {
                 tracing::error!("ZooKeeper session expired; opening a new one");
                 self.end_session();
-                return true;
+                return Next::Now;
             }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the group from ZooKeeper; deciding nothing this round");
@@ -282,7 +297,8 @@ impl Daemon {
             },
         };
         let actions = self.decider.decide(&obs);
-        if let Some(why) = self.decider.last_ineligible() {
+        let why_not = self.decider.last_ineligible();
+        if let Some(why) = why_not {
             tracing::debug!(?why, "not contending for the lock");
         }
         let force = actions.contains(&Action::PublishState);
@@ -292,7 +308,13 @@ impl Daemon {
             again |= self.execute(action, &obs).await;
         }
         self.after_round(&obs).await;
-        again
+        if again {
+            Next::Now
+        } else if why_not == Some(Ineligible::WaitingForPeers) && obs.lock == LockView::Free {
+            Next::Soon
+        } else {
+            Next::Later
+        }
     }
 
     fn end_session(&mut self) {
@@ -577,7 +599,7 @@ impl Keeper {
                     last = Some(state);
                 }
                 tokio::select! {
-                    () = tokio::time::sleep(Duration::from_millis(20)) => {}
+                    () = fence.changed() => {}
                     () = stopped.cancelled() => {}
                 }
             }

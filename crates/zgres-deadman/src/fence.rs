@@ -18,16 +18,19 @@
 
 use std::io::{BufRead, Write};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
+use std::sync::{Arc, OnceLock};
+use std::thread::{JoinHandle, Thread};
 use std::time::Duration;
 
 use nix::sys::signal::{killpg, Signal};
 use nix::time::{clock_gettime, ClockId};
 use nix::unistd::Pid;
 
-/// How often the fence thread and keeper look at the clock when the deadline is far.
-const FENCE_TICK: Duration = Duration::from_millis(10);
+/// Longest the fence thread sleeps while armed. It is woken early whenever the deadline could
+/// have moved closer, so this is only a backstop.
+const ARMED_NAP: Duration = Duration::from_millis(200);
+/// Longest the fence thread sleeps while disarmed (arming wakes it).
+const DISARMED_NAP: Duration = Duration::from_secs(1);
 
 /// Nanoseconds on `CLOCK_MONOTONIC`: never jumps, and is the same clock in every process on the
 /// host, so deadlines can be handed to the keeper process as plain numbers.
@@ -46,6 +49,10 @@ pub struct FenceClock {
     armed: AtomicBool,
     target_pgid: AtomicI32,
     fired: AtomicU64,
+    /// The fence thread, woken when the deadline may have come closer.
+    fence_thread: OnceLock<Thread>,
+    /// Signalled on every change, for the task that feeds the keeper.
+    changed: tokio::sync::Notify,
 }
 
 /// A snapshot of the fence state, for the keeper and metrics.
@@ -71,16 +78,32 @@ impl FenceClock {
     pub fn set_budget(&self, budget: Duration) {
         self.budget_ns
             .store(budget.as_nanos() as u64, Ordering::SeqCst);
+        self.wake();
     }
 
     /// Records that a request sent at `sent_ns` got a reply. Never moves the clock back.
     pub fn confirm(&self, sent_ns: u64) {
         self.last_ok_ns.fetch_max(sent_ns, Ordering::SeqCst);
+        self.changed.notify_one();
     }
 
     /// Sets the process group to kill (PostgreSQL's), or 0 for none.
     pub fn set_target(&self, pgid: i32) {
         self.target_pgid.store(pgid, Ordering::SeqCst);
+        self.changed.notify_one();
+    }
+
+    /// Wakes the fence thread and the keeper feeder: something they act on changed.
+    fn wake(&self) {
+        if let Some(thread) = self.fence_thread.get() {
+            thread.unpark();
+        }
+        self.changed.notify_one();
+    }
+
+    /// Resolves after the state changed (or at once if it changed since the last call).
+    pub async fn changed(&self) {
+        self.changed.notified().await;
     }
 
     /// Starts enforcing the deadline. Returns false (and stays disarmed) when the deadline has
@@ -92,12 +115,14 @@ impl FenceClock {
         self.armed.store(true, Ordering::SeqCst);
         // The deadline may have passed between the check and the store; the fence thread sees
         // the armed flag and fires, which is the safe outcome.
+        self.wake();
         true
     }
 
     /// Stops enforcing the deadline (PostgreSQL no longer runs as a primary).
     pub fn disarm(&self) {
         self.armed.store(false, Ordering::SeqCst);
+        self.changed.notify_one();
     }
 
     /// Whether the deadline is enforced.
@@ -108,6 +133,11 @@ impl FenceClock {
     /// How many times the fence fired.
     pub fn fired_count(&self) -> u64 {
         self.fired.load(Ordering::SeqCst)
+    }
+
+    /// `t_ok`: send time of the last request known to have been answered.
+    pub fn last_ok_ns(&self) -> u64 {
+        self.last_ok_ns.load(Ordering::SeqCst)
     }
 
     /// `t_ok + budget`.
@@ -165,6 +195,7 @@ impl FenceThread {
         let handle = std::thread::Builder::new()
             .name("fence".into())
             .spawn(move || {
+                let _ = clock.fence_thread.set(std::thread::current());
                 while !stop_flag.load(Ordering::SeqCst) {
                     let now = monotonic_ns();
                     if let Some(pgid) = clock.due(now) {
@@ -175,7 +206,7 @@ impl FenceThread {
                             "FENCED: ZooKeeper session not confirmed in time; killed PostgreSQL"
                         );
                     }
-                    std::thread::sleep(sleep_until_due(&clock, now));
+                    std::thread::park_timeout(nap(&clock, now));
                 }
             })?;
         Ok(FenceThread {
@@ -189,17 +220,20 @@ impl Drop for FenceThread {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(handle) = self.handle.take() {
+            handle.thread().unpark();
             let _ = handle.join();
         }
     }
 }
 
-fn sleep_until_due(clock: &FenceClock, now_ns: u64) -> Duration {
-    let remaining = Duration::from_nanos(clock.deadline_ns().saturating_sub(now_ns));
+/// How long the fence thread may sleep: until the deadline when armed (it only moves later,
+/// except through `set_budget`/`arm`, which wake the thread), capped as a backstop.
+fn nap(clock: &FenceClock, now_ns: u64) -> Duration {
     if clock.is_armed() {
-        remaining.clamp(Duration::from_millis(1), FENCE_TICK)
+        Duration::from_nanos(clock.deadline_ns().saturating_sub(now_ns))
+            .clamp(Duration::from_micros(100), ARMED_NAP)
     } else {
-        FENCE_TICK * 5
+        DISARMED_NAP
     }
 }
 
@@ -250,8 +284,9 @@ pub fn run_keeper(input: impl BufRead + Send + 'static, mut log: impl Write) -> 
     let mut fenced = 0;
     loop {
         let wait = match current {
+            // Only a message can move the deadline, and a message ends the wait.
             Some(s) if s.armed => {
-                Duration::from_nanos(s.deadline_ns.saturating_sub(monotonic_ns())).min(FENCE_TICK)
+                Duration::from_nanos(s.deadline_ns.saturating_sub(monotonic_ns()))
             }
             _ => Duration::from_secs(3600),
         };

@@ -29,6 +29,7 @@ pub struct Timing {
     pub session_timeout_ms: u64,
     pub fence_margin_ms: u64,
     pub primary_restart_timeout_ms: u64,
+    pub loop_interval_ms: u64,
 }
 
 impl Default for Timing {
@@ -37,6 +38,7 @@ impl Default for Timing {
             session_timeout_ms: 2_000,
             fence_margin_ms: 500,
             primary_restart_timeout_ms: 10_000,
+            loop_interval_ms: 200,
         }
     }
 }
@@ -199,16 +201,18 @@ impl Group {
              [node]\ngroup = \"{GROUP}\"\naddress = \"127.0.0.1\"\nname = \"{}\"\n\
              [postgres]\ndata_dir = \"{}\"\nport = {}\n{run_as}\
              parameters = {{ listen_addresses = \"127.0.0.1\", unix_socket_directories = \"{}\" }}\n\
-             [timing]\nloop_interval_ms = 200\nstate_refresh_ms = 1000\nelection_wait_ms = 1000\n\
+             [timing]\nloop_interval_ms = {}\nstate_refresh_ms = 1000\nelection_wait_ms = 1000\n\
              stop_timeout_ms = 10000\nprimary_restart_timeout_ms = {}\n\
-             [log]\nlevel = \"zgres_deadman=debug,info\"\n{}",
+             [log]\nlevel = \"{}\"\n{}",
             t.session_timeout_ms,
             t.fence_margin_ms,
             node.name,
             node.pg.data_dir().display(),
             node.port(),
             node.pg.socket_dir().display(),
+            t.loop_interval_ms,
             t.primary_restart_timeout_ms,
+            std::env::var("ZGRES_TEST_LOG").unwrap_or_else(|_| "zgres_deadman=debug,info".into()),
             node.extra_config,
         );
         std::fs::write(&node.config, text).unwrap();

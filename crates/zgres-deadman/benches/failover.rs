@@ -1,0 +1,207 @@
+//! Failover benchmark with real deadmen, ZooKeeper and PostgreSQL (release build).
+//!
+//! Prints, over `ZGRES_BENCH_RUNS` runs (default 5):
+//! - seconds from kill -9 of the primary node (deadman + PostgreSQL) to the first write a new
+//!   primary acknowledges, at a 4 s session timeout;
+//! - seconds from kill -9 of PostgreSQL alone on the primary to the first write acknowledged
+//!   again;
+//! - resident memory and idle CPU of the deadman (and its fence keeper) with default timing.
+//!
+//! Run: `cargo bench -p zgres-deadman --bench failover`
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::{Group, Timing};
+
+fn timing() -> Timing {
+    Timing {
+        session_timeout_ms: 4_000,
+        fence_margin_ms: 1_000,
+        primary_restart_timeout_ms: 10_000,
+        loop_interval_ms: 1_000,
+    }
+}
+
+/// Tries a write on each candidate every 10 ms until one is acknowledged; returns the node and
+/// the time since `start`.
+async fn first_write(group: &Group, candidates: &[usize], start: Instant) -> (usize, Duration) {
+    loop {
+        for &i in candidates {
+            let attempt = async {
+                let client = group.nodes[i].client().await?;
+                client
+                    .execute("INSERT INTO writes (node, seq) VALUES ('bench', 0)", &[])
+                    .await
+                    .ok()
+            };
+            if tokio::time::timeout(Duration::from_millis(500), attempt)
+                .await
+                .ok()
+                .flatten()
+                .is_some()
+            {
+                return (i, start.elapsed());
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no write accepted in 2 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn summary(name: &str, samples: &[f64]) {
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let median = if sorted.len() % 2 == 1 {
+        sorted[sorted.len() / 2]
+    } else {
+        (sorted[sorted.len() / 2 - 1] + sorted[sorted.len() / 2]) / 2.0
+    };
+    println!(
+        "{name:<55} runs={} min={:.2}s median={:.2}s max={:.2}s  [{}]",
+        sorted.len(),
+        sorted[0],
+        median,
+        sorted[sorted.len() - 1],
+        samples
+            .iter()
+            .map(|s| format!("{s:.2}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+}
+
+/// Proportional set size: resident memory with pages shared between processes (the deadman and
+/// its keeper run the same binary) divided among them.
+fn pss_kb(pid: u32) -> Option<u64> {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    rollup
+        .lines()
+        .find_map(|l| l.strip_prefix("Pss:"))?
+        .trim()
+        .trim_end_matches(" kB")
+        .parse()
+        .ok()
+}
+
+fn proc_stat(pid: u32) -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(") ")?.1.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let rss_kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches(" kB")
+        .parse()
+        .ok()?;
+    Some((ticks, rss_kb))
+}
+
+/// The deadman's fence keeper: its child whose command line has `--fence-keeper`.
+fn keeper_of(deadman: u32) -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let ppid: u32 = stat
+            .rsplit_once(") ")?
+            .1
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()?;
+        let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).ok()?;
+        (ppid == deadman && cmdline.contains("--fence-keeper")).then_some(pid)
+    })
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    std::env::set_var("ZGRES_TEST_LOG", "info");
+    let runs: usize = std::env::var("ZGRES_BENCH_RUNS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(5);
+    println!("zgres-deadman failover benchmark: {runs} runs each, session timeout 4 s, loop 1 s");
+
+    let mut node_kill = Vec::new();
+    for run in 0..runs {
+        let mut group = Group::prepare(3, timing()).await;
+        group.start_all();
+        let old = group.wait_primary(&[]).await;
+        group.wait_following(1, old).await;
+        group.wait_following(2, old).await;
+        let deadman = group.nodes[old].deadman.take().unwrap();
+        let start = Instant::now();
+        group.nodes[old].kill_postgres();
+        deadman.kill();
+        let others: Vec<usize> = (0..3).filter(|&i| i != old).collect();
+        let (new, took) = first_write(&group, &others, start).await;
+        println!(
+            "  node kill run {run}: n{new} accepted a write after {:.2}s",
+            took.as_secs_f64()
+        );
+        node_kill.push(took.as_secs_f64());
+    }
+
+    let mut pg_crash = Vec::new();
+    let mut group = Group::prepare(2, timing()).await;
+    group.start_all();
+    let primary = group.wait_primary(&[]).await;
+    for run in 0..runs {
+        group.wait_primary(&[]).await;
+        let start = Instant::now();
+        group.nodes[primary].kill_postgres();
+        let (_, took) = first_write(&group, &[0, 1], start).await;
+        println!(
+            "  postgres crash run {run}: write accepted after {:.2}s",
+            took.as_secs_f64()
+        );
+        pg_crash.push(took.as_secs_f64());
+    }
+
+    // Idle footprint: let the group settle, then measure CPU over a window.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let window = Duration::from_secs(20);
+    let pids: Vec<(String, u32)> = group
+        .nodes
+        .iter()
+        .flat_map(|n| {
+            let deadman = n.deadman.as_ref().unwrap().pid();
+            let mut v = vec![(format!("{} deadman", n.name), deadman)];
+            if let Some(k) = keeper_of(deadman) {
+                v.push((format!("{} fence keeper", n.name), k));
+            }
+            v
+        })
+        .collect();
+    let before: Vec<_> = pids.iter().map(|(_, p)| proc_stat(*p)).collect();
+    tokio::time::sleep(window).await;
+    let tick = 100.0; // USER_HZ on Linux
+    println!();
+    summary(
+        "kill -9 primary node -> first write on new primary",
+        &node_kill,
+    );
+    summary(
+        "kill -9 PostgreSQL on primary -> writes accepted",
+        &pg_crash,
+    );
+    for ((name, pid), before) in pids.iter().zip(before) {
+        if let (Some((t0, _)), Some((t1, rss))) = (before, proc_stat(*pid)) {
+            let cpu = (t1 - t0) as f64 / tick / window.as_secs_f64() * 100.0;
+            println!(
+                "{name:<20} resident {:.1} MB (proportional {:.1} MB), idle CPU {cpu:.2}% of a core over {}s",
+                rss as f64 / 1024.0,
+                pss_kb(*pid).unwrap_or(0) as f64 / 1024.0,
+                window.as_secs()
+            );
+        }
+    }
+}
