@@ -121,12 +121,16 @@ impl PostgresClient {
             .or(row.get::<_, Option<i32>>(6))
             .and_then(|t| u32::try_from(t).ok())
             .and_then(|t| Timeline::new(t).ok());
+        let in_recovery: bool = row.get(0);
+        // A promoted server still reports the last positions it received and replayed as a
+        // standby; they describe the past, not this primary.
+        let standby_only = |v: Option<Lsn>| v.filter(|_| in_recovery);
         Ok(Probe {
-            in_recovery: row.get(0),
+            in_recovery,
             system_id,
             write_lsn: lsn(2)?,
-            receive_lsn: lsn(3)?,
-            replay_lsn: lsn(4)?,
+            receive_lsn: standby_only(lsn(3)?),
+            replay_lsn: standby_only(lsn(4)?),
             timeline,
             upstream: upstream_of(&row.get::<_, String>(7)),
         })

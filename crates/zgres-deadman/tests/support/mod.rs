@@ -125,6 +125,14 @@ impl Node {
     }
 }
 
+/// The deadman binary: cargo's for tests and benches, `ZGRES_DEADMAN_BIN` for the demo.
+fn deadman_binary() -> String {
+    std::env::var("ZGRES_DEADMAN_BIN")
+        .ok()
+        .or(option_env!("CARGO_BIN_EXE_zgres-deadman").map(str::to_owned))
+        .expect("ZGRES_DEADMAN_BIN is set, or cargo provides the binary")
+}
+
 pub struct Group {
     pub zk: ZkCluster,
     pub nodes: Vec<Node>,
@@ -225,7 +233,7 @@ impl Group {
         node.deadman = Some(
             ManagedProcess::spawn(
                 &format!("zgres-deadman {}", node.name),
-                env!("CARGO_BIN_EXE_zgres-deadman"),
+                deadman_binary(),
                 ["--config", &config],
                 &[],
                 None,
