@@ -7,8 +7,8 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::{Group, Timing};
-use zgres_schema::documents::NodeState;
 use zgres_schema::decode;
+use zgres_schema::documents::NodeState;
 
 async fn show(group: &Group, title: &str) {
     let client = group.zk_client().await;
@@ -36,7 +36,11 @@ async fn show(group: &Group, title: &str) {
                 cell(s.wal.replay.map(|l| l.to_string())),
                 if holder == Some(i) { "held" } else { "" }
             ),
-            None => println!("{:<5} {:<17} (no state in ZooKeeper: node down)", node.name, node.node_id()),
+            None => println!(
+                "{:<5} {:<17} (no state in ZooKeeper: node down)",
+                node.name,
+                node.node_id()
+            ),
         }
     }
 }
@@ -45,9 +49,15 @@ async fn show(group: &Group, title: &str) {
 async fn main() {
     std::env::set_var("ZGRES_TEST_LOG", "info");
     let exe = std::env::current_exe().unwrap();
-    let deadman = exe.parent().and_then(|p| p.parent()).unwrap().join("zgres-deadman");
+    let deadman = exe
+        .parent()
+        .and_then(|p| p.parent())
+        .unwrap()
+        .join("zgres-deadman");
     std::env::set_var("ZGRES_DEADMAN_BIN", &deadman);
-    println!("Starting ZooKeeper and three PostgreSQL 15 nodes (n0 primary, n1 and n2 replicas)...");
+    println!(
+        "Starting ZooKeeper and three PostgreSQL 15 nodes (n0 primary, n1 and n2 replicas)..."
+    );
     let timing = Timing {
         session_timeout_ms: 4_000,
         fence_margin_ms: 1_000,
@@ -55,7 +65,10 @@ async fn main() {
         loop_interval_ms: 1_000,
     };
     let mut group = Group::prepare(3, timing).await;
-    println!("ZooKeeper at {}; starting a zgres-deadman beside each node...", group.zk.connect_string());
+    println!(
+        "ZooKeeper at {}; starting a zgres-deadman beside each node...",
+        group.zk.connect_string()
+    );
     group.start_all();
     let primary = group.wait_primary(&[]).await;
     group.wait_following(1, primary).await;

@@ -99,27 +99,8 @@ async fn nofailover_and_lagging_replicas_never_promote() {
     group.wait_following(2, 0).await;
 
     // Hold node 2 behind: freeze its WAL receiver, then write well past the lag limit.
-    let n2 = group.nodes[2].client().await.unwrap();
-    let receiver: i32 = n2
-        .query_one("SELECT pid FROM pg_stat_wal_receiver", &[])
-        .await
-        .unwrap()
-        .get(0);
-    nix::sys::signal::kill(Pid::from_raw(receiver), Signal::SIGSTOP).unwrap();
-    let primary = group.nodes[0].client().await.unwrap();
-    primary
-        .batch_execute(
-            "INSERT INTO writes (node, seq) SELECT 'bulk', g FROM generate_series(1, 20000) g",
-        )
-        .await
-        .unwrap();
-    let written: zgres_schema::Lsn = primary
-        .query_one("SELECT pg_current_wal_lsn()::text", &[])
-        .await
-        .unwrap()
-        .get::<_, String>(0)
-        .parse()
-        .unwrap();
+    let receiver = group.nodes[2].freeze_wal_receiver().await;
+    let written = group.nodes[0].bulk_write(20_000).await;
     // Wait until the primary has published that position (its state refresh), so the replicas
     // know how far behind node 2 is.
     let client = group.zk_client().await;
@@ -187,25 +168,8 @@ async fn the_more_advanced_replica_is_promoted() {
     group.wait_following(1, 0).await;
     group.wait_following(2, 0).await;
 
-    let n1 = group.nodes[1].client().await.unwrap();
-    let receiver: i32 = n1
-        .query_one("SELECT pid FROM pg_stat_wal_receiver", &[])
-        .await
-        .unwrap()
-        .get(0);
-    nix::sys::signal::kill(Pid::from_raw(receiver), Signal::SIGSTOP).unwrap();
-    let primary = group.nodes[0].client().await.unwrap();
-    primary
-        .batch_execute(
-            "INSERT INTO writes (node, seq) SELECT 'bulk', g FROM generate_series(1, 5000) g",
-        )
-        .await
-        .unwrap();
-    let written: String = primary
-        .query_one("SELECT pg_current_wal_lsn()::text", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let receiver = group.nodes[1].freeze_wal_receiver().await;
+    let written = group.nodes[0].bulk_write(5_000).await.to_string();
     let n2 = group.nodes[2].client().await.unwrap();
     poll::until("node 2 to receive everything", DEADLINE, || async {
         let row = n2

@@ -114,6 +114,36 @@ impl Node {
         Some(!row.get::<_, bool>(0))
     }
 
+    /// Stops this standby's WAL receiver with SIGSTOP (it receives nothing more until
+    /// SIGCONT); returns its pid.
+    pub async fn freeze_wal_receiver(&self) -> i32 {
+        let client = self.client().await.unwrap();
+        let row = client
+            .query_one("SELECT pid FROM pg_stat_wal_receiver", &[])
+            .await
+            .unwrap();
+        let pid: i32 = row.get(0);
+        nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGSTOP).unwrap();
+        pid
+    }
+
+    /// Inserts `rows` rows in one transaction on this primary; returns its WAL position after.
+    pub async fn bulk_write(&self, rows: i64) -> zgres_schema::Lsn {
+        let client = self.client().await.unwrap();
+        client
+            .execute(
+                "INSERT INTO writes (node, seq) SELECT 'bulk', g FROM generate_series(1, $1::bigint) g",
+                &[&rows],
+            )
+            .await
+            .unwrap();
+        let row = client
+            .query_one("SELECT pg_current_wal_lsn()::text", &[])
+            .await
+            .unwrap();
+        row.get::<_, String>(0).parse().unwrap()
+    }
+
     /// The WAL receiver's (status, sender port).
     pub async fn wal_receiver(&self) -> Option<(String, i32)> {
         let client = self.client().await?;
