@@ -6,7 +6,6 @@
 //! ZooKeeper.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -15,66 +14,8 @@ use serde::Deserialize;
 use zgres_schema::documents::Tags;
 use zgres_schema::{GroupName, NodeId, ZkLayout};
 
-/// A configuration problem: the key and what is wrong with it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigProblem {
-    /// Dotted key, e.g. `zookeeper.session_timeout_ms`.
-    pub key: String,
-    /// What is wrong.
-    pub reason: String,
-}
-
-impl fmt::Display for ConfigProblem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.key, self.reason)
-    }
-}
-
-/// The configuration file could not be used. Permanent: the operator must fix the file.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// The file is not valid TOML or has keys of the wrong type or unknown keys.
-    #[error("config file {path}: {message}")]
-    Syntax {
-        /// The file.
-        path: PathBuf,
-        /// The parser's message, which names the key and line.
-        message: String,
-    },
-    /// Values are out of range or inconsistent.
-    #[error("config file {path}:\n  {}", .problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  "))]
-    Invalid {
-        /// The file.
-        path: PathBuf,
-        /// Every problem found.
-        problems: Vec<ConfigProblem>,
-    },
-}
-
-/// A secret value. `Debug` and `Display` never show it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// The secret itself; only for handing to a driver.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
+use zgres_config::Problems;
+pub use zgres_config::{ConfigError, LogConfig, LogFormat, Secret};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -173,35 +114,6 @@ impl Default for RawTiming {
     }
 }
 
-/// Log output settings.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LogConfig {
-    /// `text` or `json`.
-    pub format: LogFormat,
-    /// A `tracing` filter such as `info` or `zgres_deadman=debug,info`; `RUST_LOG` overrides it.
-    pub level: String,
-}
-
-impl Default for LogConfig {
-    fn default() -> Self {
-        LogConfig {
-            format: LogFormat::Text,
-            level: "info".to_owned(),
-        }
-    }
-}
-
-/// Log line format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
-}
-
 /// ZooKeeper connection settings.
 #[derive(Debug, Clone)]
 pub struct ZookeeperConfig {
@@ -281,10 +193,7 @@ impl Config {
     /// # Errors
     /// [`ConfigError`] naming the file and every bad key.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text = zgres_config::read(path)?;
         Self::parse(path, &text, |name| std::env::var(name).ok())
     }
 
@@ -297,51 +206,39 @@ impl Config {
         text: &str,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
-            path: path.to_owned(),
-            message: e.to_string().trim_end().replace('\n', "\n  "),
-        })?;
-        let mut problems = Vec::new();
-        let mut problem = |key: &str, reason: String| {
-            problems.push(ConfigProblem {
-                key: key.to_owned(),
-                reason,
-            })
-        };
+        let raw: RawConfig = zgres_config::parse_toml(path, text)?;
+        let mut problems = Problems::default();
 
         let layout = ZkLayout::new(&raw.zookeeper.root)
-            .map_err(|e| problem("zookeeper.root", e.to_string()))
+            .map_err(|e| problems.add("zookeeper.root", e.to_string()))
             .ok();
         if raw.zookeeper.connect.trim().is_empty() {
-            problem(
-                "zookeeper.connect",
-                "must list at least one host:port".into(),
-            );
+            problems.add("zookeeper.connect", "must list at least one host:port");
         }
         let session_timeout = Duration::from_millis(raw.zookeeper.session_timeout_ms);
         let fence_margin = Duration::from_millis(raw.zookeeper.fence_margin_ms);
         if !(1_000..=120_000).contains(&raw.zookeeper.session_timeout_ms) {
-            problem(
+            problems.add(
                 "zookeeper.session_timeout_ms",
-                "must be between 1000 and 120000".into(),
+                "must be between 1000 and 120000",
             );
         }
         if fence_margin.is_zero() || fence_margin * 2 > session_timeout {
-            problem(
+            problems.add(
                 "zookeeper.fence_margin_ms",
-                "must be above 0 and at most half of zookeeper.session_timeout_ms".into(),
+                "must be above 0 and at most half of zookeeper.session_timeout_ms",
             );
         }
 
         let group = GroupName::new(&raw.node.group)
-            .map_err(|e| problem("node.group", e.to_string()))
+            .map_err(|e| problems.add("node.group", e.to_string()))
             .ok();
         let address: Option<IpAddr> = raw
             .node
             .address
             .parse()
             .map_err(|_| {
-                problem(
+                problems.add(
                     "node.address",
                     format!(
                         "{:?} is not an IP address (the node id is IP:port)",
@@ -352,7 +249,7 @@ impl Config {
             .ok();
         let node = address.and_then(|ip| {
             NodeId::new(SocketAddr::new(ip, raw.postgres.port))
-                .map_err(|e| problem("postgres.port", e.to_string()))
+                .map_err(|e| problems.add("postgres.port", e.to_string()))
                 .ok()
         });
         let node_name = raw.node.name.clone().unwrap_or_else(|| {
@@ -371,76 +268,50 @@ impl Config {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
         {
-            problem(
-                "node.name",
-                "use 1 to 63 characters from A-Z a-z 0-9 _ -".into(),
-            );
+            problems.add("node.name", "use 1 to 63 characters from A-Z a-z 0-9 _ -");
         }
 
         if !raw.postgres.data_dir.is_absolute() {
-            problem("postgres.data_dir", "must be an absolute path".into());
+            problems.add("postgres.data_dir", "must be an absolute path");
         }
         if !raw.postgres.bin_dir.join("postgres").exists() {
-            problem(
+            problems.add(
                 "postgres.bin_dir",
                 format!("{} has no postgres binary", raw.postgres.bin_dir.display()),
             );
         }
         if nix::unistd::Uid::effective().is_root() && raw.postgres.run_as.is_none() {
-            problem(
+            problems.add(
                 "postgres.run_as",
-                "required when the deadman runs as root (PostgreSQL refuses to run as root)".into(),
+                "required when the deadman runs as root (PostgreSQL refuses to run as root)",
             );
         }
         if let Some(user) = &raw.postgres.run_as {
             if !matches!(nix::unistd::User::from_name(user), Ok(Some(_))) {
-                problem("postgres.run_as", format!("no OS user named {user:?}"));
+                problems.add("postgres.run_as", format!("no OS user named {user:?}"));
             }
         }
         for reserved in ["port", "data_directory"] {
             if raw.postgres.parameters.contains_key(reserved) {
-                problem(
+                problems.add(
                     &format!("postgres.parameters.{reserved}"),
-                    "is managed by zgres; set it elsewhere in this file".into(),
+                    "is managed by zgres; set it elsewhere in this file",
                 );
             }
         }
-        let password = match (&raw.postgres.password_file, &raw.postgres.password_env) {
-            (Some(_), Some(_)) => {
-                problem(
-                    "postgres.password_file",
-                    "set either password_file or password_env, not both".into(),
-                );
-                None
-            }
-            (Some(file), None) => match std::fs::read_to_string(file) {
-                Ok(text) => Some(Secret(text.trim_end_matches(['\n', '\r']).to_owned())),
-                Err(e) => {
-                    problem(
-                        "postgres.password_file",
-                        format!("cannot read {}: {e}", file.display()),
-                    );
-                    None
-                }
-            },
-            (None, Some(var)) => match env(var) {
-                Some(value) => Some(Secret(value)),
-                None => {
-                    problem(
-                        "postgres.password_env",
-                        format!("environment variable {var} is not set"),
-                    );
-                    None
-                }
-            },
-            (None, None) => None,
-        };
+        let password = zgres_config::secret(
+            "postgres",
+            raw.postgres.password_file.as_deref(),
+            raw.postgres.password_env.as_deref(),
+            env,
+            &mut problems,
+        );
         let probe_host = match &raw.postgres.probe_host {
             None => address,
             Some(text) => text
                 .parse()
                 .map_err(|_| {
-                    problem(
+                    problems.add(
                         "postgres.probe_host",
                         format!("{text:?} is not an IP address"),
                     )
@@ -461,54 +332,46 @@ impl Config {
             ),
         ] {
             if value < min || value > 3_600_000 {
-                problem(key, format!("must be between {min} and 3600000"));
+                problems.add(key, format!("must be between {min} and 3600000"));
             }
         }
-        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&raw.log.level) {
-            problem("log.level", e.to_string());
-        }
+        raw.log.validate(&mut problems);
 
-        match (layout, group, node, probe_host) {
-            (Some(layout), Some(group), Some(node), Some(probe_host)) if problems.is_empty() => {
-                Ok(Config {
-                    zookeeper: ZookeeperConfig {
-                        connect: raw.zookeeper.connect,
-                        layout,
-                        session_timeout,
-                        fence_margin,
-                    },
-                    group,
-                    node,
-                    node_name,
-                    postgres: PostgresConfig {
-                        data_dir: raw.postgres.data_dir,
-                        bin_dir: raw.postgres.bin_dir,
-                        port: raw.postgres.port,
-                        run_as: raw.postgres.run_as,
-                        user: raw.postgres.user,
-                        dbname: raw.postgres.dbname,
-                        password,
-                        probe_host,
-                        parameters: raw.postgres.parameters,
-                    },
-                    tags: raw.tags,
-                    timing: TimingConfig {
-                        loop_interval: Duration::from_millis(t.loop_interval_ms),
-                        state_refresh: Duration::from_millis(t.state_refresh_ms),
-                        election_wait: Duration::from_millis(t.election_wait_ms),
-                        stop_timeout: Duration::from_millis(t.stop_timeout_ms),
-                        primary_restart_timeout: Duration::from_millis(
-                            t.primary_restart_timeout_ms,
-                        ),
-                    },
-                    log: raw.log,
-                })
-            }
-            _ => Err(ConfigError::Invalid {
-                path: path.to_owned(),
-                problems,
+        let config = match (layout, group, node, probe_host) {
+            (Some(layout), Some(group), Some(node), Some(probe_host)) => Some(Config {
+                zookeeper: ZookeeperConfig {
+                    connect: raw.zookeeper.connect,
+                    layout,
+                    session_timeout,
+                    fence_margin,
+                },
+                group,
+                node,
+                node_name,
+                postgres: PostgresConfig {
+                    data_dir: raw.postgres.data_dir,
+                    bin_dir: raw.postgres.bin_dir,
+                    port: raw.postgres.port,
+                    run_as: raw.postgres.run_as,
+                    user: raw.postgres.user,
+                    dbname: raw.postgres.dbname,
+                    password,
+                    probe_host,
+                    parameters: raw.postgres.parameters,
+                },
+                tags: raw.tags,
+                timing: TimingConfig {
+                    loop_interval: Duration::from_millis(t.loop_interval_ms),
+                    state_refresh: Duration::from_millis(t.state_refresh_ms),
+                    election_wait: Duration::from_millis(t.election_wait_ms),
+                    stop_timeout: Duration::from_millis(t.stop_timeout_ms),
+                    primary_restart_timeout: Duration::from_millis(t.primary_restart_timeout_ms),
+                },
+                log: raw.log,
             }),
-        }
+            _ => None,
+        };
+        problems.finish(path, config)
     }
 }
 
@@ -601,7 +464,7 @@ mod tests {
     fn secrets_come_from_env_and_never_print() {
         let text = minimal("password_env = \"PGPW\"\n");
         let c = Config::parse(Path::new("t.toml"), &text, |k| {
-            (k == "PGPW").then(|| "hunter2".into())
+            (k == "PGPW").then(|| "hunter2".to_owned())
         })
         .unwrap();
         assert_eq!(c.postgres.password.as_ref().unwrap().expose(), "hunter2");

@@ -6,14 +6,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
-use zgres_deadman::config::{Config, LogFormat};
+use zgres_deadman::config::Config;
 
-/// Exit status for command-line usage errors (`EX_USAGE`).
-const EXIT_USAGE: u8 = 64;
+use zgres_config::{EXIT_CONFIG, EXIT_USAGE};
+
 /// Exit status for data that must not be used, e.g. a foreign data directory (`EX_DATAERR`).
 const EXIT_DATA: u8 = 65;
-/// Exit status for configuration errors (`EX_CONFIG`).
-const EXIT_CONFIG: u8 = 78;
 
 /// Keeps one PostgreSQL node of a zgres group available and safe.
 #[derive(Debug, Parser)]
@@ -71,7 +69,7 @@ fn main() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    init_logging(&config);
+    config.log.init();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -97,18 +95,6 @@ fn main() -> ExitCode {
             }
         }
     })
-}
-
-fn init_logging(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match config.log.format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
 }
 
 /// Cancels `shutdown` on SIGTERM or SIGINT.

@@ -1,0 +1,267 @@
+//! The snapshot handed to plugins: every followed group's primary and healthy replicas, built
+//! purely from the raw znode contents (no I/O here).
+//!
+//! JSON form (`"v": 1`), written atomically for executable plugins:
+//!
+//! ```json
+//! {
+//!   "v": 1,
+//!   "groups": {
+//!     "main": {
+//!       "primary":  {"node": "10.0.0.1:5432", "host": "10.0.0.1", "port": 5432, "tags": {...}},
+//!       "replicas": [{"node": "10.0.0.2:5432", "host": "10.0.0.2", "port": 5432, "tags": {...}}]
+//!     }
+//!   },
+//!   "masters":   {"main": "10.0.0.1:5432"},
+//!   "conn_info": {"main_10.0.0.1:5432": {"host": "10.0.0.1", "port": 5432, ...}, ...},
+//!   "databases": {"main": ["10.0.0.1:5432", "10.0.0.2:5432"]}
+//! }
+//! ```
+//!
+//! `masters`, `conn_info` and `databases` keep the zgres-apply keys: the lock holder per group,
+//! the connection info of every healthy node by znode name, and the healthy nodes per group.
+//! A group's `primary` is set only when the lock holder is healthy (has `/conn`): writes are
+//! never routed to a node that is not known to be up.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use zgres_schema::documents::{ConnInfo, Lock, Tags};
+use zgres_schema::{decode, GroupName, NodeId, ZkLayout, Znode};
+
+/// One healthy node, as plugins see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    /// The node id.
+    pub node: NodeId,
+    /// Host clients connect to.
+    pub host: String,
+    /// Port clients connect to.
+    pub port: u16,
+    /// Database name hint, if the node publishes one.
+    #[serde(default)]
+    pub dbname: Option<String>,
+    /// The node's tags (`noloadbalance`, ...).
+    pub tags: Tags,
+}
+
+/// One group.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupSnapshot {
+    /// The healthy lock holder.
+    pub primary: Option<Endpoint>,
+    /// Healthy nodes other than the primary, ordered by node id.
+    pub replicas: Vec<Endpoint>,
+}
+
+/// Everything plugins get. Always the whole picture, never a diff.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Schema version of this document.
+    pub v: u32,
+    /// Followed groups by name.
+    pub groups: BTreeMap<GroupName, GroupSnapshot>,
+    /// zgres-apply: lock holder per group.
+    pub masters: BTreeMap<GroupName, NodeId>,
+    /// zgres-apply: connection info of every healthy node, keyed `{GROUP}_{NODE}`.
+    pub conn_info: BTreeMap<String, ConnInfo>,
+    /// zgres-apply: healthy nodes per group.
+    pub databases: BTreeMap<GroupName, Vec<NodeId>>,
+}
+
+/// Raw znode data by full path, as read from ZooKeeper.
+pub type RawTree = BTreeMap<String, Vec<u8>>;
+
+/// Something in the tree that could not be used; reported, then left out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// The znode.
+    pub path: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// Builds the snapshot from the `/lock` and `/conn` znodes in `tree`, for `groups` (all when
+/// empty). Never fails: unusable znodes are returned in the second element.
+pub fn build(layout: &ZkLayout, tree: &RawTree, groups: &[GroupName]) -> (Snapshot, Vec<Skipped>) {
+    let mut snapshot = Snapshot {
+        v: 1,
+        ..Snapshot::default()
+    };
+    let mut skipped = Vec::new();
+    let followed = |g: &GroupName| groups.is_empty() || groups.contains(g);
+    let mut conns: BTreeMap<GroupName, BTreeMap<NodeId, ConnInfo>> = BTreeMap::new();
+    for (path, data) in tree {
+        let znode = match layout.parse(path) {
+            Ok(z) => z,
+            Err(e) => {
+                // Directories and foreign znodes are expected in the tree; only report paths
+                // that look like ours but are malformed.
+                if matches!(e, zgres_schema::PathError::BadId { .. }) {
+                    skipped.push(Skipped {
+                        path: path.clone(),
+                        reason: e.to_string(),
+                    });
+                }
+                continue;
+            }
+        };
+        if !followed(znode.group()) {
+            continue;
+        }
+        match znode {
+            Znode::Lock(group) => match decode::<Lock>(path, data) {
+                Ok(lock) => {
+                    snapshot.masters.insert(group, lock.node);
+                }
+                Err(e) => skipped.push(Skipped {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                }),
+            },
+            Znode::Conn(group, node) => match decode::<ConnInfo>(path, data) {
+                Ok(conn) => {
+                    conns.entry(group).or_default().insert(node, conn);
+                }
+                Err(e) => skipped.push(Skipped {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                }),
+            },
+            _ => {}
+        }
+    }
+    for (group, nodes) in &conns {
+        let mut entry = GroupSnapshot::default();
+        let holder = snapshot.masters.get(group);
+        for (node, conn) in nodes {
+            snapshot
+                .conn_info
+                .insert(format!("{group}_{node}"), conn.clone());
+            let endpoint = Endpoint {
+                node: *node,
+                host: conn.host.clone(),
+                port: conn.port,
+                dbname: conn.dbname.clone(),
+                tags: conn.tags.clone(),
+            };
+            if holder == Some(node) {
+                entry.primary = Some(endpoint);
+            } else {
+                entry.replicas.push(endpoint);
+            }
+        }
+        snapshot
+            .databases
+            .insert(group.clone(), nodes.keys().copied().collect());
+        snapshot.groups.insert(group.clone(), entry);
+    }
+    // Groups with a lock but no healthy node still appear, with no primary.
+    for group in snapshot.masters.keys() {
+        snapshot.groups.entry(group.clone()).or_default();
+    }
+    (snapshot, skipped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use zgres_schema::encode;
+
+    fn layout() -> ZkLayout {
+        ZkLayout::default()
+    }
+
+    fn node(i: u8) -> NodeId {
+        format!("10.0.0.{i}:5432").parse().unwrap()
+    }
+
+    fn conn(i: u8) -> Vec<u8> {
+        encode(&ConnInfo {
+            host: format!("10.0.0.{i}"),
+            port: 5432,
+            dbname: None,
+            tags: Tags::default(),
+        })
+        .unwrap()
+    }
+
+    fn lock(i: u8) -> Vec<u8> {
+        encode(&Lock {
+            node: node(i),
+            timeline: zgres_schema::Timeline::FIRST,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn primary_is_the_healthy_lock_holder_and_the_rest_are_replicas() {
+        let mut tree = RawTree::new();
+        tree.insert("/zgres/lock/main".into(), lock(2));
+        for i in 1..=3 {
+            tree.insert(format!("/zgres/conn/main_10.0.0.{i}:5432"), conn(i));
+        }
+        tree.insert("/zgres/state".into(), vec![]);
+        let (s, skipped) = build(&layout(), &tree, &[]);
+        assert!(skipped.is_empty(), "{skipped:?}");
+        let main = &s.groups[&GroupName::new("main").unwrap()];
+        assert_eq!(main.primary.as_ref().unwrap().node, node(2));
+        assert_eq!(
+            main.replicas.iter().map(|r| r.node).collect::<Vec<_>>(),
+            [node(1), node(3)]
+        );
+        assert_eq!(s.masters[&GroupName::new("main").unwrap()], node(2));
+        assert_eq!(s.conn_info.len(), 3);
+        assert_eq!(s.databases[&GroupName::new("main").unwrap()].len(), 3);
+    }
+
+    #[test]
+    fn an_unhealthy_lock_holder_is_not_a_primary() {
+        let mut tree = RawTree::new();
+        tree.insert("/zgres/lock/main".into(), lock(2));
+        tree.insert("/zgres/conn/main_10.0.0.1:5432".into(), conn(1));
+        let (s, _) = build(&layout(), &tree, &[]);
+        let main = &s.groups[&GroupName::new("main").unwrap()];
+        assert!(main.primary.is_none());
+        assert_eq!(main.replicas.len(), 1);
+    }
+
+    #[test]
+    fn garbage_is_skipped_and_reported_and_unfollowed_groups_left_out() {
+        let mut tree = RawTree::new();
+        tree.insert("/zgres/lock/main".into(), b"garbage".to_vec());
+        tree.insert("/zgres/conn/main_10.0.0.1:5432".into(), vec![0xff]);
+        tree.insert("/zgres/conn/main_db1:5432".into(), conn(1));
+        tree.insert("/zgres/conn/other_10.0.0.5:5432".into(), conn(5));
+        let (s, skipped) = build(&layout(), &tree, &[GroupName::new("main").unwrap()]);
+        assert_eq!(skipped.len(), 3, "{skipped:?}");
+        assert!(s.groups.is_empty());
+    }
+
+    proptest! {
+        #[test]
+        fn any_tree_builds_without_panicking(
+            entries in proptest::collection::btree_map(
+                prop_oneof![
+                    Just("/zgres/lock/main".to_owned()),
+                    (1u8..4).prop_map(|i| format!("/zgres/conn/main_10.0.0.{i}:5432")),
+                    "/zgres/[a-z]{1,6}/[a-z_:.0-9]{0,12}",
+                ],
+                prop_oneof![
+                    proptest::collection::vec(any::<u8>(), 0..40),
+                    (1u8..4).prop_map(conn),
+                    (1u8..4).prop_map(lock),
+                ],
+                0..8,
+            )
+        ) {
+            let (s, _) = build(&layout(), &entries, &[]);
+            for group in s.groups.values() {
+                if let Some(p) = &group.primary {
+                    prop_assert!(!group.replicas.iter().any(|r| r.node == p.node));
+                }
+            }
+        }
+    }
+}
