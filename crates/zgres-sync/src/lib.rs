@@ -1,7 +1,21 @@
-//! App/proxy-host daemon: follows ZooKeeper and keeps pgbouncer, HAProxy and templated files pointed at the right nodes.
+//! zgres-sync: the daemon on application and proxy hosts.
 //!
-//! Not implemented yet: this crate is a placeholder in the workspace layout.
+//! It follows ZooKeeper and keeps local configuration (pgbouncer, and anything an executable
+//! hook maintains) pointed at the current primary and healthy replicas of every group.
+//!
+//! - [`config`]: TOML configuration, validated up front.
+//! - [`follower`]: one recursive watch, level-triggered re-reads.
+//! - [`snapshot`]: the pure snapshot built from the znodes; what plugins get.
+//! - [`hooks`]: executable plugins; [`pgbouncer`]: the built-in pgbouncer plugin.
+//! - [`daemon`]: the loop, debouncing, and one task per plugin with retries.
 #![forbid(unsafe_code)]
 
-/// Exit status of a binary whose behaviour is not implemented yet (`EX_UNAVAILABLE`).
-pub const EXIT_NOT_IMPLEMENTED: i32 = 69;
+pub mod atomic_file;
+pub mod config;
+pub mod daemon;
+pub mod follower;
+pub mod hooks;
+pub mod pgbouncer;
+pub mod snapshot;
+
+pub use daemon::run;

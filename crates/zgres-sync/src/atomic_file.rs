@@ -1,0 +1,34 @@
+//! Replacing a file atomically: readers see the old or the new content, never a mix.
+
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+
+/// Writes `data` to a temp file beside `path`, syncs it, gives it the mode and owner of the
+/// file it replaces (if any), and renames it over `path`.
+///
+/// # Errors
+/// When any step fails; `path` is then unchanged.
+pub fn write(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.zgres-tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(data)?;
+        file.sync_all()?;
+        if let Ok(old) = std::fs::metadata(path) {
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(old.mode() & 0o7777))?;
+            // Keeping the owner needs privileges; without them the file is ours, as created.
+            let _ = std::os::unix::fs::chown(&tmp, Some(old.uid()), Some(old.gid()));
+        }
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}

@@ -1,0 +1,268 @@
+//! The sync daemon's TOML configuration, validated up front (every bad key is named).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use zgres_config::{ConfigError, LogConfig, Problems};
+use zgres_schema::{GroupName, ZkLayout};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    zookeeper: RawZookeeper,
+    sync: RawSync,
+    #[serde(default)]
+    pgbouncer: Option<RawPgbouncer>,
+    #[serde(default)]
+    log: LogConfig,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawZookeeper {
+    connect: String,
+    #[serde(default = "default_root")]
+    root: String,
+    #[serde(default = "default_session_timeout_ms")]
+    session_timeout_ms: u64,
+}
+
+fn default_root() -> String {
+    ZkLayout::DEFAULT_ROOT.to_owned()
+}
+fn default_session_timeout_ms() -> u64 {
+    10_000
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSync {
+    #[serde(default)]
+    groups: Vec<String>,
+    #[serde(default = "default_debounce_ms")]
+    debounce_ms: u64,
+    snapshot_file: PathBuf,
+    #[serde(default)]
+    hooks_dir: Option<PathBuf>,
+    #[serde(default = "default_hook_timeout_ms")]
+    hook_timeout_ms: u64,
+    #[serde(default = "default_retry_max_ms")]
+    retry_max_ms: u64,
+}
+
+fn default_debounce_ms() -> u64 {
+    20
+}
+fn default_hook_timeout_ms() -> u64 {
+    10_000
+}
+fn default_retry_max_ms() -> u64 {
+    30_000
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPgbouncer {
+    databases_file: PathBuf,
+    #[serde(default = "default_dbname")]
+    dbname: String,
+    #[serde(default = "default_ro_suffix")]
+    read_only_suffix: String,
+    #[serde(default)]
+    admin_conninfo: Option<String>,
+}
+
+fn default_dbname() -> String {
+    "postgres".to_owned()
+}
+fn default_ro_suffix() -> String {
+    "-ro".to_owned()
+}
+
+/// ZooKeeper settings.
+#[derive(Debug, Clone)]
+pub struct ZookeeperConfig {
+    /// `host:port,...`.
+    pub connect: String,
+    /// Where the zgres znodes are.
+    pub layout: ZkLayout,
+    /// Session timeout to ask for.
+    pub session_timeout: Duration,
+}
+
+/// How snapshots are made and handed out.
+#[derive(Debug, Clone)]
+pub struct SyncConfig {
+    /// Groups to follow; all when empty.
+    pub groups: Vec<GroupName>,
+    /// Changes are collected this long before the snapshot is rebuilt.
+    pub debounce: Duration,
+    /// Where the snapshot JSON is written (atomically) for executable plugins.
+    pub snapshot_file: PathBuf,
+    /// Executables run, in name order, with the snapshot file's path.
+    pub hooks_dir: Option<PathBuf>,
+    /// A hook running longer is killed (with its process group).
+    pub hook_timeout: Duration,
+    /// Longest wait between retries of a failing plugin.
+    pub retry_max: Duration,
+}
+
+/// The built-in pgbouncer plugin.
+#[derive(Debug, Clone)]
+pub struct PgbouncerConfig {
+    /// File with the `[databases]` section, included from pgbouncer.ini.
+    pub databases_file: PathBuf,
+    /// Backend database name, unless a node's connection info names one.
+    pub dbname: String,
+    /// Appended to the group name for the read-only (replicas) database.
+    pub read_only_suffix: String,
+    /// libpq connection string to pgbouncer's admin console, to send `RELOAD`.
+    pub admin_conninfo: Option<String>,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// ZooKeeper.
+    pub zookeeper: ZookeeperConfig,
+    /// Snapshots and hooks.
+    pub sync: SyncConfig,
+    /// The pgbouncer plugin, if enabled.
+    pub pgbouncer: Option<PgbouncerConfig>,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+impl Config {
+    /// Reads and validates `path`.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the file and every bad key.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        Self::parse(path, &zgres_config::read(path)?)
+    }
+
+    /// Validates `text` as the contents of `path`.
+    ///
+    /// # Errors
+    /// As [`Config::load`].
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        let raw: RawConfig = zgres_config::parse_toml(path, text)?;
+        let mut problems = Problems::default();
+        let layout = ZkLayout::new(&raw.zookeeper.root)
+            .map_err(|e| problems.add("zookeeper.root", e.to_string()))
+            .ok();
+        if raw.zookeeper.connect.trim().is_empty() {
+            problems.add("zookeeper.connect", "must list at least one host:port");
+        }
+        if !(1_000..=120_000).contains(&raw.zookeeper.session_timeout_ms) {
+            problems.add(
+                "zookeeper.session_timeout_ms",
+                "must be between 1000 and 120000",
+            );
+        }
+        let mut groups = Vec::new();
+        for (i, g) in raw.sync.groups.iter().enumerate() {
+            match GroupName::new(g) {
+                Ok(g) => groups.push(g),
+                Err(e) => problems.add(&format!("sync.groups[{i}]"), e.to_string()),
+            }
+        }
+        if raw.sync.debounce_ms > 10_000 {
+            problems.add("sync.debounce_ms", "must be at most 10000");
+        }
+        check_parent("sync.snapshot_file", &raw.sync.snapshot_file, &mut problems);
+        if let Some(dir) = &raw.sync.hooks_dir {
+            if !dir.is_dir() {
+                problems.add(
+                    "sync.hooks_dir",
+                    format!("{} is not a directory", dir.display()),
+                );
+            }
+        }
+        if !(100..=3_600_000).contains(&raw.sync.hook_timeout_ms) {
+            problems.add("sync.hook_timeout_ms", "must be between 100 and 3600000");
+        }
+        if !(100..=3_600_000).contains(&raw.sync.retry_max_ms) {
+            problems.add("sync.retry_max_ms", "must be between 100 and 3600000");
+        }
+        if let Some(p) = &raw.pgbouncer {
+            check_parent("pgbouncer.databases_file", &p.databases_file, &mut problems);
+            if p.read_only_suffix.is_empty() {
+                problems.add("pgbouncer.read_only_suffix", "must not be empty");
+            }
+        }
+        raw.log.validate(&mut problems);
+        let config = layout.map(|layout| Config {
+            zookeeper: ZookeeperConfig {
+                connect: raw.zookeeper.connect,
+                layout,
+                session_timeout: Duration::from_millis(raw.zookeeper.session_timeout_ms),
+            },
+            sync: SyncConfig {
+                groups,
+                debounce: Duration::from_millis(raw.sync.debounce_ms),
+                snapshot_file: raw.sync.snapshot_file,
+                hooks_dir: raw.sync.hooks_dir,
+                hook_timeout: Duration::from_millis(raw.sync.hook_timeout_ms),
+                retry_max: Duration::from_millis(raw.sync.retry_max_ms),
+            },
+            pgbouncer: raw.pgbouncer.map(|p| PgbouncerConfig {
+                databases_file: p.databases_file,
+                dbname: p.dbname,
+                read_only_suffix: p.read_only_suffix,
+                admin_conninfo: p.admin_conninfo,
+            }),
+            log: raw.log,
+        });
+        problems.finish(path, config)
+    }
+}
+
+fn check_parent(key: &str, file: &Path, problems: &mut Problems) {
+    if !file.is_absolute() {
+        problems.add(key, "must be an absolute path");
+    } else if !file.parent().is_some_and(Path::is_dir) {
+        problems.add(
+            key,
+            format!("the directory of {} does not exist", file.display()),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_values_are_named() {
+        let text = "[zookeeper]\nconnect = \"\"\nsession_timeout_ms = 1\n\
+                    [sync]\ngroups = [\"a_b\"]\nsnapshot_file = \"relative.json\"\n\
+                    hooks_dir = \"/nonexistent-zgres\"\n";
+        let err = Config::parse(Path::new("s.toml"), text)
+            .unwrap_err()
+            .to_string();
+        for key in [
+            "zookeeper.connect",
+            "zookeeper.session_timeout_ms",
+            "sync.groups[0]",
+            "sync.snapshot_file",
+            "sync.hooks_dir",
+        ] {
+            assert!(err.contains(key), "{key} missing from {err}");
+        }
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let dir = std::env::temp_dir();
+        let text = format!(
+            "[zookeeper]\nconnect = \"127.0.0.1:2181\"\n[sync]\nsnapshot_file = \"{}\"\n",
+            dir.join("snap.json").display()
+        );
+        let c = Config::parse(Path::new("s.toml"), &text).unwrap();
+        assert_eq!(c.sync.debounce, Duration::from_millis(20));
+        assert!(c.sync.groups.is_empty() && c.pgbouncer.is_none());
+    }
+}

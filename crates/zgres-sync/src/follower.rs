@@ -1,0 +1,204 @@
+//! Follows the zgres tree in ZooKeeper with one persistent recursive watch.
+//!
+//! Events are treated as "this path may have changed": the path is re-read (level-triggered).
+//! After a reconnect, or with a new session, everything is re-read, so events lost while
+//! disconnected do no harm.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use zookeeper_client as zk;
+
+use crate::config::ZookeeperConfig;
+use crate::snapshot::RawTree;
+
+/// The directories whose znodes make up the snapshot.
+const FOLLOWED_DIRS: [&str; 2] = ["lock", "conn"];
+
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A ZooKeeper problem while following. All are retried; `SessionEnded` needs a new session.
+#[derive(Debug, thiserror::Error)]
+pub enum FollowError {
+    /// The session expired or was closed.
+    #[error("ZooKeeper session ended")]
+    SessionEnded,
+    /// A request failed or timed out.
+    #[error("ZooKeeper: {0}")]
+    Request(zk::Error),
+    /// No session could be opened.
+    #[error("cannot connect to ZooKeeper at {connect}: {error}")]
+    Connect {
+        /// The connect string.
+        connect: String,
+        /// Why.
+        error: String,
+    },
+}
+
+impl From<zk::Error> for FollowError {
+    fn from(e: zk::Error) -> Self {
+        match e {
+            zk::Error::SessionExpired | zk::Error::ClientClosed => FollowError::SessionEnded,
+            other => FollowError::Request(other),
+        }
+    }
+}
+
+async fn timed<T>(
+    f: impl std::future::Future<Output = Result<T, zk::Error>>,
+) -> Result<T, FollowError> {
+    match tokio::time::timeout(REQUEST_TIMEOUT, f).await {
+        Ok(r) => r.map_err(Into::into),
+        Err(_) => Err(FollowError::Request(zk::Error::Timeout)),
+    }
+}
+
+/// What a watch event asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Change {
+    /// Re-read this path.
+    Path(String),
+    /// Re-read everything (reconnected: events may have been lost).
+    All,
+    /// The session is over; open a new one.
+    SessionEnded,
+    /// Nothing relevant.
+    Nothing,
+}
+
+/// One session following the tree.
+pub struct Follower {
+    client: zk::Client,
+    watcher: zk::PersistentWatcher,
+    config: ZookeeperConfig,
+    tree: RawTree,
+    dirty: BTreeSet<String>,
+    reread_all: bool,
+}
+
+impl std::fmt::Debug for Follower {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Follower")
+            .field("session", &self.client.session_id())
+            .field("znodes", &self.tree.len())
+            .finish()
+    }
+}
+
+impl Follower {
+    /// Opens a session and sets the recursive watch on the root. The tree starts empty and
+    /// marked for a full read.
+    ///
+    /// # Errors
+    /// [`FollowError`] when ZooKeeper cannot be reached.
+    pub async fn connect(config: &ZookeeperConfig) -> Result<Self, FollowError> {
+        let client = tokio::time::timeout(
+            config.session_timeout,
+            zk::Client::connector()
+                .with_session_timeout(config.session_timeout)
+                .connect(&config.connect),
+        )
+        .await
+        .map_err(|_| FollowError::Connect {
+            connect: config.connect.clone(),
+            error: "timed out".into(),
+        })?
+        .map_err(|e| FollowError::Connect {
+            connect: config.connect.clone(),
+            error: e.to_string(),
+        })?;
+        let watcher =
+            timed(client.watch(config.layout.root(), zk::AddWatchMode::PersistentRecursive))
+                .await?;
+        tracing::info!(session = ?client.session_id(), root = %config.layout, "following ZooKeeper");
+        Ok(Follower {
+            client,
+            watcher,
+            config: config.clone(),
+            tree: RawTree::new(),
+            dirty: BTreeSet::new(),
+            reread_all: true,
+        })
+    }
+
+    /// Waits for the next watch event and says what it means. Cancel-safe.
+    pub async fn next_change(&mut self) -> Change {
+        let event = self.watcher.changed().await;
+        match event.event_type {
+            zk::EventType::Session => match event.session_state {
+                zk::SessionState::SyncConnected | zk::SessionState::ConnectedReadOnly => {
+                    Change::All
+                }
+                zk::SessionState::Disconnected => Change::Nothing,
+                _ => Change::SessionEnded,
+            },
+            _ => {
+                let followed = FOLLOWED_DIRS.iter().any(|d| {
+                    event
+                        .path
+                        .starts_with(&format!("{}/", self.config.layout.dir(d)))
+                });
+                if followed {
+                    Change::Path(event.path)
+                } else {
+                    Change::Nothing
+                }
+            }
+        }
+    }
+
+    /// Records a change, to be read by the next [`Follower::refresh`].
+    pub fn note(&mut self, change: Change) {
+        match change {
+            Change::Path(path) => {
+                self.dirty.insert(path);
+            }
+            Change::All => self.reread_all = true,
+            Change::SessionEnded | Change::Nothing => {}
+        }
+    }
+
+    /// Re-reads what changed (everything after a reconnect) and returns the current tree.
+    ///
+    /// # Errors
+    /// [`FollowError`]; what was not read stays marked for the next try.
+    pub async fn refresh(&mut self) -> Result<&RawTree, FollowError> {
+        if self.reread_all {
+            let mut tree = RawTree::new();
+            for dir in FOLLOWED_DIRS {
+                let dir = self.config.layout.dir(dir);
+                let children = match timed(self.client.list_children(&dir)).await {
+                    Ok(children) => children,
+                    Err(FollowError::Request(zk::Error::NoNode)) => vec![],
+                    Err(e) => return Err(e),
+                };
+                for child in children {
+                    let path = format!("{dir}/{child}");
+                    if let Some(data) = self.read(&path).await? {
+                        tree.insert(path, data);
+                    }
+                }
+            }
+            self.tree = tree;
+            self.reread_all = false;
+            self.dirty.clear();
+        }
+        while let Some(path) = self.dirty.first().cloned() {
+            match self.read(&path).await? {
+                Some(data) => self.tree.insert(path.clone(), data),
+                None => self.tree.remove(&path),
+            };
+            self.dirty.remove(&path);
+        }
+        Ok(&self.tree)
+    }
+
+    async fn read(&self, path: &str) -> Result<Option<Vec<u8>>, FollowError> {
+        match timed(self.client.get_data(path)).await {
+            Ok((data, _)) => Ok(Some(data)),
+            Err(FollowError::Request(zk::Error::NoNode)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
