@@ -54,7 +54,10 @@ fn start_sync(connect: &str, session_timeout_ms: u64) -> Setup {
     script(
         &hooks,
         "15-hang",
-        &format!("sleep 1000.4242 & echo $! >> {}/hang-pids; wait", dir.path().display()),
+        &format!(
+            "sleep 1000.4242 & echo $! >> {}/hang-pids; wait",
+            dir.path().display()
+        ),
     );
     script(&hooks, "20-fail", "echo failing on purpose >&2; exit 3");
     script(&hooks, ".hidden", "exit 9");
@@ -124,26 +127,42 @@ async fn set_lock(client: &zk::Client, port: u16) {
         timeline: Timeline::FIRST,
     };
     let data = encode(&lock).unwrap();
-    if client.create("/zgres/lock/main", &data, &persistent()).await.is_err() {
-        client.set_data("/zgres/lock/main", &data, None).await.unwrap();
+    if client
+        .create("/zgres/lock/main", &data, &persistent())
+        .await
+        .is_err()
+    {
+        client
+            .set_data("/zgres/lock/main", &data, None)
+            .await
+            .unwrap();
     }
 }
 
 async fn wait_primary(setup: &Setup, port: u16) -> serde_json::Value {
-    poll::until(&format!("a snapshot with primary port {port}"), DEADLINE, || async {
-        let snap = latest(setup)?;
-        (snap["groups"]["main"]["primary"]["port"] == port).then_some(snap)
-    })
+    poll::until(
+        &format!("a snapshot with primary port {port}"),
+        DEADLINE,
+        || async {
+            let snap = latest(setup)?;
+            (snap["groups"]["main"]["primary"]["port"] == port).then_some(snap)
+        },
+    )
     .await
     .unwrap_or_else(|e| {
-        panic!("{e}\n{}", std::fs::read_to_string(&setup.log).unwrap_or_default())
+        panic!(
+            "{e}\n{}",
+            std::fs::read_to_string(&setup.log).unwrap_or_default()
+        )
     })
 }
 
 #[tokio::test]
 async fn hooks_follow_changes_and_bad_hooks_are_contained_and_retried() {
     let zookeeper = ZkCluster::standalone().await.unwrap();
-    let client = zk::Client::connect(&zookeeper.connect_string()).await.unwrap();
+    let client = zk::Client::connect(&zookeeper.connect_string())
+        .await
+        .unwrap();
     for dir in ["/zgres/lock", "/zgres/conn"] {
         client.mkdir(dir, &persistent()).await.unwrap();
     }
@@ -171,8 +190,14 @@ async fn hooks_follow_changes_and_bad_hooks_are_contained_and_retried() {
     .await
     .unwrap();
     let log = std::fs::read_to_string(&setup.log).unwrap();
-    assert!(log.contains("20-fail") && log.contains("exit status: 3"), "{log}");
-    assert!(log.contains("15-hang") && log.contains("killed after"), "{log}");
+    assert!(
+        log.contains("20-fail") && log.contains("exit status: 3"),
+        "{log}"
+    );
+    assert!(
+        log.contains("15-hang") && log.contains("killed after"),
+        "{log}"
+    );
     assert!(!log.contains(".hidden") && !log.contains("30-not-executable"));
 
     // The children of timed-out runs of the hanging hook were killed with its process group
@@ -181,8 +206,10 @@ async fn hooks_follow_changes_and_bad_hooks_are_contained_and_retried() {
     let pids: Vec<&str> = pids.lines().collect();
     assert!(pids.len() >= 2, "the hanging hook ran on every attempt");
     for pid in &pids[..pids.len() - 1] {
-        let alive = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .is_ok_and(|s| s.rsplit_once(") ").is_some_and(|(_, r)| !r.starts_with('Z')));
+        let alive = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            s.rsplit_once(") ")
+                .is_some_and(|(_, r)| !r.starts_with('Z'))
+        });
         assert!(!alive, "child {pid} of a timed-out hook survived");
     }
     drop(setup.sync);
@@ -191,7 +218,9 @@ async fn hooks_follow_changes_and_bad_hooks_are_contained_and_retried() {
 #[tokio::test]
 async fn a_new_session_replaces_an_expired_one() {
     let zookeeper = ZkCluster::standalone().await.unwrap();
-    let client = zk::Client::connect(&zookeeper.connect_string()).await.unwrap();
+    let client = zk::Client::connect(&zookeeper.connect_string())
+        .await
+        .unwrap();
     for dir in ["/zgres/lock", "/zgres/conn"] {
         client.mkdir(dir, &persistent()).await.unwrap();
     }
@@ -217,5 +246,8 @@ async fn a_new_session_replaces_an_expired_one() {
     proxy.set_mode(ProxyMode::Pass);
     wait_primary(&setup, 6002).await;
     let log = std::fs::read_to_string(&setup.log).unwrap();
-    assert!(log.contains("session ended") || log.contains("following ZooKeeper"), "{log}");
+    assert!(
+        log.contains("session ended") || log.contains("following ZooKeeper"),
+        "{log}"
+    );
 }
