@@ -1,61 +1,18 @@
 //! End to end: real deadmen fail a group over, zgres-sync rewrites a real pgbouncer's databases,
 //! and clients connecting through pgbouncer write to the new primary.
 
+mod e2e;
 #[path = "../crates/zgres-deadman/tests/support/mod.rs"]
 mod support;
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
-use std::time::Duration;
 
+use e2e::{binary, shared_dir, start_sync, through};
 use support::{Group, Timing, DEADLINE};
-use tokio_postgres::NoTls;
 use zgres_testkit::os_user::OsUser;
 use zgres_testkit::poll;
 use zgres_testkit::ports::free_port;
 use zgres_testkit::process::ManagedProcess;
-
-/// A workspace binary, next to this test's own directory (cargo builds them for the tests).
-fn binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let path = exe.parent().and_then(|d| d.parent()).unwrap().join(name);
-    assert!(
-        path.exists(),
-        "{} missing: build the workspace's binaries first",
-        path.display()
-    );
-    path
-}
-
-/// Through pgbouncer's database `db`: the backend's port and whether it is in recovery.
-async fn through(port: u16, db: &str, write: bool) -> Option<(i32, bool)> {
-    let conninfo =
-        format!("host=127.0.0.1 port={port} user=postgres dbname={db} connect_timeout=2");
-    let (client, connection) = tokio::time::timeout(
-        Duration::from_secs(3),
-        tokio_postgres::connect(&conninfo, NoTls),
-    )
-    .await
-    .ok()?
-    .ok()?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    let row = client
-        .query_one("SELECT inet_server_port(), pg_is_in_recovery()", &[])
-        .await
-        .ok()?;
-    if write {
-        client
-            .execute(
-                "INSERT INTO writes (node, seq) VALUES ('via-pgbouncer', 1)",
-                &[],
-            )
-            .await
-            .ok()?;
-    }
-    Some((row.get(0), row.get(1)))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_through_pgbouncer_follow_a_failover() {
@@ -64,35 +21,19 @@ async fn clients_through_pgbouncer_follow_a_failover() {
     group.start_all();
     let old = group.wait_primary(&[]).await;
 
-    let dir = tempfile::tempdir().unwrap();
     // pgbouncer runs unprivileged and must read the files zgres-sync writes here.
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let dir = shared_dir();
     let databases = dir.path().join("databases.ini");
     let bouncer_port = free_port().unwrap();
-    let sync_config = dir.path().join("sync.toml");
-    std::fs::write(
-        &sync_config,
-        format!(
-            "[zookeeper]\nconnect = \"{}\"\n[sync]\nsnapshot_file = \"{}\"\n\
-             [pgbouncer]\ndatabases_file = \"{}\"\ndbname = \"postgres\"\n\
-             admin_conninfo = \"host=127.0.0.1 port={bouncer_port} user=postgres dbname=pgbouncer connect_timeout=2\"\n\
-             [log]\nlevel = \"debug\"\n",
-            group.zk.connect_string(),
-            dir.path().join("snapshot.json").display(),
+    let (_sync, sync_log) = start_sync(
+        &group.zk.connect_string(),
+        dir.path(),
+        &format!(
+            "[pgbouncer]\ndatabases_file = \"{}\"\ndbname = \"postgres\"\n\
+             admin_conninfo = \"host=127.0.0.1 port={bouncer_port} user=postgres dbname=pgbouncer connect_timeout=2\"\n",
             databases.display(),
         ),
-    )
-    .unwrap();
-    let sync_log = dir.path().join("sync.log");
-    let _sync = ManagedProcess::spawn(
-        "zgres-sync",
-        binary("zgres-sync"),
-        ["--config", sync_config.to_str().unwrap()],
-        &[],
-        None,
-        &sync_log,
-    )
-    .unwrap();
+    );
     let old_port = group.nodes[old].port();
     poll::until(
         "zgres-sync to write pgbouncer's databases",

@@ -32,3 +32,16 @@ pub fn write(path: &Path, data: &[u8]) -> std::io::Result<()> {
     }
     result
 }
+
+/// Writes `text` to `path` with [`write`] unless it already holds exactly that. Returns whether
+/// it wrote.
+///
+/// # Errors
+/// When writing or renaming fails.
+pub fn write_if_changed(path: &Path, text: &str) -> std::io::Result<bool> {
+    if std::fs::read(path).is_ok_and(|old| old == text.as_bytes()) {
+        return Ok(false);
+    }
+    write(path, text.as_bytes())?;
+    Ok(true)
+}

@@ -7,6 +7,8 @@ use serde::Deserialize;
 use zgres_config::{ConfigError, LogConfig, Problems};
 use zgres_schema::{GroupName, ZkLayout};
 
+use crate::template::{Source, TemplateConfig, HAPROXY_TEMPLATE};
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
@@ -15,7 +17,36 @@ struct RawConfig {
     #[serde(default)]
     pgbouncer: Option<RawPgbouncer>,
     #[serde(default)]
+    haproxy: Option<RawHaproxy>,
+    #[serde(default)]
+    template: Vec<RawTemplate>,
+    #[serde(default)]
     log: LogConfig,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHaproxy {
+    config_file: PathBuf,
+    #[serde(default)]
+    reload_command: Vec<String>,
+    #[serde(default = "default_command_timeout_ms")]
+    reload_timeout_ms: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTemplate {
+    source: PathBuf,
+    destination: PathBuf,
+    #[serde(default)]
+    command: Vec<String>,
+    #[serde(default = "default_command_timeout_ms")]
+    command_timeout_ms: u64,
+}
+
+fn default_command_timeout_ms() -> u64 {
+    30_000
 }
 
 #[derive(Debug, Deserialize)]
@@ -130,6 +161,8 @@ pub struct Config {
     pub sync: SyncConfig,
     /// The pgbouncer plugin, if enabled.
     pub pgbouncer: Option<PgbouncerConfig>,
+    /// Rendered files: `[[template]]` sections and the HAProxy plugin (a bundled template).
+    pub templates: Vec<TemplateConfig>,
     /// Logging.
     pub log: LogConfig,
 }
@@ -193,6 +226,46 @@ impl Config {
                 problems.add("pgbouncer.read_only_suffix", "must not be empty");
             }
         }
+        let mut templates = Vec::new();
+        for (i, t) in raw.template.iter().enumerate() {
+            let key = format!("template[{i}]");
+            if !t.source.is_file() {
+                problems.add(
+                    &format!("{key}.source"),
+                    format!("{} is not a file", t.source.display()),
+                );
+            }
+            check_parent(&format!("{key}.destination"), &t.destination, &mut problems);
+            check_command(
+                &format!("{key}.command"),
+                &t.command,
+                t.command_timeout_ms,
+                &mut problems,
+            );
+            templates.push(TemplateConfig {
+                name: t.destination.display().to_string(),
+                source: Source::File(t.source.clone()),
+                destination: t.destination.clone(),
+                command: t.command.clone(),
+                command_timeout: Duration::from_millis(t.command_timeout_ms),
+            });
+        }
+        if let Some(h) = &raw.haproxy {
+            check_parent("haproxy.config_file", &h.config_file, &mut problems);
+            check_command(
+                "haproxy.reload_command",
+                &h.reload_command,
+                h.reload_timeout_ms,
+                &mut problems,
+            );
+            templates.push(TemplateConfig {
+                name: "haproxy".into(),
+                source: Source::Builtin(HAPROXY_TEMPLATE),
+                destination: h.config_file.clone(),
+                command: h.reload_command.clone(),
+                command_timeout: Duration::from_millis(h.reload_timeout_ms),
+            });
+        }
         raw.log.validate(&mut problems);
         let config = layout.map(|layout| Config {
             zookeeper: ZookeeperConfig {
@@ -214,9 +287,24 @@ impl Config {
                 read_only_suffix: p.read_only_suffix,
                 admin_conninfo: p.admin_conninfo,
             }),
+            templates,
             log: raw.log,
         });
         problems.finish(path, config)
+    }
+}
+
+fn check_command(key: &str, command: &[String], timeout_ms: u64, problems: &mut Problems) {
+    if let Some(program) = command.first() {
+        if !Path::new(program).is_absolute() {
+            problems.add(
+                key,
+                format!("{program:?}: give the program's absolute path (no shell, no PATH search)"),
+            );
+        }
+    }
+    if !(100..=3_600_000).contains(&timeout_ms) {
+        problems.add(key, "timeout must be between 100 and 3600000 ms");
     }
 }
 

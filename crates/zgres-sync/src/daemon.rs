@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, PgbouncerConfig};
 use crate::follower::{Change, FollowError, Follower};
 use crate::snapshot::{self, Snapshot};
+use crate::template::TemplatePlugin;
 use crate::{atomic_file, hooks, pgbouncer};
 
 /// A snapshot as published to plugins.
@@ -22,7 +23,7 @@ pub struct Published {
 }
 
 /// A plugin the daemon drives.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 enum Plugin {
     Hooks {
         dir: std::path::PathBuf,
@@ -30,6 +31,7 @@ enum Plugin {
         timeout: Duration,
     },
     Pgbouncer(PgbouncerConfig),
+    Template(TemplatePlugin),
 }
 
 impl Plugin {
@@ -37,10 +39,11 @@ impl Plugin {
         match self {
             Plugin::Hooks { dir, .. } => format!("hooks in {}", dir.display()),
             Plugin::Pgbouncer(_) => "pgbouncer".to_owned(),
+            Plugin::Template(t) => format!("template {}", t.name()),
         }
     }
 
-    async fn apply(&self, published: &Published) -> Result<(), String> {
+    async fn apply(&mut self, published: &Published) -> Result<(), String> {
         match self {
             Plugin::Hooks {
                 dir,
@@ -61,6 +64,10 @@ impl Plugin {
             Plugin::Pgbouncer(config) => pgbouncer::apply(config, &published.snapshot)
                 .await
                 .map_err(|e| e.to_string()),
+            Plugin::Template(t) => t
+                .apply(&published.snapshot)
+                .await
+                .map_err(|e| e.to_string()),
         }
     }
 }
@@ -68,7 +75,7 @@ impl Plugin {
 /// Applies each new snapshot with `plugin`; on failure retries the latest one with exponential
 /// backoff up to `retry_max`. Returns when `shutdown` is cancelled.
 async fn drive(
-    plugin: Plugin,
+    mut plugin: Plugin,
     mut snapshots: watch::Receiver<Option<Arc<Published>>>,
     retry_max: Duration,
     shutdown: CancellationToken,
@@ -123,6 +130,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) {
     }
     if let Some(p) = &config.pgbouncer {
         plugins.push(Plugin::Pgbouncer(p.clone()));
+    }
+    for t in &config.templates {
+        plugins.push(Plugin::Template(TemplatePlugin::new(t.clone())));
     }
     let tasks: Vec<_> = plugins
         .into_iter()

@@ -6,16 +6,19 @@
 //! - [`config`]: TOML configuration, validated up front.
 //! - [`follower`]: one recursive watch, level-triggered re-reads.
 //! - [`snapshot`]: the pure snapshot built from the znodes; what plugins get.
-//! - [`hooks`]: executable plugins; [`pgbouncer`]: the built-in pgbouncer plugin.
+//! - [`hooks`]: executable plugins; [`pgbouncer`], [`template`] (and HAProxy, a bundled
+//!   template): the built-in plugins; [`command`]: running programs safely.
 //! - [`daemon`]: the loop, debouncing, and one task per plugin with retries.
 #![forbid(unsafe_code)]
 
 pub mod atomic_file;
+pub mod command;
 pub mod config;
 pub mod daemon;
 pub mod follower;
 pub mod hooks;
 pub mod pgbouncer;
 pub mod snapshot;
+pub mod template;
 
 pub use daemon::run;

@@ -2,8 +2,6 @@
 //! so that `{group}` goes to the primary and `{group}{suffix}` to a replica, then tells
 //! pgbouncer to `RELOAD` through its admin console.
 
-use std::path::Path;
-
 use tokio_postgres::NoTls;
 
 use crate::config::PgbouncerConfig;
@@ -74,12 +72,13 @@ pub fn render(config: &PgbouncerConfig, snapshot: &Snapshot) -> String {
 /// [`PgbouncerError`]; the caller retries.
 pub async fn apply(config: &PgbouncerConfig, snapshot: &Snapshot) -> Result<(), PgbouncerError> {
     let text = render(config, snapshot);
-    let changed = write_if_changed(&config.databases_file, &text).map_err(|source| {
-        PgbouncerError::Write {
-            path: config.databases_file.display().to_string(),
-            source,
-        }
-    })?;
+    let changed =
+        crate::atomic_file::write_if_changed(&config.databases_file, &text).map_err(|source| {
+            PgbouncerError::Write {
+                path: config.databases_file.display().to_string(),
+                source,
+            }
+        })?;
     if let Some(conninfo) = &config.admin_conninfo {
         let (client, connection) = tokio_postgres::connect(conninfo, NoTls).await?;
         tokio::spawn(async move {
@@ -103,19 +102,6 @@ pub async fn apply(config: &PgbouncerConfig, snapshot: &Snapshot) -> Result<(), 
         tracing::info!(file = %config.databases_file.display(), "pgbouncer databases updated");
     }
     Ok(())
-}
-
-/// Writes `text` to `path` atomically (temp file + rename, keeping the mode and owner of an
-/// existing file) unless it already holds exactly that. Returns whether it wrote.
-///
-/// # Errors
-/// When writing or renaming fails.
-pub fn write_if_changed(path: &Path, text: &str) -> std::io::Result<bool> {
-    if std::fs::read(path).is_ok_and(|old| old == text.as_bytes()) {
-        return Ok(false);
-    }
-    crate::atomic_file::write(path, text.as_bytes())?;
-    Ok(true)
 }
 
 #[cfg(test)]

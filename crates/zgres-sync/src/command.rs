@@ -1,0 +1,126 @@
+//! Running an external program without a shell: own process group, stdin closed, output
+//! captured (bounded), killed with its whole group after a timeout.
+
+use std::ffi::OsStr;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use tokio::io::AsyncReadExt;
+
+/// Output kept per stream.
+const OUTPUT_LIMIT: u64 = 64 * 1024;
+
+/// How a command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// It could not be started.
+    #[error("{program}: cannot start: {source}")]
+    Start {
+        /// The program.
+        program: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// It exited unsuccessfully.
+    #[error("{program}: {status}; output: {output}")]
+    Failed {
+        /// The program.
+        program: String,
+        /// Its exit status.
+        status: String,
+        /// What it printed (abbreviated, lossy).
+        output: String,
+    },
+    /// It ran past the timeout and was killed.
+    #[error("{program}: killed after {timeout:?}")]
+    TimedOut {
+        /// The program.
+        program: String,
+        /// The timeout.
+        timeout: Duration,
+    },
+}
+
+/// Runs `program` with `args` to completion or `timeout`, whichever comes first.
+///
+/// # Errors
+/// [`CommandError`] when it cannot start, fails or times out. Cancelling the future kills it.
+pub async fn run<I, S>(program: &Path, args: I, timeout: Duration) -> Result<(), CommandError>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let name = program.display().to_string();
+    let mut child = tokio::process::Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|source| CommandError::Start {
+            program: name.clone(),
+            source,
+        })?;
+    let pgid = child.id().map(|p| Pid::from_raw(p as i32));
+    let capture = |stream: Option<Box<dyn tokio::io::AsyncRead + Unpin + Send>>| {
+        tokio::spawn(async move {
+            let mut buf = Vec::new();
+            if let Some(stream) = stream {
+                let _ = stream.take(OUTPUT_LIMIT).read_to_end(&mut buf).await;
+            }
+            buf
+        })
+    };
+    let stdout = capture(child.stdout.take().map(|s| Box::new(s) as _));
+    let stderr = capture(child.stderr.take().map(|s| Box::new(s) as _));
+    let waited = tokio::time::timeout(timeout, child.wait()).await;
+    // Whatever it left running in its group goes too, finished or not.
+    if let Some(pgid) = pgid {
+        let _ = killpg(pgid, Signal::SIGKILL);
+    }
+    let status = match waited {
+        Ok(status) => status.map_err(|source| CommandError::Start {
+            program: name.clone(),
+            source,
+        })?,
+        Err(_) => {
+            let _ = child.wait().await;
+            return Err(CommandError::TimedOut {
+                program: name,
+                timeout,
+            });
+        }
+    };
+    let grace = Duration::from_secs(1);
+    let mut output = tokio::time::timeout(grace, stdout)
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    output.extend(
+        tokio::time::timeout(grace, stderr)
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default(),
+    );
+    let text: String = String::from_utf8_lossy(&output)
+        .chars()
+        .take(2000)
+        .collect();
+    if status.success() {
+        tracing::debug!(program = %name, output = %text.trim(), "command succeeded");
+        Ok(())
+    } else {
+        Err(CommandError::Failed {
+            program: name,
+            status: status.to_string(),
+            output: text.trim().to_owned(),
+        })
+    }
+}

@@ -1,0 +1,91 @@
+//! Helpers for the end-to-end tests: workspace binaries, zgres-sync, and connecting through a
+//! proxy to see which backend answers.
+#![allow(dead_code)] // Each test binary uses a different part.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio_postgres::NoTls;
+use zgres_testkit::process::ManagedProcess;
+
+/// A workspace binary, next to this test's own directory (cargo builds them for the tests).
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe.parent().and_then(|d| d.parent()).unwrap().join(name);
+    assert!(
+        path.exists(),
+        "{} missing: build the workspace's binaries first",
+        path.display()
+    );
+    path
+}
+
+/// A temp dir that an unprivileged proxy can read.
+pub fn shared_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+/// Starts zgres-sync following `zookeeper`, with `plugins` (TOML sections) appended to its
+/// config. Returns the process and its log.
+pub fn start_sync(zookeeper: &str, dir: &Path, plugins: &str) -> (ManagedProcess, PathBuf) {
+    let config = dir.join("sync.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[zookeeper]\nconnect = \"{zookeeper}\"\n[sync]\nsnapshot_file = \"{}\"\n\
+             retry_max_ms = 500\n{plugins}\n[log]\nlevel = \"debug\"\n",
+            dir.join("snapshot.json").display(),
+        ),
+    )
+    .unwrap();
+    let log = dir.join("sync.log");
+    let process = ManagedProcess::spawn(
+        "zgres-sync",
+        binary("zgres-sync"),
+        ["--config", config.to_str().unwrap()],
+        &[],
+        None,
+        &log,
+    )
+    .unwrap();
+    (process, log)
+}
+
+/// Through a proxy on `port` to database `db`: the backend's port and whether it is in
+/// recovery; with `write`, also inserts a row. `None` when any step fails.
+pub async fn through(port: u16, db: &str, write: bool) -> Option<(i32, bool)> {
+    let conninfo =
+        format!("host=127.0.0.1 port={port} user=postgres dbname={db} connect_timeout=2");
+    let (client, connection) = tokio::time::timeout(
+        Duration::from_secs(3),
+        tokio_postgres::connect(&conninfo, NoTls),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let row = client
+        .query_one("SELECT inet_server_port(), pg_is_in_recovery()", &[])
+        .await
+        .ok()?;
+    if write {
+        client
+            .execute(
+                "INSERT INTO writes (node, seq) VALUES ('via-proxy', 1)",
+                &[],
+            )
+            .await
+            .ok()?;
+    }
+    Some((row.get(0), row.get(1)))
+}
+
+/// A file's text, or "" (for failure messages).
+pub fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}

@@ -1,0 +1,114 @@
+//! End to end: real deadmen fail a group over, zgres-sync's HAProxy plugin rewrites a real
+//! HAProxy's backends and reloads it, and writes through the writer frontend reach the new
+//! primary while the reader frontend serves replicas.
+
+mod e2e;
+#[path = "../crates/zgres-deadman/tests/support/mod.rs"]
+mod support;
+
+use e2e::{binary, read, shared_dir, start_sync, through};
+use support::{Group, Timing, DEADLINE};
+use zgres_testkit::poll;
+use zgres_testkit::ports::free_port;
+use zgres_testkit::process::ManagedProcess;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn haproxy_backends_follow_a_failover() {
+    std::env::set_var("ZGRES_DEADMAN_BIN", binary("zgres-deadman"));
+    let mut group = Group::prepare(3, Timing::default()).await;
+    group.start_all();
+    let old = group.wait_primary(&[]).await;
+
+    let dir = shared_dir();
+    let generated = dir.path().join("zgres.cfg");
+    let pidfile = dir.path().join("haproxy.pid");
+    let (_sync, sync_log) = start_sync(
+        &group.zk.connect_string(),
+        dir.path(),
+        &format!(
+            "[haproxy]\nconfig_file = \"{}\"\n\
+             reload_command = [\"/bin/sh\", \"-c\", \"kill -USR2 $(cat {})\"]\n",
+            generated.display(),
+            pidfile.display()
+        ),
+    );
+    let old_port = group.nodes[old].port();
+    poll::until("zgres-sync to write the HAProxy backends", DEADLINE, || {
+        std::future::ready(
+            read(&generated)
+                .contains(&format!("127.0.0.1:{old_port} check"))
+                .then_some(()),
+        )
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", read(&sync_log)));
+
+    // The operator's own part: frontends using the generated backends.
+    let (writer, reader) = (free_port().unwrap(), free_port().unwrap());
+    let main_cfg = dir.path().join("haproxy.cfg");
+    std::fs::write(
+        &main_cfg,
+        format!(
+            "global\n    maxconn 200\ndefaults\n    mode tcp\n    timeout connect 2s\n\
+             timeout client 30s\n    timeout server 30s\n\
+             frontend writer\n    bind 127.0.0.1:{writer}\n    default_backend main_primary\n\
+             frontend reader\n    bind 127.0.0.1:{reader}\n    default_backend main_replicas\n"
+        ),
+    )
+    .unwrap();
+    let haproxy_log = dir.path().join("haproxy.log");
+    let _haproxy = ManagedProcess::spawn(
+        "haproxy",
+        "/usr/sbin/haproxy",
+        [
+            "-W",
+            "-db",
+            "-f",
+            main_cfg.to_str().unwrap(),
+            "-f",
+            generated.to_str().unwrap(),
+            "-p",
+            pidfile.to_str().unwrap(),
+        ],
+        &[],
+        None,
+        &haproxy_log,
+    )
+    .unwrap();
+
+    let reached = poll::until("a write through HAProxy", DEADLINE, || {
+        through(writer, "postgres", true)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", read(&haproxy_log)));
+    assert_eq!(reached, (i32::from(old_port), false));
+    let (_, in_recovery) = poll::until("a read through HAProxy's reader", DEADLINE, || {
+        through(reader, "postgres", false)
+    })
+    .await
+    .unwrap();
+    assert!(in_recovery, "the reader frontend is served by a replica");
+
+    let deadman = group.nodes[old].deadman.take().unwrap();
+    group.nodes[old].kill_postgres();
+    deadman.kill();
+    let new = group.wait_primary(&[old]).await;
+    let new_port = i32::from(group.nodes[new].port());
+    poll::until(
+        "a write through HAProxy to the new primary",
+        DEADLINE,
+        || async {
+            let (port, in_recovery) = through(writer, "postgres", true).await?;
+            (port == new_port && !in_recovery).then_some(())
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}\n{}", read(&sync_log), read(&haproxy_log)));
+    let (port, in_recovery) =
+        poll::until("a read from the remaining replica", DEADLINE, || async {
+            through(reader, "postgres", false).await.filter(|(_, r)| *r)
+        })
+        .await
+        .unwrap();
+    assert!(in_recovery && port != new_port);
+}
