@@ -251,3 +251,44 @@ async fn a_new_session_replaces_an_expired_one() {
         "{log}"
     );
 }
+
+/// Config errors exit 78 and name the key; usage errors exit 64; the example config validates.
+#[test]
+fn config_and_usage_errors_have_their_exit_codes() {
+    let exe = env!("CARGO_BIN_EXE_zgres-sync");
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[zookeeper]\nconnect = \"127.0.0.1:1\"\n[sync]\nsnapshot_file = \"x.json\"\ngroups = [\"a/b\"]\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(exe)
+        .args(["--check-config", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for key in ["sync.snapshot_file", "sync.groups[0]", "bad.toml"] {
+        assert!(stderr.contains(key), "{key} not named in: {stderr}");
+    }
+    let out = std::process::Command::new(exe)
+        .arg("--nope")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/zgres-sync.toml"
+    );
+    let out = std::process::Command::new(exe)
+        .args(["--check-config", example])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
