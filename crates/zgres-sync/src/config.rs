@@ -21,7 +21,17 @@ struct RawConfig {
     #[serde(default)]
     template: Vec<RawTemplate>,
     #[serde(default)]
+    plugin: Vec<RawLibraryPlugin>,
+    #[serde(default)]
     log: LogConfig,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLibraryPlugin {
+    library: PathBuf,
+    #[serde(default = "default_command_timeout_ms")]
+    timeout_ms: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -163,6 +173,9 @@ pub struct Config {
     pub pgbouncer: Option<PgbouncerConfig>,
     /// Rendered files: `[[template]]` sections and the HAProxy plugin (a bundled template).
     pub templates: Vec<TemplateConfig>,
+    /// In-process plugins (`[[plugin]]`): shared libraries speaking the zgres plugin ABI, and
+    /// how long a call may take before it is reported as failed.
+    pub libraries: Vec<(PathBuf, Duration)>,
     /// Logging.
     pub log: LogConfig,
 }
@@ -266,6 +279,22 @@ impl Config {
                 command_timeout: Duration::from_millis(h.reload_timeout_ms),
             });
         }
+        let mut libraries = Vec::new();
+        for (i, p) in raw.plugin.iter().enumerate() {
+            if !p.library.is_file() {
+                problems.add(
+                    &format!("plugin[{i}].library"),
+                    format!("{} is not a file", p.library.display()),
+                );
+            }
+            if !(100..=3_600_000).contains(&p.timeout_ms) {
+                problems.add(
+                    &format!("plugin[{i}].timeout_ms"),
+                    "must be between 100 and 3600000",
+                );
+            }
+            libraries.push((p.library.clone(), Duration::from_millis(p.timeout_ms)));
+        }
         raw.log.validate(&mut problems);
         let config = layout.map(|layout| Config {
             zookeeper: ZookeeperConfig {
@@ -288,6 +317,7 @@ impl Config {
                 admin_conninfo: p.admin_conninfo,
             }),
             templates,
+            libraries,
             log: raw.log,
         });
         problems.finish(path, config)

@@ -12,6 +12,7 @@ use crate::follower::{Change, FollowError, Follower};
 use crate::snapshot::{self, Snapshot};
 use crate::template::TemplatePlugin;
 use crate::{atomic_file, hooks, pgbouncer};
+use zgres_plugin::{LoadedPlugin, PluginError};
 
 /// A snapshot as published to plugins.
 #[derive(Debug)]
@@ -32,6 +33,7 @@ enum Plugin {
     },
     Pgbouncer(PgbouncerConfig),
     Template(TemplatePlugin),
+    Library(Arc<LoadedPlugin>, Duration),
 }
 
 impl Plugin {
@@ -40,6 +42,7 @@ impl Plugin {
             Plugin::Hooks { dir, .. } => format!("hooks in {}", dir.display()),
             Plugin::Pgbouncer(_) => "pgbouncer".to_owned(),
             Plugin::Template(t) => format!("template {}", t.name()),
+            Plugin::Library(p, _) => format!("plugin {}", p.name()),
         }
     }
 
@@ -68,6 +71,22 @@ impl Plugin {
                 .apply(&published.snapshot)
                 .await
                 .map_err(|e| e.to_string()),
+            Plugin::Library(plugin, timeout) => {
+                let input = serde_json::to_vec(&published.snapshot).map_err(|e| e.to_string())?;
+                let plugin = plugin.clone();
+                // A library call cannot be interrupted: it runs on a blocking thread, and one
+                // that overruns is reported (its thread finishes whenever the plugin returns).
+                let call = tokio::task::spawn_blocking(move || plugin.call(&input));
+                match tokio::time::timeout(*timeout, call).await {
+                    Err(_) => Err(format!("no answer within {timeout:?}")),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Ok(Ok(Err(e))) => Err(e.to_string()),
+                    Ok(Ok(Ok(answer))) => {
+                        tracing::debug!(answer = %String::from_utf8_lossy(&answer), "plugin answered");
+                        Ok(())
+                    }
+                }
+            }
         }
     }
 }
@@ -116,9 +135,31 @@ async fn drive(
     }
 }
 
-/// Runs the sync daemon until `shutdown` is cancelled. ZooKeeper trouble is logged and retried
-/// (the last snapshot stays in force meanwhile); plugins keep running independently.
-pub async fn run(config: Config, shutdown: CancellationToken) {
+/// Loads the in-process plugins configured; done before [`run`] so that a bad library stops the
+/// daemon at start-up with a clear error.
+///
+/// # Errors
+/// The first library that cannot be loaded or speaks another ABI version.
+pub fn load_libraries(config: &Config) -> Result<Vec<(Arc<LoadedPlugin>, Duration)>, PluginError> {
+    config
+        .libraries
+        .iter()
+        .map(|(path, timeout)| {
+            let plugin = LoadedPlugin::load(path)?;
+            tracing::info!(plugin = plugin.name(), library = %path.display(), "loaded plugin");
+            Ok((Arc::new(plugin), *timeout))
+        })
+        .collect()
+}
+
+/// Runs the sync daemon until `shutdown` is cancelled, with the in-process plugins from
+/// [`load_libraries`]. ZooKeeper trouble is logged and retried (the last snapshot stays in force
+/// meanwhile); plugins keep running independently.
+pub async fn run(
+    config: Config,
+    libraries: Vec<(Arc<LoadedPlugin>, Duration)>,
+    shutdown: CancellationToken,
+) {
     let (publish, snapshots) = watch::channel::<Option<Arc<Published>>>(None);
     let mut plugins = Vec::new();
     if let Some(dir) = &config.sync.hooks_dir {
@@ -133,6 +174,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) {
     }
     for t in &config.templates {
         plugins.push(Plugin::Template(TemplatePlugin::new(t.clone())));
+    }
+    for (plugin, timeout) in libraries {
+        plugins.push(Plugin::Library(plugin, timeout));
     }
     let tasks: Vec<_> = plugins
         .into_iter()

@@ -21,4 +21,4 @@ pub mod pgbouncer;
 pub mod snapshot;
 pub mod template;
 
-pub use daemon::run;
+pub use daemon::{load_libraries, run};

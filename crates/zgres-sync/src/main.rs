@@ -48,11 +48,21 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    if !check_only {
+        config.log.init();
+    }
+    // Libraries are loaded (and their ABI checked) before anything runs, also when checking.
+    let libraries = match zgres_sync::load_libraries(&config) {
+        Ok(libraries) => libraries,
+        Err(e) => {
+            eprintln!("zgres-sync: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
     if check_only {
         println!("{}: OK", path.display());
         return ExitCode::SUCCESS;
     }
-    config.log.init();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -66,7 +76,7 @@ fn main() -> ExitCode {
     runtime.block_on(async {
         let shutdown = CancellationToken::new();
         tokio::spawn(cancel_on_signal(shutdown.clone()));
-        zgres_sync::run(config, shutdown).await;
+        zgres_sync::run(config, libraries, shutdown).await;
         tracing::info!("zgres-sync stopped");
     });
     ExitCode::SUCCESS

@@ -1,0 +1,126 @@
+//! zgres-sync with in-process plugins built from `plugins/`: the example plugin is called with
+//! every snapshot; a plugin with another ABI version stops the daemon at start-up, clearly.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use zgres_schema::documents::{ConnInfo, Lock, Tags};
+use zgres_schema::{encode, Timeline};
+use zgres_testkit::poll;
+use zgres_testkit::process::ManagedProcess;
+use zgres_testkit::zookeeper::ZkCluster;
+use zookeeper_client as zk;
+
+fn library(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .unwrap()
+        .join(format!("lib{name}.so"));
+    assert!(
+        path.exists(),
+        "{} missing: build the workspace first",
+        path.display()
+    );
+    path
+}
+
+fn config(dir: &std::path::Path, zookeeper: &str, library: &std::path::Path) -> PathBuf {
+    let path = dir.join("sync.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[zookeeper]\nconnect = \"{zookeeper}\"\n[sync]\nsnapshot_file = \"{}\"\n\
+             [[plugin]]\nlibrary = \"{}\"\n[log]\nlevel = \"debug\"\n",
+            dir.join("snapshot.json").display(),
+            library.display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[tokio::test]
+async fn the_example_library_plugin_gets_every_snapshot() {
+    let zookeeper = ZkCluster::standalone().await.unwrap();
+    let client = zk::Client::connect(&zookeeper.connect_string())
+        .await
+        .unwrap();
+    let persistent = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+    for d in ["/zgres/lock", "/zgres/conn"] {
+        client.mkdir(d, &persistent).await.unwrap();
+    }
+    let conn = ConnInfo {
+        host: "127.0.0.1".into(),
+        port: 5001,
+        dbname: None,
+        tags: Tags::default(),
+    };
+    client
+        .create(
+            "/zgres/conn/main_127.0.0.1:5001",
+            &encode(&conn).unwrap(),
+            &persistent,
+        )
+        .await
+        .unwrap();
+    let lock = Lock {
+        node: "127.0.0.1:5001".parse().unwrap(),
+        timeline: Timeline::FIRST,
+    };
+    client
+        .create("/zgres/lock/main", &encode(&lock).unwrap(), &persistent)
+        .await
+        .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(
+        dir.path(),
+        &zookeeper.connect_string(),
+        &library("zgres_plugin_example"),
+    );
+    let log = dir.path().join("sync.log");
+    let _sync = ManagedProcess::spawn(
+        "zgres-sync",
+        env!("CARGO_BIN_EXE_zgres-sync"),
+        ["--config", config.to_str().unwrap()],
+        &[],
+        None,
+        &log,
+    )
+    .unwrap();
+    poll::until(
+        "the example plugin's answer in the log",
+        Duration::from_secs(30),
+        || {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            std::future::ready(
+                (text.contains("loaded plugin")
+                    && text.contains(r#""primaries":{"main":"127.0.0.1:5001"}"#))
+                .then_some(()),
+            )
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", std::fs::read_to_string(&log).unwrap_or_default()));
+}
+
+#[test]
+fn a_library_with_another_abi_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(
+        dir.path(),
+        "127.0.0.1:1",
+        &library("zgres_plugin_example_wrong_abi"),
+    );
+    for flag in ["--check-config", "--config"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_zgres-sync"))
+            .args([flag, config.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(78), "{flag}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("ABI version 999"), "{flag}: {stderr}");
+    }
+}
