@@ -1,7 +1,7 @@
 //! External executable plugins: every executable in the hooks directory, in name order, with
 //! the snapshot file's path as its only argument.
 //!
-//! Each runs as a [`crate::command`]: without a shell, in its own process group, output
+//! Each runs through [`zgres_process::run`]: without a shell, in its own process group, output
 //! captured (garbage is harmless), killed with its group after the timeout. One failing hook
 //! does not stop the ones after it.
 
@@ -9,7 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::command::{self, CommandError};
+use zgres_process::{self as command, CommandError};
 
 /// The executables in `dir`, sorted by file name. Hidden files and non-executables are skipped.
 ///
@@ -38,7 +38,8 @@ pub async fn run_all(dir: &Path, snapshot_file: &Path, timeout: Duration) -> Vec
     };
     let mut failures = Vec::new();
     for hook in hooks {
-        let result: Result<(), CommandError> = command::run(&hook, [snapshot_file], timeout).await;
+        let result: Result<Vec<u8>, CommandError> =
+            command::run(&hook, [snapshot_file], timeout).await;
         if let Err(e) = result {
             failures.push(format!("hook {e}"));
         }

@@ -7,12 +7,11 @@
 //! - [`follower`]: one recursive watch, level-triggered re-reads.
 //! - [`snapshot`]: the pure snapshot built from the znodes; what plugins get.
 //! - [`hooks`]: executable plugins; [`pgbouncer`], [`template`] (and HAProxy, a bundled
-//!   template): the built-in plugins; [`command`]: running programs safely.
+//!   template): the built-in plugins.
 //! - [`daemon`]: the loop, debouncing, and one task per plugin with retries.
 #![forbid(unsafe_code)]
 
 pub mod atomic_file;
-pub mod command;
 pub mod config;
 pub mod daemon;
 pub mod follower;

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use minijinja::{Environment, UndefinedBehavior};
 
-use crate::command;
 use crate::snapshot::Snapshot;
+use zgres_process as command;
 
 /// Where a template comes from.
 #[derive(Debug, Clone)]

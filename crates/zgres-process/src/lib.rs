@@ -1,5 +1,7 @@
-//! Running an external program without a shell: own process group, stdin closed, output
-//! captured (bounded), killed with its whole group after a timeout.
+//! Running an external program for zgres (plugins, reload commands) without a shell: own
+//! process group, stdin closed, output captured (bounded), killed with its whole group after a
+//! timeout, and whatever it leaves running in its group killed when it exits.
+#![forbid(unsafe_code)]
 
 use std::ffi::OsStr;
 use std::path::Path;
@@ -44,11 +46,12 @@ pub enum CommandError {
     },
 }
 
-/// Runs `program` with `args` to completion or `timeout`, whichever comes first.
+/// Runs `program` with `args` to completion or `timeout`, whichever comes first, and returns
+/// what it wrote to stdout (at most 64 KiB).
 ///
 /// # Errors
 /// [`CommandError`] when it cannot start, fails or times out. Cancelling the future kills it.
-pub async fn run<I, S>(program: &Path, args: I, timeout: Duration) -> Result<(), CommandError>
+pub async fn run<I, S>(program: &Path, args: I, timeout: Duration) -> Result<Vec<u8>, CommandError>
 where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
@@ -97,25 +100,23 @@ where
         }
     };
     let grace = Duration::from_secs(1);
-    let mut output = tokio::time::timeout(grace, stdout)
+    let stdout = tokio::time::timeout(grace, stdout)
         .await
         .ok()
         .and_then(Result::ok)
         .unwrap_or_default();
-    output.extend(
-        tokio::time::timeout(grace, stderr)
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or_default(),
-    );
-    let text: String = String::from_utf8_lossy(&output)
+    let stderr = tokio::time::timeout(grace, stderr)
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    let text: String = String::from_utf8_lossy(&[stdout.as_slice(), stderr.as_slice()].concat())
         .chars()
         .take(2000)
         .collect();
     if status.success() {
         tracing::debug!(program = %name, output = %text.trim(), "command succeeded");
-        Ok(())
+        Ok(stdout)
     } else {
         Err(CommandError::Failed {
             program: name,
