@@ -28,6 +28,8 @@ struct RawConfig {
     #[serde(default)]
     timing: RawTiming,
     #[serde(default)]
+    plugin: Vec<RawPlugin>,
+    #[serde(default)]
     log: LogConfig,
 }
 
@@ -93,6 +95,21 @@ fn default_user() -> String {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlugin {
+    #[serde(default)]
+    command: Vec<String>,
+    #[serde(default)]
+    library: Option<PathBuf>,
+    #[serde(default = "default_plugin_timeout_ms")]
+    timeout_ms: u64,
+}
+
+fn default_plugin_timeout_ms() -> u64 {
+    5_000
+}
+
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct RawTiming {
     loop_interval_ms: u64,
@@ -100,6 +117,7 @@ struct RawTiming {
     election_wait_ms: u64,
     stop_timeout_ms: u64,
     primary_restart_timeout_ms: u64,
+    plugin_interval_ms: u64,
 }
 
 impl Default for RawTiming {
@@ -110,6 +128,7 @@ impl Default for RawTiming {
             election_wait_ms: 2_000,
             stop_timeout_ms: 30_000,
             primary_restart_timeout_ms: 10_000,
+            plugin_interval_ms: 5_000,
         }
     }
 }
@@ -164,6 +183,8 @@ pub struct TimingConfig {
     pub stop_timeout: Duration,
     /// How long a crashed primary may take to restart in place before the lock is released.
     pub primary_restart_timeout: Duration,
+    /// How often deadman plugins run.
+    pub plugin_interval: Duration,
 }
 
 /// The validated configuration.
@@ -183,6 +204,8 @@ pub struct Config {
     pub tags: Tags,
     /// Timing.
     pub timing: TimingConfig,
+    /// Plugins adding metadata and health vetoes.
+    pub plugins: Vec<crate::plugins::PluginSpec>,
     /// Logging.
     pub log: LogConfig,
 }
@@ -335,6 +358,44 @@ impl Config {
                 problems.add(key, format!("must be between {min} and 3600000"));
             }
         }
+        let mut plugins = Vec::new();
+        for (i, p) in raw.plugin.iter().enumerate() {
+            let key = format!("plugin[{i}]");
+            let timeout = Duration::from_millis(p.timeout_ms);
+            if !(100..=600_000).contains(&p.timeout_ms) {
+                problems.add(
+                    &format!("{key}.timeout_ms"),
+                    "must be between 100 and 600000",
+                );
+            }
+            match (p.command.first(), &p.library) {
+                (Some(program), None) => {
+                    if !Path::new(program).is_absolute() {
+                        problems.add(
+                            &format!("{key}.command"),
+                            "give the program's absolute path",
+                        );
+                    }
+                    plugins.push(crate::plugins::PluginSpec::Command(
+                        p.command.clone(),
+                        timeout,
+                    ));
+                }
+                (None, Some(library)) => {
+                    if !library.is_file() {
+                        problems.add(
+                            &format!("{key}.library"),
+                            format!("{} is not a file", library.display()),
+                        );
+                    }
+                    plugins.push(crate::plugins::PluginSpec::Library(
+                        library.clone(),
+                        timeout,
+                    ));
+                }
+                _ => problems.add(&key, "set exactly one of command or library"),
+            }
+        }
         raw.log.validate(&mut problems);
 
         let config = match (layout, group, node, probe_host) {
@@ -366,7 +427,9 @@ impl Config {
                     election_wait: Duration::from_millis(t.election_wait_ms),
                     stop_timeout: Duration::from_millis(t.stop_timeout_ms),
                     primary_restart_timeout: Duration::from_millis(t.primary_restart_timeout_ms),
+                    plugin_interval: Duration::from_millis(t.plugin_interval_ms),
                 },
+                plugins,
                 log: raw.log,
             }),
             _ => None,

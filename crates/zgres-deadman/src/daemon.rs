@@ -18,6 +18,7 @@ use crate::coordination::{heartbeat, CoordinationError, Coordinator, GroupView};
 use crate::data_dir::{self, ControlData, DataDirError};
 use crate::decision::{Action, Decider, Ineligible, LocalPostgres, LockView, Observation, Probe};
 use crate::fence::{keeper_line, FenceClock, FenceThread};
+use crate::plugins::{self, PluginSetupError, Plugins};
 use crate::postgres_client::PostgresClient;
 use crate::postgres_process::PostgresProcess;
 
@@ -45,6 +46,9 @@ pub enum DaemonError {
     /// The fence could not be set up. Permanent.
     #[error("cannot start the fence: {0}")]
     Fence(std::io::Error),
+    /// A configured plugin cannot be used (e.g. a library of another ABI version). Permanent.
+    #[error(transparent)]
+    Plugins(#[from] PluginSetupError),
 }
 
 /// How often an election re-reads the group while it waits for peers' fresh positions.
@@ -70,6 +74,12 @@ const MAX_CONNECT_BACKOFF: Duration = Duration::from_secs(5);
 /// [`DaemonError`] for problems that retrying cannot fix; transient ZooKeeper and PostgreSQL
 /// failures are logged and retried, never returned.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), DaemonError> {
+    // Plugins first: an unusable one is a configuration problem, reported before anything else.
+    let plugins = plugins::start(
+        &config.plugins,
+        config.timing.plugin_interval,
+        shutdown.child_token(),
+    )?;
     data_dir::check_exists(&config.postgres)?;
     let control = data_dir::control_data(&config.postgres).await?;
     tracing::info!(
@@ -97,6 +107,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
         client: PostgresClient::new(config.postgres.clone(), config.node_name.clone()),
         fence,
         control,
+        plugins,
         session: None,
         published: None,
         conn_published: None,
@@ -121,6 +132,7 @@ struct Daemon {
     client: PostgresClient,
     fence: Arc<FenceClock>,
     control: ControlData,
+    plugins: Option<Plugins>,
     session: Option<Session>,
     /// The last state published and when.
     published: Option<(NodeState, Instant)>,
@@ -342,6 +354,9 @@ impl Daemon {
         if pg.probe.is_some_and(|p| !p.in_recovery) && obs.lock != LockView::Ours {
             problems.push("running as primary without the lock".to_owned());
         }
+        if let Some(plugins) = &self.plugins {
+            problems.extend(plugins.outcome.borrow().vetoes.iter().cloned());
+        }
         problems
     }
 
@@ -368,7 +383,11 @@ impl Daemon {
                 replay: probe.and_then(|p| p.replay_lsn),
             },
             tags: self.config.tags.clone(),
-            meta: Default::default(),
+            meta: self
+                .plugins
+                .as_ref()
+                .map(|p| p.outcome.borrow().meta.clone())
+                .unwrap_or_default(),
             updated_at_ms: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
@@ -377,6 +396,15 @@ impl Daemon {
 
     async fn publish(&mut self, obs: &Observation, force: bool) {
         let state = self.node_state(obs);
+        if let Some(plugins) = &self.plugins {
+            let input = serde_json::json!({
+                "v": 1,
+                "group": self.config.group,
+                "node": self.config.node,
+                "state": &state,
+            });
+            plugins.input.send_replace(serde_json::to_vec(&input).ok());
+        }
         let healthy = state.is_healthy();
         let unchanged = self.published.as_ref().is_some_and(|(old, at)| {
             let mut old = old.clone();

@@ -10,6 +10,7 @@
 //! - [`coordination`]: ZooKeeper reads and writes.
 //! - [`postgres_process`], [`postgres_client`], [`data_dir`]: PostgreSQL as a child process,
 //!   over SQL, and on disk.
+//! - [`plugins`]: metadata and health vetoes from executables or shared libraries.
 //! - [`daemon`]: the loop that ties them together.
 #![forbid(unsafe_code)]
 
@@ -19,6 +20,7 @@ pub mod daemon;
 pub mod data_dir;
 pub mod decision;
 pub mod fence;
+pub mod plugins;
 pub mod postgres_client;
 pub mod postgres_process;
 

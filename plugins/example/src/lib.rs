@@ -1,7 +1,11 @@
 //! Example in-process plugin for zgres: answers with a summary of the snapshot it is given.
 //! It writes no `unsafe`; [`zgres_plugin::export_plugin!`] does the FFI.
 //!
-//! Input: the sync snapshot JSON. Output: `{"groups": N, "primaries": {"group": "node"}}`.
+//! - As a zgres-sync plugin, input is the snapshot JSON; output
+//!   `{"groups": N, "primaries": {"group": "node"}}`.
+//! - As a zgres-deadman plugin, input is `{"v": 1, "group", "node", "state"}`; output adds
+//!   metadata: `{"meta": {"example": "checked NODE"}}`.
+//!
 //! Giving it `{"panic": true}` makes it panic, to show the panic is caught inside the plugin.
 
 fn handle(input: &[u8]) -> Result<Vec<u8>, String> {
@@ -9,6 +13,10 @@ fn handle(input: &[u8]) -> Result<Vec<u8>, String> {
         serde_json::from_slice(input).map_err(|e| format!("input is not JSON: {e}"))?;
     if value["panic"] == true {
         panic!("asked to panic");
+    }
+    if let Some(node) = value["state"]["node"].as_str() {
+        let answer = serde_json::json!({ "meta": { "example": format!("checked {node}") } });
+        return Ok(answer.to_string().into_bytes());
     }
     let groups = value["groups"].as_object().cloned().unwrap_or_default();
     let primaries: serde_json::Map<String, serde_json::Value> = groups

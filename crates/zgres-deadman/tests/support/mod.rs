@@ -240,7 +240,7 @@ impl Group {
              [postgres]\ndata_dir = \"{}\"\nport = {}\n{run_as}\
              parameters = {{ listen_addresses = \"127.0.0.1\", unix_socket_directories = \"{}\" }}\n\
              [timing]\nloop_interval_ms = {}\nstate_refresh_ms = 1000\nelection_wait_ms = 1000\n\
-             stop_timeout_ms = 10000\nprimary_restart_timeout_ms = {}\n\
+             stop_timeout_ms = 10000\nprimary_restart_timeout_ms = {}\nplugin_interval_ms = 200\n\
              [log]\nlevel = \"{}\"\n{}",
             t.session_timeout_ms,
             t.fence_margin_ms,

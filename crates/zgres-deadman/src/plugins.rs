@@ -1,0 +1,192 @@
+//! Deadman plugins: extra metadata for the node's state (an availability zone, say) and health
+//! vetoes that take the node's `/conn` away.
+//!
+//! A plugin is an executable (`command`, given the path of a JSON file) or a shared library
+//! (`library`, through the zgres plugin ABI, given the JSON itself). The JSON is
+//! `{"v": 1, "group": ..., "node": ..., "state": <the node's last state>}`; the answer is
+//! `{"meta": {...}, "veto": "reason"}`, both optional. Plugins run in their own task every
+//! `timing.plugin_interval_ms`, so a slow one never delays a decision. A plugin that fails,
+//! times out or answers with something else vetoes the node (fail closed): an operator who asks
+//! a check to guard the node's availability does not want it ignored when it breaks.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use zgres_plugin::LoadedPlugin;
+
+/// One configured plugin.
+#[derive(Debug, Clone)]
+pub enum PluginSpec {
+    /// An executable and its arguments; the input file's path is appended.
+    Command(Vec<String>, Duration),
+    /// A shared library speaking the zgres plugin ABI.
+    Library(PathBuf, Duration),
+}
+
+/// What all plugins said last time.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PluginOutcome {
+    /// Metadata to merge into the node's state (later plugins win on equal keys).
+    pub meta: BTreeMap<String, serde_json::Value>,
+    /// Why the node must not count as healthy; empty when no plugin objects.
+    pub vetoes: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Answer {
+    #[serde(default)]
+    meta: BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    veto: Option<String>,
+}
+
+/// Why a plugin could not start. Permanent.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginSetupError {
+    /// A library could not be loaded or speaks another ABI.
+    #[error(transparent)]
+    Library(#[from] zgres_plugin::PluginError),
+    /// The private directory for input files could not be made.
+    #[error("cannot create a directory for plugin input: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+enum Loaded {
+    Command(Vec<String>, Duration),
+    Library(Arc<LoadedPlugin>, Duration),
+}
+
+impl Loaded {
+    fn name(&self) -> String {
+        match self {
+            Loaded::Command(argv, _) => argv.first().cloned().unwrap_or_default(),
+            Loaded::Library(p, _) => p.name().to_owned(),
+        }
+    }
+}
+
+/// The plugin task's handle: its latest outcome, and where to send the latest state.
+#[derive(Debug)]
+pub struct Plugins {
+    /// The latest outcome (default until the first round).
+    pub outcome: watch::Receiver<PluginOutcome>,
+    /// The latest input document.
+    pub input: watch::Sender<Option<Vec<u8>>>,
+}
+
+/// Loads the libraries (checking their ABI) and starts the plugin task; `None` when no plugin
+/// is configured.
+///
+/// # Errors
+/// [`PluginSetupError`] for a library that cannot be used; the daemon refuses to start.
+pub fn start(
+    specs: &[PluginSpec],
+    interval: Duration,
+    shutdown: CancellationToken,
+) -> Result<Option<Plugins>, PluginSetupError> {
+    if specs.is_empty() {
+        return Ok(None);
+    }
+    let mut loaded = Vec::new();
+    for spec in specs {
+        loaded.push(match spec {
+            PluginSpec::Command(argv, timeout) => Loaded::Command(argv.clone(), *timeout),
+            PluginSpec::Library(path, timeout) => {
+                let plugin = LoadedPlugin::load(path)?;
+                tracing::info!(plugin = plugin.name(), library = %path.display(), "loaded plugin");
+                Loaded::Library(Arc::new(plugin), *timeout)
+            }
+        });
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("zgres-deadman-plugins-")
+        .tempdir()?;
+    let (outcome_tx, outcome) = watch::channel(PluginOutcome::default());
+    let (input, mut input_rx) = watch::channel::<Option<Vec<u8>>>(None);
+    tokio::spawn(async move {
+        let input_file = dir.path().join("input.json");
+        loop {
+            let current = input_rx.borrow_and_update().clone();
+            if let Some(document) = current {
+                let mut outcome = PluginOutcome::default();
+                for plugin in &loaded {
+                    match run_one(plugin, &document, &input_file).await {
+                        Ok(answer) => {
+                            outcome.meta.extend(answer.meta);
+                            if let Some(reason) = answer.veto {
+                                outcome
+                                    .vetoes
+                                    .push(format!("vetoed by plugin {}: {reason}", plugin.name()));
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(plugin = %plugin.name(), error = %e, "plugin failed; counting it as a veto");
+                            outcome
+                                .vetoes
+                                .push(format!("plugin {} failed: {e}", plugin.name()));
+                        }
+                    }
+                }
+                outcome_tx.send_if_modified(|old| {
+                    let changed = *old != outcome;
+                    *old = outcome;
+                    changed
+                });
+            }
+            tokio::select! {
+                () = tokio::time::sleep(interval) => {}
+                () = shutdown.cancelled() => return,
+            }
+        }
+    });
+    Ok(Some(Plugins { outcome, input }))
+}
+
+async fn run_one(
+    plugin: &Loaded,
+    document: &[u8],
+    input_file: &std::path::Path,
+) -> Result<Answer, String> {
+    let output = match plugin {
+        Loaded::Command(argv, timeout) => {
+            std::fs::write(input_file, document)
+                .map_err(|e| format!("cannot write its input: {e}"))?;
+            let (program, args) = argv.split_first().ok_or("empty command")?;
+            let args = args
+                .iter()
+                .map(std::ffi::OsStr::new)
+                .chain([input_file.as_os_str()]);
+            zgres_process::run(program.as_ref(), args, *timeout)
+                .await
+                .map_err(|e| e.to_string())?
+        }
+        Loaded::Library(library, timeout) => {
+            let library = library.clone();
+            let document = document.to_vec();
+            let call = tokio::task::spawn_blocking(move || library.call(&document));
+            match tokio::time::timeout(*timeout, call).await {
+                Err(_) => return Err(format!("no answer within {timeout:?}")),
+                Ok(joined) => joined
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())?,
+            }
+        }
+    };
+    let text = String::from_utf8_lossy(&output);
+    if text.trim().is_empty() {
+        return Ok(Answer {
+            meta: BTreeMap::new(),
+            veto: None,
+        });
+    }
+    serde_json::from_str(text.trim()).map_err(|e| {
+        let shown: String = text.chars().take(200).collect();
+        format!("answer is not {{\"meta\": {{...}}, \"veto\": \"...\"}}: {e} (got {shown:?})")
+    })
+}
