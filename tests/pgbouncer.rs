@@ -5,14 +5,10 @@ mod e2e;
 #[path = "../crates/zgres-deadman/tests/support/mod.rs"]
 mod support;
 
-use std::os::unix::fs::PermissionsExt;
-
-use e2e::{binary, shared_dir, start_sync, through};
+use e2e::{binary, read, shared_dir, start_sync, through};
 use support::{Group, Timing, DEADLINE};
-use zgres_testkit::os_user::OsUser;
+use zgres_testkit::pgbouncer::PgBouncer;
 use zgres_testkit::poll;
-use zgres_testkit::ports::free_port;
-use zgres_testkit::process::ManagedProcess;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_through_pgbouncer_follow_a_failover() {
@@ -24,76 +20,23 @@ async fn clients_through_pgbouncer_follow_a_failover() {
     // pgbouncer runs unprivileged and must read the files zgres-sync writes here.
     let dir = shared_dir();
     let databases = dir.path().join("databases.ini");
-    let bouncer_port = free_port().unwrap();
+    let bouncer = PgBouncer::start(dir.path(), &databases).unwrap();
+    let bouncer_port = bouncer.port();
     let (_sync, sync_log) = start_sync(
         &group.zk.connect_string(),
         dir.path(),
         &format!(
-            "[pgbouncer]\ndatabases_file = \"{}\"\ndbname = \"postgres\"\n\
-             admin_conninfo = \"host=127.0.0.1 port={bouncer_port} user=postgres dbname=pgbouncer connect_timeout=2\"\n",
+            "[pgbouncer]\ndatabases_file = \"{}\"\ndbname = \"postgres\"\nadmin_conninfo = \"{}\"\n",
             databases.display(),
+            bouncer.admin_conninfo(),
         ),
     );
     let old_port = group.nodes[old].port();
-    poll::until(
-        "zgres-sync to write pgbouncer's databases",
-        DEADLINE,
-        || {
-            let text = std::fs::read_to_string(&databases).unwrap_or_default();
-            std::future::ready(
-                text.contains(&format!("main = host=127.0.0.1 port={old_port}"))
-                    .then_some(()),
-            )
-        },
-    )
-    .await
-    .unwrap_or_else(|e| {
-        panic!(
-            "{e}\n{}",
-            std::fs::read_to_string(&sync_log).unwrap_or_default()
-        )
-    });
-
-    // pgbouncer starts after the file exists; until then zgres-sync's RELOAD fails and retries.
-    let ini = dir.path().join("pgbouncer.ini");
-    let userlist = dir.path().join("userlist.txt");
-    std::fs::write(&userlist, "\"postgres\" \"\"\n").unwrap();
-    std::fs::write(
-        &ini,
-        format!(
-            "%include {}\n[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {bouncer_port}\n\
-             unix_socket_dir =\nauth_type = trust\nauth_file = {}\nadmin_users = postgres\n\
-             pool_mode = session\nserver_login_retry = 1\nserver_connect_timeout = 2\n\
-             ignore_startup_parameters = extra_float_digits\n",
-            databases.display(),
-            userlist.display()
-        ),
-    )
-    .unwrap();
-    for f in [&ini, &userlist] {
-        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644)).unwrap();
-    }
-    let run_as = OsUser::for_postgres().unwrap();
-    let _pgbouncer = ManagedProcess::spawn(
-        "pgbouncer",
-        "/usr/sbin/pgbouncer",
-        [ini.to_str().unwrap()],
-        &[],
-        run_as.as_ref(),
-        &dir.path().join("pgbouncer.log"),
-    )
-    .unwrap();
-
     let reached = poll::until("a write through pgbouncer to the primary", DEADLINE, || {
         through(bouncer_port, "main", true)
     })
     .await
-    .unwrap_or_else(|e| {
-        panic!(
-            "{e}\n{}",
-            std::fs::read_to_string(dir.path().join("pgbouncer.log")).unwrap_or_default()
-        )
-    });
+    .unwrap_or_else(|e| panic!("{e}\n{}\n{}", read(&sync_log), read(bouncer.log())));
     assert_eq!(reached, (i32::from(old_port), false));
     let (_, in_recovery) = poll::until(
         "a read through pgbouncer's read-only database",
@@ -119,10 +62,5 @@ async fn clients_through_pgbouncer_follow_a_failover() {
         },
     )
     .await
-    .unwrap_or_else(|e| {
-        panic!(
-            "{e}\n{}",
-            std::fs::read_to_string(&sync_log).unwrap_or_default()
-        )
-    });
+    .unwrap_or_else(|e| panic!("{e}\n{}\n{}", read(&sync_log), read(bouncer.log())));
 }

@@ -1,14 +1,47 @@
-//! The local demo: ZooKeeper, three PostgreSQL nodes with their deadmen, then a failover to
-//! watch. Run through `scripts/demo` (which builds `zgres-deadman` first).
+//! The local demo: ZooKeeper, three PostgreSQL nodes with their deadmen, zgres-sync driving a
+//! pgbouncer, then a failover to watch. Run through `scripts/demo` (which builds the binaries
+//! first).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
 use support::{Group, Timing};
+use tokio_postgres::NoTls;
 use zgres_schema::decode;
 use zgres_schema::documents::NodeState;
+use zgres_testkit::pgbouncer::PgBouncer;
+use zgres_testkit::process::ManagedProcess;
+
+/// The port of the server pgbouncer's database `main` leads to, if a write there succeeds.
+async fn through_pgbouncer(port: u16) -> Option<i32> {
+    let conninfo =
+        format!("host=127.0.0.1 port={port} user=postgres dbname=main connect_timeout=2");
+    let (client, connection) = tokio_postgres::connect(&conninfo, NoTls).await.ok()?;
+    tokio::spawn(connection);
+    client
+        .execute("INSERT INTO writes (node, seq) VALUES ('demo', 0)", &[])
+        .await
+        .ok()?;
+    let row = client
+        .query_one("SELECT inet_server_port()", &[])
+        .await
+        .ok()?;
+    Some(row.get(0))
+}
+
+async fn wait_pgbouncer_at(port: u16, backend: u16) {
+    let start = Instant::now();
+    while through_pgbouncer(port).await != Some(i32::from(backend)) {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "pgbouncer never reached {backend}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
 
 async fn show(group: &Group, title: &str) {
     let client = group.zk_client().await;
@@ -49,12 +82,8 @@ async fn show(group: &Group, title: &str) {
 async fn main() {
     std::env::set_var("ZGRES_TEST_LOG", "info");
     let exe = std::env::current_exe().unwrap();
-    let deadman = exe
-        .parent()
-        .and_then(|p| p.parent())
-        .unwrap()
-        .join("zgres-deadman");
-    std::env::set_var("ZGRES_DEADMAN_BIN", &deadman);
+    let bin_dir = exe.parent().and_then(|p| p.parent()).unwrap().to_owned();
+    std::env::set_var("ZGRES_DEADMAN_BIN", bin_dir.join("zgres-deadman"));
     println!(
         "Starting ZooKeeper and three PostgreSQL 15 nodes (n0 primary, n1 and n2 replicas)..."
     );
@@ -75,6 +104,40 @@ async fn main() {
     group.wait_following(2, primary).await;
     show(&group, "the group, as zgres publishes it in ZooKeeper").await;
 
+    // An application host: pgbouncer, kept pointed at the primary by zgres-sync.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let databases = dir.path().join("databases.ini");
+    let bouncer = PgBouncer::start(dir.path(), &databases).unwrap();
+    let sync_config = dir.path().join("sync.toml");
+    std::fs::write(
+        &sync_config,
+        format!(
+            "[zookeeper]\nconnect = \"{}\"\n[sync]\nsnapshot_file = \"{}\"\n\
+             [pgbouncer]\ndatabases_file = \"{}\"\nadmin_conninfo = \"{}\"\n",
+            group.zk.connect_string(),
+            dir.path().join("snapshot.json").display(),
+            databases.display(),
+            bouncer.admin_conninfo()
+        ),
+    )
+    .unwrap();
+    let _sync = ManagedProcess::spawn(
+        "zgres-sync",
+        bin_dir.join("zgres-sync"),
+        ["--config", sync_config.to_str().unwrap()],
+        &[],
+        None,
+        &dir.path().join("sync.log"),
+    )
+    .unwrap();
+    let primary_port = group.nodes[primary].port();
+    wait_pgbouncer_at(bouncer.port(), primary_port).await;
+    println!(
+        "\npgbouncer on 127.0.0.1:{}: database \"main\" writes to n{primary} (port {primary_port}), kept so by zgres-sync",
+        bouncer.port()
+    );
+
     println!("\nKilling n{primary}'s deadman and PostgreSQL with kill -9 (session timeout 4 s)...");
     let deadman_process = group.nodes[primary].deadman.take().unwrap();
     let start = Instant::now();
@@ -91,10 +154,15 @@ async fn main() {
         "n{other} streams from n{new} ({:.1} s after the kill)",
         start.elapsed().as_secs_f64()
     );
+    let new_port = group.nodes[new].port();
+    wait_pgbouncer_at(bouncer.port(), new_port).await;
+    println!(
+        "pgbouncer's \"main\" now writes to n{new} (port {new_port}), {:.1} s after the kill",
+        start.elapsed().as_secs_f64()
+    );
     tokio::time::sleep(Duration::from_millis(1_500)).await; // let states refresh for the table
     show(&group, "after the failover").await;
     println!(
-        "\nDeadman logs were in a temp dir; everything is removed now. zgres-sync (pgbouncer/HAProxy) \
-         and zgresctl are not implemented yet."
+        "\nLogs were in temp dirs; everything is removed now. zgresctl is not implemented yet."
     );
 }

@@ -59,17 +59,20 @@ async fn plugins_add_metadata_and_vetoes_take_conn_away() {
         let (data, _) = client.get_data(&state_path).await.ok()?;
         decode::<NodeState>(&state_path, &data).ok()
     };
-    poll::until("plugin metadata in the node's state", DEADLINE, || async {
-        let s = state().await?;
-        (s.meta.get("az")? == "zone-a" && s.meta.get("example")? == &format!("checked {node}")[..])
-            .then_some(())
-    })
+    // The state is written just before /conn in the same round: wait for both.
+    poll::until(
+        "plugin metadata in the state, and /conn",
+        DEADLINE,
+        || async {
+            let s = state().await?;
+            let meta = s.meta.get("az")? == "zone-a"
+                && s.meta.get("example")? == &format!("checked {node}")[..];
+            let conn = client.check_stat(&conn_path).await.ok()?.is_some();
+            (meta && conn).then_some(())
+        },
+    )
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", group.logs()));
-    assert!(
-        client.check_stat(&conn_path).await.unwrap().is_some(),
-        "healthy: /conn exists"
-    );
 
     std::fs::write(&veto, "").unwrap();
     poll::until("the veto to take /conn away", DEADLINE, || async {

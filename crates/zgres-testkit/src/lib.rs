@@ -5,6 +5,7 @@
 //!   package; members can be killed and restarted one by one.
 //! - [`postgres::PgNode`]: PostgreSQL 15 instances (initdb, streaming replicas with
 //!   pg_basebackup) run as the `postgres` OS user when the tests run as root.
+//! - [`pgbouncer::PgBouncer`]: a real pgbouncer reading a databases file zgres-sync writes.
 //! - [`fault_proxy::FaultProxy`]: a TCP proxy to put between a daemon and ZooKeeper, which can
 //!   pass, blackhole, refuse or delay traffic.
 //!
@@ -17,6 +18,7 @@
 
 pub mod fault_proxy;
 pub mod os_user;
+pub mod pgbouncer;
 pub mod poll;
 pub mod ports;
 pub mod postgres;

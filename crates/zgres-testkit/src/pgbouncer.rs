@@ -1,0 +1,86 @@
+//! A real pgbouncer on a loopback port, reading its `[databases]` from a file someone else
+//! (zgres-sync) writes.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::os_user::OsUser;
+use crate::ports::free_port;
+use crate::process::ManagedProcess;
+use crate::{io_error, Result};
+
+/// A running pgbouncer (trust authentication, user `postgres` is admin, session pooling,
+/// `server_login_retry = 0` as zgres recommends). Dropping it stops it.
+#[derive(Debug)]
+pub struct PgBouncer {
+    port: u16,
+    log: PathBuf,
+    _process: ManagedProcess,
+}
+
+impl PgBouncer {
+    /// Starts pgbouncer with `%include databases` in `dir` (which must be readable by the
+    /// `postgres` user when running as root; pgbouncer refuses to run as root). An empty
+    /// databases file is created if there is none yet.
+    ///
+    /// # Errors
+    /// When the files cannot be written or pgbouncer cannot start.
+    pub fn start(dir: &Path, databases: &Path) -> Result<Self> {
+        let port = free_port()?;
+        if !databases.exists() {
+            std::fs::write(databases, "[databases]\n")
+                .map_err(io_error("write pgbouncer databases"))?;
+        }
+        let ini = dir.join("pgbouncer.ini");
+        let users = dir.join("pgbouncer-users.txt");
+        std::fs::write(&users, "\"postgres\" \"\"\n").map_err(io_error("write pgbouncer users"))?;
+        std::fs::write(
+            &ini,
+            format!(
+                "%include {}\n[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\n\
+                 unix_socket_dir =\nauth_type = trust\nauth_file = {}\nadmin_users = postgres\n\
+                 pool_mode = session\nserver_login_retry = 0\nserver_connect_timeout = 2\n\
+                 ignore_startup_parameters = extra_float_digits\n",
+                databases.display(),
+                users.display()
+            ),
+        )
+        .map_err(io_error("write pgbouncer.ini"))?;
+        for f in [&ini, &users, &databases.to_path_buf()] {
+            std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644))
+                .map_err(io_error("make pgbouncer files readable"))?;
+        }
+        let log = dir.join("pgbouncer.log");
+        let process = ManagedProcess::spawn(
+            "pgbouncer",
+            "/usr/sbin/pgbouncer",
+            [ini.as_os_str()],
+            &[],
+            OsUser::for_postgres()?.as_ref(),
+            &log,
+        )?;
+        Ok(PgBouncer {
+            port,
+            log,
+            _process: process,
+        })
+    }
+
+    /// The port clients connect to.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `conninfo` for the admin console, as zgres-sync's `admin_conninfo` wants it.
+    pub fn admin_conninfo(&self) -> String {
+        format!(
+            "host=127.0.0.1 port={} user=postgres dbname=pgbouncer connect_timeout=2",
+            self.port
+        )
+    }
+
+    /// pgbouncer's log file.
+    pub fn log(&self) -> &Path {
+        &self.log
+    }
+}
