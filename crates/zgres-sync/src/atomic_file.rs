@@ -45,3 +45,34 @@ pub fn write_if_changed(path: &Path, text: &str) -> std::io::Result<bool> {
     write(path, text.as_bytes())?;
     Ok(true)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replaces_content_keeps_mode_and_owner_and_skips_identical_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("conf");
+        std::fs::write(&path, "old").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let before = std::fs::metadata(&path).unwrap();
+        assert!(write_if_changed(&path, "new").unwrap());
+        let after = std::fs::metadata(&path).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new");
+        assert_eq!(after.mode() & 0o7777, 0o640);
+        assert_eq!((after.uid(), after.gid()), (before.uid(), before.gid()));
+        assert_ne!(
+            after.ino(),
+            before.ino(),
+            "replaced by rename, not rewritten in place"
+        );
+        assert!(
+            !write_if_changed(&path, "new").unwrap(),
+            "identical content is not rewritten"
+        );
+        assert_eq!(std::fs::metadata(&path).unwrap().ino(), after.ino());
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
+        assert_eq!(leftovers.len(), 1, "no temp file left behind");
+    }
+}
