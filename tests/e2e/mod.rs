@@ -7,19 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tokio_postgres::NoTls;
+pub use zgres_testkit::artifacts::binary;
 use zgres_testkit::process::ManagedProcess;
-
-/// A workspace binary, next to this test's own directory (cargo builds them for the tests).
-pub fn binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let path = exe.parent().and_then(|d| d.parent()).unwrap().join(name);
-    assert!(
-        path.exists(),
-        "{} missing: build the workspace's binaries first",
-        path.display()
-    );
-    path
-}
 
 /// A temp dir that an unprivileged proxy can read.
 pub fn shared_dir() -> tempfile::TempDir {

@@ -4,27 +4,12 @@
 mod support;
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
 
 use support::{Group, Timing, DEADLINE};
 use zgres_schema::decode;
 use zgres_schema::documents::NodeState;
+use zgres_testkit::artifacts::library;
 use zgres_testkit::poll;
-
-fn library(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let path = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .unwrap()
-        .join(format!("lib{name}.so"));
-    assert!(
-        path.exists(),
-        "{} missing: build the workspace first",
-        path.display()
-    );
-    path
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plugins_add_metadata_and_vetoes_take_conn_away() {

@@ -1,24 +1,7 @@
 //! The host loads real plugin libraries built from `plugins/`.
 
-use std::path::PathBuf;
-
 use zgres_plugin::{LoadedPlugin, PluginError};
-
-/// A workspace cdylib, next to this test's own directory (built by `cargo test --workspace`).
-fn library(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let path = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .unwrap()
-        .join(format!("lib{name}.so"));
-    assert!(
-        path.exists(),
-        "{} missing: build the workspace first",
-        path.display()
-    );
-    path
-}
+use zgres_testkit::artifacts::library;
 
 #[test]
 fn the_example_plugin_answers_json() {

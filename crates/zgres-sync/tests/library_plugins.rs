@@ -6,25 +6,11 @@ use std::time::Duration;
 
 use zgres_schema::documents::{ConnInfo, Lock, Tags};
 use zgres_schema::{encode, Timeline};
+use zgres_testkit::artifacts::library;
 use zgres_testkit::poll;
 use zgres_testkit::process::ManagedProcess;
 use zgres_testkit::zookeeper::ZkCluster;
 use zookeeper_client as zk;
-
-fn library(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let path = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .unwrap()
-        .join(format!("lib{name}.so"));
-    assert!(
-        path.exists(),
-        "{} missing: build the workspace first",
-        path.display()
-    );
-    path
-}
 
 fn config(dir: &std::path::Path, zookeeper: &str, library: &std::path::Path) -> PathBuf {
     let path = dir.join("sync.toml");

@@ -16,6 +16,7 @@
 //! exits.
 #![forbid(unsafe_code)]
 
+pub mod artifacts;
 pub mod fault_proxy;
 pub mod os_user;
 pub mod pgbouncer;
