@@ -30,6 +30,8 @@ struct RawConfig {
     #[serde(default)]
     plugin: Vec<RawPlugin>,
     #[serde(default)]
+    api: Option<RawApi>,
+    #[serde(default)]
     log: LogConfig,
 }
 
@@ -92,6 +94,12 @@ fn default_bin_dir() -> PathBuf {
 }
 fn default_user() -> String {
     "postgres".to_owned()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApi {
+    listen: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -206,6 +214,8 @@ pub struct Config {
     pub timing: TimingConfig,
     /// Plugins adding metadata and health vetoes.
     pub plugins: Vec<crate::plugins::PluginSpec>,
+    /// Where the HTTP health API listens, if enabled.
+    pub api_listen: Option<SocketAddr>,
     /// Logging.
     pub log: LogConfig,
 }
@@ -396,6 +406,12 @@ impl Config {
                 _ => problems.add(&key, "set exactly one of command or library"),
             }
         }
+        let api_listen = raw.api.as_ref().and_then(|api| {
+            api.listen
+                .parse()
+                .map_err(|_| problems.add("api.listen", format!("{:?} is not IP:PORT", api.listen)))
+                .ok()
+        });
         raw.log.validate(&mut problems);
 
         let config = match (layout, group, node, probe_host) {
@@ -430,6 +446,7 @@ impl Config {
                     plugin_interval: Duration::from_millis(t.plugin_interval_ms),
                 },
                 plugins,
+                api_listen,
                 log: raw.log,
             }),
             _ => None,

@@ -8,11 +8,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::io::AsyncWriteExt;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use zgres_schema::documents::{ConnInfo, Lock, NodeState, Role, WalPositions};
 use zgres_schema::{SystemId, Timeline};
 
+use crate::api;
 use crate::config::Config;
 use crate::coordination::{heartbeat, CoordinationError, Coordinator, GroupView};
 use crate::data_dir::{self, ControlData, DataDirError};
@@ -49,6 +51,14 @@ pub enum DaemonError {
     /// A configured plugin cannot be used (e.g. a library of another ABI version). Permanent.
     #[error(transparent)]
     Plugins(#[from] PluginSetupError),
+    /// The health API cannot listen where configured. Permanent.
+    #[error("health API: cannot listen on {addr}: {source}")]
+    Api {
+        /// The configured address.
+        addr: std::net::SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
 }
 
 /// How often an election re-reads the group while it waits for peers' fresh positions.
@@ -82,6 +92,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
     )?;
     data_dir::check_exists(&config.postgres)?;
     let control = data_dir::control_data(&config.postgres).await?;
+    let (status, status_rx) = watch::channel(None);
+    let api = match config.api_listen {
+        Some(addr) => Some(
+            api::serve(addr, status_rx, shutdown.child_token())
+                .await
+                .map_err(|source| DaemonError::Api { addr, source })?,
+        ),
+        None => None,
+    };
     tracing::info!(
         node = %config.node, group = %config.group, system_id = %control.system_id,
         timeline = %control.timeline, "zgres-deadman starting"
@@ -108,6 +127,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
         fence,
         control,
         plugins,
+        status,
+        promotions: 0,
         session: None,
         published: None,
         conn_published: None,
@@ -116,6 +137,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
     let result = daemon.run(&shutdown).await;
     daemon.shut_down().await;
     keeper.finish().await;
+    if let Some(api) = api {
+        api.abort();
+    }
     result
 }
 
@@ -133,6 +157,9 @@ struct Daemon {
     fence: Arc<FenceClock>,
     control: ControlData,
     plugins: Option<Plugins>,
+    /// What the health API serves; refreshed every round.
+    status: watch::Sender<Option<api::Status>>,
+    promotions: u64,
     session: Option<Session>,
     /// The last state published and when.
     published: Option<(NodeState, Instant)>,
@@ -320,6 +347,7 @@ impl Daemon {
             again |= self.execute(action, &obs).await;
         }
         self.after_round(&obs).await;
+        self.update_status(&obs);
         if again {
             Next::Now
         } else if why_not == Some(Ineligible::WaitingForPeers) && obs.lock == LockView::Free {
@@ -327,6 +355,30 @@ impl Daemon {
         } else {
             Next::Later
         }
+    }
+
+    fn update_status(&self, obs: &Observation) {
+        let state = self.node_state(obs);
+        let fence = self.fence.state();
+        let headroom = fence
+            .armed
+            .then(|| (fence.deadline_ns as f64 - crate::fence::monotonic_ns() as f64) / 1e9);
+        self.status.send_replace(Some(api::Status {
+            node: self.config.node,
+            role: state.role,
+            lock_held: obs.lock == LockView::Ours,
+            problems: state.problems,
+            timeline: state.timeline,
+            wal: state.wal,
+            primary_position: self.decider.last_primary_position(),
+            tags: state.tags,
+            zookeeper_connected: obs.lock != LockView::Unknown,
+            fence_headroom_seconds: headroom,
+            fenced_total: self.fence.fired_count(),
+            promotions_total: self.promotions,
+            updated: Instant::now(),
+            loop_interval: self.config.timing.loop_interval,
+        }));
     }
 
     fn end_session(&mut self) {
@@ -516,6 +568,7 @@ impl Daemon {
                 match self.client.promote().await {
                     Ok(()) => {
                         tracing::info!("promoted: this node is the primary");
+                        self.promotions += 1;
                         true
                     }
                     Err(e) => {

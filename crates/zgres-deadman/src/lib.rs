@@ -11,9 +11,11 @@
 //! - [`postgres_process`], [`postgres_client`], [`data_dir`]: PostgreSQL as a child process,
 //!   over SQL, and on disk.
 //! - [`plugins`]: metadata and health vetoes from executables or shared libraries.
+//! - [`api`]: the Patroni-compatible HTTP health API and metrics.
 //! - [`daemon`]: the loop that ties them together.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod config;
 pub mod coordination;
 pub mod daemon;

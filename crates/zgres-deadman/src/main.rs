@@ -90,7 +90,8 @@ fn main() -> ExitCode {
                 eprintln!("zgres-deadman: {e}");
                 match e {
                     zgres_deadman::DaemonError::Fence(_) => ExitCode::FAILURE,
-                    zgres_deadman::DaemonError::Plugins(_) => ExitCode::from(EXIT_CONFIG),
+                    zgres_deadman::DaemonError::Plugins(_)
+                    | zgres_deadman::DaemonError::Api { .. } => ExitCode::from(EXIT_CONFIG),
                     _ => ExitCode::from(EXIT_DATA),
                 }
             }

@@ -51,6 +51,8 @@ pub struct Node {
     pub log: PathBuf,
     pub proxy: Option<FaultProxy>,
     pub extra_config: String,
+    /// Where this node's health API listens.
+    pub api_port: u16,
 }
 
 impl Node {
@@ -204,6 +206,7 @@ impl Group {
                 deadman: None,
                 proxy: None,
                 extra_config: String::new(),
+                api_port: zgres_testkit::ports::free_port().unwrap(),
             })
             .collect();
         Group {
@@ -241,7 +244,7 @@ impl Group {
              parameters = {{ listen_addresses = \"127.0.0.1\", unix_socket_directories = \"{}\" }}\n\
              [timing]\nloop_interval_ms = {}\nstate_refresh_ms = 1000\nelection_wait_ms = 1000\n\
              stop_timeout_ms = 10000\nprimary_restart_timeout_ms = {}\nplugin_interval_ms = 200\n\
-             [log]\nlevel = \"{}\"\n{}",
+             [api]\nlisten = \"127.0.0.1:{}\"\n[log]\nlevel = \"{}\"\n{}",
             t.session_timeout_ms,
             t.fence_margin_ms,
             node.name,
@@ -250,6 +253,7 @@ impl Group {
             node.pg.socket_dir().display(),
             t.loop_interval_ms,
             t.primary_restart_timeout_ms,
+            node.api_port,
             std::env::var("ZGRES_TEST_LOG").unwrap_or_else(|_| "zgres_deadman=debug,info".into()),
             node.extra_config,
         );
