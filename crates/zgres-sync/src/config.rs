@@ -42,6 +42,12 @@ struct RawHaproxy {
     reload_command: Vec<String>,
     #[serde(default = "default_command_timeout_ms")]
     reload_timeout_ms: u64,
+    #[serde(default = "default_reload_min_interval_ms")]
+    reload_min_interval_ms: u64,
+}
+
+fn default_reload_min_interval_ms() -> u64 {
+    500
 }
 
 #[derive(Debug, Deserialize)]
@@ -53,6 +59,8 @@ struct RawTemplate {
     command: Vec<String>,
     #[serde(default = "default_command_timeout_ms")]
     command_timeout_ms: u64,
+    #[serde(default)]
+    command_min_interval_ms: u64,
 }
 
 fn default_command_timeout_ms() -> u64 {
@@ -261,6 +269,7 @@ impl Config {
                 destination: t.destination.clone(),
                 command: t.command.clone(),
                 command_timeout: Duration::from_millis(t.command_timeout_ms),
+                command_min_interval: Duration::from_millis(t.command_min_interval_ms),
             });
         }
         if let Some(h) = &raw.haproxy {
@@ -277,6 +286,7 @@ impl Config {
                 destination: h.config_file.clone(),
                 command: h.reload_command.clone(),
                 command_timeout: Duration::from_millis(h.reload_timeout_ms),
+                command_min_interval: Duration::from_millis(h.reload_min_interval_ms),
             });
         }
         let mut libraries = Vec::new();

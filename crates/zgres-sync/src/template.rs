@@ -37,6 +37,10 @@ pub struct TemplateConfig {
     pub command: Vec<String>,
     /// The command is killed after this long.
     pub command_timeout: Duration,
+    /// Runs of the command are at least this far apart: a reload arriving while the previous
+    /// one is still being carried out can be lost (HAProxy's master does that), so the last
+    /// change must get a reload of its own.
+    pub command_min_interval: Duration,
 }
 
 /// The plugin's state across snapshots.
@@ -45,6 +49,8 @@ pub struct TemplatePlugin {
     config: TemplateConfig,
     /// The file changed but the command has not succeeded since.
     command_pending: bool,
+    /// When the command last ran.
+    last_command: Option<std::time::Instant>,
 }
 
 /// Why a template could not be applied. Retryable (the operator may fix the template).
@@ -112,6 +118,7 @@ impl TemplatePlugin {
         TemplatePlugin {
             config,
             command_pending: false,
+            last_command: None,
         }
     }
 
@@ -153,6 +160,14 @@ impl TemplatePlugin {
         }
         if self.command_pending {
             if let Some((program, args)) = self.config.command.split_first() {
+                if let Some(last) = self.last_command {
+                    let wait = self
+                        .config
+                        .command_min_interval
+                        .saturating_sub(last.elapsed());
+                    tokio::time::sleep(wait).await;
+                }
+                self.last_command = Some(std::time::Instant::now());
                 command::run(program.as_ref(), args, self.config.command_timeout)
                     .await
                     .map_err(|source| TemplateError::Command { name, source })?;
@@ -268,6 +283,7 @@ mod tests {
                 ),
             ],
             command_timeout: Duration::from_secs(5),
+            command_min_interval: Duration::ZERO,
         };
         let mut plugin = TemplatePlugin::new(config);
         let mut s = snapshot(Some(1), &[]);
@@ -288,6 +304,42 @@ mod tests {
         assert_eq!(
             runs, 2,
             "retried once after failing, not again while unchanged"
+        );
+    }
+
+    #[tokio::test]
+    async fn back_to_back_changes_get_commands_at_least_the_interval_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let stamps = dir.path().join("stamps");
+        let config = TemplateConfig {
+            name: "t".into(),
+            source: Source::Builtin("{{ masters.main }}\n"),
+            destination: dir.path().join("out"),
+            command: vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                format!("date +%s%N >> {}", stamps.display()),
+            ],
+            command_timeout: Duration::from_secs(5),
+            command_min_interval: Duration::from_millis(300),
+        };
+        let mut plugin = TemplatePlugin::new(config);
+        for i in [1, 2] {
+            let mut s = snapshot(Some(i), &[]);
+            s.masters
+                .insert(GroupName::new("main").unwrap(), endpoint(i).node);
+            plugin.apply(&s).await.unwrap();
+        }
+        let runs: Vec<u128> = std::fs::read_to_string(&stamps)
+            .unwrap()
+            .lines()
+            .map(|l| l.parse().unwrap())
+            .collect();
+        assert_eq!(runs.len(), 2, "each change got its own command run");
+        assert!(
+            runs[1] - runs[0] >= 300_000_000,
+            "runs {} ns apart",
+            runs[1] - runs[0]
         );
     }
 }
