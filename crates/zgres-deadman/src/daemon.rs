@@ -334,6 +334,10 @@ impl Daemon {
                 probe,
                 control: (!running).then_some((self.control.timeline, self.control.checkpoint)),
             },
+            vetoed: self
+                .plugins
+                .as_ref()
+                .is_some_and(|p| !p.outcome.borrow().vetoes.is_empty()),
         };
         let actions = self.decider.decide(&obs);
         let why_not = self.decider.last_ineligible();

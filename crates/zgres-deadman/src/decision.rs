@@ -106,6 +106,8 @@ pub struct Observation {
     pub peers: Vec<Peer>,
     /// The local PostgreSQL.
     pub postgres: LocalPostgres,
+    /// A health plugin vetoes this node: it must not become primary.
+    pub vetoed: bool,
 }
 
 /// What the deadman should do next. The daemon executes actions in order and observes again.
@@ -159,6 +161,8 @@ pub enum Ineligible {
     WaitingForPeers,
     /// The group is paused.
     Paused,
+    /// A health plugin vetoes this node.
+    Vetoed,
 }
 
 /// The decision state machine. Holds only what must be remembered between observations.
@@ -354,6 +358,9 @@ impl Decider {
         }
         if self.tags.nofailover {
             return Err(Ineligible::NoFailoverTag);
+        }
+        if obs.vetoed {
+            return Err(Ineligible::Vetoed);
         }
         if self.gave_up {
             return Err(Ineligible::GaveUp);

@@ -99,6 +99,7 @@ fn obs(now: Instant, lock: LockView, postgres: LocalPostgres, peers: Vec<Peer>) 
         config: GroupConfig::default(),
         peers,
         postgres,
+        vetoed: false,
     }
 }
 
@@ -172,6 +173,16 @@ fn never_contends_when_tagged_nofailover_or_too_far_behind() {
     let actions = behind.decide(&obs(t, LockView::Free, standby(1024), vec![]));
     assert!(!actions.contains(&Action::AcquireLock));
     assert_eq!(behind.last_ineligible(), Some(Ineligible::TooFarBehind));
+}
+
+#[test]
+fn a_vetoed_replica_never_contends() {
+    let t = Instant::now();
+    let mut o = obs(t, LockView::Free, standby(1 << 40), vec![]);
+    o.vetoed = true;
+    let mut d = decider(1);
+    assert!(!d.decide(&o).contains(&Action::AcquireLock));
+    assert_eq!(d.last_ineligible(), Some(Ineligible::Vetoed));
 }
 
 #[test]
