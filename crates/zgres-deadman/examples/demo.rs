@@ -163,6 +163,6 @@ async fn main() {
     tokio::time::sleep(Duration::from_millis(1_500)).await; // let states refresh for the table
     show(&group, "after the failover").await;
     println!(
-        "\nLogs were in temp dirs; everything is removed now. zgresctl is not implemented yet."
+        "\nLogs were in temp dirs; everything is removed now."
     );
 }

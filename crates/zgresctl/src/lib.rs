@@ -1,7 +1,11 @@
-//! Operator CLI for zgres groups.
+//! zgresctl: the operator CLI. It reads and writes ZooKeeper only.
 //!
-//! Not implemented yet: this crate is a placeholder in the workspace layout.
+//! - [`inventory`]: reads the groups (locks, node states, config, history) into typed values;
+//! - [`render`]: turns them into tables for people.
+//!
+//! Writes (`config set`, `pause`, `resume`) use ZooKeeper's version check, so two operators
+//! editing at once cannot silently overwrite each other.
 #![forbid(unsafe_code)]
 
-/// Exit status of a binary whose behaviour is not implemented yet (`EX_UNAVAILABLE`).
-pub const EXIT_NOT_IMPLEMENTED: i32 = 69;
+pub mod inventory;
+pub mod render;

@@ -1,0 +1,325 @@
+//! Reading and changing what zgres keeps in ZooKeeper, for the CLI.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+use zgres_schema::documents::{GroupConfig, History, Lock, NodeState};
+use zgres_schema::{decode, encode, GroupName, NodeId, ZkLayout, Znode};
+use zookeeper_client as zk;
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CtlError {
+    /// ZooKeeper could not be reached.
+    #[error("cannot reach ZooKeeper at {connect}: {error}")]
+    Unreachable {
+        /// The connect string.
+        connect: String,
+        /// Why.
+        error: String,
+    },
+    /// A request failed.
+    #[error("ZooKeeper: {0}")]
+    ZooKeeper(#[from] zk::Error),
+    /// No such group.
+    #[error("no group named {0:?} (zgresctl list shows the groups)")]
+    UnknownGroup(String),
+    /// No such node in the group.
+    #[error("group {group} has no node {node} (zgresctl list shows its nodes)")]
+    UnknownNode {
+        /// The group.
+        group: String,
+        /// The node asked for.
+        node: String,
+    },
+    /// A document in ZooKeeper cannot be read.
+    #[error(transparent)]
+    Decode(#[from] zgres_schema::DecodeError),
+    /// Bad input from the operator.
+    #[error("{0}")]
+    Usage(String),
+    /// Someone else changed the znode meanwhile.
+    #[error("{0} was changed by someone else meanwhile; run the command again")]
+    Conflict(String),
+}
+
+/// A connected CLI session.
+pub struct Inventory {
+    client: zk::Client,
+    layout: ZkLayout,
+}
+
+/// One node as the CLI shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeView {
+    /// The node.
+    pub node: NodeId,
+    /// Whether it holds the group lock.
+    pub leader: bool,
+    /// Its published state (None when unreadable).
+    pub state: Option<NodeState>,
+    /// Why its state could not be read, if so.
+    pub error: Option<String>,
+    /// Bytes of WAL it lags behind the primary's published write position.
+    pub lag_bytes: Option<u64>,
+}
+
+/// One group as the CLI shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupView {
+    /// The group.
+    pub group: GroupName,
+    /// Lock holder, when the lock is readable.
+    pub leader: Option<NodeId>,
+    /// The group's config (defaults when absent).
+    pub config: GroupConfig,
+    /// Its nodes, ordered by id.
+    pub nodes: Vec<NodeView>,
+}
+
+impl Inventory {
+    /// Connects (at most `timeout`).
+    ///
+    /// # Errors
+    /// [`CtlError::Unreachable`] or a bad root.
+    pub async fn connect(connect: &str, root: &str, timeout: Duration) -> Result<Self, CtlError> {
+        let layout = ZkLayout::new(root).map_err(|e| CtlError::Usage(e.to_string()))?;
+        let unreachable = |error: String| CtlError::Unreachable {
+            connect: connect.to_owned(),
+            error,
+        };
+        let client = tokio::time::timeout(
+            timeout,
+            zk::Client::connector()
+                .with_session_timeout(Duration::from_secs(10))
+                .connect(connect),
+        )
+        .await
+        .map_err(|_| unreachable(format!("no answer within {timeout:?}")))?
+        .map_err(|e| unreachable(e.to_string()))?;
+        Ok(Inventory { client, layout })
+    }
+
+    async fn children(&self, dir: &str) -> Result<Vec<String>, CtlError> {
+        match self.client.list_children(&self.layout.dir(dir)).await {
+            Ok(c) => Ok(c),
+            Err(zk::Error::NoNode) => Ok(vec![]),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn get(&self, path: &str) -> Result<Option<(Vec<u8>, zk::Stat)>, CtlError> {
+        match self.client.get_data(path).await {
+            Ok(d) => Ok(Some(d)),
+            Err(zk::Error::NoNode) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Every group (or only `only`), with its nodes.
+    ///
+    /// # Errors
+    /// ZooKeeper failures; [`CtlError::UnknownGroup`] when `only` does not exist.
+    pub async fn groups(&self, only: Option<&str>) -> Result<Vec<GroupView>, CtlError> {
+        let mut members: BTreeMap<GroupName, Vec<NodeId>> = BTreeMap::new();
+        for child in self.children("state").await? {
+            let path = format!("{}/{child}", self.layout.dir("state"));
+            if let Ok(Znode::State(group, node)) = self.layout.parse(&path) {
+                members.entry(group).or_default().push(node);
+            }
+        }
+        for child in self.children("lock").await? {
+            if let Ok(group) = GroupName::new(&child) {
+                members.entry(group).or_default();
+            }
+        }
+        for child in self.children("config").await? {
+            if let Ok(group) = GroupName::new(&child) {
+                members.entry(group).or_default();
+            }
+        }
+        if let Some(only) = only {
+            members.retain(|g, _| g.as_str() == only);
+            if members.is_empty() {
+                return Err(CtlError::UnknownGroup(only.to_owned()));
+            }
+        }
+        let mut groups = Vec::new();
+        for (group, mut nodes) in members {
+            nodes.sort();
+            let lock_path = self.layout.path(&Znode::Lock(group.clone()));
+            let leader = match self.get(&lock_path).await? {
+                Some((data, _)) => decode::<Lock>(&lock_path, &data).ok().map(|l| l.node),
+                None => None,
+            };
+            let config = self.config(&group).await?.0;
+            let mut views = Vec::new();
+            for node in nodes {
+                let path = self.layout.path(&Znode::State(group.clone(), node));
+                let (state, error) = match self.get(&path).await? {
+                    Some((data, _)) => match decode::<NodeState>(&path, &data) {
+                        Ok(s) => (Some(s), None),
+                        Err(e) => (None, Some(e.to_string())),
+                    },
+                    None => (None, Some("gone".into())),
+                };
+                views.push(NodeView {
+                    node,
+                    leader: leader == Some(node),
+                    state,
+                    error,
+                    lag_bytes: None,
+                });
+            }
+            let primary_write = views
+                .iter()
+                .find(|v| v.leader)
+                .and_then(|v| v.state.as_ref()?.wal.write);
+            for v in &mut views {
+                if let (Some(primary), Some(s)) = (primary_write, &v.state) {
+                    let mine = [s.wal.receive, s.wal.replay].into_iter().flatten().max();
+                    v.lag_bytes = mine.map(|m| primary.bytes_after(m));
+                }
+            }
+            groups.push(GroupView {
+                group,
+                leader,
+                config,
+                nodes: views,
+            });
+        }
+        Ok(groups)
+    }
+
+    /// One node's full state.
+    ///
+    /// # Errors
+    /// [`CtlError::UnknownGroup`] / [`CtlError::UnknownNode`].
+    pub async fn node(&self, group: &str, node: &str) -> Result<NodeView, CtlError> {
+        let groups = self.groups(Some(group)).await?;
+        groups
+            .into_iter()
+            .flat_map(|g| g.nodes)
+            .find(|n| n.node.to_string() == node)
+            .ok_or_else(|| CtlError::UnknownNode {
+                group: group.to_owned(),
+                node: node.to_owned(),
+            })
+    }
+
+    /// The group's promotion history (empty when none was recorded).
+    ///
+    /// # Errors
+    /// ZooKeeper failures or an unreadable history.
+    pub async fn history(&self, group: &str) -> Result<History, CtlError> {
+        let group = self.group_name(group)?;
+        let path = self.layout.path(&Znode::History(group));
+        match self.get(&path).await? {
+            Some((data, _)) => Ok(decode(&path, &data)?),
+            None => Ok(History::default()),
+        }
+    }
+
+    fn group_name(&self, group: &str) -> Result<GroupName, CtlError> {
+        GroupName::new(group).map_err(|e| CtlError::Usage(e.to_string()))
+    }
+
+    /// The group's dynamic config and the znode version it was read at (None: absent).
+    ///
+    /// # Errors
+    /// ZooKeeper failures or an unreadable config.
+    pub async fn config(&self, group: &GroupName) -> Result<(GroupConfig, Option<i32>), CtlError> {
+        let path = self.layout.path(&Znode::Config(group.clone()));
+        match self.get(&path).await? {
+            Some((data, stat)) => Ok((decode(&path, &data)?, Some(stat.version))),
+            None => Ok((GroupConfig::default(), None)),
+        }
+    }
+
+    /// Changes the group's config with `edit`, compare-and-set against the version read.
+    ///
+    /// # Errors
+    /// [`CtlError::Conflict`] when someone changed it meanwhile; [`CtlError::UnknownGroup`]
+    /// for a group with no node, lock or config.
+    pub async fn update_config(
+        &self,
+        group: &str,
+        edit: impl FnOnce(&mut GroupConfig) -> Result<(), CtlError>,
+    ) -> Result<GroupConfig, CtlError> {
+        self.groups(Some(group)).await?;
+        let name = self.group_name(group)?;
+        let (mut config, version) = self.config(&name).await?;
+        edit(&mut config)?;
+        let data = encode(&config).map_err(|e| CtlError::Usage(e.to_string()))?;
+        let path = self.layout.path(&Znode::Config(name));
+        let result = match version {
+            Some(v) => self.client.set_data(&path, &data, Some(v)).await.map(drop),
+            None => {
+                let opts = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+                self.client.mkdir(&self.layout.dir("config"), &opts).await?;
+                self.client.create(&path, &data, &opts).await.map(drop)
+            }
+        };
+        match result {
+            Ok(()) => Ok(config),
+            Err(zk::Error::BadVersion | zk::Error::NodeExists) => Err(CtlError::Conflict(path)),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// Applies `key=value` to a config (the keys of `/config/{GROUP}`).
+///
+/// # Errors
+/// [`CtlError::Usage`] naming the key for unknown keys or bad values.
+pub fn set_config_value(config: &mut GroupConfig, assignment: &str) -> Result<(), CtlError> {
+    let (key, value) = assignment
+        .split_once('=')
+        .ok_or_else(|| CtlError::Usage(format!("{assignment:?}: expected key=value")))?;
+    let mut doc = serde_json::to_value(&*config).map_err(|e| CtlError::Usage(e.to_string()))?;
+    let object = doc
+        .as_object_mut()
+        .ok_or_else(|| CtlError::Usage("config is not an object".into()))?;
+    let Some(old) = object.get(key) else {
+        let keys: Vec<&String> = object.keys().collect();
+        return Err(CtlError::Usage(format!(
+            "unknown config key {key:?}; keys: {keys:?}"
+        )));
+    };
+    // Numbers and booleans as JSON; anything else as a string (e.g. synchronous_mode=strict).
+    let parsed: serde_json::Value = match old {
+        serde_json::Value::String(_) => serde_json::Value::String(value.to_owned()),
+        _ => serde_json::from_str(value)
+            .map_err(|_| CtlError::Usage(format!("{key}: {value:?} is not a valid value")))?,
+    };
+    object.insert(key.to_owned(), parsed);
+    *config = serde_json::from_value(doc).map_err(|e| CtlError::Usage(format!("{key}: {e}")))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_assignments_are_typed_and_named() {
+        let mut c = GroupConfig::default();
+        set_config_value(&mut c, "maximum_lag_on_failover_bytes=1234").unwrap();
+        set_config_value(&mut c, "paused=true").unwrap();
+        set_config_value(&mut c, "synchronous_mode=strict").unwrap();
+        assert_eq!(c.maximum_lag_on_failover_bytes, 1234);
+        assert!(c.paused);
+        for bad in [
+            "nokey",
+            "bogus=1",
+            "paused=maybe",
+            "synchronous_mode=sometimes",
+            "maximum_lag_on_failover_bytes=-1",
+        ] {
+            let err = set_config_value(&mut c, bad).unwrap_err().to_string();
+            let key = bad.split('=').next().unwrap();
+            assert!(err.contains(key), "{bad}: {err}");
+        }
+    }
+}

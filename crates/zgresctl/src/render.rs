@@ -1,0 +1,94 @@
+//! Tables for people. (`--json` prints the inventory's values as they are.)
+
+use std::fmt::Write as _;
+
+use zgres_schema::documents::{History, Role};
+
+use crate::inventory::{GroupView, NodeView};
+
+fn role(node: &NodeView) -> String {
+    match &node.state {
+        Some(s) => match (s.role, node.leader) {
+            (Role::Primary, true) => "primary".into(),
+            (Role::Primary, false) => "primary (no lock!)".into(),
+            (r, _) => format!("{r:?}").to_lowercase(),
+        },
+        None => "?".into(),
+    }
+}
+
+fn state(node: &NodeView) -> String {
+    match (&node.state, &node.error) {
+        (Some(s), _) if s.problems.is_empty() => "running".into(),
+        (Some(s), _) => s.problems.join("; "),
+        (None, Some(e)) => format!("unreadable: {e}"),
+        (None, None) => "?".into(),
+    }
+}
+
+fn lag(node: &NodeView) -> String {
+    match (node.leader, node.lag_bytes) {
+        (true, _) => String::new(),
+        (false, Some(bytes)) if bytes >= 1 << 20 => format!("{} MB", bytes >> 20),
+        (false, Some(bytes)) => format!("{bytes} B"),
+        (false, None) => "?".into(),
+    }
+}
+
+/// One table per group: node, role, state, timeline, lag, tags.
+pub fn groups(groups: &[GroupView]) -> String {
+    let mut out = String::new();
+    for g in groups {
+        let paused = if g.config.paused { " (PAUSED)" } else { "" };
+        let _ = writeln!(out, "+ Group: {}{paused}", g.group);
+        let _ = writeln!(
+            out,
+            "| {:<22} | {:<18} | {:<30} | {:>2} | {:>9} |",
+            "Member", "Role", "State", "TL", "Lag"
+        );
+        for n in &g.nodes {
+            let tl = n
+                .state
+                .as_ref()
+                .and_then(|s| s.timeline)
+                .map(|t| t.to_string())
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "| {:<22} | {:<18} | {:<30} | {:>2} | {:>9} |",
+                n.node.to_string(),
+                role(n),
+                state(n),
+                tl,
+                lag(n)
+            );
+        }
+        if g.nodes.is_empty() {
+            let _ = writeln!(out, "| (no nodes)");
+        }
+    }
+    out
+}
+
+/// The promotion history.
+pub fn history(history: &History) -> String {
+    if history.entries.is_empty() {
+        return "no promotions recorded\n".into();
+    }
+    let mut out = format!(
+        "| {:>2} | {:<12} | {:<15} | {:<22} | {:>13} |\n",
+        "TL", "LSN", "Reason", "New primary", "At (unix ms)"
+    );
+    for e in &history.entries {
+        let _ = writeln!(
+            out,
+            "| {:>2} | {:<12} | {:<15} | {:<22} | {:>13} |",
+            e.timeline.to_string(),
+            e.lsn.to_string(),
+            format!("{:?}", e.reason).to_lowercase(),
+            e.new_primary.to_string(),
+            e.at_ms
+        );
+    }
+    out
+}
