@@ -10,8 +10,6 @@ use std::time::{Duration, Instant};
 
 use support::{Group, Timing};
 use tokio_postgres::NoTls;
-use zgres_schema::decode;
-use zgres_schema::documents::NodeState;
 use zgres_testkit::pgbouncer::PgBouncer;
 use zgres_testkit::process::ManagedProcess;
 
@@ -43,39 +41,52 @@ async fn wait_pgbouncer_at(port: u16, backend: u16) {
     }
 }
 
-async fn show(group: &Group, title: &str) {
-    let client = group.zk_client().await;
-    let holder = group.lock_holder(&client).await;
-    println!("\n== {title}");
-    println!(
-        "{:<5} {:<17} {:<8} {:<9} {:<12} {:<12} {:<6}",
-        "node", "address", "role", "timeline", "write lsn", "replay lsn", "lock"
-    );
-    for (i, node) in group.nodes.iter().enumerate() {
-        let path = format!("{}/main_{}", group.layout.dir("state"), node.node_id());
-        let state: Option<NodeState> = match client.get_data(&path).await {
-            Ok((data, _)) => decode(&path, &data).ok(),
-            Err(_) => None,
-        };
-        let cell = |v: Option<String>| v.unwrap_or_else(|| "-".into());
-        match state {
-            Some(s) => println!(
-                "{:<5} {:<17} {:<8} {:<9} {:<12} {:<12} {:<6}",
-                node.name,
-                node.node_id(),
-                format!("{:?}", s.role).to_lowercase(),
-                cell(s.timeline.map(|t| t.to_string())),
-                cell(s.wal.write.map(|l| l.to_string())),
-                cell(s.wal.replay.map(|l| l.to_string())),
-                if holder == Some(i) { "held" } else { "" }
-            ),
-            None => println!(
-                "{:<5} {:<17} (no state in ZooKeeper: node down)",
-                node.name,
-                node.node_id()
-            ),
+/// Waits until the lock holder has published itself as primary and every other live node as
+/// a replica on the same timeline.
+async fn settled(group: &Group, bin_dir: &std::path::Path) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(20) {
+        let out = std::process::Command::new(bin_dir.join("zgresctl"))
+            .args(["--zookeeper", &group.zk.connect_string(), "list", "--json"])
+            .output()
+            .expect("zgresctl runs");
+        let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let roles_settled = listed[0]["nodes"].as_array().is_some_and(|nodes| {
+            nodes.iter().all(|n| {
+                matches!(
+                    (n["leader"].as_bool(), n["state"]["role"].as_str()),
+                    (Some(true), Some("primary")) | (Some(false), Some("replica"))
+                )
+            })
+        });
+        let timelines: std::collections::BTreeSet<String> = listed[0]["nodes"]
+            .as_array()
+            .map(|nodes| {
+                nodes
+                    .iter()
+                    .map(|n| n["state"]["timeline"].to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if roles_settled && timelines.len() == 1 {
+            return;
         }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Prints `zgresctl list` for the group, as an operator would see it.
+fn show(group: &Group, bin_dir: &std::path::Path, title: &str) {
+    println!("\n== {title}: zgresctl list");
+    let out = std::process::Command::new(bin_dir.join("zgresctl"))
+        .args(["--zookeeper", &group.zk.connect_string(), "list"])
+        .output()
+        .expect("zgresctl runs");
+    print!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -102,7 +113,8 @@ async fn main() {
     let primary = group.wait_primary(&[]).await;
     group.wait_following(1, primary).await;
     group.wait_following(2, primary).await;
-    show(&group, "the group, as zgres publishes it in ZooKeeper").await;
+    settled(&group, &bin_dir).await;
+    show(&group, &bin_dir, "the group");
 
     // An application host: pgbouncer, kept pointed at the primary by zgres-sync.
     let dir = tempfile::tempdir().unwrap();
@@ -160,9 +172,7 @@ async fn main() {
         "pgbouncer's \"main\" now writes to n{new} (port {new_port}), {:.1} s after the kill",
         start.elapsed().as_secs_f64()
     );
-    tokio::time::sleep(Duration::from_millis(1_500)).await; // let states refresh for the table
-    show(&group, "after the failover").await;
-    println!(
-        "\nLogs were in temp dirs; everything is removed now."
-    );
+    settled(&group, &bin_dir).await;
+    show(&group, &bin_dir, "after the failover");
+    println!("\nLogs were in temp dirs; everything is removed now.");
 }

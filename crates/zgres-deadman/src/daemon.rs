@@ -63,6 +63,8 @@ pub enum DaemonError {
 
 /// How often an election re-reads the group while it waits for peers' fresh positions.
 const ELECTION_POLL: Duration = Duration::from_millis(50);
+/// How often a PostgreSQL that runs but does not answer yet (starting, recovering) is probed.
+const STARTING_POLL: Duration = Duration::from_millis(100);
 
 /// When the next round should run.
 enum Next {
@@ -70,6 +72,8 @@ enum Next {
     Now,
     /// Shortly: an election is waiting for peers.
     Soon,
+    /// Soon: PostgreSQL runs but does not answer yet.
+    Starting,
     /// After the loop interval (or an event).
     Later,
 }
@@ -193,6 +197,7 @@ impl Daemon {
             let pause = match self.round().await {
                 Next::Now => continue,
                 Next::Soon => ELECTION_POLL,
+                Next::Starting => STARTING_POLL,
                 Next::Later => self.config.timing.loop_interval,
             };
             let Self {
@@ -356,6 +361,8 @@ impl Daemon {
             Next::Now
         } else if why_not == Some(Ineligible::WaitingForPeers) && obs.lock == LockView::Free {
             Next::Soon
+        } else if self.postgres.is_running() && obs.postgres.probe.is_none() {
+            Next::Starting
         } else {
             Next::Later
         }

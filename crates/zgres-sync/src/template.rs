@@ -37,9 +37,9 @@ pub struct TemplateConfig {
     pub command: Vec<String>,
     /// The command is killed after this long.
     pub command_timeout: Duration,
-    /// Runs of the command are at least this far apart: a reload arriving while the previous
-    /// one is still being carried out can be lost (HAProxy's master does that), so the last
-    /// change must get a reload of its own.
+    /// A run of the command starts at least this long after the previous one finished: a
+    /// reload arriving while the previous one is still being carried out can be lost
+    /// (HAProxy's master does that), so the last change must get a reload of its own.
     pub command_min_interval: Duration,
 }
 
@@ -167,10 +167,11 @@ impl TemplatePlugin {
                         .saturating_sub(last.elapsed());
                     tokio::time::sleep(wait).await;
                 }
+                let result =
+                    command::run(program.as_ref(), args, self.config.command_timeout).await;
+                // Measured from the end of the run: by then the previous reload was signalled.
                 self.last_command = Some(std::time::Instant::now());
-                command::run(program.as_ref(), args, self.config.command_timeout)
-                    .await
-                    .map_err(|source| TemplateError::Command { name, source })?;
+                result.map_err(|source| TemplateError::Command { name, source })?;
             }
             self.command_pending = false;
         }
