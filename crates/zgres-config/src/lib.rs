@@ -1,8 +1,9 @@
-//! Configuration plumbing shared by the zgres daemons.
+//! Configuration and command-line plumbing shared by the zgres daemons.
 //!
 //! Each daemon describes its own file with serde types and validates values itself; this crate
-//! gives them one way to read the file, report every problem by key, hold secrets, and set up
-//! logging.
+//! gives them one way to read the file, report every problem by key, hold secrets, set up
+//! logging, pick the `--config`/`--check-config` mode, map usage errors to exit codes, and turn
+//! SIGTERM/SIGINT into a cancellation.
 #![forbid(unsafe_code)]
 
 use std::fmt;
@@ -58,6 +59,64 @@ pub enum ConfigError {
         /// Every problem found.
         problems: Vec<ConfigProblem>,
     },
+}
+
+/// What a daemon was asked to do with its configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// `--config FILE`: run with it.
+    Run(PathBuf),
+    /// `--check-config FILE`: validate it and exit.
+    Check(PathBuf),
+}
+
+impl Mode {
+    /// From the two options; `None` unless exactly one is given.
+    pub fn from_args(config: Option<PathBuf>, check_config: Option<PathBuf>) -> Option<Self> {
+        match (config, check_config) {
+            (Some(p), None) => Some(Mode::Run(p)),
+            (None, Some(p)) => Some(Mode::Check(p)),
+            _ => None,
+        }
+    }
+
+    /// The configuration file.
+    pub fn path(&self) -> &Path {
+        match self {
+            Mode::Run(p) | Mode::Check(p) => p,
+        }
+    }
+}
+
+/// Parses the command line; on failure prints clap's message and returns the exit code
+/// (0 for `--help`/`--version`, [`EXIT_USAGE`] otherwise).
+pub fn parse_args<A: clap::Parser>() -> Result<A, std::process::ExitCode> {
+    A::try_parse().map_err(|e| {
+        let _ = e.print();
+        if e.use_stderr() {
+            std::process::ExitCode::from(EXIT_USAGE)
+        } else {
+            std::process::ExitCode::SUCCESS
+        }
+    })
+}
+
+/// Cancels `shutdown` on the first SIGTERM or SIGINT. Returns at once (logging why) if the
+/// handlers cannot be installed.
+pub async fn cancel_on_signal(shutdown: tokio_util::sync::CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+    shutdown.cancel();
 }
 
 /// Collects problems while validating, to report them all at once.

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
-use zgres_config::{EXIT_CONFIG, EXIT_USAGE};
+use zgres_config::{Mode, EXIT_CONFIG, EXIT_USAGE};
 use zgres_sync::config::Config;
 
 /// Keeps this host's pgbouncer and other configuration pointed at the right databases.
@@ -22,25 +22,15 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = match Args::try_parse() {
+    let args: Args = match zgres_config::parse_args() {
         Ok(args) => args,
-        Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() {
-                ExitCode::from(EXIT_USAGE)
-            } else {
-                ExitCode::SUCCESS
-            };
-        }
+        Err(code) => return code,
     };
-    let (path, check_only) = match (args.config, args.check_config) {
-        (Some(p), None) => (p, false),
-        (None, Some(p)) => (p, true),
-        _ => {
-            eprintln!("zgres-sync: give --config FILE or --check-config FILE");
-            return ExitCode::from(EXIT_USAGE);
-        }
+    let Some(mode) = Mode::from_args(args.config, args.check_config) else {
+        eprintln!("zgres-sync: give --config FILE or --check-config FILE");
+        return ExitCode::from(EXIT_USAGE);
     };
+    let (path, check_only) = (mode.path().to_owned(), matches!(mode, Mode::Check(_)));
     let config = match Config::load(&path) {
         Ok(config) => config,
         Err(e) => {
@@ -75,26 +65,9 @@ fn main() -> ExitCode {
     };
     runtime.block_on(async {
         let shutdown = CancellationToken::new();
-        tokio::spawn(cancel_on_signal(shutdown.clone()));
+        tokio::spawn(zgres_config::cancel_on_signal(shutdown.clone()));
         zgres_sync::run(config, libraries, shutdown).await;
         tracing::info!("zgres-sync stopped");
     });
     ExitCode::SUCCESS
-}
-
-/// Cancels `shutdown` on SIGTERM or SIGINT.
-async fn cancel_on_signal(shutdown: CancellationToken) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers");
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
-    }
-    shutdown.cancel();
 }

@@ -8,8 +8,8 @@ use clap::{Parser, Subcommand};
 use zgresctl::inventory::{set_config_value, CtlError, Inventory};
 use zgresctl::render;
 
-/// Exit status for usage errors (`EX_USAGE`).
-const EXIT_USAGE: u8 = 64;
+use zgres_config::EXIT_USAGE;
+
 /// Exit status when ZooKeeper cannot be reached (`EX_UNAVAILABLE`).
 const EXIT_UNAVAILABLE: u8 = 69;
 
@@ -151,16 +151,9 @@ async fn run(args: Args) -> Result<(), CtlError> {
 }
 
 fn main() -> ExitCode {
-    let args = match Args::try_parse() {
+    let args: Args = match zgres_config::parse_args() {
         Ok(args) => args,
-        Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() {
-                ExitCode::from(EXIT_USAGE)
-            } else {
-                ExitCode::SUCCESS
-            };
-        }
+        Err(code) => return code,
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
