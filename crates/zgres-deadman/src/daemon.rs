@@ -350,13 +350,15 @@ impl Daemon {
             tracing::debug!(?why, "not contending for the lock");
         }
         let force = actions.contains(&Action::PublishState);
-        self.publish(&obs, force).await;
+        // One state per round: published to ZooKeeper, fed to plugins, served by the API.
+        let state = self.node_state(&obs);
+        self.publish(&state, force).await;
         let mut again = false;
         for action in actions {
             again |= self.execute(action, &obs).await;
         }
         self.after_round(&obs).await;
-        self.update_status(&obs);
+        self.update_status(&obs, state);
         if again {
             Next::Now
         } else if why_not == Some(Ineligible::WaitingForPeers) && obs.lock == LockView::Free {
@@ -368,8 +370,7 @@ impl Daemon {
         }
     }
 
-    fn update_status(&self, obs: &Observation) {
-        let state = self.node_state(obs);
+    fn update_status(&self, obs: &Observation, state: NodeState) {
         let fence = self.fence.state();
         let headroom = fence
             .armed
@@ -457,14 +458,13 @@ impl Daemon {
         }
     }
 
-    async fn publish(&mut self, obs: &Observation, force: bool) {
-        let state = self.node_state(obs);
+    async fn publish(&mut self, state: &NodeState, force: bool) {
         if let Some(plugins) = &self.plugins {
             let input = serde_json::json!({
                 "v": 1,
                 "group": self.config.group,
                 "node": self.config.node,
-                "state": &state,
+                "state": state,
             });
             plugins.input.send_replace(serde_json::to_vec(&input).ok());
         }
@@ -472,13 +472,13 @@ impl Daemon {
         let unchanged = self.published.as_ref().is_some_and(|(old, at)| {
             let mut old = old.clone();
             old.updated_at_ms = state.updated_at_ms;
-            old == state && at.elapsed() < self.config.timing.state_refresh
+            old == *state && at.elapsed() < self.config.timing.state_refresh
         });
         let Some(session) = self.session.as_mut() else {
             return;
         };
         if force || !unchanged {
-            match session.coordinator.publish_state(&state).await {
+            match session.coordinator.publish_state(state).await {
                 Ok(()) => {
                     if self
                         .published
@@ -488,7 +488,7 @@ impl Daemon {
                     {
                         tracing::info!(role = ?state.role, problems = ?state.problems, "published node state");
                     }
-                    self.published = Some((state, Instant::now()));
+                    self.published = Some((state.clone(), Instant::now()));
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot publish node state"),
             }

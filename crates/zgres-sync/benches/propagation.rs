@@ -15,53 +15,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio_postgres::NoTls;
-use zgres_schema::documents::{ConnInfo, Lock, Tags};
-use zgres_schema::{encode, Timeline};
 use zgres_testkit::os_user::OsUser;
 use zgres_testkit::ports::free_port;
 use zgres_testkit::postgres::PgNode;
 use zgres_testkit::process::ManagedProcess;
+use zgres_testkit::znodes::{add_node, lock_doc, make_dirs, put};
 use zgres_testkit::zookeeper::ZkCluster;
 use zookeeper_client as zk;
-
-fn persistent() -> zk::CreateOptions<'static> {
-    zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all())
-}
 
 fn now_ns() -> u128 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_nanos()
-}
-
-fn lock_doc(port: u16) -> Vec<u8> {
-    encode(&Lock {
-        node: format!("127.0.0.1:{port}").parse().unwrap(),
-        timeline: Timeline::FIRST,
-    })
-    .unwrap()
-}
-
-async fn put(client: &zk::Client, path: &str, data: &[u8]) {
-    if client.create(path, data, &persistent()).await.is_err() {
-        client.set_data(path, data, None).await.unwrap();
-    }
-}
-
-async fn add_node(client: &zk::Client, group: &str, port: u16) {
-    let conn = ConnInfo {
-        host: "127.0.0.1".into(),
-        port,
-        dbname: None,
-        tags: Tags::default(),
-    };
-    put(
-        client,
-        &format!("/zgres/conn/{group}_127.0.0.1:{port}"),
-        &encode(&conn).unwrap(),
-    )
-    .await;
 }
 
 fn start_sync(dir: &Path, zookeeper: &str, plugins: &str) -> ManagedProcess {
@@ -384,9 +350,7 @@ async fn main() {
     let client = zk::Client::connect(&zookeeper.connect_string())
         .await
         .unwrap();
-    for d in ["/zgres/lock", "/zgres/conn"] {
-        client.mkdir(d, &persistent()).await.unwrap();
-    }
+    make_dirs(&client).await;
     println!("zgres-sync propagation benchmark ({samples} samples, debounce 20 ms)");
     if std::env::var_os("ZGRES_BENCH_ONLY_PGBOUNCER").is_none() {
         let mut hook = hook_latency(&zookeeper, samples).await;
@@ -404,8 +368,6 @@ async fn main() {
     let client = zk::Client::connect(&zookeeper.connect_string())
         .await
         .unwrap();
-    for d in ["/zgres/lock", "/zgres/conn"] {
-        client.mkdir(d, &persistent()).await.unwrap();
-    }
+    make_dirs(&client).await;
     scale(&zookeeper).await;
 }

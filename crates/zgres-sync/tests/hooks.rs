@@ -6,19 +6,14 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use zgres_schema::documents::{ConnInfo, Lock, Tags};
-use zgres_schema::{encode, Timeline};
 use zgres_testkit::fault_proxy::{FaultProxy, ProxyMode};
 use zgres_testkit::poll;
 use zgres_testkit::process::ManagedProcess;
+use zgres_testkit::znodes;
 use zgres_testkit::zookeeper::ZkCluster;
 use zookeeper_client as zk;
 
 const DEADLINE: Duration = Duration::from_secs(30);
-
-fn persistent() -> zk::CreateOptions<'static> {
-    zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all())
-}
 
 fn script(dir: &Path, name: &str, body: &str) {
     let path = dir.join(name);
@@ -107,38 +102,6 @@ fn runs(setup: &Setup) -> usize {
         .unwrap_or(0)
 }
 
-async fn publish_node(client: &zk::Client, port: u16) {
-    let path = format!("/zgres/conn/main_127.0.0.1:{port}");
-    let conn = ConnInfo {
-        host: "127.0.0.1".into(),
-        port,
-        dbname: None,
-        tags: Tags::default(),
-    };
-    client
-        .create(&path, &encode(&conn).unwrap(), &persistent())
-        .await
-        .unwrap();
-}
-
-async fn set_lock(client: &zk::Client, port: u16) {
-    let lock = Lock {
-        node: format!("127.0.0.1:{port}").parse().unwrap(),
-        timeline: Timeline::FIRST,
-    };
-    let data = encode(&lock).unwrap();
-    if client
-        .create("/zgres/lock/main", &data, &persistent())
-        .await
-        .is_err()
-    {
-        client
-            .set_data("/zgres/lock/main", &data, None)
-            .await
-            .unwrap();
-    }
-}
-
 async fn wait_primary(setup: &Setup, port: u16) -> serde_json::Value {
     poll::until(
         &format!("a snapshot with primary port {port}"),
@@ -163,12 +126,10 @@ async fn hooks_follow_changes_and_bad_hooks_are_contained_and_retried() {
     let client = zk::Client::connect(&zookeeper.connect_string())
         .await
         .unwrap();
-    for dir in ["/zgres/lock", "/zgres/conn"] {
-        client.mkdir(dir, &persistent()).await.unwrap();
-    }
-    publish_node(&client, 5001).await;
-    publish_node(&client, 5002).await;
-    set_lock(&client, 5001).await;
+    znodes::make_dirs(&client).await;
+    znodes::add_node(&client, "main", 5001).await;
+    znodes::add_node(&client, "main", 5002).await;
+    znodes::set_lock(&client, "main", 5001).await;
     let setup = start_sync(&zookeeper.connect_string(), 10_000);
 
     let snap = wait_primary(&setup, 5001).await;
@@ -179,7 +140,7 @@ async fn hooks_follow_changes_and_bad_hooks_are_contained_and_retried() {
     assert_eq!(snap["databases"]["main"].as_array().unwrap().len(), 2);
 
     // The lock moves: the recording hook sees the new primary, despite the hooks around it.
-    set_lock(&client, 5002).await;
+    znodes::set_lock(&client, "main", 5002).await;
     wait_primary(&setup, 5002).await;
 
     // 20-fail always fails, so the hooks are retried with backoff, with no change in ZooKeeper.
@@ -221,19 +182,17 @@ async fn a_new_session_replaces_an_expired_one() {
     let client = zk::Client::connect(&zookeeper.connect_string())
         .await
         .unwrap();
-    for dir in ["/zgres/lock", "/zgres/conn"] {
-        client.mkdir(dir, &persistent()).await.unwrap();
-    }
-    publish_node(&client, 6001).await;
-    publish_node(&client, 6002).await;
-    set_lock(&client, 6001).await;
+    znodes::make_dirs(&client).await;
+    znodes::add_node(&client, "main", 6001).await;
+    znodes::add_node(&client, "main", 6002).await;
+    znodes::set_lock(&client, "main", 6001).await;
     let proxy = FaultProxy::start(zookeeper.client_addr(0)).unwrap();
     let setup = start_sync(&proxy.addr().to_string(), 2_000);
     wait_primary(&setup, 6001).await;
 
     // Cut off long enough for the server to expire the session, and change things meanwhile.
     proxy.set_mode(ProxyMode::Blackhole);
-    set_lock(&client, 6002).await;
+    znodes::set_lock(&client, "main", 6002).await;
     poll::until("the sync daemon's session to expire", DEADLINE, || async {
         let reply = zgres_testkit::zookeeper::four_letter_word(zookeeper.client_addr(0), "cons")
             .await

@@ -4,11 +4,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use zgres_schema::documents::{ConnInfo, Lock, Tags};
-use zgres_schema::{encode, Timeline};
 use zgres_testkit::artifacts::library;
 use zgres_testkit::poll;
 use zgres_testkit::process::ManagedProcess;
+use zgres_testkit::znodes;
 use zgres_testkit::zookeeper::ZkCluster;
 use zookeeper_client as zk;
 
@@ -33,32 +32,9 @@ async fn the_example_library_plugin_gets_every_snapshot() {
     let client = zk::Client::connect(&zookeeper.connect_string())
         .await
         .unwrap();
-    let persistent = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
-    for d in ["/zgres/lock", "/zgres/conn"] {
-        client.mkdir(d, &persistent).await.unwrap();
-    }
-    let conn = ConnInfo {
-        host: "127.0.0.1".into(),
-        port: 5001,
-        dbname: None,
-        tags: Tags::default(),
-    };
-    client
-        .create(
-            "/zgres/conn/main_127.0.0.1:5001",
-            &encode(&conn).unwrap(),
-            &persistent,
-        )
-        .await
-        .unwrap();
-    let lock = Lock {
-        node: "127.0.0.1:5001".parse().unwrap(),
-        timeline: Timeline::FIRST,
-    };
-    client
-        .create("/zgres/lock/main", &encode(&lock).unwrap(), &persistent)
-        .await
-        .unwrap();
+    znodes::make_dirs(&client).await;
+    znodes::add_node(&client, "main", 5001).await;
+    znodes::set_lock(&client, "main", 5001).await;
 
     let dir = tempfile::tempdir().unwrap();
     let config = config(

@@ -6,6 +6,7 @@
 //! - [`postgres::PgNode`]: PostgreSQL 15 instances (initdb, streaming replicas with
 //!   pg_basebackup) run as the `postgres` OS user when the tests run as root.
 //! - [`pgbouncer::PgBouncer`]: a real pgbouncer reading a databases file zgres-sync writes.
+//! - [`znodes`]: conn and lock znodes written directly, for tests without deadmen.
 //! - [`fault_proxy::FaultProxy`]: a TCP proxy to put between a daemon and ZooKeeper, which can
 //!   pass, blackhole, refuse or delay traffic.
 //!
@@ -24,6 +25,7 @@ pub mod poll;
 pub mod ports;
 pub mod postgres;
 pub mod process;
+pub mod znodes;
 pub mod zookeeper;
 
 use std::path::PathBuf;
