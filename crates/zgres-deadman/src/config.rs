@@ -32,7 +32,20 @@ struct RawConfig {
     #[serde(default)]
     api: Option<RawApi>,
     #[serde(default)]
+    provisioning: RawProvisioning,
+    #[serde(default)]
     log: LogConfig,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawProvisioning {
+    initdb_args: Vec<String>,
+    pg_hba: Vec<String>,
+    bootstrap_command: Vec<String>,
+    clone_command: Vec<String>,
+    reclone_on_rewind_failure: bool,
+    timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -126,6 +139,7 @@ struct RawTiming {
     stop_timeout_ms: u64,
     primary_restart_timeout_ms: u64,
     plugin_interval_ms: u64,
+    request_timeout_ms: u64,
 }
 
 impl Default for RawTiming {
@@ -137,6 +151,7 @@ impl Default for RawTiming {
             stop_timeout_ms: 30_000,
             primary_restart_timeout_ms: 10_000,
             plugin_interval_ms: 5_000,
+            request_timeout_ms: 30_000,
         }
     }
 }
@@ -193,6 +208,27 @@ pub struct TimingConfig {
     pub primary_restart_timeout: Duration,
     /// How often deadman plugins run.
     pub plugin_interval: Duration,
+    /// How long a switchover or failover request steers elections once the lock is free.
+    pub request_timeout: Duration,
+}
+
+/// How a node gets its data directory: created (initdb) for a new group, cloned from the
+/// primary for a new replica, rewound after a failover.
+#[derive(Debug, Clone)]
+pub struct ProvisioningConfig {
+    /// Extra `initdb` arguments (data checksums are always on, for pg_rewind).
+    pub initdb_args: Vec<String>,
+    /// Lines appended to the new `pg_hba.conf` after initdb.
+    pub pg_hba: Vec<String>,
+    /// Replaces initdb: program and arguments, run without a shell with `PGDATA` set.
+    pub bootstrap_command: Vec<String>,
+    /// Replaces pg_basebackup: run with `PGDATA`, `ZGRES_SOURCE_HOST`, `ZGRES_SOURCE_PORT`.
+    pub clone_command: Vec<String>,
+    /// When pg_rewind fails, delete the data directory and clone it again. Off by default:
+    /// zgres deletes no data unless told to.
+    pub reclone_on_rewind_failure: bool,
+    /// How long initdb, a clone or a rewind may take before it is killed.
+    pub timeout: Duration,
 }
 
 /// The validated configuration.
@@ -216,6 +252,8 @@ pub struct Config {
     pub plugins: Vec<crate::plugins::PluginSpec>,
     /// Where the HTTP health API listens, if enabled.
     pub api_listen: Option<SocketAddr>,
+    /// Creating, cloning and rewinding the data directory.
+    pub provisioning: ProvisioningConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -358,6 +396,7 @@ impl Config {
             ("timing.state_refresh_ms", t.state_refresh_ms, 100),
             ("timing.election_wait_ms", t.election_wait_ms, 0),
             ("timing.stop_timeout_ms", t.stop_timeout_ms, 100),
+            ("timing.request_timeout_ms", t.request_timeout_ms, 1_000),
             (
                 "timing.primary_restart_timeout_ms",
                 t.primary_restart_timeout_ms,
@@ -412,6 +451,30 @@ impl Config {
                 .map_err(|_| problems.add("api.listen", format!("{:?} is not IP:PORT", api.listen)))
                 .ok()
         });
+        let pv = &raw.provisioning;
+        for (key, command) in [
+            ("provisioning.bootstrap_command", &pv.bootstrap_command),
+            ("provisioning.clone_command", &pv.clone_command),
+        ] {
+            if command.first().is_some_and(|p| !Path::new(p).is_absolute()) {
+                problems.add(key, "give the program's absolute path");
+            }
+        }
+        let provisioning_timeout = pv.timeout_ms.unwrap_or(3_600_000);
+        if !(1_000..=86_400_000).contains(&provisioning_timeout) {
+            problems.add(
+                "provisioning.timeout_ms",
+                "must be between 1000 and 86400000",
+            );
+        }
+        for (i, line) in pv.pg_hba.iter().enumerate() {
+            if line.contains('\n') || line.trim().is_empty() {
+                problems.add(
+                    &format!("provisioning.pg_hba[{i}]"),
+                    "must be one non-empty pg_hba.conf line",
+                );
+            }
+        }
         raw.log.validate(&mut problems);
 
         let config = match (layout, group, node, probe_host) {
@@ -444,6 +507,15 @@ impl Config {
                     stop_timeout: Duration::from_millis(t.stop_timeout_ms),
                     primary_restart_timeout: Duration::from_millis(t.primary_restart_timeout_ms),
                     plugin_interval: Duration::from_millis(t.plugin_interval_ms),
+                    request_timeout: Duration::from_millis(t.request_timeout_ms),
+                },
+                provisioning: ProvisioningConfig {
+                    initdb_args: raw.provisioning.initdb_args,
+                    pg_hba: raw.provisioning.pg_hba,
+                    bootstrap_command: raw.provisioning.bootstrap_command,
+                    clone_command: raw.provisioning.clone_command,
+                    reclone_on_rewind_failure: raw.provisioning.reclone_on_rewind_failure,
+                    timeout: Duration::from_millis(provisioning_timeout),
                 },
                 plugins,
                 api_listen,

@@ -7,8 +7,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use zgres_schema::documents::{ConnInfo, DatabaseId, GroupConfig, Lock, NodeState};
-use zgres_schema::{decode, encode, Document, GroupName, NodeId, SystemId, ZkLayout, Znode};
+use zgres_schema::documents::{
+    ConnInfo, DatabaseId, GroupConfig, History, Lock, NodeState, Promotion, Switchover,
+};
+use zgres_schema::{
+    decode, encode, Document, GroupName, NodeId, SystemId, Timeline, ZkLayout, Znode,
+};
 use zookeeper_client as zk;
 
 use crate::config::ZookeeperConfig;
@@ -64,7 +68,14 @@ pub struct GroupView {
     pub db_id: Option<SystemId>,
     /// `/config/{GROUP}`, defaults when absent or unreadable.
     pub config: GroupConfig,
+    /// The newest timeline in `/history/{GROUP}` (read only while the lock is free).
+    pub group_timeline: Option<Timeline>,
+    /// `/switchover/{GROUP}`, when a readable request exists.
+    pub switchover: Option<Switchover>,
 }
+
+/// How many promotions `/history/{GROUP}` keeps (the oldest are dropped).
+const HISTORY_LIMIT: usize = 1000;
 
 /// One ZooKeeper session of the deadman.
 pub struct Coordinator {
@@ -248,12 +259,22 @@ impl Coordinator {
         };
         self.fence.confirm(sent);
 
-        // Read only the states a decision can use: every peer's during an election, the
-        // holder's while following (for its WAL position), none while holding the lock.
+        let switchover_path = self.path(Znode::Switchover(self.group.clone()));
+        let switchover = self
+            .read::<Switchover>(&switchover_path)
+            .await?
+            .map(|(s, _)| s);
+
+        // Read only the states a decision can use: every peer's during an election or a
+        // requested switchover, the holder's while following (for its WAL position and
+        // health), none otherwise.
         let prefix = format!("{}_", self.group);
         let state_dir = self.layout.dir("state");
         let children = match lock {
             LockView::Free => timed(self.client.list_children(&state_dir)).await?,
+            LockView::Ours if switchover.is_some() => {
+                timed(self.client.list_children(&state_dir)).await?
+            }
             LockView::Other(Some(holder)) => vec![format!("{prefix}{holder}")],
             _ => vec![],
         };
@@ -303,12 +324,88 @@ impl Coordinator {
             .await?
             .map(|(c, _)| c)
             .unwrap_or_default();
+        let group_timeline = if lock == LockView::Free {
+            let path = self.path(Znode::History(self.group.clone()));
+            self.read::<History>(&path)
+                .await?
+                .and_then(|(h, _)| h.entries.iter().map(|p| p.timeline).max())
+        } else {
+            None
+        };
         Ok(GroupView {
             lock,
             peers,
             db_id,
             config,
+            group_timeline,
+            switchover,
         })
+    }
+
+    /// Appends `promotion` to `/history/{GROUP}` (compare-and-set, retried on a concurrent
+    /// change). An unreadable history is replaced, and says so in the log.
+    ///
+    /// # Errors
+    /// As any request.
+    pub async fn record_promotion(&mut self, promotion: &Promotion) -> Result<()> {
+        let path = self.path(Znode::History(self.group.clone()));
+        // Only this group's primaries write here, so a conflict is rare; a few tries suffice.
+        for _ in 0..5 {
+            let (mut history, version) = match timed(self.client.get_data(&path)).await {
+                Ok((data, stat)) => {
+                    let history = self
+                        .report(&path, decode::<History>(&path, &data))
+                        .unwrap_or_default();
+                    (history, Some(stat.version))
+                }
+                Err(CoordinationError::Retryable(zk::Error::NoNode)) => (History::default(), None),
+                Err(e) => return Err(e),
+            };
+            history.entries.push(promotion.clone());
+            let excess = history.entries.len().saturating_sub(HISTORY_LIMIT);
+            history.entries.drain(..excess);
+            let data = encode(&history)?;
+            let written = match version {
+                Some(v) => timed(self.client.set_data(&path, &data, Some(v)))
+                    .await
+                    .map(drop),
+                None => timed(self.client.create(&path, &data, &persistent()))
+                    .await
+                    .map(drop),
+            };
+            match written {
+                Err(CoordinationError::Retryable(
+                    zk::Error::BadVersion | zk::Error::NodeExists | zk::Error::NoNode,
+                )) => continue,
+                other => return other,
+            }
+        }
+        Err(CoordinationError::Retryable(zk::Error::BadVersion))
+    }
+
+    /// Writes (or with `None`, deletes) `/switchover/{GROUP}`.
+    ///
+    /// # Errors
+    /// As any request.
+    pub async fn set_switchover(&mut self, request: Option<&Switchover>) -> Result<()> {
+        let path = self.path(Znode::Switchover(self.group.clone()));
+        match request {
+            Some(request) => {
+                let data = encode(request)?;
+                match timed(self.client.set_data(&path, &data, None)).await {
+                    Err(CoordinationError::Retryable(zk::Error::NoNode)) => {
+                        timed(self.client.create(&path, &data, &persistent()))
+                            .await
+                            .map(drop)
+                    }
+                    other => other.map(drop),
+                }
+            }
+            None => match timed(self.client.delete(&path, None)).await {
+                Err(CoordinationError::Retryable(zk::Error::NoNode)) => Ok(()),
+                other => other,
+            },
+        }
     }
 
     /// Creates or updates this node's state (ephemeral).

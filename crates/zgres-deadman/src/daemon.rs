@@ -11,18 +11,23 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use zgres_schema::documents::{ConnInfo, Lock, NodeState, Role, WalPositions};
-use zgres_schema::{SystemId, Timeline};
+use zgres_schema::documents::{
+    ConnInfo, Lock, NodeState, Promotion, PromotionReason, Role, SwitchoverKind, WalPositions,
+};
+use zgres_schema::{Lsn, NodeId, SystemId, Timeline};
 
 use crate::api;
 use crate::config::Config;
 use crate::coordination::{heartbeat, CoordinationError, Coordinator, GroupView};
 use crate::data_dir::{self, ControlData, DataDirError};
-use crate::decision::{Action, Decider, Ineligible, LocalPostgres, LockView, Observation, Probe};
+use crate::decision::{
+    Action, DataDirKind, Decider, Ineligible, LocalPostgres, LockView, Observation, Probe,
+};
 use crate::fence::{keeper_line, FenceClock, FenceThread};
 use crate::plugins::{self, PluginSetupError, Plugins};
 use crate::postgres_client::PostgresClient;
 use crate::postgres_process::PostgresProcess;
+use crate::provisioning::{Provisioner, ProvisioningError, RewindOutcome};
 
 /// Why the daemon stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +56,9 @@ pub enum DaemonError {
     /// A configured plugin cannot be used (e.g. a library of another ABI version). Permanent.
     #[error(transparent)]
     Plugins(#[from] PluginSetupError),
+    /// An interrupted bootstrap or clone left a directory that cannot be emptied. Permanent.
+    #[error("cannot clean up an interrupted bootstrap or clone: {0}")]
+    Provisioning(#[from] ProvisioningError),
     /// The health API cannot listen where configured. Permanent.
     #[error("health API: cannot listen on {addr}: {source}")]
     Api {
@@ -94,8 +102,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
         config.timing.plugin_interval,
         shutdown.child_token(),
     )?;
-    data_dir::check_exists(&config.postgres)?;
-    let control = data_dir::control_data(&config.postgres).await?;
+    let provisioner = Provisioner::new(config.postgres.clone(), config.provisioning.clone());
+    provisioner.recover_interrupted()?;
+    data_dir::check_usable(&config.postgres)?;
+    let control = match data_dir::kind(&config.postgres) {
+        DataDirKind::Empty => None,
+        _ => Some(data_dir::control_data(&config.postgres).await?),
+    };
     let (status, status_rx) = watch::channel(None);
     let api = match config.api_listen {
         Some(addr) => Some(
@@ -105,10 +118,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
         ),
         None => None,
     };
-    tracing::info!(
-        node = %config.node, group = %config.group, system_id = %control.system_id,
-        timeline = %control.timeline, "zgres-deadman starting"
-    );
+    match &control {
+        Some(c) => tracing::info!(
+            node = %config.node, group = %config.group, system_id = %c.system_id,
+            timeline = %c.timeline, "zgres-deadman starting"
+        ),
+        None => tracing::info!(
+            node = %config.node, group = %config.group, data_dir = %config.postgres.data_dir.display(),
+            "zgres-deadman starting with an empty data directory: it will be bootstrapped or cloned"
+        ),
+    }
 
     let fence = Arc::new(FenceClock::new(
         config
@@ -125,7 +144,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
             config.tags.clone(),
             config.timing.primary_restart_timeout,
             config.timing.election_wait,
-        ),
+        )
+        .with_request_timeout(config.timing.request_timeout),
+        provisioner,
+        rewind_retry_at: None,
+        shutdown: shutdown.clone(),
         postgres: PostgresProcess::new(config.postgres.clone(), fence.clone()),
         client: PostgresClient::new(config.postgres.clone(), config.node_name.clone()),
         fence,
@@ -159,7 +182,13 @@ struct Daemon {
     postgres: PostgresProcess,
     client: PostgresClient,
     fence: Arc<FenceClock>,
-    control: ControlData,
+    /// `pg_controldata` of the data directory; `None` while it is empty.
+    control: Option<ControlData>,
+    provisioner: Provisioner,
+    /// After a failed pg_rewind, not before this.
+    rewind_retry_at: Option<Instant>,
+    /// Long provisioning steps stop when this is cancelled.
+    shutdown: CancellationToken,
     plugins: Option<Plugins>,
     /// What the health API serves; refreshed every round.
     status: watch::Sender<Option<api::Status>>,
@@ -232,11 +261,11 @@ impl Daemon {
         .map_err(ConnectError::Retry)?;
         let mut coordinator = coordinator;
         let view = coordinator.view().await.map_err(ConnectError::Retry)?;
-        if let Some(theirs) = view.db_id {
-            if theirs != self.control.system_id {
+        if let (Some(theirs), Some(ours)) = (view.db_id, self.control.map(|c| c.system_id)) {
+            if theirs != ours {
                 return Err(ConnectError::Fatal(DaemonError::WrongSystem {
                     data_dir: self.config.postgres.data_dir.display().to_string(),
-                    ours: self.control.system_id,
+                    ours,
                     group: self.config.group.to_string(),
                     theirs,
                     znode: self
@@ -284,9 +313,21 @@ impl Daemon {
         while std::path::Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        if let Ok(control) = data_dir::control_data(&self.config.postgres).await {
-            self.control = control;
-        }
+        self.refresh_control().await;
+    }
+
+    /// Re-reads `pg_controldata` (after PostgreSQL stopped or the directory was provisioned).
+    async fn refresh_control(&mut self) {
+        self.control = match data_dir::kind(&self.config.postgres) {
+            DataDirKind::Empty => None,
+            _ => match data_dir::control_data(&self.config.postgres).await {
+                Ok(control) => Some(control),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read pg_controldata");
+                    self.control
+                }
+            },
+        };
     }
 
     /// One observe-decide-act round.
@@ -302,9 +343,7 @@ impl Daemon {
             }
         } else {
             self.client.disconnect();
-            if let Ok(control) = data_dir::control_data(&self.config.postgres).await {
-                self.control = control;
-            }
+            self.refresh_control().await;
             None
         };
         let Some(session) = self.session.as_mut() else {
@@ -324,6 +363,8 @@ impl Daemon {
                     peers: vec![],
                     db_id: None,
                     config: Default::default(),
+                    group_timeline: None,
+                    switchover: None,
                 }
             }
         };
@@ -337,12 +378,18 @@ impl Daemon {
                 running,
                 data_dir: data_dir::kind(&self.config.postgres),
                 probe,
-                control: (!running).then_some((self.control.timeline, self.control.checkpoint)),
+                control: self
+                    .control
+                    .filter(|_| !running)
+                    .map(|c| (c.timeline, c.checkpoint)),
             },
             vetoed: self
                 .plugins
                 .as_ref()
                 .is_some_and(|p| !p.outcome.borrow().vetoes.is_empty()),
+            group_timeline: view.group_timeline,
+            switchover: view.switchover.clone(),
+            wall_ms: wall_ms(),
         };
         let actions = self.decider.decide(&obs);
         let why_not = self.decider.last_ineligible();
@@ -439,8 +486,10 @@ impl Daemon {
             problems: self.problems(obs),
             timeline: probe
                 .and_then(|p| p.timeline)
-                .or(Some(self.control.timeline)),
-            system_id: Some(probe.map_or(self.control.system_id, |p| p.system_id)),
+                .or(self.control.map(|c| c.timeline)),
+            system_id: probe
+                .map(|p| p.system_id)
+                .or(self.control.map(|c| c.system_id)),
             wal: WalPositions {
                 write: probe.and_then(|p| p.write_lsn),
                 receive: probe.and_then(|p| p.receive_lsn),
@@ -452,9 +501,7 @@ impl Daemon {
                 .as_ref()
                 .map(|p| p.outcome.borrow().meta.clone())
                 .unwrap_or_default(),
-            updated_at_ms: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
+            updated_at_ms: wall_ms(),
         }
     }
 
@@ -511,7 +558,8 @@ impl Daemon {
         obs.postgres
             .probe
             .and_then(|p| p.timeline)
-            .unwrap_or(self.control.timeline)
+            .or(self.control.map(|c| c.timeline))
+            .unwrap_or(Timeline::FIRST)
     }
 
     /// Executes one action; returns true when its effect should be observed at once.
@@ -580,6 +628,7 @@ impl Daemon {
                     Ok(()) => {
                         tracing::info!("promoted: this node is the primary");
                         self.promotions += 1;
+                        self.record_promotion(obs).await;
                         true
                     }
                     Err(e) => {
@@ -600,6 +649,189 @@ impl Daemon {
                 self.postgres.stop(immediate, timeout).await;
                 self.client.disconnect();
                 true
+            }
+            Action::Bootstrap => {
+                tracing::info!("the group has no database: creating it (bootstrap)");
+                match self.provision(None).await {
+                    Ok(()) => tracing::info!("bootstrap done; starting as the first primary"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "bootstrap failed; releasing the lock so another node can try");
+                        if let Some(session) = self.session.as_mut() {
+                            let _ = session.coordinator.release_lock().await;
+                        }
+                    }
+                }
+                true
+            }
+            Action::CloneFrom { source } => {
+                tracing::info!(%source, "cloning the primary into the empty data directory");
+                match self.provision(Some(source)).await {
+                    Ok(()) => {
+                        tracing::info!(%source, "clone done; starting as a standby");
+                        self.make_standby_of(source);
+                        true
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, %source, "clone failed; will retry");
+                        false
+                    }
+                }
+            }
+            Action::Rewind { source } => self.rewind(source).await,
+            Action::StepDown { candidate } => self.step_down(candidate, obs).await,
+            Action::FinishSwitchover | Action::DropSwitchover { .. } => {
+                match action {
+                    Action::DropSwitchover { reason } => {
+                        tracing::error!(reason, request = ?obs.switchover, "dropping the switchover request");
+                    }
+                    _ => tracing::info!("switchover complete"),
+                }
+                if let Some(session) = self.session.as_mut() {
+                    if let Err(e) = session.coordinator.set_switchover(None).await {
+                        tracing::warn!(error = %e, "cannot delete the switchover request");
+                    }
+                }
+                false
+            }
+        }
+    }
+
+    /// Runs a provisioning step, stopping it (and the tool) on shutdown, then re-reads the
+    /// control data.
+    async fn provision(&mut self, source: Option<NodeId>) -> Result<(), ProvisioningError> {
+        let shutdown = self.shutdown.clone();
+        let provisioner = self.provisioner.clone();
+        let step = async {
+            match source {
+                None => provisioner.bootstrap().await,
+                Some(source) => provisioner.clone_from(source).await,
+            }
+        };
+        let result = tokio::select! {
+            result = step => result,
+            () = shutdown.cancelled() => Ok(()),
+        };
+        self.refresh_control().await;
+        result
+    }
+
+    fn make_standby_of(&mut self, upstream: NodeId) {
+        let conninfo = self.client.conninfo_for(upstream);
+        if let Err(e) = data_dir::make_standby(&self.config.postgres, Some(&conninfo)) {
+            tracing::error!(error = %e, "cannot configure the data directory as a standby");
+        }
+    }
+
+    /// Rejoin of a former primary: pg_rewind to the new primary, then start as its standby.
+    async fn rewind(&mut self, source: NodeId) -> bool {
+        if self.rewind_retry_at.is_some_and(|at| Instant::now() < at) {
+            return false;
+        }
+        tracing::info!(%source, "rejoining as a standby of the new primary: checking for divergence with pg_rewind");
+        let shutdown = self.shutdown.clone();
+        let result = tokio::select! {
+            result = self.provisioner.rewind(source) => result,
+            () = shutdown.cancelled() => return false,
+        };
+        match result {
+            Ok(outcome) => {
+                match outcome {
+                    RewindOutcome::Rewound => tracing::warn!(%source, "rewound: WAL this node wrote after the fork is discarded"),
+                    RewindOutcome::NotNeeded => tracing::info!(%source, "no divergence; following the new primary"),
+                }
+                self.rewind_retry_at = None;
+                self.make_standby_of(source);
+                self.refresh_control().await;
+                true
+            }
+            Err(e) if self.provisioner.may_reclone() => {
+                tracing::error!(error = %e, "pg_rewind failed; deleting the data directory to clone it again (provisioning.reclone_on_rewind_failure)");
+                if let Err(e) = self.provisioner.empty_data_dir() {
+                    tracing::error!(error = %e, "cannot empty the data directory");
+                }
+                self.refresh_control().await;
+                true
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "pg_rewind failed; this node stays stopped until it succeeds (set provisioning.reclone_on_rewind_failure to clone instead)");
+                self.rewind_retry_at = Some(Instant::now() + Duration::from_secs(10));
+                false
+            }
+        }
+    }
+
+    /// Planned hand-over to `candidate`: fast stop (standbys receive all WAL), record where
+    /// WAL ended, release the lock.
+    async fn step_down(&mut self, candidate: NodeId, obs: &Observation) -> bool {
+        let Some(mut request) = obs.switchover.clone() else {
+            return false;
+        };
+        tracing::warn!(%candidate, "switchover: stopping postgres to hand over");
+        self.postgres
+            .stop(false, self.config.timing.stop_timeout)
+            .await;
+        self.client.disconnect();
+        self.refresh_control().await;
+        let Some(session) = self.session.as_mut() else {
+            return true;
+        };
+        match self.control.filter(|c| c.clean_shutdown) {
+            Some(control) => {
+                request.to = Some(candidate);
+                request.stopped_lsn = Some(control.checkpoint);
+                if let Err(e) = session.coordinator.set_switchover(Some(&request)).await {
+                    // Without the stop position the candidate cannot prove it caught up:
+                    // keep the lock and start again as primary next round.
+                    tracing::error!(error = %e, "cannot record the stop position; switchover abandoned");
+                    return true;
+                }
+                tracing::info!(%candidate, stopped_at = %control.checkpoint, "switchover: primary stopped; handing the lock over");
+            }
+            None => {
+                tracing::error!("switchover: postgres did not shut down cleanly; abandoning it (the normal election decides)");
+                let _ = session.coordinator.set_switchover(None).await;
+            }
+        }
+        if let Err(e) = session.coordinator.release_lock().await {
+            tracing::warn!(error = %e, "cannot release the lock");
+        }
+        true
+    }
+
+    /// Appends this promotion to `/history/{GROUP}`.
+    async fn record_promotion(&mut self, obs: &Observation) {
+        let timeline = match self.client.probe().await {
+            Ok(probe) => probe.timeline,
+            Err(_) => None,
+        };
+        let reason = match &obs.switchover {
+            Some(r) if r.to == Some(self.config.node) && r.kind == SwitchoverKind::Switchover => {
+                PromotionReason::Switchover
+            }
+            Some(r) if r.to == Some(self.config.node) => PromotionReason::ManualFailover,
+            _ => PromotionReason::Failover,
+        };
+        let lsn = obs
+            .postgres
+            .probe
+            .and_then(|p| p.position())
+            .unwrap_or(Lsn::ZERO);
+        self.append_history(timeline, lsn, reason).await;
+    }
+
+    async fn append_history(&mut self, timeline: Option<Timeline>, lsn: Lsn, reason: PromotionReason) {
+        let promotion = Promotion {
+            timeline: timeline.unwrap_or(Timeline::FIRST),
+            lsn,
+            reason,
+            at_ms: wall_ms(),
+            new_primary: self.config.node,
+            old_primary: self.decider.last_primary_node(),
+        };
+        if let Some(session) = self.session.as_mut() {
+            match session.coordinator.record_promotion(&promotion).await {
+                Ok(()) => tracing::info!(timeline = %promotion.timeline, lsn = %lsn, ?reason, "recorded the promotion in the group's history"),
+                Err(e) => tracing::error!(error = %e, "cannot record the promotion in the group's history"),
             }
         }
     }
@@ -622,6 +854,9 @@ impl Daemon {
                 if let Ok(Some(theirs)) = session.coordinator.publish_db_id(p.system_id).await {
                     if theirs != p.system_id {
                         tracing::error!(%theirs, ours = %p.system_id, "the group's system identifier changed under us");
+                    } else {
+                        self.append_history(p.timeline, p.write_lsn.unwrap_or(Lsn::ZERO), PromotionReason::Bootstrap)
+                            .await;
                     }
                 }
             }
@@ -648,6 +883,12 @@ impl Daemon {
         }
         tracing::info!("zgres-deadman stopped");
     }
+}
+
+fn wall_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 enum ConnectError {

@@ -11,9 +11,9 @@ use crate::decision::DataDirKind;
 /// A data directory problem. Permanent until the operator acts.
 #[derive(Debug, thiserror::Error)]
 pub enum DataDirError {
-    /// Not a PostgreSQL data directory.
-    #[error("{0} is not a PostgreSQL data directory (no PG_VERSION); zgres-deadman adopts existing data directories only")]
-    Missing(PathBuf),
+    /// Neither empty nor a PostgreSQL data directory: zgres will not touch it.
+    #[error("{0} is not empty but not a PostgreSQL data directory (no PG_VERSION); refusing to use it")]
+    NotADataDir(PathBuf),
     /// `pg_controldata` failed or printed something unexpected.
     #[error("pg_controldata on {path}: {message}")]
     ControlData {
@@ -41,18 +41,8 @@ pub struct ControlData {
     pub timeline: Timeline,
     /// Location of the latest checkpoint.
     pub checkpoint: Lsn,
-}
-
-/// Checks that `config.data_dir` holds a PostgreSQL cluster.
-///
-/// # Errors
-/// [`DataDirError::Missing`] when `PG_VERSION` is absent.
-pub fn check_exists(config: &PostgresConfig) -> Result<(), DataDirError> {
-    if config.data_dir.join("PG_VERSION").is_file() {
-        Ok(())
-    } else {
-        Err(DataDirError::Missing(config.data_dir.clone()))
-    }
+    /// The server was shut down cleanly (its last checkpoint is the end of its WAL).
+    pub clean_shutdown: bool,
 }
 
 /// Runs `pg_controldata` (it reads `global/pg_control`; PostgreSQL need not run).
@@ -97,16 +87,43 @@ fn parse_control_data(text: &str) -> Result<ControlData, String> {
     let checkpoint = field("Latest checkpoint location")?
         .parse()
         .map_err(|e| format!("{e}"))?;
+    let clean_shutdown = field("Database cluster state")? == "shut down";
     Ok(ControlData {
         system_id,
         timeline,
         checkpoint,
+        clean_shutdown,
     })
 }
 
-/// Whether the data directory starts as a standby.
+/// Checks that `config.data_dir` is either a PostgreSQL cluster, or empty or absent (to be
+/// bootstrapped or cloned).
+///
+/// # Errors
+/// [`DataDirError::NotADataDir`] when it holds other files.
+pub fn check_usable(config: &PostgresConfig) -> Result<(), DataDirError> {
+    let dir = &config.data_dir;
+    if dir.join("PG_VERSION").is_file() {
+        return Ok(());
+    }
+    match std::fs::read_dir(dir) {
+        Ok(mut entries) => match entries.next() {
+            Some(_) => Err(DataDirError::NotADataDir(dir.clone())),
+            None => Ok(()),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(DataDirError::Io {
+            path: dir.clone(),
+            source,
+        }),
+    }
+}
+
+/// Whether the data directory starts as a standby or a primary, or has no database yet.
 pub fn kind(config: &PostgresConfig) -> DataDirKind {
-    if config.data_dir.join("standby.signal").exists() {
+    if !config.data_dir.join("PG_VERSION").is_file() {
+        DataDirKind::Empty
+    } else if config.data_dir.join("standby.signal").exists() {
         DataDirKind::Standby
     } else {
         DataDirKind::Primary
@@ -176,6 +193,7 @@ mod tests {
         assert_eq!(c.system_id, SystemId(7_312_345_678_901_234_567));
         assert_eq!(c.timeline.get(), 3);
         assert_eq!(c.checkpoint, "0/3000060".parse().unwrap());
+        assert!(!c.clean_shutdown);
         assert!(parse_control_data("nothing").is_err());
     }
 

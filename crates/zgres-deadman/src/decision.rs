@@ -7,14 +7,20 @@
 //! - the lock is only contended for while it is free, by a healthy, eligible node that no fresh
 //!   peer beats on (timeline, WAL position, priority); ties are settled by the atomic create;
 //! - a replica further behind the last primary position than `maximum_lag_on_failover` never
-//!   contends.
+//!   contends, nor does a node whose timeline is behind the group's newest (`/history`);
+//! - a planned switchover hands the lock only to a candidate that has received everything the
+//!   stopped primary wrote;
+//! - while the group is paused nothing automatic happens (the fence and the "no primary
+//!   without the lock" rule still hold: they are safety, not automation);
+//! - a data directory is only created (initdb) by the holder of the lock of a group that has
+//!   no database yet, and only cloned from the current primary.
 //!
 //! Fencing (stopping PostgreSQL when the ZooKeeper session cannot be confirmed) is not decided
 //! here: it runs on its own timer, see [`crate::fence`].
 
 use std::time::{Duration, Instant};
 
-use zgres_schema::documents::{GroupConfig, NodeState, Role, Tags};
+use zgres_schema::documents::{GroupConfig, NodeState, Role, Switchover, SwitchoverKind, Tags};
 use zgres_schema::{Lsn, NodeId, SystemId, Timeline};
 
 /// Who holds the group's lock, as last read from ZooKeeper.
@@ -30,9 +36,12 @@ pub enum LockView {
     Other(Option<NodeId>),
 }
 
-/// Whether the data directory is set up to start as a standby (`standby.signal`) or a primary.
+/// Whether the data directory is set up to start as a standby (`standby.signal`) or a primary,
+/// or holds no database yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DataDirKind {
+    /// No database yet (no `PG_VERSION`): to be bootstrapped or cloned.
+    Empty,
     /// Starts as a primary.
     Primary,
     /// Starts as a standby.
@@ -108,6 +117,12 @@ pub struct Observation {
     pub postgres: LocalPostgres,
     /// A health plugin vetoes this node: it must not become primary.
     pub vetoed: bool,
+    /// The newest timeline recorded in `/history/{GROUP}` (read during elections).
+    pub group_timeline: Option<Timeline>,
+    /// A pending switchover or failover request (`/switchover/{GROUP}`).
+    pub switchover: Option<Switchover>,
+    /// Wall-clock milliseconds since the epoch, only to honour a scheduled switchover time.
+    pub wall_ms: u64,
 }
 
 /// What the deadman should do next. The daemon executes actions in order and observes again.
@@ -140,6 +155,33 @@ pub enum Action {
     },
     /// Publish this node's state now (peers are waiting for fresh positions).
     PublishState,
+    /// Create the group's database in the empty data directory (initdb or the configured
+    /// command); only while the lock is ours and the group has no database yet.
+    Bootstrap,
+    /// Fill the empty data directory with a base backup of `source` (the primary).
+    CloneFrom {
+        /// The node to copy.
+        source: NodeId,
+    },
+    /// Make the stopped former primary's data directory a standby of `source`, rewinding
+    /// (pg_rewind) whatever it wrote that `source` never saw.
+    Rewind {
+        /// The new primary.
+        source: NodeId,
+    },
+    /// Planned hand-over: stop PostgreSQL (fast, so standbys receive all WAL), record the
+    /// stop position and `candidate` in the request, and release the lock.
+    StepDown {
+        /// The node that is to take over.
+        candidate: NodeId,
+    },
+    /// The switchover request is fulfilled (this node is the new primary): delete it.
+    FinishSwitchover,
+    /// The switchover request cannot be carried out: delete it.
+    DropSwitchover {
+        /// Why, for the log.
+        reason: &'static str,
+    },
 }
 
 /// Why this node does not contend for a free lock (for logs and tests).
@@ -163,7 +205,21 @@ pub enum Ineligible {
     Paused,
     /// A health plugin vetoes this node.
     Vetoed,
+    /// No data directory yet, and the group already has a database (or a node with data):
+    /// this node waits for a primary to clone.
+    NoData,
+    /// The node's timeline is behind the newest one in the group's history.
+    TimelineBehind,
+    /// An operator's request names another node.
+    RequestNamesOther(NodeId),
+    /// The named switchover candidate (this node) has not yet received all WAL of the stopped
+    /// primary.
+    CatchingUp,
 }
+
+/// How long a switchover or failover request steers elections after the lock became free;
+/// after that it is ignored and the normal rules pick a primary.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The decision state machine. Holds only what must be remembered between observations.
 #[derive(Debug)]
@@ -172,6 +228,7 @@ pub struct Decider {
     tags: Tags,
     primary_restart_timeout: Duration,
     election_wait: Duration,
+    request_timeout: Duration,
     primary_down_since: Option<Instant>,
     lock_free_since: Option<Instant>,
     gave_up: bool,
@@ -196,6 +253,7 @@ impl Decider {
             tags,
             primary_restart_timeout,
             election_wait,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
             primary_down_since: None,
             lock_free_since: None,
             gave_up: false,
@@ -204,9 +262,20 @@ impl Decider {
         }
     }
 
+    /// Sets how long a switchover or failover request steers elections once the lock is free.
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
     /// Why the last observation with a free lock did not lead to contending, if it did not.
     pub fn last_ineligible(&self) -> Option<Ineligible> {
         self.last_ineligible
+    }
+
+    /// The current or last primary this node followed.
+    pub fn last_primary_node(&self) -> Option<NodeId> {
+        self.last_primary.map(|(node, _)| node)
     }
 
     /// The furthest WAL position the current or last primary published.
@@ -229,56 +298,160 @@ impl Decider {
         if obs.lock != LockView::Ours {
             self.primary_down_since = None;
         }
+        if obs.config.paused {
+            return self.while_paused(obs, running_primary);
+        }
         match obs.lock {
             LockView::Unknown => vec![],
             LockView::Ours => self.as_lock_holder(obs, running_primary, running_standby),
-            LockView::Other(holder) => {
-                if running_primary {
-                    return vec![Action::StopPostgres {
-                        immediate: true,
-                        reason: "running as primary while another node holds the lock",
-                    }];
-                }
-                match (holder, pg.running) {
-                    (None, _) => vec![],
-                    (Some(holder), false) => vec![Action::StartStandby {
-                        upstream: Some(holder),
-                    }],
-                    (Some(holder), true) => match pg.probe {
-                        Some(p) if p.upstream != Some(holder) => {
-                            vec![Action::Repoint { upstream: holder }]
-                        }
-                        _ => vec![],
-                    },
-                }
-            }
-            LockView::Free => {
-                if running_primary {
-                    return vec![Action::StopPostgres {
-                        immediate: true,
-                        reason: "running as primary without holding the lock",
-                    }];
-                }
-                let mut actions = Vec::new();
-                if self.lock_free_since.is_none() {
-                    self.lock_free_since = Some(obs.now);
-                    // Peers compare positions written after the lock vanished: publish ours.
-                    actions.push(Action::PublishState);
-                }
-                if !pg.running && pg.data_dir == DataDirKind::Standby {
-                    actions.push(Action::StartStandby { upstream: None });
-                    return actions;
-                }
-                match self.eligibility(obs) {
-                    Ok(()) => {
-                        self.last_ineligible = None;
-                        actions.push(Action::AcquireLock);
-                    }
-                    Err(why) => self.last_ineligible = Some(why),
-                }
-                actions
-            }
+            LockView::Other(holder) => self.as_follower(obs, holder, running_primary),
+            LockView::Free => self.in_election(obs, running_primary),
         }
+    }
+
+    /// Paused: keep what runs as it is. Only the safety rule stays (no primary without the
+    /// lock); a running primary whose lock vanished takes it back rather than being stopped.
+    fn while_paused(&mut self, obs: &Observation, running_primary: bool) -> Vec<Action> {
+        self.last_ineligible = Some(Ineligible::Paused);
+        match obs.lock {
+            LockView::Other(_) if running_primary => vec![Action::StopPostgres {
+                immediate: true,
+                reason: "running as primary while another node holds the lock",
+            }],
+            LockView::Free if running_primary => vec![Action::AcquireLock],
+            _ => vec![],
+        }
+    }
+
+    fn as_follower(
+        &mut self,
+        obs: &Observation,
+        holder: Option<NodeId>,
+        running_primary: bool,
+    ) -> Vec<Action> {
+        let pg = &obs.postgres;
+        if running_primary {
+            return vec![Action::StopPostgres {
+                immediate: true,
+                reason: "running as primary while another node holds the lock",
+            }];
+        }
+        let Some(holder) = holder else {
+            return vec![];
+        };
+        // Copying from or rewinding to the holder needs it to be a working primary.
+        let holder_ready = obs.peers.iter().any(|p| {
+            p.state.node == holder && p.state.role == Role::Primary && p.state.is_healthy()
+        });
+        match (pg.running, pg.data_dir) {
+            (false, DataDirKind::Empty) if obs.db_id.is_some() && holder_ready => {
+                vec![Action::CloneFrom { source: holder }]
+            }
+            (false, DataDirKind::Empty) => vec![],
+            // A former primary: it may hold WAL the new primary never saw.
+            (false, DataDirKind::Primary) if holder_ready => {
+                vec![Action::Rewind { source: holder }]
+            }
+            (false, DataDirKind::Primary) => vec![],
+            (false, DataDirKind::Standby) => vec![Action::StartStandby {
+                upstream: Some(holder),
+            }],
+            (true, _) => match pg.probe {
+                Some(p) if p.upstream != Some(holder) => {
+                    vec![Action::Repoint { upstream: holder }]
+                }
+                _ => vec![],
+            },
+        }
+    }
+
+    fn in_election(&mut self, obs: &Observation, running_primary: bool) -> Vec<Action> {
+        let pg = &obs.postgres;
+        if running_primary {
+            return vec![Action::StopPostgres {
+                immediate: true,
+                reason: "running as primary without holding the lock",
+            }];
+        }
+        let mut actions = Vec::new();
+        if self.lock_free_since.is_none() {
+            self.lock_free_since = Some(obs.now);
+            // Peers compare positions written after the lock vanished: publish ours.
+            actions.push(Action::PublishState);
+        }
+        if pg.data_dir == DataDirKind::Empty {
+            // Only a group without any data is bootstrapped; otherwise wait for a primary.
+            let anyone_has_data = obs.peers.iter().any(|p| p.state.system_id.is_some());
+            if obs.db_id.is_none() && !anyone_has_data && !self.tags.nofailover && !obs.vetoed
+            {
+                self.last_ineligible = None;
+                actions.push(Action::AcquireLock);
+            } else {
+                self.last_ineligible = Some(Ineligible::NoData);
+            }
+            return actions;
+        }
+        if !pg.running && pg.data_dir == DataDirKind::Standby {
+            actions.push(Action::StartStandby { upstream: None });
+            return actions;
+        }
+        match self.eligibility(obs) {
+            Ok(()) => {
+                self.last_ineligible = None;
+                actions.push(Action::AcquireLock);
+            }
+            Err(why) => self.last_ineligible = Some(why),
+        }
+        actions
+    }
+
+    /// What the running primary does about an operator's request.
+    fn handle_request(&self, obs: &Observation) -> Vec<Action> {
+        let Some(request) = &obs.switchover else {
+            return vec![];
+        };
+        if request.stopped_lsn.is_some() {
+            // Either we are the candidate that took over, or a hand-over timed out and this
+            // node won the election after it: the request is over.
+            return vec![Action::FinishSwitchover];
+        }
+        if request.from.is_some_and(|from| from != self.me) {
+            return vec![Action::DropSwitchover {
+                reason: "the request names another primary than the lock holder",
+            }];
+        }
+        if request.scheduled_at_ms.is_some_and(|at| obs.wall_ms < at) {
+            return vec![];
+        }
+        match self.switchover_candidate(obs, request.to) {
+            Some(candidate) => vec![Action::StepDown { candidate }],
+            None => vec![Action::DropSwitchover {
+                reason: "no healthy replica can take over (the named node is not a healthy replica of this primary, or there is none)",
+            }],
+        }
+    }
+
+    /// The replica to hand over to: `to` if it qualifies, else the best qualifying one.
+    fn switchover_candidate(&self, obs: &Observation, to: Option<NodeId>) -> Option<NodeId> {
+        let my_timeline = obs.postgres.probe.and_then(|p| p.timeline);
+        obs.peers
+            .iter()
+            .filter(|p| to.is_none_or(|to| p.state.node == to))
+            .filter(|p| p.state.timeline >= my_timeline)
+            .filter_map(|p| Some((peer_rank(p, obs, u64::MAX, None)?, p.state.node)))
+            .max()
+            .map(|(_, node)| node)
+    }
+
+    /// The operator's request, while it still steers elections.
+    fn active_request<'a>(&self, obs: &'a Observation) -> Option<&'a Switchover> {
+        let request = obs.switchover.as_ref()?;
+        let handing_over = request.stopped_lsn.is_some() || request.kind == SwitchoverKind::Failover;
+        let waited = self
+            .lock_free_since
+            .map(|since| obs.now.duration_since(since))
+            .unwrap_or_default();
+        (handing_over && waited < self.request_timeout).then_some(request)
     }
 
     fn as_lock_holder(
@@ -290,7 +463,15 @@ impl Decider {
         let pg = &obs.postgres;
         if running_primary {
             self.primary_down_since = None;
-            return vec![];
+            return self.handle_request(obs);
+        }
+        if !pg.running && pg.data_dir == DataDirKind::Empty {
+            return if obs.db_id.is_none() {
+                vec![Action::Bootstrap]
+            } else {
+                // The group has a database: an empty node must clone it, not create another.
+                vec![Action::ReleaseLock]
+            };
         }
         if running_standby {
             return vec![Action::Promote];
@@ -316,6 +497,7 @@ impl Decider {
             // Won the lock while stopped as a standby: start it, then promote (a plain
             // primary start would not open a new timeline).
             (false, DataDirKind::Standby) => vec![Action::StartStandby { upstream: None }],
+            (false, DataDirKind::Empty) => vec![],
         }
     }
 
@@ -353,9 +535,6 @@ impl Decider {
     }
 
     fn eligibility(&self, obs: &Observation) -> Result<(), Ineligible> {
-        if obs.config.paused {
-            return Err(Ineligible::Paused);
-        }
         if self.tags.nofailover {
             return Err(Ineligible::NoFailoverTag);
         }
@@ -370,6 +549,24 @@ impl Decider {
         if let (Some(group), Some(mine)) = (obs.db_id, my_system) {
             if group != mine {
                 return Err(Ineligible::WrongSystem);
+            }
+        }
+        if let Some(group) = obs.group_timeline {
+            if mine.0.is_none_or(|t| t < group) {
+                return Err(Ineligible::TimelineBehind);
+            }
+        }
+        if let Some(request) = self.active_request(obs) {
+            match request.to {
+                Some(to) if to != self.me => return Err(Ineligible::RequestNamesOther(to)),
+                // Named by the operator: no ranking, but everything the old primary wrote.
+                Some(_) => {
+                    return match request.stopped_lsn {
+                        Some(stopped) if mine.1 < stopped => Err(Ineligible::CatchingUp),
+                        _ => Ok(()),
+                    };
+                }
+                None => {}
             }
         }
         let max_lag = obs.config.maximum_lag_on_failover_bytes;
@@ -406,6 +603,9 @@ fn peer_rank(
 ) -> Option<Rank> {
     let s = &peer.state;
     if !s.is_healthy() || s.role != Role::Replica || s.tags.nofailover {
+        return None;
+    }
+    if obs.group_timeline.is_some_and(|group| s.timeline < Some(group)) {
         return None;
     }
     if let (Some(group), Some(theirs)) = (obs.db_id, s.system_id) {

@@ -25,5 +25,6 @@ pub mod fence;
 pub mod plugins;
 pub mod postgres_client;
 pub mod postgres_process;
+pub mod provisioning;
 
 pub use daemon::{run, DaemonError};

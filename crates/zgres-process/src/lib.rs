@@ -56,9 +56,30 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
+    run_with_env(program, args, std::iter::empty::<(&str, &str)>(), timeout).await
+}
+
+/// As [`run`], with `env` added to the inherited environment.
+///
+/// # Errors
+/// As [`run`].
+pub async fn run_with_env<I, S, E, K, V>(
+    program: &Path,
+    args: I,
+    env: E,
+    timeout: Duration,
+) -> Result<Vec<u8>, CommandError>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+    E: IntoIterator<Item = (K, V)>,
+    K: AsRef<OsStr>,
+    V: AsRef<OsStr>,
+{
     let name = program.display().to_string();
     let mut child = tokio::process::Command::new(program)
         .args(args)
+        .envs(env)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

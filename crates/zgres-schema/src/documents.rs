@@ -277,6 +277,10 @@ pub struct Switchover {
     pub scheduled_at_ms: Option<u64>,
     /// When the operator asked.
     pub requested_at_ms: u64,
+    /// Written by the old primary once it has stopped: the position of its shutdown
+    /// checkpoint, which the candidate must have received before it takes the lock.
+    #[serde(default)]
+    pub stopped_lsn: Option<Lsn>,
 }
 
 impl Document for Switchover {
@@ -550,7 +554,7 @@ mod tests {
                 new_primary: *o, old_primary: Some(n),
             }).collect() });
             round_trip(&Switchover { kind: SwitchoverKind::Failover, from: Some(n), to: None,
-                scheduled_at_ms: Some(at), requested_at_ms: at });
+                scheduled_at_ms: Some(at), requested_at_ms: at, stopped_lsn: None });
             round_trip(&GroupConfig { synchronous_mode: SyncMode::Strict, maximum_lag_on_failover_bytes: sys,
                 paused: true, primary_restart_timeout_ms: at });
         }

@@ -100,6 +100,9 @@ fn obs(now: Instant, lock: LockView, postgres: LocalPostgres, peers: Vec<Peer>) 
         peers,
         postgres,
         vetoed: false,
+        group_timeline: None,
+        switchover: None,
+        wall_ms: 0,
     }
 }
 
@@ -236,12 +239,32 @@ fn followers_start_and_repoint_to_the_lock_holder() {
         d.decide(&obs(
             t,
             LockView::Other(Some(node(2))),
-            stopped(DataDirKind::Primary),
+            stopped(DataDirKind::Standby),
             vec![]
         )),
         [Action::StartStandby {
             upstream: Some(node(2))
         }]
+    );
+    // A former primary may have diverged: it waits for the holder to run as primary, then
+    // rewinds to it before following.
+    assert_eq!(
+        d.decide(&obs(
+            t,
+            LockView::Other(Some(node(2))),
+            stopped(DataDirKind::Primary),
+            vec![fresh(peer_state(2, Role::Replica, 5))]
+        )),
+        []
+    );
+    assert_eq!(
+        d.decide(&obs(
+            t,
+            LockView::Other(Some(node(2))),
+            stopped(DataDirKind::Primary),
+            vec![fresh(peer_state(2, Role::Primary, 5))]
+        )),
+        [Action::Rewind { source: node(2) }]
     );
     assert_eq!(
         d.decide(&obs(t, LockView::Other(Some(node(2))), standby(1), vec![])),
@@ -393,4 +416,193 @@ proptest! {
         }
         prop_assert!(contenders >= 1);
     }
+}
+
+fn empty() -> LocalPostgres {
+    LocalPostgres {
+        running: false,
+        data_dir: DataDirKind::Empty,
+        probe: None,
+        control: None,
+    }
+}
+
+#[test]
+fn an_empty_group_is_bootstrapped_by_the_lock_holder_and_cloned_by_the_others() {
+    let t = Instant::now();
+    let mut d = decider(1);
+    let mut new_group = obs(t, LockView::Free, empty(), vec![]);
+    new_group.db_id = None;
+    assert!(d.decide(&new_group).contains(&Action::AcquireLock));
+    new_group.lock = LockView::Ours;
+    assert_eq!(d.decide(&new_group), [Action::Bootstrap]);
+
+    // A node with an empty directory never creates a second database for a group that has
+    // one (or whose peers have data): it waits for a primary and clones it.
+    let mut d = decider(3);
+    let free = obs(t, LockView::Free, empty(), vec![]);
+    assert!(!d.decide(&free).contains(&Action::AcquireLock));
+    assert_eq!(d.last_ineligible(), Some(Ineligible::NoData));
+    let mut peer_has_data = obs(
+        t,
+        LockView::Free,
+        empty(),
+        vec![fresh(peer_state(2, Role::Stopped, 0))],
+    );
+    peer_has_data.db_id = None;
+    assert!(!d.decide(&peer_has_data).contains(&Action::AcquireLock));
+    let mut ours = obs(t, LockView::Ours, empty(), vec![]);
+    ours.db_id = Some(SYS);
+    assert_eq!(d.decide(&ours), [Action::ReleaseLock]);
+    let following = |role| {
+        obs(
+            t,
+            LockView::Other(Some(node(2))),
+            empty(),
+            vec![fresh(peer_state(2, role, 5))],
+        )
+    };
+    assert_eq!(d.decide(&following(Role::Replica)), []);
+    assert_eq!(
+        d.decide(&following(Role::Primary)),
+        [Action::CloneFrom { source: node(2) }]
+    );
+}
+
+#[test]
+fn a_node_behind_the_groups_timeline_never_takes_the_lock() {
+    let t = Instant::now();
+    let mut d = decider(1);
+    let mut o = obs(t, LockView::Free, standby(500), vec![]);
+    o.group_timeline = Some(tl(2));
+    assert!(!d.decide(&o).contains(&Action::AcquireLock));
+    assert_eq!(d.last_ineligible(), Some(Ineligible::TimelineBehind));
+    // A stopped former primary on the old timeline neither.
+    let mut old_primary = obs(t, LockView::Free, stopped(DataDirKind::Primary), vec![]);
+    old_primary.group_timeline = Some(tl(2));
+    assert!(!d.decide(&old_primary).contains(&Action::AcquireLock));
+    o.group_timeline = Some(tl(1));
+    assert!(d.decide(&o).contains(&Action::AcquireLock));
+}
+
+fn request(to: Option<u8>, stopped_lsn: Option<u64>) -> Switchover {
+    Switchover {
+        kind: SwitchoverKind::Switchover,
+        from: None,
+        to: to.map(node),
+        scheduled_at_ms: None,
+        requested_at_ms: 0,
+        stopped_lsn: stopped_lsn.map(Lsn),
+    }
+}
+
+#[test]
+fn a_switchover_steps_down_for_the_named_or_best_replica() {
+    let t = Instant::now();
+    let mut d = decider(1);
+    let peers = vec![
+        fresh(peer_state(2, Role::Replica, 900)),
+        fresh(peer_state(3, Role::Replica, 950)),
+    ];
+    let mut o = obs(t, LockView::Ours, primary(), peers);
+    assert_eq!(d.decide(&o), []);
+    o.switchover = Some(request(Some(2), None));
+    assert_eq!(
+        d.decide(&o),
+        [Action::StepDown {
+            candidate: node(2)
+        }]
+    );
+    o.switchover = Some(request(None, None));
+    assert_eq!(
+        d.decide(&o),
+        [Action::StepDown {
+            candidate: node(3)
+        }]
+    );
+    // Not before the scheduled time.
+    let mut scheduled = request(None, None);
+    scheduled.scheduled_at_ms = Some(10_000);
+    o.switchover = Some(scheduled);
+    o.wall_ms = 9_999;
+    assert_eq!(d.decide(&o), []);
+    o.wall_ms = 10_000;
+    assert_eq!(
+        d.decide(&o),
+        [Action::StepDown {
+            candidate: node(3)
+        }]
+    );
+    // A candidate that is not a healthy replica: the request is dropped, nothing stops.
+    o.switchover = Some(request(Some(9), None));
+    assert!(matches!(d.decide(&o)[..], [Action::DropSwitchover { .. }]));
+    let mut other = request(Some(2), None);
+    other.from = Some(node(3));
+    o.switchover = Some(other);
+    assert!(matches!(d.decide(&o)[..], [Action::DropSwitchover { .. }]));
+    // Once handed over (the stop position is recorded), the new holder finishes it.
+    o.switchover = Some(request(Some(1), Some(1000)));
+    assert_eq!(d.decide(&o), [Action::FinishSwitchover]);
+}
+
+#[test]
+fn during_a_hand_over_only_the_caught_up_candidate_contends() {
+    let t = Instant::now();
+    let handing_over = Some(request(Some(2), Some(1000)));
+    // Another replica, even a better placed one, stays out.
+    let mut other = decider(3);
+    let mut o = obs(t, LockView::Free, standby(2000), vec![]);
+    o.switchover = handing_over.clone();
+    assert!(!other.decide(&o).contains(&Action::AcquireLock));
+    assert_eq!(
+        other.last_ineligible(),
+        Some(Ineligible::RequestNamesOther(node(2)))
+    );
+    // The candidate waits until it has everything up to the stop position, whatever peers
+    // say.
+    let mut candidate = decider(2);
+    let peers = vec![fresh(peer_state(3, Role::Replica, 5000))];
+    let mut o = obs(t, LockView::Free, standby(999), peers.clone());
+    o.switchover = handing_over.clone();
+    assert!(!candidate.decide(&o).contains(&Action::AcquireLock));
+    assert_eq!(candidate.last_ineligible(), Some(Ineligible::CatchingUp));
+    let mut o = obs(t, LockView::Free, standby(1000), peers);
+    o.switchover = handing_over.clone();
+    assert!(candidate.decide(&o).contains(&Action::AcquireLock));
+    // A hand-over that never completes stops steering elections after the timeout.
+    let mut o = obs(t, LockView::Free, standby(2000), vec![]);
+    o.switchover = handing_over.clone();
+    other.decide(&o);
+    o.now = t + DEFAULT_REQUEST_TIMEOUT + Duration::from_secs(1);
+    assert!(other.decide(&o).contains(&Action::AcquireLock));
+}
+
+#[test]
+fn paused_groups_take_no_automatic_action() {
+    let t = Instant::now();
+    let mut d = decider(1);
+    let mut paused = GroupConfig::default();
+    paused.paused = true;
+    let cases = [
+        (LockView::Ours, stopped(DataDirKind::Primary)),
+        (LockView::Ours, standby(10)),
+        (LockView::Free, standby(10)),
+        (LockView::Free, stopped(DataDirKind::Standby)),
+        (LockView::Other(Some(node(2))), stopped(DataDirKind::Primary)),
+        (LockView::Other(Some(node(2))), standby(10)),
+        (LockView::Free, empty()),
+    ];
+    for (i, (lock, pg)) in cases.into_iter().enumerate() {
+        let mut o = obs(t + Duration::from_secs(60 * i as u64), lock, pg, vec![]);
+        o.config = paused.clone();
+        o.switchover = Some(request(Some(2), None));
+        assert_eq!(d.decide(&o), [], "case {i}: {lock:?}");
+    }
+    // Safety still holds: a running primary does not run beside another lock holder, and a
+    // running primary whose lock vanished takes it back instead of waiting for an election.
+    let mut o = obs(t, LockView::Other(Some(node(2))), primary(), vec![]);
+    o.config = paused.clone();
+    assert!(matches!(d.decide(&o)[..], [Action::StopPostgres { .. }]));
+    o.lock = LockView::Free;
+    assert_eq!(d.decide(&o), [Action::AcquireLock]);
 }

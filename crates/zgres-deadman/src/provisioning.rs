@@ -1,0 +1,325 @@
+//! Giving a node its data directory: initdb for a new group, a base backup of the primary for
+//! a new replica, pg_rewind for a former primary that must follow a new one.
+//!
+//! Every tool runs as the PostgreSQL OS user, without a shell, in its own process group and
+//! with a timeout. A marker file next to the data directory
+//! (`{data_dir}.zgres-provisioning`) exists while the directory is being filled: if the
+//! deadman dies half-way, the next start knows the partial directory is its own and empties
+//! it. Nothing else is ever deleted unless the operator allowed it
+//! (`provisioning.reclone_on_rewind_failure`).
+
+use std::ffi::OsString;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use zgres_process::CommandError;
+use zgres_schema::NodeId;
+
+use crate::config::{PostgresConfig, ProvisioningConfig};
+
+/// Why provisioning failed. Retryable: the next round may try again.
+#[derive(Debug, thiserror::Error)]
+pub enum ProvisioningError {
+    /// A tool failed, could not start or timed out.
+    #[error(transparent)]
+    Command(#[from] CommandError),
+    /// A file or directory could not be prepared.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// What pg_rewind did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RewindOutcome {
+    /// The directory had diverged and was rewound to the fork point.
+    Rewound,
+    /// It had not diverged: it can simply follow.
+    NotNeeded,
+}
+
+/// Runs the provisioning tools for one data directory.
+#[derive(Debug, Clone)]
+pub struct Provisioner {
+    postgres: PostgresConfig,
+    settings: ProvisioningConfig,
+}
+
+impl Provisioner {
+    /// A provisioner for `postgres.data_dir`.
+    pub fn new(postgres: PostgresConfig, settings: ProvisioningConfig) -> Self {
+        Provisioner { postgres, settings }
+    }
+
+    /// Whether pg_rewind may be followed by deleting the data directory and cloning anew.
+    pub fn may_reclone(&self) -> bool {
+        self.settings.reclone_on_rewind_failure
+    }
+
+    fn marker(&self) -> PathBuf {
+        let mut name = self.postgres.data_dir.as_os_str().to_owned();
+        name.push(".zgres-provisioning");
+        PathBuf::from(name)
+    }
+
+    /// Empties a data directory that an interrupted bootstrap or clone of ours left behind.
+    ///
+    /// # Errors
+    /// [`ProvisioningError::Io`] when it cannot be emptied.
+    pub fn recover_interrupted(&self) -> Result<(), ProvisioningError> {
+        if self.marker().exists() {
+            tracing::warn!(data_dir = %self.postgres.data_dir.display(), "an earlier bootstrap or clone was interrupted; emptying the partial data directory");
+            self.empty_data_dir()?;
+            remove_file(&self.marker())?;
+        }
+        Ok(())
+    }
+
+    /// Creates the group's database: the configured bootstrap command, or initdb with data
+    /// checksums (so pg_rewind works later) plus the configured `pg_hba` lines.
+    ///
+    /// # Errors
+    /// [`ProvisioningError`] when it fails; the partial directory is emptied again.
+    /// Cancelling kills the tool; the marker makes the next start clean up.
+    pub async fn bootstrap(&self) -> Result<(), ProvisioningError> {
+        self.filling(async {
+            if let Some((program, args)) = self.settings.bootstrap_command.split_first() {
+                return self.run(Path::new(program), args, self.env(None)).await;
+            }
+            let mut args: Vec<OsString> = vec![
+                "-D".into(),
+                self.postgres.data_dir.clone().into(),
+                "--data-checksums".into(),
+                format!("--username={}", self.postgres.user).into(),
+            ];
+            let pwfile = match &self.postgres.password {
+                Some(password) => {
+                    let path = std::env::temp_dir()
+                        .join(format!("zgres-initdb-pw-{}", std::process::id()));
+                    self.write_owned(&path, password.expose().as_bytes(), 0o600)?;
+                    args.push(format!("--pwfile={}", path.display()).into());
+                    args.push("--auth-host=scram-sha-256".into());
+                    Some(path)
+                }
+                None => None,
+            };
+            args.extend(self.settings.initdb_args.iter().map(Into::into));
+            let result = self
+                .run(&self.postgres.bin_dir.join("initdb"), &args, self.env(None))
+                .await;
+            if let Some(path) = pwfile {
+                let _ = std::fs::remove_file(path);
+            }
+            result?;
+            if !self.settings.pg_hba.is_empty() {
+                let path = self.postgres.data_dir.join("pg_hba.conf");
+                let mut text = std::fs::read_to_string(&path).map_err(io(&path))?;
+                text.push_str("\n# Added by zgres-deadman (provisioning.pg_hba)\n");
+                for line in &self.settings.pg_hba {
+                    text.push_str(line);
+                    text.push('\n');
+                }
+                self.write_owned(&path, text.as_bytes(), 0o600)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Copies `source`'s database with pg_basebackup (or the configured clone command).
+    ///
+    /// # Errors
+    /// [`ProvisioningError`] when it fails; the partial directory is emptied again.
+    pub async fn clone_from(&self, source: NodeId) -> Result<(), ProvisioningError> {
+        self.filling(async {
+            if let Some((program, args)) = self.settings.clone_command.split_first() {
+                return self
+                    .run(Path::new(program), args, self.env(Some(source)))
+                    .await;
+            }
+            let args: Vec<OsString> = vec![
+                "-D".into(),
+                self.postgres.data_dir.clone().into(),
+                "-h".into(),
+                source.addr().ip().to_string().into(),
+                "-p".into(),
+                source.addr().port().to_string().into(),
+                "-U".into(),
+                self.postgres.user.clone().into(),
+                "--wal-method=stream".into(),
+                "--checkpoint=fast".into(),
+                "--no-password".into(),
+            ];
+            self.run(
+                &self.postgres.bin_dir.join("pg_basebackup"),
+                &args,
+                self.env(Some(source)),
+            )
+            .await
+        })
+        .await
+    }
+
+    /// Rewinds the stopped data directory to where it forked from `source`'s timeline.
+    /// pg_rewind runs crash recovery first when the server did not stop cleanly.
+    ///
+    /// # Errors
+    /// [`ProvisioningError`] when pg_rewind fails (the directory is left as pg_rewind left
+    /// it; PostgreSQL refuses to start it half-rewound).
+    pub async fn rewind(&self, source: NodeId) -> Result<RewindOutcome, ProvisioningError> {
+        let label = self.postgres.data_dir.join("backup_label");
+        let conninfo = format!(
+            "host={} port={} user={} dbname={} connect_timeout=5",
+            source.addr().ip(),
+            source.addr().port(),
+            self.postgres.user,
+            self.postgres.dbname
+        );
+        let args: Vec<OsString> = vec![
+            format!("--target-pgdata={}", self.postgres.data_dir.display()).into(),
+            format!("--source-server={conninfo}").into(),
+        ];
+        self.run(
+            &self.postgres.bin_dir.join("pg_rewind"),
+            &args,
+            self.env(Some(source)),
+        )
+        .await?;
+        // pg_rewind leaves a backup_label (recovery starts at the fork) only when it rewound.
+        Ok(if label.exists() {
+            RewindOutcome::Rewound
+        } else {
+            RewindOutcome::NotNeeded
+        })
+    }
+
+    /// Deletes everything in the data directory (only after the operator allowed re-cloning,
+    /// or for a directory our own interrupted provisioning left).
+    ///
+    /// # Errors
+    /// [`ProvisioningError::Io`] when something cannot be removed.
+    pub fn empty_data_dir(&self) -> Result<(), ProvisioningError> {
+        let dir = &self.postgres.data_dir;
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io(dir)(e)),
+        };
+        for entry in entries {
+            let path = entry.map_err(io(dir))?.path();
+            let removed = if path.is_dir() && !path.is_symlink() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            removed.map_err(io(&path))?;
+        }
+        Ok(())
+    }
+
+    /// Runs `fill` with the marker in place and the data directory present, empty and owned
+    /// by the PostgreSQL user; empties it again if `fill` fails.
+    async fn filling(
+        &self,
+        fill: impl std::future::Future<Output = Result<(), ProvisioningError>>,
+    ) -> Result<(), ProvisioningError> {
+        let dir = &self.postgres.data_dir;
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        self.chown(dir)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io(dir))?;
+        std::fs::write(self.marker(), b"").map_err(io(&self.marker()))?;
+        let result = fill.await;
+        if result.is_err() {
+            self.empty_data_dir()?;
+        }
+        remove_file(&self.marker())?;
+        result
+    }
+
+    fn env(&self, source: Option<NodeId>) -> Vec<(String, String)> {
+        let mut env = vec![
+            ("PGDATA".to_owned(), self.postgres.data_dir.display().to_string()),
+            ("LC_ALL".to_owned(), "C".to_owned()),
+            ("PGCONNECT_TIMEOUT".to_owned(), "5".to_owned()),
+        ];
+        if let Some(source) = source {
+            env.push(("ZGRES_SOURCE_HOST".into(), source.addr().ip().to_string()));
+            env.push(("ZGRES_SOURCE_PORT".into(), source.addr().port().to_string()));
+        }
+        if let Some(password) = &self.postgres.password {
+            env.push(("PGPASSWORD".into(), password.expose().to_owned()));
+        }
+        env
+    }
+
+    /// Runs a tool as the PostgreSQL OS user (through `setpriv` when we are root).
+    async fn run(
+        &self,
+        program: &Path,
+        args: &[impl AsRef<std::ffi::OsStr>],
+        mut env: Vec<(String, String)>,
+    ) -> Result<(), ProvisioningError> {
+        let mut full: Vec<OsString> = Vec::new();
+        let user = self
+            .postgres
+            .run_as
+            .as_deref()
+            .and_then(|name| nix::unistd::User::from_name(name).ok().flatten());
+        let launcher = match &user {
+            Some(user) => {
+                full.extend([
+                    format!("--reuid={}", user.uid).into(),
+                    format!("--regid={}", user.gid).into(),
+                    "--init-groups".into(),
+                    "--pdeathsig=KILL".into(),
+                    "--".into(),
+                    program.as_os_str().to_owned(),
+                ]);
+                env.push(("HOME".into(), user.dir.display().to_string()));
+                PathBuf::from("setpriv")
+            }
+            None => program.to_owned(),
+        };
+        full.extend(args.iter().map(|a| a.as_ref().to_owned()));
+        tracing::info!(program = %program.display(), "running");
+        zgres_process::run_with_env(&launcher, &full, env, self.settings.timeout).await?;
+        Ok(())
+    }
+
+    fn chown(&self, path: &Path) -> Result<(), ProvisioningError> {
+        if let Some(Ok(Some(user))) = self
+            .postgres
+            .run_as
+            .as_deref()
+            .map(nix::unistd::User::from_name)
+        {
+            std::os::unix::fs::chown(path, Some(user.uid.as_raw()), Some(user.gid.as_raw()))
+                .map_err(io(path))?;
+        }
+        Ok(())
+    }
+
+    fn write_owned(&self, path: &Path, data: &[u8], mode: u32) -> Result<(), ProvisioningError> {
+        std::fs::write(path, data).map_err(io(path))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io(path))?;
+        self.chown(path)
+    }
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> ProvisioningError + '_ {
+    move |source| ProvisioningError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn remove_file(path: &Path) -> Result<(), ProvisioningError> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(path)(e)),
+        _ => Ok(()),
+    }
+}
