@@ -148,6 +148,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
         .with_request_timeout(config.timing.request_timeout),
         provisioner,
         rewind_retry_at: None,
+        paused: None,
         shutdown: shutdown.clone(),
         postgres: PostgresProcess::new(config.postgres.clone(), fence.clone()),
         client: PostgresClient::new(config.postgres.clone(), config.node_name.clone()),
@@ -187,6 +188,8 @@ struct Daemon {
     provisioner: Provisioner,
     /// After a failed pg_rewind, not before this.
     rewind_retry_at: Option<Instant>,
+    /// Whether the group was paused at the last round (to log changes).
+    paused: Option<bool>,
     /// Long provisioning steps stop when this is cancelled.
     shutdown: CancellationToken,
     plugins: Option<Plugins>,
@@ -391,6 +394,14 @@ impl Daemon {
             switchover: view.switchover.clone(),
             wall_ms: wall_ms(),
         };
+        if self.paused != Some(obs.config.paused) && obs.lock != LockView::Unknown {
+            if obs.config.paused {
+                tracing::warn!("the group is paused: no automatic action until it is resumed");
+            } else if self.paused.is_some() {
+                tracing::info!("the group is resumed: automatic actions are back on");
+            }
+            self.paused = Some(obs.config.paused);
+        }
         let actions = self.decider.decide(&obs);
         let why_not = self.decider.last_ineligible();
         if let Some(why) = why_not {
@@ -736,8 +747,12 @@ impl Daemon {
         match result {
             Ok(outcome) => {
                 match outcome {
-                    RewindOutcome::Rewound => tracing::warn!(%source, "rewound: WAL this node wrote after the fork is discarded"),
-                    RewindOutcome::NotNeeded => tracing::info!(%source, "no divergence; following the new primary"),
+                    RewindOutcome::Rewound => {
+                        tracing::warn!(%source, "rewound: WAL this node wrote after the fork is discarded")
+                    }
+                    RewindOutcome::NotNeeded => {
+                        tracing::info!(%source, "no divergence; following the new primary")
+                    }
                 }
                 self.rewind_retry_at = None;
                 self.make_standby_of(source);
@@ -819,7 +834,12 @@ impl Daemon {
         self.append_history(timeline, lsn, reason).await;
     }
 
-    async fn append_history(&mut self, timeline: Option<Timeline>, lsn: Lsn, reason: PromotionReason) {
+    async fn append_history(
+        &mut self,
+        timeline: Option<Timeline>,
+        lsn: Lsn,
+        reason: PromotionReason,
+    ) {
         let promotion = Promotion {
             timeline: timeline.unwrap_or(Timeline::FIRST),
             lsn,
@@ -830,8 +850,12 @@ impl Daemon {
         };
         if let Some(session) = self.session.as_mut() {
             match session.coordinator.record_promotion(&promotion).await {
-                Ok(()) => tracing::info!(timeline = %promotion.timeline, lsn = %lsn, ?reason, "recorded the promotion in the group's history"),
-                Err(e) => tracing::error!(error = %e, "cannot record the promotion in the group's history"),
+                Ok(()) => {
+                    tracing::info!(timeline = %promotion.timeline, lsn = %lsn, ?reason, "recorded the promotion in the group's history")
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot record the promotion in the group's history")
+                }
             }
         }
     }
@@ -855,8 +879,12 @@ impl Daemon {
                     if theirs != p.system_id {
                         tracing::error!(%theirs, ours = %p.system_id, "the group's system identifier changed under us");
                     } else {
-                        self.append_history(p.timeline, p.write_lsn.unwrap_or(Lsn::ZERO), PromotionReason::Bootstrap)
-                            .await;
+                        self.append_history(
+                            p.timeline,
+                            p.write_lsn.unwrap_or(Lsn::ZERO),
+                            PromotionReason::Bootstrap,
+                        )
+                        .await;
                     }
                 }
             }

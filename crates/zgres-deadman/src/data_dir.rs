@@ -12,7 +12,9 @@ use crate::decision::DataDirKind;
 #[derive(Debug, thiserror::Error)]
 pub enum DataDirError {
     /// Neither empty nor a PostgreSQL data directory: zgres will not touch it.
-    #[error("{0} is not empty but not a PostgreSQL data directory (no PG_VERSION); refusing to use it")]
+    #[error(
+        "{0} is not empty but not a PostgreSQL data directory (no PG_VERSION); refusing to use it"
+    )]
     NotADataDir(PathBuf),
     /// `pg_controldata` failed or printed something unexpected.
     #[error("pg_controldata on {path}: {message}")]

@@ -382,8 +382,7 @@ impl Decider {
         if pg.data_dir == DataDirKind::Empty {
             // Only a group without any data is bootstrapped; otherwise wait for a primary.
             let anyone_has_data = obs.peers.iter().any(|p| p.state.system_id.is_some());
-            if obs.db_id.is_none() && !anyone_has_data && !self.tags.nofailover && !obs.vetoed
-            {
+            if obs.db_id.is_none() && !anyone_has_data && !self.tags.nofailover && !obs.vetoed {
                 self.last_ineligible = None;
                 actions.push(Action::AcquireLock);
             } else {
@@ -436,7 +435,7 @@ impl Decider {
         let my_timeline = obs.postgres.probe.and_then(|p| p.timeline);
         obs.peers
             .iter()
-            .filter(|p| to.is_none_or(|to| p.state.node == to))
+            .filter(|p| to.map_or(true, |to| p.state.node == to))
             .filter(|p| p.state.timeline >= my_timeline)
             .filter_map(|p| Some((peer_rank(p, obs, u64::MAX, None)?, p.state.node)))
             .max()
@@ -446,7 +445,8 @@ impl Decider {
     /// The operator's request, while it still steers elections.
     fn active_request<'a>(&self, obs: &'a Observation) -> Option<&'a Switchover> {
         let request = obs.switchover.as_ref()?;
-        let handing_over = request.stopped_lsn.is_some() || request.kind == SwitchoverKind::Failover;
+        let handing_over =
+            request.stopped_lsn.is_some() || request.kind == SwitchoverKind::Failover;
         let waited = self
             .lock_free_since
             .map(|since| obs.now.duration_since(since))
@@ -552,7 +552,7 @@ impl Decider {
             }
         }
         if let Some(group) = obs.group_timeline {
-            if mine.0.is_none_or(|t| t < group) {
+            if mine.0.map_or(true, |t| t < group) {
                 return Err(Ineligible::TimelineBehind);
             }
         }
@@ -605,7 +605,10 @@ fn peer_rank(
     if !s.is_healthy() || s.role != Role::Replica || s.tags.nofailover {
         return None;
     }
-    if obs.group_timeline.is_some_and(|group| s.timeline < Some(group)) {
+    if obs
+        .group_timeline
+        .is_some_and(|group| s.timeline < Some(group))
+    {
         return None;
     }
     if let (Some(group), Some(theirs)) = (obs.db_id, s.system_id) {

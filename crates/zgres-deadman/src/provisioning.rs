@@ -242,7 +242,10 @@ impl Provisioner {
 
     fn env(&self, source: Option<NodeId>) -> Vec<(String, String)> {
         let mut env = vec![
-            ("PGDATA".to_owned(), self.postgres.data_dir.display().to_string()),
+            (
+                "PGDATA".to_owned(),
+                self.postgres.data_dir.display().to_string(),
+            ),
             ("LC_ALL".to_owned(), "C".to_owned()),
             ("PGCONNECT_TIMEOUT".to_owned(), "5".to_owned()),
         ];

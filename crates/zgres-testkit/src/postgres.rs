@@ -134,6 +134,15 @@ impl PgNode {
         node.start().await
     }
 
+    /// A node with no data directory yet (for the deadman to bootstrap or clone), on a free
+    /// port, in a temp dir the PostgreSQL user owns. Nothing runs.
+    ///
+    /// # Errors
+    /// When the temp dir cannot be made.
+    pub fn empty(name: &str) -> Result<Self> {
+        Self::prepare(name)
+    }
+
     fn prepare(name: &str) -> Result<Self> {
         let run_as = OsUser::for_postgres()?;
         let dir = tempfile::Builder::new()

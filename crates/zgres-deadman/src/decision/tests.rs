@@ -507,19 +507,9 @@ fn a_switchover_steps_down_for_the_named_or_best_replica() {
     let mut o = obs(t, LockView::Ours, primary(), peers);
     assert_eq!(d.decide(&o), []);
     o.switchover = Some(request(Some(2), None));
-    assert_eq!(
-        d.decide(&o),
-        [Action::StepDown {
-            candidate: node(2)
-        }]
-    );
+    assert_eq!(d.decide(&o), [Action::StepDown { candidate: node(2) }]);
     o.switchover = Some(request(None, None));
-    assert_eq!(
-        d.decide(&o),
-        [Action::StepDown {
-            candidate: node(3)
-        }]
-    );
+    assert_eq!(d.decide(&o), [Action::StepDown { candidate: node(3) }]);
     // Not before the scheduled time.
     let mut scheduled = request(None, None);
     scheduled.scheduled_at_ms = Some(10_000);
@@ -527,12 +517,7 @@ fn a_switchover_steps_down_for_the_named_or_best_replica() {
     o.wall_ms = 9_999;
     assert_eq!(d.decide(&o), []);
     o.wall_ms = 10_000;
-    assert_eq!(
-        d.decide(&o),
-        [Action::StepDown {
-            candidate: node(3)
-        }]
-    );
+    assert_eq!(d.decide(&o), [Action::StepDown { candidate: node(3) }]);
     // A candidate that is not a healthy replica: the request is dropped, nothing stops.
     o.switchover = Some(request(Some(9), None));
     assert!(matches!(d.decide(&o)[..], [Action::DropSwitchover { .. }]));
@@ -581,14 +566,19 @@ fn during_a_hand_over_only_the_caught_up_candidate_contends() {
 fn paused_groups_take_no_automatic_action() {
     let t = Instant::now();
     let mut d = decider(1);
-    let mut paused = GroupConfig::default();
-    paused.paused = true;
+    let paused = GroupConfig {
+        paused: true,
+        ..GroupConfig::default()
+    };
     let cases = [
         (LockView::Ours, stopped(DataDirKind::Primary)),
         (LockView::Ours, standby(10)),
         (LockView::Free, standby(10)),
         (LockView::Free, stopped(DataDirKind::Standby)),
-        (LockView::Other(Some(node(2))), stopped(DataDirKind::Primary)),
+        (
+            LockView::Other(Some(node(2))),
+            stopped(DataDirKind::Primary),
+        ),
         (LockView::Other(Some(node(2))), standby(10)),
         (LockView::Free, empty()),
     ];

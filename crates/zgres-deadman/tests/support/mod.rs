@@ -218,6 +218,40 @@ impl Group {
         }
     }
 
+    /// ZooKeeper plus `size` nodes with empty data directories, for the deadmen to bootstrap
+    /// and clone.
+    pub async fn prepare_empty(size: usize, timing: Timing) -> Group {
+        let zk = ZkCluster::standalone().await.unwrap();
+        let mut group = Group {
+            zk,
+            nodes: vec![],
+            timing,
+            layout: ZkLayout::default(),
+            dir: tempfile::tempdir().unwrap(),
+        };
+        for _ in 0..size {
+            group.add_empty_node();
+        }
+        group
+    }
+
+    /// Adds a node with an empty data directory (not started); returns its index.
+    pub fn add_empty_node(&mut self) -> usize {
+        let i = self.nodes.len();
+        let name = format!("n{i}");
+        self.nodes.push(Node {
+            config: self.dir.path().join(format!("{name}.toml")),
+            log: self.dir.path().join(format!("{name}.log")),
+            pg: PgNode::empty(&name).unwrap(),
+            name,
+            deadman: None,
+            proxy: None,
+            extra_config: String::new(),
+            api_port: zgres_testkit::ports::free_port().unwrap(),
+        });
+        i
+    }
+
     /// Routes node `i`'s ZooKeeper traffic through a fault proxy (call before starting it).
     pub fn proxy_node(&mut self, i: usize) -> &FaultProxy {
         let proxy = FaultProxy::start(self.zk.client_addr(0)).unwrap();
@@ -475,6 +509,21 @@ impl Writer {
         let acks = self.acks.lock().await.clone();
         acks
     }
+}
+
+/// The acknowledged writes missing from node `on`'s `writes` table.
+pub async fn missing_acks(group: &Group, acks: &[Ack], on: usize) -> Vec<Ack> {
+    let client = group.nodes[on].client().await.expect("node answers");
+    let rows = client
+        .query("SELECT node, seq FROM writes", &[])
+        .await
+        .unwrap();
+    let present: std::collections::HashSet<(String, i64)> =
+        rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    acks.iter()
+        .filter(|a| !present.contains(&(format!("n{}", a.node), a.seq)))
+        .cloned()
+        .collect()
 }
 
 /// Elapsed time helper for printing.
