@@ -9,8 +9,8 @@
 //! | `/health` | PostgreSQL is running and answering |
 //! | `/liveness` | the deadman's loop ran recently |
 //! | `/readiness` | primary as above, or a healthy standby |
-//! | `/async` | replica as above (synchronous mode is not implemented, so every standby is async) |
-//! | `/sync` | never yet (no synchronous standbys) |
+//! | `/sync` | replica as above, listed in `/sync/{GROUP}` (a synchronous standby) |
+//! | `/async` | replica as above, not synchronous |
 //!
 //! Otherwise 503. `GET /` returns the node's status as JSON; `GET /metrics` Prometheus text.
 //! GET, HEAD and OPTIONS are answered alike (HEAD and OPTIONS without a body). Like Patroni, the
@@ -60,6 +60,10 @@ pub struct Status {
     pub fenced_total: u64,
     /// Promotions done by this process.
     pub promotions_total: u64,
+    /// This standby is listed in `/sync/{GROUP}` (every acknowledged commit is on it).
+    pub synchronous: bool,
+    /// As the primary in synchronous mode: no synchronous standby is in force.
+    pub synchronous_degraded: bool,
     /// When the daemon's loop last completed a round.
     #[serde(skip)]
     pub updated: Instant,
@@ -238,12 +242,13 @@ fn route(request: &[u8], status: Option<&Status>) -> Response {
             return Response::new(200, "text/plain; version=0.0.4", &metrics(s), with_body)
         }
         "primary" | "master" | "leader" | "read-write" => s.is_primary(),
-        "replica" | "async" => s.is_replica(lag),
+        "replica" => s.is_replica(lag),
+        "async" => s.is_replica(lag) && !s.synchronous,
+        "sync" => s.is_replica(lag) && s.synchronous,
         "read-only" => s.is_primary() || s.is_replica(lag),
         "health" => matches!(s.role, Role::Primary | Role::Replica),
         "liveness" => s.is_alive(),
         "readiness" => s.is_primary() || s.is_replica(None),
-        "sync" => false,
         _ => return Response::new(404, "text/plain", "unknown endpoint", with_body),
     };
     let code = if ok { 200 } else { 503 };
@@ -287,6 +292,16 @@ fn metrics(s: &Status) -> String {
         "zgres_zookeeper_connected",
         "1 when the ZooKeeper session is established",
         f64::from(u8::from(s.zookeeper_connected)),
+    );
+    gauge(
+        "zgres_synchronous",
+        "1 when this standby is listed in /sync (a synchronous standby)",
+        f64::from(u8::from(s.synchronous)),
+    );
+    gauge(
+        "zgres_synchronous_degraded",
+        "1 when this primary runs in synchronous mode without a synchronous standby",
+        f64::from(u8::from(s.synchronous_degraded)),
     );
     gauge(
         "zgres_timeline",
@@ -357,6 +372,8 @@ mod tests {
             fence_headroom_seconds: None,
             fenced_total: 0,
             promotions_total: 0,
+            synchronous: false,
+            synchronous_degraded: false,
             updated: Instant::now(),
             loop_interval: Duration::from_secs(1),
         }
@@ -418,6 +435,10 @@ mod tests {
         assert_eq!(code("GET /replica HTTP/1.0\r\n\r\n", &sick), 503);
         assert_eq!(code("GET /sync HTTP/1.0\r\n\r\n", &replica), 503);
         assert_eq!(code("GET /async HTTP/1.0\r\n\r\n", &replica), 200);
+        let mut synchronous = replica.clone();
+        synchronous.synchronous = true;
+        assert_eq!(code("GET /sync HTTP/1.0\r\n\r\n", &synchronous), 200);
+        assert_eq!(code("GET /async HTTP/1.0\r\n\r\n", &synchronous), 503);
     }
 
     #[test]

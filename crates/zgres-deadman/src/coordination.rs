@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use zgres_schema::documents::{
-    ConnInfo, DatabaseId, GroupConfig, History, Lock, NodeState, Promotion, Switchover,
+    ConnInfo, DatabaseId, GroupConfig, History, Lock, NodeState, Promotion, Switchover, SyncMode,
+    SyncState,
 };
 use zgres_schema::{
     decode, encode, Document, GroupName, NodeId, SystemId, Timeline, ZkLayout, Znode,
@@ -72,6 +73,8 @@ pub struct GroupView {
     pub group_timeline: Option<Timeline>,
     /// `/switchover/{GROUP}`, when a readable request exists.
     pub switchover: Option<Switchover>,
+    /// `/sync/{GROUP}` and its version, read only in synchronous mode.
+    pub sync: Option<(SyncState, i32)>,
 }
 
 /// How many promotions `/history/{GROUP}` keeps (the oldest are dropped).
@@ -265,14 +268,22 @@ impl Coordinator {
             .await?
             .map(|(s, _)| s);
 
-        // Read only the states a decision can use: every peer's during an election or a
-        // requested switchover, the holder's while following (for its WAL position and
-        // health), none otherwise.
+        let config_path = self.path(Znode::Config(self.group.clone()));
+        let config = self
+            .read::<GroupConfig>(&config_path)
+            .await?
+            .map(|(c, _)| c)
+            .unwrap_or_default();
+        let synchronous = config.synchronous_mode != SyncMode::Off;
+
+        // Read only the states a decision can use: every peer's during an election, a
+        // requested switchover or in synchronous mode, the holder's while following (for its
+        // WAL position and health), none otherwise.
         let prefix = format!("{}_", self.group);
         let state_dir = self.layout.dir("state");
         let children = match lock {
             LockView::Free => timed(self.client.list_children(&state_dir)).await?,
-            LockView::Ours if switchover.is_some() => {
+            LockView::Ours if switchover.is_some() || synchronous => {
                 timed(self.client.list_children(&state_dir)).await?
             }
             LockView::Other(Some(holder)) => vec![format!("{prefix}{holder}")],
@@ -318,12 +329,14 @@ impl Coordinator {
             .read::<DatabaseId>(&db_id_path)
             .await?
             .map(|(d, _)| d.system_id);
-        let config_path = self.path(Znode::Config(self.group.clone()));
-        let config = self
-            .read::<GroupConfig>(&config_path)
-            .await?
-            .map(|(c, _)| c)
-            .unwrap_or_default();
+        let sync = if synchronous {
+            let path = self.path(Znode::Sync(self.group.clone()));
+            self.read::<SyncState>(&path)
+                .await?
+                .map(|(s, stat)| (s, stat.version))
+        } else {
+            None
+        };
         let group_timeline = if lock == LockView::Free {
             let path = self.path(Znode::History(self.group.clone()));
             self.read::<History>(&path)
@@ -339,7 +352,33 @@ impl Coordinator {
             config,
             group_timeline,
             switchover,
+            sync,
         })
+    }
+
+    /// Writes `/sync/{GROUP}` if it is still at `version` (`None`: if it does not exist), or
+    /// deletes it with `state = None`. Compare-and-set, so a write based on a stale read fails.
+    ///
+    /// # Errors
+    /// As any request; `BadVersion`/`NodeExists` when it changed since it was read.
+    pub async fn publish_sync(
+        &mut self,
+        state: Option<&SyncState>,
+        version: Option<i32>,
+    ) -> Result<()> {
+        let path = self.path(Znode::Sync(self.group.clone()));
+        match (state, version) {
+            (Some(state), Some(v)) => timed(self.client.set_data(&path, &encode(state)?, Some(v)))
+                .await
+                .map(drop),
+            (Some(state), None) => timed(self.client.create(&path, &encode(state)?, &persistent()))
+                .await
+                .map(drop),
+            (None, v) => match timed(self.client.delete(&path, v)).await {
+                Err(CoordinationError::Retryable(zk::Error::NoNode)) => Ok(()),
+                other => other,
+            },
+        }
     }
 
     /// Appends `promotion` to `/history/{GROUP}` (compare-and-set, retried on a concurrent

@@ -12,7 +12,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use zgres_schema::documents::{
-    ConnInfo, Lock, NodeState, Promotion, PromotionReason, Role, SwitchoverKind, WalPositions,
+    ConnInfo, Lock, NodeState, Promotion, PromotionReason, Role, SwitchoverKind, SyncMode,
+    SyncState, WalPositions,
 };
 use zgres_schema::{Lsn, NodeId, SystemId, Timeline};
 
@@ -28,6 +29,7 @@ use crate::plugins::{self, PluginSetupError, Plugins};
 use crate::postgres_client::PostgresClient;
 use crate::postgres_process::PostgresProcess;
 use crate::provisioning::{Provisioner, ProvisioningError, RewindOutcome};
+use crate::synchronous::{SyncInputs, SyncKeeper, SyncStep};
 
 /// Why the daemon stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -151,7 +153,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
         paused: None,
         shutdown: shutdown.clone(),
         postgres: PostgresProcess::new(config.postgres.clone(), fence.clone()),
-        client: PostgresClient::new(config.postgres.clone(), config.node_name.clone()),
+        client: PostgresClient::new(config.postgres.clone(), config.node.to_string()),
+        sync_keeper: SyncKeeper::default(),
         fence,
         control,
         plugins,
@@ -190,6 +193,8 @@ struct Daemon {
     rewind_retry_at: Option<Instant>,
     /// Whether the group was paused at the last round (to log changes).
     paused: Option<bool>,
+    /// Synchronous replication, while this node is the primary.
+    sync_keeper: SyncKeeper,
     /// Long provisioning steps stop when this is cancelled.
     shutdown: CancellationToken,
     plugins: Option<Plugins>,
@@ -368,6 +373,7 @@ impl Daemon {
                     config: Default::default(),
                     group_timeline: None,
                     switchover: None,
+                    sync: None,
                 }
             }
         };
@@ -393,6 +399,7 @@ impl Daemon {
             group_timeline: view.group_timeline,
             switchover: view.switchover.clone(),
             wall_ms: wall_ms(),
+            sync: view.sync.as_ref().map(|(s, _)| s.clone()),
         };
         if self.paused != Some(obs.config.paused) && obs.lock != LockView::Unknown {
             if obs.config.paused {
@@ -416,10 +423,13 @@ impl Daemon {
             again |= self.execute(action, &obs).await;
         }
         self.after_round(&obs).await;
+        let sync_progress = self.keep_synchronous(&obs, view.sync).await;
         self.update_status(&obs, state);
         if again {
             Next::Now
-        } else if why_not == Some(Ineligible::WaitingForPeers) && obs.lock == LockView::Free {
+        } else if sync_progress
+            || (why_not == Some(Ineligible::WaitingForPeers) && obs.lock == LockView::Free)
+        {
             Next::Soon
         } else if self.postgres.is_running() && obs.postgres.probe.is_none() {
             Next::Starting
@@ -446,6 +456,13 @@ impl Daemon {
             fence_headroom_seconds: headroom,
             fenced_total: self.fence.fired_count(),
             promotions_total: self.promotions,
+            synchronous: obs
+                .sync
+                .as_ref()
+                .is_some_and(|s| s.standbys.contains(&self.config.node)),
+            synchronous_degraded: obs.lock == LockView::Ours
+                && obs.config.synchronous_mode != SyncMode::Off
+                && self.sync_keeper.degraded(),
             updated: Instant::now(),
             loop_interval: self.config.timing.loop_interval,
         }));
@@ -639,6 +656,9 @@ impl Daemon {
                     Ok(()) => {
                         tracing::info!("promoted: this node is the primary");
                         self.promotions += 1;
+                        // Until a checkpoint, pg_control still names the old timeline, and
+                        // pg_rewind on the old primary would see nothing to rewind.
+                        self.client.checkpoint_in_background();
                         self.record_promotion(obs).await;
                         true
                     }
@@ -740,13 +760,21 @@ impl Daemon {
         }
         tracing::info!(%source, "rejoining as a standby of the new primary: checking for divergence with pg_rewind");
         let shutdown = self.shutdown.clone();
+        let Some(control) = self.control else {
+            return false;
+        };
         let result = tokio::select! {
-            result = self.provisioner.rewind(source) => result,
+            result = self.provisioner.rewind(source, control.timeline, control.clean_shutdown) => result,
             () = shutdown.cancelled() => return false,
         };
         match result {
+            Ok(RewindOutcome::SourceNotReady) => {
+                tracing::info!(%source, "waiting for the new primary's first checkpoint on its new timeline before pg_rewind");
+                false
+            }
             Ok(outcome) => {
                 match outcome {
+                    RewindOutcome::SourceNotReady => {}
                     RewindOutcome::Rewound => {
                         tracing::warn!(%source, "rewound: WAL this node wrote after the fork is discarded")
                     }
@@ -861,10 +889,104 @@ impl Daemon {
     }
 
     fn start(&mut self) -> bool {
+        self.client.forget_timeline();
         match self.postgres.start() {
             Ok(()) => false,
             Err(e) => {
                 tracing::error!(error = %e, "cannot start postgres");
+                false
+            }
+        }
+    }
+
+    /// As the running primary: one step towards the synchronous replication the group's mode
+    /// asks for (see [`crate::synchronous`]).
+    /// Returns whether a step was taken (the next one may follow soon).
+    async fn keep_synchronous(
+        &mut self,
+        obs: &Observation,
+        sync: Option<(SyncState, i32)>,
+    ) -> bool {
+        let primary = obs.lock == LockView::Ours
+            && obs.postgres.probe.is_some_and(|p| !p.in_recovery)
+            && self.postgres.is_running();
+        if !primary {
+            self.sync_keeper = SyncKeeper::default();
+            return false;
+        }
+        let mode = obs.config.synchronous_mode;
+        let (connected, standby_names, position) = match self.client.replication().await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read pg_stat_replication");
+                return false;
+            }
+        };
+        let allowed = obs
+            .peers
+            .iter()
+            .filter(|p| {
+                p.state.is_healthy() && p.state.role == Role::Replica && !p.state.tags.nosync
+            })
+            .map(|p| p.state.node)
+            .collect();
+        let (published, version) = match sync {
+            Some((state, version)) => (Some(state), Some(version)),
+            None => (None, None),
+        };
+        let was_degraded = self.sync_keeper.degraded();
+        let inputs = SyncInputs {
+            mode,
+            me: self.config.node,
+            published,
+            standby_names,
+            connected,
+            allowed,
+        };
+        let Some(step) = self.sync_keeper.step(&inputs) else {
+            return false;
+        };
+        if self.sync_keeper.degraded() != was_degraded {
+            match (self.sync_keeper.degraded(), mode) {
+                (true, SyncMode::Strict) => tracing::error!("no synchronous standby available: commits wait until one is back (synchronous_mode = strict)"),
+                (true, _) => tracing::warn!("no synchronous standby available: replication is asynchronous until one is back (synchronous_mode = on)"),
+                (false, _) => tracing::info!("a synchronous standby is available again"),
+            }
+        }
+        let done = match &step {
+            SyncStep::Publish(standbys) => {
+                let state = SyncState {
+                    primary: self.config.node,
+                    standbys: standbys.clone(),
+                };
+                match self.session.as_mut() {
+                    Some(s) => s.coordinator.publish_sync(Some(&state), version).await.map_err(|e| e.to_string()),
+                    None => Err("no session".into()),
+                }
+                .map(|()| tracing::info!(standbys = ?standbys.iter().map(ToString::to_string).collect::<Vec<_>>(), "published the synchronous standby set"))
+            }
+            SyncStep::Unpublish => match self.session.as_mut() {
+                Some(s) => s.coordinator.publish_sync(None, None).await.map_err(|e| e.to_string()),
+                None => Err("no session".into()),
+            },
+            SyncStep::SetStandbyNames(names) => self
+                .client
+                .set_standby_names(names)
+                .await
+                .map_err(|e| e.to_string())
+                .map(|()| tracing::info!(synchronous_standby_names = %names, "set synchronous_standby_names")),
+            SyncStep::Confirm(node) => {
+                self.sync_keeper.confirming(*node, position);
+                Ok(())
+            }
+        };
+        match done {
+            Ok(()) => {
+                self.sync_keeper.done(&step);
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, ?step, "synchronous replication step failed; retrying next round");
                 false
             }
         }

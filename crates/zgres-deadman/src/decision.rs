@@ -20,7 +20,9 @@
 
 use std::time::{Duration, Instant};
 
-use zgres_schema::documents::{GroupConfig, NodeState, Role, Switchover, SwitchoverKind, Tags};
+use zgres_schema::documents::{
+    GroupConfig, NodeState, Role, Switchover, SwitchoverKind, SyncMode, SyncState, Tags,
+};
 use zgres_schema::{Lsn, NodeId, SystemId, Timeline};
 
 /// Who holds the group's lock, as last read from ZooKeeper.
@@ -123,6 +125,8 @@ pub struct Observation {
     pub switchover: Option<Switchover>,
     /// Wall-clock milliseconds since the epoch, only to honour a scheduled switchover time.
     pub wall_ms: u64,
+    /// `/sync/{GROUP}` (read in synchronous mode): who may be promoted.
+    pub sync: Option<SyncState>,
 }
 
 /// What the deadman should do next. The daemon executes actions in order and observes again.
@@ -215,6 +219,8 @@ pub enum Ineligible {
     /// The named switchover candidate (this node) has not yet received all WAL of the stopped
     /// primary.
     CatchingUp,
+    /// Synchronous mode is on and `/sync` does not list this node.
+    NotSynchronous,
 }
 
 /// How long a switchover or failover request steers elections after the lock became free;
@@ -556,6 +562,16 @@ impl Decider {
                 return Err(Ineligible::TimelineBehind);
             }
         }
+        // A candidate that received everything the stopped primary wrote needs no `/sync`.
+        let handed_to_me = self
+            .active_request(obs)
+            .is_some_and(|r| r.to == Some(self.me) && r.stopped_lsn.is_some());
+        if obs.config.synchronous_mode != SyncMode::Off
+            && !handed_to_me
+            && !crate::synchronous::may_promote(obs.sync.as_ref(), self.me)
+        {
+            return Err(Ineligible::NotSynchronous);
+        }
         if let Some(request) = self.active_request(obs) {
             match request.to {
                 Some(to) if to != self.me => return Err(Ineligible::RequestNamesOther(to)),
@@ -608,6 +624,11 @@ fn peer_rank(
     if obs
         .group_timeline
         .is_some_and(|group| s.timeline < Some(group))
+    {
+        return None;
+    }
+    if obs.config.synchronous_mode != SyncMode::Off
+        && !crate::synchronous::may_promote(obs.sync.as_ref(), s.node)
     {
         return None;
     }

@@ -26,5 +26,6 @@ pub mod plugins;
 pub mod postgres_client;
 pub mod postgres_process;
 pub mod provisioning;
+pub mod synchronous;
 
 pub use daemon::{run, DaemonError};

@@ -8,6 +8,7 @@ use zgres_schema::{Lsn, NodeId, SystemId, Timeline};
 use crate::config::PostgresConfig;
 use crate::data_dir::quote_literal;
 use crate::decision::Probe;
+use crate::synchronous::Connected;
 
 /// Every statement and connection attempt gets this long, so a hung server cannot stall the
 /// loop.
@@ -33,6 +34,10 @@ pub struct PostgresClient {
     config: PostgresConfig,
     application_name: String,
     client: Option<Client>,
+    /// The highest timeline seen since PostgreSQL last started. A standby whose WAL receiver
+    /// is down reports no received timeline, and its checkpoint's may be older than the
+    /// timeline it replays: it must not look behind the group for that.
+    seen_timeline: Option<Timeline>,
 }
 
 const PROBE_SQL: &str = "
@@ -46,15 +51,19 @@ SELECT pg_is_in_recovery(),
             ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int
        END,
        (SELECT timeline_id FROM pg_control_checkpoint()),
-       current_setting('primary_conninfo')";
+       current_setting('primary_conninfo'),
+       (SELECT min_recovery_end_timeline FROM pg_control_recovery())";
 
 impl PostgresClient {
-    /// A client for `config`; connects lazily.
+    /// A client for `config`; connects lazily. `application_name` is what this node calls
+    /// itself when it streams from a primary (its node id, so the primary can tell standbys
+    /// apart in `pg_stat_replication` and name them in `synchronous_standby_names`).
     pub fn new(config: PostgresConfig, application_name: String) -> Self {
         PostgresClient {
             config,
             application_name,
             client: None,
+            seen_timeline: None,
         }
     }
 
@@ -63,21 +72,32 @@ impl PostgresClient {
         self.client = None;
     }
 
+    /// Forgets the timeline seen (PostgreSQL is about to start on a possibly changed data
+    /// directory).
+    pub fn forget_timeline(&mut self) {
+        self.seen_timeline = None;
+    }
+
+    fn connect_config(&self) -> tokio_postgres::Config {
+        let mut pg = tokio_postgres::Config::new();
+        pg.host(self.config.probe_host.to_string())
+            .port(self.config.port)
+            .user(&self.config.user)
+            .dbname(&self.config.dbname)
+            .application_name("zgres-deadman")
+            .connect_timeout(QUERY_TIMEOUT);
+        if let Some(password) = &self.config.password {
+            pg.password(password.expose());
+        }
+        pg
+    }
+
     async fn client(&mut self) -> Result<&Client, ClientError> {
         if self.client.as_ref().is_some_and(Client::is_closed) {
             self.client = None;
         }
         if self.client.is_none() {
-            let mut pg = tokio_postgres::Config::new();
-            pg.host(self.config.probe_host.to_string())
-                .port(self.config.port)
-                .user(&self.config.user)
-                .dbname(&self.config.dbname)
-                .application_name("zgres-deadman")
-                .connect_timeout(QUERY_TIMEOUT);
-            if let Some(password) = &self.config.password {
-                pg.password(password.expose());
-            }
+            let pg = self.connect_config();
             let (client, connection) = timed(pg.connect(NoTls)).await??;
             tokio::spawn(async move {
                 let _ = connection.await;
@@ -116,11 +136,14 @@ impl PostgresClient {
             .get::<_, String>(1)
             .parse()
             .map_err(|e| ClientError::Unexpected(format!("{e}")))?;
-        let timeline = row
-            .get::<_, Option<i32>>(5)
-            .or(row.get::<_, Option<i32>>(6))
-            .and_then(|t| u32::try_from(t).ok())
-            .and_then(|t| Timeline::new(t).ok());
+        let reported = [5, 6, 8]
+            .into_iter()
+            .filter_map(|i| row.get::<_, Option<i32>>(i))
+            .filter_map(|t| u32::try_from(t).ok())
+            .filter_map(|t| Timeline::new(t).ok())
+            .max();
+        let timeline = reported.max(self.seen_timeline);
+        self.seen_timeline = timeline;
         let in_recovery: bool = row.get(0);
         // A promoted server still reports the last positions it received and replayed as a
         // standby; they describe the past, not this primary.
@@ -132,8 +155,59 @@ impl PostgresClient {
             receive_lsn: standby_only(lsn(3)?),
             replay_lsn: standby_only(lsn(4)?),
             timeline,
-            upstream: upstream_of(&row.get::<_, String>(7)),
+            upstream: upstream_of(&row.get::<_, String>(7), &self.application_name),
         })
+    }
+
+    /// The standbys connected to this primary, `synchronous_standby_names`, and the current
+    /// WAL position (read after the standbys, so it bounds what they were sent).
+    ///
+    /// # Errors
+    /// [`ClientError`] when PostgreSQL does not answer properly.
+    pub async fn replication(&mut self) -> Result<(Vec<Connected>, String, Lsn), ClientError> {
+        let client = self.client().await?;
+        let rows = timed(client.query(
+            "SELECT application_name, state, sync_state, flush_lsn::text FROM pg_stat_replication",
+            &[],
+        ))
+        .await??;
+        let connected = rows
+            .iter()
+            .filter_map(|row| {
+                let node: NodeId = row.get::<_, Option<String>>(0)?.parse().ok()?;
+                Some(Connected {
+                    node,
+                    streaming: row.get::<_, Option<String>>(1).as_deref() == Some("streaming"),
+                    synchronous: row.get::<_, Option<String>>(2).as_deref() == Some("sync"),
+                    flush: row.get::<_, Option<String>>(3).and_then(|t| t.parse().ok()),
+                })
+            })
+            .collect();
+        let row = timed(client.query_one(
+            "SELECT current_setting('synchronous_standby_names'), pg_current_wal_lsn()::text",
+            &[],
+        ))
+        .await??;
+        let position = row
+            .get::<_, String>(1)
+            .parse()
+            .map_err(|e| ClientError::Unexpected(format!("{e}")))?;
+        Ok((connected, row.get(0), position))
+    }
+
+    /// Sets `synchronous_standby_names` (`ALTER SYSTEM` + reload).
+    ///
+    /// # Errors
+    /// [`ClientError`] when PostgreSQL rejects it.
+    pub async fn set_standby_names(&mut self, names: &str) -> Result<(), ClientError> {
+        let client = self.client().await?;
+        timed(client.batch_execute(&format!(
+            "ALTER SYSTEM SET synchronous_standby_names = {}",
+            quote_literal(names)
+        )))
+        .await??;
+        timed(client.batch_execute("SELECT pg_reload_conf()")).await??;
+        Ok(())
     }
 
     /// Promotes the standby and waits (up to 60 s) until it accepts writes.
@@ -155,6 +229,25 @@ impl PostgresClient {
                 "pg_promote() returned false".into(),
             ))
         }
+    }
+
+    /// Starts a `CHECKPOINT` on its own connection and task, so the round does not wait for it.
+    pub fn checkpoint_in_background(&self) {
+        let config = self.connect_config();
+        tokio::spawn(async move {
+            let run = async {
+                let (client, connection) = config.connect(NoTls).await?;
+                let driver = tokio::spawn(connection);
+                let result = client.batch_execute("CHECKPOINT").await;
+                driver.abort();
+                result
+            };
+            match tokio::time::timeout(Duration::from_secs(600), run).await {
+                Ok(Ok(())) => tracing::info!("checkpoint after promotion done"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "checkpoint after promotion failed"),
+                Err(_) => tracing::warn!("checkpoint after promotion did not finish in 10 minutes"),
+            }
+        });
     }
 
     /// Points the running standby at `upstream` (`ALTER SYSTEM` + reload; PostgreSQL 13+
@@ -181,7 +274,7 @@ impl PostgresClient {
             upstream.addr().ip(),
             upstream.addr().port(),
             conninfo_value(&self.config.user),
-            self.application_name
+            conninfo_value(&self.application_name)
         );
         if let Some(password) = &self.config.password {
             conninfo.push_str(&format!(" password={}", conninfo_value(password.expose())));
@@ -209,16 +302,23 @@ fn conninfo_value(value: &str) -> String {
     }
 }
 
-/// The `host`/`port` of a `primary_conninfo`, as a node id when the host is an IP address.
-fn upstream_of(conninfo: &str) -> Option<NodeId> {
+/// The `host`/`port` of a `primary_conninfo`, as a node id when the host is an IP address,
+/// but only when it names this node as `application_name` (else it was not written by us, and
+/// the standby is re-pointed so the primary can recognise it).
+fn upstream_of(conninfo: &str, application_name: &str) -> Option<NodeId> {
     let mut host = None;
     let mut port = Some(5432u16);
+    let mut named = false;
     for pair in conninfo.split_whitespace() {
         match pair.split_once('=') {
             Some(("host", v)) | Some(("hostaddr", v)) => host = v.trim_matches('\'').parse().ok(),
             Some(("port", v)) => port = v.trim_matches('\'').parse().ok(),
+            Some(("application_name", v)) => named = v.trim_matches('\'') == application_name,
             _ => {}
         }
+    }
+    if !named {
+        return None;
     }
     NodeId::new(std::net::SocketAddr::new(host?, port?)).ok()
 }
@@ -229,16 +329,36 @@ mod tests {
 
     #[test]
     fn finds_the_upstream_in_primary_conninfo() {
+        let me = "10.0.0.1:5432";
         assert_eq!(
-            upstream_of("host=10.0.0.2 port=5433 user=postgres").map(|n| n.to_string()),
+            upstream_of(
+                "host=10.0.0.2 port=5433 user=postgres application_name=10.0.0.1:5432",
+                me
+            )
+            .map(|n| n.to_string()),
             Some("10.0.0.2:5433".into())
         );
         assert_eq!(
-            upstream_of("user=postgres host='::1'").map(|n| n.to_string()),
+            upstream_of(
+                "user=postgres host='::1' application_name='10.0.0.1:5432'",
+                me
+            )
+            .map(|n| n.to_string()),
             Some("[::1]:5432".into())
         );
-        assert_eq!(upstream_of("host=db.example port=5432"), None);
-        assert_eq!(upstream_of(""), None);
+        assert_eq!(
+            upstream_of("host=10.0.0.2 port=5433 application_name=n1", me),
+            None,
+            "not written by us: to be re-pointed"
+        );
+        assert_eq!(
+            upstream_of(
+                "host=db.example port=5432 application_name=10.0.0.1:5432",
+                me
+            ),
+            None
+        );
+        assert_eq!(upstream_of("", me), None);
     }
 
     #[test]

@@ -12,8 +12,10 @@ use std::ffi::OsString;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use std::time::Duration;
 use zgres_process::CommandError;
-use zgres_schema::NodeId;
+
+use zgres_schema::{NodeId, Timeline};
 
 use crate::config::{PostgresConfig, ProvisioningConfig};
 
@@ -23,6 +25,14 @@ pub enum ProvisioningError {
     /// A tool failed, could not start or timed out.
     #[error(transparent)]
     Command(#[from] CommandError),
+    /// The source could not be asked for its checkpoint timeline.
+    #[error("asking {source_node} for its checkpoint timeline: {message}")]
+    Source {
+        /// The node asked.
+        source_node: NodeId,
+        /// What went wrong.
+        message: String,
+    },
     /// A file or directory could not be prepared.
     #[error("{path}: {source}")]
     Io {
@@ -36,6 +46,9 @@ pub enum ProvisioningError {
 /// What pg_rewind did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RewindOutcome {
+    /// The source's last checkpoint is not yet on its new timeline, so pg_rewind would take
+    /// both for the same timeline and wrongly find nothing to rewind: try again shortly.
+    SourceNotReady,
     /// The directory had diverged and was rewound to the fork point.
     Rewound,
     /// It had not diverged: it can simply follow.
@@ -164,13 +177,45 @@ impl Provisioner {
         .await
     }
 
-    /// Rewinds the stopped data directory to where it forked from `source`'s timeline.
-    /// pg_rewind runs crash recovery first when the server did not stop cleanly.
+    /// Rewinds the stopped data directory to where it forked from `source`'s timeline. When
+    /// the server did not stop cleanly (`clean_shutdown` false), crash recovery runs first
+    /// (single-user mode), keeping the WAL pg_rewind needs.
     ///
     /// # Errors
     /// [`ProvisioningError`] when pg_rewind fails (the directory is left as pg_rewind left
     /// it; PostgreSQL refuses to start it half-rewound).
-    pub async fn rewind(&self, source: NodeId) -> Result<RewindOutcome, ProvisioningError> {
+    pub async fn rewind(
+        &self,
+        source: NodeId,
+        target_timeline: Timeline,
+        clean_shutdown: bool,
+    ) -> Result<RewindOutcome, ProvisioningError> {
+        if self.source_checkpoint_timeline(source).await? <= target_timeline {
+            return Ok(RewindOutcome::SourceNotReady);
+        }
+        if !clean_shutdown {
+            // pg_rewind would run this recovery itself, but its end-of-recovery checkpoint
+            // removes the WAL back to the last common checkpoint that pg_rewind then needs.
+            // With archiving on and an archive command that always fails, no segment counts
+            // as archived, so none is removed.
+            let args: Vec<OsString> = vec![
+                "--single".into(),
+                "-F".into(),
+                "-D".into(),
+                self.postgres.data_dir.clone().into(),
+                "-c".into(),
+                "archive_mode=on".into(),
+                "-c".into(),
+                "archive_command=false".into(),
+                "template1".into(),
+            ];
+            self.run(
+                &self.postgres.bin_dir.join("postgres"),
+                &args,
+                self.env(None),
+            )
+            .await?;
+        }
         let label = self.postgres.data_dir.join("backup_label");
         let conninfo = format!(
             "host={} port={} user={} dbname={} connect_timeout=5",
@@ -195,6 +240,44 @@ impl Provisioner {
         } else {
             RewindOutcome::NotNeeded
         })
+    }
+
+    /// The timeline of `source`'s latest checkpoint (what pg_rewind compares).
+    async fn source_checkpoint_timeline(
+        &self,
+        source: NodeId,
+    ) -> Result<Timeline, ProvisioningError> {
+        let fail = |message: String| ProvisioningError::Source {
+            source_node: source,
+            message,
+        };
+        let mut pg = tokio_postgres::Config::new();
+        pg.host(source.addr().ip().to_string())
+            .port(source.addr().port())
+            .user(&self.postgres.user)
+            .dbname(&self.postgres.dbname)
+            .application_name("zgres-deadman")
+            .connect_timeout(Duration::from_secs(5));
+        if let Some(password) = &self.postgres.password {
+            pg.password(password.expose());
+        }
+        let query = async {
+            let (client, connection) = pg.connect(tokio_postgres::NoTls).await?;
+            let driver = tokio::spawn(connection);
+            let row = client
+                .query_one("SELECT timeline_id FROM pg_control_checkpoint()", &[])
+                .await;
+            driver.abort();
+            row
+        };
+        let row = tokio::time::timeout(Duration::from_secs(10), query)
+            .await
+            .map_err(|_| fail("no answer within 10s".into()))?
+            .map_err(|e| fail(e.to_string()))?;
+        u32::try_from(row.get::<_, i32>(0))
+            .ok()
+            .and_then(|t| Timeline::new(t).ok())
+            .ok_or_else(|| fail("not a timeline".into()))
     }
 
     /// Deletes everything in the data directory (only after the operator allowed re-cloning,

@@ -103,6 +103,7 @@ fn obs(now: Instant, lock: LockView, postgres: LocalPostgres, peers: Vec<Peer>) 
         group_timeline: None,
         switchover: None,
         wall_ms: 0,
+        sync: None,
     }
 }
 
@@ -595,4 +596,31 @@ fn paused_groups_take_no_automatic_action() {
     assert!(matches!(d.decide(&o)[..], [Action::StopPostgres { .. }]));
     o.lock = LockView::Free;
     assert_eq!(d.decide(&o), [Action::AcquireLock]);
+}
+
+#[test]
+fn in_synchronous_mode_only_listed_nodes_contend() {
+    let t = Instant::now();
+    let config = GroupConfig {
+        synchronous_mode: zgres_schema::documents::SyncMode::On,
+        ..GroupConfig::default()
+    };
+    let sync = SyncState {
+        primary: node(9),
+        standbys: [node(2)].into_iter().collect(),
+    };
+    // Node 1 has more WAL but is not synchronous: it stays out, and does not block node 2.
+    let mut one = decider(1);
+    let peers = vec![fresh(peer_state(2, Role::Replica, 500))];
+    let mut o = obs(t, LockView::Free, standby(900), peers);
+    o.config = config.clone();
+    o.sync = Some(sync.clone());
+    assert!(!one.decide(&o).contains(&Action::AcquireLock));
+    assert_eq!(one.last_ineligible(), Some(Ineligible::NotSynchronous));
+    let mut two = decider(2);
+    let peers = vec![fresh(peer_state(1, Role::Replica, 900))];
+    let mut o = obs(t, LockView::Free, standby(500), peers);
+    o.config = config;
+    o.sync = Some(sync);
+    assert!(two.decide(&o).contains(&Action::AcquireLock));
 }

@@ -275,7 +275,7 @@ impl Group {
             "[zookeeper]\nconnect = \"{connect}\"\nsession_timeout_ms = {}\nfence_margin_ms = {}\n\
              [node]\ngroup = \"{GROUP}\"\naddress = \"127.0.0.1\"\nname = \"{}\"\n\
              [postgres]\ndata_dir = \"{}\"\nport = {}\n{run_as}\
-             parameters = {{ listen_addresses = \"127.0.0.1\", unix_socket_directories = \"{}\" }}\n\
+             parameters = {{ listen_addresses = \"127.0.0.1\", unix_socket_directories = \"{}\", log_min_messages = \"log\" }}\n\
              [timing]\nloop_interval_ms = {}\nstate_refresh_ms = 1000\nelection_wait_ms = 1000\n\
              stop_timeout_ms = 10000\nprimary_restart_timeout_ms = {}\nplugin_interval_ms = 200\n\
              [api]\nlisten = \"127.0.0.1:{}\"\n[log]\nlevel = \"{}\"\n{}",
@@ -412,12 +412,21 @@ impl Group {
         self.nodes
             .iter()
             .map(|n| {
+                // The deadman's own lines and PostgreSQL's (which carry " UTC [pid] ") apart,
+                // so a chatty server does not hide what the deadman decided.
                 let text = n.log_text();
-                let lines: Vec<&str> = text.lines().collect();
+                let (server, deadman): (Vec<&str>, Vec<&str>) = text
+                    .lines()
+                    .filter(|l| !l.contains("DEBUG") && !l.starts_with('\t'))
+                    .partition(|l| l.contains(" UTC ["));
+                let tail =
+                    |lines: &[&str], n: usize| lines[lines.len().saturating_sub(n)..].join("\n");
                 format!(
-                    "--- {} (last lines) ---\n{}",
+                    "--- {} deadman (last lines) ---\n{}\n--- {} postgres (last lines) ---\n{}",
                     n.name,
-                    lines[lines.len().saturating_sub(40)..].join("\n")
+                    tail(&deadman, 30),
+                    n.name,
+                    tail(&server, 12)
                 )
             })
             .collect::<Vec<_>>()
@@ -499,6 +508,11 @@ impl Writer {
             })
             .collect();
         Writer { stop, acks, tasks }
+    }
+
+    /// The writes acknowledged so far.
+    pub async fn acks(&self) -> Vec<Ack> {
+        self.acks.lock().await.clone()
     }
 
     pub async fn finish(self) -> Vec<Ack> {

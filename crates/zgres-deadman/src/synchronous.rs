@@ -1,0 +1,189 @@
+//! Synchronous replication, kept by the primary as a pure state machine: what
+//! `synchronous_standby_names` should be and what `/sync/{GROUP}` may claim.
+//!
+//! The invariant: every commit PostgreSQL acknowledged is on every node `/sync` lists (only
+//! those, and the primary itself, may be promoted). It holds because the steps come in this
+//! order, one per round:
+//! - a node leaves `/sync` *before* `synchronous_standby_names` stops waiting for it;
+//! - a node joins `/sync` only *after* `synchronous_standby_names` waits for it, PostgreSQL
+//!   reports it as `sync`, and its flushed position has reached the primary's position taken
+//!   once it was `sync` (so commits acknowledged before it became synchronous are on it too).
+//!
+//! One synchronous standby is kept (the one already in `/sync` while it streams, else the one
+//! with the most WAL). With none available, `on` turns replication asynchronous (and says so);
+//! `strict` sets `*`, so commits wait for any standby to come back.
+
+use std::collections::BTreeSet;
+
+use zgres_schema::documents::{SyncMode, SyncState};
+use zgres_schema::{Lsn, NodeId};
+
+/// A standby connected to the primary, from `pg_stat_replication`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Connected {
+    /// The node (its `application_name` is its node id).
+    pub node: NodeId,
+    /// `state = 'streaming'`.
+    pub streaming: bool,
+    /// `sync_state = 'sync'`.
+    pub synchronous: bool,
+    /// `flush_lsn`.
+    pub flush: Option<Lsn>,
+}
+
+/// What the primary sees this round.
+#[derive(Debug, Clone)]
+pub struct SyncInputs {
+    /// The group's mode.
+    pub mode: SyncMode,
+    /// This node (the primary).
+    pub me: NodeId,
+    /// `/sync/{GROUP}` as it is now.
+    pub published: Option<SyncState>,
+    /// The current `synchronous_standby_names`.
+    pub standby_names: String,
+    /// Connected standbys.
+    pub connected: Vec<Connected>,
+    /// Nodes allowed to be synchronous (healthy replicas without the `nosync` tag).
+    pub allowed: BTreeSet<NodeId>,
+}
+
+/// One step towards the wanted state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyncStep {
+    /// Write `/sync/{GROUP}` with this primary and these standbys.
+    Publish(BTreeSet<NodeId>),
+    /// Delete `/sync/{GROUP}` (synchronous mode is off).
+    Unpublish,
+    /// Set `synchronous_standby_names` (and reload).
+    SetStandbyNames(String),
+    /// Remember the primary's current WAL position as what `node` must reach.
+    Confirm(NodeId),
+}
+
+/// The `synchronous_standby_names` value that waits for exactly `node`.
+pub fn standby_name(node: NodeId) -> String {
+    format!("\"{node}\"")
+}
+
+/// The primary's synchronous-replication bookkeeping.
+#[derive(Debug, Default)]
+pub struct SyncKeeper {
+    /// A standby being confirmed, and the position it must reach.
+    pending: Option<(NodeId, Lsn)>,
+    degraded: bool,
+    /// `/sync` was written by this keeper (this term as primary): only then does its content
+    /// describe our commits.
+    owned: bool,
+}
+
+impl SyncKeeper {
+    /// Records that `step` was carried out.
+    pub fn done(&mut self, step: &SyncStep) {
+        match step {
+            SyncStep::Publish(_) => self.owned = true,
+            SyncStep::Unpublish => self.owned = false,
+            _ => {}
+        }
+    }
+
+    /// Records the position `node` must reach (after a [`SyncStep::Confirm`]).
+    pub fn confirming(&mut self, node: NodeId, position: Lsn) {
+        self.pending = Some((node, position));
+    }
+
+    /// Whether no synchronous standby is in force (commits are asynchronous in `on` mode, or
+    /// wait in `strict` mode).
+    pub fn degraded(&self) -> bool {
+        self.degraded
+    }
+
+    /// The next step, or `None` when everything is as wanted.
+    pub fn step(&mut self, inputs: &SyncInputs) -> Option<SyncStep> {
+        let me = inputs.me;
+        if inputs.mode == SyncMode::Off {
+            self.pending = None;
+            self.degraded = false;
+            if inputs.published.is_some() || self.owned {
+                return Some(SyncStep::Unpublish);
+            }
+            return (!inputs.standby_names.is_empty())
+                .then(|| SyncStep::SetStandbyNames(String::new()));
+        }
+        // A document of a previous primary (or of an earlier term of ours) says nothing about
+        // our commits: start empty.
+        let published: BTreeSet<NodeId> = match &inputs.published {
+            Some(doc) if doc.primary == me && self.owned => doc.standbys.clone(),
+            _ => return Some(SyncStep::Publish(BTreeSet::new())),
+        };
+        let usable = |c: &&Connected| c.streaming && inputs.allowed.contains(&c.node);
+        let usable: Vec<&Connected> = inputs.connected.iter().filter(usable).collect();
+        // Stick to the standby in /sync, else the one PostgreSQL already waits for, else the
+        // one with the most WAL: changing costs rounds in which nobody can be promoted.
+        let desired = usable
+            .iter()
+            .find(|c| published.contains(&c.node))
+            .or_else(|| {
+                usable
+                    .iter()
+                    .find(|c| standby_name(c.node) == inputs.standby_names)
+            })
+            .or_else(|| {
+                usable
+                    .iter()
+                    .max_by_key(|c| (c.flush, std::cmp::Reverse(c.node)))
+            })
+            .map(|c| c.node);
+
+        // 1. Shrink /sync before anything stops waiting for the removed node.
+        let kept: BTreeSet<NodeId> = published
+            .iter()
+            .copied()
+            .filter(|n| Some(*n) == desired)
+            .collect();
+        if kept != published {
+            return Some(SyncStep::Publish(kept));
+        }
+        // 2. Make PostgreSQL wait for the desired standby (or degrade).
+        let wanted_names = match (desired, inputs.mode) {
+            (Some(node), _) => standby_name(node),
+            (None, SyncMode::Strict) => "*".to_owned(),
+            (None, _) => String::new(),
+        };
+        self.degraded = desired.is_none();
+        if inputs.standby_names != wanted_names {
+            self.pending = None;
+            return Some(SyncStep::SetStandbyNames(wanted_names));
+        }
+        // 3. Grow /sync once the standby is synchronous and has caught up.
+        let node = desired?;
+        if published.contains(&node) {
+            return None;
+        }
+        let connected = usable.iter().find(|c| c.node == node)?;
+        if !connected.synchronous {
+            self.pending = None;
+            return None;
+        }
+        match self.pending {
+            Some((pending, at)) if pending == node => {
+                if connected.flush.is_some_and(|flush| flush >= at) {
+                    self.pending = None;
+                    Some(SyncStep::Publish(BTreeSet::from([node])))
+                } else {
+                    None
+                }
+            }
+            _ => Some(SyncStep::Confirm(node)),
+        }
+    }
+}
+
+/// Whether `node` may be promoted under `sync` (the group's `/sync`): only listed standbys and
+/// the primary that wrote it. Without a document there is no synchronous guarantee to keep.
+pub fn may_promote(sync: Option<&SyncState>, node: NodeId) -> bool {
+    sync.map_or(true, |s| s.primary == node || s.standbys.contains(&node))
+}
+
+#[cfg(test)]
+mod tests;

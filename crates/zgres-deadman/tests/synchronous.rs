@@ -1,0 +1,148 @@
+//! Synchronous mode: no acknowledged commit is lost when the primary's node is killed, over
+//! and over; strict mode makes commits wait for a standby, `on` degrades to asynchronous.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{missing_acks, Group, Timing, Writer, DEADLINE};
+use zgres_schema::documents::{GroupConfig, SyncMode, SyncState};
+use zgres_schema::{decode, Znode};
+use zgres_testkit::poll;
+
+fn mode(synchronous_mode: SyncMode) -> GroupConfig {
+    GroupConfig {
+        synchronous_mode,
+        ..GroupConfig::default()
+    }
+}
+
+/// Waits until `/sync` names `primary` and one synchronous standby; returns the standby.
+async fn wait_synchronous_standby(group: &Group, primary: usize) -> usize {
+    let client = group.zk_client().await;
+    let path = group.path(Znode::Sync);
+    let primary_id = group.nodes[primary].node_id();
+    poll::until(
+        &format!("/sync to list a standby of n{primary}"),
+        DEADLINE,
+        || async {
+            let (data, _) = client.get_data(&path).await.ok()?;
+            let sync: SyncState = decode(&path, &data).ok()?;
+            if sync.primary.to_string() != primary_id {
+                return None;
+            }
+            let standby = sync.standbys.iter().next()?.to_string();
+            group.nodes.iter().position(|n| n.node_id() == standby)
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", group.logs()))
+}
+
+/// A writer commits on every node without pause while the primary's node (deadman and
+/// PostgreSQL) is killed with SIGKILL, 20 times in a row; each time the old node rejoins.
+/// Every acknowledged commit is on every new primary, and only the synchronous standby is
+/// ever promoted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_acknowledged_commit_is_lost_over_twenty_primary_kills() {
+    let mut group = Group::prepare(3, Timing::default()).await;
+    group.set_group_config(&mode(SyncMode::On)).await;
+    group.start_all();
+    let mut primary = group.wait_primary(&[]).await;
+    let writer = Writer::start(&group);
+    for round in 1..=20 {
+        let standby = wait_synchronous_standby(&group, primary).await;
+        let before = writer.acks().await.len();
+        poll::until("commits on the primary", DEADLINE, || async {
+            let acks = writer.acks().await;
+            (acks[before.min(acks.len())..]
+                .iter()
+                .filter(|a| a.node == primary)
+                .count()
+                > 20)
+                .then_some(())
+        })
+        .await
+        .unwrap();
+
+        group.nodes[primary].kill_postgres();
+        group.nodes[primary].deadman.take().unwrap().kill();
+        let new = group.wait_primary(&[primary]).await;
+        assert_eq!(
+            new, standby,
+            "round {round}: only the synchronous standby is promoted"
+        );
+        let acks = writer.acks().await;
+        let missing = missing_acks(&group, &acks, new).await;
+        assert!(
+            missing.is_empty(),
+            "round {round}: {} acknowledged commits are missing on the new primary n{new}: {:?}",
+            missing.len(),
+            &missing[..missing.len().min(5)]
+        );
+        println!(
+            "round {round}: n{primary} killed, n{new} promoted, {} acknowledged commits all present",
+            acks.len()
+        );
+        group.start(primary);
+        group.wait_following(primary, new).await;
+        primary = new;
+    }
+    writer.finish().await;
+}
+
+/// Strict mode: with the only standby gone, a commit waits until it is back. `on`: the same
+/// commit goes through at once, and the primary says replication is asynchronous.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_mode_waits_for_a_standby_and_on_mode_degrades() {
+    let mut group = Group::prepare(2, Timing::default()).await;
+    group.set_group_config(&mode(SyncMode::Strict)).await;
+    group.start_all();
+    assert_eq!(group.wait_primary(&[]).await, 0);
+    assert_eq!(wait_synchronous_standby(&group, 0).await, 1);
+
+    group.nodes[1].deadman.take().unwrap().kill();
+    group.nodes[1].kill_postgres();
+    let client = group.nodes[0].client().await.unwrap();
+    let commit = tokio::spawn(async move {
+        client
+            .execute("INSERT INTO writes (node, seq) VALUES ('strict', 1)", &[])
+            .await
+            .map(drop)
+    });
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        !commit.is_finished(),
+        "a commit was acknowledged without a synchronous standby in strict mode"
+    );
+    group.start(1);
+    tokio::time::timeout(DEADLINE, commit)
+        .await
+        .expect("the commit completes once the standby is back")
+        .unwrap()
+        .unwrap();
+
+    wait_synchronous_standby(&group, 0).await;
+    group.set_group_config(&mode(SyncMode::On)).await;
+    group.nodes[1].deadman.take().unwrap().kill();
+    group.nodes[1].kill_postgres();
+    poll::until("a commit without the standby", DEADLINE, || async {
+        let client = group.nodes[0].client().await?;
+        tokio::time::timeout(
+            Duration::from_secs(1),
+            client.execute("INSERT INTO writes (node, seq) VALUES ('degraded', 1)", &[]),
+        )
+        .await
+        .ok()?
+        .ok()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", group.logs()));
+    assert!(
+        group.nodes[0]
+            .log_text()
+            .contains("replication is asynchronous until one is back"),
+        "{}",
+        group.logs()
+    );
+}
