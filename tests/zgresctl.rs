@@ -1,5 +1,5 @@
-//! zgresctl against a real group run by deadmen: list, show, config get/set, pause/resume,
-//! history, and clear errors.
+//! zgresctl against a real group run by deadmen: list, show, config get/set/edit,
+//! pause/resume, history, switchover/failover, and clear errors.
 
 mod e2e;
 #[path = "../crates/zgres-deadman/tests/support/mod.rs"]
@@ -93,7 +93,121 @@ async fn zgresctl_shows_and_steers_a_group() {
         config["maximum_lag_on_failover_bytes"], 4096,
         "other keys kept"
     );
-    assert!(stdout(&zgresctl(&zk, &["history", "main"])).contains("no promotions"));
+    let history = stdout(&zgresctl(&zk, &["history", "main"]));
+    assert!(
+        history.contains("bootstrap") && history.contains(&primary),
+        "{history}"
+    );
+
+    // config edit: the editor is a program that rewrites the file (no shell involved).
+    let dir = tempfile::tempdir().unwrap();
+    let editor = dir.path().join("editor");
+    std::fs::write(
+        &editor,
+        "#!/bin/sh\nsed -i 's/\"maximum_lag_on_failover_bytes\": 4096/\"maximum_lag_on_failover_bytes\": 8192/' \"$1\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&editor, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let edit = std::process::Command::new(binary("zgresctl"))
+        .args(["--zookeeper", &zk, "config", "edit", "main"])
+        .env("VISUAL", &editor)
+        .output()
+        .unwrap();
+    stdout(&edit);
+    let config: serde_json::Value =
+        serde_json::from_str(&stdout(&zgresctl(&zk, &["config", "get", "main"]))).unwrap();
+    assert_eq!(config["maximum_lag_on_failover_bytes"], 8192);
+    std::fs::write(
+        &editor,
+        "#!/bin/sh\nsed -i 's/\"paused\"/\"pausd\"/' \"$1\"\n",
+    )
+    .unwrap();
+    let bad = std::process::Command::new(binary("zgresctl"))
+        .args(["--zookeeper", &zk, "config", "edit", "main"])
+        .env("VISUAL", &editor)
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("pausd"));
+
+    // Switchover needs confirmation: without a terminal, --force.
+    let refused = zgresctl(&zk, &["switchover", "main"]);
+    assert_eq!(refused.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--force"));
+    let out = zgresctl(&zk, &["switchover", "main", "--to", &primary, "--force"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already the primary"));
+    // A scheduled one waits, and can be cancelled.
+    let out = zgresctl(
+        &zk,
+        &[
+            "switchover",
+            "main",
+            "--to",
+            &replica,
+            "--scheduled",
+            "+1h",
+            "--force",
+        ],
+    );
+    stdout(&out);
+    let pending = zgresctl(&zk, &["switchover", "main", "--force"]);
+    assert!(String::from_utf8_lossy(&pending.stderr).contains("already pending"));
+    assert!(stdout(&zgresctl(&zk, &["switchover", "--cancel", "main"])).contains("cancelled"));
+    // Now at once: the replica becomes the primary, the old one follows it.
+    let done = stdout(&zgresctl(
+        &zk,
+        &["switchover", "main", "--to", &replica, "--force"],
+    ));
+    assert!(
+        done.contains(&format!("{replica} is the primary now")),
+        "{done}"
+    );
+    group.wait_following(0, 1).await;
+    poll::until(
+        "the old primary to publish itself as a replica",
+        DEADLINE,
+        || {
+            let shown = zgresctl(&zk, &["show", "main", &primary]);
+            let v: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap_or_default();
+            std::future::ready(
+                (v["state"]["role"] == "replica"
+                    && v["state"]["problems"] == serde_json::json!([]))
+                .then_some(()),
+            )
+        },
+    )
+    .await
+    .unwrap();
+    // And a forced failover back.
+    let done = stdout(&zgresctl(
+        &zk,
+        &["failover", "main", "--to", &primary, "--force"],
+    ));
+    assert!(
+        done.contains(&format!("{primary} is the primary now")),
+        "{done}"
+    );
+    group.wait_following(1, 0).await;
+    let history = stdout(&zgresctl(&zk, &["history", "main"]));
+    assert!(
+        history.contains("switchover") && history.contains("manualfailover"),
+        "{history}"
+    );
+
+    // list --watch refreshes until interrupted (JSON: one snapshot per line).
+    let mut watch = std::process::Command::new(binary("zgresctl"))
+        .args(["--zookeeper", &zk, "--json", "list", "--watch", "0.2"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(watch.stdout.take().unwrap()));
+    for _ in 0..2 {
+        let line = lines.next().unwrap().unwrap();
+        let snapshot: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(snapshot[0]["group"], "main");
+    }
+    watch.kill().unwrap();
+    watch.wait().unwrap();
 
     // Errors say what is wrong.
     let out = zgresctl(&zk, &["list", "nosuchgroup"]);

@@ -1,11 +1,13 @@
 //! `zgresctl`: parse arguments, run one command against ZooKeeper, print the result.
 #![forbid(unsafe_code)]
 
+use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand};
-use zgresctl::inventory::{set_config_value, CtlError, Inventory};
+use zgres_schema::documents::SwitchoverKind;
+use zgresctl::inventory::{parse_config, set_config_value, CtlError, HandOver, Inventory};
 use zgresctl::render;
 
 use zgres_config::EXIT_USAGE;
@@ -36,6 +38,9 @@ enum Command {
     List {
         /// Only this group.
         group: Option<String>,
+        /// Refresh every SECONDS (default 2) until interrupted.
+        #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "2")]
+        watch: Option<f64>,
     },
     /// The full state of one node.
     Show {
@@ -53,6 +58,35 @@ enum Command {
     Config {
         #[command(subcommand)]
         action: ConfigAction,
+    },
+    /// Planned switchover: the primary stops writes, the candidate catches up fully and is
+    /// promoted, the old primary follows it.
+    Switchover {
+        /// The group.
+        group: String,
+        /// The replica to promote (default: the best one).
+        #[arg(long, value_name = "NODE")]
+        to: Option<String>,
+        /// Not before this time: RFC 3339 (`2026-11-22T03:00:00Z`) or `+10m`-style from now.
+        #[arg(long, value_name = "TIME")]
+        scheduled: Option<String>,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        force: bool,
+        /// Cancel the pending switchover or failover instead.
+        #[arg(long, conflicts_with_all = ["to", "scheduled"])]
+        cancel: bool,
+    },
+    /// Forced failover to a named replica, even when the primary is gone.
+    Failover {
+        /// The group.
+        group: String,
+        /// The replica to promote.
+        #[arg(long, value_name = "NODE")]
+        to: String,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        force: bool,
     },
     /// Stop automatic actions (failover) in the group.
     Pause {
@@ -81,6 +115,140 @@ enum ConfigAction {
         #[arg(required = true)]
         assignments: Vec<String>,
     },
+    /// Edit it in $VISUAL / $EDITOR; written back only if unchanged meanwhile.
+    Edit {
+        /// The group.
+        group: String,
+    },
+}
+
+/// Milliseconds since the epoch for `--scheduled`.
+fn parse_scheduled(text: &str) -> Result<u64, CtlError> {
+    let at = match text.strip_prefix('+') {
+        Some(offset) => humantime::parse_duration(offset)
+            .map(|d| SystemTime::now() + d)
+            .map_err(|e| CtlError::Usage(format!("--scheduled {text:?}: {e}")))?,
+        None => humantime::parse_rfc3339_weak(text).map_err(|e| {
+            CtlError::Usage(format!(
+                "--scheduled {text:?}: {e} (use 2026-11-22T03:00:00Z or +10m)"
+            ))
+        })?,
+    };
+    Ok(at
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64))
+}
+
+/// Asks on the terminal; refuses when there is none (scripts say `--force`).
+fn confirm(question: &str) -> Result<(), CtlError> {
+    if !std::io::stdin().is_terminal() {
+        return Err(CtlError::Usage(format!(
+            "{question}: no terminal to confirm on; add --force"
+        )));
+    }
+    eprint!("{question} [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut answer);
+    match answer.trim() {
+        "y" | "Y" | "yes" => Ok(()),
+        _ => Err(CtlError::Refused("aborted; nothing was changed".into())),
+    }
+}
+
+/// Runs the operator's editor on `path` (no shell: the variable is split on whitespace).
+async fn edit_file(path: &std::path::Path) -> Result<(), CtlError> {
+    let editor = std::env::var("VISUAL")
+        .or_else(|_| std::env::var("EDITOR"))
+        .unwrap_or_else(|_| "vi".into());
+    let mut words = editor.split_whitespace();
+    let program = words
+        .next()
+        .ok_or_else(|| CtlError::Usage("$EDITOR is empty".into()))?;
+    let status = tokio::process::Command::new(program)
+        .args(words)
+        .arg(path)
+        .status()
+        .await
+        .map_err(|e| CtlError::Usage(format!("cannot run {program}: {e}")))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(CtlError::Refused(format!(
+            "{program} exited with {status}; nothing was changed"
+        )))
+    }
+}
+
+async fn hand_over(
+    inventory: &Inventory,
+    group: &str,
+    request: HandOver,
+    force: bool,
+    json: bool,
+) -> Result<(), CtlError> {
+    let target = request
+        .to
+        .clone()
+        .unwrap_or_else(|| "the best replica".into());
+    let verb = match request.kind {
+        SwitchoverKind::Switchover => "Switch over",
+        SwitchoverKind::Failover => "Fail over",
+    };
+    if !force {
+        confirm(&format!("{verb} group {group} to {target}?"))?;
+    }
+    let (doc, old) = inventory.request_hand_over(group, &request).await?;
+    if doc.scheduled_at_ms.is_some() {
+        if json {
+            print_json(&doc);
+        } else {
+            println!("{verb} of group {group} to {target} scheduled; `zgresctl switchover --cancel {group}` cancels it");
+        }
+        return Ok(());
+    }
+    let new = inventory
+        .wait_hand_over(group, old, Duration::from_secs(120))
+        .await?;
+    if json {
+        print_json(&serde_json::json!({"group": group, "old_primary": old, "new_primary": new}));
+    } else {
+        println!(
+            "group {group}: {new} is the primary now (was {})",
+            old.map_or("none".into(), |o| o.to_string())
+        );
+    }
+    Ok(())
+}
+
+async fn watch_list(
+    inventory: &Inventory,
+    group: Option<&str>,
+    every: f64,
+    json: bool,
+) -> Result<(), CtlError> {
+    let every = Duration::try_from_secs_f64(every)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| CtlError::Usage("--watch: give a positive number of seconds".into()))?;
+    loop {
+        let groups = inventory.groups(group).await?;
+        if json {
+            println!("{}", serde_json::to_string(&groups).unwrap_or_default());
+        } else {
+            // Clear the screen and go home, as watch(1) does.
+            print!(
+                "\x1b[2J\x1b[H{}  (every {every:?}; Ctrl-C to stop)\n{}",
+                humantime::format_rfc3339_seconds(SystemTime::now()),
+                render::groups(&groups)
+            );
+        }
+        let _ = std::io::stdout().flush();
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        }
+    }
 }
 
 fn print_json(value: &impl serde::Serialize) {
@@ -93,7 +261,11 @@ fn print_json(value: &impl serde::Serialize) {
 async fn run(args: Args) -> Result<(), CtlError> {
     let inventory = Inventory::connect(&args.zookeeper, &args.root, Duration::from_secs(5)).await?;
     match args.command {
-        Command::List { group } => {
+        Command::List {
+            group,
+            watch: Some(every),
+        } => watch_list(&inventory, group.as_deref(), every, args.json).await?,
+        Command::List { group, watch: None } => {
             let groups = inventory.groups(group.as_deref()).await?;
             if args.json {
                 print_json(&groups);
@@ -127,6 +299,68 @@ async fn run(args: Args) -> Result<(), CtlError> {
                 })
                 .await?;
             print_json(&config);
+        }
+        Command::Config {
+            action: ConfigAction::Edit { group },
+        } => {
+            let name = inventory.groups(Some(&group)).await?.remove(0).group;
+            let (config, version) = inventory.config(&name).await?;
+            let original = serde_json::to_string_pretty(&config).unwrap_or_default() + "\n";
+            let path = std::env::temp_dir().join(format!(
+                "zgresctl-config-{group}-{}.json",
+                std::process::id()
+            ));
+            std::fs::write(&path, &original)
+                .map_err(|e| CtlError::Usage(format!("{}: {e}", path.display())))?;
+            let edited = async {
+                edit_file(&path).await?;
+                std::fs::read_to_string(&path)
+                    .map_err(|e| CtlError::Usage(format!("{}: {e}", path.display())))
+            }
+            .await;
+            let _ = std::fs::remove_file(&path);
+            let edited = edited?;
+            if edited == original {
+                println!("no changes");
+                return Ok(());
+            }
+            let config = parse_config(&edited)?;
+            inventory.write_config(&name, &config, version).await?;
+            print_json(&config);
+        }
+        Command::Switchover {
+            group,
+            cancel: true,
+            ..
+        } => {
+            if inventory.cancel_hand_over(&group).await? {
+                println!("pending request for group {group} cancelled");
+            } else {
+                println!("group {group} has no pending request");
+            }
+        }
+        Command::Switchover {
+            group,
+            to,
+            scheduled,
+            force,
+            cancel: false,
+        } => {
+            let scheduled_at_ms = scheduled.as_deref().map(parse_scheduled).transpose()?;
+            let request = HandOver {
+                kind: SwitchoverKind::Switchover,
+                to,
+                scheduled_at_ms,
+            };
+            hand_over(&inventory, &group, request, force, args.json).await?;
+        }
+        Command::Failover { group, to, force } => {
+            let request = HandOver {
+                kind: SwitchoverKind::Failover,
+                to: Some(to),
+                scheduled_at_ms: None,
+            };
+            hand_over(&inventory, &group, request, force, args.json).await?;
         }
         Command::Pause { group } => {
             inventory

@@ -76,18 +76,20 @@ pub fn history(history: &History) -> String {
         return "no promotions recorded\n".into();
     }
     let mut out = format!(
-        "| {:>2} | {:<12} | {:<15} | {:<22} | {:>13} |\n",
-        "TL", "LSN", "Reason", "New primary", "At (unix ms)"
+        "| {:>2} | {:<12} | {:<15} | {:<22} | {:<22} | {:<20} |\n",
+        "TL", "LSN", "Reason", "New primary", "Old primary", "At (UTC)"
     );
     for e in &history.entries {
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(e.at_ms);
         let _ = writeln!(
             out,
-            "| {:>2} | {:<12} | {:<15} | {:<22} | {:>13} |",
+            "| {:>2} | {:<12} | {:<15} | {:<22} | {:<22} | {:<20} |",
             e.timeline.to_string(),
             e.lsn.to_string(),
             format!("{:?}", e.reason).to_lowercase(),
             e.new_primary.to_string(),
-            e.at_ms
+            e.old_primary.map(|n| n.to_string()).unwrap_or_default(),
+            humantime::format_rfc3339_seconds(at).to_string()
         );
     }
     out
