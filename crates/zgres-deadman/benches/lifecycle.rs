@@ -1,0 +1,230 @@
+//! Lifecycle benchmark with real deadmen, ZooKeeper and PostgreSQL (release build), at
+//! production-like timing (session 4 s, loop 1 s). A writer commits without pause on every node;
+//! each acknowledged commit carries the server's commit time (all nodes share this host's
+//! clock).
+//!
+//! Prints:
+//! - planned switchover (`/switchover`, best candidate), over `ZGRES_BENCH_RUNS` runs (default
+//!   5): write downtime, the gap between the old primary's last acknowledged commit and the new
+//!   primary's first, and acknowledged commits lost;
+//! - synchronous mode (`on`), `ZGRES_BENCH_KILLS` (default 20) kill -9s of the primary node in
+//!   a row (the old node rejoins each time): seconds from the kill to the first commit the new
+//!   primary acknowledges, and acknowledged commits lost.
+//!
+//! Run: `cargo bench -p zgres-deadman --bench lifecycle`
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::time::{Duration, SystemTime};
+
+use support::{missing_acks, Ack, Group, Timing, Writer};
+use zgres_schema::documents::{GroupConfig, SwitchoverKind, SyncMode, SyncState};
+use zgres_schema::{decode, encode, Znode};
+use zgres_testkit::poll;
+use zookeeper_client as zk;
+
+const DEADLINE: Duration = Duration::from_secs(120);
+
+fn timing() -> Timing {
+    Timing {
+        session_timeout_ms: 4_000,
+        fence_margin_ms: 1_000,
+        primary_restart_timeout_ms: 10_000,
+        loop_interval_ms: 1_000,
+    }
+}
+
+fn env_count(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(default)
+}
+
+fn summary(name: &str, samples: &[f64]) {
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let median = if sorted.len() % 2 == 1 {
+        sorted[sorted.len() / 2]
+    } else {
+        (sorted[sorted.len() / 2 - 1] + sorted[sorted.len() / 2]) / 2.0
+    };
+    println!(
+        "{name:<58} runs={} min={:.2}s median={:.2}s max={:.2}s",
+        sorted.len(),
+        sorted[0],
+        median,
+        sorted[sorted.len() - 1],
+    );
+}
+
+/// Waits until `node` has acknowledged `count` more commits than in `acks_before`.
+async fn commits_on(writer: &Writer, node: usize, after: usize, count: usize) {
+    poll::until("commits on a node", DEADLINE, || async {
+        let acks = writer.acks().await;
+        (acks[after.min(acks.len())..]
+            .iter()
+            .filter(|a| a.node == node)
+            .count()
+            >= count)
+            .then_some(())
+    })
+    .await
+    .unwrap();
+}
+
+fn last_on(acks: &[Ack], node: usize) -> SystemTime {
+    acks.iter()
+        .filter(|a| a.node == node)
+        .map(|a| a.at)
+        .max()
+        .unwrap()
+}
+
+fn first_on_after(acks: &[Ack], node: usize, after: SystemTime) -> SystemTime {
+    acks.iter()
+        .filter(|a| a.node == node && a.at > after)
+        .map(|a| a.at)
+        .min()
+        .unwrap()
+}
+
+async fn switchover_runs(runs: usize) -> (Vec<f64>, usize) {
+    let mut gaps = Vec::new();
+    let mut lost = 0;
+    for run in 0..runs {
+        let mut group = Group::prepare(3, timing()).await;
+        group.start_all();
+        let old = group.wait_primary(&[]).await;
+        group.wait_following((old + 1) % 3, old).await;
+        group.wait_following((old + 2) % 3, old).await;
+        let writer = Writer::start(&group);
+        commits_on(&writer, old, 0, 100).await;
+        let client = group.zk_client().await;
+        let request = zgres_schema::documents::Switchover {
+            kind: SwitchoverKind::Switchover,
+            from: None,
+            to: None,
+            scheduled_at_ms: None,
+            requested_at_ms: 0,
+            stopped_lsn: None,
+        };
+        client
+            .create(
+                &group.path(Znode::Switchover),
+                &encode(&request).unwrap(),
+                &zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all()),
+            )
+            .await
+            .unwrap();
+        let new = group.wait_primary(&[old]).await;
+        let before = writer.acks().await.len();
+        commits_on(&writer, new, before, 100).await;
+        let acks = writer.finish().await;
+        let last_old = last_on(&acks, old);
+        let gap = first_on_after(&acks, new, last_old)
+            .duration_since(last_old)
+            .unwrap()
+            .as_secs_f64();
+        let missing = missing_acks(&group, &acks, new).await.len();
+        println!(
+            "  switchover run {run}: n{old} -> n{new}, write gap {gap:.3}s, {} commits acknowledged, {missing} lost",
+            acks.len()
+        );
+        gaps.push(gap);
+        lost += missing;
+    }
+    (gaps, lost)
+}
+
+async fn synchronous_standby(group: &Group, primary: usize) -> usize {
+    let client = group.zk_client().await;
+    let path = group.path(Znode::Sync);
+    let id = group.nodes[primary].node_id();
+    poll::until("a synchronous standby", DEADLINE, || async {
+        let (data, _) = client.get_data(&path).await.ok()?;
+        let sync: SyncState = decode(&path, &data).ok()?;
+        let standby = sync.standbys.iter().next()?.to_string();
+        (sync.primary.to_string() == id)
+            .then(|| group.nodes.iter().position(|n| n.node_id() == standby))
+            .flatten()
+    })
+    .await
+    .unwrap()
+}
+
+async fn synchronous_kills(kills: usize) -> (Vec<f64>, usize, usize) {
+    let mut group = Group::prepare(3, timing()).await;
+    group
+        .set_group_config(&GroupConfig {
+            synchronous_mode: SyncMode::On,
+            ..GroupConfig::default()
+        })
+        .await;
+    group.start_all();
+    let mut primary = group.wait_primary(&[]).await;
+    let writer = Writer::start(&group);
+    let mut times = Vec::new();
+    let mut lost = 0;
+    for kill in 0..kills {
+        synchronous_standby(&group, primary).await;
+        let before = writer.acks().await.len();
+        commits_on(&writer, primary, before, 50).await;
+        let killed_at = SystemTime::now();
+        group.nodes[primary].kill_postgres();
+        group.nodes[primary].deadman.take().unwrap().kill();
+        let new = group.wait_primary(&[primary]).await;
+        let acks = poll::until(
+            "the writer's first commit on the new primary",
+            DEADLINE,
+            || async {
+                let acks = writer.acks().await;
+                acks.iter()
+                    .any(|a| a.node == new && a.at > killed_at)
+                    .then_some(acks)
+            },
+        )
+        .await
+        .unwrap();
+        let took = first_on_after(&acks, new, killed_at)
+            .duration_since(killed_at)
+            .unwrap()
+            .as_secs_f64();
+        let missing = missing_acks(&group, &acks, new).await.len();
+        println!(
+            "  synchronous kill {kill}: n{primary} killed, n{new} took writes after {took:.2}s, {missing} of {} acknowledged commits lost",
+            acks.len()
+        );
+        times.push(took);
+        lost += missing;
+        group.start(primary);
+        group.wait_following(primary, new).await;
+        primary = new;
+    }
+    let total = writer.finish().await.len();
+    (times, lost, total)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    std::env::set_var("ZGRES_TEST_LOG", "info");
+    let runs = env_count("ZGRES_BENCH_RUNS", 5);
+    let kills = env_count("ZGRES_BENCH_KILLS", 20);
+    println!("zgres-deadman lifecycle benchmark: session timeout 4 s, loop 1 s");
+    let (gaps, switchover_lost) = switchover_runs(runs).await;
+    let (times, sync_lost, total) = synchronous_kills(kills).await;
+    println!();
+    summary(
+        "planned switchover: write gap (last old -> first new)",
+        &gaps,
+    );
+    println!("planned switchover: acknowledged commits lost: {switchover_lost}");
+    summary(
+        "synchronous mode: kill -9 primary node -> first new commit",
+        &times,
+    );
+    println!(
+        "synchronous mode: acknowledged commits lost over {kills} kills: {sync_lost} (of {total})"
+    );
+}
