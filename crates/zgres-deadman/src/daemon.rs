@@ -30,6 +30,7 @@ use crate::postgres_client::PostgresClient;
 use crate::postgres_process::PostgresProcess;
 use crate::provisioning::{Provisioner, ProvisioningError, RewindOutcome};
 use crate::synchronous::{SyncInputs, SyncKeeper, SyncStep};
+use zgres_systemd::Notifier;
 
 /// Why the daemon stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -151,6 +152,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
         provisioner,
         rewind_retry_at: None,
         paused: None,
+        notifier: Notifier::from_env(),
+        ready: false,
         shutdown: shutdown.clone(),
         postgres: PostgresProcess::new(config.postgres.clone(), fence.clone()),
         client: PostgresClient::new(config.postgres.clone(), config.node.to_string()),
@@ -195,6 +198,10 @@ struct Daemon {
     paused: Option<bool>,
     /// Synchronous replication, while this node is the primary.
     sync_keeper: SyncKeeper,
+    /// systemd: readiness, status and watchdog pings from the loop.
+    notifier: Notifier,
+    /// READY=1 was sent.
+    ready: bool,
     /// Long provisioning steps stop when this is cancelled.
     shutdown: CancellationToken,
     plugins: Option<Plugins>,
@@ -218,6 +225,8 @@ impl Daemon {
                     Err(ConnectError::Fatal(e)) => return Err(e),
                     Err(ConnectError::Retry(e)) => {
                         tracing::warn!(error = %e, retry_in = ?backoff, "ZooKeeper unreachable; PostgreSQL left as it is");
+                        self.notifier.keep_alive();
+                        self.notifier.status("ZooKeeper unreachable; retrying");
                         tokio::select! {
                             () = tokio::time::sleep(backoff) => {}
                             () = shutdown.cancelled() => {}
@@ -231,7 +240,15 @@ impl Daemon {
                 self.adopt_foreign_postmaster().await;
                 adopted = true;
             }
-            let pause = match self.round().await {
+            let next = self.round().await;
+            self.notifier.keep_alive();
+            if !self.ready && self.session.is_some() {
+                // The session is up and PostgreSQL was probed (or found stopped) once.
+                self.ready = true;
+                self.notifier
+                    .ready("ZooKeeper session established; first round done");
+            }
+            let pause = match next {
                 Next::Now => continue,
                 Next::Soon => ELECTION_POLL,
                 Next::Starting => STARTING_POLL,
@@ -562,6 +579,15 @@ impl Daemon {
                         != Some((state.role, state.problems.clone()))
                     {
                         tracing::info!(role = ?state.role, problems = ?state.problems, "published node state");
+                        self.notifier.status(&format!(
+                            "{:?}{}",
+                            state.role,
+                            if state.problems.is_empty() {
+                                String::new()
+                            } else {
+                                format!(": {}", state.problems.join("; "))
+                            }
+                        ));
                     }
                     self.published = Some((state.clone(), Instant::now()));
                 }
@@ -739,7 +765,7 @@ impl Daemon {
             }
         };
         let result = tokio::select! {
-            result = step => result,
+            result = keeping_alive(&mut self.notifier, step) => result,
             () = shutdown.cancelled() => Ok(()),
         };
         self.refresh_control().await;
@@ -763,8 +789,10 @@ impl Daemon {
         let Some(control) = self.control else {
             return false;
         };
+        let provisioner = self.provisioner.clone();
+        let rewind = provisioner.rewind(source, control.timeline, control.clean_shutdown);
         let result = tokio::select! {
-            result = self.provisioner.rewind(source, control.timeline, control.clean_shutdown) => result,
+            result = keeping_alive(&mut self.notifier, rewind) => result,
             () = shutdown.cancelled() => return false,
         };
         match result {
@@ -1019,6 +1047,7 @@ impl Daemon {
 
     /// Ordered, bounded shutdown: stop PostgreSQL, then release the lock, then leave.
     async fn shut_down(&mut self) {
+        self.notifier.stopping();
         tracing::info!("shutting down: stopping postgres");
         self.postgres
             .stop(false, self.config.timing.stop_timeout)
@@ -1032,6 +1061,19 @@ impl Daemon {
             session.coordinator.close().await;
         }
         tracing::info!("zgres-deadman stopped");
+    }
+}
+
+/// Runs `work` while pinging the systemd watchdog, so a long bootstrap, clone or rewind is not
+/// mistaken for a hung loop.
+async fn keeping_alive<F: std::future::Future>(notifier: &mut Notifier, work: F) -> F::Output {
+    let mut work = std::pin::pin!(work);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            out = &mut work => return out,
+            _ = tick.tick() => notifier.keep_alive(),
+        }
     }
 }
 

@@ -170,6 +170,7 @@ async fn foreign_data_directory_is_refused_and_untouched() {
         deadman: None,
         proxy: None,
         extra_config: String::new(),
+        env: vec![],
         api_port: zgres_testkit::ports::free_port().unwrap(),
     });
     group.start(1);

@@ -98,6 +98,8 @@ struct RawSync {
     hook_timeout_ms: u64,
     #[serde(default = "default_retry_max_ms")]
     retry_max_ms: u64,
+    #[serde(default)]
+    metrics_listen: Option<String>,
 }
 
 fn default_debounce_ms() -> u64 {
@@ -155,6 +157,8 @@ pub struct SyncConfig {
     pub hook_timeout: Duration,
     /// Longest wait between retries of a failing plugin.
     pub retry_max: Duration,
+    /// Where `GET /metrics` is served, if enabled.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// The built-in pgbouncer plugin.
@@ -305,6 +309,13 @@ impl Config {
             }
             libraries.push((p.library.clone(), Duration::from_millis(p.timeout_ms)));
         }
+        let metrics_listen = raw.sync.metrics_listen.as_ref().and_then(|text| {
+            text.parse()
+                .map_err(|_| {
+                    problems.add("sync.metrics_listen", format!("{text:?} is not IP:PORT"))
+                })
+                .ok()
+        });
         raw.log.validate(&mut problems);
         let config = layout.map(|layout| Config {
             zookeeper: ZookeeperConfig {
@@ -319,6 +330,7 @@ impl Config {
                 hooks_dir: raw.sync.hooks_dir,
                 hook_timeout: Duration::from_millis(raw.sync.hook_timeout_ms),
                 retry_max: Duration::from_millis(raw.sync.retry_max_ms),
+                metrics_listen,
             },
             pgbouncer: raw.pgbouncer.map(|p| PgbouncerConfig {
                 databases_file: p.databases_file,

@@ -9,10 +9,28 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, PgbouncerConfig};
 use crate::follower::{Change, FollowError, Follower};
+use crate::metrics::{self, Metrics};
 use crate::snapshot::{self, Snapshot};
 use crate::template::TemplatePlugin;
 use crate::{atomic_file, hooks, pgbouncer};
 use zgres_plugin::{LoadedPlugin, PluginError};
+use zgres_systemd::Notifier;
+
+/// How often the idle loop wakes to ping the systemd watchdog.
+const KEEP_ALIVE: Duration = Duration::from_secs(1);
+
+/// Why the daemon could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The metrics address cannot be listened on. Permanent.
+    #[error("metrics: cannot listen on {addr}: {source}")]
+    Metrics {
+        /// The configured address.
+        addr: std::net::SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
 
 /// A snapshot as published to plugins.
 #[derive(Debug)]
@@ -97,6 +115,7 @@ async fn drive(
     mut plugin: Plugin,
     mut snapshots: watch::Receiver<Option<Arc<Published>>>,
     retry_max: Duration,
+    metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) {
     let name = plugin.name();
@@ -108,6 +127,7 @@ async fn drive(
             match plugin.apply(&published).await {
                 Ok(()) => {
                     backoff = Duration::from_millis(100);
+                    metrics.plugin_applied(&name, published.seen_at.elapsed());
                     tracing::info!(
                         plugin = %name,
                         latency_ms = published.seen_at.elapsed().as_millis() as u64,
@@ -115,6 +135,7 @@ async fn drive(
                     );
                 }
                 Err(e) => {
+                    metrics.plugin_failed(&name);
                     tracing::warn!(plugin = %name, error = %e, retry_in = ?backoff, "plugin failed");
                     tokio::select! {
                         () = tokio::time::sleep(backoff) => {}
@@ -154,12 +175,27 @@ pub fn load_libraries(config: &Config) -> Result<Vec<(Arc<LoadedPlugin>, Duratio
 
 /// Runs the sync daemon until `shutdown` is cancelled, with the in-process plugins from
 /// [`load_libraries`]. ZooKeeper trouble is logged and retried (the last snapshot stays in force
-/// meanwhile); plugins keep running independently.
+/// meanwhile); plugins keep running independently. Under systemd it reports readiness after
+/// the first complete snapshot and pings the watchdog from its loop.
+///
+/// # Errors
+/// [`RunError`] when the metrics server cannot listen (before anything else runs).
 pub async fn run(
     config: Config,
     libraries: Vec<(Arc<LoadedPlugin>, Duration)>,
     shutdown: CancellationToken,
-) {
+) -> Result<(), RunError> {
+    let metrics = Arc::new(Metrics::default());
+    let server = match config.sync.metrics_listen {
+        Some(addr) => Some(
+            metrics::serve(addr, metrics.clone(), shutdown.child_token())
+                .await
+                .map_err(|source| RunError::Metrics { addr, source })?,
+        ),
+        None => None,
+    };
+    let mut notifier = Notifier::from_env();
+    let mut ready = false;
     let (publish, snapshots) = watch::channel::<Option<Arc<Published>>>(None);
     let mut plugins = Vec::new();
     if let Some(dir) = &config.sync.hooks_dir {
@@ -185,6 +221,7 @@ pub async fn run(
                 p,
                 snapshots.clone(),
                 config.sync.retry_max,
+                metrics.clone(),
                 shutdown.clone(),
             ))
         })
@@ -194,14 +231,17 @@ pub async fn run(
     let mut backoff = Duration::from_millis(200);
     let mut last: Option<Snapshot> = None;
     let mut seen_at = Instant::now();
-    while !shutdown.is_cancelled() {
+    'rounds: while !shutdown.is_cancelled() {
+        notifier.keep_alive();
         let Some(f) = follower.as_mut() else {
             match Follower::connect(&config.zookeeper).await {
                 Ok(f) => {
                     follower = Some(f);
+                    metrics.connected(true);
                     backoff = Duration::from_millis(200);
                 }
                 Err(e) => {
+                    metrics.connected(false);
                     tracing::warn!(error = %e, retry_in = ?backoff, "ZooKeeper unreachable; keeping the last snapshot");
                     tokio::select! {
                         () = tokio::time::sleep(backoff) => {}
@@ -220,12 +260,17 @@ pub async fn run(
                     tracing::warn!(znode = %s.path, reason = %s.reason, "ignoring unusable znode");
                 }
                 if last.as_ref() != Some(&snapshot) {
-                    publish_snapshot(&config, &publish, &snapshot, seen_at);
+                    publish_snapshot(&config, &publish, &snapshot, seen_at, &metrics);
                     last = Some(snapshot);
+                }
+                if !ready {
+                    ready = true;
+                    notifier.ready("following ZooKeeper; first snapshot handed to plugins");
                 }
             }
             Err(FollowError::SessionEnded) => {
                 tracing::warn!("ZooKeeper session ended; opening a new one");
+                metrics.connected(false);
                 follower = None;
                 continue;
             }
@@ -238,10 +283,14 @@ pub async fn run(
                 continue;
             }
         }
-        // Wait for a change, then collect more for the debounce interval.
-        let change = tokio::select! {
-            c = f.next_change() => c,
-            () = shutdown.cancelled() => break,
+        // Wait for a change (waking to ping the watchdog), then collect more for the debounce
+        // interval.
+        let change = loop {
+            tokio::select! {
+                c = f.next_change() => break c,
+                () = tokio::time::sleep(KEEP_ALIVE) => notifier.keep_alive(),
+                () = shutdown.cancelled() => break 'rounds,
+            }
         };
         seen_at = Instant::now();
         if change == Change::SessionEnded {
@@ -262,10 +311,15 @@ pub async fn run(
             }
         }
     }
+    notifier.stopping();
     drop(publish);
     for task in tasks {
         let _ = task.await;
     }
+    if let Some(server) = server {
+        server.abort();
+    }
+    Ok(())
 }
 
 fn publish_snapshot(
@@ -273,6 +327,7 @@ fn publish_snapshot(
     publish: &watch::Sender<Option<Arc<Published>>>,
     snapshot: &Snapshot,
     seen_at: Instant,
+    metrics: &Metrics,
 ) {
     let groups = snapshot.groups.len();
     let with_primary = snapshot
@@ -289,6 +344,7 @@ fn publish_snapshot(
         Err(e) => tracing::error!(error = %e, "cannot encode the snapshot"),
     }
     tracing::info!(groups, with_primary, "new snapshot");
+    metrics.snapshot(groups, groups - with_primary);
     publish.send_replace(Some(Arc::new(Published {
         snapshot: snapshot.clone(),
         seen_at,

@@ -9,6 +9,7 @@
 //! - [`hooks`]: executable plugins; [`pgbouncer`], [`template`] (and HAProxy, a bundled
 //!   template): the built-in plugins.
 //! - [`daemon`]: the loop, debouncing, and one task per plugin with retries.
+//! - [`metrics`]: plugin runs, failures and propagation latency on `GET /metrics`.
 #![forbid(unsafe_code)]
 
 pub mod atomic_file;
@@ -16,6 +17,7 @@ pub mod config;
 pub mod daemon;
 pub mod follower;
 pub mod hooks;
+pub mod metrics;
 pub mod pgbouncer;
 pub mod snapshot;
 pub mod template;

@@ -66,8 +66,16 @@ fn main() -> ExitCode {
     runtime.block_on(async {
         let shutdown = CancellationToken::new();
         tokio::spawn(zgres_config::cancel_on_signal(shutdown.clone()));
-        zgres_sync::run(config, libraries, shutdown).await;
-        tracing::info!("zgres-sync stopped");
-    });
-    ExitCode::SUCCESS
+        match zgres_sync::run(config, libraries, shutdown).await {
+            Ok(()) => {
+                tracing::info!("zgres-sync stopped");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "zgres-sync cannot run");
+                eprintln!("zgres-sync: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
 }

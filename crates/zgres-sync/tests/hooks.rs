@@ -26,6 +26,20 @@ struct Setup {
     record: PathBuf,
     log: PathBuf,
     sync: ManagedProcess,
+    metrics_port: u16,
+}
+
+/// `GET /metrics` from the daemon (plain HTTP over loopback).
+fn scrape(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut text = String::new();
+    let _ = stream.read_to_string(&mut text);
+    text
 }
 
 /// Starts zgres-sync on `connect` with four hooks: one printing garbage, one recording each
@@ -58,12 +72,14 @@ fn start_sync(connect: &str, session_timeout_ms: u64) -> Setup {
     script(&hooks, ".hidden", "exit 9");
     std::fs::write(hooks.join("30-not-executable"), "#!/bin/sh\nexit 9\n").unwrap();
     let config = dir.path().join("sync.toml");
+    let metrics_port = zgres_testkit::ports::free_port().unwrap();
     std::fs::write(
         &config,
         format!(
             "[zookeeper]\nconnect = \"{connect}\"\nsession_timeout_ms = {session_timeout_ms}\n\
              [sync]\nsnapshot_file = \"{}\"\nhooks_dir = \"{}\"\nhook_timeout_ms = 500\n\
-             retry_max_ms = 1000\ndebounce_ms = 20\n[log]\nlevel = \"debug\"\n",
+             retry_max_ms = 1000\ndebounce_ms = 20\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\n\
+             [log]\nlevel = \"debug\"\n",
             dir.path().join("snapshot.json").display(),
             hooks.display()
         ),
@@ -84,6 +100,7 @@ fn start_sync(connect: &str, session_timeout_ms: u64) -> Setup {
         record,
         log,
         sync,
+        metrics_port,
     }
 }
 
@@ -160,6 +177,27 @@ async fn hooks_follow_changes_and_bad_hooks_are_contained_and_retried() {
         "{log}"
     );
     assert!(!log.contains(".hidden") && !log.contains("30-not-executable"));
+
+    // The metrics say so too.
+    let metrics = scrape(setup.metrics_port);
+    let hooks = format!(
+        "plugin=\"hooks in {}\"",
+        setup._dir.path().join("hooks").display()
+    );
+    for line in [
+        "HTTP/1.1 200 OK".to_owned(),
+        "zgres_sync_zookeeper_connected 1".to_owned(),
+        "zgres_sync_groups 1".to_owned(),
+        format!("zgres_sync_plugin_failing{{{hooks}}} 1"),
+    ] {
+        assert!(metrics.contains(&line), "{line:?} missing from\n{metrics}");
+    }
+    let failures: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("zgres_sync_plugin_failures_total{{{hooks}}} ")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(failures >= 2, "{metrics}");
 
     // The children of timed-out runs of the hanging hook were killed with its process group
     // (the last run may still be going).

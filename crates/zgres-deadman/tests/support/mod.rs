@@ -51,6 +51,8 @@ pub struct Node {
     pub log: PathBuf,
     pub proxy: Option<FaultProxy>,
     pub extra_config: String,
+    /// Environment for the deadman process.
+    pub env: Vec<(String, String)>,
     /// Where this node's health API listens.
     pub api_port: u16,
 }
@@ -206,6 +208,7 @@ impl Group {
                 deadman: None,
                 proxy: None,
                 extra_config: String::new(),
+                env: vec![],
                 api_port: zgres_testkit::ports::free_port().unwrap(),
             })
             .collect();
@@ -247,6 +250,7 @@ impl Group {
             deadman: None,
             proxy: None,
             extra_config: String::new(),
+            env: vec![],
             api_port: zgres_testkit::ports::free_port().unwrap(),
         });
         i
@@ -298,12 +302,17 @@ impl Group {
         self.write_config(i);
         let node = &mut self.nodes[i];
         let config = node.config.display().to_string();
+        let env: Vec<(&str, &str)> = node
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         node.deadman = Some(
             ManagedProcess::spawn(
                 &format!("zgres-deadman {}", node.name),
                 deadman_binary(),
                 ["--config", &config],
-                &[],
+                &env,
                 None,
                 &node.log,
             )
