@@ -55,7 +55,9 @@ impl PostgresProcess {
         let mut command = Command::new("setpriv");
         command.arg("--pdeathsig=KILL");
         if let Some(user) = &self.config.run_as {
-            if let Ok(Some(u)) = nix::unistd::User::from_name(user) {
+            // Already that user (e.g. the systemd unit's User=postgres): nothing to switch.
+            let other = |u: &nix::unistd::User| u.uid != nix::unistd::Uid::effective();
+            if let Ok(Some(u)) = nix::unistd::User::from_name(user).map(|u| u.filter(other)) {
                 command
                     .arg(format!("--reuid={}", u.uid))
                     .arg(format!("--regid={}", u.gid))

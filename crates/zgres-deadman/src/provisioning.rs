@@ -354,7 +354,9 @@ impl Provisioner {
             .postgres
             .run_as
             .as_deref()
-            .and_then(|name| nix::unistd::User::from_name(name).ok().flatten());
+            .and_then(|name| nix::unistd::User::from_name(name).ok().flatten())
+            // Already that user (e.g. the systemd unit's User=postgres): nothing to switch.
+            .filter(|u| u.uid != nix::unistd::Uid::effective());
         let launcher = match &user {
             Some(user) => {
                 full.extend([
