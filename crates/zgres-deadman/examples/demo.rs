@@ -174,5 +174,48 @@ async fn main() {
     );
     settled(&group, &bin_dir).await;
     show(&group, &bin_dir, "after the failover");
+
+    println!("\nStarting n{primary}'s deadman again: it rewinds its data directory to n{new}'s timeline and follows it...");
+    let start = Instant::now();
+    group.start(primary);
+    group.wait_following(primary, new).await;
+    println!(
+        "n{primary} streams from n{new} ({:.1} s after its deadman started)",
+        start.elapsed().as_secs_f64()
+    );
+    settled(&group, &bin_dir).await;
+    show(&group, &bin_dir, "after the rejoin");
+
+    println!(
+        "\nPlanned switchover back to n{primary}: zgresctl switchover main --to {} --force",
+        group.nodes[primary].node_id()
+    );
+    let out = std::process::Command::new(bin_dir.join("zgresctl"))
+        .args([
+            "--zookeeper",
+            &group.zk.connect_string(),
+            "switchover",
+            "main",
+            "--to",
+            &group.nodes[primary].node_id(),
+            "--force",
+        ])
+        .output()
+        .expect("zgresctl runs");
+    print!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_pgbouncer_at(bouncer.port(), primary_port).await;
+    println!("pgbouncer's \"main\" writes to n{primary} (port {primary_port}) again");
+    settled(&group, &bin_dir).await;
+    show(&group, &bin_dir, "after the switchover");
+    println!("\n== zgresctl history main");
+    let out = std::process::Command::new(bin_dir.join("zgresctl"))
+        .args(["--zookeeper", &group.zk.connect_string(), "history", "main"])
+        .output()
+        .expect("zgresctl runs");
+    print!("{}", String::from_utf8_lossy(&out.stdout));
     println!("\nLogs were in temp dirs; everything is removed now.");
 }
