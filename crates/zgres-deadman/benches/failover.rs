@@ -14,7 +14,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{Group, Timing};
+use support::{summary, Group, Timing};
 
 fn timing() -> Timing {
     Timing {
@@ -52,28 +52,6 @@ async fn first_write(group: &Group, candidates: &[usize], start: Instant) -> (us
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-}
-
-fn summary(name: &str, samples: &[f64]) {
-    let mut sorted = samples.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let median = if sorted.len() % 2 == 1 {
-        sorted[sorted.len() / 2]
-    } else {
-        (sorted[sorted.len() / 2 - 1] + sorted[sorted.len() / 2]) / 2.0
-    };
-    println!(
-        "{name:<55} runs={} min={:.2}s median={:.2}s max={:.2}s  [{}]",
-        sorted.len(),
-        sorted[0],
-        median,
-        sorted[sorted.len() - 1],
-        samples
-            .iter()
-            .map(|s| format!("{s:.2}"))
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
 }
 
 /// Proportional set size: resident memory with pages shared between processes (the deadman and

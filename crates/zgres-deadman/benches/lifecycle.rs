@@ -18,11 +18,11 @@ mod support;
 
 use std::time::{Duration, SystemTime};
 
-use support::{missing_acks, Ack, Group, Timing, Writer};
-use zgres_schema::documents::{GroupConfig, SwitchoverKind, SyncMode, SyncState};
-use zgres_schema::{decode, encode, Znode};
+use support::{
+    missing_acks, request_switchover, summary, wait_synchronous_standby, Ack, Group, Timing, Writer,
+};
+use zgres_schema::documents::{GroupConfig, SyncMode};
 use zgres_testkit::poll;
-use zookeeper_client as zk;
 
 const DEADLINE: Duration = Duration::from_secs(120);
 
@@ -40,23 +40,6 @@ fn env_count(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(default)
-}
-
-fn summary(name: &str, samples: &[f64]) {
-    let mut sorted = samples.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let median = if sorted.len() % 2 == 1 {
-        sorted[sorted.len() / 2]
-    } else {
-        (sorted[sorted.len() / 2 - 1] + sorted[sorted.len() / 2]) / 2.0
-    };
-    println!(
-        "{name:<58} runs={} min={:.2}s median={:.2}s max={:.2}s",
-        sorted.len(),
-        sorted[0],
-        median,
-        sorted[sorted.len() - 1],
-    );
 }
 
 /// Waits until `node` has acknowledged `count` more commits than in `acks_before`.
@@ -101,23 +84,7 @@ async fn switchover_runs(runs: usize) -> (Vec<f64>, usize) {
         group.wait_following((old + 2) % 3, old).await;
         let writer = Writer::start(&group);
         commits_on(&writer, old, 0, 100).await;
-        let client = group.zk_client().await;
-        let request = zgres_schema::documents::Switchover {
-            kind: SwitchoverKind::Switchover,
-            from: None,
-            to: None,
-            scheduled_at_ms: None,
-            requested_at_ms: 0,
-            stopped_lsn: None,
-        };
-        client
-            .create(
-                &group.path(Znode::Switchover),
-                &encode(&request).unwrap(),
-                &zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all()),
-            )
-            .await
-            .unwrap();
+        request_switchover(&group, None, None).await;
         let new = group.wait_primary(&[old]).await;
         let before = writer.acks().await.len();
         commits_on(&writer, new, before, 100).await;
@@ -138,22 +105,6 @@ async fn switchover_runs(runs: usize) -> (Vec<f64>, usize) {
     (gaps, lost)
 }
 
-async fn synchronous_standby(group: &Group, primary: usize) -> usize {
-    let client = group.zk_client().await;
-    let path = group.path(Znode::Sync);
-    let id = group.nodes[primary].node_id();
-    poll::until("a synchronous standby", DEADLINE, || async {
-        let (data, _) = client.get_data(&path).await.ok()?;
-        let sync: SyncState = decode(&path, &data).ok()?;
-        let standby = sync.standbys.iter().next()?.to_string();
-        (sync.primary.to_string() == id)
-            .then(|| group.nodes.iter().position(|n| n.node_id() == standby))
-            .flatten()
-    })
-    .await
-    .unwrap()
-}
-
 async fn synchronous_kills(kills: usize) -> (Vec<f64>, usize, usize) {
     let mut group = Group::prepare(3, timing()).await;
     group
@@ -168,7 +119,7 @@ async fn synchronous_kills(kills: usize) -> (Vec<f64>, usize, usize) {
     let mut times = Vec::new();
     let mut lost = 0;
     for kill in 0..kills {
-        synchronous_standby(&group, primary).await;
+        wait_synchronous_standby(&group, primary).await;
         let before = writer.acks().await.len();
         commits_on(&writer, primary, before, 50).await;
         let killed_at = SystemTime::now();

@@ -75,11 +75,11 @@ async fn settled(group: &Group, bin_dir: &std::path::Path) {
     }
 }
 
-/// Prints `zgresctl list` for the group, as an operator would see it.
-fn show(group: &Group, bin_dir: &std::path::Path, title: &str) {
-    println!("\n== {title}: zgresctl list");
+/// Runs zgresctl against the group and prints what it says, as an operator would see it.
+fn zgresctl(group: &Group, bin_dir: &std::path::Path, args: &[&str]) {
     let out = std::process::Command::new(bin_dir.join("zgresctl"))
-        .args(["--zookeeper", &group.zk.connect_string(), "list"])
+        .args(["--zookeeper", &group.zk.connect_string()])
+        .args(args)
         .output()
         .expect("zgresctl runs");
     print!(
@@ -87,6 +87,12 @@ fn show(group: &Group, bin_dir: &std::path::Path, title: &str) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Prints `zgresctl list` for the group.
+fn show(group: &Group, bin_dir: &std::path::Path, title: &str) {
+    println!("\n== {title}: zgresctl list");
+    zgresctl(group, bin_dir, &["list"]);
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -190,32 +196,17 @@ async fn main() {
         "\nPlanned switchover back to n{primary}: zgresctl switchover main --to {} --force",
         group.nodes[primary].node_id()
     );
-    let out = std::process::Command::new(bin_dir.join("zgresctl"))
-        .args([
-            "--zookeeper",
-            &group.zk.connect_string(),
-            "switchover",
-            "main",
-            "--to",
-            &group.nodes[primary].node_id(),
-            "--force",
-        ])
-        .output()
-        .expect("zgresctl runs");
-    print!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let to = group.nodes[primary].node_id();
+    zgresctl(
+        &group,
+        &bin_dir,
+        &["switchover", "main", "--to", &to, "--force"],
     );
     wait_pgbouncer_at(bouncer.port(), primary_port).await;
     println!("pgbouncer's \"main\" writes to n{primary} (port {primary_port}) again");
     settled(&group, &bin_dir).await;
     show(&group, &bin_dir, "after the switchover");
     println!("\n== zgresctl history main");
-    let out = std::process::Command::new(bin_dir.join("zgresctl"))
-        .args(["--zookeeper", &group.zk.connect_string(), "history", "main"])
-        .output()
-        .expect("zgresctl runs");
-    print!("{}", String::from_utf8_lossy(&out.stdout));
+    zgresctl(&group, &bin_dir, &["history", "main"]);
     println!("\nLogs were in temp dirs; everything is removed now.");
 }

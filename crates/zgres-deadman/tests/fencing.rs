@@ -44,16 +44,7 @@ async fn partitioned_primary_is_fenced_before_another_takes_writes() {
 
     let writer = Writer::start(&group);
     let client = group.zk_client().await;
-    poll::until("writes on the old primary", DEADLINE, || async {
-        let c = group.nodes[0].client().await?;
-        let row = c
-            .query_one("SELECT count(*) FROM writes WHERE node = 'n0'", &[])
-            .await
-            .ok()?;
-        (row.get::<_, i64>(0) > 50).then_some(())
-    })
-    .await
-    .unwrap();
+    group.wait_own_writes(0, 50).await;
 
     group.nodes[0]
         .proxy
@@ -65,17 +56,7 @@ async fn partitioned_primary_is_fenced_before_another_takes_writes() {
     })
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", group.logs()));
-    let new_name = format!("n{new}");
-    poll::until("writes on the new primary", DEADLINE, || async {
-        let c = group.nodes[new].client().await?;
-        let row = c
-            .query_one("SELECT count(*) FROM writes WHERE node = $1", &[&new_name])
-            .await
-            .ok()?;
-        (row.get::<_, i64>(0) > 50).then_some(())
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", group.logs()));
+    group.wait_own_writes(new, 50).await;
     let acks = writer.finish().await;
 
     let old_last = acks

@@ -4,16 +4,16 @@
 mod support;
 
 use std::os::unix::fs::PermissionsExt;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use support::{missing_acks, Group, Timing, Writer, DEADLINE};
-use zgres_schema::documents::{
-    DatabaseId, GroupConfig, History, PromotionReason, Switchover, SwitchoverKind,
+use support::{
+    assert_no_other_primary, missing_acks, request_switchover, wait_promotion_recorded, Group,
+    Timing, Writer, DEADLINE,
 };
-use zgres_schema::{decode, encode, Znode};
+use zgres_schema::documents::{DatabaseId, GroupConfig, History, PromotionReason};
+use zgres_schema::{decode, Znode};
 use zgres_testkit::fault_proxy::ProxyMode;
 use zgres_testkit::poll;
-use zookeeper_client as zk;
 
 /// Waits until the lock holder's PostgreSQL runs as a primary; returns its index.
 async fn wait_running_primary(group: &Group) -> usize {
@@ -43,31 +43,6 @@ async fn system_id(group: &Group, i: usize) -> String {
         .await
         .unwrap();
     row.get(0)
-}
-
-/// Asserts for `window` that no node runs as a primary (except `allowed`) or holds the lock
-/// (except `allowed`).
-async fn assert_nothing_happens(group: &Group, allowed: Option<usize>, window: Duration) {
-    let client = group.zk_client().await;
-    let until = Instant::now() + window;
-    while Instant::now() < until {
-        let holder = group.lock_holder(&client).await;
-        assert!(
-            holder.is_none() || holder == allowed,
-            "node {holder:?} took the lock while paused\n{}",
-            group.logs()
-        );
-        for (i, node) in group.nodes.iter().enumerate() {
-            if Some(i) != allowed && node.deadman.is_some() {
-                assert_ne!(
-                    node.is_primary().await,
-                    Some(true),
-                    "node {i} was promoted while paused"
-                );
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// Three deadmen started together on empty data directories: one runs initdb, the others
@@ -206,18 +181,8 @@ async fn diverged_old_primary_is_rewound_and_follows_the_new_primary() {
         0,
         "the new primary never saw the diverged rows"
     );
-    let promoted = group.nodes[new].node_id();
-    let last = poll::until("the promotion to be in /history", DEADLINE, || async {
-        history(&group)
-            .await
-            .entries
-            .pop()
-            .filter(|p| p.new_primary.to_string() == promoted)
-    })
-    .await
-    .unwrap();
+    let last = wait_promotion_recorded(&group, new).await;
     assert_eq!(last.reason, PromotionReason::Failover);
-    assert_eq!(last.new_primary.to_string(), group.nodes[new].node_id());
     assert_eq!(
         last.old_primary.map(|n| n.to_string()),
         Some(group.nodes[0].node_id())
@@ -256,26 +221,6 @@ async fn diverged_old_primary_is_rewound_and_follows_the_new_primary() {
     );
 }
 
-async fn request_switchover(group: &Group, to: Option<usize>, scheduled_at_ms: Option<u64>) {
-    let client = group.zk_client().await;
-    let request = Switchover {
-        kind: SwitchoverKind::Switchover,
-        from: None,
-        to: to.map(|i| group.nodes[i].node_id().parse().unwrap()),
-        scheduled_at_ms,
-        requested_at_ms: 0,
-        stopped_lsn: None,
-    };
-    client
-        .create(
-            &group.path(Znode::Switchover),
-            &encode(&request).unwrap(),
-            &zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all()),
-        )
-        .await
-        .unwrap();
-}
-
 /// A planned switchover to a named replica while a writer commits on every node: the named
 /// node becomes primary, the old primary follows it without a rewind, and every acknowledged
 /// write is on the new primary. The request is removed and recorded in `/history`.
@@ -287,31 +232,13 @@ async fn switchover_to_a_named_replica_loses_no_acknowledged_write() {
     group.wait_following(1, 0).await;
     group.wait_following(2, 0).await;
     let writer = Writer::start(&group);
-    poll::until("writes on n0", DEADLINE, || async {
-        let c = group.nodes[0].client().await?;
-        let row = c
-            .query_one("SELECT count(*) FROM writes WHERE node = 'n0'", &[])
-            .await
-            .ok()?;
-        (row.get::<_, i64>(0) > 50).then_some(())
-    })
-    .await
-    .unwrap();
+    group.wait_own_writes(0, 50).await;
 
     request_switchover(&group, Some(2), None).await;
     assert_eq!(group.wait_primary(&[0]).await, 2);
     group.wait_following(0, 2).await;
     group.wait_following(1, 2).await;
-    poll::until("writes on the new primary", DEADLINE, || async {
-        let c = group.nodes[2].client().await?;
-        let row = c
-            .query_one("SELECT count(*) FROM writes WHERE node = 'n2'", &[])
-            .await
-            .ok()?;
-        (row.get::<_, i64>(0) > 50).then_some(())
-    })
-    .await
-    .unwrap();
+    group.wait_own_writes(2, 50).await;
     let acks = writer.finish().await;
     assert!(acks.iter().any(|a| a.node == 0) && acks.iter().any(|a| a.node == 2));
     let missing = missing_acks(&group, &acks, 2).await;
@@ -328,16 +255,7 @@ async fn switchover_to_a_named_replica_loses_no_acknowledged_write() {
     })
     .await
     .unwrap();
-    let promoted = group.nodes[2].node_id();
-    let last = poll::until("the switchover to be in /history", DEADLINE, || async {
-        history(&group)
-            .await
-            .entries
-            .pop()
-            .filter(|p| p.new_primary.to_string() == promoted)
-    })
-    .await
-    .unwrap();
+    let last = wait_promotion_recorded(&group, 2).await;
     assert_eq!(last.reason, PromotionReason::Switchover);
     assert!(group.nodes[0].log_text().contains("no divergence"));
 }
@@ -368,7 +286,7 @@ async fn paused_group_takes_no_action_until_resumed() {
     .unwrap_or_else(|e| panic!("{e}\n{}", group.logs()));
 
     group.nodes[0].kill_postgres();
-    assert_nothing_happens(&group, Some(0), Duration::from_secs(3)).await;
+    assert_no_other_primary(&group, Some(0), Duration::from_secs(3)).await;
     assert_eq!(
         group.nodes[0].postmaster_pid(),
         None,
@@ -381,7 +299,7 @@ async fn paused_group_takes_no_action_until_resumed() {
     })
     .await
     .unwrap();
-    assert_nothing_happens(&group, None, Duration::from_secs(3)).await;
+    assert_no_other_primary(&group, None, Duration::from_secs(3)).await;
 
     group.set_group_config(&GroupConfig::default()).await;
     let new = group.wait_primary(&[0]).await;

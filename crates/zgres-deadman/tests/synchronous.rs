@@ -5,9 +5,8 @@ mod support;
 
 use std::time::Duration;
 
-use support::{missing_acks, Group, Timing, Writer, DEADLINE};
-use zgres_schema::documents::{GroupConfig, SyncMode, SyncState};
-use zgres_schema::{decode, Znode};
+use support::{missing_acks, wait_synchronous_standby, Group, Timing, Writer, DEADLINE};
+use zgres_schema::documents::{GroupConfig, SyncMode};
 use zgres_testkit::poll;
 
 fn mode(synchronous_mode: SyncMode) -> GroupConfig {
@@ -15,28 +14,6 @@ fn mode(synchronous_mode: SyncMode) -> GroupConfig {
         synchronous_mode,
         ..GroupConfig::default()
     }
-}
-
-/// Waits until `/sync` names `primary` and one synchronous standby; returns the standby.
-async fn wait_synchronous_standby(group: &Group, primary: usize) -> usize {
-    let client = group.zk_client().await;
-    let path = group.path(Znode::Sync);
-    let primary_id = group.nodes[primary].node_id();
-    poll::until(
-        &format!("/sync to list a standby of n{primary}"),
-        DEADLINE,
-        || async {
-            let (data, _) = client.get_data(&path).await.ok()?;
-            let sync: SyncState = decode(&path, &data).ok()?;
-            if sync.primary.to_string() != primary_id {
-                return None;
-            }
-            let standby = sync.standbys.iter().next()?.to_string();
-            group.nodes.iter().position(|n| n.node_id() == standby)
-        },
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", group.logs()))
 }
 
 /// A writer commits on every node without pause while the primary's node (deadman and

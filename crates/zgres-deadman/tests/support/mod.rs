@@ -11,7 +11,9 @@ use nix::unistd::Pid;
 use tokio::sync::Mutex;
 use tokio_postgres::NoTls;
 use tokio_util::sync::CancellationToken;
-use zgres_schema::documents::{GroupConfig, Lock};
+use zgres_schema::documents::{
+    GroupConfig, History, Lock, Promotion, Switchover, SwitchoverKind, SyncState,
+};
 use zgres_schema::{decode, encode, GroupName, ZkLayout, Znode};
 use zgres_testkit::fault_proxy::FaultProxy;
 use zgres_testkit::poll;
@@ -399,6 +401,22 @@ impl Group {
         .unwrap_or_else(|e| panic!("{e}\n{}", self.logs()))
     }
 
+    /// Waits until node `i`'s `writes` table holds more than `rows` rows the writer committed
+    /// on node `i` itself (so it took writes as a primary).
+    pub async fn wait_own_writes(&self, i: usize, rows: i64) {
+        let name = format!("n{i}");
+        poll::until(&format!("writes on {name}"), DEADLINE, || async {
+            let c = self.nodes[i].client().await?;
+            let row = c
+                .query_one("SELECT count(*) FROM writes WHERE node = $1", &[&name])
+                .await
+                .ok()?;
+            (row.get::<_, i64>(0) > rows).then_some(())
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", self.logs()));
+    }
+
     /// Waits until node `i` is a standby streaming from node `primary`.
     pub async fn wait_following(&self, i: usize, primary: usize) {
         let port = i32::from(self.nodes[primary].port());
@@ -547,6 +565,115 @@ pub async fn missing_acks(group: &Group, acks: &[Ack], on: usize) -> Vec<Ack> {
         .filter(|a| !present.contains(&(format!("n{}", a.node), a.seq)))
         .cloned()
         .collect()
+}
+
+/// Watches for `window` that no node other than `allowed` holds the lock or answers as a
+/// primary (nodes without a deadman are not asked).
+pub async fn assert_no_other_primary(group: &Group, allowed: Option<usize>, window: Duration) {
+    let client = group.zk_client().await;
+    let until = Instant::now() + window;
+    while Instant::now() < until {
+        let holder = group.lock_holder(&client).await;
+        assert!(
+            holder.is_none() || holder == allowed,
+            "node {holder:?} holds the lock\n{}",
+            group.logs()
+        );
+        for (i, node) in group.nodes.iter().enumerate() {
+            if Some(i) != allowed && node.deadman.is_some() {
+                assert_ne!(
+                    node.is_primary().await,
+                    Some(true),
+                    "node {i} acts as primary"
+                );
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Writes a switchover request to `/switchover/{GROUP}` (as `zgresctl switchover` would).
+pub async fn request_switchover(group: &Group, to: Option<usize>, scheduled_at_ms: Option<u64>) {
+    let client = group.zk_client().await;
+    let request = Switchover {
+        kind: SwitchoverKind::Switchover,
+        from: None,
+        to: to.map(|i| group.nodes[i].node_id().parse().unwrap()),
+        scheduled_at_ms,
+        requested_at_ms: 0,
+        stopped_lsn: None,
+    };
+    client
+        .create(
+            &group.path(Znode::Switchover),
+            &encode(&request).unwrap(),
+            &zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all()),
+        )
+        .await
+        .unwrap();
+}
+
+/// Waits until `/history/{GROUP}` ends with a promotion of node `i`; returns it.
+pub async fn wait_promotion_recorded(group: &Group, i: usize) -> Promotion {
+    let client = group.zk_client().await;
+    let path = group.path(Znode::History);
+    let promoted = group.nodes[i].node_id();
+    poll::until("the promotion to be in /history", DEADLINE, || async {
+        let (data, _) = client.get_data(&path).await.ok()?;
+        let history: History = decode(&path, &data).ok()?;
+        history
+            .entries
+            .last()
+            .filter(|p| p.new_primary.to_string() == promoted)
+            .cloned()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", group.logs()))
+}
+
+/// Waits until `/sync/{GROUP}` names `primary` and a synchronous standby; returns the standby.
+pub async fn wait_synchronous_standby(group: &Group, primary: usize) -> usize {
+    let client = group.zk_client().await;
+    let path = group.path(Znode::Sync);
+    let primary_id = group.nodes[primary].node_id();
+    poll::until(
+        &format!("/sync to list a standby of n{primary}"),
+        DEADLINE,
+        || async {
+            let (data, _) = client.get_data(&path).await.ok()?;
+            let sync: SyncState = decode(&path, &data).ok()?;
+            if sync.primary.to_string() != primary_id {
+                return None;
+            }
+            let standby = sync.standbys.iter().next()?.to_string();
+            group.nodes.iter().position(|n| n.node_id() == standby)
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", group.logs()))
+}
+
+/// Prints min/median/max of `samples` (seconds), for benchmarks.
+pub fn summary(name: &str, samples: &[f64]) {
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let median = if sorted.len() % 2 == 1 {
+        sorted[sorted.len() / 2]
+    } else {
+        (sorted[sorted.len() / 2 - 1] + sorted[sorted.len() / 2]) / 2.0
+    };
+    println!(
+        "{name:<58} runs={} min={:.2}s median={:.2}s max={:.2}s  [{}]",
+        sorted.len(),
+        sorted[0],
+        median,
+        sorted[sorted.len() - 1],
+        samples
+            .iter()
+            .map(|s| format!("{s:.2}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
 }
 
 /// Elapsed time helper for printing.
