@@ -271,6 +271,8 @@ impl Group {
             Some(p) => p.addr().to_string(),
             None => self.zk.connect_string(),
         };
+        // wal_keep_size as docs/operations.md recommends: a node rejoining with pg_rewind
+        // streams the WAL since the fork from the new primary, which must still have it.
         let run_as = if nix::unistd::Uid::effective().is_root() {
             "run_as = \"postgres\"\n"
         } else {
@@ -281,7 +283,7 @@ impl Group {
             "[zookeeper]\nconnect = \"{connect}\"\nsession_timeout_ms = {}\nfence_margin_ms = {}\n\
              [node]\ngroup = \"{GROUP}\"\naddress = \"127.0.0.1\"\nname = \"{}\"\n\
              [postgres]\ndata_dir = \"{}\"\nport = {}\n{run_as}\
-             parameters = {{ listen_addresses = \"127.0.0.1\", unix_socket_directories = \"{}\", log_min_messages = \"log\" }}\n\
+             parameters = {{ listen_addresses = \"127.0.0.1\", unix_socket_directories = \"{}\", log_min_messages = \"log\", wal_keep_size = \"256MB\" }}\n\
              [timing]\nloop_interval_ms = {}\nstate_refresh_ms = 1000\nelection_wait_ms = 1000\n\
              stop_timeout_ms = 10000\nprimary_restart_timeout_ms = {}\nplugin_interval_ms = 200\n\
              [api]\nlisten = \"127.0.0.1:{}\"\n[log]\nlevel = \"{}\"\n{}",
