@@ -180,6 +180,28 @@ async fn edit_file(path: &std::path::Path) -> Result<(), CtlError> {
     }
 }
 
+async fn set_paused(
+    inventory: &Inventory,
+    group: &str,
+    pause: bool,
+    json: bool,
+) -> Result<(), CtlError> {
+    let config = inventory
+        .update_config(group, |c| {
+            c.paused = pause;
+            Ok(())
+        })
+        .await?;
+    if json {
+        print_json(&config);
+    } else if pause {
+        println!("group {group} paused: deadmen take no automatic action");
+    } else {
+        println!("group {group} resumed");
+    }
+    Ok(())
+}
+
 async fn hand_over(
     inventory: &Inventory,
     group: &str,
@@ -362,24 +384,8 @@ async fn run(args: Args) -> Result<(), CtlError> {
             };
             hand_over(&inventory, &group, request, force, args.json).await?;
         }
-        Command::Pause { group } => {
-            inventory
-                .update_config(&group, |c| {
-                    c.paused = true;
-                    Ok(())
-                })
-                .await?;
-            println!("group {group} paused: deadmen take no automatic action");
-        }
-        Command::Resume { group } => {
-            inventory
-                .update_config(&group, |c| {
-                    c.paused = false;
-                    Ok(())
-                })
-                .await?;
-            println!("group {group} resumed");
-        }
+        Command::Pause { group } => set_paused(&inventory, &group, true, args.json).await?,
+        Command::Resume { group } => set_paused(&inventory, &group, false, args.json).await?,
     }
     Ok(())
 }
