@@ -381,6 +381,21 @@ impl Coordinator {
         }
     }
 
+    /// Starts `/history/{GROUP}` with `first` (the group's first primary) unless it exists.
+    ///
+    /// # Errors
+    /// As any request.
+    pub async fn start_history(&mut self, first: &Promotion) -> Result<()> {
+        let path = self.path(Znode::History(self.group.clone()));
+        let history = History {
+            entries: vec![first.clone()],
+        };
+        match timed(self.client.create(&path, &encode(&history)?, &persistent())).await {
+            Ok(_) | Err(CoordinationError::Retryable(zk::Error::NodeExists)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Appends `promotion` to `/history/{GROUP}` (compare-and-set, retried on a concurrent
     /// change). An unreadable history is replaced, and says so in the log.
     ///

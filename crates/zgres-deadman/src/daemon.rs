@@ -905,7 +905,13 @@ impl Daemon {
             old_primary: self.decider.last_primary_node(),
         };
         if let Some(session) = self.session.as_mut() {
-            match session.coordinator.record_promotion(&promotion).await {
+            // The first primary only starts the history; promotions append to it.
+            let written = if reason == PromotionReason::Bootstrap {
+                session.coordinator.start_history(&promotion).await
+            } else {
+                session.coordinator.record_promotion(&promotion).await
+            };
+            match written {
                 Ok(()) => {
                     tracing::info!(timeline = %promotion.timeline, lsn = %lsn, ?reason, "recorded the promotion in the group's history")
                 }

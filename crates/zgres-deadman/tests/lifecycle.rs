@@ -182,7 +182,7 @@ async fn diverged_old_primary_is_rewound_and_follows_the_new_primary() {
         "the new primary never saw the diverged rows"
     );
     let last = wait_promotion_recorded(&group, new).await;
-    assert_eq!(last.reason, PromotionReason::Failover);
+    assert_eq!(last.reason, PromotionReason::Failover, "{}", group.logs());
     assert_eq!(
         last.old_primary.map(|n| n.to_string()),
         Some(group.nodes[0].node_id())
