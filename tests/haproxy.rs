@@ -16,7 +16,7 @@ use zgres_testkit::process::ManagedProcess;
 async fn haproxy_backends_follow_a_failover() {
     std::env::set_var("ZGRES_DEADMAN_BIN", binary("zgres-deadman"));
     let mut group = Group::prepare(3, Timing::default()).await;
-    group.start_all();
+    group.start_all().await;
     let old = group.wait_primary(&[]).await;
 
     let dir = shared_dir();

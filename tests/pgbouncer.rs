@@ -14,7 +14,7 @@ use zgres_testkit::poll;
 async fn clients_through_pgbouncer_follow_a_failover() {
     std::env::set_var("ZGRES_DEADMAN_BIN", binary("zgres-deadman"));
     let mut group = Group::prepare(3, Timing::default()).await;
-    group.start_all();
+    group.start_all().await;
     let old = group.wait_primary(&[]).await;
 
     // pgbouncer runs unprivileged and must read the files zgres-sync writes here.

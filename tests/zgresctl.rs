@@ -33,7 +33,7 @@ fn stdout(out: &Output) -> String {
 async fn zgresctl_shows_and_steers_a_group() {
     std::env::set_var("ZGRES_DEADMAN_BIN", binary("zgres-deadman"));
     let mut group = Group::prepare(2, Timing::default()).await;
-    group.start_all();
+    group.start_all().await;
     assert_eq!(group.wait_primary(&[]).await, 0);
     let zk = group.zk.connect_string();
     let (primary, replica) = (group.nodes[0].node_id(), group.nodes[1].node_id());

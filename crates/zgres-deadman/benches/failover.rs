@@ -111,7 +111,7 @@ async fn main() {
     let mut node_kill = Vec::new();
     for run in 0..runs {
         let mut group = Group::prepare(3, timing()).await;
-        group.start_all();
+        group.start_all().await;
         let old = group.wait_primary(&[]).await;
         group.wait_following(1, old).await;
         group.wait_following(2, old).await;
@@ -130,7 +130,7 @@ async fn main() {
 
     let mut pg_crash = Vec::new();
     let mut group = Group::prepare(2, timing()).await;
-    group.start_all();
+    group.start_all().await;
     let primary = group.wait_primary(&[]).await;
     for run in 0..runs {
         group.wait_primary(&[]).await;

@@ -78,7 +78,7 @@ async fn switchover_runs(runs: usize) -> (Vec<f64>, usize) {
     let mut lost = 0;
     for run in 0..runs {
         let mut group = Group::prepare(3, timing()).await;
-        group.start_all();
+        group.start_all().await;
         let old = group.wait_primary(&[]).await;
         group.wait_following((old + 1) % 3, old).await;
         group.wait_following((old + 2) % 3, old).await;
@@ -113,7 +113,7 @@ async fn synchronous_kills(kills: usize) -> (Vec<f64>, usize, usize) {
             ..GroupConfig::default()
         })
         .await;
-    group.start_all();
+    group.start_all().await;
     let mut primary = group.wait_primary(&[]).await;
     let writer = Writer::start(&group);
     let mut times = Vec::new();

@@ -115,7 +115,7 @@ async fn main() {
         "ZooKeeper at {}; starting a zgres-deadman beside each node...",
         group.zk.connect_string()
     );
-    group.start_all();
+    group.start_all().await;
     let primary = group.wait_primary(&[]).await;
     group.wait_following(1, primary).await;
     group.wait_following(2, primary).await;

@@ -50,7 +50,8 @@ async fn garbage_in_zookeeper_is_logged_and_never_trusted() {
         .create(&binary_peer, b"\xff\xfe\x00", &persistent())
         .await
         .unwrap();
-    group.start_all();
+    // Nobody can take the lock while the garbage stands: start them all together.
+    group.start_all_at_once();
 
     // While the garbage lock stands, nobody is primary and nobody crashes.
     let until = Instant::now() + Duration::from_secs(4);
@@ -91,7 +92,7 @@ async fn garbage_in_zookeeper_is_logged_and_never_trusted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleted_static_node_is_restored_by_the_primary() {
     let mut group = Group::prepare(2, Timing::default()).await;
-    group.start_all();
+    group.start_all().await;
     assert_eq!(group.wait_primary(&[]).await, 0);
     let client = group.zk_client().await;
     let path = group.path(Znode::DatabaseId);

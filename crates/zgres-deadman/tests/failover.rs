@@ -15,7 +15,7 @@ use zgres_testkit::poll;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn primary_node_killed_replica_promoted_and_other_follows() {
     let mut group = Group::prepare(3, Timing::default()).await;
-    group.start_all();
+    group.start_all().await;
     let old = group.wait_primary(&[]).await;
     assert_eq!(old, 0, "the adopted primary keeps its role");
     for i in [1, 2] {
@@ -56,7 +56,7 @@ async fn sigterm_stops_postgres_and_releases_the_lock_at_once() {
         ..Timing::default()
     };
     let mut group = Group::prepare(2, timing).await;
-    group.start_all();
+    group.start_all().await;
     let old = group.wait_primary(&[]).await;
     let client = group.zk_client().await;
     assert_eq!(group.lock_holder(&client).await, Some(old));
@@ -93,7 +93,7 @@ async fn nofailover_and_lagging_replicas_never_promote() {
         })
         .await;
     group.nodes[1].extra_config = "[tags]\nnofailover = true\n".into();
-    group.start_all();
+    group.start_all().await;
     assert_eq!(group.wait_primary(&[]).await, 0);
     group.wait_following(1, 0).await;
     group.wait_following(2, 0).await;
@@ -163,7 +163,7 @@ async fn nofailover_and_lagging_replicas_never_promote() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_more_advanced_replica_is_promoted() {
     let mut group = Group::prepare(3, Timing::default()).await;
-    group.start_all();
+    group.start_all().await;
     assert_eq!(group.wait_primary(&[]).await, 0);
     group.wait_following(1, 0).await;
     group.wait_following(2, 0).await;

@@ -37,7 +37,7 @@ async fn assert_never_primary(group: &Group, i: usize, window: Duration) {
 async fn partitioned_primary_is_fenced_before_another_takes_writes() {
     let mut group = Group::prepare(3, Timing::default()).await;
     group.proxy_node(0);
-    group.start_all();
+    group.start_all().await;
     assert_eq!(group.wait_primary(&[]).await, 0);
     group.wait_following(1, 0).await;
     group.wait_following(2, 0).await;
@@ -106,7 +106,7 @@ async fn partitioned_primary_is_fenced_before_another_takes_writes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopped_deadman_is_fenced_by_its_keeper() {
     let mut group = Group::prepare(2, Timing::default()).await;
-    group.start_all();
+    group.start_all().await;
     assert_eq!(group.wait_primary(&[]).await, 0);
     let old_postmaster = group.nodes[0].postmaster_pid().unwrap();
 
@@ -144,7 +144,7 @@ async fn stopped_deadman_is_fenced_by_its_keeper() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crashed_primary_postgres_is_restarted_in_place() {
     let mut group = Group::prepare(2, Timing::default()).await;
-    group.start_all();
+    group.start_all().await;
     assert_eq!(group.wait_primary(&[]).await, 0);
     let before = group.nodes[0].postmaster_pid().unwrap();
     group.nodes[0].kill_postgres();
@@ -165,7 +165,7 @@ async fn crashed_primary_past_its_restart_bound_hands_over() {
         ..Timing::default()
     };
     let mut group = Group::prepare(2, timing).await;
-    group.start_all();
+    group.start_all().await;
     assert_eq!(group.wait_primary(&[]).await, 0);
     // The running server does not reread this file; a restart does, and fails.
     let auto_conf = group.nodes[0].pg.data_dir().join("postgresql.auto.conf");

@@ -51,7 +51,7 @@ async fn system_id(group: &Group, i: usize) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn empty_nodes_bootstrap_one_database_and_clone_it() {
     let mut group = Group::prepare_empty(3, Timing::default()).await;
-    group.start_all();
+    group.start_all_at_once();
     let primary = wait_running_primary(&group).await;
     for i in (0..3).filter(|&i| i != primary) {
         group.wait_following(i, primary).await;
@@ -130,7 +130,7 @@ async fn empty_nodes_bootstrap_one_database_and_clone_it() {
 async fn diverged_old_primary_is_rewound_and_follows_the_new_primary() {
     let mut group = Group::prepare(3, Timing::default()).await;
     group.proxy_node(0);
-    group.start_all();
+    group.start_all().await;
     assert_eq!(group.wait_primary(&[]).await, 0);
     group.wait_following(1, 0).await;
     group.wait_following(2, 0).await;
@@ -227,7 +227,7 @@ async fn diverged_old_primary_is_rewound_and_follows_the_new_primary() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn switchover_to_a_named_replica_loses_no_acknowledged_write() {
     let mut group = Group::prepare(3, Timing::default()).await;
-    group.start_all();
+    group.start_all().await;
     assert_eq!(group.wait_primary(&[]).await, 0);
     group.wait_following(1, 0).await;
     group.wait_following(2, 0).await;
@@ -265,7 +265,7 @@ async fn switchover_to_a_named_replica_loses_no_acknowledged_write() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paused_group_takes_no_action_until_resumed() {
     let mut group = Group::prepare(3, Timing::default()).await;
-    group.start_all();
+    group.start_all().await;
     assert_eq!(group.wait_primary(&[]).await, 0);
     group.wait_following(1, 0).await;
     group.wait_following(2, 0).await;

@@ -24,7 +24,7 @@ fn mode(synchronous_mode: SyncMode) -> GroupConfig {
 async fn no_acknowledged_commit_is_lost_over_twenty_primary_kills() {
     let mut group = Group::prepare(3, Timing::default()).await;
     group.set_group_config(&mode(SyncMode::On)).await;
-    group.start_all();
+    group.start_all().await;
     let mut primary = group.wait_primary(&[]).await;
     let writer = Writer::start(&group);
     for round in 1..=20 {
@@ -74,7 +74,7 @@ async fn no_acknowledged_commit_is_lost_over_twenty_primary_kills() {
 async fn strict_mode_waits_for_a_standby_and_on_mode_degrades() {
     let mut group = Group::prepare(2, Timing::default()).await;
     group.set_group_config(&mode(SyncMode::Strict)).await;
-    group.start_all();
+    group.start_all().await;
     assert_eq!(group.wait_primary(&[]).await, 0);
     assert_eq!(wait_synchronous_standby(&group, 0).await, 1);
 

@@ -175,6 +175,8 @@ pub struct Group {
     pub timing: Timing,
     pub layout: ZkLayout,
     dir: tempfile::TempDir,
+    /// Prepared with data directories (node 0 primary), not empty.
+    adopted: bool,
 }
 
 impl Group {
@@ -220,6 +222,7 @@ impl Group {
             timing,
             layout: ZkLayout::default(),
             dir,
+            adopted: true,
         }
     }
 
@@ -233,6 +236,7 @@ impl Group {
             timing,
             layout: ZkLayout::default(),
             dir: tempfile::tempdir().unwrap(),
+            adopted: false,
         };
         for _ in 0..size {
             group.add_empty_node();
@@ -324,9 +328,30 @@ impl Group {
         );
     }
 
-    pub fn start_all(&mut self) {
+    /// Starts every node's deadman at the same moment.
+    pub fn start_all_at_once(&mut self) {
         for i in 0..self.nodes.len() {
             self.start(i);
+        }
+    }
+
+    /// Starts every node's deadman. A prepared group is adopted as an operator would: node 0's
+    /// deadman (the primary's data directory) first, and the replicas' once it holds the lock,
+    /// so the existing primary stays the primary. Empty nodes all start at the same moment.
+    pub async fn start_all(&mut self) {
+        if self.adopted {
+            self.start(0);
+            let client = self.zk_client().await;
+            poll::until("n0 to take the lock", DEADLINE, || async {
+                (self.lock_holder(&client).await == Some(0)).then_some(())
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", self.logs()));
+        }
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].deadman.is_none() {
+                self.start(i);
+            }
         }
     }
 
