@@ -96,9 +96,7 @@ async fn haproxy_backends_follow_a_failover() {
         "the reader frontend is served by a replica"
     );
 
-    let deadman = group.nodes[old].deadman.take().unwrap();
-    group.nodes[old].kill_postgres();
-    deadman.kill();
+    group.kill_node(old);
     let new = group.wait_primary(&[old]).await;
     let new_port = i32::from(group.nodes[new].port());
     poll::until(

@@ -76,9 +76,7 @@ async fn haproxy_health_checks_follow_a_failover() {
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", read(&log)));
 
-    let deadman = group.nodes[old].deadman.take().unwrap();
-    group.nodes[old].kill_postgres();
-    deadman.kill();
+    group.kill_node(old);
     let new = group.wait_primary(&[old]).await;
     let new_port = i32::from(group.nodes[new].port());
     poll::until(

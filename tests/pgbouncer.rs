@@ -53,9 +53,7 @@ async fn clients_through_pgbouncer_follow_a_failover() {
     assert_ne!(port, i32::from(old_port), "main-ro is served by a replica");
 
     // The primary node dies; after the failover, new clients through pgbouncer reach the new one.
-    let deadman = group.nodes[old].deadman.take().unwrap();
-    group.nodes[old].kill_postgres();
-    deadman.kill();
+    group.kill_node(old);
     let new = group.wait_primary(&[old]).await;
     let new_port = i32::from(group.nodes[new].port());
     poll::until(

@@ -123,8 +123,7 @@ async fn synchronous_kills(kills: usize) -> (Vec<f64>, usize, usize) {
         let before = writer.acks().await.len();
         commits_on(&writer, primary, before, 50).await;
         let killed_at = SystemTime::now();
-        group.nodes[primary].kill_postgres();
-        group.nodes[primary].deadman.take().unwrap().kill();
+        group.kill_node(primary);
         let new = group.wait_primary(&[primary]).await;
         let acks = poll::until(
             "the writer's first commit on the new primary",

@@ -193,6 +193,20 @@ pub struct PostgresConfig {
     pub parameters: BTreeMap<String, String>,
 }
 
+impl PostgresConfig {
+    /// The OS user `run_as` names, when set and known: the owner of the data directory.
+    pub fn run_as_user(&self) -> Option<nix::unistd::User> {
+        nix::unistd::User::from_name(self.run_as.as_deref()?).ok()?
+    }
+
+    /// The user to switch to for PostgreSQL and its tools: [`Self::run_as_user`], unless this
+    /// process already runs as it (e.g. the systemd unit's `User=postgres`).
+    pub fn user_to_switch_to(&self) -> Option<nix::unistd::User> {
+        self.run_as_user()
+            .filter(|u| u.uid != nix::unistd::Uid::effective())
+    }
+}
+
 /// Loop timing.
 #[derive(Debug, Clone, Copy)]
 pub struct TimingConfig {

@@ -949,6 +949,10 @@ impl Daemon {
             return false;
         }
         let mode = obs.config.synchronous_mode;
+        // Asynchronous and already cleaned up this term: no queries on every round.
+        if mode == SyncMode::Off && self.sync_keeper.off_settled() {
+            return false;
+        }
         let (connected, standby_names, position) = match self.client.replication().await {
             Ok(r) => r,
             Err(e) => {

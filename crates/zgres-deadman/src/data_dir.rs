@@ -160,11 +160,20 @@ fn write_owned(config: &PostgresConfig, path: &Path, data: &[u8]) -> Result<(), 
         source,
     };
     std::fs::write(path, data).map_err(io)?;
-    if let Some(Ok(Some(user))) = config.run_as.as_deref().map(nix::unistd::User::from_name) {
-        std::os::unix::fs::chown(path, Some(user.uid.as_raw()), Some(user.gid.as_raw()))
-            .map_err(io)?;
+    give_to_owner(config, path).map_err(io)
+}
+
+/// Makes `path` belong to the data directory's owner (`postgres.run_as`), when one is set.
+///
+/// # Errors
+/// The OS error of `chown`.
+pub fn give_to_owner(config: &PostgresConfig, path: &Path) -> std::io::Result<()> {
+    match config.run_as_user() {
+        Some(user) => {
+            std::os::unix::fs::chown(path, Some(user.uid.as_raw()), Some(user.gid.as_raw()))
+        }
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// A SQL string literal (for `ALTER SYSTEM` and configuration files).

@@ -79,17 +79,10 @@ impl PostgresClient {
     }
 
     fn connect_config(&self) -> tokio_postgres::Config {
-        let mut pg = tokio_postgres::Config::new();
-        pg.host(self.config.probe_host.to_string())
-            .port(self.config.port)
-            .user(&self.config.user)
-            .dbname(&self.config.dbname)
-            .application_name("zgres-deadman")
-            .connect_timeout(QUERY_TIMEOUT);
-        if let Some(password) = &self.config.password {
-            pg.password(password.expose());
-        }
-        pg
+        connect_config(
+            &self.config,
+            std::net::SocketAddr::new(self.config.probe_host, self.config.port),
+        )
     }
 
     async fn client(&mut self) -> Result<&Client, ClientError> {
@@ -281,6 +274,25 @@ impl PostgresClient {
         }
         conninfo
     }
+}
+
+/// How the deadman connects to a PostgreSQL server at `addr` (this node's, or a source to
+/// rewind from): `postgres.user`, `postgres.dbname`, its password, a short connect timeout.
+pub fn connect_config(
+    config: &PostgresConfig,
+    addr: std::net::SocketAddr,
+) -> tokio_postgres::Config {
+    let mut pg = tokio_postgres::Config::new();
+    pg.host(addr.ip().to_string())
+        .port(addr.port())
+        .user(&config.user)
+        .dbname(&config.dbname)
+        .application_name("zgres-deadman")
+        .connect_timeout(QUERY_TIMEOUT);
+    if let Some(password) = &config.password {
+        pg.password(password.expose());
+    }
+    pg
 }
 
 async fn timed<T>(f: impl std::future::Future<Output = T>) -> Result<T, ClientError> {

@@ -16,6 +16,22 @@ use tokio::process::{Child, Command};
 use crate::config::PostgresConfig;
 use crate::fence::FenceClock;
 
+/// `setpriv` options (before `--`) and extra environment that run a program as `config`'s
+/// PostgreSQL user (when a switch is needed), killed by the kernel if the deadman dies.
+pub fn setpriv_prefix(config: &PostgresConfig) -> (Vec<String>, Vec<(String, String)>) {
+    let mut args = vec!["--pdeathsig=KILL".to_owned()];
+    let mut env = Vec::new();
+    if let Some(user) = config.user_to_switch_to() {
+        args.extend([
+            format!("--reuid={}", user.uid),
+            format!("--regid={}", user.gid),
+            "--init-groups".to_owned(),
+        ]);
+        env.push(("HOME".to_owned(), user.dir.display().to_string()));
+    }
+    (args, env)
+}
+
 /// Failed to start PostgreSQL. Retryable: the next loop tries again.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot start postgres for {data_dir}: {source}")]
@@ -52,20 +68,11 @@ impl PostgresProcess {
         if self.is_running() {
             return Ok(());
         }
+        let (prefix, env) = setpriv_prefix(&self.config);
         let mut command = Command::new("setpriv");
-        command.arg("--pdeathsig=KILL");
-        if let Some(user) = &self.config.run_as {
-            // Already that user (e.g. the systemd unit's User=postgres): nothing to switch.
-            let other = |u: &nix::unistd::User| u.uid != nix::unistd::Uid::effective();
-            if let Ok(Some(u)) = nix::unistd::User::from_name(user).map(|u| u.filter(other)) {
-                command
-                    .arg(format!("--reuid={}", u.uid))
-                    .arg(format!("--regid={}", u.gid))
-                    .arg("--init-groups")
-                    .env("HOME", &u.dir);
-            }
-        }
         command
+            .args(prefix)
+            .envs(env)
             .arg("--")
             .arg(self.config.bin_dir.join("postgres"))
             .arg("-D")

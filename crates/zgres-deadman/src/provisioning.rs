@@ -18,6 +18,9 @@ use zgres_process::CommandError;
 use zgres_schema::{NodeId, Timeline};
 
 use crate::config::{PostgresConfig, ProvisioningConfig};
+use crate::data_dir::give_to_owner;
+use crate::postgres_client::connect_config;
+use crate::postgres_process::setpriv_prefix;
 
 /// Why provisioning failed. Retryable: the next round may try again.
 #[derive(Debug, thiserror::Error)]
@@ -251,16 +254,7 @@ impl Provisioner {
             source_node: source,
             message,
         };
-        let mut pg = tokio_postgres::Config::new();
-        pg.host(source.addr().ip().to_string())
-            .port(source.addr().port())
-            .user(&self.postgres.user)
-            .dbname(&self.postgres.dbname)
-            .application_name("zgres-deadman")
-            .connect_timeout(Duration::from_secs(5));
-        if let Some(password) = &self.postgres.password {
-            pg.password(password.expose());
-        }
+        let pg = connect_config(&self.postgres, source.addr());
         let query = async {
             let (client, connection) = pg.connect(tokio_postgres::NoTls).await?;
             let driver = tokio::spawn(connection);
@@ -349,46 +343,22 @@ impl Provisioner {
         args: &[impl AsRef<std::ffi::OsStr>],
         mut env: Vec<(String, String)>,
     ) -> Result<(), ProvisioningError> {
-        let mut full: Vec<OsString> = Vec::new();
-        let user = self
-            .postgres
-            .run_as
-            .as_deref()
-            .and_then(|name| nix::unistd::User::from_name(name).ok().flatten())
-            // Already that user (e.g. the systemd unit's User=postgres): nothing to switch.
-            .filter(|u| u.uid != nix::unistd::Uid::effective());
-        let launcher = match &user {
-            Some(user) => {
-                full.extend([
-                    format!("--reuid={}", user.uid).into(),
-                    format!("--regid={}", user.gid).into(),
-                    "--init-groups".into(),
-                    "--pdeathsig=KILL".into(),
-                    "--".into(),
-                    program.as_os_str().to_owned(),
-                ]);
-                env.push(("HOME".into(), user.dir.display().to_string()));
-                PathBuf::from("setpriv")
-            }
-            None => program.to_owned(),
-        };
-        full.extend(args.iter().map(|a| a.as_ref().to_owned()));
+        let (prefix, user_env) = setpriv_prefix(&self.postgres);
+        env.extend(user_env);
+        let full: Vec<OsString> = prefix
+            .into_iter()
+            .map(OsString::from)
+            .chain([OsString::from("--"), program.as_os_str().to_owned()])
+            .chain(args.iter().map(|a| a.as_ref().to_owned()))
+            .collect();
         tracing::info!(program = %program.display(), "running");
-        zgres_process::run_with_env(&launcher, &full, env, self.settings.timeout).await?;
+        zgres_process::run_with_env(Path::new("setpriv"), &full, env, self.settings.timeout)
+            .await?;
         Ok(())
     }
 
     fn chown(&self, path: &Path) -> Result<(), ProvisioningError> {
-        if let Some(Ok(Some(user))) = self
-            .postgres
-            .run_as
-            .as_deref()
-            .map(nix::unistd::User::from_name)
-        {
-            std::os::unix::fs::chown(path, Some(user.uid.as_raw()), Some(user.gid.as_raw()))
-                .map_err(io(path))?;
-        }
-        Ok(())
+        give_to_owner(&self.postgres, path).map_err(io(path))
     }
 
     fn write_owned(&self, path: &Path, data: &[u8], mode: u32) -> Result<(), ProvisioningError> {

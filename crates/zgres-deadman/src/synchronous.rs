@@ -75,9 +75,17 @@ pub struct SyncKeeper {
     /// `/sync` was written by this keeper (this term as primary): only then does its content
     /// describe our commits.
     owned: bool,
+    /// Synchronous mode is off and nothing of it is left: no need to look again while off.
+    off_settled: bool,
 }
 
 impl SyncKeeper {
+    /// Whether synchronous mode was off and fully undone at the last step: while the mode stays
+    /// off there is nothing to read or change.
+    pub fn off_settled(&self) -> bool {
+        self.off_settled
+    }
+
     /// Records that `step` was carried out.
     pub fn done(&mut self, step: &SyncStep) {
         match step {
@@ -101,14 +109,18 @@ impl SyncKeeper {
     /// The next step, or `None` when everything is as wanted.
     pub fn step(&mut self, inputs: &SyncInputs) -> Option<SyncStep> {
         let me = inputs.me;
+        self.off_settled = false;
         if inputs.mode == SyncMode::Off {
             self.pending = None;
             self.degraded = false;
             if inputs.published.is_some() || self.owned {
                 return Some(SyncStep::Unpublish);
             }
-            return (!inputs.standby_names.is_empty())
-                .then(|| SyncStep::SetStandbyNames(String::new()));
+            if !inputs.standby_names.is_empty() {
+                return Some(SyncStep::SetStandbyNames(String::new()));
+            }
+            self.off_settled = true;
+            return None;
         }
         // A document of a previous primary (or of an earlier term of ours) says nothing about
         // our commits: start empty.

@@ -23,9 +23,7 @@ async fn primary_node_killed_replica_promoted_and_other_follows() {
     }
 
     // The whole primary node dies at once.
-    let deadman = group.nodes[old].deadman.take().unwrap();
-    group.nodes[old].kill_postgres();
-    deadman.kill();
+    group.kill_node(old);
 
     let new = group.wait_primary(&[old]).await;
     let other = 3 - new; // {1, 2} minus new
@@ -129,9 +127,7 @@ async fn nofailover_and_lagging_replicas_never_promote() {
     .await
     .unwrap();
 
-    let deadman = group.nodes[0].deadman.take().unwrap();
-    group.nodes[0].kill_postgres();
-    deadman.kill();
+    group.kill_node(0);
     // Node 2's WAL receiver stays frozen: thawed, it would read the WAL still buffered in its
     // socket and legitimately catch up.
 
@@ -184,9 +180,7 @@ async fn the_more_advanced_replica_is_promoted() {
     .await
     .unwrap();
 
-    let deadman = group.nodes[0].deadman.take().unwrap();
-    group.nodes[0].kill_postgres();
-    deadman.kill();
+    group.kill_node(0);
     let new = group.wait_primary(&[0]).await;
     assert_eq!(new, 2, "the replica with more WAL wins\n{}", group.logs());
 

@@ -42,7 +42,7 @@ async fn no_acknowledged_commit_is_lost_over_twenty_primary_kills() {
         .await
         .unwrap();
 
-        kill_node(&mut group, primary);
+        group.kill_node(primary);
         let new = group.wait_primary(&[primary]).await;
         assert_eq!(
             new, standby,
@@ -65,13 +65,6 @@ async fn no_acknowledged_commit_is_lost_over_twenty_primary_kills() {
         primary = new;
     }
     writer.finish().await;
-}
-
-/// Kills node `i`: PostgreSQL's whole process group first (so no WAL receiver outlives its
-/// postmaster and acknowledges WAL a moment longer), then its deadman.
-fn kill_node(group: &mut Group, i: usize) {
-    group.nodes[i].kill_postgres();
-    group.nodes[i].deadman.take().unwrap().kill();
 }
 
 /// Waits until node `i`'s PostgreSQL has `synchronous_standby_names = value`.
@@ -102,7 +95,7 @@ async fn strict_mode_waits_for_a_standby_and_on_mode_degrades() {
     assert_eq!(group.wait_primary(&[]).await, 0);
     assert_eq!(wait_synchronous_standby(&group, 0).await, 1);
 
-    kill_node(&mut group, 1);
+    group.kill_node(1);
     // The primary noticed: any standby may release commits, and none is there.
     wait_standby_names(&group, 0, "*").await;
     let client = group.nodes[0].client().await.unwrap();
@@ -126,7 +119,7 @@ async fn strict_mode_waits_for_a_standby_and_on_mode_degrades() {
 
     wait_synchronous_standby(&group, 0).await;
     group.set_group_config(&mode(SyncMode::On)).await;
-    kill_node(&mut group, 1);
+    group.kill_node(1);
     wait_standby_names(&group, 0, "").await;
     let client = group.nodes[0].client().await.unwrap();
     tokio::time::timeout(

@@ -107,6 +107,13 @@ fn without_standbys_on_degrades_and_strict_waits() {
         keeper.step(&tagged),
         Some(SyncStep::SetStandbyNames(String::new()))
     );
+    assert!(!keeper.off_settled());
+    tagged.standby_names = String::new();
+    assert_eq!(keeper.step(&tagged), None);
+    assert!(
+        keeper.off_settled(),
+        "off and undone: nothing to look at until the mode changes"
+    );
 }
 
 #[test]

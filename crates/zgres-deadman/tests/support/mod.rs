@@ -428,6 +428,14 @@ impl Group {
         .unwrap_or_else(|e| panic!("{e}\n{}", self.logs()))
     }
 
+    /// kill -9 of the whole node `i`: PostgreSQL's process group first (so no WAL receiver
+    /// outlives its postmaster and acknowledges WAL a moment longer), then its deadman.
+    pub fn kill_node(&mut self, i: usize) {
+        let deadman = self.nodes[i].deadman.take().expect("deadman running");
+        self.nodes[i].kill_postgres();
+        deadman.kill();
+    }
+
     /// Waits until node `i`'s `writes` table holds more than `rows` rows the writer committed
     /// on node `i` itself (so it took writes as a primary).
     pub async fn wait_own_writes(&self, i: usize, rows: i64) {
