@@ -44,6 +44,10 @@ pub struct Status {
     pub lock_held: bool,
     /// Why the node is unhealthy; empty when healthy.
     pub problems: Vec<String>,
+    /// What an operator should know that does not make the node unhealthy.
+    pub warnings: Vec<String>,
+    /// Distinct unreadable znode contents this process met.
+    pub unreadable_znodes_total: u64,
     /// Current timeline.
     pub timeline: Option<Timeline>,
     /// WAL positions.
@@ -347,6 +351,16 @@ fn metrics(s: &Status) -> String {
         "# TYPE zgres_promotions_total counter\nzgres_promotions_total{{node=\"{node}\"}} {}",
         s.promotions_total
     );
+    let _ = writeln!(
+        out,
+        "# HELP zgres_unreadable_znodes_total Distinct unreadable znode contents met (each logged once).\n# TYPE zgres_unreadable_znodes_total counter\nzgres_unreadable_znodes_total{{node=\"{node}\"}} {}",
+        s.unreadable_znodes_total
+    );
+    let _ = writeln!(
+        out,
+        "# HELP zgres_warnings Warnings in the status, e.g. an unreadable /config (see GET /).\n# TYPE zgres_warnings gauge\nzgres_warnings{{node=\"{node}\"}} {}",
+        s.warnings.len()
+    );
     out
 }
 
@@ -360,6 +374,8 @@ mod tests {
             role,
             lock_held,
             problems: vec![],
+            warnings: vec![],
+            unreadable_znodes_total: 0,
             timeline: Some(Timeline::FIRST),
             wal: WalPositions {
                 write: None,

@@ -3,7 +3,7 @@
 //! Every read goes through [`zgres_schema::decode`]; a malformed peer document is logged (once
 //! per distinct error) and that peer is left out, never trusted and never a crash.
 
-use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +12,8 @@ use zgres_schema::documents::{
     SyncState,
 };
 use zgres_schema::{
-    decode, encode, Document, GroupName, NodeId, SystemId, Timeline, ZkLayout, Znode,
+    encode, DecodeError, Document, Fetched, GroupName, HistoryView, NodeId, SystemId, Timeline,
+    UnreadableFilter, ZkLayout, Znode,
 };
 use zookeeper_client as zk;
 
@@ -66,15 +67,31 @@ pub struct GroupView {
     /// Peers with a readable state.
     pub peers: Vec<Peer>,
     /// `/static/{GROUP}-db-id`.
-    pub db_id: Option<SystemId>,
-    /// `/config/{GROUP}`, defaults when absent or unreadable.
-    pub config: GroupConfig,
-    /// The newest timeline in `/history/{GROUP}` (read only while the lock is free).
+    pub db_id: Fetched<SystemId>,
+    /// `/config/{GROUP}`: absent means the defaults, unreadable means unknown.
+    pub config: Fetched<GroupConfig>,
+    /// The newest timeline in `/history/{GROUP}` and the promotions recorded beside an
+    /// unreadable one (read only while the lock is free).
     pub group_timeline: Option<Timeline>,
-    /// `/switchover/{GROUP}`, when a readable request exists.
-    pub switchover: Option<Switchover>,
+    /// `/switchover/{GROUP}` and its version.
+    pub switchover: Fetched<(Switchover, i32)>,
     /// `/sync/{GROUP}` and its version, read only in synchronous mode.
-    pub sync: Option<(SyncState, i32)>,
+    pub sync: Fetched<(SyncState, i32)>,
+}
+
+impl GroupView {
+    /// The view of a round whose reads failed: the lock unknown, so nothing is decided.
+    pub fn unknown() -> Self {
+        GroupView {
+            lock: LockView::Unknown,
+            peers: vec![],
+            db_id: Fetched::Absent,
+            config: Fetched::Absent,
+            group_timeline: None,
+            switchover: Fetched::Absent,
+            sync: Fetched::Absent,
+        }
+    }
 }
 
 /// How many promotions `/history/{GROUP}` keeps (the oldest are dropped).
@@ -87,8 +104,12 @@ pub struct Coordinator {
     group: GroupName,
     me: NodeId,
     fence: Arc<FenceClock>,
-    /// Last decode error logged per path, so a bad znode is reported once, not every loop.
-    reported: HashMap<String, String>,
+    /// Bad contents already reported, so each is logged once, not every round.
+    reported: UnreadableFilter,
+    /// Counts each distinct unreadable content reported (a metric; shared across sessions).
+    unreadable_total: Arc<AtomicU64>,
+    /// The lock content this session created.
+    held_lock: Option<Lock>,
     /// pzxid of the lock directory when the lock was last seen free.
     lock_gone_zxid: Option<i64>,
 }
@@ -121,7 +142,8 @@ async fn timed<T>(
 
 impl Coordinator {
     /// Opens a session, creates the zgres directories if missing, and sets the fence budget
-    /// from the session timeout the server granted.
+    /// from the session timeout the server granted. Each distinct unreadable content met
+    /// afterwards is logged once and counted in `unreadable_total`.
     ///
     /// # Errors
     /// [`CoordinationError::Connect`] when no server answers within the session timeout.
@@ -130,6 +152,7 @@ impl Coordinator {
         group: GroupName,
         me: NodeId,
         fence: Arc<FenceClock>,
+        unreadable_total: Arc<AtomicU64>,
     ) -> Result<Self> {
         let connect_error = |error: String| CoordinationError::Connect {
             connect: config.connect.clone(),
@@ -161,7 +184,9 @@ impl Coordinator {
             group,
             me,
             fence,
-            reported: HashMap::new(),
+            reported: UnreadableFilter::default(),
+            unreadable_total,
+            held_lock: None,
             lock_gone_zxid: None,
         };
         for dir in zgres_schema::paths::DIRECTORIES {
@@ -202,33 +227,34 @@ impl Coordinator {
         .await
     }
 
-    fn report<T>(
-        &mut self,
-        path: &str,
-        result: std::result::Result<T, zgres_schema::DecodeError>,
-    ) -> Option<T> {
-        match result {
-            Ok(doc) => {
-                self.reported.remove(path);
-                Some(doc)
-            }
-            Err(e) => {
-                let text = e.to_string();
-                if self.reported.get(path) != Some(&text) {
-                    tracing::error!(error = %text, "ignoring unreadable znode");
-                    self.reported.insert(path.to_owned(), text);
-                }
-                None
-            }
+    /// Logs (once per distinct content) and counts an unreadable znode.
+    fn report_unreadable(&mut self, error: &DecodeError, data: &[u8]) {
+        if self.reported.is_new(error, data) {
+            self.unreadable_total.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(znode = %error.path, reason = %error.kind, "ignoring unreadable znode");
         }
     }
 
-    async fn read<T: Document>(&mut self, path: &str) -> Result<Option<(T, zk::Stat)>> {
+    /// Decodes `data` read at `path`, reporting it when unreadable.
+    fn decode_reported<T: Document>(&mut self, path: &str, data: &[u8]) -> Fetched<T> {
+        let fetched = Fetched::decode(path, Some(data));
+        match &fetched {
+            Fetched::Unreadable(e) => self.report_unreadable(e, data),
+            _ => self.reported.clear(path),
+        }
+        fetched
+    }
+
+    /// Reads and decodes the znode at `path` with its version.
+    async fn read<T: Document>(&mut self, path: &str) -> Result<Fetched<(T, i32)>> {
         match timed(self.client.get_data(path)).await {
             Ok((data, stat)) => Ok(self
-                .report(path, decode::<T>(path, &data))
-                .map(|d| (d, stat))),
-            Err(CoordinationError::Retryable(zk::Error::NoNode)) => Ok(None),
+                .decode_reported::<T>(path, &data)
+                .map(|d| (d, stat.version))),
+            Err(CoordinationError::Retryable(zk::Error::NoNode)) => {
+                self.reported.clear(path);
+                Ok(Fetched::Absent)
+            }
             Err(e) => Err(e),
         }
     }
@@ -244,11 +270,14 @@ impl Coordinator {
         let lock = match timed(self.client.get_data(&lock_path)).await {
             Ok((data, stat)) => {
                 self.lock_gone_zxid = None;
+                let holder = self.decode_reported::<Lock>(&lock_path, &data);
                 if stat.ephemeral_owner == self.client.session_id().0 {
+                    if holder.valid().map(|l| l.node) != Some(self.me) {
+                        self.restore_lock(&holder, stat.version).await;
+                    }
                     LockView::Ours
                 } else {
-                    let holder = self.report(&lock_path, decode::<Lock>(&lock_path, &data));
-                    LockView::Other(holder.map(|l| l.node))
+                    LockView::Other(holder.into_valid().map(|l| l.node))
                 }
             }
             Err(CoordinationError::Retryable(zk::Error::NoNode)) => {
@@ -263,18 +292,16 @@ impl Coordinator {
         self.fence.confirm(sent);
 
         let switchover_path = self.path(Znode::Switchover(self.group.clone()));
-        let switchover = self
-            .read::<Switchover>(&switchover_path)
-            .await?
-            .map(|(s, _)| s);
+        let switchover = self.read::<Switchover>(&switchover_path).await?;
 
         let config_path = self.path(Znode::Config(self.group.clone()));
-        let config = self
-            .read::<GroupConfig>(&config_path)
-            .await?
-            .map(|(c, _)| c)
-            .unwrap_or_default();
-        let synchronous = config.synchronous_mode != SyncMode::Off;
+        let config = self.read::<GroupConfig>(&config_path).await?.map(|(c, _)| c);
+        // An unreadable config may hide synchronous mode: read `/sync` then too, so that no
+        // one promotes outside it.
+        let synchronous = config
+            .valid()
+            .map_or(config.is_unreadable(), |c| c.synchronous_mode != SyncMode::Off);
+        let switchover_pending = !matches!(switchover, Fetched::Absent);
 
         // Read only the states a decision can use: every peer's during an election, a
         // requested switchover or in synchronous mode, the holder's while following (for its
@@ -283,7 +310,7 @@ impl Coordinator {
         let state_dir = self.layout.dir("state");
         let children = match lock {
             LockView::Free => timed(self.client.list_children(&state_dir)).await?,
-            LockView::Ours if switchover.is_some() || synchronous => {
+            LockView::Ours if switchover_pending || synchronous => {
                 timed(self.client.list_children(&state_dir)).await?
             }
             LockView::Other(Some(holder)) => vec![format!("{prefix}{holder}")],
@@ -292,7 +319,12 @@ impl Coordinator {
         let mut peers = Vec::new();
         for child in children.iter().filter(|c| c.starts_with(&prefix)) {
             let path = format!("{state_dir}/{child}");
-            let Some((state, stat)) = self.read::<NodeState>(&path).await? else {
+            let (data, stat) = match timed(self.client.get_data(&path)).await {
+                Ok(read) => read,
+                Err(CoordinationError::Retryable(zk::Error::NoNode)) => continue,
+                Err(e) => return Err(e),
+            };
+            let Some(state) = self.decode_reported::<NodeState>(&path, &data).into_valid() else {
                 continue;
             };
             // A state must name the node of its znode, and be ephemeral: a persistent one
@@ -310,11 +342,11 @@ impl Coordinator {
                     field: field.into(),
                     message,
                 };
-                let error = zgres_schema::DecodeError {
+                let error = DecodeError {
                     path: path.clone(),
                     kind,
                 };
-                self.report::<()>(&path, Err(error));
+                self.report_unreadable(&error, &data);
                 continue;
             }
             if state.node == self.me {
@@ -331,17 +363,12 @@ impl Coordinator {
             .map(|(d, _)| d.system_id);
         let sync = if synchronous {
             let path = self.path(Znode::Sync(self.group.clone()));
-            self.read::<SyncState>(&path)
-                .await?
-                .map(|(s, stat)| (s, stat.version))
+            self.read::<SyncState>(&path).await?
         } else {
-            None
+            Fetched::Absent
         };
         let group_timeline = if lock == LockView::Free {
-            let path = self.path(Znode::History(self.group.clone()));
-            self.read::<History>(&path)
-                .await?
-                .and_then(|(h, _)| h.entries.iter().map(|p| p.timeline).max())
+            self.history().await?.newest_timeline()
         } else {
             None
         };
@@ -396,8 +423,36 @@ impl Coordinator {
         }
     }
 
+    /// Reads `/history/{GROUP}` and the promotions recorded beside it.
+    ///
+    /// # Errors
+    /// As any request.
+    pub async fn history(&mut self) -> Result<HistoryView> {
+        let path = self.path(Znode::History(self.group.clone()));
+        let document = self.read::<History>(&path).await?.map(|(h, _)| h);
+        let mut beside = Vec::new();
+        if !matches!(document, Fetched::Absent) {
+            let mut children = match timed(self.client.list_children(&path)).await {
+                Ok(children) => children,
+                Err(CoordinationError::Retryable(zk::Error::NoNode)) => vec![],
+                Err(e) => return Err(e),
+            };
+            children.sort();
+            for child in children {
+                let child_path = format!("{path}/{child}");
+                if !child.starts_with(zgres_schema::paths::HISTORY_BESIDE_NAME) {
+                    continue;
+                }
+                let fetched = self.read::<Promotion>(&child_path).await?;
+                beside.push(fetched.map(|(p, _)| p));
+            }
+        }
+        Ok(HistoryView { document, beside })
+    }
+
     /// Appends `promotion` to `/history/{GROUP}` (compare-and-set, retried on a concurrent
-    /// change). An unreadable history is replaced, and says so in the log.
+    /// change). An unreadable history is kept as found: the promotion is then recorded beside
+    /// it, in a persistent sequential child znode.
     ///
     /// # Errors
     /// As any request.
@@ -405,15 +460,19 @@ impl Coordinator {
         let path = self.path(Znode::History(self.group.clone()));
         // Only this group's primaries write here, so a conflict is rare; a few tries suffice.
         for _ in 0..5 {
-            let (mut history, version) = match timed(self.client.get_data(&path)).await {
-                Ok((data, stat)) => {
-                    let history = self
-                        .report(&path, decode::<History>(&path, &data))
-                        .unwrap_or_default();
-                    (history, Some(stat.version))
+            let (mut history, version) = match self.read::<History>(&path).await? {
+                Fetched::Valid((history, version)) => (history, Some(version)),
+                Fetched::Absent => (History::default(), None),
+                Fetched::Unreadable(e) => {
+                    let prefix = self.layout.history_beside_prefix(&self.group);
+                    let options = zk::CreateMode::PersistentSequential
+                        .with_acls(zk::Acls::anyone_all());
+                    let (_, sequence) =
+                        timed(self.client.create(&prefix, &encode(promotion)?, &options)).await?;
+                    tracing::warn!(znode = %path, reason = %e.kind, recorded_at = %format!("{prefix}{sequence}"),
+                        "the group's history is unreadable and kept as found; the promotion is recorded beside it");
+                    return Ok(());
                 }
-                Err(CoordinationError::Retryable(zk::Error::NoNode)) => (History::default(), None),
-                Err(e) => return Err(e),
             };
             history.entries.push(promotion.clone());
             let excess = history.entries.len().saturating_sub(HISTORY_LIMIT);
@@ -437,28 +496,55 @@ impl Coordinator {
         Err(CoordinationError::Retryable(zk::Error::BadVersion))
     }
 
-    /// Writes (or with `None`, deletes) `/switchover/{GROUP}`.
+    /// Replaces the switchover request read at `version` with `request`, or deletes it
+    /// (`None`). Compare-and-set: a request that changed since it was read (or became
+    /// unreadable) is left alone, and `Ok(false)` says so.
     ///
     /// # Errors
     /// As any request.
-    pub async fn set_switchover(&mut self, request: Option<&Switchover>) -> Result<()> {
+    pub async fn update_switchover(
+        &mut self,
+        request: Option<&Switchover>,
+        version: i32,
+    ) -> Result<bool> {
         let path = self.path(Znode::Switchover(self.group.clone()));
-        match request {
-            Some(request) => {
-                let data = encode(request)?;
-                match timed(self.client.set_data(&path, &data, None)).await {
-                    Err(CoordinationError::Retryable(zk::Error::NoNode)) => {
-                        timed(self.client.create(&path, &data, &persistent()))
-                            .await
-                            .map(drop)
-                    }
-                    other => other.map(drop),
-                }
+        let written = match request {
+            Some(request) => timed(self.client.set_data(&path, &encode(request)?, Some(version)))
+                .await
+                .map(drop),
+            None => timed(self.client.delete(&path, Some(version))).await,
+        };
+        match written {
+            Ok(()) => Ok(true),
+            Err(CoordinationError::Retryable(zk::Error::BadVersion | zk::Error::NoNode)) => {
+                tracing::warn!(znode = %path, "the switchover request changed meanwhile; left as it is");
+                Ok(false)
             }
-            None => match timed(self.client.delete(&path, None)).await {
-                Err(CoordinationError::Retryable(zk::Error::NoNode)) => Ok(()),
-                other => other,
-            },
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The lock is ours but does not name this node (someone overwrote it): put our content
+    /// back while our session still owns the znode (compare-and-set on the version read).
+    async fn restore_lock(&mut self, found: &Fetched<Lock>, version: i32) {
+        let path = self.lock_path();
+        let found = match found {
+            Fetched::Valid(lock) => format!("names {}", lock.node),
+            Fetched::Unreadable(e) => e.kind.to_string(),
+            Fetched::Absent => "absent".to_owned(),
+        };
+        tracing::error!(znode = %path, %found, "our lock's content was overwritten; restoring it");
+        let lock = self.held_lock.unwrap_or(Lock {
+            node: self.me,
+            timeline: Timeline::FIRST,
+        });
+        let restored = match encode(&lock) {
+            Ok(data) => timed(self.client.set_data(&path, &data, Some(version))).await,
+            Err(e) => Err(e.into()),
+        };
+        match restored {
+            Ok(_) => tracing::info!(znode = %path, "restored our lock's content"),
+            Err(e) => tracing::warn!(znode = %path, error = %e, "cannot restore our lock's content"),
         }
     }
 
@@ -521,6 +607,7 @@ impl Coordinator {
         {
             Ok(_) => {
                 self.fence.confirm(sent);
+                self.held_lock = Some(*lock);
                 Ok(true)
             }
             Err(CoordinationError::Retryable(zk::Error::NodeExists)) => Ok(false),
@@ -547,18 +634,18 @@ impl Coordinator {
         }
     }
 
-    /// Creates `/static/{GROUP}-db-id` with `system_id` unless it exists; returns what is
-    /// there afterwards.
+    /// Creates `/static/{GROUP}-db-id` with `system_id` unless it exists (create-only: an
+    /// unreadable one is kept as found); returns what is there afterwards.
     ///
     /// # Errors
     /// As any request.
-    pub async fn publish_db_id(&mut self, system_id: SystemId) -> Result<Option<SystemId>> {
+    pub async fn publish_db_id(&mut self, system_id: SystemId) -> Result<Fetched<SystemId>> {
         let path = self.path(Znode::DatabaseId(self.group.clone()));
         let doc = encode(&DatabaseId { system_id })?;
         match timed(self.client.create(&path, &doc, &persistent())).await {
             Ok(_) => {
                 tracing::info!(%system_id, "published the group's system identifier");
-                Ok(Some(system_id))
+                Ok(Fetched::Valid(system_id))
             }
             Err(CoordinationError::Retryable(zk::Error::NodeExists)) => Ok(self
                 .read::<DatabaseId>(&path)

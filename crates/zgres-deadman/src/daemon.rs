@@ -4,6 +4,7 @@
 //! failed action is simply seen again next round. Rounds run every `loop_interval`, and at once
 //! when the lock changes or PostgreSQL exits.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -15,7 +16,7 @@ use zgres_schema::documents::{
     ConnInfo, Lock, NodeState, Promotion, PromotionReason, Role, SwitchoverKind, SyncMode,
     SyncState, WalPositions,
 };
-use zgres_schema::{Lsn, NodeId, SystemId, Timeline};
+use zgres_schema::{Fetched, Lsn, NodeId, SystemId, Timeline};
 
 use crate::api;
 use crate::config::Config;
@@ -25,6 +26,7 @@ use crate::decision::{
     Action, DataDirKind, Decider, Ineligible, LocalPostgres, LockView, Observation, Probe,
 };
 use crate::fence::{keeper_line, FenceClock, FenceThread};
+use crate::group_config::{ConfigChange, ConfigInForce};
 use crate::plugins::{self, PluginSetupError, Plugins};
 use crate::postgres_client::PostgresClient;
 use crate::postgres_process::PostgresProcess;
@@ -163,6 +165,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
         plugins,
         status,
         promotions: 0,
+        config_in_force: ConfigInForce::default(),
+        unreadable_total: Arc::default(),
         session: None,
         published: None,
         conn_published: None,
@@ -208,6 +212,10 @@ struct Daemon {
     /// What the health API serves; refreshed every round.
     status: watch::Sender<Option<api::Status>>,
     promotions: u64,
+    /// The group config acted on, kept when `/config` turns unreadable.
+    config_in_force: ConfigInForce,
+    /// Distinct unreadable znode contents met (a metric).
+    unreadable_total: Arc<AtomicU64>,
     session: Option<Session>,
     /// The last state published and when.
     published: Option<(NodeState, Instant)>,
@@ -281,12 +289,14 @@ impl Daemon {
             self.config.group.clone(),
             self.config.node,
             self.fence.clone(),
+            self.unreadable_total.clone(),
         )
         .await
         .map_err(ConnectError::Retry)?;
         let mut coordinator = coordinator;
         let view = coordinator.view().await.map_err(ConnectError::Retry)?;
-        if let (Some(theirs), Some(ours)) = (view.db_id, self.control.map(|c| c.system_id)) {
+        let theirs = view.db_id.valid().copied();
+        if let (Some(theirs), Some(ours)) = (theirs, self.control.map(|c| c.system_id)) {
             if theirs != ours {
                 return Err(ConnectError::Fatal(DaemonError::WrongSystem {
                     data_dir: self.config.postgres.data_dir.display().to_string(),
@@ -383,22 +393,17 @@ impl Daemon {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the group from ZooKeeper; deciding nothing this round");
-                GroupView {
-                    lock: LockView::Unknown,
-                    peers: vec![],
-                    db_id: None,
-                    config: Default::default(),
-                    group_timeline: None,
-                    switchover: None,
-                    sync: None,
-                }
+                GroupView::unknown()
             }
         };
+        if view.lock != LockView::Unknown {
+            self.observe_config(view.config.clone());
+        }
         let obs = Observation {
             now: Instant::now(),
             lock: view.lock,
-            db_id: view.db_id,
-            config: view.config.clone(),
+            db_id: view.db_id.clone(),
+            config: self.config_in_force.effective(),
             peers: view.peers.clone(),
             postgres: LocalPostgres {
                 running,
@@ -414,9 +419,9 @@ impl Daemon {
                 .as_ref()
                 .is_some_and(|p| !p.outcome.borrow().vetoes.is_empty()),
             group_timeline: view.group_timeline,
-            switchover: view.switchover.clone(),
+            switchover: view.switchover.valid().map(|(s, _)| s.clone()),
             wall_ms: wall_ms(),
-            sync: view.sync.as_ref().map(|(s, _)| s.clone()),
+            sync: view.sync.clone().map(|(s, _)| s),
         };
         if self.paused != Some(obs.config.paused) && obs.lock != LockView::Unknown {
             if obs.config.paused {
@@ -436,8 +441,9 @@ impl Daemon {
         let state = self.node_state(&obs);
         self.publish(&state, force).await;
         let mut again = false;
+        let switchover_version = view.switchover.valid().map(|(_, v)| *v);
         for action in actions {
-            again |= self.execute(action, &obs).await;
+            again |= self.execute(action, &obs, switchover_version).await;
         }
         self.after_round(&obs).await;
         let sync_progress = self.keep_synchronous(&obs, view.sync).await;
@@ -455,6 +461,17 @@ impl Daemon {
         }
     }
 
+    /// Takes this round's read of `/config` into account and logs a change of its readability.
+    fn observe_config(&mut self, read: Fetched<zgres_schema::documents::GroupConfig>) {
+        match self.config_in_force.observe(read) {
+            ConfigChange::None => {}
+            ConfigChange::Unreadable(problem) => {
+                tracing::error!(%problem, "the group config is unreadable; behaviour unchanged")
+            }
+            ConfigChange::Readable => tracing::info!("the group config is readable again"),
+        }
+    }
+
     fn update_status(&self, obs: &Observation, state: NodeState) {
         let fence = self.fence.state();
         let headroom = fence
@@ -465,6 +482,10 @@ impl Daemon {
             role: state.role,
             lock_held: obs.lock == LockView::Ours,
             problems: state.problems,
+            warnings: state.warnings,
+            unreadable_znodes_total: self
+                .unreadable_total
+                .load(std::sync::atomic::Ordering::Relaxed),
             timeline: state.timeline,
             wal: state.wal,
             primary_position: self.decider.last_primary_position(),
@@ -475,7 +496,7 @@ impl Daemon {
             promotions_total: self.promotions,
             synchronous: obs
                 .sync
-                .as_ref()
+                .valid()
                 .is_some_and(|s| s.standbys.contains(&self.config.node)),
             synchronous_degraded: obs.lock == LockView::Ours
                 && obs.config.synchronous_mode != SyncMode::Off
@@ -499,7 +520,7 @@ impl Daemon {
         } else if pg.probe.is_none() {
             problems.push("postgres does not answer".to_owned());
         }
-        if let (Some(p), Some(group)) = (pg.probe, obs.db_id) {
+        if let (Some(p), Some(&group)) = (pg.probe, obs.db_id.valid()) {
             if p.system_id != group {
                 problems.push(format!(
                     "system identifier {} differs from the group's {group}",
@@ -516,6 +537,25 @@ impl Daemon {
         problems
     }
 
+    /// What an operator should know that does not make the node unhealthy.
+    fn warnings(&self, obs: &Observation) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if let Some(problem) = self.config_in_force.problem() {
+            warnings.push(problem.to_owned());
+        }
+        if let Some(e) = obs.sync.error() {
+            warnings.push(format!(
+                "{e}; no node may be promoted and synchronous_standby_names is left as it is"
+            ));
+        }
+        if let Some(e) = obs.db_id.error() {
+            warnings.push(format!(
+                "{e}; the group's system identifier cannot be checked and nothing is bootstrapped or cloned"
+            ));
+        }
+        warnings
+    }
+
     fn node_state(&self, obs: &Observation) -> NodeState {
         let pg = &obs.postgres;
         let role = match (pg.running, pg.probe) {
@@ -529,6 +569,7 @@ impl Daemon {
             node: self.config.node,
             role,
             problems: self.problems(obs),
+            warnings: self.warnings(obs),
             timeline: probe
                 .and_then(|p| p.timeline)
                 .or(self.control.map(|c| c.timeline)),
@@ -617,7 +658,12 @@ impl Daemon {
     }
 
     /// Executes one action; returns true when its effect should be observed at once.
-    async fn execute(&mut self, action: Action, obs: &Observation) -> bool {
+    async fn execute(
+        &mut self,
+        action: Action,
+        obs: &Observation,
+        switchover_version: Option<i32>,
+    ) -> bool {
         let timeout = self.config.timing.stop_timeout;
         match action {
             Action::PublishState => false,
@@ -735,7 +781,9 @@ impl Daemon {
                 }
             }
             Action::Rewind { source } => self.rewind(source).await,
-            Action::StepDown { candidate } => self.step_down(candidate, obs).await,
+            Action::StepDown { candidate } => {
+                self.step_down(candidate, obs, switchover_version).await
+            }
             Action::FinishSwitchover | Action::DropSwitchover { .. } => {
                 match action {
                     Action::DropSwitchover { reason } => {
@@ -743,8 +791,8 @@ impl Daemon {
                     }
                     _ => tracing::info!("switchover complete"),
                 }
-                if let Some(session) = self.session.as_mut() {
-                    if let Err(e) = session.coordinator.set_switchover(None).await {
+                if let (Some(session), Some(version)) = (self.session.as_mut(), switchover_version) {
+                    if let Err(e) = session.coordinator.update_switchover(None, version).await {
                         tracing::warn!(error = %e, "cannot delete the switchover request");
                     }
                 }
@@ -833,8 +881,13 @@ impl Daemon {
 
     /// Planned hand-over to `candidate`: fast stop (standbys receive all WAL), record where
     /// WAL ended, release the lock.
-    async fn step_down(&mut self, candidate: NodeId, obs: &Observation) -> bool {
-        let Some(mut request) = obs.switchover.clone() else {
+    async fn step_down(
+        &mut self,
+        candidate: NodeId,
+        obs: &Observation,
+        version: Option<i32>,
+    ) -> bool {
+        let (Some(mut request), Some(version)) = (obs.switchover.clone(), version) else {
             return false;
         };
         tracing::warn!(%candidate, "switchover: stopping postgres to hand over");
@@ -850,17 +903,22 @@ impl Daemon {
             Some(control) => {
                 request.to = Some(candidate);
                 request.stopped_lsn = Some(control.checkpoint);
-                if let Err(e) = session.coordinator.set_switchover(Some(&request)).await {
+                let recorded = session
+                    .coordinator
+                    .update_switchover(Some(&request), version)
+                    .await;
+                if !matches!(recorded, Ok(true)) {
                     // Without the stop position the candidate cannot prove it caught up:
                     // keep the lock and start again as primary next round.
-                    tracing::error!(error = %e, "cannot record the stop position; switchover abandoned");
+                    let error = recorded.err().map(|e| e.to_string());
+                    tracing::error!(error, "cannot record the stop position; switchover abandoned");
                     return true;
                 }
                 tracing::info!(%candidate, stopped_at = %control.checkpoint, "switchover: primary stopped; handing the lock over");
             }
             None => {
                 tracing::error!("switchover: postgres did not shut down cleanly; abandoning it (the normal election decides)");
-                let _ = session.coordinator.set_switchover(None).await;
+                let _ = session.coordinator.update_switchover(None, version).await;
             }
         }
         if let Err(e) = session.coordinator.release_lock().await {
@@ -939,8 +997,12 @@ impl Daemon {
     async fn keep_synchronous(
         &mut self,
         obs: &Observation,
-        sync: Option<(SyncState, i32)>,
+        sync: Fetched<(SyncState, i32)>,
     ) -> bool {
+        // Before a valid config is known, synchronous mode is unknown: change nothing.
+        if !self.config_in_force.is_known() {
+            return false;
+        }
         let primary = obs.lock == LockView::Ours
             && obs.postgres.probe.is_some_and(|p| !p.in_recovery)
             && self.postgres.is_running();
@@ -969,8 +1031,11 @@ impl Daemon {
             .map(|p| p.state.node)
             .collect();
         let (published, version) = match sync {
-            Some((state, version)) => (Some(state), Some(version)),
-            None => (None, None),
+            Fetched::Valid((state, version)) => (Some(state), Some(version)),
+            Fetched::Absent => (None, None),
+            // Never overwritten because unreadable, and no step without knowing what is in
+            // force: synchronous_standby_names stays as it is (the reader logged it).
+            Fetched::Unreadable(_) => return false,
         };
         let was_degraded = self.sync_keeper.degraded();
         let inputs = SyncInputs {
@@ -1033,9 +1098,11 @@ impl Daemon {
     /// Bookkeeping after the actions: the group's system id and the fence's arming.
     async fn after_round(&mut self, obs: &Observation) {
         let primary = obs.postgres.probe.filter(|p| !p.in_recovery);
-        if let (LockView::Ours, Some(p), None) = (obs.lock, primary, obs.db_id) {
+        if let (LockView::Ours, Some(p), Fetched::Absent) = (obs.lock, primary, &obs.db_id) {
             if let Some(session) = self.session.as_mut() {
-                if let Ok(Some(theirs)) = session.coordinator.publish_db_id(p.system_id).await {
+                if let Ok(Fetched::Valid(theirs)) =
+                    session.coordinator.publish_db_id(p.system_id).await
+                {
                     if theirs != p.system_id {
                         tracing::error!(%theirs, ours = %p.system_id, "the group's system identifier changed under us");
                     } else {

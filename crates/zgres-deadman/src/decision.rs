@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use zgres_schema::documents::{
     GroupConfig, NodeState, Role, Switchover, SwitchoverKind, SyncMode, SyncState, Tags,
 };
-use zgres_schema::{Lsn, NodeId, SystemId, Timeline};
+use zgres_schema::{Fetched, Lsn, NodeId, SystemId, Timeline};
 
 /// Who holds the group's lock, as last read from ZooKeeper.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,9 +109,10 @@ pub struct Observation {
     pub now: Instant,
     /// The group's lock.
     pub lock: LockView,
-    /// The group's published system identifier, if any.
-    pub db_id: Option<SystemId>,
-    /// The group's dynamic configuration.
+    /// The group's published system identifier. Unreadable means the group has a database
+    /// of unknown identity: nothing is bootstrapped or cloned then.
+    pub db_id: Fetched<SystemId>,
+    /// The group configuration in force (see [`crate::group_config`]).
     pub config: GroupConfig,
     /// Peers whose `/state` exists and decoded (not this node).
     pub peers: Vec<Peer>,
@@ -125,8 +126,8 @@ pub struct Observation {
     pub switchover: Option<Switchover>,
     /// Wall-clock milliseconds since the epoch, only to honour a scheduled switchover time.
     pub wall_ms: u64,
-    /// `/sync/{GROUP}` (read in synchronous mode): who may be promoted.
-    pub sync: Option<SyncState>,
+    /// `/sync/{GROUP}` (read in synchronous mode): who may be promoted. Unreadable: nobody.
+    pub sync: Fetched<SyncState>,
 }
 
 /// What the deadman should do next. The daemon executes actions in order and observes again.
@@ -350,7 +351,7 @@ impl Decider {
             p.state.node == holder && p.state.role == Role::Primary && p.state.is_healthy()
         });
         match (pg.running, pg.data_dir) {
-            (false, DataDirKind::Empty) if obs.db_id.is_some() && holder_ready => {
+            (false, DataDirKind::Empty) if obs.db_id.valid().is_some() && holder_ready => {
                 vec![Action::CloneFrom { source: holder }]
             }
             (false, DataDirKind::Empty) => vec![],
@@ -388,7 +389,8 @@ impl Decider {
         if pg.data_dir == DataDirKind::Empty {
             // Only a group without any data is bootstrapped; otherwise wait for a primary.
             let anyone_has_data = obs.peers.iter().any(|p| p.state.system_id.is_some());
-            if obs.db_id.is_none() && !anyone_has_data && !self.tags.nofailover && !obs.vetoed {
+            let no_database = obs.db_id == Fetched::Absent && !anyone_has_data;
+            if no_database && !self.tags.nofailover && !obs.vetoed {
                 self.last_ineligible = None;
                 actions.push(Action::AcquireLock);
             } else {
@@ -472,7 +474,7 @@ impl Decider {
             return self.handle_request(obs);
         }
         if !pg.running && pg.data_dir == DataDirKind::Empty {
-            return if obs.db_id.is_none() {
+            return if obs.db_id == Fetched::Absent {
                 vec![Action::Bootstrap]
             } else {
                 // The group has a database: an empty node must clone it, not create another.
@@ -552,7 +554,7 @@ impl Decider {
         }
         let mine = self.my_rank(obs)?;
         let my_system = obs.postgres.probe.map(|p| p.system_id);
-        if let (Some(group), Some(mine)) = (obs.db_id, my_system) {
+        if let (Some(group), Some(mine)) = (obs.db_id.valid().copied(), my_system) {
             if group != mine {
                 return Err(Ineligible::WrongSystem);
             }
@@ -568,7 +570,7 @@ impl Decider {
             .is_some_and(|r| r.to == Some(self.me) && r.stopped_lsn.is_some());
         if obs.config.synchronous_mode != SyncMode::Off
             && !handed_to_me
-            && !crate::synchronous::may_promote(obs.sync.as_ref(), self.me)
+            && !crate::synchronous::may_promote(&obs.sync, self.me)
         {
             return Err(Ineligible::NotSynchronous);
         }
@@ -628,11 +630,11 @@ fn peer_rank(
         return None;
     }
     if obs.config.synchronous_mode != SyncMode::Off
-        && !crate::synchronous::may_promote(obs.sync.as_ref(), s.node)
+        && !crate::synchronous::may_promote(&obs.sync, s.node)
     {
         return None;
     }
-    if let (Some(group), Some(theirs)) = (obs.db_id, s.system_id) {
+    if let (Some(group), Some(theirs)) = (obs.db_id.valid().copied(), s.system_id) {
         if group != theirs {
             return None;
         }

@@ -22,6 +22,7 @@ pub mod daemon;
 pub mod data_dir;
 pub mod decision;
 pub mod fence;
+pub mod group_config;
 pub mod plugins;
 pub mod postgres_client;
 pub mod postgres_process;

@@ -16,7 +16,7 @@
 use std::collections::BTreeSet;
 
 use zgres_schema::documents::{SyncMode, SyncState};
-use zgres_schema::{Lsn, NodeId};
+use zgres_schema::{Fetched, Lsn, NodeId};
 
 /// A standby connected to the primary, from `pg_stat_replication`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -191,11 +191,15 @@ impl SyncKeeper {
     }
 }
 
-/// Whether `node` may be promoted under `sync` (the group's `/sync`): only listed standbys and
-/// the primary that wrote it. Without a document there is no synchronous guarantee to keep.
-pub fn may_promote(sync: Option<&SyncState>, node: NodeId) -> bool {
-    sync.map_or(true, |s| s.primary == node || s.standbys.contains(&node))
+/// Whether `node` may be promoted under synchronous replication, given `/sync/{GROUP}`:
+/// anyone while it does not exist (no commit waited for a standby yet), its primary and
+/// standbys while it is valid, and nobody while it is unreadable (it may have named anyone).
+pub fn may_promote(sync: &Fetched<SyncState>, node: NodeId) -> bool {
+    match sync {
+        Fetched::Absent => true,
+        Fetched::Valid(s) => s.primary == node || s.standbys.contains(&node),
+        Fetched::Unreadable(_) => false,
+    }
 }
-
 #[cfg(test)]
 mod tests;

@@ -13,6 +13,10 @@ use serde_json::{Map, Value};
 /// ZooKeeper's default `jute.maxbuffer`: no znode can hold more, so no document may be larger.
 pub const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
 
+/// The limit of every document but the history: the largest real one (a state with plugin
+/// metadata) is a few KiB, so anything near ZooKeeper's limit is hostile or broken.
+pub const SMALL_DOCUMENT_BYTES: usize = 64 * 1024;
+
 /// A JSON document stored in a zgres znode.
 ///
 /// The `"v"` field is not part of the Rust type: [`encode`] adds it and [`decode`] checks and
@@ -20,17 +24,19 @@ pub const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
 pub trait Document: Serialize + DeserializeOwned {
     /// The schema version this type reads and writes.
     const VERSION: u64;
+    /// The largest encoding accepted by [`decode`] and produced by [`encode`].
+    const MAX_BYTES: usize = SMALL_DOCUMENT_BYTES;
 }
 
 /// What is wrong with a document read from a znode.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeErrorKind {
-    /// Larger than ZooKeeper allows.
+    /// Larger than its type allows ([`Document::MAX_BYTES`]).
     #[error("document is {size} bytes, over the {limit}-byte limit")]
     TooLarge {
         /// Size of the data read.
         size: usize,
-        /// [`MAX_DOCUMENT_BYTES`].
+        /// The type's [`Document::MAX_BYTES`].
         limit: usize,
     },
     /// Not UTF-8 text.
@@ -95,12 +101,12 @@ pub struct DecodeError {
 /// A document could not be encoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EncodeError {
-    /// The encoded document would not fit in a znode.
-    #[error("encoded document is {size} bytes, over the {limit}-byte znode limit")]
+    /// The encoded document is larger than its type allows.
+    #[error("encoded document is {size} bytes, over the {limit}-byte limit")]
     TooLarge {
         /// Encoded size.
         size: usize,
-        /// [`MAX_DOCUMENT_BYTES`].
+        /// The type's [`Document::MAX_BYTES`].
         limit: usize,
     },
     /// The type did not serialize to a JSON object (a bug in a [`Document`] impl).
@@ -111,7 +117,7 @@ pub enum EncodeError {
 /// Encodes `doc` as compact JSON with its `"v"` field.
 ///
 /// # Errors
-/// [`EncodeError::TooLarge`] when the result would exceed [`MAX_DOCUMENT_BYTES`].
+/// [`EncodeError::TooLarge`] when the result would exceed [`Document::MAX_BYTES`].
 pub fn encode<T: Document>(doc: &T) -> Result<Vec<u8>, EncodeError> {
     let mut object = match serde_json::to_value(doc) {
         Ok(Value::Object(map)) => map,
@@ -120,10 +126,10 @@ pub fn encode<T: Document>(doc: &T) -> Result<Vec<u8>, EncodeError> {
     };
     object.insert("v".to_owned(), Value::from(T::VERSION));
     let bytes = serde_json::to_vec(&object).expect("a JSON map always serializes");
-    if bytes.len() > MAX_DOCUMENT_BYTES {
+    if bytes.len() > T::MAX_BYTES {
         return Err(EncodeError::TooLarge {
             size: bytes.len(),
-            limit: MAX_DOCUMENT_BYTES,
+            limit: T::MAX_BYTES,
         });
     }
     Ok(bytes)
@@ -142,10 +148,10 @@ pub fn decode<T: Document>(path: &str, data: &[u8]) -> Result<T, DecodeError> {
         path: path.to_owned(),
         kind,
     };
-    if data.len() > MAX_DOCUMENT_BYTES {
+    if data.len() > T::MAX_BYTES {
         return Err(fail(DecodeErrorKind::TooLarge {
             size: data.len(),
-            limit: MAX_DOCUMENT_BYTES,
+            limit: T::MAX_BYTES,
         }));
     }
     let text = std::str::from_utf8(data).map_err(|e| {

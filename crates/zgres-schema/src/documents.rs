@@ -78,6 +78,10 @@ pub struct NodeState {
     /// Why the node is unhealthy; empty when healthy.
     #[serde(default)]
     pub problems: Vec<String>,
+    /// What an operator should know that does not make the node unhealthy (e.g. an
+    /// unreadable `/config`, with the last valid one kept in force).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// PostgreSQL's current timeline, when known.
     #[serde(default)]
     pub timeline: Option<Timeline>,
@@ -183,6 +187,10 @@ pub struct Promotion {
     pub old_primary: Option<NodeId>,
 }
 
+impl Document for Promotion {
+    const VERSION: u64 = 1;
+}
+
 /// `/history/{GROUP}`: every promotion, oldest first.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct History {
@@ -192,6 +200,8 @@ pub struct History {
 
 impl Document for History {
     const VERSION: u64 = 1;
+    // Up to a thousand promotions of ~200 bytes each.
+    const MAX_BYTES: usize = crate::codec::MAX_DOCUMENT_BYTES;
 }
 
 /// How commits wait for standbys.
@@ -340,6 +350,7 @@ mod tests {
             .prop_map(
                 |(node, role, problems, timeline, system_id, (w, r, p), tags, meta, at)| {
                     NodeState {
+                        warnings: vec![],
                         node,
                         role,
                         problems,
@@ -360,6 +371,7 @@ mod tests {
 
     fn sample_state() -> NodeState {
         NodeState {
+            warnings: vec!["a warning".into()],
             node: "10.0.0.1:5432".parse().unwrap(),
             role: Role::Replica,
             problems: vec![],
@@ -438,6 +450,17 @@ mod tests {
             kind_of_error::<Lock>(&huge),
             DecodeErrorKind::TooLarge { .. }
         ));
+        // A valid config padded to 900 KiB is refused: only the history may be that large.
+        let padded = format!(r#"{{"v":1,"paused":true,"pad":"{}"}}"#, "x".repeat(900 * 1024));
+        assert_eq!(
+            kind_of_error::<GroupConfig>(padded.as_bytes()),
+            DecodeErrorKind::TooLarge {
+                size: padded.len(),
+                limit: crate::codec::SMALL_DOCUMENT_BYTES
+            }
+        );
+        let long_history = format!(r#"{{"v":1,"entries":[],"pad":"{}"}}"#, "x".repeat(900 * 1024));
+        assert!(decode::<History>(PATH, long_history.as_bytes()).is_ok());
         let deep = "[".repeat(10_000);
         assert!(matches!(
             kind_of_error::<NodeState>(deep.as_bytes()),

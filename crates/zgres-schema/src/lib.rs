@@ -13,11 +13,17 @@
 
 pub mod codec;
 pub mod documents;
+pub mod fetched;
+pub mod history;
 pub mod ids;
 pub mod lsn;
 pub mod paths;
 
-pub use codec::{decode, encode, DecodeError, DecodeErrorKind, Document, MAX_DOCUMENT_BYTES};
+pub use codec::{
+    decode, encode, DecodeError, DecodeErrorKind, Document, MAX_DOCUMENT_BYTES, SMALL_DOCUMENT_BYTES,
+};
+pub use fetched::{Fetched, UnreadableFilter};
+pub use history::HistoryView;
 pub use ids::{GroupName, IdError, NodeId, SystemId, Timeline};
 pub use lsn::{Lsn, LsnParseError};
 pub use paths::{PathError, ZkLayout, Znode};

@@ -7,6 +7,7 @@
 //! | `{root}/lock/{GROUP}` | [`crate::documents::Lock`] (ephemeral) |
 //! | `{root}/static/{GROUP}-db-id` | [`crate::documents::DatabaseId`] |
 //! | `{root}/history/{GROUP}` | [`crate::documents::History`] |
+//! | `{root}/history/{GROUP}/promotion-NNNNNNNNNN` | [`crate::documents::Promotion`], recorded beside an unreadable history |
 //! | `{root}/config/{GROUP}` | [`crate::documents::GroupConfig`] |
 //! | `{root}/sync/{GROUP}` | [`crate::documents::SyncState`] |
 //! | `{root}/switchover/{GROUP}` | [`crate::documents::Switchover`] |
@@ -164,6 +165,12 @@ impl ZkLayout {
         }
     }
 
+    /// The prefix of the persistent sequential znodes that record promotions beside an
+    /// unreadable `/history/{GROUP}` (as its children), so that it is never overwritten.
+    pub fn history_beside_prefix(&self, group: &GroupName) -> String {
+        format!("{}/{HISTORY_BESIDE_NAME}", self.path(&Znode::History(group.clone())))
+    }
+
     /// Which znode `path` is.
     ///
     /// # Errors
@@ -206,6 +213,9 @@ impl ZkLayout {
         })
     }
 }
+
+/// Name prefix of the promotions recorded beside an unreadable history.
+pub const HISTORY_BESIDE_NAME: &str = "promotion-";
 
 impl fmt::Display for ZkLayout {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

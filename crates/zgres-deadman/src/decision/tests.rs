@@ -69,6 +69,7 @@ fn stopped(kind: DataDirKind) -> LocalPostgres {
 
 fn peer_state(i: u8, role: Role, lsn: u64) -> NodeState {
     NodeState {
+        warnings: vec![],
         node: node(i),
         role,
         problems: vec![],
@@ -95,7 +96,7 @@ fn obs(now: Instant, lock: LockView, postgres: LocalPostgres, peers: Vec<Peer>) 
     Observation {
         now,
         lock,
-        db_id: Some(SYS),
+        db_id: Fetched::Valid(SYS),
         config: GroupConfig::default(),
         peers,
         postgres,
@@ -103,7 +104,7 @@ fn obs(now: Instant, lock: LockView, postgres: LocalPostgres, peers: Vec<Peer>) 
         group_timeline: None,
         switchover: None,
         wall_ms: 0,
-        sync: None,
+        sync: Fetched::Absent,
     }
 }
 
@@ -289,7 +290,7 @@ fn first_node_of_a_new_group_adopts_its_stopped_primary() {
     let t = Instant::now();
     let mut d = decider(1);
     let mut o = obs(t, LockView::Free, stopped(DataDirKind::Primary), vec![]);
-    o.db_id = None;
+    o.db_id = Fetched::Absent;
     let actions = d.decide(&o);
     assert!(actions.contains(&Action::AcquireLock), "{actions:?}");
 }
@@ -433,7 +434,7 @@ fn an_empty_group_is_bootstrapped_by_the_lock_holder_and_cloned_by_the_others() 
     let t = Instant::now();
     let mut d = decider(1);
     let mut new_group = obs(t, LockView::Free, empty(), vec![]);
-    new_group.db_id = None;
+    new_group.db_id = Fetched::Absent;
     assert!(d.decide(&new_group).contains(&Action::AcquireLock));
     new_group.lock = LockView::Ours;
     assert_eq!(d.decide(&new_group), [Action::Bootstrap]);
@@ -450,10 +451,10 @@ fn an_empty_group_is_bootstrapped_by_the_lock_holder_and_cloned_by_the_others() 
         empty(),
         vec![fresh(peer_state(2, Role::Stopped, 0))],
     );
-    peer_has_data.db_id = None;
+    peer_has_data.db_id = Fetched::Absent;
     assert!(!d.decide(&peer_has_data).contains(&Action::AcquireLock));
     let mut ours = obs(t, LockView::Ours, empty(), vec![]);
-    ours.db_id = Some(SYS);
+    ours.db_id = Fetched::Valid(SYS);
     assert_eq!(d.decide(&ours), [Action::ReleaseLock]);
     let following = |role| {
         obs(
@@ -614,13 +615,13 @@ fn in_synchronous_mode_only_listed_nodes_contend() {
     let peers = vec![fresh(peer_state(2, Role::Replica, 500))];
     let mut o = obs(t, LockView::Free, standby(900), peers);
     o.config = config.clone();
-    o.sync = Some(sync.clone());
+    o.sync = Fetched::Valid(sync.clone());
     assert!(!one.decide(&o).contains(&Action::AcquireLock));
     assert_eq!(one.last_ineligible(), Some(Ineligible::NotSynchronous));
     let mut two = decider(2);
     let peers = vec![fresh(peer_state(1, Role::Replica, 900))];
     let mut o = obs(t, LockView::Free, standby(500), peers);
     o.config = config;
-    o.sync = Some(sync);
+    o.sync = Fetched::Valid(sync);
     assert!(two.decide(&o).contains(&Action::AcquireLock));
 }

@@ -122,10 +122,18 @@ fn only_listed_nodes_and_the_primary_may_promote() {
         primary: node(1),
         standbys: BTreeSet::from([node(2)]),
     };
-    assert!(may_promote(Some(&sync), node(1)));
-    assert!(may_promote(Some(&sync), node(2)));
-    assert!(!may_promote(Some(&sync), node(3)));
-    assert!(may_promote(None, node(3)));
+    let valid = Fetched::Valid(sync);
+    assert!(may_promote(&valid, node(1)));
+    assert!(may_promote(&valid, node(2)));
+    assert!(!may_promote(&valid, node(3)));
+    assert!(may_promote(&Fetched::Absent, node(3)));
+    let garbage = zgres_schema::decode::<SyncState>("/zgres/sync/main", b"{junk").unwrap_err();
+    for n in 1..=3 {
+        assert!(
+            !may_promote(&Fetched::Unreadable(garbage.clone()), node(n)),
+            "an unreadable /sync may have named anyone: nobody may promote"
+        );
+    }
 }
 
 #[derive(Debug, Clone)]
