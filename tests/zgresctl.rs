@@ -59,8 +59,8 @@ async fn zgresctl_shows_and_steers_a_group() {
     let table = stdout(&zgresctl(&zk, &["list"]));
     assert!(table.contains("+ Group: main"), "{table}");
     for line in [
-        format!("| {primary:<22} | primary"),
-        format!("| {replica:<22} | replica"),
+        format!("| n0       | {primary:<22} | primary"),
+        format!("| n1       | {replica:<22} | replica"),
     ] {
         assert!(table.contains(&line), "{line:?} not in\n{table}");
     }
@@ -69,6 +69,11 @@ async fn zgresctl_shows_and_steers_a_group() {
         serde_json::from_str(&stdout(&zgresctl(&zk, &["show", "main", &replica]))).unwrap();
     assert_eq!(shown["state"]["role"], "replica");
     assert_eq!(shown["leader"], false);
+    // A node's configured name works wherever its id does.
+    let by_name: serde_json::Value =
+        serde_json::from_str(&stdout(&zgresctl(&zk, &["show", "main", "n1"]))).unwrap();
+    assert_eq!(by_name["node"], replica.as_str());
+    assert_eq!(by_name["state"]["name"], "n1");
 
     let set = zgresctl(
         &zk,
@@ -178,14 +183,17 @@ async fn zgresctl_shows_and_steers_a_group() {
     )
     .await
     .unwrap();
-    // And a forced failover back.
-    let done = stdout(&zgresctl(
-        &zk,
-        &["failover", "main", "--to", &primary, "--force"],
-    ));
+    // And a forced failover back, naming the node by its configured name.
+    let out = zgresctl(&zk, &["failover", "main", "--to", "n0", "--force"]);
+    let done = stdout(&out);
     assert!(
         done.contains(&format!("{primary} is the primary now")),
         "{done}"
+    );
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains(&format!("n0 ({primary}, matched by name)")),
+        "{said}"
     );
     group.wait_following(1, 0).await;
     let history = stdout(&zgresctl(&zk, &["history", "main"]));

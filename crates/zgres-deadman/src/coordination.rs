@@ -295,12 +295,15 @@ impl Coordinator {
         let switchover = self.read::<Switchover>(&switchover_path).await?;
 
         let config_path = self.path(Znode::Config(self.group.clone()));
-        let config = self.read::<GroupConfig>(&config_path).await?.map(|(c, _)| c);
+        let config = self
+            .read::<GroupConfig>(&config_path)
+            .await?
+            .map(|(c, _)| c);
         // An unreadable config may hide synchronous mode: read `/sync` then too, so that no
         // one promotes outside it.
-        let synchronous = config
-            .valid()
-            .map_or(config.is_unreadable(), |c| c.synchronous_mode != SyncMode::Off);
+        let synchronous = config.valid().map_or(config.is_unreadable(), |c| {
+            c.synchronous_mode != SyncMode::Off
+        });
         let switchover_pending = !matches!(switchover, Fetched::Absent);
 
         // Read only the states a decision can use: every peer's during an election, a
@@ -465,8 +468,8 @@ impl Coordinator {
                 Fetched::Absent => (History::default(), None),
                 Fetched::Unreadable(e) => {
                     let prefix = self.layout.history_beside_prefix(&self.group);
-                    let options = zk::CreateMode::PersistentSequential
-                        .with_acls(zk::Acls::anyone_all());
+                    let options =
+                        zk::CreateMode::PersistentSequential.with_acls(zk::Acls::anyone_all());
                     let (_, sequence) =
                         timed(self.client.create(&prefix, &encode(promotion)?, &options)).await?;
                     tracing::warn!(znode = %path, reason = %e.kind, recorded_at = %format!("{prefix}{sequence}"),
@@ -509,9 +512,12 @@ impl Coordinator {
     ) -> Result<bool> {
         let path = self.path(Znode::Switchover(self.group.clone()));
         let written = match request {
-            Some(request) => timed(self.client.set_data(&path, &encode(request)?, Some(version)))
-                .await
-                .map(drop),
+            Some(request) => timed(
+                self.client
+                    .set_data(&path, &encode(request)?, Some(version)),
+            )
+            .await
+            .map(drop),
             None => timed(self.client.delete(&path, Some(version))).await,
         };
         match written {
@@ -544,7 +550,9 @@ impl Coordinator {
         };
         match restored {
             Ok(_) => tracing::info!(znode = %path, "restored our lock's content"),
-            Err(e) => tracing::warn!(znode = %path, error = %e, "cannot restore our lock's content"),
+            Err(e) => {
+                tracing::warn!(znode = %path, error = %e, "cannot restore our lock's content")
+            }
         }
     }
 

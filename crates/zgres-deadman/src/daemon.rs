@@ -567,6 +567,7 @@ impl Daemon {
         let probe: Option<Probe> = pg.probe;
         NodeState {
             node: self.config.node,
+            name: zgres_schema::NodeName::new(&self.config.node_name).ok(),
             role,
             problems: self.problems(obs),
             warnings: self.warnings(obs),
@@ -791,7 +792,8 @@ impl Daemon {
                     }
                     _ => tracing::info!("switchover complete"),
                 }
-                if let (Some(session), Some(version)) = (self.session.as_mut(), switchover_version) {
+                if let (Some(session), Some(version)) = (self.session.as_mut(), switchover_version)
+                {
                     if let Err(e) = session.coordinator.update_switchover(None, version).await {
                         tracing::warn!(error = %e, "cannot delete the switchover request");
                     }
@@ -911,7 +913,10 @@ impl Daemon {
                     // Without the stop position the candidate cannot prove it caught up:
                     // keep the lock and start again as primary next round.
                     let error = recorded.err().map(|e| e.to_string());
-                    tracing::error!(error, "cannot record the stop position; switchover abandoned");
+                    tracing::error!(
+                        error,
+                        "cannot record the stop position; switchover abandoned"
+                    );
                     return true;
                 }
                 tracing::info!(%candidate, stopped_at = %control.checkpoint, "switchover: primary stopped; handing the lock over");

@@ -101,10 +101,26 @@ mod tests {
     #[test]
     fn garbage_keeps_the_last_valid_config() {
         let mut keeper = ConfigInForce::default();
-        assert_eq!(keeper.observe(Fetched::Valid(synchronous())), ConfigChange::None);
-        for bad in [&b"{junk"[..], b"[1]", br#"{"v":9}"#, br#"{"v":1,"paused":"no"}"#] {
-            assert!(matches!(keeper.observe(garbage(bad)), ConfigChange::Unreadable(_)));
-            assert_eq!(keeper.effective(), synchronous(), "{:?}", std::str::from_utf8(bad));
+        assert_eq!(
+            keeper.observe(Fetched::Valid(synchronous())),
+            ConfigChange::None
+        );
+        for bad in [
+            &b"{junk"[..],
+            b"[1]",
+            br#"{"v":9}"#,
+            br#"{"v":1,"paused":"no"}"#,
+        ] {
+            assert!(matches!(
+                keeper.observe(garbage(bad)),
+                ConfigChange::Unreadable(_)
+            ));
+            assert_eq!(
+                keeper.effective(),
+                synchronous(),
+                "{:?}",
+                std::str::from_utf8(bad)
+            );
             assert!(keeper.problem().unwrap().contains("keeping the last valid"));
         }
         assert_eq!(
@@ -113,7 +129,11 @@ mod tests {
             "the same problem is reported once"
         );
         assert_eq!(keeper.observe(Fetched::Absent), ConfigChange::Readable);
-        assert_eq!(keeper.effective(), GroupConfig::default(), "absent means defaults");
+        assert_eq!(
+            keeper.effective(),
+            GroupConfig::default(),
+            "absent means defaults"
+        );
         assert_eq!(keeper.problem(), None);
     }
 
@@ -121,7 +141,9 @@ mod tests {
     fn never_valid_means_no_automatic_action() {
         let mut keeper = ConfigInForce::default();
         assert!(!keeper.is_known());
-        assert!(matches!(keeper.observe(garbage(b"{junk")), ConfigChange::Unreadable(p) if p.contains("no automatic action")));
+        assert!(
+            matches!(keeper.observe(garbage(b"{junk")), ConfigChange::Unreadable(p) if p.contains("no automatic action"))
+        );
         assert!(keeper.effective().paused);
         assert!(!keeper.is_known());
         keeper.observe(Fetched::Valid(synchronous()));

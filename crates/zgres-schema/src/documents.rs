@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::codec::Document;
-use crate::ids::{NodeId, SystemId, Timeline};
+use crate::ids::{NodeId, NodeName, SystemId, Timeline};
 use crate::lsn::Lsn;
 
 /// What PostgreSQL on a node is doing, as its deadman last saw it.
@@ -73,6 +73,9 @@ pub struct WalPositions {
 pub struct NodeState {
     /// The node this state describes (must match the znode name).
     pub node: NodeId,
+    /// Its short name for people (`node.name` in the deadman's config).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<NodeName>,
     /// What PostgreSQL is doing.
     pub role: Role,
     /// Why the node is unhealthy; empty when healthy.
@@ -351,6 +354,7 @@ mod tests {
                 |(node, role, problems, timeline, system_id, (w, r, p), tags, meta, at)| {
                     NodeState {
                         warnings: vec![],
+                        name: None,
                         node,
                         role,
                         problems,
@@ -372,6 +376,7 @@ mod tests {
     fn sample_state() -> NodeState {
         NodeState {
             warnings: vec!["a warning".into()],
+            name: Some(NodeName::new("n0").unwrap()),
             node: "10.0.0.1:5432".parse().unwrap(),
             role: Role::Replica,
             problems: vec![],
@@ -451,7 +456,10 @@ mod tests {
             DecodeErrorKind::TooLarge { .. }
         ));
         // A valid config padded to 900 KiB is refused: only the history may be that large.
-        let padded = format!(r#"{{"v":1,"paused":true,"pad":"{}"}}"#, "x".repeat(900 * 1024));
+        let padded = format!(
+            r#"{{"v":1,"paused":true,"pad":"{}"}}"#,
+            "x".repeat(900 * 1024)
+        );
         assert_eq!(
             kind_of_error::<GroupConfig>(padded.as_bytes()),
             DecodeErrorKind::TooLarge {
@@ -459,7 +467,10 @@ mod tests {
                 limit: crate::codec::SMALL_DOCUMENT_BYTES
             }
         );
-        let long_history = format!(r#"{{"v":1,"entries":[],"pad":"{}"}}"#, "x".repeat(900 * 1024));
+        let long_history = format!(
+            r#"{{"v":1,"entries":[],"pad":"{}"}}"#,
+            "x".repeat(900 * 1024)
+        );
         assert!(decode::<History>(PATH, long_history.as_bytes()).is_ok());
         let deep = "[".repeat(10_000);
         assert!(matches!(

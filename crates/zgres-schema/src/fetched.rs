@@ -138,9 +138,18 @@ mod tests {
         let path = "/zgres/config/main";
         let error = |data: &[u8]| decode::<GroupConfig>(path, data).unwrap_err();
         assert!(filter.is_new(&error(b"{x"), b"{x"));
-        assert!(!filter.is_new(&error(b"{x"), b"{x"), "same content: reported once");
-        assert!(filter.is_new(&error(b"{y"), b"{y"), "other content: reported again");
+        assert!(
+            !filter.is_new(&error(b"{x"), b"{x"),
+            "same content: reported once"
+        );
+        assert!(
+            filter.is_new(&error(b"{y"), b"{y"),
+            "other content: reported again"
+        );
         filter.clear(path);
-        assert!(filter.is_new(&error(b"{y"), b"{y"), "bad again after a valid read");
+        assert!(
+            filter.is_new(&error(b"{y"), b"{y"),
+            "bad again after a valid read"
+        );
     }
 }

@@ -66,7 +66,10 @@ mod tests {
             ],
         };
         let timelines: Vec<_> = view.entries().iter().map(|p| p.timeline).collect();
-        assert_eq!(timelines, vec![promotion(3, 0).timeline, promotion(4, 0).timeline]);
+        assert_eq!(
+            timelines,
+            vec![promotion(3, 0).timeline, promotion(4, 0).timeline]
+        );
         assert_eq!(view.newest_timeline(), Some(promotion(4, 0).timeline));
 
         let repaired = HistoryView {

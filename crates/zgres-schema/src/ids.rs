@@ -23,6 +23,9 @@ pub enum IdError {
     /// A system identifier that is not a decimal 64-bit number.
     #[error("invalid PostgreSQL system identifier {0:?}: expected a decimal 64-bit number")]
     SystemId(String),
+    /// A node name outside `[A-Za-z0-9_-]{1,63}`.
+    #[error("invalid node name {0:?}: use 1 to 63 characters from A-Z a-z 0-9 _ -")]
+    NodeName(String),
     /// A timeline of 0 (PostgreSQL timelines start at 1).
     #[error("invalid timeline 0: PostgreSQL timelines start at 1")]
     Timeline,
@@ -76,6 +79,55 @@ impl FromStr for GroupName {
 }
 
 impl fmt::Display for GroupName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(&self.0)
+    }
+}
+
+/// A node's short name for people (`node.name` in the deadman's config, e.g. `n0`):
+/// `[A-Za-z0-9_-]{1,63}`, so it is safe in logs, tables and `application_name`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct NodeName(String);
+
+impl NodeName {
+    /// Validates `name`.
+    ///
+    /// # Errors
+    /// [`IdError::NodeName`] when empty, longer than 63 bytes or with another character.
+    pub fn new(name: &str) -> Result<Self, IdError> {
+        let valid = !name.is_empty()
+            && name.len() <= 63
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if valid {
+            Ok(NodeName(name.to_owned()))
+        } else {
+            Err(IdError::NodeName(truncated(name)))
+        }
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for NodeName {
+    type Error = IdError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        NodeName::new(&s)
+    }
+}
+
+impl From<NodeName> for String {
+    fn from(name: NodeName) -> String {
+        name.0
+    }
+}
+
+impl fmt::Display for NodeName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.pad(&self.0)
     }

@@ -20,10 +20,11 @@ pub mod lsn;
 pub mod paths;
 
 pub use codec::{
-    decode, encode, DecodeError, DecodeErrorKind, Document, MAX_DOCUMENT_BYTES, SMALL_DOCUMENT_BYTES,
+    decode, encode, DecodeError, DecodeErrorKind, Document, MAX_DOCUMENT_BYTES,
+    SMALL_DOCUMENT_BYTES,
 };
 pub use fetched::{Fetched, UnreadableFilter};
 pub use history::HistoryView;
-pub use ids::{GroupName, IdError, NodeId, SystemId, Timeline};
+pub use ids::{GroupName, IdError, NodeId, NodeName, SystemId, Timeline};
 pub use lsn::{Lsn, LsnParseError};
 pub use paths::{PathError, ZkLayout, Znode};

@@ -168,7 +168,10 @@ impl ZkLayout {
     /// The prefix of the persistent sequential znodes that record promotions beside an
     /// unreadable `/history/{GROUP}` (as its children), so that it is never overwritten.
     pub fn history_beside_prefix(&self, group: &GroupName) -> String {
-        format!("{}/{HISTORY_BESIDE_NAME}", self.path(&Znode::History(group.clone())))
+        format!(
+            "{}/{HISTORY_BESIDE_NAME}",
+            self.path(&Znode::History(group.clone()))
+        )
     }
 
     /// Which znode `path` is.

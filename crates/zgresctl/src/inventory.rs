@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 use zgres_schema::documents::{
-    GroupConfig, History, Lock, NodeState, Role, Switchover, SwitchoverKind,
+    GroupConfig, Lock, NodeState, Promotion, Role, Switchover, SwitchoverKind,
 };
-use zgres_schema::{decode, encode, GroupName, NodeId, ZkLayout, Znode};
+use zgres_schema::{decode, encode, Fetched, GroupName, HistoryView, NodeId, ZkLayout, Znode};
 use zookeeper_client as zk;
 
 /// Why a command failed.
@@ -83,6 +83,66 @@ pub struct NodeView {
     pub lag_bytes: Option<u64>,
 }
 
+/// A group's promotions as the CLI shows them.
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupHistory {
+    /// Every readable promotion, oldest first.
+    pub entries: Vec<Promotion>,
+    /// Why parts of the history could not be read (znode and reason).
+    pub errors: Vec<String>,
+}
+
+/// How an operator's NODE argument matched a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeMatch {
+    /// By its id (`IP:PORT`).
+    Id,
+    /// By its configured name (`node.name`, e.g. `n1`).
+    Name,
+}
+
+/// Finds the node an operator means by `text`: its id (`127.0.0.1:5442`) or its configured
+/// name (`n1`), and says which matched.
+///
+/// # Errors
+/// [`CtlError::UnknownNode`] when nothing matches, [`CtlError::Usage`] when a name is shared.
+pub fn resolve_node<'a>(
+    group: &'a GroupView,
+    text: &str,
+) -> Result<(&'a NodeView, NodeMatch), CtlError> {
+    if let Some(node) = group.nodes.iter().find(|n| n.node.to_string() == text) {
+        return Ok((node, NodeMatch::Id));
+    }
+    let named: Vec<&NodeView> = group
+        .nodes
+        .iter()
+        .filter(|n| n.name().is_some_and(|name| name == text))
+        .collect();
+    match named.as_slice() {
+        [node] => Ok((node, NodeMatch::Name)),
+        [] => Err(CtlError::UnknownNode {
+            group: group.group.to_string(),
+            node: text.to_owned(),
+        }),
+        several => Err(CtlError::Usage(format!(
+            "several nodes of group {} are named {text:?} ({}); give the node id instead",
+            group.group,
+            several
+                .iter()
+                .map(|n| n.node.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
+impl NodeView {
+    /// The node's configured name, when its state is readable and has one.
+    pub fn name(&self) -> Option<&str> {
+        self.state.as_ref()?.name.as_ref().map(|n| n.as_str())
+    }
+}
+
 /// One group as the CLI shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct GroupView {
@@ -90,8 +150,10 @@ pub struct GroupView {
     pub group: GroupName,
     /// Lock holder, when the lock is readable.
     pub leader: Option<NodeId>,
-    /// The group's config (defaults when absent).
-    pub config: GroupConfig,
+    /// The group's config (defaults when absent; `None` when unreadable).
+    pub config: Option<GroupConfig>,
+    /// Why the group's config cannot be read, if so (the deadmen keep the last valid one).
+    pub config_error: Option<String>,
     /// Its nodes, ordered by id.
     pub nodes: Vec<NodeView>,
 }
@@ -171,7 +233,11 @@ impl Inventory {
                 Some((data, _)) => decode::<Lock>(&lock_path, &data).ok().map(|l| l.node),
                 None => None,
             };
-            let config = self.config(&group).await?.0;
+            let (config, config_error) = match self.config(&group).await {
+                Ok((config, _)) => (Some(config), None),
+                Err(CtlError::Decode(e)) => (None, Some(e.to_string())),
+                Err(e) => return Err(e),
+            };
             let mut views = Vec::new();
             for node in nodes {
                 let path = self.layout.path(&Znode::State(group.clone(), node));
@@ -204,6 +270,7 @@ impl Inventory {
                 group,
                 leader,
                 config,
+                config_error,
                 nodes: views,
             });
         }
@@ -215,28 +282,47 @@ impl Inventory {
     /// # Errors
     /// [`CtlError::UnknownGroup`] / [`CtlError::UnknownNode`].
     pub async fn node(&self, group: &str, node: &str) -> Result<NodeView, CtlError> {
-        let groups = self.groups(Some(group)).await?;
-        groups
-            .into_iter()
-            .flat_map(|g| g.nodes)
-            .find(|n| n.node.to_string() == node)
-            .ok_or_else(|| CtlError::UnknownNode {
-                group: group.to_owned(),
-                node: node.to_owned(),
-            })
+        let view = self.groups(Some(group)).await?.remove(0);
+        let (found, _) = resolve_node(&view, node)?;
+        Ok(found.clone())
     }
 
-    /// The group's promotion history (empty when none was recorded).
+    /// The group's promotion history: every readable entry, and what could not be read (an
+    /// unreadable `/history` is kept as found; promotions are then recorded beside it).
     ///
     /// # Errors
-    /// ZooKeeper failures or an unreadable history.
-    pub async fn history(&self, group: &str) -> Result<History, CtlError> {
+    /// ZooKeeper failures.
+    pub async fn history(&self, group: &str) -> Result<GroupHistory, CtlError> {
         let group = self.group_name(group)?;
         let path = self.layout.path(&Znode::History(group));
-        match self.get(&path).await? {
-            Some((data, _)) => Ok(decode(&path, &data)?),
-            None => Ok(History::default()),
+        let mut view = HistoryView::default();
+        if let Some((data, _)) = self.get(&path).await? {
+            view.document = Fetched::decode(&path, Some(&data));
+            let mut children = match self.client.list_children(&path).await {
+                Ok(children) => children,
+                Err(zk::Error::NoNode) => vec![],
+                Err(e) => return Err(e.into()),
+            };
+            children.sort();
+            for child in children {
+                let child_path = format!("{path}/{child}");
+                if let Some((data, _)) = self.get(&child_path).await? {
+                    view.beside.push(Fetched::decode(&child_path, Some(&data)));
+                }
+            }
         }
+        let errors = std::iter::once(&view.document)
+            .filter_map(|d| d.error().map(ToString::to_string))
+            .chain(
+                view.beside
+                    .iter()
+                    .filter_map(|p| p.error().map(ToString::to_string)),
+            )
+            .collect();
+        Ok(GroupHistory {
+            entries: view.entries().into_iter().cloned().collect(),
+            errors,
+        })
     }
 
     fn group_name(&self, group: &str) -> Result<GroupName, CtlError> {
@@ -333,14 +419,7 @@ impl Inventory {
         };
         let to = match &request.to {
             Some(to) => {
-                let node = view
-                    .nodes
-                    .iter()
-                    .find(|n| n.node.to_string() == *to)
-                    .ok_or_else(|| CtlError::UnknownNode {
-                        group: group.to_owned(),
-                        node: to.clone(),
-                    })?;
+                let (node, _) = resolve_node(&view, to)?;
                 if view.leader == Some(node.node) {
                     return Err(CtlError::Refused(format!("{to} is already the primary")));
                 }

@@ -7,7 +7,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand};
 use zgres_schema::documents::SwitchoverKind;
-use zgresctl::inventory::{parse_config, set_config_value, CtlError, HandOver, Inventory};
+use zgresctl::inventory::{
+    parse_config, resolve_node, set_config_value, CtlError, HandOver, Inventory, NodeMatch,
+};
 use zgresctl::render;
 
 use zgres_config::EXIT_USAGE;
@@ -46,7 +48,7 @@ enum Command {
     Show {
         /// The group.
         group: String,
-        /// The node id (IP:PORT).
+        /// The node: its id (IP:PORT) or its configured name (e.g. n1).
         node: String,
     },
     /// The group's promotions.
@@ -64,7 +66,8 @@ enum Command {
     Switchover {
         /// The group.
         group: String,
-        /// The replica to promote (default: the best one).
+        /// The replica to promote, by id (IP:PORT) or configured name (e.g. n1); default: the
+        /// best one.
         #[arg(long, value_name = "NODE")]
         to: Option<String>,
         /// Not before this time: RFC 3339 (`2026-11-22T03:00:00Z`) or `+10m`-style from now.
@@ -81,7 +84,7 @@ enum Command {
     Failover {
         /// The group.
         group: String,
-        /// The replica to promote.
+        /// The replica to promote, by id (IP:PORT) or configured name (e.g. n1).
         #[arg(long, value_name = "NODE")]
         to: String,
         /// Do not ask for confirmation.
@@ -209,10 +212,25 @@ async fn hand_over(
     force: bool,
     json: bool,
 ) -> Result<(), CtlError> {
-    let target = request
-        .to
-        .clone()
-        .unwrap_or_else(|| "the best replica".into());
+    // Say which node a name or id matched before asking for confirmation.
+    let target = match &request.to {
+        Some(to) => {
+            let view = inventory.groups(Some(group)).await?.remove(0);
+            let (node, matched) = resolve_node(&view, to)?;
+            let how = match matched {
+                NodeMatch::Id => "id",
+                NodeMatch::Name => "name",
+            };
+            match node.name() {
+                Some(name) => format!("{name} ({}, matched by {how})", node.node),
+                None => format!("{} (matched by {how})", node.node),
+            }
+        }
+        None => "the best replica".into(),
+    };
+    if !json {
+        eprintln!("target: {target}");
+    }
     let verb = match request.kind {
         SwitchoverKind::Switchover => "Switch over",
         SwitchoverKind::Failover => "Fail over",

@@ -2,9 +2,9 @@
 
 use std::fmt::Write as _;
 
-use zgres_schema::documents::{History, Role};
+use zgres_schema::documents::Role;
 
-use crate::inventory::{GroupView, NodeView};
+use crate::inventory::{GroupHistory, GroupView, NodeView};
 
 fn role(node: &NodeView) -> String {
     match &node.state {
@@ -39,12 +39,22 @@ fn lag(node: &NodeView) -> String {
 pub fn groups(groups: &[GroupView]) -> String {
     let mut out = String::new();
     for g in groups {
-        let paused = if g.config.paused { " (PAUSED)" } else { "" };
+        let paused = match &g.config {
+            Some(c) if c.paused => " (PAUSED)",
+            Some(_) => "",
+            None => " (CONFIG UNREADABLE)",
+        };
         let _ = writeln!(out, "+ Group: {}{paused}", g.group);
+        if let Some(e) = &g.config_error {
+            let _ = writeln!(
+                out,
+                "! {e}\n! the deadmen keep the last valid config (none: no automatic action)"
+            );
+        }
         let _ = writeln!(
             out,
-            "| {:<22} | {:<18} | {:<30} | {:>2} | {:>9} |",
-            "Member", "Role", "State", "TL", "Lag"
+            "| {:<8} | {:<22} | {:<18} | {:<30} | {:>2} | {:>9} |",
+            "Name", "Member", "Role", "State", "TL", "Lag"
         );
         for n in &g.nodes {
             let tl = n
@@ -55,13 +65,19 @@ pub fn groups(groups: &[GroupView]) -> String {
                 .unwrap_or_default();
             let _ = writeln!(
                 out,
-                "| {:<22} | {:<18} | {:<30} | {:>2} | {:>9} |",
+                "| {:<8} | {:<22} | {:<18} | {:<30} | {:>2} | {:>9} |",
+                n.name().unwrap_or(""),
                 n.node.to_string(),
                 role(n),
                 state(n),
                 tl,
                 lag(n)
             );
+        }
+        for n in &g.nodes {
+            for warning in n.state.iter().flat_map(|s| &s.warnings) {
+                let _ = writeln!(out, "! {}: {warning}", n.node);
+            }
         }
         if g.nodes.is_empty() {
             let _ = writeln!(out, "| (no nodes)");
@@ -70,12 +86,18 @@ pub fn groups(groups: &[GroupView]) -> String {
     out
 }
 
-/// The promotion history.
-pub fn history(history: &History) -> String {
+/// The promotion history, after what could not be read.
+pub fn history(history: &GroupHistory) -> String {
+    let mut out: String = history
+        .errors
+        .iter()
+        .map(|e| format!("! unreadable, kept as found: {e}\n"))
+        .collect();
     if history.entries.is_empty() {
-        return "no promotions recorded\n".into();
+        out.push_str("no promotions recorded\n");
+        return out;
     }
-    let mut out = format!(
+    out += &format!(
         "| {:>2} | {:<12} | {:<15} | {:<22} | {:<22} | {:<20} |\n",
         "TL", "LSN", "Reason", "New primary", "Old primary", "At (UTC)"
     );

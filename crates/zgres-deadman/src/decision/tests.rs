@@ -70,6 +70,7 @@ fn stopped(kind: DataDirKind) -> LocalPostgres {
 fn peer_state(i: u8, role: Role, lsn: u64) -> NodeState {
     NodeState {
         warnings: vec![],
+        name: None,
         node: node(i),
         role,
         problems: vec![],
