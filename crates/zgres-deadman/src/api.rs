@@ -3,7 +3,7 @@
 //!
 //! | endpoint | 200 when |
 //! |---|---|
-//! | `/primary`, `/master`, `/leader`, `/read-write` | this node holds the lock and PostgreSQL runs as primary |
+//! | `/primary`, `/master`, `/leader`, `/read-write` | this node holds the lock, PostgreSQL runs as primary, and — checked at request time against the fence clock — its session was confirmed recently enough that no fencing step is due |
 //! | `/replica` (`?lag=` bytes or `16MB`-style) | a healthy standby, not tagged `noloadbalance`, within `lag` of the last primary position |
 //! | `/read-only` | primary or replica as above |
 //! | `/health` | PostgreSQL is running and answering |
@@ -20,6 +20,7 @@
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -29,6 +30,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use zgres_schema::documents::{Role, Tags, WalPositions};
 use zgres_schema::{Lsn, NodeId, Timeline};
+
+use crate::fence::{monotonic_ns, FenceClock};
 
 const MAX_REQUEST: usize = 8 * 1024;
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
@@ -40,8 +43,12 @@ pub struct Status {
     pub node: NodeId,
     /// What PostgreSQL is doing.
     pub role: Role,
-    /// This node's session holds the group lock.
+    /// This node's session holds the group lock (as of the last round).
     pub lock_held: bool,
+    /// Computed at request time from the fence clock: the session was confirmed recently
+    /// enough and PostgreSQL runs under an armed fence. `/primary` needs it, so a node whose
+    /// loop is stuck or stopped stops answering 200 before its fence fires.
+    pub writable: bool,
     /// Why the node is unhealthy; empty when healthy.
     pub problems: Vec<String>,
     /// What an operator should know that does not make the node unhealthy.
@@ -78,7 +85,7 @@ pub struct Status {
 
 impl Status {
     fn is_primary(&self) -> bool {
-        self.lock_held && self.role == Role::Primary
+        self.lock_held && self.role == Role::Primary && self.writable
     }
 
     fn is_replica(&self, max_lag: Option<u64>) -> bool {
@@ -110,6 +117,7 @@ impl Status {
 pub async fn serve(
     addr: SocketAddr,
     status: watch::Receiver<Option<Status>>,
+    fence: Arc<FenceClock>,
     shutdown: CancellationToken,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let listener = TcpListener::bind(addr).await?;
@@ -122,8 +130,9 @@ pub async fn serve(
             };
             let Ok((stream, _)) = accepted else { continue };
             let status = status.clone();
+            let fence = fence.clone();
             tokio::spawn(async move {
-                if let Err(e) = answer(stream, status).await {
+                if let Err(e) = answer(stream, status, &fence).await {
                     tracing::debug!(error = %e, "health API connection failed");
                 }
             });
@@ -134,6 +143,7 @@ pub async fn serve(
 async fn answer(
     mut stream: TcpStream,
     status: watch::Receiver<Option<Status>>,
+    fence: &FenceClock,
 ) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(512);
     let read = tokio::time::timeout(READ_TIMEOUT, async {
@@ -156,7 +166,10 @@ async fn answer(
         Ok(Err(e)) => return Err(e),
         Ok(Ok(())) if buf.len() > MAX_REQUEST => Response::plain(431, "request too large"),
         Ok(Ok(())) => {
-            let current = status.borrow().clone();
+            let mut current = status.borrow().clone();
+            if let Some(s) = current.as_mut() {
+                s.writable = fence.may_serve_as_primary(monotonic_ns());
+            }
             route(&buf, current.as_ref())
         }
     };
@@ -373,6 +386,7 @@ mod tests {
             node: "10.0.0.1:5432".parse().unwrap(),
             role,
             lock_held,
+            writable: true,
             problems: vec![],
             warnings: vec![],
             unreadable_znodes_total: 0,

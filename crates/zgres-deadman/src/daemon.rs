@@ -114,15 +114,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
         DataDirKind::Empty => None,
         _ => Some(data_dir::control_data(&config.postgres).await?),
     };
-    let (status, status_rx) = watch::channel(None);
-    let api = match config.api_listen {
-        Some(addr) => Some(
-            api::serve(addr, status_rx, shutdown.child_token())
-                .await
-                .map_err(|source| DaemonError::Api { addr, source })?,
-        ),
-        None => None,
-    };
     match &control {
         Some(c) => tracing::info!(
             node = %config.node, group = %config.group, system_id = %c.system_id,
@@ -141,6 +132,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
             .saturating_sub(config.zookeeper.fence_margin),
     ));
     let _fence_thread = FenceThread::spawn(fence.clone()).map_err(DaemonError::Fence)?;
+    let (status, status_rx) = watch::channel(None);
+    let api = match config.api_listen {
+        Some(addr) => Some(
+            api::serve(addr, status_rx, fence.clone(), shutdown.child_token())
+                .await
+                .map_err(|source| DaemonError::Api { addr, source })?,
+        ),
+        None => None,
+    };
+
     let keeper = Keeper::spawn(fence.clone()).map_err(DaemonError::Fence)?;
 
     let mut daemon = Daemon {
@@ -481,6 +482,9 @@ impl Daemon {
             node: self.config.node,
             role: state.role,
             lock_held: obs.lock == LockView::Ours,
+            writable: self
+                .fence
+                .may_serve_as_primary(crate::fence::monotonic_ns()),
             problems: state.problems,
             warnings: state.warnings,
             unreadable_znodes_total: self

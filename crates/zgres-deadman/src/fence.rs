@@ -13,8 +13,13 @@
 //!   pipe. It keeps working while the deadman is stopped (SIGSTOP) or wedged, and fences at once
 //!   if the deadman dies while armed (its end of the pipe closes).
 //!
-//! "Fence" means `SIGKILL` to PostgreSQL's whole process group: the postmaster and every
-//! backend, so no backend can finish one more commit.
+//! Fencing is graceful first: at `deadline - grace` both fencers ask the postmaster for a fast
+//! shutdown (SIGINT). New commits stop at once, and the walsenders ship the WAL of every commit
+//! already acknowledged to the standbys still connected before PostgreSQL exits, so a
+//! partitioned primary loses nothing a standby could have had. At the deadline itself comes
+//! the backstop: `SIGKILL` to PostgreSQL's whole process group (postmaster and every backend),
+//! whether or not the shutdown finished. The health API stops calling the node a primary from
+//! `deadline - grace` on (see [`FenceClock::may_serve_as_primary`]).
 
 use std::io::{BufRead, Write};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
@@ -31,6 +36,15 @@ use nix::unistd::Pid;
 const ARMED_NAP: Duration = Duration::from_millis(200);
 /// Longest the fence thread sleeps while disarmed (arming wakes it).
 const DISARMED_NAP: Duration = Duration::from_secs(1);
+/// Longest graceful-shutdown window before the deadline: a fast shutdown of a primary with
+/// little dirty data takes well under a second.
+const MAX_GRACE: Duration = Duration::from_secs(2);
+
+/// The graceful window for a fence budget: a third of it, at most [`MAX_GRACE`], so that the
+/// session has two thirds of the budget to be confirmed before anything is stopped.
+pub fn grace_for(budget: Duration) -> Duration {
+    (budget / 3).min(MAX_GRACE)
+}
 
 /// Nanoseconds on `CLOCK_MONOTONIC`: never jumps, and is the same clock in every process on the
 /// host, so deadlines can be handed to the keeper process as plain numbers.
@@ -46,6 +60,9 @@ pub fn monotonic_ns() -> u64 {
 pub struct FenceClock {
     last_ok_ns: AtomicU64,
     budget_ns: AtomicU64,
+    grace_ns: AtomicU64,
+    /// The deadline for which the graceful shutdown was last asked for (at most once each).
+    demoted_for_ns: AtomicU64,
     armed: AtomicBool,
     target_pgid: AtomicI32,
     fired: AtomicU64,
@@ -64,6 +81,15 @@ pub struct FenceState {
     pub deadline_ns: u64,
     /// PostgreSQL's process group (0 when none is running).
     pub pgid: i32,
+    /// How long before the deadline a fast shutdown is asked for.
+    pub grace_ns: u64,
+}
+
+impl FenceState {
+    /// When the graceful shutdown is asked for.
+    pub fn demote_at_ns(&self) -> u64 {
+        self.deadline_ns.saturating_sub(self.grace_ns)
+    }
 }
 
 impl FenceClock {
@@ -74,10 +100,13 @@ impl FenceClock {
         clock
     }
 
-    /// Sets the budget (`session_timeout - margin`), e.g. after the server granted a timeout.
+    /// Sets the budget (`session_timeout - margin`), e.g. after the server granted a timeout,
+    /// and the graceful window that goes with it ([`grace_for`]).
     pub fn set_budget(&self, budget: Duration) {
         self.budget_ns
             .store(budget.as_nanos() as u64, Ordering::SeqCst);
+        self.grace_ns
+            .store(grace_for(budget).as_nanos() as u64, Ordering::SeqCst);
         self.wake();
     }
 
@@ -153,7 +182,30 @@ impl FenceClock {
             armed: self.is_armed(),
             deadline_ns: self.deadline_ns(),
             pgid: self.target_pgid.load(Ordering::SeqCst),
+            grace_ns: self.grace_ns.load(Ordering::SeqCst),
         }
+    }
+
+    /// Whether, at `now_ns`, this node may call itself a writable primary: the fence is armed
+    /// over a running PostgreSQL and the graceful shutdown is not due yet. Computed from
+    /// atomics only, so the health API answers truthfully even while the loop is stuck.
+    pub fn may_serve_as_primary(&self, now_ns: u64) -> bool {
+        let state = self.state();
+        state.armed && state.pgid > 0 && now_ns < state.demote_at_ns()
+    }
+
+    /// If armed and `now_ns` is at or past `deadline - grace`: returns the postmaster to ask
+    /// for a fast shutdown, once per deadline (a confirmation that moves the deadline allows
+    /// another).
+    pub fn demote_due(&self, now_ns: u64) -> Option<i32> {
+        let state = self.state();
+        if !state.armed || state.pgid <= 0 || now_ns < state.demote_at_ns() {
+            return None;
+        }
+        let before = self
+            .demoted_for_ns
+            .swap(state.deadline_ns, Ordering::SeqCst);
+        (before != state.deadline_ns).then_some(state.pgid)
     }
 
     /// If armed and `now_ns` is at or past the deadline: disarms and returns the process group
@@ -170,11 +222,14 @@ impl FenceClock {
     }
 }
 
-/// Kills a process group with SIGKILL; ignores a group that is already gone.
-pub fn kill_group(pgid: i32) {
-    if pgid > 0 {
-        let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
-    }
+/// Kills a process group with SIGKILL; returns whether anything was there to kill.
+pub fn kill_group(pgid: i32) -> bool {
+    pgid > 0 && killpg(Pid::from_raw(pgid), Signal::SIGKILL).is_ok()
+}
+
+/// Asks the postmaster `pid` for a fast shutdown (SIGINT); returns whether it was there.
+pub fn ask_fast_shutdown(pid: i32) -> bool {
+    pid > 0 && nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGINT).is_ok()
 }
 
 /// The in-process fence: a dedicated thread that kills PostgreSQL when the deadline passes.
@@ -198,13 +253,27 @@ impl FenceThread {
                 let _ = clock.fence_thread.set(std::thread::current());
                 while !stop_flag.load(Ordering::SeqCst) {
                     let now = monotonic_ns();
+                    let deadline = clock.deadline_ns();
+                    if let Some(pid) = clock.demote_due(now) {
+                        // Signal first; only then log, which may block.
+                        if ask_fast_shutdown(pid) {
+                            tracing::error!(
+                                pid,
+                                deadline_in_ms = deadline.saturating_sub(now) / 1_000_000,
+                                "FENCING: ZooKeeper session not confirmed; fast shutdown of PostgreSQL (standbys receive its WAL)"
+                            );
+                        }
+                    }
                     if let Some(pgid) = clock.due(now) {
-                        // Kill first; only then log, which may block.
-                        kill_group(pgid);
-                        tracing::error!(
-                            pgid,
-                            "FENCED: ZooKeeper session not confirmed in time; killed PostgreSQL"
-                        );
+                        if kill_group(pgid) {
+                            tracing::error!(
+                                pgid,
+                                late_by_ms = now.saturating_sub(deadline) / 1_000_000,
+                                "FENCED: ZooKeeper session not confirmed by the deadline; killed PostgreSQL's process group"
+                            );
+                        } else {
+                            tracing::warn!("fence deadline passed with no PostgreSQL left to kill");
+                        }
                     }
                     std::thread::park_timeout(nap(&clock, now));
                 }
@@ -229,18 +298,27 @@ impl Drop for FenceThread {
 /// How long the fence thread may sleep: until the deadline when armed (it only moves later,
 /// except through `set_budget`/`arm`, which wake the thread), capped as a backstop.
 fn nap(clock: &FenceClock, now_ns: u64) -> Duration {
-    if clock.is_armed() {
-        Duration::from_nanos(clock.deadline_ns().saturating_sub(now_ns))
+    let state = clock.state();
+    if state.armed {
+        let next = if now_ns < state.demote_at_ns() {
+            state.demote_at_ns()
+        } else {
+            state.deadline_ns
+        };
+        Duration::from_nanos(next.saturating_sub(now_ns))
             .clamp(Duration::from_micros(100), ARMED_NAP)
     } else {
         DISARMED_NAP
     }
 }
 
-/// One line of the deadman → keeper protocol: `arm DEADLINE_NS PGID` or `disarm`.
+/// One line of the deadman → keeper protocol: `arm DEADLINE_NS PGID GRACE_NS` or `disarm`.
 pub fn keeper_line(state: FenceState) -> String {
     if state.armed {
-        format!("arm {} {}\n", state.deadline_ns, state.pgid)
+        format!(
+            "arm {} {} {}\n",
+            state.deadline_ns, state.pgid, state.grace_ns
+        )
     } else {
         "disarm\n".to_owned()
     }
@@ -253,11 +331,14 @@ fn parse_keeper_line(line: &str) -> Option<FenceState> {
             armed: false,
             deadline_ns: 0,
             pgid: 0,
+            grace_ns: 0,
         }),
         "arm" => Some(FenceState {
             armed: true,
             deadline_ns: words.next()?.parse().ok()?,
             pgid: words.next()?.parse().ok()?,
+            // A keeper of a newer build fed by an older deadman: no graceful step.
+            grace_ns: words.next().map_or(Some(0), |w| w.parse().ok())?,
         }),
         _ => None,
     }
@@ -281,12 +362,39 @@ pub fn run_keeper(input: impl BufRead + Send + 'static, mut log: impl Write) -> 
         let _ = tx.send(None);
     });
     let mut current: Option<FenceState> = None;
+    // The deadline for which the fast shutdown was asked for (once per deadline).
+    let mut demoted_for = None;
     let mut fenced = 0;
+    let kill = |s: FenceState, why: &str, log: &mut dyn Write| {
+        let now = monotonic_ns();
+        if kill_group(s.pgid) {
+            let _ = writeln!(
+                log,
+                "zgres fence keeper: {why}; killed PostgreSQL group {} (deadline {} ns, now {} ms past it)",
+                s.pgid,
+                s.deadline_ns,
+                now.saturating_sub(s.deadline_ns) / 1_000_000
+            );
+            1
+        } else {
+            let _ = writeln!(
+                log,
+                "zgres fence keeper: {why}; PostgreSQL group {} already gone, nothing killed",
+                s.pgid
+            );
+            0
+        }
+    };
     loop {
         let wait = match current {
             // Only a message can move the deadline, and a message ends the wait.
             Some(s) if s.armed => {
-                Duration::from_nanos(s.deadline_ns.saturating_sub(monotonic_ns()))
+                let next = if demoted_for == Some(s.deadline_ns) {
+                    s.deadline_ns
+                } else {
+                    s.demote_at_ns()
+                };
+                Duration::from_nanos(next.saturating_sub(monotonic_ns()))
             }
             _ => Duration::from_secs(3600),
         };
@@ -294,27 +402,30 @@ pub fn run_keeper(input: impl BufRead + Send + 'static, mut log: impl Write) -> 
             Ok(Some(state)) => current = Some(state),
             Ok(None) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
                 if let Some(s) = current.filter(|s| s.armed) {
-                    kill_group(s.pgid);
-                    fenced += 1;
-                    let _ = writeln!(
-                        log,
-                        "zgres fence keeper: deadman gone while armed; killed PostgreSQL group {}",
-                        s.pgid
-                    );
+                    fenced += kill(s, "deadman gone while armed", &mut log);
                 }
                 return fenced;
             }
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
         }
-        if let Some(s) = current.filter(|s| s.armed && monotonic_ns() >= s.deadline_ns) {
-            kill_group(s.pgid);
-            fenced += 1;
-            current = None;
-            let _ = writeln!(
-                log,
-                "zgres fence keeper: deadline passed; killed PostgreSQL group {}",
-                s.pgid
-            );
+        let now = monotonic_ns();
+        if let Some(s) = current.filter(|s| s.armed) {
+            if now >= s.demote_at_ns() && demoted_for != Some(s.deadline_ns) && now < s.deadline_ns
+            {
+                demoted_for = Some(s.deadline_ns);
+                if ask_fast_shutdown(s.pgid) {
+                    let _ = writeln!(
+                        log,
+                        "zgres fence keeper: session not confirmed; fast shutdown of PostgreSQL {} ({} ms before the deadline)",
+                        s.pgid,
+                        s.deadline_ns.saturating_sub(now) / 1_000_000
+                    );
+                }
+            }
+            if now >= s.deadline_ns {
+                fenced += kill(s, "deadline passed", &mut log);
+                current = None;
+            }
         }
     }
 }
@@ -339,6 +450,107 @@ mod tests {
     }
 
     #[test]
+    fn graceful_shutdown_is_due_once_per_deadline_before_the_kill() {
+        let clock = FenceClock::new(Duration::from_millis(3_000));
+        clock.confirm(1_000);
+        clock.set_target(42);
+        clock.armed.store(true, Ordering::SeqCst);
+        let deadline = 1_000 + 3_000_000_000;
+        let demote_at = deadline - 1_000_000_000;
+        assert!(clock.may_serve_as_primary(demote_at - 1));
+        assert_eq!(clock.demote_due(demote_at - 1), None);
+        assert!(
+            !clock.may_serve_as_primary(demote_at),
+            "no longer a primary for the API once the shutdown is due"
+        );
+        assert_eq!(clock.demote_due(demote_at), Some(42));
+        assert_eq!(clock.demote_due(demote_at + 1), None, "asked once");
+        assert_eq!(
+            clock.due(deadline - 1),
+            None,
+            "the kill waits for the deadline"
+        );
+        // A confirmation moves the deadline: the node is a primary again, and may be demoted
+        // again later.
+        clock.confirm(2_000_000_000);
+        assert!(clock.may_serve_as_primary(demote_at + 1));
+        assert_eq!(clock.demote_due(2_000_000_000 + 2_000_000_000), Some(42));
+        clock.set_target(0);
+        assert!(!clock.may_serve_as_primary(0), "no PostgreSQL, no primary");
+    }
+
+    #[test]
+    fn grace_is_a_third_of_the_budget_capped() {
+        assert_eq!(
+            grace_for(Duration::from_millis(1_500)),
+            Duration::from_millis(500)
+        );
+        assert_eq!(grace_for(Duration::from_secs(30)), MAX_GRACE);
+    }
+
+    /// A log the test can read while the keeper writes it.
+    #[derive(Clone, Default)]
+    struct SharedLog(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl Write for SharedLog {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl SharedLog {
+        fn text(&self) -> String {
+            String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+        }
+    }
+
+    #[test]
+    fn keeper_asks_for_a_fast_shutdown_then_kills_only_what_is_left() {
+        use std::os::unix::process::CommandExt;
+        use std::os::unix::process::ExitStatusExt;
+        // `sleep` ends on SIGINT, as the postmaster does after a fast shutdown.
+        let mut child = std::process::Command::new("sleep")
+            .arg("60")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let (reader, mut writer) = std::os::unix::net::UnixStream::pair().unwrap();
+        let log = SharedLog::default();
+        let keeper_log = log.clone();
+        let keeper =
+            std::thread::spawn(move || run_keeper(std::io::BufReader::new(reader), keeper_log));
+        let deadline = monotonic_ns() + 600_000_000;
+        writeln!(writer, "arm {deadline} {} 400000000", child.id()).unwrap();
+        let status = child.wait().unwrap();
+        assert_eq!(
+            status.signal(),
+            Some(libc_sigint()),
+            "ended by the fast shutdown"
+        );
+        assert!(
+            monotonic_ns() < deadline,
+            "the shutdown was asked for before the deadline"
+        );
+        while !log.text().contains("nothing killed") {
+            assert!(monotonic_ns() < deadline + 5_000_000_000, "{}", log.text());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        drop(writer);
+        assert_eq!(keeper.join().unwrap(), 0, "nothing was left to kill");
+        let text = log.text();
+        assert!(text.contains("fast shutdown of PostgreSQL"), "{text}");
+        assert!(!text.contains("killed PostgreSQL"), "{text}");
+    }
+
+    fn libc_sigint() -> i32 {
+        Signal::SIGINT as i32
+    }
+
+    #[test]
     fn cannot_arm_past_the_deadline() {
         let clock = FenceClock::new(Duration::from_millis(1));
         clock.confirm(monotonic_ns().saturating_sub(1_000_000_000));
@@ -353,8 +565,14 @@ mod tests {
             armed: true,
             deadline_ns: 123,
             pgid: 77,
+            grace_ns: 40,
         };
         assert_eq!(parse_keeper_line(&keeper_line(s)), Some(s));
+        assert_eq!(
+            parse_keeper_line("arm 123 77"),
+            Some(FenceState { grace_ns: 0, ..s }),
+            "an older deadman's line: no graceful step"
+        );
         assert_eq!(parse_keeper_line("garbage 1 2"), None);
         assert_eq!(parse_keeper_line("arm x 1"), None);
     }

@@ -6,7 +6,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use support::{Group, Timing, Writer, DEADLINE};
+use support::{missing_acks, Ack, Group, Timing, Writer, DEADLINE};
 use zgres_testkit::fault_proxy::ProxyMode;
 use zgres_testkit::poll;
 
@@ -98,6 +98,113 @@ async fn partitioned_primary_is_fenced_before_another_takes_writes() {
         group.nodes[0].log_text().contains("FENCED")
             || group.nodes[0].log_text().contains("postgres exited")
     );
+}
+
+/// The old primary's last acknowledged write must precede the new primary's first.
+fn fencing_margin(acks: &[Ack], old: usize, new: usize, since: std::time::SystemTime) -> Duration {
+    let old_last = acks
+        .iter()
+        .filter(|a| a.node == old && a.at >= since)
+        .map(|a| a.at)
+        .max()
+        .expect("the old primary took writes");
+    let new_first = acks
+        .iter()
+        .filter(|a| a.node == new && a.at >= since)
+        .map(|a| a.at)
+        .min()
+        .expect("the new primary took writes");
+    new_first.duration_since(old_last).unwrap_or_else(|e| {
+        panic!(
+            "two primaries accepted writes at once: the old one {:?} after the new one's first",
+            e.duration()
+        )
+    })
+}
+
+/// Graceful fencing, 20 times: the primary is cut from ZooKeeper while clients write to every
+/// node and its replicas stream from it (asynchronous mode). Its fence first asks PostgreSQL for
+/// a fast shutdown, whose walsenders ship every acknowledged commit to the standbys, so none is
+/// lost when the old primary rejoins (pg_rewind) behind the new one; and the old primary stops
+/// taking writes before any other node starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitioned_primary_loses_no_acknowledged_commit_over_twenty_partitions() {
+    let mut group = Group::prepare(3, Timing::default()).await;
+    for i in 0..3 {
+        group.proxy_node(i);
+    }
+    group.start_all().await;
+    let mut primary = group.wait_primary(&[]).await;
+    let writer = Writer::start(&group);
+    let client = group.zk_client().await;
+    let mut margins = Vec::new();
+    for round in 1..=20 {
+        for i in (0..3).filter(|&i| i != primary) {
+            group.wait_following(i, primary).await;
+        }
+        let before = writer.acks().await.len();
+        poll::until("commits on the primary", DEADLINE, || async {
+            let acks = writer.acks().await;
+            (acks[before.min(acks.len())..]
+                .iter()
+                .filter(|a| a.node == primary)
+                .count()
+                > 20)
+                .then_some(())
+        })
+        .await
+        .unwrap();
+        let since = std::time::SystemTime::now();
+        let proxy = group.nodes[primary].proxy.as_ref().unwrap();
+        proxy.set_mode(ProxyMode::Blackhole);
+        let new = poll::until("another node to hold the lock", DEADLINE, || async {
+            group.lock_holder(&client).await.filter(|&h| h != primary)
+        })
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "{e}
+{}",
+                group.logs()
+            )
+        });
+        poll::until("writes on the new primary", DEADLINE, || async {
+            let acks = writer.acks().await;
+            (acks
+                .iter()
+                .filter(|a| a.node == new && a.at >= since)
+                .count()
+                > 20)
+                .then_some(())
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", group.logs()));
+        group.nodes[primary]
+            .proxy
+            .as_ref()
+            .unwrap()
+            .set_mode(ProxyMode::Pass);
+        let acks = writer.acks().await;
+        let margin = fencing_margin(&acks, primary, new, since);
+        margins.push(margin.as_secs_f64());
+        let missing = missing_acks(&group, &acks, new).await;
+        assert!(
+            missing.is_empty(),
+            "round {round}: {} acknowledged commits are missing on the new primary n{new}: {:?}\n{}",
+            missing.len(),
+            &missing[..missing.len().min(5)],
+            group.logs()
+        );
+        println!(
+            "round {round}: n{primary} cut off, n{new} promoted {:.3}s after its last write, {} acknowledged commits all present",
+            margin.as_secs_f64(),
+            acks.len()
+        );
+        primary = new;
+    }
+    writer.finish().await;
+    support::summary("fencing margin (s)", &margins);
+    assert!(group.logs().contains("fast shutdown of PostgreSQL"));
 }
 
 /// SIGSTOP of the primary's deadman for longer than the session timeout: the fence keeper (a

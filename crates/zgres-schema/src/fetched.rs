@@ -7,20 +7,15 @@
 use crate::codec::{decode, DecodeError, Document};
 
 /// The outcome of reading one znode.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Fetched<T> {
     /// The znode does not exist.
+    #[default]
     Absent,
     /// The znode holds a valid document.
     Valid(T),
     /// The znode exists but its data is not a valid document.
     Unreadable(DecodeError),
-}
-
-impl<T> Default for Fetched<T> {
-    fn default() -> Self {
-        Fetched::Absent
-    }
 }
 
 impl<T: Document> Fetched<T> {
