@@ -244,3 +244,36 @@ fn config_and_usage_errors_have_their_exit_codes() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Someone overwrites the primary's lock with garbage, then with another node's id: the lock
+/// holder notices, logs it, and puts its own content back (its session still owns the znode);
+/// it stays the primary throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overwritten_lock_content_is_restored_by_its_holder() {
+    let mut group = Group::prepare(2, Timing::default()).await;
+    group.start_all().await;
+    assert_eq!(group.wait_primary(&[]).await, 0);
+    let client = group.zk_client().await;
+    let lock = group.path(Znode::Lock);
+    let other = format!(
+        r#"{{"v":1,"node":"{}","timeline":1}}"#,
+        group.nodes[1].node_id()
+    );
+    for content in [&b"\x00garbage"[..], other.as_bytes()] {
+        client.set_data(&lock, content, None).await.unwrap();
+        poll::until("the holder to restore its lock", DEADLINE, || async {
+            (group.lock_holder(&client).await == Some(0)).then_some(())
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", group.logs()));
+    }
+    let log = group.nodes[0].log_text();
+    assert_eq!(
+        log.matches("our lock's content was overwritten; restoring it")
+            .count(),
+        2,
+        "{log}"
+    );
+    assert!(log.contains("restored our lock's content"), "{log}");
+    assert_eq!(group.nodes[0].is_primary().await, Some(true));
+}

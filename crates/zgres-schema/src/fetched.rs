@@ -91,12 +91,17 @@ impl UnreadableFilter {
     /// Records that `error` was found in `data` at its path; true when this content was not the
     /// last one reported for that path (the caller logs and counts it then).
     pub fn is_new(&mut self, error: &DecodeError, data: &[u8]) -> bool {
+        self.is_new_at(&error.path, &error.kind.to_string(), data)
+    }
+
+    /// As [`UnreadableFilter::is_new`], for a znode at `path` unusable for `reason`.
+    pub fn is_new_at(&mut self, path: &str, reason: &str, data: &[u8]) -> bool {
         use std::hash::{Hash, Hasher};
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         data.hash(&mut hasher);
-        error.kind.to_string().hash(&mut hasher);
+        reason.hash(&mut hasher);
         let key = hasher.finish();
-        self.last.insert(error.path.clone(), key) != Some(key)
+        self.last.insert(path.to_owned(), key) != Some(key)
     }
 
     /// The znode at `path` was read valid (or was deleted): a later bad content is new again.

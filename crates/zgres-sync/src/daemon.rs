@@ -230,6 +230,7 @@ pub async fn run(
     let mut follower: Option<Follower> = None;
     let mut backoff = Duration::from_millis(200);
     let mut last: Option<Snapshot> = None;
+    let mut reported = zgres_schema::UnreadableFilter::default();
     let mut seen_at = Instant::now();
     'rounds: while !shutdown.is_cancelled() {
         notifier.keep_alive();
@@ -256,8 +257,14 @@ pub async fn run(
             Ok(tree) => {
                 let (snapshot, skipped) =
                     snapshot::build(&config.zookeeper.layout, tree, &config.sync.groups);
+                // Each distinct bad content once, not on every refresh.
+                reported.retain(|path| skipped.iter().any(|s| s.path == path));
                 for s in &skipped {
-                    tracing::warn!(znode = %s.path, reason = %s.reason, "ignoring unusable znode");
+                    let data = tree.get(&s.path).map_or(&[][..], Vec::as_slice);
+                    if reported.is_new_at(&s.path, &s.reason, data) {
+                        metrics.unreadable_znode();
+                        tracing::warn!(znode = %s.path, reason = %s.reason, "ignoring unusable znode");
+                    }
                 }
                 if last.as_ref() != Some(&snapshot) {
                     publish_snapshot(&config, &publish, &snapshot, seen_at, &metrics);

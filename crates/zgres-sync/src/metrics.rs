@@ -38,6 +38,7 @@ pub struct Metrics {
     snapshots: AtomicU64,
     groups: AtomicU64,
     groups_without_primary: AtomicU64,
+    unreadable_znodes: AtomicU64,
     connected: AtomicBool,
 }
 
@@ -72,6 +73,11 @@ impl Metrics {
         self.groups.store(groups as u64, Ordering::Relaxed);
         self.groups_without_primary
             .store(without_primary as u64, Ordering::Relaxed);
+    }
+
+    /// A distinct unusable znode content was met (and logged).
+    pub fn unreadable_znode(&self) {
+        self.unreadable_znodes.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Whether the ZooKeeper session is up.
@@ -111,6 +117,12 @@ impl Metrics {
             "# HELP zgres_sync_snapshots_total snapshots handed to plugins\n\
              # TYPE zgres_sync_snapshots_total counter\nzgres_sync_snapshots_total {}",
             self.snapshots.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP zgres_sync_unreadable_znodes_total distinct unusable znode contents met (each logged once)\n\
+             # TYPE zgres_sync_unreadable_znodes_total counter\nzgres_sync_unreadable_znodes_total {}",
+            self.unreadable_znodes.load(Ordering::Relaxed)
         );
         let plugins = self.plugins.lock().map(|p| p.clone()).unwrap_or_default();
         let series: [Series; 4] = [

@@ -289,3 +289,53 @@ fn config_and_usage_errors_have_their_exit_codes() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A malformed `/conn` is logged once per distinct content (not on every refresh), counted in
+/// the metrics, and left out of the snapshot.
+#[tokio::test]
+async fn unusable_znodes_are_logged_once_per_content_and_counted() {
+    let zookeeper = ZkCluster::standalone().await.unwrap();
+    let client = zk::Client::connect(&zookeeper.connect_string())
+        .await
+        .unwrap();
+    znodes::make_dirs(&client).await;
+    znodes::add_node(&client, "main", 7001).await;
+    znodes::add_node(&client, "main", 7002).await;
+    znodes::set_lock(&client, "main", 7001).await;
+    let bad = "/zgres/conn/main_127.0.0.1:7003";
+    znodes::put(&client, bad, b"{not json").await;
+    let setup = start_sync(&zookeeper.connect_string(), 10_000);
+    wait_primary(&setup, 7001).await;
+    // More refreshes with the same bad content.
+    for port in [7002, 7001, 7002] {
+        znodes::set_lock(&client, "main", port).await;
+        wait_primary(&setup, port).await;
+    }
+    let reports = |setup: &Setup| {
+        std::fs::read_to_string(&setup.log)
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains("ignoring unusable znode") && l.contains(bad))
+            .count()
+    };
+    assert_eq!(reports(&setup), 1, "one content, one report");
+    let snap = latest(&setup).unwrap();
+    assert!(snap["conn_info"].get("main_127.0.0.1:7003").is_none());
+    let counted = |setup: &Setup| {
+        scrape(setup.metrics_port)
+            .lines()
+            .find_map(|l| l.strip_prefix("zgres_sync_unreadable_znodes_total "))
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    assert_eq!(counted(&setup), Some(1));
+
+    // Another bad content is a new report.
+    znodes::put(&client, bad, b"[]").await;
+    poll::until("the second bad content to be reported", DEADLINE, || {
+        std::future::ready((reports(&setup) == 2).then_some(()))
+    })
+    .await
+    .unwrap();
+    assert_eq!(counted(&setup), Some(2));
+    drop(setup.sync);
+}
