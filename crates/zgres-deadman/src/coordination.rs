@@ -141,33 +141,47 @@ async fn timed<T>(
 }
 
 impl Coordinator {
-    /// Opens a session, creates the zgres directories if missing, and sets the fence budget
-    /// from the session timeout the server granted. Each distinct unreadable content met
-    /// afterwards is logged once and counted in `unreadable_total`.
+    /// Opens a session — or resumes `resume`, a session the client gave up on (after an
+    /// outage the server may still hold it, with our ephemerals and the lock) — creates the
+    /// zgres directories if missing, and sets the fence budget from the session timeout the
+    /// server granted. Each distinct unreadable content met afterwards is logged once and
+    /// counted in `unreadable_total`.
     ///
     /// # Errors
-    /// [`CoordinationError::Connect`] when no server answers within the session timeout.
+    /// [`CoordinationError::Connect`] when no server answers within the session timeout;
+    /// [`CoordinationError::SessionExpired`] when the server says `resume` has expired.
     pub async fn connect(
         config: &ZookeeperConfig,
         group: GroupName,
         me: NodeId,
         fence: Arc<FenceClock>,
         unreadable_total: Arc<AtomicU64>,
+        resume: Option<zk::SessionInfo>,
     ) -> Result<Self> {
         let connect_error = |error: String| CoordinationError::Connect {
             connect: config.connect.clone(),
             error,
         };
         let sent = monotonic_ns();
-        let client = tokio::time::timeout(
-            config.session_timeout,
-            zk::Client::connector()
-                .with_session_timeout(config.session_timeout)
-                .connect(&config.connect),
-        )
-        .await
-        .map_err(|_| connect_error("timed out".into()))?
-        .map_err(|e| connect_error(e.to_string()))?;
+        let resuming = resume.as_ref().map(|s| s.id());
+        let mut connector = zk::Client::connector().with_session_timeout(config.session_timeout);
+        if let Some(session) = resume {
+            connector = connector.with_session(session);
+        }
+        let client =
+            match tokio::time::timeout(config.session_timeout, connector.connect(&config.connect))
+                .await
+            {
+                Err(_) => return Err(connect_error("timed out".into())),
+                Ok(Err(zk::Error::SessionExpired)) if resuming.is_some() => {
+                    return Err(CoordinationError::SessionExpired)
+                }
+                Ok(Err(e)) => return Err(connect_error(e.to_string())),
+                Ok(Ok(client)) => client,
+            };
+        if resuming == Some(client.session_id()) {
+            tracing::warn!(session = ?client.session_id(), "resumed the ZooKeeper session after an outage; its ephemerals and lock are still ours");
+        }
         let granted = client.session_timeout();
         if granted != config.session_timeout {
             tracing::warn!(
@@ -199,6 +213,11 @@ impl Coordinator {
         }
         tracing::info!(session = ?coordinator.client.session_id(), ?granted, "ZooKeeper session established");
         Ok(coordinator)
+    }
+
+    /// The session's id and password, to resume it after the client gave up on it.
+    pub fn session_info(&self) -> zk::SessionInfo {
+        self.client.session().clone()
     }
 
     /// A clone of the client, for the heartbeat task.

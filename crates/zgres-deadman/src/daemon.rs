@@ -91,8 +91,10 @@ enum Next {
     Later,
 }
 
-/// How long an unreachable ZooKeeper is retried between attempts, at most.
-const MAX_CONNECT_BACKOFF: Duration = Duration::from_secs(5);
+/// How long an unreachable ZooKeeper is retried between attempts, at most. Short, because the
+/// first attempt after ZooKeeper is back may resume the session that still holds our lock;
+/// each attempt is one connection, so the load stays small.
+const MAX_CONNECT_BACKOFF: Duration = Duration::from_millis(500);
 
 /// Runs the deadman until `shutdown` is cancelled, then stops PostgreSQL and releases the lock
 /// (in that order, so no other node promotes while this one might still accept writes).
@@ -168,6 +170,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
         promotions: 0,
         config_in_force: ConfigInForce::default(),
         unreadable_total: Arc::default(),
+        resume: None,
         session: None,
         published: None,
         conn_published: None,
@@ -217,6 +220,9 @@ struct Daemon {
     config_in_force: ConfigInForce,
     /// Distinct unreadable znode contents met (a metric).
     unreadable_total: Arc<AtomicU64>,
+    /// A session the client gave up on (it could not reach ZooKeeper in time): the server may
+    /// still hold it, with the lock, so the next connection tries to resume it first.
+    resume: Option<zookeeper_client::SessionInfo>,
     session: Option<Session>,
     /// The last state published and when.
     published: Option<(NodeState, Instant)>,
@@ -232,6 +238,11 @@ impl Daemon {
                 match self.connect().await {
                     Ok(()) => backoff = Duration::from_millis(200),
                     Err(ConnectError::Fatal(e)) => return Err(e),
+                    Err(ConnectError::Retry(CoordinationError::SessionExpired)) => {
+                        tracing::warn!("the previous ZooKeeper session expired on the server too; opening a new one");
+                        self.resume = None;
+                        continue;
+                    }
                     Err(ConnectError::Retry(e)) => {
                         tracing::warn!(error = %e, retry_in = ?backoff, "ZooKeeper unreachable; PostgreSQL left as it is");
                         self.notifier.keep_alive();
@@ -291,9 +302,11 @@ impl Daemon {
             self.config.node,
             self.fence.clone(),
             self.unreadable_total.clone(),
+            self.resume.clone(),
         )
         .await
         .map_err(ConnectError::Retry)?;
+        self.resume = None;
         let mut coordinator = coordinator;
         let view = coordinator.view().await.map_err(ConnectError::Retry)?;
         let theirs = view.db_id.valid().copied();
@@ -388,7 +401,9 @@ impl Daemon {
         let view = match session.coordinator.view().await {
             Ok(view) => view,
             Err(CoordinationError::SessionExpired) => {
-                tracing::error!("ZooKeeper session expired; opening a new one");
+                tracing::error!(
+                    "ZooKeeper session lost; trying to resume it, else opening a new one"
+                );
                 self.end_session();
                 return Next::Now;
             }
@@ -513,6 +528,7 @@ impl Daemon {
     fn end_session(&mut self) {
         if let Some(session) = self.session.take() {
             session.heartbeat.abort();
+            self.resume = Some(session.coordinator.session_info());
         }
     }
 

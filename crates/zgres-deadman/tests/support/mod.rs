@@ -183,7 +183,11 @@ impl Group {
     /// ZooKeeper plus `size` PostgreSQL nodes (node 0 primary, the rest streaming replicas
     /// made with pg_basebackup), all stopped and ready to be adopted by deadmen.
     pub async fn prepare(size: usize, timing: Timing) -> Group {
-        let zk = ZkCluster::standalone().await.unwrap();
+        Self::prepare_on(ZkCluster::standalone().await.unwrap(), size, timing).await
+    }
+
+    /// As [`Group::prepare`], on the given ZooKeeper (e.g. an ensemble).
+    pub async fn prepare_on(zk: ZkCluster, size: usize, timing: Timing) -> Group {
         let mut primary = PgNode::init_primary("n0").await.unwrap();
         primary
             .execute("CREATE TABLE writes (node text NOT NULL, seq bigint NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp())")
