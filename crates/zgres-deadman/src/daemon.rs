@@ -31,7 +31,7 @@ use crate::plugins::{self, PluginSetupError, Plugins};
 use crate::postgres_client::PostgresClient;
 use crate::postgres_process::PostgresProcess;
 use crate::provisioning::{Provisioner, ProvisioningError, RewindOutcome};
-use crate::synchronous::{SyncInputs, SyncKeeper, SyncStep};
+use crate::synchronous::{Progress, SyncInputs, SyncKeeper, SyncStep};
 use zgres_systemd::Notifier;
 
 /// Why the daemon stopped with an error.
@@ -568,6 +568,18 @@ impl Daemon {
                 "{e}; no node may be promoted and synchronous_standby_names is left as it is"
             ));
         }
+        if obs.lock == LockView::Ours
+            && obs.config.synchronous_mode != SyncMode::Off
+            && self.sync_keeper.degraded()
+        {
+            warnings.push(match obs.config.synchronous_mode {
+                SyncMode::Strict => {
+                    "no synchronous standby: commits wait until one is back (strict)".to_owned()
+                }
+                _ => "no synchronous standby: replication is asynchronous until one is back"
+                    .to_owned(),
+            });
+        }
         if let Some(e) = obs.db_id.error() {
             warnings.push(format!(
                 "{e}; the group's system identifier cannot be checked and nothing is bootstrapped or cloned"
@@ -1063,6 +1075,12 @@ impl Daemon {
             Fetched::Unreadable(_) => return false,
         };
         let was_degraded = self.sync_keeper.degraded();
+        let progress = Some(Progress {
+            now: obs.now,
+            position,
+            ack_timeout: Duration::from_millis(obs.config.synchronous_ack_timeout_ms),
+        });
+        let was_stalled = self.sync_keeper.stalled_nodes().clone();
         let inputs = SyncInputs {
             mode,
             me: self.config.node,
@@ -1070,8 +1088,14 @@ impl Daemon {
             standby_names,
             connected,
             allowed,
+            progress,
         };
-        let Some(step) = self.sync_keeper.step(&inputs) else {
+        let step = self.sync_keeper.step(&inputs);
+        for node in self.sync_keeper.stalled_nodes().difference(&was_stalled) {
+            tracing::warn!(standby = %node, ack_timeout_ms = obs.config.synchronous_ack_timeout_ms, ?mode,
+                "synchronous standby connected but not acknowledging commits");
+        }
+        let Some(step) = step else {
             return false;
         };
         if self.sync_keeper.degraded() != was_degraded {

@@ -12,8 +12,15 @@
 //! One synchronous standby is kept (the one already in `/sync` while it streams, else the one
 //! with the most WAL). With none available, `on` turns replication asynchronous (and says so);
 //! `strict` sets `*`, so commits wait for any standby to come back.
+//!
+//! A standby can be connected and streaming yet acknowledge nothing (its WAL receiver stopped,
+//! its host hung): commits then wait on it until the walsender times out, a minute by default.
+//! In `on` mode a standby whose flushed position has stayed behind a position the primary had
+//! `synchronous_ack_timeout` ago counts as unavailable, so `on` degrades within that bound;
+//! `strict` keeps waiting.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
 
 use zgres_schema::documents::{SyncMode, SyncState};
 use zgres_schema::{Fetched, Lsn, NodeId};
@@ -46,6 +53,20 @@ pub struct SyncInputs {
     pub connected: Vec<Connected>,
     /// Nodes allowed to be synchronous (healthy replicas without the `nosync` tag).
     pub allowed: BTreeSet<NodeId>,
+    /// The primary's WAL progress, to notice a standby that stopped acknowledging (`None`:
+    /// not checked).
+    pub progress: Option<Progress>,
+}
+
+/// The primary's WAL position at a moment, and how long a standby may stay behind it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Now, on the monotonic clock.
+    pub now: Instant,
+    /// `pg_current_wal_lsn()`.
+    pub position: Lsn,
+    /// How long a standby may stay behind a position before it counts as not acknowledging.
+    pub ack_timeout: Duration,
 }
 
 /// One step towards the wanted state.
@@ -77,6 +98,10 @@ pub struct SyncKeeper {
     owned: bool,
     /// Synchronous mode is off and nothing of it is left: no need to look again while off.
     off_settled: bool,
+    /// Standbys behind the primary: since when, and the primary position they must reach.
+    behind: BTreeMap<NodeId, (Instant, Lsn)>,
+    /// Standbys not waited for at the last step because they stopped acknowledging.
+    stalled: BTreeSet<NodeId>,
 }
 
 impl SyncKeeper {
@@ -106,6 +131,47 @@ impl SyncKeeper {
         self.degraded
     }
 
+    /// Standbys left out at the last step in `on` mode because they stopped acknowledging.
+    pub fn stalled_nodes(&self) -> &BTreeSet<NodeId> {
+        &self.stalled
+    }
+
+    /// Standbys that have stayed behind a primary position for longer than the ack timeout.
+    pub fn stalled(&self, progress: Option<Progress>) -> BTreeSet<NodeId> {
+        let Some(p) = progress else {
+            return BTreeSet::new();
+        };
+        self.behind
+            .iter()
+            .filter(|(_, (since, _))| p.now.saturating_duration_since(*since) >= p.ack_timeout)
+            .map(|(node, _)| *node)
+            .collect()
+    }
+
+    /// Updates which standbys are behind, from their flushed positions.
+    fn track_acknowledgements(&mut self, inputs: &SyncInputs) {
+        let Some(p) = inputs.progress else {
+            self.behind.clear();
+            return;
+        };
+        self.behind
+            .retain(|node, _| inputs.connected.iter().any(|c| c.node == *node));
+        for c in &inputs.connected {
+            let flush = c.flush.unwrap_or(Lsn::ZERO);
+            match self.behind.get(&c.node) {
+                // Still short of what it was behind on: the clock keeps running.
+                Some((_, target)) if flush < *target => {}
+                // Caught up with that position: behind only on what came since, from now.
+                _ if flush < p.position => {
+                    self.behind.insert(c.node, (p.now, p.position));
+                }
+                _ => {
+                    self.behind.remove(&c.node);
+                }
+            }
+        }
+    }
+
     /// The next step, or `None` when everything is as wanted.
     pub fn step(&mut self, inputs: &SyncInputs) -> Option<SyncStep> {
         let me = inputs.me;
@@ -128,7 +194,16 @@ impl SyncKeeper {
             Some(doc) if doc.primary == me && self.owned => doc.standbys.clone(),
             _ => return Some(SyncStep::Publish(BTreeSet::new())),
         };
-        let usable = |c: &&Connected| c.streaming && inputs.allowed.contains(&c.node);
+        self.track_acknowledgements(inputs);
+        // `on` does not wait on a standby that stopped acknowledging; `strict` does.
+        self.stalled = match inputs.mode {
+            SyncMode::On => self.stalled(inputs.progress),
+            _ => BTreeSet::new(),
+        };
+        let stalled = &self.stalled;
+        let usable = |c: &&Connected| {
+            c.streaming && inputs.allowed.contains(&c.node) && !stalled.contains(&c.node)
+        };
         let usable: Vec<&Connected> = inputs.connected.iter().filter(usable).collect();
         // Stick to the standby in /sync, else the one PostgreSQL already waits for, else the
         // one with the most WAL: changing costs rounds in which nobody can be promoted.

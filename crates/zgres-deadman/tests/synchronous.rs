@@ -137,3 +137,84 @@ async fn strict_mode_waits_for_a_standby_and_on_mode_degrades() {
         group.logs()
     );
 }
+
+/// A synchronous standby that stays connected but acknowledges nothing (its WAL receiver
+/// stopped): in mode `on` the primary drops it from `/sync` and stops waiting within
+/// `synchronous_ack_timeout_ms`, so commits go through; in `strict` commits keep waiting until
+/// it acknowledges again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_that_stops_acknowledging_degrades_on_but_not_strict() {
+    let mut group = Group::prepare(2, Timing::default()).await;
+    let on = GroupConfig {
+        synchronous_mode: SyncMode::On,
+        synchronous_ack_timeout_ms: 2_000,
+        ..GroupConfig::default()
+    };
+    group.set_group_config(&on).await;
+    group.start_all().await;
+    assert_eq!(group.wait_primary(&[]).await, 0);
+    assert_eq!(wait_synchronous_standby(&group, 0).await, 1);
+
+    let receiver = group.nodes[1].freeze_wal_receiver().await;
+    let client = group.nodes[0].client().await.unwrap();
+    let started = std::time::Instant::now();
+    tokio::time::timeout(
+        DEADLINE,
+        client.execute("INSERT INTO writes (node, seq) VALUES ('on', 1)", &[]),
+    )
+    .await
+    .expect("mode on: the commit goes through once the standby is dropped")
+    .unwrap();
+    println!(
+        "mode on: a commit waited {:.2}s on the silent standby (ack timeout 2 s)",
+        started.elapsed().as_secs_f64()
+    );
+    wait_standby_names(&group, 0, "").await;
+    let log = group.nodes[0].log_text();
+    assert!(
+        log.contains("not acknowledging commits") && log.contains("asynchronous"),
+        "{}",
+        group.logs()
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(receiver),
+        nix::sys::signal::Signal::SIGCONT,
+    )
+    .unwrap();
+    assert_eq!(
+        wait_synchronous_standby(&group, 0).await,
+        1,
+        "back in /sync"
+    );
+
+    group
+        .set_group_config(&GroupConfig {
+            synchronous_mode: SyncMode::Strict,
+            ..on
+        })
+        .await;
+    wait_standby_names(&group, 0, &format!("\"{}\"", group.nodes[1].node_id())).await;
+    let receiver = group.nodes[1].freeze_wal_receiver().await;
+    let commit = tokio::spawn(async move {
+        client
+            .execute("INSERT INTO writes (node, seq) VALUES ('strict', 2)", &[])
+            .await
+            .map(drop)
+    });
+    // Twice the ack timeout: strict still waits.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(
+        !commit.is_finished(),
+        "strict mode acknowledged a commit the standby never acknowledged"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(receiver),
+        nix::sys::signal::Signal::SIGCONT,
+    )
+    .unwrap();
+    tokio::time::timeout(DEADLINE, commit)
+        .await
+        .expect("the commit completes once the standby acknowledges")
+        .unwrap()
+        .unwrap();
+}

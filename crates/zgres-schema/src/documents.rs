@@ -234,6 +234,10 @@ pub struct GroupConfig {
     /// How long a deadman may try to restart a crashed primary in place before it gives up
     /// the lock.
     pub primary_restart_timeout_ms: u64,
+    /// In synchronous mode `on`: how long a connected standby may leave commits waiting
+    /// (its flushed position behind a position the primary had that long ago) before the
+    /// primary stops waiting for it and degrades to asynchronous. `strict` always waits.
+    pub synchronous_ack_timeout_ms: u64,
 }
 
 impl Default for GroupConfig {
@@ -243,6 +247,7 @@ impl Default for GroupConfig {
             maximum_lag_on_failover_bytes: 1024 * 1024,
             paused: false,
             primary_restart_timeout_ms: 10_000,
+            synchronous_ack_timeout_ms: 3_000,
         }
     }
 }

@@ -24,6 +24,7 @@ fn inputs(
         standby_names: names.to_owned(),
         connected: connected.to_vec(),
         allowed: [2, 3, 4].into_iter().map(node).collect(),
+        progress: None,
     }
 }
 
@@ -78,6 +79,68 @@ fn a_lost_standby_leaves_sync_before_postgres_stops_waiting_for_it() {
         keeper.step(&i),
         Some(SyncStep::SetStandbyNames(standby_name(node(3))))
     );
+}
+
+#[test]
+fn a_standby_that_stops_acknowledging_is_dropped_in_on_mode_only() {
+    let start = std::time::Instant::now();
+    let timeout = std::time::Duration::from_secs(3);
+    let at = |secs: u64, position: u64| Progress {
+        now: start + std::time::Duration::from_secs(secs),
+        position: Lsn(position),
+        ack_timeout: timeout,
+    };
+    for mode in [SyncMode::On, SyncMode::Strict] {
+        let mut keeper = SyncKeeper::default();
+        keeper.done(&SyncStep::Publish(BTreeSet::new()));
+        keeper.done(&SyncStep::Publish([node(2)].into()));
+        let names = standby_name(node(2));
+        let mut i = inputs(mode, Some(&[2]), &names, &[streaming(2, true, 100)]);
+        // Streaming along: behind for moments only, so always in force.
+        for (secs, position, flush) in [(0, 100, 100), (1, 150, 120), (2, 200, 150), (5, 250, 250)]
+        {
+            i.connected = vec![streaming(2, true, flush)];
+            i.progress = Some(at(secs, position));
+            assert_eq!(keeper.step(&i), None, "{mode:?} at {secs}s");
+        }
+        // Then it acknowledges nothing more while the primary goes on.
+        for (secs, position) in [(6, 300), (7, 400), (8, 500)] {
+            i.progress = Some(at(secs, position));
+            assert_eq!(
+                keeper.step(&i),
+                None,
+                "{mode:?}: within the timeout at {secs}s"
+            );
+        }
+        i.progress = Some(at(9, 600));
+        let expected = match mode {
+            // First out of /sync, so nobody promotes it; then commits stop waiting.
+            SyncMode::On => Some(SyncStep::Publish(BTreeSet::new())),
+            _ => None,
+        };
+        assert_eq!(keeper.step(&i), expected, "{mode:?} past the timeout");
+        assert_eq!(keeper.stalled(i.progress), BTreeSet::from([node(2)]));
+        if mode == SyncMode::On {
+            i.published = Some(SyncState {
+                primary: node(ME),
+                standbys: BTreeSet::new(),
+            });
+            assert_eq!(
+                keeper.step(&i),
+                Some(SyncStep::SetStandbyNames(String::new()))
+            );
+            assert!(keeper.degraded());
+            // It catches up: it counts again (and is confirmed before it rejoins /sync).
+            i.standby_names = String::new();
+            i.connected = vec![streaming(2, false, 600)];
+            i.progress = Some(at(10, 600));
+            assert_eq!(
+                keeper.step(&i),
+                Some(SyncStep::SetStandbyNames(names.clone()))
+            );
+            assert!(keeper.stalled(i.progress).is_empty());
+        }
+    }
 }
 
 #[test]
@@ -216,6 +279,7 @@ proptest! {
                         standby_names: m.names.clone(),
                         connected,
                         allowed: [2, 3, 4].into_iter().map(node).collect(),
+                        progress: None,
                     };
                     let step = keeper.step(&i);
                     match &step {
