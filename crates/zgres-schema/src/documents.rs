@@ -595,7 +595,7 @@ mod tests {
             round_trip(&Switchover { kind: SwitchoverKind::Failover, from: Some(n), to: None,
                 scheduled_at_ms: Some(at), requested_at_ms: at, stopped_lsn: None });
             round_trip(&GroupConfig { synchronous_mode: SyncMode::Strict, maximum_lag_on_failover_bytes: sys,
-                paused: true, primary_restart_timeout_ms: at });
+                paused: true, primary_restart_timeout_ms: at, synchronous_ack_timeout_ms: at });
         }
 
         #[test]
