@@ -4,7 +4,10 @@
 //! - seconds from kill -9 of the primary node (deadman + PostgreSQL) to the first write a new
 //!   primary acknowledges, at a 4 s session timeout;
 //! - seconds from kill -9 of PostgreSQL alone on the primary to the first write acknowledged
-//!   again;
+//!   again, and to the replica streaming again;
+//! - seconds from ZooKeeper serving again after a 10 s outage (standalone server killed and
+//!   restarted; 2 of 3 ensemble members killed and restarted) to the first write on the primary,
+//!   and to the group being whole (every replica streaming from it);
 //! - resident memory and idle CPU of the deadman (and its fence keeper) with default timing.
 //!
 //! Run: `cargo bench -p zgres-deadman --bench failover`
@@ -14,7 +17,8 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{summary, Group, Timing};
+use support::{summary, Group, Timing, DEADLINE};
+use zgres_testkit::zookeeper::ZkCluster;
 
 fn timing() -> Timing {
     Timing {
@@ -99,6 +103,38 @@ fn keeper_of(deadman: u32) -> Option<u32> {
     })
 }
 
+/// Waits until every node but `primary` streams from it; returns the time since `start`.
+async fn whole(group: &Group, primary: usize, start: Instant) -> Duration {
+    for i in (0..group.nodes.len()).filter(|&i| i != primary) {
+        group.wait_following(i, primary).await;
+    }
+    start.elapsed()
+}
+
+/// ZooKeeper (`kill` members) gone for 10 s under a running group: seconds from the first
+/// member serving again to the first write on the primary, and to the group being whole.
+async fn zookeeper_outage(zk: ZkCluster, kill: &[usize]) -> (f64, f64) {
+    let mut group = Group::prepare_on(zk, 3, timing()).await;
+    group.start_all().await;
+    let primary = group.wait_primary(&[]).await;
+    whole(&group, primary, Instant::now()).await;
+    for &m in kill {
+        group.zk.kill_member(m);
+    }
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    group.zk.restart_member(kill[0]).await.unwrap();
+    let back = Instant::now();
+    for &m in &kill[1..] {
+        group.zk.restart_member(m).await.unwrap();
+    }
+    let (new, writable) = first_write(&group, &[0, 1, 2], back).await;
+    assert_eq!(new, primary, "the same primary after the outage");
+    let whole = tokio::time::timeout(DEADLINE, whole(&group, primary, back))
+        .await
+        .unwrap();
+    (writable.as_secs_f64(), whole.as_secs_f64())
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     std::env::set_var("ZGRES_TEST_LOG", "info");
@@ -129,6 +165,7 @@ async fn main() {
     }
 
     let mut pg_crash = Vec::new();
+    let mut pg_crash_whole = Vec::new();
     let mut group = Group::prepare(2, timing()).await;
     group.start_all().await;
     let primary = group.wait_primary(&[]).await;
@@ -137,11 +174,14 @@ async fn main() {
         let start = Instant::now();
         group.nodes[primary].kill_postgres();
         let (_, took) = first_write(&group, &[0, 1], start).await;
+        let streaming = whole(&group, primary, start).await;
         println!(
-            "  postgres crash run {run}: write accepted after {:.2}s",
-            took.as_secs_f64()
+            "  postgres crash run {run}: write accepted after {:.2}s, replica streaming after {:.2}s",
+            took.as_secs_f64(),
+            streaming.as_secs_f64()
         );
         pg_crash.push(took.as_secs_f64());
+        pg_crash_whole.push(streaming.as_secs_f64());
     }
 
     // Idle footprint: let the group settle, then measure CPU over a window.
@@ -171,6 +211,10 @@ async fn main() {
         "kill -9 PostgreSQL on primary -> writes accepted",
         &pg_crash,
     );
+    summary(
+        "kill -9 PostgreSQL on primary -> every replica streaming again",
+        &pg_crash_whole,
+    );
     for ((name, pid), before) in pids.iter().zip(before) {
         if let (Some((t0, _)), Some((t1, rss))) = (before, proc_stat(*pid)) {
             let cpu = (t1 - t0) as f64 / tick / window.as_secs_f64() * 100.0;
@@ -181,5 +225,23 @@ async fn main() {
                 window.as_secs()
             );
         }
+    }
+    drop(group);
+
+    let outage_runs = runs.min(3);
+    for (name, members, kill) in [
+        ("standalone ZooKeeper killed 10 s", 1, &[0][..]),
+        ("3-member ensemble losing quorum 10 s", 3, &[1, 2][..]),
+    ] {
+        let (mut writable, mut whole_after) = (Vec::new(), Vec::new());
+        for run in 0..outage_runs {
+            let zk = ZkCluster::start(members).await.unwrap();
+            let (w, g) = zookeeper_outage(zk, kill).await;
+            println!("  {name} run {run}: writes back after {w:.2}s, group whole after {g:.2}s");
+            writable.push(w);
+            whole_after.push(g);
+        }
+        summary(&format!("{name}: back -> writes on the primary"), &writable);
+        summary(&format!("{name}: back -> group whole"), &whole_after);
     }
 }
