@@ -142,18 +142,7 @@ async fn partitioned_primary_loses_no_acknowledged_commit_over_twenty_partitions
         for i in (0..3).filter(|&i| i != primary) {
             group.wait_following(i, primary).await;
         }
-        let before = writer.acks().await.len();
-        poll::until("commits on the primary", DEADLINE, || async {
-            let acks = writer.acks().await;
-            (acks[before.min(acks.len())..]
-                .iter()
-                .filter(|a| a.node == primary)
-                .count()
-                > 20)
-                .then_some(())
-        })
-        .await
-        .unwrap();
+        writer.wait_more_acks(primary, 20).await;
         let since = std::time::SystemTime::now();
         let proxy = group.nodes[primary].proxy.as_ref().unwrap();
         proxy.set_mode(ProxyMode::Blackhole);

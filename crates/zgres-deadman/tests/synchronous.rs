@@ -29,18 +29,7 @@ async fn no_acknowledged_commit_is_lost_over_twenty_primary_kills() {
     let writer = Writer::start(&group);
     for round in 1..=20 {
         let standby = wait_synchronous_standby(&group, primary).await;
-        let before = writer.acks().await.len();
-        poll::until("commits on the primary", DEADLINE, || async {
-            let acks = writer.acks().await;
-            (acks[before.min(acks.len())..]
-                .iter()
-                .filter(|a| a.node == primary)
-                .count()
-                > 20)
-                .then_some(())
-        })
-        .await
-        .unwrap();
+        writer.wait_more_acks(primary, 20).await;
 
         group.kill_node(primary);
         let new = group.wait_primary(&[primary]).await;

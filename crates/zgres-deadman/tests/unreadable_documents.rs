@@ -83,11 +83,9 @@ async fn standby_names(group: &Group, i: usize) -> String {
     row.get(0)
 }
 
-/// Synchronous mode on, then every kind of bad `/config`: `synchronous_standby_names` stays,
-/// each is logged and published as a warning, and a primary kill afterwards loses no
-/// acknowledged commit.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unreadable_config_keeps_synchronous_mode_in_force() {
+/// Two nodes in synchronous mode `on`, with the standby in `/sync`: the group, its primary, its
+/// standby and the primary's `synchronous_standby_names`.
+async fn synchronous_group() -> (Group, usize, usize, String) {
     let mut group = Group::prepare(2, Timing::default()).await;
     group
         .set_group_config(&GroupConfig {
@@ -99,6 +97,15 @@ async fn unreadable_config_keeps_synchronous_mode_in_force() {
     let primary = group.wait_primary(&[]).await;
     let standby = wait_synchronous_standby(&group, primary).await;
     let names = standby_names(&group, primary).await;
+    (group, primary, standby, names)
+}
+
+/// Synchronous mode on, then every kind of bad `/config`: `synchronous_standby_names` stays,
+/// each is logged and published as a warning, and a primary kill afterwards loses no
+/// acknowledged commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreadable_config_keeps_synchronous_mode_in_force() {
+    let (mut group, primary, standby, names) = synchronous_group().await;
     assert!(!names.is_empty());
     let writer = Writer::start(&group);
     let client = group.zk_client().await;
@@ -303,17 +310,7 @@ async fn unreadable_documents_are_kept_as_found() {
 /// anyone) until an operator deletes it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreadable_sync_lets_nobody_promote() {
-    let mut group = Group::prepare(2, Timing::default()).await;
-    group
-        .set_group_config(&GroupConfig {
-            synchronous_mode: SyncMode::On,
-            ..GroupConfig::default()
-        })
-        .await;
-    group.start_all().await;
-    let primary = group.wait_primary(&[]).await;
-    let standby = wait_synchronous_standby(&group, primary).await;
-    let names = standby_names(&group, primary).await;
+    let (mut group, primary, standby, names) = synchronous_group().await;
     let client = group.zk_client().await;
     let sync_path = group.path(Znode::Sync);
     let garbage = b"{\"v\":1,\"primary\":\"nobody\"}".to_vec();

@@ -1,6 +1,7 @@
 //! zgresctl: the operator CLI. It reads and writes ZooKeeper only.
 //!
 //! - [`inventory`]: reads the groups (locks, node states, config, history) into typed values;
+//! - [`node_match`]: finds the node an operator means, by id or configured name;
 //! - [`render`]: turns them into tables for people.
 //!
 //! Writes (`config set`, `pause`, `resume`) use ZooKeeper's version check, so two operators
@@ -8,4 +9,5 @@
 #![forbid(unsafe_code)]
 
 pub mod inventory;
+pub mod node_match;
 pub mod render;

@@ -518,6 +518,22 @@ pub struct Writer {
 }
 
 impl Writer {
+    /// Waits until more than `count` further writes are acknowledged by node `i`.
+    pub async fn wait_more_acks(&self, i: usize, count: usize) {
+        let before = self.acks().await.len();
+        poll::until(&format!("more commits on n{i}"), DEADLINE, || async {
+            let acks = self.acks().await;
+            (acks[before.min(acks.len())..]
+                .iter()
+                .filter(|a| a.node == i)
+                .count()
+                > count)
+                .then_some(())
+        })
+        .await
+        .unwrap();
+    }
+
     pub fn start(group: &Group) -> Writer {
         let stop = CancellationToken::new();
         let acks = Arc::new(Mutex::new(Vec::new()));

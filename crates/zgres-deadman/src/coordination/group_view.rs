@@ -1,0 +1,176 @@
+//! One read of the group: the lock, the peers' states, the db-id, the config, the switchover
+//! request, `/sync` and the history's newest timeline.
+
+use zgres_schema::documents::{
+    DatabaseId, GroupConfig, Lock, NodeState, Switchover, SyncMode, SyncState,
+};
+use zgres_schema::{DecodeError, Fetched, SystemId, Timeline, Znode};
+use zookeeper_client as zk;
+
+use super::{timed, CoordinationError, Coordinator, Result};
+use crate::decision::{LockView, Peer};
+use crate::fence::monotonic_ns;
+
+/// What the group looks like in ZooKeeper at one moment.
+#[derive(Debug, Clone)]
+pub struct GroupView {
+    /// The lock.
+    pub lock: LockView,
+    /// Peers with a readable state.
+    pub peers: Vec<Peer>,
+    /// `/static/{GROUP}-db-id`.
+    pub db_id: Fetched<SystemId>,
+    /// `/config/{GROUP}`: absent means the defaults, unreadable means unknown.
+    pub config: Fetched<GroupConfig>,
+    /// The newest timeline in `/history/{GROUP}` and the promotions recorded beside an
+    /// unreadable one (read only while the lock is free).
+    pub group_timeline: Option<Timeline>,
+    /// `/switchover/{GROUP}` and its version.
+    pub switchover: Fetched<(Switchover, i32)>,
+    /// `/sync/{GROUP}` and its version, read only in synchronous mode.
+    pub sync: Fetched<(SyncState, i32)>,
+}
+
+impl GroupView {
+    /// The view of a round whose reads failed: the lock unknown, so nothing is decided.
+    pub fn unknown() -> Self {
+        GroupView {
+            lock: LockView::Unknown,
+            peers: vec![],
+            db_id: Fetched::Absent,
+            config: Fetched::Absent,
+            group_timeline: None,
+            switchover: Fetched::Absent,
+            sync: Fetched::Absent,
+        }
+    }
+}
+
+impl Coordinator {
+    /// Reads the lock, the peers' states, the db-id and the group config. Every successful read
+    /// also confirms the session for the fence.
+    ///
+    /// # Errors
+    /// As any request; then nothing is decided this round.
+    pub async fn view(&mut self) -> Result<GroupView> {
+        let sent = monotonic_ns();
+        let lock_path = self.lock_path();
+        let lock = match timed(self.client.get_data(&lock_path)).await {
+            Ok((data, stat)) => {
+                self.lock_gone_zxid = None;
+                let holder = self.decode_reported::<Lock>(&lock_path, &data);
+                if stat.ephemeral_owner == self.client.session_id().0 {
+                    if holder.valid().map(|l| l.node) != Some(self.me) {
+                        self.restore_lock(&holder, stat.version).await;
+                    }
+                    LockView::Ours
+                } else {
+                    LockView::Other(holder.into_valid().map(|l| l.node))
+                }
+            }
+            Err(CoordinationError::Retryable(zk::Error::NoNode)) => {
+                if self.lock_gone_zxid.is_none() {
+                    let (_, dir) = timed(self.client.get_data(&self.layout.dir("lock"))).await?;
+                    self.lock_gone_zxid = Some(dir.pzxid);
+                }
+                LockView::Free
+            }
+            Err(e) => return Err(e),
+        };
+        self.fence.confirm(sent);
+
+        let switchover_path = self.path(Znode::Switchover(self.group.clone()));
+        let switchover = self.read::<Switchover>(&switchover_path).await?;
+
+        let config_path = self.path(Znode::Config(self.group.clone()));
+        let config = self
+            .read::<GroupConfig>(&config_path)
+            .await?
+            .map(|(c, _)| c);
+        // An unreadable config may hide synchronous mode: read `/sync` then too, so that no
+        // one promotes outside it.
+        let synchronous = config.valid().map_or(config.is_unreadable(), |c| {
+            c.synchronous_mode != SyncMode::Off
+        });
+        let switchover_pending = !matches!(switchover, Fetched::Absent);
+
+        // Read only the states a decision can use: every peer's during an election, a
+        // requested switchover or in synchronous mode, the holder's while following (for its
+        // WAL position and health), none otherwise.
+        let prefix = format!("{}_", self.group);
+        let state_dir = self.layout.dir("state");
+        let children = match lock {
+            LockView::Free => timed(self.client.list_children(&state_dir)).await?,
+            LockView::Ours if switchover_pending || synchronous => {
+                timed(self.client.list_children(&state_dir)).await?
+            }
+            LockView::Other(Some(holder)) => vec![format!("{prefix}{holder}")],
+            _ => vec![],
+        };
+        let mut peers = Vec::new();
+        for child in children.iter().filter(|c| c.starts_with(&prefix)) {
+            let path = format!("{state_dir}/{child}");
+            let (data, stat) = match timed(self.client.get_data(&path)).await {
+                Ok(read) => read,
+                Err(CoordinationError::Retryable(zk::Error::NoNode)) => continue,
+                Err(e) => return Err(e),
+            };
+            let Some(state) = self.decode_reported::<NodeState>(&path, &data).into_valid() else {
+                continue;
+            };
+            // A state must name the node of its znode, and be ephemeral: a persistent one
+            // outlives its writer and would vouch for a node that may be long gone.
+            let problem = match self.layout.parse(&path) {
+                _ if stat.ephemeral_owner == 0 => Some(("v", "not ephemeral".to_owned())),
+                Ok(Znode::State(_, node)) if node == state.node => None,
+                _ => Some((
+                    "node",
+                    format!("{} does not match the znode name", state.node),
+                )),
+            };
+            if let Some((field, message)) = problem {
+                let kind = zgres_schema::DecodeErrorKind::Field {
+                    field: field.into(),
+                    message,
+                };
+                let error = DecodeError {
+                    path: path.clone(),
+                    kind,
+                };
+                self.report_unreadable(&error, &data);
+                continue;
+            }
+            if state.node == self.me {
+                continue;
+            }
+            let fresh = self.lock_gone_zxid.is_some_and(|gone| stat.mzxid > gone);
+            peers.push(Peer { state, fresh });
+        }
+
+        let db_id_path = self.path(Znode::DatabaseId(self.group.clone()));
+        let db_id = self
+            .read::<DatabaseId>(&db_id_path)
+            .await?
+            .map(|(d, _)| d.system_id);
+        let sync = if synchronous {
+            let path = self.path(Znode::Sync(self.group.clone()));
+            self.read::<SyncState>(&path).await?
+        } else {
+            Fetched::Absent
+        };
+        let group_timeline = if lock == LockView::Free {
+            self.history().await?.newest_timeline()
+        } else {
+            None
+        };
+        Ok(GroupView {
+            lock,
+            peers,
+            db_id,
+            config,
+            group_timeline,
+            switchover,
+            sync,
+        })
+    }
+}

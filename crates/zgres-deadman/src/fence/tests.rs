@@ -1,0 +1,199 @@
+use super::*;
+use proptest::prelude::*;
+
+#[test]
+fn fires_once_at_the_deadline_and_only_when_armed() {
+    let clock = FenceClock::new(Duration::from_secs(3));
+    clock.confirm(1_000);
+    clock.set_target(42);
+    let deadline = 1_000 + 3_000_000_000;
+    assert_eq!(clock.due(deadline), None, "disarmed clocks never fire");
+    clock.armed.store(true, Ordering::SeqCst);
+    assert_eq!(clock.due(deadline - 1), None);
+    assert_eq!(clock.due(deadline), Some(42));
+    assert_eq!(clock.due(deadline + 1), None, "fires once per arming");
+    assert_eq!(clock.fired_count(), 1);
+}
+
+#[test]
+fn graceful_shutdown_is_due_once_per_deadline_before_the_kill() {
+    let clock = FenceClock::new(Duration::from_millis(3_000));
+    clock.confirm(1_000);
+    clock.set_target(42);
+    clock.armed.store(true, Ordering::SeqCst);
+    let deadline = 1_000 + 3_000_000_000;
+    let demote_at = deadline - 1_000_000_000;
+    assert!(clock.may_serve_as_primary(demote_at - 1));
+    assert_eq!(clock.demote_due(demote_at - 1), None);
+    assert!(
+        !clock.may_serve_as_primary(demote_at),
+        "no longer a primary for the API once the shutdown is due"
+    );
+    assert_eq!(clock.demote_due(demote_at), Some(42));
+    assert_eq!(clock.demote_due(demote_at + 1), None, "asked once");
+    assert_eq!(
+        clock.due(deadline - 1),
+        None,
+        "the kill waits for the deadline"
+    );
+    // A confirmation moves the deadline: the node is a primary again, and may be demoted
+    // again later.
+    clock.confirm(2_000_000_000);
+    assert!(clock.may_serve_as_primary(demote_at + 1));
+    assert_eq!(clock.demote_due(2_000_000_000 + 2_000_000_000), Some(42));
+    clock.set_target(0);
+    assert!(!clock.may_serve_as_primary(0), "no PostgreSQL, no primary");
+}
+
+#[test]
+fn grace_is_a_third_of_the_budget_capped() {
+    assert_eq!(
+        grace_for(Duration::from_millis(1_500)),
+        Duration::from_millis(500)
+    );
+    assert_eq!(grace_for(Duration::from_secs(30)), MAX_GRACE);
+}
+
+/// A log the test can read while the keeper writes it.
+#[derive(Clone, Default)]
+struct SharedLog(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Write for SharedLog {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl SharedLog {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+#[test]
+fn keeper_asks_for_a_fast_shutdown_then_kills_only_what_is_left() {
+    use std::os::unix::process::CommandExt;
+    use std::os::unix::process::ExitStatusExt;
+    // `sleep` ends on SIGINT, as the postmaster does after a fast shutdown.
+    let mut child = std::process::Command::new("sleep")
+        .arg("60")
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let (reader, mut writer) = std::os::unix::net::UnixStream::pair().unwrap();
+    let log = SharedLog::default();
+    let keeper_log = log.clone();
+    let keeper =
+        std::thread::spawn(move || run_keeper(std::io::BufReader::new(reader), keeper_log));
+    let deadline = monotonic_ns() + 600_000_000;
+    writeln!(writer, "arm {deadline} {} 400000000", child.id()).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(
+        status.signal(),
+        Some(libc_sigint()),
+        "ended by the fast shutdown"
+    );
+    assert!(
+        monotonic_ns() < deadline,
+        "the shutdown was asked for before the deadline"
+    );
+    while !log.text().contains("nothing killed") {
+        assert!(monotonic_ns() < deadline + 5_000_000_000, "{}", log.text());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(writer);
+    assert_eq!(keeper.join().unwrap(), 0, "nothing was left to kill");
+    let text = log.text();
+    assert!(text.contains("fast shutdown of PostgreSQL"), "{text}");
+    assert!(!text.contains("killed PostgreSQL"), "{text}");
+}
+
+fn libc_sigint() -> i32 {
+    Signal::SIGINT as i32
+}
+
+#[test]
+fn cannot_arm_past_the_deadline() {
+    let clock = FenceClock::new(Duration::from_millis(1));
+    clock.confirm(monotonic_ns().saturating_sub(1_000_000_000));
+    assert!(!clock.arm());
+    clock.confirm(monotonic_ns());
+    assert!(clock.arm());
+}
+
+#[test]
+fn keeper_protocol_round_trips() {
+    let s = FenceState {
+        armed: true,
+        deadline_ns: 123,
+        pgid: 77,
+        grace_ns: 40,
+    };
+    assert_eq!(parse_keeper_line(&keeper_line(s)), Some(s));
+    assert_eq!(
+        parse_keeper_line("arm 123 77"),
+        Some(FenceState { grace_ns: 0, ..s }),
+        "an older deadman's line: no graceful step"
+    );
+    assert_eq!(parse_keeper_line("garbage 1 2"), None);
+    assert_eq!(parse_keeper_line("arm x 1"), None);
+}
+
+#[test]
+fn keeper_fences_when_its_input_closes_while_armed() {
+    // A process group we own and may kill: a sleeping child in its own group.
+    use std::os::unix::process::CommandExt;
+    let mut child = std::process::Command::new("sleep")
+        .arg("60")
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let far = monotonic_ns() + 3_600_000_000_000;
+    let input = format!("arm {far} {}\n", child.id());
+    let fenced = run_keeper(std::io::Cursor::new(input), std::io::sink());
+    assert_eq!(fenced, 1);
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "the child was killed");
+}
+
+#[test]
+fn keeper_does_nothing_after_disarm() {
+    let far = monotonic_ns() + 3_600_000_000_000;
+    let input = format!("arm {far} 999999\ndisarm\n");
+    assert_eq!(run_keeper(std::io::Cursor::new(input), std::io::sink()), 0);
+}
+
+proptest! {
+    /// Whatever the order of confirmations and checks, the fence never lets an armed clock
+    /// run past `max(confirmed) + budget` without firing.
+    #[test]
+    fn never_past_the_deadline_unfenced(
+        events in proptest::collection::vec((any::<bool>(), 0u64..10_000), 1..50)
+    ) {
+        let budget = 1_000;
+        let clock = FenceClock::new(Duration::from_nanos(budget));
+        clock.armed.store(true, Ordering::SeqCst);
+        let mut now = 0u64;
+        let mut max_confirmed = 0u64;
+        for (is_confirm, step) in events {
+            now += step;
+            if is_confirm {
+                let sent = now.saturating_sub(step / 2);
+                clock.confirm(sent);
+                max_confirmed = max_confirmed.max(sent);
+            } else {
+                let fired = clock.due(now).is_some();
+                if now >= max_confirmed + budget {
+                    prop_assert!(fired || !clock.is_armed());
+                } else {
+                    prop_assert!(!fired);
+                }
+                if fired { return Ok(()); }
+            }
+        }
+    }
+}
