@@ -230,3 +230,58 @@ async fn zgresctl_shows_and_steers_a_group() {
     assert_eq!(out.status.code(), Some(69));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach ZooKeeper at 127.0.0.1:1"));
 }
+
+/// A root with no group is an error that says where zgresctl looked; options work before or
+/// after the subcommand; a closed standard output ends zgresctl quietly with status 141.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zgresctl_says_when_nothing_is_there_and_handles_a_closed_pipe() {
+    let zk = zgres_testkit::zookeeper::ZkCluster::standalone()
+        .await
+        .unwrap();
+    let hosts = zk.connect_string();
+    for args in [
+        vec!["--zookeeper", hosts.as_str(), "list"],
+        vec![
+            "list",
+            "--zookeeper",
+            hosts.as_str(),
+            "--root",
+            "/elsewhere",
+        ],
+    ] {
+        let out = std::process::Command::new(binary("zgresctl"))
+            .args(&args)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {said}");
+        assert!(
+            said.contains("no group under /") && said.contains(&hosts),
+            "{args:?}: {said}"
+        );
+        assert!(out.stdout.is_empty());
+    }
+
+    // A group's config makes the root non-empty; `--json list` then writes into a closed pipe.
+    let client = zookeeper_client::Client::connect(&hosts).await.unwrap();
+    let opts =
+        zookeeper_client::CreateMode::Persistent.with_acls(zookeeper_client::Acls::anyone_all());
+    client.mkdir("/zgres/config", &opts).await.unwrap();
+    for i in 0..200 {
+        client
+            .create(&format!("/zgres/config/g{i}"), b"{\"v\":1}", &opts)
+            .await
+            .unwrap();
+    }
+    let mut child = std::process::Command::new(binary("zgresctl"))
+        .args(["list", "--json", "--zookeeper", &hosts])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "{said}");
+    assert!(!said.contains("panicked"), "{said}");
+}

@@ -264,12 +264,15 @@ impl LogConfig {
         }
     }
 
-    /// Installs the global `tracing` subscriber, writing to stderr.
+    /// Installs the global `tracing` subscriber, writing to stderr, with colours only when
+    /// stderr is a terminal (journald and log files get plain text).
     pub fn init(&self) {
+        use std::io::IsTerminal;
         let filter = tracing_subscriber::EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&self.level));
         let builder = tracing_subscriber::fmt()
             .with_env_filter(filter)
+            .with_ansi(std::io::stderr().is_terminal())
             .with_writer(std::io::stderr);
         match self.format {
             LogFormat::Text => builder.init(),

@@ -746,7 +746,12 @@ impl Daemon {
                     tracing::error!(error = %e, "cannot configure the data directory as a standby");
                     return false;
                 }
-                tracing::info!(upstream = ?upstream.map(|u| u.to_string()), "starting postgres as standby");
+                match upstream {
+                    Some(upstream) => tracing::info!(%upstream, "starting postgres as standby"),
+                    None => {
+                        tracing::info!("starting postgres as standby of its configured primary")
+                    }
+                }
                 self.start()
             }
             Action::Promote => {
@@ -820,7 +825,12 @@ impl Daemon {
             Action::FinishSwitchover | Action::DropSwitchover { .. } => {
                 match action {
                     Action::DropSwitchover { reason } => {
-                        tracing::error!(reason, request = ?obs.switchover, "dropping the switchover request");
+                        let to = obs
+                            .switchover
+                            .as_ref()
+                            .and_then(|r| r.to)
+                            .map_or_else(|| "the best replica".to_owned(), |n| n.to_string());
+                        tracing::error!(reason, %to, "dropping the switchover request");
                     }
                     _ => tracing::info!("switchover complete"),
                 }

@@ -15,7 +15,13 @@ const EXIT_DATA: u8 = 65;
 
 /// Keeps one PostgreSQL node of a zgres group available and safe.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(
+    version,
+    about,
+    after_help = "Exit status: 0 stopped cleanly; 1 the fence could not be set up; 64 usage error; \
+65 the data directory belongs to another database system or is not a PostgreSQL one (nothing \
+was changed); 78 configuration error (bad config file, unusable plugin, API address in use)."
+)]
 struct Args {
     /// Run with this configuration file.
     #[arg(long, value_name = "FILE", conflicts_with = "check_config")]

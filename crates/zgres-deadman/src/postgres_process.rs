@@ -130,7 +130,11 @@ impl PostgresProcess {
             }
         }
         self.fence.set_target(0);
-        tracing::warn!(%status, "postgres exited");
+        if status.success() {
+            tracing::info!("postgres stopped cleanly");
+        } else {
+            tracing::warn!(%status, "postgres exited");
+        }
         self.last_exit = Some(status);
     }
 

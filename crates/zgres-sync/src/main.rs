@@ -11,7 +11,12 @@ use zgres_sync::config::Config;
 
 /// Keeps this host's pgbouncer and other configuration pointed at the right databases.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(
+    version,
+    about,
+    after_help = "Exit status: 0 stopped cleanly (or --check-config passed); 1 cannot run; \
+64 usage error; 78 configuration error (bad config file, unusable plugin library)."
+)]
 struct Args {
     /// Run with this configuration file.
     #[arg(long, value_name = "FILE", conflicts_with = "check_config")]

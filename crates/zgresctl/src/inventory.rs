@@ -29,6 +29,14 @@ pub enum CtlError {
     /// No such group.
     #[error("no group named {0:?} (zgresctl list shows the groups)")]
     UnknownGroup(String),
+    /// Nothing of zgres under the root: a wrong `--zookeeper` or `--root`, or no deadman ran.
+    #[error("no group under {root} at {hosts} (check --zookeeper and --root)")]
+    NoGroups {
+        /// The root looked at.
+        root: String,
+        /// The ZooKeeper connect string.
+        hosts: String,
+    },
     /// No such node in the group.
     #[error("group {group} has no node {node} (zgresctl list shows its nodes)")]
     UnknownNode {
@@ -68,6 +76,8 @@ pub enum CtlError {
 pub struct Inventory {
     client: zk::Client,
     layout: ZkLayout,
+    /// The connect string, for messages.
+    hosts: String,
 }
 
 /// One node as the CLI shows it.
@@ -129,7 +139,11 @@ impl Inventory {
         .await
         .map_err(|_| unreachable(format!("no answer within {timeout:?}")))?
         .map_err(|e| unreachable(e.to_string()))?;
-        Ok(Inventory { client, layout })
+        Ok(Inventory {
+            client,
+            layout,
+            hosts: connect.to_owned(),
+        })
     }
 
     async fn children(&self, dir: &str) -> Result<Vec<String>, CtlError> {
@@ -151,7 +165,8 @@ impl Inventory {
     /// Every group (or only `only`), with its nodes.
     ///
     /// # Errors
-    /// ZooKeeper failures; [`CtlError::UnknownGroup`] when `only` does not exist.
+    /// ZooKeeper failures; [`CtlError::NoGroups`] when the root holds no group;
+    /// [`CtlError::UnknownGroup`] when `only` does not exist.
     pub async fn groups(&self, only: Option<&str>) -> Result<Vec<GroupView>, CtlError> {
         let mut members: BTreeMap<GroupName, Vec<NodeId>> = BTreeMap::new();
         for child in self.children("state").await? {
@@ -169,6 +184,12 @@ impl Inventory {
             if let Ok(group) = GroupName::new(&child) {
                 members.entry(group).or_default();
             }
+        }
+        if members.is_empty() {
+            return Err(CtlError::NoGroups {
+                root: self.layout.root().to_owned(),
+                hosts: self.hosts.clone(),
+            });
         }
         if let Some(only) = only {
             members.retain(|g, _| g.as_str() == only);

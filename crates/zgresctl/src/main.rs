@@ -14,18 +14,53 @@ use zgresctl::render;
 
 use zgres_config::EXIT_USAGE;
 
+/// Writes to standard output. A reader that went away (`zgresctl list | head`) ends the
+/// program quietly with the status a shell expects after SIGPIPE (128 + 13).
+fn write_stdout(text: std::fmt::Arguments) {
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_fmt(text).and_then(|()| stdout.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(EXIT_BROKEN_PIPE.into());
+        }
+        eprintln!("zgresctl: cannot write to standard output: {e}");
+        std::process::exit(1);
+    }
+}
+
+macro_rules! out {
+    ($($arg:tt)*) => { write_stdout(format_args!($($arg)*)) };
+}
+
+macro_rules! outln {
+    () => { write_stdout(format_args!("\n")) };
+    ($($arg:tt)*) => { write_stdout(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+/// Exit status after standard output was closed (128 + SIGPIPE).
+const EXIT_BROKEN_PIPE: u8 = 141;
+
 /// Exit status when ZooKeeper cannot be reached (`EX_UNAVAILABLE`).
 const EXIT_UNAVAILABLE: u8 = 69;
 
 /// Look at and steer zgres groups (reads and writes ZooKeeper only).
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(
+    version,
+    about,
+    after_help = "Exit status: 0 done; 1 refused or failed (the message says why); 64 usage \
+error; 69 ZooKeeper unreachable; 141 standard output was closed (e.g. `| head`)."
+)]
 struct Args {
     /// ZooKeeper ensemble, host:port,...
-    #[arg(long, env = "ZGRES_ZOOKEEPER", default_value = "127.0.0.1:2181")]
+    #[arg(
+        long,
+        global = true,
+        env = "ZGRES_ZOOKEEPER",
+        default_value = "127.0.0.1:2181"
+    )]
     zookeeper: String,
     /// Root of the zgres znodes.
-    #[arg(long, env = "ZGRES_ROOT", default_value = "/zgres")]
+    #[arg(long, global = true, env = "ZGRES_ROOT", default_value = "/zgres")]
     root: String,
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
@@ -198,9 +233,9 @@ async fn set_paused(
     if json {
         print_json(&config);
     } else if pause {
-        println!("group {group} paused: deadmen take no automatic action");
+        outln!("group {group} paused: deadmen take no automatic action");
     } else {
-        println!("group {group} resumed");
+        outln!("group {group} resumed");
     }
     Ok(())
 }
@@ -243,7 +278,7 @@ async fn hand_over(
         if json {
             print_json(&doc);
         } else {
-            println!("{verb} of group {group} to {target} scheduled; `zgresctl switchover --cancel {group}` cancels it");
+            outln!("{verb} of group {group} to {target} scheduled; `zgresctl switchover --cancel {group}` cancels it");
         }
         return Ok(());
     }
@@ -253,7 +288,7 @@ async fn hand_over(
     if json {
         print_json(&serde_json::json!({"group": group, "old_primary": old, "new_primary": new}));
     } else {
-        println!(
+        outln!(
             "group {group}: {new} is the primary now (was {})",
             old.map_or("none".into(), |o| o.to_string())
         );
@@ -274,10 +309,10 @@ async fn watch_list(
     loop {
         let groups = inventory.groups(group).await?;
         if json {
-            println!("{}", serde_json::to_string(&groups).unwrap_or_default());
+            outln!("{}", serde_json::to_string(&groups).unwrap_or_default());
         } else {
             // Clear the screen and go home, as watch(1) does.
-            print!(
+            out!(
                 "\x1b[2J\x1b[H{}  (every {every:?}; Ctrl-C to stop)\n{}",
                 humantime::format_rfc3339_seconds(SystemTime::now()),
                 render::groups(&groups)
@@ -293,7 +328,7 @@ async fn watch_list(
 
 fn print_json(value: &impl serde::Serialize) {
     match serde_json::to_string_pretty(value) {
-        Ok(text) => println!("{text}"),
+        Ok(text) => outln!("{text}"),
         Err(e) => eprintln!("zgresctl: {e}"),
     }
 }
@@ -310,7 +345,7 @@ async fn run(args: Args) -> Result<(), CtlError> {
             if args.json {
                 print_json(&groups);
             } else {
-                print!("{}", render::groups(&groups));
+                out!("{}", render::groups(&groups));
             }
         }
         Command::Show { group, node } => print_json(&inventory.node(&group, &node).await?),
@@ -319,7 +354,7 @@ async fn run(args: Args) -> Result<(), CtlError> {
             if args.json {
                 print_json(&history);
             } else {
-                print!("{}", render::history(&history));
+                out!("{}", render::history(&history));
             }
         }
         Command::Config {
@@ -361,7 +396,7 @@ async fn run(args: Args) -> Result<(), CtlError> {
             let _ = std::fs::remove_file(&path);
             let edited = edited?;
             if edited == original {
-                println!("no changes");
+                outln!("no changes");
                 return Ok(());
             }
             let config = parse_config(&edited)?;
@@ -374,9 +409,9 @@ async fn run(args: Args) -> Result<(), CtlError> {
             ..
         } => {
             if inventory.cancel_hand_over(&group).await? {
-                println!("pending request for group {group} cancelled");
+                outln!("pending request for group {group} cancelled");
             } else {
-                println!("group {group} has no pending request");
+                outln!("group {group} has no pending request");
             }
         }
         Command::Switchover {
