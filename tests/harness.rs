@@ -217,7 +217,14 @@ async fn harness_child_process() {
     }
 }
 
+/// Runs the child test with its temp dirs inside `pid_file`'s directory, so that the parent
+/// removes them even when the child is killed before its destructors run.
 fn run_child(mode: &str, pid_file: &Path) -> std::process::Child {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = pid_file.with_extension("tmpdir");
+    std::fs::create_dir_all(&tmp).unwrap();
+    // PostgreSQL runs as `postgres` under root and must traverse it.
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
     Command::new(std::env::current_exe().unwrap())
         .args([
             "harness_child_process",
@@ -227,6 +234,7 @@ fn run_child(mode: &str, pid_file: &Path) -> std::process::Child {
         ])
         .env(CHILD_MODE, mode)
         .env(CHILD_PIDS, pid_file)
+        .env("TMPDIR", &tmp)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -262,7 +270,9 @@ async fn assert_all_gone(groups: &HashSet<u32>) {
 
 #[tokio::test]
 async fn no_process_is_left_behind() {
+    use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
 
     // A test that panics: the harness's destructors kill and reap everything while unwinding.
     let pid_file = dir.path().join("panic.pids");

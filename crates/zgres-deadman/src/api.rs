@@ -41,6 +41,8 @@ const READ_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Status {
     /// The node.
     pub node: NodeId,
+    /// Its group.
+    pub group: zgres_schema::GroupName,
     /// What PostgreSQL is doing.
     pub role: Role,
     /// This node's session holds the group lock (as of the last round).
@@ -278,11 +280,12 @@ fn status_json(s: &Status) -> String {
 
 fn metrics(s: &Status) -> String {
     let mut out = String::new();
-    let node = s.node;
+    // Every series carries the group, so alerts can aggregate per group (e.g. one primary).
+    let labels = format!("group=\"{}\",node=\"{}\"", s.group, s.node);
     let mut gauge = |name: &str, help: &str, value: f64| {
         let _ = writeln!(
             out,
-            "# HELP {name} {help}\n# TYPE {name} gauge\n{name}{{node=\"{node}\"}} {value}"
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name}{{{labels}}} {value}"
         );
     };
     gauge(
@@ -333,7 +336,7 @@ fn metrics(s: &Status) -> String {
         if let Some(lsn) = lsn {
             let _ = writeln!(
                 out,
-                "zgres_wal_lsn_bytes{{node=\"{node}\",kind=\"{kind}\"}} {}",
+                "zgres_wal_lsn_bytes{{{labels},kind=\"{kind}\"}} {}",
                 lsn.0
             );
         }
@@ -343,7 +346,7 @@ fn metrics(s: &Status) -> String {
         if let Some(mine) = mine {
             let _ = writeln!(
                 out,
-                "zgres_replication_lag_bytes{{node=\"{node}\"}} {}",
+                "zgres_replication_lag_bytes{{{labels}}} {}",
                 primary.bytes_after(mine)
             );
         }
@@ -351,27 +354,27 @@ fn metrics(s: &Status) -> String {
     if let Some(headroom) = s.fence_headroom_seconds {
         let _ = writeln!(
             out,
-            "zgres_fence_headroom_seconds{{node=\"{node}\"}} {headroom:.3}"
+            "zgres_fence_headroom_seconds{{{labels}}} {headroom:.3}"
         );
     }
     let _ = writeln!(
         out,
-        "# TYPE zgres_fenced_total counter\nzgres_fenced_total{{node=\"{node}\"}} {}",
+        "# TYPE zgres_fenced_total counter\nzgres_fenced_total{{{labels}}} {}",
         s.fenced_total
     );
     let _ = writeln!(
         out,
-        "# TYPE zgres_promotions_total counter\nzgres_promotions_total{{node=\"{node}\"}} {}",
+        "# TYPE zgres_promotions_total counter\nzgres_promotions_total{{{labels}}} {}",
         s.promotions_total
     );
     let _ = writeln!(
         out,
-        "# HELP zgres_unreadable_znodes_total Distinct unreadable znode contents met (each logged once).\n# TYPE zgres_unreadable_znodes_total counter\nzgres_unreadable_znodes_total{{node=\"{node}\"}} {}",
+        "# HELP zgres_unreadable_znodes_total Distinct unreadable znode contents met (each logged once).\n# TYPE zgres_unreadable_znodes_total counter\nzgres_unreadable_znodes_total{{{labels}}} {}",
         s.unreadable_znodes_total
     );
     let _ = writeln!(
         out,
-        "# HELP zgres_warnings Warnings in the status, e.g. an unreadable /config (see GET /).\n# TYPE zgres_warnings gauge\nzgres_warnings{{node=\"{node}\"}} {}",
+        "# HELP zgres_warnings Warnings in the status, e.g. an unreadable /config (see GET /).\n# TYPE zgres_warnings gauge\nzgres_warnings{{{labels}}} {}",
         s.warnings.len()
     );
     out
@@ -384,6 +387,7 @@ mod tests {
     fn status(role: Role, lock_held: bool) -> Status {
         Status {
             node: "10.0.0.1:5432".parse().unwrap(),
+            group: zgres_schema::GroupName::new("main").unwrap(),
             role,
             lock_held,
             writable: true,
@@ -477,7 +481,10 @@ mod tests {
         let r = String::from_utf8(route(b"GET / HTTP/1.1\r\n\r\n", Some(&s)).bytes).unwrap();
         assert!(r.contains("\"role\":\"replica\""), "{r}");
         let m = String::from_utf8(route(b"GET /metrics HTTP/1.1\r\n\r\n", Some(&s)).bytes).unwrap();
-        assert!(m.contains("zgres_replica{node=\"10.0.0.1:5432\"} 1"), "{m}");
+        assert!(
+            m.contains("zgres_replica{group=\"main\",node=\"10.0.0.1:5432\"} 1"),
+            "{m}"
+        );
         assert!(m.contains("zgres_replication_lag_bytes"), "{m}");
         let head =
             String::from_utf8(route(b"HEAD /replica HTTP/1.1\r\n\r\n", Some(&s)).bytes).unwrap();

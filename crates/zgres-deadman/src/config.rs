@@ -545,12 +545,10 @@ impl Config {
 mod tests {
     use super::*;
 
-    /// A directory with a `postgres` file, so validation passes without PostgreSQL installed.
+    /// A directory with a `postgres` file (a committed fixture, so no test leaves files
+    /// behind), so validation passes without PostgreSQL installed.
     fn fake_bin_dir() -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("zgres-config-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("postgres"), "").unwrap();
-        dir
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fake-bin")
     }
 
     fn minimal(extra: &str) -> String {

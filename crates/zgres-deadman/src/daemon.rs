@@ -495,6 +495,7 @@ impl Daemon {
             .then(|| (fence.deadline_ns as f64 - crate::fence::monotonic_ns() as f64) / 1e9);
         self.status.send_replace(Some(api::Status {
             node: self.config.node,
+            group: self.config.group.clone(),
             role: state.role,
             lock_held: obs.lock == LockView::Ours,
             writable: self

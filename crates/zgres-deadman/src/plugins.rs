@@ -52,9 +52,6 @@ pub enum PluginSetupError {
     /// A library could not be loaded or speaks another ABI.
     #[error(transparent)]
     Library(#[from] zgres_plugin::PluginError),
-    /// The private directory for input files could not be made.
-    #[error("cannot create a directory for plugin input: {0}")]
-    Io(#[from] std::io::Error),
 }
 
 enum Loaded {
@@ -104,19 +101,15 @@ pub fn start(
             }
         });
     }
-    let dir = tempfile::Builder::new()
-        .prefix("zgres-deadman-plugins-")
-        .tempdir()?;
     let (outcome_tx, outcome) = watch::channel(PluginOutcome::default());
     let (input, mut input_rx) = watch::channel::<Option<Vec<u8>>>(None);
     tokio::spawn(async move {
-        let input_file = dir.path().join("input.json");
         loop {
             let current = input_rx.borrow_and_update().clone();
             if let Some(document) = current {
                 let mut outcome = PluginOutcome::default();
                 for plugin in &loaded {
-                    match run_one(plugin, &document, &input_file).await {
+                    match run_one(plugin, &document).await {
                         Ok(answer) => {
                             outcome.meta.extend(answer.meta);
                             if let Some(reason) = answer.veto {
@@ -148,20 +141,23 @@ pub fn start(
     Ok(Some(Plugins { outcome, input }))
 }
 
-async fn run_one(
-    plugin: &Loaded,
-    document: &[u8],
-    input_file: &std::path::Path,
-) -> Result<Answer, String> {
+async fn run_one(plugin: &Loaded, document: &[u8]) -> Result<Answer, String> {
     let output = match plugin {
         Loaded::Command(argv, timeout) => {
-            std::fs::write(input_file, document)
+            // One file per run, removed when the run ends: nothing is left behind unless the
+            // deadman is killed during the run itself.
+            let mut input_file = tempfile::Builder::new()
+                .prefix("zgres-deadman-plugin-input-")
+                .suffix(".json")
+                .tempfile()
+                .map_err(|e| format!("cannot create its input file: {e}"))?;
+            std::io::Write::write_all(&mut input_file, document)
                 .map_err(|e| format!("cannot write its input: {e}"))?;
             let (program, args) = argv.split_first().ok_or("empty command")?;
             let args = args
                 .iter()
                 .map(std::ffi::OsStr::new)
-                .chain([input_file.as_os_str()]);
+                .chain([input_file.path().as_os_str()]);
             zgres_process::run(program.as_ref(), args, *timeout)
                 .await
                 .map_err(|e| e.to_string())?
