@@ -142,7 +142,11 @@ async fn main() {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(5);
-    println!("zgres-deadman failover benchmark: {runs} runs each, session timeout 4 s, loop 1 s");
+    println!(
+        "zgres-deadman failover benchmark: {runs} runs each, session timeout 4 s, loop 1 s, \
+         ZooKeeper tickTime {} ms (ZGRES_TEST_ZK_TICK_MS)",
+        zgres_testkit::zookeeper::tick_ms()
+    );
 
     let mut node_kill = Vec::new();
     for run in 0..runs {

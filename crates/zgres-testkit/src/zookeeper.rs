@@ -13,10 +13,19 @@ use crate::process::ManagedProcess;
 use crate::{io_error, poll, HarnessError, Result};
 
 /// Tick length of test servers. Short, so that short session timeouts are allowed: the server
-/// clamps session timeouts to [2, 20] ticks unless min/max are set, and we set both.
+/// clamps session timeouts to [2, 20] ticks unless min/max are set, and we set both. Sessions
+/// also expire on tick boundaries, so a benchmark can set `ZGRES_TEST_ZK_TICK_MS` (e.g. 2000,
+/// ZooKeeper's default) to measure what a default installation sees.
 pub const TICK_MS: u64 = 100;
-/// Shortest session timeout the test servers grant.
-pub const MIN_SESSION_TIMEOUT_MS: u64 = 2 * TICK_MS;
+
+/// The tick length in force: `ZGRES_TEST_ZK_TICK_MS` when set to a number, else [`TICK_MS`].
+pub fn tick_ms() -> u64 {
+    std::env::var("ZGRES_TEST_ZK_TICK_MS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .filter(|&t| t > 0)
+        .unwrap_or(TICK_MS)
+}
 /// Longest session timeout the test servers grant.
 pub const MAX_SESSION_TIMEOUT_MS: u64 = 60_000;
 
@@ -90,12 +99,14 @@ impl ZkCluster {
                 .map_err(io_error("write ZooKeeper myid"))?;
             let config = dir.path().join(format!("zoo-{id}.cfg"));
             let text = format!(
-                "tickTime={TICK_MS}\ninitLimit=100\nsyncLimit=20\n\
+                "tickTime={tick}\ninitLimit=100\nsyncLimit=20\n\
                  dataDir={data}\nclientPort={client_port}\nclientPortAddress=127.0.0.1\n\
                  admin.enableServer=false\n4lw.commands.whitelist=ruok,srvr,cons,mntr\n\
-                 minSessionTimeout={MIN_SESSION_TIMEOUT_MS}\nmaxSessionTimeout={MAX_SESSION_TIMEOUT_MS}\n\
+                 minSessionTimeout={min_session}\nmaxSessionTimeout={MAX_SESSION_TIMEOUT_MS}\n\
                  {peers}",
-                data = data.display()
+                data = data.display(),
+                tick = tick_ms(),
+                min_session = 2 * tick_ms(),
             );
             std::fs::write(&config, text).map_err(io_error("write ZooKeeper config"))?;
             members.push(Member {
