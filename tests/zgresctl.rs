@@ -273,6 +273,23 @@ async fn zgresctl_says_when_nothing_is_there_and_handles_a_closed_pipe() {
             .await
             .unwrap();
     }
+    // A state its deadman stopped refreshing (written long ago, 1 s refresh) is marked stale.
+    client.mkdir("/zgres/state", &opts).await.unwrap();
+    client
+        .create(
+            "/zgres/state/g0_127.0.0.1:5999",
+            br#"{"v":1,"node":"127.0.0.1:5999","name":"n9","role":"primary","updated_at_ms":1000,"refresh_ms":1000}"#,
+            &zookeeper_client::CreateMode::Ephemeral.with_acls(zookeeper_client::Acls::anyone_all()),
+        )
+        .await
+        .unwrap();
+    let table = stdout(&zgresctl(&hosts, &["list", "g0"]));
+    assert!(
+        table.contains("| n9       | 127.0.0.1:5999         | primary (no lock!)")
+            && table.contains("stale: no update for"),
+        "{table}"
+    );
+
     let mut child = std::process::Command::new(binary("zgresctl"))
         .args(["list", "--json", "--zookeeper", &hosts])
         .stdout(std::process::Stdio::piped())

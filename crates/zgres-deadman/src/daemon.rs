@@ -622,6 +622,7 @@ impl Daemon {
                 .map(|p| p.outcome.borrow().meta.clone())
                 .unwrap_or_default(),
             updated_at_ms: wall_ms(),
+            refresh_ms: Some(self.config.timing.state_refresh.as_millis() as u64),
         }
     }
 

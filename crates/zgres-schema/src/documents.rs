@@ -102,6 +102,10 @@ pub struct NodeState {
     pub meta: BTreeMap<String, serde_json::Value>,
     /// When the deadman wrote this document.
     pub updated_at_ms: u64,
+    /// How often the deadman republishes an unchanged state (`timing.state_refresh_ms`), so
+    /// readers can tell a state that stopped being refreshed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_ms: Option<u64>,
 }
 
 impl NodeState {
@@ -360,6 +364,7 @@ mod tests {
                     NodeState {
                         warnings: vec![],
                         name: None,
+                        refresh_ms: None,
                         node,
                         role,
                         problems,
@@ -382,6 +387,7 @@ mod tests {
         NodeState {
             warnings: vec!["a warning".into()],
             name: Some(NodeName::new("n0").unwrap()),
+            refresh_ms: Some(10_000),
             node: "10.0.0.1:5432".parse().unwrap(),
             role: Role::Replica,
             problems: vec![],

@@ -93,6 +93,20 @@ pub struct NodeView {
     pub error: Option<String>,
     /// Bytes of WAL it lags behind the primary's published write position.
     pub lag_bytes: Option<u64>,
+    /// How long ago its state was last written, when that is longer than its deadman's refresh
+    /// interval allows (twice the interval plus [`STALE_SLACK_MS`] for clock skew): the deadman
+    /// is stuck or its host's clock is off, and the state may no longer be true.
+    pub stale_for_ms: Option<u64>,
+}
+
+/// Clock skew between hosts tolerated before a state counts as stale.
+pub const STALE_SLACK_MS: u64 = 5_000;
+
+/// How long ago `state` was written, if longer than its refresh interval allows at `now_ms`.
+pub fn stale_for(state: &NodeState, now_ms: u64) -> Option<u64> {
+    let refresh = state.refresh_ms?;
+    let age = now_ms.saturating_sub(state.updated_at_ms);
+    (age > 2 * refresh + STALE_SLACK_MS).then_some(age)
 }
 
 /// A group's promotions as the CLI shows them.
@@ -220,9 +234,13 @@ impl Inventory {
                     },
                     None => (None, Some("gone".into())),
                 };
+                let now_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
                 views.push(NodeView {
                     node,
                     leader: leader == Some(node),
+                    stale_for_ms: state.as_ref().and_then(|s| stale_for(s, now_ms)),
                     state,
                     error,
                     lag_bytes: None,
@@ -577,6 +595,26 @@ pub fn set_config_value(config: &mut GroupConfig, assignment: &str) -> Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_state_past_twice_its_refresh_interval_is_stale() {
+        let state: NodeState = decode(
+            "/zgres/state/main_10.0.0.1:5432",
+            br#"{"v":1,"node":"10.0.0.1:5432","role":"primary","updated_at_ms":100000,"refresh_ms":10000}"#,
+        )
+        .unwrap();
+        assert_eq!(stale_for(&state, 100_000 + 25_000), None);
+        assert_eq!(stale_for(&state, 100_000 + 25_001), Some(25_001));
+        let old_deadman = NodeState {
+            refresh_ms: None,
+            ..state
+        };
+        assert_eq!(
+            stale_for(&old_deadman, u64::MAX),
+            None,
+            "unknown interval: never stale"
+        );
+    }
 
     #[test]
     fn config_assignments_are_typed_and_named() {

@@ -18,6 +18,9 @@ fn role(node: &NodeView) -> String {
 }
 
 fn state(node: &NodeView) -> String {
+    if let Some(ms) = node.stale_for_ms {
+        return format!("stale: no update for {}s", ms / 1000);
+    }
     match (&node.state, &node.error) {
         (Some(s), _) if s.problems.is_empty() => "running".into(),
         (Some(s), _) => s.problems.join("; "),

@@ -71,6 +71,7 @@ fn peer_state(i: u8, role: Role, lsn: u64) -> NodeState {
     NodeState {
         warnings: vec![],
         name: None,
+        refresh_ms: None,
         node: node(i),
         role,
         problems: vec![],
