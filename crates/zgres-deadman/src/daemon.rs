@@ -8,7 +8,6 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -25,7 +24,8 @@ use crate::data_dir::{self, ControlData, DataDirError};
 use crate::decision::{
     Action, DataDirKind, Decider, Ineligible, LocalPostgres, LockView, Observation, Probe,
 };
-use crate::fence::{keeper_line, FenceClock, FenceThread};
+use crate::fence::keeper::Keeper;
+use crate::fence::{FenceClock, FenceThread};
 use crate::group_config::{ConfigChange, ConfigInForce};
 use crate::plugins::{self, PluginSetupError, Plugins};
 use crate::postgres_client::PostgresClient;
@@ -347,22 +347,10 @@ impl Daemon {
     /// A PostgreSQL already running on our data directory was not started by us: stop it, so
     /// that the one that runs is our child (for instant crash detection and fencing).
     async fn adopt_foreign_postmaster(&mut self) {
-        let Some(pid) = data_dir::foreign_postmaster(&self.config.postgres) else {
-            return;
-        };
-        tracing::warn!(
-            pid,
-            "stopping the PostgreSQL we did not start, to run it as our child"
-        );
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGINT,
-        );
-        let deadline = Instant::now() + self.config.timing.stop_timeout;
-        while std::path::Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        if let Some(pid) = data_dir::foreign_postmaster(&self.config.postgres) {
+            crate::postgres_process::stop_foreign(pid, self.config.timing.stop_timeout).await;
+            self.refresh_control().await;
         }
-        self.refresh_control().await;
     }
 
     /// Re-reads `pg_controldata` (after PostgreSQL stopped or the directory was provisioned).
@@ -1224,64 +1212,4 @@ fn wall_ms() -> u64 {
 enum ConnectError {
     Retry(CoordinationError),
     Fatal(DaemonError),
-}
-
-/// The fence keeper child process and the task that feeds it the deadline.
-struct Keeper {
-    child: tokio::process::Child,
-    feeder: JoinHandle<tokio::process::ChildStdin>,
-    stop: CancellationToken,
-}
-
-impl Keeper {
-    fn spawn(fence: Arc<FenceClock>) -> std::io::Result<Self> {
-        let exe = std::env::current_exe()?;
-        let mut child = tokio::process::Command::new(exe)
-            .arg("--fence-keeper")
-            .stdin(std::process::Stdio::piped())
-            .spawn()?;
-        let mut stdin = child
-            .stdin
-            .take()
-            .ok_or_else(|| std::io::Error::other("fence keeper has no stdin"))?;
-        let stop = CancellationToken::new();
-        let stopped = stop.clone();
-        let feeder = tokio::spawn(async move {
-            let mut last = None;
-            while !stopped.is_cancelled() {
-                let state = fence.state();
-                if last != Some(state) {
-                    if stdin
-                        .write_all(keeper_line(state).as_bytes())
-                        .await
-                        .is_err()
-                    {
-                        tracing::error!("the fence keeper is gone; the in-process fence remains");
-                        break;
-                    }
-                    last = Some(state);
-                }
-                tokio::select! {
-                    () = fence.changed() => {}
-                    () = stopped.cancelled() => {}
-                }
-            }
-            stdin
-        });
-        Ok(Keeper {
-            child,
-            feeder,
-            stop,
-        })
-    }
-
-    /// Disarms the keeper and lets it exit (the fence is disarmed by now).
-    async fn finish(mut self) {
-        self.stop.cancel();
-        if let Ok(mut stdin) = self.feeder.await {
-            let _ = stdin.write_all(b"disarm\n").await;
-            drop(stdin);
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(2), self.child.wait()).await;
-    }
 }

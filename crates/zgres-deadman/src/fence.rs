@@ -430,5 +430,7 @@ pub fn run_keeper(input: impl BufRead + Send + 'static, mut log: impl Write) -> 
     }
 }
 
+pub mod keeper;
+
 #[cfg(test)]
 mod tests;

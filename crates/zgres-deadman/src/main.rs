@@ -84,11 +84,16 @@ fn main() -> ExitCode {
             Err(e) => {
                 tracing::error!(error = %e, "zgres-deadman stopped");
                 eprintln!("zgres-deadman: {e}");
+                // Exhaustive: a new error kind must choose its exit status here.
+                use zgres_deadman::DaemonError;
                 match e {
-                    zgres_deadman::DaemonError::Fence(_) => ExitCode::FAILURE,
-                    zgres_deadman::DaemonError::Plugins(_)
-                    | zgres_deadman::DaemonError::Api { .. } => ExitCode::from(EXIT_CONFIG),
-                    _ => ExitCode::from(EXIT_DATA),
+                    DaemonError::Fence(_) => ExitCode::FAILURE,
+                    DaemonError::Plugins(_) | DaemonError::Api { .. } => {
+                        ExitCode::from(EXIT_CONFIG)
+                    }
+                    DaemonError::DataDir(_)
+                    | DaemonError::WrongSystem { .. }
+                    | DaemonError::Provisioning(_) => ExitCode::from(EXIT_DATA),
                 }
             }
         }

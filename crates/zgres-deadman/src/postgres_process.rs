@@ -186,3 +186,20 @@ impl PostgresProcess {
         }
     }
 }
+
+/// Stops a postmaster this process did not start (found running on our data directory) with
+/// a fast shutdown, waiting up to `timeout` for it to go, so that the one that runs next is our
+/// child (for instant crash detection and fencing). A process that is already gone is fine.
+pub async fn stop_foreign(pid: i32, timeout: Duration) {
+    tracing::warn!(
+        pid,
+        "stopping the PostgreSQL we did not start, to run it as our child"
+    );
+    let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGINT);
+    let deadline = tokio::time::Instant::now() + timeout;
+    while std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
