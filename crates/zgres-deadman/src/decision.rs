@@ -241,6 +241,8 @@ pub struct Decider {
     gave_up: bool,
     /// Holder of the lock last seen and the furthest position it published.
     last_primary: Option<(NodeId, Lsn)>,
+    /// Holder of the lock last seen, whether or not it published a position yet.
+    last_holder: Option<NodeId>,
     last_ineligible: Option<Ineligible>,
 }
 
@@ -265,6 +267,7 @@ impl Decider {
             lock_free_since: None,
             gave_up: false,
             last_primary: None,
+            last_holder: None,
             last_ineligible: None,
         }
     }
@@ -280,9 +283,10 @@ impl Decider {
         self.last_ineligible
     }
 
-    /// The current or last primary this node followed.
+    /// The current or last primary this node followed (the lock holder it last saw, even if it
+    /// never published a WAL position, e.g. a primary partitioned right after it started).
     pub fn last_primary_node(&self) -> Option<NodeId> {
-        self.last_primary.map(|(node, _)| node)
+        self.last_holder
     }
 
     /// The furthest WAL position the current or last primary published.
@@ -513,6 +517,7 @@ impl Decider {
         let LockView::Other(Some(holder)) = obs.lock else {
             return;
         };
+        self.last_holder = Some(holder);
         let published = obs
             .peers
             .iter()

@@ -185,7 +185,9 @@ async fn diverged_old_primary_is_rewound_and_follows_the_new_primary() {
     assert_eq!(last.reason, PromotionReason::Failover, "{}", group.logs());
     assert_eq!(
         last.old_primary.map(|n| n.to_string()),
-        Some(group.nodes[0].node_id())
+        Some(group.nodes[0].node_id()),
+        "{}",
+        group.logs()
     );
     assert!(last.timeline.get() >= 2);
 

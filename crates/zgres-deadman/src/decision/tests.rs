@@ -627,3 +627,17 @@ fn in_synchronous_mode_only_listed_nodes_contend() {
     o.sync = Fetched::Valid(sync);
     assert!(two.decide(&o).contains(&Action::AcquireLock));
 }
+
+#[test]
+fn the_last_holder_is_known_even_before_it_published_a_position() {
+    let mut d = decider(1);
+    let o = obs(
+        Instant::now(),
+        LockView::Other(Some(node(2))),
+        standby(100),
+        vec![],
+    );
+    d.decide(&o);
+    assert_eq!(d.last_primary_node(), Some(node(2)));
+    assert_eq!(d.last_primary_position(), None);
+}
