@@ -4,12 +4,15 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Serialize;
-use zgres_schema::documents::{
-    GroupConfig, Lock, NodeState, Promotion, Role, Switchover, SwitchoverKind,
-};
-use zgres_schema::{decode, encode, Fetched, GroupName, HistoryView, NodeId, ZkLayout, Znode};
+use zgres_schema::documents::{GroupConfig, Lock, NodeState};
+use zgres_schema::{decode, encode, GroupName, NodeId, ZkLayout, Znode};
 
 pub use crate::node_match::{resolve_node, NodeMatch};
+
+mod hand_over;
+mod history;
+pub use hand_over::HandOver;
+pub use history::GroupHistory;
 use zookeeper_client as zk;
 
 /// Why a command failed.
@@ -107,15 +110,6 @@ pub fn stale_for(state: &NodeState, now_ms: u64) -> Option<u64> {
     let refresh = state.refresh_ms?;
     let age = now_ms.saturating_sub(state.updated_at_ms);
     (age > 2 * refresh + STALE_SLACK_MS).then_some(age)
-}
-
-/// A group's promotions as the CLI shows them.
-#[derive(Debug, Clone, Serialize)]
-pub struct GroupHistory {
-    /// Every readable promotion, oldest first.
-    pub entries: Vec<Promotion>,
-    /// Why parts of the history could not be read (znode and reason).
-    pub errors: Vec<String>,
 }
 
 /// One group as the CLI shows it.
@@ -277,44 +271,6 @@ impl Inventory {
         Ok(found.clone())
     }
 
-    /// The group's promotion history: every readable entry, and what could not be read (an
-    /// unreadable `/history` is kept as found; promotions are then recorded beside it).
-    ///
-    /// # Errors
-    /// ZooKeeper failures.
-    pub async fn history(&self, group: &str) -> Result<GroupHistory, CtlError> {
-        let group = self.group_name(group)?;
-        let path = self.layout.path(&Znode::History(group));
-        let mut view = HistoryView::default();
-        if let Some((data, _)) = self.get(&path).await? {
-            view.document = Fetched::decode(&path, Some(&data));
-            let mut children = match self.client.list_children(&path).await {
-                Ok(children) => children,
-                Err(zk::Error::NoNode) => vec![],
-                Err(e) => return Err(e.into()),
-            };
-            children.sort();
-            for child in children {
-                let child_path = format!("{path}/{child}");
-                if let Some((data, _)) = self.get(&child_path).await? {
-                    view.beside.push(Fetched::decode(&child_path, Some(&data)));
-                }
-            }
-        }
-        let errors = std::iter::once(&view.document)
-            .filter_map(|d| d.error().map(ToString::to_string))
-            .chain(
-                view.beside
-                    .iter()
-                    .filter_map(|p| p.error().map(ToString::to_string)),
-            )
-            .collect();
-        Ok(GroupHistory {
-            entries: view.entries().into_iter().cloned().collect(),
-            errors,
-        })
-    }
-
     fn group_name(&self, group: &str) -> Result<GroupName, CtlError> {
         GroupName::new(group).map_err(|e| CtlError::Usage(e.to_string()))
     }
@@ -374,169 +330,6 @@ impl Inventory {
             Ok(()) => Ok(()),
             Err(zk::Error::BadVersion | zk::Error::NodeExists) => Err(CtlError::Conflict(path)),
             Err(e) => Err(e.into()),
-        }
-    }
-}
-
-/// The parts of a switchover or failover request the operator chooses.
-#[derive(Debug, Clone)]
-pub struct HandOver {
-    /// Planned (the primary hands over) or forced.
-    pub kind: SwitchoverKind,
-    /// The node to promote; the best replica when `None` (switchover only).
-    pub to: Option<String>,
-    /// Not before this time (ms since the epoch).
-    pub scheduled_at_ms: Option<u64>,
-}
-
-impl Inventory {
-    /// Checks `request` against the group as it is and writes `/switchover/{GROUP}`.
-    /// Returns the request written, and the current primary.
-    ///
-    /// # Errors
-    /// [`CtlError::Refused`] when the group has no primary (switchover), the target is not a
-    /// healthy replica, or there is none; [`CtlError::Pending`] when a request exists.
-    pub async fn request_hand_over(
-        &self,
-        group: &str,
-        request: &HandOver,
-    ) -> Result<(Switchover, Option<NodeId>), CtlError> {
-        let view = self.groups(Some(group)).await?.remove(0);
-        let healthy_replica = |n: &NodeView| {
-            n.state
-                .as_ref()
-                .is_some_and(|s| s.role == Role::Replica && s.problems.is_empty())
-        };
-        let to = match &request.to {
-            Some(to) => {
-                let (node, _) = resolve_node(&view, to)?;
-                if view.leader == Some(node.node) {
-                    return Err(CtlError::Refused(format!("{to} is already the primary")));
-                }
-                if !healthy_replica(node) {
-                    return Err(CtlError::Refused(format!(
-                        "{to} is not a healthy replica (zgresctl list shows why): {:?}",
-                        node.state
-                    )));
-                }
-                Some(node.node)
-            }
-            None if request.kind == SwitchoverKind::Failover => {
-                return Err(CtlError::Usage(
-                    "failover needs --to NODE: the replica to promote".into(),
-                ))
-            }
-            None => {
-                if !view
-                    .nodes
-                    .iter()
-                    .any(|n| Some(n.node) != view.leader && healthy_replica(n))
-                {
-                    return Err(CtlError::Refused(format!(
-                        "group {group} has no healthy replica to switch over to"
-                    )));
-                }
-                None
-            }
-        };
-        if request.kind == SwitchoverKind::Switchover && view.leader.is_none() {
-            return Err(CtlError::Refused(format!(
-                "group {group} has no primary to hand over; use `zgresctl failover {group} --to NODE`"
-            )));
-        }
-        let doc = Switchover {
-            kind: request.kind,
-            from: (request.kind == SwitchoverKind::Switchover)
-                .then_some(view.leader)
-                .flatten(),
-            to,
-            scheduled_at_ms: request.scheduled_at_ms,
-            requested_at_ms: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
-            stopped_lsn: None,
-        };
-        let path = self.layout.path(&Znode::Switchover(view.group.clone()));
-        let opts = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
-        self.client
-            .mkdir(&self.layout.dir("switchover"), &opts)
-            .await?;
-        let data = encode(&doc).map_err(|e| CtlError::Usage(e.to_string()))?;
-        match self.client.create(&path, &data, &opts).await {
-            Ok(_) => Ok((doc, view.leader)),
-            Err(zk::Error::NodeExists) => {
-                let pending = self.pending_hand_over(group).await?;
-                Err(CtlError::Pending {
-                    group: group.to_owned(),
-                    kind: pending.as_ref().map_or("switchover".into(), |p| {
-                        format!("{:?}", p.kind).to_lowercase()
-                    }),
-                    to: pending
-                        .and_then(|p| p.to)
-                        .map_or("the best replica".into(), |n| n.to_string()),
-                })
-            }
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// The pending switchover or failover request, if any.
-    ///
-    /// # Errors
-    /// ZooKeeper failures or an unreadable request.
-    pub async fn pending_hand_over(&self, group: &str) -> Result<Option<Switchover>, CtlError> {
-        let path = self
-            .layout
-            .path(&Znode::Switchover(self.group_name(group)?));
-        match self.get(&path).await? {
-            Some((data, _)) => Ok(Some(decode(&path, &data)?)),
-            None => Ok(None),
-        }
-    }
-
-    /// Deletes the pending request; returns whether there was one.
-    ///
-    /// # Errors
-    /// ZooKeeper failures.
-    pub async fn cancel_hand_over(&self, group: &str) -> Result<bool, CtlError> {
-        let path = self
-            .layout
-            .path(&Znode::Switchover(self.group_name(group)?));
-        match self.client.delete(&path, None).await {
-            Ok(()) => Ok(true),
-            Err(zk::Error::NoNode) => Ok(false),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// Waits until the request is gone and another node than `old` holds the lock; returns
-    /// the new primary.
-    ///
-    /// # Errors
-    /// [`CtlError::Timeout`] after `timeout`, saying what was seen last.
-    pub async fn wait_hand_over(
-        &self,
-        group: &str,
-        old: Option<NodeId>,
-        timeout: Duration,
-    ) -> Result<NodeId, CtlError> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let pending = self.pending_hand_over(group).await?;
-            let leader = self.groups(Some(group)).await?.remove(0).leader;
-            if let (None, Some(leader)) = (&pending, leader) {
-                if Some(leader) != old {
-                    return Ok(leader);
-                }
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(CtlError::Timeout(format!(
-                    "no new primary within {timeout:?} (primary: {}, request {}); the deadmen's logs say why",
-                    leader.map_or("none".into(), |l| l.to_string()),
-                    if pending.is_some() { "still pending" } else { "gone" }
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 }

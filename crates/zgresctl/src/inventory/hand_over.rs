@@ -1,0 +1,173 @@
+//! Switchover and failover requests: checked against the group as it is, written to
+//! `/switchover/{GROUP}` create-only, cancelled, and waited for.
+
+use std::time::Duration;
+
+use zgres_schema::documents::{Role, Switchover, SwitchoverKind};
+use zgres_schema::{decode, encode, NodeId, Znode};
+use zookeeper_client as zk;
+
+use super::{resolve_node, CtlError, Inventory, NodeView};
+
+/// The parts of a switchover or failover request the operator chooses.
+#[derive(Debug, Clone)]
+pub struct HandOver {
+    /// Planned (the primary hands over) or forced.
+    pub kind: SwitchoverKind,
+    /// The node to promote; the best replica when `None` (switchover only).
+    pub to: Option<String>,
+    /// Not before this time (ms since the epoch).
+    pub scheduled_at_ms: Option<u64>,
+}
+
+impl Inventory {
+    /// Checks `request` against the group as it is and writes `/switchover/{GROUP}`.
+    /// Returns the request written, and the current primary.
+    ///
+    /// # Errors
+    /// [`CtlError::Refused`] when the group has no primary (switchover), the target is not a
+    /// healthy replica, or there is none; [`CtlError::Pending`] when a request exists.
+    pub async fn request_hand_over(
+        &self,
+        group: &str,
+        request: &HandOver,
+    ) -> Result<(Switchover, Option<NodeId>), CtlError> {
+        let view = self.groups(Some(group)).await?.remove(0);
+        let healthy_replica = |n: &NodeView| {
+            n.state
+                .as_ref()
+                .is_some_and(|s| s.role == Role::Replica && s.problems.is_empty())
+        };
+        let to = match &request.to {
+            Some(to) => {
+                let (node, _) = resolve_node(&view, to)?;
+                if view.leader == Some(node.node) {
+                    return Err(CtlError::Refused(format!("{to} is already the primary")));
+                }
+                if !healthy_replica(node) {
+                    return Err(CtlError::Refused(format!(
+                        "{to} is not a healthy replica (zgresctl list shows why): {:?}",
+                        node.state
+                    )));
+                }
+                Some(node.node)
+            }
+            None if request.kind == SwitchoverKind::Failover => {
+                return Err(CtlError::Usage(
+                    "failover needs --to NODE: the replica to promote".into(),
+                ))
+            }
+            None => {
+                if !view
+                    .nodes
+                    .iter()
+                    .any(|n| Some(n.node) != view.leader && healthy_replica(n))
+                {
+                    return Err(CtlError::Refused(format!(
+                        "group {group} has no healthy replica to switch over to"
+                    )));
+                }
+                None
+            }
+        };
+        if request.kind == SwitchoverKind::Switchover && view.leader.is_none() {
+            return Err(CtlError::Refused(format!(
+                "group {group} has no primary to hand over; use `zgresctl failover {group} --to NODE`"
+            )));
+        }
+        let doc = Switchover {
+            kind: request.kind,
+            from: (request.kind == SwitchoverKind::Switchover)
+                .then_some(view.leader)
+                .flatten(),
+            to,
+            scheduled_at_ms: request.scheduled_at_ms,
+            requested_at_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            stopped_lsn: None,
+        };
+        let path = self.layout.path(&Znode::Switchover(view.group.clone()));
+        let opts = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+        self.client
+            .mkdir(&self.layout.dir("switchover"), &opts)
+            .await?;
+        let data = encode(&doc).map_err(|e| CtlError::Usage(e.to_string()))?;
+        match self.client.create(&path, &data, &opts).await {
+            Ok(_) => Ok((doc, view.leader)),
+            Err(zk::Error::NodeExists) => {
+                let pending = self.pending_hand_over(group).await?;
+                Err(CtlError::Pending {
+                    group: group.to_owned(),
+                    kind: pending.as_ref().map_or("switchover".into(), |p| {
+                        format!("{:?}", p.kind).to_lowercase()
+                    }),
+                    to: pending
+                        .and_then(|p| p.to)
+                        .map_or("the best replica".into(), |n| n.to_string()),
+                })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The pending switchover or failover request, if any.
+    ///
+    /// # Errors
+    /// ZooKeeper failures or an unreadable request.
+    pub async fn pending_hand_over(&self, group: &str) -> Result<Option<Switchover>, CtlError> {
+        let path = self
+            .layout
+            .path(&Znode::Switchover(self.group_name(group)?));
+        match self.get(&path).await? {
+            Some((data, _)) => Ok(Some(decode(&path, &data)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Deletes the pending request; returns whether there was one.
+    ///
+    /// # Errors
+    /// ZooKeeper failures.
+    pub async fn cancel_hand_over(&self, group: &str) -> Result<bool, CtlError> {
+        let path = self
+            .layout
+            .path(&Znode::Switchover(self.group_name(group)?));
+        match self.client.delete(&path, None).await {
+            Ok(()) => Ok(true),
+            Err(zk::Error::NoNode) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Waits until the request is gone and another node than `old` holds the lock; returns
+    /// the new primary.
+    ///
+    /// # Errors
+    /// [`CtlError::Timeout`] after `timeout`, saying what was seen last.
+    pub async fn wait_hand_over(
+        &self,
+        group: &str,
+        old: Option<NodeId>,
+        timeout: Duration,
+    ) -> Result<NodeId, CtlError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let pending = self.pending_hand_over(group).await?;
+            let leader = self.groups(Some(group)).await?.remove(0).leader;
+            if let (None, Some(leader)) = (&pending, leader) {
+                if Some(leader) != old {
+                    return Ok(leader);
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(CtlError::Timeout(format!(
+                    "no new primary within {timeout:?} (primary: {}, request {}); the deadmen's logs say why",
+                    leader.map_or("none".into(), |l| l.to_string()),
+                    if pending.is_some() { "still pending" } else { "gone" }
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}

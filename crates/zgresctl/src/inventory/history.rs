@@ -1,0 +1,58 @@
+//! A group's promotion history as the CLI shows it: `/history/{GROUP}` and the promotions
+//! recorded beside it while it was unreadable, merged, with what could not be read.
+
+use serde::Serialize;
+use zgres_schema::documents::Promotion;
+use zgres_schema::{Fetched, HistoryView, Znode};
+use zookeeper_client as zk;
+
+use super::{CtlError, Inventory};
+
+/// A group's promotions as the CLI shows them.
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupHistory {
+    /// Every readable promotion, oldest first.
+    pub entries: Vec<Promotion>,
+    /// Why parts of the history could not be read (znode and reason).
+    pub errors: Vec<String>,
+}
+
+impl Inventory {
+    /// The group's promotion history: every readable entry, and what could not be read (an
+    /// unreadable `/history` is kept as found; promotions are then recorded beside it).
+    ///
+    /// # Errors
+    /// ZooKeeper failures.
+    pub async fn history(&self, group: &str) -> Result<GroupHistory, CtlError> {
+        let group = self.group_name(group)?;
+        let path = self.layout.path(&Znode::History(group));
+        let mut view = HistoryView::default();
+        if let Some((data, _)) = self.get(&path).await? {
+            view.document = Fetched::decode(&path, Some(&data));
+            let mut children = match self.client.list_children(&path).await {
+                Ok(children) => children,
+                Err(zk::Error::NoNode) => vec![],
+                Err(e) => return Err(e.into()),
+            };
+            children.sort();
+            for child in children {
+                let child_path = format!("{path}/{child}");
+                if let Some((data, _)) = self.get(&child_path).await? {
+                    view.beside.push(Fetched::decode(&child_path, Some(&data)));
+                }
+            }
+        }
+        let errors = std::iter::once(&view.document)
+            .filter_map(|d| d.error().map(ToString::to_string))
+            .chain(
+                view.beside
+                    .iter()
+                    .filter_map(|p| p.error().map(ToString::to_string)),
+            )
+            .collect();
+        Ok(GroupHistory {
+            entries: view.entries().into_iter().cloned().collect(),
+            errors,
+        })
+    }
+}
