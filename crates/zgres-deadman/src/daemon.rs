@@ -386,7 +386,7 @@ impl Daemon {
         let Some(session) = self.session.as_mut() else {
             return Next::Later;
         };
-        let view = match session.coordinator.view().await {
+        let mut view = match session.coordinator.view().await {
             Ok(view) => view,
             Err(CoordinationError::SessionExpired) => {
                 tracing::error!(
@@ -401,7 +401,7 @@ impl Daemon {
             }
         };
         if view.lock != LockView::Unknown {
-            self.observe_config(view.config.clone());
+            self.observe_config(std::mem::take(&mut view.config));
         }
         let obs = Observation {
             now: Instant::now(),

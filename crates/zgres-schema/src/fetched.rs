@@ -69,15 +69,6 @@ impl<T> Fetched<T> {
             Fetched::Unreadable(e) => Fetched::Unreadable(e),
         }
     }
-
-    /// A reference to the document, keeping absent and unreadable.
-    pub fn as_ref(&self) -> Fetched<&T> {
-        match self {
-            Fetched::Absent => Fetched::Absent,
-            Fetched::Valid(doc) => Fetched::Valid(doc),
-            Fetched::Unreadable(e) => Fetched::Unreadable(e.clone()),
-        }
-    }
 }
 
 /// Remembers the last unreadable content of each znode, so that a reader reports each distinct

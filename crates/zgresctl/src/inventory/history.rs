@@ -35,7 +35,11 @@ impl Inventory {
                 Err(e) => return Err(e.into()),
             };
             children.sort();
-            for child in children {
+            // Only the promotions recorded beside an unreadable history, as the deadmen read them.
+            for child in children
+                .into_iter()
+                .filter(|c| c.starts_with(zgres_schema::paths::HISTORY_BESIDE_NAME))
+            {
                 let child_path = format!("{path}/{child}");
                 if let Some((data, _)) = self.get(&child_path).await? {
                     view.beside.push(Fetched::decode(&child_path, Some(&data)));
