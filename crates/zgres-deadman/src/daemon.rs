@@ -12,8 +12,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use zgres_schema::documents::{
-    ConnInfo, Lock, NodeState, Promotion, PromotionReason, Role, SwitchoverKind, SyncMode,
-    SyncState, WalPositions,
+    ConnInfo, Lock, NodeState, Promotion, PromotionReason, SwitchoverKind, SyncMode,
 };
 use zgres_schema::{Fetched, Lsn, NodeId, SystemId, Timeline};
 
@@ -22,7 +21,7 @@ use crate::config::Config;
 use crate::coordination::{heartbeat, CoordinationError, Coordinator, GroupView};
 use crate::data_dir::{self, ControlData, DataDirError};
 use crate::decision::{
-    Action, DataDirKind, Decider, Ineligible, LocalPostgres, LockView, Observation, Probe,
+    Action, DataDirKind, Decider, Ineligible, LocalPostgres, LockView, Observation,
 };
 use crate::fence::keeper::Keeper;
 use crate::fence::{FenceClock, FenceThread};
@@ -31,8 +30,11 @@ use crate::plugins::{self, PluginSetupError, Plugins};
 use crate::postgres_client::PostgresClient;
 use crate::postgres_process::PostgresProcess;
 use crate::provisioning::{Provisioner, ProvisioningError, RewindOutcome};
-use crate::synchronous::{Progress, SyncInputs, SyncKeeper, SyncStep};
+use crate::synchronous::SyncKeeper;
 use zgres_systemd::Notifier;
+
+mod node_state;
+mod synchronous_io;
 
 /// Why the daemon stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -521,99 +523,6 @@ impl Daemon {
         }
     }
 
-    fn problems(&self, obs: &Observation) -> Vec<String> {
-        let pg = &obs.postgres;
-        let mut problems = Vec::new();
-        if !pg.running {
-            problems.push("postgres is not running".to_owned());
-        } else if pg.probe.is_none() {
-            problems.push("postgres does not answer".to_owned());
-        }
-        if let (Some(p), Some(&group)) = (pg.probe, obs.db_id.valid()) {
-            if p.system_id != group {
-                problems.push(format!(
-                    "system identifier {} differs from the group's {group}",
-                    p.system_id
-                ));
-            }
-        }
-        if pg.probe.is_some_and(|p| !p.in_recovery) && obs.lock != LockView::Ours {
-            problems.push("running as primary without the lock".to_owned());
-        }
-        if let Some(plugins) = &self.plugins {
-            problems.extend(plugins.outcome.borrow().vetoes.iter().cloned());
-        }
-        problems
-    }
-
-    /// What an operator should know that does not make the node unhealthy.
-    fn warnings(&self, obs: &Observation) -> Vec<String> {
-        let mut warnings = Vec::new();
-        if let Some(problem) = self.config_in_force.problem() {
-            warnings.push(problem.to_owned());
-        }
-        if let Some(e) = obs.sync.error() {
-            warnings.push(format!(
-                "{e}; no node may be promoted and synchronous_standby_names is left as it is"
-            ));
-        }
-        if obs.lock == LockView::Ours
-            && obs.config.synchronous_mode != SyncMode::Off
-            && self.sync_keeper.degraded()
-        {
-            warnings.push(match obs.config.synchronous_mode {
-                SyncMode::Strict => {
-                    "no synchronous standby: commits wait until one is back (strict)".to_owned()
-                }
-                _ => "no synchronous standby: replication is asynchronous until one is back"
-                    .to_owned(),
-            });
-        }
-        if let Some(e) = obs.db_id.error() {
-            warnings.push(format!(
-                "{e}; the group's system identifier cannot be checked and nothing is bootstrapped or cloned"
-            ));
-        }
-        warnings
-    }
-
-    fn node_state(&self, obs: &Observation) -> NodeState {
-        let pg = &obs.postgres;
-        let role = match (pg.running, pg.probe) {
-            (false, _) => Role::Stopped,
-            (true, None) => Role::Unknown,
-            (true, Some(p)) if p.in_recovery => Role::Replica,
-            (true, Some(_)) => Role::Primary,
-        };
-        let probe: Option<Probe> = pg.probe;
-        NodeState {
-            node: self.config.node,
-            name: zgres_schema::NodeName::new(&self.config.node_name).ok(),
-            role,
-            problems: self.problems(obs),
-            warnings: self.warnings(obs),
-            timeline: probe
-                .and_then(|p| p.timeline)
-                .or(self.control.map(|c| c.timeline)),
-            system_id: probe
-                .map(|p| p.system_id)
-                .or(self.control.map(|c| c.system_id)),
-            wal: WalPositions {
-                write: probe.and_then(|p| p.write_lsn),
-                receive: probe.and_then(|p| p.receive_lsn),
-                replay: probe.and_then(|p| p.replay_lsn),
-            },
-            tags: self.config.tags.clone(),
-            meta: self
-                .plugins
-                .as_ref()
-                .map(|p| p.outcome.borrow().meta.clone())
-                .unwrap_or_default(),
-            updated_at_ms: wall_ms(),
-            refresh_ms: Some(self.config.timing.state_refresh.as_millis() as u64),
-        }
-    }
-
     async fn publish(&mut self, state: &NodeState, force: bool) {
         if let Some(plugins) = &self.plugins {
             let input = serde_json::json!({
@@ -1023,122 +932,6 @@ impl Daemon {
             Ok(()) => false,
             Err(e) => {
                 tracing::error!(error = %e, "cannot start postgres");
-                false
-            }
-        }
-    }
-
-    /// As the running primary: one step towards the synchronous replication the group's mode
-    /// asks for (see [`crate::synchronous`]).
-    /// Returns whether a step was taken (the next one may follow soon).
-    async fn keep_synchronous(
-        &mut self,
-        obs: &Observation,
-        sync: Fetched<(SyncState, i32)>,
-    ) -> bool {
-        // Before a valid config is known, synchronous mode is unknown: change nothing.
-        if !self.config_in_force.is_known() {
-            return false;
-        }
-        let primary = obs.lock == LockView::Ours
-            && obs.postgres.probe.is_some_and(|p| !p.in_recovery)
-            && self.postgres.is_running();
-        if !primary {
-            self.sync_keeper = SyncKeeper::default();
-            return false;
-        }
-        let mode = obs.config.synchronous_mode;
-        // Asynchronous and already cleaned up this term: no queries on every round.
-        if mode == SyncMode::Off && self.sync_keeper.off_settled() {
-            return false;
-        }
-        let (connected, standby_names, position) = match self.client.replication().await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read pg_stat_replication");
-                return false;
-            }
-        };
-        let allowed = obs
-            .peers
-            .iter()
-            .filter(|p| {
-                p.state.is_healthy() && p.state.role == Role::Replica && !p.state.tags.nosync
-            })
-            .map(|p| p.state.node)
-            .collect();
-        let (published, version) = match sync {
-            Fetched::Valid((state, version)) => (Some(state), Some(version)),
-            Fetched::Absent => (None, None),
-            // Never overwritten because unreadable, and no step without knowing what is in
-            // force: synchronous_standby_names stays as it is (the reader logged it).
-            Fetched::Unreadable(_) => return false,
-        };
-        let was_degraded = self.sync_keeper.degraded();
-        let progress = Some(Progress {
-            now: obs.now,
-            position,
-            ack_timeout: Duration::from_millis(obs.config.synchronous_ack_timeout_ms),
-        });
-        let was_stalled = self.sync_keeper.stalled_nodes().clone();
-        let inputs = SyncInputs {
-            mode,
-            me: self.config.node,
-            published,
-            standby_names,
-            connected,
-            allowed,
-            progress,
-        };
-        let step = self.sync_keeper.step(&inputs);
-        for node in self.sync_keeper.stalled_nodes().difference(&was_stalled) {
-            tracing::warn!(standby = %node, ack_timeout_ms = obs.config.synchronous_ack_timeout_ms, ?mode,
-                "synchronous standby connected but not acknowledging commits");
-        }
-        let Some(step) = step else {
-            return false;
-        };
-        if self.sync_keeper.degraded() != was_degraded {
-            match (self.sync_keeper.degraded(), mode) {
-                (true, SyncMode::Strict) => tracing::error!("no synchronous standby available: commits wait until one is back (synchronous_mode = strict)"),
-                (true, _) => tracing::warn!("no synchronous standby available: replication is asynchronous until one is back (synchronous_mode = on)"),
-                (false, _) => tracing::info!("a synchronous standby is available again"),
-            }
-        }
-        let done = match &step {
-            SyncStep::Publish(standbys) => {
-                let state = SyncState {
-                    primary: self.config.node,
-                    standbys: standbys.clone(),
-                };
-                match self.session.as_mut() {
-                    Some(s) => s.coordinator.publish_sync(Some(&state), version).await.map_err(|e| e.to_string()),
-                    None => Err("no session".into()),
-                }
-                .map(|()| tracing::info!(standbys = ?standbys.iter().map(ToString::to_string).collect::<Vec<_>>(), "published the synchronous standby set"))
-            }
-            SyncStep::Unpublish => match self.session.as_mut() {
-                Some(s) => s.coordinator.publish_sync(None, None).await.map_err(|e| e.to_string()),
-                None => Err("no session".into()),
-            },
-            SyncStep::SetStandbyNames(names) => self
-                .client
-                .set_standby_names(names)
-                .await
-                .map_err(|e| e.to_string())
-                .map(|()| tracing::info!(synchronous_standby_names = %names, "set synchronous_standby_names")),
-            SyncStep::Confirm(node) => {
-                self.sync_keeper.confirming(*node, position);
-                Ok(())
-            }
-        };
-        match done {
-            Ok(()) => {
-                self.sync_keeper.done(&step);
-                true
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, ?step, "synchronous replication step failed; retrying next round");
                 false
             }
         }

@@ -1,0 +1,129 @@
+//! The primary's synchronous-replication round: feeds the pure [`crate::synchronous::SyncKeeper`]
+//! what PostgreSQL and ZooKeeper show, and carries out the one step it asks for.
+
+use std::time::Duration;
+
+use zgres_schema::documents::{Role, SyncMode, SyncState};
+use zgres_schema::Fetched;
+
+use super::Daemon;
+use crate::decision::{LockView, Observation};
+use crate::synchronous::{Progress, SyncInputs, SyncKeeper, SyncStep};
+
+impl Daemon {
+    /// As the running primary: one step towards the synchronous replication the group's mode
+    /// asks for (see [`crate::synchronous`]).
+    /// Returns whether a step was taken (the next one may follow soon).
+    pub(super) async fn keep_synchronous(
+        &mut self,
+        obs: &Observation,
+        sync: Fetched<(SyncState, i32)>,
+    ) -> bool {
+        // Before a valid config is known, synchronous mode is unknown: change nothing.
+        if !self.config_in_force.is_known() {
+            return false;
+        }
+        let primary = obs.lock == LockView::Ours
+            && obs.postgres.probe.is_some_and(|p| !p.in_recovery)
+            && self.postgres.is_running();
+        if !primary {
+            self.sync_keeper = SyncKeeper::default();
+            return false;
+        }
+        let mode = obs.config.synchronous_mode;
+        // Asynchronous and already cleaned up this term: no queries on every round.
+        if mode == SyncMode::Off && self.sync_keeper.off_settled() {
+            return false;
+        }
+        let (connected, standby_names, position) = match self.client.replication().await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read pg_stat_replication");
+                return false;
+            }
+        };
+        let allowed = obs
+            .peers
+            .iter()
+            .filter(|p| {
+                p.state.is_healthy() && p.state.role == Role::Replica && !p.state.tags.nosync
+            })
+            .map(|p| p.state.node)
+            .collect();
+        let (published, version) = match sync {
+            Fetched::Valid((state, version)) => (Some(state), Some(version)),
+            Fetched::Absent => (None, None),
+            // Never overwritten because unreadable, and no step without knowing what is in
+            // force: synchronous_standby_names stays as it is (the reader logged it).
+            Fetched::Unreadable(_) => return false,
+        };
+        let was_degraded = self.sync_keeper.degraded();
+        let progress = Some(Progress {
+            now: obs.now,
+            position,
+            ack_timeout: Duration::from_millis(obs.config.synchronous_ack_timeout_ms),
+        });
+        let was_stalled = self.sync_keeper.stalled_nodes().clone();
+        let inputs = SyncInputs {
+            mode,
+            me: self.config.node,
+            published,
+            standby_names,
+            connected,
+            allowed,
+            progress,
+        };
+        let step = self.sync_keeper.step(&inputs);
+        for node in self.sync_keeper.stalled_nodes().difference(&was_stalled) {
+            tracing::warn!(standby = %node, ack_timeout_ms = obs.config.synchronous_ack_timeout_ms, ?mode,
+                "synchronous standby connected but not acknowledging commits");
+        }
+        let Some(step) = step else {
+            return false;
+        };
+        if self.sync_keeper.degraded() != was_degraded {
+            match (self.sync_keeper.degraded(), mode) {
+                (true, SyncMode::Strict) => tracing::error!("no synchronous standby available: commits wait until one is back (synchronous_mode = strict)"),
+                (true, _) => tracing::warn!("no synchronous standby available: replication is asynchronous until one is back (synchronous_mode = on)"),
+                (false, _) => tracing::info!("a synchronous standby is available again"),
+            }
+        }
+        let done = match &step {
+            SyncStep::Publish(standbys) => {
+                let state = SyncState {
+                    primary: self.config.node,
+                    standbys: standbys.clone(),
+                };
+                match self.session.as_mut() {
+                    Some(s) => s.coordinator.publish_sync(Some(&state), version).await.map_err(|e| e.to_string()),
+                    None => Err("no session".into()),
+                }
+                .map(|()| tracing::info!(standbys = ?standbys.iter().map(ToString::to_string).collect::<Vec<_>>(), "published the synchronous standby set"))
+            }
+            SyncStep::Unpublish => match self.session.as_mut() {
+                Some(s) => s.coordinator.publish_sync(None, None).await.map_err(|e| e.to_string()),
+                None => Err("no session".into()),
+            },
+            SyncStep::SetStandbyNames(names) => self
+                .client
+                .set_standby_names(names)
+                .await
+                .map_err(|e| e.to_string())
+                .map(|()| tracing::info!(synchronous_standby_names = %names, "set synchronous_standby_names")),
+            SyncStep::Confirm(node) => {
+                self.sync_keeper.confirming(*node, position);
+                Ok(())
+            }
+        };
+        match done {
+            Ok(()) => {
+                self.sync_keeper.done(&step);
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, ?step, "synchronous replication step failed; retrying next round");
+                false
+            }
+        }
+    }
+}
