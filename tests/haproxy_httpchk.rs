@@ -3,19 +3,14 @@
 //! each node's API; only addresses and ports differ, everything runs on one host): writes sent
 //! through HAProxy reach the new primary after a failover, reads reach a replica.
 
-mod e2e;
-#[path = "../crates/zgres-deadman/tests/support/mod.rs"]
-mod support;
-
-use e2e::{binary, read, shared_dir, through};
-use support::{Group, Timing, DEADLINE};
+use zgres_testkit::group::{Group, Timing, DEADLINE};
 use zgres_testkit::poll;
 use zgres_testkit::ports::free_port;
 use zgres_testkit::process::ManagedProcess;
+use zgres_tests::e2e::{read, shared_dir, through};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn haproxy_health_checks_follow_a_failover() {
-    std::env::set_var("ZGRES_DEADMAN_BIN", binary("zgres-deadman"));
     let mut group = Group::prepare(3, Timing::default()).await;
     group.start_all().await;
     let old = group.wait_primary(&[]).await;

@@ -1,18 +1,13 @@
 //! End to end: real deadmen fail a group over, zgres-sync rewrites a real pgbouncer's databases,
 //! and clients connecting through pgbouncer write to the new primary.
 
-mod e2e;
-#[path = "../crates/zgres-deadman/tests/support/mod.rs"]
-mod support;
-
-use e2e::{binary, read, shared_dir, start_sync, through};
-use support::{Group, Timing, DEADLINE};
+use zgres_testkit::group::{Group, Timing, DEADLINE};
 use zgres_testkit::pgbouncer::PgBouncer;
 use zgres_testkit::poll;
+use zgres_tests::e2e::{read, shared_dir, start_sync, through};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_through_pgbouncer_follow_a_failover() {
-    std::env::set_var("ZGRES_DEADMAN_BIN", binary("zgres-deadman"));
     let mut group = Group::prepare(3, Timing::default()).await;
     group.start_all().await;
     let old = group.wait_primary(&[]).await;

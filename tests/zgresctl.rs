@@ -1,15 +1,11 @@
 //! zgresctl against a real group run by deadmen: list, show, config get/set/edit,
 //! pause/resume, history, switchover/failover, and clear errors.
 
-mod e2e;
-#[path = "../crates/zgres-deadman/tests/support/mod.rs"]
-mod support;
-
 use std::process::Output;
 
-use e2e::binary;
-use support::{Group, Timing, DEADLINE};
+use zgres_testkit::group::{Group, Timing, DEADLINE};
 use zgres_testkit::poll;
+use zgres_tests::e2e::binary;
 
 fn zgresctl(zookeeper: &str, args: &[&str]) -> Output {
     std::process::Command::new(binary("zgresctl"))
@@ -31,7 +27,6 @@ fn stdout(out: &Output) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zgresctl_shows_and_steers_a_group() {
-    std::env::set_var("ZGRES_DEADMAN_BIN", binary("zgres-deadman"));
     let mut group = Group::prepare(2, Timing::default()).await;
     group.start_all().await;
     assert_eq!(group.wait_primary(&[]).await, 0);

@@ -1,6 +1,5 @@
 //! Helpers for the end-to-end tests: workspace binaries, zgres-sync, and connecting through a
 //! proxy to see which backend answers.
-#![allow(dead_code)] // Each test binary uses a different part.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

@@ -12,12 +12,10 @@
 //!
 //! Run: `cargo bench -p zgres-deadman --bench failover`
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::{summary, Group, Timing, DEADLINE};
+use zgres_testkit::figures::summary;
+use zgres_testkit::group::{Group, Timing, DEADLINE};
 use zgres_testkit::zookeeper::ZkCluster;
 
 fn timing() -> Timing {

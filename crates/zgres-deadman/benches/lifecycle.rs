@@ -13,15 +13,12 @@
 //!
 //! Run: `cargo bench -p zgres-deadman --bench lifecycle`
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 use std::time::{Duration, SystemTime};
 
-use support::{
-    missing_acks, request_switchover, summary, wait_synchronous_standby, Ack, Group, Timing, Writer,
-};
 use zgres_schema::documents::{GroupConfig, SyncMode};
+use zgres_testkit::figures::summary;
+use zgres_testkit::group::checks::{request_switchover, wait_synchronous_standby};
+use zgres_testkit::group::{missing_acks, Ack, Group, Timing, Writer};
 use zgres_testkit::poll;
 
 const DEADLINE: Duration = Duration::from_secs(120);

@@ -2,14 +2,11 @@
 //! pgbouncer, then a failover to watch. Run through `scripts/demo` (which builds the binaries
 //! first).
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
-use support::{Group, Timing};
 use tokio_postgres::NoTls;
+use zgres_testkit::group::{Group, Timing};
 use zgres_testkit::pgbouncer::PgBouncer;
 use zgres_testkit::process::ManagedProcess;
 

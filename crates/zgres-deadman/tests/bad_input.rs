@@ -1,14 +1,12 @@
 //! Hostile and broken input: garbage in ZooKeeper, a deleted `/static` node, ZooKeeper
 //! unreachable at start-up, a bad config file, a foreign data directory.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::{Group, Timing, DEADLINE};
 use zgres_schema::documents::DatabaseId;
 use zgres_schema::{decode, Znode};
 use zgres_testkit::fault_proxy::ProxyMode;
+use zgres_testkit::group::{Group, Timing, DEADLINE};
 use zgres_testkit::poll;
 use zookeeper_client as zk;
 
@@ -163,7 +161,7 @@ async fn foreign_data_directory_is_refused_and_untouched() {
         .unwrap();
     stranger.stop();
     let before = std::fs::read(stranger.data_dir().join("postgresql.auto.conf")).unwrap();
-    group.nodes.push(support::Node {
+    group.nodes.push(zgres_testkit::group::Node {
         name: "stranger".into(),
         config: group.nodes[0].config.with_file_name("stranger.toml"),
         log: group.nodes[0].log.with_file_name("stranger.log"),

@@ -1,13 +1,11 @@
 //! Automatic failover with real deadmen, ZooKeeper and PostgreSQL.
 
-mod support;
-
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
-use support::{Group, Timing, DEADLINE};
 use zgres_schema::documents::GroupConfig;
+use zgres_testkit::group::{Group, Timing, DEADLINE};
 use zgres_testkit::poll;
 
 /// kill -9 of the primary's deadman and PostgreSQL together: a replica is promoted and the

@@ -1,13 +1,11 @@
 //! Fencing and local faults on the primary: a ZooKeeper partition, a stopped deadman, a crashed
 //! PostgreSQL.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use support::{missing_acks, Ack, Group, Timing, Writer, DEADLINE};
 use zgres_testkit::fault_proxy::ProxyMode;
+use zgres_testkit::group::{missing_acks, Ack, Group, Timing, Writer, DEADLINE};
 use zgres_testkit::poll;
 
 /// Watches for `window` that node `i` never answers as a primary and never holds the lock.
@@ -195,7 +193,7 @@ async fn partitioned_primary_loses_no_acknowledged_commit_over_twenty_partitions
         primary = new;
     }
     writer.finish().await;
-    support::summary("fencing margin (s)", &margins);
+    zgres_testkit::figures::summary("fencing margin (s)", &margins);
     assert!(group.logs().contains("fast shutdown of PostgreSQL"));
 }
 

@@ -3,16 +3,14 @@
 //! node. Two nodes never answer 200 at once, and the old primary answers 503 before the new one
 //! answers 200.
 
-mod support;
-
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use support::{Group, Timing, DEADLINE};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use zgres_testkit::fault_proxy::ProxyMode;
+use zgres_testkit::group::{Group, Timing, DEADLINE};
 use zgres_testkit::poll;
 
 /// The status code of `GET /primary` on `port`, or 0 when there is no answer within 50 ms (a

@@ -1,18 +1,16 @@
 //! The node lifecycle the deadman owns: bootstrap of a new group, clones for new replicas,
 //! rejoin of a diverged old primary with pg_rewind, `/history`, planned switchover and pause.
 
-mod support;
-
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use support::{
-    assert_no_other_primary, missing_acks, request_switchover, wait_promotion_recorded, Group,
-    Timing, Writer, DEADLINE,
-};
 use zgres_schema::documents::{DatabaseId, GroupConfig, History, PromotionReason};
 use zgres_schema::{decode, Znode};
 use zgres_testkit::fault_proxy::ProxyMode;
+use zgres_testkit::group::checks::{
+    assert_no_other_primary, request_switchover, wait_promotion_recorded,
+};
+use zgres_testkit::group::{missing_acks, Group, Timing, Writer, DEADLINE};
 use zgres_testkit::poll;
 
 /// Waits until the lock holder's PostgreSQL runs as a primary; returns its index.

@@ -1,14 +1,12 @@
 //! Deadman plugins, both kinds: metadata lands in the node's state, and a veto takes its
 //! `/conn` away until lifted.
 
-mod support;
-
 use std::os::unix::fs::PermissionsExt;
 
-use support::{Group, Timing, DEADLINE};
 use zgres_schema::decode;
 use zgres_schema::documents::NodeState;
 use zgres_testkit::artifacts::library;
+use zgres_testkit::group::{Group, Timing, DEADLINE};
 use zgres_testkit::poll;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,12 +1,11 @@
 //! Synchronous mode: no acknowledged commit is lost when the primary's node is killed, over
 //! and over; strict mode makes commits wait for a standby, `on` degrades to asynchronous.
 
-mod support;
-
 use std::time::Duration;
 
-use support::{missing_acks, wait_synchronous_standby, Group, Timing, Writer, DEADLINE};
 use zgres_schema::documents::{GroupConfig, SyncMode};
+use zgres_testkit::group::checks::wait_synchronous_standby;
+use zgres_testkit::group::{missing_acks, Group, Timing, Writer, DEADLINE};
 use zgres_testkit::poll;
 
 fn mode(synchronous_mode: SyncMode) -> GroupConfig {

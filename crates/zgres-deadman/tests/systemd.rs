@@ -2,14 +2,12 @@
 //! deadman says READY=1 only once its ZooKeeper session is up and PostgreSQL was probed, pings
 //! the watchdog from its loop, and says STOPPING=1 on SIGTERM.
 
-mod support;
-
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use support::{Group, Timing, DEADLINE};
 use zgres_testkit::fault_proxy::ProxyMode;
+use zgres_testkit::group::{Group, Timing, DEADLINE};
 
 /// Collects datagrams until `want` arrives (or the deadline); returns all seen.
 fn receive_until(socket: &UnixDatagram, want: &str, deadline: Duration) -> Vec<String> {

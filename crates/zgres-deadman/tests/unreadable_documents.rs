@@ -4,13 +4,12 @@
 //! `/switchover` and `/history` are kept byte for byte, and a promotion is recorded beside an
 //! unreadable history.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::{missing_acks, wait_synchronous_standby, Group, Timing, Writer, DEADLINE};
 use zgres_schema::documents::{GroupConfig, NodeState, Promotion, SyncMode};
 use zgres_schema::{decode, Znode};
+use zgres_testkit::group::checks::wait_synchronous_standby;
+use zgres_testkit::group::{missing_acks, Group, Timing, Writer, DEADLINE};
 use zgres_testkit::poll;
 use zookeeper_client as zk;
 
@@ -53,7 +52,7 @@ async fn put(client: &zk::Client, path: &str, data: &[u8]) {
 
 async fn node_state(group: &Group, client: &zk::Client, i: usize) -> Option<NodeState> {
     let path = group.layout.path(&Znode::State(
-        zgres_schema::GroupName::new(support::GROUP).unwrap(),
+        zgres_schema::GroupName::new(zgres_testkit::group::GROUP).unwrap(),
         group.nodes[i].node_id().parse().unwrap(),
     ));
     let (data, _) = client.get_data(&path).await.ok()?;
@@ -235,7 +234,7 @@ async fn unreadable_documents_are_kept_as_found() {
     let primary = group.wait_primary(&[]).await;
     let replica = 1 - primary;
     let client = group.zk_client().await;
-    support::wait_promotion_recorded(&group, primary).await;
+    zgres_testkit::group::checks::wait_promotion_recorded(&group, primary).await;
     let garbage: Vec<(String, Vec<u8>)> = vec![
         (
             group.path(Znode::DatabaseId),
@@ -326,7 +325,12 @@ async fn unreadable_sync_lets_nobody_promote() {
 
     group.kill_node(primary);
     // The killed primary's lock lingers until its session expires; nobody else may take it.
-    support::assert_no_other_primary(&group, Some(primary), Duration::from_secs(6)).await;
+    zgres_testkit::group::checks::assert_no_other_primary(
+        &group,
+        Some(primary),
+        Duration::from_secs(6),
+    )
+    .await;
     client.delete(&sync_path, None).await.unwrap();
     assert_eq!(group.wait_primary(&[primary]).await, standby);
 }

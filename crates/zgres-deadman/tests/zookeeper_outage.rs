@@ -3,13 +3,11 @@
 //! back — the server still holds it, with the lock — and is the primary again without an
 //! election. Nothing acknowledged is lost and two nodes never take writes at once.
 
-mod support;
-
 use std::time::{Duration, Instant, SystemTime};
 
-use support::{missing_acks, Group, Timing, Writer, DEADLINE};
 use zgres_schema::documents::History;
 use zgres_schema::{decode, Znode};
+use zgres_testkit::group::{missing_acks, Group, Timing, Writer, DEADLINE};
 use zgres_testkit::zookeeper::ZkCluster;
 
 /// How long ZooKeeper is gone: five session timeouts of the test timing.

@@ -7,6 +7,8 @@
 //!   pg_basebackup) run as the `postgres` OS user when the tests run as root.
 //! - [`pgbouncer::PgBouncer`]: a real pgbouncer reading a databases file zgres-sync writes.
 //! - [`znodes`]: conn and lock znodes written directly, for tests without deadmen.
+//! - [`group::Group`]: a whole zgres group of real `zgres-deadman` processes, with writers
+//!   and checks for end-to-end tests and benchmarks.
 //! - [`fault_proxy::FaultProxy`]: a TCP proxy to put between a daemon and ZooKeeper, which can
 //!   pass, blackhole, refuse or delay traffic.
 //!
@@ -19,6 +21,8 @@
 
 pub mod artifacts;
 pub mod fault_proxy;
+pub mod figures;
+pub mod group;
 pub mod os_user;
 pub mod pgbouncer;
 pub mod poll;

@@ -1,0 +1,411 @@
+//! A zgres group for end-to-end tests: real ZooKeeper, real PostgreSQL data directories made by
+//! the testkit, and real `zgres-deadman` processes adopting them.
+//!
+//! - [`Group`]: prepares the nodes, writes each deadman's config, starts and kills deadmen,
+//!   and waits for the states tests assert on (a primary that accepts writes, a standby
+//!   following it).
+//! - [`Node`]: one database node (its PostgreSQL, deadman process, config and log).
+//! - [`Writer`]: clients writing to every node, collecting each acknowledged write.
+//! - [`checks`]: assertions and requests that read or write the group's znodes.
+//!
+//! The deadman binary is `ZGRES_DEADMAN_BIN` when set (the demo), else the workspace's build
+//! beside the running test (see [`crate::artifacts`]).
+
+pub mod checks;
+mod node;
+mod writer;
+
+pub use node::Node;
+pub use writer::{missing_acks, Ack, Writer};
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use zgres_schema::documents::{GroupConfig, Lock};
+use zgres_schema::{decode, encode, GroupName, ZkLayout, Znode};
+use zookeeper_client as zk;
+
+use crate::fault_proxy::FaultProxy;
+use crate::poll;
+use crate::postgres::PgNode;
+use crate::process::ManagedProcess;
+use crate::zookeeper::ZkCluster;
+
+/// The group name every test group uses.
+pub const GROUP: &str = "main";
+/// How long a test waits for any one expected state before it fails.
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+/// Timing for tests: short, but with the same ratios as production.
+#[derive(Debug, Clone)]
+pub struct Timing {
+    /// `[zookeeper] session_timeout_ms`.
+    pub session_timeout_ms: u64,
+    /// `[zookeeper] fence_margin_ms`.
+    pub fence_margin_ms: u64,
+    /// `[timing] primary_restart_timeout_ms`.
+    pub primary_restart_timeout_ms: u64,
+    /// `[timing] loop_interval_ms`.
+    pub loop_interval_ms: u64,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            session_timeout_ms: 2_000,
+            fence_margin_ms: 500,
+            primary_restart_timeout_ms: 10_000,
+            loop_interval_ms: 200,
+        }
+    }
+}
+
+/// The deadman binary: `ZGRES_DEADMAN_BIN` when set (the demo), else the workspace's build
+/// beside the running test or bench.
+fn deadman_binary() -> PathBuf {
+    std::env::var_os("ZGRES_DEADMAN_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::artifacts::binary("zgres-deadman"))
+}
+
+/// A test group: its ZooKeeper and its nodes, which the test starts, kills and inspects.
+/// Dropping it kills every process it started and removes its directories.
+pub struct Group {
+    /// The group's ZooKeeper (standalone or an ensemble).
+    pub zk: ZkCluster,
+    /// The database nodes, named `n0`, `n1`, ... by index.
+    pub nodes: Vec<Node>,
+    /// The timing written into every deadman's config.
+    pub timing: Timing,
+    /// Where the group's znodes live.
+    pub layout: ZkLayout,
+    dir: tempfile::TempDir,
+    /// Prepared with data directories (node 0 primary), not empty.
+    adopted: bool,
+}
+
+impl Group {
+    /// ZooKeeper plus `size` PostgreSQL nodes (node 0 primary, the rest streaming replicas
+    /// made with pg_basebackup), all stopped and ready to be adopted by deadmen.
+    pub async fn prepare(size: usize, timing: Timing) -> Group {
+        Self::prepare_on(ZkCluster::standalone().await.unwrap(), size, timing).await
+    }
+
+    /// As [`Group::prepare`], on the given ZooKeeper (e.g. an ensemble).
+    pub async fn prepare_on(zk: ZkCluster, size: usize, timing: Timing) -> Group {
+        let mut primary = PgNode::init_primary("n0").await.unwrap();
+        primary
+            .execute("CREATE TABLE writes (node text NOT NULL, seq bigint NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp())")
+            .await
+            .unwrap();
+        let mut pgs = Vec::new();
+        for i in 1..size {
+            let replica = primary.clone_replica(&format!("n{i}")).await.unwrap();
+            replica.wait_streaming(DEADLINE).await.unwrap();
+            pgs.push(replica);
+        }
+        primary.stop();
+        for pg in &mut pgs {
+            pg.stop();
+        }
+        pgs.insert(0, primary);
+        let dir = tempfile::tempdir().unwrap();
+        let nodes = pgs
+            .into_iter()
+            .enumerate()
+            .map(|(i, pg)| Node {
+                name: format!("n{i}"),
+                config: dir.path().join(format!("n{i}.toml")),
+                log: dir.path().join(format!("n{i}.log")),
+                pg,
+                deadman: None,
+                proxy: None,
+                extra_config: String::new(),
+                env: vec![],
+                api_port: crate::ports::free_port().unwrap(),
+            })
+            .collect();
+        Group {
+            zk,
+            nodes,
+            timing,
+            layout: ZkLayout::default(),
+            dir,
+            adopted: true,
+        }
+    }
+
+    /// ZooKeeper plus `size` nodes with empty data directories, for the deadmen to bootstrap
+    /// and clone.
+    pub async fn prepare_empty(size: usize, timing: Timing) -> Group {
+        let zk = ZkCluster::standalone().await.unwrap();
+        let mut group = Group {
+            zk,
+            nodes: vec![],
+            timing,
+            layout: ZkLayout::default(),
+            dir: tempfile::tempdir().unwrap(),
+            adopted: false,
+        };
+        for _ in 0..size {
+            group.add_empty_node();
+        }
+        group
+    }
+
+    /// Adds a node with an empty data directory (not started); returns its index.
+    pub fn add_empty_node(&mut self) -> usize {
+        let i = self.nodes.len();
+        let name = format!("n{i}");
+        self.nodes.push(Node {
+            config: self.dir.path().join(format!("{name}.toml")),
+            log: self.dir.path().join(format!("{name}.log")),
+            pg: PgNode::empty(&name).unwrap(),
+            name,
+            deadman: None,
+            proxy: None,
+            extra_config: String::new(),
+            env: vec![],
+            api_port: crate::ports::free_port().unwrap(),
+        });
+        i
+    }
+
+    /// Routes node `i`'s ZooKeeper traffic through a fault proxy (call before starting it).
+    pub fn proxy_node(&mut self, i: usize) -> &FaultProxy {
+        let proxy = FaultProxy::start(self.zk.client_addr(0)).unwrap();
+        self.nodes[i].proxy = Some(proxy);
+        self.nodes[i].proxy.as_ref().unwrap()
+    }
+
+    fn write_config(&self, i: usize) {
+        let node = &self.nodes[i];
+        let connect = match &node.proxy {
+            Some(p) => p.addr().to_string(),
+            None => self.zk.connect_string(),
+        };
+        // wal_keep_size as docs/operations.md recommends: a node rejoining with pg_rewind
+        // streams the WAL since the fork from the new primary, which must still have it.
+        let run_as = if nix::unistd::Uid::effective().is_root() {
+            "run_as = \"postgres\"\n"
+        } else {
+            ""
+        };
+        let t = &self.timing;
+        let text = format!(
+            "[zookeeper]\nconnect = \"{connect}\"\nsession_timeout_ms = {}\nfence_margin_ms = {}\n\
+             [node]\ngroup = \"{GROUP}\"\naddress = \"127.0.0.1\"\nname = \"{}\"\n\
+             [postgres]\ndata_dir = \"{}\"\nport = {}\n{run_as}\
+             parameters = {{ listen_addresses = \"127.0.0.1\", unix_socket_directories = \"{}\", log_min_messages = \"log\", wal_keep_size = \"256MB\" }}\n\
+             [timing]\nloop_interval_ms = {}\nstate_refresh_ms = 1000\nelection_wait_ms = 1000\n\
+             stop_timeout_ms = 10000\nprimary_restart_timeout_ms = {}\nplugin_interval_ms = 200\n\
+             [api]\nlisten = \"127.0.0.1:{}\"\n[log]\nlevel = \"{}\"\n{}",
+            t.session_timeout_ms,
+            t.fence_margin_ms,
+            node.name,
+            node.pg.data_dir().display(),
+            node.port(),
+            node.pg.socket_dir().display(),
+            t.loop_interval_ms,
+            t.primary_restart_timeout_ms,
+            node.api_port,
+            std::env::var("ZGRES_TEST_LOG").unwrap_or_else(|_| "zgres_deadman=debug,info".into()),
+            node.extra_config,
+        );
+        std::fs::write(&node.config, text).unwrap();
+    }
+
+    /// Writes node `i`'s config and starts its deadman (it must not be running).
+    pub fn start(&mut self, i: usize) {
+        self.write_config(i);
+        let node = &mut self.nodes[i];
+        let config = node.config.display().to_string();
+        let env: Vec<(&str, &str)> = node
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        node.deadman = Some(
+            ManagedProcess::spawn(
+                &format!("zgres-deadman {}", node.name),
+                deadman_binary(),
+                ["--config", &config],
+                &env,
+                None,
+                &node.log,
+            )
+            .unwrap(),
+        );
+    }
+
+    /// Starts every node's deadman at the same moment.
+    pub fn start_all_at_once(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.start(i);
+        }
+    }
+
+    /// Starts every node's deadman. A prepared group is adopted as an operator would: node 0's
+    /// deadman (the primary's data directory) first, and the replicas' once it holds the lock,
+    /// so the existing primary stays the primary. Empty nodes all start at the same moment.
+    pub async fn start_all(&mut self) {
+        if self.adopted {
+            self.start(0);
+            let client = self.zk_client().await;
+            poll::until("n0 to take the lock", DEADLINE, || async {
+                (self.lock_holder(&client).await == Some(0)).then_some(())
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", self.logs()));
+        }
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].deadman.is_none() {
+                self.start(i);
+            }
+        }
+    }
+
+    /// A new ZooKeeper client for the test's own reads and writes.
+    pub async fn zk_client(&self) -> zk::Client {
+        zk::Client::connector()
+            .with_session_timeout(Duration::from_secs(10))
+            .connect(&self.zk.connect_string())
+            .await
+            .unwrap()
+    }
+
+    /// The full path of one of the group's znodes, e.g. `group.path(Znode::Lock)`.
+    pub fn path(&self, znode: fn(GroupName) -> Znode) -> String {
+        self.layout.path(&znode(GroupName::new(GROUP).unwrap()))
+    }
+
+    /// The node index named in `/lock`, if a readable lock exists.
+    pub async fn lock_holder(&self, client: &zk::Client) -> Option<usize> {
+        let path = self.path(Znode::Lock);
+        let (data, _) = client.get_data(&path).await.ok()?;
+        let lock: Lock = decode(&path, &data).ok()?;
+        self.nodes
+            .iter()
+            .position(|n| n.node_id() == lock.node.to_string())
+    }
+
+    /// Creates or replaces the group's `/config` document.
+    pub async fn set_group_config(&self, config: &GroupConfig) {
+        let client = self.zk_client().await;
+        let path = self.path(Znode::Config);
+        let data = encode(config).unwrap();
+        client
+            .mkdir(
+                &self.layout.dir("config"),
+                &zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all()),
+            )
+            .await
+            .unwrap();
+        match client
+            .create(
+                &path,
+                &data,
+                &zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all()),
+            )
+            .await
+        {
+            Err(zk::Error::NodeExists) => {
+                client.set_data(&path, &data, None).await.unwrap();
+            }
+            other => {
+                other.unwrap();
+            }
+        }
+    }
+
+    /// Waits until some node other than those in `except` holds the lock and its PostgreSQL is
+    /// a primary that accepts a write. Returns its index.
+    pub async fn wait_primary(&self, except: &[usize]) -> usize {
+        let client = self.zk_client().await;
+        poll::until(
+            "a node holding the lock to accept writes",
+            DEADLINE,
+            || async {
+                let holder = self.lock_holder(&client).await?;
+                if except.contains(&holder) {
+                    return None;
+                }
+                let pg = self.nodes[holder].client().await?;
+                pg.execute("INSERT INTO writes (node, seq) VALUES ('probe', 0)", &[])
+                    .await
+                    .ok()?;
+                Some(holder)
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", self.logs()))
+    }
+
+    /// kill -9 of the whole node `i`: PostgreSQL's process group first (so no WAL receiver
+    /// outlives its postmaster and acknowledges WAL a moment longer), then its deadman.
+    pub fn kill_node(&mut self, i: usize) {
+        let deadman = self.nodes[i].deadman.take().expect("deadman running");
+        self.nodes[i].kill_postgres();
+        deadman.kill();
+    }
+
+    /// Waits until node `i`'s `writes` table holds more than `rows` rows the writer committed
+    /// on node `i` itself (so it took writes as a primary).
+    pub async fn wait_own_writes(&self, i: usize, rows: i64) {
+        let name = format!("n{i}");
+        poll::until(&format!("writes on {name}"), DEADLINE, || async {
+            let c = self.nodes[i].client().await?;
+            let row = c
+                .query_one("SELECT count(*) FROM writes WHERE node = $1", &[&name])
+                .await
+                .ok()?;
+            (row.get::<_, i64>(0) > rows).then_some(())
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", self.logs()));
+    }
+
+    /// Waits until node `i` is a standby streaming from node `primary`.
+    pub async fn wait_following(&self, i: usize, primary: usize) {
+        let port = i32::from(self.nodes[primary].port());
+        poll::until(
+            &format!(
+                "{} streaming from {}",
+                self.nodes[i].name, self.nodes[primary].name
+            ),
+            DEADLINE,
+            || async {
+                let (status, sender) = self.nodes[i].wal_receiver().await?;
+                (status == "streaming" && sender == port).then_some(())
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", self.logs()));
+    }
+
+    /// The last lines of every node's deadman and PostgreSQL logs, for failure messages.
+    pub fn logs(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| {
+                // The deadman's own lines and PostgreSQL's (which carry " UTC [pid] ") apart,
+                // so a chatty server does not hide what the deadman decided.
+                let text = n.log_text();
+                let (server, deadman): (Vec<&str>, Vec<&str>) = text
+                    .lines()
+                    .filter(|l| !l.contains("DEBUG") && !l.starts_with('\t'))
+                    .partition(|l| l.contains(" UTC ["));
+                let tail =
+                    |lines: &[&str], n: usize| lines[lines.len().saturating_sub(n)..].join("\n");
+                format!(
+                    "--- {} deadman (last lines) ---\n{}\n--- {} postgres (last lines) ---\n{}",
+                    n.name,
+                    tail(&deadman, 30),
+                    n.name,
+                    tail(&server, 12)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}

@@ -1,0 +1,96 @@
+//! Assertions and requests that read or write a group's znodes.
+
+use std::time::{Duration, Instant};
+
+use zgres_schema::documents::{History, Promotion, Switchover, SwitchoverKind, SyncState};
+use zgres_schema::{decode, encode, Znode};
+use zookeeper_client as zk;
+
+use super::{Group, DEADLINE};
+use crate::poll;
+
+/// Watches for `window` that no node other than `allowed` holds the lock or answers as a
+/// primary (nodes without a deadman are not asked).
+pub async fn assert_no_other_primary(group: &Group, allowed: Option<usize>, window: Duration) {
+    let client = group.zk_client().await;
+    let until = Instant::now() + window;
+    while Instant::now() < until {
+        let holder = group.lock_holder(&client).await;
+        assert!(
+            holder.is_none() || holder == allowed,
+            "node {holder:?} holds the lock\n{}",
+            group.logs()
+        );
+        for (i, node) in group.nodes.iter().enumerate() {
+            if Some(i) != allowed && node.deadman.is_some() {
+                assert_ne!(
+                    node.is_primary().await,
+                    Some(true),
+                    "node {i} acts as primary"
+                );
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Writes a switchover request to `/switchover/{GROUP}` (as `zgresctl switchover` would).
+pub async fn request_switchover(group: &Group, to: Option<usize>, scheduled_at_ms: Option<u64>) {
+    let client = group.zk_client().await;
+    let request = Switchover {
+        kind: SwitchoverKind::Switchover,
+        from: None,
+        to: to.map(|i| group.nodes[i].node_id().parse().unwrap()),
+        scheduled_at_ms,
+        requested_at_ms: 0,
+        stopped_lsn: None,
+    };
+    client
+        .create(
+            &group.path(Znode::Switchover),
+            &encode(&request).unwrap(),
+            &zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all()),
+        )
+        .await
+        .unwrap();
+}
+
+/// Waits until `/history/{GROUP}` ends with a promotion of node `i`; returns it.
+pub async fn wait_promotion_recorded(group: &Group, i: usize) -> Promotion {
+    let client = group.zk_client().await;
+    let path = group.path(Znode::History);
+    let promoted = group.nodes[i].node_id();
+    poll::until("the promotion to be in /history", DEADLINE, || async {
+        let (data, _) = client.get_data(&path).await.ok()?;
+        let history: History = decode(&path, &data).ok()?;
+        history
+            .entries
+            .last()
+            .filter(|p| p.new_primary.to_string() == promoted)
+            .cloned()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", group.logs()))
+}
+
+/// Waits until `/sync/{GROUP}` names `primary` and a synchronous standby; returns the standby.
+pub async fn wait_synchronous_standby(group: &Group, primary: usize) -> usize {
+    let client = group.zk_client().await;
+    let path = group.path(Znode::Sync);
+    let primary_id = group.nodes[primary].node_id();
+    poll::until(
+        &format!("/sync to list a standby of n{primary}"),
+        DEADLINE,
+        || async {
+            let (data, _) = client.get_data(&path).await.ok()?;
+            let sync: SyncState = decode(&path, &data).ok()?;
+            if sync.primary.to_string() != primary_id {
+                return None;
+            }
+            let standby = sync.standbys.iter().next()?.to_string();
+            group.nodes.iter().position(|n| n.node_id() == standby)
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", group.logs()))
+}

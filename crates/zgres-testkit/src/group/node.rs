@@ -1,0 +1,142 @@
+//! One database node of a test group.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use tokio_postgres::NoTls;
+
+use crate::fault_proxy::FaultProxy;
+use crate::postgres::PgNode;
+use crate::process::ManagedProcess;
+
+/// One database node: its PostgreSQL data directory, its deadman (when running) and the files
+/// the deadman reads and writes.
+pub struct Node {
+    /// The node's configured name (`n0`, `n1`, ...).
+    pub name: String,
+    /// The node's PostgreSQL (the deadman runs it; the test reads its data directory).
+    pub pg: PgNode,
+    /// The running deadman, if started.
+    pub deadman: Option<ManagedProcess>,
+    /// The deadman's config file, written at each start.
+    pub config: PathBuf,
+    /// The deadman's log (PostgreSQL's server log goes there too).
+    pub log: PathBuf,
+    /// The fault proxy between the deadman and ZooKeeper, if any.
+    pub proxy: Option<FaultProxy>,
+    /// TOML appended to the generated config.
+    pub extra_config: String,
+    /// Environment for the deadman process.
+    pub env: Vec<(String, String)>,
+    /// Where this node's health API listens.
+    pub api_port: u16,
+}
+
+impl Node {
+    /// PostgreSQL's port.
+    pub fn port(&self) -> u16 {
+        self.pg.port()
+    }
+
+    /// The node id the deadman publishes (`127.0.0.1:PORT`).
+    pub fn node_id(&self) -> String {
+        format!("127.0.0.1:{}", self.port())
+    }
+
+    /// PostgreSQL's postmaster pid, from `postmaster.pid` (the deadman started it).
+    pub fn postmaster_pid(&self) -> Option<i32> {
+        let text = std::fs::read_to_string(self.pg.data_dir().join("postmaster.pid")).ok()?;
+        let pid: i32 = text.lines().next()?.trim().parse().ok()?;
+        std::path::Path::new(&format!("/proc/{pid}"))
+            .exists()
+            .then_some(pid)
+    }
+
+    /// kill -9 of PostgreSQL (the whole process group: postmaster and backends).
+    pub fn kill_postgres(&self) {
+        if let Some(pid) = self.postmaster_pid() {
+            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+
+    /// The running deadman's pid; panics when it is not running.
+    pub fn deadman_pid(&self) -> u32 {
+        self.deadman.as_ref().expect("deadman running").pid()
+    }
+
+    /// The whole log so far (empty when there is none yet).
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// A connection as `postgres` to this node, or `None` when it does not answer within 2 s.
+    pub async fn client(&self) -> Option<tokio_postgres::Client> {
+        let conninfo = format!(
+            "host=127.0.0.1 port={} user=postgres dbname=postgres connect_timeout=1",
+            self.port()
+        );
+        let (client, conn) = tokio::time::timeout(
+            Duration::from_secs(2),
+            tokio_postgres::connect(&conninfo, NoTls),
+        )
+        .await
+        .ok()?
+        .ok()?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Some(client)
+    }
+
+    /// `Some(true)` primary, `Some(false)` standby, `None` not answering.
+    pub async fn is_primary(&self) -> Option<bool> {
+        let client = self.client().await?;
+        let row = client
+            .query_one("SELECT pg_is_in_recovery()", &[])
+            .await
+            .ok()?;
+        Some(!row.get::<_, bool>(0))
+    }
+
+    /// Stops this standby's WAL receiver with SIGSTOP (it receives nothing more until
+    /// SIGCONT); returns its pid.
+    pub async fn freeze_wal_receiver(&self) -> i32 {
+        let client = self.client().await.unwrap();
+        let row = client
+            .query_one("SELECT pid FROM pg_stat_wal_receiver", &[])
+            .await
+            .unwrap();
+        let pid: i32 = row.get(0);
+        nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGSTOP).unwrap();
+        pid
+    }
+
+    /// Inserts `rows` rows in one transaction on this primary; returns its WAL position after.
+    pub async fn bulk_write(&self, rows: i64) -> zgres_schema::Lsn {
+        let client = self.client().await.unwrap();
+        client
+            .execute(
+                "INSERT INTO writes (node, seq) SELECT 'bulk', g FROM generate_series(1, $1::bigint) g",
+                &[&rows],
+            )
+            .await
+            .unwrap();
+        let row = client
+            .query_one("SELECT pg_current_wal_lsn()::text", &[])
+            .await
+            .unwrap();
+        row.get::<_, String>(0).parse().unwrap()
+    }
+
+    /// The WAL receiver's (status, sender port).
+    pub async fn wal_receiver(&self) -> Option<(String, i32)> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt("SELECT status, sender_port FROM pg_stat_wal_receiver", &[])
+            .await
+            .ok()??;
+        Some((row.get(0), row.get::<_, Option<i32>>(1)?))
+    }
+}
