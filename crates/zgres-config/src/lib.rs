@@ -137,6 +137,16 @@ impl Problems {
         self.0.is_empty()
     }
 
+    /// How many problems were recorded.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The problems recorded, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &ConfigProblem> {
+        self.0.iter()
+    }
+
     /// `Ok(value)` when no problem was recorded, else [`ConfigError::Invalid`] for `path`.
     ///
     /// # Errors

@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use zgres_schema::documents::Tags;
-use zgres_schema::{GroupName, NodeId, ZkLayout};
+use zgres_schema::{GroupName, NodeId};
+use zgres_zk::{ZkSettings, ZookeeperSection};
 
 use zgres_config::Problems;
 pub use zgres_config::{ConfigError, LogConfig, LogFormat, Secret};
@@ -20,7 +21,7 @@ pub use zgres_config::{ConfigError, LogConfig, LogFormat, Secret};
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
-    zookeeper: RawZookeeper,
+    zookeeper: ZookeeperSection,
     node: RawNode,
     postgres: RawPostgres,
     #[serde(default)]
@@ -48,27 +49,10 @@ struct RawProvisioning {
     timeout_ms: Option<u64>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawZookeeper {
-    connect: String,
-    #[serde(default = "default_root")]
-    root: String,
-    #[serde(default = "default_session_timeout_ms")]
-    session_timeout_ms: u64,
-    #[serde(default = "default_fence_margin_ms")]
-    fence_margin_ms: u64,
-}
-
-fn default_root() -> String {
-    ZkLayout::DEFAULT_ROOT.to_owned()
-}
-fn default_session_timeout_ms() -> u64 {
-    4_000
-}
-fn default_fence_margin_ms() -> u64 {
-    1_000
-}
+/// The deadman's session timeout unless configured: short, for fast failover.
+const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_millis(4_000);
+/// The deadman's fence margin unless configured.
+const DEFAULT_FENCE_MARGIN: Duration = Duration::from_millis(1_000);
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -159,13 +143,9 @@ impl Default for RawTiming {
 /// ZooKeeper connection settings.
 #[derive(Debug, Clone)]
 pub struct ZookeeperConfig {
-    /// `host:port,...` of the ensemble.
-    pub connect: String,
-    /// Where zgres's znodes live.
-    pub layout: ZkLayout,
-    /// Session timeout to ask for (the server may grant a different one; the granted one is
-    /// what fencing uses).
-    pub session_timeout: Duration,
+    /// Where to connect, the session timeout to ask for (the server may grant a different one;
+    /// the granted one is what fencing uses) and where zgres's znodes live.
+    pub settings: ZkSettings,
     /// How long before the earliest possible session expiry PostgreSQL is fenced.
     pub fence_margin: Duration,
 }
@@ -294,26 +274,14 @@ impl Config {
         let raw: RawConfig = zgres_config::parse_toml(path, text)?;
         let mut problems = Problems::default();
 
-        let layout = ZkLayout::new(&raw.zookeeper.root)
-            .map_err(|e| problems.add("zookeeper.root", e.to_string()))
-            .ok();
-        if raw.zookeeper.connect.trim().is_empty() {
-            problems.add("zookeeper.connect", "must list at least one host:port");
-        }
-        let session_timeout = Duration::from_millis(raw.zookeeper.session_timeout_ms);
-        let fence_margin = Duration::from_millis(raw.zookeeper.fence_margin_ms);
-        if !(1_000..=120_000).contains(&raw.zookeeper.session_timeout_ms) {
-            problems.add(
-                "zookeeper.session_timeout_ms",
-                "must be between 1000 and 120000",
-            );
-        }
-        if fence_margin.is_zero() || fence_margin * 2 > session_timeout {
-            problems.add(
-                "zookeeper.fence_margin_ms",
-                "must be above 0 and at most half of zookeeper.session_timeout_ms",
-            );
-        }
+        let zk_settings = raw
+            .zookeeper
+            .settings(DEFAULT_SESSION_TIMEOUT, &mut problems);
+        let fence_margin = raw.zookeeper.fence_margin(
+            DEFAULT_FENCE_MARGIN,
+            DEFAULT_SESSION_TIMEOUT,
+            &mut problems,
+        );
 
         let group = GroupName::new(&raw.node.group)
             .map_err(|e| problems.add("node.group", e.to_string()))
@@ -491,12 +459,10 @@ impl Config {
         }
         raw.log.validate(&mut problems);
 
-        let config = match (layout, group, node, probe_host) {
-            (Some(layout), Some(group), Some(node), Some(probe_host)) => Some(Config {
+        let config = match (zk_settings, group, node, probe_host) {
+            (Some(settings), Some(group), Some(node), Some(probe_host)) => Some(Config {
                 zookeeper: ZookeeperConfig {
-                    connect: raw.zookeeper.connect,
-                    layout,
-                    session_timeout,
+                    settings,
                     fence_margin,
                 },
                 group,
@@ -583,8 +549,8 @@ mod tests {
         let c = Config::parse(Path::new("t.toml"), &minimal(""), |_| None).unwrap();
         assert_eq!(c.node.to_string(), "10.0.0.1:5432");
         assert_eq!(c.node_name, "10_0_0_1_5432");
-        assert_eq!(c.zookeeper.layout.root(), "/zgres");
-        assert_eq!(c.zookeeper.session_timeout, Duration::from_secs(4));
+        assert_eq!(c.zookeeper.settings.layout.root(), "/zgres");
+        assert_eq!(c.zookeeper.settings.session_timeout, Duration::from_secs(4));
         assert_eq!(c.postgres.probe_host.to_string(), "10.0.0.1");
     }
 

@@ -12,7 +12,8 @@ use zgres_schema::{
     encode, DecodeError, Document, Fetched, GroupName, NodeId, SystemId, Timeline,
     UnreadableFilter, ZkLayout, Znode,
 };
-use zookeeper_client as zk;
+use zgres_zk::client as zk;
+use zgres_zk::{CreateKind, Outcome, ZkError, ZkSession};
 
 use crate::config::ZookeeperConfig;
 use crate::fence::{monotonic_ns, FenceClock};
@@ -20,32 +21,31 @@ use crate::fence::{monotonic_ns, FenceClock};
 /// A ZooKeeper operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CoordinationError {
-    /// The session is gone; a new one is needed (and every ephemeral of ours is gone).
-    #[error("ZooKeeper session expired")]
-    SessionExpired,
-    /// Connection trouble or a timeout: retry.
-    #[error("ZooKeeper: {0}")]
-    Retryable(zk::Error),
-    /// Could not connect at all within the timeout.
-    #[error("cannot connect to ZooKeeper at {connect}: {error}")]
-    Connect {
-        /// The connect string.
-        connect: String,
-        /// Why.
-        error: String,
-    },
+    /// A request failed: see [`ZkError`] for whether to retry or open a new session.
+    #[error(transparent)]
+    Zk(#[from] ZkError),
+    /// No session could be opened or resumed.
+    #[error(transparent)]
+    Connect(#[from] zgres_zk::ConnectError),
     /// A document of ours could not be encoded (a bug).
     #[error("{0}")]
     Encode(#[from] zgres_schema::codec::EncodeError),
+    /// A compare-and-set kept losing to concurrent writers.
+    #[error("{path} kept changing while it was being updated; will retry")]
+    Contended {
+        /// The znode.
+        path: String,
+    },
 }
 
-impl From<zk::Error> for CoordinationError {
-    fn from(e: zk::Error) -> Self {
-        match e {
-            zk::Error::SessionExpired | zk::Error::ClientClosed => {
-                CoordinationError::SessionExpired
-            }
-            other => CoordinationError::Retryable(other),
+impl CoordinationError {
+    /// Whether the session is gone (expired or closed; every ephemeral of ours is gone too),
+    /// or the session to resume has expired: either way, a new session is needed.
+    pub fn session_ended(&self) -> bool {
+        match self {
+            CoordinationError::Zk(e) => e.session_ended(),
+            CoordinationError::Connect(e) => e.resumed_session_expired(),
+            _ => false,
         }
     }
 }
@@ -62,7 +62,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// One ZooKeeper session of the deadman.
 pub struct Coordinator {
-    client: zk::Client,
+    session: ZkSession,
     layout: ZkLayout,
     group: GroupName,
     me: NodeId,
@@ -80,26 +80,9 @@ pub struct Coordinator {
 impl std::fmt::Debug for Coordinator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Coordinator")
-            .field("session", &self.client.session_id())
+            .field("session", &self.session.session_id())
             .field("group", &self.group)
             .finish()
-    }
-}
-
-fn persistent() -> zk::CreateOptions<'static> {
-    zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all())
-}
-
-fn ephemeral() -> zk::CreateOptions<'static> {
-    zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all())
-}
-
-async fn timed<T>(
-    f: impl std::future::Future<Output = std::result::Result<T, zk::Error>>,
-) -> Result<T> {
-    match tokio::time::timeout(REQUEST_TIMEOUT, f).await {
-        Ok(result) => result.map_err(Into::into),
-        Err(_) => Err(CoordinationError::Retryable(zk::Error::Timeout)),
     }
 }
 
@@ -111,8 +94,8 @@ impl Coordinator {
     /// counted in `unreadable_total`.
     ///
     /// # Errors
-    /// [`CoordinationError::Connect`] when no server answers within the session timeout;
-    /// [`CoordinationError::SessionExpired`] when the server says `resume` has expired.
+    /// [`CoordinationError::Connect`] when no server answers within the session timeout, or
+    /// when the server says `resume` has expired.
     pub async fn connect(
         config: &ZookeeperConfig,
         group: GroupName,
@@ -121,34 +104,16 @@ impl Coordinator {
         unreadable_total: Arc<AtomicU64>,
         resume: Option<zk::SessionInfo>,
     ) -> Result<Self> {
-        let connect_error = |error: String| CoordinationError::Connect {
-            connect: config.connect.clone(),
-            error,
-        };
         let sent = monotonic_ns();
         let resuming = resume.as_ref().map(|s| s.id());
-        let mut connector = zk::Client::connector().with_session_timeout(config.session_timeout);
-        if let Some(session) = resume {
-            connector = connector.with_session(session);
+        let session = ZkSession::connect(&config.settings, resume, REQUEST_TIMEOUT).await?;
+        if resuming == Some(session.session_id()) {
+            tracing::warn!(session = ?session.session_id(), "resumed the ZooKeeper session after an outage; its ephemerals and lock are still ours");
         }
-        let client =
-            match tokio::time::timeout(config.session_timeout, connector.connect(&config.connect))
-                .await
-            {
-                Err(_) => return Err(connect_error("timed out".into())),
-                Ok(Err(zk::Error::SessionExpired)) if resuming.is_some() => {
-                    return Err(CoordinationError::SessionExpired)
-                }
-                Ok(Err(e)) => return Err(connect_error(e.to_string())),
-                Ok(Ok(client)) => client,
-            };
-        if resuming == Some(client.session_id()) {
-            tracing::warn!(session = ?client.session_id(), "resumed the ZooKeeper session after an outage; its ephemerals and lock are still ours");
-        }
-        let granted = client.session_timeout();
-        if granted != config.session_timeout {
+        let granted = session.granted_timeout();
+        if granted != config.settings.session_timeout {
             tracing::warn!(
-                asked = ?config.session_timeout,
+                asked = ?config.settings.session_timeout,
                 ?granted,
                 "ZooKeeper granted a different session timeout; fencing follows the granted one"
             );
@@ -156,8 +121,8 @@ impl Coordinator {
         fence.set_budget(granted.saturating_sub(config.fence_margin));
         fence.confirm(sent);
         let coordinator = Coordinator {
-            client,
-            layout: config.layout.clone(),
+            session,
+            layout: config.settings.layout.clone(),
             group,
             me,
             fence,
@@ -167,25 +132,23 @@ impl Coordinator {
             lock_gone_zxid: None,
         };
         for dir in zgres_schema::paths::DIRECTORIES {
-            timed(
-                coordinator
-                    .client
-                    .mkdir(&coordinator.layout.dir(dir), &persistent()),
-            )
-            .await?;
+            coordinator
+                .session
+                .mkdir(&coordinator.layout.dir(dir))
+                .await?;
         }
-        tracing::info!(session = ?coordinator.client.session_id(), ?granted, "ZooKeeper session established");
+        tracing::info!(session = ?coordinator.session.session_id(), ?granted, "ZooKeeper session established");
         Ok(coordinator)
     }
 
     /// The session's id and password, to resume it after the client gave up on it.
     pub fn session_info(&self) -> zk::SessionInfo {
-        self.client.session().clone()
+        self.session.session_info()
     }
 
-    /// A clone of the client, for the heartbeat task.
-    pub fn client(&self) -> zk::Client {
-        self.client.clone()
+    /// A clone of the session, for the heartbeat task.
+    pub fn session(&self) -> ZkSession {
+        self.session.clone()
     }
 
     /// The lock's path.
@@ -202,11 +165,10 @@ impl Coordinator {
     /// # Errors
     /// As any request.
     pub async fn watch_lock(&self) -> Result<zk::PersistentWatcher> {
-        timed(
-            self.client
-                .watch(&self.lock_path(), zk::AddWatchMode::Persistent),
-        )
-        .await
+        Ok(self
+            .session
+            .watch(&self.lock_path(), zk::AddWatchMode::Persistent)
+            .await?)
     }
 
     /// Logs (once per distinct content) and counts an unreadable znode.
@@ -229,41 +191,46 @@ impl Coordinator {
 
     /// Reads and decodes the znode at `path` with its version.
     async fn read<T: Document>(&mut self, path: &str) -> Result<Fetched<(T, i32)>> {
-        match timed(self.client.get_data(path)).await {
-            Ok((data, stat)) => Ok(self
+        match self.session.get(path).await? {
+            Some((data, stat)) => Ok(self
                 .decode_reported::<T>(path, &data)
                 .map(|d| (d, stat.version))),
-            Err(CoordinationError::Retryable(zk::Error::NoNode)) => {
+            None => {
                 self.reported.clear(path);
                 Ok(Fetched::Absent)
             }
-            Err(e) => Err(e),
         }
     }
 
     /// Writes `/sync/{GROUP}` if it is still at `version` (`None`: if it does not exist), or
     /// deletes it with `state = None`. Compare-and-set, so a write based on a stale read fails.
     ///
+    /// Returns whether it was written: `false` when it changed since it was read.
+    ///
     /// # Errors
-    /// As any request; `BadVersion`/`NodeExists` when it changed since it was read.
+    /// As any request.
     pub async fn publish_sync(
         &mut self,
         state: Option<&SyncState>,
         version: Option<i32>,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let path = self.path(Znode::Sync(self.group.clone()));
-        match (state, version) {
-            (Some(state), Some(v)) => timed(self.client.set_data(&path, &encode(state)?, Some(v)))
-                .await
-                .map(drop),
-            (Some(state), None) => timed(self.client.create(&path, &encode(state)?, &persistent()))
-                .await
-                .map(drop),
-            (None, v) => match timed(self.client.delete(&path, v)).await {
-                Err(CoordinationError::Retryable(zk::Error::NoNode)) => Ok(()),
-                other => other,
-            },
-        }
+        Ok(match (state, version) {
+            (Some(state), Some(v)) => self
+                .session
+                .set(&path, &encode(state)?, Some(v))
+                .await?
+                .is_done(),
+            (Some(state), None) => self
+                .session
+                .create(&path, &encode(state)?, CreateKind::Persistent)
+                .await?
+                .is_done(),
+            (None, v) => matches!(
+                self.session.delete(&path, v).await?,
+                Outcome::Done(()) | Outcome::NotFound
+            ),
+        })
     }
 
     /// Replaces the switchover request read at `version` with `request`, or deletes it
@@ -279,22 +246,17 @@ impl Coordinator {
     ) -> Result<bool> {
         let path = self.path(Znode::Switchover(self.group.clone()));
         let written = match request {
-            Some(request) => timed(
-                self.client
-                    .set_data(&path, &encode(request)?, Some(version)),
-            )
-            .await
-            .map(drop),
-            None => timed(self.client.delete(&path, Some(version))).await,
+            Some(request) => self
+                .session
+                .set(&path, &encode(request)?, Some(version))
+                .await?
+                .is_done(),
+            None => self.session.delete(&path, Some(version)).await?.is_done(),
         };
-        match written {
-            Ok(()) => Ok(true),
-            Err(CoordinationError::Retryable(zk::Error::BadVersion | zk::Error::NoNode)) => {
-                tracing::warn!(znode = %path, "the switchover request changed meanwhile; left as it is");
-                Ok(false)
-            }
-            Err(e) => Err(e),
+        if !written {
+            tracing::warn!(znode = %path, "the switchover request changed meanwhile; left as it is");
         }
+        Ok(written)
     }
 
     /// The lock is ours but does not name this node (someone overwrote it): put our content
@@ -312,11 +274,18 @@ impl Coordinator {
             timeline: Timeline::FIRST,
         });
         let restored = match encode(&lock) {
-            Ok(data) => timed(self.client.set_data(&path, &data, Some(version))).await,
+            Ok(data) => self
+                .session
+                .set(&path, &data, Some(version))
+                .await
+                .map_err(CoordinationError::from),
             Err(e) => Err(e.into()),
         };
         match restored {
-            Ok(_) => tracing::info!(znode = %path, "restored our lock's content"),
+            Ok(Outcome::Done(_)) => tracing::info!(znode = %path, "restored our lock's content"),
+            Ok(outcome) => {
+                tracing::warn!(znode = %path, ?outcome, "cannot restore our lock's content: it changed meanwhile")
+            }
             Err(e) => {
                 tracing::warn!(znode = %path, error = %e, "cannot restore our lock's content")
             }
@@ -333,19 +302,18 @@ impl Coordinator {
     }
 
     async fn put_ephemeral(&self, path: &str, data: &[u8]) -> Result<()> {
-        match timed(self.client.set_data(path, data, None)).await {
-            Err(CoordinationError::Retryable(zk::Error::NoNode)) => {
-                match timed(self.client.create(path, data, &ephemeral())).await {
-                    Err(CoordinationError::Retryable(zk::Error::NodeExists)) => {
-                        timed(self.client.set_data(path, data, None))
-                            .await
-                            .map(drop)
-                    }
-                    other => other.map(drop),
-                }
-            }
-            other => other.map(drop),
+        if self.session.set(path, data, None).await?.is_done() {
+            return Ok(());
         }
+        // Absent: create it. Created meanwhile (by an older request of ours): set it again.
+        if let Outcome::Exists = self
+            .session
+            .create(path, data, CreateKind::Ephemeral)
+            .await?
+        {
+            self.session.set(path, data, None).await?;
+        }
+        Ok(())
     }
 
     /// Makes `/conn` exist with `conn` (healthy) or not exist (`None`). It never changes while
@@ -355,16 +323,18 @@ impl Coordinator {
     /// As any request.
     pub async fn set_conn(&mut self, conn: Option<&ConnInfo>) -> Result<()> {
         let path = self.path(Znode::Conn(self.group.clone(), self.me));
-        let result = match conn {
-            Some(conn) => timed(self.client.create(&path, &encode(conn)?, &ephemeral()))
-                .await
-                .map(drop),
-            None => timed(self.client.delete(&path, None)).await,
-        };
-        match result {
-            Err(CoordinationError::Retryable(zk::Error::NodeExists | zk::Error::NoNode)) => Ok(()),
-            other => other,
+        // Already there, or already gone: either way as asked.
+        match conn {
+            Some(conn) => {
+                self.session
+                    .create(&path, &encode(conn)?, CreateKind::Ephemeral)
+                    .await?;
+            }
+            None => {
+                self.session.delete(&path, None).await?;
+            }
         }
+        Ok(())
     }
 
     /// Tries to take the lock. `Ok(true)` when taken (and the fence confirmed as of the send
@@ -374,19 +344,18 @@ impl Coordinator {
     /// As any request.
     pub async fn acquire_lock(&mut self, lock: &Lock) -> Result<bool> {
         let sent = monotonic_ns();
-        match timed(
-            self.client
-                .create(&self.lock_path(), &encode(lock)?, &ephemeral()),
-        )
-        .await
+        match self
+            .session
+            .create(&self.lock_path(), &encode(lock)?, CreateKind::Ephemeral)
+            .await?
         {
-            Ok(_) => {
+            Outcome::Done(_) => {
                 self.fence.confirm(sent);
                 self.held_lock = Some(*lock);
                 Ok(true)
             }
-            Err(CoordinationError::Retryable(zk::Error::NodeExists)) => Ok(false),
-            Err(e) => Err(e),
+            // Someone holds it (or the lock directory vanished: taken next round).
+            Outcome::Exists | Outcome::NotFound | Outcome::BadVersion => Ok(false),
         }
     }
 
@@ -396,17 +365,13 @@ impl Coordinator {
     /// As any request.
     pub async fn release_lock(&mut self) -> Result<()> {
         let path = self.lock_path();
-        match timed(self.client.check_stat(&path)).await? {
-            Some(stat) if stat.ephemeral_owner == self.client.session_id().0 => {
-                match timed(self.client.delete(&path, Some(stat.version))).await {
-                    Err(CoordinationError::Retryable(
-                        zk::Error::NoNode | zk::Error::BadVersion,
-                    )) => Ok(()),
-                    other => other,
-                }
+        if let Some(stat) = self.session.stat(&path).await? {
+            if stat.ephemeral_owner == self.session.session_id().0 {
+                // Gone or changed meanwhile: not ours to delete any more.
+                self.session.delete(&path, Some(stat.version)).await?;
             }
-            _ => Ok(()),
         }
+        Ok(())
     }
 
     /// Creates `/static/{GROUP}-db-id` with `system_id` unless it exists (create-only: an
@@ -417,16 +382,19 @@ impl Coordinator {
     pub async fn publish_db_id(&mut self, system_id: SystemId) -> Result<Fetched<SystemId>> {
         let path = self.path(Znode::DatabaseId(self.group.clone()));
         let doc = encode(&DatabaseId { system_id })?;
-        match timed(self.client.create(&path, &doc, &persistent())).await {
-            Ok(_) => {
+        match self
+            .session
+            .create(&path, &doc, CreateKind::Persistent)
+            .await?
+        {
+            Outcome::Done(_) => {
                 tracing::info!(%system_id, "published the group's system identifier");
                 Ok(Fetched::Valid(system_id))
             }
-            Err(CoordinationError::Retryable(zk::Error::NodeExists)) => Ok(self
+            _ => Ok(self
                 .read::<DatabaseId>(&path)
                 .await?
                 .map(|(d, _)| d.system_id)),
-            Err(e) => Err(e),
         }
     }
 
@@ -436,7 +404,7 @@ impl Coordinator {
             Znode::Conn(self.group.clone(), self.me),
             Znode::State(self.group.clone(), self.me),
         ] {
-            let _ = timed(self.client.delete(&self.layout.path(&znode), None)).await;
+            let _ = self.session.delete(&self.layout.path(&znode), None).await;
         }
         // Dropping the last client handle closes the session (the heartbeat task's handle is
         // aborted by the caller first).
@@ -446,7 +414,7 @@ impl Coordinator {
 /// Makes sure the session is confirmed for the fence at least every `interval` (with a cheap
 /// request, timed from its send) when nothing else confirmed it. Runs until the client's session ends or the task is dropped.
 pub async fn heartbeat(
-    client: zk::Client,
+    session: ZkSession,
     path: String,
     fence: Arc<FenceClock>,
     interval: Duration,
@@ -455,9 +423,9 @@ pub async fn heartbeat(
         // The daemon's own rounds confirm the session too; only fill the gaps between them.
         let sent = monotonic_ns();
         if sent.saturating_sub(fence.last_ok_ns()) >= interval.as_nanos() as u64 / 2 {
-            match timed(client.check_stat(&path)).await {
+            match session.stat(&path).await {
                 Ok(_) => fence.confirm(sent),
-                Err(CoordinationError::SessionExpired) => return,
+                Err(e) if e.session_ended() => return,
                 Err(_) => {}
             }
         }

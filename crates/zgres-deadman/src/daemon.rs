@@ -16,6 +16,8 @@ use zgres_schema::documents::{
 };
 use zgres_schema::{Fetched, Lsn, NodeId, SystemId, Timeline};
 
+use zgres_zk::Backoff;
+
 use crate::api;
 use crate::config::Config;
 use crate::coordination::{heartbeat, CoordinationError, Coordinator, GroupView};
@@ -132,6 +134,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
     let fence = Arc::new(FenceClock::new(
         config
             .zookeeper
+            .settings
             .session_timeout
             .saturating_sub(config.zookeeper.fence_margin),
     ));
@@ -189,7 +192,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
 
 struct Session {
     coordinator: Coordinator,
-    watcher: Option<zookeeper_client::PersistentWatcher>,
+    watcher: Option<zgres_zk::client::PersistentWatcher>,
     heartbeat: JoinHandle<()>,
 }
 
@@ -224,7 +227,7 @@ struct Daemon {
     unreadable_total: Arc<AtomicU64>,
     /// A session the client gave up on (it could not reach ZooKeeper in time): the server may
     /// still hold it, with the lock, so the next connection tries to resume it first.
-    resume: Option<zookeeper_client::SessionInfo>,
+    resume: Option<zgres_zk::client::SessionInfo>,
     session: Option<Session>,
     /// The last state published and when.
     published: Option<(NodeState, Instant)>,
@@ -233,27 +236,27 @@ struct Daemon {
 
 impl Daemon {
     async fn run(&mut self, shutdown: &CancellationToken) -> Result<(), DaemonError> {
-        let mut backoff = Duration::from_millis(200);
+        let mut backoff = Backoff::new(Duration::from_millis(200), MAX_CONNECT_BACKOFF);
         let mut adopted = false;
         while !shutdown.is_cancelled() {
             if self.session.is_none() {
                 match self.connect().await {
-                    Ok(()) => backoff = Duration::from_millis(200),
+                    Ok(()) => backoff.reset(),
                     Err(ConnectError::Fatal(e)) => return Err(e),
-                    Err(ConnectError::Retry(CoordinationError::SessionExpired)) => {
+                    Err(ConnectError::Retry(e)) if e.session_ended() => {
                         tracing::warn!("the previous ZooKeeper session expired on the server too; opening a new one");
                         self.resume = None;
                         continue;
                     }
                     Err(ConnectError::Retry(e)) => {
-                        tracing::warn!(error = %e, retry_in = ?backoff, "ZooKeeper unreachable; PostgreSQL left as it is");
+                        let delay = backoff.next_delay();
+                        tracing::warn!(error = %e, retry_in = ?delay, "ZooKeeper unreachable; PostgreSQL left as it is");
                         self.notifier.keep_alive();
                         self.notifier.status("ZooKeeper unreachable; retrying");
                         tokio::select! {
-                            () = tokio::time::sleep(backoff) => {}
+                            () = tokio::time::sleep(delay) => {}
                             () = shutdown.cancelled() => {}
                         }
-                        backoff = (backoff * 2).min(MAX_CONNECT_BACKOFF);
                         continue;
                     }
                 }
@@ -322,6 +325,7 @@ impl Daemon {
                     znode: self
                         .config
                         .zookeeper
+                        .settings
                         .layout
                         .path(&zgres_schema::Znode::DatabaseId(self.config.group.clone())),
                 }));
@@ -329,9 +333,10 @@ impl Daemon {
         }
         let watcher = coordinator.watch_lock().await.ok();
         // Several confirmations per fence budget, so one lost reply never fences.
-        let interval = (self.config.zookeeper.session_timeout / 6).min(Duration::from_secs(1));
+        let interval =
+            (self.config.zookeeper.settings.session_timeout / 6).min(Duration::from_secs(1));
         let heartbeat = tokio::spawn(heartbeat(
-            coordinator.client(),
+            coordinator.session(),
             coordinator.lock_path(),
             self.fence.clone(),
             interval,
@@ -390,7 +395,7 @@ impl Daemon {
         };
         let mut view = match session.coordinator.view().await {
             Ok(view) => view,
-            Err(CoordinationError::SessionExpired) => {
+            Err(e) if e.session_ended() => {
                 tracing::error!(
                     "ZooKeeper session lost; trying to resume it, else opening a new one"
                 );

@@ -5,14 +5,15 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use zgres_config::{ConfigError, LogConfig, Problems};
-use zgres_schema::{GroupName, ZkLayout};
+use zgres_schema::GroupName;
+use zgres_zk::{ZkSettings, ZookeeperSection};
 
 use crate::template::{Source, TemplateConfig, HAPROXY_TEMPLATE};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
-    zookeeper: RawZookeeper,
+    zookeeper: ZookeeperSection,
     sync: RawSync,
     #[serde(default)]
     pgbouncer: Option<RawPgbouncer>,
@@ -67,22 +68,9 @@ fn default_command_timeout_ms() -> u64 {
     30_000
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawZookeeper {
-    connect: String,
-    #[serde(default = "default_root")]
-    root: String,
-    #[serde(default = "default_session_timeout_ms")]
-    session_timeout_ms: u64,
-}
-
-fn default_root() -> String {
-    ZkLayout::DEFAULT_ROOT.to_owned()
-}
-fn default_session_timeout_ms() -> u64 {
-    10_000
-}
+/// zgres-sync's session timeout unless configured: it fences nothing, so a long one only
+/// keeps its watches through longer outages.
+const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -131,17 +119,6 @@ fn default_ro_suffix() -> String {
     "-ro".to_owned()
 }
 
-/// ZooKeeper settings.
-#[derive(Debug, Clone)]
-pub struct ZookeeperConfig {
-    /// `host:port,...`.
-    pub connect: String,
-    /// Where the zgres znodes are.
-    pub layout: ZkLayout,
-    /// Session timeout to ask for.
-    pub session_timeout: Duration,
-}
-
 /// How snapshots are made and handed out.
 #[derive(Debug, Clone)]
 pub struct SyncConfig {
@@ -178,7 +155,7 @@ pub struct PgbouncerConfig {
 #[derive(Debug, Clone)]
 pub struct Config {
     /// ZooKeeper.
-    pub zookeeper: ZookeeperConfig,
+    pub zookeeper: ZkSettings,
     /// Snapshots and hooks.
     pub sync: SyncConfig,
     /// The pgbouncer plugin, if enabled.
@@ -208,18 +185,11 @@ impl Config {
     pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
         let raw: RawConfig = zgres_config::parse_toml(path, text)?;
         let mut problems = Problems::default();
-        let layout = ZkLayout::new(&raw.zookeeper.root)
-            .map_err(|e| problems.add("zookeeper.root", e.to_string()))
-            .ok();
-        if raw.zookeeper.connect.trim().is_empty() {
-            problems.add("zookeeper.connect", "must list at least one host:port");
-        }
-        if !(1_000..=120_000).contains(&raw.zookeeper.session_timeout_ms) {
-            problems.add(
-                "zookeeper.session_timeout_ms",
-                "must be between 1000 and 120000",
-            );
-        }
+        let zookeeper = raw
+            .zookeeper
+            .settings(DEFAULT_SESSION_TIMEOUT, &mut problems);
+        raw.zookeeper
+            .reject_fence_margin("zgres-sync", &mut problems);
         let mut groups = Vec::new();
         for (i, g) in raw.sync.groups.iter().enumerate() {
             match GroupName::new(g) {
@@ -317,12 +287,8 @@ impl Config {
                 .ok()
         });
         raw.log.validate(&mut problems);
-        let config = layout.map(|layout| Config {
-            zookeeper: ZookeeperConfig {
-                connect: raw.zookeeper.connect,
-                layout,
-                session_timeout: Duration::from_millis(raw.zookeeper.session_timeout_ms),
-            },
+        let config = zookeeper.map(|zookeeper| Config {
+            zookeeper,
             sync: SyncConfig {
                 groups,
                 debounce: Duration::from_millis(raw.sync.debounce_ms),

@@ -6,9 +6,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use zgres_zk::Backoff;
 
 use crate::config::{Config, PgbouncerConfig};
-use crate::follower::{Change, FollowError, Follower};
+use crate::follower::{Change, Follower};
 use crate::metrics::{self, Metrics};
 use crate::snapshot::{self, Snapshot};
 use crate::template::TemplatePlugin;
@@ -228,7 +229,7 @@ pub async fn run(
         .collect();
 
     let mut follower: Option<Follower> = None;
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     let mut last: Option<Snapshot> = None;
     let mut reported = zgres_schema::UnreadableFilter::default();
     let mut seen_at = Instant::now();
@@ -239,16 +240,16 @@ pub async fn run(
                 Ok(f) => {
                     follower = Some(f);
                     metrics.connected(true);
-                    backoff = Duration::from_millis(200);
+                    backoff.reset();
                 }
                 Err(e) => {
                     metrics.connected(false);
-                    tracing::warn!(error = %e, retry_in = ?backoff, "ZooKeeper unreachable; keeping the last snapshot");
+                    let delay = backoff.next_delay();
+                    tracing::warn!(error = %e, retry_in = ?delay, "ZooKeeper unreachable; keeping the last snapshot");
                     tokio::select! {
-                        () = tokio::time::sleep(backoff) => {}
+                        () = tokio::time::sleep(delay) => {}
                         () = shutdown.cancelled() => {}
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
             continue;
@@ -275,16 +276,17 @@ pub async fn run(
                     notifier.ready("following ZooKeeper; first snapshot handed to plugins");
                 }
             }
-            Err(FollowError::SessionEnded) => {
+            Err(e) if e.session_ended() => {
                 tracing::warn!("ZooKeeper session ended; opening a new one");
                 metrics.connected(false);
                 follower = None;
                 continue;
             }
             Err(e) => {
-                tracing::warn!(error = %e, "cannot read ZooKeeper; retrying");
+                let delay = backoff.next_delay();
+                tracing::warn!(error = %e, retry_in = ?delay, "cannot read ZooKeeper; retrying");
                 tokio::select! {
-                    () = tokio::time::sleep(backoff) => {}
+                    () = tokio::time::sleep(delay) => {}
                     () = shutdown.cancelled() => {}
                 }
                 continue;

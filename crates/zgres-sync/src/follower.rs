@@ -7,9 +7,9 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use zookeeper_client as zk;
+use zgres_zk::client as zk;
+use zgres_zk::{ConnectError, ZkError, ZkSession, ZkSettings};
 
-use crate::config::ZookeeperConfig;
 use crate::snapshot::RawTree;
 
 /// The directories whose znodes make up the snapshot.
@@ -17,40 +17,22 @@ const FOLLOWED_DIRS: [&str; 2] = ["lock", "conn"];
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A ZooKeeper problem while following. All are retried; `SessionEnded` needs a new session.
+/// A ZooKeeper problem while following. All are retried; when [`FollowError::session_ended`]
+/// a new session is needed.
 #[derive(Debug, thiserror::Error)]
 pub enum FollowError {
-    /// The session expired or was closed.
-    #[error("ZooKeeper session ended")]
-    SessionEnded,
-    /// A request failed or timed out.
-    #[error("ZooKeeper: {0}")]
-    Request(zk::Error),
     /// No session could be opened.
-    #[error("cannot connect to ZooKeeper at {connect}: {error}")]
-    Connect {
-        /// The connect string.
-        connect: String,
-        /// Why.
-        error: String,
-    },
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// A request failed.
+    #[error(transparent)]
+    Request(#[from] ZkError),
 }
 
-impl From<zk::Error> for FollowError {
-    fn from(e: zk::Error) -> Self {
-        match e {
-            zk::Error::SessionExpired | zk::Error::ClientClosed => FollowError::SessionEnded,
-            other => FollowError::Request(other),
-        }
-    }
-}
-
-async fn timed<T>(
-    f: impl std::future::Future<Output = Result<T, zk::Error>>,
-) -> Result<T, FollowError> {
-    match tokio::time::timeout(REQUEST_TIMEOUT, f).await {
-        Ok(r) => r.map_err(Into::into),
-        Err(_) => Err(FollowError::Request(zk::Error::Timeout)),
+impl FollowError {
+    /// Whether the session expired or was closed (a new one is needed).
+    pub fn session_ended(&self) -> bool {
+        matches!(self, FollowError::Request(e) if e.session_ended())
     }
 }
 
@@ -69,9 +51,9 @@ pub enum Change {
 
 /// One session following the tree.
 pub struct Follower {
-    client: zk::Client,
+    session: ZkSession,
     watcher: zk::PersistentWatcher,
-    config: ZookeeperConfig,
+    config: ZkSettings,
     tree: RawTree,
     dirty: BTreeSet<String>,
     reread_all: bool,
@@ -80,7 +62,7 @@ pub struct Follower {
 impl std::fmt::Debug for Follower {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Follower")
-            .field("session", &self.client.session_id())
+            .field("session", &self.session.session_id())
             .field("znodes", &self.tree.len())
             .finish()
     }
@@ -92,28 +74,14 @@ impl Follower {
     ///
     /// # Errors
     /// [`FollowError`] when ZooKeeper cannot be reached.
-    pub async fn connect(config: &ZookeeperConfig) -> Result<Self, FollowError> {
-        let client = tokio::time::timeout(
-            config.session_timeout,
-            zk::Client::connector()
-                .with_session_timeout(config.session_timeout)
-                .connect(&config.connect),
-        )
-        .await
-        .map_err(|_| FollowError::Connect {
-            connect: config.connect.clone(),
-            error: "timed out".into(),
-        })?
-        .map_err(|e| FollowError::Connect {
-            connect: config.connect.clone(),
-            error: e.to_string(),
-        })?;
-        let watcher =
-            timed(client.watch(config.layout.root(), zk::AddWatchMode::PersistentRecursive))
-                .await?;
-        tracing::info!(session = ?client.session_id(), root = %config.layout, "following ZooKeeper");
+    pub async fn connect(config: &ZkSettings) -> Result<Self, FollowError> {
+        let session = ZkSession::connect(config, None, REQUEST_TIMEOUT).await?;
+        let watcher = session
+            .watch(config.layout.root(), zk::AddWatchMode::PersistentRecursive)
+            .await?;
+        tracing::info!(session = ?session.session_id(), root = %config.layout, "following ZooKeeper");
         Ok(Follower {
-            client,
+            session,
             watcher,
             config: config.clone(),
             tree: RawTree::new(),
@@ -168,11 +136,7 @@ impl Follower {
             let mut tree = RawTree::new();
             for dir in FOLLOWED_DIRS {
                 let dir = self.config.layout.dir(dir);
-                let children = match timed(self.client.list_children(&dir)).await {
-                    Ok(children) => children,
-                    Err(FollowError::Request(zk::Error::NoNode)) => vec![],
-                    Err(e) => return Err(e),
-                };
+                let children = self.session.children(&dir).await?.unwrap_or_default();
                 for child in children {
                     let path = format!("{dir}/{child}");
                     if let Some(data) = self.read(&path).await? {
@@ -195,10 +159,6 @@ impl Follower {
     }
 
     async fn read(&self, path: &str) -> Result<Option<Vec<u8>>, FollowError> {
-        match timed(self.client.get_data(path)).await {
-            Ok((data, _)) => Ok(Some(data)),
-            Err(FollowError::Request(zk::Error::NoNode)) => Ok(None),
-            Err(e) => Err(e),
-        }
+        Ok(self.session.get(path).await?.map(|(data, _)| data))
     }
 }

@@ -13,22 +13,18 @@ mod hand_over;
 mod history;
 pub use hand_over::HandOver;
 pub use history::GroupHistory;
-use zookeeper_client as zk;
+use zgres_zk::client as zk;
+use zgres_zk::{CreateKind, ZkSession, ZkSettings};
 
 /// Why a command failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CtlError {
     /// ZooKeeper could not be reached.
-    #[error("cannot reach ZooKeeper at {connect}: {error}")]
-    Unreachable {
-        /// The connect string.
-        connect: String,
-        /// Why.
-        error: String,
-    },
+    #[error(transparent)]
+    Unreachable(#[from] zgres_zk::ConnectError),
     /// A request failed.
-    #[error("ZooKeeper: {0}")]
-    ZooKeeper(#[from] zk::Error),
+    #[error(transparent)]
+    ZooKeeper(#[from] zgres_zk::ZkError),
     /// No such group.
     #[error("no group named {0:?} (zgresctl list shows the groups)")]
     UnknownGroup(String),
@@ -77,7 +73,7 @@ pub enum CtlError {
 
 /// A connected CLI session.
 pub struct Inventory {
-    client: zk::Client,
+    session: ZkSession,
     layout: ZkLayout,
     /// The connect string, for messages.
     hosts: String,
@@ -133,41 +129,34 @@ impl Inventory {
     /// # Errors
     /// [`CtlError::Unreachable`] or a bad root.
     pub async fn connect(connect: &str, root: &str, timeout: Duration) -> Result<Self, CtlError> {
-        let layout = ZkLayout::new(root).map_err(|e| CtlError::Usage(e.to_string()))?;
-        let unreachable = |error: String| CtlError::Unreachable {
-            connect: connect.to_owned(),
-            error,
-        };
-        let client = tokio::time::timeout(
-            timeout,
-            zk::Client::connector()
-                .with_session_timeout(Duration::from_secs(10))
-                .connect(connect),
-        )
-        .await
-        .map_err(|_| unreachable(format!("no answer within {timeout:?}")))?
-        .map_err(|e| unreachable(e.to_string()))?;
+        let settings = ZkSettings::from_values(connect, root, timeout).map_err(|problems| {
+            CtlError::Usage(
+                problems
+                    .iter()
+                    .map(|p| match p.key.as_str() {
+                        "zookeeper.connect" => format!("--zookeeper: {}", p.reason),
+                        "zookeeper.root" => format!("--root: {}", p.reason),
+                        _ => p.to_string(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        })?;
+        let session = ZkSession::connect(&settings, None, timeout).await?;
         Ok(Inventory {
-            client,
-            layout,
-            hosts: connect.to_owned(),
+            session,
+            layout: settings.layout,
+            hosts: settings.connect,
         })
     }
 
     async fn children(&self, dir: &str) -> Result<Vec<String>, CtlError> {
-        match self.client.list_children(&self.layout.dir(dir)).await {
-            Ok(c) => Ok(c),
-            Err(zk::Error::NoNode) => Ok(vec![]),
-            Err(e) => Err(e.into()),
-        }
+        let dir = self.layout.dir(dir);
+        Ok(self.session.children(&dir).await?.unwrap_or_default())
     }
 
     async fn get(&self, path: &str) -> Result<Option<(Vec<u8>, zk::Stat)>, CtlError> {
-        match self.client.get_data(path).await {
-            Ok(d) => Ok(Some(d)),
-            Err(zk::Error::NoNode) => Ok(None),
-            Err(e) => Err(e.into()),
-        }
+        Ok(self.session.get(path).await?)
     }
 
     /// Every group (or only `only`), with its nodes.
@@ -318,18 +307,20 @@ impl Inventory {
         let data = encode(config).map_err(|e| CtlError::Usage(e.to_string()))?;
         let name = name.clone();
         let path = self.layout.path(&Znode::Config(name));
-        let result = match version {
-            Some(v) => self.client.set_data(&path, &data, Some(v)).await.map(drop),
+        let written = match version {
+            Some(v) => self.session.set(&path, &data, Some(v)).await?.is_done(),
             None => {
-                let opts = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
-                self.client.mkdir(&self.layout.dir("config"), &opts).await?;
-                self.client.create(&path, &data, &opts).await.map(drop)
+                self.session.mkdir(&self.layout.dir("config")).await?;
+                self.session
+                    .create(&path, &data, CreateKind::Persistent)
+                    .await?
+                    .is_done()
             }
         };
-        match result {
-            Ok(()) => Ok(()),
-            Err(zk::Error::BadVersion | zk::Error::NodeExists) => Err(CtlError::Conflict(path)),
-            Err(e) => Err(e.into()),
+        if written {
+            Ok(())
+        } else {
+            Err(CtlError::Conflict(path))
         }
     }
 }

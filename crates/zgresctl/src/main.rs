@@ -463,7 +463,7 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("zgresctl: {e}");
             match e {
-                CtlError::Unreachable { .. } => ExitCode::from(EXIT_UNAVAILABLE),
+                CtlError::Unreachable(_) => ExitCode::from(EXIT_UNAVAILABLE),
                 CtlError::Usage(_) => ExitCode::from(EXIT_USAGE),
                 _ => ExitCode::FAILURE,
             }

@@ -1,15 +1,13 @@
 //! One read of the group: the lock, the peers' states, the db-id, the config, the switchover
 //! request, `/sync` and the history's newest timeline.
 
+use super::{Coordinator, Result};
+use crate::decision::{LockView, Peer};
+use crate::fence::monotonic_ns;
 use zgres_schema::documents::{
     DatabaseId, GroupConfig, Lock, NodeState, Switchover, SyncMode, SyncState,
 };
 use zgres_schema::{DecodeError, Fetched, SystemId, Timeline, Znode};
-use zookeeper_client as zk;
-
-use super::{timed, CoordinationError, Coordinator, Result};
-use crate::decision::{LockView, Peer};
-use crate::fence::monotonic_ns;
 
 /// What the group looks like in ZooKeeper at one moment.
 #[derive(Debug, Clone)]
@@ -55,11 +53,11 @@ impl Coordinator {
     pub async fn view(&mut self) -> Result<GroupView> {
         let sent = monotonic_ns();
         let lock_path = self.lock_path();
-        let lock = match timed(self.client.get_data(&lock_path)).await {
-            Ok((data, stat)) => {
+        let lock = match self.session.get(&lock_path).await? {
+            Some((data, stat)) => {
                 self.lock_gone_zxid = None;
                 let holder = self.decode_reported::<Lock>(&lock_path, &data);
-                if stat.ephemeral_owner == self.client.session_id().0 {
+                if stat.ephemeral_owner == self.session.session_id().0 {
                     if holder.valid().map(|l| l.node) != Some(self.me) {
                         self.restore_lock(&holder, stat.version).await;
                     }
@@ -68,14 +66,15 @@ impl Coordinator {
                     LockView::Other(holder.into_valid().map(|l| l.node))
                 }
             }
-            Err(CoordinationError::Retryable(zk::Error::NoNode)) => {
+            None => {
                 if self.lock_gone_zxid.is_none() {
-                    let (_, dir) = timed(self.client.get_data(&self.layout.dir("lock"))).await?;
-                    self.lock_gone_zxid = Some(dir.pzxid);
+                    // The directory is created at connect; gone means someone deleted it.
+                    let dir = self.layout.dir("lock");
+                    let stat = self.session.stat(&dir).await?;
+                    self.lock_gone_zxid = Some(stat.map_or(0, |s| s.pzxid));
                 }
                 LockView::Free
             }
-            Err(e) => return Err(e),
         };
         self.fence.confirm(sent);
 
@@ -100,9 +99,9 @@ impl Coordinator {
         let prefix = format!("{}_", self.group);
         let state_dir = self.layout.dir("state");
         let children = match lock {
-            LockView::Free => timed(self.client.list_children(&state_dir)).await?,
+            LockView::Free => self.session.children(&state_dir).await?.unwrap_or_default(),
             LockView::Ours if switchover_pending || synchronous => {
-                timed(self.client.list_children(&state_dir)).await?
+                self.session.children(&state_dir).await?.unwrap_or_default()
             }
             LockView::Other(Some(holder)) => vec![format!("{prefix}{holder}")],
             _ => vec![],
@@ -110,10 +109,8 @@ impl Coordinator {
         let mut peers = Vec::new();
         for child in children.iter().filter(|c| c.starts_with(&prefix)) {
             let path = format!("{state_dir}/{child}");
-            let (data, stat) = match timed(self.client.get_data(&path)).await {
-                Ok(read) => read,
-                Err(CoordinationError::Retryable(zk::Error::NoNode)) => continue,
-                Err(e) => return Err(e),
+            let Some((data, stat)) = self.session.get(&path).await? else {
+                continue;
             };
             let Some(state) = self.decode_reported::<NodeState>(&path, &data).into_valid() else {
                 continue;

@@ -3,9 +3,9 @@
 
 use zgres_schema::documents::{History, Promotion};
 use zgres_schema::{encode, Fetched, HistoryView, Znode};
-use zookeeper_client as zk;
+use zgres_zk::{CreateKind, Outcome};
 
-use super::{persistent, timed, CoordinationError, Coordinator, Result};
+use super::{CoordinationError, Coordinator, Result};
 
 /// How many promotions `/history/{GROUP}` keeps (the oldest are dropped).
 const HISTORY_LIMIT: usize = 1000;
@@ -20,10 +20,11 @@ impl Coordinator {
         let history = History {
             entries: vec![first.clone()],
         };
-        match timed(self.client.create(&path, &encode(&history)?, &persistent())).await {
-            Ok(_) | Err(CoordinationError::Retryable(zk::Error::NodeExists)) => Ok(()),
-            Err(e) => Err(e),
-        }
+        // Already started (by a peer, or by us before a restart): nothing to do.
+        self.session
+            .create(&path, &encode(&history)?, CreateKind::Persistent)
+            .await?;
+        Ok(())
     }
 
     /// Reads `/history/{GROUP}` and the promotions recorded beside it.
@@ -35,11 +36,7 @@ impl Coordinator {
         let document = self.read::<History>(&path).await?.map(|(h, _)| h);
         let mut beside = Vec::new();
         if !matches!(document, Fetched::Absent) {
-            let mut children = match timed(self.client.list_children(&path)).await {
-                Ok(children) => children,
-                Err(CoordinationError::Retryable(zk::Error::NoNode)) => vec![],
-                Err(e) => return Err(e),
-            };
+            let mut children = self.session.children(&path).await?.unwrap_or_default();
             children.sort();
             for child in children {
                 let child_path = format!("{path}/{child}");
@@ -68,10 +65,18 @@ impl Coordinator {
                 Fetched::Absent => (History::default(), None),
                 Fetched::Unreadable(e) => {
                     let prefix = self.layout.history_beside_prefix(&self.group);
-                    let options =
-                        zk::CreateMode::PersistentSequential.with_acls(zk::Acls::anyone_all());
-                    let (_, sequence) =
-                        timed(self.client.create(&prefix, &encode(promotion)?, &options)).await?;
+                    let created = self
+                        .session
+                        .create(
+                            &prefix,
+                            &encode(promotion)?,
+                            CreateKind::PersistentSequential,
+                        )
+                        .await?;
+                    let Outcome::Done((_, sequence)) = created else {
+                        // The history vanished meanwhile: start again from the top.
+                        continue;
+                    };
                     tracing::warn!(znode = %path, reason = %e.kind, recorded_at = %format!("{prefix}{sequence}"),
                         "the group's history is unreadable and kept as found; the promotion is recorded beside it");
                     return Ok(());
@@ -82,20 +87,17 @@ impl Coordinator {
             history.entries.drain(..excess);
             let data = encode(&history)?;
             let written = match version {
-                Some(v) => timed(self.client.set_data(&path, &data, Some(v)))
-                    .await
-                    .map(drop),
-                None => timed(self.client.create(&path, &data, &persistent()))
-                    .await
-                    .map(drop),
+                Some(v) => self.session.set(&path, &data, Some(v)).await?.is_done(),
+                None => self
+                    .session
+                    .create(&path, &data, CreateKind::Persistent)
+                    .await?
+                    .is_done(),
             };
-            match written {
-                Err(CoordinationError::Retryable(
-                    zk::Error::BadVersion | zk::Error::NodeExists | zk::Error::NoNode,
-                )) => continue,
-                other => return other,
+            if written {
+                return Ok(());
             }
         }
-        Err(CoordinationError::Retryable(zk::Error::BadVersion))
+        Err(CoordinationError::Contended { path })
     }
 }

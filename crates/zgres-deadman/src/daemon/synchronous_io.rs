@@ -7,7 +7,9 @@ use zgres_schema::documents::{Role, SyncMode, SyncState};
 use zgres_schema::Fetched;
 
 use super::Daemon;
+use crate::coordination::CoordinationError;
 use crate::decision::{LockView, Observation};
+use crate::postgres_client::ClientError;
 use crate::synchronous::{Progress, SyncInputs, SyncKeeper, SyncStep};
 
 impl Daemon {
@@ -94,21 +96,16 @@ impl Daemon {
                     primary: self.config.node,
                     standbys: standbys.clone(),
                 };
-                match self.session.as_mut() {
-                    Some(s) => s.coordinator.publish_sync(Some(&state), version).await.map_err(|e| e.to_string()),
-                    None => Err("no session".into()),
-                }
-                .map(|()| tracing::info!(standbys = ?standbys.iter().map(ToString::to_string).collect::<Vec<_>>(), "published the synchronous standby set"))
+                self.publish_sync(Some(&state), version)
+                    .await
+                    .map(|()| tracing::info!(standbys = ?standbys.iter().map(ToString::to_string).collect::<Vec<_>>(), "published the synchronous standby set"))
             }
-            SyncStep::Unpublish => match self.session.as_mut() {
-                Some(s) => s.coordinator.publish_sync(None, None).await.map_err(|e| e.to_string()),
-                None => Err("no session".into()),
-            },
+            SyncStep::Unpublish => self.publish_sync(None, None).await,
             SyncStep::SetStandbyNames(names) => self
                 .client
                 .set_standby_names(names)
                 .await
-                .map_err(|e| e.to_string())
+                .map_err(SyncStepError::from)
                 .map(|()| tracing::info!(synchronous_standby_names = %names, "set synchronous_standby_names")),
             SyncStep::Confirm(node) => {
                 self.sync_keeper.confirming(*node, position);
@@ -126,4 +123,34 @@ impl Daemon {
             }
         }
     }
+
+    /// Writes (or deletes, with `None`) `/sync`, compare-and-set on `version`.
+    async fn publish_sync(
+        &mut self,
+        state: Option<&SyncState>,
+        version: Option<i32>,
+    ) -> Result<(), SyncStepError> {
+        let session = self.session.as_mut().ok_or(SyncStepError::NoSession)?;
+        match session.coordinator.publish_sync(state, version).await? {
+            true => Ok(()),
+            false => Err(SyncStepError::Changed),
+        }
+    }
+}
+
+/// Why a synchronous-replication step did not happen (it is retried next round).
+#[derive(Debug, thiserror::Error)]
+enum SyncStepError {
+    /// No ZooKeeper session at the moment.
+    #[error("no ZooKeeper session")]
+    NoSession,
+    /// `/sync` changed since it was read.
+    #[error("/sync changed since it was read")]
+    Changed,
+    /// ZooKeeper failed.
+    #[error(transparent)]
+    Coordination(#[from] CoordinationError),
+    /// PostgreSQL failed.
+    #[error(transparent)]
+    Postgres(#[from] ClientError),
 }

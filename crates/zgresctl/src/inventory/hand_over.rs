@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use zgres_schema::documents::{Role, Switchover, SwitchoverKind};
 use zgres_schema::{decode, encode, NodeId, Znode};
-use zookeeper_client as zk;
+use zgres_zk::{CreateKind, Outcome};
 
 use super::{resolve_node, CtlError, Inventory, NodeView};
 
@@ -88,14 +88,16 @@ impl Inventory {
             stopped_lsn: None,
         };
         let path = self.layout.path(&Znode::Switchover(view.group.clone()));
-        let opts = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
-        self.client
-            .mkdir(&self.layout.dir("switchover"), &opts)
-            .await?;
+        self.session.mkdir(&self.layout.dir("switchover")).await?;
         let data = encode(&doc).map_err(|e| CtlError::Usage(e.to_string()))?;
-        match self.client.create(&path, &data, &opts).await {
-            Ok(_) => Ok((doc, view.leader)),
-            Err(zk::Error::NodeExists) => {
+        match self
+            .session
+            .create(&path, &data, CreateKind::Persistent)
+            .await?
+        {
+            Outcome::Done(_) => Ok((doc, view.leader)),
+            Outcome::NotFound | Outcome::BadVersion => Err(CtlError::Conflict(path)),
+            Outcome::Exists => {
                 let pending = self.pending_hand_over(group).await?;
                 Err(CtlError::Pending {
                     group: group.to_owned(),
@@ -107,7 +109,6 @@ impl Inventory {
                         .map_or("the best replica".into(), |n| n.to_string()),
                 })
             }
-            Err(e) => Err(e.into()),
         }
     }
 
@@ -133,11 +134,7 @@ impl Inventory {
         let path = self
             .layout
             .path(&Znode::Switchover(self.group_name(group)?));
-        match self.client.delete(&path, None).await {
-            Ok(()) => Ok(true),
-            Err(zk::Error::NoNode) => Ok(false),
-            Err(e) => Err(e.into()),
-        }
+        Ok(self.session.delete(&path, None).await?.is_done())
     }
 
     /// Waits until the request is gone and another node than `old` holds the lock; returns

@@ -4,7 +4,6 @@
 use serde::Serialize;
 use zgres_schema::documents::Promotion;
 use zgres_schema::{Fetched, HistoryView, Znode};
-use zookeeper_client as zk;
 
 use super::{CtlError, Inventory};
 
@@ -29,11 +28,7 @@ impl Inventory {
         let mut view = HistoryView::default();
         if let Some((data, _)) = self.get(&path).await? {
             view.document = Fetched::decode(&path, Some(&data));
-            let mut children = match self.client.list_children(&path).await {
-                Ok(children) => children,
-                Err(zk::Error::NoNode) => vec![],
-                Err(e) => return Err(e.into()),
-            };
+            let mut children = self.session.children(&path).await?.unwrap_or_default();
             children.sort();
             // Only the promotions recorded beside an unreadable history, as the deadmen read them.
             for child in children

@@ -1,0 +1,26 @@
+//! The ZooKeeper edge shared by `zgres-deadman`, `zgres-sync` and `zgresctl`.
+//!
+//! - [`settings`]: the `[zookeeper]` config section every program reads, validated into
+//!   [`ZkSettings`]; the one place a session's connector is built (where authentication and
+//!   TLS will be configured).
+//! - [`session`]: [`ZkSession`], a connected client whose requests are timed and whose
+//!   expected answers (not found, already exists, version changed) come back as typed
+//!   [`Outcome`]s rather than errors.
+//! - [`error`]: [`ZkError`] (retryable, session ended, or refused) and [`ConnectError`].
+//! - [`backoff`]: exponential reconnect backoff with jitter.
+//!
+//! Nothing here decides anything for a daemon: callers choose what an outcome means.
+#![forbid(unsafe_code)]
+
+pub mod backoff;
+pub mod error;
+pub mod session;
+pub mod settings;
+
+pub use backoff::Backoff;
+pub use error::{ConnectError, ConnectFailure, ZkError};
+pub use session::{CreateKind, Outcome, ZkSession};
+pub use settings::{ZkSettings, ZookeeperSection};
+/// The ZooKeeper client crate, for its value types (`Stat`, `SessionInfo`, watchers, create
+/// options).
+pub use zookeeper_client as client;

@@ -1,0 +1,264 @@
+//! A ZooKeeper session whose requests are timed and whose expected answers are typed.
+
+use std::future::Future;
+use std::time::Duration;
+
+use zookeeper_client as zk;
+
+use crate::error::{ConnectError, ConnectFailure, ZkError};
+use crate::settings::ZkSettings;
+
+/// The answer to a write that may meet an expected condition instead of succeeding. None of
+/// these is an error to retry: the caller decides what each means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome<T> {
+    /// The write happened.
+    Done(T),
+    /// The znode (or, for a create, its parent) does not exist.
+    NotFound,
+    /// A create found the znode already there.
+    Exists,
+    /// The znode's version is not the one given: it changed since it was read.
+    BadVersion,
+}
+
+impl<T> Outcome<T> {
+    /// The result, if the write happened.
+    pub fn done(self) -> Option<T> {
+        match self {
+            Outcome::Done(value) => Some(value),
+            _ => None,
+        }
+    }
+
+    /// Whether the write happened.
+    pub fn is_done(&self) -> bool {
+        matches!(self, Outcome::Done(_))
+    }
+}
+
+/// What kind of znode a create makes. The ACL each gets is decided here, in one place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CreateKind {
+    /// Outlives the session.
+    Persistent,
+    /// Deleted by the server when the session ends.
+    Ephemeral,
+    /// Persistent, with a sequence number the server appends to the name.
+    PersistentSequential,
+}
+
+impl CreateKind {
+    fn options(self) -> zk::CreateOptions<'static> {
+        let mode = match self {
+            CreateKind::Persistent => zk::CreateMode::Persistent,
+            CreateKind::Ephemeral => zk::CreateMode::Ephemeral,
+            CreateKind::PersistentSequential => zk::CreateMode::PersistentSequential,
+        };
+        mode.with_acls(zk::Acls::anyone_all())
+    }
+}
+
+/// One ZooKeeper session. Every request is bounded by the request timeout given at connect;
+/// a request that times out is [`ZkError::Retryable`] and the session stays usable.
+///
+/// Cancellation: every method is cancel-safe in the sense that dropping its future abandons
+/// the wait; a write already sent may still be applied by the server.
+#[derive(Clone)]
+pub struct ZkSession {
+    client: zk::Client,
+    request_timeout: Duration,
+}
+
+impl std::fmt::Debug for ZkSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ZkSession")
+            .field("session", &self.client.session_id())
+            .finish()
+    }
+}
+
+impl ZkSession {
+    /// Opens a session with `settings` — or resumes `resume`, a session the client gave up on
+    /// that the server may still hold — waiting at most the session timeout.
+    ///
+    /// # Errors
+    /// [`ConnectError`]: no answer in time, the session to resume expired, or the client
+    /// rejected the attempt.
+    pub async fn connect(
+        settings: &ZkSettings,
+        resume: Option<zk::SessionInfo>,
+        request_timeout: Duration,
+    ) -> Result<ZkSession, ConnectError> {
+        let failed = |failure| ConnectError {
+            connect: settings.connect.clone(),
+            failure,
+        };
+        let resuming = resume.is_some();
+        let mut connector = settings.connector();
+        if let Some(session) = resume {
+            connector = connector.with_session(session);
+        }
+        let client = match tokio::time::timeout(
+            settings.session_timeout,
+            connector.connect(&settings.connect),
+        )
+        .await
+        {
+            Err(_) => return Err(failed(ConnectFailure::TimedOut(settings.session_timeout))),
+            Ok(Err(zk::Error::SessionExpired)) if resuming => {
+                return Err(failed(ConnectFailure::ResumedSessionExpired))
+            }
+            Ok(Err(e)) => return Err(failed(ConnectFailure::Client(e))),
+            Ok(Ok(client)) => client,
+        };
+        Ok(ZkSession {
+            client,
+            request_timeout,
+        })
+    }
+
+    /// The underlying client (for requests this type does not wrap).
+    pub fn client(&self) -> &zk::Client {
+        &self.client
+    }
+
+    /// The session's id.
+    pub fn session_id(&self) -> zk::SessionId {
+        self.client.session_id()
+    }
+
+    /// The session's id and password, to resume it after the client gave up on it.
+    pub fn session_info(&self) -> zk::SessionInfo {
+        self.client.session().clone()
+    }
+
+    /// The session timeout the server granted.
+    pub fn granted_timeout(&self) -> Duration {
+        self.client.session_timeout()
+    }
+
+    /// Sends `request` with the request timeout; expected answers become [`Outcome`]s.
+    async fn timed<T>(
+        &self,
+        operation: &'static str,
+        path: &str,
+        request: impl Future<Output = Result<T, zk::Error>>,
+    ) -> Result<Outcome<T>, ZkError> {
+        match tokio::time::timeout(self.request_timeout, request).await {
+            Ok(Ok(value)) => Ok(Outcome::Done(value)),
+            Ok(Err(zk::Error::NoNode)) => Ok(Outcome::NotFound),
+            Ok(Err(zk::Error::NodeExists)) => Ok(Outcome::Exists),
+            Ok(Err(zk::Error::BadVersion)) => Ok(Outcome::BadVersion),
+            Ok(Err(e)) => Err(ZkError::classify(e, operation, path)),
+            Err(_) => Err(ZkError::Retryable(zk::Error::Timeout)),
+        }
+    }
+
+    /// The znode's data and stat; `None` when it does not exist.
+    ///
+    /// # Errors
+    /// [`ZkError`].
+    pub async fn get(&self, path: &str) -> Result<Option<(Vec<u8>, zk::Stat)>, ZkError> {
+        Ok(self
+            .timed("get", path, self.client.get_data(path))
+            .await?
+            .done())
+    }
+
+    /// The znode's children (unordered); `None` when it does not exist.
+    ///
+    /// # Errors
+    /// [`ZkError`].
+    pub async fn children(&self, path: &str) -> Result<Option<Vec<String>>, ZkError> {
+        Ok(self
+            .timed("list", path, self.client.list_children(path))
+            .await?
+            .done())
+    }
+
+    /// The znode's stat; `None` when it does not exist.
+    ///
+    /// # Errors
+    /// [`ZkError`].
+    pub async fn stat(&self, path: &str) -> Result<Option<zk::Stat>, ZkError> {
+        Ok(self
+            .timed("stat", path, self.client.check_stat(path))
+            .await?
+            .done()
+            .flatten())
+    }
+
+    /// Creates the znode; [`Outcome::Done`] carries its stat and sequence number.
+    ///
+    /// # Errors
+    /// [`ZkError`].
+    pub async fn create(
+        &self,
+        path: &str,
+        data: &[u8],
+        kind: CreateKind,
+    ) -> Result<Outcome<(zk::Stat, zk::CreateSequence)>, ZkError> {
+        let options = kind.options();
+        self.timed("create", path, self.client.create(path, data, &options))
+            .await
+    }
+
+    /// Replaces the znode's data if its version is `version` (`None`: any version).
+    ///
+    /// # Errors
+    /// [`ZkError`].
+    pub async fn set(
+        &self,
+        path: &str,
+        data: &[u8],
+        version: Option<i32>,
+    ) -> Result<Outcome<zk::Stat>, ZkError> {
+        self.timed("set", path, self.client.set_data(path, data, version))
+            .await
+    }
+
+    /// Deletes the znode if its version is `version` (`None`: any version).
+    ///
+    /// # Errors
+    /// [`ZkError`].
+    pub async fn delete(&self, path: &str, version: Option<i32>) -> Result<Outcome<()>, ZkError> {
+        self.timed("delete", path, self.client.delete(path, version))
+            .await
+    }
+
+    /// Creates the persistent znode `path` and any missing parents (existing ones are fine).
+    ///
+    /// # Errors
+    /// [`ZkError`].
+    pub async fn mkdir(&self, path: &str) -> Result<(), ZkError> {
+        let options = CreateKind::Persistent.options();
+        match self
+            .timed("mkdir", path, self.client.mkdir(path, &options))
+            .await?
+        {
+            Outcome::Done(()) | Outcome::Exists => Ok(()),
+            // A parent deleted concurrently, or a version race on it: retry.
+            Outcome::NotFound | Outcome::BadVersion => Err(ZkError::Retryable(zk::Error::NoNode)),
+        }
+    }
+
+    /// Adds a persistent watch (`mode`: on the znode alone, or recursive) on `path`.
+    ///
+    /// # Errors
+    /// [`ZkError`].
+    pub async fn watch(
+        &self,
+        path: &str,
+        mode: zk::AddWatchMode,
+    ) -> Result<zk::PersistentWatcher, ZkError> {
+        // A persistent watch may be set on a path that does not exist yet.
+        match self
+            .timed("watch", path, self.client.watch(path, mode))
+            .await?
+        {
+            Outcome::Done(watcher) => Ok(watcher),
+            _ => Err(ZkError::Retryable(zk::Error::NoNode)),
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! The `[zookeeper]` section every zgres program reads, and the settings it validates into.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use zgres_config::Problems;
+use zgres_schema::ZkLayout;
+use zookeeper_client as zk;
+
+/// Session timeouts accepted, in milliseconds (ZooKeeper's own defaults allow 2–20 ticks).
+const SESSION_TIMEOUT_RANGE_MS: std::ops::RangeInclusive<u64> = 1_000..=120_000;
+
+/// The `[zookeeper]` section as written in a config file. Unknown keys are rejected.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZookeeperSection {
+    /// `host:port,...` of the ensemble, optionally followed by a `/chroot`.
+    pub connect: String,
+    /// The znode under which zgres keeps everything.
+    #[serde(default = "default_root")]
+    pub root: String,
+    /// The session timeout to ask for; each program has its own default.
+    pub session_timeout_ms: Option<u64>,
+    /// How long before the earliest possible session expiry PostgreSQL is fenced. Only the
+    /// deadman fences; other programs reject the key.
+    pub fence_margin_ms: Option<u64>,
+}
+
+fn default_root() -> String {
+    ZkLayout::DEFAULT_ROOT.to_owned()
+}
+
+/// Validated ZooKeeper settings: where to connect and where zgres's znodes live.
+#[derive(Debug, Clone)]
+pub struct ZkSettings {
+    /// `host:port,...` of the ensemble.
+    pub connect: String,
+    /// Where zgres's znodes live.
+    pub layout: ZkLayout,
+    /// The session timeout to ask for (the server may grant another).
+    pub session_timeout: Duration,
+}
+
+impl ZookeeperSection {
+    /// Validates the keys every program shares, adding each problem under its key (e.g.
+    /// `zookeeper.connect`). `default_session_timeout` applies when the key is absent.
+    /// `None` when any key is bad.
+    pub fn settings(
+        &self,
+        default_session_timeout: Duration,
+        problems: &mut Problems,
+    ) -> Option<ZkSettings> {
+        let before = problems.len();
+        let layout = ZkLayout::new(&self.root)
+            .map_err(|e| problems.add("zookeeper.root", e.to_string()))
+            .ok();
+        if let Err(reason) = check_connect_string(&self.connect) {
+            problems.add("zookeeper.connect", reason);
+        }
+        let session_timeout = match self.session_timeout_ms {
+            Some(ms) if !SESSION_TIMEOUT_RANGE_MS.contains(&ms) => {
+                problems.add(
+                    "zookeeper.session_timeout_ms",
+                    "must be between 1000 and 120000",
+                );
+                default_session_timeout
+            }
+            Some(ms) => Duration::from_millis(ms),
+            None => default_session_timeout,
+        };
+        (problems.len() == before).then(|| ZkSettings {
+            connect: self.connect.trim().to_owned(),
+            layout: layout.expect("a valid root when no problem was added"),
+            session_timeout,
+        })
+    }
+
+    /// The deadman's fence margin (`default` when absent): above zero and at most half of the
+    /// session timeout asked for (`default_session_timeout` when absent), else a problem under
+    /// `zookeeper.fence_margin_ms`.
+    pub fn fence_margin(
+        &self,
+        default: Duration,
+        default_session_timeout: Duration,
+        problems: &mut Problems,
+    ) -> Duration {
+        let session_timeout = self
+            .session_timeout_ms
+            .map_or(default_session_timeout, Duration::from_millis);
+        let margin = self.fence_margin_ms.map_or(default, Duration::from_millis);
+        if margin.is_zero() || margin * 2 > session_timeout {
+            problems.add(
+                "zookeeper.fence_margin_ms",
+                "must be above 0 and at most half of zookeeper.session_timeout_ms",
+            );
+        }
+        margin
+    }
+
+    /// For a program that does not fence: `fence_margin_ms` is a mistake worth naming (the
+    /// operator may think it protects something).
+    pub fn reject_fence_margin(&self, program: &str, problems: &mut Problems) {
+        if self.fence_margin_ms.is_some() {
+            problems.add(
+                "zookeeper.fence_margin_ms",
+                format!("{program} does not fence; only zgres-deadman reads this key"),
+            );
+        }
+    }
+}
+
+impl ZkSettings {
+    /// Settings from command-line values (zgresctl): the same checks as the config section.
+    ///
+    /// # Errors
+    /// Each problem, under the config key it corresponds to.
+    pub fn from_values(
+        connect: &str,
+        root: &str,
+        session_timeout: Duration,
+    ) -> Result<ZkSettings, Problems> {
+        let section = ZookeeperSection {
+            connect: connect.to_owned(),
+            root: root.to_owned(),
+            session_timeout_ms: None,
+            fence_margin_ms: None,
+        };
+        let mut problems = Problems::default();
+        section
+            .settings(session_timeout, &mut problems)
+            .ok_or(problems)
+    }
+
+    /// The connector every session of every program is opened with. Authentication and TLS
+    /// belong here, so that no program connects differently.
+    pub(crate) fn connector(&self) -> zk::Connector {
+        zk::Client::connector().with_session_timeout(self.session_timeout)
+    }
+}
+
+/// Checks `host:port,...[/chroot]`: at least one host, each with a numeric port.
+fn check_connect_string(connect: &str) -> Result<(), String> {
+    let hosts = connect.trim().split('/').next().unwrap_or_default();
+    if hosts.is_empty() {
+        return Err("must list at least one host:port".into());
+    }
+    for host in hosts.split(',') {
+        let host = host.trim();
+        let Some((name, port)) = host.rsplit_once(':') else {
+            return Err(format!("{host:?} has no :port"));
+        };
+        if name.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0) {
+            return Err(format!("{host:?} is not host:port"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn section(text: &str) -> ZookeeperSection {
+        toml::from_str(text).unwrap()
+    }
+
+    fn problems_of(text: &str) -> Vec<String> {
+        let mut problems = Problems::default();
+        section(text).settings(Duration::from_secs(4), &mut problems);
+        problems.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn defaults_apply_and_the_connect_string_is_kept() {
+        let mut problems = Problems::default();
+        let settings = section("connect = \"a:2181,b:2181/chroot\"")
+            .settings(Duration::from_secs(4), &mut problems)
+            .unwrap();
+        assert!(problems.is_empty());
+        assert_eq!(settings.connect, "a:2181,b:2181/chroot");
+        assert_eq!(settings.session_timeout, Duration::from_secs(4));
+        assert_eq!(settings.layout.root(), ZkLayout::DEFAULT_ROOT);
+    }
+
+    #[test]
+    fn each_bad_key_is_named() {
+        assert_eq!(
+            problems_of("connect = \"\""),
+            ["zookeeper.connect: must list at least one host:port"]
+        );
+        assert_eq!(
+            problems_of("connect = \"a:2181,b\""),
+            ["zookeeper.connect: \"b\" has no :port"]
+        );
+        assert_eq!(
+            problems_of("connect = \"a:zk\""),
+            ["zookeeper.connect: \"a:zk\" is not host:port"]
+        );
+        assert_eq!(
+            problems_of("connect = \"a:1\"\nsession_timeout_ms = 10"),
+            ["zookeeper.session_timeout_ms: must be between 1000 and 120000"]
+        );
+        let root = problems_of("connect = \"a:1\"\nroot = \"no-slash\"");
+        assert!(root[0].starts_with("zookeeper.root: "), "{root:?}");
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let err = toml::from_str::<ZookeeperSection>("connect = \"a:1\"\nhosts = 1").unwrap_err();
+        assert!(err.to_string().contains("unknown field `hosts`"), "{err}");
+    }
+
+    #[test]
+    fn the_fence_margin_is_the_deadmans_alone() {
+        let s = section("connect = \"a:1\"\nfence_margin_ms = 3000");
+        let mut problems = Problems::default();
+        s.fence_margin(
+            Duration::from_secs(1),
+            Duration::from_secs(4),
+            &mut problems,
+        );
+        assert_eq!(problems.len(), 1, "3000 is more than half of 4000");
+        let mut problems = Problems::default();
+        s.reject_fence_margin("zgres-sync", &mut problems);
+        assert_eq!(
+            problems.iter().next().unwrap().key,
+            "zookeeper.fence_margin_ms"
+        );
+    }
+}

@@ -1,0 +1,123 @@
+//! `ZkSession` against a real ZooKeeper: expected answers come back as typed outcomes, a lost
+//! server as a retryable error, a bad address as a connect error.
+
+use std::time::Duration;
+
+use zgres_testkit::fault_proxy::{FaultProxy, ProxyMode};
+use zgres_testkit::zookeeper::ZkCluster;
+use zgres_zk::{ConnectFailure, CreateKind, Outcome, ZkError, ZkSession, ZkSettings};
+
+fn settings(connect: &str) -> ZkSettings {
+    ZkSettings::from_values(connect, "/zgres", Duration::from_secs(4)).unwrap()
+}
+
+#[tokio::test]
+async fn expected_answers_are_outcomes_not_errors() {
+    let zk = ZkCluster::standalone().await.unwrap();
+    let session = ZkSession::connect(
+        &settings(&zk.connect_string()),
+        None,
+        Duration::from_secs(2),
+    )
+    .await
+    .unwrap();
+    session.mkdir("/zgres/a").await.unwrap();
+    session.mkdir("/zgres/a").await.unwrap(); // existing is fine
+
+    assert_eq!(session.get("/zgres/a/x").await.unwrap(), None);
+    assert_eq!(session.children("/zgres/none").await.unwrap(), None);
+    assert_eq!(session.stat("/zgres/a/x").await.unwrap(), None);
+    assert_eq!(
+        session
+            .create("/zgres/none/x", b"1", CreateKind::Persistent)
+            .await
+            .unwrap(),
+        Outcome::NotFound
+    );
+    let created = session
+        .create("/zgres/a/x", b"1", CreateKind::Ephemeral)
+        .await
+        .unwrap();
+    assert!(created.is_done());
+    assert_eq!(
+        session
+            .create("/zgres/a/x", b"2", CreateKind::Ephemeral)
+            .await
+            .unwrap(),
+        Outcome::Exists
+    );
+    let (data, stat) = session.get("/zgres/a/x").await.unwrap().unwrap();
+    assert_eq!(data, b"1");
+    assert_eq!(stat.ephemeral_owner, session.session_id().0);
+    assert_eq!(
+        session
+            .set("/zgres/a/x", b"3", Some(stat.version + 1))
+            .await
+            .unwrap(),
+        Outcome::BadVersion
+    );
+    assert!(session
+        .set("/zgres/a/x", b"3", Some(stat.version))
+        .await
+        .unwrap()
+        .is_done());
+    assert_eq!(
+        session
+            .delete("/zgres/a/x", Some(stat.version))
+            .await
+            .unwrap(),
+        Outcome::BadVersion
+    );
+    assert!(session.delete("/zgres/a/x", None).await.unwrap().is_done());
+    assert_eq!(
+        session.delete("/zgres/a/x", None).await.unwrap(),
+        Outcome::NotFound
+    );
+    assert_eq!(session.children("/zgres/a").await.unwrap(), Some(vec![]));
+}
+
+#[tokio::test]
+async fn a_silent_server_is_a_retryable_timeout_and_the_session_survives_it() {
+    let zk = ZkCluster::standalone().await.unwrap();
+    let proxy = FaultProxy::start(zk.client_addr(0)).unwrap();
+    let session = ZkSession::connect(
+        &settings(&proxy.addr().to_string()),
+        None,
+        Duration::from_millis(300),
+    )
+    .await
+    .unwrap();
+    session.mkdir("/zgres").await.unwrap();
+    proxy.set_mode(ProxyMode::Blackhole);
+    let error = session.get("/zgres").await.unwrap_err();
+    assert!(matches!(error, ZkError::Retryable(_)), "{error:?}");
+    assert!(!error.session_ended());
+    proxy.set_mode(ProxyMode::Pass);
+    zgres_testkit::poll::until(
+        "the session to answer again",
+        Duration::from_secs(10),
+        || async { session.get("/zgres").await.ok().flatten() },
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn nothing_listening_is_a_connect_error_naming_the_address() {
+    let port = zgres_testkit::ports::free_port().unwrap();
+    let connect = format!("127.0.0.1:{port}");
+    let settings =
+        ZkSettings::from_values(&connect, "/zgres", Duration::from_millis(1_000)).unwrap();
+    let error = ZkSession::connect(&settings, None, Duration::from_secs(1))
+        .await
+        .unwrap_err();
+    assert_eq!(error.connect, connect);
+    assert!(
+        matches!(
+            error.failure,
+            ConnectFailure::TimedOut(_) | ConnectFailure::Client(_)
+        ),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains(&connect), "{error}");
+}
