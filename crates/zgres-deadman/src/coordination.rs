@@ -131,7 +131,7 @@ impl Coordinator {
             held_lock: None,
             lock_gone_zxid: None,
         };
-        for dir in zgres_schema::paths::DIRECTORIES {
+        for dir in zgres_schema::Dir::ALL {
             coordinator
                 .session
                 .mkdir(&coordinator.layout.dir(dir))

@@ -17,12 +17,12 @@ pub enum DataDirError {
     )]
     NotADataDir(PathBuf),
     /// `pg_controldata` failed or printed something unexpected.
-    #[error("pg_controldata on {path}: {message}")]
+    #[error("pg_controldata on {path}: {problem}")]
     ControlData {
         /// The data directory.
         path: PathBuf,
         /// What went wrong.
-        message: String,
+        problem: ControlDataProblem,
     },
     /// A file could not be read or written.
     #[error("{path}: {source}")]
@@ -31,6 +31,28 @@ pub enum DataDirError {
         path: PathBuf,
         /// The OS error.
         source: std::io::Error,
+    },
+}
+
+/// Why `pg_controldata`'s report could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlDataProblem {
+    /// It could not be started.
+    #[error("cannot run it: {0}")]
+    Start(std::io::Error),
+    /// It exited unsuccessfully.
+    #[error("{0}")]
+    Failed(String),
+    /// A line it always prints is missing.
+    #[error("no {0:?} line")]
+    MissingField(&'static str),
+    /// A line's value cannot be parsed.
+    #[error("{field}: cannot parse {value:?}")]
+    BadField {
+        /// The line.
+        field: &'static str,
+        /// Its value.
+        value: String,
     },
 }
 
@@ -52,9 +74,9 @@ pub struct ControlData {
 /// # Errors
 /// [`DataDirError::ControlData`] when it fails or lacks a field.
 pub async fn control_data(config: &PostgresConfig) -> Result<ControlData, DataDirError> {
-    let fail = |message: String| DataDirError::ControlData {
+    let fail = |problem| DataDirError::ControlData {
         path: config.data_dir.clone(),
-        message,
+        problem,
     };
     let output = tokio::process::Command::new(config.bin_dir.join("pg_controldata"))
         .arg("-D")
@@ -62,33 +84,40 @@ pub async fn control_data(config: &PostgresConfig) -> Result<ControlData, DataDi
         .env("LC_ALL", "C")
         .output()
         .await
-        .map_err(|e| fail(e.to_string()))?;
+        .map_err(|e| fail(ControlDataProblem::Start(e)))?;
     if !output.status.success() {
-        return Err(fail(
+        return Err(fail(ControlDataProblem::Failed(
             String::from_utf8_lossy(&output.stderr).trim().to_owned(),
-        ));
+        )));
     }
     parse_control_data(&String::from_utf8_lossy(&output.stdout)).map_err(fail)
 }
 
-fn parse_control_data(text: &str) -> Result<ControlData, String> {
-    let field = |name: &str| {
+fn parse_control_data(text: &str) -> Result<ControlData, ControlDataProblem> {
+    let field = |name: &'static str| {
         text.lines()
             .find_map(|l| l.strip_prefix(name)?.trim_start().strip_prefix(':'))
             .map(str::trim)
-            .ok_or_else(|| format!("no {name:?} line"))
+            .ok_or(ControlDataProblem::MissingField(name))
     };
-    let system_id = field("Database system identifier")?
-        .parse()
-        .map_err(|e| format!("{e}"))?;
-    let timeline = field("Latest checkpoint's TimeLineID")?
-        .parse::<u32>()
-        .ok()
-        .and_then(|t| Timeline::new(t).ok())
-        .ok_or("bad timeline")?;
-    let checkpoint = field("Latest checkpoint location")?
-        .parse()
-        .map_err(|e| format!("{e}"))?;
+    fn parsed<T>(
+        field: &'static str,
+        value: &str,
+        parse: impl FnOnce(&str) -> Option<T>,
+    ) -> Result<T, ControlDataProblem> {
+        parse(value).ok_or_else(|| ControlDataProblem::BadField {
+            field,
+            value: value.to_owned(),
+        })
+    }
+    const SYSTEM_ID: &str = "Database system identifier";
+    const TIMELINE: &str = "Latest checkpoint's TimeLineID";
+    const CHECKPOINT: &str = "Latest checkpoint location";
+    let system_id = parsed(SYSTEM_ID, field(SYSTEM_ID)?, |v| v.parse().ok())?;
+    let timeline = parsed(TIMELINE, field(TIMELINE)?, |v| {
+        Timeline::new(v.parse().ok()?).ok()
+    })?;
+    let checkpoint = parsed(CHECKPOINT, field(CHECKPOINT)?, |v| v.parse().ok())?;
     let clean_shutdown = field("Database cluster state")? == "shut down";
     Ok(ControlData {
         system_id,

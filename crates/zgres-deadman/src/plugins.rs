@@ -141,7 +141,38 @@ pub fn start(
     Ok(Some(Plugins { outcome, input }))
 }
 
-async fn run_one(plugin: &Loaded, document: &[u8]) -> Result<Answer, String> {
+/// Why a plugin gave no usable answer (the node then counts as vetoed).
+#[derive(Debug, thiserror::Error)]
+enum RunError {
+    /// Its input file could not be created or written.
+    #[error("cannot hand it its input: {0}")]
+    Input(std::io::Error),
+    /// The configured command is empty (config validation prevents this).
+    #[error("empty command")]
+    EmptyCommand,
+    /// The command failed, timed out or could not start.
+    #[error(transparent)]
+    Command(#[from] zgres_process::CommandError),
+    /// The library call did not return in time.
+    #[error("no answer within {0:?}")]
+    TimedOut(Duration),
+    /// The library call's thread failed.
+    #[error("the call did not finish: {0}")]
+    Crashed(#[from] tokio::task::JoinError),
+    /// The library refused or failed.
+    #[error(transparent)]
+    Library(#[from] zgres_plugin::PluginError),
+    /// The answer is not the documented JSON.
+    #[error("answer is not {{\"meta\": {{...}}, \"veto\": \"...\"}}: {error} (got {shown:?})")]
+    BadAnswer {
+        /// The parser's complaint.
+        error: serde_json::Error,
+        /// The start of the answer.
+        shown: String,
+    },
+}
+
+async fn run_one(plugin: &Loaded, document: &[u8]) -> Result<Answer, RunError> {
     let output = match plugin {
         Loaded::Command(argv, timeout) => {
             // One file per run, removed when the run ends: nothing is left behind unless the
@@ -150,27 +181,22 @@ async fn run_one(plugin: &Loaded, document: &[u8]) -> Result<Answer, String> {
                 .prefix("zgres-deadman-plugin-input-")
                 .suffix(".json")
                 .tempfile()
-                .map_err(|e| format!("cannot create its input file: {e}"))?;
-            std::io::Write::write_all(&mut input_file, document)
-                .map_err(|e| format!("cannot write its input: {e}"))?;
-            let (program, args) = argv.split_first().ok_or("empty command")?;
+                .map_err(RunError::Input)?;
+            std::io::Write::write_all(&mut input_file, document).map_err(RunError::Input)?;
+            let (program, args) = argv.split_first().ok_or(RunError::EmptyCommand)?;
             let args = args
                 .iter()
                 .map(std::ffi::OsStr::new)
                 .chain([input_file.path().as_os_str()]);
-            zgres_process::run(program.as_ref(), args, *timeout)
-                .await
-                .map_err(|e| e.to_string())?
+            zgres_process::run(program.as_ref(), args, *timeout).await?
         }
         Loaded::Library(library, timeout) => {
             let library = library.clone();
             let document = document.to_vec();
             let call = tokio::task::spawn_blocking(move || library.call(&document));
             match tokio::time::timeout(*timeout, call).await {
-                Err(_) => return Err(format!("no answer within {timeout:?}")),
-                Ok(joined) => joined
-                    .map_err(|e| e.to_string())?
-                    .map_err(|e| e.to_string())?,
+                Err(_) => return Err(RunError::TimedOut(*timeout)),
+                Ok(joined) => joined??,
             }
         }
     };
@@ -181,8 +207,8 @@ async fn run_one(plugin: &Loaded, document: &[u8]) -> Result<Answer, String> {
             veto: None,
         });
     }
-    serde_json::from_str(text.trim()).map_err(|e| {
-        let shown: String = text.chars().take(200).collect();
-        format!("answer is not {{\"meta\": {{...}}, \"veto\": \"...\"}}: {e} (got {shown:?})")
+    serde_json::from_str(text.trim()).map_err(|error| RunError::BadAnswer {
+        error,
+        shown: text.chars().take(200).collect(),
     })
 }

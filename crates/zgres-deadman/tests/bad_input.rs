@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use zgres_schema::documents::DatabaseId;
-use zgres_schema::{decode, Znode};
+use zgres_schema::{decode, Dir, Znode};
 use zgres_testkit::fault_proxy::ProxyMode;
 use zgres_testkit::group::{Group, Timing, DEADLINE};
 use zgres_testkit::poll;
@@ -15,7 +15,7 @@ fn persistent() -> zk::CreateOptions<'static> {
 }
 
 async fn mkdirs(group: &Group, client: &zk::Client) {
-    for dir in ["lock", "state", "static"] {
+    for dir in [Dir::Lock, Dir::State, Dir::Static] {
         client
             .mkdir(&group.layout.dir(dir), &persistent())
             .await
@@ -36,14 +36,14 @@ async fn garbage_in_zookeeper_is_logged_and_never_trusted() {
         .create(&lock, b"\x00garbage{", &persistent())
         .await
         .unwrap();
-    let fake_peer = format!("{}/main_127.0.0.9:9", group.layout.dir("state"));
+    let fake_peer = format!("{}/main_127.0.0.9:9", group.layout.dir(Dir::State));
     let fake_state = br#"{"v":1,"node":"127.0.0.9:9","role":"replica","updated_at_ms":0,
         "wal":{"receive":"FFFFFFFF/0","replay":"FFFFFFFF/0"},"timeline":99}"#;
     client
         .create(&fake_peer, fake_state, &persistent())
         .await
         .unwrap();
-    let binary_peer = format!("{}/main_127.0.0.8:8", group.layout.dir("state"));
+    let binary_peer = format!("{}/main_127.0.0.8:8", group.layout.dir(Dir::State));
     client
         .create(&binary_peer, b"\xff\xfe\x00", &persistent())
         .await
@@ -192,7 +192,7 @@ async fn foreign_data_directory_is_refused_and_untouched() {
     assert_eq!(before, after, "configuration untouched");
     let client = group.zk_client().await;
     let states = client
-        .list_children(&group.layout.dir("state"))
+        .list_children(&group.layout.dir(Dir::State))
         .await
         .unwrap();
     assert!(!states.iter().any(|s| s.contains(&group.nodes[1].node_id())));

@@ -36,8 +36,8 @@ async fn plugins_add_metadata_and_vetoes_take_conn_away() {
 
     let client = group.zk_client().await;
     let node = group.nodes[0].node_id();
-    let state_path = format!("{}/main_{node}", group.layout.dir("state"));
-    let conn_path = format!("{}/main_{node}", group.layout.dir("conn"));
+    let state_path = format!("{}/main_{node}", group.layout.dir(zgres_schema::Dir::State));
+    let conn_path = format!("{}/main_{node}", group.layout.dir(zgres_schema::Dir::Conn));
     let state = || async {
         let (data, _) = client.get_data(&state_path).await.ok()?;
         decode::<NodeState>(&state_path, &data).ok()

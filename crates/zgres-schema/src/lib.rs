@@ -27,4 +27,4 @@ pub use fetched::{Fetched, UnreadableFilter};
 pub use history::HistoryView;
 pub use ids::{GroupName, IdError, NodeId, NodeName, SystemId, Timeline};
 pub use lsn::{Lsn, LsnParseError};
-pub use paths::{PathError, ZkLayout, Znode};
+pub use paths::{Dir, PathError, ZkLayout, Znode};

@@ -16,17 +16,54 @@ use std::fmt;
 
 use crate::ids::{GroupName, IdError, NodeId};
 
-/// The directories directly under the root, in the order of the table above.
-pub const DIRECTORIES: [&str; 8] = [
-    "state",
-    "conn",
-    "lock",
-    "static",
-    "history",
-    "config",
-    "sync",
-    "switchover",
-];
+/// A directory directly under the root: each holds one kind of znode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Dir {
+    /// `state`: the nodes' published states.
+    State,
+    /// `conn`: the healthy nodes' connection info.
+    Conn,
+    /// `lock`: the groups' leader locks.
+    Lock,
+    /// `static`: the groups' database identifiers.
+    Static,
+    /// `history`: the groups' promotion histories.
+    History,
+    /// `config`: the groups' configs.
+    Config,
+    /// `sync`: the groups' synchronous standby sets.
+    Sync,
+    /// `switchover`: pending switchover and failover requests.
+    Switchover,
+}
+
+impl Dir {
+    /// Every directory, in the order of the table above.
+    pub const ALL: [Dir; 8] = [
+        Dir::State,
+        Dir::Conn,
+        Dir::Lock,
+        Dir::Static,
+        Dir::History,
+        Dir::Config,
+        Dir::Sync,
+        Dir::Switchover,
+    ];
+
+    /// The directory's name under the root.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dir::State => "state",
+            Dir::Conn => "conn",
+            Dir::Lock => "lock",
+            Dir::Static => "static",
+            Dir::History => "history",
+            Dir::Config => "config",
+            Dir::Sync => "sync",
+            Dir::Switchover => "switchover",
+        }
+    }
+}
 
 const DB_ID_SUFFIX: &str = "-db-id";
 
@@ -145,9 +182,9 @@ impl ZkLayout {
         }
     }
 
-    /// The directory holding one kind of znode, e.g. `dir("state")` is `/zgres/state`.
-    pub fn dir(&self, name: &str) -> String {
-        format!("{}/{name}", self.root)
+    /// The directory holding one kind of znode, e.g. `dir(Dir::State)` is `/zgres/state`.
+    pub fn dir(&self, dir: Dir) -> String {
+        format!("{}/{}", self.root, dir.name())
     }
 
     /// The full path of `znode`.
@@ -267,7 +304,7 @@ mod tests {
             layout.path(&Znode::Switchover(g.clone())),
             "/zgres/switchover/main"
         );
-        assert_eq!(layout.dir("state"), "/zgres/state");
+        assert_eq!(layout.dir(Dir::State), "/zgres/state");
     }
 
     #[test]
@@ -278,7 +315,7 @@ mod tests {
             for n in ["127.0.0.1:5432", "[::1]:6543"] {
                 for z in all_znodes(&g, n.parse().unwrap()) {
                     let path = layout.path(&z);
-                    assert!(path.starts_with(layout.dir("").trim_end_matches('/')));
+                    assert!(path.starts_with(&format!("{}/", layout.root().trim_end_matches('/'))));
                     assert_eq!(layout.parse(&path).unwrap(), z, "{path}");
                 }
             }

@@ -343,7 +343,7 @@ mod tests {
 
     #[test]
     fn bad_values_are_named() {
-        let text = "[zookeeper]\nconnect = \"\"\nsession_timeout_ms = 1\n\
+        let text = "[zookeeper]\nconnect = \"\"\nsession_timeout_ms = 1\nfence_margin_ms = 5\n\
                     [sync]\ngroups = [\"a_b\"]\nsnapshot_file = \"relative.json\"\n\
                     hooks_dir = \"/nonexistent-zgres\"\n";
         let err = Config::parse(Path::new("s.toml"), text)
@@ -352,6 +352,7 @@ mod tests {
         for key in [
             "zookeeper.connect",
             "zookeeper.session_timeout_ms",
+            "zookeeper.fence_margin_ms",
             "sync.groups[0]",
             "sync.snapshot_file",
             "sync.hooks_dir",

@@ -65,41 +65,25 @@ impl Plugin {
         }
     }
 
-    async fn apply(&mut self, published: &Published) -> Result<(), String> {
+    async fn apply(&mut self, published: &Published) -> Result<(), ApplyError> {
         match self {
             Plugin::Hooks {
                 dir,
                 snapshot_file,
                 timeout,
-            } => {
-                let failures = hooks::run_all(dir, snapshot_file, *timeout).await;
-                if failures.is_empty() {
-                    Ok(())
-                } else {
-                    Err(failures
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join("; "))
-                }
-            }
-            Plugin::Pgbouncer(config) => pgbouncer::apply(config, &published.snapshot)
-                .await
-                .map_err(|e| e.to_string()),
-            Plugin::Template(t) => t
-                .apply(&published.snapshot)
-                .await
-                .map_err(|e| e.to_string()),
+            } => Ok(hooks::run_all(dir, snapshot_file, *timeout).await?),
+            Plugin::Pgbouncer(config) => Ok(pgbouncer::apply(config, &published.snapshot).await?),
+            Plugin::Template(t) => Ok(t.apply(&published.snapshot).await?),
             Plugin::Library(plugin, timeout) => {
-                let input = serde_json::to_vec(&published.snapshot).map_err(|e| e.to_string())?;
+                let input = serde_json::to_vec(&published.snapshot).map_err(ApplyError::Encode)?;
                 let plugin = plugin.clone();
                 // A library call cannot be interrupted: it runs on a blocking thread, and one
                 // that overruns is reported (its thread finishes whenever the plugin returns).
                 let call = tokio::task::spawn_blocking(move || plugin.call(&input));
                 match tokio::time::timeout(*timeout, call).await {
-                    Err(_) => Err(format!("no answer within {timeout:?}")),
-                    Ok(Err(e)) => Err(e.to_string()),
-                    Ok(Ok(Err(e))) => Err(e.to_string()),
+                    Err(_) => Err(ApplyError::TimedOut(*timeout)),
+                    Ok(Err(e)) => Err(ApplyError::Crashed(e)),
+                    Ok(Ok(Err(e))) => Err(e.into()),
                     Ok(Ok(Ok(answer))) => {
                         tracing::debug!(answer = %String::from_utf8_lossy(&answer), "plugin answered");
                         Ok(())
@@ -108,6 +92,32 @@ impl Plugin {
             }
         }
     }
+}
+
+/// Why a plugin did not apply a snapshot (it is retried with backoff).
+#[derive(Debug, thiserror::Error)]
+enum ApplyError {
+    /// Hooks failed.
+    #[error(transparent)]
+    Hooks(#[from] hooks::HooksError),
+    /// The pgbouncer plugin failed.
+    #[error(transparent)]
+    Pgbouncer(#[from] pgbouncer::PgbouncerError),
+    /// A template could not be rendered or its command failed.
+    #[error(transparent)]
+    Template(#[from] crate::template::TemplateError),
+    /// A library plugin refused or failed.
+    #[error(transparent)]
+    Library(#[from] zgres_plugin::PluginError),
+    /// A library plugin did not return in time.
+    #[error("no answer within {0:?}")]
+    TimedOut(Duration),
+    /// The blocking thread of a library call failed.
+    #[error("the plugin call did not finish: {0}")]
+    Crashed(tokio::task::JoinError),
+    /// The snapshot could not be encoded (a bug).
+    #[error("cannot encode the snapshot: {0}")]
+    Encode(serde_json::Error),
 }
 
 /// Applies each new snapshot with `plugin`; on failure retries the latest one with exponential

@@ -7,13 +7,14 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use zgres_schema::Dir;
 use zgres_zk::client as zk;
 use zgres_zk::{ConnectError, ZkError, ZkSession, ZkSettings};
 
 use crate::snapshot::RawTree;
 
 /// The directories whose znodes make up the snapshot.
-const FOLLOWED_DIRS: [&str; 2] = ["lock", "conn"];
+const FOLLOWED_DIRS: [Dir; 2] = [Dir::Lock, Dir::Conn];
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -105,7 +106,7 @@ impl Follower {
                 let followed = FOLLOWED_DIRS.iter().any(|d| {
                     event
                         .path
-                        .starts_with(&format!("{}/", self.config.layout.dir(d)))
+                        .starts_with(&format!("{}/", self.config.layout.dir(*d)))
                 });
                 if followed {
                     Change::Path(event.path)

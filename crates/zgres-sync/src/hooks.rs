@@ -29,20 +29,46 @@ pub fn list(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(hooks)
 }
 
-/// Runs every hook in `dir` in order with `snapshot_file`; returns the failures, described
-/// (empty when all succeeded).
-pub async fn run_all(dir: &Path, snapshot_file: &Path, timeout: Duration) -> Vec<String> {
-    let hooks = match list(dir) {
-        Ok(hooks) => hooks,
-        Err(e) => return vec![format!("hooks directory {}: {e}", dir.display())],
-    };
+/// Why hooks failed: the directory could not be listed, or these hooks failed (the others ran
+/// and succeeded).
+#[derive(Debug, thiserror::Error)]
+pub enum HooksError {
+    /// The hooks directory could not be read; no hook ran.
+    #[error("hooks directory {dir}: {source}")]
+    Directory {
+        /// The directory.
+        dir: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Some hooks failed.
+    #[error("{}", .0.iter().map(|e| format!("hook {e}")).collect::<Vec<_>>().join("; "))]
+    Failed(Vec<CommandError>),
+}
+
+/// Runs every hook in `dir` in order with `snapshot_file`. One failing hook does not stop the
+/// ones after it.
+///
+/// # Errors
+/// [`HooksError`]: the directory could not be listed, or which hooks failed.
+pub async fn run_all(
+    dir: &Path,
+    snapshot_file: &Path,
+    timeout: Duration,
+) -> Result<(), HooksError> {
+    let hooks = list(dir).map_err(|source| HooksError::Directory {
+        dir: dir.to_owned(),
+        source,
+    })?;
     let mut failures = Vec::new();
     for hook in hooks {
-        let result: Result<Vec<u8>, CommandError> =
-            command::run(&hook, [snapshot_file], timeout).await;
-        if let Err(e) = result {
-            failures.push(format!("hook {e}"));
+        if let Err(e) = command::run(&hook, [snapshot_file], timeout).await {
+            failures.push(e);
         }
     }
-    failures
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(HooksError::Failed(failures))
+    }
 }

@@ -296,7 +296,7 @@ impl Group {
         let data = encode(config).unwrap();
         client
             .mkdir(
-                &self.layout.dir("config"),
+                &self.layout.dir(zgres_schema::Dir::Config),
                 &zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all()),
             )
             .await

@@ -57,7 +57,7 @@ impl ZkError {
 
 /// No session could be opened or resumed.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot connect to ZooKeeper at {connect}: {failure}")]
+#[error("cannot reach ZooKeeper at {connect}: {failure}")]
 pub struct ConnectError {
     /// The connect string tried.
     pub connect: String,

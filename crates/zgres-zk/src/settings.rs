@@ -55,7 +55,7 @@ impl ZookeeperSection {
             .map_err(|e| problems.add("zookeeper.root", e.to_string()))
             .ok();
         if let Err(reason) = check_connect_string(&self.connect) {
-            problems.add("zookeeper.connect", reason);
+            problems.add("zookeeper.connect", reason.to_string());
         }
         let session_timeout = match self.session_timeout_ms {
             Some(ms) if !SESSION_TIMEOUT_RANGE_MS.contains(&ms) => {
@@ -138,19 +138,30 @@ impl ZkSettings {
     }
 }
 
+/// What is wrong with a connect string.
+#[derive(Debug, thiserror::Error)]
+enum ConnectStringError {
+    #[error("must list at least one host:port")]
+    Empty,
+    #[error("{0:?} has no :port")]
+    NoPort(String),
+    #[error("{0:?} is not host:port")]
+    NotHostPort(String),
+}
+
 /// Checks `host:port,...[/chroot]`: at least one host, each with a numeric port.
-fn check_connect_string(connect: &str) -> Result<(), String> {
+fn check_connect_string(connect: &str) -> Result<(), ConnectStringError> {
     let hosts = connect.trim().split('/').next().unwrap_or_default();
     if hosts.is_empty() {
-        return Err("must list at least one host:port".into());
+        return Err(ConnectStringError::Empty);
     }
     for host in hosts.split(',') {
         let host = host.trim();
         let Some((name, port)) = host.rsplit_once(':') else {
-            return Err(format!("{host:?} has no :port"));
+            return Err(ConnectStringError::NoPort(host.to_owned()));
         };
         if name.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0) {
-            return Err(format!("{host:?} is not host:port"));
+            return Err(ConnectStringError::NotHostPort(host.to_owned()));
         }
     }
     Ok(())

@@ -150,7 +150,7 @@ impl Inventory {
         })
     }
 
-    async fn children(&self, dir: &str) -> Result<Vec<String>, CtlError> {
+    async fn children(&self, dir: zgres_schema::Dir) -> Result<Vec<String>, CtlError> {
         let dir = self.layout.dir(dir);
         Ok(self.session.children(&dir).await?.unwrap_or_default())
     }
@@ -166,18 +166,18 @@ impl Inventory {
     /// [`CtlError::UnknownGroup`] when `only` does not exist.
     pub async fn groups(&self, only: Option<&str>) -> Result<Vec<GroupView>, CtlError> {
         let mut members: BTreeMap<GroupName, Vec<NodeId>> = BTreeMap::new();
-        for child in self.children("state").await? {
-            let path = format!("{}/{child}", self.layout.dir("state"));
+        for child in self.children(zgres_schema::Dir::State).await? {
+            let path = format!("{}/{child}", self.layout.dir(zgres_schema::Dir::State));
             if let Ok(Znode::State(group, node)) = self.layout.parse(&path) {
                 members.entry(group).or_default().push(node);
             }
         }
-        for child in self.children("lock").await? {
+        for child in self.children(zgres_schema::Dir::Lock).await? {
             if let Ok(group) = GroupName::new(&child) {
                 members.entry(group).or_default();
             }
         }
-        for child in self.children("config").await? {
+        for child in self.children(zgres_schema::Dir::Config).await? {
             if let Ok(group) = GroupName::new(&child) {
                 members.entry(group).or_default();
             }
@@ -310,7 +310,9 @@ impl Inventory {
         let written = match version {
             Some(v) => self.session.set(&path, &data, Some(v)).await?.is_done(),
             None => {
-                self.session.mkdir(&self.layout.dir("config")).await?;
+                self.session
+                    .mkdir(&self.layout.dir(zgres_schema::Dir::Config))
+                    .await?;
                 self.session
                     .create(&path, &data, CreateKind::Persistent)
                     .await?

@@ -69,7 +69,7 @@ impl Coordinator {
             None => {
                 if self.lock_gone_zxid.is_none() {
                     // The directory is created at connect; gone means someone deleted it.
-                    let dir = self.layout.dir("lock");
+                    let dir = self.layout.dir(zgres_schema::Dir::Lock);
                     let stat = self.session.stat(&dir).await?;
                     self.lock_gone_zxid = Some(stat.map_or(0, |s| s.pzxid));
                 }
@@ -97,7 +97,7 @@ impl Coordinator {
         // requested switchover or in synchronous mode, the holder's while following (for its
         // WAL position and health), none otherwise.
         let prefix = format!("{}_", self.group);
-        let state_dir = self.layout.dir("state");
+        let state_dir = self.layout.dir(zgres_schema::Dir::State);
         let children = match lock {
             LockView::Free => self.session.children(&state_dir).await?.unwrap_or_default(),
             LockView::Ours if switchover_pending || synchronous => {

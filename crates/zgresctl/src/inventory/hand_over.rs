@@ -88,7 +88,9 @@ impl Inventory {
             stopped_lsn: None,
         };
         let path = self.layout.path(&Znode::Switchover(view.group.clone()));
-        self.session.mkdir(&self.layout.dir("switchover")).await?;
+        self.session
+            .mkdir(&self.layout.dir(zgres_schema::Dir::Switchover))
+            .await?;
         let data = encode(&doc).map_err(|e| CtlError::Usage(e.to_string()))?;
         match self
             .session
