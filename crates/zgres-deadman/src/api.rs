@@ -12,29 +12,27 @@
 //! | `/sync` | replica as above, listed in `/sync/{GROUP}` (a synchronous standby) |
 //! | `/async` | replica as above, not synchronous |
 //!
-//! Otherwise 503. `GET /` returns the node's status as JSON; `GET /metrics` Prometheus text.
+//! Otherwise 503. `GET /` returns the node's status as JSON; `GET /metrics` OpenMetrics text.
 //! GET, HEAD and OPTIONS are answered alike (HEAD and OPTIONS without a body). Like Patroni, the
 //! endpoint is the last path segment, so `OPTIONS/master` (HAProxy's single-argument `httpchk`
-//! form) means `/master`. Requests are read with a size limit and a timeout; the server runs in
-//! its own task and never touches PostgreSQL or ZooKeeper itself.
+//! form) means `/master`. The server is `zgres-http` (bounded request size, time and
+//! connections); it runs in its own task and never touches PostgreSQL or ZooKeeper itself.
 
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use zgres_schema::documents::{Role, Tags, WalPositions};
 use zgres_schema::{Lsn, NodeId, Timeline};
 
+use zgres_http::{Limits, Method, Request, Response};
+
 use crate::fence::{monotonic_ns, FenceClock};
 
-const MAX_REQUEST: usize = 8 * 1024;
-const READ_TIMEOUT: Duration = Duration::from_secs(5);
+mod metrics;
 
 /// What the API knows about the node, refreshed by the daemon every round.
 #[derive(Debug, Clone, Serialize)]
@@ -111,7 +109,8 @@ impl Status {
     }
 }
 
-/// Serves the API on `addr` until `shutdown`, answering from the latest `status`.
+/// Serves the API on `addr` until `shutdown`, answering from the latest `status`, on the
+/// shared HTTP layer's limits.
 ///
 /// # Errors
 /// When the address cannot be bound (reported at start-up); errors on single connections are
@@ -122,92 +121,16 @@ pub async fn serve(
     fence: Arc<FenceClock>,
     shutdown: CancellationToken,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
-    let listener = TcpListener::bind(addr).await?;
-    tracing::info!(%addr, "health API listening");
-    Ok(tokio::spawn(async move {
-        loop {
-            let accepted = tokio::select! {
-                a = listener.accept() => a,
-                () = shutdown.cancelled() => return,
-            };
-            let Ok((stream, _)) = accepted else { continue };
-            let status = status.clone();
-            let fence = fence.clone();
-            tokio::spawn(async move {
-                if let Err(e) = answer(stream, status, &fence).await {
-                    tracing::debug!(error = %e, "health API connection failed");
-                }
-            });
+    let handler = move |request: &Request| {
+        let mut current = status.borrow().clone();
+        if let Some(s) = current.as_mut() {
+            s.writable = fence.may_serve_as_primary(monotonic_ns());
         }
-    }))
-}
-
-async fn answer(
-    mut stream: TcpStream,
-    status: watch::Receiver<Option<Status>>,
-    fence: &FenceClock,
-) -> std::io::Result<()> {
-    let mut buf = Vec::with_capacity(512);
-    let read = tokio::time::timeout(READ_TIMEOUT, async {
-        let mut chunk = [0u8; 1024];
-        while !buf.windows(4).any(|w| w == b"\r\n\r\n") && !buf.windows(2).any(|w| w == b"\n\n") {
-            let n = stream.read(&mut chunk).await?;
-            if n == 0 {
-                break;
-            }
-            buf.extend_from_slice(&chunk[..n]);
-            if buf.len() > MAX_REQUEST {
-                break;
-            }
-        }
-        Ok::<_, std::io::Error>(())
-    })
-    .await;
-    let response = match read {
-        Err(_) => return Ok(()),
-        Ok(Err(e)) => return Err(e),
-        Ok(Ok(())) if buf.len() > MAX_REQUEST => Response::plain(431, "request too large"),
-        Ok(Ok(())) => {
-            let mut current = status.borrow().clone();
-            if let Some(s) = current.as_mut() {
-                s.writable = fence.may_serve_as_primary(monotonic_ns());
-            }
-            route(&buf, current.as_ref())
-        }
+        route(request, current.as_ref())
     };
-    stream.write_all(&response.bytes).await?;
-    stream.shutdown().await
-}
-
-struct Response {
-    bytes: Vec<u8>,
-}
-
-impl Response {
-    fn new(code: u16, content_type: &str, body: &str, with_body: bool) -> Self {
-        let reason = match code {
-            200 => "OK",
-            400 => "Bad Request",
-            404 => "Not Found",
-            405 => "Method Not Allowed",
-            431 => "Request Header Fields Too Large",
-            _ => "Service Unavailable",
-        };
-        let mut text = format!(
-            "HTTP/1.1 {code} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            if with_body { body.len() } else { 0 }
-        );
-        if with_body {
-            text.push_str(body);
-        }
-        Response {
-            bytes: text.into_bytes(),
-        }
-    }
-
-    fn plain(code: u16, body: &str) -> Self {
-        Response::new(code, "text/plain", body, true)
-    }
+    let task = zgres_http::serve(addr, Arc::new(handler), Limits::default(), shutdown).await?;
+    tracing::info!(%addr, "health API listening");
+    Ok(task)
 }
 
 /// Parses `lag` as bytes, with optional kB/MB/GB (powers of 1024, as PostgreSQL and Patroni).
@@ -226,40 +149,24 @@ fn parse_lag(text: &str) -> Option<u64> {
     n.checked_mul(factor)
 }
 
-fn route(request: &[u8], status: Option<&Status>) -> Response {
-    let text = String::from_utf8_lossy(request);
-    let mut words = text.lines().next().unwrap_or_default().split_whitespace();
-    let (Some(method), Some(target)) = (words.next(), words.next()) else {
-        return Response::plain(400, "bad request");
-    };
-    let with_body = match method {
-        "GET" => true,
-        "HEAD" | "OPTIONS" => false,
-        _ => return Response::plain(405, "method not allowed"),
-    };
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let endpoint = path.rsplit('/').next().unwrap_or_default();
-    let lag = query
-        .split('&')
-        .find_map(|kv| kv.strip_prefix("lag="))
-        .map(parse_lag);
-    if lag == Some(None) {
-        return Response::new(
-            400,
-            "text/plain",
-            "lag: expected bytes, or a number with kB, MB or GB",
-            with_body,
-        );
+fn route(request: &Request, status: Option<&Status>) -> Response {
+    if let Method::Other(_) = request.method {
+        return Response::text(405, "method not allowed");
     }
-    let lag = lag.flatten();
+    let endpoint = request.path().rsplit('/').next().unwrap_or_default();
+    let lag = match request.query("lag").map(parse_lag) {
+        Some(None) => {
+            return Response::text(400, "lag: expected bytes, or a number with kB, MB or GB")
+        }
+        Some(lag) => lag,
+        None => None,
+    };
     let Some(s) = status else {
-        return Response::new(503, "text/plain", "starting", with_body);
+        return Response::text(503, "starting");
     };
     let ok = match endpoint {
-        "" => return Response::new(200, "application/json", &status_json(s), with_body),
-        "metrics" => {
-            return Response::new(200, "text/plain; version=0.0.4", &metrics(s), with_body)
-        }
+        "" => return Response::new(200, JSON, status_json(s)),
+        "metrics" => return Response::new(200, metrics::CONTENT_TYPE, metrics::render(s)),
         "primary" | "master" | "leader" | "read-write" => s.is_primary(),
         "replica" => s.is_replica(lag),
         "async" => s.is_replica(lag) && !s.synchronous,
@@ -268,116 +175,16 @@ fn route(request: &[u8], status: Option<&Status>) -> Response {
         "health" => matches!(s.role, Role::Primary | Role::Replica),
         "liveness" => s.is_alive(),
         "readiness" => s.is_primary() || s.is_replica(None),
-        _ => return Response::new(404, "text/plain", "unknown endpoint", with_body),
+        _ => return Response::text(404, "unknown endpoint"),
     };
     let code = if ok { 200 } else { 503 };
-    Response::new(code, "application/json", &status_json(s), with_body)
+    Response::new(code, JSON, status_json(s))
 }
+
+const JSON: &str = "application/json";
 
 fn status_json(s: &Status) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| "{}".into())
-}
-
-fn metrics(s: &Status) -> String {
-    let mut out = String::new();
-    // Every series carries the group, so alerts can aggregate per group (e.g. one primary).
-    let labels = format!("group=\"{}\",node=\"{}\"", s.group, s.node);
-    let mut gauge = |name: &str, help: &str, value: f64| {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} gauge\n{name}{{{labels}}} {value}"
-        );
-    };
-    gauge(
-        "zgres_primary",
-        "1 when this node holds the lock and runs as primary",
-        f64::from(u8::from(s.is_primary())),
-    );
-    gauge(
-        "zgres_replica",
-        "1 when this node is a healthy standby",
-        f64::from(u8::from(s.is_replica(None))),
-    );
-    gauge(
-        "zgres_lock_held",
-        "1 when this node's session holds the group lock",
-        f64::from(u8::from(s.lock_held)),
-    );
-    gauge(
-        "zgres_healthy",
-        "1 when the node reports no problems",
-        f64::from(u8::from(s.problems.is_empty())),
-    );
-    gauge(
-        "zgres_zookeeper_connected",
-        "1 when the ZooKeeper session is established",
-        f64::from(u8::from(s.zookeeper_connected)),
-    );
-    gauge(
-        "zgres_synchronous",
-        "1 when this standby is listed in /sync (a synchronous standby)",
-        f64::from(u8::from(s.synchronous)),
-    );
-    gauge(
-        "zgres_synchronous_degraded",
-        "1 when this primary runs in synchronous mode without a synchronous standby",
-        f64::from(u8::from(s.synchronous_degraded)),
-    );
-    gauge(
-        "zgres_timeline",
-        "PostgreSQL timeline",
-        s.timeline.map_or(0.0, |t| f64::from(t.get())),
-    );
-    for (kind, lsn) in [
-        ("write", s.wal.write),
-        ("receive", s.wal.receive),
-        ("replay", s.wal.replay),
-    ] {
-        if let Some(lsn) = lsn {
-            let _ = writeln!(
-                out,
-                "zgres_wal_lsn_bytes{{{labels},kind=\"{kind}\"}} {}",
-                lsn.0
-            );
-        }
-    }
-    if let Some(primary) = s.primary_position {
-        let mine = [s.wal.receive, s.wal.replay].into_iter().flatten().max();
-        if let Some(mine) = mine {
-            let _ = writeln!(
-                out,
-                "zgres_replication_lag_bytes{{{labels}}} {}",
-                primary.bytes_after(mine)
-            );
-        }
-    }
-    if let Some(headroom) = s.fence_headroom_seconds {
-        let _ = writeln!(
-            out,
-            "zgres_fence_headroom_seconds{{{labels}}} {headroom:.3}"
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# TYPE zgres_fenced_total counter\nzgres_fenced_total{{{labels}}} {}",
-        s.fenced_total
-    );
-    let _ = writeln!(
-        out,
-        "# TYPE zgres_promotions_total counter\nzgres_promotions_total{{{labels}}} {}",
-        s.promotions_total
-    );
-    let _ = writeln!(
-        out,
-        "# HELP zgres_unreadable_znodes_total Distinct unreadable znode contents met (each logged once).\n# TYPE zgres_unreadable_znodes_total counter\nzgres_unreadable_znodes_total{{{labels}}} {}",
-        s.unreadable_znodes_total
-    );
-    let _ = writeln!(
-        out,
-        "# HELP zgres_warnings Warnings in the status, e.g. an unreadable /config (see GET /).\n# TYPE zgres_warnings gauge\nzgres_warnings{{{labels}}} {}",
-        s.warnings.len()
-    );
-    out
 }
 
 #[cfg(test)]
@@ -413,9 +220,16 @@ mod tests {
         }
     }
 
+    /// What the server answers to the raw request `head`.
+    fn answer(head: &[u8], s: &Status) -> Vec<u8> {
+        let s = s.clone();
+        let handler = move |r: &Request| route(r, Some(&s));
+        zgres_http::respond_to(head, &handler)
+    }
+
     fn code(request: &str, s: &Status) -> u16 {
-        let r = route(request.as_bytes(), Some(s));
-        String::from_utf8_lossy(&r.bytes)[9..12].parse().unwrap()
+        let r = answer(request.as_bytes(), s);
+        String::from_utf8_lossy(&r)[9..12].parse().unwrap()
     }
 
     #[test]
@@ -478,16 +292,15 @@ mod tests {
     #[test]
     fn status_metrics_and_bad_requests() {
         let s = status(Role::Replica, false);
-        let r = String::from_utf8(route(b"GET / HTTP/1.1\r\n\r\n", Some(&s)).bytes).unwrap();
+        let r = String::from_utf8(answer(b"GET / HTTP/1.1\r\n\r\n", &s)).unwrap();
         assert!(r.contains("\"role\":\"replica\""), "{r}");
-        let m = String::from_utf8(route(b"GET /metrics HTTP/1.1\r\n\r\n", Some(&s)).bytes).unwrap();
+        let m = String::from_utf8(answer(b"GET /metrics HTTP/1.1\r\n\r\n", &s)).unwrap();
         assert!(
             m.contains("zgres_replica{group=\"main\",node=\"10.0.0.1:5432\"} 1"),
             "{m}"
         );
         assert!(m.contains("zgres_replication_lag_bytes"), "{m}");
-        let head =
-            String::from_utf8(route(b"HEAD /replica HTTP/1.1\r\n\r\n", Some(&s)).bytes).unwrap();
+        let head = String::from_utf8(answer(b"HEAD /replica HTTP/1.1\r\n\r\n", &s)).unwrap();
         assert!(head.ends_with("\r\n\r\n"), "no body for HEAD: {head}");
         assert_eq!(code("DELETE /master HTTP/1.1\r\n\r\n", &s), 405);
         assert_eq!(code("GET /bogus HTTP/1.1\r\n\r\n", &s), 404);
@@ -495,5 +308,35 @@ mod tests {
         assert_eq!(parse_lag("1kB"), Some(1024));
         assert_eq!(parse_lag("7"), Some(7));
         assert_eq!(parse_lag("99999999999999999999GB"), None);
+    }
+
+    #[test]
+    fn every_metric_family_has_help_type_and_the_group_and_node() {
+        let mut s = status(Role::Replica, false);
+        s.fence_headroom_seconds = Some(1.5);
+        s.fenced_total = 2;
+        let m = String::from_utf8(answer(b"GET /metrics HTTP/1.1\r\n\r\n", &s)).unwrap();
+        let body = &m[m.find("\r\n\r\n").unwrap() + 4..];
+        assert!(body.ends_with("# EOF\n"), "{body}");
+        let mut families = 0;
+        for line in body.lines().filter(|l| l.starts_with("# TYPE ")) {
+            let name = line.split_whitespace().nth(2).unwrap();
+            assert!(body.contains(&format!("# HELP {name} ")), "{name}: no HELP");
+            families += 1;
+        }
+        assert!(families >= 15, "{families} families\n{body}");
+        for sample in body.lines().filter(|l| !l.starts_with('#')) {
+            assert!(
+                sample.contains("group=\"main\"") && sample.contains("node=\"10.0.0.1:5432\""),
+                "{sample}"
+            );
+        }
+        for line in [
+            "zgres_fenced_total{group=\"main\",node=\"10.0.0.1:5432\"} 2",
+            "zgres_fence_headroom_seconds{group=\"main\",node=\"10.0.0.1:5432\"} 1.5",
+            "# UNIT zgres_replication_lag_bytes bytes",
+        ] {
+            assert!(body.contains(line), "{line:?} missing from\n{body}");
+        }
     }
 }
