@@ -35,7 +35,7 @@ impl Daemon {
     /// What an operator should know that does not make the node unhealthy.
     pub(super) fn warnings(&self, obs: &Observation) -> Vec<String> {
         let mut warnings = Vec::new();
-        if let Some(problem) = self.config_in_force.problem() {
+        if let Some(problem) = self.core.config_in_force.problem() {
             warnings.push(problem.to_owned());
         }
         if let Some(e) = obs.sync.error() {
@@ -45,7 +45,7 @@ impl Daemon {
         }
         if obs.lock == LockView::Ours
             && obs.config.synchronous_mode != SyncMode::Off
-            && self.sync_keeper.degraded()
+            && self.core.sync_keeper.degraded()
         {
             warnings.push(match obs.config.synchronous_mode {
                 SyncMode::Strict => {
@@ -80,10 +80,10 @@ impl Daemon {
             warnings: self.warnings(obs),
             timeline: probe
                 .and_then(|p| p.timeline)
-                .or(self.control.map(|c| c.timeline)),
+                .or(self.pg.control.map(|c| c.timeline)),
             system_id: probe
                 .map(|p| p.system_id)
-                .or(self.control.map(|c| c.system_id)),
+                .or(self.pg.control.map(|c| c.system_id)),
             wal: WalPositions {
                 write: probe.and_then(|p| p.write_lsn),
                 receive: probe.and_then(|p| p.receive_lsn),

@@ -22,22 +22,22 @@ impl Daemon {
         sync: Fetched<(SyncState, i32)>,
     ) -> bool {
         // Before a valid config is known, synchronous mode is unknown: change nothing.
-        if !self.config_in_force.is_known() {
+        if !self.core.config_in_force.is_known() {
             return false;
         }
         let primary = obs.lock == LockView::Ours
             && obs.postgres.probe.is_some_and(|p| !p.in_recovery)
-            && self.postgres.is_running();
+            && self.pg.process.is_running();
         if !primary {
-            self.sync_keeper = SyncKeeper::default();
+            self.core.sync_keeper = SyncKeeper::default();
             return false;
         }
         let mode = obs.config.synchronous_mode;
         // Asynchronous and already cleaned up this term: no queries on every round.
-        if mode == SyncMode::Off && self.sync_keeper.off_settled() {
+        if mode == SyncMode::Off && self.core.sync_keeper.off_settled() {
             return false;
         }
-        let (connected, standby_names, position) = match self.client.replication().await {
+        let (connected, standby_names, position) = match self.pg.client.replication().await {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read pg_stat_replication");
@@ -59,13 +59,13 @@ impl Daemon {
             // force: synchronous_standby_names stays as it is (the reader logged it).
             Fetched::Unreadable(_) => return false,
         };
-        let was_degraded = self.sync_keeper.degraded();
+        let was_degraded = self.core.sync_keeper.degraded();
         let progress = Some(Progress {
             now: obs.now,
             position,
             ack_timeout: Duration::from_millis(obs.config.synchronous_ack_timeout_ms),
         });
-        let was_stalled = self.sync_keeper.stalled_nodes().clone();
+        let was_stalled = self.core.sync_keeper.stalled_nodes().clone();
         let inputs = SyncInputs {
             mode,
             me: self.config.node,
@@ -75,16 +75,21 @@ impl Daemon {
             allowed,
             progress,
         };
-        let step = self.sync_keeper.step(&inputs);
-        for node in self.sync_keeper.stalled_nodes().difference(&was_stalled) {
+        let step = self.core.sync_keeper.step(&inputs);
+        for node in self
+            .core
+            .sync_keeper
+            .stalled_nodes()
+            .difference(&was_stalled)
+        {
             tracing::warn!(standby = %node, ack_timeout_ms = obs.config.synchronous_ack_timeout_ms, ?mode,
                 "synchronous standby connected but not acknowledging commits");
         }
         let Some(step) = step else {
             return false;
         };
-        if self.sync_keeper.degraded() != was_degraded {
-            match (self.sync_keeper.degraded(), mode) {
+        if self.core.sync_keeper.degraded() != was_degraded {
+            match (self.core.sync_keeper.degraded(), mode) {
                 (true, SyncMode::Strict) => tracing::error!("no synchronous standby available: commits wait until one is back (synchronous_mode = strict)"),
                 (true, _) => tracing::warn!("no synchronous standby available: replication is asynchronous until one is back (synchronous_mode = on)"),
                 (false, _) => tracing::info!("a synchronous standby is available again"),
@@ -102,19 +107,19 @@ impl Daemon {
             }
             SyncStep::Unpublish => self.publish_sync(None, None).await,
             SyncStep::SetStandbyNames(names) => self
-                .client
+                .pg.client
                 .set_standby_names(names)
                 .await
                 .map_err(SyncStepError::from)
                 .map(|()| tracing::info!(synchronous_standby_names = %names, "set synchronous_standby_names")),
             SyncStep::Confirm(node) => {
-                self.sync_keeper.confirming(*node, position);
+                self.core.sync_keeper.confirming(*node, position);
                 Ok(())
             }
         };
         match done {
             Ok(()) => {
-                self.sync_keeper.done(&step);
+                self.core.sync_keeper.done(&step);
                 true
             }
             Err(e) => {
@@ -130,7 +135,7 @@ impl Daemon {
         state: Option<&SyncState>,
         version: Option<i32>,
     ) -> Result<(), SyncStepError> {
-        let session = self.session.as_mut().ok_or(SyncStepError::NoSession)?;
+        let session = self.zk.session.as_mut().ok_or(SyncStepError::NoSession)?;
         match session.coordinator.publish_sync(state, version).await? {
             true => Ok(()),
             false => Err(SyncStepError::Changed),

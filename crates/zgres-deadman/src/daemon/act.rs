@@ -1,0 +1,343 @@
+//! Carrying out the core's actions, one handler per action.
+
+use std::time::{Duration, Instant};
+
+use zgres_schema::documents::Lock;
+use zgres_schema::{NodeId, Timeline};
+
+use zgres_systemd::Notifier;
+
+use super::Daemon;
+use crate::data_dir;
+use crate::decision::{Action, Observation};
+use crate::provisioning::{ProvisioningError, RewindOutcome};
+
+impl Daemon {
+    pub(super) fn timeline(&self, obs: &Observation) -> Timeline {
+        obs.postgres
+            .probe
+            .and_then(|p| p.timeline)
+            .or(self.pg.control.map(|c| c.timeline))
+            .unwrap_or(Timeline::FIRST)
+    }
+
+    /// Executes one action; returns true when its effect should be observed at once.
+    pub(super) async fn execute(
+        &mut self,
+        action: Action,
+        obs: &Observation,
+        switchover_version: Option<i32>,
+    ) -> bool {
+        let timeout = self.config.timing.stop_timeout;
+        match action {
+            Action::PublishState => false,
+            Action::AcquireLock => {
+                let lock = Lock {
+                    node: self.config.node,
+                    timeline: self.timeline(obs),
+                };
+                let Some(session) = self.zk.session.as_mut() else {
+                    return false;
+                };
+                match session.coordinator.acquire_lock(&lock).await {
+                    Ok(true) => {
+                        tracing::info!("acquired the group lock");
+                        true
+                    }
+                    Ok(false) => {
+                        tracing::info!("another node took the group lock first");
+                        true
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot take the group lock");
+                        false
+                    }
+                }
+            }
+            Action::ReleaseLock => {
+                if let Some(session) = self.zk.session.as_mut() {
+                    match session.coordinator.release_lock().await {
+                        Ok(()) => tracing::warn!("released the group lock"),
+                        Err(e) => tracing::warn!(error = %e, "cannot release the group lock"),
+                    }
+                }
+                true
+            }
+            Action::StartPrimary => {
+                if !self.fence.arm() {
+                    tracing::warn!("not starting as primary: the ZooKeeper session is not confirmed recently enough");
+                    return false;
+                }
+                tracing::info!("starting postgres as primary");
+                self.start()
+            }
+            Action::StartStandby { upstream } => {
+                let conninfo = upstream.map(|u| self.pg.client.conninfo_for(u));
+                if let Err(e) = data_dir::make_standby(&self.config.postgres, conninfo.as_deref()) {
+                    tracing::error!(error = %e, "cannot configure the data directory as a standby");
+                    return false;
+                }
+                match upstream {
+                    Some(upstream) => tracing::info!(%upstream, "starting postgres as standby"),
+                    None => {
+                        tracing::info!("starting postgres as standby of its configured primary")
+                    }
+                }
+                self.start()
+            }
+            Action::Promote => {
+                if !self.fence.arm() {
+                    tracing::warn!(
+                        "not promoting: the ZooKeeper session is not confirmed recently enough"
+                    );
+                    return false;
+                }
+                tracing::info!("promoting postgres");
+                match self.pg.client.promote().await {
+                    Ok(()) => {
+                        tracing::info!("promoted: this node is the primary");
+                        self.out.promotions += 1;
+                        // Until a checkpoint, pg_control still names the old timeline, and
+                        // pg_rewind on the old primary would see nothing to rewind.
+                        self.pg.client.checkpoint_in_background();
+                        self.record_promotion(obs).await;
+                        true
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "promotion failed");
+                        false
+                    }
+                }
+            }
+            Action::Repoint { upstream } => {
+                match self.pg.client.repoint(upstream).await {
+                    Ok(()) => tracing::info!(%upstream, "now following the new primary"),
+                    Err(e) => tracing::warn!(error = %e, %upstream, "cannot repoint the standby"),
+                }
+                false
+            }
+            Action::StopPostgres { immediate, reason } => {
+                tracing::error!(reason, immediate, "stopping postgres");
+                self.pg.process.stop(immediate, timeout).await;
+                self.pg.client.disconnect();
+                true
+            }
+            Action::Bootstrap => {
+                tracing::info!("the group has no database: creating it (bootstrap)");
+                match self.provision(None).await {
+                    Ok(()) => tracing::info!("bootstrap done; starting as the first primary"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "bootstrap failed; releasing the lock so another node can try");
+                        if let Some(session) = self.zk.session.as_mut() {
+                            let _ = session.coordinator.release_lock().await;
+                        }
+                    }
+                }
+                true
+            }
+            Action::CloneFrom { source } => {
+                tracing::info!(%source, "cloning the primary into the empty data directory");
+                match self.provision(Some(source)).await {
+                    Ok(()) => {
+                        tracing::info!(%source, "clone done; starting as a standby");
+                        self.make_standby_of(source);
+                        true
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, %source, "clone failed; will retry");
+                        false
+                    }
+                }
+            }
+            Action::Rewind { source } => self.rewind(source).await,
+            Action::StepDown { candidate } => {
+                self.step_down(candidate, obs, switchover_version).await
+            }
+            Action::FinishSwitchover | Action::DropSwitchover { .. } => {
+                match action {
+                    Action::DropSwitchover { reason } => {
+                        let to = obs
+                            .switchover
+                            .as_ref()
+                            .and_then(|r| r.to)
+                            .map_or_else(|| "the best replica".to_owned(), |n| n.to_string());
+                        tracing::error!(reason, %to, "dropping the switchover request");
+                    }
+                    _ => tracing::info!("switchover complete"),
+                }
+                if let (Some(session), Some(version)) =
+                    (self.zk.session.as_mut(), switchover_version)
+                {
+                    if let Err(e) = session.coordinator.update_switchover(None, version).await {
+                        tracing::warn!(error = %e, "cannot delete the switchover request");
+                    }
+                }
+                false
+            }
+        }
+    }
+
+    /// Runs a provisioning step, stopping it (and the tool) on shutdown, then re-reads the
+    /// control data.
+    pub(super) async fn provision(
+        &mut self,
+        source: Option<NodeId>,
+    ) -> Result<(), ProvisioningError> {
+        let shutdown = self.shutdown.clone();
+        let provisioner = self.pg.provisioner.clone();
+        let step = async {
+            match source {
+                None => provisioner.bootstrap().await,
+                Some(source) => provisioner.clone_from(source).await,
+            }
+        };
+        let result = tokio::select! {
+            result = keeping_alive(&mut self.systemd.notifier, step) => result,
+            () = shutdown.cancelled() => Ok(()),
+        };
+        self.refresh_control().await;
+        result
+    }
+
+    pub(super) fn make_standby_of(&mut self, upstream: NodeId) {
+        let conninfo = self.pg.client.conninfo_for(upstream);
+        if let Err(e) = data_dir::make_standby(&self.config.postgres, Some(&conninfo)) {
+            tracing::error!(error = %e, "cannot configure the data directory as a standby");
+        }
+    }
+
+    /// Rejoin of a former primary: pg_rewind to the new primary, then start as its standby.
+    pub(super) async fn rewind(&mut self, source: NodeId) -> bool {
+        if self
+            .pg
+            .rewind_retry_at
+            .is_some_and(|at| Instant::now() < at)
+        {
+            return false;
+        }
+        tracing::info!(%source, "rejoining as a standby of the new primary: checking for divergence with pg_rewind");
+        let shutdown = self.shutdown.clone();
+        let Some(control) = self.pg.control else {
+            return false;
+        };
+        let provisioner = self.pg.provisioner.clone();
+        let rewind = provisioner.rewind(source, control.timeline, control.clean_shutdown);
+        let result = tokio::select! {
+            result = keeping_alive(&mut self.systemd.notifier, rewind) => result,
+            () = shutdown.cancelled() => return false,
+        };
+        match result {
+            Ok(RewindOutcome::SourceNotReady) => {
+                tracing::info!(%source, "waiting for the new primary's first checkpoint on its new timeline before pg_rewind");
+                false
+            }
+            Ok(outcome) => {
+                match outcome {
+                    RewindOutcome::SourceNotReady => {}
+                    RewindOutcome::Rewound => {
+                        tracing::warn!(%source, "rewound: WAL this node wrote after the fork is discarded")
+                    }
+                    RewindOutcome::NotNeeded => {
+                        tracing::info!(%source, "no divergence; following the new primary")
+                    }
+                }
+                self.pg.rewind_retry_at = None;
+                self.make_standby_of(source);
+                self.refresh_control().await;
+                true
+            }
+            Err(e) if self.pg.provisioner.may_reclone() => {
+                tracing::error!(error = %e, "pg_rewind failed; deleting the data directory to clone it again (provisioning.reclone_on_rewind_failure)");
+                if let Err(e) = self.pg.provisioner.empty_data_dir() {
+                    tracing::error!(error = %e, "cannot empty the data directory");
+                }
+                self.refresh_control().await;
+                true
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "pg_rewind failed; this node stays stopped until it succeeds (set provisioning.reclone_on_rewind_failure to clone instead)");
+                self.pg.rewind_retry_at = Some(Instant::now() + Duration::from_secs(10));
+                false
+            }
+        }
+    }
+
+    /// Planned hand-over to `candidate`: fast stop (standbys receive all WAL), record where
+    /// WAL ended, release the lock.
+    pub(super) async fn step_down(
+        &mut self,
+        candidate: NodeId,
+        obs: &Observation,
+        version: Option<i32>,
+    ) -> bool {
+        let (Some(mut request), Some(version)) = (obs.switchover.clone(), version) else {
+            return false;
+        };
+        tracing::warn!(%candidate, "switchover: stopping postgres to hand over");
+        self.pg
+            .process
+            .stop(false, self.config.timing.stop_timeout)
+            .await;
+        self.pg.client.disconnect();
+        self.refresh_control().await;
+        let Some(session) = self.zk.session.as_mut() else {
+            return true;
+        };
+        match self.pg.control.filter(|c| c.clean_shutdown) {
+            Some(control) => {
+                request.to = Some(candidate);
+                request.stopped_lsn = Some(control.checkpoint);
+                let recorded = session
+                    .coordinator
+                    .update_switchover(Some(&request), version)
+                    .await;
+                if !matches!(recorded, Ok(true)) {
+                    // Without the stop position the candidate cannot prove it caught up:
+                    // keep the lock and start again as primary next round.
+                    let error = recorded.err().map(|e| e.to_string());
+                    tracing::error!(
+                        error,
+                        "cannot record the stop position; switchover abandoned"
+                    );
+                    return true;
+                }
+                tracing::info!(%candidate, stopped_at = %control.checkpoint, "switchover: primary stopped; handing the lock over");
+            }
+            None => {
+                tracing::error!("switchover: postgres did not shut down cleanly; abandoning it (the normal election decides)");
+                let _ = session.coordinator.update_switchover(None, version).await;
+            }
+        }
+        if let Err(e) = session.coordinator.release_lock().await {
+            tracing::warn!(error = %e, "cannot release the lock");
+        }
+        true
+    }
+
+    pub(super) fn start(&mut self) -> bool {
+        self.pg.client.forget_timeline();
+        match self.pg.process.start() {
+            Ok(()) => false,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start postgres");
+                false
+            }
+        }
+    }
+}
+
+/// Runs `work` while pinging the systemd watchdog, so a long bootstrap, clone or rewind is not
+/// mistaken for a hung loop.
+pub(super) async fn keeping_alive<F: std::future::Future>(
+    notifier: &mut Notifier,
+    work: F,
+) -> F::Output {
+    let mut work = std::pin::pin!(work);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            out = &mut work => return out,
+            _ = tick.tick() => notifier.keep_alive(),
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! What the node shows: its state and connection info in ZooKeeper, the plugins' input and
+//! the health API's status.
+
+use std::time::Instant;
+
+use zgres_schema::documents::{ConnInfo, NodeState, SyncMode};
+
+use super::Daemon;
+use crate::api;
+use crate::decision::{LockView, Observation};
+
+impl Daemon {
+    pub(super) fn update_status(&self, obs: &Observation, state: NodeState) {
+        let fence = self.fence.state();
+        let headroom = fence
+            .armed
+            .then(|| (fence.deadline_ns as f64 - crate::fence::monotonic_ns() as f64) / 1e9);
+        self.out.status.send_replace(Some(api::Status {
+            node: self.config.node,
+            group: self.config.group.clone(),
+            role: state.role,
+            lock_held: obs.lock == LockView::Ours,
+            writable: self
+                .fence
+                .may_serve_as_primary(crate::fence::monotonic_ns()),
+            problems: state.problems,
+            warnings: state.warnings,
+            unreadable_znodes_total: self
+                .zk
+                .unreadable_total
+                .load(std::sync::atomic::Ordering::Relaxed),
+            timeline: state.timeline,
+            wal: state.wal,
+            primary_position: self.core.decider.last_primary_position(),
+            tags: state.tags,
+            zookeeper_connected: obs.lock != LockView::Unknown,
+            fence_headroom_seconds: headroom,
+            fenced_total: self.fence.fired_count(),
+            promotions_total: self.out.promotions,
+            synchronous: obs
+                .sync
+                .valid()
+                .is_some_and(|s| s.standbys.contains(&self.config.node)),
+            synchronous_degraded: obs.lock == LockView::Ours
+                && obs.config.synchronous_mode != SyncMode::Off
+                && self.core.sync_keeper.degraded(),
+            updated: Instant::now(),
+            loop_interval: self.config.timing.loop_interval,
+        }));
+    }
+
+    pub(super) async fn publish(&mut self, state: &NodeState, force: bool) {
+        if let Some(plugins) = &self.plugins {
+            let input = serde_json::json!({
+                "v": 1,
+                "group": self.config.group,
+                "node": self.config.node,
+                "state": state,
+            });
+            plugins.input.send_replace(serde_json::to_vec(&input).ok());
+        }
+        let healthy = state.is_healthy();
+        let unchanged = self.out.state.as_ref().is_some_and(|(old, at)| {
+            let mut old = old.clone();
+            old.updated_at_ms = state.updated_at_ms;
+            old == *state && at.elapsed() < self.config.timing.state_refresh
+        });
+        let Some(session) = self.zk.session.as_mut() else {
+            return;
+        };
+        if force || !unchanged {
+            match session.coordinator.publish_state(state).await {
+                Ok(()) => {
+                    if self
+                        .out
+                        .state
+                        .as_ref()
+                        .map(|(s, _)| (s.role, s.problems.clone()))
+                        != Some((state.role, state.problems.clone()))
+                    {
+                        tracing::info!(role = ?state.role, problems = ?state.problems, "published node state");
+                        self.systemd.notifier.status(&format!(
+                            "{:?}{}",
+                            state.role,
+                            if state.problems.is_empty() {
+                                String::new()
+                            } else {
+                                format!(": {}", state.problems.join("; "))
+                            }
+                        ));
+                    }
+                    self.out.state = Some((state.clone(), Instant::now()));
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot publish node state"),
+            }
+        }
+        if self.out.conn != Some(healthy) {
+            let conn = ConnInfo {
+                host: self.config.node.addr().ip().to_string(),
+                port: self.config.node.addr().port(),
+                dbname: None,
+                tags: self.config.tags.clone(),
+            };
+            match session.coordinator.set_conn(healthy.then_some(&conn)).await {
+                Ok(()) => self.out.conn = Some(healthy),
+                Err(e) => tracing::warn!(error = %e, "cannot update connection info"),
+            }
+        }
+    }
+}

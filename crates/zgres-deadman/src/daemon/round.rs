@@ -1,0 +1,176 @@
+//! One observe-decide-act round: probe PostgreSQL, read the group, let the core decide, act
+//! and publish; and when the next round is due.
+
+use std::time::{Duration, Instant};
+
+use zgres_schema::Fetched;
+
+use super::{wall_ms, Daemon};
+use crate::coordination::GroupView;
+use crate::data_dir;
+use crate::decision::{Action, DataDirKind, Ineligible, LocalPostgres, LockView, Observation};
+use crate::group_config::ConfigChange;
+
+/// How often an election re-reads the group while it waits for peers' fresh positions.
+const ELECTION_POLL: Duration = Duration::from_millis(50);
+/// How often a PostgreSQL that runs but does not answer yet (starting, recovering) is probed.
+const STARTING_POLL: Duration = Duration::from_millis(100);
+
+/// When the next round should run.
+pub(super) enum Next {
+    /// At once: an action changed something worth observing.
+    Now,
+    /// Shortly: an election is waiting for peers.
+    Soon,
+    /// Soon: PostgreSQL runs but does not answer yet.
+    Starting,
+    /// After the loop interval (or an event).
+    Later,
+}
+
+impl Next {
+    /// How long to wait for an event before the next round; `None`: run it at once.
+    pub(super) fn pause(&self, loop_interval: Duration) -> Option<Duration> {
+        match self {
+            Next::Now => None,
+            Next::Soon => Some(ELECTION_POLL),
+            Next::Starting => Some(STARTING_POLL),
+            Next::Later => Some(loop_interval),
+        }
+    }
+}
+
+impl Daemon {
+    /// A PostgreSQL already running on our data directory was not started by us: stop it, so
+    /// that the one that runs is our child (for instant crash detection and fencing).
+    pub(super) async fn adopt_foreign_postmaster(&mut self) {
+        if let Some(pid) = data_dir::foreign_postmaster(&self.config.postgres) {
+            crate::postgres_process::stop_foreign(pid, self.config.timing.stop_timeout).await;
+            self.refresh_control().await;
+        }
+    }
+
+    /// Re-reads `pg_controldata` (after PostgreSQL stopped or the directory was provisioned).
+    pub(super) async fn refresh_control(&mut self) {
+        self.pg.control = match data_dir::kind(&self.config.postgres) {
+            DataDirKind::Empty => None,
+            _ => match data_dir::control_data(&self.config.postgres).await {
+                Ok(control) => Some(control),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read pg_controldata");
+                    self.pg.control
+                }
+            },
+        };
+    }
+
+    /// One observe-decide-act round.
+    pub(super) async fn round(&mut self) -> Next {
+        let running = self.pg.process.is_running();
+        let probe = if running {
+            match self.pg.client.probe().await {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    tracing::debug!(error = %e, "postgres probe failed");
+                    None
+                }
+            }
+        } else {
+            self.pg.client.disconnect();
+            self.refresh_control().await;
+            None
+        };
+        let Some(session) = self.zk.session.as_mut() else {
+            return Next::Later;
+        };
+        let mut view = match session.coordinator.view().await {
+            Ok(view) => view,
+            Err(e) if e.session_ended() => {
+                tracing::error!(
+                    "ZooKeeper session lost; trying to resume it, else opening a new one"
+                );
+                self.end_session();
+                return Next::Now;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the group from ZooKeeper; deciding nothing this round");
+                GroupView::unknown()
+            }
+        };
+        if view.lock != LockView::Unknown {
+            self.observe_config(std::mem::take(&mut view.config));
+        }
+        let obs = Observation {
+            now: Instant::now(),
+            lock: view.lock,
+            db_id: view.db_id.clone(),
+            config: self.core.config_in_force.effective(),
+            peers: view.peers.clone(),
+            postgres: LocalPostgres {
+                running,
+                data_dir: data_dir::kind(&self.config.postgres),
+                probe,
+                control: self
+                    .pg
+                    .control
+                    .filter(|_| !running)
+                    .map(|c| (c.timeline, c.checkpoint)),
+            },
+            vetoed: self
+                .plugins
+                .as_ref()
+                .is_some_and(|p| !p.outcome.borrow().vetoes.is_empty()),
+            group_timeline: view.group_timeline,
+            switchover: view.switchover.valid().map(|(s, _)| s.clone()),
+            wall_ms: wall_ms(),
+            sync: view.sync.clone().map(|(s, _)| s),
+        };
+        if self.core.paused != Some(obs.config.paused) && obs.lock != LockView::Unknown {
+            if obs.config.paused {
+                tracing::warn!("the group is paused: no automatic action until it is resumed");
+            } else if self.core.paused.is_some() {
+                tracing::info!("the group is resumed: automatic actions are back on");
+            }
+            self.core.paused = Some(obs.config.paused);
+        }
+        let actions = self.core.decider.decide(&obs);
+        let why_not = self.core.decider.last_ineligible();
+        if let Some(why) = why_not {
+            tracing::debug!(?why, "not contending for the lock");
+        }
+        let force = actions.contains(&Action::PublishState);
+        // One state per round: published to ZooKeeper, fed to plugins, served by the API.
+        let state = self.node_state(&obs);
+        self.publish(&state, force).await;
+        let mut again = false;
+        let switchover_version = view.switchover.valid().map(|(_, v)| *v);
+        for action in actions {
+            again |= self.execute(action, &obs, switchover_version).await;
+        }
+        self.after_round(&obs).await;
+        let sync_progress = self.keep_synchronous(&obs, view.sync).await;
+        self.update_status(&obs, state);
+        if again {
+            Next::Now
+        } else if sync_progress
+            || (why_not == Some(Ineligible::WaitingForPeers) && obs.lock == LockView::Free)
+        {
+            Next::Soon
+        } else if self.pg.process.is_running() && obs.postgres.probe.is_none() {
+            Next::Starting
+        } else {
+            Next::Later
+        }
+    }
+
+    /// Takes this round's read of `/config` into account and logs a change of its readability.
+    pub(super) fn observe_config(&mut self, read: Fetched<zgres_schema::documents::GroupConfig>) {
+        match self.core.config_in_force.observe(read) {
+            ConfigChange::None => {}
+            ConfigChange::Unreadable(problem) => {
+                tracing::error!(%problem, "the group config is unreadable; behaviour unchanged")
+            }
+            ConfigChange::Readable => tracing::info!("the group config is readable again"),
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! Opening, resuming and ending the ZooKeeper session, and what runs beside it (the lock
+//! watch and the fence heartbeat).
+
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+
+use super::{Daemon, DaemonError};
+use crate::coordination::CoordinationError;
+use crate::coordination::{heartbeat, Coordinator};
+
+/// One ZooKeeper session and the tasks that live as long as it.
+pub(super) struct Session {
+    pub(super) coordinator: Coordinator,
+    pub(super) watcher: Option<zgres_zk::client::PersistentWatcher>,
+    pub(super) heartbeat: JoinHandle<()>,
+}
+
+/// Why opening a session failed: retry, or stop the daemon.
+pub(super) enum ConnectError {
+    Retry(CoordinationError),
+    Fatal(DaemonError),
+}
+
+impl Daemon {
+    pub(super) async fn connect(&mut self) -> Result<(), ConnectError> {
+        let coordinator = Coordinator::connect(
+            &self.config.zookeeper,
+            self.config.group.clone(),
+            self.config.node,
+            self.fence.clone(),
+            self.zk.unreadable_total.clone(),
+            self.zk.resume.clone(),
+        )
+        .await
+        .map_err(ConnectError::Retry)?;
+        self.zk.resume = None;
+        let mut coordinator = coordinator;
+        let view = coordinator.view().await.map_err(ConnectError::Retry)?;
+        let theirs = view.db_id.valid().copied();
+        if let (Some(theirs), Some(ours)) = (theirs, self.pg.control.map(|c| c.system_id)) {
+            if theirs != ours {
+                return Err(ConnectError::Fatal(DaemonError::WrongSystem {
+                    data_dir: self.config.postgres.data_dir.display().to_string(),
+                    ours,
+                    group: self.config.group.to_string(),
+                    theirs,
+                    znode: self
+                        .config
+                        .zookeeper
+                        .settings
+                        .layout
+                        .path(&zgres_schema::Znode::DatabaseId(self.config.group.clone())),
+                }));
+            }
+        }
+        let watcher = coordinator.watch_lock().await.ok();
+        // Several confirmations per fence budget, so one lost reply never fences.
+        let interval =
+            (self.config.zookeeper.settings.session_timeout / 6).min(Duration::from_secs(1));
+        let heartbeat = tokio::spawn(heartbeat(
+            coordinator.session(),
+            coordinator.lock_path(),
+            self.fence.clone(),
+            interval,
+        ));
+        self.out.state = None;
+        self.out.conn = None;
+        self.zk.session = Some(Session {
+            coordinator,
+            watcher,
+            heartbeat,
+        });
+        Ok(())
+    }
+
+    pub(super) fn end_session(&mut self) {
+        if let Some(session) = self.zk.session.take() {
+            session.heartbeat.abort();
+            self.zk.resume = Some(session.coordinator.session_info());
+        }
+    }
+}
