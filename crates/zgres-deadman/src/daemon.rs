@@ -37,6 +37,7 @@ mod round;
 mod session;
 
 use session::{ConnectError, Session};
+
 mod synchronous_io;
 
 /// Why the daemon stopped with an error.
@@ -153,7 +154,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
             client: PostgresClient::new(config.postgres.clone(), config.node.to_string()),
             control,
             provisioner,
-            rewind_retry_at: None,
         },
         zk: ZkEdge {
             session: None,
@@ -221,8 +221,6 @@ struct PostgresEdge {
     /// `pg_controldata` of the data directory; `None` while it is empty.
     control: Option<ControlData>,
     provisioner: Provisioner,
-    /// After a failed pg_rewind, not before this.
-    rewind_retry_at: Option<Instant>,
 }
 
 /// The ZooKeeper side.

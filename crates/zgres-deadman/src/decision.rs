@@ -20,209 +20,18 @@
 
 use std::time::{Duration, Instant};
 
-use zgres_schema::documents::{
-    GroupConfig, NodeState, Role, Switchover, SwitchoverKind, SyncMode, SyncState, Tags,
-};
-use zgres_schema::{Fetched, Lsn, NodeId, SystemId, Timeline};
+use zgres_schema::documents::{PromotionReason, Role, Switchover, SwitchoverKind, SyncMode, Tags};
+use zgres_schema::{Fetched, Lsn, NodeId, Timeline};
 
-/// Who holds the group's lock, as last read from ZooKeeper.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LockView {
-    /// The session is not confirmed, so the lock's state is unknown. Nothing is decided.
-    Unknown,
-    /// Nobody holds it.
-    Free,
-    /// This node's current session holds it.
-    Ours,
-    /// Another session holds it; `None` when its content is unreadable (garbage).
-    Other(Option<NodeId>),
-}
+mod action;
+mod observation;
+mod published;
+mod schedule;
 
-/// Whether the data directory is set up to start as a standby (`standby.signal`) or a primary,
-/// or holds no database yet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DataDirKind {
-    /// No database yet (no `PG_VERSION`): to be bootstrapped or cloned.
-    Empty,
-    /// Starts as a primary.
-    Primary,
-    /// Starts as a standby.
-    Standby,
-}
-
-/// What a query to the local PostgreSQL returned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Probe {
-    /// `pg_is_in_recovery()`.
-    pub in_recovery: bool,
-    /// Current timeline.
-    pub timeline: Option<Timeline>,
-    /// System identifier.
-    pub system_id: SystemId,
-    /// `pg_current_wal_lsn()` (primary only).
-    pub write_lsn: Option<Lsn>,
-    /// `pg_last_wal_receive_lsn()` (standby only).
-    pub receive_lsn: Option<Lsn>,
-    /// `pg_last_wal_replay_lsn()` (standby only).
-    pub replay_lsn: Option<Lsn>,
-    /// The primary the standby is configured to follow (from `primary_conninfo`).
-    pub upstream: Option<NodeId>,
-}
-
-impl Probe {
-    /// The furthest WAL position this node has.
-    pub fn position(&self) -> Option<Lsn> {
-        [self.write_lsn, self.receive_lsn, self.replay_lsn]
-            .into_iter()
-            .flatten()
-            .max()
-    }
-}
-
-/// The local PostgreSQL.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LocalPostgres {
-    /// The postmaster is running (our child process).
-    pub running: bool,
-    /// How the data directory would start.
-    pub data_dir: DataDirKind,
-    /// The last probe, if PostgreSQL answered.
-    pub probe: Option<Probe>,
-    /// Timeline and checkpoint position from `pg_controldata`, for a stopped server.
-    pub control: Option<(Timeline, Lsn)>,
-}
-
-/// A peer of the group, as its `/state` znode shows it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Peer {
-    /// Its published state.
-    pub state: NodeState,
-    /// Written after the lock was last seen to vanish (by ZooKeeper's ordering), so its
-    /// positions are current enough to compare in an election.
-    pub fresh: bool,
-}
-
-/// Everything the deadman knows at one moment.
-#[derive(Debug, Clone)]
-pub struct Observation {
-    /// Now, on the monotonic clock.
-    pub now: Instant,
-    /// The group's lock.
-    pub lock: LockView,
-    /// The group's published system identifier. Unreadable means the group has a database
-    /// of unknown identity: nothing is bootstrapped or cloned then.
-    pub db_id: Fetched<SystemId>,
-    /// The group configuration in force (see [`crate::group_config`]).
-    pub config: GroupConfig,
-    /// Peers whose `/state` exists and decoded (not this node).
-    pub peers: Vec<Peer>,
-    /// The local PostgreSQL.
-    pub postgres: LocalPostgres,
-    /// A health plugin vetoes this node: it must not become primary.
-    pub vetoed: bool,
-    /// The newest timeline recorded in `/history/{GROUP}` (read during elections).
-    pub group_timeline: Option<Timeline>,
-    /// A pending switchover or failover request (`/switchover/{GROUP}`).
-    pub switchover: Option<Switchover>,
-    /// Wall-clock milliseconds since the epoch, only to honour a scheduled switchover time.
-    pub wall_ms: u64,
-    /// `/sync/{GROUP}` (read in synchronous mode): who may be promoted. Unreadable: nobody.
-    pub sync: Fetched<SyncState>,
-}
-
-/// What the deadman should do next. The daemon executes actions in order and observes again.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
-    /// Try to create the lock (atomic; may lose the race).
-    AcquireLock,
-    /// Delete the lock.
-    ReleaseLock,
-    /// Start PostgreSQL as a primary (only while the lock is ours).
-    StartPrimary,
-    /// Start PostgreSQL as a standby following `upstream` (or its configured primary).
-    StartStandby {
-        /// The primary to follow.
-        upstream: Option<NodeId>,
-    },
-    /// Promote the running standby (only while the lock is ours).
-    Promote,
-    /// Point the running standby at another primary.
-    Repoint {
-        /// The new primary.
-        upstream: NodeId,
-    },
-    /// Stop PostgreSQL; `immediate` when it must stop accepting writes now.
-    StopPostgres {
-        /// Kill at once rather than a fast shutdown.
-        immediate: bool,
-        /// Why, for the log.
-        reason: &'static str,
-    },
-    /// Publish this node's state now (peers are waiting for fresh positions).
-    PublishState,
-    /// Create the group's database in the empty data directory (initdb or the configured
-    /// command); only while the lock is ours and the group has no database yet.
-    Bootstrap,
-    /// Fill the empty data directory with a base backup of `source` (the primary).
-    CloneFrom {
-        /// The node to copy.
-        source: NodeId,
-    },
-    /// Make the stopped former primary's data directory a standby of `source`, rewinding
-    /// (pg_rewind) whatever it wrote that `source` never saw.
-    Rewind {
-        /// The new primary.
-        source: NodeId,
-    },
-    /// Planned hand-over: stop PostgreSQL (fast, so standbys receive all WAL), record the
-    /// stop position and `candidate` in the request, and release the lock.
-    StepDown {
-        /// The node that is to take over.
-        candidate: NodeId,
-    },
-    /// The switchover request is fulfilled (this node is the new primary): delete it.
-    FinishSwitchover,
-    /// The switchover request cannot be carried out: delete it.
-    DropSwitchover {
-        /// Why, for the log.
-        reason: &'static str,
-    },
-}
-
-/// Why this node does not contend for a free lock (for logs and tests).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ineligible {
-    /// Tagged `nofailover`.
-    NoFailoverTag,
-    /// PostgreSQL is not running and answering as a standby.
-    NotAStandby,
-    /// Gave up the lock after failing to restart; waits for others.
-    GaveUp,
-    /// System identifier differs from the group's.
-    WrongSystem,
-    /// Further behind the last known primary position than allowed.
-    TooFarBehind,
-    /// A peer is better placed.
-    PeerIsBetter(NodeId),
-    /// Still waiting for peers to publish fresh positions.
-    WaitingForPeers,
-    /// The group is paused.
-    Paused,
-    /// A health plugin vetoes this node.
-    Vetoed,
-    /// No data directory yet, and the group already has a database (or a node with data):
-    /// this node waits for a primary to clone.
-    NoData,
-    /// The node's timeline is behind the newest one in the group's history.
-    TimelineBehind,
-    /// An operator's request names another node.
-    RequestNamesOther(NodeId),
-    /// The named switchover candidate (this node) has not yet received all WAL of the stopped
-    /// primary.
-    CatchingUp,
-    /// Synchronous mode is on and `/sync` does not list this node.
-    NotSynchronous,
-}
+pub use action::{Action, Ineligible};
+pub use observation::{DataDirKind, LocalPostgres, LockView, Observation, Peer, Probe};
+pub use published::{problems, role, warnings, WarningInputs};
+pub use schedule::{fence_may_disarm, next_round, Next, RoundOutcome, REWIND_RETRY};
 
 /// How long a switchover or failover request steers elections after the lock became free;
 /// after that it is ignored and the normal rules pick a primary.
@@ -244,10 +53,20 @@ pub struct Decider {
     /// Holder of the lock last seen, whether or not it published a position yet.
     last_holder: Option<NodeId>,
     last_ineligible: Option<Ineligible>,
+    /// After a failed pg_rewind, no new attempt before this.
+    rewind_retry_at: Option<Instant>,
 }
 
-/// Sort key of a candidate: higher is better.
-type Rank = (Option<Timeline>, Lsn, u32);
+/// Sort key of a candidate: higher is better, compared field by field in this order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Rank {
+    /// Newer timeline first.
+    timeline: Option<Timeline>,
+    /// Then more WAL.
+    position: Lsn,
+    /// Then the operator's priority tag.
+    priority: u32,
+}
 
 impl Decider {
     /// A decider for node `me` with its tags and timing.
@@ -269,6 +88,7 @@ impl Decider {
             last_primary: None,
             last_holder: None,
             last_ineligible: None,
+            rewind_retry_at: None,
         }
     }
 
@@ -276,6 +96,11 @@ impl Decider {
     pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = timeout;
         self
+    }
+
+    /// Input: the pg_rewind asked for failed at `now`; the next attempt waits [`REWIND_RETRY`].
+    pub fn rewind_failed(&mut self, now: Instant) {
+        self.rewind_retry_at = Some(now + REWIND_RETRY);
     }
 
     /// Why the last observation with a free lock did not lead to contending, if it did not.
@@ -360,7 +185,9 @@ impl Decider {
             }
             (false, DataDirKind::Empty) => vec![],
             // A former primary: it may hold WAL the new primary never saw.
-            (false, DataDirKind::Primary) if holder_ready => {
+            (false, DataDirKind::Primary)
+                if holder_ready && self.rewind_retry_at.map_or(true, |at| obs.now >= at) =>
+            {
                 vec![Action::Rewind { source: holder }]
             }
             (false, DataDirKind::Primary) => vec![],
@@ -486,7 +313,9 @@ impl Decider {
             };
         }
         if running_standby {
-            return vec![Action::Promote];
+            return vec![Action::Promote {
+                reason: self.promotion_reason(obs),
+            }];
         }
         // Down, or running but not answering (recovering or hung): both get the restart bound.
         let since = *self.primary_down_since.get_or_insert(obs.now);
@@ -513,6 +342,18 @@ impl Decider {
         }
     }
 
+    /// Why this node is being promoted: an operator's switchover or failover naming it, or a
+    /// failover.
+    fn promotion_reason(&self, obs: &Observation) -> PromotionReason {
+        match &obs.switchover {
+            Some(r) if r.to == Some(self.me) && r.kind == SwitchoverKind::Switchover => {
+                PromotionReason::Switchover
+            }
+            Some(r) if r.to == Some(self.me) => PromotionReason::ManualFailover,
+            _ => PromotionReason::Failover,
+        }
+    }
+
     fn track_primary_position(&mut self, obs: &Observation) {
         let LockView::Other(Some(holder)) = obs.lock else {
             return;
@@ -533,16 +374,18 @@ impl Decider {
     fn my_rank(&self, obs: &Observation) -> Result<Rank, Ineligible> {
         let pg = &obs.postgres;
         match (pg.running, pg.probe, pg.control) {
-            (true, Some(p), _) if p.in_recovery => Ok((
-                p.timeline,
-                p.position().unwrap_or(Lsn::ZERO),
-                self.tags.priority,
-            )),
+            (true, Some(p), _) if p.in_recovery => Ok(Rank {
+                timeline: p.timeline,
+                position: p.position().unwrap_or(Lsn::ZERO),
+                priority: self.tags.priority,
+            }),
             // A stopped primary data directory (first start, or a fenced primary) contends with
             // its checkpoint position, an underestimate of its WAL: that errs towards others.
-            (false, _, Some((timeline, lsn))) if pg.data_dir == DataDirKind::Primary => {
-                Ok((Some(timeline), lsn, self.tags.priority))
-            }
+            (false, _, Some((timeline, lsn))) if pg.data_dir == DataDirKind::Primary => Ok(Rank {
+                timeline: Some(timeline),
+                position: lsn,
+                priority: self.tags.priority,
+            }),
             _ => Err(Ineligible::NotAStandby),
         }
     }
@@ -565,7 +408,7 @@ impl Decider {
             }
         }
         if let Some(group) = obs.group_timeline {
-            if mine.0.map_or(true, |t| t < group) {
+            if mine.timeline.map_or(true, |t| t < group) {
                 return Err(Ineligible::TimelineBehind);
             }
         }
@@ -585,7 +428,7 @@ impl Decider {
                 // Named by the operator: no ranking, but everything the old primary wrote.
                 Some(_) => {
                     return match request.stopped_lsn {
-                        Some(stopped) if mine.1 < stopped => Err(Ineligible::CatchingUp),
+                        Some(stopped) if mine.position < stopped => Err(Ineligible::CatchingUp),
                         _ => Ok(()),
                     };
                 }
@@ -594,7 +437,7 @@ impl Decider {
         }
         let max_lag = obs.config.maximum_lag_on_failover_bytes;
         if let Some(last) = self.last_primary_position() {
-            if last.bytes_after(mine.1) > max_lag {
+            if last.bytes_after(mine.position) > max_lag {
                 return Err(Ineligible::TooFarBehind);
             }
         }
@@ -648,7 +491,11 @@ fn peer_rank(
     if last_primary.is_some_and(|last| last.bytes_after(position) > max_lag) {
         return None;
     }
-    Some((s.timeline, position, s.tags.priority))
+    Some(Rank {
+        timeline: s.timeline,
+        position,
+        priority: s.tags.priority,
+    })
 }
 
 #[cfg(test)]

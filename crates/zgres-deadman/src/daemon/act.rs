@@ -85,7 +85,7 @@ impl Daemon {
                 }
                 self.start()
             }
-            Action::Promote => {
+            Action::Promote { reason } => {
                 if !self.fence.arm() {
                     tracing::warn!(
                         "not promoting: the ZooKeeper session is not confirmed recently enough"
@@ -100,7 +100,7 @@ impl Daemon {
                         // Until a checkpoint, pg_control still names the old timeline, and
                         // pg_rewind on the old primary would see nothing to rewind.
                         self.pg.client.checkpoint_in_background();
-                        self.record_promotion(obs).await;
+                        self.record_promotion(obs, reason).await;
                         true
                     }
                     Err(e) => {
@@ -208,13 +208,6 @@ impl Daemon {
 
     /// Rejoin of a former primary: pg_rewind to the new primary, then start as its standby.
     pub(super) async fn rewind(&mut self, source: NodeId) -> bool {
-        if self
-            .pg
-            .rewind_retry_at
-            .is_some_and(|at| Instant::now() < at)
-        {
-            return false;
-        }
         tracing::info!(%source, "rejoining as a standby of the new primary: checking for divergence with pg_rewind");
         let shutdown = self.shutdown.clone();
         let Some(control) = self.pg.control else {
@@ -241,7 +234,6 @@ impl Daemon {
                         tracing::info!(%source, "no divergence; following the new primary")
                     }
                 }
-                self.pg.rewind_retry_at = None;
                 self.make_standby_of(source);
                 self.refresh_control().await;
                 true
@@ -256,7 +248,7 @@ impl Daemon {
             }
             Err(e) => {
                 tracing::error!(error = %e, "pg_rewind failed; this node stays stopped until it succeeds (set provisioning.reclone_on_rewind_failure to clone instead)");
-                self.pg.rewind_retry_at = Some(Instant::now() + Duration::from_secs(10));
+                self.core.decider.rewind_failed(Instant::now());
                 false
             }
         }

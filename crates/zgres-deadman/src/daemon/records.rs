@@ -1,25 +1,18 @@
 //! The group's records a primary keeps: its system identifier and promotion history; and the
 //! fence's disarming after a round.
 
-use zgres_schema::documents::{Promotion, PromotionReason, SwitchoverKind};
+use zgres_schema::documents::{Promotion, PromotionReason};
 use zgres_schema::{Fetched, Lsn, Timeline};
 
 use super::{wall_ms, Daemon};
-use crate::decision::{LockView, Observation};
+use crate::decision::{fence_may_disarm, LockView, Observation};
 
 impl Daemon {
-    /// Appends this promotion to `/history/{GROUP}`.
-    pub(super) async fn record_promotion(&mut self, obs: &Observation) {
+    /// Appends this promotion, for the core's `reason`, to `/history/{GROUP}`.
+    pub(super) async fn record_promotion(&mut self, obs: &Observation, reason: PromotionReason) {
         let timeline = match self.pg.client.probe().await {
             Ok(probe) => probe.timeline,
             Err(_) => None,
-        };
-        let reason = match &obs.switchover {
-            Some(r) if r.to == Some(self.config.node) && r.kind == SwitchoverKind::Switchover => {
-                PromotionReason::Switchover
-            }
-            Some(r) if r.to == Some(self.config.node) => PromotionReason::ManualFailover,
-            _ => PromotionReason::Failover,
         };
         let lsn = obs
             .postgres
@@ -83,7 +76,7 @@ impl Daemon {
             }
         }
         // Disarm only once PostgreSQL cannot be a primary any more.
-        if self.fence.is_armed() && obs.lock != LockView::Ours && !self.pg.process.is_running() {
+        if self.fence.is_armed() && fence_may_disarm(obs.lock, self.pg.process.is_running()) {
             self.fence.disarm();
         }
     }

@@ -1,44 +1,17 @@
 //! One observe-decide-act round: probe PostgreSQL, read the group, let the core decide, act
 //! and publish; and when the next round is due.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use zgres_schema::Fetched;
 
 use super::{wall_ms, Daemon};
 use crate::coordination::GroupView;
 use crate::data_dir;
-use crate::decision::{Action, DataDirKind, Ineligible, LocalPostgres, LockView, Observation};
+use crate::decision::{
+    next_round, Action, DataDirKind, LocalPostgres, LockView, Next, Observation, RoundOutcome,
+};
 use crate::group_config::ConfigChange;
-
-/// How often an election re-reads the group while it waits for peers' fresh positions.
-const ELECTION_POLL: Duration = Duration::from_millis(50);
-/// How often a PostgreSQL that runs but does not answer yet (starting, recovering) is probed.
-const STARTING_POLL: Duration = Duration::from_millis(100);
-
-/// When the next round should run.
-pub(super) enum Next {
-    /// At once: an action changed something worth observing.
-    Now,
-    /// Shortly: an election is waiting for peers.
-    Soon,
-    /// Soon: PostgreSQL runs but does not answer yet.
-    Starting,
-    /// After the loop interval (or an event).
-    Later,
-}
-
-impl Next {
-    /// How long to wait for an event before the next round; `None`: run it at once.
-    pub(super) fn pause(&self, loop_interval: Duration) -> Option<Duration> {
-        match self {
-            Next::Now => None,
-            Next::Soon => Some(ELECTION_POLL),
-            Next::Starting => Some(STARTING_POLL),
-            Next::Later => Some(loop_interval),
-        }
-    }
-}
 
 impl Daemon {
     /// A PostgreSQL already running on our data directory was not started by us: stop it, so
@@ -150,17 +123,14 @@ impl Daemon {
         self.after_round(&obs).await;
         let sync_progress = self.keep_synchronous(&obs, view.sync).await;
         self.update_status(&obs, state);
-        if again {
-            Next::Now
-        } else if sync_progress
-            || (why_not == Some(Ineligible::WaitingForPeers) && obs.lock == LockView::Free)
-        {
-            Next::Soon
-        } else if self.pg.process.is_running() && obs.postgres.probe.is_none() {
-            Next::Starting
-        } else {
-            Next::Later
-        }
+        next_round(&RoundOutcome {
+            act_again: again,
+            sync_progress,
+            ineligible: why_not,
+            lock: obs.lock,
+            postgres_running: self.pg.process.is_running(),
+            postgres_answered: obs.postgres.probe.is_some(),
+        })
     }
 
     /// Takes this round's read of `/config` into account and logs a change of its readability.

@@ -1,0 +1,101 @@
+//! What the core asks the shell to do, and why a node does not contend for the lock.
+
+use zgres_schema::documents::PromotionReason;
+use zgres_schema::NodeId;
+
+/// What the deadman should do next. The daemon executes actions in order and observes again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Try to create the lock (atomic; may lose the race).
+    AcquireLock,
+    /// Delete the lock.
+    ReleaseLock,
+    /// Start PostgreSQL as a primary (only while the lock is ours).
+    StartPrimary,
+    /// Start PostgreSQL as a standby following `upstream` (or its configured primary).
+    StartStandby {
+        /// The primary to follow.
+        upstream: Option<NodeId>,
+    },
+    /// Promote the running standby (only while the lock is ours).
+    Promote {
+        /// Why, for the group's history.
+        reason: PromotionReason,
+    },
+    /// Point the running standby at another primary.
+    Repoint {
+        /// The new primary.
+        upstream: NodeId,
+    },
+    /// Stop PostgreSQL; `immediate` when it must stop accepting writes now.
+    StopPostgres {
+        /// Kill at once rather than a fast shutdown.
+        immediate: bool,
+        /// Why, for the log.
+        reason: &'static str,
+    },
+    /// Publish this node's state now (peers are waiting for fresh positions).
+    PublishState,
+    /// Create the group's database in the empty data directory (initdb or the configured
+    /// command); only while the lock is ours and the group has no database yet.
+    Bootstrap,
+    /// Fill the empty data directory with a base backup of `source` (the primary).
+    CloneFrom {
+        /// The node to copy.
+        source: NodeId,
+    },
+    /// Make the stopped former primary's data directory a standby of `source`, rewinding
+    /// (pg_rewind) whatever it wrote that `source` never saw.
+    Rewind {
+        /// The new primary.
+        source: NodeId,
+    },
+    /// Planned hand-over: stop PostgreSQL (fast, so standbys receive all WAL), record the
+    /// stop position and `candidate` in the request, and release the lock.
+    StepDown {
+        /// The node that is to take over.
+        candidate: NodeId,
+    },
+    /// The switchover request is fulfilled (this node is the new primary): delete it.
+    FinishSwitchover,
+    /// The switchover request cannot be carried out: delete it.
+    DropSwitchover {
+        /// Why, for the log.
+        reason: &'static str,
+    },
+}
+
+/// Why this node does not contend for a free lock (for logs and tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ineligible {
+    /// Tagged `nofailover`.
+    NoFailoverTag,
+    /// PostgreSQL is not running and answering as a standby.
+    NotAStandby,
+    /// Gave up the lock after failing to restart; waits for others.
+    GaveUp,
+    /// System identifier differs from the group's.
+    WrongSystem,
+    /// Further behind the last known primary position than allowed.
+    TooFarBehind,
+    /// A peer is better placed.
+    PeerIsBetter(NodeId),
+    /// Still waiting for peers to publish fresh positions.
+    WaitingForPeers,
+    /// The group is paused.
+    Paused,
+    /// A health plugin vetoes this node.
+    Vetoed,
+    /// No data directory yet, and the group already has a database (or a node with data):
+    /// this node waits for a primary to clone.
+    NoData,
+    /// The node's timeline is behind the newest one in the group's history.
+    TimelineBehind,
+    /// An operator's request names another node.
+    RequestNamesOther(NodeId),
+    /// The named switchover candidate (this node) has not yet received all WAL of the stopped
+    /// primary.
+    CatchingUp,
+    /// Synchronous mode is on and `/sync` does not list this node.
+    NotSynchronous,
+}

@@ -1,0 +1,112 @@
+//! What the core is given each round: the lock, the peers, the local PostgreSQL, the group's
+//! documents.
+
+use std::time::Instant;
+
+use zgres_schema::documents::{GroupConfig, NodeState, Switchover, SyncState};
+use zgres_schema::{Fetched, Lsn, NodeId, SystemId, Timeline};
+
+/// Who holds the group's lock, as last read from ZooKeeper.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockView {
+    /// The session is not confirmed, so the lock's state is unknown. Nothing is decided.
+    Unknown,
+    /// Nobody holds it.
+    Free,
+    /// This node's current session holds it.
+    Ours,
+    /// Another session holds it; `None` when its content is unreadable (garbage).
+    Other(Option<NodeId>),
+}
+
+/// Whether the data directory is set up to start as a standby (`standby.signal`) or a primary,
+/// or holds no database yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataDirKind {
+    /// No database yet (no `PG_VERSION`): to be bootstrapped or cloned.
+    Empty,
+    /// Starts as a primary.
+    Primary,
+    /// Starts as a standby.
+    Standby,
+}
+
+/// What a query to the local PostgreSQL returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Probe {
+    /// `pg_is_in_recovery()`.
+    pub in_recovery: bool,
+    /// Current timeline.
+    pub timeline: Option<Timeline>,
+    /// System identifier.
+    pub system_id: SystemId,
+    /// `pg_current_wal_lsn()` (primary only).
+    pub write_lsn: Option<Lsn>,
+    /// `pg_last_wal_receive_lsn()` (standby only).
+    pub receive_lsn: Option<Lsn>,
+    /// `pg_last_wal_replay_lsn()` (standby only).
+    pub replay_lsn: Option<Lsn>,
+    /// The primary the standby is configured to follow (from `primary_conninfo`).
+    pub upstream: Option<NodeId>,
+}
+
+impl Probe {
+    /// The furthest WAL position this node has.
+    pub fn position(&self) -> Option<Lsn> {
+        [self.write_lsn, self.receive_lsn, self.replay_lsn]
+            .into_iter()
+            .flatten()
+            .max()
+    }
+}
+
+/// The local PostgreSQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalPostgres {
+    /// The postmaster is running (our child process).
+    pub running: bool,
+    /// How the data directory would start.
+    pub data_dir: DataDirKind,
+    /// The last probe, if PostgreSQL answered.
+    pub probe: Option<Probe>,
+    /// Timeline and checkpoint position from `pg_controldata`, for a stopped server.
+    pub control: Option<(Timeline, Lsn)>,
+}
+
+/// A peer of the group, as its `/state` znode shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Peer {
+    /// Its published state.
+    pub state: NodeState,
+    /// Written after the lock was last seen to vanish (by ZooKeeper's ordering), so its
+    /// positions are current enough to compare in an election.
+    pub fresh: bool,
+}
+
+/// Everything the deadman knows at one moment.
+#[derive(Debug, Clone)]
+pub struct Observation {
+    /// Now, on the monotonic clock.
+    pub now: Instant,
+    /// The group's lock.
+    pub lock: LockView,
+    /// The group's published system identifier. Unreadable means the group has a database
+    /// of unknown identity: nothing is bootstrapped or cloned then.
+    pub db_id: Fetched<SystemId>,
+    /// The group configuration in force (see [`crate::group_config`]).
+    pub config: GroupConfig,
+    /// Peers whose `/state` exists and decoded (not this node).
+    pub peers: Vec<Peer>,
+    /// The local PostgreSQL.
+    pub postgres: LocalPostgres,
+    /// A health plugin vetoes this node: it must not become primary.
+    pub vetoed: bool,
+    /// The newest timeline recorded in `/history/{GROUP}` (read during elections).
+    pub group_timeline: Option<Timeline>,
+    /// A pending switchover or failover request (`/switchover/{GROUP}`).
+    pub switchover: Option<Switchover>,
+    /// Wall-clock milliseconds since the epoch, only to honour a scheduled switchover time.
+    pub wall_ms: u64,
+    /// `/sync/{GROUP}` (read in synchronous mode): who may be promoted. Unreadable: nobody.
+    pub sync: Fetched<SyncState>,
+}

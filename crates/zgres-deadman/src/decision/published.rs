@@ -1,0 +1,80 @@
+//! What a node publishes about itself: its role, its problems (which make it unhealthy: no
+//! `/conn`, no contending, 503 on the replica checks) and its warnings (which do not). Derived
+//! from the observation alone, so the rules are tested here with plain values.
+
+use zgres_schema::documents::{Role, SyncMode};
+
+use super::{LocalPostgres, LockView, Observation};
+
+/// PostgreSQL's role as the probe shows it.
+pub fn role(pg: &LocalPostgres) -> Role {
+    match (pg.running, pg.probe) {
+        (false, _) => Role::Stopped,
+        (true, None) => Role::Unknown,
+        (true, Some(p)) if p.in_recovery => Role::Replica,
+        (true, Some(_)) => Role::Primary,
+    }
+}
+
+/// Why the node is unhealthy; empty when it is healthy. `vetoes` are the plugins'.
+pub fn problems(obs: &Observation, vetoes: &[String]) -> Vec<String> {
+    let pg = &obs.postgres;
+    let mut problems = Vec::new();
+    if !pg.running {
+        problems.push("postgres is not running".to_owned());
+    } else if pg.probe.is_none() {
+        problems.push("postgres does not answer".to_owned());
+    }
+    if let (Some(p), Some(&group)) = (pg.probe, obs.db_id.valid()) {
+        if p.system_id != group {
+            problems.push(format!(
+                "system identifier {} differs from the group's {group}",
+                p.system_id
+            ));
+        }
+    }
+    if pg.probe.is_some_and(|p| !p.in_recovery) && obs.lock != LockView::Ours {
+        problems.push("running as primary without the lock".to_owned());
+    }
+    problems.extend(vetoes.iter().cloned());
+    problems
+}
+
+/// What the warnings depend on besides the observation.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WarningInputs<'a> {
+    /// Why the group config in force is not the one in ZooKeeper (it is unreadable).
+    pub config_problem: Option<&'a str>,
+    /// As the primary in synchronous mode: no synchronous standby is in force.
+    pub synchronous_degraded: bool,
+}
+
+/// What an operator should know that does not make the node unhealthy.
+pub fn warnings(obs: &Observation, inputs: WarningInputs<'_>) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if let Some(problem) = inputs.config_problem {
+        warnings.push(problem.to_owned());
+    }
+    if let Some(e) = obs.sync.error() {
+        warnings.push(format!(
+            "{e}; no node may be promoted and synchronous_standby_names is left as it is"
+        ));
+    }
+    if obs.lock == LockView::Ours
+        && obs.config.synchronous_mode != SyncMode::Off
+        && inputs.synchronous_degraded
+    {
+        warnings.push(match obs.config.synchronous_mode {
+            SyncMode::Strict => {
+                "no synchronous standby: commits wait until one is back (strict)".to_owned()
+            }
+            _ => "no synchronous standby: replication is asynchronous until one is back".to_owned(),
+        });
+    }
+    if let Some(e) = obs.db_id.error() {
+        warnings.push(format!(
+            "{e}; the group's system identifier cannot be checked and nothing is bootstrapped or cloned"
+        ));
+    }
+    warnings
+}

@@ -1,0 +1,135 @@
+//! When the shell runs the next round, when it may disarm the fence, and how long a failed
+//! rewind waits: timing rules of the core, decided from values the shell passes in.
+
+use std::time::Duration;
+
+use super::{Ineligible, LockView};
+
+/// How often an election re-reads the group while it waits for peers' fresh positions.
+const ELECTION_POLL: Duration = Duration::from_millis(50);
+/// How often a PostgreSQL that runs but does not answer yet (starting, recovering) is probed.
+const STARTING_POLL: Duration = Duration::from_millis(100);
+/// How long a failed pg_rewind waits before it is tried again.
+pub const REWIND_RETRY: Duration = Duration::from_secs(10);
+
+/// When the next round should run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// At once: an action changed something worth observing.
+    Now,
+    /// Shortly: an election is waiting for peers, or synchronous replication is converging.
+    Soon,
+    /// Soon: PostgreSQL runs but does not answer yet.
+    Starting,
+    /// After the loop interval (or an event).
+    Later,
+}
+
+impl Next {
+    /// How long to wait for an event before the next round; `None`: run it at once.
+    pub fn pause(self, loop_interval: Duration) -> Option<Duration> {
+        match self {
+            Next::Now => None,
+            Next::Soon => Some(ELECTION_POLL),
+            Next::Starting => Some(STARTING_POLL),
+            Next::Later => Some(loop_interval),
+        }
+    }
+}
+
+/// What a round did, as far as scheduling the next one cares.
+#[derive(Debug, Clone, Copy)]
+pub struct RoundOutcome {
+    /// An action asked for its effect to be observed at once.
+    pub act_again: bool,
+    /// Synchronous replication took a step and has more to do.
+    pub sync_progress: bool,
+    /// Why this node did not contend, if it did not.
+    pub ineligible: Option<Ineligible>,
+    /// The lock as observed.
+    pub lock: LockView,
+    /// PostgreSQL runs (after the actions).
+    pub postgres_running: bool,
+    /// PostgreSQL answered the round's probe.
+    pub postgres_answered: bool,
+}
+
+/// When to run the next round after `round`.
+pub fn next_round(round: &RoundOutcome) -> Next {
+    if round.act_again {
+        Next::Now
+    } else if round.sync_progress
+        || (round.ineligible == Some(Ineligible::WaitingForPeers) && round.lock == LockView::Free)
+    {
+        Next::Soon
+    } else if round.postgres_running && !round.postgres_answered {
+        Next::Starting
+    } else {
+        Next::Later
+    }
+}
+
+/// Whether the fence may be disarmed: only once PostgreSQL cannot be a primary any more
+/// (it is stopped) and this node does not hold the lock.
+pub fn fence_may_disarm(lock: LockView, postgres_running: bool) -> bool {
+    lock != LockView::Ours && !postgres_running
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn lock_view() -> impl Strategy<Value = LockView> {
+        prop_oneof![
+            Just(LockView::Unknown),
+            Just(LockView::Free),
+            Just(LockView::Ours),
+            Just(LockView::Other(None)),
+            Just(LockView::Other(Some("10.0.0.2:5432".parse().unwrap()))),
+        ]
+    }
+
+    proptest! {
+        /// The fence is never disarmed while PostgreSQL may still accept writes: while it runs,
+        /// whatever the lock, or while the lock is ours.
+        #[test]
+        fn never_disarmed_while_postgres_may_accept_writes(lock in lock_view(), running: bool) {
+            if running || lock == LockView::Ours {
+                prop_assert!(!fence_may_disarm(lock, running));
+            } else {
+                prop_assert!(fence_may_disarm(lock, running));
+            }
+        }
+
+        /// An action to observe always wins; otherwise a waiting election or converging
+        /// synchronous replication is polled quickly, a starting PostgreSQL soon, the rest
+        /// after the loop interval. No outcome waits longer than the loop interval.
+        #[test]
+        fn rounds_are_scheduled_by_urgency(
+            act_again: bool, sync_progress: bool, waiting: bool, lock in lock_view(),
+            postgres_running: bool, postgres_answered: bool,
+        ) {
+            let round = RoundOutcome {
+                act_again,
+                sync_progress,
+                ineligible: waiting.then_some(Ineligible::WaitingForPeers),
+                lock,
+                postgres_running,
+                postgres_answered,
+            };
+            let next = next_round(&round);
+            let interval = Duration::from_secs(1);
+            prop_assert!(next.pause(interval).map_or(true, |p| p <= interval));
+            if act_again {
+                prop_assert_eq!(next, Next::Now);
+            } else if sync_progress || (waiting && lock == LockView::Free) {
+                prop_assert_eq!(next, Next::Soon);
+            } else if postgres_running && !postgres_answered {
+                prop_assert_eq!(next, Next::Starting);
+            } else {
+                prop_assert_eq!(next, Next::Later);
+            }
+        }
+    }
+}

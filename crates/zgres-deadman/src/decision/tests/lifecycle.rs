@@ -1,0 +1,174 @@
+//! The lock holder's and the followers' PostgreSQL: promotion, restarts, repointing,
+//! bootstrap and clone.
+
+use super::*;
+
+#[test]
+fn lock_holder_promotes_its_standby_and_restarts_a_crashed_primary_within_bound() {
+    let t = Instant::now();
+    let mut d = decider(1);
+    assert_eq!(
+        d.decide(&obs(t, LockView::Ours, standby(5), vec![])),
+        [Action::Promote {
+            reason: PromotionReason::Failover
+        }]
+    );
+    assert_eq!(d.decide(&obs(t, LockView::Ours, primary(), vec![])), []);
+    let down = stopped(DataDirKind::Primary);
+    assert_eq!(
+        d.decide(&obs(t, LockView::Ours, down, vec![])),
+        [Action::StartPrimary]
+    );
+    assert_eq!(
+        d.decide(&obs(
+            t + Duration::from_secs(9),
+            LockView::Ours,
+            down,
+            vec![]
+        )),
+        [Action::StartPrimary]
+    );
+    assert_eq!(
+        d.decide(&obs(
+            t + Duration::from_secs(10),
+            LockView::Ours,
+            down,
+            vec![]
+        )),
+        [Action::ReleaseLock]
+    );
+    // Having given up, it does not grab the lock straight back.
+    let again = d.decide(&obs(
+        t + Duration::from_secs(11),
+        LockView::Free,
+        down,
+        vec![],
+    ));
+    assert!(!again.contains(&Action::AcquireLock));
+    assert_eq!(d.last_ineligible(), Some(Ineligible::GaveUp));
+}
+
+#[test]
+fn followers_start_and_repoint_to_the_lock_holder() {
+    let t = Instant::now();
+    let mut d = decider(1);
+    assert_eq!(
+        d.decide(&obs(
+            t,
+            LockView::Other(Some(node(2))),
+            stopped(DataDirKind::Standby),
+            vec![]
+        )),
+        [Action::StartStandby {
+            upstream: Some(node(2))
+        }]
+    );
+    // A former primary may have diverged: it waits for the holder to run as primary, then
+    // rewinds to it before following.
+    assert_eq!(
+        d.decide(&obs(
+            t,
+            LockView::Other(Some(node(2))),
+            stopped(DataDirKind::Primary),
+            vec![fresh(peer_state(2, Role::Replica, 5))]
+        )),
+        []
+    );
+    assert_eq!(
+        d.decide(&obs(
+            t,
+            LockView::Other(Some(node(2))),
+            stopped(DataDirKind::Primary),
+            vec![fresh(peer_state(2, Role::Primary, 5))]
+        )),
+        [Action::Rewind { source: node(2) }]
+    );
+    assert_eq!(
+        d.decide(&obs(t, LockView::Other(Some(node(2))), standby(1), vec![])),
+        [Action::Repoint { upstream: node(2) }]
+    );
+    let mut following = standby(1);
+    following.probe.as_mut().unwrap().upstream = Some(node(2));
+    assert_eq!(
+        d.decide(&obs(t, LockView::Other(Some(node(2))), following, vec![])),
+        []
+    );
+    // A garbage lock: someone holds it, nobody knows who. Do nothing.
+    assert_eq!(
+        d.decide(&obs(t, LockView::Other(None), standby(1), vec![])),
+        []
+    );
+}
+
+#[test]
+fn first_node_of_a_new_group_adopts_its_stopped_primary() {
+    let t = Instant::now();
+    let mut d = decider(1);
+    let mut o = obs(t, LockView::Free, stopped(DataDirKind::Primary), vec![]);
+    o.db_id = Fetched::Absent;
+    let actions = d.decide(&o);
+    assert!(actions.contains(&Action::AcquireLock), "{actions:?}");
+}
+
+#[test]
+fn an_empty_group_is_bootstrapped_by_the_lock_holder_and_cloned_by_the_others() {
+    let t = Instant::now();
+    let mut d = decider(1);
+    let mut new_group = obs(t, LockView::Free, empty(), vec![]);
+    new_group.db_id = Fetched::Absent;
+    assert!(d.decide(&new_group).contains(&Action::AcquireLock));
+    new_group.lock = LockView::Ours;
+    assert_eq!(d.decide(&new_group), [Action::Bootstrap]);
+
+    // A node with an empty directory never creates a second database for a group that has
+    // one (or whose peers have data): it waits for a primary and clones it.
+    let mut d = decider(3);
+    let free = obs(t, LockView::Free, empty(), vec![]);
+    assert!(!d.decide(&free).contains(&Action::AcquireLock));
+    assert_eq!(d.last_ineligible(), Some(Ineligible::NoData));
+    let mut peer_has_data = obs(
+        t,
+        LockView::Free,
+        empty(),
+        vec![fresh(peer_state(2, Role::Stopped, 0))],
+    );
+    peer_has_data.db_id = Fetched::Absent;
+    assert!(!d.decide(&peer_has_data).contains(&Action::AcquireLock));
+    let mut ours = obs(t, LockView::Ours, empty(), vec![]);
+    ours.db_id = Fetched::Valid(SYS);
+    assert_eq!(d.decide(&ours), [Action::ReleaseLock]);
+    let following = |role| {
+        obs(
+            t,
+            LockView::Other(Some(node(2))),
+            empty(),
+            vec![fresh(peer_state(2, role, 5))],
+        )
+    };
+    assert_eq!(d.decide(&following(Role::Replica)), []);
+    assert_eq!(
+        d.decide(&following(Role::Primary)),
+        [Action::CloneFrom { source: node(2) }]
+    );
+}
+
+#[test]
+fn a_failed_rewind_is_retried_only_after_the_retry_interval() {
+    let t = Instant::now();
+    let mut d = decider(1);
+    let rejoin = |at: Instant| {
+        obs(
+            at,
+            LockView::Other(Some(node(2))),
+            stopped(DataDirKind::Primary),
+            vec![fresh(peer_state(2, Role::Primary, 5))],
+        )
+    };
+    assert_eq!(d.decide(&rejoin(t)), [Action::Rewind { source: node(2) }]);
+    d.rewind_failed(t);
+    assert_eq!(d.decide(&rejoin(t + REWIND_RETRY / 2)), []);
+    assert_eq!(
+        d.decide(&rejoin(t + REWIND_RETRY)),
+        [Action::Rewind { source: node(2) }]
+    );
+}

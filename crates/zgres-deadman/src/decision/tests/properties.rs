@@ -1,0 +1,128 @@
+//! Safety properties over arbitrary observations.
+
+use super::*;
+
+fn arb_lock() -> impl Strategy<Value = LockView> {
+    prop_oneof![
+        Just(LockView::Unknown),
+        Just(LockView::Free),
+        Just(LockView::Ours),
+        (1u8..5).prop_map(|i| LockView::Other(Some(node(i)))),
+        Just(LockView::Other(None)),
+    ]
+}
+
+fn arb_postgres() -> impl Strategy<Value = LocalPostgres> {
+    (
+        any::<bool>(),
+        any::<bool>(),
+        proptest::option::of((any::<bool>(), 0u64..1000, proptest::option::of(1u8..5))),
+    )
+        .prop_map(|(running, standby_dir, probe)| LocalPostgres {
+            running,
+            data_dir: if standby_dir {
+                DataDirKind::Standby
+            } else {
+                DataDirKind::Primary
+            },
+            probe: probe
+                .filter(|_| running)
+                .map(|(in_recovery, lsn, upstream)| Probe {
+                    in_recovery,
+                    timeline: Some(tl(1)),
+                    system_id: SYS,
+                    write_lsn: (!in_recovery).then_some(Lsn(lsn)),
+                    receive_lsn: in_recovery.then_some(Lsn(lsn)),
+                    replay_lsn: in_recovery.then_some(Lsn(lsn)),
+                    upstream: upstream.map(node),
+                }),
+            control: Some((tl(1), Lsn(0))),
+        })
+}
+
+fn arb_peers() -> impl Strategy<Value = Vec<Peer>> {
+    proptest::collection::vec((2u8..6, 0u64..1000, any::<bool>(), any::<bool>()), 0..4).prop_map(
+        |peers| {
+            peers
+                .into_iter()
+                .map(|(i, lsn, is_primary, fresh)| Peer {
+                    state: peer_state(
+                        i,
+                        if is_primary {
+                            Role::Primary
+                        } else {
+                            Role::Replica
+                        },
+                        lsn,
+                    ),
+                    fresh,
+                })
+                .collect()
+        },
+    )
+}
+
+proptest! {
+    /// Whatever happens, over any sequence of observations: no promotion or primary start
+    /// without the lock, no contending for a held lock, and a primary without the lock is
+    /// stopped at once.
+    #[test]
+    fn safety_rules_hold_for_any_observation_sequence(
+        steps in proptest::collection::vec((arb_lock(), arb_postgres(), arb_peers(), 0u64..5000), 1..30)
+    ) {
+        let mut d = decider(1);
+        let start = Instant::now();
+        let mut elapsed = Duration::ZERO;
+        for (lock, postgres, peers, advance_ms) in steps {
+            elapsed += Duration::from_millis(advance_ms);
+            let actions = d.decide(&obs(start + elapsed, lock, postgres, peers));
+            let is_primary = postgres.running && postgres.probe.is_some_and(|p| !p.in_recovery);
+            for action in &actions {
+                match action {
+                    Action::Promote { .. } | Action::StartPrimary => prop_assert_eq!(lock, LockView::Ours),
+                    Action::AcquireLock => prop_assert_eq!(lock, LockView::Free),
+                    Action::ReleaseLock => prop_assert_eq!(lock, LockView::Ours),
+                    _ => {}
+                }
+            }
+            if is_primary && matches!(lock, LockView::Free | LockView::Other(_)) {
+                prop_assert!(
+                    matches!(actions.as_slice(), [Action::StopPostgres { immediate: true, .. }]),
+                    "primary without the lock must stop: {:?}", actions
+                );
+            }
+            if lock == LockView::Unknown {
+                prop_assert!(actions.is_empty());
+            }
+        }
+    }
+
+    /// Among replicas that all see each other's fresh positions, only those with the best
+    /// (timeline, position, priority) try for the lock — and at least one does.
+    #[test]
+    fn only_the_best_replicas_contend(
+        replicas in proptest::collection::btree_map(1u8..8, (1u32..3, 0u64..4, 0u32..3), 1..5)
+    ) {
+        let t = Instant::now();
+        let state_of = |i: u8, (timeline, lsn, priority): (u32, u64, u32)| {
+            let mut s = peer_state(i, Role::Replica, lsn);
+            s.timeline = Some(tl(timeline));
+            s.tags.priority = priority;
+            s
+        };
+        let best = replicas.values().map(|&(t, l, p)| (Some(tl(t)), Lsn(l), p)).max().unwrap();
+        let mut contenders = 0;
+        for (&me, &(timeline, lsn, priority)) in &replicas {
+            let peers = replicas.iter().filter(|(i, _)| **i != me)
+                .map(|(&i, &v)| fresh(state_of(i, v))).collect();
+            let mut pg = standby(lsn);
+            pg.probe.as_mut().unwrap().timeline = Some(tl(timeline));
+            let mut d = Decider::new(node(me), Tags { priority, ..Tags::default() },
+                Duration::from_secs(10), Duration::from_secs(2));
+            let tries = d.decide(&obs(t, LockView::Free, pg, peers)).contains(&Action::AcquireLock);
+            prop_assert_eq!(tries, (Some(tl(timeline)), Lsn(lsn), priority) == best);
+            contenders += usize::from(tries);
+        }
+        prop_assert!(contenders >= 1);
+    }
+}
