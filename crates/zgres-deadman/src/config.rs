@@ -10,135 +10,21 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
 use zgres_schema::documents::Tags;
 use zgres_schema::{GroupName, NodeId};
-use zgres_zk::{ZkSettings, ZookeeperSection};
+use zgres_zk::ZkSettings;
 
 use zgres_config::Problems;
 pub use zgres_config::{ConfigError, LogConfig, LogFormat, Secret};
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawConfig {
-    zookeeper: ZookeeperSection,
-    node: RawNode,
-    postgres: RawPostgres,
-    #[serde(default)]
-    tags: Tags,
-    #[serde(default)]
-    timing: RawTiming,
-    #[serde(default)]
-    plugin: Vec<RawPlugin>,
-    #[serde(default)]
-    api: Option<RawApi>,
-    #[serde(default)]
-    provisioning: RawProvisioning,
-    #[serde(default)]
-    log: LogConfig,
-}
+mod raw;
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct RawProvisioning {
-    initdb_args: Vec<String>,
-    pg_hba: Vec<String>,
-    bootstrap_command: Vec<String>,
-    clone_command: Vec<String>,
-    reclone_on_rewind_failure: bool,
-    timeout_ms: Option<u64>,
-}
+use raw::RawConfig;
 
 /// The deadman's session timeout unless configured: short, for fast failover.
 const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_millis(4_000);
 /// The deadman's fence margin unless configured.
 const DEFAULT_FENCE_MARGIN: Duration = Duration::from_millis(1_000);
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawNode {
-    group: String,
-    address: String,
-    #[serde(default)]
-    name: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawPostgres {
-    data_dir: PathBuf,
-    #[serde(default = "default_bin_dir")]
-    bin_dir: PathBuf,
-    port: u16,
-    #[serde(default)]
-    run_as: Option<String>,
-    #[serde(default = "default_user")]
-    user: String,
-    #[serde(default = "default_user")]
-    dbname: String,
-    #[serde(default)]
-    password_file: Option<PathBuf>,
-    #[serde(default)]
-    password_env: Option<String>,
-    #[serde(default)]
-    probe_host: Option<String>,
-    #[serde(default)]
-    parameters: BTreeMap<String, String>,
-}
-
-fn default_bin_dir() -> PathBuf {
-    PathBuf::from("/usr/lib/postgresql/15/bin")
-}
-fn default_user() -> String {
-    "postgres".to_owned()
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawApi {
-    listen: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawPlugin {
-    #[serde(default)]
-    command: Vec<String>,
-    #[serde(default)]
-    library: Option<PathBuf>,
-    #[serde(default = "default_plugin_timeout_ms")]
-    timeout_ms: u64,
-}
-
-fn default_plugin_timeout_ms() -> u64 {
-    5_000
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct RawTiming {
-    loop_interval_ms: u64,
-    state_refresh_ms: u64,
-    election_wait_ms: u64,
-    stop_timeout_ms: u64,
-    primary_restart_timeout_ms: u64,
-    plugin_interval_ms: u64,
-    request_timeout_ms: u64,
-}
-
-impl Default for RawTiming {
-    fn default() -> Self {
-        RawTiming {
-            loop_interval_ms: 1_000,
-            state_refresh_ms: 10_000,
-            election_wait_ms: 2_000,
-            stop_timeout_ms: 30_000,
-            primary_restart_timeout_ms: 10_000,
-            plugin_interval_ms: 5_000,
-            request_timeout_ms: 30_000,
-        }
-    }
-}
 
 /// ZooKeeper connection settings.
 #[derive(Debug, Clone)]
@@ -508,96 +394,4 @@ impl Config {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A directory with a `postgres` file (a committed fixture, so no test leaves files
-    /// behind), so validation passes without PostgreSQL installed.
-    fn fake_bin_dir() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fake-bin")
-    }
-
-    fn minimal(extra: &str) -> String {
-        let run_as = if nix::unistd::Uid::effective().is_root() {
-            "run_as = \"postgres\"\n"
-        } else {
-            ""
-        };
-        format!(
-            "[zookeeper]\nconnect = \"127.0.0.1:2181\"\n[node]\ngroup = \"main\"\naddress = \"10.0.0.1\"\n\
-             [postgres]\ndata_dir = \"/var/lib/pg\"\nbin_dir = \"{}\"\nport = 5432\n{run_as}{extra}",
-            fake_bin_dir().display()
-        )
-    }
-
-    fn problems(text: &str, env: &[(&str, &str)]) -> Vec<String> {
-        let env: BTreeMap<String, String> = env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        match Config::parse(Path::new("t.toml"), text, |k| env.get(k).cloned()) {
-            Ok(_) => vec![],
-            Err(ConfigError::Invalid { problems, .. }) => {
-                problems.into_iter().map(|p| p.key).collect()
-            }
-            Err(other) => vec![other.to_string()],
-        }
-    }
-
-    #[test]
-    fn minimal_config_gets_defaults() {
-        let c = Config::parse(Path::new("t.toml"), &minimal(""), |_| None).unwrap();
-        assert_eq!(c.node.to_string(), "10.0.0.1:5432");
-        assert_eq!(c.node_name, "10_0_0_1_5432");
-        assert_eq!(c.zookeeper.settings.layout.root(), "/zgres");
-        assert_eq!(c.zookeeper.settings.session_timeout, Duration::from_secs(4));
-        assert_eq!(c.postgres.probe_host.to_string(), "10.0.0.1");
-    }
-
-    #[test]
-    fn every_bad_value_is_reported_with_its_key() {
-        let text = minimal(
-            "password_env = \"NOPE\"\n[timing]\nloop_interval_ms = 1\n[log]\nlevel = \"[[[\"\n",
-        )
-        .replace("\"main\"", "\"ma_in\"")
-        .replace("\"10.0.0.1\"", "\"db1.example\"")
-        .replace(
-            "connect = \"127.0.0.1:2181\"",
-            "connect = \"127.0.0.1:2181\"\nsession_timeout_ms = 500",
-        );
-        let mut keys = problems(&text, &[]);
-        keys.sort();
-        assert_eq!(
-            keys,
-            [
-                "log.level",
-                "node.address",
-                "node.group",
-                "postgres.password_env",
-                "timing.loop_interval_ms",
-                "zookeeper.fence_margin_ms",
-                "zookeeper.session_timeout_ms",
-            ]
-        );
-    }
-
-    #[test]
-    fn syntax_errors_and_unknown_keys_name_the_key() {
-        let err =
-            Config::parse(Path::new("t.toml"), &minimal("bogus = 1\n"), |_| None).unwrap_err();
-        assert!(err.to_string().contains("bogus"), "{err}");
-        let err = Config::parse(Path::new("t.toml"), "[zookeeper\n", |_| None).unwrap_err();
-        assert!(err.to_string().contains("t.toml"), "{err}");
-    }
-
-    #[test]
-    fn secrets_come_from_env_and_never_print() {
-        let text = minimal("password_env = \"PGPW\"\n");
-        let c = Config::parse(Path::new("t.toml"), &text, |k| {
-            (k == "PGPW").then(|| "hunter2".to_owned())
-        })
-        .unwrap();
-        assert_eq!(c.postgres.password.as_ref().unwrap().expose(), "hunter2");
-        assert!(!format!("{c:?}").contains("hunter2"));
-    }
-}
+mod tests;

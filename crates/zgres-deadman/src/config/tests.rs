@@ -1,0 +1,90 @@
+//! Config validation tests.
+
+use super::*;
+
+/// A directory with a `postgres` file (a committed fixture, so no test leaves files
+/// behind), so validation passes without PostgreSQL installed.
+fn fake_bin_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fake-bin")
+}
+
+fn minimal(extra: &str) -> String {
+    let run_as = if nix::unistd::Uid::effective().is_root() {
+        "run_as = \"postgres\"\n"
+    } else {
+        ""
+    };
+    format!(
+        "[zookeeper]\nconnect = \"127.0.0.1:2181\"\n[node]\ngroup = \"main\"\naddress = \"10.0.0.1\"\n\
+         [postgres]\ndata_dir = \"/var/lib/pg\"\nbin_dir = \"{}\"\nport = 5432\n{run_as}{extra}",
+        fake_bin_dir().display()
+    )
+}
+
+fn problems(text: &str, env: &[(&str, &str)]) -> Vec<String> {
+    let env: BTreeMap<String, String> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    match Config::parse(Path::new("t.toml"), text, |k| env.get(k).cloned()) {
+        Ok(_) => vec![],
+        Err(ConfigError::Invalid { problems, .. }) => problems.into_iter().map(|p| p.key).collect(),
+        Err(other) => vec![other.to_string()],
+    }
+}
+
+#[test]
+fn minimal_config_gets_defaults() {
+    let c = Config::parse(Path::new("t.toml"), &minimal(""), |_| None).unwrap();
+    assert_eq!(c.node.to_string(), "10.0.0.1:5432");
+    assert_eq!(c.node_name, "10_0_0_1_5432");
+    assert_eq!(c.zookeeper.settings.layout.root(), "/zgres");
+    assert_eq!(c.zookeeper.settings.session_timeout, Duration::from_secs(4));
+    assert_eq!(c.postgres.probe_host.to_string(), "10.0.0.1");
+}
+
+#[test]
+fn every_bad_value_is_reported_with_its_key() {
+    let text = minimal(
+        "password_env = \"NOPE\"\n[timing]\nloop_interval_ms = 1\n[log]\nlevel = \"[[[\"\n",
+    )
+    .replace("\"main\"", "\"ma_in\"")
+    .replace("\"10.0.0.1\"", "\"db1.example\"")
+    .replace(
+        "connect = \"127.0.0.1:2181\"",
+        "connect = \"127.0.0.1:2181\"\nsession_timeout_ms = 500",
+    );
+    let mut keys = problems(&text, &[]);
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "log.level",
+            "node.address",
+            "node.group",
+            "postgres.password_env",
+            "timing.loop_interval_ms",
+            "zookeeper.fence_margin_ms",
+            "zookeeper.session_timeout_ms",
+        ]
+    );
+}
+
+#[test]
+fn syntax_errors_and_unknown_keys_name_the_key() {
+    let err = Config::parse(Path::new("t.toml"), &minimal("bogus = 1\n"), |_| None).unwrap_err();
+    assert!(err.to_string().contains("bogus"), "{err}");
+    let err = Config::parse(Path::new("t.toml"), "[zookeeper\n", |_| None).unwrap_err();
+    assert!(err.to_string().contains("t.toml"), "{err}");
+}
+
+#[test]
+fn secrets_come_from_env_and_never_print() {
+    let text = minimal("password_env = \"PGPW\"\n");
+    let c = Config::parse(Path::new("t.toml"), &text, |k| {
+        (k == "PGPW").then(|| "hunter2".to_owned())
+    })
+    .unwrap();
+    assert_eq!(c.postgres.password.as_ref().unwrap().expose(), "hunter2");
+    assert!(!format!("{c:?}").contains("hunter2"));
+}
