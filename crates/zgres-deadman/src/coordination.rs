@@ -3,7 +3,7 @@
 //! Every read goes through [`zgres_schema::decode`]; a malformed peer document is logged (once
 //! per distinct error) and that peer is left out, never trusted and never a crash.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -52,6 +52,7 @@ impl CoordinationError {
 
 mod group_view;
 mod history;
+mod read_cache;
 
 pub use group_view::GroupView;
 
@@ -75,6 +76,8 @@ pub struct Coordinator {
     held_lock: Option<Lock>,
     /// pzxid of the lock directory when the lock was last seen free.
     lock_gone_zxid: Option<i64>,
+    /// The group's znodes as last read, kept true by watches.
+    cache: read_cache::ReadCache,
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -130,6 +133,7 @@ impl Coordinator {
             unreadable_total,
             held_lock: None,
             lock_gone_zxid: None,
+            cache: read_cache::ReadCache::default(),
         };
         for dir in zgres_schema::Dir::ALL {
             coordinator
@@ -160,15 +164,11 @@ impl Coordinator {
         self.layout.path(&znode)
     }
 
-    /// A persistent watch on the lock: fires on its creation, change and deletion.
-    ///
-    /// # Errors
-    /// As any request.
-    pub async fn watch_lock(&self) -> Result<zk::PersistentWatcher> {
-        Ok(self
-            .session
-            .watch(&self.lock_path(), zk::AddWatchMode::Persistent)
-            .await?)
+    /// Resolves when a znode this session read has changed since (the lock, the config, the
+    /// switchover request, `/sync`, a peer's state...), or when events may have been lost:
+    /// the next round then re-reads what changed. Cancel-safe.
+    pub async fn changed(&self) {
+        self.cache.changed().await;
     }
 
     /// Logs (once per distinct content) and counts an unreadable znode.
@@ -189,9 +189,10 @@ impl Coordinator {
         fetched
     }
 
-    /// Reads and decodes the znode at `path` with its version.
+    /// Reads (from the cache while its watch reports no change) and decodes the znode at
+    /// `path` with its version.
     async fn read<T: Document>(&mut self, path: &str) -> Result<Fetched<(T, i32)>> {
-        match self.session.get(path).await? {
+        match self.cache.get(&self.session, path).await?.0 {
             Some((data, stat)) => Ok(self
                 .decode_reported::<T>(path, &data)
                 .map(|d| (d, stat.version))),
@@ -215,6 +216,7 @@ impl Coordinator {
         version: Option<i32>,
     ) -> Result<bool> {
         let path = self.path(Znode::Sync(self.group.clone()));
+        self.cache.invalidate(&path);
         Ok(match (state, version) {
             (Some(state), Some(v)) => self
                 .session
@@ -245,6 +247,7 @@ impl Coordinator {
         version: i32,
     ) -> Result<bool> {
         let path = self.path(Znode::Switchover(self.group.clone()));
+        self.cache.invalidate(&path);
         let written = match request {
             Some(request) => self
                 .session
@@ -263,6 +266,7 @@ impl Coordinator {
     /// back while our session still owns the znode (compare-and-set on the version read).
     async fn restore_lock(&mut self, found: &Fetched<Lock>, version: i32) {
         let path = self.lock_path();
+        self.cache.invalidate(&path);
         let found = match found {
             Fetched::Valid(lock) => format!("names {}", lock.node),
             Fetched::Unreadable(e) => e.kind.to_string(),
@@ -344,6 +348,7 @@ impl Coordinator {
     /// As any request.
     pub async fn acquire_lock(&mut self, lock: &Lock) -> Result<bool> {
         let sent = monotonic_ns();
+        self.cache.invalidate(&self.lock_path());
         match self
             .session
             .create(&self.lock_path(), &encode(lock)?, CreateKind::Ephemeral)
@@ -365,6 +370,7 @@ impl Coordinator {
     /// As any request.
     pub async fn release_lock(&mut self) -> Result<()> {
         let path = self.lock_path();
+        self.cache.invalidate(&path);
         if let Some(stat) = self.session.stat(&path).await? {
             if stat.ephemeral_owner == self.session.session_id().0 {
                 // Gone or changed meanwhile: not ours to delete any more.
@@ -381,6 +387,7 @@ impl Coordinator {
     /// As any request.
     pub async fn publish_db_id(&mut self, system_id: SystemId) -> Result<Fetched<SystemId>> {
         let path = self.path(Znode::DatabaseId(self.group.clone()));
+        self.cache.invalidate(&path);
         let doc = encode(&DatabaseId { system_id })?;
         match self
             .session
@@ -411,18 +418,23 @@ impl Coordinator {
     }
 }
 
-/// Makes sure the session is confirmed for the fence at least every `interval` (with a cheap
-/// request, timed from its send) when nothing else confirmed it. Runs until the client's session ends or the task is dropped.
+/// While `wanted`, makes sure the session is confirmed for the fence at least every `interval`
+/// (with a cheap request, timed from its send) when nothing else confirmed it. Runs until the
+/// session ends or the task is dropped.
 pub async fn heartbeat(
     session: ZkSession,
     path: String,
     fence: Arc<FenceClock>,
     interval: Duration,
+    wanted: Arc<AtomicBool>,
 ) {
     loop {
-        // The daemon's own rounds confirm the session too; only fill the gaps between them.
+        // The daemon's own requests confirm the session too; only fill the gaps between them,
+        // and only while a confirmation is of use (the lock is ours or the fence armed).
         let sent = monotonic_ns();
-        if sent.saturating_sub(fence.last_ok_ns()) >= interval.as_nanos() as u64 / 2 {
+        if wanted.load(Ordering::Relaxed)
+            && sent.saturating_sub(fence.last_ok_ns()) >= interval.as_nanos() as u64 / 2
+        {
             match session.stat(&path).await {
                 Ok(_) => fence.confirm(sent),
                 Err(e) if e.session_ended() => return,

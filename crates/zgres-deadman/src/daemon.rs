@@ -1,8 +1,10 @@
 //! The deadman's main loop: observe PostgreSQL and ZooKeeper, decide, act, repeat.
 //!
-//! Each round is level-triggered: it reads everything afresh, so a missed watch event or a
-//! failed action is simply seen again next round. Rounds run every `loop_interval`, and at once
-//! when the lock changes or PostgreSQL exits.
+//! Each round is level-triggered: it looks at the whole group, so a failed action is simply
+//! seen again next round. ZooKeeper reads are served from a cache kept true by watches (see
+//! `coordination::read_cache`), so an idle round costs ZooKeeper nothing. Rounds run every
+//! `loop_interval` (PostgreSQL is probed each time), and at once when a watched znode changes
+//! or PostgreSQL exits.
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -159,6 +161,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
             session: None,
             resume: None,
             unreadable_total: Arc::default(),
+            view_failing: false,
         },
         out: Outputs {
             status,
@@ -231,6 +234,8 @@ struct ZkEdge {
     resume: Option<zgres_zk::client::SessionInfo>,
     /// Distinct unreadable znode contents met (a metric).
     unreadable_total: Arc<AtomicU64>,
+    /// The last round could not read the group (to log an outage once).
+    view_failing: bool,
 }
 
 /// What the node shows the world.
@@ -297,17 +302,15 @@ impl Daemon {
                 continue;
             };
             let Self { zk, pg, .. } = self;
-            let lock_changed = async {
-                match zk.session.as_mut().and_then(|s| s.watcher.as_mut()) {
-                    Some(w) => {
-                        w.changed().await;
-                    }
+            let group_changed = async {
+                match zk.session.as_ref() {
+                    Some(s) => s.coordinator.changed().await,
                     None => std::future::pending().await,
                 }
             };
             tokio::select! {
                 () = tokio::time::sleep(pause) => {}
-                () = lock_changed => {}
+                () = group_changed => {}
                 () = pg.process.exited() => {}
                 () = shutdown.cancelled() => {}
             }

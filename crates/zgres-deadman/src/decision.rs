@@ -31,7 +31,9 @@ mod schedule;
 pub use action::{Action, Ineligible};
 pub use observation::{DataDirKind, LocalPostgres, LockView, Observation, Peer, Probe};
 pub use published::{problems, role, warnings, WarningInputs};
-pub use schedule::{fence_may_disarm, next_round, Next, RoundOutcome, REWIND_RETRY};
+pub use schedule::{
+    confirmation_wanted, fence_may_disarm, next_round, Next, RoundOutcome, REWIND_RETRY,
+};
 
 /// How long a switchover or failover request steers elections after the lock became free;
 /// after that it is ignored and the normal rules pick a primary.

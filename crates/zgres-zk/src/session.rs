@@ -133,6 +133,20 @@ impl ZkSession {
         self.client.session().clone()
     }
 
+    /// Whether the client is connected to a server right now (as far as it has noticed: a
+    /// silent network is only noticed when its pings go unanswered).
+    ///
+    /// # Errors
+    /// [`ZkError::SessionEnded`] when the session expired or was closed;
+    /// [`ZkError::Retryable`] while the client is disconnected.
+    pub fn check_connected(&self) -> Result<(), ZkError> {
+        match self.client.state() {
+            zk::SessionState::SyncConnected | zk::SessionState::ConnectedReadOnly => Ok(()),
+            zk::SessionState::Disconnected => Err(ZkError::Retryable(zk::Error::ConnectionLoss)),
+            _ => Err(ZkError::SessionEnded),
+        }
+    }
+
     /// The session timeout the server granted.
     pub fn granted_timeout(&self) -> Duration {
         self.client.session_timeout()

@@ -1,7 +1,7 @@
 //! One read of the group: the lock, the peers' states, the db-id, the config, the switchover
 //! request, `/sync` and the history's newest timeline.
 
-use super::{Coordinator, Result};
+use super::{read_cache, Coordinator, Result};
 use crate::decision::{LockView, Peer};
 use crate::fence::monotonic_ns;
 use zgres_schema::documents::{
@@ -53,7 +53,23 @@ impl Coordinator {
     pub async fn view(&mut self) -> Result<GroupView> {
         let sent = monotonic_ns();
         let lock_path = self.lock_path();
-        let lock = match self.session.get(&lock_path).await? {
+        // Cached reads would describe a group we cannot see now: decide nothing.
+        self.session.check_connected()?;
+        let ours = self.session.session_id().0;
+        let cached_as_ours = self
+            .cache
+            .peek(&lock_path)
+            .is_some_and(|(_, stat)| stat.ephemeral_owner == ours);
+        if (cached_as_ours || self.fence.is_armed())
+            && sent.saturating_sub(self.fence.last_ok_ns())
+                > super::REQUEST_TIMEOUT.as_nanos() as u64
+        {
+            // The holder trusts a cached lock only while its session is being confirmed; else
+            // it asks the server, and a silent server means nothing is decided.
+            self.cache.invalidate(&lock_path);
+        }
+        let (lock_read, source) = self.cache.get(&self.session, &lock_path).await?;
+        let lock = match lock_read {
             Some((data, stat)) => {
                 self.lock_gone_zxid = None;
                 let holder = self.decode_reported::<Lock>(&lock_path, &data);
@@ -76,7 +92,10 @@ impl Coordinator {
                 LockView::Free
             }
         };
-        self.fence.confirm(sent);
+        if source == read_cache::Source::Server {
+            // Only an answer from the server confirms the session.
+            self.fence.confirm(sent);
+        }
 
         let switchover_path = self.path(Znode::Switchover(self.group.clone()));
         let switchover = self.read::<Switchover>(&switchover_path).await?;
@@ -99,17 +118,23 @@ impl Coordinator {
         let prefix = format!("{}_", self.group);
         let state_dir = self.layout.dir(zgres_schema::Dir::State);
         let children = match lock {
-            LockView::Free => self.session.children(&state_dir).await?.unwrap_or_default(),
-            LockView::Ours if switchover_pending || synchronous => {
-                self.session.children(&state_dir).await?.unwrap_or_default()
-            }
+            LockView::Free => self
+                .cache
+                .children(&self.session, &state_dir)
+                .await?
+                .unwrap_or_default(),
+            LockView::Ours if switchover_pending || synchronous => self
+                .cache
+                .children(&self.session, &state_dir)
+                .await?
+                .unwrap_or_default(),
             LockView::Other(Some(holder)) => vec![format!("{prefix}{holder}")],
             _ => vec![],
         };
         let mut peers = Vec::new();
         for child in children.iter().filter(|c| c.starts_with(&prefix)) {
             let path = format!("{state_dir}/{child}");
-            let Some((data, stat)) = self.session.get(&path).await? else {
+            let Some((data, stat)) = self.cache.get(&self.session, &path).await?.0 else {
                 continue;
             };
             let Some(state) = self.decode_reported::<NodeState>(&path, &data).into_valid() else {

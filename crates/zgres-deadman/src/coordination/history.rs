@@ -20,6 +20,7 @@ impl Coordinator {
         let history = History {
             entries: vec![first.clone()],
         };
+        self.cache.invalidate(&path);
         // Already started (by a peer, or by us before a restart): nothing to do.
         self.session
             .create(&path, &encode(&history)?, CreateKind::Persistent)
@@ -36,7 +37,11 @@ impl Coordinator {
         let document = self.read::<History>(&path).await?.map(|(h, _)| h);
         let mut beside = Vec::new();
         if !matches!(document, Fetched::Absent) {
-            let mut children = self.session.children(&path).await?.unwrap_or_default();
+            let mut children = self
+                .cache
+                .children(&self.session, &path)
+                .await?
+                .unwrap_or_default();
             children.sort();
             for child in children {
                 let child_path = format!("{path}/{child}");
@@ -60,6 +65,8 @@ impl Coordinator {
         let path = self.path(Znode::History(self.group.clone()));
         // Only this group's primaries write here, so a conflict is rare; a few tries suffice.
         for _ in 0..5 {
+            // Compare-and-set needs the current version, not a cached one.
+            self.cache.invalidate(&path);
             let (mut history, version) = match self.read::<History>(&path).await? {
                 Fetched::Valid((history, version)) => (history, Some(version)),
                 Fetched::Absent => (History::default(), None),

@@ -1,6 +1,7 @@
 //! One observe-decide-act round: probe PostgreSQL, read the group, let the core decide, act
 //! and publish; and when the next round is due.
 
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use zgres_schema::Fetched;
@@ -9,7 +10,8 @@ use super::{wall_ms, Daemon};
 use crate::coordination::GroupView;
 use crate::data_dir;
 use crate::decision::{
-    next_round, Action, DataDirKind, LocalPostgres, LockView, Next, Observation, RoundOutcome,
+    confirmation_wanted, next_round, Action, DataDirKind, LocalPostgres, LockView, Next,
+    Observation, RoundOutcome,
 };
 use crate::group_config::ConfigChange;
 
@@ -66,10 +68,20 @@ impl Daemon {
                 return Next::Now;
             }
             Err(e) => {
-                tracing::warn!(error = %e, "cannot read the group from ZooKeeper; deciding nothing this round");
+                // Once per outage at warning level: a disconnected client fails every round.
+                if self.zk.view_failing {
+                    tracing::debug!(error = %e, "cannot read the group from ZooKeeper; deciding nothing this round");
+                } else {
+                    tracing::warn!(error = %e, "cannot read the group from ZooKeeper; deciding nothing until it can");
+                }
+                self.zk.view_failing = true;
                 GroupView::unknown()
             }
         };
+        if view.lock != LockView::Unknown && self.zk.view_failing {
+            self.zk.view_failing = false;
+            tracing::info!("reading the group from ZooKeeper again");
+        }
         if view.lock != LockView::Unknown {
             self.observe_config(std::mem::take(&mut view.config));
         }
@@ -121,6 +133,10 @@ impl Daemon {
             again |= self.execute(action, &obs, switchover_version).await;
         }
         self.after_round(&obs).await;
+        if let Some(session) = &self.zk.session {
+            let wanted = confirmation_wanted(obs.lock, self.fence.is_armed());
+            session.confirm_wanted.store(wanted, Ordering::Relaxed);
+        }
         let sync_progress = self.keep_synchronous(&obs, view.sync).await;
         self.update_status(&obs, state);
         next_round(&RoundOutcome {

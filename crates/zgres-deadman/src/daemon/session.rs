@@ -1,6 +1,8 @@
-//! Opening, resuming and ending the ZooKeeper session, and what runs beside it (the lock
-//! watch and the fence heartbeat).
+//! Opening, resuming and ending the ZooKeeper session, and what runs beside it (the fence
+//! heartbeat).
 
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
@@ -12,8 +14,10 @@ use crate::coordination::{heartbeat, Coordinator};
 /// One ZooKeeper session and the tasks that live as long as it.
 pub(super) struct Session {
     pub(super) coordinator: Coordinator,
-    pub(super) watcher: Option<zgres_zk::client::PersistentWatcher>,
     pub(super) heartbeat: JoinHandle<()>,
+    /// Whether the heartbeat should confirm the session for the fence: while the lock is ours
+    /// or the fence is armed (set every round).
+    pub(super) confirm_wanted: Arc<AtomicBool>,
 }
 
 /// Why opening a session failed: retry, or stop the daemon.
@@ -54,22 +58,23 @@ impl Daemon {
                 }));
             }
         }
-        let watcher = coordinator.watch_lock().await.ok();
         // Several confirmations per fence budget, so one lost reply never fences.
         let interval =
             (self.config.zookeeper.settings.session_timeout / 6).min(Duration::from_secs(1));
+        let confirm_wanted = Arc::new(AtomicBool::new(true));
         let heartbeat = tokio::spawn(heartbeat(
             coordinator.session(),
             coordinator.lock_path(),
             self.fence.clone(),
             interval,
+            confirm_wanted.clone(),
         ));
         self.out.state = None;
         self.out.conn = None;
         self.zk.session = Some(Session {
             coordinator,
-            watcher,
             heartbeat,
+            confirm_wanted,
         });
         Ok(())
     }

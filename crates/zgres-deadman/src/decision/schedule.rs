@@ -75,6 +75,14 @@ pub fn fence_may_disarm(lock: LockView, postgres_running: bool) -> bool {
     lock != LockView::Ours && !postgres_running
 }
 
+/// Whether the session must keep being confirmed for the fence (by the heartbeat, between the
+/// round's own requests): while the lock is ours (a promotion or a primary start arms the fence,
+/// which needs a recent confirmation) and while the fence is armed. A replica's idle session
+/// needs no requests: the client's own pings keep it alive.
+pub fn confirmation_wanted(lock: LockView, fence_armed: bool) -> bool {
+    fence_armed || lock == LockView::Ours
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,6 +108,13 @@ mod tests {
             } else {
                 prop_assert!(fence_may_disarm(lock, running));
             }
+        }
+
+        /// A node that holds the lock or runs under an armed fence always keeps its session
+        /// confirmed.
+        #[test]
+        fn the_holder_and_an_armed_fence_keep_confirming(lock in lock_view(), armed: bool) {
+            prop_assert_eq!(confirmation_wanted(lock, armed), armed || lock == LockView::Ours);
         }
 
         /// An action to observe always wins; otherwise a waiting election or converging
