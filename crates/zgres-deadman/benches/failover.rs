@@ -15,7 +15,9 @@
 use std::time::{Duration, Instant};
 
 use zgres_testkit::figures::summary;
+use zgres_testkit::group::checks::first_write;
 use zgres_testkit::group::{Group, Timing, DEADLINE};
+use zgres_testkit::proc_usage::{child_with_arg, cpu_ticks_and_rss, pss_kb};
 use zgres_testkit::zookeeper::ZkCluster;
 
 fn timing() -> Timing {
@@ -24,81 +26,8 @@ fn timing() -> Timing {
         fence_margin_ms: 1_000,
         primary_restart_timeout_ms: 10_000,
         loop_interval_ms: 1_000,
+        ..Timing::default()
     }
-}
-
-/// Tries a write on each candidate every 10 ms until one is acknowledged; returns the node and
-/// the time since `start`.
-async fn first_write(group: &Group, candidates: &[usize], start: Instant) -> (usize, Duration) {
-    loop {
-        for &i in candidates {
-            let attempt = async {
-                let client = group.nodes[i].client().await?;
-                client
-                    .execute("INSERT INTO writes (node, seq) VALUES ('bench', 0)", &[])
-                    .await
-                    .ok()
-            };
-            if tokio::time::timeout(Duration::from_millis(500), attempt)
-                .await
-                .ok()
-                .flatten()
-                .is_some()
-            {
-                return (i, start.elapsed());
-            }
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "no write accepted in 2 minutes"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// Proportional set size: resident memory with pages shared between processes (the deadman and
-/// its keeper run the same binary) divided among them.
-fn pss_kb(pid: u32) -> Option<u64> {
-    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
-    rollup
-        .lines()
-        .find_map(|l| l.strip_prefix("Pss:"))?
-        .trim()
-        .trim_end_matches(" kB")
-        .parse()
-        .ok()
-}
-
-fn proc_stat(pid: u32) -> Option<(u64, u64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields: Vec<&str> = stat.rsplit_once(") ")?.1.split_whitespace().collect();
-    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let rss_kb = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .trim()
-        .trim_end_matches(" kB")
-        .parse()
-        .ok()?;
-    Some((ticks, rss_kb))
-}
-
-/// The deadman's fence keeper: its child whose command line has `--fence-keeper`.
-fn keeper_of(deadman: u32) -> Option<u32> {
-    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
-        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        let ppid: u32 = stat
-            .rsplit_once(") ")?
-            .1
-            .split_whitespace()
-            .nth(1)?
-            .parse()
-            .ok()?;
-        let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).ok()?;
-        (ppid == deadman && cmdline.contains("--fence-keeper")).then_some(pid)
-    })
 }
 
 /// Waits until every node but `primary` streams from it; returns the time since `start`.
@@ -195,13 +124,13 @@ async fn main() {
         .flat_map(|n| {
             let deadman = n.deadman.as_ref().unwrap().pid();
             let mut v = vec![(format!("{} deadman", n.name), deadman)];
-            if let Some(k) = keeper_of(deadman) {
+            if let Some(k) = child_with_arg(deadman, "--fence-keeper") {
                 v.push((format!("{} fence keeper", n.name), k));
             }
             v
         })
         .collect();
-    let before: Vec<_> = pids.iter().map(|(_, p)| proc_stat(*p)).collect();
+    let before: Vec<_> = pids.iter().map(|(_, p)| cpu_ticks_and_rss(*p)).collect();
     tokio::time::sleep(window).await;
     let tick = 100.0; // USER_HZ on Linux
     println!();
@@ -218,7 +147,7 @@ async fn main() {
         &pg_crash_whole,
     );
     for ((name, pid), before) in pids.iter().zip(before) {
-        if let (Some((t0, _)), Some((t1, rss))) = (before, proc_stat(*pid)) {
+        if let (Some((t0, _)), Some((t1, rss))) = (before, cpu_ticks_and_rss(*pid)) {
             let cpu = (t1 - t0) as f64 / tick / window.as_secs_f64() * 100.0;
             println!(
                 "{name:<20} resident {:.1} MB (proportional {:.1} MB), idle CPU {cpu:.2}% of a core over {}s",

@@ -29,6 +29,7 @@ fn timing() -> Timing {
         fence_margin_ms: 1_000,
         primary_restart_timeout_ms: 10_000,
         loop_interval_ms: 1_000,
+        ..Timing::default()
     }
 }
 

@@ -106,6 +106,7 @@ async fn main() {
         fence_margin_ms: 1_000,
         primary_restart_timeout_ms: 10_000,
         loop_interval_ms: 1_000,
+        ..Timing::default()
     };
     let mut group = Group::prepare(3, timing).await;
     println!(

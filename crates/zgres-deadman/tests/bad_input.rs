@@ -168,6 +168,7 @@ async fn foreign_data_directory_is_refused_and_untouched() {
         pg: stranger,
         deadman: None,
         proxy: None,
+        zookeeper_via: None,
         extra_config: String::new(),
         env: vec![],
         api_port: zgres_testkit::ports::free_port().unwrap(),

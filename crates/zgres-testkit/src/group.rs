@@ -47,6 +47,8 @@ pub struct Timing {
     pub primary_restart_timeout_ms: u64,
     /// `[timing] loop_interval_ms`.
     pub loop_interval_ms: u64,
+    /// `[timing] state_refresh_ms`.
+    pub state_refresh_ms: u64,
 }
 
 impl Default for Timing {
@@ -56,6 +58,7 @@ impl Default for Timing {
             fence_margin_ms: 500,
             primary_restart_timeout_ms: 10_000,
             loop_interval_ms: 200,
+            state_refresh_ms: 1_000,
         }
     }
 }
@@ -120,6 +123,7 @@ impl Group {
                 pg,
                 deadman: None,
                 proxy: None,
+                zookeeper_via: None,
                 extra_config: String::new(),
                 env: vec![],
                 api_port: crate::ports::free_port().unwrap(),
@@ -164,6 +168,7 @@ impl Group {
             name,
             deadman: None,
             proxy: None,
+            zookeeper_via: None,
             extra_config: String::new(),
             env: vec![],
             api_port: crate::ports::free_port().unwrap(),
@@ -180,9 +185,10 @@ impl Group {
 
     fn write_config(&self, i: usize) {
         let node = &self.nodes[i];
-        let connect = match &node.proxy {
-            Some(p) => p.addr().to_string(),
-            None => self.zk.connect_string(),
+        let connect = match (&node.proxy, &node.zookeeper_via) {
+            (Some(p), _) => p.addr().to_string(),
+            (None, Some(via)) => via.clone(),
+            (None, None) => self.zk.connect_string(),
         };
         // wal_keep_size as docs/operations.md recommends: a node rejoining with pg_rewind
         // streams the WAL since the fork from the new primary, which must still have it.
@@ -197,7 +203,7 @@ impl Group {
              [node]\ngroup = \"{GROUP}\"\naddress = \"127.0.0.1\"\nname = \"{}\"\n\
              [postgres]\ndata_dir = \"{}\"\nport = {}\n{run_as}\
              parameters = {{ listen_addresses = \"127.0.0.1\", unix_socket_directories = \"{}\", log_min_messages = \"log\", wal_keep_size = \"256MB\" }}\n\
-             [timing]\nloop_interval_ms = {}\nstate_refresh_ms = 1000\nelection_wait_ms = 1000\n\
+             [timing]\nloop_interval_ms = {}\nstate_refresh_ms = {}\nelection_wait_ms = 1000\n\
              stop_timeout_ms = 10000\nprimary_restart_timeout_ms = {}\nplugin_interval_ms = 200\n\
              [api]\nlisten = \"127.0.0.1:{}\"\n[log]\nlevel = \"{}\"\n{}",
             t.session_timeout_ms,
@@ -207,6 +213,7 @@ impl Group {
             node.port(),
             node.pg.socket_dir().display(),
             t.loop_interval_ms,
+            t.state_refresh_ms,
             t.primary_restart_timeout_ms,
             node.api_port,
             std::env::var("ZGRES_TEST_LOG").unwrap_or_else(|_| "zgres_deadman=debug,info".into()),

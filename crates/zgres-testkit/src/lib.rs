@@ -28,7 +28,9 @@ pub mod pgbouncer;
 pub mod poll;
 pub mod ports;
 pub mod postgres;
+pub mod proc_usage;
 pub mod process;
+pub mod zk_counter;
 pub mod znodes;
 pub mod zookeeper;
 

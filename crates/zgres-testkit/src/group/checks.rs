@@ -94,3 +94,32 @@ pub async fn wait_synchronous_standby(group: &Group, primary: usize) -> usize {
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", group.logs()))
 }
+
+/// Tries a write on each candidate every 10 ms until one is acknowledged; returns the node and
+/// the time since `start`.
+pub async fn first_write(group: &Group, candidates: &[usize], start: Instant) -> (usize, Duration) {
+    loop {
+        for &i in candidates {
+            let attempt = async {
+                let client = group.nodes[i].client().await?;
+                client
+                    .execute("INSERT INTO writes (node, seq) VALUES ('bench', 0)", &[])
+                    .await
+                    .ok()
+            };
+            if tokio::time::timeout(Duration::from_millis(500), attempt)
+                .await
+                .ok()
+                .flatten()
+                .is_some()
+            {
+                return (i, start.elapsed());
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no write accepted in 2 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

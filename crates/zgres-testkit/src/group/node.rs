@@ -26,6 +26,9 @@ pub struct Node {
     pub log: PathBuf,
     /// The fault proxy between the deadman and ZooKeeper, if any.
     pub proxy: Option<FaultProxy>,
+    /// Where the deadman connects to ZooKeeper instead of the group's ensemble (e.g. a
+    /// counting proxy); a fault proxy takes precedence.
+    pub zookeeper_via: Option<String>,
     /// TOML appended to the generated config.
     pub extra_config: String,
     /// Environment for the deadman process.

@@ -1,0 +1,128 @@
+//! Idle cost and switchover reaction of a watch-driven group (release build).
+//!
+//! A 3-node group with production-like timing (session 4 s, loop 1 s, state refresh 10 s),
+//! each deadman reaching ZooKeeper through its own counting proxy. Prints:
+//! - ZooKeeper requests per node per second at idle (reads, writes, watches; pings counted
+//!   apart), over `ZGRES_BENCH_IDLE_SECS` seconds (default 60) after the group settled;
+//! - idle CPU of each deadman and its fence keeper over the same window;
+//! - seconds from a switchover request (as `zgresctl switchover` writes it) to the first write
+//!   the new primary acknowledges, over `ZGRES_BENCH_RUNS` runs (default 5).
+//!
+//! Run: `cargo bench -p zgres-deadman --bench idle`
+
+use std::time::{Duration, Instant};
+
+use zgres_testkit::figures::summary;
+use zgres_testkit::group::checks::{first_write, request_switchover};
+use zgres_testkit::group::{Group, Timing};
+use zgres_testkit::proc_usage::{child_with_arg, cpu_ticks_and_rss, TICKS_PER_SECOND};
+use zgres_testkit::zk_counter::RequestCounter;
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[tokio::main]
+async fn main() {
+    std::env::set_var("ZGRES_TEST_LOG", "info");
+    let window = Duration::from_secs(env_or("ZGRES_BENCH_IDLE_SECS", 60));
+    let runs = env_or("ZGRES_BENCH_RUNS", 5);
+    println!(
+        "zgres-deadman idle benchmark: 3 nodes, session timeout 4 s, loop 1 s, state refresh 10 s, \
+         ZooKeeper tickTime {} ms; idle window {} s; {runs} switchovers",
+        zgres_testkit::zookeeper::tick_ms(),
+        window.as_secs()
+    );
+    let mut group = Group::prepare(
+        3,
+        Timing {
+            session_timeout_ms: 4_000,
+            fence_margin_ms: 1_000,
+            primary_restart_timeout_ms: 10_000,
+            loop_interval_ms: 1_000,
+            state_refresh_ms: 10_000,
+        },
+    )
+    .await;
+    let mut counters = Vec::new();
+    for node in &mut group.nodes {
+        let counter = RequestCounter::start(group.zk.client_addr(0))
+            .await
+            .unwrap();
+        node.zookeeper_via = Some(counter.addr().to_string());
+        counters.push(counter);
+    }
+    group.start_all().await;
+    let primary = group.wait_primary(&[]).await;
+    for i in (0..3).filter(|&i| i != primary) {
+        group.wait_following(i, primary).await;
+    }
+    // Settle: the first reads, watches and publications are done.
+    tokio::time::sleep(Duration::from_secs(15)).await;
+
+    let pids: Vec<(String, u32)> = group
+        .nodes
+        .iter()
+        .flat_map(|n| {
+            let deadman = n.deadman.as_ref().unwrap().pid();
+            let mut v = vec![(format!("{} deadman", n.name), deadman)];
+            if let Some(k) = child_with_arg(deadman, "--fence-keeper") {
+                v.push((format!("{} fence keeper", n.name), k));
+            }
+            v
+        })
+        .collect();
+    let cpu_before: Vec<_> = pids.iter().map(|(_, p)| cpu_ticks_and_rss(*p)).collect();
+    let before: Vec<(u64, u64)> = counters.iter().map(|c| (c.requests(), c.pings())).collect();
+    tokio::time::sleep(window).await;
+    let secs = window.as_secs_f64();
+    println!();
+    let mut total = 0.0;
+    for (i, (counter, (requests, pings))) in counters.iter().zip(before).enumerate() {
+        let rate = (counter.requests() - requests) as f64 / secs;
+        total += rate;
+        println!(
+            "n{i} ({}): {rate:.3} ZooKeeper requests/s at idle, {:.3} pings/s",
+            if i == primary { "primary" } else { "replica" },
+            (counter.pings() - pings) as f64 / secs
+        );
+    }
+    println!(
+        "idle ZooKeeper requests per node per second (mean of 3): {:.3}",
+        total / 3.0
+    );
+    for ((name, pid), before) in pids.iter().zip(cpu_before) {
+        if let (Some((t0, _)), Some((t1, rss))) = (before, cpu_ticks_and_rss(*pid)) {
+            let cpu = (t1 - t0) as f64 / TICKS_PER_SECOND / secs * 100.0;
+            println!(
+                "{name:<20} idle CPU {cpu:.3}% of a core, resident {:.1} MB",
+                rss as f64 / 1024.0
+            );
+        }
+    }
+
+    let mut reaction = Vec::new();
+    for run in 0..runs {
+        let old = group.wait_primary(&[]).await;
+        for i in (0..3).filter(|&i| i != old) {
+            group.wait_following(i, old).await;
+        }
+        let others: Vec<usize> = (0..3).filter(|&i| i != old).collect();
+        let start = Instant::now();
+        request_switchover(&group, None, None).await;
+        let (new, took) = first_write(&group, &others, start).await;
+        println!(
+            "  switchover run {run}: n{old} -> n{new}, first write after {:.3}s",
+            took.as_secs_f64()
+        );
+        reaction.push(took.as_secs_f64());
+    }
+    println!();
+    summary(
+        "switchover request -> first write on the new primary",
+        &reaction,
+    );
+}
