@@ -5,7 +5,8 @@
 //! best replica when the primary is gone.
 //!
 //! - [`config`]: TOML configuration, validated up front.
-//! - [`decision`]: the pure state machine (observations in, actions out).
+//! - [`decision`], [`synchronous`], [`group_config`]: the pure core (crate
+//!   `zgres-deadman-core`: observations in, actions out, no I/O).
 //! - [`fence`]: the fencing clock, thread and keeper process.
 //! - [`coordination`]: ZooKeeper reads and writes.
 //! - [`postgres_process`], [`postgres_client`], [`data_dir`]: PostgreSQL as a child process,
@@ -20,13 +21,12 @@ pub mod config;
 pub mod coordination;
 pub mod daemon;
 pub mod data_dir;
-pub mod decision;
 pub mod fence;
-pub mod group_config;
 pub mod plugins;
 pub mod postgres_client;
 pub mod postgres_process;
 pub mod provisioning;
-pub mod synchronous;
 
 pub use daemon::{run, DaemonError};
+/// The pure core, re-exported under the paths the shell uses.
+pub use zgres_deadman_core::{decision, group_config, synchronous};

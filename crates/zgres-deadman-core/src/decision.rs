@@ -16,7 +16,7 @@
 //!   no database yet, and only cloned from the current primary.
 //!
 //! Fencing (stopping PostgreSQL when the ZooKeeper session cannot be confirmed) is not decided
-//! here: it runs on its own timer, see [`crate::fence`].
+//! here: it runs on its own timer, in `zgres-deadman`'s `fence` module.
 
 use std::time::{Duration, Instant};
 

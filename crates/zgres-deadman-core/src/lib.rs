@@ -1,0 +1,15 @@
+//! The deadman's pure core: every decision of `zgres-deadman`, with no I/O and no async
+//! runtime (this crate does not depend on tokio, a ZooKeeper or a PostgreSQL client).
+//! Observations and the current time go in; actions, the state to publish and when to look
+//! again come out. The daemon's shell carries the actions out.
+//!
+//! - [`decision`]: the state machine of the group lock, promotion, restarts, rejoin,
+//!   bootstrap and clone, switchover; the published role, problems and warnings; scheduling.
+//! - [`synchronous`]: the order of `synchronous_standby_names` and `/sync` changes that keeps
+//!   every acknowledged commit promotable.
+//! - [`group_config`]: which `/config` is in force when it turns unreadable.
+#![forbid(unsafe_code)]
+
+pub mod decision;
+pub mod group_config;
+pub mod synchronous;
