@@ -84,6 +84,9 @@ impl RequestCounter {
 }
 
 async fn relay(client: TcpStream, server: TcpStream, counts: Arc<Counts>) {
+    // Without this, Nagle's algorithm and delayed acknowledgements add ~40 ms per request.
+    let _ = client.set_nodelay(true);
+    let _ = server.set_nodelay(true);
     let (mut client_read, mut client_write) = client.into_split();
     let (mut server_read, mut server_write) = server.into_split();
     let down = tokio::spawn(async move {
@@ -112,9 +115,10 @@ async fn relay(client: TcpStream, server: TcpStream, counts: Arc<Counts>) {
             };
             counter.fetch_add(1, Ordering::Relaxed);
         }
-        if server_write.write_all(&len).await.is_err()
-            || server_write.write_all(&frame).await.is_err()
-        {
+        let mut whole = Vec::with_capacity(4 + frame.len());
+        whole.extend_from_slice(&len);
+        whole.extend_from_slice(&frame);
+        if server_write.write_all(&whole).await.is_err() {
             break;
         }
     }

@@ -195,7 +195,10 @@ async fn forward(mut watcher: zk::PersistentWatcher, path: String, signals: Arc<
                 signals.mark(None);
                 return;
             }
-            _ => signals.mark(Some(&path)),
+            _ => {
+                tracing::debug!(znode = %path, event = ?event.event_type, "watched znode changed");
+                signals.mark(Some(&path));
+            }
         }
     }
 }
