@@ -39,14 +39,23 @@ pub use schedule::{
 /// after that it is ignored and the normal rules pick a primary.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long the decider waits for things; fixed for its life.
+#[derive(Debug, Clone, Copy)]
+struct DeciderTiming {
+    /// A crashed primary is restarted in place for this long before the lock is released.
+    primary_restart_timeout: Duration,
+    /// An election waits this long for peers to publish fresh positions.
+    election_wait: Duration,
+    /// A switchover or failover request steers elections this long once the lock is free.
+    request_timeout: Duration,
+}
+
 /// The decision state machine. Holds only what must be remembered between observations.
 #[derive(Debug)]
 pub struct Decider {
     me: NodeId,
     tags: Tags,
-    primary_restart_timeout: Duration,
-    election_wait: Duration,
-    request_timeout: Duration,
+    timing: DeciderTiming,
     primary_down_since: Option<Instant>,
     lock_free_since: Option<Instant>,
     gave_up: bool,
@@ -81,9 +90,11 @@ impl Decider {
         Decider {
             me,
             tags,
-            primary_restart_timeout,
-            election_wait,
-            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            timing: DeciderTiming {
+                primary_restart_timeout,
+                election_wait,
+                request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            },
             primary_down_since: None,
             lock_free_since: None,
             gave_up: false,
@@ -96,7 +107,7 @@ impl Decider {
 
     /// Sets how long a switchover or failover request steers elections once the lock is free.
     pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
-        self.request_timeout = timeout;
+        self.timing.request_timeout = timeout;
         self
     }
 
@@ -292,7 +303,7 @@ impl Decider {
             .lock_free_since
             .map(|since| obs.now.duration_since(since))
             .unwrap_or_default();
-        (handing_over && waited < self.request_timeout).then_some(request)
+        (handing_over && waited < self.timing.request_timeout).then_some(request)
     }
 
     fn as_lock_holder(
@@ -321,7 +332,7 @@ impl Decider {
         }
         // Down, or running but not answering (recovering or hung): both get the restart bound.
         let since = *self.primary_down_since.get_or_insert(obs.now);
-        if obs.now.duration_since(since) >= self.primary_restart_timeout {
+        if obs.now.duration_since(since) >= self.timing.primary_restart_timeout {
             self.gave_up = true;
             self.primary_down_since = None;
             let mut actions = Vec::new();
@@ -451,7 +462,7 @@ impl Decider {
             let Some(rank) = peer_rank(peer, obs, max_lag, self.last_primary_position()) else {
                 continue;
             };
-            if !peer.fresh && waited < self.election_wait {
+            if !peer.fresh && waited < self.timing.election_wait {
                 return Err(Ineligible::WaitingForPeers);
             }
             if rank > mine {

@@ -34,13 +34,34 @@ use crate::fence::{monotonic_ns, FenceClock};
 
 mod metrics;
 
-/// What the API knows about the node, refreshed by the daemon every round.
+/// What the API knows about the node, refreshed by the daemon every round. Serialized flat
+/// (the groups below are only for the code).
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {
     /// The node.
     pub node: NodeId,
     /// Its group.
     pub group: zgres_schema::GroupName,
+    /// Role, lock and health.
+    #[serde(flatten)]
+    pub health: Health,
+    /// Timeline, WAL positions and synchronous replication.
+    #[serde(flatten)]
+    pub replication: Replication,
+    /// What this process counted.
+    #[serde(flatten)]
+    pub counters: Counters,
+    /// When the daemon's loop last completed a round.
+    #[serde(skip)]
+    pub updated: Instant,
+    /// Longest expected time between rounds (for `/liveness`).
+    #[serde(skip)]
+    pub loop_interval: Duration,
+}
+
+/// The node's role, lock and health.
+#[derive(Debug, Clone, Serialize)]
+pub struct Health {
     /// What PostgreSQL is doing.
     pub role: Role,
     /// This node's session holds the group lock (as of the last round).
@@ -53,48 +74,55 @@ pub struct Status {
     pub problems: Vec<String>,
     /// What an operator should know that does not make the node unhealthy.
     pub warnings: Vec<String>,
-    /// Distinct unreadable znode contents this process met.
-    pub unreadable_znodes_total: u64,
+    /// Operator tags.
+    pub tags: Tags,
+    /// The ZooKeeper session is established.
+    pub zookeeper_connected: bool,
+}
+
+/// Timeline, WAL and synchronous replication.
+#[derive(Debug, Clone, Serialize)]
+pub struct Replication {
     /// Current timeline.
     pub timeline: Option<Timeline>,
     /// WAL positions.
     pub wal: WalPositions,
     /// The furthest position the primary published, as this node last saw it.
     pub primary_position: Option<Lsn>,
-    /// Operator tags.
-    pub tags: Tags,
-    /// The ZooKeeper session is established.
-    pub zookeeper_connected: bool,
+    /// This standby is listed in `/sync/{GROUP}` (every acknowledged commit is on it).
+    pub synchronous: bool,
+    /// As the primary in synchronous mode: no synchronous standby is in force.
+    pub synchronous_degraded: bool,
+}
+
+/// What this process counted, and the fence's headroom.
+#[derive(Debug, Clone, Serialize)]
+pub struct Counters {
+    /// Distinct unreadable znode contents this process met.
+    pub unreadable_znodes_total: u64,
     /// Seconds until the fence fires unless the session is confirmed (when armed).
     pub fence_headroom_seconds: Option<f64>,
     /// How many times this process fenced PostgreSQL.
     pub fenced_total: u64,
     /// Promotions done by this process.
     pub promotions_total: u64,
-    /// This standby is listed in `/sync/{GROUP}` (every acknowledged commit is on it).
-    pub synchronous: bool,
-    /// As the primary in synchronous mode: no synchronous standby is in force.
-    pub synchronous_degraded: bool,
-    /// When the daemon's loop last completed a round.
-    #[serde(skip)]
-    pub updated: Instant,
-    /// Longest expected time between rounds (for `/liveness`).
-    #[serde(skip)]
-    pub loop_interval: Duration,
 }
 
 impl Status {
     fn is_primary(&self) -> bool {
-        self.lock_held && self.role == Role::Primary && self.writable
+        self.health.lock_held && self.health.role == Role::Primary && self.health.writable
     }
 
     fn is_replica(&self, max_lag: Option<u64>) -> bool {
-        if self.role != Role::Replica || !self.problems.is_empty() || self.tags.noloadbalance {
+        if self.health.role != Role::Replica
+            || !self.health.problems.is_empty()
+            || self.health.tags.noloadbalance
+        {
             return false;
         }
-        match (max_lag, self.primary_position) {
+        match (max_lag, self.replication.primary_position) {
             (Some(max), Some(primary)) => {
-                let mine = [self.wal.receive, self.wal.replay]
+                let mine = [self.replication.wal.receive, self.replication.wal.replay]
                     .into_iter()
                     .flatten()
                     .max();
@@ -124,7 +152,7 @@ pub async fn serve(
     let handler = move |request: &Request| {
         let mut current = status.borrow().clone();
         if let Some(s) = current.as_mut() {
-            s.writable = fence.may_serve_as_primary(monotonic_ns());
+            s.health.writable = fence.may_serve_as_primary(monotonic_ns());
         }
         route(request, current.as_ref())
     };
@@ -169,10 +197,10 @@ fn route(request: &Request, status: Option<&Status>) -> Response {
         "metrics" => return Response::new(200, metrics::CONTENT_TYPE, metrics::render(s)),
         "primary" | "master" | "leader" | "read-write" => s.is_primary(),
         "replica" => s.is_replica(lag),
-        "async" => s.is_replica(lag) && !s.synchronous,
-        "sync" => s.is_replica(lag) && s.synchronous,
+        "async" => s.is_replica(lag) && !s.replication.synchronous,
+        "sync" => s.is_replica(lag) && s.replication.synchronous,
         "read-only" => s.is_primary() || s.is_replica(lag),
-        "health" => matches!(s.role, Role::Primary | Role::Replica),
+        "health" => matches!(s.health.role, Role::Primary | Role::Replica),
         "liveness" => s.is_alive(),
         "readiness" => s.is_primary() || s.is_replica(None),
         _ => return Response::text(404, "unknown endpoint"),
@@ -195,26 +223,32 @@ mod tests {
         Status {
             node: "10.0.0.1:5432".parse().unwrap(),
             group: zgres_schema::GroupName::new("main").unwrap(),
-            role,
-            lock_held,
-            writable: true,
-            problems: vec![],
-            warnings: vec![],
-            unreadable_znodes_total: 0,
-            timeline: Some(Timeline::FIRST),
-            wal: WalPositions {
-                write: None,
-                receive: Some(Lsn(100)),
-                replay: Some(Lsn(100)),
+            health: Health {
+                role,
+                lock_held,
+                writable: true,
+                problems: vec![],
+                warnings: vec![],
+                tags: Tags::default(),
+                zookeeper_connected: true,
             },
-            primary_position: Some(Lsn(100 + (32 << 20))),
-            tags: Tags::default(),
-            zookeeper_connected: true,
-            fence_headroom_seconds: None,
-            fenced_total: 0,
-            promotions_total: 0,
-            synchronous: false,
-            synchronous_degraded: false,
+            replication: Replication {
+                timeline: Some(Timeline::FIRST),
+                wal: WalPositions {
+                    write: None,
+                    receive: Some(Lsn(100)),
+                    replay: Some(Lsn(100)),
+                },
+                primary_position: Some(Lsn(100 + (32 << 20))),
+                synchronous: false,
+                synchronous_degraded: false,
+            },
+            counters: Counters {
+                unreadable_znodes_total: 0,
+                fence_headroom_seconds: None,
+                fenced_total: 0,
+                promotions_total: 0,
+            },
             updated: Instant::now(),
             loop_interval: Duration::from_secs(1),
         }
@@ -276,15 +310,15 @@ mod tests {
         );
         assert_eq!(code("GET /master HTTP/1.0\r\n\r\n", &replica), 503);
         let mut hidden = replica.clone();
-        hidden.tags.noloadbalance = true;
+        hidden.health.tags.noloadbalance = true;
         assert_eq!(code("GET /replica HTTP/1.0\r\n\r\n", &hidden), 503);
         let mut sick = replica.clone();
-        sick.problems.push("postgres does not answer".into());
+        sick.health.problems.push("postgres does not answer".into());
         assert_eq!(code("GET /replica HTTP/1.0\r\n\r\n", &sick), 503);
         assert_eq!(code("GET /sync HTTP/1.0\r\n\r\n", &replica), 503);
         assert_eq!(code("GET /async HTTP/1.0\r\n\r\n", &replica), 200);
         let mut synchronous = replica.clone();
-        synchronous.synchronous = true;
+        synchronous.replication.synchronous = true;
         assert_eq!(code("GET /sync HTTP/1.0\r\n\r\n", &synchronous), 200);
         assert_eq!(code("GET /async HTTP/1.0\r\n\r\n", &synchronous), 503);
     }
@@ -313,8 +347,8 @@ mod tests {
     #[test]
     fn every_metric_family_has_help_type_and_the_group_and_node() {
         let mut s = status(Role::Replica, false);
-        s.fence_headroom_seconds = Some(1.5);
-        s.fenced_total = 2;
+        s.counters.fence_headroom_seconds = Some(1.5);
+        s.counters.fenced_total = 2;
         let m = String::from_utf8(answer(b"GET /metrics HTTP/1.1\r\n\r\n", &s)).unwrap();
         let body = &m[m.find("\r\n\r\n").unwrap() + 4..];
         assert!(body.ends_with("# EOF\n"), "{body}");

@@ -56,37 +56,37 @@ pub fn render(s: &Status) -> String {
         r,
         "lock_held",
         "1 when this node's session holds the group lock",
-        s.lock_held,
+        s.health.lock_held,
     );
     flag(
         r,
         "healthy",
         "1 when the node reports no problems",
-        s.problems.is_empty(),
+        s.health.problems.is_empty(),
     );
     flag(
         r,
         "zookeeper_connected",
         "1 when the ZooKeeper session is established",
-        s.zookeeper_connected,
+        s.health.zookeeper_connected,
     );
     flag(
         r,
         "synchronous",
         "1 when this standby is listed in /sync (a synchronous standby)",
-        s.synchronous,
+        s.replication.synchronous,
     );
     flag(
         r,
         "synchronous_degraded",
         "1 when this primary runs in synchronous mode without a synchronous standby",
-        s.synchronous_degraded,
+        s.replication.synchronous_degraded,
     );
     let timeline = Gauge::<i64>::default();
-    timeline.set(s.timeline.map_or(0, |t| i64::from(t.get())));
+    timeline.set(s.replication.timeline.map_or(0, |t| i64::from(t.get())));
     r.register("timeline", "PostgreSQL timeline", timeline);
     let warnings = Gauge::<i64>::default();
-    warnings.set(i64::try_from(s.warnings.len()).unwrap_or(i64::MAX));
+    warnings.set(i64::try_from(s.health.warnings.len()).unwrap_or(i64::MAX));
     r.register(
         "warnings",
         "Warnings in the status, e.g. an unreadable /config (see GET /)",
@@ -95,9 +95,9 @@ pub fn render(s: &Status) -> String {
 
     let wal = Family::<[(&'static str, &'static str); 1], Gauge<i64>>::default();
     for (kind, lsn) in [
-        ("write", s.wal.write),
-        ("receive", s.wal.receive),
-        ("replay", s.wal.replay),
+        ("write", s.replication.wal.write),
+        ("receive", s.replication.wal.receive),
+        ("replay", s.replication.wal.replay),
     ] {
         if let Some(lsn) = lsn {
             wal.get_or_create(&[("kind", kind)]).set(bytes(lsn.0));
@@ -109,8 +109,12 @@ pub fn render(s: &Status) -> String {
         Unit::Bytes,
         wal,
     );
-    if let Some(primary) = s.primary_position {
-        if let Some(mine) = [s.wal.receive, s.wal.replay].into_iter().flatten().max() {
+    if let Some(primary) = s.replication.primary_position {
+        if let Some(mine) = [s.replication.wal.receive, s.replication.wal.replay]
+            .into_iter()
+            .flatten()
+            .max()
+        {
             let lag = Gauge::<i64>::default();
             lag.set(bytes(primary.bytes_after(mine)));
             r.register_with_unit(
@@ -121,7 +125,7 @@ pub fn render(s: &Status) -> String {
             );
         }
     }
-    if let Some(headroom) = s.fence_headroom_seconds {
+    if let Some(headroom) = s.counters.fence_headroom_seconds {
         let gauge = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
         gauge.set(headroom);
         r.register_with_unit(
@@ -135,19 +139,19 @@ pub fn render(s: &Status) -> String {
         r,
         "fenced",
         "Times this process fenced PostgreSQL",
-        s.fenced_total,
+        s.counters.fenced_total,
     );
     count(
         r,
         "promotions",
         "Promotions done by this process",
-        s.promotions_total,
+        s.counters.promotions_total,
     );
     count(
         r,
         "unreadable_znodes",
         "Distinct unreadable znode contents met (each logged once)",
-        s.unreadable_znodes_total,
+        s.counters.unreadable_znodes_total,
     );
     let mut out = String::new();
     // Writing into a String cannot fail.

@@ -18,32 +18,38 @@ impl Daemon {
         self.out.status.send_replace(Some(api::Status {
             node: self.config.node,
             group: self.config.group.clone(),
-            role: state.role,
-            lock_held: obs.lock == LockView::Ours,
-            writable: self
-                .fence
-                .may_serve_as_primary(crate::fence::monotonic_ns()),
-            problems: state.problems,
-            warnings: state.warnings,
-            unreadable_znodes_total: self
-                .zk
-                .unreadable_total
-                .load(std::sync::atomic::Ordering::Relaxed),
-            timeline: state.timeline,
-            wal: state.wal,
-            primary_position: self.core.decider.last_primary_position(),
-            tags: state.tags,
-            zookeeper_connected: obs.lock != LockView::Unknown,
-            fence_headroom_seconds: headroom,
-            fenced_total: self.fence.fired_count(),
-            promotions_total: self.out.promotions,
-            synchronous: obs
-                .sync
-                .valid()
-                .is_some_and(|s| s.standbys.contains(&self.config.node)),
-            synchronous_degraded: obs.lock == LockView::Ours
-                && obs.config.synchronous_mode != SyncMode::Off
-                && self.core.sync_keeper.degraded(),
+            health: api::Health {
+                role: state.role,
+                lock_held: obs.lock == LockView::Ours,
+                writable: self
+                    .fence
+                    .may_serve_as_primary(crate::fence::monotonic_ns()),
+                problems: state.problems,
+                warnings: state.warnings,
+                tags: state.tags,
+                zookeeper_connected: obs.lock != LockView::Unknown,
+            },
+            replication: api::Replication {
+                timeline: state.timeline,
+                wal: state.wal,
+                primary_position: self.core.decider.last_primary_position(),
+                synchronous: obs
+                    .sync
+                    .valid()
+                    .is_some_and(|s| s.standbys.contains(&self.config.node)),
+                synchronous_degraded: obs.lock == LockView::Ours
+                    && obs.config.synchronous_mode != SyncMode::Off
+                    && self.core.sync_keeper.degraded(),
+            },
+            counters: api::Counters {
+                unreadable_znodes_total: self
+                    .zk
+                    .unreadable_total
+                    .load(std::sync::atomic::Ordering::Relaxed),
+                fence_headroom_seconds: headroom,
+                fenced_total: self.fence.fired_count(),
+                promotions_total: self.out.promotions,
+            },
             updated: Instant::now(),
             loop_interval: self.config.timing.loop_interval,
         }));
