@@ -9,9 +9,9 @@ use tokio_util::sync::CancellationToken;
 use zgres_zk::Backoff;
 
 use crate::config::{Config, PgbouncerConfig};
-use crate::follower::{Change, Follower};
+use crate::follower::{Change, Changes, Follower};
 use crate::metrics::{self, Metrics};
-use crate::snapshot::{self, Snapshot};
+use crate::snapshot::{Snapshot, SnapshotBuilder};
 use crate::template::TemplatePlugin;
 use crate::{atomic_file, hooks, pgbouncer};
 use zgres_plugin::{LoadedPlugin, PluginError};
@@ -240,7 +240,10 @@ pub async fn run(
 
     let mut follower: Option<Follower> = None;
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
-    let mut last: Option<Snapshot> = None;
+    let mut builder =
+        SnapshotBuilder::new(config.zookeeper.layout.clone(), config.sync.groups.clone());
+    let mut published_once = false;
+    let mut last_published: Option<Snapshot> = None;
     let mut reported = zgres_schema::UnreadableFilter::default();
     let mut seen_at = Instant::now();
     'rounds: while !shutdown.is_cancelled() {
@@ -265,9 +268,17 @@ pub async fn run(
             continue;
         };
         match f.refresh().await {
-            Ok(tree) => {
-                let (snapshot, skipped) =
-                    snapshot::build(&config.zookeeper.layout, tree, &config.sync.groups);
+            Ok((tree, changes)) => {
+                // Only what changed is decoded, and only its groups assembled again.
+                match changes {
+                    Changes::All => builder.reset(tree),
+                    Changes::Paths(paths) => {
+                        for path in paths {
+                            builder.update(&path, tree.get(&path).map(Vec::as_slice));
+                        }
+                    }
+                }
+                let skipped = builder.skipped();
                 // Each distinct bad content once, not on every refresh.
                 reported.retain(|path| skipped.iter().any(|s| s.path == path));
                 for s in &skipped {
@@ -277,9 +288,13 @@ pub async fn run(
                         tracing::warn!(znode = %s.path, reason = %s.reason, "ignoring unusable znode");
                     }
                 }
-                if last.as_ref() != Some(&snapshot) {
-                    publish_snapshot(&config, &publish, &snapshot, seen_at, &metrics);
-                    last = Some(snapshot);
+                if builder.changed() || !published_once {
+                    let snapshot = builder.snapshot();
+                    if last_published.as_ref() != Some(snapshot) {
+                        publish_snapshot(&config, &publish, snapshot, seen_at, &metrics);
+                        last_published = Some(snapshot.clone());
+                    }
+                    published_once = true;
                 }
                 if !ready {
                     ready = true;

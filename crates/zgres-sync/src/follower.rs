@@ -37,6 +37,15 @@ impl FollowError {
     }
 }
 
+/// What a refresh changed in the tree.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Changes {
+    /// Everything may have changed (the tree was read afresh).
+    All,
+    /// These paths changed (or vanished).
+    Paths(Vec<String>),
+}
+
 /// What a watch event asks for.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Change {
@@ -128,12 +137,15 @@ impl Follower {
         }
     }
 
-    /// Re-reads what changed (everything after a reconnect) and returns the current tree.
+    /// Re-reads what changed (everything after a reconnect) and returns the current tree and
+    /// what changed in it.
     ///
     /// # Errors
     /// [`FollowError`]; what was not read stays marked for the next try.
-    pub async fn refresh(&mut self) -> Result<&RawTree, FollowError> {
+    pub async fn refresh(&mut self) -> Result<(&RawTree, Changes), FollowError> {
+        let mut changes = Changes::Paths(Vec::new());
         if self.reread_all {
+            changes = Changes::All;
             let mut tree = RawTree::new();
             for dir in FOLLOWED_DIRS {
                 let dir = self.config.layout.dir(dir);
@@ -155,8 +167,11 @@ impl Follower {
                 None => self.tree.remove(&path),
             };
             self.dirty.remove(&path);
+            if let Changes::Paths(paths) = &mut changes {
+                paths.push(path);
+            }
         }
-        Ok(&self.tree)
+        Ok((&self.tree, changes))
     }
 
     async fn read(&self, path: &str) -> Result<Option<Vec<u8>>, FollowError> {

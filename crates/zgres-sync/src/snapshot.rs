@@ -81,87 +81,122 @@ pub struct Skipped {
     pub reason: String,
 }
 
+/// What one znode of the tree contributes.
+#[derive(Debug, Clone, PartialEq)]
+enum Entry {
+    /// A followed group's lock, naming its holder.
+    Lock(GroupName, NodeId),
+    /// A followed group's healthy node.
+    Conn(GroupName, NodeId, ConnInfo),
+    /// Unusable: reported, left out.
+    Skipped(Skipped),
+    /// Not ours to use (a directory, another kind of znode, an unfollowed group).
+    Ignored,
+}
+
+/// Decodes one znode of the tree.
+fn decode_entry(layout: &ZkLayout, path: &str, data: &[u8], groups: &[GroupName]) -> Entry {
+    let skipped = |reason: String| {
+        Entry::Skipped(Skipped {
+            path: path.to_owned(),
+            reason,
+        })
+    };
+    let znode = match layout.parse(path) {
+        Ok(z) => z,
+        // Directories and foreign znodes are expected in the tree; only report paths that
+        // look like ours but are malformed.
+        Err(e @ zgres_schema::PathError::BadId { .. }) => return skipped(e.to_string()),
+        Err(_) => return Entry::Ignored,
+    };
+    if !(groups.is_empty() || groups.contains(znode.group())) {
+        return Entry::Ignored;
+    }
+    match znode {
+        Znode::Lock(group) => match decode::<Lock>(path, data) {
+            Ok(lock) => Entry::Lock(group, lock.node),
+            Err(e) => skipped(e.to_string()),
+        },
+        Znode::Conn(group, node) => match decode::<ConnInfo>(path, data) {
+            Ok(conn) => Entry::Conn(group, node, conn),
+            Err(e) => skipped(e.to_string()),
+        },
+        _ => Entry::Ignored,
+    }
+}
+
+/// One group's lock holder and healthy nodes, as decoded.
+#[derive(Debug, Clone, Default)]
+struct GroupParts {
+    holder: Option<NodeId>,
+    conns: BTreeMap<NodeId, ConnInfo>,
+}
+
+impl GroupParts {
+    fn is_empty(&self) -> bool {
+        self.holder.is_none() && self.conns.is_empty()
+    }
+}
+
+/// Removes `group` from `snapshot` (with the conn_info of `nodes`), then adds it again from
+/// `parts` unless they are empty.
+fn put_group(
+    snapshot: &mut Snapshot,
+    group: &GroupName,
+    old_nodes: impl Iterator<Item = NodeId>,
+    parts: &GroupParts,
+) {
+    for node in old_nodes {
+        snapshot.conn_info.remove(&format!("{group}_{node}"));
+    }
+    snapshot.masters.remove(group);
+    snapshot.databases.remove(group);
+    snapshot.groups.remove(group);
+    if parts.is_empty() {
+        return;
+    }
+    if let Some(holder) = parts.holder {
+        snapshot.masters.insert(group.clone(), holder);
+    }
+    let mut entry = GroupSnapshot::default();
+    for (node, conn) in &parts.conns {
+        snapshot
+            .conn_info
+            .insert(format!("{group}_{node}"), conn.clone());
+        let endpoint = Endpoint {
+            node: *node,
+            host: conn.host.clone(),
+            port: conn.port,
+            dbname: conn.dbname.clone(),
+            tags: conn.tags.clone(),
+        };
+        if parts.holder == Some(*node) {
+            entry.primary = Some(endpoint);
+        } else {
+            entry.replicas.push(endpoint);
+        }
+    }
+    if !parts.conns.is_empty() {
+        snapshot
+            .databases
+            .insert(group.clone(), parts.conns.keys().copied().collect());
+    }
+    // A group with a lock but no healthy node still appears, with no primary.
+    snapshot.groups.insert(group.clone(), entry);
+}
+
 /// Builds the snapshot from the `/lock` and `/conn` znodes in `tree`, for `groups` (all when
 /// empty). Never fails: unusable znodes are returned in the second element.
 pub fn build(layout: &ZkLayout, tree: &RawTree, groups: &[GroupName]) -> (Snapshot, Vec<Skipped>) {
-    let mut snapshot = Snapshot {
-        v: 1,
-        ..Snapshot::default()
-    };
-    let mut skipped = Vec::new();
-    let followed = |g: &GroupName| groups.is_empty() || groups.contains(g);
-    let mut conns: BTreeMap<GroupName, BTreeMap<NodeId, ConnInfo>> = BTreeMap::new();
-    for (path, data) in tree {
-        let znode = match layout.parse(path) {
-            Ok(z) => z,
-            Err(e) => {
-                // Directories and foreign znodes are expected in the tree; only report paths
-                // that look like ours but are malformed.
-                if matches!(e, zgres_schema::PathError::BadId { .. }) {
-                    skipped.push(Skipped {
-                        path: path.clone(),
-                        reason: e.to_string(),
-                    });
-                }
-                continue;
-            }
-        };
-        if !followed(znode.group()) {
-            continue;
-        }
-        match znode {
-            Znode::Lock(group) => match decode::<Lock>(path, data) {
-                Ok(lock) => {
-                    snapshot.masters.insert(group, lock.node);
-                }
-                Err(e) => skipped.push(Skipped {
-                    path: path.clone(),
-                    reason: e.to_string(),
-                }),
-            },
-            Znode::Conn(group, node) => match decode::<ConnInfo>(path, data) {
-                Ok(conn) => {
-                    conns.entry(group).or_default().insert(node, conn);
-                }
-                Err(e) => skipped.push(Skipped {
-                    path: path.clone(),
-                    reason: e.to_string(),
-                }),
-            },
-            _ => {}
-        }
-    }
-    for (group, nodes) in &conns {
-        let mut entry = GroupSnapshot::default();
-        let holder = snapshot.masters.get(group);
-        for (node, conn) in nodes {
-            snapshot
-                .conn_info
-                .insert(format!("{group}_{node}"), conn.clone());
-            let endpoint = Endpoint {
-                node: *node,
-                host: conn.host.clone(),
-                port: conn.port,
-                dbname: conn.dbname.clone(),
-                tags: conn.tags.clone(),
-            };
-            if holder == Some(node) {
-                entry.primary = Some(endpoint);
-            } else {
-                entry.replicas.push(endpoint);
-            }
-        }
-        snapshot
-            .databases
-            .insert(group.clone(), nodes.keys().copied().collect());
-        snapshot.groups.insert(group.clone(), entry);
-    }
-    // Groups with a lock but no healthy node still appear, with no primary.
-    for group in snapshot.masters.keys() {
-        snapshot.groups.entry(group.clone()).or_default();
-    }
-    (snapshot, skipped)
+    let mut builder = SnapshotBuilder::new(layout.clone(), groups.to_vec());
+    builder.reset(tree);
+    let skipped = builder.skipped();
+    (builder.snapshot().clone(), skipped)
 }
+
+mod builder;
+
+pub use builder::SnapshotBuilder;
 
 #[cfg(test)]
 mod tests {
