@@ -4,8 +4,9 @@
 //! - p50/p99 seconds from a lock change written to ZooKeeper to an executable hook running
 //!   with the new snapshot;
 //! - p50/p99 seconds from a lock change to pgbouncer routing new clients to the new primary;
-//! - with 1,000 groups of 3 nodes changing at 3,000 updates/s: the rate achieved, how long the
-//!   daemon takes to reflect the final state after the load stops, its resident memory and CPU.
+//! - with 10,000 groups of 3 nodes (`ZGRES_BENCH_SCALE_GROUPS`) changing at 3,000 updates/s:
+//!   the rate achieved, how long the daemon takes to reflect the final state after the load
+//!   stops, its resident memory and CPU.
 //!
 //! Run: `cargo bench -p zgres-sync --bench propagation` (`ZGRES_BENCH_SAMPLES`, default 100).
 
@@ -241,16 +242,20 @@ fn proc_stat(pid: u32) -> (u64, u64) {
     (ticks, rss)
 }
 
-/// 1,000 groups of 3 nodes, locks moving at 3,000 updates/s for 10 s.
+/// `ZGRES_BENCH_SCALE_GROUPS` groups (default 10,000) of 3 nodes, locks moving at 3,000
+/// updates/s for 10 s.
 async fn scale(zookeeper: &ZkCluster) {
-    const GROUPS: u16 = 1000;
+    let groups: u16 = std::env::var("ZGRES_BENCH_SCALE_GROUPS")
+        .ok()
+        .and_then(|g| g.parse().ok())
+        .unwrap_or(10_000);
     let client = Arc::new(
         zk::Client::connect(&zookeeper.connect_string())
             .await
             .unwrap(),
     );
     let mut setup = Vec::new();
-    for g in 0..GROUPS {
+    for g in 0..groups {
         for n in 0..3u16 {
             let c = client.clone();
             setup.push(tokio::spawn(async move {
@@ -274,7 +279,10 @@ async fn scale(zookeeper: &ZkCluster) {
         Some(v["masters"].clone())
     };
     wait_for(|| {
-        masters(&snapshot).filter(|m| m.as_object().is_some_and(|o| o.len() == GROUPS as usize))
+        masters(&snapshot).filter(|m| {
+            m.as_object()
+                .is_some_and(|o| o.len() == usize::from(groups))
+        })
     })
     .await;
     let (t0, _) = proc_stat(sync.pid());
@@ -282,7 +290,7 @@ async fn scale(zookeeper: &ZkCluster) {
     let duration = Duration::from_secs(10);
     let rate_per_ms = 3;
     let start = Instant::now();
-    let mut final_holder = vec![10_000u16; GROUPS as usize];
+    let mut final_holder = vec![10_000u16; usize::from(groups)];
     let mut sent = 0u64;
     let mut inflight = tokio::task::JoinSet::new();
     let mut tick = tokio::time::interval(Duration::from_millis(1));
@@ -293,7 +301,7 @@ async fn scale(zookeeper: &ZkCluster) {
             rng ^= rng << 13;
             rng ^= rng >> 7;
             rng ^= rng << 17;
-            let g = (rng % u64::from(GROUPS)) as usize;
+            let g = (rng % u64::from(groups)) as usize;
             let port = 10_000 + ((rng >> 20) % 3) as u16;
             final_holder[g] = port;
             let c = client.clone();
@@ -327,7 +335,7 @@ async fn scale(zookeeper: &ZkCluster) {
     let window = start.elapsed().as_secs_f64();
     println!(
         "{:<52} {sent} lock updates in {:.1}s ({:.0}/s); final state in the snapshot {:.3}s after the last update",
-        "1,000 groups x 3 nodes under load:",
+        format!("{groups} groups x 3 nodes under load:"),
         load_time.as_secs_f64(),
         sent as f64 / load_time.as_secs_f64(),
         caught_up.as_secs_f64()
@@ -352,15 +360,18 @@ async fn main() {
         .unwrap();
     make_dirs(&client).await;
     println!("zgres-sync propagation benchmark ({samples} samples, debounce 20 ms)");
-    if std::env::var_os("ZGRES_BENCH_ONLY_PGBOUNCER").is_none() {
+    let only_scale = std::env::var_os("ZGRES_BENCH_ONLY_SCALE").is_some();
+    if std::env::var_os("ZGRES_BENCH_ONLY_PGBOUNCER").is_none() && !only_scale {
         let mut hook = hook_latency(&zookeeper, samples).await;
         percentiles("lock change -> executable hook running", &mut hook);
     }
-    let mut bouncer = pgbouncer_latency(&zookeeper, samples).await;
-    percentiles(
-        "lock change -> pgbouncer serving the new primary",
-        &mut bouncer,
-    );
+    if !only_scale {
+        let mut bouncer = pgbouncer_latency(&zookeeper, samples).await;
+        percentiles(
+            "lock change -> pgbouncer serving the new primary",
+            &mut bouncer,
+        );
+    }
     // A fresh ZooKeeper, so the scale run follows only its own groups.
     drop(client);
     drop(zookeeper);

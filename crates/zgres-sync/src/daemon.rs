@@ -243,7 +243,6 @@ pub async fn run(
     let mut builder =
         SnapshotBuilder::new(config.zookeeper.layout.clone(), config.sync.groups.clone());
     let mut published_once = false;
-    let mut last_published: Option<Snapshot> = None;
     let mut reported = zgres_schema::UnreadableFilter::default();
     let mut seen_at = Instant::now();
     'rounds: while !shutdown.is_cancelled() {
@@ -288,12 +287,8 @@ pub async fn run(
                         tracing::warn!(znode = %s.path, reason = %s.reason, "ignoring unusable znode");
                     }
                 }
-                if builder.changed() || !published_once {
-                    let snapshot = builder.snapshot();
-                    if last_published.as_ref() != Some(snapshot) {
-                        publish_snapshot(&config, &publish, snapshot, seen_at, &metrics);
-                        last_published = Some(snapshot.clone());
-                    }
+                if builder.assemble() || !published_once {
+                    publish_snapshot(&config, &publish, builder.snapshot(), seen_at, &metrics);
                     published_once = true;
                 }
                 if !ready {

@@ -41,10 +41,19 @@ impl SnapshotBuilder {
         }
     }
 
-    /// Starts over from the whole `tree` (after a reconnect, when events may have been lost).
+    /// Brings the builder to the whole `tree` (after a reconnect, when events may have been
+    /// lost): znodes no longer there are removed, the rest updated. Groups that end up as they
+    /// were do not count as changed.
     pub fn reset(&mut self, tree: &RawTree) {
-        let (layout, groups) = (self.layout.clone(), std::mem::take(&mut self.groups));
-        *self = SnapshotBuilder::new(layout, groups);
+        let gone: Vec<String> = self
+            .entries
+            .keys()
+            .filter(|path| !tree.contains_key(*path))
+            .cloned()
+            .collect();
+        for path in gone {
+            self.update(&path, None);
+        }
         for (path, data) in tree {
             self.update(path, Some(data));
         }
@@ -99,20 +108,33 @@ impl SnapshotBuilder {
         }
     }
 
-    /// Whether a group changed since the snapshot was last assembled.
-    pub fn changed(&self) -> bool {
-        !self.dirty.is_empty()
-    }
-
-    /// The snapshot, assembled again for the groups that changed since the last call.
-    pub fn snapshot(&mut self) -> &Snapshot {
+    /// Assembles again the groups whose znodes changed since the last call; returns whether
+    /// the snapshot differs from what it was then (a change may undo another).
+    pub fn assemble(&mut self) -> bool {
+        let mut differs = false;
         for (group, old_nodes) in std::mem::take(&mut self.dirty) {
+            let before = (
+                self.snapshot.groups.get(&group).cloned(),
+                self.snapshot.masters.get(&group).copied(),
+            );
             let parts = self.parts.get(&group).cloned().unwrap_or_default();
             put_group(&mut self.snapshot, &group, old_nodes.into_iter(), &parts);
             if parts.is_empty() {
                 self.parts.remove(&group);
             }
+            // The group's entry and master determine its conn_info and databases entries.
+            differs |= before
+                != (
+                    self.snapshot.groups.get(&group).cloned(),
+                    self.snapshot.masters.get(&group).copied(),
+                );
         }
+        differs
+    }
+
+    /// The snapshot, assembled again for the groups that changed since the last call.
+    pub fn snapshot(&mut self) -> &Snapshot {
+        self.assemble();
         &self.snapshot
     }
 
@@ -169,23 +191,32 @@ mod tests {
     }
 
     proptest! {
-        /// Fed change by change, with snapshots taken at any point, the builder always agrees
-        /// with a build of the whole tree as it is then.
+        /// Fed change by change, resynchronised from the whole tree now and then, with
+        /// snapshots taken at any point, the builder always agrees with a build of the whole
+        /// tree as it is then.
         #[test]
         fn change_by_change_equals_a_full_build(
-            changes in proptest::collection::vec((path(), data(), any::<bool>()), 0..40),
+            changes in proptest::collection::vec(
+                (path(), data(), any::<bool>(), proptest::bool::weighted(0.1)),
+                0..40,
+            ),
             only_a: bool,
         ) {
             let layout = ZkLayout::default();
             let groups = if only_a { vec![GroupName::new("a").unwrap()] } else { vec![] };
             let mut builder = SnapshotBuilder::new(layout.clone(), groups.clone());
             let mut tree = RawTree::new();
-            for (path, data, look) in changes {
+            for (path, data, look, resync) in changes {
                 match &data {
                     Some(d) => tree.insert(path.clone(), d.clone()),
                     None => tree.remove(&path),
                 };
-                builder.update(&path, data.as_deref());
+                if resync {
+                    // As after a reconnect: the whole tree, changes since unknown.
+                    builder.reset(&tree);
+                } else {
+                    builder.update(&path, data.as_deref());
+                }
                 if look {
                     let (full, skipped) = build(&layout, &tree, &groups);
                     prop_assert_eq!(builder.snapshot(), &full);
