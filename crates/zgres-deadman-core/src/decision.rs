@@ -26,11 +26,13 @@ use zgres_schema::{Fetched, Lsn, NodeId, Timeline};
 mod action;
 mod observation;
 mod published;
+mod round;
 mod schedule;
 
 pub use action::{Action, Ineligible};
 pub use observation::{DataDirKind, LocalPostgres, LockView, Observation, Peer, Probe};
 pub use published::{problems, role, warnings, WarningInputs};
+pub use round::{Decision, Published, RoundInputs};
 pub use schedule::{
     confirmation_wanted, fence_may_disarm, next_round, Next, RoundOutcome, REWIND_RETRY,
 };

@@ -150,6 +150,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
             config_in_force: ConfigInForce::default(),
             paused: None,
             sync_keeper: SyncKeeper::default(),
+            wake_at: None,
         },
         pg: PostgresEdge {
             process: PostgresProcess::new(config.postgres.clone(), fence.clone()),
@@ -215,6 +216,8 @@ struct Core {
     paused: Option<bool>,
     /// Synchronous replication, while this node is the primary.
     sync_keeper: SyncKeeper,
+    /// The core's next time-based decision: the loop looks again then at the latest.
+    wake_at: Option<Instant>,
 }
 
 /// The local PostgreSQL, as the shell drives it.
@@ -298,7 +301,11 @@ impl Daemon {
                     .notifier
                     .ready("ZooKeeper session established; first round done");
             }
-            let Some(pause) = next.pause(self.config.timing.loop_interval) else {
+            let Some(pause) = next.pause_until(
+                self.config.timing.loop_interval,
+                self.core.wake_at,
+                Instant::now(),
+            ) else {
                 continue;
             };
             let Self { zk, pg, .. } = self;

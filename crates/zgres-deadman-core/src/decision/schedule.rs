@@ -1,7 +1,7 @@
 //! When the shell runs the next round, when it may disarm the fence, and how long a failed
 //! rewind waits: timing rules of the core, decided from values the shell passes in.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::{Ineligible, LockView};
 
@@ -34,6 +34,18 @@ impl Next {
             Next::Starting => Some(STARTING_POLL),
             Next::Later => Some(loop_interval),
         }
+    }
+
+    /// As [`Next::pause`], but never past `wake_at` (the core's next time-based decision),
+    /// as seen at `now`.
+    pub fn pause_until(
+        self,
+        loop_interval: Duration,
+        wake_at: Option<Instant>,
+        now: Instant,
+    ) -> Option<Duration> {
+        let pause = self.pause(loop_interval)?;
+        Some(wake_at.map_or(pause, |at| pause.min(at.saturating_duration_since(now))))
     }
 }
 
@@ -136,6 +148,12 @@ mod tests {
             let next = next_round(&round);
             let interval = Duration::from_secs(1);
             prop_assert!(next.pause(interval).map_or(true, |p| p <= interval));
+            // Never past the core's next time-based decision.
+            let now = Instant::now();
+            let soon = now + Duration::from_millis(30);
+            prop_assert!(next
+                .pause_until(interval, Some(soon), now)
+                .map_or(true, |p| p <= Duration::from_millis(30)));
             if act_again {
                 prop_assert_eq!(next, Next::Now);
             } else if sync_progress || (waiting && lock == LockView::Free) {

@@ -1,35 +1,20 @@
-//! The node state this node publishes each round, assembled from the core's derivation of
-//! its role, problems and warnings ([`crate::decision::published`]) and local facts.
+//! The node state this node publishes each round: the core's role, problems and warnings
+//! ([`crate::decision::Published`]) with local facts (positions, tags, plugin metadata).
 
-use zgres_schema::documents::{NodeState, SyncMode, WalPositions};
+use zgres_schema::documents::{NodeState, WalPositions};
 
 use super::{wall_ms, Daemon};
-use crate::decision::{self, LockView, Observation, Probe, WarningInputs};
+use crate::decision::{Observation, Probe, Published};
 
 impl Daemon {
-    pub(super) fn node_state(&self, obs: &Observation) -> NodeState {
-        let pg = &obs.postgres;
-        let vetoes = self
-            .plugins
-            .as_ref()
-            .map(|p| p.outcome.borrow().vetoes.clone())
-            .unwrap_or_default();
-        let warnings = decision::warnings(
-            obs,
-            WarningInputs {
-                config_problem: self.core.config_in_force.problem(),
-                synchronous_degraded: obs.lock == LockView::Ours
-                    && obs.config.synchronous_mode != SyncMode::Off
-                    && self.core.sync_keeper.degraded(),
-            },
-        );
-        let probe: Option<Probe> = pg.probe;
+    pub(super) fn node_state(&self, obs: &Observation, published: Published) -> NodeState {
+        let probe: Option<Probe> = obs.postgres.probe;
         NodeState {
             node: self.config.node,
             name: zgres_schema::NodeName::new(&self.config.node_name).ok(),
-            role: decision::role(pg),
-            problems: decision::problems(obs, &vetoes),
-            warnings,
+            role: published.role,
+            problems: published.problems,
+            warnings: published.warnings,
             timeline: probe
                 .and_then(|p| p.timeline)
                 .or(self.pg.control.map(|c| c.timeline)),

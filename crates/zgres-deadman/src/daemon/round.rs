@@ -4,6 +4,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use zgres_schema::documents::SyncMode;
 use zgres_schema::Fetched;
 
 use super::{wall_ms, Daemon};
@@ -11,7 +12,7 @@ use crate::coordination::GroupView;
 use crate::data_dir;
 use crate::decision::{
     confirmation_wanted, next_round, Action, DataDirKind, LocalPostgres, LockView, Next,
-    Observation, RoundOutcome,
+    Observation, RoundInputs, RoundOutcome, WarningInputs,
 };
 use crate::group_config::ConfigChange;
 
@@ -118,14 +119,30 @@ impl Daemon {
             }
             self.core.paused = Some(obs.config.paused);
         }
-        let actions = self.core.decider.decide(&obs);
-        let why_not = self.core.decider.last_ineligible();
+        let vetoes = self
+            .plugins
+            .as_ref()
+            .map(|p| p.outcome.borrow().vetoes.clone())
+            .unwrap_or_default();
+        let inputs = RoundInputs {
+            vetoes: &vetoes,
+            warnings: WarningInputs {
+                config_problem: self.core.config_in_force.problem(),
+                synchronous_degraded: obs.lock == LockView::Ours
+                    && obs.config.synchronous_mode != SyncMode::Off
+                    && self.core.sync_keeper.degraded(),
+            },
+        };
+        let decision = self.core.decider.decide_round(&obs, inputs);
+        self.core.wake_at = decision.wake_at;
+        let actions = decision.actions;
+        let why_not = decision.ineligible;
         if let Some(why) = why_not {
             tracing::debug!(?why, "not contending for the lock");
         }
         let force = actions.contains(&Action::PublishState);
         // One state per round: published to ZooKeeper, fed to plugins, served by the API.
-        let state = self.node_state(&obs);
+        let state = self.node_state(&obs, decision.published);
         self.publish(&state, force).await;
         let mut again = false;
         let switchover_version = view.switchover.valid().map(|(_, v)| *v);

@@ -172,3 +172,38 @@ fn a_failed_rewind_is_retried_only_after_the_retry_interval() {
         [Action::Rewind { source: node(2) }]
     );
 }
+
+#[test]
+fn the_core_says_when_a_restart_bound_runs_out() {
+    let t = Instant::now();
+    let mut d = decider(1);
+    let down = obs(t, LockView::Ours, stopped(DataDirKind::Primary), vec![]);
+    let decision = d.decide_round(&down, RoundInputs::default());
+    assert_eq!(decision.actions, [Action::StartPrimary]);
+    assert_eq!(decision.published.role, Role::Stopped);
+    assert_eq!(decision.published.problems, ["postgres is not running"]);
+    // The restart bound (10 s in these tests) is the next time-based decision.
+    let wake = decision.wake_at.expect("a wake-up for the restart bound");
+    assert!(wake > t && wake <= t + Duration::from_secs(10), "{wake:?}");
+    let later = obs(wake, LockView::Ours, stopped(DataDirKind::Primary), vec![]);
+    assert!(d
+        .decide_round(&later, RoundInputs::default())
+        .actions
+        .contains(&Action::ReleaseLock));
+}
+
+#[test]
+fn the_core_says_when_a_failed_rewind_may_be_retried() {
+    let t = Instant::now();
+    let mut d = decider(1);
+    d.rewind_failed(t);
+    let rejoin = obs(
+        t,
+        LockView::Other(Some(node(2))),
+        stopped(DataDirKind::Primary),
+        vec![fresh(peer_state(2, Role::Primary, 5))],
+    );
+    let decision = d.decide_round(&rejoin, RoundInputs::default());
+    assert!(decision.actions.is_empty());
+    assert_eq!(decision.wake_at, Some(t + REWIND_RETRY));
+}

@@ -113,3 +113,28 @@ fn paused_groups_take_no_automatic_action() {
     o.lock = LockView::Free;
     assert_eq!(d.decide(&o), [Action::AcquireLock]);
 }
+
+#[test]
+fn a_scheduled_switchover_wakes_the_primary_at_its_time() {
+    let t = Instant::now();
+    let mut d = decider(1);
+    let mut o = obs(
+        t,
+        LockView::Ours,
+        primary(),
+        vec![fresh(peer_state(2, Role::Replica, 900))],
+    );
+    o.wall_ms = 1_000_000;
+    let mut scheduled = request(Some(2), None);
+    scheduled.scheduled_at_ms = Some(1_001_500);
+    o.switchover = Some(scheduled);
+    let decision = d.decide_round(&o, RoundInputs::default());
+    assert!(decision.actions.is_empty());
+    assert_eq!(decision.wake_at, Some(t + Duration::from_millis(1_500)));
+    o.now = t + Duration::from_millis(1_500);
+    o.wall_ms = 1_001_500;
+    assert_eq!(
+        d.decide_round(&o, RoundInputs::default()).actions,
+        [Action::StepDown { candidate: node(2) }]
+    );
+}

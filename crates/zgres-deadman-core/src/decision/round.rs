@@ -1,0 +1,86 @@
+//! One round's whole answer: the actions, what the node publishes about itself, and when the
+//! core next has something time-based to decide.
+
+use std::time::{Duration, Instant};
+
+use zgres_schema::documents::Role;
+
+use super::published::{problems, role, warnings, WarningInputs};
+use super::{Action, Decider, Ineligible, LockView, Observation};
+
+/// What a round needs besides the observation.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RoundInputs<'a> {
+    /// The health plugins' vetoes.
+    pub vetoes: &'a [String],
+    /// What the warnings depend on.
+    pub warnings: WarningInputs<'a>,
+}
+
+/// What the node publishes about itself this round.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    /// PostgreSQL's role.
+    pub role: Role,
+    /// Why the node is unhealthy; empty when healthy.
+    pub problems: Vec<String>,
+    /// What an operator should know that does not make the node unhealthy.
+    pub warnings: Vec<String>,
+}
+
+/// The core's answer to one observation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// What to do, in order.
+    pub actions: Vec<Action>,
+    /// What to publish.
+    pub published: Published,
+    /// Why this node does not contend for a free lock, if it does not.
+    pub ineligible: Option<Ineligible>,
+    /// The next moment a decision depends on time alone (a restart bound running out, an
+    /// election's wait, a request's steering ending, a rewind retry, a scheduled switchover):
+    /// the shell looks again then at the latest, even with nothing else happening.
+    pub wake_at: Option<Instant>,
+}
+
+impl Decider {
+    /// Decides about `obs`: the actions, the published state, and when to look again.
+    pub fn decide_round(&mut self, obs: &Observation, inputs: RoundInputs<'_>) -> Decision {
+        let actions = self.decide(obs);
+        Decision {
+            actions,
+            published: Published {
+                role: role(&obs.postgres),
+                problems: problems(obs, inputs.vetoes),
+                warnings: warnings(obs, inputs.warnings),
+            },
+            ineligible: self.last_ineligible(),
+            wake_at: self.wake_at(obs),
+        }
+    }
+
+    /// The earliest time-based transition after `obs.now`, if any.
+    fn wake_at(&self, obs: &Observation) -> Option<Instant> {
+        let now = obs.now;
+        let mut candidates = Vec::new();
+        if obs.lock == LockView::Ours {
+            if let Some(since) = self.primary_down_since {
+                candidates.push(since + self.timing.primary_restart_timeout);
+            }
+            if let Some(at) = obs.switchover.as_ref().and_then(|r| r.scheduled_at_ms) {
+                let ahead = at.saturating_sub(obs.wall_ms);
+                candidates.push(now + Duration::from_millis(ahead));
+            }
+        }
+        if let (LockView::Free, Some(since)) = (obs.lock, self.lock_free_since) {
+            candidates.push(since + self.timing.election_wait);
+            if obs.switchover.is_some() {
+                candidates.push(since + self.timing.request_timeout);
+            }
+        }
+        if let Some(at) = self.rewind_retry_at {
+            candidates.push(at);
+        }
+        candidates.into_iter().filter(|at| *at > now).min()
+    }
+}
