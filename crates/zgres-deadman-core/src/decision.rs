@@ -20,10 +20,13 @@
 
 use std::time::{Duration, Instant};
 
-use zgres_schema::documents::{PromotionReason, Role, Switchover, SwitchoverKind, SyncMode, Tags};
-use zgres_schema::{Fetched, Lsn, NodeId, Timeline};
+use zgres_schema::documents::{PromotionReason, Role, Switchover, SwitchoverKind, Tags};
+use zgres_schema::{Fetched, Lsn, NodeId};
+
+use eligibility::peer_rank;
 
 mod action;
+mod eligibility;
 mod observation;
 mod published;
 mod round;
@@ -68,17 +71,6 @@ pub struct Decider {
     last_ineligible: Option<Ineligible>,
     /// After a failed pg_rewind, no new attempt before this.
     rewind_retry_at: Option<Instant>,
-}
-
-/// Sort key of a candidate: higher is better, compared field by field in this order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct Rank {
-    /// Newer timeline first.
-    timeline: Option<Timeline>,
-    /// Then more WAL.
-    position: Lsn,
-    /// Then the operator's priority tag.
-    priority: u32,
 }
 
 impl Decider {
@@ -385,132 +377,6 @@ impl Decider {
             _ => {}
         }
     }
-
-    fn my_rank(&self, obs: &Observation) -> Result<Rank, Ineligible> {
-        let pg = &obs.postgres;
-        match (pg.running, pg.probe, pg.control) {
-            (true, Some(p), _) if p.in_recovery => Ok(Rank {
-                timeline: p.timeline,
-                position: p.position().unwrap_or(Lsn::ZERO),
-                priority: self.tags.priority,
-            }),
-            // A stopped primary data directory (first start, or a fenced primary) contends with
-            // its checkpoint position, an underestimate of its WAL: that errs towards others.
-            (false, _, Some((timeline, lsn))) if pg.data_dir == DataDirKind::Primary => Ok(Rank {
-                timeline: Some(timeline),
-                position: lsn,
-                priority: self.tags.priority,
-            }),
-            _ => Err(Ineligible::NotAStandby),
-        }
-    }
-
-    fn eligibility(&self, obs: &Observation) -> Result<(), Ineligible> {
-        if self.tags.nofailover {
-            return Err(Ineligible::NoFailoverTag);
-        }
-        if obs.vetoed {
-            return Err(Ineligible::Vetoed);
-        }
-        if self.gave_up {
-            return Err(Ineligible::GaveUp);
-        }
-        let mine = self.my_rank(obs)?;
-        let my_system = obs.postgres.probe.map(|p| p.system_id);
-        if let (Some(group), Some(mine)) = (obs.db_id.valid().copied(), my_system) {
-            if group != mine {
-                return Err(Ineligible::WrongSystem);
-            }
-        }
-        if let Some(group) = obs.group_timeline {
-            if mine.timeline.map_or(true, |t| t < group) {
-                return Err(Ineligible::TimelineBehind);
-            }
-        }
-        // A candidate that received everything the stopped primary wrote needs no `/sync`.
-        let handed_to_me = self
-            .active_request(obs)
-            .is_some_and(|r| r.to == Some(self.me) && r.stopped_lsn.is_some());
-        if obs.config.synchronous_mode != SyncMode::Off
-            && !handed_to_me
-            && !crate::synchronous::may_promote(&obs.sync, self.me)
-        {
-            return Err(Ineligible::NotSynchronous);
-        }
-        if let Some(request) = self.active_request(obs) {
-            match request.to {
-                Some(to) if to != self.me => return Err(Ineligible::RequestNamesOther(to)),
-                // Named by the operator: no ranking, but everything the old primary wrote.
-                Some(_) => {
-                    return match request.stopped_lsn {
-                        Some(stopped) if mine.position < stopped => Err(Ineligible::CatchingUp),
-                        _ => Ok(()),
-                    };
-                }
-                None => {}
-            }
-        }
-        let max_lag = obs.config.maximum_lag_on_failover_bytes;
-        if let Some(last) = self.last_primary_position() {
-            if last.bytes_after(mine.position) > max_lag {
-                return Err(Ineligible::TooFarBehind);
-            }
-        }
-        let waited = self
-            .lock_free_since
-            .map(|since| obs.now.duration_since(since))
-            .unwrap_or_default();
-        for peer in obs.peers.iter().filter(|p| p.state.node != self.me) {
-            let Some(rank) = peer_rank(peer, obs, max_lag, self.last_primary_position()) else {
-                continue;
-            };
-            if !peer.fresh && waited < self.timing.election_wait {
-                return Err(Ineligible::WaitingForPeers);
-            }
-            if rank > mine {
-                return Err(Ineligible::PeerIsBetter(peer.state.node));
-            }
-        }
-        Ok(())
-    }
-}
-
-/// A peer's rank if it could contend for the lock, else `None`.
-fn peer_rank(
-    peer: &Peer,
-    obs: &Observation,
-    max_lag: u64,
-    last_primary: Option<Lsn>,
-) -> Option<Rank> {
-    let s = &peer.state;
-    if !s.is_healthy() || s.role != Role::Replica || s.tags.nofailover {
-        return None;
-    }
-    if obs
-        .group_timeline
-        .is_some_and(|group| s.timeline < Some(group))
-    {
-        return None;
-    }
-    if obs.config.synchronous_mode != SyncMode::Off
-        && !crate::synchronous::may_promote(&obs.sync, s.node)
-    {
-        return None;
-    }
-    if let (Some(group), Some(theirs)) = (obs.db_id.valid().copied(), s.system_id) {
-        if group != theirs {
-            return None;
-        }
-    }
-    let position = [s.wal.receive, s.wal.replay].into_iter().flatten().max()?;
-    if last_primary.is_some_and(|last| last.bytes_after(position) > max_lag) {
-        return None;
-    }
-    Some(Rank {
-        timeline: s.timeline,
-        position,
-        priority: s.tags.priority,
-    })
 }
 
 #[cfg(test)]

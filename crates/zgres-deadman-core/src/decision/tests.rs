@@ -6,8 +6,8 @@ use proptest::prelude::*;
 use zgres_schema::documents::WalPositions;
 
 use super::*;
-use zgres_schema::documents::{GroupConfig, NodeState, SyncState};
-use zgres_schema::SystemId;
+use zgres_schema::documents::{GroupConfig, NodeState, SyncMode, SyncState};
+use zgres_schema::{SystemId, Timeline};
 
 const SYS: SystemId = SystemId(7);
 
