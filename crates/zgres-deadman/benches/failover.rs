@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use zgres_testkit::figures::summary;
 use zgres_testkit::group::checks::first_write;
 use zgres_testkit::group::{Group, Timing, DEADLINE};
-use zgres_testkit::proc_usage::{child_with_arg, cpu_ticks_and_rss, pss_kb};
+use zgres_testkit::proc_usage::{cpu_ticks_and_rss, pss_kb, TICKS_PER_SECOND};
 use zgres_testkit::zookeeper::ZkCluster;
 
 fn timing() -> Timing {
@@ -118,21 +118,9 @@ async fn main() {
     // Idle footprint: let the group settle, then measure CPU over a window.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let window = Duration::from_secs(20);
-    let pids: Vec<(String, u32)> = group
-        .nodes
-        .iter()
-        .flat_map(|n| {
-            let deadman = n.deadman.as_ref().unwrap().pid();
-            let mut v = vec![(format!("{} deadman", n.name), deadman)];
-            if let Some(k) = child_with_arg(deadman, "--fence-keeper") {
-                v.push((format!("{} fence keeper", n.name), k));
-            }
-            v
-        })
-        .collect();
+    let pids: Vec<(String, u32)> = group.nodes.iter().flat_map(|n| n.daemon_pids()).collect();
     let before: Vec<_> = pids.iter().map(|(_, p)| cpu_ticks_and_rss(*p)).collect();
     tokio::time::sleep(window).await;
-    let tick = 100.0; // USER_HZ on Linux
     println!();
     summary(
         "kill -9 primary node -> first write on new primary",
@@ -148,7 +136,7 @@ async fn main() {
     );
     for ((name, pid), before) in pids.iter().zip(before) {
         if let (Some((t0, _)), Some((t1, rss))) = (before, cpu_ticks_and_rss(*pid)) {
-            let cpu = (t1 - t0) as f64 / tick / window.as_secs_f64() * 100.0;
+            let cpu = (t1 - t0) as f64 / TICKS_PER_SECOND / window.as_secs_f64() * 100.0;
             println!(
                 "{name:<20} resident {:.1} MB (proportional {:.1} MB), idle CPU {cpu:.2}% of a core over {}s",
                 rss as f64 / 1024.0,

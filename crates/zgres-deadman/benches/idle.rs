@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use zgres_testkit::figures::summary;
 use zgres_testkit::group::checks::{first_write, request_switchover};
 use zgres_testkit::group::{Group, Timing};
-use zgres_testkit::proc_usage::{child_with_arg, cpu_ticks_and_rss, TICKS_PER_SECOND};
+use zgres_testkit::proc_usage::{cpu_ticks_and_rss, TICKS_PER_SECOND};
 use zgres_testkit::zk_counter::RequestCounter;
 
 fn env_or(name: &str, default: u64) -> u64 {
@@ -63,18 +63,7 @@ async fn main() {
     // Settle: the first reads, watches and publications are done.
     tokio::time::sleep(Duration::from_secs(15)).await;
 
-    let pids: Vec<(String, u32)> = group
-        .nodes
-        .iter()
-        .flat_map(|n| {
-            let deadman = n.deadman.as_ref().unwrap().pid();
-            let mut v = vec![(format!("{} deadman", n.name), deadman)];
-            if let Some(k) = child_with_arg(deadman, "--fence-keeper") {
-                v.push((format!("{} fence keeper", n.name), k));
-            }
-            v
-        })
-        .collect();
+    let pids: Vec<(String, u32)> = group.nodes.iter().flat_map(|n| n.daemon_pids()).collect();
     let cpu_before: Vec<_> = pids.iter().map(|(_, p)| cpu_ticks_and_rss(*p)).collect();
     let before: Vec<(u64, u64)> = counters.iter().map(|c| (c.requests(), c.pings())).collect();
     tokio::time::sleep(window).await;

@@ -161,18 +161,10 @@ async fn foreign_data_directory_is_refused_and_untouched() {
         .unwrap();
     stranger.stop();
     let before = std::fs::read(stranger.data_dir().join("postgresql.auto.conf")).unwrap();
-    group.nodes.push(zgres_testkit::group::Node {
-        name: "stranger".into(),
-        config: group.nodes[0].config.with_file_name("stranger.toml"),
-        log: group.nodes[0].log.with_file_name("stranger.log"),
-        pg: stranger,
-        deadman: None,
-        proxy: None,
-        zookeeper_via: None,
-        extra_config: String::new(),
-        env: vec![],
-        api_port: zgres_testkit::ports::free_port().unwrap(),
-    });
+    let dir = group.nodes[0].config.parent().unwrap().to_owned();
+    group
+        .nodes
+        .push(zgres_testkit::group::Node::new("stranger", stranger, &dir));
     group.start(1);
     let status = poll::until("the stranger's deadman to exit", DEADLINE, || {
         let status = group.nodes[1]

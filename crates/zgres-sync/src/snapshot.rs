@@ -212,7 +212,8 @@ mod tests {
         format!("10.0.0.{i}:5432").parse().unwrap()
     }
 
-    fn conn(i: u8) -> Vec<u8> {
+    /// A `/conn` document for node `10.0.0.{i}:5432` (also for the builder's tests).
+    pub(super) fn conn(i: u8) -> Vec<u8> {
         encode(&ConnInfo {
             host: format!("10.0.0.{i}"),
             port: 5432,
@@ -222,7 +223,8 @@ mod tests {
         .unwrap()
     }
 
-    fn lock(i: u8) -> Vec<u8> {
+    /// A `/lock` document naming node `10.0.0.{i}:5432`.
+    pub(super) fn lock(i: u8) -> Vec<u8> {
         encode(&Lock {
             node: node(i),
             timeline: zgres_schema::Timeline::FIRST,

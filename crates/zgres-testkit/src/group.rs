@@ -116,18 +116,7 @@ impl Group {
         let nodes = pgs
             .into_iter()
             .enumerate()
-            .map(|(i, pg)| Node {
-                name: format!("n{i}"),
-                config: dir.path().join(format!("n{i}.toml")),
-                log: dir.path().join(format!("n{i}.log")),
-                pg,
-                deadman: None,
-                proxy: None,
-                zookeeper_via: None,
-                extra_config: String::new(),
-                env: vec![],
-                api_port: crate::ports::free_port().unwrap(),
-            })
+            .map(|(i, pg)| Node::new(&format!("n{i}"), pg, dir.path()))
             .collect();
         Group {
             zk,
@@ -161,18 +150,8 @@ impl Group {
     pub fn add_empty_node(&mut self) -> usize {
         let i = self.nodes.len();
         let name = format!("n{i}");
-        self.nodes.push(Node {
-            config: self.dir.path().join(format!("{name}.toml")),
-            log: self.dir.path().join(format!("{name}.log")),
-            pg: PgNode::empty(&name).unwrap(),
-            name,
-            deadman: None,
-            proxy: None,
-            zookeeper_via: None,
-            extra_config: String::new(),
-            env: vec![],
-            api_port: crate::ports::free_port().unwrap(),
-        });
+        let pg = PgNode::empty(&name).unwrap();
+        self.nodes.push(Node::new(&name, pg, self.dir.path()));
         i
     }
 

@@ -147,29 +147,10 @@ impl SnapshotBuilder {
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
-    use zgres_schema::documents::{ConnInfo, Lock, Tags};
-    use zgres_schema::encode;
 
     use super::super::build;
+    use super::super::tests::{conn, lock};
     use super::*;
-
-    fn conn(i: u8) -> Vec<u8> {
-        encode(&ConnInfo {
-            host: format!("10.0.0.{i}"),
-            port: 5432,
-            dbname: None,
-            tags: Tags::default(),
-        })
-        .unwrap()
-    }
-
-    fn lock(i: u8) -> Vec<u8> {
-        encode(&Lock {
-            node: format!("10.0.0.{i}:5432").parse().unwrap(),
-            timeline: zgres_schema::Timeline::FIRST,
-        })
-        .unwrap()
-    }
 
     fn path() -> impl Strategy<Value = String> {
         prop_oneof![

@@ -38,6 +38,38 @@ pub struct Node {
 }
 
 impl Node {
+    /// A node named `name` over `pg`, not started, with its config and log in `dir`.
+    ///
+    /// # Panics
+    /// When no free port is left for its health API.
+    pub fn new(name: &str, pg: PgNode, dir: &std::path::Path) -> Node {
+        Node {
+            name: name.to_owned(),
+            config: dir.join(format!("{name}.toml")),
+            log: dir.join(format!("{name}.log")),
+            pg,
+            deadman: None,
+            proxy: None,
+            zookeeper_via: None,
+            extra_config: String::new(),
+            env: vec![],
+            api_port: crate::ports::free_port().unwrap(),
+        }
+    }
+
+    /// The pids of the running deadman and of its fence keeper, named for printing
+    /// (`n0 deadman`, `n0 fence keeper`); empty when the deadman is not running.
+    pub fn daemon_pids(&self) -> Vec<(String, u32)> {
+        let Some(deadman) = self.deadman.as_ref().map(ManagedProcess::pid) else {
+            return vec![];
+        };
+        let mut pids = vec![(format!("{} deadman", self.name), deadman)];
+        if let Some(keeper) = crate::proc_usage::child_with_arg(deadman, "--fence-keeper") {
+            pids.push((format!("{} fence keeper", self.name), keeper));
+        }
+        pids
+    }
+
     /// PostgreSQL's port.
     pub fn port(&self) -> u16 {
         self.pg.port()
