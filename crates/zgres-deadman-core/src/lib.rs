@@ -8,8 +8,10 @@
 //! - [`synchronous`]: the order of `synchronous_standby_names` and `/sync` changes that keeps
 //!   every acknowledged commit promotable.
 //! - [`group_config`]: which `/config` is in force when it turns unreadable.
+//! - [`fence_deadline`]: when an unconfirmed primary is shut down and killed.
 #![forbid(unsafe_code)]
 
 pub mod decision;
+pub mod fence_deadline;
 pub mod group_config;
 pub mod synchronous;

@@ -1,9 +1,9 @@
 //! Fencing: stop PostgreSQL from accepting writes before ZooKeeper can expire our session.
 //!
-//! The rule: with `t_ok` the send time of the last ZooKeeper request that got a reply, a primary
-//! is killed no later than `t_ok + session_timeout - margin`. The server cannot expire the session
-//! before `t_ok + session_timeout` (it heard from us after `t_ok`), so no other node can hold
-//! the lock while this one still accepts writes.
+//! The rule and its arithmetic live in the pure core ([`zgres_deadman_core::fence_deadline`]):
+//! with `t_ok` the send time of the last ZooKeeper request that got a reply, a primary is killed
+//! no later than `t_ok + session_timeout - margin`. This module keeps that state lock-free and
+//! runs the two fencers that enforce it.
 //!
 //! Two independent fencers watch the same deadline, neither of which any blocking call in the
 //! daemon can delay:
@@ -31,21 +31,13 @@ use nix::sys::signal::{killpg, Signal};
 use nix::time::{clock_gettime, ClockId};
 use nix::unistd::Pid;
 
+pub use zgres_deadman_core::fence_deadline::{grace_for, FenceState, FenceStep, MAX_GRACE};
+
 /// Longest the fence thread sleeps while armed. It is woken early whenever the deadline could
 /// have moved closer, so this is only a backstop.
 const ARMED_NAP: Duration = Duration::from_millis(200);
 /// Longest the fence thread sleeps while disarmed (arming wakes it).
 const DISARMED_NAP: Duration = Duration::from_secs(1);
-/// Longest graceful-shutdown window before the deadline: a fast shutdown of a primary with
-/// little dirty data takes well under a second.
-const MAX_GRACE: Duration = Duration::from_secs(2);
-
-/// The graceful window for a fence budget: a third of it, at most [`MAX_GRACE`], so that the
-/// session has two thirds of the budget to be confirmed before anything is stopped.
-pub fn grace_for(budget: Duration) -> Duration {
-    (budget / 3).min(MAX_GRACE)
-}
-
 /// Nanoseconds on `CLOCK_MONOTONIC`: never jumps, and is the same clock in every process on the
 /// host, so deadlines can be handed to the keeper process as plain numbers.
 pub fn monotonic_ns() -> u64 {
@@ -70,26 +62,6 @@ pub struct FenceClock {
     fence_thread: OnceLock<Thread>,
     /// Signalled on every change, for the task that feeds the keeper.
     changed: tokio::sync::Notify,
-}
-
-/// A snapshot of the fence state, for the keeper and metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FenceState {
-    /// Whether a deadline is enforced.
-    pub armed: bool,
-    /// When PostgreSQL is killed unless the session is confirmed again.
-    pub deadline_ns: u64,
-    /// PostgreSQL's process group (0 when none is running).
-    pub pgid: i32,
-    /// How long before the deadline a fast shutdown is asked for.
-    pub grace_ns: u64,
-}
-
-impl FenceState {
-    /// When the graceful shutdown is asked for.
-    pub fn demote_at_ns(&self) -> u64 {
-        self.deadline_ns.saturating_sub(self.grace_ns)
-    }
 }
 
 impl FenceClock {
@@ -186,12 +158,11 @@ impl FenceClock {
         }
     }
 
-    /// Whether, at `now_ns`, this node may call itself a writable primary: the fence is armed
-    /// over a running PostgreSQL and the graceful shutdown is not due yet. Computed from
-    /// atomics only, so the health API answers truthfully even while the loop is stuck.
+    /// Whether, at `now_ns`, this node may call itself a writable primary (see
+    /// [`FenceState::may_serve_as_primary`]). Computed from atomics only, so the health API
+    /// answers truthfully even while the loop is stuck.
     pub fn may_serve_as_primary(&self, now_ns: u64) -> bool {
-        let state = self.state();
-        state.armed && state.pgid > 0 && now_ns < state.demote_at_ns()
+        self.state().may_serve_as_primary(now_ns)
     }
 
     /// If armed and `now_ns` is at or past `deadline - grace`: returns the postmaster to ask
@@ -199,7 +170,8 @@ impl FenceClock {
     /// another).
     pub fn demote_due(&self, now_ns: u64) -> Option<i32> {
         let state = self.state();
-        if !state.armed || state.pgid <= 0 || now_ns < state.demote_at_ns() {
+        let demoted_for = Some(self.demoted_for_ns.load(Ordering::SeqCst));
+        if state.step(now_ns, demoted_for) != FenceStep::Demote || state.pgid <= 0 {
             return None;
         }
         let before = self
@@ -298,49 +270,12 @@ impl Drop for FenceThread {
 /// How long the fence thread may sleep: until the deadline when armed (it only moves later,
 /// except through `set_budget`/`arm`, which wake the thread), capped as a backstop.
 fn nap(clock: &FenceClock, now_ns: u64) -> Duration {
-    let state = clock.state();
-    if state.armed {
-        let next = if now_ns < state.demote_at_ns() {
-            state.demote_at_ns()
-        } else {
-            state.deadline_ns
-        };
-        Duration::from_nanos(next.saturating_sub(now_ns))
-            .clamp(Duration::from_micros(100), ARMED_NAP)
-    } else {
-        DISARMED_NAP
-    }
-}
-
-/// One line of the deadman → keeper protocol: `arm DEADLINE_NS PGID GRACE_NS` or `disarm`.
-pub fn keeper_line(state: FenceState) -> String {
-    if state.armed {
-        format!(
-            "arm {} {} {}\n",
-            state.deadline_ns, state.pgid, state.grace_ns
-        )
-    } else {
-        "disarm\n".to_owned()
-    }
-}
-
-fn parse_keeper_line(line: &str) -> Option<FenceState> {
-    let mut words = line.split_whitespace();
-    match words.next()? {
-        "disarm" => Some(FenceState {
-            armed: false,
-            deadline_ns: 0,
-            pgid: 0,
-            grace_ns: 0,
-        }),
-        "arm" => Some(FenceState {
-            armed: true,
-            deadline_ns: words.next()?.parse().ok()?,
-            pgid: words.next()?.parse().ok()?,
-            // A keeper of a newer build fed by an older deadman: no graceful step.
-            grace_ns: words.next().map_or(Some(0), |w| w.parse().ok())?,
-        }),
-        _ => None,
+    let demoted_for = Some(clock.demoted_for_ns.load(Ordering::SeqCst));
+    match clock.state().step(now_ns, demoted_for) {
+        FenceStep::Idle => DISARMED_NAP,
+        FenceStep::WaitUntil(at) => Duration::from_nanos(at.saturating_sub(now_ns))
+            .clamp(Duration::from_micros(100), ARMED_NAP),
+        FenceStep::Demote | FenceStep::Kill => Duration::from_micros(100),
     }
 }
 
@@ -353,7 +288,7 @@ pub fn run_keeper(input: impl BufRead + Send + 'static, mut log: impl Write) -> 
     std::thread::spawn(move || {
         for line in input.lines() {
             let Ok(line) = line else { break };
-            if let Some(state) = parse_keeper_line(&line) {
+            if let Some(state) = FenceState::from_keeper_line(&line) {
                 if tx.send(Some(state)).is_err() {
                     return;
                 }
@@ -386,18 +321,31 @@ pub fn run_keeper(input: impl BufRead + Send + 'static, mut log: impl Write) -> 
         }
     };
     loop {
-        let wait = match current {
+        let now = monotonic_ns();
+        let step = current.map_or(FenceStep::Idle, |s| s.step(now, demoted_for));
+        let wait = match step {
             // Only a message can move the deadline, and a message ends the wait.
-            Some(s) if s.armed => {
-                let next = if demoted_for == Some(s.deadline_ns) {
-                    s.deadline_ns
-                } else {
-                    s.demote_at_ns()
-                };
-                Duration::from_nanos(next.saturating_sub(monotonic_ns()))
-            }
-            _ => Duration::from_secs(3600),
+            FenceStep::WaitUntil(at) => Duration::from_nanos(at.saturating_sub(now)),
+            FenceStep::Idle => Duration::from_secs(3600),
+            FenceStep::Demote | FenceStep::Kill => Duration::ZERO,
         };
+        if let (Some(s), FenceStep::Demote) = (current, step) {
+            demoted_for = Some(s.deadline_ns);
+            if ask_fast_shutdown(s.pgid) {
+                let _ = writeln!(
+                    log,
+                    "zgres fence keeper: session not confirmed; fast shutdown of PostgreSQL {} ({} ms before the deadline)",
+                    s.pgid,
+                    s.deadline_ns.saturating_sub(now) / 1_000_000
+                );
+            }
+            continue;
+        }
+        if let (Some(s), FenceStep::Kill) = (current, step) {
+            fenced += kill(s, "deadline passed", &mut log);
+            current = None;
+            continue;
+        }
         match rx.recv_timeout(wait) {
             Ok(Some(state)) => current = Some(state),
             Ok(None) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
@@ -407,25 +355,6 @@ pub fn run_keeper(input: impl BufRead + Send + 'static, mut log: impl Write) -> 
                 return fenced;
             }
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-        }
-        let now = monotonic_ns();
-        if let Some(s) = current.filter(|s| s.armed) {
-            if now >= s.demote_at_ns() && demoted_for != Some(s.deadline_ns) && now < s.deadline_ns
-            {
-                demoted_for = Some(s.deadline_ns);
-                if ask_fast_shutdown(s.pgid) {
-                    let _ = writeln!(
-                        log,
-                        "zgres fence keeper: session not confirmed; fast shutdown of PostgreSQL {} ({} ms before the deadline)",
-                        s.pgid,
-                        s.deadline_ns.saturating_sub(now) / 1_000_000
-                    );
-                }
-            }
-            if now >= s.deadline_ns {
-                fenced += kill(s, "deadline passed", &mut log);
-                current = None;
-            }
         }
     }
 }

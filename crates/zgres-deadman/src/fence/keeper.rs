@@ -8,7 +8,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::{keeper_line, FenceClock};
+use super::FenceClock;
 
 /// The fence keeper child process and the task that feeds it the deadline.
 pub struct Keeper {
@@ -41,7 +41,7 @@ impl Keeper {
                 let state = fence.state();
                 if last != Some(state) {
                     if stdin
-                        .write_all(keeper_line(state).as_bytes())
+                        .write_all(state.to_keeper_line().as_bytes())
                         .await
                         .is_err()
                     {

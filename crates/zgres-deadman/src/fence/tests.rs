@@ -45,15 +45,6 @@ fn graceful_shutdown_is_due_once_per_deadline_before_the_kill() {
     assert!(!clock.may_serve_as_primary(0), "no PostgreSQL, no primary");
 }
 
-#[test]
-fn grace_is_a_third_of_the_budget_capped() {
-    assert_eq!(
-        grace_for(Duration::from_millis(1_500)),
-        Duration::from_millis(500)
-    );
-    assert_eq!(grace_for(Duration::from_secs(30)), MAX_GRACE);
-}
-
 /// A log the test can read while the keeper writes it.
 #[derive(Clone, Default)]
 struct SharedLog(Arc<std::sync::Mutex<Vec<u8>>>);
@@ -133,14 +124,14 @@ fn keeper_protocol_round_trips() {
         pgid: 77,
         grace_ns: 40,
     };
-    assert_eq!(parse_keeper_line(&keeper_line(s)), Some(s));
+    assert_eq!(FenceState::from_keeper_line(&s.to_keeper_line()), Some(s));
     assert_eq!(
-        parse_keeper_line("arm 123 77"),
+        FenceState::from_keeper_line("arm 123 77"),
         Some(FenceState { grace_ns: 0, ..s }),
         "an older deadman's line: no graceful step"
     );
-    assert_eq!(parse_keeper_line("garbage 1 2"), None);
-    assert_eq!(parse_keeper_line("arm x 1"), None);
+    assert_eq!(FenceState::from_keeper_line("garbage 1 2"), None);
+    assert_eq!(FenceState::from_keeper_line("arm x 1"), None);
 }
 
 #[test]
