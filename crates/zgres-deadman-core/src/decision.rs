@@ -24,6 +24,7 @@ use zgres_schema::documents::{PromotionReason, Role, Switchover, SwitchoverKind,
 use zgres_schema::{Fetched, Lsn, NodeId};
 
 use eligibility::peer_rank;
+pub use eligibility::sync_eligible;
 
 mod action;
 mod eligibility;

@@ -1,7 +1,7 @@
 //! What the core asks the shell to do, and why a node does not contend for the lock.
 
 use zgres_schema::documents::PromotionReason;
-use zgres_schema::NodeId;
+use zgres_schema::{Lsn, NodeId, SystemId, Timeline};
 
 /// What the deadman should do next. The daemon executes actions in order and observes again.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,6 +55,17 @@ pub enum Action {
     StepDown {
         /// The node that is to take over.
         candidate: NodeId,
+    },
+    /// The group has no recorded database and this node is its running primary: publish
+    /// `system_id` as the group's (create-only), and if that is the group's now, start the
+    /// history with this first timeline.
+    RecordDatabase {
+        /// The running primary's system identifier.
+        system_id: SystemId,
+        /// Its timeline.
+        timeline: Option<Timeline>,
+        /// Its WAL position.
+        lsn: Lsn,
     },
     /// The switchover request is fulfilled (this node is the new primary): delete it.
     FinishSwitchover,

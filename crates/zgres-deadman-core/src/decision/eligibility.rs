@@ -1,9 +1,21 @@
 //! Who may contend for a free lock, and how candidates rank against each other.
 
+use std::collections::BTreeSet;
+
 use zgres_schema::documents::{Role, SyncMode};
-use zgres_schema::{Lsn, Timeline};
+use zgres_schema::{Lsn, NodeId, Timeline};
 
 use super::{DataDirKind, Decider, Ineligible, Observation, Peer};
+
+/// The peers a primary may make synchronous standbys: healthy replicas without the `nosync`
+/// tag.
+pub fn sync_eligible(peers: &[Peer]) -> BTreeSet<NodeId> {
+    peers
+        .iter()
+        .filter(|p| p.state.is_healthy() && p.state.role == Role::Replica && !p.state.tags.nosync)
+        .map(|p| p.state.node)
+        .collect()
+}
 
 /// Sort key of a candidate: higher is better, compared field by field in this order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

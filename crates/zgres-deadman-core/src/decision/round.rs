@@ -1,12 +1,14 @@
 //! One round's whole answer: the actions, what the node publishes about itself, and when the
 //! core next has something time-based to decide.
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use zgres_schema::documents::Role;
+use zgres_schema::{Fetched, Lsn, NodeId};
 
 use super::published::{problems, role, warnings, WarningInputs};
-use super::{Action, Decider, Ineligible, LockView, Observation};
+use super::{fence_may_disarm, sync_eligible, Action, Decider, Ineligible, LockView, Observation};
 
 /// What a round needs besides the observation.
 #[derive(Debug, Clone, Copy, Default)]
@@ -31,23 +33,43 @@ pub struct Published {
 /// The core's answer to one observation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
+    /// Disarm the fence before acting: PostgreSQL is not running and the lock is not ours, so
+    /// nothing this node runs can accept writes (an action of this round may arm it again).
+    pub disarm_fence: bool,
     /// What to do, in order.
     pub actions: Vec<Action>,
     /// What to publish.
     pub published: Published,
     /// Why this node does not contend for a free lock, if it does not.
     pub ineligible: Option<Ineligible>,
+    /// The peers that may be synchronous standbys, for the primary's synchronous round.
+    pub sync_eligible: BTreeSet<NodeId>,
     /// The next moment a decision depends on time alone (a restart bound running out, an
     /// election's wait, a request's steering ending, a rewind retry, a scheduled switchover):
     /// the shell looks again then at the latest, even with nothing else happening.
     pub wake_at: Option<Instant>,
 }
 
+/// The bootstrap-history step: the lock holder running as a primary of a group with no
+/// recorded database records its system identifier and starts the history. Automation-free
+/// bookkeeping, so it happens in a paused group too.
+fn database_record(obs: &Observation) -> Option<Action> {
+    let primary = obs.postgres.probe.filter(|p| !p.in_recovery)?;
+    (obs.lock == LockView::Ours && obs.postgres.running && matches!(obs.db_id, Fetched::Absent))
+        .then(|| Action::RecordDatabase {
+            system_id: primary.system_id,
+            timeline: primary.timeline,
+            lsn: primary.write_lsn.unwrap_or(Lsn::ZERO),
+        })
+}
+
 impl Decider {
     /// Decides about `obs`: the actions, the published state, and when to look again.
     pub fn decide_round(&mut self, obs: &Observation, inputs: RoundInputs<'_>) -> Decision {
-        let actions = self.decide(obs);
+        let mut actions = self.decide(obs);
+        actions.extend(database_record(obs));
         Decision {
+            disarm_fence: fence_may_disarm(obs.lock, obs.postgres.running),
             actions,
             published: Published {
                 role: role(&obs.postgres),
@@ -55,6 +77,7 @@ impl Decider {
                 warnings: warnings(obs, inputs.warnings),
             },
             ineligible: self.last_ineligible(),
+            sync_eligible: sync_eligible(&obs.peers),
             wake_at: self.wake_at(obs),
         }
     }

@@ -150,6 +150,14 @@ impl Daemon {
                 }
             }
             Action::Rewind { source } => self.rewind(source).await,
+            Action::RecordDatabase {
+                system_id,
+                timeline,
+                lsn,
+            } => {
+                self.record_database(system_id, timeline, lsn).await;
+                false
+            }
             Action::StepDown { candidate } => {
                 self.step_down(candidate, obs, switchover_version).await
             }

@@ -1,11 +1,10 @@
-//! The group's records a primary keeps: its system identifier and promotion history; and the
-//! fence's disarming after a round.
+//! The group's records a primary keeps: its system identifier and promotion history.
 
 use zgres_schema::documents::{Promotion, PromotionReason};
-use zgres_schema::{Fetched, Lsn, Timeline};
+use zgres_schema::{Fetched, Lsn, SystemId, Timeline};
 
 use super::{wall_ms, Daemon};
-use crate::decision::{fence_may_disarm, LockView, Observation};
+use crate::decision::Observation;
 
 impl Daemon {
     /// Appends this promotion, for the core's `reason`, to `/history/{GROUP}`.
@@ -54,30 +53,27 @@ impl Daemon {
         }
     }
 
-    /// Bookkeeping after the actions: the group's system id and the fence's arming.
-    pub(super) async fn after_round(&mut self, obs: &Observation) {
-        let primary = obs.postgres.probe.filter(|p| !p.in_recovery);
-        if let (LockView::Ours, Some(p), Fetched::Absent) = (obs.lock, primary, &obs.db_id) {
-            if let Some(session) = self.zk.session.as_mut() {
-                if let Ok(Fetched::Valid(theirs)) =
-                    session.coordinator.publish_db_id(p.system_id).await
-                {
-                    if theirs != p.system_id {
-                        tracing::error!(%theirs, ours = %p.system_id, "the group's system identifier changed under us");
-                    } else {
-                        self.append_history(
-                            p.timeline,
-                            p.write_lsn.unwrap_or(Lsn::ZERO),
-                            PromotionReason::Bootstrap,
-                        )
-                        .await;
-                    }
-                }
+    /// Records the group's database (see [`crate::decision::Action::RecordDatabase`]): publishes its system
+    /// identifier, create-only, and starts the history if that identifier is now the group's.
+    pub(super) async fn record_database(
+        &mut self,
+        system_id: SystemId,
+        timeline: Option<Timeline>,
+        lsn: Lsn,
+    ) {
+        let Some(session) = self.zk.session.as_mut() else {
+            return;
+        };
+        match session.coordinator.publish_db_id(system_id).await {
+            Ok(Fetched::Valid(theirs)) if theirs != system_id => {
+                tracing::error!(%theirs, ours = %system_id, "the group's system identifier changed under us");
             }
-        }
-        // Disarm only once PostgreSQL cannot be a primary any more.
-        if self.fence.is_armed() && fence_may_disarm(obs.lock, self.pg.process.is_running()) {
-            self.fence.disarm();
+            Ok(Fetched::Valid(_)) => {
+                self.append_history(timeline, lsn, PromotionReason::Bootstrap)
+                    .await
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot record the group's system identifier"),
         }
     }
 }

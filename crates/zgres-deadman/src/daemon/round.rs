@@ -135,6 +135,9 @@ impl Daemon {
         };
         let decision = self.core.decider.decide_round(&obs, inputs);
         self.core.wake_at = decision.wake_at;
+        if decision.disarm_fence && self.fence.is_armed() {
+            self.fence.disarm();
+        }
         let actions = decision.actions;
         let why_not = decision.ineligible;
         if let Some(why) = why_not {
@@ -149,12 +152,13 @@ impl Daemon {
         for action in actions {
             again |= self.execute(action, &obs, switchover_version).await;
         }
-        self.after_round(&obs).await;
         if let Some(session) = &self.zk.session {
             let wanted = confirmation_wanted(obs.lock, self.fence.is_armed());
             session.confirm_wanted.store(wanted, Ordering::Relaxed);
         }
-        let sync_progress = self.keep_synchronous(&obs, view.sync).await;
+        let sync_progress = self
+            .keep_synchronous(&obs, view.sync, decision.sync_eligible)
+            .await;
         self.update_status(&obs, state);
         next_round(&RoundOutcome {
             act_again: again,

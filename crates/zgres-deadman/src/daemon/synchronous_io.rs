@@ -1,10 +1,11 @@
 //! The primary's synchronous-replication round: feeds the pure [`crate::synchronous::SyncKeeper`]
 //! what PostgreSQL and ZooKeeper show, and carries out the one step it asks for.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
-use zgres_schema::documents::{Role, SyncMode, SyncState};
-use zgres_schema::Fetched;
+use zgres_schema::documents::{SyncMode, SyncState};
+use zgres_schema::{Fetched, NodeId};
 
 use super::Daemon;
 use crate::coordination::CoordinationError;
@@ -14,12 +15,13 @@ use crate::synchronous::{Progress, SyncInputs, SyncKeeper, SyncStep};
 
 impl Daemon {
     /// As the running primary: one step towards the synchronous replication the group's mode
-    /// asks for (see [`crate::synchronous`]).
+    /// asks for (see [`crate::synchronous`]), with the standbys the core allows.
     /// Returns whether a step was taken (the next one may follow soon).
     pub(super) async fn keep_synchronous(
         &mut self,
         obs: &Observation,
         sync: Fetched<(SyncState, i32)>,
+        allowed: BTreeSet<NodeId>,
     ) -> bool {
         // Before a valid config is known, synchronous mode is unknown: change nothing.
         if !self.core.config_in_force.is_known() {
@@ -44,14 +46,6 @@ impl Daemon {
                 return false;
             }
         };
-        let allowed = obs
-            .peers
-            .iter()
-            .filter(|p| {
-                p.state.is_healthy() && p.state.role == Role::Replica && !p.state.tags.nosync
-            })
-            .map(|p| p.state.node)
-            .collect();
         let (published, version) = match sync {
             Fetched::Valid((state, version)) => (Some(state), Some(version)),
             Fetched::Absent => (None, None),

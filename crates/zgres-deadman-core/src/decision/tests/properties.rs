@@ -125,4 +125,46 @@ proptest! {
         }
         prop_assert!(contenders >= 1);
     }
+
+    /// A round's decision as a whole: the fence is never disarmed while PostgreSQL may still
+    /// accept writes (it runs, or the lock is ours); the group's database is recorded exactly
+    /// when the lock holder runs as a primary of a group with none, after every other action;
+    /// only healthy replicas without `nosync` may become synchronous standbys.
+    #[test]
+    fn round_decisions_keep_the_fence_records_and_sync_set_right(
+        lock in arb_lock(),
+        postgres in arb_postgres(),
+        mut peers in arb_peers(),
+        recorded in any::<bool>(),
+        sick_or_nosync in proptest::collection::vec((any::<bool>(), any::<bool>()), 4),
+    ) {
+        for (peer, (sick, nosync)) in peers.iter_mut().zip(sick_or_nosync) {
+            if sick {
+                peer.state.problems.push("not streaming".into());
+            }
+            peer.state.tags.nosync = nosync;
+        }
+        let mut o = obs(Instant::now(), lock, postgres, peers.clone());
+        if !recorded {
+            o.db_id = Fetched::Absent;
+        }
+        let decision = decider(1).decide_round(&o, RoundInputs::default());
+        if decision.disarm_fence {
+            prop_assert!(!postgres.running && lock != LockView::Ours);
+        }
+        let running_primary = postgres.running && postgres.probe.is_some_and(|p| !p.in_recovery);
+        let records: Vec<_> = decision.actions.iter().enumerate()
+            .filter(|(_, a)| matches!(a, Action::RecordDatabase { .. })).map(|(i, _)| i).collect();
+        if lock == LockView::Ours && running_primary && !recorded {
+            prop_assert_eq!(records, vec![decision.actions.len() - 1]);
+        } else {
+            prop_assert!(records.is_empty());
+        }
+        let may_be_synchronous = |p: &Peer| {
+            p.state.is_healthy() && p.state.role == Role::Replica && !p.state.tags.nosync
+        };
+        let expected: std::collections::BTreeSet<_> =
+            peers.iter().filter(|p| may_be_synchronous(p)).map(|p| p.state.node).collect();
+        prop_assert_eq!(decision.sync_eligible, expected);
+    }
 }
