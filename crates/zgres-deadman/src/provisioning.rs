@@ -29,12 +29,12 @@ pub enum ProvisioningError {
     #[error(transparent)]
     Command(#[from] CommandError),
     /// The source could not be asked for its checkpoint timeline.
-    #[error("asking {source_node} for its checkpoint timeline: {message}")]
+    #[error("asking {source_node} for its checkpoint timeline: {problem}")]
     Source {
         /// The node asked.
         source_node: NodeId,
         /// What went wrong.
-        message: String,
+        problem: SourceProblem,
     },
     /// A file or directory could not be prepared.
     #[error("{path}: {source}")]
@@ -44,6 +44,20 @@ pub enum ProvisioningError {
         /// The OS error.
         source: std::io::Error,
     },
+}
+
+/// Why the source of a clone or rewind could not tell its checkpoint timeline.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceProblem {
+    /// It did not answer within 10 s.
+    #[error("no answer within 10s")]
+    NoAnswer,
+    /// The connection or query failed.
+    #[error(transparent)]
+    Query(#[from] tokio_postgres::Error),
+    /// The answer is not a timeline.
+    #[error("not a timeline")]
+    NotATimeline,
 }
 
 /// What pg_rewind did.
@@ -250,9 +264,9 @@ impl Provisioner {
         &self,
         source: NodeId,
     ) -> Result<Timeline, ProvisioningError> {
-        let fail = |message: String| ProvisioningError::Source {
+        let fail = |problem| ProvisioningError::Source {
             source_node: source,
-            message,
+            problem,
         };
         let pg = connect_config(&self.postgres, source.addr());
         let query = async {
@@ -266,12 +280,12 @@ impl Provisioner {
         };
         let row = tokio::time::timeout(Duration::from_secs(10), query)
             .await
-            .map_err(|_| fail("no answer within 10s".into()))?
-            .map_err(|e| fail(e.to_string()))?;
+            .map_err(|_| fail(SourceProblem::NoAnswer))?
+            .map_err(|e| fail(SourceProblem::Query(e)))?;
         u32::try_from(row.get::<_, i32>(0))
             .ok()
             .and_then(|t| Timeline::new(t).ok())
-            .ok_or_else(|| fail("not a timeline".into()))
+            .ok_or_else(|| fail(SourceProblem::NotATimeline))
     }
 
     /// Deletes everything in the data directory (only after the operator allowed re-cloning,

@@ -20,7 +20,7 @@ pub mod lsn;
 pub mod paths;
 
 pub use codec::{
-    decode, encode, DecodeError, DecodeErrorKind, Document, MAX_DOCUMENT_BYTES,
+    decode, encode, DecodeError, DecodeErrorKind, Document, EncodeError, MAX_DOCUMENT_BYTES,
     SMALL_DOCUMENT_BYTES,
 };
 pub use fetched::{Fetched, UnreadableFilter};

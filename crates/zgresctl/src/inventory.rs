@@ -7,6 +7,7 @@ use serde::Serialize;
 use zgres_schema::documents::{GroupConfig, Lock, NodeState};
 use zgres_schema::{decode, encode, GroupName, NodeId, ZkLayout, Znode};
 
+pub use crate::error::{ConfigInputError, CtlError, Refusal, Usage};
 pub use crate::node_match::{resolve_node, NodeMatch};
 
 mod hand_over;
@@ -15,61 +16,6 @@ pub use hand_over::HandOver;
 pub use history::GroupHistory;
 use zgres_zk::client as zk;
 use zgres_zk::{CreateKind, ZkSession, ZkSettings};
-
-/// Why a command failed.
-#[derive(Debug, thiserror::Error)]
-pub enum CtlError {
-    /// ZooKeeper could not be reached.
-    #[error(transparent)]
-    Unreachable(#[from] zgres_zk::ConnectError),
-    /// A request failed.
-    #[error(transparent)]
-    ZooKeeper(#[from] zgres_zk::ZkError),
-    /// No such group.
-    #[error("no group named {0:?} (zgresctl list shows the groups)")]
-    UnknownGroup(String),
-    /// Nothing of zgres under the root: a wrong `--zookeeper` or `--root`, or no deadman ran.
-    #[error("no group under {root} at {hosts} (check --zookeeper and --root)")]
-    NoGroups {
-        /// The root looked at.
-        root: String,
-        /// The ZooKeeper connect string.
-        hosts: String,
-    },
-    /// No such node in the group.
-    #[error("group {group} has no node {node} (zgresctl list shows its nodes)")]
-    UnknownNode {
-        /// The group.
-        group: String,
-        /// The node asked for.
-        node: String,
-    },
-    /// A document in ZooKeeper cannot be read.
-    #[error(transparent)]
-    Decode(#[from] zgres_schema::DecodeError),
-    /// Bad input from the operator.
-    #[error("{0}")]
-    Usage(String),
-    /// Someone else changed the znode meanwhile.
-    #[error("{0} was changed by someone else meanwhile; run the command again")]
-    Conflict(String),
-    /// The request cannot be carried out in the group's current state.
-    #[error("{0}")]
-    Refused(String),
-    /// A switchover or failover is already requested.
-    #[error("a {kind} of group {group} is already pending (to {to}); cancel it with `zgresctl switchover --cancel {group}`")]
-    Pending {
-        /// The group.
-        group: String,
-        /// Switchover or failover.
-        kind: String,
-        /// Its target.
-        to: String,
-    },
-    /// Waited for the result of a request in vain.
-    #[error("{0}")]
-    Timeout(String),
-}
 
 /// A connected CLI session.
 pub struct Inventory {
@@ -130,17 +76,16 @@ impl Inventory {
     /// [`CtlError::Unreachable`] or a bad root.
     pub async fn connect(connect: &str, root: &str, timeout: Duration) -> Result<Self, CtlError> {
         let settings = ZkSettings::from_values(connect, root, timeout).map_err(|problems| {
-            CtlError::Usage(
-                problems
-                    .iter()
-                    .map(|p| match p.key.as_str() {
-                        "zookeeper.connect" => format!("--zookeeper: {}", p.reason),
-                        "zookeeper.root" => format!("--root: {}", p.reason),
-                        _ => p.to_string(),
-                    })
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            )
+            // The first problem, named by the option that carries it.
+            let first = problems.iter().next();
+            Usage::Connection {
+                option: match first.map(|p| p.key.as_str()) {
+                    Some("zookeeper.connect") => "--zookeeper".into(),
+                    Some("zookeeper.root") => "--root".into(),
+                    other => other.unwrap_or("--zookeeper").to_owned(),
+                },
+                reason: first.map_or_else(String::new, |p| p.reason.clone()),
+            }
         })?;
         let session = ZkSession::connect(&settings, None, timeout).await?;
         Ok(Inventory {
@@ -261,7 +206,7 @@ impl Inventory {
     }
 
     fn group_name(&self, group: &str) -> Result<GroupName, CtlError> {
-        GroupName::new(group).map_err(|e| CtlError::Usage(e.to_string()))
+        Ok(GroupName::new(group).map_err(Usage::from)?)
     }
 
     /// The group's dynamic config and the znode version it was read at (None: absent).
@@ -304,7 +249,7 @@ impl Inventory {
         config: &GroupConfig,
         version: Option<i32>,
     ) -> Result<(), CtlError> {
-        let data = encode(config).map_err(|e| CtlError::Usage(e.to_string()))?;
+        let data = encode(config)?;
         let name = name.clone();
         let path = self.layout.path(&Znode::Config(name));
         let written = match version {
@@ -331,13 +276,10 @@ impl Inventory {
 /// `config set`.
 ///
 /// # Errors
-/// [`CtlError::Usage`] naming the first unknown key or bad value.
-pub fn parse_config(text: &str) -> Result<GroupConfig, CtlError> {
-    let doc: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| CtlError::Usage(format!("not JSON: {e}")))?;
-    let object = doc
-        .as_object()
-        .ok_or_else(|| CtlError::Usage("the config must be a JSON object".into()))?;
+/// [`ConfigInputError`] naming the first unknown key or bad value.
+pub fn parse_config(text: &str) -> Result<GroupConfig, ConfigInputError> {
+    let doc: serde_json::Value = serde_json::from_str(text).map_err(ConfigInputError::NotJson)?;
+    let object = doc.as_object().ok_or(ConfigInputError::NotAnObject)?;
     let mut config = GroupConfig::default();
     for (key, value) in object {
         let text = match value {
@@ -352,29 +294,36 @@ pub fn parse_config(text: &str) -> Result<GroupConfig, CtlError> {
 /// Applies `key=value` to a config (the keys of `/config/{GROUP}`).
 ///
 /// # Errors
-/// [`CtlError::Usage`] naming the key for unknown keys or bad values.
-pub fn set_config_value(config: &mut GroupConfig, assignment: &str) -> Result<(), CtlError> {
+/// [`ConfigInputError`] naming the key for unknown keys or bad values.
+pub fn set_config_value(
+    config: &mut GroupConfig,
+    assignment: &str,
+) -> Result<(), ConfigInputError> {
     let (key, value) = assignment
         .split_once('=')
-        .ok_or_else(|| CtlError::Usage(format!("{assignment:?}: expected key=value")))?;
-    let mut doc = serde_json::to_value(&*config).map_err(|e| CtlError::Usage(e.to_string()))?;
-    let object = doc
-        .as_object_mut()
-        .ok_or_else(|| CtlError::Usage("config is not an object".into()))?;
+        .ok_or_else(|| ConfigInputError::NotAnAssignment(assignment.to_owned()))?;
+    let rejected = |source| ConfigInputError::Rejected {
+        key: key.to_owned(),
+        source,
+    };
+    let mut doc = serde_json::to_value(&*config).map_err(rejected)?;
+    let object = doc.as_object_mut().ok_or(ConfigInputError::NotAnObject)?;
     let Some(old) = object.get(key) else {
-        let keys: Vec<&String> = object.keys().collect();
-        return Err(CtlError::Usage(format!(
-            "unknown config key {key:?}; keys: {keys:?}"
-        )));
+        return Err(ConfigInputError::UnknownKey {
+            key: key.to_owned(),
+            known: object.keys().cloned().collect(),
+        });
     };
     // Numbers and booleans as JSON; anything else as a string (e.g. synchronous_mode=strict).
     let parsed: serde_json::Value = match old {
         serde_json::Value::String(_) => serde_json::Value::String(value.to_owned()),
-        _ => serde_json::from_str(value)
-            .map_err(|_| CtlError::Usage(format!("{key}: {value:?} is not a valid value")))?,
+        _ => serde_json::from_str(value).map_err(|_| ConfigInputError::BadValue {
+            key: key.to_owned(),
+            value: value.to_owned(),
+        })?,
     };
     object.insert(key.to_owned(), parsed);
-    *config = serde_json::from_value(doc).map_err(|e| CtlError::Usage(format!("{key}: {e}")))?;
+    *config = serde_json::from_value(doc).map_err(rejected)?;
     Ok(())
 }
 

@@ -1,5 +1,6 @@
 //! zgresctl: the operator CLI. It reads and writes ZooKeeper only.
 //!
+//! - [`error`]: why a command failed, typed by what the operator can do about it;
 //! - [`inventory`]: reads the groups (locks, node states, config, history) into typed values;
 //! - [`node_match`]: finds the node an operator means, by id or configured name;
 //! - [`render`]: turns them into tables for people.
@@ -8,6 +9,7 @@
 //! editing at once cannot silently overwrite each other.
 #![forbid(unsafe_code)]
 
+pub mod error;
 pub mod inventory;
 pub mod node_match;
 pub mod render;

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use zgres_schema::documents::SwitchoverKind;
 use zgresctl::inventory::{
     parse_config, resolve_node, set_config_value, CtlError, HandOver, Inventory, NodeMatch,
+    Refusal, Usage,
 };
 use zgresctl::render;
 
@@ -161,16 +162,16 @@ enum ConfigAction {
 }
 
 /// Milliseconds since the epoch for `--scheduled`.
-fn parse_scheduled(text: &str) -> Result<u64, CtlError> {
+fn parse_scheduled(text: &str) -> Result<u64, Usage> {
+    let scheduled = |source| Usage::Scheduled {
+        text: text.to_owned(),
+        source,
+    };
     let at = match text.strip_prefix('+') {
         Some(offset) => humantime::parse_duration(offset)
             .map(|d| SystemTime::now() + d)
-            .map_err(|e| CtlError::Usage(format!("--scheduled {text:?}: {e}")))?,
-        None => humantime::parse_rfc3339_weak(text).map_err(|e| {
-            CtlError::Usage(format!(
-                "--scheduled {text:?}: {e} (use 2026-11-22T03:00:00Z or +10m)"
-            ))
-        })?,
+            .map_err(|e| scheduled(e.into()))?,
+        None => humantime::parse_rfc3339_weak(text).map_err(|e| scheduled(e.into()))?,
     };
     Ok(at
         .duration_since(UNIX_EPOCH)
@@ -180,9 +181,10 @@ fn parse_scheduled(text: &str) -> Result<u64, CtlError> {
 /// Asks on the terminal; refuses when there is none (scripts say `--force`).
 fn confirm(question: &str) -> Result<(), CtlError> {
     if !std::io::stdin().is_terminal() {
-        return Err(CtlError::Usage(format!(
-            "{question}: no terminal to confirm on; add --force"
-        )));
+        return Err(Usage::NoTerminal {
+            question: question.to_owned(),
+        }
+        .into());
     }
     eprint!("{question} [y/N] ");
     let _ = std::io::stderr().flush();
@@ -190,7 +192,7 @@ fn confirm(question: &str) -> Result<(), CtlError> {
     let _ = std::io::stdin().lock().read_line(&mut answer);
     match answer.trim() {
         "y" | "Y" | "yes" => Ok(()),
-        _ => Err(CtlError::Refused("aborted; nothing was changed".into())),
+        _ => Err(Refusal::Aborted.into()),
     }
 }
 
@@ -200,21 +202,24 @@ async fn edit_file(path: &std::path::Path) -> Result<(), CtlError> {
         .or_else(|_| std::env::var("EDITOR"))
         .unwrap_or_else(|_| "vi".into());
     let mut words = editor.split_whitespace();
-    let program = words
-        .next()
-        .ok_or_else(|| CtlError::Usage("$EDITOR is empty".into()))?;
+    let program = words.next().ok_or(Usage::EmptyEditor)?;
     let status = tokio::process::Command::new(program)
         .args(words)
         .arg(path)
         .status()
         .await
-        .map_err(|e| CtlError::Usage(format!("cannot run {program}: {e}")))?;
+        .map_err(|source| Usage::Editor {
+            program: program.to_owned(),
+            source,
+        })?;
     if status.success() {
         Ok(())
     } else {
-        Err(CtlError::Refused(format!(
-            "{program} exited with {status}; nothing was changed"
-        )))
+        Err(Refusal::EditorFailed {
+            program: program.to_owned(),
+            status,
+        }
+        .into())
     }
 }
 
@@ -305,7 +310,7 @@ async fn watch_list(
     let every = Duration::try_from_secs_f64(every)
         .ok()
         .filter(|d| !d.is_zero())
-        .ok_or_else(|| CtlError::Usage("--watch: give a positive number of seconds".into()))?;
+        .ok_or(Usage::Watch)?;
     loop {
         let groups = inventory.groups(group).await?;
         if json {
@@ -370,7 +375,7 @@ async fn run(args: Args) -> Result<(), CtlError> {
                 .update_config(&group, |config| {
                     assignments
                         .iter()
-                        .try_for_each(|a| set_config_value(config, a))
+                        .try_for_each(|a| set_config_value(config, a).map_err(CtlError::from))
                 })
                 .await?;
             print_json(&config);
@@ -385,12 +390,14 @@ async fn run(args: Args) -> Result<(), CtlError> {
                 "zgresctl-config-{group}-{}.json",
                 std::process::id()
             ));
-            std::fs::write(&path, &original)
-                .map_err(|e| CtlError::Usage(format!("{}: {e}", path.display())))?;
+            let edit_file_error = |source| Usage::EditFile {
+                path: path.clone(),
+                source,
+            };
+            std::fs::write(&path, &original).map_err(edit_file_error)?;
             let edited = async {
                 edit_file(&path).await?;
-                std::fs::read_to_string(&path)
-                    .map_err(|e| CtlError::Usage(format!("{}: {e}", path.display())))
+                std::fs::read_to_string(&path).map_err(|e| CtlError::from(edit_file_error(e)))
             }
             .await;
             let _ = std::fs::remove_file(&path);
@@ -462,11 +469,27 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("zgresctl: {e}");
-            match e {
-                CtlError::Unreachable(_) => ExitCode::from(EXIT_UNAVAILABLE),
-                CtlError::Usage(_) => ExitCode::from(EXIT_USAGE),
-                _ => ExitCode::FAILURE,
-            }
+            exit_code(&e)
         }
+    }
+}
+
+/// The exit code for each kind of failure: 64 for what the operator must fix on the command
+/// line, 69 when ZooKeeper cannot be reached, 1 for everything the group's state or a
+/// concurrent change explains.
+fn exit_code(e: &CtlError) -> ExitCode {
+    match e {
+        CtlError::Unreachable(_) => ExitCode::from(EXIT_UNAVAILABLE),
+        CtlError::Usage(_) => ExitCode::from(EXIT_USAGE),
+        CtlError::ZooKeeper(_)
+        | CtlError::UnknownGroup(_)
+        | CtlError::NoGroups { .. }
+        | CtlError::UnknownNode { .. }
+        | CtlError::Decode(_)
+        | CtlError::Encode(_)
+        | CtlError::Conflict(_)
+        | CtlError::Refused(_)
+        | CtlError::Pending { .. }
+        | CtlError::HandOverTimeout { .. } => ExitCode::FAILURE,
     }
 }

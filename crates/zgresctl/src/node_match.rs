@@ -1,6 +1,6 @@
 //! Which node an operator means: its id or its configured name.
 
-use crate::inventory::{CtlError, GroupView, NodeView};
+use crate::inventory::{CtlError, GroupView, NodeView, Usage};
 
 /// How an operator's NODE argument matched a node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,15 +34,12 @@ pub fn resolve_node<'a>(
             group: group.group.to_string(),
             node: text.to_owned(),
         }),
-        several => Err(CtlError::Usage(format!(
-            "several nodes of group {} are named {text:?} ({}); give the node id instead",
-            group.group,
-            several
-                .iter()
-                .map(|n| n.node.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))),
+        several => Err(Usage::AmbiguousName {
+            group: group.group.to_string(),
+            name: text.to_owned(),
+            nodes: several.iter().map(|n| n.node).collect(),
+        }
+        .into()),
     }
 }
 

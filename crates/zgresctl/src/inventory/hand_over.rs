@@ -7,7 +7,7 @@ use zgres_schema::documents::{Role, Switchover, SwitchoverKind};
 use zgres_schema::{decode, encode, NodeId, Znode};
 use zgres_zk::{CreateKind, Outcome};
 
-use super::{resolve_node, CtlError, Inventory, NodeView};
+use super::{resolve_node, CtlError, Inventory, NodeView, Refusal, Usage};
 
 /// The parts of a switchover or failover request the operator chooses.
 #[derive(Debug, Clone)]
@@ -42,20 +42,22 @@ impl Inventory {
             Some(to) => {
                 let (node, _) = resolve_node(&view, to)?;
                 if view.leader == Some(node.node) {
-                    return Err(CtlError::Refused(format!("{to} is already the primary")));
+                    return Err(Refusal::AlreadyPrimary(node.node).into());
                 }
                 if !healthy_replica(node) {
-                    return Err(CtlError::Refused(format!(
-                        "{to} is not a healthy replica (zgresctl list shows why): {:?}",
-                        node.state
-                    )));
+                    return Err(Refusal::NotAHealthyReplica {
+                        node: node.node,
+                        why: node.state.as_ref().map_or_else(
+                            || "its state is unreadable".to_owned(),
+                            |s| format!("{:?}, problems: {:?}", s.role, s.problems),
+                        ),
+                    }
+                    .into());
                 }
                 Some(node.node)
             }
             None if request.kind == SwitchoverKind::Failover => {
-                return Err(CtlError::Usage(
-                    "failover needs --to NODE: the replica to promote".into(),
-                ))
+                return Err(Usage::FailoverNeedsTarget.into())
             }
             None => {
                 if !view
@@ -63,17 +65,13 @@ impl Inventory {
                     .iter()
                     .any(|n| Some(n.node) != view.leader && healthy_replica(n))
                 {
-                    return Err(CtlError::Refused(format!(
-                        "group {group} has no healthy replica to switch over to"
-                    )));
+                    return Err(Refusal::NoHealthyReplica(group.to_owned()).into());
                 }
                 None
             }
         };
         if request.kind == SwitchoverKind::Switchover && view.leader.is_none() {
-            return Err(CtlError::Refused(format!(
-                "group {group} has no primary to hand over; use `zgresctl failover {group} --to NODE`"
-            )));
+            return Err(Refusal::NoPrimary(group.to_owned()).into());
         }
         let doc = Switchover {
             kind: request.kind,
@@ -91,7 +89,7 @@ impl Inventory {
         self.session
             .mkdir(&self.layout.dir(zgres_schema::Dir::Switchover))
             .await?;
-        let data = encode(&doc).map_err(|e| CtlError::Usage(e.to_string()))?;
+        let data = encode(&doc)?;
         match self
             .session
             .create(&path, &data, CreateKind::Persistent)
@@ -143,7 +141,7 @@ impl Inventory {
     /// the new primary.
     ///
     /// # Errors
-    /// [`CtlError::Timeout`] after `timeout`, saying what was seen last.
+    /// [`CtlError::HandOverTimeout`] after `timeout`, saying what was seen last.
     pub async fn wait_hand_over(
         &self,
         group: &str,
@@ -160,11 +158,11 @@ impl Inventory {
                 }
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(CtlError::Timeout(format!(
-                    "no new primary within {timeout:?} (primary: {}, request {}); the deadmen's logs say why",
-                    leader.map_or("none".into(), |l| l.to_string()),
-                    if pending.is_some() { "still pending" } else { "gone" }
-                )));
+                return Err(CtlError::HandOverTimeout {
+                    timeout,
+                    primary: leader,
+                    still_pending: pending.is_some(),
+                });
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }

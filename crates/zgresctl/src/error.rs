@@ -1,0 +1,220 @@
+//! Why a zgresctl command failed, typed by what the operator can do about it: fix the command
+//! line ([`Usage`]), change the group first ([`Refusal`]), or retry.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use zgres_schema::NodeId;
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CtlError {
+    /// ZooKeeper could not be reached.
+    #[error(transparent)]
+    Unreachable(#[from] zgres_zk::ConnectError),
+    /// A request failed.
+    #[error(transparent)]
+    ZooKeeper(#[from] zgres_zk::ZkError),
+    /// No such group.
+    #[error("no group named {0:?} (zgresctl list shows the groups)")]
+    UnknownGroup(String),
+    /// Nothing of zgres under the root: a wrong `--zookeeper` or `--root`, or no deadman ran.
+    #[error("no group under {root} at {hosts} (check --zookeeper and --root)")]
+    NoGroups {
+        /// The root looked at.
+        root: String,
+        /// The ZooKeeper connect string.
+        hosts: String,
+    },
+    /// No such node in the group.
+    #[error("group {group} has no node {node} (zgresctl list shows its nodes)")]
+    UnknownNode {
+        /// The group.
+        group: String,
+        /// The node asked for.
+        node: String,
+    },
+    /// A document in ZooKeeper cannot be read.
+    #[error(transparent)]
+    Decode(#[from] zgres_schema::DecodeError),
+    /// A document cannot be encoded (a bug: every document zgresctl writes is encodable).
+    #[error(transparent)]
+    Encode(#[from] zgres_schema::EncodeError),
+    /// Bad input from the operator.
+    #[error(transparent)]
+    Usage(#[from] Usage),
+    /// Someone else changed the znode meanwhile.
+    #[error("{0} was changed by someone else meanwhile; run the command again")]
+    Conflict(String),
+    /// The request cannot be carried out in the group's current state.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    /// A switchover or failover is already requested.
+    #[error("a {kind} of group {group} is already pending (to {to}); cancel it with `zgresctl switchover --cancel {group}`")]
+    Pending {
+        /// The group.
+        group: String,
+        /// Switchover or failover.
+        kind: String,
+        /// Its target.
+        to: String,
+    },
+    /// Waited for a new primary in vain.
+    #[error("no new primary within {timeout:?} (primary: {}, request {}); the deadmen's logs say why",
+        primary.map_or("none".into(), |p| p.to_string()),
+        if *still_pending { "still pending" } else { "gone" })]
+    HandOverTimeout {
+        /// How long it waited.
+        timeout: Duration,
+        /// The lock holder seen last.
+        primary: Option<NodeId>,
+        /// Whether the request was still there.
+        still_pending: bool,
+    },
+}
+
+/// Bad input on the command line, in a file or from the editor: exit code 64.
+#[derive(Debug, thiserror::Error)]
+pub enum Usage {
+    /// `--zookeeper` or `--root` is invalid.
+    #[error("{option}: {reason}")]
+    Connection {
+        /// The option (or config key) at fault.
+        option: String,
+        /// Why.
+        reason: String,
+    },
+    /// Not a valid group name.
+    #[error(transparent)]
+    GroupName(#[from] zgres_schema::IdError),
+    /// A config document or `key=value` is wrong.
+    #[error(transparent)]
+    Config(#[from] ConfigInputError),
+    /// `--scheduled` is neither a time nor `+DURATION`.
+    #[error("--scheduled {text:?}: {source} (use 2026-11-22T03:00:00Z or +10m)")]
+    Scheduled {
+        /// What was given.
+        text: String,
+        /// Why it does not parse (as a duration after `+`, else as a time).
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// `--watch` is not a positive number of seconds.
+    #[error("--watch: give a positive number of seconds")]
+    Watch,
+    /// A failover names no target.
+    #[error("failover needs --to NODE: the replica to promote")]
+    FailoverNeedsTarget,
+    /// Confirmation is needed and stdin is no terminal.
+    #[error("{question}: no terminal to confirm on; add --force")]
+    NoTerminal {
+        /// What would have been asked.
+        question: String,
+    },
+    /// `$VISUAL`/`$EDITOR` is set but empty.
+    #[error("$EDITOR is empty")]
+    EmptyEditor,
+    /// The editor cannot be started.
+    #[error("cannot run {program}: {source}")]
+    Editor {
+        /// The program.
+        program: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The temporary file for the editor cannot be written or read.
+    #[error("{}: {source}", path.display())]
+    EditFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A configured name is shared by several nodes.
+    #[error("several nodes of group {group} are named {name:?} ({}); give the node id instead",
+        nodes.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))]
+    AmbiguousName {
+        /// The group.
+        group: String,
+        /// The name.
+        name: String,
+        /// The nodes that carry it.
+        nodes: Vec<NodeId>,
+    },
+}
+
+/// What is wrong with a `/config` edit (`config set key=value` or `config edit`).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigInputError {
+    /// The edited document is not JSON.
+    #[error("not JSON: {0}")]
+    NotJson(serde_json::Error),
+    /// The edited document is JSON but not an object.
+    #[error("the config must be a JSON object")]
+    NotAnObject,
+    /// A `config set` argument without `=`.
+    #[error("{0:?}: expected key=value")]
+    NotAnAssignment(String),
+    /// No such key.
+    #[error("unknown config key {key:?}; keys: {known:?}")]
+    UnknownKey {
+        /// The key given.
+        key: String,
+        /// The keys that exist.
+        known: Vec<String>,
+    },
+    /// The value does not parse for its key's type.
+    #[error("{key}: {value:?} is not a valid value")]
+    BadValue {
+        /// The key.
+        key: String,
+        /// The value given.
+        value: String,
+    },
+    /// The value parses but is out of range for the key.
+    #[error("{key}: {source}")]
+    Rejected {
+        /// The key.
+        key: String,
+        /// Why.
+        source: serde_json::Error,
+    },
+}
+
+/// Why the group's state does not allow the request; nothing was changed.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// The target already is the primary.
+    #[error("{0} is already the primary")]
+    AlreadyPrimary(NodeId),
+    /// The target cannot take over.
+    #[error("{node} is not a healthy replica (zgresctl list shows why): {why}")]
+    NotAHealthyReplica {
+        /// The target.
+        node: NodeId,
+        /// Its role and problems as published.
+        why: String,
+    },
+    /// No replica could take over.
+    #[error("group {0} has no healthy replica to switch over to")]
+    NoHealthyReplica(String),
+    /// A switchover needs a primary to hand over from.
+    #[error("group {0} has no primary to hand over; use `zgresctl failover {0} --to NODE`")]
+    NoPrimary(String),
+    /// The operator answered no.
+    #[error("aborted; nothing was changed")]
+    Aborted,
+    /// The editor failed.
+    #[error("{program} exited with {status}; nothing was changed")]
+    EditorFailed {
+        /// The program.
+        program: String,
+        /// How it ended.
+        status: std::process::ExitStatus,
+    },
+}
+
+impl From<ConfigInputError> for CtlError {
+    fn from(e: ConfigInputError) -> Self {
+        CtlError::Usage(Usage::Config(e))
+    }
+}
