@@ -109,7 +109,14 @@ impl Coordinator {
     ) -> Result<Self> {
         let sent = monotonic_ns();
         let resuming = resume.as_ref().map(|s| s.id());
-        let session = ZkSession::connect(&config.settings, resume, REQUEST_TIMEOUT).await?;
+        // The client's keep-alive pings confirm the session for the fence: no requests of
+        // our own are needed while they are answered.
+        let confirm = fence.clone();
+        let on_ping: zk::PingObserver =
+            Arc::new(move |sent| confirm.confirm(crate::fence::monotonic_ns_at(sent)));
+        let session =
+            ZkSession::connect_observing_pings(&config.settings, resume, REQUEST_TIMEOUT, on_ping)
+                .await?;
         if resuming == Some(session.session_id()) {
             tracing::warn!(session = ?session.session_id(), "resumed the ZooKeeper session after an outage; its ephemerals and lock are still ours");
         }
@@ -418,22 +425,23 @@ impl Coordinator {
     }
 }
 
-/// While `wanted`, makes sure the session is confirmed for the fence at least every `interval`
-/// (with a cheap request, timed from its send) when nothing else confirmed it. Runs until the
-/// session ends or the task is dropped.
+/// While `wanted`, confirms the session for the fence with a cheap request (timed from its
+/// send) whenever nothing confirmed it for `stale_after`. Runs until the session ends or the
+/// task is dropped.
 pub async fn heartbeat(
     session: ZkSession,
     path: String,
     fence: Arc<FenceClock>,
-    interval: Duration,
+    stale_after: Duration,
     wanted: Arc<AtomicBool>,
 ) {
     loop {
-        // The daemon's own requests confirm the session too; only fill the gaps between them,
-        // and only while a confirmation is of use (the lock is ours or the fence armed).
+        // Answered pings and the daemon's own requests confirm the session too; only fill the
+        // gaps between them, and only while a confirmation is of use (the lock is ours or the
+        // fence armed).
         let sent = monotonic_ns();
         if wanted.load(Ordering::Relaxed)
-            && sent.saturating_sub(fence.last_ok_ns()) >= interval.as_nanos() as u64 / 2
+            && sent.saturating_sub(fence.last_ok_ns()) >= stale_after.as_nanos() as u64
         {
             match session.stat(&path).await {
                 Ok(_) => fence.confirm(sent),
@@ -441,6 +449,6 @@ pub async fn heartbeat(
                 Err(_) => {}
             }
         }
-        tokio::time::sleep(interval / 2).await;
+        tokio::time::sleep(stale_after / 4).await;
     }
 }

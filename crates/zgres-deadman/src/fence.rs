@@ -47,6 +47,12 @@ pub fn monotonic_ns() -> u64 {
         .unwrap_or(0)
 }
 
+/// [`monotonic_ns`] at `at`, an earlier moment on the same clock (`Instant` is
+/// `CLOCK_MONOTONIC` on Linux; the conversion only ever errs earlier, towards fencing sooner).
+pub fn monotonic_ns_at(at: std::time::Instant) -> u64 {
+    monotonic_ns().saturating_sub(at.elapsed().as_nanos() as u64)
+}
+
 /// The fencing deadline, shared lock-free between the daemon and the fence thread.
 #[derive(Debug, Default)]
 pub struct FenceClock {
@@ -134,6 +140,11 @@ impl FenceClock {
     /// How many times the fence fired.
     pub fn fired_count(&self) -> u64 {
         self.fired.load(Ordering::SeqCst)
+    }
+
+    /// The budget: how long after `t_ok` the deadline falls.
+    pub fn budget(&self) -> Duration {
+        Duration::from_nanos(self.budget_ns.load(Ordering::SeqCst))
     }
 
     /// `t_ok`: send time of the last request known to have been answered.

@@ -90,6 +90,31 @@ impl ZkSession {
         resume: Option<zk::SessionInfo>,
         request_timeout: Duration,
     ) -> Result<ZkSession, ConnectError> {
+        Self::open(settings, resume, request_timeout, None).await
+    }
+
+    /// As [`ZkSession::connect`], and `on_ping` is called with the send time of every
+    /// keep-alive ping the server answers (from the client's own task; it must not block).
+    /// Each such answer proves the server heard from the session after that time, which is
+    /// what a fencing deadline needs, without a request of its own.
+    ///
+    /// # Errors
+    /// As [`ZkSession::connect`].
+    pub async fn connect_observing_pings(
+        settings: &ZkSettings,
+        resume: Option<zk::SessionInfo>,
+        request_timeout: Duration,
+        on_ping: zk::PingObserver,
+    ) -> Result<ZkSession, ConnectError> {
+        Self::open(settings, resume, request_timeout, Some(on_ping)).await
+    }
+
+    async fn open(
+        settings: &ZkSettings,
+        resume: Option<zk::SessionInfo>,
+        request_timeout: Duration,
+        on_ping: Option<zk::PingObserver>,
+    ) -> Result<ZkSession, ConnectError> {
         let failed = |failure| ConnectError {
             connect: settings.connect.clone(),
             failure,
@@ -98,6 +123,9 @@ impl ZkSession {
         let mut connector = settings.connector();
         if let Some(session) = resume {
             connector = connector.with_session(session);
+        }
+        if let Some(on_ping) = on_ping {
+            connector = connector.with_ping_observer(on_ping);
         }
         let client = match tokio::time::timeout(
             settings.session_timeout,

@@ -1,7 +1,9 @@
 //! `ZkSession` against a real ZooKeeper: expected answers come back as typed outcomes, a lost
-//! server as a retryable error, a bad address as a connect error.
+//! server as a retryable error, a bad address as a connect error; answered keep-alive pings
+//! are reported with their send time.
 
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use zgres_testkit::fault_proxy::{FaultProxy, ProxyMode};
 use zgres_testkit::zookeeper::ZkCluster;
@@ -120,4 +122,51 @@ async fn nothing_listening_is_a_connect_error_naming_the_address() {
         "{error:?}"
     );
     assert!(error.to_string().contains(&connect), "{error}");
+}
+
+#[tokio::test]
+async fn answered_pings_of_an_idle_session_are_reported_and_unanswered_ones_are_not() {
+    let zk = ZkCluster::standalone().await.unwrap();
+    let proxy = FaultProxy::start(zk.client_addr(0)).unwrap();
+    let answered: Arc<Mutex<Vec<Instant>>> = Arc::default();
+    let record = answered.clone();
+    let session = ZkSession::connect_observing_pings(
+        &settings(&proxy.addr().to_string()),
+        None,
+        Duration::from_secs(2),
+        Arc::new(move |sent| record.lock().unwrap().push(sent)),
+    )
+    .await
+    .unwrap();
+    let connected = Instant::now();
+    // Idle: no request of ours, so only the client's pings (every 3/20 of the 4 s timeout).
+    zgres_testkit::poll::until("three answered pings", Duration::from_secs(10), || async {
+        (answered.lock().unwrap().len() >= 3).then_some(())
+    })
+    .await
+    .unwrap();
+    let seen = answered.lock().unwrap().clone();
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+    assert!(
+        seen.iter()
+            .all(|sent| *sent >= connected - Duration::from_secs(1) && *sent <= Instant::now()),
+        "send times are moments of this session's life"
+    );
+
+    proxy.set_mode(ProxyMode::Blackhole);
+    let cut = Instant::now();
+    let before = answered.lock().unwrap().len();
+    // Longer than two ping periods: pings are sent, none is answered, none is reported.
+    zgres_testkit::poll::until("two ping periods", Duration::from_secs(5), || async {
+        (cut.elapsed() > Duration::from_millis(1_500)).then_some(())
+    })
+    .await
+    .unwrap();
+    let during: Vec<Instant> = answered.lock().unwrap()[before..].to_vec();
+    assert!(
+        during.iter().all(|sent| *sent < cut),
+        "only pings sent before the cut may be answered: {during:?}"
+    );
+    proxy.set_mode(ProxyMode::Pass);
+    drop(session);
 }

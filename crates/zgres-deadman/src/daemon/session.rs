@@ -3,7 +3,6 @@
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
@@ -58,15 +57,16 @@ impl Daemon {
                 }));
             }
         }
-        // Several confirmations per fence budget, so one lost reply never fences.
-        let interval =
-            (self.config.zookeeper.settings.session_timeout / 6).min(Duration::from_secs(1));
+        // The client's pings confirm the session every ~3/20 of its timeout; the heartbeat only
+        // fills a gap of a third of the fence budget, leaving the next third for its answer
+        // before the graceful shutdown would begin.
+        let stale_after = self.fence.budget() / 3;
         let confirm_wanted = Arc::new(AtomicBool::new(true));
         let heartbeat = tokio::spawn(heartbeat(
             coordinator.session(),
             coordinator.lock_path(),
             self.fence.clone(),
-            interval,
+            stale_after,
             confirm_wanted.clone(),
         ));
         self.out.state = None;
