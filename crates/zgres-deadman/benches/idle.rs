@@ -1,6 +1,6 @@
 //! Idle cost and switchover reaction of a watch-driven group (release build).
 //!
-//! A 3-node group with production-like timing (session 4 s, loop 1 s, state refresh 10 s),
+//! A 3-node group with production-like timing (session 4 s, loop 1 s, state refresh 30 s: the defaults),
 //! each deadman reaching ZooKeeper through its own counting proxy. Prints:
 //! - ZooKeeper requests per node per second at idle (reads, writes, watches; pings counted
 //!   apart), over `ZGRES_BENCH_IDLE_SECS` seconds (default 60) after the group settled;
@@ -31,7 +31,7 @@ async fn main() {
     let window = Duration::from_secs(env_or("ZGRES_BENCH_IDLE_SECS", 60));
     let runs = env_or("ZGRES_BENCH_RUNS", 5);
     println!(
-        "zgres-deadman idle benchmark: 3 nodes, session timeout 4 s, loop 1 s, state refresh 10 s, \
+        "zgres-deadman idle benchmark: 3 nodes, session timeout 4 s, loop 1 s, state refresh 30 s, \
          ZooKeeper tickTime {} ms; idle window {} s; {runs} switchovers",
         zgres_testkit::zookeeper::tick_ms(),
         window.as_secs()
@@ -43,7 +43,7 @@ async fn main() {
             fence_margin_ms: 1_000,
             primary_restart_timeout_ms: 10_000,
             loop_interval_ms: 1_000,
-            state_refresh_ms: 10_000,
+            state_refresh_ms: 30_000,
         },
     )
     .await;

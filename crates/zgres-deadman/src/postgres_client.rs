@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::{Client, NoTls, Statement};
 use zgres_schema::{Lsn, NodeId, SystemId, Timeline};
 
 use crate::config::PostgresConfig;
@@ -23,9 +23,15 @@ pub enum ClientError {
     /// No answer in time.
     #[error("postgres did not answer within {0:?}")]
     Timeout(Duration),
-    /// The answer made no sense.
-    #[error("postgres returned {0}")]
-    Unexpected(String),
+    /// A WAL position in the answer does not parse.
+    #[error("postgres returned a bad WAL position: {0}")]
+    BadLsn(#[from] zgres_schema::LsnParseError),
+    /// The system identifier in the answer does not parse.
+    #[error("postgres returned a bad system identifier: {0}")]
+    BadSystemId(#[from] zgres_schema::IdError),
+    /// `pg_promote()` gave up.
+    #[error("pg_promote() returned false")]
+    PromoteFailed,
 }
 
 /// A (re)connecting client for the local PostgreSQL.
@@ -33,7 +39,8 @@ pub enum ClientError {
 pub struct PostgresClient {
     config: PostgresConfig,
     application_name: String,
-    client: Option<Client>,
+    /// The connection and the probe prepared on it (parsed once, not every round).
+    client: Option<(Client, Statement)>,
     /// The highest timeline seen since PostgreSQL last started. A standby whose WAL receiver
     /// is down reports no received timeline, and its checkpoint's may be older than the
     /// timeline it replays: it must not look behind the group for that.
@@ -86,20 +93,23 @@ impl PostgresClient {
     }
 
     async fn client(&mut self) -> Result<&Client, ClientError> {
-        if self.client.as_ref().is_some_and(Client::is_closed) {
+        Ok(&self.connection().await?.0)
+    }
+
+    async fn connection(&mut self) -> Result<&(Client, Statement), ClientError> {
+        if self.client.as_ref().is_some_and(|(c, _)| c.is_closed()) {
             self.client = None;
         }
-        if self.client.is_none() {
-            let pg = self.connect_config();
-            let (client, connection) = timed(pg.connect(NoTls)).await??;
-            tokio::spawn(async move {
-                let _ = connection.await;
-            });
-            self.client = Some(client);
+        if let Some(ref connected) = self.client {
+            return Ok(connected);
         }
-        self.client
-            .as_ref()
-            .ok_or_else(|| ClientError::Unexpected("no connection".into()))
+        let pg = self.connect_config();
+        let (client, connection) = timed(pg.connect(NoTls)).await??;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        let probe = timed(client.prepare(PROBE_SQL)).await??;
+        Ok(self.client.insert((client, probe)))
     }
 
     /// Queries role, positions, timeline, system id and upstream.
@@ -115,20 +125,15 @@ impl PostgresClient {
     }
 
     async fn probe_once(&mut self) -> Result<Probe, ClientError> {
-        let client = self.client().await?;
-        let row = timed(client.query_one(PROBE_SQL, &[])).await??;
+        let (client, probe) = self.connection().await?;
+        let row = timed(client.query_one(probe, &[])).await??;
         let lsn = |i: usize| -> Result<Option<Lsn>, ClientError> {
-            row.get::<_, Option<String>>(i)
-                .map(|t| {
-                    t.parse()
-                        .map_err(|e| ClientError::Unexpected(format!("{e}")))
-                })
-                .transpose()
+            Ok(row
+                .get::<_, Option<String>>(i)
+                .map(|t| t.parse())
+                .transpose()?)
         };
-        let system_id: SystemId = row
-            .get::<_, String>(1)
-            .parse()
-            .map_err(|e| ClientError::Unexpected(format!("{e}")))?;
+        let system_id: SystemId = row.get::<_, String>(1).parse()?;
         let reported = [5, 6, 8]
             .into_iter()
             .filter_map(|i| row.get::<_, Option<i32>>(i))
@@ -181,10 +186,7 @@ impl PostgresClient {
             &[],
         ))
         .await??;
-        let position = row
-            .get::<_, String>(1)
-            .parse()
-            .map_err(|e| ClientError::Unexpected(format!("{e}")))?;
+        let position = row.get::<_, String>(1).parse()?;
         Ok((connected, row.get(0), position))
     }
 
@@ -218,9 +220,7 @@ impl PostgresClient {
         if row.get::<_, bool>(0) {
             Ok(())
         } else {
-            Err(ClientError::Unexpected(
-                "pg_promote() returned false".into(),
-            ))
+            Err(ClientError::PromoteFailed)
         }
     }
 

@@ -115,7 +115,7 @@ impl Default for RawTiming {
     fn default() -> Self {
         RawTiming {
             loop_interval_ms: 1_000,
-            state_refresh_ms: 10_000,
+            state_refresh_ms: 30_000,
             election_wait_ms: 2_000,
             stop_timeout_ms: 30_000,
             primary_restart_timeout_ms: 10_000,
