@@ -17,7 +17,7 @@ use zgres_zk::client as zk;
 use zgres_zk::{ZkError, ZkSession};
 
 /// Everything is re-read at least this often, whatever the watches say.
-pub const RESYNC_INTERVAL: Duration = Duration::from_secs(60);
+pub const RESYNC_INTERVAL: Duration = Duration::from_secs(120);
 
 /// What the watch tasks found stale since the cache last looked.
 #[derive(Debug, Default)]
