@@ -449,6 +449,13 @@ pub async fn heartbeat(
                 Err(_) => {}
             }
         }
-        tokio::time::sleep(stale_after / 4).await;
+        // Idle (a replica) it looks rarely: when the lock becomes ours, acquiring it has just
+        // confirmed the session, so the first look can wait that long.
+        let pause = if wanted.load(Ordering::Relaxed) {
+            stale_after / 4
+        } else {
+            stale_after
+        };
+        tokio::time::sleep(pause).await;
     }
 }

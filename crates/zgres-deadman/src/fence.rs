@@ -36,8 +36,9 @@ pub use zgres_deadman_core::fence_deadline::{grace_for, FenceState, FenceStep, M
 /// Longest the fence thread sleeps while armed. It is woken early whenever the deadline could
 /// have moved closer, so this is only a backstop.
 const ARMED_NAP: Duration = Duration::from_millis(200);
-/// Longest the fence thread sleeps while disarmed (arming wakes it).
-const DISARMED_NAP: Duration = Duration::from_secs(1);
+/// Longest the fence thread sleeps while disarmed: only a backstop, since arming, a new budget
+/// and stopping all wake it.
+const DISARMED_NAP: Duration = Duration::from_secs(10);
 /// Nanoseconds on `CLOCK_MONOTONIC`: never jumps, and is the same clock in every process on the
 /// host, so deadlines can be handed to the keeper process as plain numbers.
 pub fn monotonic_ns() -> u64 {
@@ -91,7 +92,11 @@ impl FenceClock {
     /// Records that a request sent at `sent_ns` got a reply. Never moves the clock back.
     pub fn confirm(&self, sent_ns: u64) {
         self.last_ok_ns.fetch_max(sent_ns, Ordering::SeqCst);
-        self.changed.notify_one();
+        // A disarmed deadline concerns nobody (arming notifies); an idle replica's pings
+        // should not wake anything.
+        if self.is_armed() {
+            self.changed.notify_one();
+        }
     }
 
     /// Sets the process group to kill (PostgreSQL's), or 0 for none.

@@ -38,17 +38,14 @@ impl Keeper {
         let feeder = tokio::spawn(async move {
             let mut last = None;
             while !stopped.is_cancelled() {
-                let state = fence.state();
-                if last != Some(state) {
-                    if stdin
-                        .write_all(state.to_keeper_line().as_bytes())
-                        .await
-                        .is_err()
-                    {
+                // Only what the keeper acts on: a disarmed fence is one line, whatever its clock.
+                let line = fence.state().to_keeper_line();
+                if last.as_ref() != Some(&line) {
+                    if stdin.write_all(line.as_bytes()).await.is_err() {
                         tracing::error!("the fence keeper is gone; the in-process fence remains");
                         break;
                     }
-                    last = Some(state);
+                    last = Some(line);
                 }
                 tokio::select! {
                     () = fence.changed() => {}

@@ -553,12 +553,17 @@ impl Session {
         self.sasl_session.take();
         let mut seek_for_writable =
             if self.session.readonly { Some(self.connector.clone().seek_for_writable(endpoints)) } else { None };
-        let mut tick = pin!(Timer::interval(self.tick_timeout));
+        // zgres patch: the timer is set to the next moment a check is due (a ping, or the
+        // connection timeout) rather than firing every tick, so an idle session wakes about
+        // once per ping instead of every `tick_timeout`.
+        let mut due = self.next_check_due();
+        let mut tick = pin!(Timer::at(due));
         let mut err = None;
         let mut channel_halted = false;
         depot.start();
         let (mut reader, mut writer) = conn.split();
         while !(channel_halted && depot.is_empty()) {
+            let mut fired = false;
             select! {
                 Some(endpoint) = Self::poll(&mut seek_for_writable), if seek_for_writable.is_some() => {
                     seek_for_writable = None;
@@ -594,11 +599,28 @@ impl Session {
                     if self.last_ping.is_none() && now >= self.last_send + self.ping_timeout {
                         self.send_ping(depot, now);
                     }
+                    fired = true;
                 },
+            }
+            // A fired timer is armed again even if the due moment did not move.
+            let next = self.next_check_due();
+            if fired || next != due {
+                due = next;
+                tick.as_mut().set_at(due);
             }
         }
         writer.flush().await.map_err(Error::other)?;
         Err(err.unwrap_or(Error::ClientClosed))
+    }
+
+    /// zgres patch: when `serve_session`'s next check is due: the connection timeout since the
+    /// last receive, or sooner the moment an idle session must ping.
+    fn next_check_due(&self) -> Instant {
+        let silent = self.last_recv + self.connector.timeout();
+        match self.last_ping {
+            None => silent.min(self.last_send + self.ping_timeout),
+            Some(_) => silent,
+        }
     }
 
     fn send_ping(&mut self, depot: &mut Depot, now: Instant) {
