@@ -42,7 +42,8 @@ pub enum FenceStep {
     Idle,
     /// Nothing is due before this moment (ns).
     WaitUntil(u64),
-    /// Ask the postmaster for a fast shutdown (once per deadline), then wait for the deadline.
+    /// Ask the postmaster (`pgid`, never 0) for a fast shutdown (once per deadline), then wait
+    /// for the deadline.
     Demote,
     /// The deadline passed: kill PostgreSQL's process group.
     Kill,
@@ -70,18 +71,19 @@ impl FenceState {
 
     /// What is due at `now_ns`, given the deadline for which a fast shutdown was already asked
     /// for (`demoted_for`; it is asked once per deadline, and a confirmation that moves the
-    /// deadline allows another).
+    /// deadline allows another). With no PostgreSQL to ask, only the deadline is waited for.
     pub fn step(&self, now_ns: u64, demoted_for: Option<u64>) -> FenceStep {
+        let demote_pending = self.pgid > 0 && demoted_for != Some(self.deadline_ns);
         if !self.armed {
             FenceStep::Idle
         } else if now_ns >= self.deadline_ns {
             FenceStep::Kill
-        } else if now_ns >= self.demote_at_ns() && demoted_for != Some(self.deadline_ns) {
-            FenceStep::Demote
-        } else if now_ns < self.demote_at_ns() && demoted_for != Some(self.deadline_ns) {
-            FenceStep::WaitUntil(self.demote_at_ns())
-        } else {
+        } else if !demote_pending {
             FenceStep::WaitUntil(self.deadline_ns)
+        } else if now_ns >= self.demote_at_ns() {
+            FenceStep::Demote
+        } else {
+            FenceStep::WaitUntil(self.demote_at_ns())
         }
     }
 
@@ -146,6 +148,21 @@ mod tests {
         assert_eq!(FenceState::DISARMED.step(u64::MAX, None), FenceStep::Idle);
     }
 
+    /// Found in review: with no PostgreSQL running, `Demote` stayed due (nothing to signal, so
+    /// it was never marked done) and the fence thread polled every 100 µs until the deadline.
+    #[test]
+    fn armed_without_postgres_waits_for_the_deadline_without_polling() {
+        let s = FenceState {
+            armed: true,
+            deadline_ns: 3_000,
+            pgid: 0,
+            grace_ns: 1_000,
+        };
+        assert_eq!(s.step(1_000, None), FenceStep::WaitUntil(3_000));
+        assert_eq!(s.step(2_500, None), FenceStep::WaitUntil(3_000));
+        assert_eq!(s.step(3_000, None), FenceStep::Kill);
+    }
+
     fn state() -> impl Strategy<Value = FenceState> {
         (any::<bool>(), 0..10_000u64, -1..100i32, 0..5_000u64).prop_map(
             |(armed, deadline_ns, pgid, grace_ns)| FenceState {
@@ -167,7 +184,7 @@ mod tests {
             }
             match s.step(now, demoted) {
                 FenceStep::Kill => prop_assert!(s.armed && now >= s.deadline_ns),
-                FenceStep::Demote => prop_assert!(s.armed && now >= s.demote_at_ns() && now < s.deadline_ns),
+                FenceStep::Demote => prop_assert!(s.armed && s.pgid > 0 && now >= s.demote_at_ns() && now < s.deadline_ns),
                 FenceStep::WaitUntil(at) => prop_assert!(s.armed && at > now && at <= s.deadline_ns),
                 FenceStep::Idle => prop_assert!(!s.armed),
             }

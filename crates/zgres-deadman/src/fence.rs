@@ -35,7 +35,7 @@ pub use zgres_deadman_core::fence_deadline::{grace_for, FenceState, FenceStep, M
 
 /// Longest the fence thread sleeps while armed. It is woken early whenever the deadline could
 /// have moved closer, so this is only a backstop.
-const ARMED_NAP: Duration = Duration::from_millis(200);
+const ARMED_NAP: Duration = Duration::from_secs(1);
 /// Longest the fence thread sleeps while disarmed: only a backstop, since arming, a new budget
 /// and stopping all wake it.
 const DISARMED_NAP: Duration = Duration::from_secs(10);
