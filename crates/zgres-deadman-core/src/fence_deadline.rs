@@ -49,6 +49,33 @@ pub enum FenceStep {
     Kill,
 }
 
+/// What the fence heartbeat does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Heartbeat {
+    /// Send a cheap request now: nothing confirmed the session for `stale_after`.
+    Send,
+    /// Look again after this long.
+    Sleep(Duration),
+}
+
+/// The heartbeat's plan at `now_ns` with the last confirmation at `last_ok_ns`: it fills only
+/// gaps of `stale_after` that answered pings and other requests left, and only while a
+/// confirmation is `wanted` (the lock is ours or the fence armed). It sleeps until the moment
+/// the session would turn stale (at least a quarter of `stale_after`, so it never polls), and
+/// while not wanted a whole `stale_after`: taking the lock confirms the session, so the first
+/// look after that can wait so long.
+pub fn heartbeat(now_ns: u64, last_ok_ns: u64, stale_after: Duration, wanted: bool) -> Heartbeat {
+    if !wanted {
+        return Heartbeat::Sleep(stale_after);
+    }
+    let stale_at = last_ok_ns.saturating_add(stale_after.as_nanos() as u64);
+    if now_ns >= stale_at {
+        Heartbeat::Send
+    } else {
+        Heartbeat::Sleep(Duration::from_nanos(stale_at - now_ns).max(stale_after / 4))
+    }
+}
+
 impl FenceState {
     /// Nothing enforced.
     pub const DISARMED: FenceState = FenceState {
@@ -161,6 +188,25 @@ mod tests {
         assert_eq!(s.step(1_000, None), FenceStep::WaitUntil(3_000));
         assert_eq!(s.step(2_500, None), FenceStep::WaitUntil(3_000));
         assert_eq!(s.step(3_000, None), FenceStep::Kill);
+    }
+
+    proptest! {
+        /// The heartbeat sends only when wanted and stale, and never sleeps past the moment
+        /// the session turns stale by more than a quarter of `stale_after`, nor less than it.
+        #[test]
+        fn heartbeat_fills_only_stale_gaps(now in 0..10_000_000u64, last_ok in 0..10_000_000u64, stale_ms in 1..2_000u64, wanted: bool) {
+            let stale_after = Duration::from_millis(stale_ms);
+            let stale_at = last_ok + stale_after.as_nanos() as u64;
+            match heartbeat(now, last_ok, stale_after, wanted) {
+                Heartbeat::Send => prop_assert!(wanted && now >= stale_at),
+                Heartbeat::Sleep(d) if wanted => {
+                    prop_assert!(now < stale_at);
+                    prop_assert!(d >= stale_after / 4);
+                    prop_assert!(d <= Duration::from_nanos(stale_at - now).max(stale_after / 4));
+                }
+                Heartbeat::Sleep(d) => prop_assert_eq!(d, stale_after),
+            }
+        }
     }
 
     fn state() -> impl Strategy<Value = FenceState> {

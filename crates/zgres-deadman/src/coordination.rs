@@ -6,6 +6,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use zgres_deadman_core::fence_deadline::{self, Heartbeat};
 
 use zgres_schema::documents::{ConnInfo, DatabaseId, Lock, NodeState, Switchover, SyncState};
 use zgres_schema::{
@@ -436,25 +437,24 @@ pub async fn heartbeat(
     wanted: Arc<AtomicBool>,
 ) {
     loop {
-        // Answered pings and the daemon's own requests confirm the session too; only fill the
-        // gaps between them, and only while a confirmation is of use (the lock is ours or the
-        // fence armed).
         let sent = monotonic_ns();
-        if wanted.load(Ordering::Relaxed)
-            && sent.saturating_sub(fence.last_ok_ns()) >= stale_after.as_nanos() as u64
-        {
-            match session.stat(&path).await {
-                Ok(_) => fence.confirm(sent),
+        let plan = fence_deadline::heartbeat(
+            sent,
+            fence.last_ok_ns(),
+            stale_after,
+            wanted.load(Ordering::Relaxed),
+        );
+        let pause = match plan {
+            Heartbeat::Sleep(pause) => pause,
+            Heartbeat::Send => match session.stat(&path).await {
+                Ok(_) => {
+                    fence.confirm(sent);
+                    continue;
+                }
                 Err(e) if e.session_ended() => return,
-                Err(_) => {}
-            }
-        }
-        // Idle (a replica) it looks rarely: when the lock becomes ours, acquiring it has just
-        // confirmed the session, so the first look can wait that long.
-        let pause = if wanted.load(Ordering::Relaxed) {
-            stale_after / 4
-        } else {
-            stale_after
+                // Not answered in time: try again soon, without polling.
+                Err(_) => stale_after / 4,
+            },
         };
         tokio::time::sleep(pause).await;
     }
