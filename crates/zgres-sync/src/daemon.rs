@@ -8,12 +8,13 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use zgres_zk::Backoff;
 
-use crate::config::{Config, PgbouncerConfig};
+use crate::config::Config;
 use crate::follower::{Change, Changes, Follower};
 use crate::metrics::{self, Metrics};
+use crate::pgbouncer::{self, PgbouncerPlugin};
 use crate::snapshot::{Snapshot, SnapshotBuilder};
 use crate::template::TemplatePlugin;
-use crate::{atomic_file, hooks, pgbouncer};
+use crate::{atomic_file, hooks};
 use zgres_plugin::{LoadedPlugin, PluginError};
 use zgres_systemd::Notifier;
 
@@ -50,7 +51,7 @@ enum Plugin {
         snapshot_file: std::path::PathBuf,
         timeout: Duration,
     },
-    Pgbouncer(PgbouncerConfig),
+    Pgbouncer(PgbouncerPlugin),
     Template(TemplatePlugin),
     Library(Arc<LoadedPlugin>, Duration),
 }
@@ -72,7 +73,7 @@ impl Plugin {
                 snapshot_file,
                 timeout,
             } => Ok(hooks::run_all(dir, snapshot_file, *timeout).await?),
-            Plugin::Pgbouncer(config) => Ok(pgbouncer::apply(config, &published.snapshot).await?),
+            Plugin::Pgbouncer(plugin) => Ok(plugin.apply(&published.snapshot).await?),
             Plugin::Template(t) => Ok(t.apply(&published.snapshot).await?),
             Plugin::Library(plugin, timeout) => {
                 let input = serde_json::to_vec(&published.snapshot).map_err(ApplyError::Encode)?;
@@ -217,7 +218,7 @@ pub async fn run(
         });
     }
     if let Some(p) = &config.pgbouncer {
-        plugins.push(Plugin::Pgbouncer(p.clone()));
+        plugins.push(Plugin::Pgbouncer(PgbouncerPlugin::new(p.clone())));
     }
     for t in &config.templates {
         plugins.push(Plugin::Template(TemplatePlugin::new(t.clone())));

@@ -2,10 +2,13 @@
 //! so that `{group}` goes to the primary and `{group}{suffix}` to a replica, then tells
 //! pgbouncer to `RELOAD` through its admin console.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use tokio_postgres::NoTls;
+use zgres_schema::GroupName;
 
 use crate::config::PgbouncerConfig;
-use crate::snapshot::{Endpoint, Snapshot};
+use crate::snapshot::{Endpoint, GroupSnapshot, Snapshot};
 
 /// Why pgbouncer could not be updated. Retryable.
 #[derive(Debug, thiserror::Error)]
@@ -23,10 +26,12 @@ pub enum PgbouncerError {
     Admin(#[from] tokio_postgres::Error),
 }
 
-/// The `[databases]` section for `snapshot`.
-pub fn render(config: &PgbouncerConfig, snapshot: &Snapshot) -> String {
-    let mut text =
-        String::from("; Written by zgres-sync; changes here are overwritten.\n[databases]\n");
+/// The first line of the databases file.
+const HEADER: &str = "; Written by zgres-sync; changes here are overwritten.\n[databases]\n";
+
+/// One group's lines of the `[databases]` section: `{group}` to the primary (none without
+/// one) and `{group}{suffix}` to the replicas (or the primary when there are none).
+pub fn render_group(config: &PgbouncerConfig, group: &GroupName, g: &GroupSnapshot) -> String {
     let line = |name: String, endpoints: &[&Endpoint]| -> String {
         let Some(first) = endpoints.first() else {
             return String::new();
@@ -44,72 +49,151 @@ pub fn render(config: &PgbouncerConfig, snapshot: &Snapshot) -> String {
             first.port
         )
     };
+    let mut text = String::new();
+    if let Some(primary) = &g.primary {
+        text.push_str(&line(group.to_string(), &[primary]));
+    }
+    let readers: Vec<&Endpoint> = g
+        .replicas
+        .iter()
+        .filter(|r| !r.tags.noloadbalance)
+        .collect();
+    let readers = if readers.is_empty() {
+        g.primary.iter().collect()
+    } else {
+        readers
+    };
+    text.push_str(&line(
+        format!("{group}{}", config.read_only_suffix),
+        &readers,
+    ));
+    text
+}
+
+/// The whole `[databases]` section for `snapshot`.
+pub fn render(config: &PgbouncerConfig, snapshot: &Snapshot) -> String {
+    let mut text = String::from(HEADER);
     for (group, g) in &snapshot.groups {
-        if let Some(primary) = &g.primary {
-            text.push_str(&line(group.to_string(), &[primary]));
-        }
-        let readers: Vec<&Endpoint> = g
-            .replicas
-            .iter()
-            .filter(|r| !r.tags.noloadbalance)
-            .collect();
-        let readers = if readers.is_empty() {
-            g.primary.iter().collect()
-        } else {
-            readers
-        };
-        text.push_str(&line(
-            format!("{group}{}", config.read_only_suffix),
-            &readers,
-        ));
+        text.push_str(&render_group(config, group, g));
     }
     text
 }
 
-/// Applies `snapshot`: writes the file if its content changed, then reloads pgbouncer.
-///
-/// # Errors
-/// [`PgbouncerError`]; the caller retries.
-pub async fn apply(config: &PgbouncerConfig, snapshot: &Snapshot) -> Result<(), PgbouncerError> {
-    let text = render(config, snapshot);
-    let changed =
-        crate::atomic_file::write_if_changed(&config.databases_file, &text).map_err(|source| {
-            PgbouncerError::Write {
-                path: config.databases_file.display().to_string(),
-                source,
-            }
-        })?;
-    if let Some(conninfo) = &config.admin_conninfo {
-        let (client, connection) = tokio_postgres::connect(conninfo, NoTls).await?;
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        // Reload even when unchanged: pgbouncer may have restarted with an old file in memory.
-        client.simple_query("RELOAD").await?;
-        for (group, g) in &snapshot.groups {
-            // No primary: refuse new clients for the group rather than leave them on a stale one.
-            let verb = if g.primary.is_some() {
-                "ENABLE"
-            } else {
-                "DISABLE"
-            };
-            if let Err(e) = client.simple_query(&format!("{verb} \"{group}\"")).await {
-                tracing::debug!(error = %e, %group, verb, "pgbouncer did not take it");
-            }
+/// A group as last rendered and told to pgbouncer.
+#[derive(Debug)]
+struct Rendered {
+    group: GroupSnapshot,
+    lines: String,
+}
+
+/// The built-in pgbouncer plugin. It remembers each group's rendered lines, so a change
+/// renders only the groups that changed, and tells pgbouncer's console only about groups
+/// whose primary came or went.
+#[derive(Debug)]
+pub struct PgbouncerPlugin {
+    config: PgbouncerConfig,
+    rendered: BTreeMap<GroupName, Rendered>,
+    /// Groups whose ENABLE/DISABLE pgbouncer has not confirmed (all of them at first, and
+    /// after the console failed: pgbouncer may have restarted).
+    unconfirmed: BTreeSet<GroupName>,
+    console_known: bool,
+}
+
+impl PgbouncerPlugin {
+    /// A plugin with nothing rendered yet.
+    pub fn new(config: PgbouncerConfig) -> Self {
+        PgbouncerPlugin {
+            config,
+            rendered: BTreeMap::new(),
+            unconfirmed: BTreeSet::new(),
+            console_known: false,
         }
     }
-    if changed {
-        tracing::info!(file = %config.databases_file.display(), "pgbouncer databases updated");
+
+    /// Renders the groups of `snapshot` that changed since the last call, and returns the
+    /// whole section (equal to [`render`]) and the groups whose primary came or went.
+    fn update(&mut self, snapshot: &Snapshot) -> (String, Vec<GroupName>) {
+        self.rendered
+            .retain(|name, _| snapshot.groups.contains_key(name));
+        let mut primary_changed = Vec::new();
+        for (name, g) in &snapshot.groups {
+            let old = self.rendered.get(name);
+            if old.is_some_and(|r| r.group == *g) {
+                continue;
+            }
+            if old.map(|r| r.group.primary.is_some()) != Some(g.primary.is_some()) {
+                primary_changed.push(name.clone());
+            }
+            let lines = render_group(&self.config, name, g);
+            self.rendered.insert(
+                name.clone(),
+                Rendered {
+                    group: g.clone(),
+                    lines,
+                },
+            );
+        }
+        let mut text = String::from(HEADER);
+        for r in self.rendered.values() {
+            text.push_str(&r.lines);
+        }
+        (text, primary_changed)
     }
-    Ok(())
+
+    /// Applies `snapshot`: writes the file if its content changed, reloads pgbouncer, and
+    /// enables or disables the groups whose primary came or went.
+    ///
+    /// # Errors
+    /// [`PgbouncerError`]; the caller retries with the next snapshot or the same one.
+    pub async fn apply(&mut self, snapshot: &Snapshot) -> Result<(), PgbouncerError> {
+        let (text, primary_changed) = self.update(snapshot);
+        self.unconfirmed.extend(primary_changed);
+        let config = &self.config;
+        let changed = crate::atomic_file::write_if_changed(&config.databases_file, &text).map_err(
+            |source| PgbouncerError::Write {
+                path: config.databases_file.display().to_string(),
+                source,
+            },
+        )?;
+        if let Some(conninfo) = &config.admin_conninfo {
+            if !self.console_known {
+                self.unconfirmed = snapshot.groups.keys().cloned().collect();
+            }
+            self.console_known = false;
+            let (client, connection) = tokio_postgres::connect(conninfo, NoTls).await?;
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            // Reload even when unchanged: pgbouncer may have restarted with an old file in memory.
+            client.simple_query("RELOAD").await?;
+            for group in std::mem::take(&mut self.unconfirmed) {
+                let Some(g) = snapshot.groups.get(&group) else {
+                    continue;
+                };
+                // No primary: refuse new clients for the group rather than leave them on a stale one.
+                let verb = if g.primary.is_some() {
+                    "ENABLE"
+                } else {
+                    "DISABLE"
+                };
+                if let Err(e) = client.simple_query(&format!("{verb} \"{group}\"")).await {
+                    tracing::debug!(error = %e, %group, verb, "pgbouncer did not take it");
+                }
+            }
+            self.console_known = true;
+        }
+        if changed {
+            tracing::info!(file = %config.databases_file.display(), "pgbouncer databases updated");
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::GroupSnapshot;
+    use proptest::prelude::*;
     use zgres_schema::documents::Tags;
-    use zgres_schema::GroupName;
 
     fn endpoint(i: u8, port: u16) -> Endpoint {
         Endpoint {
@@ -174,5 +258,42 @@ mod tests {
         assert!(!text.contains("\na = "), "{text}");
         assert!(text.contains("a-ro = host=10.0.0.2 port=5432"));
         assert!(text.contains("b-ro = host=10.0.0.1 port=6000"));
+    }
+
+    fn group(primary: Option<u8>, replicas: &[u8], port: u16) -> GroupSnapshot {
+        GroupSnapshot {
+            primary: primary.map(|i| endpoint(i, port)),
+            replicas: replicas.iter().map(|&i| endpoint(i, port)).collect(),
+        }
+    }
+
+    proptest! {
+        /// Over any sequence of snapshots, rendering only the changed groups gives exactly the
+        /// whole rendering, and the groups reported for ENABLE/DISABLE are exactly those whose
+        /// primary came or went.
+        #[test]
+        fn incremental_rendering_equals_a_full_one(
+            steps in proptest::collection::vec(
+                proptest::collection::btree_map(0u8..6, (proptest::option::of(1u8..4), proptest::collection::vec(1u8..4, 0..3), 5432u16..5434), 0..6),
+                1..12,
+            )
+        ) {
+            let mut plugin = PgbouncerPlugin::new(config());
+            let mut before: BTreeMap<GroupName, bool> = BTreeMap::new();
+            for step in steps {
+                let mut s = Snapshot::default();
+                for (i, (primary, replicas, port)) in step {
+                    s.groups.insert(GroupName::new(&format!("g{i}")).unwrap(), group(primary, &replicas, port));
+                }
+                let (text, changed) = plugin.update(&s);
+                prop_assert_eq!(text, render(&config(), &s));
+                let expected: Vec<GroupName> = s.groups.iter()
+                    .filter(|(name, g)| before.get(*name) != Some(&g.primary.is_some()))
+                    .map(|(name, _)| name.clone())
+                    .collect();
+                prop_assert_eq!(changed, expected);
+                before = s.groups.iter().map(|(n, g)| (n.clone(), g.primary.is_some())).collect();
+            }
+        }
     }
 }
