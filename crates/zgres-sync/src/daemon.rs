@@ -12,7 +12,7 @@ use crate::config::Config;
 use crate::follower::{Change, Changes, Follower};
 use crate::metrics::{self, Metrics};
 use crate::pgbouncer::{self, PgbouncerPlugin};
-use crate::snapshot::{Snapshot, SnapshotBuilder};
+use crate::snapshot::{Snapshot, SnapshotBuilder, SnapshotFileText};
 use crate::template::TemplatePlugin;
 use crate::{atomic_file, hooks};
 use zgres_plugin::{LoadedPlugin, PluginError};
@@ -244,6 +244,7 @@ pub async fn run(
     let mut builder =
         SnapshotBuilder::new(config.zookeeper.layout.clone(), config.sync.groups.clone());
     let mut published_once = false;
+    let mut file_text = SnapshotFileText::default();
     let mut reported = zgres_schema::UnreadableFilter::default();
     let mut seen_at = Instant::now();
     'rounds: while !shutdown.is_cancelled() {
@@ -289,7 +290,12 @@ pub async fn run(
                     }
                 }
                 if builder.assemble() || !published_once {
-                    publish_snapshot(&config, &publish, builder.snapshot(), seen_at, &metrics);
+                    let outputs = Outputs {
+                        config: &config,
+                        publish: &publish,
+                        metrics: &metrics,
+                    };
+                    publish_snapshot(&outputs, &mut file_text, builder.snapshot(), seen_at);
                     published_once = true;
                 }
                 if !ready {
@@ -352,28 +358,47 @@ pub async fn run(
     Ok(())
 }
 
+/// Where a new snapshot goes: the file, the plugins, the metrics.
+struct Outputs<'a> {
+    config: &'a Config,
+    publish: &'a watch::Sender<Option<Arc<Published>>>,
+    metrics: &'a Metrics,
+}
+
 fn publish_snapshot(
-    config: &Config,
-    publish: &watch::Sender<Option<Arc<Published>>>,
+    outputs: &Outputs<'_>,
+    file_text: &mut SnapshotFileText,
     snapshot: &Snapshot,
     seen_at: Instant,
-    metrics: &Metrics,
 ) {
+    let Outputs {
+        config,
+        publish,
+        metrics,
+    } = outputs;
     let groups = snapshot.groups.len();
     let with_primary = snapshot
         .groups
         .values()
         .filter(|g| g.primary.is_some())
         .count();
-    match serde_json::to_vec_pretty(snapshot) {
-        Ok(json) => {
+    // Only the groups that changed are encoded again.
+    let mut encoded = 0;
+    match file_text.update(snapshot) {
+        Ok((json, n)) => {
+            encoded = n;
             if let Err(e) = atomic_file::write(&config.sync.snapshot_file, &json) {
                 tracing::error!(file = %config.sync.snapshot_file.display(), error = %e, "cannot write the snapshot file");
             }
         }
         Err(e) => tracing::error!(error = %e, "cannot encode the snapshot"),
     }
-    tracing::info!(groups, with_primary, "new snapshot");
+    tracing::info!(
+        groups,
+        with_primary,
+        changed_groups = encoded,
+        "new snapshot"
+    );
     metrics.snapshot(groups, groups - with_primary);
     publish.send_replace(Some(Arc::new(Published {
         snapshot: snapshot.clone(),

@@ -195,8 +195,10 @@ pub fn build(layout: &ZkLayout, tree: &RawTree, groups: &[GroupName]) -> (Snapsh
 }
 
 mod builder;
+mod file_text;
 
 pub use builder::SnapshotBuilder;
+pub use file_text::SnapshotFileText;
 
 #[cfg(test)]
 mod tests {
