@@ -1,7 +1,9 @@
 //! The deadman's health API serves the HAProxy configuration of the Patroni walkthrough
 //! unchanged (`option httpchk OPTIONS/master`, `http-check expect status 200`, `check port` on
 //! each node's API; only addresses and ports differ, everything runs on one host): writes sent
-//! through HAProxy reach the new primary after a failover, reads reach a replica.
+//! through HAProxy reach the new primary after a failover, reads reach a replica. A backend
+//! with a bare `option httpchk` (which checks `OPTIONS /`) sends connections to the primary
+//! only: `/` is a primary check, as in Patroni.
 
 use zgres_testkit::group::{Group, Timing, DEADLINE};
 use zgres_testkit::poll;
@@ -27,7 +29,11 @@ async fn haproxy_health_checks_follow_a_failover() {
             )
         })
         .collect();
-    let (writer, reader) = (free_port().unwrap(), free_port().unwrap());
+    let (writer, reader, bare) = (
+        free_port().unwrap(),
+        free_port().unwrap(),
+        free_port().unwrap(),
+    );
     // The walkthrough's blocks, verbatim but for the binds and servers.
     let config = format!(
         "global\n    maxconn 100\n\
@@ -37,7 +43,10 @@ async fn haproxy_health_checks_follow_a_failover() {
          default-server inter 3s fall 3 rise 2 on-marked-down shutdown-sessions\n{servers}\
          listen standby\nbind 127.0.0.1:{reader}\noption httpchk OPTIONS/replica\n\
          http-check expect status 200\n\
-         default-server inter 3s fall 3 rise 2 on-marked-down shutdown-sessions\n{servers}"
+         default-server inter 3s fall 3 rise 2 on-marked-down shutdown-sessions\n{servers}\
+         listen bare\nbind 127.0.0.1:{bare}\noption httpchk\n\
+         http-check expect status 200\n\
+         default-server inter 500ms fall 1 rise 1 on-marked-down shutdown-sessions\n{servers}"
     );
     let dir = shared_dir();
     let cfg = dir.path().join("haproxy.cfg");
@@ -60,6 +69,23 @@ async fn haproxy_health_checks_follow_a_failover() {
         || async {
             let (port, in_recovery) = through(writer, "postgres", true).await?;
             (port == old_port && !in_recovery).then_some(())
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", read(&log)));
+    // Round robin over every server the checks keep up: ten connections in a row on the
+    // primary means the replicas are down for `OPTIONS /` (before, they answered 200).
+    poll::until(
+        "ten connections in a row through the bare-httpchk backend on the primary",
+        DEADLINE,
+        || async {
+            for _ in 0..10 {
+                let (port, in_recovery) = through(bare, "postgres", false).await?;
+                if port != old_port || in_recovery {
+                    return None;
+                }
+            }
+            Some(())
         },
     )
     .await

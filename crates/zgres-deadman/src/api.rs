@@ -193,9 +193,11 @@ fn route(request: &Request, status: Option<&Status>) -> Response {
         return Response::text(503, "starting");
     };
     let ok = match endpoint {
-        "" => return Response::new(200, JSON, status_json(s)),
+        // The status on every role; `/` is a primary check, as in Patroni, because HAProxy's
+        // bare `option httpchk` sends `OPTIONS /`: answering 200 there sent writes to replicas.
+        "patroni" | "status" => return Response::new(200, JSON, status_json(s)),
         "metrics" => return Response::new(200, metrics::CONTENT_TYPE, metrics::render(s)),
-        "primary" | "master" | "leader" | "read-write" => s.is_primary(),
+        "" | "primary" | "master" | "leader" | "read-write" => s.is_primary(),
         "replica" => s.is_replica(lag),
         "async" => s.is_replica(lag) && !s.replication.synchronous,
         "sync" => s.is_replica(lag) && s.replication.synchronous,
@@ -271,6 +273,7 @@ mod tests {
         let primary = status(Role::Primary, true);
         let orphan = status(Role::Primary, false);
         for path in [
+            "/",
             "/primary",
             "/master",
             "/leader",
@@ -289,6 +292,14 @@ mod tests {
             );
         }
         assert_eq!(code("OPTIONS /replica HTTP/1.0\r\n\r\n", &primary), 503);
+        let replica = status(Role::Replica, false);
+        for request in ["GET / HTTP/1.1\r\n\r\n", "OPTIONS / HTTP/1.0\r\n\r\n"] {
+            assert_eq!(
+                code(request, &replica),
+                503,
+                "{request}: / is a primary check"
+            );
+        }
         assert_eq!(code("GET /read-only HTTP/1.0\r\n\r\n", &primary), 200);
     }
 
@@ -326,8 +337,15 @@ mod tests {
     #[test]
     fn status_metrics_and_bad_requests() {
         let s = status(Role::Replica, false);
-        let r = String::from_utf8(answer(b"GET / HTTP/1.1\r\n\r\n", &s)).unwrap();
-        assert!(r.contains("\"role\":\"replica\""), "{r}");
+        for path in ["/", "/patroni", "/status"] {
+            let r = String::from_utf8(answer(
+                format!("GET {path} HTTP/1.1\r\n\r\n").as_bytes(),
+                &s,
+            ))
+            .unwrap();
+            assert!(r.contains("\"role\":\"replica\""), "{path}: {r}");
+        }
+        assert_eq!(code("GET /patroni HTTP/1.1\r\n\r\n", &s), 200);
         let m = String::from_utf8(answer(b"GET /metrics HTTP/1.1\r\n\r\n", &s)).unwrap();
         assert!(
             m.contains("zgres_replica{group=\"main\",node=\"10.0.0.1:5432\"} 1"),
