@@ -49,13 +49,16 @@ fn main() {
         let group = format!("g{g}");
         for i in 0..3 {
             let n = node(g, i);
-            tree.insert(format!("/zgres/conn/{group}_{n}"), conn(n, false));
+            tree.insert(format!("/zgres/conn/{group}_{n}"), conn(n, false).into());
         }
         let lock = Lock {
             node: node(g, 0),
             timeline: Timeline::FIRST,
         };
-        tree.insert(format!("/zgres/lock/{group}"), encode(&lock).unwrap());
+        tree.insert(
+            format!("/zgres/lock/{group}"),
+            encode(&lock).unwrap().into(),
+        );
     }
     println!(
         "snapshot benchmark: {GROUPS} groups x 3 nodes ({} znodes), {CHANGES} changes",
@@ -79,7 +82,7 @@ fn main() {
         let path = format!("/zgres/conn/g{g}_{n}");
         let data = conn(n, c % 2 == 0);
         let one = Instant::now();
-        builder.update(&path, Some(&data));
+        builder.update(&path, Some(&data.into()));
         let snapshot = builder.snapshot();
         assert_eq!(snapshot.groups.len(), GROUPS);
         worst = worst.max(one.elapsed().as_secs_f64());

@@ -275,7 +275,7 @@ pub async fn run(
                     Changes::All => builder.reset(tree),
                     Changes::Paths(paths) => {
                         for path in paths {
-                            builder.update(&path, tree.get(&path).map(Vec::as_slice));
+                            builder.update(&path, tree.get(&path));
                         }
                     }
                 }
@@ -283,7 +283,7 @@ pub async fn run(
                 // Each distinct bad content once, not on every refresh.
                 reported.retain(|path| skipped.iter().any(|s| s.path == path));
                 for s in &skipped {
-                    let data = tree.get(&s.path).map_or(&[][..], Vec::as_slice);
+                    let data = tree.get(&s.path).map_or(&[][..], |z| z.data.as_slice());
                     if reported.is_new_at(&s.path, &s.reason, data) {
                         metrics.unreadable_znode();
                         tracing::warn!(znode = %s.path, reason = %s.reason, "ignoring unusable znode");

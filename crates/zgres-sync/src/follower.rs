@@ -11,7 +11,7 @@ use zgres_schema::Dir;
 use zgres_zk::client as zk;
 use zgres_zk::{ConnectError, ZkError, ZkSession, ZkSettings};
 
-use crate::snapshot::RawTree;
+use crate::snapshot::{RawTree, RawZnode};
 
 /// The directories whose znodes make up the snapshot.
 const FOLLOWED_DIRS: [Dir; 2] = [Dir::Lock, Dir::Conn];
@@ -152,8 +152,8 @@ impl Follower {
                 let children = self.session.children(&dir).await?.unwrap_or_default();
                 for child in children {
                     let path = format!("{dir}/{child}");
-                    if let Some(data) = self.read(&path).await? {
-                        tree.insert(path, data);
+                    if let Some(znode) = self.read(&path).await? {
+                        tree.insert(path, znode);
                     }
                 }
             }
@@ -163,7 +163,7 @@ impl Follower {
         }
         while let Some(path) = self.dirty.first().cloned() {
             match self.read(&path).await? {
-                Some(data) => self.tree.insert(path.clone(), data),
+                Some(znode) => self.tree.insert(path.clone(), znode),
                 None => self.tree.remove(&path),
             };
             self.dirty.remove(&path);
@@ -174,7 +174,10 @@ impl Follower {
         Ok((&self.tree, changes))
     }
 
-    async fn read(&self, path: &str) -> Result<Option<Vec<u8>>, FollowError> {
-        Ok(self.session.get(path).await?.map(|(data, _)| data))
+    async fn read(&self, path: &str) -> Result<Option<RawZnode>, FollowError> {
+        Ok(self.session.get(path).await?.map(|(data, stat)| RawZnode {
+            data,
+            ephemeral: stat.ephemeral_owner != 0,
+        }))
     }
 }

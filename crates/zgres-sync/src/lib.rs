@@ -19,6 +19,7 @@ pub mod follower;
 pub mod hooks;
 pub mod metrics;
 pub mod pgbouncer;
+pub mod safe_value;
 pub mod snapshot;
 pub mod template;
 

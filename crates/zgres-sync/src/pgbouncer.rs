@@ -8,6 +8,7 @@ use tokio_postgres::NoTls;
 use zgres_schema::GroupName;
 
 use crate::config::PgbouncerConfig;
+use crate::safe_value::is_safe_config_value;
 use crate::snapshot::{Endpoint, GroupSnapshot, Snapshot};
 
 /// Why pgbouncer could not be updated. Retryable.
@@ -30,12 +31,19 @@ pub enum PgbouncerError {
 const HEADER: &str = "; Written by zgres-sync; changes here are overwritten.\n[databases]\n";
 
 /// One group's lines of the `[databases]` section: `{group}` to the primary (none without
-/// one) and `{group}{suffix}` to the replicas (or the primary when there are none).
+/// one) and `{group}{suffix}` to the replicas (or the primary when there are none). An entry
+/// with a value that is not [`is_safe_config_value`] is left out.
 pub fn render_group(config: &PgbouncerConfig, group: &GroupName, g: &GroupSnapshot) -> String {
     let line = |name: String, endpoints: &[&Endpoint]| -> String {
         let Some(first) = endpoints.first() else {
             return String::new();
         };
+        let values = endpoints
+            .iter()
+            .flat_map(|e| [Some(e.host.as_str()), e.dbname.as_deref()]);
+        if !values.flatten().all(is_safe_config_value) {
+            return String::new();
+        }
         // pgbouncer takes several hosts but one port: list several only when they agree.
         let hosts: Vec<&str> = if endpoints.iter().all(|e| e.port == first.port) {
             endpoints.iter().map(|e| e.host.as_str()).collect()
@@ -258,6 +266,24 @@ mod tests {
         assert!(!text.contains("\na = "), "{text}");
         assert!(text.contains("a-ro = host=10.0.0.2 port=5432"));
         assert!(text.contains("b-ro = host=10.0.0.1 port=6000"));
+    }
+
+    #[test]
+    fn an_entry_with_a_directive_starting_value_is_left_out() {
+        let mut s = Snapshot::default();
+        let mut evil = endpoint(2, 5432);
+        evil.host = "10.0.0.2\nlisten_addr = *".into();
+        s.groups.insert(
+            GroupName::new("main").unwrap(),
+            GroupSnapshot {
+                primary: Some(endpoint(1, 5432)),
+                replicas: vec![evil],
+            },
+        );
+        let text = render(&config(), &s);
+        assert!(text.contains("main = host=10.0.0.1 "), "{text}");
+        assert!(!text.contains("listen_addr"), "{text}");
+        assert!(!text.contains("main-ro"), "{text}");
     }
 
     fn group(primary: Option<u8>, replicas: &[u8], port: u16) -> GroupSnapshot {

@@ -69,8 +69,28 @@ pub struct Snapshot {
     pub databases: BTreeMap<GroupName, Vec<NodeId>>,
 }
 
-/// Raw znode data by full path, as read from ZooKeeper.
-pub type RawTree = BTreeMap<String, Vec<u8>>;
+/// A znode as read from ZooKeeper: its data, and whether it is ephemeral (a `/lock` or `/conn`
+/// that is not outlives its writer and is not used).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawZnode {
+    /// The content.
+    pub data: Vec<u8>,
+    /// Owned by a session (`ephemeralOwner` ≠ 0).
+    pub ephemeral: bool,
+}
+
+impl From<Vec<u8>> for RawZnode {
+    /// An ephemeral znode with `data`, as deadmen write them.
+    fn from(data: Vec<u8>) -> Self {
+        RawZnode {
+            data,
+            ephemeral: true,
+        }
+    }
+}
+
+/// Raw znodes by full path, as read from ZooKeeper.
+pub type RawTree = BTreeMap<String, RawZnode>;
 
 /// Something in the tree that could not be used; reported, then left out.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,31 +114,40 @@ enum Entry {
     Ignored,
 }
 
-/// Decodes one znode of the tree.
-fn decode_entry(layout: &ZkLayout, path: &str, data: &[u8], groups: &[GroupName]) -> Entry {
+/// Decodes one znode of the tree. A `/lock` or `/conn` is used only if ephemeral, and a
+/// `/conn` only if it passes [`ConnInfo::check`] for its node.
+fn decode_entry(layout: &ZkLayout, path: &str, znode: &RawZnode, groups: &[GroupName]) -> Entry {
+    let data = &znode.data[..];
     let skipped = |reason: String| {
         Entry::Skipped(Skipped {
             path: path.to_owned(),
             reason,
         })
     };
-    let znode = match layout.parse(path) {
+    let parsed = match layout.parse(path) {
         Ok(z) => z,
         // Directories and foreign znodes are expected in the tree; only report paths that
         // look like ours but are malformed.
         Err(e @ zgres_schema::PathError::BadId { .. }) => return skipped(e.to_string()),
         Err(_) => return Entry::Ignored,
     };
-    if !(groups.is_empty() || groups.contains(znode.group())) {
+    if !(groups.is_empty() || groups.contains(parsed.group())) {
         return Entry::Ignored;
     }
-    match znode {
+    let persistent =
+        || skipped("not ephemeral: it would outlive its writer, so it is not used".to_owned());
+    match parsed {
+        Znode::Lock(_) if !znode.ephemeral => persistent(),
+        Znode::Conn(..) if !znode.ephemeral => persistent(),
         Znode::Lock(group) => match decode::<Lock>(path, data) {
             Ok(lock) => Entry::Lock(group, lock.node),
             Err(e) => skipped(e.to_string()),
         },
         Znode::Conn(group, node) => match decode::<ConnInfo>(path, data) {
-            Ok(conn) => Entry::Conn(group, node, conn),
+            Ok(conn) => match conn.check(node) {
+                Ok(()) => Entry::Conn(group, node, conn),
+                Err(problem) => skipped(problem.to_string()),
+            },
             Err(e) => skipped(e.to_string()),
         },
         _ => Entry::Ignored,
@@ -237,11 +266,11 @@ mod tests {
     #[test]
     fn primary_is_the_healthy_lock_holder_and_the_rest_are_replicas() {
         let mut tree = RawTree::new();
-        tree.insert("/zgres/lock/main".into(), lock(2));
+        tree.insert("/zgres/lock/main".into(), lock(2).into());
         for i in 1..=3 {
-            tree.insert(format!("/zgres/conn/main_10.0.0.{i}:5432"), conn(i));
+            tree.insert(format!("/zgres/conn/main_10.0.0.{i}:5432"), conn(i).into());
         }
-        tree.insert("/zgres/state".into(), vec![]);
+        tree.insert("/zgres/state".into(), vec![].into());
         let (s, skipped) = build(&layout(), &tree, &[]);
         assert!(skipped.is_empty(), "{skipped:?}");
         let main = &s.groups[&GroupName::new("main").unwrap()];
@@ -258,8 +287,8 @@ mod tests {
     #[test]
     fn an_unhealthy_lock_holder_is_not_a_primary() {
         let mut tree = RawTree::new();
-        tree.insert("/zgres/lock/main".into(), lock(2));
-        tree.insert("/zgres/conn/main_10.0.0.1:5432".into(), conn(1));
+        tree.insert("/zgres/lock/main".into(), lock(2).into());
+        tree.insert("/zgres/conn/main_10.0.0.1:5432".into(), conn(1).into());
         let (s, _) = build(&layout(), &tree, &[]);
         let main = &s.groups[&GroupName::new("main").unwrap()];
         assert!(main.primary.is_none());
@@ -269,13 +298,60 @@ mod tests {
     #[test]
     fn garbage_is_skipped_and_reported_and_unfollowed_groups_left_out() {
         let mut tree = RawTree::new();
-        tree.insert("/zgres/lock/main".into(), b"garbage".to_vec());
-        tree.insert("/zgres/conn/main_10.0.0.1:5432".into(), vec![0xff]);
-        tree.insert("/zgres/conn/main_db1:5432".into(), conn(1));
-        tree.insert("/zgres/conn/other_10.0.0.5:5432".into(), conn(5));
+        tree.insert("/zgres/lock/main".into(), b"garbage".to_vec().into());
+        tree.insert("/zgres/conn/main_10.0.0.1:5432".into(), vec![0xff].into());
+        tree.insert("/zgres/conn/main_db1:5432".into(), conn(1).into());
+        tree.insert("/zgres/conn/other_10.0.0.5:5432".into(), conn(5).into());
         let (s, skipped) = build(&layout(), &tree, &[GroupName::new("main").unwrap()]);
         assert_eq!(skipped.len(), 3, "{skipped:?}");
         assert!(s.groups.is_empty());
+    }
+
+    #[test]
+    fn persistent_and_foreign_connection_info_is_skipped_naming_the_rule() {
+        let foreign = ConnInfo {
+            host: "10.9.9.9".into(),
+            port: 5432,
+            dbname: None,
+            tags: Default::default(),
+        };
+        let mut tree = RawTree::new();
+        tree.insert(
+            "/zgres/lock/main".into(),
+            RawZnode {
+                data: lock(1),
+                ephemeral: false,
+            },
+        );
+        tree.insert(
+            "/zgres/conn/main_10.0.0.1:5432".into(),
+            RawZnode {
+                data: conn(1),
+                ephemeral: false,
+            },
+        );
+        tree.insert(
+            "/zgres/conn/main_10.0.0.2:5432".into(),
+            encode(&foreign).unwrap().into(),
+        );
+        tree.insert("/zgres/conn/main_10.0.0.3:5432".into(), conn(3).into());
+        let (s, skipped) = build(&layout(), &tree, &[]);
+        let reasons: Vec<&str> = skipped.iter().map(|s| s.reason.as_str()).collect();
+        assert_eq!(reasons.len(), 3, "{skipped:?}");
+        assert_eq!(
+            reasons
+                .iter()
+                .filter(|r| r.contains("not ephemeral"))
+                .count(),
+            2
+        );
+        assert!(reasons
+            .iter()
+            .any(|r| r.contains("10.9.9.9 is not the address")));
+        let main = &s.groups[&GroupName::new("main").unwrap()];
+        assert!(main.primary.is_none(), "a persistent lock names no primary");
+        assert_eq!(main.replicas.len(), 1);
+        assert_eq!(main.replicas[0].node, node(3));
     }
 
     proptest! {
@@ -295,7 +371,8 @@ mod tests {
                 0..8,
             )
         ) {
-            let (s, _) = build(&layout(), &entries, &[]);
+            let tree: RawTree = entries.into_iter().map(|(p, d)| (p, d.into())).collect();
+            let (s, _) = build(&layout(), &tree, &[]);
             for group in s.groups.values() {
                 if let Some(p) = &group.primary {
                     prop_assert!(!group.replicas.iter().any(|r| r.node == p.node));

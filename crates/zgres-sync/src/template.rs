@@ -94,12 +94,27 @@ pub enum TemplateError {
     },
 }
 
-/// Renders `source` with `snapshot` as the context.
+/// Renders `source` with `snapshot` as the context. Every value written out is checked: one
+/// holding a character that could start a directive of its own
+/// ([`crate::safe_value::is_safe_config_value`]) fails
+/// the rendering (the file keeps its last content). `/conn` documents are checked before they
+/// reach a snapshot; this is the second line.
 ///
 /// # Errors
-/// The engine's error for bad syntax or undefined names.
+/// The engine's error for bad syntax, undefined names or a refused value.
 pub fn render(source: &str, snapshot: &Snapshot) -> Result<String, minijinja::Error> {
     let mut env = Environment::new();
+    env.set_formatter(|out, state, value| {
+        if let Some(text) = value.as_str() {
+            if !crate::safe_value::is_safe_config_value(text) {
+                return Err(minijinja::Error::new(
+                    minijinja::ErrorKind::InvalidOperation,
+                    format!("refusing to write the value {text:?}: it holds a control, space, comment or quote character"),
+                ));
+            }
+        }
+        minijinja::escape_formatter(out, state, value)
+    });
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_keep_trailing_newline(true);
     env.add_filter("server_name", |node: String| -> String {
@@ -230,6 +245,15 @@ mod tests {
             },
         );
         s
+    }
+
+    #[test]
+    fn a_value_that_could_start_a_directive_fails_the_rendering() {
+        let mut s = snapshot(Some(1), &[2]);
+        let main = s.groups.values_mut().next().unwrap();
+        main.replicas[0].host = "10.0.0.2:5432 check\n    server evil 10.9.9.9".into();
+        let error = render(HAPROXY_TEMPLATE, &s).unwrap_err();
+        assert!(error.to_string().contains("refusing to write"), "{error}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Writing zgres znodes directly, as fixtures for tests that follow ZooKeeper without running
-//! deadmen (the sync daemon, zgresctl). Nodes are `127.0.0.1:PORT`; everything is persistent
-//! under the default root `/zgres`.
+//! deadmen (the sync daemon, zgresctl). Nodes are `127.0.0.1:PORT` under the default root
+//! `/zgres`; locks and connection info are ephemeral, as deadmen write them (readers ignore
+//! persistent ones), so they live as long as the client that wrote them.
 
 use zgres_schema::documents::{ConnInfo, Lock, Tags};
 use zgres_schema::{encode, Timeline};
@@ -20,12 +21,16 @@ pub async fn make_dirs(client: &zk::Client) {
     }
 }
 
-/// Creates `path` with `data`, or overwrites it.
+fn ephemeral() -> zk::CreateOptions<'static> {
+    zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all())
+}
+
+/// Creates `path` with `data` as an ephemeral znode of `client`'s session, or overwrites it.
 ///
 /// # Panics
 /// When ZooKeeper refuses.
 pub async fn put(client: &zk::Client, path: &str, data: &[u8]) {
-    if client.create(path, data, &persistent()).await.is_err() {
+    if client.create(path, data, &ephemeral()).await.is_err() {
         client.set_data(path, data, None).await.unwrap();
     }
 }

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use zgres_schema::{GroupName, NodeId, ZkLayout};
 
-use super::{decode_entry, put_group, Entry, GroupParts, RawTree, Skipped, Snapshot};
+use super::{decode_entry, put_group, Entry, GroupParts, RawTree, RawZnode, Skipped, Snapshot};
 
 /// A snapshot with what it was built from, updated one znode at a time.
 #[derive(Debug)]
@@ -54,15 +54,15 @@ impl SnapshotBuilder {
         for path in gone {
             self.update(&path, None);
         }
-        for (path, data) in tree {
-            self.update(path, Some(data));
+        for (path, znode) in tree {
+            self.update(path, Some(znode));
         }
     }
 
-    /// Takes the znode at `path` into account: its new `data`, or `None` when it is gone.
-    pub fn update(&mut self, path: &str, data: Option<&[u8]>) {
-        let new = data.map_or(Entry::Ignored, |d| {
-            decode_entry(&self.layout, path, d, &self.groups)
+    /// Takes the znode at `path` into account: as it is now, or `None` when it is gone.
+    pub fn update(&mut self, path: &str, znode: Option<&RawZnode>) {
+        let new = znode.map_or(Entry::Ignored, |z| {
+            decode_entry(&self.layout, path, z, &self.groups)
         });
         let old = match &new {
             Entry::Ignored => self.entries.remove(path),
@@ -162,13 +162,16 @@ mod tests {
         ]
     }
 
-    fn data() -> impl Strategy<Value = Option<Vec<u8>>> {
-        prop_oneof![
-            Just(None),
-            (1u8..4).prop_map(|i| Some(conn(i))),
-            (1u8..4).prop_map(|i| Some(lock(i))),
-            proptest::collection::vec(any::<u8>(), 0..8).prop_map(Some),
-        ]
+    fn data() -> impl Strategy<Value = Option<RawZnode>> {
+        let content = prop_oneof![
+            (1u8..4).prop_map(conn),
+            (1u8..4).prop_map(lock),
+            proptest::collection::vec(any::<u8>(), 0..8),
+        ];
+        proptest::option::of(
+            (content, proptest::bool::weighted(0.9))
+                .prop_map(|(data, ephemeral)| RawZnode { data, ephemeral }),
+        )
     }
 
     proptest! {
@@ -196,7 +199,7 @@ mod tests {
                     // As after a reconnect: the whole tree, changes since unknown.
                     builder.reset(&tree);
                 } else {
-                    builder.update(&path, data.as_deref());
+                    builder.update(&path, data.as_ref());
                 }
                 if look {
                     let (full, skipped) = build(&layout, &tree, &groups);
