@@ -72,6 +72,10 @@ pub enum DaemonError {
     /// An interrupted bootstrap or clone left a directory that cannot be emptied. Permanent.
     #[error("cannot clean up an interrupted bootstrap or clone: {0}")]
     Provisioning(#[from] ProvisioningError),
+    /// The password file for PostgreSQL's replication connections cannot be written.
+    /// Permanent.
+    #[error(transparent)]
+    Passfile(#[from] crate::passfile::PassfileError),
     /// The health API cannot listen where configured. Permanent.
     #[error("health API: cannot listen on {addr}: {source}")]
     Api {
@@ -103,6 +107,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
     let provisioner = Provisioner::new(config.postgres.clone(), config.provisioning.clone());
     provisioner.recover_interrupted()?;
     data_dir::check_usable(&config.postgres)?;
+    // Before PostgreSQL or a provisioning tool can need it.
+    if let Some(path) = crate::passfile::write(&config.postgres)? {
+        tracing::info!(file = %path.display(), "replication password written to the password file");
+    }
     let control = match data_dir::kind(&config.postgres) {
         DataDirKind::Empty => None,
         _ => Some(data_dir::control_data(&config.postgres).await?),

@@ -22,6 +22,7 @@ pub mod coordination;
 pub mod daemon;
 pub mod data_dir;
 pub mod fence;
+pub mod passfile;
 pub mod plugins;
 pub mod postgres_client;
 pub mod postgres_process;

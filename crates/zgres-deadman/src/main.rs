@@ -93,7 +93,8 @@ fn main() -> ExitCode {
                     }
                     DaemonError::DataDir(_)
                     | DaemonError::WrongSystem { .. }
-                    | DaemonError::Provisioning(_) => ExitCode::from(EXIT_DATA),
+                    | DaemonError::Provisioning(_)
+                    | DaemonError::Passfile(_) => ExitCode::from(EXIT_DATA),
                 }
             }
         }

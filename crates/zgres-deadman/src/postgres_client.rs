@@ -260,7 +260,8 @@ impl PostgresClient {
         Ok(())
     }
 
-    /// The `primary_conninfo` for following `upstream`.
+    /// The `primary_conninfo` for following `upstream`. It never holds the password: with
+    /// one configured it names the password file ([`crate::passfile`]).
     pub fn conninfo_for(&self, upstream: NodeId) -> String {
         let mut conninfo = format!(
             "host={} port={} user={} application_name={} connect_timeout=2",
@@ -269,8 +270,12 @@ impl PostgresClient {
             conninfo_value(&self.config.user),
             conninfo_value(&self.application_name)
         );
-        if let Some(password) = &self.config.password {
-            conninfo.push_str(&format!(" password={}", conninfo_value(password.expose())));
+        if self.config.password.is_some() {
+            let passfile = crate::passfile::path(&self.config);
+            conninfo.push_str(&format!(
+                " passfile={}",
+                conninfo_value(&passfile.display().to_string())
+            ));
         }
         conninfo
     }

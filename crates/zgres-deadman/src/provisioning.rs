@@ -28,6 +28,9 @@ pub enum ProvisioningError {
     /// A tool failed, could not start or timed out.
     #[error(transparent)]
     Command(#[from] CommandError),
+    /// initdb's password file could not be created.
+    #[error(transparent)]
+    Secret(#[from] crate::passfile::PassfileError),
     /// The source could not be asked for its checkpoint timeline.
     #[error("asking {source_node} for its checkpoint timeline: {problem}")]
     Source {
@@ -126,14 +129,13 @@ impl Provisioner {
                 "--data-checksums".into(),
                 format!("--username={}", self.postgres.user).into(),
             ];
+            // Created exclusively beside the data directory, removed when dropped.
             let pwfile = match &self.postgres.password {
                 Some(password) => {
-                    let path = std::env::temp_dir()
-                        .join(format!("zgres-initdb-pw-{}", std::process::id()));
-                    self.write_owned(&path, password.expose().as_bytes(), 0o600)?;
-                    args.push(format!("--pwfile={}", path.display()).into());
+                    let file = crate::passfile::secret_file(&self.postgres, password.expose())?;
+                    args.push(format!("--pwfile={}", file.path().display()).into());
                     args.push("--auth-host=scram-sha-256".into());
-                    Some(path)
+                    Some(file)
                 }
                 None => None,
             };
@@ -141,9 +143,7 @@ impl Provisioner {
             let result = self
                 .run(&self.postgres.bin_dir.join("initdb"), &args, self.env(None))
                 .await;
-            if let Some(path) = pwfile {
-                let _ = std::fs::remove_file(path);
-            }
+            drop(pwfile);
             result?;
             if !self.settings.pg_hba.is_empty() {
                 let path = self.postgres.data_dir.join("pg_hba.conf");
@@ -344,8 +344,11 @@ impl Provisioner {
             env.push(("ZGRES_SOURCE_HOST".into(), source.addr().ip().to_string()));
             env.push(("ZGRES_SOURCE_PORT".into(), source.addr().port().to_string()));
         }
-        if let Some(password) = &self.postgres.password {
-            env.push(("PGPASSWORD".into(), password.expose().to_owned()));
+        // The password file, not the password: nothing in the environment of a tool (or of a
+        // configured command) carries the secret itself.
+        if self.postgres.password.is_some() {
+            let passfile = crate::passfile::path(&self.postgres);
+            env.push(("PGPASSFILE".into(), passfile.display().to_string()));
         }
         env
     }

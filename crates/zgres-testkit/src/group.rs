@@ -184,7 +184,7 @@ impl Group {
              parameters = {{ listen_addresses = \"127.0.0.1\", unix_socket_directories = \"{}\", log_min_messages = \"log\", wal_keep_size = \"256MB\" }}\n\
              [timing]\nloop_interval_ms = {}\nstate_refresh_ms = {}\nelection_wait_ms = 1000\n\
              stop_timeout_ms = 10000\nprimary_restart_timeout_ms = {}\nplugin_interval_ms = 200\n\
-             [api]\nlisten = \"127.0.0.1:{}\"\n[log]\nlevel = \"{}\"\n{}",
+             [api]\nlisten = \"127.0.0.1:{}\"\n[log]\nlevel = \"{}\"\n",
             t.session_timeout_ms,
             t.fence_margin_ms,
             node.name,
@@ -196,9 +196,12 @@ impl Group {
             t.primary_restart_timeout_ms,
             node.api_port,
             std::env::var("ZGRES_TEST_LOG").unwrap_or_else(|_| "zgres_deadman=debug,info".into()),
-            node.extra_config,
         );
-        std::fs::write(&node.config, text).unwrap();
+        // The node's extra config is merged in, so it may add keys to any section.
+        let mut config: toml::Table = text.parse().unwrap();
+        let extra: toml::Table = node.extra_config.parse().unwrap();
+        merge(&mut config, extra);
+        std::fs::write(&node.config, toml::to_string(&config).unwrap()).unwrap();
     }
 
     /// Writes node `i`'s config and starts its deadman (it must not be running).
@@ -393,5 +396,17 @@ impl Group {
             })
             .collect::<Vec<_>>()
             .join("\n")
+    }
+}
+
+/// Merges `extra` into `base`: tables key by key, any other value replaced.
+fn merge(base: &mut toml::Table, extra: toml::Table) {
+    for (key, value) in extra {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(old)), toml::Value::Table(new)) => merge(old, new),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
     }
 }

@@ -29,7 +29,7 @@ pub struct Node {
     /// Where the deadman connects to ZooKeeper instead of the group's ensemble (e.g. a
     /// counting proxy); a fault proxy takes precedence.
     pub zookeeper_via: Option<String>,
-    /// TOML appended to the generated config.
+    /// TOML merged into the generated config (tables key by key, so it may add to any section).
     pub extra_config: String,
     /// Environment for the deadman process.
     pub env: Vec<(String, String)>,
