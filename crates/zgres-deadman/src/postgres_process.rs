@@ -78,6 +78,9 @@ impl PostgresProcess {
         let mut command = Command::new("setpriv");
         command
             .args(prefix)
+            // Only the allowed environment: not the password variable the deadman was given.
+            .env_clear()
+            .envs(zgres_process::allowed_env())
             .envs(env)
             .arg("--")
             .arg(self.config.bin_dir.join("postgres"))

@@ -104,4 +104,17 @@ async fn replicas_stream_with_a_password_file_and_no_password_in_their_conninfo(
         leftovers.is_empty(),
         "temporary secret files left: {leftovers:?}"
     );
+
+    // The deadman was given the password in its environment; PostgreSQL was not.
+    for node in &group.nodes {
+        let pid = node.postmaster_pid().expect("a running postmaster");
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+        let environ = String::from_utf8_lossy(&environ);
+        assert!(
+            !environ.contains("ZGRES_TEST_PG_PASSWORD") && !environ.contains("s3cr"),
+            "{}'s postmaster inherited the password variable",
+            node.name
+        );
+        assert!(environ.contains("PATH="), "{environ}");
+    }
 }

@@ -1,6 +1,8 @@
 //! Running an external program for zgres (plugins, reload commands) without a shell: own
 //! process group, stdin closed, output captured (bounded), killed with its whole group after a
-//! timeout, and whatever it leaves running in its group killed when it exits.
+//! timeout, and whatever it leaves running in its group killed when it exits. Its environment
+//! is cleared and rebuilt from [`ALLOWED_ENV`] plus what the caller passes, so no secret the
+//! daemon was given in its own environment (`postgres.password_env`) reaches it.
 #![forbid(unsafe_code)]
 
 use std::ffi::OsStr;
@@ -14,6 +16,23 @@ use tokio::io::AsyncReadExt;
 
 /// Output kept per stream.
 const OUTPUT_LIMIT: u64 = 64 * 1024;
+
+/// The variables of the daemon's environment a child inherits (with every `LC_*`): what
+/// programs need to find tools and speak the locale, nothing else.
+pub const ALLOWED_ENV: &[&str] = &[
+    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR",
+];
+
+/// The allowed part of this process's environment ([`ALLOWED_ENV`] and `LC_*`), for a child
+/// whose environment was cleared (`env_clear().envs(allowed_env())`).
+pub fn allowed_env() -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
+    std::env::vars_os()
+        .filter(|(name, _)| {
+            name.to_str()
+                .is_some_and(|n| ALLOWED_ENV.contains(&n) || n.starts_with("LC_"))
+        })
+        .collect()
+}
 
 /// How a command failed.
 #[derive(Debug, thiserror::Error)]
@@ -59,7 +78,7 @@ where
     run_with_env(program, args, std::iter::empty::<(&str, &str)>(), timeout).await
 }
 
-/// As [`run`], with `env` added to the inherited environment.
+/// As [`run`], with `env` added to the allowed environment ([`allowed_env`]).
 ///
 /// # Errors
 /// As [`run`].
@@ -79,6 +98,8 @@ where
     let name = program.display().to_string();
     let mut child = tokio::process::Command::new(program)
         .args(args)
+        .env_clear()
+        .envs(allowed_env())
         .envs(env)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -27,6 +27,8 @@ impl Keeper {
         let exe = std::env::current_exe()?;
         let mut child = tokio::process::Command::new(exe)
             .arg("--fence-keeper")
+            .env_clear()
+            .envs(zgres_process::allowed_env())
             .stdin(std::process::Stdio::piped())
             .spawn()?;
         let mut stdin = child
