@@ -52,6 +52,9 @@ pub enum PluginSetupError {
     /// A library could not be loaded or speaks another ABI.
     #[error(transparent)]
     Library(#[from] zgres_plugin::PluginError),
+    /// A library or command others may write.
+    #[error(transparent)]
+    Untrusted(#[from] zgres_process::UntrustedFile),
 }
 
 enum Loaded {
@@ -93,8 +96,14 @@ pub fn start(
     let mut loaded = Vec::new();
     for spec in specs {
         loaded.push(match spec {
-            PluginSpec::Command(argv, timeout) => Loaded::Command(argv.clone(), *timeout),
+            PluginSpec::Command(argv, timeout) => {
+                if let Some(program) = argv.first() {
+                    zgres_process::check_trusted(std::path::Path::new(program))?;
+                }
+                Loaded::Command(argv.clone(), *timeout)
+            }
             PluginSpec::Library(path, timeout) => {
+                zgres_process::check_trusted(path)?;
                 let plugin = LoadedPlugin::load(path)?;
                 tracing::info!(plugin = plugin.name(), library = %path.display(), "loaded plugin");
                 Loaded::Library(Arc::new(plugin), *timeout)

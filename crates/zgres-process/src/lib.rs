@@ -14,6 +14,9 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use tokio::io::AsyncReadExt;
 
+mod trust;
+pub use trust::{check_trusted, UntrustedFile};
+
 /// Output kept per stream.
 const OUTPUT_LIMIT: u64 = 64 * 1024;
 
@@ -55,6 +58,9 @@ pub enum CommandError {
         /// What it printed (abbreviated, lossy).
         output: String,
     },
+    /// It may be written by others, so it was not run.
+    #[error(transparent)]
+    Untrusted(#[from] UntrustedFile),
     /// It ran past the timeout and was killed.
     #[error("{program}: killed after {timeout:?}")]
     TimedOut {

@@ -34,6 +34,17 @@ pub enum RunError {
     },
 }
 
+/// Why an in-process plugin library is not used.
+#[derive(Debug, thiserror::Error)]
+pub enum LibraryError {
+    /// Others may write it.
+    #[error(transparent)]
+    Untrusted(#[from] zgres_process::UntrustedFile),
+    /// It cannot be loaded or speaks another ABI version.
+    #[error(transparent)]
+    Load(#[from] PluginError),
+}
+
 /// A snapshot as published to plugins.
 #[derive(Debug)]
 pub struct Published {
@@ -172,12 +183,13 @@ async fn drive(
 /// daemon at start-up with a clear error.
 ///
 /// # Errors
-/// The first library that cannot be loaded or speaks another ABI version.
-pub fn load_libraries(config: &Config) -> Result<Vec<(Arc<LoadedPlugin>, Duration)>, PluginError> {
+/// The first library that others may write, cannot be loaded or speaks another ABI version.
+pub fn load_libraries(config: &Config) -> Result<Vec<(Arc<LoadedPlugin>, Duration)>, LibraryError> {
     config
         .libraries
         .iter()
         .map(|(path, timeout)| {
+            zgres_process::check_trusted(path)?;
             let plugin = LoadedPlugin::load(path)?;
             tracing::info!(plugin = plugin.name(), library = %path.display(), "loaded plugin");
             Ok((Arc::new(plugin), *timeout))

@@ -3,7 +3,8 @@
 //!
 //! Each runs through [`zgres_process::run`]: without a shell, in its own process group, output
 //! captured (garbage is harmless), killed with its group after the timeout. One failing hook
-//! does not stop the ones after it.
+//! does not stop the ones after it. A hook its group or others may write, or that belongs to
+//! another user than root and the daemon's, is not run.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -62,6 +63,11 @@ pub async fn run_all(
     })?;
     let mut failures = Vec::new();
     for hook in hooks {
+        // A hook others can write is not run (reported with the failures).
+        if let Err(e) = command::check_trusted(&hook) {
+            failures.push(e.into());
+            continue;
+        }
         if let Err(e) = command::run(&hook, [snapshot_file], timeout).await {
             failures.push(e);
         }

@@ -1,6 +1,6 @@
 //! zgres-sync against a real ZooKeeper, with executable hooks: snapshots follow lock and conn
 //! changes, hooks run in order, failing, hanging and garbage-printing hooks are contained and
-//! retried, and an expired session is replaced.
+//! retried, a world-writable hook is never run, and an expired session is replaced.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -69,6 +69,17 @@ fn start_sync(connect: &str, session_timeout_ms: u64) -> Setup {
         ),
     );
     script(&hooks, "20-fail", "echo failing on purpose >&2; exit 3");
+    // Anyone may rewrite it: never run.
+    script(
+        &hooks,
+        "25-world-writable",
+        &format!("touch {}/world-writable-ran", dir.path().display()),
+    );
+    std::fs::set_permissions(
+        hooks.join("25-world-writable"),
+        std::fs::Permissions::from_mode(0o777),
+    )
+    .unwrap();
     script(&hooks, ".hidden", "exit 9");
     std::fs::write(hooks.join("30-not-executable"), "#!/bin/sh\nexit 9\n").unwrap();
     let config = dir.path().join("sync.toml");
@@ -177,6 +188,14 @@ async fn hooks_follow_changes_and_bad_hooks_are_contained_and_retried() {
         "{log}"
     );
     assert!(!log.contains(".hidden") && !log.contains("30-not-executable"));
+    assert!(
+        log.contains("25-world-writable: writable by its group or others"),
+        "{log}"
+    );
+    assert!(
+        !setup._dir.path().join("world-writable-ran").exists(),
+        "a world-writable hook ran"
+    );
 
     // The metrics say so too.
     let metrics = scrape(setup.metrics_port);

@@ -1,5 +1,6 @@
 //! zgres-sync with in-process plugins built from `plugins/`: the example plugin is called with
-//! every snapshot; a plugin with another ABI version stops the daemon at start-up, clearly.
+//! every snapshot; a plugin with another ABI version, or one others may write, stops the daemon
+//! at start-up, clearly.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -84,5 +85,27 @@ fn a_library_with_another_abi_is_refused_at_start() {
         assert_eq!(out.status.code(), Some(78), "{flag}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains("ABI version 999"), "{flag}: {stderr}");
+    }
+}
+
+#[test]
+fn a_library_others_may_write_is_refused_at_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("libzgres_plugin_example.so");
+    std::fs::copy(library("zgres_plugin_example"), &copy).unwrap();
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o775)).unwrap();
+    let config = config(dir.path(), "127.0.0.1:1", &copy);
+    for flag in ["--check-config", "--config"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_zgres-sync"))
+            .args([flag, config.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(78), "{flag}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("writable by its group or others (mode 775)"),
+            "{flag}: {stderr}"
+        );
     }
 }
