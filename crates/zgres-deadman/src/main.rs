@@ -56,6 +56,7 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    let auth_warning = config.zookeeper.settings.auth_warning();
     if check_only {
         println!(
             "{}: OK (node {} in group {})",
@@ -63,9 +64,15 @@ fn main() -> ExitCode {
             config.node,
             config.group
         );
+        if let Some(warning) = auth_warning {
+            println!("warning: {warning}");
+        }
         return ExitCode::SUCCESS;
     }
     config.log.init();
+    if let Some(warning) = auth_warning {
+        tracing::warn!("{warning}");
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

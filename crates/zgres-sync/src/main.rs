@@ -54,9 +54,16 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    let auth_warning = config.zookeeper.auth_warning();
     if check_only {
         println!("{}: OK", path.display());
+        if let Some(warning) = auth_warning {
+            println!("warning: {warning}");
+        }
         return ExitCode::SUCCESS;
+    }
+    if let Some(warning) = auth_warning {
+        tracing::warn!("{warning}");
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -85,6 +85,9 @@ pub struct Group {
     dir: tempfile::TempDir,
     /// Prepared with data directories (node 0 primary), not empty.
     adopted: bool,
+    /// `user:password` the test's own ZooKeeper clients authenticate with (digest), when the
+    /// group's znodes are not open to anyone.
+    pub zk_credentials: Option<String>,
 }
 
 impl Group {
@@ -125,6 +128,7 @@ impl Group {
             layout: ZkLayout::default(),
             dir,
             adopted: true,
+            zk_credentials: None,
         }
     }
 
@@ -139,6 +143,7 @@ impl Group {
             layout: ZkLayout::default(),
             dir: tempfile::tempdir().unwrap(),
             adopted: false,
+            zk_credentials: None,
         };
         for _ in 0..size {
             group.add_empty_node();
@@ -256,11 +261,11 @@ impl Group {
 
     /// A new ZooKeeper client for the test's own reads and writes.
     pub async fn zk_client(&self) -> zk::Client {
-        zk::Client::connector()
-            .with_session_timeout(Duration::from_secs(10))
-            .connect(&self.zk.connect_string())
-            .await
-            .unwrap()
+        let mut connector = zk::Client::connector().with_session_timeout(Duration::from_secs(10));
+        if let Some(credentials) = &self.zk_credentials {
+            connector = connector.with_auth("digest", credentials.as_bytes());
+        }
+        connector.connect(&self.zk.connect_string()).await.unwrap()
     }
 
     /// The full path of one of the group's znodes, e.g. `group.path(Znode::Lock)`.

@@ -1,8 +1,8 @@
 //! The ZooKeeper edge shared by `zgres-deadman`, `zgres-sync` and `zgresctl`.
 //!
 //! - [`settings`]: the `[zookeeper]` config section every program reads, validated into
-//!   [`ZkSettings`]; the one place a session's connector is built (where authentication and
-//!   TLS will be configured).
+//!   [`ZkSettings`]; the one place a session's connector is built (authentication; TLS next).
+//! - [`auth`]: the digest identity and the ACL policy every created znode gets.
 //! - [`session`]: [`ZkSession`], a connected client whose requests are timed and whose
 //!   expected answers (not found, already exists, version changed) come back as typed
 //!   [`Outcome`]s rather than errors.
@@ -12,11 +12,13 @@
 //! Nothing here decides anything for a daemon: callers choose what an outcome means.
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod backoff;
 pub mod error;
 pub mod session;
 pub mod settings;
 
+pub use auth::{digest_id, DigestAuth};
 pub use backoff::Backoff;
 pub use error::{ConnectError, ConnectFailure, ZkError};
 pub use session::{CreateKind, Outcome, ZkSession};

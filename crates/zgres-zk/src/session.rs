@@ -1,6 +1,7 @@
 //! A ZooKeeper session whose requests are timed and whose expected answers are typed.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use zookeeper_client as zk;
@@ -49,13 +50,14 @@ pub enum CreateKind {
 }
 
 impl CreateKind {
-    fn options(self) -> zk::CreateOptions<'static> {
+    /// The create options with the session's ACL policy (see [`crate::auth`]).
+    fn options(self, acls: &[zk::Acl]) -> zk::CreateOptions<'_> {
         let mode = match self {
             CreateKind::Persistent => zk::CreateMode::Persistent,
             CreateKind::Ephemeral => zk::CreateMode::Ephemeral,
             CreateKind::PersistentSequential => zk::CreateMode::PersistentSequential,
         };
-        mode.with_acls(zk::Acls::anyone_all())
+        mode.with_acls(zk::Acls::new(acls))
     }
 }
 
@@ -68,6 +70,8 @@ impl CreateKind {
 pub struct ZkSession {
     client: zk::Client,
     request_timeout: Duration,
+    /// The ACL every znode this session creates gets.
+    acls: Arc<[zk::Acl]>,
 }
 
 impl std::fmt::Debug for ZkSession {
@@ -143,6 +147,7 @@ impl ZkSession {
         Ok(ZkSession {
             client,
             request_timeout,
+            acls: crate::auth::policy(settings.auth.as_ref(), &settings.readers).into(),
         })
     }
 
@@ -241,7 +246,7 @@ impl ZkSession {
         data: &[u8],
         kind: CreateKind,
     ) -> Result<Outcome<(zk::Stat, zk::CreateSequence)>, ZkError> {
-        let options = kind.options();
+        let options = kind.options(&self.acls);
         self.timed("create", path, self.client.create(path, data, &options))
             .await
     }
@@ -274,7 +279,7 @@ impl ZkSession {
     /// # Errors
     /// [`ZkError`].
     pub async fn mkdir(&self, path: &str) -> Result<(), ZkError> {
-        let options = CreateKind::Persistent.options();
+        let options = CreateKind::Persistent.options(&self.acls);
         match self
             .timed("mkdir", path, self.client.mkdir(path, &options))
             .await?

@@ -7,6 +7,8 @@ use zgres_config::Problems;
 use zgres_schema::ZkLayout;
 use zookeeper_client as zk;
 
+use crate::auth::DigestAuth;
+
 /// Session timeouts accepted, in milliseconds (ZooKeeper's own defaults allow 2–20 ticks).
 const SESSION_TIMEOUT_RANGE_MS: std::ops::RangeInclusive<u64> = 1_000..=120_000;
 
@@ -24,6 +26,15 @@ pub struct ZookeeperSection {
     /// How long before the earliest possible session expiry PostgreSQL is fenced. Only the
     /// deadman fences; other programs reject the key.
     pub fence_margin_ms: Option<u64>,
+    /// The digest user to authenticate as (with `password_file` or `password_env`).
+    pub user: Option<String>,
+    /// A file whose first line is the digest password.
+    pub password_file: Option<std::path::PathBuf>,
+    /// An environment variable holding the digest password.
+    pub password_env: Option<String>,
+    /// ACL ids (`digest:USER:HASH`) granted read access to every znode created.
+    #[serde(default)]
+    pub readers: Vec<String>,
 }
 
 fn default_root() -> String {
@@ -39,6 +50,10 @@ pub struct ZkSettings {
     pub layout: ZkLayout,
     /// The session timeout to ask for (the server may grant another).
     pub session_timeout: Duration,
+    /// Who to authenticate as; `None`: no authentication, znodes open to anyone.
+    pub auth: Option<DigestAuth>,
+    /// ACL ids (scheme, id) granted read access to the znodes created.
+    pub readers: Vec<(String, String)>,
 }
 
 impl ZookeeperSection {
@@ -68,11 +83,74 @@ impl ZookeeperSection {
             Some(ms) => Duration::from_millis(ms),
             None => default_session_timeout,
         };
+        let auth = self.auth(problems);
+        let readers = self.readers(auth.is_some(), problems);
         (problems.len() == before).then(|| ZkSettings {
             connect: self.connect.trim().to_owned(),
             layout: layout.expect("a valid root when no problem was added"),
             session_timeout,
+            auth,
+            readers,
         })
+    }
+
+    /// The digest identity, when `user` and a password are set (both or neither).
+    fn auth(&self, problems: &mut Problems) -> Option<DigestAuth> {
+        let password = zgres_config::secret(
+            "zookeeper",
+            self.password_file.as_deref(),
+            self.password_env.as_deref(),
+            |var| std::env::var(var).ok(),
+            problems,
+        );
+        match (&self.user, password) {
+            (Some(user), _) if user.is_empty() || user.contains(':') => {
+                problems.add("zookeeper.user", "must be non-empty and hold no ':'");
+                None
+            }
+            (Some(user), Some(password)) => Some(DigestAuth {
+                user: user.clone(),
+                password,
+            }),
+            (Some(_), None) if self.password_file.is_none() && self.password_env.is_none() => {
+                problems.add(
+                    "zookeeper.user",
+                    "needs zookeeper.password_file or zookeeper.password_env",
+                );
+                None
+            }
+            (None, Some(_)) => {
+                problems.add(
+                    "zookeeper.user",
+                    "a password is set but no user to authenticate as",
+                );
+                None
+            }
+            _ => None,
+        }
+    }
+
+    /// `readers` as ACL ids; they only mean something with authentication.
+    fn readers(&self, authenticated: bool, problems: &mut Problems) -> Vec<(String, String)> {
+        if !self.readers.is_empty() && !authenticated {
+            problems.add(
+                "zookeeper.readers",
+                "only applies with authentication (zookeeper.user and a password)",
+            );
+        }
+        self.readers
+            .iter()
+            .filter_map(|text| {
+                let id = crate::auth::parse_acl_id(text);
+                if id.is_none() {
+                    problems.add(
+                        "zookeeper.readers",
+                        format!("{text:?} is not an ACL id such as digest:USER:HASH"),
+                    );
+                }
+                id
+            })
+            .collect()
     }
 
     /// The deadman's fence margin (`default` when absent): above zero and at most half of the
@@ -124,6 +202,10 @@ impl ZkSettings {
             root: root.to_owned(),
             session_timeout_ms: None,
             fence_margin_ms: None,
+            user: None,
+            password_file: None,
+            password_env: None,
+            readers: Vec::new(),
         };
         let mut problems = Problems::default();
         section
@@ -134,7 +216,25 @@ impl ZkSettings {
     /// The connector every session of every program is opened with. Authentication and TLS
     /// belong here, so that no program connects differently.
     pub(crate) fn connector(&self) -> zk::Connector {
-        zk::Client::connector().with_session_timeout(self.session_timeout)
+        let connector = zk::Client::connector().with_session_timeout(self.session_timeout);
+        match &self.auth {
+            Some(auth) => connector.with_auth("digest", &auth.credentials()),
+            None => connector,
+        }
+    }
+
+    /// Authenticates as `auth` from now on (zgresctl's options), and grants nobody else
+    /// anything on what it creates.
+    pub fn with_auth(mut self, auth: Option<DigestAuth>) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    /// What to tell an operator about authentication: `None` when it is on.
+    pub fn auth_warning(&self) -> Option<&'static str> {
+        self.auth.is_none().then_some(
+            "no ZooKeeper authentication (zookeeper.user): anyone who can reach ZooKeeper can change or stop this group",
+        )
     }
 }
 
@@ -213,6 +313,45 @@ mod tests {
         );
         let root = problems_of("connect = \"a:1\"\nroot = \"no-slash\"");
         assert!(root[0].starts_with("zookeeper.root: "), "{root:?}");
+    }
+
+    #[test]
+    fn authentication_keys_go_together_and_are_checked() {
+        assert_eq!(
+            problems_of("connect = \"a:1\"\nuser = \"zgres\""),
+            ["zookeeper.user: needs zookeeper.password_file or zookeeper.password_env"]
+        );
+        assert_eq!(
+            problems_of("connect = \"a:1\"\nuser = \"a:b\"\npassword_env = \"PATH\""),
+            ["zookeeper.user: must be non-empty and hold no ':'"]
+        );
+        assert_eq!(
+            problems_of("connect = \"a:1\"\npassword_env = \"PATH\""),
+            ["zookeeper.user: a password is set but no user to authenticate as"]
+        );
+        assert_eq!(
+            problems_of("connect = \"a:1\"\nreaders = [\"digest:x:y\"]"),
+            ["zookeeper.readers: only applies with authentication (zookeeper.user and a password)"]
+        );
+        assert_eq!(
+            problems_of(
+                "connect = \"a:1\"\nuser = \"zgres\"\npassword_env = \"PATH\"\nreaders = [\"nope\"]"
+            ),
+            ["zookeeper.readers: \"nope\" is not an ACL id such as digest:USER:HASH"]
+        );
+        let mut problems = Problems::default();
+        let settings = section("connect = \"a:1\"\nuser = \"zgres\"\npassword_env = \"PATH\"")
+            .settings(Duration::from_secs(4), &mut problems)
+            .unwrap();
+        assert!(settings.auth_warning().is_none());
+        assert!(
+            format!("{settings:?}").contains("Secret(***)"),
+            "the password is never shown"
+        );
+        let open = section("connect = \"a:1\"")
+            .settings(Duration::from_secs(4), &mut problems)
+            .unwrap();
+        assert!(open.auth_warning().is_some());
     }
 
     #[test]

@@ -98,6 +98,9 @@ pub enum Usage {
         /// Why it does not parse (as a duration after `+`, else as a time).
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// Only one of `--zk-user` and `--zk-password-file`.
+    #[error("--zk-user and --zk-password-file go together")]
+    ZkAuth,
     /// `--watch` is not a positive number of seconds.
     #[error("--watch: give a positive number of seconds")]
     Watch,
@@ -121,7 +124,8 @@ pub enum Usage {
         /// Why.
         source: std::io::Error,
     },
-    /// The temporary file for the editor cannot be written or read.
+    /// A file named on the command line (or the editor's temporary file) cannot be read or
+    /// written.
     #[error("{}: {source}", path.display())]
     EditFile {
         /// The file.

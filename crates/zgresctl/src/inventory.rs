@@ -74,7 +74,12 @@ impl Inventory {
     ///
     /// # Errors
     /// [`CtlError::Unreachable`] or a bad root.
-    pub async fn connect(connect: &str, root: &str, timeout: Duration) -> Result<Self, CtlError> {
+    pub async fn connect(
+        connect: &str,
+        root: &str,
+        auth: Option<zgres_zk::DigestAuth>,
+        timeout: Duration,
+    ) -> Result<Self, CtlError> {
         let settings = ZkSettings::from_values(connect, root, timeout).map_err(|problems| {
             // The first problem, named by the option that carries it.
             let first = problems.iter().next();
@@ -87,6 +92,7 @@ impl Inventory {
                 reason: first.map_or_else(String::new, |p| p.reason.clone()),
             }
         })?;
+        let settings = settings.with_auth(auth);
         let session = ZkSession::connect(&settings, None, timeout).await?;
         Ok(Inventory {
             session,

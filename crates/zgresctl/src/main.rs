@@ -63,6 +63,12 @@ struct Args {
     /// Root of the zgres znodes.
     #[arg(long, global = true, env = "ZGRES_ROOT", default_value = "/zgres")]
     root: String,
+    /// ZooKeeper digest user (the deadmen's writer identity), with --zk-password-file.
+    #[arg(long, global = true, env = "ZGRES_ZK_USER")]
+    zk_user: Option<String>,
+    /// File whose first line is the ZooKeeper digest password.
+    #[arg(long, global = true, env = "ZGRES_ZK_PASSWORD_FILE")]
+    zk_password_file: Option<std::path::PathBuf>,
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
@@ -159,6 +165,29 @@ enum ConfigAction {
         /// The group.
         group: String,
     },
+}
+
+/// The digest identity from `--zk-user` and `--zk-password-file` (both or neither).
+fn zk_auth(
+    user: Option<&str>,
+    password_file: Option<&std::path::Path>,
+) -> Result<Option<zgres_zk::DigestAuth>, CtlError> {
+    match (user, password_file) {
+        (None, None) => Ok(None),
+        (Some(user), Some(file)) => {
+            let text = std::fs::read_to_string(file).map_err(|source| Usage::EditFile {
+                path: file.to_owned(),
+                source,
+            })?;
+            Ok(Some(zgres_zk::DigestAuth {
+                user: user.to_owned(),
+                password: zgres_config::Secret::new(
+                    text.lines().next().unwrap_or_default().to_owned(),
+                ),
+            }))
+        }
+        _ => Err(Usage::ZkAuth.into()),
+    }
 }
 
 /// Milliseconds since the epoch for `--scheduled`.
@@ -339,7 +368,9 @@ fn print_json(value: &impl serde::Serialize) {
 }
 
 async fn run(args: Args) -> Result<(), CtlError> {
-    let inventory = Inventory::connect(&args.zookeeper, &args.root, Duration::from_secs(5)).await?;
+    let auth = zk_auth(args.zk_user.as_deref(), args.zk_password_file.as_deref())?;
+    let inventory =
+        Inventory::connect(&args.zookeeper, &args.root, auth, Duration::from_secs(5)).await?;
     match args.command {
         Command::List {
             group,

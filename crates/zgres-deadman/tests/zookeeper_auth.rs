@@ -1,0 +1,134 @@
+//! With ZooKeeper authentication, every znode the deadmen create is theirs alone (and readable
+//! by the configured readers): a client without credentials and a reader-identity client can
+//! neither delete nor overwrite the lock, a state, a connection info, the config or the
+//! database id, nor create anything in the group's directories, while a writer commits on the
+//! primary throughout; the primary keeps its lock and no write is refused.
+
+use zgres_schema::Znode;
+use zgres_testkit::group::{missing_acks, Group, Timing, Writer};
+use zookeeper_client as zk;
+
+const WRITER: &str = "zgres";
+const WRITER_PASSWORD: &str = "writer-secret";
+const READER: &str = "monitor";
+const READER_PASSWORD: &str = "reader-secret";
+
+async fn client(group: &Group, credentials: Option<&str>) -> zk::Client {
+    let mut connector = zk::Client::connector();
+    if let Some(credentials) = credentials {
+        connector = connector.with_auth("digest", credentials.as_bytes());
+    }
+    connector.connect(&group.zk.connect_string()).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_writer_identity_can_change_the_group() {
+    let mut group = Group::prepare(2, Timing::default()).await;
+    let reader_id = zgres_zk::digest_id(READER, READER_PASSWORD);
+    for node in &mut group.nodes {
+        node.extra_config = format!(
+            "[zookeeper]\nuser = \"{WRITER}\"\npassword_env = \"ZGRES_TEST_ZK_PASSWORD\"\n\
+             readers = [\"{reader_id}\"]\n"
+        );
+        node.env
+            .push(("ZGRES_TEST_ZK_PASSWORD".into(), WRITER_PASSWORD.into()));
+    }
+    group.zk_credentials = Some(format!("{WRITER}:{WRITER_PASSWORD}"));
+    group.start_all().await;
+    let primary = group.wait_primary(&[]).await;
+    let replica = 1 - primary;
+    group.wait_following(replica, primary).await;
+    let writer = Writer::start(&group);
+    writer.wait_more_acks(primary, 10).await;
+
+    // The writer identity may create the group's config; the others may not touch it.
+    let owner = group.zk_client().await;
+    let config_path = group.path(Znode::Config);
+    owner
+        .create(
+            &config_path,
+            br#"{"v":1}"#,
+            &zk::CreateMode::Persistent.with_acls(zk::Acls::creator_all()),
+        )
+        .await
+        .unwrap();
+
+    let node = group.nodes[primary].node_id();
+    let existing = [
+        group.path(Znode::Lock),
+        format!("{}/main_{node}", group.layout.dir(zgres_schema::Dir::State)),
+        format!("{}/main_{node}", group.layout.dir(zgres_schema::Dir::Conn)),
+        group.path(Znode::DatabaseId),
+        config_path.clone(),
+    ];
+    let dirs = [
+        zgres_schema::Dir::Lock,
+        zgres_schema::Dir::State,
+        zgres_schema::Dir::Conn,
+        zgres_schema::Dir::Config,
+        zgres_schema::Dir::Switchover,
+        zgres_schema::Dir::Sync,
+        zgres_schema::Dir::Static,
+    ];
+    let anonymous = client(&group, None).await;
+    let reader = client(&group, Some(&format!("{READER}:{READER_PASSWORD}"))).await;
+    for (who, attacker) in [("anonymous", &anonymous), ("reader", &reader)] {
+        for path in &existing {
+            let set = attacker.set_data(path, b"{}", None).await;
+            assert!(
+                matches!(set, Err(zk::Error::NoAuth)),
+                "{who} set {path}: {set:?}"
+            );
+            let delete = attacker.delete(path, None).await;
+            assert!(
+                matches!(delete, Err(zk::Error::NoAuth)),
+                "{who} deleted {path}: {delete:?}"
+            );
+        }
+        for dir in dirs {
+            let dir = group.layout.dir(dir);
+            let child = format!("{dir}/main");
+            let create = attacker
+                .create(
+                    &child,
+                    b"{}",
+                    &zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all()),
+                )
+                .await;
+            assert!(
+                matches!(create, Err(zk::Error::NoAuth | zk::Error::NodeExists)),
+                "{who} created {child}: {create:?}"
+            );
+        }
+    }
+    // Readers read; nobody else does.
+    let lock = group.path(Znode::Lock);
+    assert!(
+        reader.get_data(&lock).await.is_ok(),
+        "the reader cannot read the lock"
+    );
+    assert!(
+        matches!(anonymous.get_data(&lock).await, Err(zk::Error::NoAuth)),
+        "anyone can read the lock"
+    );
+
+    writer.wait_more_acks(primary, 10).await;
+    assert_eq!(
+        group.lock_holder(&owner).await,
+        Some(primary),
+        "the lock moved"
+    );
+    let acks = writer.finish().await;
+    assert!(acks.iter().any(|a| a.node == primary));
+    let missing = missing_acks(&group, &acks, primary).await;
+    assert!(
+        missing.is_empty(),
+        "acknowledged writes lost: {}",
+        missing.len()
+    );
+    let log = group.nodes[primary].log_text();
+    assert!(
+        !log.contains("no ZooKeeper authentication"),
+        "the deadman warned although authenticated"
+    );
+}

@@ -1,0 +1,94 @@
+//! Who a zgres program is to ZooKeeper, and the ACL every znode it creates gets.
+//!
+//! The policy, with `[zookeeper] user` and a password set (digest authentication):
+//! - full rights for the identity that created the znode (ZooKeeper's `auth` scheme: the
+//!   session's authenticated identities). Deadmen and zgresctl share one writer identity, so
+//!   each can change what another created;
+//! - read-only for each identity listed in `readers` (zgres-sync, monitoring), written as
+//!   ZooKeeper ACL ids (`digest:USER:HASH`, see [`digest_id`]);
+//! - nothing for anyone else.
+//!
+//! Without authentication every znode is open to anyone (`world:anyone`), and the daemons warn.
+
+use base64::Engine;
+use sha1::{Digest, Sha1};
+use zgres_config::Secret;
+use zookeeper_client as zk;
+
+/// A digest identity: user and password.
+#[derive(Debug, Clone)]
+pub struct DigestAuth {
+    /// The user.
+    pub user: String,
+    /// Its password.
+    pub password: Secret,
+}
+
+impl DigestAuth {
+    /// The bytes ZooKeeper's digest scheme expects: `user:password`.
+    pub(crate) fn credentials(&self) -> Vec<u8> {
+        format!("{}:{}", self.user, self.password.expose()).into_bytes()
+    }
+
+    /// This identity's ACL id, as [`digest_id`].
+    pub fn id(&self) -> String {
+        digest_id(&self.user, self.password.expose())
+    }
+}
+
+/// The ZooKeeper ACL id of a digest identity: `digest:USER:base64(sha1(USER:PASSWORD))`, what
+/// `readers` lists and what ZooKeeper's `getAcl` shows.
+pub fn digest_id(user: &str, password: &str) -> String {
+    let hash = Sha1::digest(format!("{user}:{password}").as_bytes());
+    format!(
+        "digest:{user}:{}",
+        base64::engine::general_purpose::STANDARD.encode(hash)
+    )
+}
+
+/// A `scheme:id` ACL id from `readers`, split; `None` when it has no scheme or no id.
+pub(crate) fn parse_acl_id(text: &str) -> Option<(String, String)> {
+    let (scheme, id) = text.split_once(':')?;
+    let plain = |s: &str| !s.is_empty() && !s.chars().any(char::is_whitespace);
+    (plain(scheme) && plain(id)).then(|| (scheme.to_owned(), id.to_owned()))
+}
+
+/// The ACL for every znode created with `auth` (or open without it), granting `readers`
+/// read access.
+pub(crate) fn policy(auth: Option<&DigestAuth>, readers: &[(String, String)]) -> Vec<zk::Acl> {
+    match auth {
+        None => zk::Acls::anyone_all().to_vec(),
+        Some(_) => zk::Acls::creator_all()
+            .iter()
+            .cloned()
+            .chain(readers.iter().map(|(scheme, id)| {
+                zk::Acl::new(zk::Permission::READ, zk::AuthId::new(scheme, id))
+            }))
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digest_ids_match_zookeepers_digest_authentication_provider() {
+        // DigestAuthenticationProvider.generateDigest("super:test") in ZooKeeper's docs.
+        assert_eq!(
+            digest_id("super", "test"),
+            "digest:super:D/InIHSb7yEEbrWz8b9l71RjZJU="
+        );
+    }
+
+    #[test]
+    fn acl_ids_need_a_scheme_and_an_id() {
+        assert_eq!(
+            parse_acl_id("digest:sync:abc="),
+            Some(("digest".into(), "sync:abc=".into()))
+        );
+        for bad in ["digest", ":x", "digest:", "digest:a b"] {
+            assert_eq!(parse_acl_id(bad), None, "{bad}");
+        }
+    }
+}
