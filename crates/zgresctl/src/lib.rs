@@ -1,5 +1,7 @@
 //! zgresctl: the operator CLI. It reads and writes ZooKeeper only.
 //!
+//! - [`credentials`]: the ZooKeeper identity from the options, and digest ACL ids;
+//! - [`prompts`]: confirmations, the editor, `--scheduled` times;
 //! - [`error`]: why a command failed, typed by what the operator can do about it;
 //! - [`inventory`]: reads the groups (locks, node states, config, history) into typed values;
 //! - [`node_match`]: finds the node an operator means, by id or configured name;
@@ -9,7 +11,9 @@
 //! editing at once cannot silently overwrite each other.
 #![forbid(unsafe_code)]
 
+pub mod credentials;
 pub mod error;
 pub mod inventory;
 pub mod node_match;
+pub mod prompts;
 pub mod render;

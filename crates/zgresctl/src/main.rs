@@ -1,17 +1,17 @@
 //! `zgresctl`: parse arguments, run one command against ZooKeeper, print the result.
 #![forbid(unsafe_code)]
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::Write;
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use clap::{Parser, Subcommand};
 use zgres_schema::documents::SwitchoverKind;
 use zgresctl::inventory::{
-    parse_config, resolve_node, set_config_value, CtlError, HandOver, Inventory, NodeMatch,
-    Refusal, Usage,
+    parse_config, resolve_node, set_config_value, CtlError, HandOver, Inventory, NodeMatch, Usage,
 };
-use zgresctl::render;
+use zgresctl::prompts::{confirm, edit_file, parse_scheduled};
+use zgresctl::{credentials, render};
 
 use zgres_config::EXIT_USAGE;
 
@@ -143,6 +143,15 @@ enum Command {
         /// The group.
         group: String,
     },
+    /// Print the ZooKeeper ACL id of a digest identity (for `[zookeeper] readers`), from the
+    /// password in `--password-file`. Needs no ZooKeeper.
+    Digest {
+        /// The user.
+        user: String,
+        /// File whose first line is the password.
+        #[arg(long)]
+        password_file: std::path::PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -165,91 +174,6 @@ enum ConfigAction {
         /// The group.
         group: String,
     },
-}
-
-/// The digest identity from `--zk-user` and `--zk-password-file` (both or neither).
-fn zk_auth(
-    user: Option<&str>,
-    password_file: Option<&std::path::Path>,
-) -> Result<Option<zgres_zk::DigestAuth>, CtlError> {
-    match (user, password_file) {
-        (None, None) => Ok(None),
-        (Some(user), Some(file)) => {
-            let text = std::fs::read_to_string(file).map_err(|source| Usage::EditFile {
-                path: file.to_owned(),
-                source,
-            })?;
-            Ok(Some(zgres_zk::DigestAuth {
-                user: user.to_owned(),
-                password: zgres_config::Secret::new(
-                    text.lines().next().unwrap_or_default().to_owned(),
-                ),
-            }))
-        }
-        _ => Err(Usage::ZkAuth.into()),
-    }
-}
-
-/// Milliseconds since the epoch for `--scheduled`.
-fn parse_scheduled(text: &str) -> Result<u64, Usage> {
-    let scheduled = |source| Usage::Scheduled {
-        text: text.to_owned(),
-        source,
-    };
-    let at = match text.strip_prefix('+') {
-        Some(offset) => humantime::parse_duration(offset)
-            .map(|d| SystemTime::now() + d)
-            .map_err(|e| scheduled(e.into()))?,
-        None => humantime::parse_rfc3339_weak(text).map_err(|e| scheduled(e.into()))?,
-    };
-    Ok(at
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64))
-}
-
-/// Asks on the terminal; refuses when there is none (scripts say `--force`).
-fn confirm(question: &str) -> Result<(), CtlError> {
-    if !std::io::stdin().is_terminal() {
-        return Err(Usage::NoTerminal {
-            question: question.to_owned(),
-        }
-        .into());
-    }
-    eprint!("{question} [y/N] ");
-    let _ = std::io::stderr().flush();
-    let mut answer = String::new();
-    let _ = std::io::stdin().lock().read_line(&mut answer);
-    match answer.trim() {
-        "y" | "Y" | "yes" => Ok(()),
-        _ => Err(Refusal::Aborted.into()),
-    }
-}
-
-/// Runs the operator's editor on `path` (no shell: the variable is split on whitespace).
-async fn edit_file(path: &std::path::Path) -> Result<(), CtlError> {
-    let editor = std::env::var("VISUAL")
-        .or_else(|_| std::env::var("EDITOR"))
-        .unwrap_or_else(|_| "vi".into());
-    let mut words = editor.split_whitespace();
-    let program = words.next().ok_or(Usage::EmptyEditor)?;
-    let status = tokio::process::Command::new(program)
-        .args(words)
-        .arg(path)
-        .status()
-        .await
-        .map_err(|source| Usage::Editor {
-            program: program.to_owned(),
-            source,
-        })?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(Refusal::EditorFailed {
-            program: program.to_owned(),
-            status,
-        }
-        .into())
-    }
 }
 
 async fn set_paused(
@@ -368,7 +292,16 @@ fn print_json(value: &impl serde::Serialize) {
 }
 
 async fn run(args: Args) -> Result<(), CtlError> {
-    let auth = zk_auth(args.zk_user.as_deref(), args.zk_password_file.as_deref())?;
+    if let Command::Digest {
+        user,
+        password_file,
+    } = &args.command
+    {
+        outln!("{}", credentials::digest_of(user, password_file)?);
+        return Ok(());
+    }
+    let auth =
+        credentials::from_options(args.zk_user.as_deref(), args.zk_password_file.as_deref())?;
     let inventory =
         Inventory::connect(&args.zookeeper, &args.root, auth, Duration::from_secs(5)).await?;
     match args.command {
@@ -477,6 +410,8 @@ async fn run(args: Args) -> Result<(), CtlError> {
         }
         Command::Pause { group } => set_paused(&inventory, &group, true, args.json).await?,
         Command::Resume { group } => set_paused(&inventory, &group, false, args.json).await?,
+        // Answered before connecting.
+        Command::Digest { .. } => {}
     }
     Ok(())
 }

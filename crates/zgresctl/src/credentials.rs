@@ -1,0 +1,66 @@
+//! Who zgresctl is to ZooKeeper: the digest identity from its options, and the ACL id of an
+//! identity for the deadmen's `readers`.
+
+use std::path::Path;
+
+use crate::error::{CtlError, Usage};
+
+/// The first line of `file`, a password.
+///
+/// # Errors
+/// [`Usage::EditFile`] when it cannot be read.
+fn password_from(file: &Path) -> Result<String, CtlError> {
+    let text = std::fs::read_to_string(file).map_err(|source| Usage::EditFile {
+        path: file.to_owned(),
+        source,
+    })?;
+    Ok(text.lines().next().unwrap_or_default().to_owned())
+}
+
+/// The digest identity from `--zk-user` and `--zk-password-file` (both or neither).
+///
+/// # Errors
+/// [`Usage::ZkAuth`] when only one is given; [`Usage::EditFile`] when the file cannot be read.
+pub fn from_options(
+    user: Option<&str>,
+    password_file: Option<&Path>,
+) -> Result<Option<zgres_zk::DigestAuth>, CtlError> {
+    match (user, password_file) {
+        (None, None) => Ok(None),
+        (Some(user), Some(file)) => Ok(Some(zgres_zk::DigestAuth {
+            user: user.to_owned(),
+            password: zgres_config::Secret::new(password_from(file)?),
+        })),
+        _ => Err(Usage::ZkAuth.into()),
+    }
+}
+
+/// The ACL id (`digest:USER:HASH`) of `user` with the password in `password_file`.
+///
+/// # Errors
+/// [`Usage::EditFile`] when the file cannot be read.
+pub fn digest_of(user: &str, password_file: &Path) -> Result<String, CtlError> {
+    Ok(zgres_zk::digest_id(user, &password_from(password_file)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_password_is_the_files_first_line_and_options_go_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pw");
+        std::fs::write(&file, "test\nignored\n").unwrap();
+        assert_eq!(
+            digest_of("super", &file).unwrap(),
+            "digest:super:D/InIHSb7yEEbrWz8b9l71RjZJU="
+        );
+        assert!(from_options(Some("zgres"), None).is_err());
+        assert!(from_options(None, Some(&file)).is_err());
+        let auth = from_options(Some("zgres"), Some(&file)).unwrap().unwrap();
+        assert_eq!(auth.password.expose(), "test");
+        let missing = digest_of("x", &dir.path().join("missing")).unwrap_err();
+        assert!(missing.to_string().contains("missing"), "{missing}");
+    }
+}
