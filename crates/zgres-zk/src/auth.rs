@@ -68,6 +68,29 @@ pub(crate) fn policy(auth: Option<&DigestAuth>, readers: &[(String, String)]) ->
     }
 }
 
+/// [`policy`] as the server stores it: the creator (`auth` scheme) resolved to the digest id
+/// of `auth`.
+pub(crate) fn stored_policy(
+    auth: Option<&DigestAuth>,
+    readers: &[(String, String)],
+) -> Vec<zk::Acl> {
+    let creator = auth.map(|a| {
+        let id = a.id();
+        let id = id.strip_prefix("digest:").unwrap_or(&id).to_owned();
+        zk::Acl::new(zk::Permission::ALL, zk::AuthId::new("digest", &id))
+    });
+    match creator {
+        None => policy(None, readers),
+        Some(creator) => std::iter::once(creator)
+            .chain(
+                policy(auth, readers)
+                    .into_iter()
+                    .filter(|acl| acl.scheme() != "auth"),
+            )
+            .collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

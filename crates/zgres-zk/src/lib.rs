@@ -22,7 +22,7 @@ pub use auth::{digest_id, DigestAuth};
 pub use backoff::Backoff;
 pub use error::{ConnectError, ConnectFailure, ZkError};
 pub use session::{CreateKind, Outcome, ZkSession};
-pub use settings::{ZkSettings, ZookeeperSection};
+pub use settings::{BadAclId, ZkSettings, ZookeeperSection};
 /// The ZooKeeper client crate, for its value types (`Stat`, `SessionInfo`, watchers, create
 /// options).
 pub use zookeeper_client as client;

@@ -72,6 +72,8 @@ pub struct ZkSession {
     request_timeout: Duration,
     /// The ACL every znode this session creates gets.
     acls: Arc<[zk::Acl]>,
+    /// The same ACL as the server stores it (the creator resolved to its digest id).
+    stored_acls: Arc<[zk::Acl]>,
 }
 
 impl std::fmt::Debug for ZkSession {
@@ -148,6 +150,8 @@ impl ZkSession {
             client,
             request_timeout,
             acls: crate::auth::policy(settings.auth.as_ref(), &settings.readers).into(),
+            stored_acls: crate::auth::stored_policy(settings.auth.as_ref(), &settings.readers)
+                .into(),
         })
     }
 
@@ -272,6 +276,40 @@ impl ZkSession {
     pub async fn delete(&self, path: &str, version: Option<i32>) -> Result<Outcome<()>, ZkError> {
         self.timed("delete", path, self.client.delete(path, version))
             .await
+    }
+
+    /// Puts this session's ACL policy ([`crate::auth`]) on the existing znode `path` unless it
+    /// is already there. [`Outcome::Done`] says whether it changed; an ACL changed meanwhile
+    /// is [`Outcome::BadVersion`].
+    ///
+    /// # Errors
+    /// [`ZkError`] (refused when this identity may not administer the znode).
+    pub async fn apply_acl(&self, path: &str) -> Result<Outcome<bool>, ZkError> {
+        let Some((current, stat)) = self
+            .timed("getAcl", path, self.client.get_acl(path))
+            .await?
+            .done()
+        else {
+            return Ok(Outcome::NotFound);
+        };
+        let same = current.len() == self.stored_acls.len()
+            && current.iter().all(|acl| self.stored_acls.contains(acl));
+        if same {
+            return Ok(Outcome::Done(false));
+        }
+        let set = self
+            .timed(
+                "setAcl",
+                path,
+                self.client.set_acl(path, &self.acls, Some(stat.aversion)),
+            )
+            .await?;
+        Ok(match set {
+            Outcome::Done(_) => Outcome::Done(true),
+            Outcome::NotFound => Outcome::NotFound,
+            Outcome::Exists => Outcome::Exists,
+            Outcome::BadVersion => Outcome::BadVersion,
+        })
     }
 
     /// Creates the persistent znode `path` and any missing parents (existing ones are fine).

@@ -223,11 +223,22 @@ impl ZkSettings {
         }
     }
 
-    /// Authenticates as `auth` from now on (zgresctl's options), and grants nobody else
-    /// anything on what it creates.
+    /// Authenticates as `auth` from now on (zgresctl's options).
     pub fn with_auth(mut self, auth: Option<DigestAuth>) -> Self {
         self.auth = auth;
         self
+    }
+
+    /// Grants `readers` (ACL ids) read access to what this identity creates.
+    ///
+    /// # Errors
+    /// [`BadAclId`] for the first entry that is not `scheme:id`.
+    pub fn with_readers(mut self, readers: &[String]) -> Result<Self, BadAclId> {
+        self.readers = readers
+            .iter()
+            .map(|r| crate::auth::parse_acl_id(r).ok_or_else(|| BadAclId(r.clone())))
+            .collect::<Result<_, _>>()?;
+        Ok(self)
     }
 
     /// What to tell an operator about authentication: `None` when it is on.
@@ -237,6 +248,11 @@ impl ZkSettings {
         )
     }
 }
+
+/// A reader that is not an ACL id.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?} is not an ACL id such as digest:USER:HASH")]
+pub struct BadAclId(pub String);
 
 /// What is wrong with a connect string.
 #[derive(Debug, thiserror::Error)]

@@ -98,6 +98,15 @@ pub enum Usage {
         /// Why it does not parse (as a duration after `+`, else as a time).
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// A `--zk-reader` that is not an ACL id.
+    #[error("--zk-reader: {0}")]
+    Reader(#[from] zgres_zk::BadAclId),
+    /// `acl apply` with neither a group nor `--all`.
+    #[error("acl apply needs a GROUP or --all")]
+    AclScope,
+    /// `acl apply` without an identity to apply.
+    #[error("acl apply needs --zk-user and --zk-password-file: the writer identity whose policy it applies")]
+    AclNeedsIdentity,
     /// Only one of `--zk-user` and `--zk-password-file`.
     #[error("--zk-user and --zk-password-file go together")]
     ZkAuth,

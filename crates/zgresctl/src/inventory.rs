@@ -10,8 +10,10 @@ use zgres_schema::{decode, encode, GroupName, NodeId, ZkLayout, Znode};
 pub use crate::error::{ConfigInputError, CtlError, Refusal, Usage};
 pub use crate::node_match::{resolve_node, NodeMatch};
 
+mod acl;
 mod hand_over;
 mod history;
+pub use acl::AclReport;
 pub use hand_over::HandOver;
 pub use history::GroupHistory;
 use zgres_zk::client as zk;
@@ -78,6 +80,7 @@ impl Inventory {
         connect: &str,
         root: &str,
         auth: Option<zgres_zk::DigestAuth>,
+        readers: &[String],
         timeout: Duration,
     ) -> Result<Self, CtlError> {
         let settings = ZkSettings::from_values(connect, root, timeout).map_err(|problems| {
@@ -92,7 +95,10 @@ impl Inventory {
                 reason: first.map_or_else(String::new, |p| p.reason.clone()),
             }
         })?;
-        let settings = settings.with_auth(auth);
+        let settings = settings
+            .with_auth(auth)
+            .with_readers(readers)
+            .map_err(Usage::from)?;
         let session = ZkSession::connect(&settings, None, timeout).await?;
         Ok(Inventory {
             session,

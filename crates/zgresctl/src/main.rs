@@ -69,6 +69,10 @@ struct Args {
     /// File whose first line is the ZooKeeper digest password.
     #[arg(long, global = true, env = "ZGRES_ZK_PASSWORD_FILE")]
     zk_password_file: Option<std::path::PathBuf>,
+    /// ACL id granted read access to what zgresctl creates or `acl apply` sets (repeatable;
+    /// the deadmen's `readers`).
+    #[arg(long = "zk-reader", global = true)]
+    zk_readers: Vec<String>,
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
@@ -143,6 +147,11 @@ enum Command {
         /// The group.
         group: String,
     },
+    /// ZooKeeper ACLs of the zgres tree.
+    Acl {
+        #[command(subcommand)]
+        action: AclCommand,
+    },
     /// Print the ZooKeeper ACL id of a digest identity (for `[zookeeper] readers`), from the
     /// password in `--password-file`. Needs no ZooKeeper.
     Digest {
@@ -151,6 +160,20 @@ enum Command {
         /// File whose first line is the password.
         #[arg(long)]
         password_file: std::path::PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AclCommand {
+    /// Put the ACL policy of --zk-user (all rights; read for each --zk-reader; nothing for
+    /// anyone else) on existing znodes: the root, the directories and GROUP's znodes, or
+    /// everything with --all. Znodes already carrying it are left alone.
+    Apply {
+        /// The group.
+        group: Option<String>,
+        /// Every znode under the root.
+        #[arg(long, conflicts_with = "group")]
+        all: bool,
     },
 }
 
@@ -302,8 +325,17 @@ async fn run(args: Args) -> Result<(), CtlError> {
     }
     let auth =
         credentials::from_options(args.zk_user.as_deref(), args.zk_password_file.as_deref())?;
-    let inventory =
-        Inventory::connect(&args.zookeeper, &args.root, auth, Duration::from_secs(5)).await?;
+    if matches!(args.command, Command::Acl { .. }) && auth.is_none() {
+        return Err(Usage::AclNeedsIdentity.into());
+    }
+    let inventory = Inventory::connect(
+        &args.zookeeper,
+        &args.root,
+        auth,
+        &args.zk_readers,
+        Duration::from_secs(5),
+    )
+    .await?;
     match args.command {
         Command::List {
             group,
@@ -412,6 +444,31 @@ async fn run(args: Args) -> Result<(), CtlError> {
         Command::Resume { group } => set_paused(&inventory, &group, false, args.json).await?,
         // Answered before connecting.
         Command::Digest { .. } => {}
+        Command::Acl {
+            action: AclCommand::Apply { group, all },
+        } => {
+            if group.is_none() && !all {
+                return Err(Usage::AclScope.into());
+            }
+            let report = inventory.apply_acls(group.as_deref()).await?;
+            if args.json {
+                print_json(&report);
+            } else {
+                outln!(
+                    "{} znodes checked, {} changed{}",
+                    report.checked,
+                    report.changed,
+                    if report.conflicts.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            "; changed by someone else meanwhile (run again): {}",
+                            report.conflicts.join(", ")
+                        )
+                    }
+                );
+            }
+        }
     }
     Ok(())
 }
