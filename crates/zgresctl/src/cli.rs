@@ -1,0 +1,159 @@
+//! zgresctl's command line: options and subcommands (clap).
+
+use clap::{Parser, Subcommand};
+
+/// Look at and steer zgres groups (reads and writes ZooKeeper only).
+#[derive(Debug, Parser)]
+#[command(
+    version,
+    about,
+    after_help = "Exit status: 0 done; 1 refused or failed (the message says why); 64 usage \
+error; 69 ZooKeeper unreachable; 141 standard output was closed (e.g. `| head`)."
+)]
+pub(crate) struct Args {
+    /// ZooKeeper ensemble, host:port,...
+    #[arg(
+        long,
+        global = true,
+        env = "ZGRES_ZOOKEEPER",
+        default_value = "127.0.0.1:2181"
+    )]
+    pub(crate) zookeeper: String,
+    /// Root of the zgres znodes.
+    #[arg(long, global = true, env = "ZGRES_ROOT", default_value = "/zgres")]
+    pub(crate) root: String,
+    /// ZooKeeper digest user (the deadmen's writer identity), with --zk-password-file.
+    #[arg(long, global = true, env = "ZGRES_ZK_USER")]
+    pub(crate) zk_user: Option<String>,
+    /// File whose first line is the ZooKeeper digest password.
+    #[arg(long, global = true, env = "ZGRES_ZK_PASSWORD_FILE")]
+    pub(crate) zk_password_file: Option<std::path::PathBuf>,
+    /// ACL id granted read access to what zgresctl creates or `acl apply` sets (repeatable;
+    /// the deadmen's `readers`).
+    #[arg(long = "zk-reader", global = true)]
+    pub(crate) zk_readers: Vec<String>,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// A table per group: members, roles, state, timeline, lag.
+    List {
+        /// Only this group.
+        group: Option<String>,
+        /// Refresh every SECONDS (default 2) until interrupted.
+        #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "2")]
+        watch: Option<f64>,
+    },
+    /// The full state of one node.
+    Show {
+        /// The group.
+        group: String,
+        /// The node: its id (IP:PORT) or its configured name (e.g. n1).
+        node: String,
+    },
+    /// The group's promotions.
+    History {
+        /// The group.
+        group: String,
+    },
+    /// The group's dynamic configuration.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+    /// Planned switchover: the primary stops writes, the candidate catches up fully and is
+    /// promoted, the old primary follows it.
+    Switchover {
+        /// The group.
+        group: String,
+        /// The replica to promote, by id (IP:PORT) or configured name (e.g. n1); default: the
+        /// best one.
+        #[arg(long, value_name = "NODE")]
+        to: Option<String>,
+        /// Not before this time: RFC 3339 (`2026-11-22T03:00:00Z`) or `+10m`-style from now.
+        #[arg(long, value_name = "TIME")]
+        scheduled: Option<String>,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        force: bool,
+        /// Cancel the pending switchover or failover instead.
+        #[arg(long, conflicts_with_all = ["to", "scheduled"])]
+        cancel: bool,
+    },
+    /// Forced failover to a named replica, even when the primary is gone.
+    Failover {
+        /// The group.
+        group: String,
+        /// The replica to promote, by id (IP:PORT) or configured name (e.g. n1).
+        #[arg(long, value_name = "NODE")]
+        to: String,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Stop automatic actions (failover) in the group.
+    Pause {
+        /// The group.
+        group: String,
+    },
+    /// Resume automatic actions in the group.
+    Resume {
+        /// The group.
+        group: String,
+    },
+    /// ZooKeeper ACLs of the zgres tree.
+    Acl {
+        #[command(subcommand)]
+        action: AclCommand,
+    },
+    /// Print the ZooKeeper ACL id of a digest identity (for `[zookeeper] readers`), from the
+    /// password in `--password-file`. Needs no ZooKeeper.
+    Digest {
+        /// The user.
+        user: String,
+        /// File whose first line is the password.
+        #[arg(long)]
+        password_file: std::path::PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AclCommand {
+    /// Put the ACL policy of --zk-user (all rights; read for each --zk-reader; nothing for
+    /// anyone else) on existing znodes: the root, the directories and GROUP's znodes, or
+    /// everything with --all. Znodes already carrying it are left alone.
+    Apply {
+        /// The group.
+        group: Option<String>,
+        /// Every znode under the root.
+        #[arg(long, conflicts_with = "group")]
+        all: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ConfigAction {
+    /// Print it.
+    Get {
+        /// The group.
+        group: String,
+    },
+    /// Change keys: `zgresctl config set main maximum_lag_on_failover_bytes=1048576`.
+    Set {
+        /// The group.
+        group: String,
+        /// `key=value` pairs.
+        #[arg(required = true)]
+        assignments: Vec<String>,
+    },
+    /// Edit it in $VISUAL / $EDITOR; written back only if unchanged meanwhile.
+    Edit {
+        /// The group.
+        group: String,
+    },
+}
