@@ -33,6 +33,7 @@ use zgres_http::{Limits, Method, Request, Response};
 use crate::fence::{monotonic_ns, FenceClock};
 
 mod metrics;
+mod patroni;
 
 /// What the API knows about the node, refreshed by the daemon every round. Serialized flat
 /// (the groups below are only for the code).
@@ -93,6 +94,8 @@ pub struct Replication {
     pub synchronous: bool,
     /// As the primary in synchronous mode: no synchronous standby is in force.
     pub synchronous_degraded: bool,
+    /// The database system identifier.
+    pub system_id: Option<zgres_schema::SystemId>,
 }
 
 /// What this process counted, and the fence's headroom.
@@ -120,14 +123,14 @@ impl Status {
         {
             return false;
         }
+        // As Patroni: the lag is measured from what the replica has replayed (what a reader
+        // sees), not what it received.
         match (max_lag, self.replication.primary_position) {
-            (Some(max), Some(primary)) => {
-                let mine = [self.replication.wal.receive, self.replication.wal.replay]
-                    .into_iter()
-                    .flatten()
-                    .max();
-                mine.is_some_and(|m| primary.bytes_after(m) <= max)
-            }
+            (Some(max), Some(primary)) => self
+                .replication
+                .wal
+                .replay
+                .is_some_and(|m| primary.bytes_after(m) <= max),
             _ => true,
         }
     }
@@ -214,7 +217,11 @@ fn route(request: &Request, status: Option<&Status>) -> Response {
 const JSON: &str = "application/json";
 
 fn status_json(s: &Status) -> String {
-    serde_json::to_string(s).unwrap_or_else(|_| "{}".into())
+    let mut value = serde_json::to_value(s).unwrap_or_default();
+    if let Some(fields) = value.as_object_mut() {
+        fields.extend(patroni::fields(s));
+    }
+    value.to_string()
 }
 
 #[cfg(test)]
@@ -244,6 +251,7 @@ mod tests {
                 primary_position: Some(Lsn(100 + (32 << 20))),
                 synchronous: false,
                 synchronous_degraded: false,
+                system_id: Some(zgres_schema::SystemId(7_000_000_000_000_000_001)),
             },
             counters: Counters {
                 unreadable_znodes_total: 0,
@@ -332,6 +340,30 @@ mod tests {
         synchronous.replication.synchronous = true;
         assert_eq!(code("GET /sync HTTP/1.0\r\n\r\n", &synchronous), 200);
         assert_eq!(code("GET /async HTTP/1.0\r\n\r\n", &synchronous), 503);
+    }
+
+    #[test]
+    fn status_carries_patronis_field_names() {
+        let s = status(Role::Replica, false);
+        let r = String::from_utf8(answer(b"GET /patroni HTTP/1.1\r\n\r\n", &s)).unwrap();
+        let body: serde_json::Value =
+            serde_json::from_str(r.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+        assert_eq!(body["state"], "running");
+        assert_eq!(body["role"], "replica");
+        assert_eq!(body["xlog"]["received_location"], 100);
+        assert_eq!(body["xlog"]["replayed_location"], 100);
+        assert_eq!(body["database_system_identifier"], "7000000000000000001");
+        assert_eq!(body["patroni"]["scope"], "main");
+        assert_eq!(body["patroni"]["name"], "10.0.0.1:5432");
+    }
+
+    #[test]
+    fn replica_lag_is_measured_from_the_replayed_position() {
+        let mut s = status(Role::Replica, false);
+        // Received everything, replayed 32 MB behind.
+        s.replication.wal.receive = s.replication.primary_position;
+        assert_eq!(code("GET /replica?lag=16MB HTTP/1.0\r\n\r\n", &s), 503);
+        assert_eq!(code("GET /replica?lag=64MB HTTP/1.0\r\n\r\n", &s), 200);
     }
 
     #[test]

@@ -40,6 +40,7 @@ impl Daemon {
                 synchronous_degraded: obs.lock == LockView::Ours
                     && obs.config.synchronous_mode != SyncMode::Off
                     && self.core.sync_keeper.degraded(),
+                system_id: state.system_id,
             },
             counters: api::Counters {
                 unreadable_znodes_total: self
