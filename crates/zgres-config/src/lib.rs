@@ -119,6 +119,34 @@ pub async fn cancel_on_signal(shutdown: tokio_util::sync::CancellationToken) {
     shutdown.cancel();
 }
 
+/// Answers every SIGHUP (logrotate, `systemctl reload`, habit) by checking the config file at
+/// `path` with `check` and logging the outcome, instead of dying: SIGHUP's default action
+/// would kill the daemon, and a deadman takes its PostgreSQL with it. Live reload is not
+/// implemented: the running configuration stays in force either way. Runs until the task is
+/// dropped.
+pub async fn check_on_hangup<E: std::fmt::Display>(
+    path: std::path::PathBuf,
+    check: impl Fn(&Path) -> Result<(), E>,
+) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+        tracing::error!("cannot install the SIGHUP handler");
+        return;
+    };
+    while hangup.recv().await.is_some() {
+        match check(&path) {
+            Ok(()) => tracing::warn!(
+                file = %path.display(),
+                "SIGHUP: the configuration file is valid; live reload is not implemented, so the running configuration stays in force until the next restart"
+            ),
+            Err(e) => tracing::error!(
+                file = %path.display(),
+                "SIGHUP: the configuration file is not valid; the running configuration stays in force: {e}"
+            ),
+        }
+    }
+}
+
 /// Collects problems while validating, to report them all at once.
 #[derive(Debug, Default)]
 pub struct Problems(Vec<ConfigProblem>);

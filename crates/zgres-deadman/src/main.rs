@@ -86,6 +86,9 @@ fn main() -> ExitCode {
     runtime.block_on(async {
         let shutdown = CancellationToken::new();
         tokio::spawn(zgres_config::cancel_on_signal(shutdown.clone()));
+        tokio::spawn(zgres_config::check_on_hangup(path.clone(), |p| {
+            Config::load(p).map(drop)
+        }));
         match zgres_deadman::run(config, shutdown).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -78,6 +78,9 @@ fn main() -> ExitCode {
     runtime.block_on(async {
         let shutdown = CancellationToken::new();
         tokio::spawn(zgres_config::cancel_on_signal(shutdown.clone()));
+        tokio::spawn(zgres_config::check_on_hangup(path.clone(), |p| {
+            Config::load(p).map(drop)
+        }));
         match zgres_sync::run(config, libraries, shutdown).await {
             Ok(()) => {
                 tracing::info!("zgres-sync stopped");
