@@ -2,10 +2,14 @@
 //! by the configured readers): a client without credentials and a reader-identity client can
 //! neither delete nor overwrite the lock, a state, a connection info, the config or the
 //! database id, nor create anything in the group's directories, while a writer commits on the
-//! primary throughout; the primary keeps its lock and no write is refused.
+//! primary throughout; the primary keeps its lock and no write is refused. zgres-sync follows
+//! the group as the reader identity.
 
 use zgres_schema::Znode;
-use zgres_testkit::group::{missing_acks, Group, Timing, Writer};
+use zgres_testkit::artifacts::binary;
+use zgres_testkit::group::{missing_acks, Group, Timing, Writer, DEADLINE};
+use zgres_testkit::poll;
+use zgres_testkit::process::ManagedProcess;
 use zookeeper_client as zk;
 
 const WRITER: &str = "zgres";
@@ -111,6 +115,48 @@ async fn only_the_writer_identity_can_change_the_group() {
         matches!(anonymous.get_data(&lock).await, Err(zk::Error::NoAuth)),
         "anyone can read the lock"
     );
+
+    // zgres-sync follows the group as the reader identity.
+    let dir = tempfile::tempdir().unwrap();
+    let snapshot = dir.path().join("snapshot.json");
+    let config = dir.path().join("sync.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[zookeeper]\nconnect = \"{}\"\nuser = \"{READER}\"\npassword_env = \"ZGRES_TEST_ZK_PASSWORD\"\n\
+             [sync]\nsnapshot_file = \"{}\"\n",
+            group.zk.connect_string(),
+            snapshot.display()
+        ),
+    )
+    .unwrap();
+    let sync_log = dir.path().join("sync.log");
+    let _sync = ManagedProcess::spawn(
+        "zgres-sync",
+        binary("zgres-sync"),
+        ["--config", config.to_str().unwrap()],
+        &[("ZGRES_TEST_ZK_PASSWORD", READER_PASSWORD)],
+        None,
+        &sync_log,
+    )
+    .unwrap();
+    let port = group.nodes[primary].port();
+    poll::until(
+        "zgres-sync, as the reader, to see the primary",
+        DEADLINE,
+        || {
+            let text = std::fs::read_to_string(&snapshot).unwrap_or_default();
+            let value: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+            std::future::ready((value["groups"]["main"]["primary"]["port"] == port).then_some(()))
+        },
+    )
+    .await
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}\n{}",
+            std::fs::read_to_string(&sync_log).unwrap_or_default()
+        )
+    });
 
     writer.wait_more_acks(primary, 10).await;
     assert_eq!(
