@@ -78,11 +78,9 @@ pub async fn control_data(config: &PostgresConfig) -> Result<ControlData, DataDi
         path: config.data_dir.clone(),
         problem,
     };
-    let output = tokio::process::Command::new(config.bin_dir.join("pg_controldata"))
+    let output = zgres_process::command(config.bin_dir.join("pg_controldata"))
         .arg("-D")
         .arg(&config.data_dir)
-        .env_clear()
-        .envs(zgres_process::allowed_env())
         .env("LC_ALL", "C")
         .output()
         .await

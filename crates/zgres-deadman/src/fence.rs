@@ -102,7 +102,9 @@ impl FenceClock {
     /// Sets the process group to kill (PostgreSQL's), or 0 for none.
     pub fn set_target(&self, pgid: i32) {
         self.target_pgid.store(pgid, Ordering::SeqCst);
-        self.changed.notify_one();
+        // With a PostgreSQL to ask, a graceful shutdown may now be due before the deadline the
+        // fence thread sleeps towards.
+        self.wake();
     }
 
     /// Wakes the fence thread and the keeper feeder: something they act on changed.
@@ -187,7 +189,8 @@ impl FenceClock {
     pub fn demote_due(&self, now_ns: u64) -> Option<i32> {
         let state = self.state();
         let demoted_for = Some(self.demoted_for_ns.load(Ordering::SeqCst));
-        if state.step(now_ns, demoted_for) != FenceStep::Demote || state.pgid <= 0 {
+        // `Demote` is only ever due with a PostgreSQL to ask (pgid > 0).
+        if state.step(now_ns, demoted_for) != FenceStep::Demote {
             return None;
         }
         let before = self

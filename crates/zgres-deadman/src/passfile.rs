@@ -59,16 +59,12 @@ pub fn write(config: &PostgresConfig) -> Result<Option<PathBuf>, PassfileError> 
             _ => return Ok(None),
         }
     };
-    let dir = target.parent().unwrap_or(Path::new("/"));
-    // Created with O_EXCL and mode 0600 by tempfile.
-    let mut file = tempfile::Builder::new()
-        .prefix(".zgres-pgpass-")
-        .tempfile_in(dir)
-        .map_err(fail)?;
-    file.write_all(line(&config.user, password.expose()).as_bytes())
-        .and_then(|()| file.as_file().sync_all())
-        .map_err(fail)?;
-    give_to_owner(config, file.path()).map_err(fail)?;
+    let file = private_file(
+        config,
+        ".zgres-pgpass-",
+        &line(&config.user, password.expose()),
+    )
+    .map_err(fail)?;
     file.persist(&target).map_err(|e| fail(e.error))?;
     Ok(Some(target))
 }
@@ -83,19 +79,29 @@ pub fn secret_file(
     config: &PostgresConfig,
     secret: &str,
 ) -> Result<tempfile::NamedTempFile, PassfileError> {
+    private_file(config, ".zgres-secret-", secret).map_err(|source| PassfileError {
+        // The directory it is created in: the file itself has no name yet.
+        path: path(config)
+            .parent()
+            .map(Path::to_owned)
+            .unwrap_or_default(),
+        source,
+    })
+}
+
+/// A new file holding `contents` in the password file's directory: created exclusively with
+/// mode 0600 (tempfile), synced, and handed to PostgreSQL's user. Removed when dropped.
+fn private_file(
+    config: &PostgresConfig,
+    prefix: &str,
+    contents: &str,
+) -> std::io::Result<tempfile::NamedTempFile> {
     let target = path(config);
     let dir = target.parent().unwrap_or(Path::new("/"));
-    let fail = |source| PassfileError {
-        path: dir.to_owned(),
-        source,
-    };
-    let mut file = tempfile::Builder::new()
-        .prefix(".zgres-secret-")
-        .tempfile_in(dir)
-        .map_err(fail)?;
-    file.write_all(secret.as_bytes()).map_err(fail)?;
-    file.as_file().sync_all().map_err(fail)?;
-    give_to_owner(config, file.path()).map_err(fail)?;
+    let mut file = tempfile::Builder::new().prefix(prefix).tempfile_in(dir)?;
+    file.write_all(contents.as_bytes())?;
+    file.as_file().sync_all()?;
+    give_to_owner(config, file.path())?;
     Ok(file)
 }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 use crate::config::PostgresConfig;
 use crate::fence::FenceClock;
@@ -75,12 +75,10 @@ impl PostgresProcess {
             return Ok(());
         }
         let (prefix, env) = setpriv_prefix(&self.config);
-        let mut command = Command::new("setpriv");
+        // Only the allowed environment: not the password variable the deadman was given.
+        let mut command = zgres_process::command("setpriv");
         command
             .args(prefix)
-            // Only the allowed environment: not the password variable the deadman was given.
-            .env_clear()
-            .envs(zgres_process::allowed_env())
             .envs(env)
             .arg("--")
             .arg(self.config.bin_dir.join("postgres"))

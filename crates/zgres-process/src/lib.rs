@@ -26,8 +26,15 @@ pub const ALLOWED_ENV: &[&str] = &[
     "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR",
 ];
 
-/// The allowed part of this process's environment ([`ALLOWED_ENV`] and `LC_*`), for a child
-/// whose environment was cleared (`env_clear().envs(allowed_env())`).
+/// A command for `program` whose environment is only the allowed part of this process's
+/// ([`allowed_env`]): every child zgres starts begins here.
+pub fn command(program: impl AsRef<OsStr>) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(program);
+    command.env_clear().envs(allowed_env());
+    command
+}
+
+/// The allowed part of this process's environment ([`ALLOWED_ENV`] and `LC_*`).
 pub fn allowed_env() -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
     std::env::vars_os()
         .filter(|(name, _)| {
@@ -102,10 +109,8 @@ where
     V: AsRef<OsStr>,
 {
     let name = program.display().to_string();
-    let mut child = tokio::process::Command::new(program)
+    let mut child = command(program)
         .args(args)
-        .env_clear()
-        .envs(allowed_env())
         .envs(env)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

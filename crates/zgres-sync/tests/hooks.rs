@@ -29,17 +29,9 @@ struct Setup {
     metrics_port: u16,
 }
 
-/// `GET /metrics` from the daemon (plain HTTP over loopback).
+/// `GET /metrics` from the daemon.
 fn scrape(port: u16) -> String {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    stream.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
-    let mut text = String::new();
-    let _ = stream.read_to_string(&mut text);
-    text
+    zgres_testkit::http::get(port, "/metrics").unwrap_or_default()
 }
 
 /// Starts zgres-sync on `connect` with four hooks: one printing garbage, one recording each

@@ -15,15 +15,9 @@ use zookeeper_client as zk;
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
-/// `GET /metrics` from the daemon (plain HTTP over loopback); `None` when it does not answer.
+/// `GET /metrics` from the daemon; `None` when it does not answer.
 fn scrape(port: u16) -> Option<String> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    stream.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").ok()?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text).ok()?;
-    Some(text)
+    zgres_testkit::http::get(port, "/metrics")
 }
 
 fn conn(host: &str, port: u16, dbname: Option<String>) -> Vec<u8> {

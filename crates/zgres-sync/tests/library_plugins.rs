@@ -69,6 +69,19 @@ async fn the_example_library_plugin_gets_every_snapshot() {
     .unwrap_or_else(|e| panic!("{e}\n{}", std::fs::read_to_string(&log).unwrap_or_default()));
 }
 
+/// Checks that zgres-sync with `config`, checked or started, exits 78 saying `why`.
+fn refused_at_start(config: &std::path::Path, why: &str) {
+    for flag in ["--check-config", "--config"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_zgres-sync"))
+            .args([flag, config.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(78), "{flag}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(why), "{flag}: {stderr}");
+    }
+}
+
 #[test]
 fn a_library_with_another_abi_is_refused_at_start() {
     let dir = tempfile::tempdir().unwrap();
@@ -77,15 +90,7 @@ fn a_library_with_another_abi_is_refused_at_start() {
         "127.0.0.1:1",
         &library("zgres_plugin_example_wrong_abi"),
     );
-    for flag in ["--check-config", "--config"] {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_zgres-sync"))
-            .args([flag, config.to_str().unwrap()])
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(78), "{flag}");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(stderr.contains("ABI version 999"), "{flag}: {stderr}");
-    }
+    refused_at_start(&config, "ABI version 999");
 }
 
 #[test]
@@ -96,16 +101,5 @@ fn a_library_others_may_write_is_refused_at_start() {
     std::fs::copy(library("zgres_plugin_example"), &copy).unwrap();
     std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o775)).unwrap();
     let config = config(dir.path(), "127.0.0.1:1", &copy);
-    for flag in ["--check-config", "--config"] {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_zgres-sync"))
-            .args([flag, config.to_str().unwrap()])
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(78), "{flag}");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            stderr.contains("writable by its group or others (mode 775)"),
-            "{flag}: {stderr}"
-        );
-    }
+    refused_at_start(&config, "writable by its group or others (mode 775)");
 }

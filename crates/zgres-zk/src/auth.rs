@@ -29,19 +29,19 @@ impl DigestAuth {
     pub(crate) fn credentials(&self) -> Vec<u8> {
         format!("{}:{}", self.user, self.password.expose()).into_bytes()
     }
-
-    /// This identity's ACL id, as [`digest_id`].
-    pub fn id(&self) -> String {
-        digest_id(&self.user, self.password.expose())
-    }
 }
 
 /// The ZooKeeper ACL id of a digest identity: `digest:USER:base64(sha1(USER:PASSWORD))`, what
 /// `readers` lists and what ZooKeeper's `getAcl` shows.
 pub fn digest_id(user: &str, password: &str) -> String {
+    format!("digest:{}", digest_user_id(user, password))
+}
+
+/// The id part of [`digest_id`]: `USER:base64(sha1(USER:PASSWORD))`.
+fn digest_user_id(user: &str, password: &str) -> String {
     let hash = Sha1::digest(format!("{user}:{password}").as_bytes());
     format!(
-        "digest:{user}:{}",
+        "{user}:{}",
         base64::engine::general_purpose::STANDARD.encode(hash)
     )
 }
@@ -58,13 +58,7 @@ pub(crate) fn parse_acl_id(text: &str) -> Option<(String, String)> {
 pub(crate) fn policy(auth: Option<&DigestAuth>, readers: &[(String, String)]) -> Vec<zk::Acl> {
     match auth {
         None => zk::Acls::anyone_all().to_vec(),
-        Some(_) => zk::Acls::creator_all()
-            .iter()
-            .cloned()
-            .chain(readers.iter().map(|(scheme, id)| {
-                zk::Acl::new(zk::Permission::READ, zk::AuthId::new(scheme, id))
-            }))
-            .collect(),
+        Some(_) => with_readers(zk::Acls::creator_all().to_vec(), readers),
     }
 }
 
@@ -74,21 +68,24 @@ pub(crate) fn stored_policy(
     auth: Option<&DigestAuth>,
     readers: &[(String, String)],
 ) -> Vec<zk::Acl> {
-    let creator = auth.map(|a| {
-        let id = a.id();
-        let id = id.strip_prefix("digest:").unwrap_or(&id).to_owned();
-        zk::Acl::new(zk::Permission::ALL, zk::AuthId::new("digest", &id))
-    });
-    match creator {
-        None => policy(None, readers),
-        Some(creator) => std::iter::once(creator)
-            .chain(
-                policy(auth, readers)
-                    .into_iter()
-                    .filter(|acl| acl.scheme() != "auth"),
-            )
-            .collect(),
+    match auth {
+        None => zk::Acls::anyone_all().to_vec(),
+        Some(a) => {
+            let id = digest_user_id(&a.user, a.password.expose());
+            let creator = zk::Acl::new(zk::Permission::ALL, zk::AuthId::new("digest", &id));
+            with_readers(vec![creator], readers)
+        }
     }
+}
+
+/// `acls` followed by read access for each of `readers`.
+fn with_readers(mut acls: Vec<zk::Acl>, readers: &[(String, String)]) -> Vec<zk::Acl> {
+    acls.extend(
+        readers
+            .iter()
+            .map(|(scheme, id)| zk::Acl::new(zk::Permission::READ, zk::AuthId::new(scheme, id))),
+    );
+    acls
 }
 
 #[cfg(test)]

@@ -36,6 +36,16 @@ impl<T> Outcome<T> {
     pub fn is_done(&self) -> bool {
         matches!(self, Outcome::Done(_))
     }
+
+    /// The same outcome, with `f` applied to the result of a write that happened.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Outcome<U> {
+        match self {
+            Outcome::Done(value) => Outcome::Done(f(value)),
+            Outcome::NotFound => Outcome::NotFound,
+            Outcome::Exists => Outcome::Exists,
+            Outcome::BadVersion => Outcome::BadVersion,
+        }
+    }
 }
 
 /// What kind of znode a create makes. The ACL each gets is decided here, in one place.
@@ -304,12 +314,7 @@ impl ZkSession {
                 self.client.set_acl(path, &self.acls, Some(stat.aversion)),
             )
             .await?;
-        Ok(match set {
-            Outcome::Done(_) => Outcome::Done(true),
-            Outcome::NotFound => Outcome::NotFound,
-            Outcome::Exists => Outcome::Exists,
-            Outcome::BadVersion => Outcome::BadVersion,
-        })
+        Ok(set.map(|_| true))
     }
 
     /// Creates the persistent znode `path` and any missing parents (existing ones are fine).

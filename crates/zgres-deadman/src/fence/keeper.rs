@@ -25,10 +25,8 @@ impl Keeper {
     /// When the process cannot be started.
     pub fn spawn(fence: Arc<FenceClock>) -> std::io::Result<Self> {
         let exe = std::env::current_exe()?;
-        let mut child = tokio::process::Command::new(exe)
+        let mut child = zgres_process::command(exe)
             .arg("--fence-keeper")
-            .env_clear()
-            .envs(zgres_process::allowed_env())
             .stdin(std::process::Stdio::piped())
             .spawn()?;
         let mut stdin = child

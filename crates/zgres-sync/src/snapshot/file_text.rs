@@ -15,7 +15,7 @@ use zgres_schema::{GroupName, NodeId};
 use super::{GroupSnapshot, Snapshot};
 
 /// What the file shows of one group, as last encoded.
-#[derive(Debug, PartialEq)]
+#[derive(Debug)]
 struct GroupParts {
     group: GroupSnapshot,
     master: Option<NodeId>,
@@ -50,10 +50,15 @@ impl SnapshotFileText {
             .retain(|name, _| snapshot.groups.contains_key(name));
         let mut encoded = 0;
         for (name, group) in &snapshot.groups {
-            let parts = parts_of(snapshot, name, group);
-            if self.groups.get(name).is_some_and(|e| e.parts == parts) {
+            // Compared in place: only a changed group is copied and encoded.
+            if self
+                .groups
+                .get(name)
+                .is_some_and(|e| e.parts.same_as(snapshot, name, group))
+            {
                 continue;
             }
+            let parts = parts_of(snapshot, name, group);
             self.groups.insert(name.clone(), encode_group(name, parts)?);
             encoded += 1;
         }
@@ -88,16 +93,34 @@ impl SnapshotFileText {
     }
 }
 
-fn parts_of(snapshot: &Snapshot, name: &GroupName, group: &GroupSnapshot) -> GroupParts {
+impl GroupParts {
+    /// Whether `group` of `snapshot` shows exactly these parts.
+    fn same_as(&self, snapshot: &Snapshot, name: &GroupName, group: &GroupSnapshot) -> bool {
+        self.group == *group
+            && self.master == snapshot.masters.get(name).copied()
+            && self.databases.as_ref() == snapshot.databases.get(name)
+            && conn_info_of(snapshot, name).eq(self.conn_info.iter().map(|(k, v)| (k, v)))
+    }
+}
+
+/// The `conn_info` entries of group `name` (keys `{name}_…`).
+fn conn_info_of<'a>(
+    snapshot: &'a Snapshot,
+    name: &GroupName,
+) -> impl Iterator<Item = (&'a String, &'a ConnInfo)> {
     let prefix = format!("{name}_");
+    snapshot
+        .conn_info
+        .range(prefix.clone()..)
+        .take_while(move |(key, _)| key.starts_with(&prefix))
+}
+
+fn parts_of(snapshot: &Snapshot, name: &GroupName, group: &GroupSnapshot) -> GroupParts {
     GroupParts {
         group: group.clone(),
         master: snapshot.masters.get(name).copied(),
         databases: snapshot.databases.get(name).cloned(),
-        conn_info: snapshot
-            .conn_info
-            .range(prefix.clone()..)
-            .take_while(|(key, _)| key.starts_with(&prefix))
+        conn_info: conn_info_of(snapshot, name)
             .map(|(key, info)| (key.clone(), info.clone()))
             .collect(),
     }
