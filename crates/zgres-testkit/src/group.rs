@@ -362,7 +362,7 @@ impl Group {
     /// Waits until node `i` is a standby streaming from node `primary`.
     pub async fn wait_following(&self, i: usize, primary: usize) {
         let port = i32::from(self.nodes[primary].port());
-        poll::until(
+        let waited = poll::until(
             &format!(
                 "{} streaming from {}",
                 self.nodes[i].name, self.nodes[primary].name
@@ -373,21 +373,42 @@ impl Group {
                 (status == "streaming" && sender == port).then_some(())
             },
         )
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", self.logs()));
+        .await;
+        if let Err(e) = waited {
+            let seen = self.nodes[i].wal_receiver().await;
+            panic!(
+                "{e} (last seen: WAL receiver {seen:?}, {} is on port {port})\n{}",
+                self.nodes[primary].name,
+                self.logs_with_first(Some(i))
+            );
+        }
     }
 
     /// The last lines of every node's deadman and PostgreSQL logs, for failure messages.
     pub fn logs(&self) -> String {
-        self.nodes
-            .iter()
-            .map(|n| {
+        self.logs_with_first(None)
+    }
+
+    /// As [`Group::logs`], with node `first`'s logs first: failure output is often cut after
+    /// its first lines, and the node a wait was about is the one that explains it.
+    pub fn logs_with_first(&self, first: Option<usize>) -> String {
+        let order = first
+            .into_iter()
+            .chain((0..self.nodes.len()).filter(|&i| Some(i) != first));
+        order
+            .map(|i| {
+                let n = &self.nodes[i];
                 // The deadman's own lines and PostgreSQL's (which carry " UTC [pid] ") apart,
-                // so a chatty server does not hide what the deadman decided.
+                // so a chatty server does not hide what the deadman decided; the ZooKeeper
+                // client's per-attempt reconnect warnings are dropped for the same reason.
                 let text = n.log_text();
                 let (server, deadman): (Vec<&str>, Vec<&str>) = text
                     .lines()
-                    .filter(|l| !l.contains("DEBUG") && !l.starts_with('\t'))
+                    .filter(|l| {
+                        !l.contains("DEBUG")
+                            && !l.starts_with('\t')
+                            && !l.contains("zookeeper_client::session: fails to establish")
+                    })
                     .partition(|l| l.contains(" UTC ["));
                 let tail =
                     |lines: &[&str], n: usize| lines[lines.len().saturating_sub(n)..].join("\n");
