@@ -10,7 +10,12 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
+
+mod log;
+mod signals;
+
+pub use log::{LogConfig, LogFormat, LogLevel};
+pub use signals::{cancel_on_signal, check_on_hangup, reload_on_hangup};
 
 /// Exit status for command-line usage errors (`EX_USAGE`).
 pub const EXIT_USAGE: u8 = 64;
@@ -99,52 +104,6 @@ pub fn parse_args<A: clap::Parser>() -> Result<A, std::process::ExitCode> {
             std::process::ExitCode::SUCCESS
         }
     })
-}
-
-/// Cancels `shutdown` on the first SIGTERM or SIGINT. Returns at once (logging why) if the
-/// handlers cannot be installed.
-pub async fn cancel_on_signal(shutdown: tokio_util::sync::CancellationToken) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers");
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
-    }
-    shutdown.cancel();
-}
-
-/// Answers every SIGHUP (logrotate, `systemctl reload`, habit) by checking the config file at
-/// `path` with `check` and logging the outcome, instead of dying: SIGHUP's default action
-/// would kill the daemon, and a deadman takes its PostgreSQL with it. Live reload is not
-/// implemented: the running configuration stays in force either way. Runs until the task is
-/// dropped.
-pub async fn check_on_hangup<E: std::fmt::Display>(
-    path: std::path::PathBuf,
-    check: impl Fn(&Path) -> Result<(), E>,
-) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
-        tracing::error!("cannot install the SIGHUP handler");
-        return;
-    };
-    while hangup.recv().await.is_some() {
-        match check(&path) {
-            Ok(()) => tracing::warn!(
-                file = %path.display(),
-                "SIGHUP: the configuration file is valid; live reload is not implemented, so the running configuration stays in force until the next restart"
-            ),
-            Err(e) => tracing::error!(
-                file = %path.display(),
-                "SIGHUP: the configuration file is not valid; the running configuration stays in force: {e}"
-            ),
-        }
-    }
 }
 
 /// Collects problems while validating, to report them all at once.
@@ -273,60 +232,6 @@ pub fn secret(
         },
         (None, None) => None,
     }
-}
-
-/// Log output settings (`[log]`).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LogConfig {
-    /// `text` or `json`.
-    pub format: LogFormat,
-    /// A `tracing` filter such as `info` or `zgres_deadman=debug,info`; `RUST_LOG` overrides it.
-    pub level: String,
-}
-
-impl Default for LogConfig {
-    fn default() -> Self {
-        LogConfig {
-            format: LogFormat::Text,
-            level: "info".to_owned(),
-        }
-    }
-}
-
-impl LogConfig {
-    /// Records a problem if `level` is not a valid filter.
-    pub fn validate(&self, problems: &mut Problems) {
-        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.level) {
-            problems.add("log.level", e.to_string());
-        }
-    }
-
-    /// Installs the global `tracing` subscriber, writing to stderr, with colours only when
-    /// stderr is a terminal (journald and log files get plain text).
-    pub fn init(&self) {
-        use std::io::IsTerminal;
-        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&self.level));
-        let builder = tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_ansi(std::io::stderr().is_terminal())
-            .with_writer(std::io::stderr);
-        match self.format {
-            LogFormat::Text => builder.init(),
-            LogFormat::Json => builder.json().init(),
-        }
-    }
-}
-
-/// Log line format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
 }
 
 #[cfg(test)]

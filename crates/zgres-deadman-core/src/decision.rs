@@ -106,6 +106,24 @@ impl Decider {
         self
     }
 
+    /// Input: a reload of the node's configuration file changed its tags or timing. Takes
+    /// effect from the next round; timers already running (a primary restarting, an election
+    /// waiting) are measured against the new limits.
+    pub fn reconfigure(
+        &mut self,
+        tags: Tags,
+        primary_restart_timeout: Duration,
+        election_wait: Duration,
+        request_timeout: Duration,
+    ) {
+        self.tags = tags;
+        self.timing = DeciderTiming {
+            primary_restart_timeout,
+            election_wait,
+            request_timeout,
+        };
+    }
+
     /// Input: the pg_rewind asked for failed at `now`; the next attempt waits [`REWIND_RETRY`].
     pub fn rewind_failed(&mut self, now: Instant) {
         self.rewind_retry_at = Some(now + REWIND_RETRY);

@@ -79,6 +79,10 @@ pub struct Health {
     pub tags: Tags,
     /// The ZooKeeper session is established.
     pub zookeeper_connected: bool,
+    /// Settings waiting for a restart, as in the node's state (`postgresql.NAME` for
+    /// PostgreSQL's parameters); Patroni's `pending_restart: true` accompanies a non-empty list.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pending_restart_settings: Vec<String>,
 }
 
 /// Timeline, WAL and synchronous replication.
@@ -240,6 +244,7 @@ mod tests {
                 warnings: vec![],
                 tags: Tags::default(),
                 zookeeper_connected: true,
+                pending_restart_settings: Vec::new(),
             },
             replication: Replication {
                 timeline: Some(Timeline::FIRST),

@@ -18,6 +18,7 @@ use zgres_config::Problems;
 pub use zgres_config::{ConfigError, LogConfig, LogFormat, Secret};
 
 mod raw;
+pub mod reload;
 
 use raw::RawConfig;
 
@@ -27,7 +28,7 @@ const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_millis(4_000);
 const DEFAULT_FENCE_MARGIN: Duration = Duration::from_millis(1_000);
 
 /// ZooKeeper connection settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ZookeeperConfig {
     /// Where to connect, the session timeout to ask for (the server may grant a different one;
     /// the granted one is what fencing uses) and where zgres's znodes live.
@@ -37,7 +38,7 @@ pub struct ZookeeperConfig {
 }
 
 /// PostgreSQL settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PostgresConfig {
     /// The data directory.
     pub data_dir: PathBuf,
@@ -55,7 +56,8 @@ pub struct PostgresConfig {
     pub password: Option<Secret>,
     /// Host the deadman connects to for probes.
     pub probe_host: IpAddr,
-    /// Settings passed as `-c name=value` on the command line.
+    /// PostgreSQL settings, written to the parameters file PostgreSQL includes
+    /// ([`crate::parameters_file`]).
     pub parameters: BTreeMap<String, String>,
 }
 
@@ -74,7 +76,7 @@ impl PostgresConfig {
 }
 
 /// Loop timing.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TimingConfig {
     /// How often PostgreSQL is probed and decisions are made.
     pub loop_interval: Duration,
@@ -94,7 +96,7 @@ pub struct TimingConfig {
 
 /// How a node gets its data directory: created (initdb) for a new group, cloned from the
 /// primary for a new replica, rewound after a failover.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProvisioningConfig {
     /// Extra `initdb` arguments (data checksums are always on, for pg_rewind).
     pub initdb_args: Vec<String>,
@@ -112,7 +114,7 @@ pub struct ProvisioningConfig {
 }
 
 /// The validated configuration.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// ZooKeeper.
     pub zookeeper: ZookeeperConfig,
@@ -236,6 +238,20 @@ impl Config {
                     &format!("postgres.parameters.{reserved}"),
                     "is managed by zgres; set it elsewhere in this file",
                 );
+            }
+        }
+        for (name, value) in &raw.postgres.parameters {
+            let key = format!("postgres.parameters.{name}");
+            let mut chars = name.chars();
+            let well_formed = chars
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+            if !well_formed {
+                problems.add(&key, "is not a PostgreSQL parameter name");
+            }
+            if value.chars().any(|c| c.is_control()) {
+                problems.add(&key, "must be one line without control characters");
             }
         }
         let password = zgres_config::secret(

@@ -35,6 +35,7 @@ mod act;
 mod node_state;
 mod publish;
 mod records;
+mod reload;
 mod round;
 mod session;
 
@@ -97,12 +98,17 @@ const MAX_CONNECT_BACKOFF: Duration = Duration::from_millis(500);
 /// # Errors
 /// [`DaemonError`] for problems that retrying cannot fix; transient ZooKeeper and PostgreSQL
 /// failures are logged and retried, never returned.
-pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), DaemonError> {
+pub async fn run(
+    config: Config,
+    shutdown: CancellationToken,
+    reloads: Reloads,
+) -> Result<(), DaemonError> {
     // Plugins first: an unusable one is a configuration problem, reported before anything else.
+    let plugins_stop = shutdown.child_token();
     let plugins = plugins::start(
         &config.plugins,
         config.timing.plugin_interval,
-        shutdown.child_token(),
+        plugins_stop.clone(),
     )?;
     let provisioner = Provisioner::new(config.postgres.clone(), config.provisioning.clone());
     provisioner.recover_interrupted()?;
@@ -135,14 +141,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
     ));
     let _fence_thread = FenceThread::spawn(fence.clone()).map_err(DaemonError::Fence)?;
     let (status, status_rx) = watch::channel(None);
-    let api = match config.api_listen {
-        Some(addr) => Some(
-            api::serve(addr, status_rx, fence.clone(), shutdown.child_token())
-                .await
-                .map_err(|source| DaemonError::Api { addr, source })?,
-        ),
-        None => None,
-    };
+    let api_stop = shutdown.child_token();
+    if let Some(addr) = config.api_listen {
+        api::serve(addr, status_rx, fence.clone(), api_stop.clone())
+            .await
+            .map_err(|source| DaemonError::Api { addr, source })?;
+    }
 
     let keeper = Keeper::spawn(fence.clone()).map_err(DaemonError::Fence)?;
 
@@ -184,15 +188,21 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Daem
         },
         shutdown: shutdown.clone(),
         fence,
-        plugins,
+        live: Live {
+            plugins,
+            plugins_stop,
+            api_stop,
+            reloads,
+            restart_needed: Vec::new(),
+            postgres_pending_restart: Vec::new(),
+            settings_check_at: None,
+        },
         config,
     };
     let result = daemon.run(&shutdown).await;
     daemon.shut_down().await;
     keeper.finish().await;
-    if let Some(api) = api {
-        api.abort();
-    }
+    daemon.live.api_stop.cancel();
     result
 }
 
@@ -210,9 +220,35 @@ struct Daemon {
     /// systemd: readiness, status and watchdog pings from the loop.
     systemd: Systemd,
     fence: Arc<FenceClock>,
-    plugins: Option<Plugins>,
+    /// What a reload of the configuration file replaces or reports.
+    live: Live,
     /// Long provisioning steps stop when this is cancelled.
     shutdown: CancellationToken,
+}
+
+/// Where reloaded configurations come from, and how the log level changes.
+#[derive(Debug)]
+pub struct Reloads {
+    /// Validated configurations, one per SIGHUP with a valid file.
+    pub configs: tokio::sync::mpsc::Receiver<Config>,
+    /// The running log level (`None`: not changeable, e.g. in tests).
+    pub log_level: Option<zgres_config::LogLevel>,
+}
+
+/// The parts a reload replaces while the deadman runs, and what waits for a restart.
+struct Live {
+    plugins: Option<Plugins>,
+    /// Stops the current plugin task (a reload with other plugins replaces it).
+    plugins_stop: CancellationToken,
+    /// Stops the current health API server (a reload with another address replaces it).
+    api_stop: CancellationToken,
+    reloads: Reloads,
+    /// Settings of the file that differ from the running ones until the deadman restarts.
+    restart_needed: Vec<&'static str>,
+    /// PostgreSQL's parameters waiting for PostgreSQL to restart.
+    postgres_pending_restart: Vec<String>,
+    /// When to ask PostgreSQL what it made of its settings (after a start or a reload).
+    settings_check_at: Option<Instant>,
 }
 
 /// The pure core's state, carried from round to round.
@@ -316,18 +352,29 @@ impl Daemon {
             ) else {
                 continue;
             };
-            let Self { zk, pg, .. } = self;
+            let Self { zk, pg, live, .. } = self;
             let group_changed = async {
                 match zk.session.as_ref() {
                     Some(s) => s.coordinator.changed().await,
                     None => std::future::pending().await,
                 }
             };
-            tokio::select! {
-                () = tokio::time::sleep(pause) => {}
-                () = group_changed => {}
-                () = pg.process.exited() => {}
-                () = shutdown.cancelled() => {}
+            let reloaded = async {
+                match live.reloads.configs.recv().await {
+                    Some(config) => config,
+                    // No more reloads (the SIGHUP task ended): never ready again.
+                    None => std::future::pending().await,
+                }
+            };
+            let reloaded = tokio::select! {
+                () = tokio::time::sleep(pause) => None,
+                () = group_changed => None,
+                () = pg.process.exited() => None,
+                config = reloaded => Some(config),
+                () = shutdown.cancelled() => None,
+            };
+            if let Some(config) = reloaded {
+                self.reload(config).await;
             }
         }
         Ok(())

@@ -177,13 +177,24 @@ pub fn make_standby(config: &PostgresConfig, conninfo: Option<&str>) -> Result<(
             .filter(|l| !l.trim_start().starts_with("primary_conninfo"))
             .map(|l| format!("{l}\n"))
             .collect();
-        text.push_str(&format!("primary_conninfo = {}\n", quote_literal(conninfo)));
+        text.push_str(&format!(
+            "primary_conninfo = {}\n",
+            config_file_literal(conninfo)
+        ));
         write_owned(config, &auto, text.as_bytes())?;
     }
     Ok(())
 }
 
-fn write_owned(config: &PostgresConfig, path: &Path, data: &[u8]) -> Result<(), DataDirError> {
+/// Writes `data` to `path` and gives the file to the data directory's owner.
+///
+/// # Errors
+/// [`DataDirError::Io`] naming `path`.
+pub(crate) fn write_owned(
+    config: &PostgresConfig,
+    path: &Path,
+    data: &[u8],
+) -> Result<(), DataDirError> {
     let io = |source| DataDirError::Io {
         path: path.to_owned(),
         source,
@@ -205,9 +216,16 @@ pub fn give_to_owner(config: &PostgresConfig, path: &Path) -> std::io::Result<()
     }
 }
 
-/// A SQL string literal (for `ALTER SYSTEM` and configuration files).
+/// A SQL string literal (for `ALTER SYSTEM`; with `standard_conforming_strings`, a backslash
+/// is an ordinary character there).
 pub fn quote_literal(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
+}
+
+/// A string literal for PostgreSQL's configuration files, whose parser reads a backslash as
+/// an escape: both the quote and the backslash are doubled.
+pub fn config_file_literal(value: &str) -> String {
+    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "''"))
 }
 
 /// The pid in `postmaster.pid` if that process is alive: a PostgreSQL we did not start.
@@ -240,5 +258,6 @@ mod tests {
     #[test]
     fn quotes_literals() {
         assert_eq!(quote_literal("a'b"), "'a''b'");
+        assert_eq!(config_file_literal(r"a'b\c"), r"'a''b\\c'");
     }
 }

@@ -9,8 +9,8 @@
 //!   `zgres-deadman-core`: observations in, actions out, no I/O).
 //! - [`fence`]: the fencing clock, thread and keeper process.
 //! - [`coordination`]: ZooKeeper reads and writes.
-//! - [`postgres_process`], [`postgres_client`], [`data_dir`]: PostgreSQL as a child process,
-//!   over SQL, and on disk.
+//! - [`postgres_process`], [`postgres_client`], [`data_dir`], [`parameters_file`]: PostgreSQL
+//!   as a child process, over SQL, on disk, and its `postgres.parameters`.
 //! - [`plugins`]: metadata and health vetoes from executables or shared libraries.
 //! - [`api`]: the Patroni-compatible HTTP health API and metrics.
 //! - [`daemon`]: the loop that ties them together.
@@ -22,6 +22,7 @@ pub mod coordination;
 pub mod daemon;
 pub mod data_dir;
 pub mod fence;
+pub mod parameters_file;
 pub mod passfile;
 pub mod plugins;
 pub mod postgres_client;

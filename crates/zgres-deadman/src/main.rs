@@ -69,7 +69,7 @@ fn main() -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
-    config.log.init();
+    let log_level = config.log.init();
     if let Some(warning) = auth_warning {
         tracing::warn!("{warning}");
     }
@@ -86,10 +86,18 @@ fn main() -> ExitCode {
     runtime.block_on(async {
         let shutdown = CancellationToken::new();
         tokio::spawn(zgres_config::cancel_on_signal(shutdown.clone()));
-        tokio::spawn(zgres_config::check_on_hangup(path.clone(), |p| {
-            Config::load(p).map(drop)
-        }));
-        match zgres_deadman::run(config, shutdown).await {
+        // One pending reload is enough: a newer SIGHUP re-reads the file anyway.
+        let (reload_tx, configs) = tokio::sync::mpsc::channel(1);
+        tokio::spawn(zgres_config::reload_on_hangup(
+            path.clone(),
+            Config::load,
+            reload_tx,
+        ));
+        let reloads = zgres_deadman::daemon::Reloads {
+            configs,
+            log_level: Some(log_level),
+        };
+        match zgres_deadman::run(config, shutdown, reloads).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 tracing::error!(error = %e, "zgres-deadman stopped");

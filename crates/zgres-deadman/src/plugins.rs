@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use zgres_plugin::LoadedPlugin;
 
 /// One configured plugin.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PluginSpec {
     /// An executable and its arguments; the input file's path is appended.
     Command(Vec<String>, Duration),

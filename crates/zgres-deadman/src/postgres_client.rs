@@ -34,6 +34,15 @@ pub enum ClientError {
     PromoteFailed,
 }
 
+/// What PostgreSQL says about its settings (after a start or a reload).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SettingsReport {
+    /// Parameters whose new value in a file waits for a restart (`pg_settings.pending_restart`).
+    pub pending_restart: Vec<String>,
+    /// Configuration-file lines PostgreSQL rejected, as `file:line: name: error`.
+    pub rejected: Vec<String>,
+}
+
 /// A (re)connecting client for the local PostgreSQL.
 #[derive(Debug)]
 pub struct PostgresClient {
@@ -241,6 +250,46 @@ impl PostgresClient {
                 Err(_) => tracing::warn!("checkpoint after promotion did not finish in 10 minutes"),
             }
         });
+    }
+
+    /// Asks PostgreSQL to re-read its configuration files (`pg_reload_conf()`). The server
+    /// applies them a moment later, asynchronously.
+    ///
+    /// # Errors
+    /// [`ClientError`] when PostgreSQL does not answer.
+    pub async fn reload(&mut self) -> Result<(), ClientError> {
+        let client = self.client().await?;
+        timed(client.batch_execute("SELECT pg_reload_conf()")).await??;
+        Ok(())
+    }
+
+    /// Which parameters wait for a restart, and which lines of the configuration files
+    /// PostgreSQL rejected.
+    ///
+    /// # Errors
+    /// [`ClientError`] when PostgreSQL does not answer.
+    pub async fn settings_report(&mut self) -> Result<SettingsReport, ClientError> {
+        let client = self.client().await?;
+        let pending = timed(client.query(
+            "SELECT name FROM pg_settings WHERE pending_restart ORDER BY name",
+            &[],
+        ))
+        .await??;
+        // A changed postmaster-level setting shows here as "could not be applied" too; it is
+        // reported as pending a restart instead.
+        let rejected = timed(client.query(
+            "SELECT coalesce(sourcefile, '?') || ':' || coalesce(sourceline, 0) || ': '
+                    || coalesce(name || ': ', '') || error
+               FROM pg_file_settings
+              WHERE error IS NOT NULL AND error <> 'setting could not be applied'
+              ORDER BY seqno",
+            &[],
+        ))
+        .await??;
+        Ok(SettingsReport {
+            pending_restart: pending.iter().map(|r| r.get(0)).collect(),
+            rejected: rejected.iter().map(|r| r.get(0)).collect(),
+        })
     }
 
     /// Points the running standby at `upstream` (`ALTER SYSTEM` + reload; PostgreSQL 13+

@@ -34,10 +34,18 @@ pub fn setpriv_prefix(config: &PostgresConfig) -> (Vec<String>, Vec<(String, Str
 
 /// Failed to start PostgreSQL. Retryable: the next loop tries again.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot start postgres for {data_dir}: {source}")]
-pub struct StartError {
-    data_dir: String,
-    source: std::io::Error,
+pub enum StartError {
+    /// The postmaster could not be spawned.
+    #[error("cannot start postgres for {data_dir}: {source}")]
+    Spawn {
+        /// The data directory.
+        data_dir: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The parameters file could not be written (see [`crate::parameters_file`]).
+    #[error("cannot write postgres.parameters for PostgreSQL: {0}")]
+    Parameters(#[from] crate::data_dir::DataDirError),
 }
 
 /// The supervised postmaster.
@@ -48,9 +56,6 @@ pub struct PostgresProcess {
     child: Option<Child>,
     last_exit: Option<ExitStatus>,
 }
-
-/// How soon a standby retries its primary after losing it (PostgreSQL's default is 5 s).
-pub const WAL_RETRIEVE_RETRY_INTERVAL: &str = "200ms";
 
 impl PostgresProcess {
     /// A supervisor for `config`'s data directory; nothing runs yet.
@@ -65,15 +70,17 @@ impl PostgresProcess {
 
     /// Starts the postmaster (it still has to finish recovery before it answers).
     ///
-    /// Besides `postgres.parameters`, it sets `wal_retrieve_retry_interval` to
-    /// [`WAL_RETRIEVE_RETRY_INTERVAL`] unless the parameters set it.
+    /// `postgres.parameters` go to the parameters file first ([`crate::parameters_file`]); only
+    /// the port, which zgres manages, is on the command line.
     ///
     /// # Errors
-    /// [`StartError`] when the process cannot be spawned.
+    /// [`StartError`] when the parameters file cannot be written or the process cannot be
+    /// spawned.
     pub fn start(&mut self) -> Result<(), StartError> {
         if self.is_running() {
             return Ok(());
         }
+        crate::parameters_file::write(&self.config)?;
         let (prefix, env) = setpriv_prefix(&self.config);
         // Only the allowed environment: not the password variable the deadman was given.
         let mut command = zgres_process::command("setpriv");
@@ -85,19 +92,9 @@ impl PostgresProcess {
             .arg("-D")
             .arg(&self.config.data_dir)
             .arg("-c")
-            .arg(format!("port={}", self.config.port))
-            // A standby whose primary restarted in place reconnects in a fifth of a second
-            // instead of PostgreSQL's 5 s default (a synchronous primary waits meanwhile).
-            // `postgres.parameters` may override it: it comes later on the command line.
-            .arg("-c")
-            .arg(format!(
-                "wal_retrieve_retry_interval={WAL_RETRIEVE_RETRY_INTERVAL}"
-            ));
-        for (name, value) in &self.config.parameters {
-            command.arg("-c").arg(format!("{name}={value}"));
-        }
+            .arg(format!("port={}", self.config.port));
         command.stdin(Stdio::null()).process_group(0);
-        let child = command.spawn().map_err(|source| StartError {
+        let child = command.spawn().map_err(|source| StartError::Spawn {
             data_dir: self.config.data_dir.display().to_string(),
             source,
         })?;
@@ -106,6 +103,12 @@ impl PostgresProcess {
         tracing::info!(pid, "started postgres");
         self.child = Some(child);
         Ok(())
+    }
+
+    /// Replaces `postgres.parameters` (a reload); the parameters file is written by the
+    /// caller now, or by the next [`PostgresProcess::start`].
+    pub fn set_parameters(&mut self, parameters: std::collections::BTreeMap<String, String>) {
+        self.config.parameters = parameters;
     }
 
     /// Whether the postmaster runs; reaps it if it exited (and logs how).

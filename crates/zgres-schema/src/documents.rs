@@ -100,6 +100,11 @@ pub struct NodeState {
     /// Metadata added by deadman plugins (e.g. `{"az": "eu-west-1a"}`).
     #[serde(default)]
     pub meta: BTreeMap<String, serde_json::Value>,
+    /// Settings that changed but wait for a restart: `postgresql.NAME` for a PostgreSQL
+    /// parameter waiting for PostgreSQL to restart (`pg_settings.pending_restart`), any other
+    /// dotted key for a setting of the deadman's file waiting for the deadman to restart.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending_restart: Vec<String>,
     /// When the deadman wrote this document.
     pub updated_at_ms: u64,
     /// How often the deadman republishes an unchanged state (`timing.state_refresh_ms`), so

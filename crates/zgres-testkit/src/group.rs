@@ -209,6 +209,13 @@ impl Group {
         std::fs::write(&node.config, toml::to_string(&config).unwrap()).unwrap();
     }
 
+    /// Rewrites node `i`'s config file with `extra` merged in (TOML, any section), leaving
+    /// its deadman running: a SIGHUP then reloads it.
+    pub fn rewrite_config(&mut self, i: usize, extra: &str) {
+        self.nodes[i].extra_config = extra.to_owned();
+        self.write_config(i);
+    }
+
     /// Writes node `i`'s config and starts its deadman (it must not be running).
     pub fn start(&mut self, i: usize) {
         self.write_config(i);

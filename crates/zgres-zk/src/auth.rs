@@ -16,7 +16,7 @@ use zgres_config::Secret;
 use zookeeper_client as zk;
 
 /// A digest identity: user and password.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DigestAuth {
     /// The user.
     pub user: String,

@@ -42,7 +42,7 @@ fn default_root() -> String {
 }
 
 /// Validated ZooKeeper settings: where to connect and where zgres's znodes live.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ZkSettings {
     /// `host:port,...` of the ensemble.
     pub connect: String,

@@ -94,6 +94,7 @@ fn peer_state(i: u8, role: Role, lsn: u64) -> NodeState {
         },
         tags: Tags::default(),
         meta: BTreeMap::new(),
+        pending_restart: Vec::new(),
         updated_at_ms: 0,
     }
 }

@@ -10,6 +10,7 @@
 //! | `xlog.received_location`, `xlog.replayed_location` | a replica's received and replayed positions, in bytes |
 //! | `database_system_identifier` | the system identifier, as a string |
 //! | `patroni.scope`, `patroni.name` | the group and the node id |
+//! | `pending_restart` | `true` while a setting waits for a restart (absent otherwise, as in Patroni); `pending_restart_settings` lists them |
 //!
 //! Not given: `server_version`, `postmaster_start_time`, `patroni.version`.
 
@@ -39,6 +40,9 @@ pub(super) fn fields(s: &Status) -> Map<String, Value> {
     fields.insert("xlog".into(), xlog);
     if let Some(id) = s.replication.system_id {
         fields.insert("database_system_identifier".into(), json!(id.to_string()));
+    }
+    if !s.health.pending_restart_settings.is_empty() {
+        fields.insert("pending_restart".into(), json!(true));
     }
     fields.insert(
         "patroni".into(),

@@ -8,7 +8,8 @@ fn fake_bin_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fake-bin")
 }
 
-fn minimal(extra: &str) -> String {
+/// The smallest valid file, with `extra` appended to its `[postgres]` section.
+pub(crate) fn minimal(extra: &str) -> String {
     let run_as = if nix::unistd::Uid::effective().is_root() {
         "run_as = \"postgres\"\n"
     } else {
@@ -87,4 +88,20 @@ fn secrets_come_from_env_and_never_print() {
     .unwrap();
     assert_eq!(c.postgres.password.as_ref().unwrap().expose(), "hunter2");
     assert!(!format!("{c:?}").contains("hunter2"));
+}
+
+#[test]
+fn parameter_names_and_values_are_checked_for_the_parameters_file() {
+    let text = minimal(
+        "[postgres.parameters]\n\"work_mem = 1\" = \"x\"\nsearch_path = \"a\\nb\"\nwork_mem = \"4MB\"\n",
+    );
+    let mut found = problems(&text, &[]);
+    found.sort();
+    assert_eq!(
+        found,
+        [
+            "postgres.parameters.search_path",
+            "postgres.parameters.work_mem = 1"
+        ]
+    );
 }

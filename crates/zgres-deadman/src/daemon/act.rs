@@ -317,7 +317,12 @@ impl Daemon {
     pub(super) fn start(&mut self) -> bool {
         self.pg.client.forget_timeline();
         match self.pg.process.start() {
-            Ok(()) => false,
+            Ok(()) => {
+                // A fresh postmaster has no pending restart; what it rejected is worth a look.
+                self.live.postgres_pending_restart.clear();
+                self.live.settings_check_at = Some(Instant::now());
+                false
+            }
             Err(e) => {
                 tracing::error!(error = %e, "cannot start postgres");
                 false

@@ -28,10 +28,23 @@ impl Daemon {
             },
             tags: self.config.tags.clone(),
             meta: self
+                .live
                 .plugins
                 .as_ref()
                 .map(|p| p.outcome.borrow().meta.clone())
                 .unwrap_or_default(),
+            pending_restart: self
+                .live
+                .restart_needed
+                .iter()
+                .map(|key| (*key).to_owned())
+                .chain(
+                    self.live
+                        .postgres_pending_restart
+                        .iter()
+                        .map(|name| format!("postgresql.{name}")),
+                )
+                .collect(),
             updated_at_ms: wall_ms(),
             refresh_ms: Some(self.config.timing.state_refresh.as_millis() as u64),
         }

@@ -28,6 +28,7 @@ impl Daemon {
                 warnings: state.warnings,
                 tags: state.tags,
                 zookeeper_connected: obs.lock != LockView::Unknown,
+                pending_restart_settings: state.pending_restart,
             },
             replication: api::Replication {
                 timeline: state.timeline,
@@ -57,7 +58,7 @@ impl Daemon {
     }
 
     pub(super) async fn publish(&mut self, state: &NodeState, force: bool) {
-        if let Some(plugins) = &self.plugins {
+        if let Some(plugins) = &self.live.plugins {
             let input = serde_json::json!({
                 "v": 1,
                 "group": self.config.group,

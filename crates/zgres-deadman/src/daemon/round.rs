@@ -56,6 +56,7 @@ impl Daemon {
             self.refresh_control().await;
             None
         };
+        self.check_settings(probe.is_some()).await;
         let Some(session) = self.zk.session.as_mut() else {
             return Next::Later;
         };
@@ -103,6 +104,7 @@ impl Daemon {
                     .map(|c| (c.timeline, c.checkpoint)),
             },
             vetoed: self
+                .live
                 .plugins
                 .as_ref()
                 .is_some_and(|p| !p.outcome.borrow().vetoes.is_empty()),
@@ -120,6 +122,7 @@ impl Daemon {
             self.core.paused = Some(obs.config.paused);
         }
         let vetoes = self
+            .live
             .plugins
             .as_ref()
             .map(|p| p.outcome.borrow().vetoes.clone())

@@ -63,6 +63,7 @@ fn node_state() -> impl Strategy<Value = NodeState> {
                 },
                 tags,
                 meta,
+                pending_restart: Vec::new(),
                 updated_at_ms: at,
             },
         )
@@ -85,6 +86,7 @@ fn sample_state() -> NodeState {
         },
         tags: Tags::default(),
         meta: BTreeMap::new(),
+        pending_restart: Vec::new(),
         updated_at_ms: 1_700_000_000_000,
     }
 }

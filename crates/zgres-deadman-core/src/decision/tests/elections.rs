@@ -137,3 +137,35 @@ fn the_last_holder_is_known_even_before_it_published_a_position() {
     assert_eq!(d.last_primary_node(), Some(node(2)));
     assert_eq!(d.last_primary_position(), None);
 }
+
+#[test]
+fn a_reload_tagging_the_node_nofailover_stops_it_contending_from_the_next_round() {
+    let t = Instant::now();
+    let mut d = Decider::new(
+        node(1),
+        Tags::default(),
+        Duration::from_secs(10),
+        Duration::ZERO,
+    );
+    d.reconfigure(
+        Tags {
+            nofailover: true,
+            ..Tags::default()
+        },
+        Duration::from_secs(10),
+        Duration::ZERO,
+        Duration::from_secs(30),
+    );
+    let actions = d.decide(&obs(t, LockView::Free, standby(1 << 40), vec![]));
+    assert!(!actions.contains(&Action::AcquireLock));
+    assert_eq!(d.last_ineligible(), Some(Ineligible::NoFailoverTag));
+    // And back: the same free lock is contended once the tag is gone.
+    d.reconfigure(
+        Tags::default(),
+        Duration::from_secs(10),
+        Duration::ZERO,
+        Duration::from_secs(30),
+    );
+    let actions = d.decide(&obs(t, LockView::Free, standby(1 << 40), vec![]));
+    assert!(actions.contains(&Action::AcquireLock));
+}

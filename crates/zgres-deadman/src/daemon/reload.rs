@@ -1,0 +1,173 @@
+//! Applying a reloaded configuration file while PostgreSQL keeps running: the pure comparison
+//! ([`Reload`]) says what changes; this hands each live setting to the part that uses it.
+//! Nothing here stops PostgreSQL, touches the lock or the ZooKeeper session.
+
+use std::time::{Duration, Instant};
+
+use super::Daemon;
+use crate::api;
+use crate::config::reload::Reload;
+use crate::config::Config;
+use crate::plugins;
+use crate::provisioning::Provisioner;
+
+/// PostgreSQL applies `pg_reload_conf()` asynchronously: what it made of the files is asked
+/// this long after.
+const SETTINGS_CHECK_DELAY: Duration = Duration::from_millis(200);
+
+impl Daemon {
+    /// Applies `new` (validated): live settings now, restart-only ones reported and kept at
+    /// their running values. A live part that cannot take its new setting (a plugin library
+    /// that does not load, an API address in use) keeps its running one, logged as an error.
+    pub(super) async fn reload(&mut self, new: Config) {
+        let Reload {
+            mut config,
+            applied,
+            restart_needed,
+        } = Reload::between(&self.config, new);
+        let changed = |key: &str| applied.contains(&key);
+        let t = config.timing;
+        self.core.decider.reconfigure(
+            config.tags.clone(),
+            t.primary_restart_timeout,
+            t.election_wait,
+            t.request_timeout,
+        );
+        if changed("log.level") {
+            let level = &config.log.level;
+            if !self
+                .live
+                .reloads
+                .log_level
+                .as_ref()
+                .is_some_and(|l| l.set(level))
+            {
+                tracing::warn!(level, "log.level not applied: RUST_LOG sets the level");
+            }
+        }
+        if changed("plugin") || changed("timing.plugin_interval_ms") {
+            self.replace_plugins(&mut config);
+        }
+        if changed("api.listen") {
+            self.replace_api(&mut config).await;
+        }
+        if changed("provisioning") {
+            self.pg.provisioner =
+                Provisioner::new(config.postgres.clone(), config.provisioning.clone());
+        }
+        if changed("postgres.parameters") {
+            self.pg
+                .process
+                .set_parameters(config.postgres.parameters.clone());
+            self.apply_parameters(&config).await;
+        }
+        self.config = config;
+        if applied.is_empty() {
+            tracing::info!("configuration reloaded: no live setting changed");
+        } else {
+            tracing::info!(changed = ?applied, "configuration reloaded");
+        }
+        if !restart_needed.is_empty() {
+            tracing::warn!(
+                settings = ?restart_needed,
+                "these settings changed in the file but take effect only when the deadman restarts; they keep their running values"
+            );
+        }
+        self.live.restart_needed = restart_needed;
+    }
+
+    fn replace_plugins(&mut self, config: &mut Config) {
+        let stop = self.shutdown.child_token();
+        match plugins::start(&config.plugins, config.timing.plugin_interval, stop.clone()) {
+            Ok(plugins) => {
+                self.live.plugins_stop.cancel();
+                self.live.plugins = plugins;
+                self.live.plugins_stop = stop;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "reload: the new plugin settings cannot be used; the running plugins stay");
+                config.plugins = self.config.plugins.clone();
+                config.timing.plugin_interval = self.config.timing.plugin_interval;
+            }
+        }
+    }
+
+    /// The new server is listening before the old one stops, so a load balancer's checks
+    /// never find nothing at both addresses.
+    async fn replace_api(&mut self, config: &mut Config) {
+        let stop = self.shutdown.child_token();
+        let started = match config.api_listen {
+            Some(addr) => api::serve(
+                addr,
+                self.out.status.subscribe(),
+                self.fence.clone(),
+                stop.clone(),
+            )
+            .await
+            .map(drop)
+            .map_err(|e| (addr, e)),
+            None => Ok(()),
+        };
+        match started {
+            Ok(()) => {
+                self.live.api_stop.cancel();
+                self.live.api_stop = stop;
+            }
+            Err((addr, e)) => {
+                tracing::error!(%addr, error = %e, "reload: the health API cannot listen at its new address; it stays where it was");
+                config.api_listen = self.config.api_listen;
+            }
+        }
+    }
+
+    /// Rewrites the parameters file and, when PostgreSQL runs, has it re-read the file.
+    async fn apply_parameters(&mut self, config: &Config) {
+        if !self.pg.process.is_running() {
+            // Written before the next start.
+            return;
+        }
+        if let Err(e) = crate::parameters_file::write(&config.postgres) {
+            tracing::error!(error = %e, "reload: cannot write postgres.parameters; PostgreSQL keeps its settings");
+            return;
+        }
+        match self.pg.client.reload().await {
+            Ok(()) => {
+                tracing::info!("postgres.parameters written; PostgreSQL reloads its configuration");
+                self.live.settings_check_at = Some(Instant::now() + SETTINGS_CHECK_DELAY);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot ask PostgreSQL to reload; the new parameters apply at its next reload or start")
+            }
+        }
+    }
+
+    /// When due (after a start or a reload) and PostgreSQL answers: logs the configuration
+    /// lines it rejected and which parameters wait for a restart.
+    pub(super) async fn check_settings(&mut self, postgres_answered: bool) {
+        if !postgres_answered
+            || !self
+                .live
+                .settings_check_at
+                .is_some_and(|at| at <= Instant::now())
+        {
+            return;
+        }
+        match self.pg.client.settings_report().await {
+            Ok(report) => {
+                for line in &report.rejected {
+                    tracing::error!(line, "PostgreSQL rejected a configuration setting");
+                }
+                if report.pending_restart != self.live.postgres_pending_restart
+                    && !report.pending_restart.is_empty()
+                {
+                    tracing::warn!(parameters = ?report.pending_restart, "PostgreSQL parameters wait for a restart of PostgreSQL");
+                }
+                self.live.postgres_pending_restart = report.pending_restart;
+                self.live.settings_check_at = None;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot read PostgreSQL's settings; asking again next round")
+            }
+        }
+    }
+}
