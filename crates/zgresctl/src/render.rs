@@ -22,6 +22,9 @@ fn state(node: &NodeView) -> String {
         return format!("stale: no update for {}s", ms / 1000);
     }
     match (&node.state, &node.error) {
+        (Some(s), _) if s.problems.is_empty() && !s.pending_restart.is_empty() => {
+            "running, restart pending".into()
+        }
         (Some(s), _) if s.problems.is_empty() => "running".into(),
         (Some(s), _) => s.problems.join("; "),
         (None, Some(e)) => format!("unreadable: {e}"),
@@ -81,6 +84,14 @@ pub fn groups(groups: &[GroupView]) -> String {
             for warning in n.state.iter().flat_map(|s| &s.warnings) {
                 let _ = writeln!(out, "! {}: {warning}", n.node);
             }
+            if let Some(s) = n.state.as_ref().filter(|s| !s.pending_restart.is_empty()) {
+                let _ = writeln!(
+                    out,
+                    "! {}: waiting for a restart: {}",
+                    n.node,
+                    s.pending_restart.join(", ")
+                );
+            }
         }
         if g.nodes.is_empty() {
             let _ = writeln!(out, "| (no nodes)");
@@ -118,4 +129,42 @@ pub fn history(history: &GroupHistory) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zgres_schema::documents::NodeState;
+
+    #[test]
+    fn a_node_with_settings_waiting_for_a_restart_says_which() {
+        let state: NodeState = zgres_schema::decode(
+            "/state",
+            br#"{"v":1,"node":"10.0.0.1:5432","role":"primary","updated_at_ms":1,
+                "pending_restart":["postgresql.max_connections","zookeeper.connect"]}"#,
+        )
+        .unwrap();
+        let group = GroupView {
+            group: zgres_schema::GroupName::new("main").unwrap(),
+            leader: Some(state.node),
+            config: None,
+            config_error: None,
+            nodes: vec![NodeView {
+                node: state.node,
+                leader: true,
+                state: Some(state),
+                error: None,
+                lag_bytes: None,
+                stale_for_ms: None,
+            }],
+        };
+        let text = groups(&[group]);
+        assert!(text.contains("running, restart pending"), "{text}");
+        assert!(
+            text.contains(
+                "! 10.0.0.1:5432: waiting for a restart: postgresql.max_connections, zookeeper.connect"
+            ),
+            "{text}"
+        );
+    }
 }
