@@ -38,7 +38,8 @@ pub use observation::{DataDirKind, LocalPostgres, LockView, Observation, Peer, P
 pub use published::{problems, role, warnings, WarningInputs};
 pub use round::{Decision, Published, RoundInputs};
 pub use schedule::{
-    confirmation_wanted, fence_may_disarm, next_round, Next, RoundOutcome, REWIND_RETRY,
+    confirmation_wanted, fence_may_disarm, next_round, Next, RoundOutcome, PROMOTION_VETO_WAIT,
+    REWIND_RETRY,
 };
 
 /// How long a switchover or failover request steers elections after the lock became free;
@@ -70,8 +71,17 @@ pub struct Decider {
     /// Holder of the lock last seen, whether or not it published a position yet.
     last_holder: Option<NodeId>,
     last_ineligible: Option<Ineligible>,
+    /// Steps that failed and wait before they are tried again.
+    retry: RetryAfter,
+}
+
+/// When steps that failed may be tried again.
+#[derive(Debug, Default)]
+struct RetryAfter {
     /// After a failed pg_rewind, no new attempt before this.
-    rewind_retry_at: Option<Instant>,
+    rewind: Option<Instant>,
+    /// After the `pre_promote` callback vetoed a promotion, no contending before this.
+    contend: Option<Instant>,
 }
 
 impl Decider {
@@ -96,7 +106,7 @@ impl Decider {
             last_primary: None,
             last_holder: None,
             last_ineligible: None,
-            rewind_retry_at: None,
+            retry: RetryAfter::default(),
         }
     }
 
@@ -126,7 +136,14 @@ impl Decider {
 
     /// Input: the pg_rewind asked for failed at `now`; the next attempt waits [`REWIND_RETRY`].
     pub fn rewind_failed(&mut self, now: Instant) {
-        self.rewind_retry_at = Some(now + REWIND_RETRY);
+        self.retry.rewind = Some(now + REWIND_RETRY);
+    }
+
+    /// Input: the operator's `pre_promote` callback vetoed this node's promotion at `now` (the
+    /// shell released the lock). The node does not contend for the lock again for
+    /// [`PROMOTION_VETO_WAIT`], so the others get their turn.
+    pub fn promotion_vetoed(&mut self, now: Instant) {
+        self.retry.contend = Some(now + PROMOTION_VETO_WAIT);
     }
 
     /// Why the last observation with a free lock did not lead to contending, if it did not.
@@ -212,7 +229,7 @@ impl Decider {
             (false, DataDirKind::Empty) => vec![],
             // A former primary: it may hold WAL the new primary never saw.
             (false, DataDirKind::Primary)
-                if holder_ready && self.rewind_retry_at.map_or(true, |at| obs.now >= at) =>
+                if holder_ready && self.retry.rewind.map_or(true, |at| obs.now >= at) =>
             {
                 vec![Action::Rewind { source: holder }]
             }

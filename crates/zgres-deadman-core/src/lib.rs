@@ -9,8 +9,10 @@
 //!   every acknowledged commit promotable.
 //! - [`group_config`]: which `/config` is in force when it turns unreadable.
 //! - [`fence_deadline`]: when an unconfirmed primary is shut down and killed.
+//! - [`callbacks`]: which operator callback a change of the local PostgreSQL calls for.
 #![forbid(unsafe_code)]
 
+pub mod callbacks;
 pub mod decision;
 pub mod fence_deadline;
 pub mod group_config;

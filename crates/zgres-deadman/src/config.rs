@@ -113,6 +113,34 @@ pub struct ProvisioningConfig {
     pub timeout: Duration,
 }
 
+/// Operator callbacks on the database node (`[callbacks]`), each an absolute path called as
+/// `PROGRAM ACTION ROLE GROUP` (see [`crate::callbacks`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CallbacksConfig {
+    /// After PostgreSQL started and answers.
+    pub on_start: Option<PathBuf>,
+    /// After PostgreSQL stopped (by the deadman, the fence or a crash).
+    pub on_stop: Option<PathBuf>,
+    /// After PostgreSQL re-read its configuration (a reload changed `postgres.parameters`).
+    pub on_reload: Option<PathBuf>,
+    /// After PostgreSQL changed between primary and replica.
+    pub on_role_change: Option<PathBuf>,
+    /// Before this node promotes, holding the lock; a non-zero exit (or a timeout) vetoes the
+    /// promotion and the lock is released.
+    pub pre_promote: Option<PathBuf>,
+    /// How long each call may take before it is killed.
+    pub timeout: Duration,
+}
+
+/// What the operator plugs into the deadman.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HooksConfig {
+    /// Plugins adding metadata and health vetoes.
+    pub plugins: Vec<crate::plugins::PluginSpec>,
+    /// Callbacks on PostgreSQL's changes, and the promotion veto.
+    pub callbacks: CallbacksConfig,
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -130,8 +158,8 @@ pub struct Config {
     pub tags: Tags,
     /// Timing.
     pub timing: TimingConfig,
-    /// Plugins adding metadata and health vetoes.
-    pub plugins: Vec<crate::plugins::PluginSpec>,
+    /// What the operator plugs in: plugins and callbacks.
+    pub hooks: HooksConfig,
     /// Where the HTTP health API listens, if enabled.
     pub api_listen: Option<SocketAddr>,
     /// Creating, cloning and rewinding the data directory.
@@ -329,6 +357,7 @@ impl Config {
                 _ => problems.add(&key, "set exactly one of command or library"),
             }
         }
+        let callbacks = raw.callbacks.validate(&mut problems);
         let api_listen = raw.api.as_ref().and_then(|api| {
             api.listen
                 .parse()
@@ -399,7 +428,7 @@ impl Config {
                     reclone_on_rewind_failure: raw.provisioning.reclone_on_rewind_failure,
                     timeout: Duration::from_millis(provisioning_timeout),
                 },
-                plugins,
+                hooks: HooksConfig { plugins, callbacks },
                 api_listen,
                 log: raw.log,
             }),

@@ -18,6 +18,8 @@ use zgres_schema::SystemId;
 use zgres_zk::Backoff;
 
 use crate::api;
+use crate::callbacks::Callbacks;
+use crate::callbacks_due::{CallbackAction, Running};
 use crate::config::Config;
 use crate::data_dir::{self, ControlData, DataDirError};
 use crate::decision::{DataDirKind, Decider};
@@ -77,6 +79,9 @@ pub enum DaemonError {
     /// Permanent.
     #[error(transparent)]
     Passfile(#[from] crate::passfile::PassfileError),
+    /// A configured callback program may be written by others. Permanent.
+    #[error("callbacks: {0}")]
+    Callbacks(zgres_process::UntrustedFile),
     /// The health API cannot listen where configured. Permanent.
     #[error("health API: cannot listen on {addr}: {source}")]
     Api {
@@ -106,10 +111,16 @@ pub async fn run(
     // Plugins first: an unusable one is a configuration problem, reported before anything else.
     let plugins_stop = shutdown.child_token();
     let plugins = plugins::start(
-        &config.plugins,
+        &config.hooks.plugins,
         config.timing.plugin_interval,
         plugins_stop.clone(),
     )?;
+    let callbacks = Callbacks::start(
+        config.hooks.callbacks.clone(),
+        config.group.as_str(),
+        &config.node_name,
+    )
+    .map_err(DaemonError::Callbacks)?;
     let provisioner = Provisioner::new(config.postgres.clone(), config.provisioning.clone());
     provisioner.recover_interrupted()?;
     data_dir::check_usable(&config.postgres)?;
@@ -181,6 +192,8 @@ pub async fn run(
             state: None,
             conn: None,
             promotions: 0,
+            callbacks,
+            seen: Running::Stopped,
         },
         systemd: Systemd {
             notifier: Notifier::from_env(),
@@ -294,6 +307,10 @@ struct Outputs {
     /// Whether `/conn` was last made to exist.
     conn: Option<bool>,
     promotions: u64,
+    /// The operator's callbacks.
+    callbacks: Callbacks,
+    /// What PostgreSQL was last seen doing (for the callbacks).
+    seen: Running,
 }
 
 /// systemd notification.
@@ -389,6 +406,9 @@ impl Daemon {
             .stop(false, self.config.timing.stop_timeout)
             .await;
         self.fence.disarm();
+        if let Running::As(role) = self.out.seen {
+            self.out.callbacks.fire(CallbackAction::OnStop, role);
+        }
         if let Some(mut session) = self.zk.session.take() {
             session.heartbeat.abort();
             if let Err(e) = session.coordinator.release_lock().await {
@@ -396,6 +416,7 @@ impl Daemon {
             }
             session.coordinator.close().await;
         }
+        self.out.callbacks.finish().await;
         tracing::info!("zgres-deadman stopped");
     }
 }

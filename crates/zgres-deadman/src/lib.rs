@@ -12,11 +12,14 @@
 //! - [`postgres_process`], [`postgres_client`], [`data_dir`], [`parameters_file`]: PostgreSQL
 //!   as a child process, over SQL, on disk, and its `postgres.parameters`.
 //! - [`plugins`]: metadata and health vetoes from executables or shared libraries.
+//! - [`callbacks`]: the operator's `on_start`/`on_stop`/`on_role_change`/`on_reload` programs
+//!   and the `pre_promote` veto.
 //! - [`api`]: the Patroni-compatible HTTP health API and metrics.
 //! - [`daemon`]: the loop that ties them together.
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod callbacks;
 pub mod config;
 pub mod coordination;
 pub mod daemon;
@@ -30,5 +33,7 @@ pub mod postgres_process;
 pub mod provisioning;
 
 pub use daemon::{run, DaemonError};
+/// The core's choice of operator callback, beside the module that runs them.
+pub use zgres_deadman_core::callbacks as callbacks_due;
 /// The pure core, re-exported under the paths the shell uses.
 pub use zgres_deadman_core::{decision, group_config, synchronous};

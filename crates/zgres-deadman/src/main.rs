@@ -106,9 +106,9 @@ fn main() -> ExitCode {
                 use zgres_deadman::DaemonError;
                 match e {
                     DaemonError::Fence(_) => ExitCode::FAILURE,
-                    DaemonError::Plugins(_) | DaemonError::Api { .. } => {
-                        ExitCode::from(EXIT_CONFIG)
-                    }
+                    DaemonError::Plugins(_)
+                    | DaemonError::Callbacks(_)
+                    | DaemonError::Api { .. } => ExitCode::from(EXIT_CONFIG),
                     DaemonError::DataDir(_)
                     | DaemonError::WrongSystem { .. }
                     | DaemonError::Provisioning(_)

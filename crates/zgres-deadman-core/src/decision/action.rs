@@ -85,6 +85,8 @@ pub enum Ineligible {
     NotAStandby,
     /// Gave up the lock after failing to restart; waits for others.
     GaveUp,
+    /// Its `pre_promote` callback vetoed its promotion a moment ago; waits for others.
+    PromotionVetoed,
     /// System identifier differs from the group's.
     WrongSystem,
     /// Further behind the last known primary position than allowed.

@@ -58,6 +58,9 @@ impl Decider {
         if self.gave_up {
             return Err(Ineligible::GaveUp);
         }
+        if self.retry.contend.is_some_and(|at| obs.now < at) {
+            return Err(Ineligible::PromotionVetoed);
+        }
         let mine = self.my_rank(obs)?;
         let my_system = obs.postgres.probe.map(|p| p.system_id);
         if let (Some(group), Some(mine)) = (obs.db_id.valid().copied(), my_system) {

@@ -101,9 +101,8 @@ impl Decider {
                 candidates.push(since + self.timing.request_timeout);
             }
         }
-        if let Some(at) = self.rewind_retry_at {
-            candidates.push(at);
-        }
+        candidates.extend(self.retry.rewind);
+        candidates.extend(self.retry.contend);
         candidates.into_iter().filter(|at| *at > now).min()
     }
 }

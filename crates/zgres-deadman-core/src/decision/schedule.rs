@@ -11,6 +11,8 @@ const ELECTION_POLL: Duration = Duration::from_millis(50);
 const STARTING_POLL: Duration = Duration::from_millis(100);
 /// How long a failed pg_rewind waits before it is tried again.
 pub const REWIND_RETRY: Duration = Duration::from_secs(10);
+/// How long a node whose `pre_promote` callback vetoed its promotion stays out of elections.
+pub const PROMOTION_VETO_WAIT: Duration = Duration::from_secs(10);
 
 /// When the next round should run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

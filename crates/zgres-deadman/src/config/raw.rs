@@ -21,6 +21,8 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) plugin: Vec<RawPlugin>,
     #[serde(default)]
+    pub(super) callbacks: RawCallbacks,
+    #[serde(default)]
     pub(super) api: Option<RawApi>,
     #[serde(default)]
     pub(super) provisioning: RawProvisioning,
@@ -121,6 +123,58 @@ impl Default for RawTiming {
             primary_restart_timeout_ms: 10_000,
             plugin_interval_ms: 5_000,
             request_timeout_ms: 30_000,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawCallbacks {
+    pub(super) on_start: Option<PathBuf>,
+    pub(super) on_stop: Option<PathBuf>,
+    pub(super) on_reload: Option<PathBuf>,
+    pub(super) on_role_change: Option<PathBuf>,
+    pub(super) pre_promote: Option<PathBuf>,
+    pub(super) timeout_ms: u64,
+}
+
+impl Default for RawCallbacks {
+    fn default() -> Self {
+        RawCallbacks {
+            on_start: None,
+            on_stop: None,
+            on_reload: None,
+            on_role_change: None,
+            pre_promote: None,
+            timeout_ms: 10_000,
+        }
+    }
+}
+
+impl RawCallbacks {
+    /// Checks every program path is absolute and the timeout in range.
+    pub(super) fn validate(self, problems: &mut zgres_config::Problems) -> super::CallbacksConfig {
+        for (key, path) in [
+            ("callbacks.on_start", &self.on_start),
+            ("callbacks.on_stop", &self.on_stop),
+            ("callbacks.on_reload", &self.on_reload),
+            ("callbacks.on_role_change", &self.on_role_change),
+            ("callbacks.pre_promote", &self.pre_promote),
+        ] {
+            if path.as_ref().is_some_and(|p| !p.is_absolute()) {
+                problems.add(key, "give the program's absolute path");
+            }
+        }
+        if !(100..=600_000).contains(&self.timeout_ms) {
+            problems.add("callbacks.timeout_ms", "must be between 100 and 600000");
+        }
+        super::CallbacksConfig {
+            on_start: self.on_start,
+            on_stop: self.on_stop,
+            on_reload: self.on_reload,
+            on_role_change: self.on_role_change,
+            pre_promote: self.pre_promote,
+            timeout: std::time::Duration::from_millis(self.timeout_ms),
         }
     }
 }

@@ -58,7 +58,8 @@ impl Reload {
             "timing.request_timeout_ms",
             t.request_timeout != n.request_timeout,
         );
-        live("plugin", running.plugins != new.plugins);
+        live("plugin", running.hooks.plugins != new.hooks.plugins);
+        live("callbacks", running.hooks.callbacks != new.hooks.callbacks);
         live("api.listen", running.api_listen != new.api_listen);
         live("provisioning", running.provisioning != new.provisioning);
         live("log.level", running.log.level != new.log.level);

@@ -105,3 +105,23 @@ fn parameter_names_and_values_are_checked_for_the_parameters_file() {
         ]
     );
 }
+
+#[test]
+fn callbacks_need_absolute_paths_and_a_bounded_timeout() {
+    let text =
+        minimal("[callbacks]\non_start = \"vip\"\npre_promote = \"/bin/true\"\ntimeout_ms = 50\n");
+    let mut found = problems(&text, &[]);
+    found.sort();
+    assert_eq!(found, ["callbacks.on_start", "callbacks.timeout_ms"]);
+    let c = Config::parse(
+        Path::new("t.toml"),
+        &minimal("[callbacks]\non_role_change = \"/usr/local/bin/vip\"\n"),
+        |_| None,
+    )
+    .unwrap();
+    assert_eq!(
+        c.hooks.callbacks.on_role_change.as_deref(),
+        Some(Path::new("/usr/local/bin/vip"))
+    );
+    assert_eq!(c.hooks.callbacks.timeout, Duration::from_secs(10));
+}

@@ -86,6 +86,17 @@ impl Daemon {
                 self.start()
             }
             Action::Promote { reason } => {
+                // Before the fence is armed: PostgreSQL is still a standby meanwhile.
+                if let Err(e) = self.out.callbacks.pre_promote().await {
+                    tracing::error!(error = %e, "pre_promote vetoed this node's promotion; releasing the lock");
+                    self.core.decider.promotion_vetoed(Instant::now());
+                    if let Some(session) = self.zk.session.as_mut() {
+                        if let Err(e) = session.coordinator.release_lock().await {
+                            tracing::warn!(error = %e, "cannot release the group lock");
+                        }
+                    }
+                    return true;
+                }
                 if !self.fence.arm() {
                     tracing::warn!(
                         "not promoting: the ZooKeeper session is not confirmed recently enough"

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::Daemon;
 use crate::api;
+use crate::callbacks_due::{CallbackAction, Running};
 use crate::config::reload::Reload;
 use crate::config::Config;
 use crate::plugins;
@@ -48,6 +49,16 @@ impl Daemon {
         if changed("plugin") || changed("timing.plugin_interval_ms") {
             self.replace_plugins(&mut config);
         }
+        if changed("callbacks") {
+            if let Err(e) = self
+                .out
+                .callbacks
+                .set_config(config.hooks.callbacks.clone())
+            {
+                tracing::error!(error = %e, "reload: the new callbacks cannot be used; the running ones stay");
+                config.hooks.callbacks = self.config.hooks.callbacks.clone();
+            }
+        }
         if changed("api.listen") {
             self.replace_api(&mut config).await;
         }
@@ -78,7 +89,11 @@ impl Daemon {
 
     fn replace_plugins(&mut self, config: &mut Config) {
         let stop = self.shutdown.child_token();
-        match plugins::start(&config.plugins, config.timing.plugin_interval, stop.clone()) {
+        match plugins::start(
+            &config.hooks.plugins,
+            config.timing.plugin_interval,
+            stop.clone(),
+        ) {
             Ok(plugins) => {
                 self.live.plugins_stop.cancel();
                 self.live.plugins = plugins;
@@ -86,7 +101,7 @@ impl Daemon {
             }
             Err(e) => {
                 tracing::error!(error = %e, "reload: the new plugin settings cannot be used; the running plugins stay");
-                config.plugins = self.config.plugins.clone();
+                config.hooks.plugins = self.config.hooks.plugins.clone();
                 config.timing.plugin_interval = self.config.timing.plugin_interval;
             }
         }
@@ -133,6 +148,9 @@ impl Daemon {
         match self.pg.client.reload().await {
             Ok(()) => {
                 tracing::info!("postgres.parameters written; PostgreSQL reloads its configuration");
+                if let Running::As(role) = self.out.seen {
+                    self.out.callbacks.fire(CallbackAction::OnReload, role);
+                }
                 self.live.settings_check_at = Some(Instant::now() + SETTINGS_CHECK_DELAY);
             }
             Err(e) => {

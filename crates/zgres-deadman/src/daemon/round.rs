@@ -8,11 +8,12 @@ use zgres_schema::documents::SyncMode;
 use zgres_schema::Fetched;
 
 use super::{wall_ms, Daemon};
+use crate::callbacks_due::{self, CallbackRole, Running};
 use crate::coordination::GroupView;
 use crate::data_dir;
 use crate::decision::{
     confirmation_wanted, next_round, Action, DataDirKind, LocalPostgres, LockView, Next,
-    Observation, RoundInputs, RoundOutcome, WarningInputs,
+    Observation, Probe, RoundInputs, RoundOutcome, WarningInputs,
 };
 use crate::group_config::ConfigChange;
 
@@ -56,6 +57,7 @@ impl Daemon {
             self.refresh_control().await;
             None
         };
+        self.note_for_callbacks(running, probe.as_ref());
         self.check_settings(probe.is_some()).await;
         let Some(session) = self.zk.session.as_mut() else {
             return Next::Later;
@@ -171,6 +173,22 @@ impl Daemon {
             postgres_running: self.pg.process.is_running(),
             postgres_answered: obs.postgres.probe.is_some(),
         })
+    }
+
+    /// Calls the callback the core says this round's view of PostgreSQL is due.
+    fn note_for_callbacks(&mut self, running: bool, probe: Option<&Probe>) {
+        let now = match (running, probe) {
+            (false, _) => Some(Running::Stopped),
+            (true, Some(p)) if p.in_recovery => Some(Running::As(CallbackRole::Replica)),
+            (true, Some(_)) => Some(Running::As(CallbackRole::Primary)),
+            (true, None) => None,
+        };
+        let (event, seen) = callbacks_due::due(self.out.seen, now);
+        self.out.seen = seen;
+        if let Some((action, role)) = event {
+            tracing::debug!(callback = action.name(), role = role.name(), "callback due");
+            self.out.callbacks.fire(action, role);
+        }
     }
 
     /// Takes this round's read of `/config` into account and logs a change of its readability.

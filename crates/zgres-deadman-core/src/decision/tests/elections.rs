@@ -169,3 +169,31 @@ fn a_reload_tagging_the_node_nofailover_stops_it_contending_from_the_next_round(
     let actions = d.decide(&obs(t, LockView::Free, standby(1 << 40), vec![]));
     assert!(actions.contains(&Action::AcquireLock));
 }
+
+#[test]
+fn a_vetoed_promotion_keeps_the_node_out_of_elections_for_a_while_and_wakes_it_after() {
+    let t = Instant::now();
+    let mut d = Decider::new(
+        node(1),
+        Tags::default(),
+        Duration::from_secs(10),
+        Duration::ZERO,
+    );
+    d.promotion_vetoed(t);
+    let decision = d.decide_round(
+        &obs(t, LockView::Free, standby(1 << 40), vec![]),
+        RoundInputs::default(),
+    );
+    assert!(!decision.actions.contains(&Action::AcquireLock));
+    assert_eq!(d.last_ineligible(), Some(Ineligible::PromotionVetoed));
+    assert!(
+        decision
+            .wake_at
+            .is_some_and(|at| at <= t + PROMOTION_VETO_WAIT),
+        "the loop looks again when the wait is over: {:?}",
+        decision.wake_at
+    );
+    let later = t + PROMOTION_VETO_WAIT;
+    let actions = d.decide(&obs(later, LockView::Free, standby(1 << 40), vec![]));
+    assert!(actions.contains(&Action::AcquireLock));
+}

@@ -1,0 +1,176 @@
+//! Operator callbacks on the database node, called as Patroni calls them:
+//! `PROGRAM ACTION ROLE GROUP` (e.g. `/etc/zgres/vip on_role_change primary main`), with
+//! `ZGRES_GROUP` and `ZGRES_NODE` in a cleared environment.
+//!
+//! Which callback is due is the core's decision ([`crate::callbacks_due`]); this module runs
+//! them. `on_*` callbacks run one at a time, in order, in their own task, each killed (with its
+//! process group) after `callbacks.timeout_ms`: they never delay a round, the lock or the
+//! fence (which has its own thread). `pre_promote` runs before a promotion and is awaited,
+//! bounded by the same timeout; a non-zero exit or a timeout vetoes the promotion.
+
+use std::path::PathBuf;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use zgres_process::{CommandError, UntrustedFile};
+
+use crate::callbacks_due::{CallbackAction, CallbackRole};
+use crate::config::CallbacksConfig;
+
+/// One queued call.
+struct Call {
+    program: PathBuf,
+    args: [&'static str; 2],
+    timeout: std::time::Duration,
+}
+
+/// The callback runner.
+pub struct Callbacks {
+    config: CallbacksConfig,
+    /// `ZGRES_GROUP` and the group argument.
+    group: String,
+    /// `ZGRES_NODE`.
+    node: String,
+    /// `None` once [`Callbacks::finish`] ran.
+    queue: Option<mpsc::UnboundedSender<Call>>,
+    runner: JoinHandle<()>,
+}
+
+impl Callbacks {
+    /// Checks the configured programs and starts the runner task.
+    ///
+    /// # Errors
+    /// [`UntrustedFile`] for a program others may write (the deadman refuses to start).
+    pub fn start(config: CallbacksConfig, group: &str, node: &str) -> Result<Self, UntrustedFile> {
+        check(&config)?;
+        let (queue, mut calls) = mpsc::unbounded_channel::<Call>();
+        let env = environment(group, node);
+        let group_arg = group.to_owned();
+        let runner = tokio::spawn(async move {
+            while let Some(call) = calls.recv().await {
+                let args = [call.args[0], call.args[1], group_arg.as_str()];
+                let outcome = zgres_process::check_trusted(&call.program)
+                    .map_err(CommandError::from)
+                    .map(drop);
+                let outcome = match outcome {
+                    Ok(()) => {
+                        zgres_process::run_with_env(&call.program, args, env.clone(), call.timeout)
+                            .await
+                    }
+                    Err(e) => Err(e),
+                };
+                match outcome {
+                    Ok(_) => tracing::info!(
+                        callback = call.args[0],
+                        role = call.args[1],
+                        program = %call.program.display(),
+                        "callback done"
+                    ),
+                    Err(e) => tracing::error!(
+                        callback = call.args[0],
+                        role = call.args[1],
+                        error = %e,
+                        "callback failed"
+                    ),
+                }
+            }
+        });
+        Ok(Callbacks {
+            config,
+            group: group.to_owned(),
+            node: node.to_owned(),
+            queue: Some(queue),
+            runner,
+        })
+    }
+
+    /// Replaces the programs and timeout (a reload). Calls already queued keep theirs.
+    ///
+    /// # Errors
+    /// [`UntrustedFile`] for a program others may write; the running configuration stays.
+    pub fn set_config(&mut self, config: CallbacksConfig) -> Result<(), UntrustedFile> {
+        check(&config)?;
+        self.config = config;
+        Ok(())
+    }
+
+    /// Queues the `action` callback with `role`, if one is configured. Returns at once.
+    pub fn fire(&self, action: CallbackAction, role: CallbackRole) {
+        let c = &self.config;
+        let program = match action {
+            CallbackAction::OnStart => &c.on_start,
+            CallbackAction::OnStop => &c.on_stop,
+            CallbackAction::OnReload => &c.on_reload,
+            CallbackAction::OnRoleChange => &c.on_role_change,
+        };
+        if let (Some(program), Some(queue)) = (program, &self.queue) {
+            let _ = queue.send(Call {
+                program: program.clone(),
+                args: [action.name(), role.name()],
+                timeout: c.timeout,
+            });
+        }
+    }
+
+    /// Runs `pre_promote` (as `PROGRAM pre_promote replica GROUP`), if configured, and waits
+    /// for it, at most the callback timeout. Cancelling the future kills it.
+    ///
+    /// # Errors
+    /// [`CommandError`] when it exits non-zero, times out, cannot start or is not trusted:
+    /// the promotion is vetoed.
+    pub async fn pre_promote(&self) -> Result<(), CommandError> {
+        let Some(program) = &self.config.pre_promote else {
+            return Ok(());
+        };
+        zgres_process::check_trusted(program)?;
+        zgres_process::run_with_env(
+            program,
+            [
+                "pre_promote",
+                CallbackRole::Replica.name(),
+                self.group.as_str(),
+            ],
+            environment(&self.group, &self.node),
+            self.config.timeout,
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Lets the queued callbacks finish (an `on_stop` at shutdown, say), at most one timeout
+    /// longer; what is still running then is killed.
+    /// Later calls to [`Callbacks::fire`] do nothing.
+    pub async fn finish(&mut self) {
+        if self.queue.take().is_none() {
+            return;
+        }
+        let bound = self.config.timeout + std::time::Duration::from_secs(1);
+        if tokio::time::timeout(bound, &mut self.runner).await.is_err() {
+            self.runner.abort();
+            tracing::warn!("callbacks still queued at shutdown were dropped");
+        }
+    }
+}
+
+fn environment(group: &str, node: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("ZGRES_GROUP", group.to_owned()),
+        ("ZGRES_NODE", node.to_owned()),
+    ]
+}
+
+fn check(config: &CallbacksConfig) -> Result<(), UntrustedFile> {
+    for program in [
+        &config.on_start,
+        &config.on_stop,
+        &config.on_reload,
+        &config.on_role_change,
+        &config.pre_promote,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        zgres_process::check_trusted(program)?;
+    }
+    Ok(())
+}
