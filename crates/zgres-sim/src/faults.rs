@@ -1,0 +1,60 @@
+//! Faults drawn from the schedule's seed: what happens to which node, from when, for how long.
+//! They may overlap.
+
+use crate::rng::Rng;
+
+/// One fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// The node's deadman cannot reach ZooKeeper (both directions).
+    ZooKeeperCut,
+    /// The deadman is SIGSTOPped (the fence keeper, a separate process, keeps running).
+    Pause,
+    /// kill -9 of the whole node (deadman, keeper, PostgreSQL); the supervisor restarts the
+    /// deadman when the fault ends.
+    KillNode,
+    /// PostgreSQL crashes; the deadman lives.
+    CrashPostgres,
+}
+
+/// A fault window.
+#[derive(Debug, Clone, Copy)]
+pub struct Fault {
+    /// What.
+    pub kind: Kind,
+    /// To which node.
+    pub node: usize,
+    /// From (real ms).
+    pub from: u64,
+    /// Until (real ms).
+    pub until: u64,
+}
+
+/// `count` faults on `nodes` nodes, starting within `window` ms after the group settled, each
+/// lasting 0.2 to 3 session timeouts.
+pub fn draw(
+    rng: &mut Rng,
+    count: usize,
+    nodes: usize,
+    window: (u64, u64),
+    session_timeout_ms: u64,
+) -> Vec<Fault> {
+    (0..count)
+        .map(|_| {
+            let kind = match rng.range(0, 4) {
+                0 => Kind::ZooKeeperCut,
+                1 => Kind::Pause,
+                2 => Kind::KillNode,
+                _ => Kind::CrashPostgres,
+            };
+            let from = rng.range(window.0, window.1);
+            let length = rng.range(session_timeout_ms / 5, session_timeout_ms * 3);
+            Fault {
+                kind,
+                node: rng.range(0, nodes as u64) as usize,
+                from,
+                until: from + length,
+            }
+        })
+        .collect()
+}

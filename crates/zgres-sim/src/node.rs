@@ -1,0 +1,188 @@
+//! One simulated database node: its host clock, its PostgreSQL, and the deadman's shell as a
+//! model (session, fence, published state) around the real decision core.
+
+use std::time::{Duration, Instant};
+
+use zgres_deadman_core::decision::Decider;
+use zgres_deadman_core::fence_deadline::{grace_for, FenceState};
+use zgres_schema::documents::Tags;
+use zgres_schema::NodeId;
+
+use crate::postgres::{Phase, Postgres, Wal};
+use crate::zookeeper::SessionId;
+
+/// A host's monotonic clock: runs `rate_ppm` parts per million fast (negative: slow).
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    /// Drift in parts per million.
+    pub rate_ppm: i64,
+}
+
+impl Clock {
+    /// The host's reading, in ns, at real time `t` (ms).
+    pub fn ns(&self, t: u64) -> u64 {
+        let ns = t as i128 * 1_000_000;
+        (ns + ns * self.rate_ppm as i128 / 1_000_000) as u64
+    }
+}
+
+/// Whether the deadman process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Process {
+    /// Running.
+    Running,
+    /// SIGSTOPped until this real time (ms).
+    StoppedUntil(u64),
+    /// Killed; the supervisor starts it again at this real time (ms).
+    DeadUntil(u64),
+}
+
+/// The deadman's fence as the shell keeps it: `t_ok`, the budget, the state the keeper enforces.
+#[derive(Debug, Clone, Copy)]
+pub struct Fence {
+    /// Host time (ns) of the send of the last request that got a reply.
+    pub t_ok_ns: u64,
+    /// `session_timeout - margin`.
+    pub budget: Duration,
+    /// What the keeper enforces.
+    pub state: FenceState,
+    /// The deadline a fast shutdown was already asked for.
+    pub demoted_for: Option<u64>,
+}
+
+impl Fence {
+    /// Arms it over a running PostgreSQL if the session was confirmed recently enough at host
+    /// time `now_ns` (as `FenceClock::arm`).
+    pub fn arm(&mut self, now_ns: u64) -> bool {
+        let deadline = self.t_ok_ns + self.budget.as_nanos() as u64;
+        if now_ns >= deadline {
+            return false;
+        }
+        self.state = FenceState {
+            armed: true,
+            deadline_ns: deadline,
+            pgid: 1,
+            grace_ns: grace_for(self.budget).as_nanos() as u64,
+        };
+        true
+    }
+
+    /// A confirmation: the deadline moves with `t_ok` while armed.
+    pub fn confirmed(&mut self, sent_ns: u64) {
+        self.t_ok_ns = self.t_ok_ns.max(sent_ns);
+        if self.state.armed {
+            self.state.deadline_ns = self.t_ok_ns + self.budget.as_nanos() as u64;
+        }
+    }
+}
+
+/// One node.
+pub struct Node {
+    /// Its index in the world.
+    pub index: usize,
+    /// Its id.
+    pub id: NodeId,
+    /// The pure core.
+    pub decider: Decider,
+    /// Its PostgreSQL.
+    pub pg: Postgres,
+    /// Its clock.
+    pub clock: Clock,
+    /// The deadman process.
+    pub process: Process,
+    /// The ZooKeeper session the deadman uses, if any.
+    pub session: Option<SessionId>,
+    /// The fence.
+    pub fence: Fence,
+    /// When the next round runs (real ms).
+    pub next_round: u64,
+    /// When the ZooKeeper client next pings (real ms).
+    pub next_ping: u64,
+    /// The lock version the last round saw (a change wakes the node, as a watch would).
+    pub lock_version_seen: u64,
+    /// Whether the deadman's ZooKeeper link is cut.
+    pub zk_cut: bool,
+    /// The `Instant` the host's clock counts from.
+    pub epoch: Instant,
+}
+
+impl Node {
+    /// A node with a stopped PostgreSQL holding `wal`.
+    pub fn new(
+        index: usize,
+        wal: Wal,
+        standby: bool,
+        clock: Clock,
+        budget: Duration,
+        epoch: Instant,
+    ) -> Node {
+        let id: NodeId = format!("10.0.0.{}:5432", index + 1)
+            .parse()
+            .expect("a valid id");
+        Node {
+            index,
+            id,
+            decider: Decider::new(
+                id,
+                Tags::default(),
+                Duration::from_secs(10),
+                Duration::from_secs(2),
+            ),
+            pg: Postgres {
+                phase: Phase::Stopped,
+                wal,
+                standby_signal: standby,
+                upstream: None,
+            },
+            clock,
+            process: Process::Running,
+            session: None,
+            fence: Fence {
+                t_ok_ns: 0,
+                budget,
+                state: FenceState::DISARMED,
+                demoted_for: None,
+            },
+            next_round: 0,
+            next_ping: 0,
+            lock_version_seen: 0,
+            zk_cut: false,
+            epoch,
+        }
+    }
+
+    /// The host's `Instant` at real time `t`.
+    pub fn instant(&self, t: u64) -> Instant {
+        self.epoch + Duration::from_nanos(self.clock.ns(t))
+    }
+
+    /// Whether the deadman runs at `t` (waking a stopped one whose time is up).
+    pub fn deadman_runs(&mut self, t: u64) -> bool {
+        match self.process {
+            Process::Running => true,
+            Process::StoppedUntil(until) | Process::DeadUntil(until) if t >= until => {
+                if matches!(self.process, Process::DeadUntil(_)) {
+                    // A new process: a new decider, no session, a disarmed fence.
+                    let budget = self.fence.budget;
+                    self.decider = Decider::new(
+                        self.id,
+                        Tags::default(),
+                        Duration::from_secs(10),
+                        Duration::from_secs(2),
+                    );
+                    self.session = None;
+                    self.fence = Fence {
+                        t_ok_ns: 0,
+                        budget,
+                        state: FenceState::DISARMED,
+                        demoted_for: None,
+                    };
+                    self.next_round = t;
+                }
+                self.process = Process::Running;
+                true
+            }
+            _ => false,
+        }
+    }
+}

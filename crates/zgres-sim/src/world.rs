@@ -1,0 +1,544 @@
+//! The simulation loop: real time advances in small steps; each step expires ZooKeeper
+//! sessions, applies faults, runs each node's fence keeper, ZooKeeper pings and deadman rounds
+//! (in a seeded random order), streams WAL, writes, and checks the invariants.
+
+use std::time::{Duration, Instant};
+
+use zgres_deadman_core::decision::{
+    next_round, Action, DataDirKind, LocalPostgres, LockView, Observation, Peer, Probe,
+    RoundInputs, RoundOutcome,
+};
+use zgres_deadman_core::fence_deadline::FenceStep;
+use zgres_schema::documents::{GroupConfig, NodeState, WalPositions};
+use zgres_schema::{Fetched, SystemId};
+
+use crate::checker::{self, Violation, Write};
+use crate::faults::{self, Fault, Kind};
+use crate::node::{Clock, Node, Process};
+use crate::postgres::{Phase, Wal};
+use crate::rng::Rng;
+use crate::zookeeper::ZooKeeper;
+use crate::{Bug, Settings};
+
+const SYSTEM: SystemId = SystemId(7);
+/// How long PostgreSQL takes from start to answering.
+const STARTUP_MS: u64 = 50;
+
+/// One schedule being run.
+pub struct World {
+    t: u64,
+    rng: Rng,
+    settings: Settings,
+    zk: ZooKeeper,
+    nodes: Vec<Node>,
+    faults: Vec<Fault>,
+    /// Acknowledged writes.
+    pub writes: Vec<Write>,
+    /// What went wrong.
+    pub violations: Vec<Violation>,
+    /// Promotions seen (for the summary).
+    pub promotions: usize,
+}
+
+impl World {
+    /// The group as it starts: every node stopped on the same WAL, node 0's data directory a
+    /// primary's, the others standbys'; the deadmen start within half a second.
+    pub fn new(seed: u64, settings: Settings) -> World {
+        let mut rng = Rng::new(seed);
+        let epoch = Instant::now();
+        let budget = Duration::from_millis(settings.session_timeout_ms - settings.margin_ms);
+        let nodes = (0..settings.nodes)
+            .map(|i| {
+                let drift = settings.max_drift_ppm as i64;
+                let clock = Clock {
+                    rate_ppm: rng.range(0, 2 * drift as u64 + 1) as i64 - drift,
+                };
+                let mut node = Node::new(i, Wal::first(), i != 0, clock, budget, epoch);
+                node.next_round = rng.range(0, 500);
+                node
+            })
+            .collect();
+        let window = (5_000, settings.duration_ms);
+        let faults = faults::draw(
+            &mut rng,
+            settings.faults,
+            settings.nodes,
+            window,
+            settings.session_timeout_ms,
+        );
+        World {
+            t: 0,
+            rng,
+            zk: ZooKeeper::new(settings.nodes, settings.session_timeout_ms),
+            nodes,
+            faults,
+            writes: Vec::new(),
+            violations: Vec::new(),
+            promotions: 0,
+            settings,
+        }
+    }
+
+    /// Runs the schedule to its end (faults, then the healing time) and checks the end state.
+    pub fn run(&mut self) {
+        let end = self.settings.duration_ms + self.settings.heal_ms;
+        while self.t <= end && self.violations.is_empty() {
+            self.step();
+            self.t += self.settings.step_ms;
+        }
+        if self.violations.is_empty() {
+            self.check_end();
+        }
+    }
+
+    fn step(&mut self) {
+        let t = self.t;
+        self.zk.expire(t);
+        self.apply_faults();
+        let mut order: Vec<usize> = (0..self.nodes.len()).collect();
+        for i in (1..order.len()).rev() {
+            order.swap(i, self.rng.range(0, i as u64 + 1) as usize);
+        }
+        for &i in &order {
+            self.keep_fence(i);
+            if !self.nodes[i].deadman_runs(t) {
+                continue;
+            }
+            self.ping(i);
+            let woken =
+                !self.nodes[i].zk_cut && self.nodes[i].lock_version_seen != self.zk.lock_version;
+            if t >= self.nodes[i].next_round || woken {
+                self.round(i);
+            }
+        }
+        self.stream();
+        self.write();
+        let writable: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].pg.writable(t))
+            .collect();
+        self.violations.extend(checker::single_writer(t, &writable));
+    }
+
+    fn apply_faults(&mut self) {
+        let t = self.t;
+        let step = self.settings.step_ms;
+        for i in 0..self.nodes.len() {
+            self.nodes[i].zk_cut = self.faults.iter().any(|f| {
+                f.node == i && f.kind == Kind::ZooKeeperCut && (f.from..f.until).contains(&t)
+            });
+        }
+        let starting: Vec<Fault> = self
+            .faults
+            .iter()
+            .filter(|f| f.from <= t && t < f.from + step)
+            .copied()
+            .collect();
+        for f in starting {
+            let node = &mut self.nodes[f.node];
+            match f.kind {
+                Kind::ZooKeeperCut => {}
+                Kind::Pause => {
+                    if node.process == Process::Running {
+                        node.process = Process::StoppedUntil(f.until);
+                    }
+                }
+                Kind::KillNode => {
+                    node.pg.stop();
+                    node.process = Process::DeadUntil(f.until);
+                    node.fence.state = zgres_deadman_core::fence_deadline::FenceState::DISARMED;
+                }
+                Kind::CrashPostgres => node.pg.stop(),
+            }
+        }
+    }
+
+    /// The keeper: a separate process, so it acts while the deadman is stopped (not when the
+    /// whole node was killed: its state was cleared then).
+    fn keep_fence(&mut self, i: usize) {
+        if self.settings.bug == Some(Bug::FenceFromExpiry) {
+            // The bug: no deadline from t_ok; see `ping`.
+            return;
+        }
+        let t = self.t;
+        let node = &mut self.nodes[i];
+        let now_ns = node.clock.ns(t);
+        match node.fence.state.step(now_ns, node.fence.demoted_for) {
+            FenceStep::Idle | FenceStep::WaitUntil(_) => {}
+            FenceStep::Demote => {
+                node.fence.demoted_for = Some(node.fence.state.deadline_ns);
+                self.fast_shutdown(i);
+            }
+            FenceStep::Kill => self.nodes[i].pg.stop(),
+        }
+    }
+
+    /// A fast shutdown: the walsenders ship everything to the standbys that follow this node
+    /// and can reach it, then it stops.
+    fn fast_shutdown(&mut self, i: usize) {
+        let wal = self.nodes[i].pg.wal.clone();
+        for j in 0..self.nodes.len() {
+            let standby = &mut self.nodes[j].pg;
+            if j != i
+                && standby.upstream == Some(i)
+                && standby.answers(self.t)
+                && wal.extends(&standby.wal)
+            {
+                standby.wal = wal.clone();
+            }
+        }
+        self.nodes[i].pg.stop();
+    }
+
+    /// The ZooKeeper client's keep-alive: an answered ping confirms the session (its send time
+    /// becomes `t_ok`); an expired session is learnt of.
+    fn ping(&mut self, i: usize) {
+        let t = self.t;
+        let interval = self.settings.session_timeout_ms / 3;
+        let node = &mut self.nodes[i];
+        if t < node.next_ping {
+            return;
+        }
+        node.next_ping = t + interval;
+        let (Some(session), false) = (node.session, node.zk_cut) else {
+            return;
+        };
+        if self.zk.heard(session, t) {
+            node.fence.confirmed(node.clock.ns(t));
+        } else {
+            node.session = None;
+            if self.settings.bug == Some(Bug::FenceFromExpiry) && node.pg.is_primary() {
+                // The bug: fencing only once the expiry is known.
+                node.pg.stop();
+            }
+        }
+    }
+
+    fn observation(&mut self, i: usize) -> Observation {
+        let t = self.t;
+        let node = &self.nodes[i];
+        let pg = &node.pg;
+        let probe = pg.answers(t).then(|| {
+            let primary = pg.is_primary();
+            let end = Some(pg.wal.end);
+            Probe {
+                in_recovery: !primary,
+                timeline: Some(pg.wal.current().timeline),
+                system_id: SYSTEM,
+                write_lsn: end.filter(|_| primary),
+                receive_lsn: end.filter(|_| !primary),
+                replay_lsn: end.filter(|_| !primary),
+                upstream: pg.upstream.map(|u| self.nodes[u].id),
+            }
+        });
+        let running = pg.phase != Phase::Stopped;
+        let lock = match (node.zk_cut, node.session, self.zk.lock) {
+            (true, _, _) | (false, None, _) => LockView::Unknown,
+            (false, Some(_), None) => LockView::Free,
+            (false, Some(s), Some(l)) if l.session == s => LockView::Ours,
+            (false, Some(_), Some(l)) => LockView::Other(Some(l.node)),
+        };
+        let peers = if lock == LockView::Unknown {
+            Vec::new()
+        } else {
+            self.zk
+                .states
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .filter_map(|(_, s)| s.clone())
+                .map(|(state, zxid)| Peer {
+                    state,
+                    fresh: self.zk.lock_gone_zxid.is_some_and(|gone| zxid > gone),
+                })
+                .collect()
+        };
+        Observation {
+            now: node.instant(t),
+            lock,
+            db_id: Fetched::Valid(SYSTEM),
+            config: GroupConfig::default(),
+            peers,
+            postgres: LocalPostgres {
+                running,
+                data_dir: if pg.standby_signal {
+                    DataDirKind::Standby
+                } else {
+                    DataDirKind::Primary
+                },
+                probe,
+                control: (!running).then(|| (pg.wal.current().timeline, pg.wal.end)),
+            },
+            vetoed: false,
+            group_timeline: self.zk.history.last().map(|h| h.0),
+            switchover: None,
+            wall_ms: t,
+            sync: Fetched::Absent,
+        }
+    }
+
+    /// One deadman round: connect if need be, observe, let the core decide, act, schedule.
+    fn round(&mut self, i: usize) {
+        let t = self.t;
+        {
+            let node = &mut self.nodes[i];
+            node.lock_version_seen = self.zk.lock_version;
+            if !node.zk_cut {
+                let alive = node.session.is_some_and(|s| self.zk.heard(s, t));
+                if alive {
+                    node.fence.confirmed(node.clock.ns(t));
+                } else {
+                    // Expired (or never opened): a new session.
+                    node.session = Some(self.zk.open(t));
+                    node.fence.confirmed(node.clock.ns(t));
+                }
+            }
+        }
+        let obs = self.observation(i);
+        let decision = self.nodes[i]
+            .decider
+            .decide_round(&obs, RoundInputs::default());
+        if decision.disarm_fence {
+            self.nodes[i].fence.state = zgres_deadman_core::fence_deadline::FenceState::DISARMED;
+        }
+        if obs.lock != LockView::Unknown {
+            let state = self.state_of(
+                i,
+                &obs,
+                decision.published.role,
+                decision.published.problems.clone(),
+            );
+            self.zk.publish(i, state);
+        }
+        let mut again = false;
+        for action in &decision.actions {
+            again |= self.act(i, action);
+        }
+        let node = &mut self.nodes[i];
+        let next = next_round(&RoundOutcome {
+            act_again: again,
+            sync_progress: false,
+            ineligible: decision.ineligible,
+            lock: obs.lock,
+            postgres_running: node.pg.phase != Phase::Stopped,
+            postgres_answered: obs.postgres.probe.is_some(),
+        });
+        let pause = next
+            .pause_until(
+                Duration::from_millis(self.settings.loop_interval_ms),
+                decision.wake_at,
+                obs.now,
+            )
+            .map_or(0, |p| p.as_millis() as u64);
+        node.next_round = t + pause.max(self.settings.step_ms);
+    }
+
+    fn state_of(
+        &self,
+        i: usize,
+        obs: &Observation,
+        role: zgres_schema::documents::Role,
+        problems: Vec<String>,
+    ) -> NodeState {
+        let probe = obs.postgres.probe;
+        NodeState {
+            node: self.nodes[i].id,
+            name: None,
+            role,
+            problems,
+            warnings: Vec::new(),
+            timeline: probe
+                .and_then(|p| p.timeline)
+                .or(obs.postgres.control.map(|c| c.0)),
+            system_id: Some(SYSTEM),
+            wal: WalPositions {
+                write: probe.and_then(|p| p.write_lsn),
+                receive: probe.and_then(|p| p.receive_lsn),
+                replay: probe.and_then(|p| p.replay_lsn),
+            },
+            tags: Default::default(),
+            meta: Default::default(),
+            pending_restart: Vec::new(),
+            updated_at_ms: self.t,
+            refresh_ms: None,
+        }
+    }
+
+    fn index_of(&self, id: zgres_schema::NodeId) -> Option<usize> {
+        self.nodes.iter().position(|n| n.id == id)
+    }
+
+    /// Carries out one action as the shell would; returns whether to look again at once.
+    fn act(&mut self, i: usize, action: &Action) -> bool {
+        let t = self.t;
+        let reachable = !self.nodes[i].zk_cut;
+        match action {
+            Action::AcquireLock => {
+                if let (true, Some(s)) = (reachable, self.nodes[i].session) {
+                    self.zk.acquire(s, self.nodes[i].id);
+                }
+                true
+            }
+            Action::ReleaseLock => {
+                if let (true, Some(s)) = (reachable, self.nodes[i].session) {
+                    self.zk.release(s);
+                }
+                true
+            }
+            Action::StartPrimary => {
+                let node = &mut self.nodes[i];
+                if node.fence.arm(node.clock.ns(t)) {
+                    node.pg.standby_signal = false;
+                    node.pg.start(t, STARTUP_MS);
+                }
+                false
+            }
+            Action::StartStandby { upstream } => {
+                let upstream = upstream.and_then(|u| self.index_of(u));
+                let pg = &mut self.nodes[i].pg;
+                pg.standby_signal = true;
+                pg.upstream = upstream.or(pg.upstream);
+                pg.start(t, STARTUP_MS);
+                false
+            }
+            Action::Promote { .. } => {
+                let node = &mut self.nodes[i];
+                if !node.fence.arm(node.clock.ns(t)) {
+                    return false;
+                }
+                if let Some((timeline, lsn)) = node.pg.promote(i) {
+                    self.promotions += 1;
+                    if reachable && self.nodes[i].session.is_some() {
+                        self.zk.history.push((timeline, lsn, self.nodes[i].id));
+                    }
+                }
+                true
+            }
+            Action::Repoint { upstream } => {
+                self.nodes[i].pg.upstream = self.index_of(*upstream);
+                false
+            }
+            Action::StopPostgres { immediate, .. } => {
+                if *immediate {
+                    self.nodes[i].pg.stop();
+                } else {
+                    self.fast_shutdown(i);
+                }
+                true
+            }
+            Action::Rewind { source } => {
+                let Some(s) = self.index_of(*source) else {
+                    return false;
+                };
+                if !self.nodes[s].pg.is_primary() {
+                    return false;
+                }
+                let wal = self.nodes[s].pg.wal.clone();
+                self.nodes[i].pg.rewind(&wal, s);
+                true
+            }
+            // No requests, no empty data directories, the database recorded from the start.
+            Action::PublishState
+            | Action::Bootstrap
+            | Action::CloneFrom { .. }
+            | Action::StepDown { .. }
+            | Action::RecordDatabase { .. }
+            | Action::FinishSwitchover
+            | Action::DropSwitchover { .. } => false,
+        }
+    }
+
+    /// Standbys receive what their primary has, when their WAL is a prefix of it.
+    fn stream(&mut self) {
+        let t = self.t;
+        for j in 0..self.nodes.len() {
+            let Some(u) = self.nodes[j].pg.upstream else {
+                continue;
+            };
+            if u == j || !self.nodes[j].pg.answers(t) || self.nodes[j].pg.is_primary() {
+                continue;
+            }
+            let source = &self.nodes[u].pg;
+            if source.writable(t)
+                && source.wal.extends(&self.nodes[j].pg.wal)
+                && self.rng.chance(800)
+            {
+                let wal = source.wal.clone();
+                self.nodes[j].pg.wal = wal;
+            }
+        }
+    }
+
+    /// A client commits on every writable primary, at random.
+    fn write(&mut self) {
+        let t = self.t;
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].pg.writable(t) && self.rng.chance(500) {
+                let wal = &mut self.nodes[i].pg.wal;
+                wal.end = zgres_schema::Lsn(wal.end.0 + 1);
+                self.writes.push(Write {
+                    node: i,
+                    segment: wal.current(),
+                    lsn: wal.end,
+                    at: t,
+                });
+            }
+        }
+    }
+
+    /// After the healing time: one writable primary holding the lock, every other node a
+    /// standby whose WAL is a prefix of it; `/history` increasing.
+    fn check_end(&mut self) {
+        let t = self.t;
+        let timelines: Vec<_> = self.zk.history.iter().map(|h| h.0).collect();
+        self.violations
+            .extend(checker::history_increases(&timelines));
+        let writable: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].pg.writable(t))
+            .collect();
+        let holder = self.zk.lock.map(|l| l.node);
+        let recovered = match writable[..] {
+            [p] => {
+                holder == Some(self.nodes[p].id)
+                    && (0..self.nodes.len()).filter(|&j| j != p).all(|j| {
+                        let pg = &self.nodes[j].pg;
+                        pg.answers(t) && !pg.is_primary() && self.nodes[p].pg.wal.extends(&pg.wal)
+                    })
+            }
+            _ => false,
+        };
+        if !recovered {
+            let state = self
+                .nodes
+                .iter()
+                .map(|n| {
+                    format!(
+                        "n{}: {:?} {:?} upstream {:?} process {:?}",
+                        n.index,
+                        n.pg.phase,
+                        n.pg.wal.current(),
+                        n.pg.upstream,
+                        n.process
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; ");
+            self.violations.push(Violation::NotRecovered {
+                state: format!("lock {holder:?}; {state}"),
+            });
+        }
+    }
+
+    /// The final primary's WAL, if there is exactly one writable primary.
+    pub fn survivor(&self) -> Option<&Wal> {
+        let mut writable = self.nodes.iter().filter(|n| n.pg.writable(self.t));
+        match (writable.next(), writable.next()) {
+            (Some(n), None) => Some(&n.pg.wal),
+            _ => None,
+        }
+    }
+
+    /// The faults of this schedule, for a report.
+    pub fn faults(&self) -> &[Fault] {
+        &self.faults
+    }
+}

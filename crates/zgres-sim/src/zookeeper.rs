@@ -1,0 +1,140 @@
+//! A model of one ZooKeeper ensemble as zgres uses it: sessions that the server expires on its
+//! own clock, the group's ephemeral lock, the nodes' states with a global write order (zxid),
+//! and the promotion history.
+
+use zgres_schema::documents::NodeState;
+use zgres_schema::{Lsn, NodeId, Timeline};
+
+/// A session id.
+pub type SessionId = u64;
+
+/// One session.
+#[derive(Debug, Clone)]
+struct Session {
+    id: SessionId,
+    /// Server time (ms) a request of it was last received.
+    last_heard: u64,
+    alive: bool,
+}
+
+/// The lock znode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockZnode {
+    /// The owner session.
+    pub session: SessionId,
+    /// The node named in it.
+    pub node: NodeId,
+}
+
+/// The server.
+#[derive(Debug, Clone)]
+pub struct ZooKeeper {
+    session_timeout_ms: u64,
+    sessions: Vec<Session>,
+    next_session: SessionId,
+    /// Global write order.
+    zxid: u64,
+    /// The lock, if held.
+    pub lock: Option<LockZnode>,
+    /// The zxid of the lock's last deletion.
+    pub lock_gone_zxid: Option<u64>,
+    /// Each node's published state and the zxid it was written at.
+    pub states: Vec<Option<(NodeState, u64)>>,
+    /// `/history`: promotions as (timeline, position, node), in the order recorded.
+    pub history: Vec<(Timeline, Lsn, NodeId)>,
+    /// A lock deletion notified to watchers: bumped on every lock change.
+    pub lock_version: u64,
+}
+
+impl ZooKeeper {
+    /// A server for `nodes` nodes.
+    pub fn new(nodes: usize, session_timeout_ms: u64) -> Self {
+        ZooKeeper {
+            session_timeout_ms,
+            sessions: Vec::new(),
+            next_session: 1,
+            zxid: 0,
+            lock: None,
+            lock_gone_zxid: None,
+            states: vec![None; nodes],
+            history: Vec::new(),
+            lock_version: 0,
+        }
+    }
+
+    /// Expires every session not heard from within the timeout before `now`; an expired
+    /// owner's lock goes with it.
+    pub fn expire(&mut self, now: u64) {
+        for s in &mut self.sessions {
+            if s.alive && now > s.last_heard + self.session_timeout_ms {
+                s.alive = false;
+                if self.lock.is_some_and(|l| l.session == s.id) {
+                    self.lock = None;
+                    self.zxid += 1;
+                    self.lock_gone_zxid = Some(self.zxid);
+                    self.lock_version += 1;
+                }
+            }
+        }
+    }
+
+    /// Opens a session heard at `now`.
+    pub fn open(&mut self, now: u64) -> SessionId {
+        let id = self.next_session;
+        self.next_session += 1;
+        self.sessions.push(Session {
+            id,
+            last_heard: now,
+            alive: true,
+        });
+        id
+    }
+
+    /// A request of `session` reached the server at `now`: whether the session is alive (it
+    /// is then heard).
+    pub fn heard(&mut self, session: SessionId, now: u64) -> bool {
+        self.expire(now);
+        match self.sessions.iter_mut().find(|s| s.id == session) {
+            Some(s) if s.alive => {
+                s.last_heard = now;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The owner closed `session` (a clean stop): its lock is deleted at once.
+    pub fn close(&mut self, session: SessionId) {
+        if let Some(s) = self.sessions.iter_mut().find(|s| s.id == session) {
+            s.alive = false;
+        }
+        self.release(session);
+    }
+
+    /// Creates the lock for `node` if nobody holds it.
+    pub fn acquire(&mut self, session: SessionId, node: NodeId) -> bool {
+        if self.lock.is_some() {
+            return false;
+        }
+        self.zxid += 1;
+        self.lock = Some(LockZnode { session, node });
+        self.lock_version += 1;
+        true
+    }
+
+    /// Deletes the lock if `session` holds it.
+    pub fn release(&mut self, session: SessionId) {
+        if self.lock.is_some_and(|l| l.session == session) {
+            self.lock = None;
+            self.zxid += 1;
+            self.lock_gone_zxid = Some(self.zxid);
+            self.lock_version += 1;
+        }
+    }
+
+    /// Writes node `i`'s state.
+    pub fn publish(&mut self, i: usize, state: NodeState) {
+        self.zxid += 1;
+        self.states[i] = Some((state, self.zxid));
+    }
+}
