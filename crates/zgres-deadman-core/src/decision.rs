@@ -27,6 +27,8 @@ use eligibility::peer_rank;
 pub use eligibility::sync_eligible;
 
 mod action;
+mod divergence;
+pub use divergence::STUCK_AFTER;
 mod eligibility;
 mod observation;
 mod published;
@@ -71,17 +73,19 @@ pub struct Decider {
     /// Holder of the lock last seen, whether or not it published a position yet.
     last_holder: Option<NodeId>,
     last_ineligible: Option<Ineligible>,
-    /// Steps that failed and wait before they are tried again.
-    retry: RetryAfter,
+    /// Bringing the node back after failures: retries and a standby that does not follow.
+    retry: Recovery,
 }
 
-/// When steps that failed may be tried again.
+/// Steps that bring the node back after a failure, and when they may be tried again.
 #[derive(Debug, Default)]
-struct RetryAfter {
+struct Recovery {
     /// After a failed pg_rewind, no new attempt before this.
     rewind: Option<Instant>,
     /// After the `pre_promote` callback vetoed a promotion, no contending before this.
     contend: Option<Instant>,
+    /// Whether the running standby follows the primary's timeline.
+    follow: divergence::FollowWatch,
 }
 
 impl Decider {
@@ -106,7 +110,7 @@ impl Decider {
             last_primary: None,
             last_holder: None,
             last_ineligible: None,
-            retry: RetryAfter::default(),
+            retry: Recovery::default(),
         }
     }
 
@@ -234,14 +238,42 @@ impl Decider {
                 vec![Action::Rewind { source: holder }]
             }
             (false, DataDirKind::Primary) => vec![],
+            // A standby stopped because it could not follow: rewind it first.
+            (false, DataDirKind::Standby) if self.retry.follow.rewind_wanted => {
+                if holder_ready && self.retry.rewind.map_or(true, |at| obs.now >= at) {
+                    self.retry.follow.rewind_wanted = false;
+                    vec![Action::Rewind { source: holder }]
+                } else {
+                    vec![]
+                }
+            }
             (false, DataDirKind::Standby) => vec![Action::StartStandby {
                 upstream: Some(holder),
             }],
             (true, _) => match pg.probe {
                 Some(p) if p.upstream != Some(holder) => {
+                    self.retry.follow.forget();
                     vec![Action::Repoint { upstream: holder }]
                 }
-                _ => vec![],
+                Some(p) => {
+                    let primary_timeline = obs
+                        .peers
+                        .iter()
+                        .find(|peer| peer.state.node == holder && peer.state.role == Role::Primary)
+                        .and_then(|peer| peer.state.timeline);
+                    let mine = p.timeline.zip(p.position());
+                    if self.retry.follow.is_stuck(obs.now, mine, primary_timeline) {
+                        self.retry.follow.forget();
+                        self.retry.follow.rewind_wanted = true;
+                        vec![Action::StopPostgres {
+                            immediate: false,
+                            reason: "this standby cannot follow the primary's timeline (it has WAL the new timeline forked off before): stopping it to rewind it",
+                        }]
+                    } else {
+                        vec![]
+                    }
+                }
+                None => vec![],
             },
         }
     }

@@ -65,7 +65,8 @@ pub struct ControlData {
     pub timeline: Timeline,
     /// Location of the latest checkpoint.
     pub checkpoint: Lsn,
-    /// The server was shut down cleanly (its last checkpoint is the end of its WAL).
+    /// The server was shut down cleanly: "shut down" (a primary's last checkpoint is then the
+    /// end of its WAL) or "shut down in recovery" (a standby's).
     pub clean_shutdown: bool,
 }
 
@@ -118,7 +119,11 @@ fn parse_control_data(text: &str) -> Result<ControlData, ControlDataProblem> {
         Timeline::new(v.parse().ok()?).ok()
     })?;
     let checkpoint = parsed(CHECKPOINT, field(CHECKPOINT)?, |v| v.parse().ok())?;
-    let clean_shutdown = field("Database cluster state")? == "shut down";
+    // A standby stopped cleanly says "shut down in recovery": as clean for pg_rewind.
+    let clean_shutdown = matches!(
+        field("Database cluster state")?,
+        "shut down" | "shut down in recovery"
+    );
     Ok(ControlData {
         system_id,
         timeline,
@@ -252,6 +257,19 @@ mod tests {
         assert_eq!(c.timeline.get(), 3);
         assert_eq!(c.checkpoint, "0/3000060".parse().unwrap());
         assert!(!c.clean_shutdown);
+        for (state, clean) in [
+            ("shut down", true),
+            ("shut down in recovery", true),
+            ("in archive recovery", false),
+        ] {
+            let text = format!("{text}Database cluster state:               {state}\n")
+                .replace("Database cluster state:               in production\n", "");
+            assert_eq!(
+                parse_control_data(&text).unwrap().clean_shutdown,
+                clean,
+                "{state}"
+            );
+        }
         assert!(parse_control_data("nothing").is_err());
     }
 

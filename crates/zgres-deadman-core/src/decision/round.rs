@@ -103,6 +103,7 @@ impl Decider {
         }
         candidates.extend(self.retry.rewind);
         candidates.extend(self.retry.contend);
+        candidates.extend(self.retry.follow.deadline());
         candidates.into_iter().filter(|at| *at > now).min()
     }
 }

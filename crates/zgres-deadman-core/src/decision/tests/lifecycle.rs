@@ -207,3 +207,71 @@ fn the_core_says_when_a_failed_rewind_may_be_retried() {
     assert!(decision.actions.is_empty());
     assert_eq!(decision.wake_at, Some(t + REWIND_RETRY));
 }
+
+/// Found by the simulator (zgres-sim): a standby that received WAL on the old timeline past the
+/// point where the promoted replica's timeline forked never followed the new primary.
+#[test]
+fn a_standby_stuck_behind_the_primarys_timeline_is_stopped_and_rewound() {
+    let t = Instant::now();
+    let mut d = decider(1);
+    let mut primary_state = peer_state(9, Role::Primary, 100);
+    primary_state.timeline = Some(tl(2));
+    let mut following = standby(150);
+    if let Some(p) = following.probe.as_mut() {
+        p.upstream = Some(node(9));
+    }
+    let look = |d: &mut Decider, at: Instant, pg: LocalPostgres| {
+        d.decide(&obs(
+            at,
+            LockView::Other(Some(node(9))),
+            pg,
+            vec![fresh(primary_state.clone())],
+        ))
+    };
+    // On timeline 1 at 150, not moving: left alone until STUCK_AFTER has passed.
+    assert!(look(&mut d, t, following).is_empty());
+    assert!(look(&mut d, t + STUCK_AFTER / 2, following).is_empty());
+    let actions = look(&mut d, t + STUCK_AFTER, following);
+    assert!(
+        matches!(
+            actions[..],
+            [Action::StopPostgres {
+                immediate: false,
+                ..
+            }]
+        ),
+        "{actions:?}"
+    );
+    // Stopped: rewound to the primary, not started as it was.
+    let actions = look(&mut d, t + STUCK_AFTER, stopped(DataDirKind::Standby));
+    assert_eq!(actions, [Action::Rewind { source: node(9) }]);
+    // Rewound (standby.signal again): started as the primary's standby.
+    let actions = look(&mut d, t + STUCK_AFTER, stopped(DataDirKind::Standby));
+    assert_eq!(
+        actions,
+        [Action::StartStandby {
+            upstream: Some(node(9))
+        }]
+    );
+}
+
+#[test]
+fn a_lagging_standby_that_still_moves_is_never_stopped() {
+    let t = Instant::now();
+    let mut d = decider(1);
+    let mut primary_state = peer_state(9, Role::Primary, 1 << 30);
+    primary_state.timeline = Some(tl(2));
+    for i in 0..20u32 {
+        let mut following = standby(1000 + u64::from(i));
+        if let Some(p) = following.probe.as_mut() {
+            p.upstream = Some(node(9));
+        }
+        let actions = d.decide(&obs(
+            t + STUCK_AFTER * i,
+            LockView::Other(Some(node(9))),
+            following,
+            vec![fresh(primary_state.clone())],
+        ));
+        assert!(actions.is_empty(), "{actions:?}");
+    }
+}
