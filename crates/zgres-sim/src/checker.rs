@@ -7,7 +7,7 @@ use zgres_schema::{Lsn, Timeline};
 use crate::postgres::{Segment, Wal};
 
 /// An acknowledged write.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Write {
     /// The node that acknowledged it.
     pub node: usize,
@@ -33,6 +33,13 @@ pub enum Violation {
     HistoryNotIncreasing {
         /// The timelines in recorded order.
         timelines: Vec<u32>,
+    },
+    /// In synchronous mode, acknowledged commits the final primary does not have.
+    LostAcknowledgedWrites {
+        /// How many.
+        count: usize,
+        /// The first of them.
+        first: Write,
     },
     /// The group had not come back to exactly one writable primary, the lock holder, with every
     /// other node streaming from it, at the end of the healing time.

@@ -9,7 +9,11 @@
 //! truth: never two writable primaries, `/history` increasing, and back to one primary with
 //! every node streaming once the faults end. The same seed replays the same schedule.
 //!
-//! Not modelled yet: synchronous replication (`/sync`, `SyncKeeper`), switchover requests,
+//! In synchronous mode (`on`, `strict`) the primary runs the real `SyncKeeper`, a commit is
+//! acknowledged once a synchronous standby has it, and no acknowledged commit may be missing
+//! from the final primary.
+//!
+//! Not modelled yet: switchover requests,
 //! replication-link cuts, ZooKeeper request latency and lost replies (each request is answered
 //! in the step it is sent).
 #![forbid(unsafe_code)]
@@ -18,6 +22,7 @@ pub mod checker;
 pub mod faults;
 pub mod node;
 pub mod postgres;
+mod replication;
 pub mod rng;
 pub mod world;
 pub mod zookeeper;
@@ -28,6 +33,10 @@ pub enum Bug {
     /// Fence PostgreSQL only when the client learns that its session expired, instead of at
     /// `t_ok + budget` on the host's clock.
     FenceFromExpiry,
+    /// Publish a standby in `/sync` as soon as PostgreSQL calls it synchronous, without
+    /// waiting for it to flush what the primary had acknowledged before (`SyncKeeper`'s
+    /// confirm step skipped).
+    SkipSyncConfirm,
 }
 
 /// The shape of every schedule.
@@ -51,6 +60,8 @@ pub struct Settings {
     pub faults: usize,
     /// Host clocks run up to this fast or slow (parts per million).
     pub max_drift_ppm: u64,
+    /// The group's `synchronous_mode`.
+    pub mode: zgres_schema::documents::SyncMode,
     /// A deliberate mistake to find.
     pub bug: Option<Bug>,
 }
@@ -68,6 +79,7 @@ impl Default for Settings {
             step_ms: 10,
             faults: 4,
             max_drift_ppm: 5_000,
+            mode: zgres_schema::documents::SyncMode::Off,
             bug: None,
         }
     }
@@ -83,7 +95,7 @@ pub struct Outcome {
     /// Acknowledged writes.
     pub writes: usize,
     /// Acknowledged writes the final primary does not have (asynchronous replication loses
-    /// what the standbys had not received; counted, not a violation).
+    /// what the standbys had not received: counted; in synchronous mode a violation).
     pub lost_writes: usize,
     /// Promotions.
     pub promotions: usize,

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Parser;
+use zgres_schema::documents::SyncMode;
 use zgres_sim::{run, Bug, Settings};
 
 /// Deterministic simulation of the deadman's decision core under random overlapping faults.
@@ -26,8 +27,11 @@ struct Args {
     /// How many failing schedules to print.
     #[arg(long, default_value_t = 5)]
     show: usize,
+    /// The group's synchronous_mode.
+    #[arg(long, default_value = "off", value_parser = ["off", "on", "strict"])]
+    mode: String,
     /// Run with a deliberate mistake, to show the checker finds it.
-    #[arg(long, value_parser = ["fence-from-expiry"])]
+    #[arg(long, value_parser = ["fence-from-expiry", "skip-sync-confirm"])]
     bug: Option<String>,
 }
 
@@ -35,7 +39,15 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let settings = Settings {
         faults: args.faults,
-        bug: args.bug.map(|_| Bug::FenceFromExpiry),
+        mode: match args.mode.as_str() {
+            "on" => SyncMode::On,
+            "strict" => SyncMode::Strict,
+            _ => SyncMode::Off,
+        },
+        bug: args.bug.as_deref().map(|b| match b {
+            "skip-sync-confirm" => Bug::SkipSyncConfirm,
+            _ => Bug::FenceFromExpiry,
+        }),
         ..Settings::default()
     };
     let started = Instant::now();
@@ -68,14 +80,15 @@ fn main() -> ExitCode {
     let lost: usize = results.iter().map(|o| o.lost_writes).sum();
     let promotions: usize = results.iter().map(|o| o.promotions).sum();
     println!(
-        "{} schedules in {elapsed:.1} s ({:.0}/s), {} faults each: {} promotions, {} acknowledged writes, {} lost (asynchronous), {} schedules broke an invariant",
+        "{} schedules in {elapsed:.1} s ({:.0}/s), {} faults each: {} promotions, {} acknowledged writes, {} lost, {} schedules broke an invariant (synchronous_mode {})",
         results.len(),
         results.len() as f64 / elapsed,
         args.faults,
         promotions,
         writes,
         lost,
-        failed.len()
+        failed.len(),
+        args.mode
     );
     for outcome in failed.iter().take(args.show) {
         println!("seed {}: {:?}", outcome.seed, outcome.violations);

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use zgres_deadman_core::decision::Decider;
 use zgres_deadman_core::fence_deadline::{grace_for, FenceState};
+use zgres_deadman_core::synchronous::SyncKeeper;
 use zgres_schema::documents::Tags;
 use zgres_schema::NodeId;
 
@@ -104,6 +105,10 @@ pub struct Node {
     pub zk_cut: bool,
     /// The `Instant` the host's clock counts from.
     pub epoch: Instant,
+    /// The client's commit waiting for a synchronous standby.
+    pub pending_commit: Option<crate::checker::Write>,
+    /// The primary's synchronous-replication bookkeeping (the real core's).
+    pub sync_keeper: SyncKeeper,
 }
 
 impl Node {
@@ -133,6 +138,7 @@ impl Node {
                 wal,
                 standby_signal: standby,
                 upstream: None,
+                standby_names: String::new(),
             },
             clock,
             process: Process::Running,
@@ -148,6 +154,8 @@ impl Node {
             lock_version_seen: 0,
             zk_cut: false,
             epoch,
+            pending_commit: None,
+            sync_keeper: SyncKeeper::default(),
         }
     }
 
@@ -171,6 +179,7 @@ impl Node {
                         Duration::from_secs(2),
                     );
                     self.session = None;
+                    self.sync_keeper = SyncKeeper::default();
                     self.fence = Fence {
                         t_ok_ns: 0,
                         budget,

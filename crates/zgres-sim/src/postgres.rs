@@ -48,6 +48,16 @@ impl Wal {
         Some(self.history.get(i + 1).map_or(self.end, |next| next.start))
     }
 
+    /// This WAL up to `end` (the segments that start after it dropped).
+    pub fn prefix(&self, end: Lsn) -> Wal {
+        let mut wal = self.clone();
+        while wal.history.len() > 1 && wal.current().start > end {
+            wal.history.pop();
+        }
+        wal.end = end.min(self.end);
+        wal
+    }
+
     /// Whether `other` is a prefix of this WAL (a standby with it can stream from this one).
     pub fn extends(&self, other: &Wal) -> bool {
         other.history.iter().all(|s| self.history.contains(s))
@@ -100,6 +110,8 @@ pub struct Postgres {
     pub standby_signal: bool,
     /// The node it streams from, when a standby.
     pub upstream: Option<usize>,
+    /// `synchronous_standby_names` (kept in `postgresql.auto.conf`, so across restarts).
+    pub standby_names: String,
 }
 
 impl Postgres {
@@ -159,13 +171,7 @@ impl Postgres {
     /// pg_rewind to `source`: keep what both have, then follow it as a standby.
     pub fn rewind(&mut self, source: &Wal, upstream: usize) {
         let fork = self.wal.fork_with(source);
-        let mut wal = source.clone();
-        // The source's history up to the segment the fork is in.
-        while wal.history.len() > 1 && wal.current().start > fork {
-            wal.history.pop();
-        }
-        wal.end = fork;
-        self.wal = wal;
+        self.wal = source.prefix(fork);
         self.standby_signal = true;
         self.upstream = Some(upstream);
     }
@@ -189,6 +195,7 @@ mod tests {
             wal: Wal::first(),
             standby_signal: true,
             upstream: None,
+            standby_names: String::new(),
         };
         a.wal.end = Lsn(10);
         let mut old_primary = a.wal.clone();
@@ -205,6 +212,7 @@ mod tests {
             wal: old_primary,
             standby_signal: false,
             upstream: None,
+            standby_names: String::new(),
         };
         b.rewind(&a.wal, 0);
         assert_eq!(b.wal.end, Lsn(10));

@@ -9,7 +9,7 @@ use zgres_deadman_core::decision::{
     RoundInputs, RoundOutcome,
 };
 use zgres_deadman_core::fence_deadline::FenceStep;
-use zgres_schema::documents::{GroupConfig, NodeState, WalPositions};
+use zgres_schema::documents::{GroupConfig, NodeState, SyncMode, WalPositions};
 use zgres_schema::{Fetched, SystemId};
 
 use crate::checker::{self, Violation, Write};
@@ -26,11 +26,11 @@ const STARTUP_MS: u64 = 50;
 
 /// One schedule being run.
 pub struct World {
-    t: u64,
-    rng: Rng,
-    settings: Settings,
-    zk: ZooKeeper,
-    nodes: Vec<Node>,
+    pub(crate) t: u64,
+    pub(crate) rng: Rng,
+    pub(crate) settings: Settings,
+    pub(crate) zk: ZooKeeper,
+    pub(crate) nodes: Vec<Node>,
     faults: Vec<Fault>,
     /// Acknowledged writes.
     pub writes: Vec<Write>,
@@ -144,10 +144,14 @@ impl World {
                 }
                 Kind::KillNode => {
                     node.pg.stop();
+                    node.pending_commit = None;
                     node.process = Process::DeadUntil(f.until);
                     node.fence.state = zgres_deadman_core::fence_deadline::FenceState::DISARMED;
                 }
-                Kind::CrashPostgres => node.pg.stop(),
+                Kind::CrashPostgres => {
+                    node.pg.stop();
+                    node.pending_commit = None;
+                }
             }
         }
     }
@@ -168,25 +172,8 @@ impl World {
                 node.fence.demoted_for = Some(node.fence.state.deadline_ns);
                 self.fast_shutdown(i);
             }
-            FenceStep::Kill => self.nodes[i].pg.stop(),
+            FenceStep::Kill => self.stop_postgres(i),
         }
-    }
-
-    /// A fast shutdown: the walsenders ship everything to the standbys that follow this node
-    /// and can reach it, then it stops.
-    fn fast_shutdown(&mut self, i: usize) {
-        let wal = self.nodes[i].pg.wal.clone();
-        for j in 0..self.nodes.len() {
-            let standby = &mut self.nodes[j].pg;
-            if j != i
-                && standby.upstream == Some(i)
-                && standby.answers(self.t)
-                && wal.extends(&standby.wal)
-            {
-                standby.wal = wal.clone();
-            }
-        }
-        self.nodes[i].pg.stop();
     }
 
     /// The ZooKeeper client's keep-alive: an answered ping confirms the session (its send time
@@ -209,6 +196,7 @@ impl World {
             if self.settings.bug == Some(Bug::FenceFromExpiry) && node.pg.is_primary() {
                 // The bug: fencing only once the expiry is known.
                 node.pg.stop();
+                node.pending_commit = None;
             }
         }
     }
@@ -256,7 +244,10 @@ impl World {
             now: node.instant(t),
             lock,
             db_id: Fetched::Valid(SYSTEM),
-            config: GroupConfig::default(),
+            config: GroupConfig {
+                synchronous_mode: self.settings.mode,
+                ..GroupConfig::default()
+            },
             peers,
             postgres: LocalPostgres {
                 running,
@@ -272,7 +263,10 @@ impl World {
             group_timeline: self.zk.history.last().map(|h| h.0),
             switchover: None,
             wall_ms: t,
-            sync: Fetched::Absent,
+            sync: match (&self.zk.sync, self.settings.mode, lock) {
+                (_, _, LockView::Unknown) | (_, SyncMode::Off, _) | (None, _, _) => Fetched::Absent,
+                (Some(state), _, _) => Fetched::Valid(state.clone()),
+            },
         }
     }
 
@@ -313,10 +307,15 @@ impl World {
         for action in &decision.actions {
             again |= self.act(i, action);
         }
+        let ours = obs.lock == LockView::Ours
+            && self.nodes[i]
+                .session
+                .is_some_and(|s| !self.nodes[i].zk_cut && self.zk.heard(s, t));
+        let sync_progress = self.keep_synchronous(i, decision.sync_eligible.clone(), ours);
         let node = &mut self.nodes[i];
         let next = next_round(&RoundOutcome {
             act_again: again,
-            sync_progress: false,
+            sync_progress,
             ineligible: decision.ineligible,
             lock: obs.lock,
             postgres_running: node.pg.phase != Phase::Stopped,
@@ -419,7 +418,7 @@ impl World {
             }
             Action::StopPostgres { immediate, .. } => {
                 if *immediate {
-                    self.nodes[i].pg.stop();
+                    self.stop_postgres(i);
                 } else {
                     self.fast_shutdown(i);
                 }
@@ -447,44 +446,6 @@ impl World {
         }
     }
 
-    /// Standbys receive what their primary has, when their WAL is a prefix of it.
-    fn stream(&mut self) {
-        let t = self.t;
-        for j in 0..self.nodes.len() {
-            let Some(u) = self.nodes[j].pg.upstream else {
-                continue;
-            };
-            if u == j || !self.nodes[j].pg.answers(t) || self.nodes[j].pg.is_primary() {
-                continue;
-            }
-            let source = &self.nodes[u].pg;
-            if source.writable(t)
-                && source.wal.extends(&self.nodes[j].pg.wal)
-                && self.rng.chance(800)
-            {
-                let wal = source.wal.clone();
-                self.nodes[j].pg.wal = wal;
-            }
-        }
-    }
-
-    /// A client commits on every writable primary, at random.
-    fn write(&mut self) {
-        let t = self.t;
-        for i in 0..self.nodes.len() {
-            if self.nodes[i].pg.writable(t) && self.rng.chance(500) {
-                let wal = &mut self.nodes[i].pg.wal;
-                wal.end = zgres_schema::Lsn(wal.end.0 + 1);
-                self.writes.push(Write {
-                    node: i,
-                    segment: wal.current(),
-                    lsn: wal.end,
-                    at: t,
-                });
-            }
-        }
-    }
-
     /// After the healing time: one writable primary holding the lock, every other node a
     /// standby whose WAL is a prefix of it; `/history` increasing.
     fn check_end(&mut self) {
@@ -492,6 +453,18 @@ impl World {
         let timelines: Vec<_> = self.zk.history.iter().map(|h| h.0).collect();
         self.violations
             .extend(checker::history_increases(&timelines));
+        if self.settings.mode != SyncMode::Off {
+            if let Some(wal) = self.survivor() {
+                let lost = checker::lost(&self.writes, wal);
+                if let Some(first) = lost.first() {
+                    let violation = Violation::LostAcknowledgedWrites {
+                        count: lost.len(),
+                        first: **first,
+                    };
+                    self.violations.push(violation);
+                }
+            }
+        }
         let writable: Vec<usize> = (0..self.nodes.len())
             .filter(|&i| self.nodes[i].pg.writable(t))
             .collect();

@@ -2,7 +2,7 @@
 //! own clock, the group's ephemeral lock, the nodes' states with a global write order (zxid),
 //! and the promotion history.
 
-use zgres_schema::documents::NodeState;
+use zgres_schema::documents::{NodeState, SyncState};
 use zgres_schema::{Lsn, NodeId, Timeline};
 
 /// A session id.
@@ -44,6 +44,8 @@ pub struct ZooKeeper {
     pub history: Vec<(Timeline, Lsn, NodeId)>,
     /// A lock deletion notified to watchers: bumped on every lock change.
     pub lock_version: u64,
+    /// `/sync/{GROUP}`.
+    pub sync: Option<SyncState>,
 }
 
 impl ZooKeeper {
@@ -59,6 +61,7 @@ impl ZooKeeper {
             states: vec![None; nodes],
             history: Vec::new(),
             lock_version: 0,
+            sync: None,
         }
     }
 

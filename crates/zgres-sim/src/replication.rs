@@ -1,0 +1,209 @@
+//! WAL between the simulated nodes: streaming, fast shutdown, the client's commits and their
+//! acknowledgement (at once, or once the synchronous standby has them), and the primary's
+//! synchronous-replication round driven by the real `SyncKeeper`.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use zgres_deadman_core::synchronous::{standby_name, Connected, Progress, SyncInputs, SyncStep};
+use zgres_schema::documents::{SyncMode, SyncState};
+use zgres_schema::{Lsn, NodeId};
+
+use crate::checker::Write;
+use crate::world::World;
+use crate::Bug;
+
+/// `synchronous_ack_timeout_ms` (the default).
+const ACK_TIMEOUT: Duration = Duration::from_millis(3_000);
+
+impl World {
+    /// A fast shutdown: the walsenders ship everything to the standbys that follow this node,
+    /// then it stops. Commits still waiting are never acknowledged.
+    pub(crate) fn fast_shutdown(&mut self, i: usize) {
+        let wal = self.nodes[i].pg.wal.clone();
+        for j in 0..self.nodes.len() {
+            let standby = &mut self.nodes[j].pg;
+            if j != i
+                && standby.upstream == Some(i)
+                && standby.answers(self.t)
+                && wal.extends(&standby.wal)
+            {
+                standby.wal = wal.clone();
+            }
+        }
+        self.stop_postgres(i);
+    }
+
+    /// Stops node `i`'s PostgreSQL at once; a commit waiting for its standby is lost unacknowledged.
+    pub(crate) fn stop_postgres(&mut self, i: usize) {
+        self.nodes[i].pg.stop();
+        self.nodes[i].pending_commit = None;
+    }
+
+    /// Standbys receive what their primary has, when their WAL is a prefix of it (not always
+    /// within the step: replication lags).
+    pub(crate) fn stream(&mut self) {
+        let t = self.t;
+        for j in 0..self.nodes.len() {
+            let Some(u) = self.nodes[j].pg.upstream else {
+                continue;
+            };
+            if u == j || !self.nodes[j].pg.answers(t) || self.nodes[j].pg.is_primary() {
+                continue;
+            }
+            let source = &self.nodes[u].pg;
+            if source.writable(t) && source.wal.extends(&self.nodes[j].pg.wal) {
+                // Up to 3 commits' worth per step: a standby that fell behind takes a while.
+                let upto =
+                    Lsn((self.nodes[j].pg.wal.end.0 + self.rng.range(0, 4)).min(source.wal.end.0));
+                let wal = source.wal.prefix(upto);
+                self.nodes[j].pg.wal = wal;
+            }
+        }
+    }
+
+    /// The standbys connected to primary `i` (streaming: their WAL is a prefix of its), and
+    /// which one PostgreSQL treats as synchronous under its `synchronous_standby_names`.
+    fn connected(&self, i: usize) -> Vec<Connected> {
+        self.standbys_of(i)
+            .map(|(node, streaming, synchronous, flush)| Connected {
+                node,
+                streaming,
+                synchronous,
+                flush: Some(flush),
+            })
+            .collect()
+    }
+
+    /// `(node, streaming, synchronous, flushed)` of each standby connected to primary `i`.
+    fn standbys_of(&self, i: usize) -> impl Iterator<Item = (NodeId, bool, bool, Lsn)> + '_ {
+        let primary = &self.nodes[i].pg;
+        let names = &primary.standby_names;
+        let mut any_sync_given = false;
+        self.nodes.iter().enumerate().filter_map(move |(j, node)| {
+            let pg = &node.pg;
+            if j == i || pg.upstream != Some(i) || !pg.answers(self.t) || pg.is_primary() {
+                return None;
+            }
+            let streaming = primary.wal.extends(&pg.wal);
+            let synchronous = streaming
+                && if *names == standby_name(node.id) {
+                    true
+                } else if names == "*" && !any_sync_given {
+                    any_sync_given = true;
+                    true
+                } else {
+                    false
+                };
+            Some((node.id, streaming, synchronous, pg.wal.end))
+        })
+    }
+
+    /// A client commits on every writable primary, one commit at a time per primary: with
+    /// `synchronous_standby_names` set, the commit is acknowledged once a synchronous standby
+    /// has it.
+    pub(crate) fn write(&mut self) {
+        let t = self.t;
+        for i in 0..self.nodes.len() {
+            if !self.nodes[i].pg.writable(t) {
+                self.nodes[i].pending_commit = None;
+                continue;
+            }
+            if self.nodes[i].pending_commit.is_none() && self.rng.chance(500) {
+                let wal = &mut self.nodes[i].pg.wal;
+                wal.end = Lsn(wal.end.0 + 1);
+                let write = Write {
+                    node: i,
+                    segment: wal.current(),
+                    lsn: wal.end,
+                    at: t,
+                };
+                self.nodes[i].pending_commit = Some(write);
+            }
+            let Some(write) = self.nodes[i].pending_commit else {
+                continue;
+            };
+            let acknowledged = self.nodes[i].pg.standby_names.is_empty()
+                || self
+                    .standbys_of(i)
+                    .any(|(_, _, synchronous, flush)| synchronous && flush >= write.lsn);
+            if acknowledged {
+                self.writes.push(write);
+                self.nodes[i].pending_commit = None;
+            }
+        }
+    }
+
+    /// The primary's synchronous round, as the deadman's shell runs it after its actions:
+    /// one `SyncKeeper` step, carried out. Returns whether a step was taken.
+    pub(crate) fn keep_synchronous(
+        &mut self,
+        i: usize,
+        allowed: BTreeSet<NodeId>,
+        ours: bool,
+    ) -> bool {
+        let t = self.t;
+        let mode = self.settings.mode;
+        if !ours || !self.nodes[i].pg.writable(t) {
+            self.nodes[i].sync_keeper = Default::default();
+            return false;
+        }
+        if mode == SyncMode::Off && self.nodes[i].sync_keeper.off_settled() {
+            return false;
+        }
+        let node = &self.nodes[i];
+        let position = node.pg.wal.end;
+        let inputs = SyncInputs {
+            mode,
+            me: node.id,
+            published: self.zk.sync.clone(),
+            standby_names: node.pg.standby_names.clone(),
+            connected: self.connected(i),
+            allowed,
+            progress: Some(Progress {
+                now: node.instant(t),
+                position,
+                ack_timeout: ACK_TIMEOUT,
+            }),
+        };
+        let Some(step) = self.nodes[i].sync_keeper.step(&inputs) else {
+            return false;
+        };
+        let reachable = !self.nodes[i].zk_cut && self.nodes[i].session.is_some();
+        let done = match &step {
+            SyncStep::Publish(standbys) => {
+                reachable && {
+                    self.zk.sync = Some(SyncState {
+                        primary: self.nodes[i].id,
+                        standbys: standbys.clone(),
+                    });
+                    true
+                }
+            }
+            SyncStep::Unpublish => {
+                reachable && {
+                    self.zk.sync = None;
+                    true
+                }
+            }
+            SyncStep::SetStandbyNames(names) => {
+                self.nodes[i].pg.standby_names = names.clone();
+                true
+            }
+            SyncStep::Confirm(node) => {
+                let at = if self.settings.bug == Some(Bug::SkipSyncConfirm) {
+                    // The bug: no wait for the commits acknowledged before it was synchronous.
+                    Lsn::ZERO
+                } else {
+                    position
+                };
+                self.nodes[i].sync_keeper.confirming(*node, at);
+                true
+            }
+        };
+        if done {
+            self.nodes[i].sync_keeper.done(&step);
+        }
+        done
+    }
+}
