@@ -10,8 +10,8 @@ use zgres_schema::documents::{SyncMode, SyncState};
 use zgres_schema::{Lsn, NodeId};
 
 use crate::checker::Write;
+use crate::settings::Bug;
 use crate::world::World;
-use crate::Bug;
 
 /// `synchronous_ack_timeout_ms` (the default).
 const ACK_TIMEOUT: Duration = Duration::from_millis(3_000);

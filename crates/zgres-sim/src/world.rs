@@ -4,23 +4,20 @@
 
 use std::time::{Duration, Instant};
 
-use zgres_deadman_core::decision::{
-    next_round, Action, DataDirKind, LocalPostgres, LockView, Observation, Peer, Probe,
-    RoundInputs, RoundOutcome,
-};
+use zgres_deadman_core::decision::{next_round, Action, LockView, RoundInputs, RoundOutcome};
 use zgres_deadman_core::fence_deadline::FenceStep;
-use zgres_schema::documents::{GroupConfig, NodeState, SyncMode, WalPositions};
-use zgres_schema::{Fetched, SystemId};
+use zgres_schema::documents::SyncMode;
+use zgres_schema::SystemId;
 
 use crate::checker::{self, Violation, Write};
 use crate::faults::{self, Fault, Kind};
 use crate::node::{Clock, Node, Process};
 use crate::postgres::{Phase, Wal};
 use crate::rng::Rng;
+use crate::settings::{Bug, Settings};
 use crate::zookeeper::ZooKeeper;
-use crate::{Bug, Settings};
 
-const SYSTEM: SystemId = SystemId(7);
+pub(crate) const SYSTEM: SystemId = SystemId(7);
 /// How long PostgreSQL takes from start to answering.
 const STARTUP_MS: u64 = 50;
 
@@ -201,75 +198,6 @@ impl World {
         }
     }
 
-    fn observation(&mut self, i: usize) -> Observation {
-        let t = self.t;
-        let node = &self.nodes[i];
-        let pg = &node.pg;
-        let probe = pg.answers(t).then(|| {
-            let primary = pg.is_primary();
-            let end = Some(pg.wal.end);
-            Probe {
-                in_recovery: !primary,
-                timeline: Some(pg.wal.current().timeline),
-                system_id: SYSTEM,
-                write_lsn: end.filter(|_| primary),
-                receive_lsn: end.filter(|_| !primary),
-                replay_lsn: end.filter(|_| !primary),
-                upstream: pg.upstream.map(|u| self.nodes[u].id),
-            }
-        });
-        let running = pg.phase != Phase::Stopped;
-        let lock = match (node.zk_cut, node.session, self.zk.lock) {
-            (true, _, _) | (false, None, _) => LockView::Unknown,
-            (false, Some(_), None) => LockView::Free,
-            (false, Some(s), Some(l)) if l.session == s => LockView::Ours,
-            (false, Some(_), Some(l)) => LockView::Other(Some(l.node)),
-        };
-        let peers = if lock == LockView::Unknown {
-            Vec::new()
-        } else {
-            self.zk
-                .states
-                .iter()
-                .enumerate()
-                .filter(|(j, _)| *j != i)
-                .filter_map(|(_, s)| s.clone())
-                .map(|(state, zxid)| Peer {
-                    state,
-                    fresh: self.zk.lock_gone_zxid.is_some_and(|gone| zxid > gone),
-                })
-                .collect()
-        };
-        Observation {
-            now: node.instant(t),
-            lock,
-            db_id: Fetched::Valid(SYSTEM),
-            config: GroupConfig {
-                synchronous_mode: self.settings.mode,
-                ..GroupConfig::default()
-            },
-            peers,
-            postgres: LocalPostgres {
-                running,
-                data_dir: if pg.standby_signal {
-                    DataDirKind::Standby
-                } else {
-                    DataDirKind::Primary
-                },
-                probe,
-                control: (!running).then(|| (pg.wal.current().timeline, pg.wal.end)),
-            },
-            vetoed: false,
-            group_timeline: self.zk.history.last().map(|h| h.0),
-            switchover: None,
-            wall_ms: t,
-            sync: match (&self.zk.sync, self.settings.mode, lock) {
-                (_, _, LockView::Unknown) | (_, SyncMode::Off, _) | (None, _, _) => Fetched::Absent,
-                (Some(state), _, _) => Fetched::Valid(state.clone()),
-            },
-        }
-    }
-
     /// One deadman round: connect if need be, observe, let the core decide, act, schedule.
     fn round(&mut self, i: usize) {
         let t = self.t;
@@ -329,37 +257,6 @@ impl World {
             )
             .map_or(0, |p| p.as_millis() as u64);
         node.next_round = t + pause.max(self.settings.step_ms);
-    }
-
-    fn state_of(
-        &self,
-        i: usize,
-        obs: &Observation,
-        role: zgres_schema::documents::Role,
-        problems: Vec<String>,
-    ) -> NodeState {
-        let probe = obs.postgres.probe;
-        NodeState {
-            node: self.nodes[i].id,
-            name: None,
-            role,
-            problems,
-            warnings: Vec::new(),
-            timeline: probe
-                .and_then(|p| p.timeline)
-                .or(obs.postgres.control.map(|c| c.0)),
-            system_id: Some(SYSTEM),
-            wal: WalPositions {
-                write: probe.and_then(|p| p.write_lsn),
-                receive: probe.and_then(|p| p.receive_lsn),
-                replay: probe.and_then(|p| p.replay_lsn),
-            },
-            tags: Default::default(),
-            meta: Default::default(),
-            pending_restart: Vec::new(),
-            updated_at_ms: self.t,
-            refresh_ms: None,
-        }
     }
 
     fn index_of(&self, id: zgres_schema::NodeId) -> Option<usize> {
