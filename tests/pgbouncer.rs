@@ -1,6 +1,8 @@
 //! End to end: real deadmen fail a group over, zgres-sync rewrites a real pgbouncer's databases,
 //! and clients connecting through pgbouncer write to the new primary.
 
+use zgres_schema::documents::{NodeState, Role};
+use zgres_testkit::group::checks::request_switchover;
 use zgres_testkit::group::{Group, Timing, DEADLINE};
 use zgres_testkit::pgbouncer::PgBouncer;
 use zgres_testkit::poll;
@@ -61,4 +63,90 @@ async fn clients_through_pgbouncer_follow_a_failover() {
     )
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}\n{}", read(&sync_log), read(bouncer.log())));
+}
+
+/// Issue 16: the writer entry names a node only once it runs as a primary. A client connects to
+/// the writer database in a tight loop through 10 switchovers: it never reaches a node in
+/// recovery (before, the candidate got connections for up to 38 ms while still a standby).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_writer_database_never_reaches_a_replica_being_promoted() {
+    let mut group = Group::prepare(2, Timing::default()).await;
+    group.start_all().await;
+    let mut primary = group.wait_primary(&[]).await;
+    group.wait_following(1 - primary, primary).await;
+    let dir = shared_dir();
+    let databases = dir.path().join("databases.ini");
+    let bouncer = PgBouncer::start(dir.path(), &databases).unwrap();
+    let bouncer_port = bouncer.port();
+    let (_sync, sync_log) = start_sync(
+        &group.zk.connect_string(),
+        dir.path(),
+        &format!(
+            "[pgbouncer]\ndatabases_file = \"{}\"\ndbname = \"postgres\"\nadmin_conninfo = \"{}\"\n",
+            databases.display(),
+            bouncer.admin_conninfo(),
+        ),
+    );
+    poll::until("a write through pgbouncer", DEADLINE, || {
+        through(bouncer_port, "main", true)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}\n{}", read(&sync_log), read(bouncer.log())));
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let client = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            let (mut served, mut in_recovery) = (0u32, 0u32);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match through(bouncer_port, "main", false).await {
+                    Some((_, true)) => in_recovery += 1,
+                    Some((_, false)) => served += 1,
+                    None => {}
+                }
+            }
+            (served, in_recovery)
+        }
+    });
+    let zk = group.zk_client().await;
+    for _ in 0..10 {
+        let candidate = 1 - primary;
+        // The primary hands over only to a node whose published state is a healthy replica.
+        let state_path = format!("/zgres/state/main_{}", group.nodes[candidate].node_id());
+        poll::until(
+            "the candidate to publish itself a healthy replica",
+            DEADLINE,
+            || async {
+                let (data, _) = zk.get_data(&state_path).await.ok()?;
+                let state: NodeState = zgres_schema::decode(&state_path, &data).ok()?;
+                (state.role == Role::Replica && state.is_healthy()).then_some(())
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", group.logs()));
+        request_switchover(&group, Some(candidate), None).await;
+        assert_eq!(group.wait_primary(&[primary]).await, candidate);
+        poll::until(
+            "writes through pgbouncer to the new primary",
+            DEADLINE,
+            || async {
+                let (port, _) = through(bouncer_port, "main", true).await?;
+                (port == i32::from(group.nodes[candidate].port())).then_some(())
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}\n{}", read(&sync_log), read(bouncer.log())));
+        group.wait_following(primary, candidate).await;
+        primary = candidate;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (served, in_recovery) = client.await.unwrap();
+    println!("10 switchovers: {served} connections to the writer database, {in_recovery} reached a node in recovery");
+    assert!(served > 50, "the client was served only {served} times");
+    assert_eq!(
+        in_recovery,
+        0,
+        "{in_recovery} of {} connections to the writer database reached a node in recovery",
+        served + in_recovery
+    );
 }

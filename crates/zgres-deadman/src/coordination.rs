@@ -328,19 +328,24 @@ impl Coordinator {
         Ok(())
     }
 
-    /// Makes `/conn` exist with `conn` (healthy) or not exist (`None`). It never changes while
-    /// it exists, so it is only created or deleted.
+    /// Makes `/conn` exist with `conn` (healthy) or not exist (`None`). An existing one is
+    /// rewritten (its role or tags changed).
     ///
     /// # Errors
     /// As any request.
     pub async fn set_conn(&mut self, conn: Option<&ConnInfo>) -> Result<()> {
         let path = self.path(Znode::Conn(self.group.clone(), self.me));
-        // Already there, or already gone: either way as asked.
+        // Already gone is as asked.
         match conn {
             Some(conn) => {
-                self.session
-                    .create(&path, &encode(conn)?, CreateKind::Ephemeral)
+                let data = encode(conn)?;
+                let created = self
+                    .session
+                    .create(&path, &data, CreateKind::Ephemeral)
                     .await?;
+                if created == Outcome::Exists {
+                    self.session.set(&path, &data, None).await?;
+                }
             }
             None => {
                 self.session.delete(&path, None).await?;

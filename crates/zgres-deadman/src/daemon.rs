@@ -304,8 +304,8 @@ struct Outputs {
     status: watch::Sender<Option<api::Status>>,
     /// The last state published and when.
     state: Option<(NodeState, Instant)>,
-    /// Whether `/conn` was last made to exist.
-    conn: Option<bool>,
+    /// What `/conn` was last made to hold (`Some(None)`: made not to exist).
+    conn: Option<Option<zgres_schema::documents::ConnInfo>>,
     promotions: u64,
     /// The operator's callbacks.
     callbacks: Callbacks,

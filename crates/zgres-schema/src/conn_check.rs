@@ -106,6 +106,7 @@ mod tests {
 
     fn conn(host: &str, port: u16, dbname: Option<&str>) -> ConnInfo {
         ConnInfo {
+            role: None,
             host: host.into(),
             port,
             dbname: dbname.map(Into::into),

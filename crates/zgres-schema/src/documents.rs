@@ -137,6 +137,11 @@ pub struct ConnInfo {
     /// The node's tags, so proxies can honour `noloadbalance`.
     #[serde(default)]
     pub tags: Tags,
+    /// What the node's PostgreSQL runs as (`primary` or `replica`), so proxies send writes only
+    /// to a lock holder that is already a primary (not to a replica still being promoted).
+    /// Absent in documents of older deadmen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
 }
 
 impl Document for ConnInfo {

@@ -21,6 +21,7 @@ fn node(group: usize, i: usize) -> NodeId {
 
 fn conn(node: NodeId, tag: bool) -> Vec<u8> {
     encode(&ConnInfo {
+        role: None,
         host: node.addr().ip().to_string(),
         port: 5432,
         dbname: None,

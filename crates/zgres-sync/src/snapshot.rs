@@ -20,13 +20,14 @@
 //!
 //! `masters`, `conn_info` and `databases` keep the zgres-apply keys: the lock holder per group,
 //! the connection info of every healthy node by znode name, and the healthy nodes per group.
-//! A group's `primary` is set only when the lock holder is healthy (has `/conn`): writes are
-//! never routed to a node that is not known to be up.
+//! A group's `primary` is set only when the lock holder is healthy (has `/conn`) and its `/conn`
+//! says it runs as a primary: writes are never routed to a node that is not known to be up, nor
+//! to a replica still being promoted (it is listed with the replicas until then).
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use zgres_schema::documents::{ConnInfo, Lock, Tags};
+use zgres_schema::documents::{ConnInfo, Lock, Role, Tags};
 use zgres_schema::{decode, GroupName, NodeId, ZkLayout, Znode};
 
 /// One healthy node, as plugins see it.
@@ -199,7 +200,11 @@ fn put_group(
             dbname: conn.dbname.clone(),
             tags: conn.tags.clone(),
         };
-        if parts.holder == Some(*node) {
+        // The writer entry: the lock holder once it runs as a primary. While it is still
+        // being promoted it serves reads like any replica. (A `/conn` without a role comes
+        // from a deadman older than the field: its holder counts as the primary, as before.)
+        let writer = parts.holder == Some(*node) && conn.role.map_or(true, |r| r == Role::Primary);
+        if writer {
             entry.primary = Some(endpoint);
         } else {
             entry.replicas.push(endpoint);
@@ -246,6 +251,7 @@ mod tests {
     /// A `/conn` document for node `10.0.0.{i}:5432` (also for the builder's tests).
     pub(super) fn conn(i: u8) -> Vec<u8> {
         encode(&ConnInfo {
+            role: None,
             host: format!("10.0.0.{i}"),
             port: 5432,
             dbname: None,
@@ -284,6 +290,42 @@ mod tests {
         assert_eq!(s.databases[&GroupName::new("main").unwrap()].len(), 3);
     }
 
+    /// A `/conn` for node `10.0.0.{i}:5432` that says what it runs as.
+    fn conn_as(i: u8, role: Role) -> Vec<u8> {
+        let mut info: ConnInfo = zgres_schema::decode("/c", &conn(i)).unwrap();
+        info.role = Some(role);
+        encode(&info).unwrap()
+    }
+
+    #[test]
+    fn a_lock_holder_still_being_promoted_gets_no_writes_until_it_says_primary() {
+        let main = GroupName::new("main").unwrap();
+        let mut tree = RawTree::new();
+        tree.insert("/zgres/lock/main".into(), lock(2).into());
+        tree.insert(
+            "/zgres/conn/main_10.0.0.1:5432".into(),
+            conn_as(1, Role::Replica).into(),
+        );
+        tree.insert(
+            "/zgres/conn/main_10.0.0.2:5432".into(),
+            conn_as(2, Role::Replica).into(),
+        );
+        let (s, _) = build(&layout(), &tree, &[]);
+        assert!(s.groups[&main].primary.is_none(), "{s:?}");
+        assert_eq!(
+            s.groups[&main].replicas.len(),
+            2,
+            "it serves reads meanwhile"
+        );
+        tree.insert(
+            "/zgres/conn/main_10.0.0.2:5432".into(),
+            conn_as(2, Role::Primary).into(),
+        );
+        let (s, _) = build(&layout(), &tree, &[]);
+        assert_eq!(s.groups[&main].primary.as_ref().unwrap().node, node(2));
+        assert_eq!(s.groups[&main].replicas.len(), 1);
+    }
+
     #[test]
     fn an_unhealthy_lock_holder_is_not_a_primary() {
         let mut tree = RawTree::new();
@@ -310,6 +352,7 @@ mod tests {
     #[test]
     fn persistent_and_foreign_connection_info_is_skipped_naming_the_rule() {
         let foreign = ConnInfo {
+            role: None,
             host: "10.9.9.9".into(),
             port: 5432,
             dbname: None,

@@ -22,6 +22,7 @@ fn scrape(port: u16) -> Option<String> {
 
 fn conn(host: &str, port: u16, dbname: Option<String>) -> Vec<u8> {
     encode(&ConnInfo {
+        role: None,
         host: host.into(),
         port,
         dbname,

@@ -102,15 +102,18 @@ impl Daemon {
                 Err(e) => tracing::warn!(error = %e, "cannot publish node state"),
             }
         }
-        if self.out.conn != Some(healthy) {
-            let conn = ConnInfo {
-                host: self.config.node.addr().ip().to_string(),
-                port: self.config.node.addr().port(),
-                dbname: None,
-                tags: self.config.tags.clone(),
-            };
-            match session.coordinator.set_conn(healthy.then_some(&conn)).await {
-                Ok(()) => self.out.conn = Some(healthy),
+        // /conn exists while the node is healthy, and says what it runs as (so proxies send
+        // writes only to a lock holder that is already a primary) with its current tags.
+        let conn = healthy.then(|| ConnInfo {
+            host: self.config.node.addr().ip().to_string(),
+            port: self.config.node.addr().port(),
+            dbname: None,
+            tags: self.config.tags.clone(),
+            role: Some(state.role),
+        });
+        if self.out.conn.as_ref() != Some(&conn) {
+            match session.coordinator.set_conn(conn.as_ref()).await {
+                Ok(()) => self.out.conn = Some(conn),
                 Err(e) => tracing::warn!(error = %e, "cannot update connection info"),
             }
         }

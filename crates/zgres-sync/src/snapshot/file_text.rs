@@ -209,6 +209,7 @@ mod tests {
                     let nodes: Vec<NodeId> = g.replicas.iter().map(|e| e.node).collect();
                     for e in g.primary.iter().chain(&g.replicas) {
                         let info = ConnInfo {
+                            role: None,
                             host: e.host.clone(),
                             port: e.port,
                             dbname: e.dbname.clone(),
