@@ -66,8 +66,9 @@ async fn clients_through_pgbouncer_follow_a_failover() {
 }
 
 /// Issue 16: the writer entry names a node only once it runs as a primary. A client connects to
-/// the writer database in a tight loop through 10 switchovers: it never reaches a node in
-/// recovery (before, the candidate got connections for up to 38 ms while still a standby).
+/// the writer database in a tight loop through 10 switchovers and 3 node kills: it never reaches
+/// a node in recovery (before, the candidate got connections for up to 38 ms while still a
+/// standby).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_writer_database_never_reaches_a_replica_being_promoted() {
     let mut group = Group::prepare(2, Timing::default()).await;
@@ -109,23 +110,42 @@ async fn the_writer_database_never_reaches_a_replica_being_promoted() {
         }
     });
     let zk = group.zk_client().await;
-    for _ in 0..10 {
+    // 10 switchovers, then 3 kills of the primary node (its deadman started again after each,
+    // as systemd would, so it rejoins as a replica).
+    for round in 0..13 {
         let candidate = 1 - primary;
-        // The primary hands over only to a node whose published state is a healthy replica.
-        let state_path = format!("/zgres/state/main_{}", group.nodes[candidate].node_id());
+        // The primary hands over only to a node whose published state is a healthy replica on
+        // its own timeline.
+        let state_of = |i: usize| {
+            let zk = &zk;
+            let path = format!("/zgres/state/main_{}", group.nodes[i].node_id());
+            async move {
+                let (data, _) = zk.get_data(&path).await.ok()?;
+                zgres_schema::decode::<NodeState>(&path, &data).ok()
+            }
+        };
         poll::until(
-            "the candidate to publish itself a healthy replica",
+            "the candidate to publish itself a healthy replica on the primary's timeline",
             DEADLINE,
             || async {
-                let (data, _) = zk.get_data(&state_path).await.ok()?;
-                let state: NodeState = zgres_schema::decode(&state_path, &data).ok()?;
-                (state.role == Role::Replica && state.is_healthy()).then_some(())
+                let (mine, theirs) = (state_of(candidate).await?, state_of(primary).await?);
+                (mine.role == Role::Replica
+                    && mine.is_healthy()
+                    && mine.timeline == theirs.timeline)
+                    .then_some(())
             },
         )
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", group.logs()));
-        request_switchover(&group, Some(candidate), None).await;
+        if round < 10 {
+            request_switchover(&group, Some(candidate), None).await;
+        } else {
+            group.kill_node(primary);
+        }
         assert_eq!(group.wait_primary(&[primary]).await, candidate);
+        if round >= 10 {
+            group.start(primary);
+        }
         poll::until(
             "writes through pgbouncer to the new primary",
             DEADLINE,
@@ -141,7 +161,7 @@ async fn the_writer_database_never_reaches_a_replica_being_promoted() {
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (served, in_recovery) = client.await.unwrap();
-    println!("10 switchovers: {served} connections to the writer database, {in_recovery} reached a node in recovery");
+    println!("10 switchovers and 3 node kills: {served} connections to the writer database, {in_recovery} reached a node in recovery");
     assert!(served > 50, "the client was served only {served} times");
     assert_eq!(
         in_recovery,
