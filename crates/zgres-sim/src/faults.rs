@@ -15,6 +15,10 @@ pub enum Kind {
     KillNode,
     /// PostgreSQL crashes; the deadman lives.
     CrashPostgres,
+    /// Not a fault: an operator asks for a switchover to `node` (`zgresctl switchover --to`).
+    SwitchoverTo,
+    /// Not a fault: an operator asks for a switchover to the best replica.
+    Switchover,
 }
 
 /// A fault window.
@@ -54,6 +58,30 @@ pub fn draw(
                 node: rng.range(0, nodes as u64) as usize,
                 from,
                 until: from + length,
+            }
+        })
+        .collect()
+}
+
+/// `count` switchover requests at random moments of `window`, half of them naming a node.
+pub fn draw_switchovers(
+    rng: &mut Rng,
+    count: usize,
+    nodes: usize,
+    window: (u64, u64),
+) -> Vec<Fault> {
+    (0..count)
+        .map(|_| {
+            let from = rng.range(window.0, window.1);
+            Fault {
+                kind: if rng.chance(500) {
+                    Kind::SwitchoverTo
+                } else {
+                    Kind::Switchover
+                },
+                node: rng.range(0, nodes as u64) as usize,
+                from,
+                until: from,
             }
         })
         .collect()

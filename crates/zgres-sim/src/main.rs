@@ -21,6 +21,9 @@ struct Args {
     /// Faults per schedule.
     #[arg(long, default_value_t = 4)]
     faults: usize,
+    /// Switchover requests per schedule.
+    #[arg(long, default_value_t = 2)]
+    switchovers: usize,
     /// Worker threads.
     #[arg(long, default_value_t = 2)]
     threads: u64,
@@ -39,6 +42,7 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let settings = Settings {
         faults: args.faults,
+        switchovers: args.switchovers,
         mode: match args.mode.as_str() {
             "on" => SyncMode::On,
             "strict" => SyncMode::Strict,
@@ -80,10 +84,11 @@ fn main() -> ExitCode {
     let lost: usize = results.iter().map(|o| o.lost_writes).sum();
     let promotions: usize = results.iter().map(|o| o.promotions).sum();
     println!(
-        "{} schedules in {elapsed:.1} s ({:.0}/s), {} faults each: {} promotions, {} acknowledged writes, {} lost, {} schedules broke an invariant (synchronous_mode {})",
+        "{} schedules in {elapsed:.1} s ({:.0}/s), {} faults and {} switchover requests each: {} promotions, {} acknowledged writes, {} lost, {} schedules broke an invariant (synchronous_mode {})",
         results.len(),
         results.len() as f64 / elapsed,
         args.faults,
+        args.switchovers,
         promotions,
         writes,
         lost,

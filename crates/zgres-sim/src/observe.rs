@@ -72,7 +72,11 @@ impl World {
             },
             vetoed: false,
             group_timeline: self.zk.history.last().map(|h| h.0),
-            switchover: None,
+            switchover: self
+                .zk
+                .switchover
+                .clone()
+                .filter(|_| lock != LockView::Unknown),
             wall_ms: t,
             sync: match (&self.zk.sync, self.settings.mode, lock) {
                 (_, _, LockView::Unknown) | (_, SyncMode::Off, _) | (None, _, _) => Fetched::Absent,

@@ -31,6 +31,9 @@ pub struct Settings {
     pub step_ms: u64,
     /// Faults per schedule.
     pub faults: usize,
+    /// Operator switchover requests per schedule (to a named node or to the best one), drawn
+    /// from their own stream of the seed, so they leave the faults of a seed as they are.
+    pub switchovers: usize,
     /// Host clocks run up to this fast or slow (parts per million).
     pub max_drift_ppm: u64,
     /// The group's `synchronous_mode`.
@@ -40,7 +43,8 @@ pub struct Settings {
 }
 
 impl Default for Settings {
-    /// The deadman's defaults: 4 s session, 1 s margin, 1 s loop; 3 nodes; 4 faults in 40 s.
+    /// The deadman's defaults: 4 s session, 1 s margin, 1 s loop; 3 nodes; 4 faults and 2
+    /// switchover requests in 40 s.
     fn default() -> Self {
         Settings {
             nodes: 3,
@@ -51,6 +55,7 @@ impl Default for Settings {
             heal_ms: 40_000,
             step_ms: 10,
             faults: 4,
+            switchovers: 2,
             max_drift_ppm: 5_000,
             mode: zgres_schema::documents::SyncMode::Off,
             bug: None,

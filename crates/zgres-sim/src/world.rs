@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use zgres_deadman_core::decision::{next_round, Action, LockView, RoundInputs, RoundOutcome};
 use zgres_deadman_core::fence_deadline::FenceStep;
-use zgres_schema::documents::SyncMode;
+use zgres_schema::documents::{Switchover, SwitchoverKind, SyncMode};
 use zgres_schema::SystemId;
 
 use crate::checker::{self, Violation, Write};
@@ -35,6 +35,8 @@ pub struct World {
     pub violations: Vec<Violation>,
     /// Promotions seen (for the summary).
     pub promotions: usize,
+    /// Print every round (`ZGRES_SIM_TRACE` set), to follow one seed.
+    trace: bool,
 }
 
 impl World {
@@ -56,13 +58,20 @@ impl World {
             })
             .collect();
         let window = (5_000, settings.duration_ms);
-        let faults = faults::draw(
+        let mut faults = faults::draw(
             &mut rng,
             settings.faults,
             settings.nodes,
             window,
             settings.session_timeout_ms,
         );
+        let mut operator = Rng::new(seed ^ 0x5157_C40F);
+        faults.extend(faults::draw_switchovers(
+            &mut operator,
+            settings.switchovers,
+            settings.nodes,
+            window,
+        ));
         World {
             t: 0,
             rng,
@@ -72,13 +81,17 @@ impl World {
             writes: Vec::new(),
             violations: Vec::new(),
             promotions: 0,
+            trace: std::env::var_os("ZGRES_SIM_TRACE").is_some(),
             settings,
         }
     }
 
     /// Runs the schedule to its end (faults, then the healing time) and checks the end state.
     pub fn run(&mut self) {
-        let end = self.settings.duration_ms + self.settings.heal_ms;
+        // The healing time counts from the end of the last fault (a fault may outlast
+        // `duration_ms`).
+        let last_fault = self.faults.iter().map(|f| f.until).max().unwrap_or(0);
+        let end = self.settings.duration_ms.max(last_fault) + self.settings.heal_ms;
         while self.t <= end && self.violations.is_empty() {
             self.step();
             self.t += self.settings.step_ms;
@@ -145,6 +158,18 @@ impl World {
                     node.process = Process::DeadUntil(f.until);
                     node.fence.state = zgres_deadman_core::fence_deadline::FenceState::DISARMED;
                 }
+                Kind::SwitchoverTo | Kind::Switchover if self.zk.switchover.is_none() => {
+                    let to = (f.kind == Kind::SwitchoverTo).then_some(node.id);
+                    self.zk.switchover = Some(Switchover {
+                        kind: SwitchoverKind::Switchover,
+                        from: None,
+                        to,
+                        scheduled_at_ms: None,
+                        requested_at_ms: t,
+                        stopped_lsn: None,
+                    });
+                }
+                Kind::SwitchoverTo | Kind::Switchover => {}
                 Kind::CrashPostgres => {
                     node.pg.stop();
                     node.pending_commit = None;
@@ -219,6 +244,18 @@ impl World {
         let decision = self.nodes[i]
             .decider
             .decide_round(&obs, RoundInputs::default());
+        if self.trace {
+            let pg = &self.nodes[i].pg;
+            eprintln!(
+                "t={t} n{i} lock={:?} wal={:?}@{} up={:?} actions={:?} why={:?}",
+                obs.lock,
+                pg.wal.current(),
+                pg.wal.end.0,
+                pg.upstream,
+                decision.actions,
+                decision.ineligible
+            );
+        }
         if decision.disarm_fence {
             self.nodes[i].fence.state = zgres_deadman_core::fence_deadline::FenceState::DISARMED;
         }
@@ -332,14 +369,32 @@ impl World {
                 self.nodes[i].pg.rewind(&wal, s);
                 true
             }
-            // No requests, no empty data directories, the database recorded from the start.
+            Action::StepDown { candidate } => {
+                // As `daemon::act::step_down`: fast stop, record the stop position and the
+                // candidate in the request, release the lock.
+                self.fast_shutdown(i);
+                let session = self.nodes[i]
+                    .session
+                    .filter(|&s| reachable && self.zk.heard(s, t));
+                if let (Some(session), Some(mut request)) = (session, self.zk.switchover.clone()) {
+                    request.to = Some(*candidate);
+                    request.stopped_lsn = Some(self.nodes[i].pg.wal.end);
+                    self.zk.switchover = Some(request);
+                    self.zk.release(session);
+                }
+                true
+            }
+            Action::FinishSwitchover | Action::DropSwitchover { .. } => {
+                if reachable {
+                    self.zk.switchover = None;
+                }
+                false
+            }
+            // No empty data directories, the database recorded from the start.
             Action::PublishState
             | Action::Bootstrap
             | Action::CloneFrom { .. }
-            | Action::StepDown { .. }
-            | Action::RecordDatabase { .. }
-            | Action::FinishSwitchover
-            | Action::DropSwitchover { .. } => false,
+            | Action::RecordDatabase { .. } => false,
         }
     }
 

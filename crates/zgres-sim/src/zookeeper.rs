@@ -2,7 +2,7 @@
 //! own clock, the group's ephemeral lock, the nodes' states with a global write order (zxid),
 //! and the promotion history.
 
-use zgres_schema::documents::{NodeState, SyncState};
+use zgres_schema::documents::{NodeState, Switchover, SyncState};
 use zgres_schema::{Lsn, NodeId, Timeline};
 
 /// A session id.
@@ -46,6 +46,8 @@ pub struct ZooKeeper {
     pub lock_version: u64,
     /// `/sync/{GROUP}`.
     pub sync: Option<SyncState>,
+    /// `/switchover/{GROUP}`: an operator's request.
+    pub switchover: Option<Switchover>,
 }
 
 impl ZooKeeper {
@@ -62,6 +64,7 @@ impl ZooKeeper {
             history: Vec::new(),
             lock_version: 0,
             sync: None,
+            switchover: None,
         }
     }
 
