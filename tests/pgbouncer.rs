@@ -4,9 +4,8 @@
 use zgres_schema::documents::{NodeState, Role};
 use zgres_testkit::group::checks::request_switchover;
 use zgres_testkit::group::{Group, Timing, DEADLINE};
-use zgres_testkit::pgbouncer::PgBouncer;
 use zgres_testkit::poll;
-use zgres_tests::e2e::{read, shared_dir, start_sync, through};
+use zgres_tests::e2e::{through, BouncerWithSync};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_through_pgbouncer_follow_a_failover() {
@@ -14,26 +13,14 @@ async fn clients_through_pgbouncer_follow_a_failover() {
     group.start_all().await;
     let old = group.wait_primary(&[]).await;
 
-    // pgbouncer runs unprivileged and must read the files zgres-sync writes here.
-    let dir = shared_dir();
-    let databases = dir.path().join("databases.ini");
-    let bouncer = PgBouncer::start(dir.path(), &databases).unwrap();
-    let bouncer_port = bouncer.port();
-    let (_sync, sync_log) = start_sync(
-        &group.zk.connect_string(),
-        dir.path(),
-        &format!(
-            "[pgbouncer]\ndatabases_file = \"{}\"\ndbname = \"postgres\"\nadmin_conninfo = \"{}\"\n",
-            databases.display(),
-            bouncer.admin_conninfo(),
-        ),
-    );
+    let proxy = BouncerWithSync::start(&group.zk.connect_string());
+    let bouncer_port = proxy.bouncer.port();
     let old_port = group.nodes[old].port();
     let reached = poll::until("a write through pgbouncer to the primary", DEADLINE, || {
         through(bouncer_port, "main", true)
     })
     .await
-    .unwrap_or_else(|e| panic!("{e}\n{}\n{}", read(&sync_log), read(bouncer.log())));
+    .unwrap_or_else(|e| panic!("{e}\n{}", proxy.logs()));
     assert_eq!(reached, (i32::from(old_port), false));
     // Until a replica is healthy and in the snapshot, main-ro falls back to the primary.
     let (port, _) = poll::until(
@@ -46,7 +33,7 @@ async fn clients_through_pgbouncer_follow_a_failover() {
         },
     )
     .await
-    .unwrap_or_else(|e| panic!("{e}\n{}\n{}", read(&sync_log), read(bouncer.log())));
+    .unwrap_or_else(|e| panic!("{e}\n{}", proxy.logs()));
     assert_ne!(port, i32::from(old_port), "main-ro is served by a replica");
 
     // The primary node dies; after the failover, new clients through pgbouncer reach the new one.
@@ -62,7 +49,7 @@ async fn clients_through_pgbouncer_follow_a_failover() {
         },
     )
     .await
-    .unwrap_or_else(|e| panic!("{e}\n{}\n{}", read(&sync_log), read(bouncer.log())));
+    .unwrap_or_else(|e| panic!("{e}\n{}", proxy.logs()));
 }
 
 /// Issue 16: the writer entry names a node only once it runs as a primary. A client connects to
@@ -75,24 +62,13 @@ async fn the_writer_database_never_reaches_a_replica_being_promoted() {
     group.start_all().await;
     let mut primary = group.wait_primary(&[]).await;
     group.wait_following(1 - primary, primary).await;
-    let dir = shared_dir();
-    let databases = dir.path().join("databases.ini");
-    let bouncer = PgBouncer::start(dir.path(), &databases).unwrap();
-    let bouncer_port = bouncer.port();
-    let (_sync, sync_log) = start_sync(
-        &group.zk.connect_string(),
-        dir.path(),
-        &format!(
-            "[pgbouncer]\ndatabases_file = \"{}\"\ndbname = \"postgres\"\nadmin_conninfo = \"{}\"\n",
-            databases.display(),
-            bouncer.admin_conninfo(),
-        ),
-    );
+    let proxy = BouncerWithSync::start(&group.zk.connect_string());
+    let bouncer_port = proxy.bouncer.port();
     poll::until("a write through pgbouncer", DEADLINE, || {
         through(bouncer_port, "main", true)
     })
     .await
-    .unwrap_or_else(|e| panic!("{e}\n{}\n{}", read(&sync_log), read(bouncer.log())));
+    .unwrap_or_else(|e| panic!("{e}\n{}", proxy.logs()));
 
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let client = tokio::spawn({
@@ -155,7 +131,7 @@ async fn the_writer_database_never_reaches_a_replica_being_promoted() {
             },
         )
         .await
-        .unwrap_or_else(|e| panic!("{e}\n{}\n{}", read(&sync_log), read(bouncer.log())));
+        .unwrap_or_else(|e| panic!("{e}\n{}", proxy.logs()));
         group.wait_following(primary, candidate).await;
         primary = candidate;
     }

@@ -77,3 +77,45 @@ pub async fn through(port: u16, db: &str, write: bool) -> Option<(i32, bool)> {
 pub fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
+
+/// A real pgbouncer whose databases zgres-sync keeps (its pgbouncer plugin), both following
+/// `zookeeper`. Holds the processes and the directory they share.
+pub struct BouncerWithSync {
+    /// pgbouncer.
+    pub bouncer: zgres_testkit::pgbouncer::PgBouncer,
+    /// zgres-sync.
+    pub sync: ManagedProcess,
+    /// zgres-sync's log.
+    pub sync_log: PathBuf,
+    /// Their files (kept while they run).
+    pub dir: tempfile::TempDir,
+}
+
+impl BouncerWithSync {
+    /// Starts both; pgbouncer runs unprivileged and reads the files zgres-sync writes.
+    pub fn start(zookeeper: &str) -> BouncerWithSync {
+        let dir = shared_dir();
+        let databases = dir.path().join("databases.ini");
+        let bouncer = zgres_testkit::pgbouncer::PgBouncer::start(dir.path(), &databases).unwrap();
+        let (sync, sync_log) = start_sync(
+            zookeeper,
+            dir.path(),
+            &format!(
+                "[pgbouncer]\ndatabases_file = \"{}\"\ndbname = \"postgres\"\nadmin_conninfo = \"{}\"\n",
+                databases.display(),
+                bouncer.admin_conninfo(),
+            ),
+        );
+        BouncerWithSync {
+            bouncer,
+            sync,
+            sync_log,
+            dir,
+        }
+    }
+
+    /// Both logs, for failure messages.
+    pub fn logs(&self) -> String {
+        format!("{}\n{}", read(&self.sync_log), read(self.bouncer.log()))
+    }
+}

@@ -30,25 +30,12 @@ pub async fn reload_on_hangup<C, E: std::fmt::Display>(
     load: impl Fn(&Path) -> Result<C, E>,
     reloads: tokio::sync::mpsc::Sender<C>,
 ) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
-        tracing::error!("cannot install the SIGHUP handler");
-        return;
-    };
-    while hangup.recv().await.is_some() {
-        match load(&path) {
-            Ok(config) => {
-                tracing::info!(file = %path.display(), "SIGHUP: the configuration file is valid; applying it");
-                if reloads.send(config).await.is_err() {
-                    return;
-                }
-            }
-            Err(e) => tracing::error!(
-                file = %path.display(),
-                "SIGHUP: the configuration file is not valid; the running configuration stays in force: {e}"
-            ),
-        }
-    }
+    on_each_hangup(&path, load, |config| {
+        tracing::info!(file = %path.display(), "SIGHUP: the configuration file is valid; applying it");
+        let reloads = reloads.clone();
+        async move { reloads.send(config).await.is_ok() }
+    })
+    .await;
 }
 
 /// For a daemon without live reload: answers every SIGHUP by checking the config file at
@@ -58,17 +45,35 @@ pub async fn check_on_hangup<E: std::fmt::Display>(
     path: std::path::PathBuf,
     check: impl Fn(&Path) -> Result<(), E>,
 ) {
+    on_each_hangup(&path, check, |()| {
+        tracing::warn!(
+            file = %path.display(),
+            "SIGHUP: the configuration file is valid; this program does not reload live, so the running configuration stays in force until the next restart"
+        );
+        std::future::ready(true)
+    })
+    .await;
+}
+
+/// At every SIGHUP, loads `path` with `load`: an invalid file is logged (the running
+/// configuration stays), a valid one is handed to `valid`, which answers whether to go on.
+async fn on_each_hangup<C, E: std::fmt::Display, F: std::future::Future<Output = bool>>(
+    path: &Path,
+    load: impl Fn(&Path) -> Result<C, E>,
+    mut valid: impl FnMut(C) -> F,
+) {
     use tokio::signal::unix::{signal, SignalKind};
     let Ok(mut hangup) = signal(SignalKind::hangup()) else {
         tracing::error!("cannot install the SIGHUP handler");
         return;
     };
     while hangup.recv().await.is_some() {
-        match check(&path) {
-            Ok(()) => tracing::warn!(
-                file = %path.display(),
-                "SIGHUP: the configuration file is valid; this program does not reload live, so the running configuration stays in force until the next restart"
-            ),
+        match load(path) {
+            Ok(config) => {
+                if !valid(config).await {
+                    return;
+                }
+            }
             Err(e) => tracing::error!(
                 file = %path.display(),
                 "SIGHUP: the configuration file is not valid; the running configuration stays in force: {e}"

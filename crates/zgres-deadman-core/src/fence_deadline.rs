@@ -22,6 +22,18 @@ pub fn grace_for(budget: Duration) -> Duration {
     (budget / 3).min(MAX_GRACE)
 }
 
+/// The deadline for a session last confirmed at `t_ok_ns` (the send time of the last request
+/// that got a reply): `t_ok + budget`.
+pub fn deadline_ns(t_ok_ns: u64, budget: Duration) -> u64 {
+    t_ok_ns.saturating_add(budget.as_nanos() as u64)
+}
+
+/// Whether a fence may be armed at `now_ns` with `deadline_ns`: only while the deadline is
+/// ahead, so that PostgreSQL never starts or is promoted as a primary past it.
+pub fn may_arm(now_ns: u64, deadline_ns: u64) -> bool {
+    now_ns < deadline_ns
+}
+
 /// The fence's state at one moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FenceState {

@@ -8,7 +8,8 @@
 //! fence (which has its own thread). `pre_promote` runs before a promotion and is awaited,
 //! bounded by the same timeout; a non-zero exit or a timeout vetoes the promotion.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -21,16 +22,16 @@ use crate::config::CallbacksConfig;
 struct Call {
     program: PathBuf,
     args: [&'static str; 2],
-    timeout: std::time::Duration,
+    timeout: Duration,
 }
 
 /// The callback runner.
 pub struct Callbacks {
     config: CallbacksConfig,
-    /// `ZGRES_GROUP` and the group argument.
+    /// The group argument.
     group: String,
-    /// `ZGRES_NODE`.
-    node: String,
+    /// `ZGRES_GROUP` and `ZGRES_NODE`.
+    env: Vec<(&'static str, String)>,
     /// `None` once [`Callbacks::finish`] ran.
     queue: Option<mpsc::UnboundedSender<Call>>,
     runner: JoinHandle<()>,
@@ -44,41 +45,32 @@ impl Callbacks {
     pub fn start(config: CallbacksConfig, group: &str, node: &str) -> Result<Self, UntrustedFile> {
         check(&config)?;
         let (queue, mut calls) = mpsc::unbounded_channel::<Call>();
-        let env = environment(group, node);
-        let group_arg = group.to_owned();
+        let env = vec![
+            ("ZGRES_GROUP", group.to_owned()),
+            ("ZGRES_NODE", node.to_owned()),
+        ];
+        let (runner_env, group_arg) = (env.clone(), group.to_owned());
         let runner = tokio::spawn(async move {
             while let Some(call) = calls.recv().await {
-                let args = [call.args[0], call.args[1], group_arg.as_str()];
-                let outcome = zgres_process::check_trusted(&call.program)
-                    .map_err(CommandError::from)
-                    .map(drop);
-                let outcome = match outcome {
-                    Ok(()) => {
-                        zgres_process::run_with_env(&call.program, args, env.clone(), call.timeout)
-                            .await
-                    }
-                    Err(e) => Err(e),
-                };
-                match outcome {
-                    Ok(_) => tracing::info!(
-                        callback = call.args[0],
-                        role = call.args[1],
+                let [action, role] = call.args;
+                let args = [action, role, group_arg.as_str()];
+                match run_trusted(&call.program, args, &runner_env, call.timeout).await {
+                    Ok(()) => tracing::info!(
+                        callback = action,
+                        role,
                         program = %call.program.display(),
                         "callback done"
                     ),
-                    Err(e) => tracing::error!(
-                        callback = call.args[0],
-                        role = call.args[1],
-                        error = %e,
-                        "callback failed"
-                    ),
+                    Err(e) => {
+                        tracing::error!(callback = action, role, error = %e, "callback failed")
+                    }
                 }
             }
         });
         Ok(Callbacks {
             config,
             group: group.to_owned(),
-            node: node.to_owned(),
+            env,
             queue: Some(queue),
             runner,
         })
@@ -122,19 +114,12 @@ impl Callbacks {
         let Some(program) = &self.config.pre_promote else {
             return Ok(());
         };
-        zgres_process::check_trusted(program)?;
-        zgres_process::run_with_env(
-            program,
-            [
-                "pre_promote",
-                CallbackRole::Replica.name(),
-                self.group.as_str(),
-            ],
-            environment(&self.group, &self.node),
-            self.config.timeout,
-        )
-        .await
-        .map(drop)
+        let args = [
+            "pre_promote",
+            CallbackRole::Replica.name(),
+            self.group.as_str(),
+        ];
+        run_trusted(program, args, &self.env, self.config.timeout).await
     }
 
     /// Lets the queued callbacks finish (an `on_stop` at shutdown, say), at most one timeout
@@ -144,7 +129,7 @@ impl Callbacks {
         if self.queue.take().is_none() {
             return;
         }
-        let bound = self.config.timeout + std::time::Duration::from_secs(1);
+        let bound = self.config.timeout + Duration::from_secs(1);
         if tokio::time::timeout(bound, &mut self.runner).await.is_err() {
             self.runner.abort();
             tracing::warn!("callbacks still queued at shutdown were dropped");
@@ -152,11 +137,17 @@ impl Callbacks {
     }
 }
 
-fn environment(group: &str, node: &str) -> Vec<(&'static str, String)> {
-    vec![
-        ("ZGRES_GROUP", group.to_owned()),
-        ("ZGRES_NODE", node.to_owned()),
-    ]
+/// Runs `program` with `args` if it is still trusted (it may have changed since the start).
+async fn run_trusted(
+    program: &Path,
+    args: [&str; 3],
+    env: &[(&'static str, String)],
+    timeout: Duration,
+) -> Result<(), CommandError> {
+    zgres_process::check_trusted(program)?;
+    zgres_process::run_with_env(program, args, env.iter().cloned(), timeout)
+        .await
+        .map(drop)
 }
 
 fn check(config: &CallbacksConfig) -> Result<(), UntrustedFile> {

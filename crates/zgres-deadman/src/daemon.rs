@@ -19,7 +19,7 @@ use zgres_zk::Backoff;
 
 use crate::api;
 use crate::callbacks::Callbacks;
-use crate::callbacks_due::{CallbackAction, Running};
+use crate::callbacks_due::Running;
 use crate::config::Config;
 use crate::data_dir::{self, ControlData, DataDirError};
 use crate::decision::{DataDirKind, Decider};
@@ -406,9 +406,7 @@ impl Daemon {
             .stop(false, self.config.timing.stop_timeout)
             .await;
         self.fence.disarm();
-        if let Running::As(role) = self.out.seen {
-            self.out.callbacks.fire(CallbackAction::OnStop, role);
-        }
+        self.note_for_callbacks(false, None);
         if let Some(mut session) = self.zk.session.take() {
             session.heartbeat.abort();
             if let Err(e) = session.coordinator.release_lock().await {

@@ -31,6 +31,7 @@ use nix::sys::signal::{killpg, Signal};
 use nix::time::{clock_gettime, ClockId};
 use nix::unistd::Pid;
 
+use zgres_deadman_core::fence_deadline;
 pub use zgres_deadman_core::fence_deadline::{grace_for, FenceState, FenceStep, MAX_GRACE};
 
 /// Longest the fence thread sleeps while armed. It is woken early whenever the deadline could
@@ -123,7 +124,7 @@ impl FenceClock {
     /// Starts enforcing the deadline. Returns false (and stays disarmed) when the deadline has
     /// already passed: the caller must not start or promote a primary then.
     pub fn arm(&self) -> bool {
-        if monotonic_ns() >= self.deadline_ns() {
+        if !fence_deadline::may_arm(monotonic_ns(), self.deadline_ns()) {
             return false;
         }
         self.armed.store(true, Ordering::SeqCst);
@@ -161,9 +162,7 @@ impl FenceClock {
 
     /// `t_ok + budget`.
     pub fn deadline_ns(&self) -> u64 {
-        self.last_ok_ns
-            .load(Ordering::SeqCst)
-            .saturating_add(self.budget_ns.load(Ordering::SeqCst))
+        fence_deadline::deadline_ns(self.last_ok_ns.load(Ordering::SeqCst), self.budget())
     }
 
     /// Current state.

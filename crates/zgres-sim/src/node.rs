@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use zgres_deadman_core::decision::Decider;
-use zgres_deadman_core::fence_deadline::{grace_for, FenceState};
+use zgres_deadman_core::fence_deadline::{self, grace_for, FenceState};
 use zgres_deadman_core::synchronous::SyncKeeper;
 use zgres_schema::documents::Tags;
 use zgres_schema::NodeId;
@@ -25,6 +25,17 @@ impl Clock {
         let ns = t as i128 * 1_000_000;
         (ns + ns * self.rate_ppm as i128 / 1_000_000) as u64
     }
+}
+
+/// The decider a deadman process starts with: the default tags, a 10 s primary restart bound
+/// and a 2 s election wait (the deadman's defaults).
+fn new_decider(id: NodeId) -> Decider {
+    Decider::new(
+        id,
+        Tags::default(),
+        Duration::from_secs(10),
+        Duration::from_secs(2),
+    )
 }
 
 /// Whether the deadman process runs.
@@ -52,11 +63,21 @@ pub struct Fence {
 }
 
 impl Fence {
+    /// Not armed, never confirmed (a deadman process that just started).
+    pub fn disarmed(budget: Duration) -> Fence {
+        Fence {
+            t_ok_ns: 0,
+            budget,
+            state: FenceState::DISARMED,
+            demoted_for: None,
+        }
+    }
+
     /// Arms it over a running PostgreSQL if the session was confirmed recently enough at host
     /// time `now_ns` (as `FenceClock::arm`).
     pub fn arm(&mut self, now_ns: u64) -> bool {
-        let deadline = self.t_ok_ns + self.budget.as_nanos() as u64;
-        if now_ns >= deadline {
+        let deadline = fence_deadline::deadline_ns(self.t_ok_ns, self.budget);
+        if !fence_deadline::may_arm(now_ns, deadline) {
             return false;
         }
         self.state = FenceState {
@@ -72,7 +93,7 @@ impl Fence {
     pub fn confirmed(&mut self, sent_ns: u64) {
         self.t_ok_ns = self.t_ok_ns.max(sent_ns);
         if self.state.armed {
-            self.state.deadline_ns = self.t_ok_ns + self.budget.as_nanos() as u64;
+            self.state.deadline_ns = fence_deadline::deadline_ns(self.t_ok_ns, self.budget);
         }
     }
 }
@@ -127,12 +148,7 @@ impl Node {
         Node {
             index,
             id,
-            decider: Decider::new(
-                id,
-                Tags::default(),
-                Duration::from_secs(10),
-                Duration::from_secs(2),
-            ),
+            decider: new_decider(id),
             pg: Postgres {
                 phase: Phase::Stopped,
                 wal,
@@ -143,12 +159,7 @@ impl Node {
             clock,
             process: Process::Running,
             session: None,
-            fence: Fence {
-                t_ok_ns: 0,
-                budget,
-                state: FenceState::DISARMED,
-                demoted_for: None,
-            },
+            fence: Fence::disarmed(budget),
             next_round: 0,
             next_ping: 0,
             lock_version_seen: 0,
@@ -171,21 +182,10 @@ impl Node {
             Process::StoppedUntil(until) | Process::DeadUntil(until) if t >= until => {
                 if matches!(self.process, Process::DeadUntil(_)) {
                     // A new process: a new decider, no session, a disarmed fence.
-                    let budget = self.fence.budget;
-                    self.decider = Decider::new(
-                        self.id,
-                        Tags::default(),
-                        Duration::from_secs(10),
-                        Duration::from_secs(2),
-                    );
+                    self.decider = new_decider(self.id);
                     self.session = None;
                     self.sync_keeper = SyncKeeper::default();
-                    self.fence = Fence {
-                        t_ok_ns: 0,
-                        budget,
-                        state: FenceState::DISARMED,
-                        demoted_for: None,
-                    };
+                    self.fence = Fence::disarmed(self.fence.budget);
                     self.next_round = t;
                 }
                 self.process = Process::Running;

@@ -272,10 +272,8 @@ impl World {
         for action in &decision.actions {
             again |= self.act(i, action);
         }
-        let ours = obs.lock == LockView::Ours
-            && self.nodes[i]
-                .session
-                .is_some_and(|s| !self.nodes[i].zk_cut && self.zk.heard(s, t));
+        // As the shell: the lock as this round observed it (its session was heard above).
+        let ours = obs.lock == LockView::Ours;
         let sync_progress = self.keep_synchronous(i, decision.sync_eligible.clone(), ours);
         let node = &mut self.nodes[i];
         let next = next_round(&RoundOutcome {

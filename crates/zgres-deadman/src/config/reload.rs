@@ -24,86 +24,83 @@ pub struct Reload {
 impl Reload {
     /// Compares `running` with `new` (both validated).
     pub fn between(running: &Config, new: Config) -> Reload {
-        let mut applied = Vec::new();
-        let mut restart_needed = Vec::new();
-        let mut live = |key: &'static str, changed: bool| {
-            if changed {
-                applied.push(key);
-            }
-        };
-        live("tags", running.tags != new.tags);
         let (t, n) = (&running.timing, &new.timing);
-        live(
-            "timing.loop_interval_ms",
-            t.loop_interval != n.loop_interval,
-        );
-        live(
-            "timing.state_refresh_ms",
-            t.state_refresh != n.state_refresh,
-        );
-        live(
-            "timing.election_wait_ms",
-            t.election_wait != n.election_wait,
-        );
-        live("timing.stop_timeout_ms", t.stop_timeout != n.stop_timeout);
-        live(
-            "timing.primary_restart_timeout_ms",
-            t.primary_restart_timeout != n.primary_restart_timeout,
-        );
-        live(
-            "timing.plugin_interval_ms",
-            t.plugin_interval != n.plugin_interval,
-        );
-        live(
-            "timing.request_timeout_ms",
-            t.request_timeout != n.request_timeout,
-        );
-        live("plugin", running.hooks.plugins != new.hooks.plugins);
-        live("callbacks", running.hooks.callbacks != new.hooks.callbacks);
-        live("api.listen", running.api_listen != new.api_listen);
-        live("provisioning", running.provisioning != new.provisioning);
-        live("log.level", running.log.level != new.log.level);
-        live(
-            "postgres.parameters",
-            running.postgres.parameters != new.postgres.parameters,
-        );
-
+        let applied = differing([
+            ("tags", running.tags != new.tags),
+            (
+                "timing.loop_interval_ms",
+                t.loop_interval != n.loop_interval,
+            ),
+            (
+                "timing.state_refresh_ms",
+                t.state_refresh != n.state_refresh,
+            ),
+            (
+                "timing.election_wait_ms",
+                t.election_wait != n.election_wait,
+            ),
+            ("timing.stop_timeout_ms", t.stop_timeout != n.stop_timeout),
+            (
+                "timing.primary_restart_timeout_ms",
+                t.primary_restart_timeout != n.primary_restart_timeout,
+            ),
+            (
+                "timing.plugin_interval_ms",
+                t.plugin_interval != n.plugin_interval,
+            ),
+            (
+                "timing.request_timeout_ms",
+                t.request_timeout != n.request_timeout,
+            ),
+            ("plugin", running.hooks.plugins != new.hooks.plugins),
+            ("callbacks", running.hooks.callbacks != new.hooks.callbacks),
+            ("api.listen", running.api_listen != new.api_listen),
+            ("provisioning", running.provisioning != new.provisioning),
+            ("log.level", running.log.level != new.log.level),
+            (
+                "postgres.parameters",
+                running.postgres.parameters != new.postgres.parameters,
+            ),
+        ]);
         // Restart-only: keep the running value, report the difference.
+        let (z, nz) = (&running.zookeeper, &new.zookeeper);
+        let (p, np) = (&running.postgres, &new.postgres);
+        let restart_needed = differing([
+            (
+                "zookeeper.connect",
+                z.settings.connect != nz.settings.connect,
+            ),
+            ("zookeeper.root", z.settings.layout != nz.settings.layout),
+            (
+                "zookeeper.session_timeout_ms",
+                z.settings.session_timeout != nz.settings.session_timeout,
+            ),
+            ("zookeeper.user", z.settings.auth != nz.settings.auth),
+            (
+                "zookeeper.readers",
+                z.settings.readers != nz.settings.readers,
+            ),
+            (
+                "zookeeper.fence_margin_ms",
+                z.fence_margin != nz.fence_margin,
+            ),
+            ("node.group", running.group != new.group),
+            (
+                "node.address",
+                running.node.addr().ip() != new.node.addr().ip(),
+            ),
+            ("node.name", running.node_name != new.node_name),
+            ("postgres.port", p.port != np.port),
+            ("postgres.data_dir", p.data_dir != np.data_dir),
+            ("postgres.bin_dir", p.bin_dir != np.bin_dir),
+            ("postgres.run_as", p.run_as != np.run_as),
+            ("postgres.user", p.user != np.user),
+            ("postgres.dbname", p.dbname != np.dbname),
+            ("postgres.password", p.password != np.password),
+            ("postgres.probe_host", p.probe_host != np.probe_host),
+            ("log.format", running.log.format != new.log.format),
+        ]);
         let mut config = new;
-        let mut keep = |key: &'static str, differs: bool| {
-            if differs {
-                restart_needed.push(key);
-            }
-        };
-        let (r, c) = (&running.zookeeper.settings, &config.zookeeper.settings);
-        keep("zookeeper.connect", r.connect != c.connect);
-        keep("zookeeper.root", r.layout != c.layout);
-        keep(
-            "zookeeper.session_timeout_ms",
-            r.session_timeout != c.session_timeout,
-        );
-        keep("zookeeper.user", r.auth != c.auth);
-        keep("zookeeper.readers", r.readers != c.readers);
-        keep(
-            "zookeeper.fence_margin_ms",
-            running.zookeeper.fence_margin != config.zookeeper.fence_margin,
-        );
-        keep("node.group", running.group != config.group);
-        keep(
-            "node.address",
-            running.node.addr().ip() != config.node.addr().ip(),
-        );
-        keep("node.name", running.node_name != config.node_name);
-        let (r, c) = (&running.postgres, &config.postgres);
-        keep("postgres.port", r.port != c.port);
-        keep("postgres.data_dir", r.data_dir != c.data_dir);
-        keep("postgres.bin_dir", r.bin_dir != c.bin_dir);
-        keep("postgres.run_as", r.run_as != c.run_as);
-        keep("postgres.user", r.user != c.user);
-        keep("postgres.dbname", r.dbname != c.dbname);
-        keep("postgres.password", r.password != c.password);
-        keep("postgres.probe_host", r.probe_host != c.probe_host);
-        keep("log.format", running.log.format != config.log.format);
         config.zookeeper = running.zookeeper.clone();
         config.group = running.group.clone();
         config.node = running.node;
@@ -119,6 +116,13 @@ impl Reload {
             restart_needed,
         }
     }
+}
+
+/// The keys whose flag is set, in order.
+fn differing<const N: usize>(keys: [(&'static str, bool); N]) -> Vec<&'static str> {
+    keys.into_iter()
+        .filter_map(|(key, differs)| differs.then_some(key))
+        .collect()
 }
 
 #[cfg(test)]

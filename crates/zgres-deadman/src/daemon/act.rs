@@ -55,11 +55,8 @@ impl Daemon {
                 }
             }
             Action::ReleaseLock => {
-                if let Some(session) = self.zk.session.as_mut() {
-                    match session.coordinator.release_lock().await {
-                        Ok(()) => tracing::warn!("released the group lock"),
-                        Err(e) => tracing::warn!(error = %e, "cannot release the group lock"),
-                    }
+                if self.release_lock().await {
+                    tracing::warn!("released the group lock");
                 }
                 true
             }
@@ -90,11 +87,7 @@ impl Daemon {
                 if let Err(e) = self.out.callbacks.pre_promote().await {
                     tracing::error!(error = %e, "pre_promote vetoed this node's promotion; releasing the lock");
                     self.core.decider.promotion_vetoed(Instant::now());
-                    if let Some(session) = self.zk.session.as_mut() {
-                        if let Err(e) = session.coordinator.release_lock().await {
-                            tracing::warn!(error = %e, "cannot release the group lock");
-                        }
-                    }
+                    self.release_lock().await;
                     return true;
                 }
                 if !self.fence.arm() {
@@ -139,9 +132,7 @@ impl Daemon {
                     Ok(()) => tracing::info!("bootstrap done; starting as the first primary"),
                     Err(e) => {
                         tracing::error!(error = %e, "bootstrap failed; releasing the lock so another node can try");
-                        if let Some(session) = self.zk.session.as_mut() {
-                            let _ = session.coordinator.release_lock().await;
-                        }
+                        self.release_lock().await;
                     }
                 }
                 true
@@ -323,6 +314,21 @@ impl Daemon {
             tracing::warn!(error = %e, "cannot release the lock");
         }
         true
+    }
+
+    /// Deletes the group lock if this session holds it; returns whether it did (a failure is
+    /// logged: the lock then goes with the session).
+    async fn release_lock(&mut self) -> bool {
+        let Some(session) = self.zk.session.as_mut() else {
+            return false;
+        };
+        match session.coordinator.release_lock().await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot release the group lock");
+                false
+            }
+        }
     }
 
     pub(super) fn start(&mut self) -> bool {

@@ -175,8 +175,9 @@ impl Daemon {
         })
     }
 
-    /// Calls the callback the core says this round's view of PostgreSQL is due.
-    fn note_for_callbacks(&mut self, running: bool, probe: Option<&Probe>) {
+    /// Calls the callback the core says this view of PostgreSQL is due (`running` false:
+    /// it stopped).
+    pub(super) fn note_for_callbacks(&mut self, running: bool, probe: Option<&Probe>) {
         let now = match (running, probe) {
             (false, _) => Some(Running::Stopped),
             (true, Some(p)) if p.in_recovery => Some(Running::As(CallbackRole::Replica)),
