@@ -61,6 +61,30 @@ pub struct PgNode {
     dir: TempDir,
 }
 
+impl Drop for PgNode {
+    /// Kills the server, then removes the System V shared memory segment a killed postmaster
+    /// leaves behind (named in its `postmaster.pid`): it outlives the deleted data directory,
+    /// and a long series of test runs on one machine exhausts the kernel's limit (`SHMMNI`),
+    /// after which no PostgreSQL starts ("could not create shared memory segment"). A segment
+    /// still attached is only marked for removal.
+    fn drop(&mut self) {
+        drop(self.process.take());
+        let pid_file = std::fs::read_to_string(self.data_dir().join("postmaster.pid"));
+        let segment = pid_file.ok().and_then(|text| {
+            let line = text.lines().nth(6)?.to_owned();
+            let id = line.split_whitespace().nth(1)?;
+            id.parse::<u32>().ok()
+        });
+        if let Some(id) = segment {
+            let _ = std::process::Command::new("ipcrm")
+                .args(["-m", &id.to_string()])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
+}
+
 impl PgNode {
     /// Creates a new cluster with initdb (data checksums on, so pg_rewind works) and starts it.
     ///
