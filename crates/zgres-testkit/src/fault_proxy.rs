@@ -179,7 +179,11 @@ async fn serve_connection(
     // Dropping both streams closes them: with FIN normally, with RST when refused.
 }
 
-/// Forwards one direction until EOF, an error, or `Refuse`. Returns true when refused.
+/// Forwards one direction until EOF (after delivering everything read before it), an error, or
+/// `Refuse`. Returns true when refused.
+///
+/// A server that answers and closes at once (ZooKeeper telling a client its session expired)
+/// must have that answer delivered: only `Refuse` may drop data already read.
 async fn pump<R, W>(mut from: R, mut to: W, mode: watch::Receiver<ProxyMode>) -> bool
 where
     R: AsyncRead + Unpin,
@@ -187,6 +191,8 @@ where
 {
     let (queue, mut queued) = mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
     let reader = async {
+        // Moved in, so that the writer sees the end of the queue once the reader is done.
+        let queue = queue;
         let mut mode = mode.clone();
         let mut buf = vec![0u8; 16 * 1024];
         loop {
@@ -221,10 +227,12 @@ where
                 return false;
             }
         }
+        let _ = to.shutdown().await;
         false
     };
+    tokio::pin!(writer);
     tokio::select! {
-        refused = reader => refused,
-        refused = writer => refused,
+        refused = reader => refused || (&mut writer).await,
+        refused = &mut writer => refused,
     }
 }

@@ -97,3 +97,48 @@ async fn delay_holds_each_chunk_back() {
     // Delayed once on the way in and once on the way back: it cannot arrive sooner.
     assert!(start.elapsed() >= 2 * delay, "took {:?}", start.elapsed());
 }
+
+/// A server that reads one request, answers and closes at once: ZooKeeper does this when a
+/// client asks to resume an expired session.
+async fn answer_and_close_server(answer: &'static [u8]) -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut request = [0u8; 1];
+                if stream.read_exact(&mut request).await.is_ok() {
+                    let _ = stream.write_all(answer).await;
+                }
+                // Dropped here: the answer is followed by the end of the stream at once.
+            });
+        }
+    });
+    addr
+}
+
+/// Regression: the proxy dropped an answer the server sent just before closing (its reader saw
+/// the end of the stream and ended the connection before the writer delivered what it had
+/// read). A deadman resuming an expired ZooKeeper session then saw only closed connections and
+/// retried for up to a minute instead of opening a new session.
+#[tokio::test]
+async fn an_answer_sent_just_before_close_is_delivered() {
+    let answer: &[u8] = b"session expired";
+    let proxy = FaultProxy::start(answer_and_close_server(b"session expired").await).unwrap();
+    for mode in [ProxyMode::Pass, ProxyMode::Delay(Duration::from_millis(10))] {
+        proxy.set_mode(mode);
+        for _ in 0..50 {
+            let mut stream = TcpStream::connect(proxy.addr()).await.unwrap();
+            stream.write_all(b"?").await.unwrap();
+            let mut got = Vec::new();
+            let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut got))
+                .await
+                .expect("the proxy closes once the server has");
+            assert!(read.is_ok(), "{mode:?}: {read:?}");
+            assert_eq!(
+                got, answer,
+                "{mode:?}: the answer before the close was lost"
+            );
+        }
+    }
+}
