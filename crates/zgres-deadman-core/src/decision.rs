@@ -18,6 +18,7 @@
 //! Fencing (stopping PostgreSQL when the ZooKeeper session cannot be confirmed) is not decided
 //! here: it runs on its own timer, in `zgres-deadman`'s `fence` module.
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use zgres_schema::documents::{PromotionReason, Role, Switchover, SwitchoverKind, Tags};
@@ -336,20 +337,33 @@ impl Decider {
         if request.scheduled_at_ms.is_some_and(|at| obs.wall_ms < at) {
             return vec![];
         }
-        match self.switchover_candidate(obs, request.to) {
+        // Who streams from us right now: a node killed a moment ago still has its `/state`
+        // until its session expires, and a hand-over to it would leave the group without a
+        // primary until the request times out. Not read yet: the shell reads it next round.
+        let Some(streaming) = &obs.postgres.streaming else {
+            return vec![];
+        };
+        match self.switchover_candidate(obs, request.to, streaming) {
             Some(candidate) => vec![Action::StepDown { candidate }],
             None => vec![Action::DropSwitchover {
-                reason: "no healthy replica can take over (the named node is not a healthy replica of this primary, or there is none)",
+                reason: "no healthy replica streaming from this primary can take over (the named node is not one, or there is none)",
             }],
         }
     }
 
-    /// The replica to hand over to: `to` if it qualifies, else the best qualifying one.
-    fn switchover_candidate(&self, obs: &Observation, to: Option<NodeId>) -> Option<NodeId> {
+    /// The replica to hand over to: `to` if it qualifies, else the best qualifying one. Only
+    /// a healthy peer on our timeline that is `streaming` from us qualifies.
+    fn switchover_candidate(
+        &self,
+        obs: &Observation,
+        to: Option<NodeId>,
+        streaming: &BTreeSet<NodeId>,
+    ) -> Option<NodeId> {
         let my_timeline = obs.postgres.probe.and_then(|p| p.timeline);
         obs.peers
             .iter()
             .filter(|p| to.map_or(true, |to| p.state.node == to))
+            .filter(|p| streaming.contains(&p.state.node))
             .filter(|p| p.state.timeline >= my_timeline)
             .filter_map(|p| Some((peer_rank(p, obs, u64::MAX, None)?, p.state.node)))
             .max()
@@ -361,6 +375,14 @@ impl Decider {
         let request = obs.switchover.as_ref()?;
         let handing_over =
             request.stopped_lsn.is_some() || request.kind == SwitchoverKind::Failover;
+        // A named node whose `/state` is gone (its session ended: it died after the hand-over)
+        // cannot take over: the request no longer holds the others back.
+        let named_gone = request
+            .to
+            .is_some_and(|to| to != self.me && !obs.peers.iter().any(|p| p.state.node == to));
+        if named_gone {
+            return None;
+        }
         let waited = self
             .lock_free_since
             .map(|since| obs.now.duration_since(since))

@@ -257,7 +257,56 @@ async fn switchover_to_a_named_replica_loses_no_acknowledged_write() {
     .unwrap();
     let last = wait_promotion_recorded(&group, 2).await;
     assert_eq!(last.reason, PromotionReason::Switchover);
-    assert!(group.nodes[0].log_text().contains("no divergence"));
+    assert!(
+        group.nodes[0].log_text().contains("no divergence"),
+        "the old primary did not follow without a rewind\n{}",
+        group.logs_with_first(Some(0))
+    );
+}
+
+/// A switchover named a replica that was killed a moment before (its `/state` lives on until
+/// its session expires): the primary does not hand over to a node that is not streaming from
+/// it, drops the request with the reason, and stays primary. Before, it stepped down and the
+/// group had no primary until the request timed out (found by the simulator, seed 15947).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switchover_to_a_just_killed_replica_is_refused_and_the_primary_stays() {
+    let mut group = Group::prepare(3, Timing::default()).await;
+    group.start_all().await;
+    assert_eq!(group.wait_primary(&[]).await, 0);
+    group.wait_following(1, 0).await;
+    group.wait_following(2, 0).await;
+
+    // The deadman first, so that its `/state` still shows a healthy replica.
+    group.nodes[2].deadman.take().unwrap().kill();
+    group.nodes[2].kill_postgres();
+    request_switchover(&group, Some(2), None).await;
+    let client = group.zk_client().await;
+    poll::until("the request to be dropped", DEADLINE, || async {
+        client
+            .check_stat(&group.path(Znode::Switchover))
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", group.logs()));
+    assert!(
+        group.nodes[0]
+            .log_text()
+            .contains("no healthy replica streaming from this primary"),
+        "{}",
+        group.logs_with_first(Some(0))
+    );
+    assert_eq!(group.nodes[0].is_primary().await, Some(true));
+    assert_no_other_primary(&group, Some(0), Duration::from_secs(2)).await;
+    assert!(
+        !group.nodes[0]
+            .log_text()
+            .contains("stopping postgres to hand over"),
+        "{}",
+        group.logs_with_first(Some(0))
+    );
 }
 
 /// While paused, a crashed primary is not restarted and nobody is promoted, even when the

@@ -45,6 +45,8 @@ pub struct Outcome {
     pub lost_writes: usize,
     /// Promotions.
     pub promotions: usize,
+    /// The longest time without a writable primary after the first one, in ms.
+    pub longest_without_primary_ms: u64,
     /// The faults, for a report.
     pub faults: Vec<faults::Fault>,
 }
@@ -62,6 +64,7 @@ pub fn run(seed: u64, settings: Settings) -> Outcome {
         writes: world.writes.len(),
         lost_writes,
         promotions: world.promotions,
+        longest_without_primary_ms: world.outage.longest_ms,
         faults: world.faults().to_vec(),
     }
 }

@@ -95,6 +95,20 @@ fn main() -> ExitCode {
         failed.len(),
         args.mode
     );
+    let mut outages: Vec<(u64, u64)> = results
+        .iter()
+        .map(|o| (o.longest_without_primary_ms, o.seed))
+        .collect();
+    outages.sort_unstable();
+    if let Some(&(worst, seed)) = outages.last() {
+        let at = |q: f64| outages[((outages.len() - 1) as f64 * q) as usize].0 as f64 / 1000.0;
+        println!(
+            "longest time without a writable primary per schedule: p50 {:.1} s, p99 {:.1} s, max {:.1} s (seed {seed})",
+            at(0.5),
+            at(0.99),
+            worst as f64 / 1000.0
+        );
+    }
     for outcome in failed.iter().take(args.show) {
         println!("seed {}: {:?}", outcome.seed, outcome.violations);
         for fault in &outcome.faults {

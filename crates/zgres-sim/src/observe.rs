@@ -51,6 +51,24 @@ impl World {
                 })
                 .collect()
         };
+        // As the shell: read only by a primary holding the lock while a request waits for it.
+        let waiting = self
+            .zk
+            .switchover
+            .as_ref()
+            .is_some_and(|s| s.stopped_lsn.is_none());
+        let streaming = (waiting
+            && lock == LockView::Ours
+            && probe.is_some_and(|p| !p.in_recovery))
+        .then(|| {
+            self.connected(i)
+                .into_iter()
+                .filter(|c| c.streaming)
+                .map(|c| c.node)
+                .collect()
+        });
+        let node = &self.nodes[i];
+        let pg = &node.pg;
         Observation {
             now: node.instant(t),
             lock,
@@ -69,6 +87,7 @@ impl World {
                 },
                 probe,
                 control: (!running).then(|| (pg.wal.current().timeline, pg.wal.end)),
+                streaming,
             },
             vetoed: false,
             group_timeline: self.zk.history.last().map(|h| h.0),

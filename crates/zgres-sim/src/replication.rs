@@ -64,7 +64,7 @@ impl World {
 
     /// The standbys connected to primary `i` (streaming: their WAL is a prefix of its), and
     /// which one PostgreSQL treats as synchronous under its `synchronous_standby_names`.
-    fn connected(&self, i: usize) -> Vec<Connected> {
+    pub(crate) fn connected(&self, i: usize) -> Vec<Connected> {
         self.standbys_of(i)
             .map(|(node, streaming, synchronous, flush)| Connected {
                 node,

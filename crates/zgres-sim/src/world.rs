@@ -35,6 +35,9 @@ pub struct World {
     pub violations: Vec<Violation>,
     /// Promotions seen (for the summary).
     pub promotions: usize,
+    /// Outages: when the current stretch without a writable primary began (after the first
+    /// primary), and the longest stretch so far, in ms.
+    pub(crate) outage: Outage,
     /// Print every round (`ZGRES_SIM_TRACE` set), to follow one seed.
     trace: bool,
 }
@@ -81,6 +84,7 @@ impl World {
             writes: Vec::new(),
             violations: Vec::new(),
             promotions: 0,
+            outage: Outage::default(),
             trace: std::env::var_os("ZGRES_SIM_TRACE").is_some(),
             settings,
         }
@@ -127,6 +131,7 @@ impl World {
             .filter(|&i| self.nodes[i].pg.writable(t))
             .collect();
         self.violations.extend(checker::single_writer(t, &writable));
+        self.outage.observe(t, !writable.is_empty());
     }
 
     fn apply_faults(&mut self) {
@@ -463,5 +468,26 @@ impl World {
     /// The faults of this schedule, for a report.
     pub fn faults(&self) -> &[Fault] {
         &self.faults
+    }
+}
+
+/// Stretches of time without a writable primary, after the first one (an availability figure,
+/// not an invariant: faults may rightly leave a group without a primary for a while).
+#[derive(Debug, Default)]
+pub(crate) struct Outage {
+    seen_primary: bool,
+    since: Option<u64>,
+    pub(crate) longest_ms: u64,
+}
+
+impl Outage {
+    fn observe(&mut self, t: u64, primary: bool) {
+        if primary {
+            self.seen_primary = true;
+            self.since = None;
+        } else if self.seen_primary {
+            let since = *self.since.get_or_insert(t);
+            self.longest_ms = self.longest_ms.max(t - since);
+        }
     }
 }

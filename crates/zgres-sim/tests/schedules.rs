@@ -111,3 +111,23 @@ fn without_the_confirm_step_a_standby_in_sync_lacks_acknowledged_commits() {
         broken.violations
     );
 }
+
+/// Seed 15947 in `on` mode: a switchover named the best replica 0.6 s after it was killed (its
+/// `/state` outlives it until its session expires). The primary handed over to it, the request
+/// kept everyone else out of the election for `request_timeout`, and the group had no primary
+/// for 37 s. A primary now hands over only to a node `pg_stat_replication` shows streaming.
+#[test]
+fn a_switchover_to_a_just_killed_replica_leaves_the_group_with_a_primary() {
+    let on = Settings {
+        mode: SyncMode::On,
+        ..Settings::default()
+    };
+    let outcome = run(15947, on);
+    assert!(outcome.violations.is_empty(), "{:?}", outcome.violations);
+    // Now 3.8 s, what the faults themselves cost; 37.1 s when it handed over.
+    assert!(
+        outcome.longest_without_primary_ms < 10_000,
+        "no writable primary for {} ms",
+        outcome.longest_without_primary_ms
+    );
+}

@@ -1,6 +1,7 @@
 //! What the core is given each round: the lock, the peers, the local PostgreSQL, the group's
 //! documents.
 
+use std::collections::BTreeSet;
 use std::time::Instant;
 
 use zgres_schema::documents::{GroupConfig, NodeState, Switchover, SyncState};
@@ -61,7 +62,7 @@ impl Probe {
 }
 
 /// The local PostgreSQL.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalPostgres {
     /// The postmaster is running (our child process).
     pub running: bool,
@@ -71,6 +72,10 @@ pub struct LocalPostgres {
     pub probe: Option<Probe>,
     /// Timeline and checkpoint position from `pg_controldata`, for a stopped server.
     pub control: Option<(Timeline, Lsn)>,
+    /// The standbys `pg_stat_replication` shows streaming from this running primary, when it
+    /// was read: the shell reads it while a switchover request is pending, since a hand-over
+    /// is only made to a node that is streaming at that moment. `None` when not read.
+    pub streaming: Option<BTreeSet<NodeId>>,
 }
 
 /// A peer of the group, as its `/state` znode shows it.

@@ -42,9 +42,11 @@ fn standby(lsn: u64) -> LocalPostgres {
             upstream: None,
         }),
         control: None,
+        streaming: None,
     }
 }
 
+/// A running primary; nodes 1 to 9 (every node these tests name) stream from it.
 fn primary() -> LocalPostgres {
     LocalPostgres {
         running: true,
@@ -59,6 +61,7 @@ fn primary() -> LocalPostgres {
             upstream: None,
         }),
         control: None,
+        streaming: Some((1..10).map(node).collect()),
     }
 }
 
@@ -68,6 +71,7 @@ fn stopped(kind: DataDirKind) -> LocalPostgres {
         data_dir: kind,
         probe: None,
         control: Some((tl(1), Lsn(0))),
+        streaming: None,
     }
 }
 
@@ -125,6 +129,7 @@ fn empty() -> LocalPostgres {
         data_dir: DataDirKind::Empty,
         probe: None,
         control: None,
+        streaming: None,
     }
 }
 

@@ -1,11 +1,12 @@
 //! One observe-decide-act round: probe PostgreSQL, read the group, let the core decide, act
 //! and publish; and when the next round is due.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use zgres_schema::documents::SyncMode;
-use zgres_schema::Fetched;
+use zgres_schema::{Fetched, NodeId};
 
 use super::{wall_ms, Daemon};
 use crate::callbacks_due::{self, CallbackRole, Running};
@@ -39,6 +40,36 @@ impl Daemon {
                 }
             },
         };
+    }
+
+    /// The standbys streaming from us, read only when the core may hand over: this node holds
+    /// the lock as a running primary and a switchover request waits for its step-down.
+    async fn streaming_for_request(
+        &mut self,
+        view: &GroupView,
+        probe: Option<&Probe>,
+    ) -> Option<BTreeSet<NodeId>> {
+        let waiting = view
+            .switchover
+            .valid()
+            .is_some_and(|(s, _)| s.stopped_lsn.is_none());
+        let primary = probe.is_some_and(|p| !p.in_recovery);
+        if !(waiting && primary && view.lock == LockView::Ours) {
+            return None;
+        }
+        match self.pg.client.replication().await {
+            Ok((connected, _, _)) => Some(
+                connected
+                    .into_iter()
+                    .filter(|c| c.streaming)
+                    .map(|c| c.node)
+                    .collect(),
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read pg_stat_replication for the switchover");
+                None
+            }
+        }
     }
 
     /// One observe-decide-act round.
@@ -89,6 +120,7 @@ impl Daemon {
         if view.lock != LockView::Unknown {
             self.observe_config(std::mem::take(&mut view.config));
         }
+        let streaming = self.streaming_for_request(&view, probe.as_ref()).await;
         let obs = Observation {
             now: Instant::now(),
             lock: view.lock,
@@ -104,6 +136,7 @@ impl Daemon {
                     .control
                     .filter(|_| !running)
                     .map(|c| (c.timeline, c.checkpoint)),
+                streaming,
             },
             vetoed: self
                 .live

@@ -16,14 +16,14 @@ fn lock_holder_promotes_its_standby_and_restarts_a_crashed_primary_within_bound(
     assert_eq!(d.decide(&obs(t, LockView::Ours, primary(), vec![])), []);
     let down = stopped(DataDirKind::Primary);
     assert_eq!(
-        d.decide(&obs(t, LockView::Ours, down, vec![])),
+        d.decide(&obs(t, LockView::Ours, down.clone(), vec![])),
         [Action::StartPrimary]
     );
     assert_eq!(
         d.decide(&obs(
             t + Duration::from_secs(9),
             LockView::Ours,
-            down,
+            down.clone(),
             vec![]
         )),
         [Action::StartPrimary]
@@ -32,7 +32,7 @@ fn lock_holder_promotes_its_standby_and_restarts_a_crashed_primary_within_bound(
         d.decide(&obs(
             t + Duration::from_secs(10),
             LockView::Ours,
-            down,
+            down.clone(),
             vec![]
         )),
         [Action::ReleaseLock]
@@ -229,8 +229,8 @@ fn a_standby_stuck_behind_the_primarys_timeline_is_stopped_and_rewound() {
         ))
     };
     // On timeline 1 at 150, not moving: left alone until STUCK_AFTER has passed.
-    assert!(look(&mut d, t, following).is_empty());
-    assert!(look(&mut d, t + STUCK_AFTER / 2, following).is_empty());
+    assert!(look(&mut d, t, following.clone()).is_empty());
+    assert!(look(&mut d, t + STUCK_AFTER / 2, following.clone()).is_empty());
     let actions = look(&mut d, t + STUCK_AFTER, following);
     assert!(
         matches!(

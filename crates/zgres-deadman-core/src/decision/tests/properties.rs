@@ -17,8 +17,9 @@ fn arb_postgres() -> impl Strategy<Value = LocalPostgres> {
         any::<bool>(),
         any::<bool>(),
         proptest::option::of((any::<bool>(), 0u64..1000, proptest::option::of(1u8..5))),
+        proptest::option::of(proptest::collection::btree_set(1u8..6, 0..4)),
     )
-        .prop_map(|(running, standby_dir, probe)| LocalPostgres {
+        .prop_map(|(running, standby_dir, probe, streaming)| LocalPostgres {
             running,
             data_dir: if standby_dir {
                 DataDirKind::Standby
@@ -37,6 +38,7 @@ fn arb_postgres() -> impl Strategy<Value = LocalPostgres> {
                     upstream: upstream.map(node),
                 }),
             control: Some((tl(1), Lsn(0))),
+            streaming: streaming.map(|s| s.into_iter().map(node).collect()),
         })
 }
 
@@ -75,7 +77,7 @@ proptest! {
         let mut elapsed = Duration::ZERO;
         for (lock, postgres, peers, advance_ms) in steps {
             elapsed += Duration::from_millis(advance_ms);
-            let actions = d.decide(&obs(start + elapsed, lock, postgres, peers));
+            let actions = d.decide(&obs(start + elapsed, lock, postgres.clone(), peers));
             let is_primary = postgres.running && postgres.probe.is_some_and(|p| !p.in_recovery);
             for action in &actions {
                 match action {
@@ -144,7 +146,7 @@ proptest! {
             }
             peer.state.tags.nosync = nosync;
         }
-        let mut o = obs(Instant::now(), lock, postgres, peers.clone());
+        let mut o = obs(Instant::now(), lock, postgres.clone(), peers.clone());
         if !recorded {
             o.db_id = Fetched::Absent;
         }

@@ -51,9 +51,10 @@ fn a_switchover_steps_down_for_the_named_or_best_replica() {
 fn during_a_hand_over_only_the_caught_up_candidate_contends() {
     let t = Instant::now();
     let handing_over = Some(request(Some(2), Some(1000)));
-    // Another replica, even a better placed one, stays out.
+    // Another replica, even a better placed one, stays out while the candidate is there.
     let mut other = decider(3);
-    let mut o = obs(t, LockView::Free, standby(2000), vec![]);
+    let candidate_there = vec![fresh(peer_state(2, Role::Replica, 1000))];
+    let mut o = obs(t, LockView::Free, standby(2000), candidate_there.clone());
     o.switchover = handing_over.clone();
     assert!(!other.decide(&o).contains(&Action::AcquireLock));
     assert_eq!(
@@ -72,7 +73,7 @@ fn during_a_hand_over_only_the_caught_up_candidate_contends() {
     o.switchover = handing_over.clone();
     assert!(candidate.decide(&o).contains(&Action::AcquireLock));
     // A hand-over that never completes stops steering elections after the timeout.
-    let mut o = obs(t, LockView::Free, standby(2000), vec![]);
+    let mut o = obs(t, LockView::Free, standby(2000), candidate_there);
     o.switchover = handing_over.clone();
     other.decide(&o);
     o.now = t + DEFAULT_REQUEST_TIMEOUT + Duration::from_secs(1);
@@ -137,4 +138,47 @@ fn a_scheduled_switchover_wakes_the_primary_at_its_time() {
         d.decide_round(&o, RoundInputs::default()).actions,
         [Action::StepDown { candidate: node(2) }]
     );
+}
+
+/// Found by the simulator (seed 15947 of `zgres-sim --switchovers`): the named candidate was
+/// killed just before the hand-over; its `/state` outlived it until its session expired, so the
+/// primary stepped down for it, and the others waited for it the whole request timeout with no
+/// primary. Now the primary hands over only to a node streaming from it, and a candidate whose
+/// `/state` is gone no longer holds the others back.
+#[test]
+fn a_switchover_never_waits_for_a_dead_candidate() {
+    let t = Instant::now();
+    let peers = vec![
+        fresh(peer_state(2, Role::Replica, 900)),
+        fresh(peer_state(3, Role::Replica, 950)),
+    ];
+    let mut primary_node = decider(1);
+    let mut o = obs(t, LockView::Ours, primary(), peers.clone());
+    o.switchover = Some(request(Some(2), None));
+    // Who streams is not read yet: wait for it rather than guess.
+    o.postgres.streaming = None;
+    assert_eq!(primary_node.decide(&o), []);
+    // Node 2 still has its `/state` but no longer streams: no hand-over to it.
+    o.postgres.streaming = Some([node(3)].into_iter().collect());
+    assert!(matches!(
+        primary_node.decide(&o)[..],
+        [Action::DropSwitchover { .. }]
+    ));
+    // Any candidate: the best one that streams, not the best one published.
+    let mut better_but_gone = peers.clone();
+    better_but_gone.push(fresh(peer_state(4, Role::Replica, 999)));
+    let mut o = obs(t, LockView::Ours, primary(), better_but_gone);
+    o.postgres.streaming = Some([node(2), node(3)].into_iter().collect());
+    o.switchover = Some(request(None, None));
+    assert_eq!(
+        primary_node.decide(&o),
+        [Action::StepDown { candidate: node(3) }]
+    );
+
+    // Handed over to node 2, which then died: once its `/state` is gone, node 3 contends at
+    // once instead of after the request timeout.
+    let mut other = decider(3);
+    let mut o = obs(t, LockView::Free, standby(1000), vec![]);
+    o.switchover = Some(request(Some(2), Some(1000)));
+    assert!(other.decide(&o).contains(&Action::AcquireLock));
 }
