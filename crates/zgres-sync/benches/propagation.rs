@@ -124,7 +124,7 @@ async fn hook_latency(zookeeper: &ZkCluster, samples: usize) -> Vec<f64> {
 
 /// Lock change → pgbouncer routes new clients to the new lock holder, while a client connects
 /// through it continuously. pgbouncer runs with its defaults plus `ZGRES_BENCH_PGBOUNCER_EXTRA`
-/// (e.g. `server_login_retry = 0`; see docs/benchmarks.md for why it matters).
+/// (e.g. `server_login_retry = 1`, as docs/sync.md recommends).
 async fn pgbouncer_latency(zookeeper: &ZkCluster, samples: usize) -> Vec<f64> {
     let client = zk::Client::connect(&zookeeper.connect_string())
         .await

@@ -119,11 +119,13 @@ impl PgbouncerPlugin {
     }
 
     /// Renders the groups of `snapshot` that changed since the last call, and returns the
-    /// whole section (equal to [`render`]) and the groups whose primary came or went.
-    fn update(&mut self, snapshot: &Snapshot) -> (String, Vec<GroupName>) {
+    /// whole section (equal to [`render`]) and the groups whose primary came or went, or moved
+    /// from one node to another.
+    fn update(&mut self, snapshot: &Snapshot) -> Update {
         self.rendered
             .retain(|name, _| snapshot.groups.contains_key(name));
         let mut primary_changed = Vec::new();
+        let mut primary_moved = Vec::new();
         for (name, g) in &snapshot.groups {
             let old = self.rendered.get(name);
             if old.is_some_and(|r| r.group == *g) {
@@ -131,6 +133,12 @@ impl PgbouncerPlugin {
             }
             if old.map(|r| r.group.primary.is_some()) != Some(g.primary.is_some()) {
                 primary_changed.push(name.clone());
+            }
+            let writer = |g: &GroupSnapshot| g.primary.as_ref().map(|p| (p.host.clone(), p.port));
+            if let (Some(was), Some(now)) = (old.and_then(|r| writer(&r.group)), writer(g)) {
+                if was != now {
+                    primary_moved.push(name.clone());
+                }
             }
             let lines = render_group(&self.config, name, g);
             self.rendered.insert(
@@ -141,11 +149,36 @@ impl PgbouncerPlugin {
                 },
             );
         }
-        let mut text = String::from(HEADER);
-        for r in self.rendered.values() {
-            text.push_str(&r.lines);
+        Update {
+            text: self.text_without_writers(&[]),
+            primary_changed,
+            primary_moved,
         }
-        (text, primary_changed)
+    }
+
+    /// The whole section as rendered, without the writer entries of `groups`.
+    fn text_without_writers(&self, groups: &[GroupName]) -> String {
+        let mut text = String::from(HEADER);
+        for (name, r) in &self.rendered {
+            if groups.contains(name) {
+                let writer = format!("{name} = ");
+                for line in r.lines.lines().filter(|l| !l.starts_with(&writer)) {
+                    text.push_str(line);
+                    text.push('\n');
+                }
+            } else {
+                text.push_str(&r.lines);
+            }
+        }
+        text
+    }
+
+    fn write(&self, text: &str) -> Result<bool, PgbouncerError> {
+        let path = &self.config.databases_file;
+        crate::atomic_file::write_if_changed(path, text).map_err(|source| PgbouncerError::Write {
+            path: path.display().to_string(),
+            source,
+        })
     }
 
     /// Applies `snapshot`: writes the file if its content changed, reloads pgbouncer, and
@@ -154,47 +187,73 @@ impl PgbouncerPlugin {
     /// # Errors
     /// [`PgbouncerError`]; the caller retries with the next snapshot or the same one.
     pub async fn apply(&mut self, snapshot: &Snapshot) -> Result<(), PgbouncerError> {
-        let (text, primary_changed) = self.update(snapshot);
-        self.unconfirmed.extend(primary_changed);
-        let config = &self.config;
-        let changed = crate::atomic_file::write_if_changed(&config.databases_file, &text).map_err(
-            |source| PgbouncerError::Write {
-                path: config.databases_file.display().to_string(),
-                source,
-            },
-        )?;
-        if let Some(conninfo) = &config.admin_conninfo {
-            if !self.console_known {
-                self.unconfirmed = snapshot.groups.keys().cloned().collect();
-            }
-            self.console_known = false;
-            let (client, connection) = tokio_postgres::connect(conninfo, NoTls).await?;
-            tokio::spawn(async move {
-                let _ = connection.await;
-            });
-            // Reload even when unchanged: pgbouncer may have restarted with an old file in memory.
-            client.simple_query("RELOAD").await?;
-            for group in std::mem::take(&mut self.unconfirmed) {
-                let Some(g) = snapshot.groups.get(&group) else {
-                    continue;
-                };
-                // No primary: refuse new clients for the group rather than leave them on a stale one.
-                let verb = if g.primary.is_some() {
-                    "ENABLE"
-                } else {
-                    "DISABLE"
-                };
-                if let Err(e) = client.simple_query(&format!("{verb} \"{group}\"")).await {
-                    tracing::debug!(error = %e, %group, verb, "pgbouncer did not take it");
-                }
-            }
-            self.console_known = true;
+        let update = self.update(snapshot);
+        self.unconfirmed.extend(update.primary_changed);
+        let Some(conninfo) = self.config.admin_conninfo.clone() else {
+            self.write_logged(&update.text)?;
+            return Ok(());
+        };
+        // pgbouncer keeps a pool's failed-connect state when its database changes host, and
+        // then waits `server_login_retry` before it tries the new one; a database removed and
+        // added again gets a fresh pool. So a writer moving straight from one node to another
+        // is first taken out. The file is written before the console is tried: pgbouncer
+        // needs it to start at all.
+        let moved = !update.primary_moved.is_empty();
+        if moved {
+            self.write(&self.text_without_writers(&update.primary_moved))?;
+        } else {
+            self.write_logged(&update.text)?;
         }
-        if changed {
-            tracing::info!(file = %config.databases_file.display(), "pgbouncer databases updated");
+        if !self.console_known {
+            self.unconfirmed = snapshot.groups.keys().cloned().collect();
+        }
+        self.console_known = false;
+        let (client, connection) = tokio_postgres::connect(&conninfo, NoTls).await?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        if moved {
+            client.simple_query("RELOAD").await?;
+            self.write_logged(&update.text)?;
+        }
+        // Reload even when unchanged: pgbouncer may have restarted with an old file in memory.
+        client.simple_query("RELOAD").await?;
+        for group in std::mem::take(&mut self.unconfirmed) {
+            let Some(g) = snapshot.groups.get(&group) else {
+                continue;
+            };
+            // No primary: refuse new clients for the group rather than leave them on a stale one.
+            let verb = if g.primary.is_some() {
+                "ENABLE"
+            } else {
+                "DISABLE"
+            };
+            if let Err(e) = client.simple_query(&format!("{verb} \"{group}\"")).await {
+                tracing::debug!(error = %e, %group, verb, "pgbouncer did not take it");
+            }
+        }
+        self.console_known = true;
+        Ok(())
+    }
+
+    /// Writes `text` if it differs from the file, and says so in the log.
+    fn write_logged(&self, text: &str) -> Result<(), PgbouncerError> {
+        if self.write(text)? {
+            tracing::info!(file = %self.config.databases_file.display(), "pgbouncer databases updated");
         }
         Ok(())
     }
+}
+
+/// What [`PgbouncerPlugin::update`] found.
+#[derive(Debug)]
+struct Update {
+    /// The whole `[databases]` section.
+    text: String,
+    /// Groups whose primary came or went (for `ENABLE`/`DISABLE`).
+    primary_changed: Vec<GroupName>,
+    /// Groups whose writer entry moved from one address to another.
+    primary_moved: Vec<GroupName>,
 }
 
 #[cfg(test)]
@@ -311,8 +370,25 @@ mod tests {
                 for (i, (primary, replicas, port)) in step {
                     s.groups.insert(GroupName::new(&format!("g{i}")).unwrap(), group(primary, &replicas, port));
                 }
-                let (text, changed) = plugin.update(&s);
+                let previous = plugin.rendered.iter().map(|(n, r)| (n.clone(), r.group.primary.clone())).collect::<BTreeMap<_, _>>();
+                let update = plugin.update(&s);
+                let (text, changed) = (update.text, update.primary_changed);
                 prop_assert_eq!(text, render(&config(), &s));
+                let moved: Vec<GroupName> = s.groups.iter()
+                    .filter(|(name, g)| matches!(
+                        (previous.get(*name), &g.primary),
+                        (Some(Some(was)), Some(now)) if (&was.host, was.port) != (&now.host, now.port)
+                    ))
+                    .map(|(name, _)| name.clone())
+                    .collect();
+                prop_assert_eq!(&update.primary_moved, &moved);
+                let without = plugin.text_without_writers(&moved);
+                for name in &moved {
+                    let writer_line = format!("\n{name} = ");
+                    let reader_line = format!("\n{name}-ro = ");
+                    prop_assert!(!without.contains(&writer_line));
+                    prop_assert_eq!(without.contains(&reader_line), render(&config(), &s).contains(&reader_line));
+                }
                 let expected: Vec<GroupName> = s.groups.iter()
                     .filter(|(name, g)| before.get(*name) != Some(&g.primary.is_some()))
                     .map(|(name, _)| name.clone())

@@ -9,13 +9,18 @@ use crate::ports::free_port;
 use crate::process::ManagedProcess;
 use crate::{io_error, Result};
 
+/// What zgres recommends for `server_login_retry` (docs/sync.md): after a failed connect,
+/// one new attempt per second while new clients fail at once, instead of an attempt for
+/// every waiting client in a loop.
+pub const RECOMMENDED_LOGIN_RETRY: &str = "1";
+
 /// A running pgbouncer (trust authentication, user `postgres` is admin, session pooling,
-/// `server_login_retry = 0` as zgres recommends). Dropping it stops it.
+/// `server_login_retry` as zgres recommends). Dropping it stops it.
 #[derive(Debug)]
 pub struct PgBouncer {
     port: u16,
     log: PathBuf,
-    _process: ManagedProcess,
+    process: ManagedProcess,
 }
 
 impl PgBouncer {
@@ -26,6 +31,15 @@ impl PgBouncer {
     /// # Errors
     /// When the files cannot be written or pgbouncer cannot start.
     pub fn start(dir: &Path, databases: &Path) -> Result<Self> {
+        Self::start_with_login_retry(dir, databases, RECOMMENDED_LOGIN_RETRY)
+    }
+
+    /// As [`PgBouncer::start`], with `server_login_retry = login_retry` (seconds), to measure
+    /// other settings against the recommended one.
+    ///
+    /// # Errors
+    /// As [`PgBouncer::start`].
+    pub fn start_with_login_retry(dir: &Path, databases: &Path, login_retry: &str) -> Result<Self> {
         let port = free_port()?;
         if !databases.exists() {
             std::fs::write(databases, "[databases]\n")
@@ -39,7 +53,7 @@ impl PgBouncer {
             format!(
                 "%include {}\n[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\n\
                  unix_socket_dir =\nauth_type = trust\nauth_file = {}\nadmin_users = postgres\n\
-                 pool_mode = session\nserver_login_retry = 0\nserver_connect_timeout = 2\n\
+                 pool_mode = session\nserver_login_retry = {login_retry}\nserver_connect_timeout = 2\n\
                  ignore_startup_parameters = extra_float_digits\n",
                 databases.display(),
                 users.display()
@@ -59,11 +73,7 @@ impl PgBouncer {
             OsUser::for_postgres()?.as_ref(),
             &log,
         )?;
-        Ok(PgBouncer {
-            port,
-            log,
-            _process: process,
-        })
+        Ok(PgBouncer { port, log, process })
     }
 
     /// The port clients connect to.
@@ -77,6 +87,11 @@ impl PgBouncer {
             "host=127.0.0.1 port={} user=postgres dbname=pgbouncer connect_timeout=2",
             self.port
         )
+    }
+
+    /// pgbouncer's process id.
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
     }
 
     /// pgbouncer's log file.

@@ -37,6 +37,46 @@ pub struct Node {
     pub api_port: u16,
 }
 
+impl Drop for Node {
+    /// Stops the deadman and kills its PostgreSQL, and waits (at most 5 s) until every process
+    /// of PostgreSQL's group is gone, before the fields drop. Without this the data directory
+    /// (`pg`, declared first) was deleted while PostgreSQL still ran and wrote into it, and the
+    /// directory sometimes survived (a CI run failed on a `zgres-pg-n0-*` left in /tmp).
+    fn drop(&mut self) {
+        drop(self.deadman.take());
+        let Some(pid) = self.postmaster_pid() else {
+            return;
+        };
+        let group = Pid::from_raw(pid);
+        let _ = killpg(group, Signal::SIGKILL);
+        let until = std::time::Instant::now() + Duration::from_secs(5);
+        while group_runs(pid) && std::time::Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// Whether a process of process group `pgid` still runs (a zombie, dead but not yet reaped,
+/// does not count: it writes nothing).
+fn group_runs(pgid: i32) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    entries.flatten().any(|entry| {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            return false;
+        };
+        // After the command name in parentheses: state, ppid, pgrp.
+        let Some((_, rest)) = stat.rsplit_once(") ") else {
+            return false;
+        };
+        let mut fields = rest.split_whitespace();
+        let state = fields.next();
+        let group = fields.nth(1).and_then(|g| g.parse::<i32>().ok());
+        group == Some(pgid) && !matches!(state, Some("Z" | "X"))
+    })
+}
+
 impl Node {
     /// A node named `name` over `pg`, not started, with its config and log in `dir`.
     ///
