@@ -23,7 +23,6 @@ use crate::callbacks_due::Running;
 use crate::config::Config;
 use crate::data_dir::{self, ControlData, DataDirError};
 use crate::decision::{DataDirKind, Decider};
-use crate::fence::keeper::Keeper;
 use crate::fence::{FenceClock, FenceThread};
 use crate::group_config::ConfigInForce;
 use crate::plugins::{self, PluginSetupError, Plugins};
@@ -44,6 +43,7 @@ mod session;
 use session::{ConnectError, Session};
 
 mod synchronous_io;
+mod upgrade;
 
 /// Why the daemon stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -104,10 +104,13 @@ const MAX_CONNECT_BACKOFF: Duration = Duration::from_millis(500);
 /// [`DaemonError`] for problems that retrying cannot fix; transient ZooKeeper and PostgreSQL
 /// failures are logged and retried, never returned.
 pub async fn run(
-    config: Config,
+    mut config: Config,
     shutdown: CancellationToken,
     reloads: Reloads,
 ) -> Result<(), DaemonError> {
+    // Re-executed (SIGUSR2): the handover of the previous image (see `crate::handover`).
+    let handover = upgrade::inherited();
+    upgrade::keep_running_postgres(handover.as_ref(), &mut config.postgres);
     // Plugins first: an unusable one is a configuration problem, reported before anything else.
     let plugins_stop = shutdown.child_token();
     let plugins = plugins::start(
@@ -159,7 +162,18 @@ pub async fn run(
             .map_err(|source| DaemonError::Api { addr, source })?;
     }
 
-    let keeper = Keeper::spawn(fence.clone()).map_err(DaemonError::Fence)?;
+    // Re-executed: same fence deadline, PostgreSQL and keeper taken over.
+    let mut process = PostgresProcess::new(config.postgres.clone(), fence.clone());
+    let keeper =
+        upgrade::take_over(handover.as_ref(), &fence, &mut process).map_err(DaemonError::Fence)?;
+    let resume = handover
+        .as_ref()
+        .and_then(|h| h.session.as_ref())
+        .and_then(|s| s.to_session());
+    if let Some(session) = &resume {
+        tracing::info!(session = %session.id(), "re-executed: resuming the ZooKeeper session handed over");
+    }
+    let mut upgrade = upgrade::Upgrade::new(keeper);
 
     let mut daemon = Daemon {
         core: Core {
@@ -176,14 +190,14 @@ pub async fn run(
             wake_at: None,
         },
         pg: PostgresEdge {
-            process: PostgresProcess::new(config.postgres.clone(), fence.clone()),
+            process,
             client: PostgresClient::new(config.postgres.clone(), config.node.to_string()),
             control,
             provisioner,
         },
         zk: ZkEdge {
             session: None,
-            resume: None,
+            resume,
             unreadable_total: Arc::default(),
             view_failing: false,
         },
@@ -193,7 +207,7 @@ pub async fn run(
             conn: None,
             promotions: 0,
             callbacks,
-            seen: Running::Stopped,
+            seen: upgrade::callbacks_seen(handover.as_ref()),
         },
         systemd: Systemd {
             notifier: Notifier::from_env(),
@@ -212,9 +226,9 @@ pub async fn run(
         },
         config,
     };
-    let result = daemon.run(&shutdown).await;
+    let result = daemon.run(&shutdown, &mut upgrade).await;
     daemon.shut_down().await;
-    keeper.finish().await;
+    upgrade.keeper.finish().await;
     daemon.live.api_stop.cancel();
     result
 }
@@ -321,7 +335,11 @@ struct Systemd {
 }
 
 impl Daemon {
-    async fn run(&mut self, shutdown: &CancellationToken) -> Result<(), DaemonError> {
+    async fn run(
+        &mut self,
+        shutdown: &CancellationToken,
+        upgrade: &mut upgrade::Upgrade,
+    ) -> Result<(), DaemonError> {
         let mut backoff = Backoff::new(Duration::from_millis(200), MAX_CONNECT_BACKOFF);
         let mut adopted = false;
         while !shutdown.is_cancelled() {
@@ -383,15 +401,23 @@ impl Daemon {
                     None => std::future::pending().await,
                 }
             };
+            let mut reexec = false;
             let reloaded = tokio::select! {
                 () = tokio::time::sleep(pause) => None,
                 () = group_changed => None,
                 () = pg.process.exited() => None,
                 config = reloaded => Some(config),
+                () = upgrade.requested() => {
+                    reexec = true;
+                    None
+                }
                 () = shutdown.cancelled() => None,
             };
             if let Some(config) = reloaded {
                 self.reload(config).await;
+            }
+            if reexec {
+                self.reexec(upgrade);
             }
         }
         Ok(())

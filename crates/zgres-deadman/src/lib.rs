@@ -8,6 +8,7 @@
 //! - [`decision`], [`synchronous`], [`group_config`]: the pure core (crate
 //!   `zgres-deadman-core`: observations in, actions out, no I/O).
 //! - [`fence`]: the fencing clock, thread and keeper process.
+//! - [`handover`]: re-executing the binary (SIGUSR2) without a failover.
 //! - [`coordination`]: ZooKeeper reads and writes.
 //! - [`postgres_process`], [`postgres_client`], [`data_dir`], [`parameters_file`]: PostgreSQL
 //!   as a child process, over SQL, on disk, and its `postgres.parameters`.
@@ -25,6 +26,7 @@ pub mod coordination;
 pub mod daemon;
 pub mod data_dir;
 pub mod fence;
+pub mod handover;
 pub mod parameters_file;
 pub mod passfile;
 pub mod plugins;

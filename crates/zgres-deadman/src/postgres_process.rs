@@ -53,8 +53,45 @@ pub enum StartError {
 pub struct PostgresProcess {
     config: PostgresConfig,
     fence: Arc<FenceClock>,
-    child: Option<Child>,
+    child: Option<Postmaster>,
     last_exit: Option<ExitStatus>,
+}
+
+/// Our child postmaster: spawned by this image, or adopted from the image that re-executed
+/// into this one (still our child, known by pid, its exit reported by a waiting thread).
+#[derive(Debug)]
+enum Postmaster {
+    Spawned(Child),
+    Adopted {
+        pid: u32,
+        exit: tokio::sync::watch::Receiver<Option<ExitStatus>>,
+    },
+}
+
+impl Postmaster {
+    fn id(&self) -> Option<u32> {
+        match self {
+            Postmaster::Spawned(child) => child.id(),
+            Postmaster::Adopted { pid, exit } => exit.borrow().is_none().then_some(*pid),
+        }
+    }
+
+    fn try_wait(&mut self) -> Option<ExitStatus> {
+        match self {
+            Postmaster::Spawned(child) => child.try_wait().ok().flatten(),
+            Postmaster::Adopted { exit, .. } => *exit.borrow(),
+        }
+    }
+
+    /// Resolves with its exit status (cancel-safe).
+    async fn wait(&mut self) -> Option<ExitStatus> {
+        match self {
+            Postmaster::Spawned(child) => child.wait().await.ok(),
+            Postmaster::Adopted { exit, .. } => {
+                exit.wait_for(Option::is_some).await.ok().and_then(|s| *s)
+            }
+        }
+    }
 }
 
 impl PostgresProcess {
@@ -101,7 +138,39 @@ impl PostgresProcess {
         let pid = child.id().unwrap_or(0) as i32;
         self.fence.set_target(pid);
         tracing::info!(pid, "started postgres");
-        self.child = Some(child);
+        self.child = Some(Postmaster::Spawned(child));
+        Ok(())
+    }
+
+    /// Takes over the postmaster `pid`, which a previous image of this process started and
+    /// which is still its child (see [`crate::handover`]). A thread waits for its exit, so it
+    /// is seen at once as for a postmaster this image started.
+    ///
+    /// # Errors
+    /// When the waiting thread cannot be started.
+    pub fn adopt(&mut self, pid: u32) -> std::io::Result<()> {
+        let (report, exit) = tokio::sync::watch::channel(None);
+        std::thread::Builder::new()
+            .name("postmaster-wait".into())
+            .spawn(move || {
+                use nix::sys::wait::{waitpid, WaitStatus};
+                use std::os::unix::process::ExitStatusExt;
+                let status = loop {
+                    match waitpid(Pid::from_raw(pid as i32), None) {
+                        Ok(WaitStatus::Exited(_, code)) => break ExitStatus::from_raw(code << 8),
+                        Ok(WaitStatus::Signaled(_, signal, _)) => {
+                            break ExitStatus::from_raw(signal as i32)
+                        }
+                        Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+                        // Not our child (any more): report it gone.
+                        Err(_) => break ExitStatus::from_raw(0),
+                    }
+                };
+                let _ = report.send(Some(status));
+            })?;
+        self.fence.set_target(pid as i32);
+        tracing::info!(pid, "adopted the running postgres");
+        self.child = Some(Postmaster::Adopted { pid, exit });
         Ok(())
     }
 
@@ -117,12 +186,11 @@ impl PostgresProcess {
             return false;
         };
         match child.try_wait() {
-            Ok(None) => true,
-            Ok(Some(status)) => {
+            None => true,
+            Some(status) => {
                 self.reaped(status);
                 false
             }
-            Err(_) => true,
         }
     }
 
@@ -144,13 +212,13 @@ impl PostgresProcess {
 
     /// The postmaster's pid, if running.
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().and_then(Child::id)
+        self.child.as_ref().and_then(Postmaster::id)
     }
 
     /// Resolves when the postmaster exits (never, if none runs). Cancel-safe.
     pub async fn exited(&mut self) {
         let status = match self.child.as_mut() {
-            Some(child) => child.wait().await.ok(),
+            Some(child) => child.wait().await,
             None => std::future::pending().await,
         };
         if let Some(status) = status {
@@ -182,7 +250,7 @@ impl PostgresProcess {
             let _ = killpg(group, Signal::SIGKILL);
         }
         let status = match self.child.as_mut() {
-            Some(child) => child.wait().await.ok(),
+            Some(child) => child.wait().await,
             None => None,
         };
         if let Some(status) = status {

@@ -22,7 +22,10 @@ impl Daemon {
     /// A PostgreSQL already running on our data directory was not started by us: stop it, so
     /// that the one that runs is our child (for instant crash detection and fencing).
     pub(super) async fn adopt_foreign_postmaster(&mut self) {
-        if let Some(pid) = data_dir::foreign_postmaster(&self.config.postgres) {
+        let ours = self.pg.process.pid().map(|p| p as i32);
+        if let Some(pid) =
+            data_dir::foreign_postmaster(&self.config.postgres).filter(|&p| Some(p) != ours)
+        {
             crate::postgres_process::stop_foreign(pid, self.config.timing.stop_timeout).await;
             self.refresh_control().await;
         }

@@ -49,6 +49,17 @@ impl SessionInfo {
         self.id
     }
 
+    /// A session to resume from its id and password, as [`SessionInfo::password`] gave them
+    /// (zgres patch: a deadman re-executing itself hands its session to the new image).
+    pub fn from_parts(id: i64, password: Vec<u8>) -> Self {
+        Self::new(SessionId(id), password)
+    }
+
+    /// The session's password (zgres patch, for [`SessionInfo::from_parts`]).
+    pub fn password(&self) -> &[u8] {
+        &self.password
+    }
+
     /// Is this an readonly session ?
     ///
     /// Readonly sessions are local to connected server thus not eligible for session reestablishment.
