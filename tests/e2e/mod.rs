@@ -45,8 +45,18 @@ pub fn start_sync(zookeeper: &str, dir: &Path, plugins: &str) -> (ManagedProcess
 /// Through a proxy on `port` to database `db`: the backend's port and whether it is in
 /// recovery; with `write`, also inserts a row. `None` when any step fails.
 pub async fn through(port: u16, db: &str, write: bool) -> Option<(i32, bool)> {
+    through_as(port, db, "user=postgres", write).await
+}
+
+/// As [`through`], logging in with `credentials` (`user=... password=...`).
+pub async fn through_as(
+    port: u16,
+    db: &str,
+    credentials: &str,
+    write: bool,
+) -> Option<(i32, bool)> {
     let conninfo =
-        format!("host=127.0.0.1 port={port} user=postgres dbname={db} connect_timeout=2");
+        format!("host=127.0.0.1 port={port} {credentials} dbname={db} connect_timeout=2");
     let (client, connection) = tokio::time::timeout(
         Duration::from_secs(3),
         tokio_postgres::connect(&conninfo, NoTls),

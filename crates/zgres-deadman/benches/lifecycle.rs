@@ -9,7 +9,11 @@
 //!   primary's first, and acknowledged commits lost;
 //! - synchronous mode (`on`), `ZGRES_BENCH_KILLS` (default 20) kill -9s of the primary node in
 //!   a row (the old node rejoins each time): seconds from the kill to the first commit the new
-//!   primary acknowledges, and acknowledged commits lost.
+//!   primary acknowledges, and acknowledged commits lost;
+//! - `ZGRES_BENCH_REEXECS` (default 20) re-executions of the primary's deadman (SIGUSR2, an
+//!   upgrade in place): the longest gap between two commits the primary acknowledged around
+//!   each, from the signal to the new image's first published state, and whether the lock ever
+//!   moved.
 //!
 //! Run: `cargo bench -p zgres-deadman --bench lifecycle`
 
@@ -103,6 +107,65 @@ async fn switchover_runs(runs: usize) -> (Vec<f64>, usize) {
     (gaps, lost)
 }
 
+/// Re-executions of the primary's deadman: per re-execution, the longest commit gap on the
+/// primary within it and the time from the signal to the new image's published state; and
+/// whether the lock's owner session ever changed.
+async fn reexecs(count: usize) -> (Vec<f64>, Vec<f64>, bool) {
+    let mut group = Group::prepare(3, timing()).await;
+    group.start_all().await;
+    let primary = group.wait_primary(&[]).await;
+    group.wait_following((primary + 1) % 3, primary).await;
+    group.wait_following((primary + 2) % 3, primary).await;
+    let zk = group.zk_client().await;
+    let lock = group.path(zgres_schema::Znode::Lock);
+    let (_, before) = zk.get_data(&lock).await.unwrap();
+    let writer = Writer::start(&group);
+    commits_on(&writer, primary, 0, 100).await;
+    let resumed = "re-executed: resuming the ZooKeeper session handed over";
+    let (mut gaps, mut ready) = (Vec::new(), Vec::new());
+    for n in 1..=count {
+        let start_acks = writer.acks().await.len();
+        let sent = std::time::Instant::now();
+        group.nodes[primary]
+            .deadman
+            .as_ref()
+            .unwrap()
+            .signal(nix::sys::signal::Signal::SIGUSR2)
+            .unwrap();
+        poll::until("the new image to publish its state", DEADLINE, || {
+            let log = group.nodes[primary].log_text();
+            let done = log.matches(resumed).count() >= n
+                && log
+                    .rsplit(resumed)
+                    .next()
+                    .is_some_and(|after| after.contains("published node state"));
+            std::future::ready(done.then_some(()))
+        })
+        .await
+        .unwrap();
+        ready.push(sent.elapsed().as_secs_f64());
+        let before_acks = writer.acks().await.len();
+        commits_on(&writer, primary, before_acks, 50).await;
+        let acks = writer.acks().await;
+        let mut times: Vec<SystemTime> = acks[start_acks..]
+            .iter()
+            .filter(|a| a.node == primary)
+            .map(|a| a.at)
+            .collect();
+        times.sort();
+        let gap = times
+            .windows(2)
+            .filter_map(|w| w[1].duration_since(w[0]).ok())
+            .max()
+            .unwrap_or_default();
+        gaps.push(gap.as_secs_f64());
+    }
+    writer.finish().await;
+    let (_, after) = zk.get_data(&lock).await.unwrap();
+    let moved = after.ephemeral_owner != before.ephemeral_owner || after.czxid != before.czxid;
+    (gaps, ready, moved)
+}
+
 async fn synchronous_kills(kills: usize) -> (Vec<f64>, usize, usize) {
     let mut group = Group::prepare(3, timing()).await;
     group
@@ -159,9 +222,11 @@ async fn main() {
     std::env::set_var("ZGRES_TEST_LOG", "info");
     let runs = env_count("ZGRES_BENCH_RUNS", 5);
     let kills = env_count("ZGRES_BENCH_KILLS", 20);
+    let reexec_count = env_count("ZGRES_BENCH_REEXECS", 20);
     println!("zgres-deadman lifecycle benchmark: session timeout 4 s, loop 1 s");
     let (gaps, switchover_lost) = switchover_runs(runs).await;
     let (times, sync_lost, total) = synchronous_kills(kills).await;
+    let (reexec_gaps, reexec_ready, lock_moved) = reexecs(reexec_count).await;
     println!();
     summary(
         "planned switchover: write gap (last old -> first new)",
@@ -174,5 +239,21 @@ async fn main() {
     );
     println!(
         "synchronous mode: acknowledged commits lost over {kills} kills: {sync_lost} (of {total})"
+    );
+    summary(
+        "deadman re-exec (SIGUSR2): longest commit gap on the primary",
+        &reexec_gaps,
+    );
+    summary(
+        "deadman re-exec (SIGUSR2): signal -> new image published",
+        &reexec_ready,
+    );
+    println!(
+        "deadman re-exec: over {reexec_count} re-executions the lock {}",
+        if lock_moved {
+            "MOVED"
+        } else {
+            "kept its owner session and creation zxid"
+        }
     );
 }

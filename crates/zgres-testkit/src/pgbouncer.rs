@@ -60,11 +60,21 @@ impl PgBouncer {
             ),
         )
         .map_err(io_error("write pgbouncer.ini"))?;
-        for f in [&ini, &users, &databases.to_path_buf()] {
+        Self::run(&ini, port, &[&users, databases])
+    }
+
+    /// Runs pgbouncer with the configuration file `ini` as it is (e.g. one taken from the docs),
+    /// listening on `port`; `files` are the other files it reads, made readable to it. Its log
+    /// goes beside `ini`.
+    ///
+    /// # Errors
+    /// When the files cannot be made readable or pgbouncer cannot start.
+    pub fn run(ini: &Path, port: u16, files: &[&Path]) -> Result<Self> {
+        for f in std::iter::once(ini).chain(files.iter().copied()) {
             std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o644))
                 .map_err(io_error("make pgbouncer files readable"))?;
         }
-        let log = dir.join("pgbouncer.log");
+        let log = ini.with_file_name("pgbouncer.log");
         let process = ManagedProcess::spawn(
             "pgbouncer",
             "/usr/sbin/pgbouncer",
