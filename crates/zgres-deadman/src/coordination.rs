@@ -119,7 +119,7 @@ impl Coordinator {
             ZkSession::connect_observing_pings(&config.settings, resume, REQUEST_TIMEOUT, on_ping)
                 .await?;
         if resuming == Some(session.session_id()) {
-            tracing::warn!(session = ?session.session_id(), "resumed the ZooKeeper session after an outage; its ephemerals and lock are still ours");
+            tracing::warn!(session = ?session.session_id(), "resumed the ZooKeeper session (after an outage, or handed over by a re-execution); its ephemerals and lock are still ours");
         }
         let granted = session.granted_timeout();
         if granted != config.settings.session_timeout {
