@@ -377,6 +377,24 @@ pub fn run_keeper(input: impl BufRead + Send + 'static, mut log: impl Write) -> 
     }
 }
 
+/// Blocks the signals an operator or systemd sends the deadman (SIGHUP, SIGINT, SIGTERM,
+/// SIGUSR1, SIGUSR2) for this process and the threads it starts: the fence keeper, which must
+/// outlive every one of them, calls it first (SIGKILL cannot be blocked).
+pub fn keep_signals_away() {
+    use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow};
+    let mut set = SigSet::empty();
+    for signal in [
+        Signal::SIGHUP,
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+    ] {
+        set.add(signal);
+    }
+    let _ = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None);
+}
+
 pub mod keeper;
 
 #[cfg(test)]

@@ -40,6 +40,10 @@ fn main() -> ExitCode {
         Err(code) => return code,
     };
     if args.fence_keeper {
+        // Signals meant for the deadman (SIGHUP reload, SIGUSR2 re-exec, SIGINT/SIGTERM) reach
+        // the keeper too when sent to the whole unit or process group; none may end it.
+        // Blocked, they stay pending; the keeper ends only when the deadman is done with it.
+        zgres_deadman::fence::keep_signals_away();
         let stdin = std::io::BufReader::new(std::io::stdin());
         zgres_deadman::fence::run_keeper(stdin, std::io::stderr());
         return ExitCode::SUCCESS;

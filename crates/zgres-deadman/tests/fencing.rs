@@ -199,13 +199,26 @@ async fn partitioned_primary_loses_no_acknowledged_commit_over_twenty_partitions
 
 /// SIGSTOP of the primary's deadman for longer than the session timeout: the fence keeper (a
 /// separate process) kills PostgreSQL in time, a replica takes over, and after SIGCONT the old
-/// node does not act as primary.
+/// node does not act as primary. The keeper first gets the signals meant for the deadman
+/// (`systemctl kill` without `--kill-who=main` sends them to the whole unit): none ends it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopped_deadman_is_fenced_by_its_keeper() {
     let mut group = Group::prepare(2, Timing::default()).await;
     group.start_all().await;
     assert_eq!(group.wait_primary(&[]).await, 0);
     let old_postmaster = group.nodes[0].postmaster_pid().unwrap();
+    let keeper =
+        zgres_testkit::proc_usage::child_with_arg(group.nodes[0].deadman_pid(), "--fence-keeper")
+            .expect("the primary's fence keeper");
+    for signal in [
+        Signal::SIGHUP,
+        Signal::SIGUSR2,
+        Signal::SIGUSR1,
+        Signal::SIGINT,
+        Signal::SIGTERM,
+    ] {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(keeper as i32), signal).unwrap();
+    }
 
     group.nodes[0]
         .deadman

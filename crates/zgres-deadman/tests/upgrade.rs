@@ -148,3 +148,28 @@ async fn reexecuting_into_a_binary_that_hangs_still_fences_before_the_session_ex
         group.logs_with_first(Some(0))
     );
 }
+
+/// A replica's deadman re-executed: its PostgreSQL keeps running and streaming, and the
+/// primary does not move.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reexecuting_a_replicas_deadman_keeps_it_streaming() {
+    let mut group = Group::prepare(2, Timing::default()).await;
+    group.start_all().await;
+    assert_eq!(group.wait_primary(&[]).await, 0);
+    group.wait_following(1, 0).await;
+    let postmaster = group.nodes[1].postmaster_pid().unwrap();
+
+    ask_to_reexecute(&group, 1);
+    poll::until("the replica's new image to publish", DEADLINE, || {
+        let log = group.nodes[1].log_text();
+        let published = log
+            .split_once(RESUMED)
+            .is_some_and(|(_, after)| after.contains("published node state role=Replica"));
+        std::future::ready(published.then_some(()))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", group.logs_with_first(Some(1))));
+    assert_eq!(group.nodes[1].postmaster_pid(), Some(postmaster));
+    group.wait_following(1, 0).await;
+    assert_eq!(group.wait_primary(&[]).await, 0);
+}
