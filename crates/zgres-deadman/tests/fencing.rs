@@ -220,33 +220,67 @@ async fn stopped_deadman_is_fenced_by_its_keeper() {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(keeper as i32), signal).unwrap();
     }
 
-    group.nodes[0]
-        .deadman
-        .as_ref()
-        .unwrap()
-        .signal(Signal::SIGSTOP)
-        .unwrap();
+    signal_deadman(&group, 0, Signal::SIGSTOP);
+    wait_killed(&group, old_postmaster).await;
+    assert_eq!(group.wait_primary(&[0]).await, 1);
+
+    signal_deadman(&group, 0, Signal::SIGCONT);
+    assert_never_primary(&group, 0, Duration::from_secs(5)).await;
+}
+
+/// Waits until the frozen primary's postmaster `pid` is dead (gone or a zombie).
+async fn wait_killed(group: &Group, pid: i32) {
     poll::until(
         "the frozen primary's PostgreSQL to be killed",
         DEADLINE,
         || async {
-            (!std::path::Path::new(&format!("/proc/{old_postmaster}/stat")).exists()
-                || std::fs::read_to_string(format!("/proc/{old_postmaster}/stat"))
-                    .is_ok_and(|s| s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z'))))
-            .then_some(())
+            let gone = !std::path::Path::new(&format!("/proc/{pid}/stat")).exists();
+            (gone || is_zombie(pid as u32)).then_some(())
         },
     )
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", group.logs()));
-    assert_eq!(group.wait_primary(&[0]).await, 1);
+}
 
-    group.nodes[0]
+/// The primary's fence keeper killed with SIGKILL (by hand, by the OOM killer): the deadman
+/// starts a new one, which fences PostgreSQL when the deadman is then frozen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_fence_keeper_is_replaced_and_still_fences() {
+    let mut group = Group::prepare(2, Timing::default()).await;
+    group.start_all().await;
+    assert_eq!(group.wait_primary(&[]).await, 0);
+    let postmaster = group.nodes[0].postmaster_pid().unwrap();
+    let deadman = group.nodes[0].deadman_pid();
+    let keeper = zgres_testkit::proc_usage::child_with_arg(deadman, "--fence-keeper")
+        .expect("the primary's fence keeper");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(keeper as i32), Signal::SIGKILL).unwrap();
+    poll::until("a new fence keeper", DEADLINE, || {
+        let new = zgres_testkit::proc_usage::child_with_arg(deadman, "--fence-keeper")
+            .filter(|&k| k != keeper && !is_zombie(k));
+        std::future::ready(new)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", group.logs_with_first(Some(0))));
+
+    signal_deadman(&group, 0, Signal::SIGSTOP);
+    wait_killed(&group, postmaster).await;
+    assert_eq!(group.wait_primary(&[0]).await, 1);
+    signal_deadman(&group, 0, Signal::SIGCONT);
+}
+
+/// Sends `signal` to node `i`'s deadman.
+fn signal_deadman(group: &Group, i: usize, signal: Signal) {
+    group.nodes[i]
         .deadman
         .as_ref()
-        .unwrap()
-        .signal(Signal::SIGCONT)
+        .expect("deadman running")
+        .signal(signal)
         .unwrap();
-    assert_never_primary(&group, 0, Duration::from_secs(5)).await;
+}
+
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|s| s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z')))
 }
 
 /// PostgreSQL on the primary crashes while its deadman lives: it is restarted in place and the
