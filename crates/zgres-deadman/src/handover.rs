@@ -155,16 +155,18 @@ impl Handover {
         if let Some(keeper) = self.keeper {
             inherit(keeper.fd)?;
         }
-        let error = std::os::unix::process::CommandExt::exec(
-            std::process::Command::new(binary)
-                .args(std::env::args_os().skip(1))
-                .env(HANDOVER_FD_ENV, read.as_raw_fd().to_string()),
-        );
+        // nix's execve, not std's `Command::exec`: std empties the signal mask before it
+        // executes, and the new image must start with SIGUSR2 still held back (a second
+        // upgrade request during its start would otherwise end it; pending signals survive
+        // `execve`).
+        hold_upgrade_signal();
+        let error = exec_image(binary, read.as_raw_fd());
+        release_upgrade_signal();
         // Still here: nothing was replaced; the descriptors go back to close-on-exec.
         if let Some(keeper) = self.keeper {
             let _ = fcntl(keeper.fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
         }
-        Err(HandoverError::Io(error))
+        Err(error)
     }
 
     /// The handover the previous image left, if this process was started by one: `None` on a
@@ -187,6 +189,54 @@ impl Handover {
         std::fs::File::open(format!("/proc/self/fd/{number}"))?.read_to_string(&mut text)?;
         let _ = nix::unistd::close(number);
         Ok(serde_json::from_str(&text)?)
+    }
+}
+
+/// Holds SIGUSR2 back (blocked, so it stays pending) until [`release_upgrade_signal`]: its
+/// default action ends the process, and a second upgrade request that arrives while a new
+/// image is still starting must not kill it. Call first thing in `main`.
+pub fn hold_upgrade_signal() {
+    upgrade_signal_mask(nix::sys::signal::SigmaskHow::SIG_BLOCK);
+}
+
+/// Lets SIGUSR2 through again, once a handler for it is installed (a pending one is then
+/// handled).
+pub fn release_upgrade_signal() {
+    upgrade_signal_mask(nix::sys::signal::SigmaskHow::SIG_UNBLOCK);
+}
+
+fn upgrade_signal_mask(how: nix::sys::signal::SigmaskHow) {
+    let mut set = nix::sys::signal::SigSet::empty();
+    set.add(nix::sys::signal::Signal::SIGUSR2);
+    let _ = nix::sys::signal::pthread_sigmask(how, Some(&set), None);
+}
+
+/// `execve(binary, this process's arguments, its environment + the handover variable)`;
+/// returns only the error.
+fn exec_image(binary: &Path, handover_fd: RawFd) -> HandoverError {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let c =
+        |bytes: &[u8]| CString::new(bytes).map_err(|e| HandoverError::Io(std::io::Error::other(e)));
+    let prepared = (|| {
+        let path = c(binary.as_os_str().as_bytes())?;
+        let mut args = vec![path.clone()];
+        for arg in std::env::args_os().skip(1) {
+            args.push(c(arg.as_bytes())?);
+        }
+        let mut env = Vec::new();
+        for (name, value) in std::env::vars_os().filter(|(n, _)| n != HANDOVER_FD_ENV) {
+            env.push(c(&[name.as_bytes(), b"=", value.as_bytes()].concat())?);
+        }
+        env.push(c(format!("{HANDOVER_FD_ENV}={handover_fd}").as_bytes())?);
+        Ok::<_, HandoverError>((path, args, env))
+    })();
+    match prepared {
+        Ok((path, args, env)) => match nix::unistd::execve(&path, &args, &env) {
+            Ok(never) => match never {},
+            Err(e) => HandoverError::Setup(e),
+        },
+        Err(e) => e,
     }
 }
 

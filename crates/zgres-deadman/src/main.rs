@@ -35,6 +35,8 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    // Before anything else: SIGUSR2 (re-execute) waits until its handler is installed.
+    zgres_deadman::handover::hold_upgrade_signal();
     let args: Args = match zgres_config::parse_args() {
         Ok(args) => args,
         Err(code) => return code,

@@ -15,12 +15,15 @@ async fn a_standby_ahead_of_the_promoted_replica_is_rewound_and_follows() {
     group.wait_following(1, 0).await;
     group.wait_following(2, 0).await;
 
-    // Node 1 stops receiving (it still names node 0 as its primary, so its deadman leaves it
-    // be: the user cannot log in); node 2 receives more commits (within the lag limit).
+    // Node 1 stops receiving (it still names node 0 as its primary, under its own
+    // application_name, so its deadman leaves it be: the user cannot log in); node 2 receives
+    // more commits (within the lag limit). Without the application_name the deadman took the
+    // setting for someone else's and pointed node 1 back at node 0 (a CI flake).
     let n1 = group.nodes[1].client().await.expect("node 1 answers");
     let conninfo = format!(
-        "host=127.0.0.1 port={} user=no_such_user connect_timeout=2",
-        group.nodes[0].port()
+        "host=127.0.0.1 port={} user=no_such_user application_name={} connect_timeout=2",
+        group.nodes[0].port(),
+        group.nodes[1].node_id()
     );
     n1.batch_execute(&format!("ALTER SYSTEM SET primary_conninfo = '{conninfo}'"))
         .await

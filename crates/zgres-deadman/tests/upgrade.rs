@@ -173,3 +173,53 @@ async fn reexecuting_a_replicas_deadman_keeps_it_streaming() {
     group.wait_following(1, 0).await;
     assert_eq!(group.wait_primary(&[]).await, 0);
 }
+
+/// A second upgrade request sent while the first re-execution is under way (a package
+/// manager's hook run twice, an operator's second try) is held until the new image can handle
+/// it, then carried out: nothing dies, PostgreSQL and the lock stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_request_during_a_reexecution_is_carried_out_after_it() {
+    let mut group = Group::prepare(2, Timing::default()).await;
+    group.start_all().await;
+    assert_eq!(group.wait_primary(&[]).await, 0);
+    group.wait_following(1, 0).await;
+    let postmaster = group.nodes[0].postmaster_pid().unwrap();
+    let deadman = group.nodes[0].deadman_pid();
+
+    ask_to_reexecute(&group, 0);
+    // Watched without pause, so that the second request lands while the new image starts.
+    let until = std::time::Instant::now() + DEADLINE;
+    while !group.nodes[0].log_text().contains("SIGUSR2: re-executing") {
+        assert!(
+            std::time::Instant::now() < until,
+            "the first re-execution never started"
+        );
+    }
+    ask_to_reexecute(&group, 0);
+    // Landing before the exec, the second request is met by it; landing after, it is held and
+    // carried out once the new image can. Either way the deadman lives and publishes.
+    poll::until(
+        "a new image to resume the session and publish",
+        DEADLINE,
+        || {
+            let log = group.nodes[0].log_text();
+            let published = log.rsplit(RESUMED).next().is_some_and(|after| {
+                log.contains(RESUMED) && after.contains("published node state")
+            });
+            std::future::ready(published.then_some(()))
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", group.logs_with_first(Some(0))));
+    let alive = std::fs::read_to_string(format!("/proc/{deadman}/stat")).is_ok_and(|s| {
+        s.rsplit_once(") ")
+            .is_some_and(|(_, r)| !r.starts_with('Z'))
+    });
+    assert!(
+        alive,
+        "the deadman died\n{}",
+        group.logs_with_first(Some(0))
+    );
+    assert_eq!(group.nodes[0].postmaster_pid(), Some(postmaster));
+    assert_eq!(group.wait_primary(&[]).await, 0);
+}

@@ -29,7 +29,11 @@ impl Upgrade {
     pub(super) fn new(keeper: Keeper) -> Self {
         let binary = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe"));
         let requests = match signal(SignalKind::user_defined2()) {
-            Ok(s) => Some(s),
+            Ok(s) => {
+                // Held back since `main` began (see `hold_upgrade_signal`).
+                crate::handover::release_upgrade_signal();
+                Some(s)
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot listen for SIGUSR2: re-executing the deadman is unavailable");
                 None
