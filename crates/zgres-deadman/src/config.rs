@@ -92,6 +92,9 @@ pub struct TimingConfig {
     pub plugin_interval: Duration,
     /// How long a switchover or failover request steers elections once the lock is free.
     pub request_timeout: Duration,
+    /// How long a primary handing over waits between withdrawing its `/conn` and its fast
+    /// stop, so that zgres-sync can disable the writer entries first (0: no wait).
+    pub switchover_drain: Duration,
 }
 
 /// How a node gets its data directory: created (initdb) for a new group, cloned from the
@@ -309,6 +312,7 @@ impl Config {
             ("timing.election_wait_ms", t.election_wait_ms, 0),
             ("timing.stop_timeout_ms", t.stop_timeout_ms, 100),
             ("timing.request_timeout_ms", t.request_timeout_ms, 1_000),
+            ("timing.switchover_drain_ms", t.switchover_drain_ms, 0),
             (
                 "timing.primary_restart_timeout_ms",
                 t.primary_restart_timeout_ms,
@@ -419,6 +423,7 @@ impl Config {
                     primary_restart_timeout: Duration::from_millis(t.primary_restart_timeout_ms),
                     plugin_interval: Duration::from_millis(t.plugin_interval_ms),
                     request_timeout: Duration::from_millis(t.request_timeout_ms),
+                    switchover_drain: Duration::from_millis(t.switchover_drain_ms),
                 },
                 provisioning: ProvisioningConfig {
                     initdb_args: raw.provisioning.initdb_args,

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio_postgres::NoTls;
+use zgres_schema::documents::{NodeState, Role};
 use zgres_testkit::artifacts::binary;
 use zgres_testkit::figures::summary;
 use zgres_testkit::group::checks::request_switchover;
@@ -161,6 +162,20 @@ async fn main() {
     for event in 0..switchovers + kills {
         let candidate = 1 - primary;
         group.wait_following(candidate, primary).await;
+        // The primary hands over only to a node whose published state is a healthy replica.
+        let zk = group.zk_client().await;
+        poll::until(
+            "the candidate to publish itself a healthy replica",
+            DEADLINE,
+            || async {
+                let path = format!("/zgres/state/main_{}", group.nodes[candidate].node_id());
+                let (data, _) = zk.get_data(&path).await.ok()?;
+                let state: NodeState = zgres_schema::decode(&path, &data).ok()?;
+                (state.role == Role::Replica && state.is_healthy()).then_some(())
+            },
+        )
+        .await
+        .unwrap();
         let log_before = std::fs::read_to_string(bouncer.log())
             .unwrap_or_default()
             .len();

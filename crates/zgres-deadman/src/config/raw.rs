@@ -111,6 +111,7 @@ pub(super) struct RawTiming {
     pub(super) primary_restart_timeout_ms: u64,
     pub(super) plugin_interval_ms: u64,
     pub(super) request_timeout_ms: u64,
+    pub(super) switchover_drain_ms: u64,
 }
 
 impl Default for RawTiming {
@@ -123,6 +124,7 @@ impl Default for RawTiming {
             primary_restart_timeout_ms: 10_000,
             plugin_interval_ms: 5_000,
             request_timeout_ms: 30_000,
+            switchover_drain_ms: 100,
         }
     }
 }

@@ -52,6 +52,10 @@ impl Reload {
                 "timing.request_timeout_ms",
                 t.request_timeout != n.request_timeout,
             ),
+            (
+                "timing.switchover_drain_ms",
+                t.switchover_drain != n.switchover_drain,
+            ),
             ("plugin", running.hooks.plugins != new.hooks.plugins),
             ("callbacks", running.hooks.callbacks != new.hooks.callbacks),
             ("api.listen", running.api_listen != new.api_listen),

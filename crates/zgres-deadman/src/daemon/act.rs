@@ -275,6 +275,7 @@ impl Daemon {
         let (Some(mut request), Some(version)) = (obs.switchover.clone(), version) else {
             return false;
         };
+        self.drain_before_step_down().await;
         tracing::warn!(%candidate, "switchover: stopping postgres to hand over");
         self.pg
             .process
@@ -314,6 +315,34 @@ impl Daemon {
             tracing::warn!(error = %e, "cannot release the lock");
         }
         true
+    }
+
+    /// Before a switchover's fast stop: withdraws this node's `/conn` and waits
+    /// `timing.switchover_drain`, so that zgres-sync disables the writer entries first.
+    /// pgbouncer then has no login under way to the stopping server; a login it refuses would
+    /// make pgbouncer wait `server_login_retry` before connecting to the new primary too.
+    /// The node stays the primary meanwhile (its fence and lock are untouched).
+    async fn drain_before_step_down(&mut self) {
+        let drain = self.config.timing.switchover_drain;
+        let Some(session) = self.zk.session.as_mut() else {
+            return;
+        };
+        if drain.is_zero() {
+            return;
+        }
+        match session.coordinator.set_conn(None).await {
+            Ok(()) => {
+                self.out.conn = None;
+                tracing::info!(
+                    ?drain,
+                    "switchover: connection info withdrawn; draining before the stop"
+                );
+                tokio::time::sleep(drain).await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "switchover: cannot withdraw the connection info; stopping without a drain")
+            }
+        }
     }
 
     /// Deletes the group lock if this session holds it; returns whether it did (a failure is
