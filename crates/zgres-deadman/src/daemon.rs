@@ -359,8 +359,11 @@ impl Daemon {
                         self.systemd
                             .notifier
                             .status("ZooKeeper unreachable; retrying");
+                        // An upgrade need not wait for ZooKeeper: the session given up on is
+                        // handed over as it is.
                         tokio::select! {
                             () = tokio::time::sleep(delay) => {}
+                            () = upgrade.requested() => self.reexec(upgrade),
                             () = shutdown.cancelled() => {}
                         }
                         continue;

@@ -5,8 +5,26 @@ use std::os::unix::fs::PermissionsExt;
 
 use nix::sys::signal::Signal;
 use zgres_schema::Znode;
+use zgres_testkit::fault_proxy::ProxyMode;
 use zgres_testkit::group::{missing_acks, Group, Timing, Writer, DEADLINE};
 use zgres_testkit::poll;
+
+/// Waits until node 1's new image, a replica's, has published its state, then checks that it
+/// still runs the postmaster `postmaster`, streaming from node 0, the primary.
+async fn replica_carries_on_after_reexec(group: &Group, postmaster: i32) {
+    poll::until("the replica's new image to publish", DEADLINE, || {
+        let log = group.nodes[1].log_text();
+        let published = log
+            .split_once(RESUMED)
+            .is_some_and(|(_, after)| after.contains("published node state role=Replica"));
+        std::future::ready(published.then_some(()))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", group.logs_with_first(Some(1))));
+    assert_eq!(group.nodes[1].postmaster_pid(), Some(postmaster));
+    group.wait_following(1, 0).await;
+    assert_eq!(group.wait_primary(&[]).await, 0);
+}
 
 /// SIGUSR2 to node `i`'s deadman, as the package's postinst sends it.
 fn ask_to_reexecute(group: &Group, i: usize) {
@@ -160,18 +178,7 @@ async fn reexecuting_a_replicas_deadman_keeps_it_streaming() {
     let postmaster = group.nodes[1].postmaster_pid().unwrap();
 
     ask_to_reexecute(&group, 1);
-    poll::until("the replica's new image to publish", DEADLINE, || {
-        let log = group.nodes[1].log_text();
-        let published = log
-            .split_once(RESUMED)
-            .is_some_and(|(_, after)| after.contains("published node state role=Replica"));
-        std::future::ready(published.then_some(()))
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", group.logs_with_first(Some(1))));
-    assert_eq!(group.nodes[1].postmaster_pid(), Some(postmaster));
-    group.wait_following(1, 0).await;
-    assert_eq!(group.wait_primary(&[]).await, 0);
+    replica_carries_on_after_reexec(&group, postmaster).await;
 }
 
 /// A second upgrade request sent while the first re-execution is under way (a package
@@ -222,4 +229,39 @@ async fn an_upgrade_request_during_a_reexecution_is_carried_out_after_it() {
     );
     assert_eq!(group.nodes[0].postmaster_pid(), Some(postmaster));
     assert_eq!(group.wait_primary(&[]).await, 0);
+}
+
+/// A replica's deadman re-executed while it cannot reach ZooKeeper: the session it had given
+/// up on is handed over, and once ZooKeeper is reachable the new image carries on, with the
+/// same PostgreSQL still streaming.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reexecuting_while_zookeeper_is_unreachable_carries_on_after() {
+    let mut group = Group::prepare(2, Timing::default()).await;
+    group.proxy_node(1);
+    group.start_all().await;
+    assert_eq!(group.wait_primary(&[]).await, 0);
+    group.wait_following(1, 0).await;
+    let postmaster = group.nodes[1].postmaster_pid().unwrap();
+    let proxy = group.nodes[1].proxy.as_ref().unwrap();
+
+    proxy.set_mode(ProxyMode::Blackhole);
+    poll::until("the replica to lose ZooKeeper", DEADLINE, || {
+        let lost = group.nodes[1].log_text().contains("ZooKeeper unreachable");
+        std::future::ready(lost.then_some(()))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", group.logs_with_first(Some(1))));
+    ask_to_reexecute(&group, 1);
+    poll::until("the new image to start", DEADLINE, || {
+        let started = group.nodes[1].log_text().contains(RESUMED);
+        std::future::ready(started.then_some(()))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", group.logs_with_first(Some(1))));
+    group.nodes[1]
+        .proxy
+        .as_ref()
+        .unwrap()
+        .set_mode(ProxyMode::Pass);
+    replica_carries_on_after_reexec(&group, postmaster).await;
 }
