@@ -32,6 +32,10 @@ struct Args {
     /// Internal: run as the fence keeper process (started by the deadman itself).
     #[arg(long, hide = true)]
     fence_keeper: bool,
+    /// Internal: the fence keeper's first state (a keeper-protocol line), enforced before
+    /// anything arrives on its stdin.
+    #[arg(long, hide = true, value_name = "STATE")]
+    fence_state: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -46,8 +50,11 @@ fn main() -> ExitCode {
         // the keeper too when sent to the whole unit or process group; none may end it.
         // Blocked, they stay pending; the keeper ends only when the deadman is done with it.
         zgres_deadman::fence::keep_signals_away();
-        let stdin = std::io::BufReader::new(std::io::stdin());
-        zgres_deadman::fence::run_keeper(stdin, std::io::stderr());
+        // A keeper started in place of a dead one is armed from its first instant, even if the
+        // deadman is frozen before it writes anything.
+        let first = format!("{}\n", args.fence_state.unwrap_or_default());
+        let input = std::io::Read::chain(std::io::Cursor::new(first), std::io::stdin());
+        zgres_deadman::fence::run_keeper(std::io::BufReader::new(input), std::io::stderr());
         return ExitCode::SUCCESS;
     }
     let Some(mode) = Mode::from_args(args.config, args.check_config) else {

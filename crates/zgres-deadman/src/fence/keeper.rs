@@ -43,9 +43,12 @@ impl KeeperProcess {
     /// Starts a keeper: this binary with `--fence-keeper`. `/proc/self/exe` is the running
     /// image even when a package upgrade has replaced the file, so the keeper always speaks
     /// this deadman's protocol.
-    fn start() -> std::io::Result<Self> {
+    fn start(fence: &FenceClock) -> std::io::Result<Self> {
+        let state = fence.state().to_keeper_line();
         let mut child = zgres_process::command("/proc/self/exe")
             .arg("--fence-keeper")
+            .arg("--fence-state")
+            .arg(state.trim_end())
             .stdin(std::process::Stdio::piped())
             .spawn()?;
         let stdin = child
@@ -90,7 +93,8 @@ impl Keeper {
     /// # Errors
     /// When the process cannot be started.
     pub fn spawn(fence: Arc<FenceClock>) -> std::io::Result<Self> {
-        Ok(Self::feeding(fence, KeeperProcess::start()?))
+        let process = KeeperProcess::start(&fence)?;
+        Ok(Self::feeding(fence, process))
     }
 
     /// Takes over the keeper a previous image of this process started (see
@@ -129,7 +133,7 @@ impl Keeper {
                             pid = process.pid,
                             "the fence keeper is gone; starting a new one"
                         );
-                        process = replace(process, &published, &stopped).await;
+                        process = replace(process, &fence, &published, &stopped).await;
                         last = None;
                         continue;
                     }
@@ -139,7 +143,7 @@ impl Keeper {
                     () = fence.changed() => {}
                     () = process.exited() => {
                         tracing::error!(pid = process.pid, "the fence keeper exited; starting a new one");
-                        process = replace(process, &published, &stopped).await;
+                        process = replace(process, &fence, &published, &stopped).await;
                         last = None;
                     }
                     () = stopped.cancelled() => {}
@@ -190,11 +194,12 @@ impl Keeper {
 /// deadman stops (then `dead` is given back). The in-process fence thread covers the gap.
 async fn replace(
     dead: KeeperProcess,
+    fence: &FenceClock,
     published: &Mutex<KeeperHandover>,
     stopped: &CancellationToken,
 ) -> KeeperProcess {
     loop {
-        match KeeperProcess::start() {
+        match KeeperProcess::start(fence) {
             Ok(process) => {
                 tracing::warn!(pid = process.pid, "started a new fence keeper");
                 *published.lock().unwrap_or_else(|e| e.into_inner()) = process.handover();
