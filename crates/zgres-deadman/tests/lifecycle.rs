@@ -244,8 +244,20 @@ async fn switchover_to_a_named_replica_loses_no_acknowledged_write() {
     let missing = missing_acks(&group, &acks, 2).await;
     assert!(missing.is_empty(), "acknowledged writes lost: {missing:?}");
 
+    wait_request_gone(&group, "the request to be removed").await;
+    let last = wait_promotion_recorded(&group, 2).await;
+    assert_eq!(last.reason, PromotionReason::Switchover);
+    assert!(
+        group.nodes[0].log_text().contains("no divergence"),
+        "the old primary did not follow without a rewind\n{}",
+        group.logs_with_first(Some(0))
+    );
+}
+
+/// Waits until `/switchover` is gone (the request finished or was dropped).
+async fn wait_request_gone(group: &Group, what: &str) {
     let client = group.zk_client().await;
-    poll::until("the request to be removed", DEADLINE, || async {
+    poll::until(what, DEADLINE, || async {
         client
             .check_stat(&group.path(Znode::Switchover))
             .await
@@ -254,14 +266,7 @@ async fn switchover_to_a_named_replica_loses_no_acknowledged_write() {
             .then_some(())
     })
     .await
-    .unwrap();
-    let last = wait_promotion_recorded(&group, 2).await;
-    assert_eq!(last.reason, PromotionReason::Switchover);
-    assert!(
-        group.nodes[0].log_text().contains("no divergence"),
-        "the old primary did not follow without a rewind\n{}",
-        group.logs_with_first(Some(0))
-    );
+    .unwrap_or_else(|e| panic!("{e}\n{}", group.logs()));
 }
 
 /// A switchover named a replica that was killed a moment before (its `/state` lives on until
@@ -280,17 +285,7 @@ async fn switchover_to_a_just_killed_replica_is_refused_and_the_primary_stays() 
     group.nodes[2].deadman.take().unwrap().kill();
     group.nodes[2].kill_postgres();
     request_switchover(&group, Some(2), None).await;
-    let client = group.zk_client().await;
-    poll::until("the request to be dropped", DEADLINE, || async {
-        client
-            .check_stat(&group.path(Znode::Switchover))
-            .await
-            .ok()?
-            .is_none()
-            .then_some(())
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", group.logs()));
+    wait_request_gone(&group, "the request to be dropped").await;
     assert!(
         group.nodes[0]
             .log_text()
