@@ -208,8 +208,7 @@ async fn a_dead_primary_costs_pgbouncer_a_handful_of_connect_attempts() {
         let candidate = 1 - primary;
         group.wait_following(candidate, primary).await;
         let before = std::fs::read_to_string(&log_path).unwrap_or_default().len();
-        let ticks_before = zgres_testkit::proc_usage::cpu_ticks_and_rss(proxy.bouncer.pid())
-            .map_or(0, |(ticks, _)| ticks);
+        let cpu_before = zgres_testkit::proc_usage::cpu_nanos(proxy.bouncer.pid()).unwrap_or(0);
         let killed = std::time::Instant::now();
         group.kill_node(primary);
         assert_eq!(group.wait_primary(&[primary]).await, candidate);
@@ -217,25 +216,25 @@ async fn a_dead_primary_costs_pgbouncer_a_handful_of_connect_attempts() {
         let window = killed.elapsed();
         let log = std::fs::read_to_string(&log_path).unwrap_or_default();
         let during = log.get(before..).unwrap_or_default();
-        let ticks = zgres_testkit::proc_usage::cpu_ticks_and_rss(proxy.bouncer.pid())
-            .map_or(0, |(ticks, _)| ticks)
-            - ticks_before;
+        let cpu_nanos = zgres_testkit::proc_usage::cpu_nanos(proxy.bouncer.pid())
+            .unwrap_or(0)
+            .saturating_sub(cpu_before);
         figures.push((
             failed_server_connects(during),
             during.lines().count(),
             window,
-            ticks,
+            cpu_nanos,
         ));
         group.start(primary);
         primary = candidate;
     }
     let (served, in_recovery, failed) = client.stop().await;
     let attempts = served + in_recovery + failed;
-    for (i, (failed, lines, window, ticks)) in figures.iter().enumerate() {
+    for (i, (failed, lines, window, cpu_nanos)) in figures.iter().enumerate() {
         println!(
             "kill {}: {failed} failed server connects, {lines} pgbouncer log lines, pgbouncer CPU {:.2} s in {:.1} s from the kill to writes on the new primary",
             i + 1,
-            *ticks as f64 / 100.0,
+            *cpu_nanos as f64 / 1e9,
             window.as_secs_f64()
         );
     }

@@ -10,6 +10,9 @@
 //!   and to the group being whole (every replica streaming from it);
 //! - resident memory and idle CPU of the deadman (and its fence keeper) with default timing.
 //!
+//! `ZGRES_BENCH_LOOP_MS` sets `loop_interval_ms` (default 2000, the deadman's default);
+//! `ZGRES_BENCH_ONLY=outages` runs only the ZooKeeper outages.
+//!
 //! Run: `cargo bench -p zgres-deadman --bench failover`
 
 use std::time::{Duration, Instant};
@@ -17,7 +20,7 @@ use std::time::{Duration, Instant};
 use zgres_testkit::figures::summary;
 use zgres_testkit::group::checks::first_write;
 use zgres_testkit::group::{Group, Timing, DEADLINE};
-use zgres_testkit::proc_usage::{cpu_ticks_and_rss, pss_kb, TICKS_PER_SECOND};
+use zgres_testkit::proc_usage::{cpu_nanos, cpu_percent_since, pss_kb, rss_kb};
 use zgres_testkit::zookeeper::ZkCluster;
 
 fn timing() -> Timing {
@@ -25,7 +28,10 @@ fn timing() -> Timing {
         session_timeout_ms: 4_000,
         fence_margin_ms: 1_000,
         primary_restart_timeout_ms: 10_000,
-        loop_interval_ms: 1_000,
+        loop_interval_ms: std::env::var("ZGRES_BENCH_LOOP_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(2_000),
         ..Timing::default()
     }
 }
@@ -70,11 +76,18 @@ async fn main() {
         .and_then(|r| r.parse().ok())
         .unwrap_or(5);
     println!(
-        "zgres-deadman failover benchmark: {runs} runs each, session timeout 4 s, loop 1 s, \
+        "zgres-deadman failover benchmark: {runs} runs each, session timeout 4 s, loop {} ms, \
          ZooKeeper tickTime {} ms (ZGRES_TEST_ZK_TICK_MS)",
+        timing().loop_interval_ms,
         zgres_testkit::zookeeper::tick_ms()
     );
+    if std::env::var("ZGRES_BENCH_ONLY").as_deref() != Ok("outages") {
+        node_and_postgres_kills(runs).await;
+    }
+    outages(runs).await;
+}
 
+async fn node_and_postgres_kills(runs: usize) {
     let mut node_kill = Vec::new();
     for run in 0..runs {
         let mut group = Group::prepare(3, timing()).await;
@@ -119,7 +132,7 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let window = Duration::from_secs(20);
     let pids: Vec<(String, u32)> = group.nodes.iter().flat_map(|n| n.daemon_pids()).collect();
-    let before: Vec<_> = pids.iter().map(|(_, p)| cpu_ticks_and_rss(*p)).collect();
+    let before: Vec<_> = pids.iter().map(|(_, p)| cpu_nanos(*p)).collect();
     tokio::time::sleep(window).await;
     println!();
     summary(
@@ -135,10 +148,10 @@ async fn main() {
         &pg_crash_whole,
     );
     for ((name, pid), before) in pids.iter().zip(before) {
-        if let (Some((t0, _)), Some((t1, rss))) = (before, cpu_ticks_and_rss(*pid)) {
-            let cpu = (t1 - t0) as f64 / TICKS_PER_SECOND / window.as_secs_f64() * 100.0;
+        let cpu = before.and_then(|b| cpu_percent_since(*pid, b, window));
+        if let (Some(cpu), Some(rss)) = (cpu, rss_kb(*pid)) {
             println!(
-                "{name:<20} resident {:.1} MB (proportional {:.1} MB), idle CPU {cpu:.2}% of a core over {}s",
+                "{name:<20} resident {:.1} MB (proportional {:.1} MB), idle CPU {cpu:.3}% of a core over {}s",
                 rss as f64 / 1024.0,
                 pss_kb(*pid).unwrap_or(0) as f64 / 1024.0,
                 window.as_secs()
@@ -146,7 +159,9 @@ async fn main() {
         }
     }
     drop(group);
+}
 
+async fn outages(runs: usize) {
     let outage_runs = runs.min(3);
     for (name, members, kill) in [
         ("standalone ZooKeeper killed 10 s", 1, &[0][..]),

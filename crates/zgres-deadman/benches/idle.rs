@@ -1,6 +1,6 @@
 //! Idle cost and switchover reaction of a watch-driven group (release build).
 //!
-//! A 3-node group with production-like timing (session 4 s, loop 1 s, state refresh 30 s: the defaults),
+//! A 3-node group with production-like timing (session 4 s, loop 2 s, state refresh 30 s: the defaults),
 //! each deadman reaching ZooKeeper through its own counting proxy. Prints:
 //! - ZooKeeper requests per node per second at idle (reads, writes, watches; pings counted
 //!   apart), over `ZGRES_BENCH_IDLE_SECS` seconds (default 60) after the group settled;
@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use zgres_testkit::figures::summary;
 use zgres_testkit::group::checks::{first_write, request_switchover};
 use zgres_testkit::group::{Group, Timing};
-use zgres_testkit::proc_usage::{cpu_ticks_and_rss, TICKS_PER_SECOND};
+use zgres_testkit::proc_usage::{cpu_nanos, cpu_percent_since, rss_kb};
 use zgres_testkit::zk_counter::RequestCounter;
 
 fn env_or(name: &str, default: u64) -> u64 {
@@ -31,7 +31,7 @@ async fn main() {
     let window = Duration::from_secs(env_or("ZGRES_BENCH_IDLE_SECS", 60));
     let runs = env_or("ZGRES_BENCH_RUNS", 5);
     println!(
-        "zgres-deadman idle benchmark: 3 nodes, session timeout 4 s, loop 1 s, state refresh 30 s, \
+        "zgres-deadman idle benchmark: 3 nodes, session timeout 4 s, loop 2 s, state refresh 30 s, \
          ZooKeeper tickTime {} ms; idle window {} s; {runs} switchovers",
         zgres_testkit::zookeeper::tick_ms(),
         window.as_secs()
@@ -42,7 +42,7 @@ async fn main() {
             session_timeout_ms: 4_000,
             fence_margin_ms: 1_000,
             primary_restart_timeout_ms: 10_000,
-            loop_interval_ms: 1_000,
+            loop_interval_ms: 2_000,
             state_refresh_ms: 30_000,
         },
     )
@@ -64,7 +64,7 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(15)).await;
 
     let pids: Vec<(String, u32)> = group.nodes.iter().flat_map(|n| n.daemon_pids()).collect();
-    let cpu_before: Vec<_> = pids.iter().map(|(_, p)| cpu_ticks_and_rss(*p)).collect();
+    let cpu_before: Vec<_> = pids.iter().map(|(_, p)| cpu_nanos(*p)).collect();
     let before: Vec<(u64, u64)> = counters.iter().map(|c| (c.requests(), c.pings())).collect();
     tokio::time::sleep(window).await;
     let secs = window.as_secs_f64();
@@ -84,8 +84,8 @@ async fn main() {
         total / 3.0
     );
     for ((name, pid), before) in pids.iter().zip(cpu_before) {
-        if let (Some((t0, _)), Some((t1, rss))) = (before, cpu_ticks_and_rss(*pid)) {
-            let cpu = (t1 - t0) as f64 / TICKS_PER_SECOND / secs * 100.0;
+        let cpu = before.and_then(|b| cpu_percent_since(*pid, b, window));
+        if let (Some(cpu), Some(rss)) = (cpu, rss_kb(*pid)) {
             println!(
                 "{name:<20} idle CPU {cpu:.3}% of a core, resident {:.1} MB",
                 rss as f64 / 1024.0

@@ -3,7 +3,7 @@
 //! Every read goes through [`zgres_schema::decode`]; a malformed peer document is logged (once
 //! per distinct error) and that peer is left out, never trusted and never a crash.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use zgres_deadman_core::fence_deadline::{self, Heartbeat};
@@ -432,24 +432,24 @@ impl Coordinator {
 }
 
 /// While `wanted`, confirms the session for the fence with a cheap request (timed from its
-/// send) whenever nothing confirmed it for `stale_after`. Runs until the session ends or the
-/// task is dropped.
+/// send) whenever nothing confirmed it for `stale_after`. Runs until the session ends, the
+/// sender of `wanted` is dropped, or the task is dropped.
 pub async fn heartbeat(
     session: ZkSession,
     path: String,
     fence: Arc<FenceClock>,
     stale_after: Duration,
-    wanted: Arc<AtomicBool>,
+    mut wanted: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
         let sent = monotonic_ns();
-        let plan = fence_deadline::heartbeat(
-            sent,
-            fence.last_ok_ns(),
-            stale_after,
-            wanted.load(Ordering::Relaxed),
-        );
+        let plan =
+            fence_deadline::heartbeat(sent, fence.last_ok_ns(), stale_after, *wanted.borrow());
         let pause = match plan {
+            Heartbeat::UntilWanted => match wanted.wait_for(|w| *w).await {
+                Ok(_) => continue,
+                Err(_) => return,
+            },
             Heartbeat::Sleep(pause) => pause,
             Heartbeat::Send => match session.stat(&path).await {
                 Ok(_) => {
@@ -461,6 +461,17 @@ pub async fn heartbeat(
                 Err(_) => stale_after / 4,
             },
         };
-        tokio::time::sleep(pause).await;
+        // A confirmation moves the moment the session turns stale: plan again with a new
+        // timer. The old one is dropped before tokio would wake for it, so while pings keep
+        // the session fresh the heartbeat costs no wake-ups of its own.
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            () = fence.confirmed() => {}
+            changed = wanted.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+        }
     }
 }

@@ -70,6 +70,8 @@ pub struct FenceClock {
     fence_thread: OnceLock<Thread>,
     /// Signalled on every change, for the task that feeds the keeper.
     changed: tokio::sync::Notify,
+    /// Signalled on every confirmation, for the heartbeat (a second consumer: `Notify` wakes one).
+    confirmed: tokio::sync::Notify,
 }
 
 impl FenceClock {
@@ -93,6 +95,8 @@ impl FenceClock {
     /// Records that a request sent at `sent_ns` got a reply. Never moves the clock back.
     pub fn confirm(&self, sent_ns: u64) {
         self.last_ok_ns.fetch_max(sent_ns, Ordering::SeqCst);
+        // Wakes the heartbeat (if it waits) while the runtime is awake anyway for the reply.
+        self.confirmed.notify_one();
         // A disarmed deadline concerns nobody (arming notifies); an idle replica's pings
         // should not wake anything.
         if self.is_armed() {
@@ -117,8 +121,15 @@ impl FenceClock {
     }
 
     /// Resolves after the state changed (or at once if it changed since the last call).
+    /// For one consumer, the keeper feeder.
     pub async fn changed(&self) {
         self.changed.notified().await;
+    }
+
+    /// Resolves after a confirmation (or at once if one came since the last call). For one
+    /// consumer, the heartbeat.
+    pub async fn confirmed(&self) {
+        self.confirmed.notified().await;
     }
 
     /// Starts enforcing the deadline. Returns false (and stays disarmed) when the deadline has

@@ -1,8 +1,5 @@
 //! Resource use of processes, from `/proc`, for benchmarks.
 
-/// Clock ticks per second of `/proc/PID/stat` times (`USER_HZ` on Linux).
-pub const TICKS_PER_SECOND: f64 = 100.0;
-
 /// Proportional set size: resident memory with pages shared between processes (the deadman and
 /// its keeper run the same binary) divided among them.
 pub fn pss_kb(pid: u32) -> Option<u64> {
@@ -16,20 +13,36 @@ pub fn pss_kb(pid: u32) -> Option<u64> {
         .ok()
 }
 
-/// CPU time (user + system, in clock ticks) and resident memory (kB) of `pid`.
-pub fn cpu_ticks_and_rss(pid: u32) -> Option<(u64, u64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields: Vec<&str> = stat.rsplit_once(") ")?.1.split_whitespace().collect();
-    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+/// CPU time of `pid` in nanoseconds: the sum of its live threads' run time from
+/// `/proc/PID/task/*/schedstat`. Nanoseconds rather than `/proc/PID/stat`'s 10 ms ticks,
+/// because an idle daemon uses a few ticks a minute: tick counts would be mostly rounding.
+/// Time of threads that exited is not counted (the daemons keep theirs for their lifetime).
+pub fn cpu_nanos(pid: u32) -> Option<u64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut total = 0;
+    for task in tasks.flatten() {
+        let schedstat = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
+        total += schedstat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(total)
+}
+
+/// Resident memory of `pid` in kB (`VmRSS`).
+pub fn rss_kb(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let rss_kb = status
+    status
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))?
         .trim()
         .trim_end_matches(" kB")
         .parse()
-        .ok()?;
-    Some((ticks, rss_kb))
+        .ok()
+}
+
+/// Percent of one core `pid` used since `before` (a [`cpu_nanos`] reading) over `window`.
+pub fn cpu_percent_since(pid: u32, before: u64, window: std::time::Duration) -> Option<f64> {
+    let used = cpu_nanos(pid)?.checked_sub(before)?;
+    Some(used as f64 / window.as_nanos() as f64 * 100.0)
 }
 
 /// The child of `parent` whose command line contains `arg` (e.g. the deadman's fence keeper,

@@ -3,7 +3,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use async_io::Timer;
+use crate::tokio_io::Timer;
 use futures::future::{Fuse, FusedFuture, FutureExt};
 
 pub struct Deadline {

@@ -43,6 +43,7 @@ mod record;
 #[cfg(any(feature = "sasl-digest-md5", feature = "sasl-gssapi"))]
 mod sasl;
 mod session;
+mod tokio_io;
 #[cfg(feature = "tls")]
 mod tls;
 mod util;

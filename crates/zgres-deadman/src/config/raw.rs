@@ -117,7 +117,7 @@ pub(super) struct RawTiming {
 impl Default for RawTiming {
     fn default() -> Self {
         RawTiming {
-            loop_interval_ms: 1_000,
+            loop_interval_ms: 2_000,
             state_refresh_ms: 30_000,
             election_wait_ms: 2_000,
             stop_timeout_ms: 30_000,

@@ -2,7 +2,6 @@
 //! and publish; and when the next round is due.
 
 use std::collections::BTreeSet;
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use zgres_schema::documents::SyncMode;
@@ -195,7 +194,11 @@ impl Daemon {
         }
         if let Some(session) = &self.zk.session {
             let wanted = confirmation_wanted(obs.lock, self.fence.is_armed());
-            session.confirm_wanted.store(wanted, Ordering::Relaxed);
+            session.confirm_wanted.send_if_modified(|w| {
+                let changed = *w != wanted;
+                *w = wanted;
+                changed
+            });
         }
         let sync_progress = self
             .keep_synchronous(&obs, view.sync, decision.sync_eligible)

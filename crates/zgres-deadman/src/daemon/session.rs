@@ -1,9 +1,7 @@
 //! Opening, resuming and ending the ZooKeeper session, and what runs beside it (the fence
 //! heartbeat).
 
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
-
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::{Daemon, DaemonError};
@@ -15,8 +13,8 @@ pub(super) struct Session {
     pub(super) coordinator: Coordinator,
     pub(super) heartbeat: JoinHandle<()>,
     /// Whether the heartbeat should confirm the session for the fence: while the lock is ours
-    /// or the fence is armed (set every round).
-    pub(super) confirm_wanted: Arc<AtomicBool>,
+    /// or the fence is armed (set every round; the heartbeat is woken only when it changes).
+    pub(super) confirm_wanted: watch::Sender<bool>,
 }
 
 /// Why opening a session failed: retry, or stop the daemon.
@@ -57,17 +55,17 @@ impl Daemon {
                 }));
             }
         }
-        // The client's pings confirm the session every ~3/20 of its timeout; the heartbeat only
+        // The client's pings confirm the session every 1/5 of its timeout; the heartbeat only
         // fills a gap of a third of the fence budget, leaving the next third for its answer
         // before the graceful shutdown would begin.
         let stale_after = self.fence.budget() / 3;
-        let confirm_wanted = Arc::new(AtomicBool::new(true));
+        let (confirm_wanted, wanted) = watch::channel(true);
         let heartbeat = tokio::spawn(heartbeat(
             coordinator.session(),
             coordinator.lock_path(),
             self.fence.clone(),
             stale_after,
-            confirm_wanted.clone(),
+            wanted,
         ));
         self.out.state = None;
         self.out.conn = None;

@@ -3,8 +3,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use async_io::Timer;
-use async_net::TcpStream;
+use crate::tokio_io::{connect_tcp, Timer, TcpStream};
 use asyncs::select;
 use bytes::buf::BufMut;
 use futures::io::BufReader;
@@ -198,7 +197,7 @@ impl Connector {
             #[cfg(not(feature = "tls"))]
             return Err(Error::new(ErrorKind::Unsupported, "tls not supported"));
         }
-        TcpStream::connect((endpoint.host, endpoint.port)).await.map(Connection::new_raw)
+        connect_tcp(endpoint.host, endpoint.port).await.map(Connection::new_raw)
     }
 
     pub async fn connect(&self, endpoint: EndpointRef<'_>, deadline: &mut Deadline) -> Result<Connection> {

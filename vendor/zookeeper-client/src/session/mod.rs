@@ -10,7 +10,7 @@ use std::pin::pin;
 use std::sync::Weak;
 use std::time::{Duration, Instant};
 
-use async_io::Timer;
+use crate::tokio_io::Timer;
 use asyncs::{select, sync};
 use futures::channel::mpsc;
 use futures::{AsyncWriteExt, StreamExt};
@@ -440,7 +440,9 @@ impl Session {
     fn reset_timeout(&mut self, session_timeout: Duration) {
         let tick = self.calc_tick_timeout(session_timeout);
         self.tick_timeout = tick;
-        self.ping_timeout = Duration::from_secs(10).min(3 * tick);
+        // zgres patch: half the connection timeout (upstream: 3/8 of it). Two pings still fall
+        // in every connection timeout, with a quarter fewer wake-ups of an idle session.
+        self.ping_timeout = Duration::from_secs(10).min(4 * tick);
         self.connector.set_timeout(8 * tick);
         self.session_timeout = session_timeout.max(self.connector.timeout());
         self.session_expired_timeout = self.session_timeout * 7 / 5;

@@ -1,6 +1,6 @@
 use std::sync::{Arc, RwLock};
 
-use async_net::TcpStream;
+use crate::tokio_io::{connect_tcp, TcpStream};
 use futures_rustls::client::TlsStream;
 use futures_rustls::TlsConnector;
 use rustls::client::WebPkiServerVerifier;
@@ -163,7 +163,7 @@ impl TlsClient {
     }
 
     pub async fn connect(&self, host: &str, port: u16) -> std::io::Result<TlsStream<TcpStream>> {
-        let stream = TcpStream::connect((host, port)).await?;
+        let stream = connect_tcp(host, port).await?;
         let domain = ServerName::try_from(host).unwrap().to_owned();
         self.inner.connect(domain, stream).await
     }
