@@ -43,6 +43,9 @@ pub enum ConnProblem {
     /// The database name is not 1–63 characters of letters, digits, `_`, `-` and `.`.
     #[error("dbname {0:?} is not 1 to 63 characters of A-Z a-z 0-9 _ - .")]
     BadDbname(String),
+    /// The health API's port is 0.
+    #[error("api_port 0 is not a port")]
+    BadApiPort,
 }
 
 impl ConnInfo {
@@ -76,6 +79,9 @@ impl ConnInfo {
             if db.is_empty() || db.len() > MAX_DBNAME || !db.chars().all(plain) {
                 return Err(ConnProblem::BadDbname(truncated(db)));
             }
+        }
+        if self.api_port == Some(0) {
+            return Err(ConnProblem::BadApiPort);
         }
         Ok(())
     }
@@ -111,6 +117,7 @@ mod tests {
             port,
             dbname: dbname.map(Into::into),
             tags: Tags::default(),
+            api_port: None,
         }
     }
 
@@ -137,6 +144,10 @@ mod tests {
             conn("10.0.0.1", 5432, Some("app dbname=other")),
             conn("10.0.0.1", 5432, Some(&"d".repeat(64))),
             conn("10.0.0.1", 5432, Some("")),
+            ConnInfo {
+                api_port: Some(0),
+                ..conn("10.0.0.1", 5432, None)
+            },
         ];
         for c in cases {
             assert!(c.check(node()).is_err(), "{c:?}");

@@ -142,6 +142,10 @@ pub struct ConnInfo {
     /// Absent in documents of older deadmen.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<Role>,
+    /// The port of the node's health API (on `host`), when it serves one, so a proxy can check
+    /// a replica's lag before sending it reads. Absent in documents of older deadmen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_port: Option<u16>,
 }
 
 impl Document for ConnInfo {

@@ -22,6 +22,7 @@ fn node(group: usize, i: usize) -> NodeId {
 fn conn(node: NodeId, tag: bool) -> Vec<u8> {
     encode(&ConnInfo {
         role: None,
+        api_port: None,
         host: node.addr().ip().to_string(),
         port: 5432,
         dbname: None,

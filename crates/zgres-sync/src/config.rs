@@ -1,5 +1,7 @@
 //! The sync daemon's TOML configuration, validated up front (every bad key is named).
 
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -8,7 +10,8 @@ use zgres_config::{ConfigError, LogConfig, Problems};
 use zgres_schema::GroupName;
 use zgres_zk::{ZkSettings, ZookeeperSection};
 
-use crate::template::{Source, TemplateConfig, HAPROXY_TEMPLATE};
+use crate::haproxy::ReplicaLag;
+use crate::template::{Source, TemplateConfig};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -45,6 +48,8 @@ struct RawHaproxy {
     reload_timeout_ms: u64,
     #[serde(default = "default_reload_min_interval_ms")]
     reload_min_interval_ms: u64,
+    #[serde(default)]
+    replica_max_lag: Option<String>,
 }
 
 fn default_reload_min_interval_ms() -> u64 {
@@ -110,6 +115,8 @@ struct RawPgbouncer {
     read_only_suffix: String,
     #[serde(default)]
     admin_conninfo: Option<String>,
+    #[serde(default)]
+    readers_via: BTreeMap<String, String>,
 }
 
 fn default_dbname() -> String {
@@ -149,6 +156,10 @@ pub struct PgbouncerConfig {
     pub read_only_suffix: String,
     /// libpq connection string to pgbouncer's admin console, to send `RELOAD`.
     pub admin_conninfo: Option<String>,
+    /// Per group, a load balancer (e.g. a local HAProxy frontend on `{group}_replicas`) that
+    /// `{group}{suffix}` points at instead of the replicas themselves: pgbouncer takes one port
+    /// per database, so it cannot spread reads over replicas on different ports.
+    pub readers_via: BTreeMap<GroupName, SocketAddr>,
 }
 
 /// The validated configuration.
@@ -221,6 +232,7 @@ impl Config {
                 problems.add("pgbouncer.read_only_suffix", "must not be empty");
             }
         }
+        let readers_via = readers_via(raw.pgbouncer.as_ref(), &mut problems);
         let mut templates = Vec::new();
         for (i, t) in raw.template.iter().enumerate() {
             let key = format!("template[{i}]");
@@ -248,6 +260,16 @@ impl Config {
         }
         if let Some(h) = &raw.haproxy {
             check_parent("haproxy.config_file", &h.config_file, &mut problems);
+            let replica_max_lag = h.replica_max_lag.as_deref().and_then(|text| {
+                let lag = ReplicaLag::parse(text);
+                if lag.is_none() {
+                    problems.add(
+                        "haproxy.replica_max_lag",
+                        format!("{text:?} is not bytes, or a number with kB, MB or GB"),
+                    );
+                }
+                lag
+            });
             check_command(
                 "haproxy.reload_command",
                 &h.reload_command,
@@ -256,7 +278,7 @@ impl Config {
             );
             templates.push(TemplateConfig {
                 name: "haproxy".into(),
-                source: Source::Builtin(HAPROXY_TEMPLATE),
+                source: Source::Text(crate::haproxy::template(replica_max_lag.as_ref())),
                 destination: h.config_file.clone(),
                 command: h.reload_command.clone(),
                 command_timeout: Duration::from_millis(h.reload_timeout_ms),
@@ -303,6 +325,7 @@ impl Config {
                 dbname: p.dbname,
                 read_only_suffix: p.read_only_suffix,
                 admin_conninfo: p.admin_conninfo,
+                readers_via,
             }),
             templates,
             libraries,
@@ -310,6 +333,25 @@ impl Config {
         });
         problems.finish(path, config)
     }
+}
+
+/// `[pgbouncer] readers_via`: group names to `IP:PORT`, each checked.
+fn readers_via(
+    raw: Option<&RawPgbouncer>,
+    problems: &mut Problems,
+) -> BTreeMap<GroupName, SocketAddr> {
+    let mut via = BTreeMap::new();
+    for (group, addr) in raw.map(|p| &p.readers_via).into_iter().flatten() {
+        let key = format!("pgbouncer.readers_via.{group}");
+        match (GroupName::new(group), addr.parse::<SocketAddr>()) {
+            (Ok(group), Ok(addr)) => {
+                via.insert(group, addr);
+            }
+            (Err(e), _) => problems.add(&key, format!("not a group name: {e}")),
+            (_, Err(_)) => problems.add(&key, format!("{addr:?} is not IP:PORT")),
+        }
+    }
+    via
 }
 
 fn check_command(key: &str, command: &[String], timeout_ms: u64, problems: &mut Problems) {
@@ -371,5 +413,38 @@ mod tests {
         let c = Config::parse(Path::new("s.toml"), &text).unwrap();
         assert_eq!(c.sync.debounce, Duration::from_millis(20));
         assert!(c.sync.groups.is_empty() && c.pgbouncer.is_none());
+    }
+
+    #[test]
+    fn read_balancing_settings_are_checked_and_named() {
+        let dir = std::env::temp_dir();
+        let head = format!(
+            "[zookeeper]\nconnect = \"127.0.0.1:2181\"\n[sync]\nsnapshot_file = \"{}\"\n\
+             [pgbouncer]\ndatabases_file = \"{}\"\n",
+            dir.join("snap.json").display(),
+            dir.join("db.ini").display()
+        );
+        let bad = format!(
+            "{head}[pgbouncer.readers_via]\nmain = \"localhost:6001\"\n\"a_b\" = \"127.0.0.1:1\"\n\
+             [haproxy]\nconfig_file = \"{}\"\nreplica_max_lag = \"16 MB\"\n",
+            dir.join("h.cfg").display()
+        );
+        let err = Config::parse(Path::new("s.toml"), &bad)
+            .unwrap_err()
+            .to_string();
+        for key in [
+            "pgbouncer.readers_via.main",
+            "pgbouncer.readers_via.a_b",
+            "haproxy.replica_max_lag",
+        ] {
+            assert!(err.contains(key), "{key} missing from {err}");
+        }
+        let good = format!("{head}[pgbouncer.readers_via]\nmain = \"127.0.0.1:6001\"\n");
+        let c = Config::parse(Path::new("s.toml"), &good).unwrap();
+        let via = &c.pgbouncer.unwrap().readers_via;
+        assert_eq!(
+            via.get(&GroupName::new("main").unwrap()),
+            Some(&"127.0.0.1:6001".parse().unwrap())
+        );
     }
 }

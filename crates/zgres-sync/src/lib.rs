@@ -16,6 +16,7 @@ pub mod atomic_file;
 pub mod config;
 pub mod daemon;
 pub mod follower;
+pub mod haproxy;
 pub mod hooks;
 pub mod metrics;
 pub mod pgbouncer;

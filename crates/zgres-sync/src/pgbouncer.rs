@@ -31,8 +31,9 @@ pub enum PgbouncerError {
 const HEADER: &str = "; Written by zgres-sync; changes here are overwritten.\n[databases]\n";
 
 /// One group's lines of the `[databases]` section: `{group}` to the primary (none without
-/// one) and `{group}{suffix}` to the replicas (or the primary when there are none). An entry
-/// with a value that is not [`is_safe_config_value`] is left out.
+/// one) and `{group}{suffix}` to the replicas (or the primary when there are none), or to the
+/// group's load balancer in `readers_via`. An entry with a value that is not
+/// [`is_safe_config_value`] is left out.
 pub fn render_group(config: &PgbouncerConfig, group: &GroupName, g: &GroupSnapshot) -> String {
     let line = |name: String, endpoints: &[&Endpoint]| -> String {
         let Some(first) = endpoints.first() else {
@@ -71,10 +72,24 @@ pub fn render_group(config: &PgbouncerConfig, group: &GroupName, g: &GroupSnapsh
     } else {
         readers
     };
-    text.push_str(&line(
-        format!("{group}{}", config.read_only_suffix),
-        &readers,
-    ));
+    let readers_name = format!("{group}{}", config.read_only_suffix);
+    match config.readers_via.get(group) {
+        // The balancer reaches every replica; the database name is the replicas' own.
+        Some(via) => {
+            let dbname = readers
+                .first()
+                .and_then(|e| e.dbname.as_deref())
+                .unwrap_or(&config.dbname);
+            if is_safe_config_value(dbname) {
+                text.push_str(&format!(
+                    "{readers_name} = host={} port={} dbname={dbname}\n",
+                    via.ip(),
+                    via.port()
+                ));
+            }
+        }
+        None => text.push_str(&line(readers_name, &readers)),
+    }
     text
 }
 
@@ -254,6 +269,7 @@ mod tests {
             port,
             dbname: None,
             tags: Tags::default(),
+            api_port: None,
         }
     }
 
@@ -263,7 +279,46 @@ mod tests {
             dbname: "app".into(),
             read_only_suffix: "-ro".into(),
             admin_conninfo: None,
+            readers_via: BTreeMap::new(),
         }
+    }
+
+    #[test]
+    fn readers_go_through_the_groups_balancer_when_one_is_named() {
+        let mut s = Snapshot::default();
+        s.groups.insert(
+            GroupName::new("main").unwrap(),
+            GroupSnapshot {
+                primary: Some(endpoint(1, 5432)),
+                replicas: vec![endpoint(2, 5433), endpoint(3, 5434)],
+            },
+        );
+        s.groups.insert(
+            GroupName::new("other").unwrap(),
+            GroupSnapshot {
+                primary: Some(endpoint(5, 5432)),
+                replicas: vec![endpoint(6, 5433), endpoint(7, 5434)],
+            },
+        );
+        let mut config = config();
+        config.readers_via.insert(
+            GroupName::new("main").unwrap(),
+            "127.0.0.1:6001".parse().unwrap(),
+        );
+        let text = render(&config, &s);
+        assert!(
+            text.contains("main-ro = host=127.0.0.1 port=6001 dbname=app\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("main = host=10.0.0.1 port=5432 dbname=app\n"),
+            "the writer is unchanged: {text}"
+        );
+        // A group without a balancer keeps the direct entry (the first replica's port).
+        assert!(
+            text.contains("other-ro = host=10.0.0.6 port=5433 dbname=app\n"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -44,6 +44,10 @@ pub struct Endpoint {
     pub dbname: Option<String>,
     /// The node's tags (`noloadbalance`, ...).
     pub tags: Tags,
+    /// The port of the node's health API on `host`, if it serves one (`null` otherwise, so
+    /// templates can test it).
+    #[serde(default)]
+    pub api_port: Option<u16>,
 }
 
 /// One group.
@@ -199,6 +203,7 @@ fn put_group(
             port: conn.port,
             dbname: conn.dbname.clone(),
             tags: conn.tags.clone(),
+            api_port: conn.api_port,
         };
         // The writer entry: the lock holder once it runs as a primary. While it is still
         // being promoted it serves reads like any replica. (A `/conn` without a role comes
@@ -252,6 +257,7 @@ mod tests {
     pub(super) fn conn(i: u8) -> Vec<u8> {
         encode(&ConnInfo {
             role: None,
+            api_port: None,
             host: format!("10.0.0.{i}"),
             port: 5432,
             dbname: None,
@@ -353,6 +359,7 @@ mod tests {
     fn persistent_and_foreign_connection_info_is_skipped_naming_the_rule() {
         let foreign = ConnInfo {
             role: None,
+            api_port: None,
             host: "10.9.9.9".into(),
             port: 5432,
             dbname: None,

@@ -20,8 +20,8 @@ use zgres_process as command;
 pub enum Source {
     /// A file, read at every render so edits apply without a restart.
     File(PathBuf),
-    /// Text bundled with zgres-sync.
-    Builtin(&'static str),
+    /// Text given by zgres-sync itself (the bundled HAProxy configuration).
+    Text(String),
 }
 
 /// One rendered file.
@@ -150,7 +150,7 @@ impl TemplatePlugin {
     pub async fn apply(&mut self, snapshot: &Snapshot) -> Result<(), TemplateError> {
         let name = self.config.name.clone();
         let text = match &self.config.source {
-            Source::Builtin(text) => (*text).to_owned(),
+            Source::Text(text) => text.clone(),
             Source::File(path) => {
                 std::fs::read_to_string(path).map_err(|source| TemplateError::Read {
                     name: name.clone(),
@@ -194,30 +194,6 @@ impl TemplatePlugin {
     }
 }
 
-/// The bundled HAProxy template: per group a `{group}_primary` backend (the healthy primary
-/// only, so writes never reach anything else) and a `{group}_replicas` backend (healthy
-/// replicas without `noloadbalance`, the primary as backup). Frontends stay in the operator's
-/// own configuration file.
-pub const HAPROXY_TEMPLATE: &str = r#"# Written by zgres-sync; changes here are overwritten.
-{% for name, g in groups|items %}
-backend {{ name }}_primary
-    mode tcp
-{%- if g.primary %}
-    server {{ g.primary.node|server_name }} {{ g.primary.host }}:{{ g.primary.port }} check inter 1s fall 2 rise 1
-{%- endif %}
-
-backend {{ name }}_replicas
-    mode tcp
-    balance roundrobin
-{%- for r in g.replicas %}{% if not r.tags.noloadbalance %}
-    server {{ r.node|server_name }} {{ r.host }}:{{ r.port }} check inter 1s fall 2 rise 1
-{%- endif %}{% endfor %}
-{%- if g.primary %}
-    server {{ g.primary.node|server_name }} {{ g.primary.host }}:{{ g.primary.port }} check inter 1s fall 2 rise 1 backup
-{%- endif %}
-{% endfor %}
-"#;
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,6 +208,7 @@ mod tests {
             port: 5432,
             dbname: None,
             tags: Tags::default(),
+            api_port: Some(8008),
         }
     }
 
@@ -252,13 +229,13 @@ mod tests {
         let mut s = snapshot(Some(1), &[2]);
         let main = s.groups.values_mut().next().unwrap();
         main.replicas[0].host = "10.0.0.2:5432 check\n    server evil 10.9.9.9".into();
-        let error = render(HAPROXY_TEMPLATE, &s).unwrap_err();
+        let error = render(&crate::haproxy::template(None), &s).unwrap_err();
         assert!(error.to_string().contains("refusing to write"), "{error}");
     }
 
     #[test]
     fn haproxy_backends_follow_the_snapshot() {
-        let text = render(HAPROXY_TEMPLATE, &snapshot(Some(1), &[2, 3])).unwrap();
+        let text = render(&crate::haproxy::template(None), &snapshot(Some(1), &[2, 3])).unwrap();
         let primary = text.split("backend main_replicas").next().unwrap();
         assert!(
             primary.contains("server 10_0_0_1_5432 10.0.0.1:5432 check"),
@@ -275,7 +252,7 @@ mod tests {
             "{text}"
         );
 
-        let leaderless = render(HAPROXY_TEMPLATE, &snapshot(None, &[2])).unwrap();
+        let leaderless = render(&crate::haproxy::template(None), &snapshot(None, &[2])).unwrap();
         let primary = leaderless.split("backend main_replicas").next().unwrap();
         assert!(
             !primary.contains("server "),
@@ -296,7 +273,7 @@ mod tests {
         let marker = dir.path().join("ran");
         let config = TemplateConfig {
             name: "t".into(),
-            source: Source::Builtin("primary={{ masters.main }}\n"),
+            source: Source::Text("primary={{ masters.main }}\n".into()),
             destination: destination.clone(),
             command: vec![
                 "/bin/sh".into(),
@@ -338,7 +315,7 @@ mod tests {
         let stamps = dir.path().join("stamps");
         let config = TemplateConfig {
             name: "t".into(),
-            source: Source::Builtin("{{ masters.main }}\n"),
+            source: Source::Text("{{ masters.main }}\n".into()),
             destination: dir.path().join("out"),
             command: vec![
                 "/bin/sh".into(),

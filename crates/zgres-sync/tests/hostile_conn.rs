@@ -23,6 +23,7 @@ fn scrape(port: u16) -> Option<String> {
 fn conn(host: &str, port: u16, dbname: Option<String>) -> Vec<u8> {
     encode(&ConnInfo {
         role: None,
+        api_port: None,
         host: host.into(),
         port,
         dbname,

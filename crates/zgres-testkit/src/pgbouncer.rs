@@ -40,6 +40,30 @@ impl PgBouncer {
     /// # Errors
     /// As [`PgBouncer::start`].
     pub fn start_with_login_retry(dir: &Path, databases: &Path, login_retry: &str) -> Result<Self> {
+        Self::start_configured(dir, databases, login_retry, "")
+    }
+
+    /// As [`PgBouncer::start`], with `server_lifetime = seconds`: server connections are
+    /// replaced that often, so connections through a load balancer move to a replica that
+    /// came back.
+    ///
+    /// # Errors
+    /// As [`PgBouncer::start`].
+    pub fn start_with_server_lifetime(dir: &Path, databases: &Path, seconds: u32) -> Result<Self> {
+        Self::start_configured(
+            dir,
+            databases,
+            RECOMMENDED_LOGIN_RETRY,
+            &format!("server_lifetime = {seconds}\n"),
+        )
+    }
+
+    fn start_configured(
+        dir: &Path,
+        databases: &Path,
+        login_retry: &str,
+        extra: &str,
+    ) -> Result<Self> {
         let port = free_port()?;
         if !databases.exists() {
             std::fs::write(databases, "[databases]\n")
@@ -54,7 +78,7 @@ impl PgBouncer {
                 "%include {}\n[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\n\
                  unix_socket_dir =\nauth_type = trust\nauth_file = {}\nadmin_users = postgres\n\
                  pool_mode = session\nserver_login_retry = {login_retry}\nserver_connect_timeout = 2\n\
-                 ignore_startup_parameters = extra_float_digits\n",
+                 ignore_startup_parameters = extra_float_digits\n{extra}",
                 databases.display(),
                 users.display()
             ),

@@ -51,6 +51,7 @@ pub fn lock_doc(port: u16) -> Vec<u8> {
 pub async fn add_node(client: &zk::Client, group: &str, port: u16) {
     let conn = ConnInfo {
         role: None,
+        api_port: None,
         host: "127.0.0.1".into(),
         port,
         dbname: None,

@@ -110,6 +110,8 @@ impl Daemon {
             dbname: None,
             tags: self.config.tags.clone(),
             role: Some(state.role),
+            // Proxies check a replica's lag on its API (`/read-only?lag=`) before sending reads.
+            api_port: self.config.api_listen.map(|a| a.port()),
         });
         if self.out.conn.as_ref() != Some(&conn) {
             match session.coordinator.set_conn(conn.as_ref()).await {

@@ -279,7 +279,7 @@ proptest! {
         let timeline = Timeline::new(t).unwrap();
         round_trip(&Lock { node: n, timeline });
         round_trip(&DatabaseId { system_id: SystemId(sys) });
-        round_trip(&ConnInfo { role: None, host: n.addr().ip().to_string(), port: n.addr().port(), dbname: None, tags });
+        round_trip(&ConnInfo { role: None, host: n.addr().ip().to_string(), port: n.addr().port(), dbname: None, tags, api_port: (sys % 2 == 0).then_some(8008) });
         round_trip(&SyncState { primary: n, standbys: others.clone() });
         round_trip(&History { entries: others.iter().map(|o| Promotion {
             timeline, lsn: Lsn(sys), reason: PromotionReason::Switchover, at_ms: at,

@@ -181,6 +181,7 @@ mod tests {
             port: 5432,
             dbname: dbname.then(|| "app\"\n".to_owned()),
             tags: Tags::default(),
+            api_port: (i % 2 == 0).then_some(8000 + u16::from(i)),
         }
     }
 
@@ -210,6 +211,7 @@ mod tests {
                     for e in g.primary.iter().chain(&g.replicas) {
                         let info = ConnInfo {
                             role: None,
+                            api_port: e.api_port,
                             host: e.host.clone(),
                             port: e.port,
                             dbname: e.dbname.clone(),
