@@ -2,32 +2,11 @@
 //! sync.toml section (with this test's paths and ports) in front of a real group, then a
 //! failover. If the recipe stops working, this fails.
 
-use std::path::Path;
 use zgres_testkit::group::{Group, Timing, DEADLINE};
 use zgres_testkit::pgbouncer::PgBouncer;
 use zgres_testkit::poll;
 use zgres_testkit::ports::free_port;
-use zgres_tests::e2e::{read, shared_dir, start_sync, through_as};
-
-/// The fenced block that follows `<!-- recipe: NAME -->` in docs/sync.md, unindented.
-fn recipe(name: &str) -> String {
-    let doc =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/sync.md"))
-            .expect("docs/sync.md");
-    let marker = format!("<!-- recipe: {name} -->");
-    let after = doc
-        .split_once(&marker)
-        .unwrap_or_else(|| panic!("docs/sync.md has no {marker}"))
-        .1;
-    let mut lines = after
-        .lines()
-        .map(str::trim_start)
-        .skip_while(|l| !l.starts_with("```"));
-    lines.next();
-    let block: Vec<&str> = lines.take_while(|l| !l.starts_with("```")).collect();
-    assert!(!block.is_empty(), "the {name} block is empty");
-    block.join("\n") + "\n"
-}
+use zgres_tests::e2e::{read, recipe, shared_dir, start_sync, through_as};
 
 /// Waits until database `db` through pgbouncer on `port`, as the recipe's client, is served
 /// by the server on `backend`, in recovery or not as `in_recovery` says.

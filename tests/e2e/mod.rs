@@ -129,3 +129,23 @@ impl BouncerWithSync {
         format!("{}\n{}", read(&self.sync_log), read(self.bouncer.log()))
     }
 }
+
+/// The fenced block that follows `<!-- recipe: NAME -->` in docs/sync.md, unindented.
+pub fn recipe(name: &str) -> String {
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/sync.md"))
+            .expect("docs/sync.md");
+    let marker = format!("<!-- recipe: {name} -->");
+    let after = doc
+        .split_once(&marker)
+        .unwrap_or_else(|| panic!("docs/sync.md has no {marker}"))
+        .1;
+    let mut lines = after
+        .lines()
+        .map(str::trim_start)
+        .skip_while(|l| !l.starts_with("```"));
+    lines.next();
+    let block: Vec<&str> = lines.take_while(|l| !l.starts_with("```")).collect();
+    assert!(!block.is_empty(), "the {name} block is empty");
+    block.join("\n") + "\n"
+}

@@ -50,6 +50,8 @@ struct RawHaproxy {
     reload_min_interval_ms: u64,
     #[serde(default)]
     replica_max_lag: Option<String>,
+    #[serde(default)]
+    master_socket: Option<PathBuf>,
 }
 
 fn default_reload_min_interval_ms() -> u64 {
@@ -254,12 +256,22 @@ impl Config {
                 source: Source::File(t.source.clone()),
                 destination: t.destination.clone(),
                 command: t.command.clone(),
+                master_socket: None,
                 command_timeout: Duration::from_millis(t.command_timeout_ms),
                 command_min_interval: Duration::from_millis(t.command_min_interval_ms),
             });
         }
         if let Some(h) = &raw.haproxy {
             check_parent("haproxy.config_file", &h.config_file, &mut problems);
+            if h.master_socket.is_some() && !h.reload_command.is_empty() {
+                problems.add(
+                    "haproxy.master_socket",
+                    "set either master_socket or reload_command, not both",
+                );
+            }
+            if h.master_socket.as_ref().is_some_and(|s| !s.is_absolute()) {
+                problems.add("haproxy.master_socket", "must be an absolute path");
+            }
             let replica_max_lag = h.replica_max_lag.as_deref().and_then(|text| {
                 let lag = ReplicaLag::parse(text);
                 if lag.is_none() {
@@ -281,6 +293,7 @@ impl Config {
                 source: Source::Text(crate::haproxy::template(replica_max_lag.as_ref())),
                 destination: h.config_file.clone(),
                 command: h.reload_command.clone(),
+                master_socket: h.master_socket.clone(),
                 command_timeout: Duration::from_millis(h.reload_timeout_ms),
                 command_min_interval: Duration::from_millis(h.reload_min_interval_ms),
             });

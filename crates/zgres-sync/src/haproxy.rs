@@ -6,6 +6,10 @@
 //! sessions closed (`on-marked-down shutdown-sessions`), since a pooler in front would otherwise
 //! keep reusing them. Frontends stay in the operator's own configuration file.
 
+mod master_cli;
+
+pub use master_cli::{reload, MasterCliError};
+
 /// A lag limit as the deadman's health API takes it: bytes, or a number with `kB`, `MB` or
 /// `GB`. Checked when the configuration is read, so the value can go into HAProxy's
 /// configuration as it is.

@@ -35,6 +35,8 @@ pub struct TemplateConfig {
     pub destination: PathBuf,
     /// Run after the file changed (program and arguments); nothing when empty.
     pub command: Vec<String>,
+    /// Instead of a command: HAProxy's master CLI socket, sent `reload` after the file changed.
+    pub master_socket: Option<PathBuf>,
     /// The command is killed after this long.
     pub command_timeout: Duration,
     /// A run of the command starts at least this long after the previous one finished: a
@@ -91,6 +93,14 @@ pub enum TemplateError {
         name: String,
         /// How it failed.
         source: command::CommandError,
+    },
+    /// HAProxy's master CLI did not take the reload.
+    #[error("template {name}: {source}")]
+    Reload {
+        /// The template's name.
+        name: String,
+        /// How it failed.
+        source: crate::haproxy::MasterCliError,
     },
 }
 
@@ -173,23 +183,33 @@ impl TemplatePlugin {
             tracing::info!(template = %name, file = %self.config.destination.display(), "rendered");
             self.command_pending = true;
         }
-        if self.command_pending {
-            if let Some((program, args)) = self.config.command.split_first() {
-                if let Some(last) = self.last_command {
-                    let wait = self
-                        .config
-                        .command_min_interval
-                        .saturating_sub(last.elapsed());
-                    tokio::time::sleep(wait).await;
-                }
-                let result =
-                    command::run(program.as_ref(), args, self.config.command_timeout).await;
-                // Measured from the end of the run: by then the previous reload was signalled.
-                self.last_command = Some(std::time::Instant::now());
-                result.map_err(|source| TemplateError::Command { name, source })?;
+        let reloads = self.config.master_socket.is_some() || !self.config.command.is_empty();
+        if self.command_pending && reloads {
+            if let Some(last) = self.last_command {
+                let wait = self
+                    .config
+                    .command_min_interval
+                    .saturating_sub(last.elapsed());
+                tokio::time::sleep(wait).await;
             }
-            self.command_pending = false;
+            let timeout = self.config.command_timeout;
+            let result = if let Some(socket) = &self.config.master_socket {
+                crate::haproxy::reload(socket, timeout)
+                    .await
+                    .map_err(|source| TemplateError::Reload { name, source })
+            } else if let Some((program, args)) = self.config.command.split_first() {
+                command::run(program.as_ref(), args, timeout)
+                    .await
+                    .map(|_output| ())
+                    .map_err(|source| TemplateError::Command { name, source })
+            } else {
+                Ok(())
+            };
+            // Measured from the end of the run: by then the previous reload was signalled.
+            self.last_command = Some(std::time::Instant::now());
+            result?;
         }
+        self.command_pending = false;
         Ok(())
     }
 }
@@ -285,6 +305,7 @@ mod tests {
                 ),
             ],
             command_timeout: Duration::from_secs(5),
+            master_socket: None,
             command_min_interval: Duration::ZERO,
         };
         let mut plugin = TemplatePlugin::new(config);
@@ -323,6 +344,7 @@ mod tests {
                 format!("date +%s%N >> {}", stamps.display()),
             ],
             command_timeout: Duration::from_secs(5),
+            master_socket: None,
             command_min_interval: Duration::from_millis(300),
         };
         let mut plugin = TemplatePlugin::new(config);
