@@ -4,8 +4,10 @@
 //! A client connects to the writer database in a tight loop and writes a row each time. Per
 //! event (a switchover, or a kill -9 of the primary's node whose deadman is then started again)
 //! it prints the time from the request or kill to the first write through pgbouncer on the new
-//! primary, the writes that reached a node in recovery (target 0), the client's failed
-//! attempts, and the failed server connects pgbouncer logged.
+//! primary, the time from the lock change (the lock naming the new primary, seen by polling it
+//! every 2 ms) to that write, the writes that reached a node in recovery (target 0), the
+//! client's failed attempts, and the failed server connects pgbouncer logged; then p50, p99
+//! and max of the lock-change figure.
 //!
 //! Run: `cargo bench -p zgres-sync --bench failover` (`ZGRES_BENCH_SWITCHOVERS`, default 10;
 //! `ZGRES_BENCH_KILLS`, default 3; `ZGRES_BENCH_LOGIN_RETRY`, pgbouncer's
@@ -16,9 +18,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio_postgres::NoTls;
-use zgres_schema::documents::{NodeState, Role};
+use zgres_schema::documents::{Lock, NodeState, Role};
 use zgres_testkit::artifacts::binary;
-use zgres_testkit::figures::summary;
+use zgres_testkit::figures::{percentiles, summary};
 use zgres_testkit::group::checks::request_switchover;
 use zgres_testkit::group::{Group, Timing};
 use zgres_testkit::pgbouncer::PgBouncer;
@@ -45,6 +47,8 @@ struct Seen {
     failed: AtomicU64,
     /// The port of the last node a write succeeded on.
     last_port: AtomicU64,
+    /// When a write first succeeded on a node other than the one before it.
+    moved_at: std::sync::Mutex<Option<Instant>>,
 }
 
 /// One attempt: connect to the writer database, check the node, write a row.
@@ -77,13 +81,30 @@ async fn attempt(port: u16, seen: &Seen) {
         .await
     {
         Ok(_) => {
+            let now = Instant::now();
             seen.written.fetch_add(1, Ordering::Relaxed);
-            seen.last_port
-                .store(u64::from(row.get::<_, i32>(0) as u32), Ordering::Relaxed);
+            let port = u64::from(row.get::<_, i32>(0) as u32);
+            if seen.last_port.swap(port, Ordering::Relaxed) != port {
+                *seen.moved_at.lock().unwrap() = Some(now);
+            }
         }
         Err(_) => {
             seen.failed.fetch_add(1, Ordering::Relaxed);
         }
+    }
+}
+
+/// Polls the group's lock every 2 ms until it names `node`; returns when it first did.
+async fn lock_names(zk: &zookeeper_client::Client, node: &str) -> Instant {
+    loop {
+        if let Ok((data, _)) = zk.get_data("/zgres/lock/main").await {
+            if let Ok(lock) = zgres_schema::decode::<Lock>("/zgres/lock/main", &data) {
+                if lock.node.to_string() == node {
+                    return Instant::now();
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
 
@@ -158,20 +179,33 @@ async fn main() {
 
     println!("zgres-sync through a real pgbouncer (server_login_retry = {login_retry}): {switchovers} switchovers, {kills} node kills; session timeout 2 s");
     let (mut switch_times, mut kill_times) = (Vec::new(), Vec::new());
+    let (mut switch_from_lock, mut kill_from_lock) = (Vec::new(), Vec::new());
     let (mut failed_connects, mut client_failures) = (Vec::new(), Vec::new());
     for event in 0..switchovers + kills {
         let candidate = 1 - primary;
         group.wait_following(candidate, primary).await;
-        // The primary hands over only to a node whose published state is a healthy replica.
+        // The primary hands over only to a node whose published state is a healthy replica,
+        // and a killed primary is replaced only by one on its timeline (a replica still on the
+        // previous one may lack WAL): right after a switchover the old primary needs a moment
+        // to get there, and a kill in that moment leaves the group waiting for the dead node.
         let zk = group.zk_client().await;
+        let state_of = |i: usize| {
+            let zk = &zk;
+            let path = format!("/zgres/state/main_{}", group.nodes[i].node_id());
+            async move {
+                let (data, _) = zk.get_data(&path).await.ok()?;
+                zgres_schema::decode::<NodeState>(&path, &data).ok()
+            }
+        };
         poll::until(
-            "the candidate to publish itself a healthy replica",
+            "the candidate to publish itself a healthy replica on the primary's timeline",
             DEADLINE,
             || async {
-                let path = format!("/zgres/state/main_{}", group.nodes[candidate].node_id());
-                let (data, _) = zk.get_data(&path).await.ok()?;
-                let state: NodeState = zgres_schema::decode(&path, &data).ok()?;
-                (state.role == Role::Replica && state.is_healthy()).then_some(())
+                let (mine, theirs) = (state_of(candidate).await?, state_of(primary).await?);
+                (mine.role == Role::Replica
+                    && mine.is_healthy()
+                    && mine.timeline == theirs.timeline)
+                    .then_some(())
             },
         )
         .await
@@ -182,6 +216,10 @@ async fn main() {
         let failed_before = seen.failed.load(Ordering::Relaxed);
         let target = u64::from(group.nodes[candidate].port());
         let is_kill = event >= switchovers;
+        let lock_watch = tokio::spawn({
+            let (zk, node) = (zk.clone(), group.nodes[candidate].node_id());
+            async move { lock_names(&zk, &node).await }
+        });
         let started = Instant::now();
         if is_kill {
             group.kill_node(primary);
@@ -197,20 +235,33 @@ async fn main() {
             },
         )
         .await
-        .unwrap();
+        .unwrap_or_else(|e| {
+            panic!(
+                "{e}\n{}\n{}",
+                group.logs(),
+                std::fs::read_to_string(bouncer.log()).unwrap_or_default()
+            )
+        });
         let took = started.elapsed().as_secs_f64();
+        let lock_changed = lock_watch.await.unwrap();
+        let first_write = seen.moved_at.lock().unwrap().expect("a write moved");
+        let from_lock = first_write
+            .saturating_duration_since(lock_changed)
+            .as_secs_f64();
         let log = std::fs::read_to_string(bouncer.log()).unwrap_or_default();
         let connects = failed_server_connects(log.get(log_before..).unwrap_or_default());
         let client_failed = seen.failed.load(Ordering::Relaxed) - failed_before;
         println!(
-            "  {} {event}: n{primary} -> n{candidate}: writes back after {took:.3} s; {connects} failed server connects, {client_failed} failed client attempts",
+            "  {} {event}: n{primary} -> n{candidate}: writes back after {took:.3} s ({from_lock:.3} s after the lock change); {connects} failed server connects, {client_failed} failed client attempts",
             if is_kill { "kill" } else { "switchover" },
         );
         if is_kill {
             kill_times.push(took);
+            kill_from_lock.push(from_lock);
             group.start(primary);
         } else {
             switch_times.push(took);
+            switch_from_lock.push(from_lock);
         }
         failed_connects.push(connects as f64);
         client_failures.push(client_failed as f64);
@@ -227,6 +278,18 @@ async fn main() {
         "node kill -> first write through pgbouncer on the new primary (s)",
         &kill_times,
     );
+    if !switch_from_lock.is_empty() {
+        percentiles(
+            "switchover: lock change -> writer serving through pgbouncer",
+            &switch_from_lock,
+        );
+    }
+    if !kill_from_lock.is_empty() {
+        percentiles(
+            "node kill: lock change -> writer serving through pgbouncer",
+            &kill_from_lock,
+        );
+    }
     summary("failed server connects per event", &failed_connects);
     summary("failed client attempts per event", &client_failures);
     println!(
