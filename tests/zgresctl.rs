@@ -297,3 +297,71 @@ async fn zgresctl_says_when_nothing_is_there_and_handles_a_closed_pipe() {
     assert_eq!(out.status.code(), Some(141), "{said}");
     assert!(!said.contains("panicked"), "{said}");
 }
+
+/// `zgresctl dsn`: a connection string that leads to the primary, and with `--replica` to the
+/// replicas (libpq checks `target_session_attrs`); an unknown group is an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zgresctl_dsn_leads_to_the_primary_and_to_the_replicas() {
+    let mut group = Group::prepare(2, Timing::default()).await;
+    group.start_all().await;
+    let primary = group.wait_primary(&[]).await;
+    let replica = 1 - primary;
+    group.wait_following(replica, primary).await;
+    let zk = group.zk.connect_string();
+
+    let dsn = |args: &'static [&'static str]| {
+        let zk = zk.clone();
+        async move {
+            let out = zgresctl(&zk, args);
+            out.status
+                .success()
+                .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        }
+    };
+    let writer = poll::until("zgresctl dsn main", DEADLINE, || dsn(&["dsn", "main"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        writer,
+        format!("host=127.0.0.1 port={}", group.nodes[primary].port())
+    );
+    let reader = poll::until("zgresctl dsn main --replica", DEADLINE, || {
+        dsn(&["dsn", "main", "--replica"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        reader,
+        format!(
+            "host=127.0.0.1 port={} target_session_attrs=standby",
+            group.nodes[replica].port()
+        )
+    );
+    // psql, as libpq is the client these strings are for (tokio-postgres knows no
+    // `target_session_attrs=standby`).
+    let psql = zgres_testkit::postgres::bindir().join("psql");
+    for (text, in_recovery) in [(&writer, "f"), (&reader, "t")] {
+        let conninfo = format!("{text} user=postgres dbname=postgres connect_timeout=5");
+        let out = std::process::Command::new(&psql)
+            .args(["-d", &conninfo, "-Atc", "SELECT pg_is_in_recovery()"])
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            in_recovery,
+            "{conninfo}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&stdout(&zgresctl(&zk, &["dsn", "main", "--json"]))).unwrap();
+    assert_eq!(json["nodes"][0], group.nodes[primary].node_id().as_str());
+
+    let unknown = zgresctl(&zk, &["dsn", "nosuch"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("no group named \"nosuch\""),
+        "{}",
+        String::from_utf8_lossy(&unknown.stderr)
+    );
+}

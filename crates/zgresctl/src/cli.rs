@@ -56,6 +56,16 @@ pub(crate) enum Command {
         /// The node: its id (IP:PORT) or its configured name (e.g. n1).
         node: String,
     },
+    /// A libpq connection string for the group's primary (or, with --replica, its replicas),
+    /// from the connection info its healthy nodes publish. No user or password.
+    Dsn {
+        /// The group.
+        group: String,
+        /// The healthy replicas not tagged `noloadbalance`, as one multi-host string with
+        /// `target_session_attrs=standby` (libpq 14 or later).
+        #[arg(long)]
+        replica: bool,
+    },
     /// The group's promotions.
     History {
         /// The group.

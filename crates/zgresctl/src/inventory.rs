@@ -11,9 +11,11 @@ pub use crate::error::{ConfigInputError, CtlError, Refusal, Usage};
 pub use crate::node_match::{resolve_node, NodeMatch};
 
 mod acl;
+mod dsn;
 mod hand_over;
 mod history;
 pub use acl::AclReport;
+pub use dsn::Dsn;
 pub use hand_over::HandOver;
 pub use history::GroupHistory;
 use zgres_zk::client as zk;

@@ -196,6 +196,14 @@ async fn run(args: Args) -> Result<(), CtlError> {
             }
         }
         Command::Show { group, node } => print_json(&inventory.node(&group, &node).await?),
+        Command::Dsn { group, replica } => {
+            let dsn = inventory.dsn(&group, replica).await?;
+            if args.json {
+                print_json(&dsn);
+            } else {
+                outln!("{}", dsn.dsn);
+            }
+        }
         Command::History { group } => {
             let history = inventory.history(&group).await?;
             if args.json {
