@@ -100,6 +100,9 @@ pub struct Replication {
     pub synchronous_degraded: bool,
     /// The database system identifier.
     pub system_id: Option<zgres_schema::SystemId>,
+    /// PostgreSQL's `server_version_num` (Patroni's `server_version`), once connected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_version: Option<i32>,
 }
 
 /// What this process counted, and the fence's headroom.
@@ -257,6 +260,7 @@ mod tests {
                 synchronous: false,
                 synchronous_degraded: false,
                 system_id: Some(zgres_schema::SystemId(7_000_000_000_000_000_001)),
+                server_version: Some(150_004),
             },
             counters: Counters {
                 unreadable_znodes_total: 0,
@@ -358,6 +362,7 @@ mod tests {
         assert_eq!(body["xlog"]["received_location"], 100);
         assert_eq!(body["xlog"]["replayed_location"], 100);
         assert_eq!(body["database_system_identifier"], "7000000000000000001");
+        assert_eq!(body["server_version"], 150_004);
         assert_eq!(body["patroni"]["scope"], "main");
         assert_eq!(body["patroni"]["name"], "10.0.0.1:5432");
     }

@@ -50,6 +50,9 @@ pub struct PostgresClient {
     application_name: String,
     /// The connection and the probe prepared on it (parsed once, not every round).
     client: Option<(Client, Statement)>,
+    /// `server_version_num` of the server last connected to (read once per connection: it
+    /// changes only with a restart, which drops the connection).
+    server_version: Option<i32>,
     /// The highest timeline seen since PostgreSQL last started. A standby whose WAL receiver
     /// is down reports no received timeline, and its checkpoint's may be older than the
     /// timeline it replays: it must not look behind the group for that.
@@ -79,8 +82,15 @@ impl PostgresClient {
             config,
             application_name,
             client: None,
+            server_version: None,
             seen_timeline: None,
         }
+    }
+
+    /// PostgreSQL's `server_version_num` (e.g. 150004), as read when the client last
+    /// connected; `None` before the first connection.
+    pub fn server_version(&self) -> Option<i32> {
+        self.server_version
     }
 
     /// Forgets the connection (after PostgreSQL stopped).
@@ -118,6 +128,10 @@ impl PostgresClient {
             let _ = connection.await;
         });
         let probe = timed(client.prepare(PROBE_SQL)).await??;
+        let version =
+            timed(client.query_one("SELECT current_setting('server_version_num')::int", &[]))
+                .await??;
+        self.server_version = Some(version.get(0));
         Ok(self.client.insert((client, probe)))
     }
 

@@ -150,3 +150,31 @@ async fn primary_endpoint_never_answers_200_on_two_nodes() {
         "sweeps checked: partition {partition}, SIGSTOP/SIGCONT {stopped}, node kill {killed}"
     );
 }
+
+/// `GET /patroni` carries Patroni's `server_version`: the running PostgreSQL's
+/// `server_version_num`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_names_the_running_postgres_version() {
+    let mut group = Group::prepare(1, Timing::default()).await;
+    group.start_all().await;
+    assert_eq!(group.wait_primary(&[]).await, 0);
+    let client = group.nodes[0].client().await.unwrap();
+    let row = client
+        .query_one("SELECT current_setting('server_version_num')::int", &[])
+        .await
+        .unwrap();
+    let running: i32 = row.get(0);
+    assert!(running >= 150_000, "{running}");
+    let api = group.nodes[0].api_port;
+    let reported = poll::until("server_version in /patroni", DEADLINE, || {
+        let body = zgres_testkit::http::get(api, "/patroni").unwrap_or_default();
+        let json = body
+            .split_once("\r\n\r\n")
+            .map_or(body.as_str(), |(_, b)| b);
+        let value: serde_json::Value = serde_json::from_str(json).unwrap_or_default();
+        std::future::ready(value["server_version"].as_i64())
+    })
+    .await
+    .unwrap();
+    assert_eq!(reported, i64::from(running));
+}

@@ -12,7 +12,9 @@
 //! | `patroni.scope`, `patroni.name` | the group and the node id |
 //! | `pending_restart` | `true` while a setting waits for a restart (absent otherwise, as in Patroni); `pending_restart_settings` lists them |
 //!
-//! Not given: `server_version`, `postmaster_start_time`, `patroni.version`.
+//! | `server_version` | PostgreSQL's `server_version_num` (zgres's own field, same name and meaning), once the deadman has connected |
+//!
+//! Not given: `postmaster_start_time`, `patroni.version`.
 
 use serde_json::{json, Map, Value};
 use zgres_schema::documents::Role;

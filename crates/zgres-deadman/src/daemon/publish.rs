@@ -42,6 +42,7 @@ impl Daemon {
                     && obs.config.synchronous_mode != SyncMode::Off
                     && self.core.sync_keeper.degraded(),
                 system_id: state.system_id,
+                server_version: self.pg.client.server_version(),
             },
             counters: api::Counters {
                 unreadable_znodes_total: self
