@@ -38,7 +38,7 @@ mod schedule;
 
 pub use action::{Action, Ineligible};
 pub use observation::{DataDirKind, LocalPostgres, LockView, Observation, Peer, Probe};
-pub use published::{problems, role, warnings, WarningInputs};
+pub use published::{not_taking_over, problems, role, warnings, WarningInputs};
 pub use round::{Decision, Published, RoundInputs};
 pub use schedule::{
     confirmation_wanted, fence_may_disarm, next_round, Next, RoundOutcome, PROMOTION_VETO_WAIT,

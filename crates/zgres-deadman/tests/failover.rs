@@ -149,6 +149,26 @@ async fn nofailover_and_lagging_replicas_never_promote() {
     for i in [1, 2] {
         assert_eq!(group.nodes[i].is_primary().await, Some(false));
     }
+    // Each says why in its published state (and so in `zgresctl list`), so an operator facing
+    // a group without a primary sees the reason.
+    for (i, why) in [
+        (1, "not taking over the free lock: tagged nofailover"),
+        (2, "maximum_lag_on_failover_bytes"),
+    ] {
+        let path = format!("/zgres/state/main_{}", group.nodes[i].node_id());
+        poll::until(
+            &format!("node {i} to publish why it does not take over"),
+            DEADLINE,
+            || async {
+                let (data, _) = client.get_data(&path).await.ok()?;
+                let state: zgres_schema::documents::NodeState =
+                    zgres_schema::decode(&path, &data).ok()?;
+                state.warnings.iter().any(|w| w.contains(why)).then_some(())
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", group.logs()));
+    }
     nix::sys::signal::kill(Pid::from_raw(receiver), Signal::SIGCONT).ok();
 }
 

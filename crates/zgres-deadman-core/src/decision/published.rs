@@ -4,7 +4,7 @@
 
 use zgres_schema::documents::{Role, SyncMode};
 
-use super::{LocalPostgres, LockView, Observation};
+use super::{Ineligible, LocalPostgres, LockView, Observation};
 
 /// PostgreSQL's role as the probe shows it.
 pub fn role(pg: &LocalPostgres) -> Role {
@@ -77,4 +77,56 @@ pub fn warnings(obs: &Observation, inputs: WarningInputs<'_>) -> Vec<String> {
         ));
     }
     warnings
+}
+
+/// While the lock is free, why this node does not take it, when the reason lasts (the group
+/// may stay without a primary for it, and `zgresctl list` should say so). Passing reasons (a
+/// better peer, an election's wait, a request naming another node) are left out: they would
+/// flap through every ordinary failover.
+pub fn not_taking_over(lock: LockView, ineligible: Option<Ineligible>) -> Option<String> {
+    if lock != LockView::Free {
+        return None;
+    }
+    let why = match ineligible? {
+        Ineligible::NoFailoverTag => "tagged nofailover",
+        Ineligible::NotAStandby => "PostgreSQL is not running as a standby",
+        Ineligible::GaveUp => "it gave the lock up after failing to restart PostgreSQL",
+        Ineligible::WrongSystem => "its system identifier differs from the group's",
+        Ineligible::TooFarBehind => {
+            "it is further behind the last primary position than maximum_lag_on_failover_bytes"
+        }
+        Ineligible::Paused => "the group is paused",
+        Ineligible::Vetoed => "a health plugin vetoes it",
+        Ineligible::NoData => "it has no data directory yet",
+        Ineligible::TimelineBehind => {
+            "its timeline is behind the group's newest (it may lack WAL of that timeline)"
+        }
+        Ineligible::NotSynchronous => "synchronous mode is on and /sync does not list it",
+        Ineligible::PromotionVetoed
+        | Ineligible::PeerIsBetter(_)
+        | Ineligible::WaitingForPeers
+        | Ineligible::RequestNamesOther(_)
+        | Ineligible::CatchingUp => return None,
+    };
+    Some(format!("not taking over the free lock: {why}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_lasting_reason_for_leaving_a_free_lock_is_published() {
+        let why = not_taking_over(LockView::Free, Some(Ineligible::TimelineBehind)).unwrap();
+        assert!(why.contains("timeline is behind"), "{why}");
+        assert_eq!(
+            not_taking_over(LockView::Ours, Some(Ineligible::TimelineBehind)),
+            None
+        );
+        assert_eq!(
+            not_taking_over(LockView::Free, Some(Ineligible::WaitingForPeers)),
+            None
+        );
+        assert_eq!(not_taking_over(LockView::Free, None), None);
+    }
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use zgres_schema::documents::Role;
 use zgres_schema::{Fetched, Lsn, NodeId};
 
-use super::published::{problems, role, warnings, WarningInputs};
+use super::published::{not_taking_over, problems, role, warnings, WarningInputs};
 use super::{fence_may_disarm, sync_eligible, Action, Decider, Ineligible, LockView, Observation};
 
 /// What a round needs besides the observation.
@@ -68,15 +68,18 @@ impl Decider {
     pub fn decide_round(&mut self, obs: &Observation, inputs: RoundInputs<'_>) -> Decision {
         let mut actions = self.decide(obs);
         actions.extend(database_record(obs));
+        let ineligible = self.last_ineligible();
+        let mut warnings = warnings(obs, inputs.warnings);
+        warnings.extend(not_taking_over(obs.lock, ineligible));
         Decision {
             disarm_fence: fence_may_disarm(obs.lock, obs.postgres.running),
             actions,
             published: Published {
                 role: role(&obs.postgres),
                 problems: problems(obs, inputs.vetoes),
-                warnings: warnings(obs, inputs.warnings),
+                warnings,
             },
-            ineligible: self.last_ineligible(),
+            ineligible,
             sync_eligible: sync_eligible(&obs.peers),
             wake_at: self.wake_at(obs),
         }
