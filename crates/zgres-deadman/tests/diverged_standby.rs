@@ -54,6 +54,27 @@ async fn a_standby_ahead_of_the_promoted_replica_is_rewound_and_follows() {
     group.kill_node(0);
     assert_eq!(group.wait_primary(&[0]).await, 1);
 
+    // Before it is rewound (10 s without progress), node 2's state says why it does not
+    // follow, so `zgresctl list` and the API show it.
+    let zk = group.zk_client().await;
+    let n2_state = format!("/zgres/state/main_{}", group.nodes[2].node_id());
+    poll::until(
+        "node 2 to publish that it cannot follow",
+        DEADLINE,
+        || async {
+            let (data, _) = zk.get_data(&n2_state).await.ok()?;
+            let state: zgres_schema::documents::NodeState =
+                zgres_schema::decode(&n2_state, &data).ok()?;
+            state
+                .warnings
+                .iter()
+                .any(|w| w.contains("cannot follow the primary's timeline"))
+                .then_some(())
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", group.logs_with_first(Some(2))));
+
     // Node 2 has WAL on timeline 1 that node 1's timeline 2 forked off before: it gets what
     // the new primary writes only once it is rewound. (Its WAL receiver connects and says
     // "streaming" for a moment on each retry meanwhile, so data is the proof, not its status.)

@@ -51,6 +51,21 @@ impl FollowWatch {
         }
     }
 
+    /// While the standby has been behind the primary's timeline without moving for a fifth
+    /// of [`STUCK_AFTER`] (not just switching timelines after a failover), what its state
+    /// says about it, so the operator sees it before and while it is rewound.
+    pub(super) fn warning(&self, now: Instant) -> Option<String> {
+        let (position, since) = self.stuck?;
+        // No running count in the text: the state is republished only when it changes.
+        (now.duration_since(since) >= STUCK_AFTER / 5).then(|| {
+            format!(
+                "cannot follow the primary's timeline: behind it at {position} and not moving; \
+                 it is stopped and rewound after {} s without progress",
+                STUCK_AFTER.as_secs()
+            )
+        })
+    }
+
     /// When the standby will count as stuck if nothing changes.
     pub(super) fn deadline(&self) -> Option<Instant> {
         self.stuck.map(|(_, since)| since + STUCK_AFTER)
@@ -65,6 +80,26 @@ impl FollowWatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_standby_stuck_behind_says_so_only_after_a_moment() {
+        let start = Instant::now();
+        let mut watch = FollowWatch::default();
+        let mine = Some((tl(1), Lsn(1000)));
+        assert!(!watch.is_stuck(start, mine, Some(tl(2))));
+        assert_eq!(
+            watch.warning(start + STUCK_AFTER / 10),
+            None,
+            "switching timelines"
+        );
+        let said = watch.warning(start + STUCK_AFTER / 2).unwrap();
+        assert!(
+            said.contains("cannot follow the primary's timeline"),
+            "{said}"
+        );
+        assert!(!watch.is_stuck(start, Some((tl(2), Lsn(1000))), Some(tl(2))));
+        assert_eq!(watch.warning(start + STUCK_AFTER / 2), None, "caught up");
+    }
 
     fn tl(t: u32) -> Timeline {
         Timeline::new(t).unwrap()

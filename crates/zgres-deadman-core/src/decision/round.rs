@@ -71,6 +71,7 @@ impl Decider {
         let ineligible = self.last_ineligible();
         let mut warnings = warnings(obs, inputs.warnings);
         warnings.extend(not_taking_over(obs.lock, ineligible));
+        warnings.extend(self.retry.follow.warning(obs.now));
         Decision {
             disarm_fence: fence_may_disarm(obs.lock, obs.postgres.running),
             actions,
