@@ -5,8 +5,7 @@
 use zgres_testkit::group::{Group, Timing, DEADLINE};
 use zgres_testkit::poll;
 use zgres_testkit::ports::free_port;
-use zgres_testkit::process::ManagedProcess;
-use zgres_tests::e2e::{read, shared_dir, start_sync, through};
+use zgres_tests::e2e::{read, shared_dir, start_haproxy, start_sync, through};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn haproxy_backends_follow_a_failover() {
@@ -52,24 +51,7 @@ async fn haproxy_backends_follow_a_failover() {
     )
     .unwrap();
     let haproxy_log = dir.path().join("haproxy.log");
-    let _haproxy = ManagedProcess::spawn(
-        "haproxy",
-        "/usr/sbin/haproxy",
-        [
-            "-W",
-            "-db",
-            "-f",
-            main_cfg.to_str().unwrap(),
-            "-f",
-            generated.to_str().unwrap(),
-            "-p",
-            pidfile.to_str().unwrap(),
-        ],
-        &[],
-        None,
-        &haproxy_log,
-    )
-    .unwrap();
+    let _haproxy = start_haproxy(&[&main_cfg, &generated], &pidfile, &[], &haproxy_log);
 
     let reached = poll::until("a write through HAProxy", DEADLINE, || {
         through(writer, "postgres", true)

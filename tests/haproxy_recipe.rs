@@ -7,8 +7,7 @@
 use zgres_testkit::group::{Group, Timing, DEADLINE};
 use zgres_testkit::poll;
 use zgres_testkit::ports::free_port;
-use zgres_testkit::process::ManagedProcess;
-use zgres_tests::e2e::{read, recipe, shared_dir, start_sync, through};
+use zgres_tests::e2e::{read, recipe, shared_dir, start_haproxy, start_sync, through};
 
 /// What Debian's /etc/haproxy/haproxy.cfg holds before the recipe's frontends, less what
 /// needs root and a system layout (chroot, user, daemon, logging to /dev/log, error pages).
@@ -86,25 +85,9 @@ async fn the_haproxy_recipe_in_the_docs_routes_writes_and_reads_through_a_failov
     .unwrap();
     let pidfile = dir.path().join("haproxy.pid");
     let haproxy_log = dir.path().join("haproxy.log");
-    let mut args = vec![
-        // The unit's -Ws is -W plus systemd readiness, which needs systemd.
-        "-W".to_owned(),
-        "-db".to_owned(),
-        "-f".to_owned(),
-        config.display().to_string(),
-        "-p".to_owned(),
-        pidfile.display().to_string(),
-    ];
-    args.extend(extraopts.split_whitespace().map(str::to_owned));
-    let _haproxy = ManagedProcess::spawn(
-        "haproxy",
-        "/usr/sbin/haproxy",
-        &args,
-        &[],
-        None,
-        &haproxy_log,
-    )
-    .unwrap();
+    // The unit's -Ws is -W plus systemd readiness, which needs systemd.
+    let extra: Vec<&str> = extraopts.split_whitespace().collect();
+    let _haproxy = start_haproxy(&[&config], &pidfile, &extra, &haproxy_log);
     // Step 4: zgres-sync with the recipe's section.
     let (_sync, sync_log) = start_sync(
         &group.zk.connect_string(),

@@ -4,8 +4,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use zgres_schema::documents::{NodeState, Role};
-use zgres_testkit::group::checks::request_switchover;
+use zgres_testkit::group::checks::{request_switchover, wait_ready_to_take_over};
 use zgres_testkit::group::{Group, Timing, DEADLINE};
 use zgres_testkit::poll;
 use zgres_tests::e2e::{through, BouncerWithSync};
@@ -131,35 +130,13 @@ async fn the_writer_database_never_reaches_a_replica_being_promoted() {
     let bouncer_port = proxy.bouncer.port();
 
     let client = TightClient::start(bouncer_port);
-    let zk = group.zk_client().await;
     // 20 switchovers, then 3 kills of the primary node (its deadman started again after each,
     // as systemd would, so it rejoins as a replica): the count issue 16 asks for.
     const SWITCHOVERS: usize = 20;
     for round in 0..SWITCHOVERS + 3 {
         let candidate = 1 - primary;
-        // The primary hands over only to a node whose published state is a healthy replica on
-        // its own timeline.
-        let state_of = |i: usize| {
-            let zk = &zk;
-            let path = format!("/zgres/state/main_{}", group.nodes[i].node_id());
-            async move {
-                let (data, _) = zk.get_data(&path).await.ok()?;
-                zgres_schema::decode::<NodeState>(&path, &data).ok()
-            }
-        };
-        poll::until(
-            "the candidate to publish itself a healthy replica on the primary's timeline",
-            DEADLINE,
-            || async {
-                let (mine, theirs) = (state_of(candidate).await?, state_of(primary).await?);
-                (mine.role == Role::Replica
-                    && mine.is_healthy()
-                    && mine.timeline == theirs.timeline)
-                    .then_some(())
-            },
-        )
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", group.logs()));
+        // The primary hands over only to a healthy replica on its own timeline.
+        wait_ready_to_take_over(&group, candidate, primary).await;
         if round < SWITCHOVERS {
             request_switchover(&group, Some(candidate), None).await;
         } else {

@@ -5,15 +5,12 @@
 //! behind the limit gets no reads until it catches up.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
-use tokio_postgres::NoTls;
 use zgres_testkit::group::{Group, Timing, DEADLINE};
 use zgres_testkit::pgbouncer::PgBouncer;
 use zgres_testkit::poll;
 use zgres_testkit::ports::free_port;
-use zgres_testkit::process::ManagedProcess;
-use zgres_tests::e2e::{read, shared_dir, start_sync};
+use zgres_tests::e2e::{connect, read, shared_dir, start_haproxy, start_sync};
 
 /// Clients held open at once: pgbouncer opens a server connection for each, and HAProxy
 /// balances server connections, not queries.
@@ -27,17 +24,7 @@ async fn ports_serving_reads(bouncer_port: u16) -> Option<BTreeSet<i32>> {
     );
     let mut clients = Vec::new();
     for _ in 0..CLIENTS {
-        let (client, connection) = tokio::time::timeout(
-            Duration::from_secs(3),
-            tokio_postgres::connect(&conninfo, NoTls),
-        )
-        .await
-        .ok()?
-        .ok()?;
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        clients.push(client);
+        clients.push(connect(&conninfo).await?);
     }
     let mut ports = BTreeSet::new();
     for client in &clients {
@@ -123,24 +110,7 @@ async fn reads_reach_every_replica_on_its_own_port_within_the_lag_limit() {
     )
     .unwrap();
     let haproxy_log = dir.path().join("haproxy.log");
-    let _haproxy = ManagedProcess::spawn(
-        "haproxy",
-        "/usr/sbin/haproxy",
-        [
-            "-W",
-            "-db",
-            "-f",
-            main_cfg.to_str().unwrap(),
-            "-f",
-            generated.to_str().unwrap(),
-            "-p",
-            pidfile.to_str().unwrap(),
-        ],
-        &[],
-        None,
-        &haproxy_log,
-    )
-    .unwrap();
+    let _haproxy = start_haproxy(&[&main_cfg, &generated], &pidfile, &[], &haproxy_log);
     let logs = || {
         format!(
             "{}\n{}\n{}\n{}",

@@ -55,18 +55,10 @@ pub async fn through_as(
     credentials: &str,
     write: bool,
 ) -> Option<(i32, bool)> {
-    let conninfo =
-        format!("host=127.0.0.1 port={port} {credentials} dbname={db} connect_timeout=2");
-    let (client, connection) = tokio::time::timeout(
-        Duration::from_secs(3),
-        tokio_postgres::connect(&conninfo, NoTls),
-    )
-    .await
-    .ok()?
-    .ok()?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
+    let client = connect(&format!(
+        "host=127.0.0.1 port={port} {credentials} dbname={db} connect_timeout=2"
+    ))
+    .await?;
     let row = client
         .query_one("SELECT inet_server_port(), pg_is_in_recovery()", &[])
         .await
@@ -148,4 +140,37 @@ pub fn recipe(name: &str) -> String {
     let block: Vec<&str> = lines.take_while(|l| !l.starts_with("```")).collect();
     assert!(!block.is_empty(), "the {name} block is empty");
     block.join("\n") + "\n"
+}
+
+/// A client connected with `conninfo` (its connection driven by a task), or `None` when that
+/// fails or takes over 3 s.
+pub async fn connect(conninfo: &str) -> Option<tokio_postgres::Client> {
+    let (client, connection) = tokio::time::timeout(
+        Duration::from_secs(3),
+        tokio_postgres::connect(conninfo, NoTls),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Some(client)
+}
+
+/// Starts HAProxy in master-worker mode, in the foreground, on the configuration files
+/// `configs`, writing its pid to `pidfile` (for reloads), with `extra` arguments after them.
+pub fn start_haproxy(
+    configs: &[&Path],
+    pidfile: &Path,
+    extra: &[&str],
+    log: &Path,
+) -> ManagedProcess {
+    let mut args: Vec<String> = vec!["-W".into(), "-db".into()];
+    for config in configs {
+        args.extend(["-f".to_owned(), config.display().to_string()]);
+    }
+    args.extend(["-p".to_owned(), pidfile.display().to_string()]);
+    args.extend(extra.iter().map(|a| (*a).to_owned()));
+    ManagedProcess::spawn("haproxy", "/usr/sbin/haproxy", &args, &[], None, log).unwrap()
 }

@@ -18,10 +18,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio_postgres::NoTls;
-use zgres_schema::documents::{Lock, NodeState, Role};
+use zgres_schema::documents::Lock;
 use zgres_testkit::artifacts::binary;
 use zgres_testkit::figures::{percentiles, summary};
-use zgres_testkit::group::checks::request_switchover;
+use zgres_testkit::group::checks::{request_switchover, wait_ready_to_take_over};
 use zgres_testkit::group::{Group, Timing};
 use zgres_testkit::pgbouncer::PgBouncer;
 use zgres_testkit::poll;
@@ -184,32 +184,10 @@ async fn main() {
     for event in 0..switchovers + kills {
         let candidate = 1 - primary;
         group.wait_following(candidate, primary).await;
-        // The primary hands over only to a node whose published state is a healthy replica,
-        // and a killed primary is replaced only by one on its timeline (a replica still on the
-        // previous one may lack WAL): right after a switchover the old primary needs a moment
-        // to get there, and a kill in that moment leaves the group waiting for the dead node.
+        // Right after a switchover the old primary needs a moment to reach the new timeline,
+        // and a kill in that moment leaves the group waiting for the dead node.
+        wait_ready_to_take_over(&group, candidate, primary).await;
         let zk = group.zk_client().await;
-        let state_of = |i: usize| {
-            let zk = &zk;
-            let path = format!("/zgres/state/main_{}", group.nodes[i].node_id());
-            async move {
-                let (data, _) = zk.get_data(&path).await.ok()?;
-                zgres_schema::decode::<NodeState>(&path, &data).ok()
-            }
-        };
-        poll::until(
-            "the candidate to publish itself a healthy replica on the primary's timeline",
-            DEADLINE,
-            || async {
-                let (mine, theirs) = (state_of(candidate).await?, state_of(primary).await?);
-                (mine.role == Role::Replica
-                    && mine.is_healthy()
-                    && mine.timeline == theirs.timeline)
-                    .then_some(())
-            },
-        )
-        .await
-        .unwrap();
         let log_before = std::fs::read_to_string(bouncer.log())
             .unwrap_or_default()
             .len();

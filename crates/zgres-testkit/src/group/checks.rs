@@ -123,3 +123,31 @@ pub async fn first_write(group: &Group, candidates: &[usize], start: Instant) ->
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// Waits until `candidate` publishes itself a healthy replica on the timeline `primary`
+/// publishes: what a switchover needs of its target, and what a failover needs of the only
+/// replica (one still on the previous timeline is not promoted: it may lack WAL).
+pub async fn wait_ready_to_take_over(group: &Group, candidate: usize, primary: usize) {
+    let zk = group.zk_client().await;
+    let state_of = |i: usize| {
+        let zk = &zk;
+        let path = format!("/zgres/state/main_{}", group.nodes[i].node_id());
+        async move {
+            let (data, _) = zk.get_data(&path).await.ok()?;
+            decode::<zgres_schema::documents::NodeState>(&path, &data).ok()
+        }
+    };
+    poll::until(
+        "the candidate to publish itself a healthy replica on the primary's timeline",
+        DEADLINE,
+        || async {
+            let (mine, theirs) = (state_of(candidate).await?, state_of(primary).await?);
+            (mine.role == zgres_schema::documents::Role::Replica
+                && mine.is_healthy()
+                && mine.timeline == theirs.timeline)
+                .then_some(())
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", group.logs()));
+}
