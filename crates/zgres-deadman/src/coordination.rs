@@ -441,15 +441,22 @@ pub async fn heartbeat(
     stale_after: Duration,
     mut wanted: tokio::sync::watch::Receiver<bool>,
 ) {
+    // One timer, re-armed on each plan: a confirmation moves the moment the session turns
+    // stale, and while pings keep it fresh the timer never expires. On a timerfd, unlike
+    // tokio's wheel, a timer that is moved before it expires costs no wake-up at all.
+    let mut stale = zgres_timer::Timer::new();
     loop {
         let sent = monotonic_ns();
         let plan =
             fence_deadline::heartbeat(sent, fence.last_ok_ns(), stale_after, *wanted.borrow());
         let pause = match plan {
-            Heartbeat::UntilWanted => match wanted.wait_for(|w| *w).await {
-                Ok(_) => continue,
-                Err(_) => return,
-            },
+            Heartbeat::UntilWanted => {
+                stale.unset();
+                match wanted.wait_for(|w| *w).await {
+                    Ok(_) => continue,
+                    Err(_) => return,
+                }
+            }
             Heartbeat::Sleep(pause) => pause,
             Heartbeat::Send => match session.stat(&path).await {
                 Ok(_) => {
@@ -461,11 +468,9 @@ pub async fn heartbeat(
                 Err(_) => stale_after / 4,
             },
         };
-        // A confirmation moves the moment the session turns stale: plan again with a new
-        // timer. The old one is dropped before tokio would wake for it, so while pings keep
-        // the session fresh the heartbeat costs no wake-ups of its own.
+        stale.set_at(std::time::Instant::now() + pause);
         tokio::select! {
-            () = tokio::time::sleep(pause) => {}
+            () = stale.expired() => {}
             () = fence.confirmed() => {}
             changed = wanted.changed() => {
                 if changed.is_err() {

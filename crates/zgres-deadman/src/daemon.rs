@@ -406,7 +406,7 @@ impl Daemon {
             };
             let mut reexec = false;
             let reloaded = tokio::select! {
-                () = tokio::time::sleep(pause) => None,
+                () = zgres_timer::sleep(pause) => None,
                 () = group_changed => None,
                 () = pg.process.exited() => None,
                 config = reloaded => Some(config),

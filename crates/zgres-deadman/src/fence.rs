@@ -34,12 +34,10 @@ use nix::unistd::Pid;
 use zgres_deadman_core::fence_deadline;
 pub use zgres_deadman_core::fence_deadline::{grace_for, FenceState, FenceStep, MAX_GRACE};
 
-/// Longest the fence thread sleeps while armed. It is woken early whenever the deadline could
-/// have moved closer, so this is only a backstop.
-const ARMED_NAP: Duration = Duration::from_secs(1);
-/// Longest the fence thread sleeps while disarmed: only a backstop, since arming, a new budget
-/// and stopping all wake it.
-const DISARMED_NAP: Duration = Duration::from_secs(10);
+/// Longest the fence thread sleeps: only a backstop. It sleeps until the next step is due,
+/// and whatever could bring a step closer (arming, a new budget, a new target, stopping)
+/// wakes it; confirmations only move the deadline later, so they need not.
+const BACKSTOP_NAP: Duration = Duration::from_secs(10);
 /// Nanoseconds on `CLOCK_MONOTONIC`: never jumps, and is the same clock in every process on the
 /// host, so deadlines can be handed to the keeper process as plain numbers.
 pub fn monotonic_ns() -> u64 {
@@ -296,14 +294,16 @@ impl Drop for FenceThread {
     }
 }
 
-/// How long the fence thread may sleep: until the deadline when armed (it only moves later,
-/// except through `set_budget`/`arm`, which wake the thread), capped as a backstop.
+/// How long the fence thread may sleep: until the next step when armed (the deadline only moves
+/// later, except through `set_budget`/`arm`/`set_target`, which wake the thread), capped as a
+/// backstop. While confirmations keep coming it wakes about once per budget, finds the deadline
+/// moved and sleeps again.
 fn nap(clock: &FenceClock, now_ns: u64) -> Duration {
     let demoted_for = Some(clock.demoted_for_ns.load(Ordering::SeqCst));
     match clock.state().step(now_ns, demoted_for) {
-        FenceStep::Idle => DISARMED_NAP,
+        FenceStep::Idle => BACKSTOP_NAP,
         FenceStep::WaitUntil(at) => Duration::from_nanos(at.saturating_sub(now_ns))
-            .clamp(Duration::from_micros(100), ARMED_NAP),
+            .clamp(Duration::from_micros(100), BACKSTOP_NAP),
         FenceStep::Demote | FenceStep::Kill => Duration::from_micros(100),
     }
 }

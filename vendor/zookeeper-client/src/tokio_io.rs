@@ -25,20 +25,25 @@ pub async fn connect_tcp(host: &str, port: u16) -> io::Result<TcpStream> {
 
 /// A one-shot or periodic timer; resolves to the moment it fired. A periodic timer may be
 /// polled again after firing, like `async_io::Timer`.
+///
+/// On a Linux timerfd (`zgres_timer`) rather than tokio's timer wheel: the wheel wakes the
+/// runtime up to 64 ms before any timer more than 64 ms away and then again at its deadline;
+/// a timerfd wakes it once. The session's ping timer is such a timer, re-armed after every
+/// send and receive.
 pub struct Timer {
-    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    timer: zgres_timer::Timer,
     period: Option<Duration>,
 }
 
 impl Timer {
     /// A timer that never fires.
     pub fn never() -> Self {
-        Self { sleep: None, period: None }
+        Self { timer: zgres_timer::Timer::new(), period: None }
     }
 
     /// Fires once at `when`.
     pub fn at(when: Instant) -> Self {
-        Self { sleep: Some(Box::pin(tokio::time::sleep_until(when.into()))), period: None }
+        Self { timer: zgres_timer::Timer::at(when), period: None }
     }
 
     /// Fires once after `duration`.
@@ -52,13 +57,9 @@ impl Timer {
     }
 
     /// Re-arms the timer to fire once at `when`.
-    ///
-    /// A new `Sleep` rather than `Sleep::reset`: tokio moves a deadline that was pushed later
-    /// lazily, waking the runtime at the old deadline first; dropping the old `Sleep` takes it
-    /// out of the timer wheel at once. The session pushes its timer later after every send.
     pub fn set_at(&mut self, when: Instant) {
         self.period = None;
-        self.sleep = Some(Box::pin(tokio::time::sleep_until(when.into())));
+        self.timer.set_at(when);
     }
 }
 
@@ -67,16 +68,12 @@ impl Future for Timer {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Instant> {
         let this = self.get_mut();
-        let Some(sleep) = this.sleep.as_mut() else {
-            return Poll::Pending;
-        };
-        if sleep.as_mut().poll(cx).is_pending() {
+        if this.timer.poll_expired(cx).is_pending() {
             return Poll::Pending;
         }
         let now = Instant::now();
-        match this.period {
-            Some(period) => sleep.as_mut().reset((now + period).into()),
-            None => this.sleep = None,
+        if let Some(period) = this.period {
+            this.timer.set_at(now + period);
         }
         Poll::Ready(now)
     }
