@@ -365,3 +365,86 @@ async fn zgresctl_dsn_leads_to_the_primary_and_to_the_replicas() {
         String::from_utf8_lossy(&unknown.stderr)
     );
 }
+
+/// In synchronous mode a failover may only name a node `/sync` lists (any other may lack
+/// acknowledged commits, and its deadman drops such a request): zgresctl refuses it, says why,
+/// and writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zgresctl_refuses_a_failover_to_a_node_outside_sync() {
+    let zk = zgres_testkit::zookeeper::ZkCluster::standalone()
+        .await
+        .unwrap();
+    let hosts = zk.connect_string();
+    let client = zookeeper_client::Client::connect(&hosts).await.unwrap();
+    let open = zookeeper_client::Acls::anyone_all();
+    let persistent = zookeeper_client::CreateMode::Persistent.with_acls(open);
+    for dir in ["/zgres/config", "/zgres/state", "/zgres/sync"] {
+        client.mkdir(dir, &persistent).await.unwrap();
+    }
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    client
+        .create(
+            "/zgres/config/s0",
+            br#"{"v":1,"synchronous_mode":"on"}"#,
+            &persistent,
+        )
+        .await
+        .unwrap();
+    let ephemeral = zookeeper_client::CreateMode::Ephemeral.with_acls(open);
+    for (node, name) in [("127.0.0.1:5997", "a"), ("127.0.0.1:5998", "b")] {
+        let state = format!(
+            r#"{{"v":1,"node":"{node}","name":"{name}","role":"replica","updated_at_ms":{now_ms},"refresh_ms":60000}}"#
+        );
+        client
+            .create(
+                &format!("/zgres/state/s0_{node}"),
+                state.as_bytes(),
+                &ephemeral,
+            )
+            .await
+            .unwrap();
+    }
+    client
+        .create(
+            "/zgres/sync/s0",
+            br#"{"v":1,"primary":"127.0.0.1:5996","standbys":["127.0.0.1:5997"]}"#,
+            &persistent,
+        )
+        .await
+        .unwrap();
+
+    // Bounded: were the request written, zgresctl would wait for a failover that never comes.
+    let run = tokio::process::Command::new(binary("zgresctl"))
+        .args([
+            "--zookeeper",
+            &hosts,
+            "failover",
+            "s0",
+            "--to",
+            "b",
+            "--force",
+        ])
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(30), run)
+        .await
+        .expect("zgresctl did not refuse: it wrote the request and waited for it")
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("127.0.0.1:5998 is not in /sync") && said.contains("On"),
+        "{said}"
+    );
+    assert!(
+        client
+            .check_stat("/zgres/switchover/s0")
+            .await
+            .unwrap()
+            .is_none(),
+        "a refused request was written"
+    );
+}

@@ -314,7 +314,20 @@ impl Decider {
                 self.last_ineligible = None;
                 actions.push(Action::AcquireLock);
             }
-            Err(why) => self.last_ineligible = Some(why),
+            Err(why) => {
+                // Named by a request it can never carry out: drop the request rather than
+                // hold the others out of the election until it times out.
+                let named = self
+                    .active_request(obs)
+                    .is_some_and(|r| r.to == Some(self.me));
+                if named && why.lasts_while_the_lock_is_free() {
+                    actions.push(Action::DropSwitchover {
+                        reason:
+                            "the node it names cannot take over the free lock (its state says why)",
+                    });
+                }
+                self.last_ineligible = Some(why);
+            }
         }
         actions
     }

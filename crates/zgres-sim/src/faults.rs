@@ -15,10 +15,15 @@ pub enum Kind {
     KillNode,
     /// PostgreSQL crashes; the deadman lives.
     CrashPostgres,
+    /// The node's replication links are cut, both ways, to every peer: no WAL streams to or
+    /// from it, no pg_rewind against it; its deadman still reaches ZooKeeper.
+    ReplicationCut,
     /// Not a fault: an operator asks for a switchover to `node` (`zgresctl switchover --to`).
     SwitchoverTo,
     /// Not a fault: an operator asks for a switchover to the best replica.
     Switchover,
+    /// Not a fault: an operator asks for a failover to `node` (`zgresctl failover --to`).
+    FailoverTo,
 }
 
 /// A fault window.
@@ -79,6 +84,44 @@ pub fn draw_switchovers(
                 } else {
                     Kind::Switchover
                 },
+                node: rng.range(0, nodes as u64) as usize,
+                from,
+                until: from,
+            }
+        })
+        .collect()
+}
+
+/// `count` replication cuts on `nodes` nodes within `window`, each lasting 0.2 to 3 session
+/// timeouts.
+pub fn draw_replication_cuts(
+    rng: &mut Rng,
+    count: usize,
+    nodes: usize,
+    window: (u64, u64),
+    session_timeout_ms: u64,
+) -> Vec<Fault> {
+    (0..count)
+        .map(|_| {
+            let from = rng.range(window.0, window.1);
+            let length = rng.range(session_timeout_ms / 5, session_timeout_ms * 3);
+            Fault {
+                kind: Kind::ReplicationCut,
+                node: rng.range(0, nodes as u64) as usize,
+                from,
+                until: from + length,
+            }
+        })
+        .collect()
+}
+
+/// `count` failover requests at random moments of `window`, each naming a node.
+pub fn draw_failovers(rng: &mut Rng, count: usize, nodes: usize, window: (u64, u64)) -> Vec<Fault> {
+    (0..count)
+        .map(|_| {
+            let from = rng.range(window.0, window.1);
+            Fault {
+                kind: Kind::FailoverTo,
                 node: rng.range(0, nodes as u64) as usize,
                 from,
                 until: from,

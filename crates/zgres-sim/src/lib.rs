@@ -13,11 +13,14 @@
 //! acknowledged once a synchronous standby has it, and no acknowledged commit may be missing
 //! from the final primary.
 //!
-//! Not modelled yet: switchover requests,
-//! replication-link cuts, ZooKeeper request latency and lost replies (each request is answered
-//! in the step it is sent).
+//! Operators ask for switchovers and failovers at random moments, and a node's replication
+//! links may be cut while it still reaches ZooKeeper.
+//!
+//! Not modelled yet: ZooKeeper request latency and lost replies (each request is answered in
+//! the step it is sent), ZooKeeper member loss, a full disk.
 #![forbid(unsafe_code)]
 
+mod act;
 pub mod checker;
 pub mod faults;
 pub mod node;
@@ -29,7 +32,7 @@ mod settings;
 pub mod world;
 pub mod zookeeper;
 
-pub use settings::{Bug, Settings};
+pub use settings::{Bug, Mix, Settings};
 
 /// What one schedule did.
 #[derive(Debug, Clone)]
@@ -43,8 +46,8 @@ pub struct Outcome {
     /// Acknowledged writes the final primary does not have (asynchronous replication loses
     /// what the standbys had not received: counted; in synchronous mode a violation).
     pub lost_writes: usize,
-    /// Promotions.
-    pub promotions: usize,
+    /// Promotions and requests.
+    pub tally: world::Tally,
     /// The longest time without a writable primary after the first one, in ms.
     pub longest_without_primary_ms: u64,
     /// The faults, for a report.
@@ -63,7 +66,7 @@ pub fn run(seed: u64, settings: Settings) -> Outcome {
         violations: world.violations.clone(),
         writes: world.writes.len(),
         lost_writes,
-        promotions: world.promotions,
+        tally: world.tally,
         longest_without_primary_ms: world.outage.longest_ms,
         faults: world.faults().to_vec(),
     }

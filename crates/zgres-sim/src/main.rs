@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use clap::Parser;
 use zgres_schema::documents::SyncMode;
-use zgres_sim::{run, Bug, Settings};
+use zgres_sim::{run, Bug, Mix, Settings};
 
 /// Deterministic simulation of the deadman's decision core under random overlapping faults.
 #[derive(Debug, Parser)]
@@ -24,6 +24,12 @@ struct Args {
     /// Switchover requests per schedule.
     #[arg(long, default_value_t = 2)]
     switchovers: usize,
+    /// Replication-link cuts per schedule.
+    #[arg(long, default_value_t = 1)]
+    replication_cuts: usize,
+    /// Failover requests per schedule.
+    #[arg(long, default_value_t = 1)]
+    failovers: usize,
     /// Worker threads.
     #[arg(long, default_value_t = 2)]
     threads: u64,
@@ -41,8 +47,12 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     let settings = Settings {
-        faults: args.faults,
-        switchovers: args.switchovers,
+        mix: Mix {
+            faults: args.faults,
+            switchovers: args.switchovers,
+            replication_cuts: args.replication_cuts,
+            failovers: args.failovers,
+        },
         mode: match args.mode.as_str() {
             "on" => SyncMode::On,
             "strict" => SyncMode::Strict,
@@ -82,13 +92,15 @@ fn main() -> ExitCode {
         .collect();
     let writes: usize = results.iter().map(|o| o.writes).sum();
     let lost: usize = results.iter().map(|o| o.lost_writes).sum();
-    let promotions: usize = results.iter().map(|o| o.promotions).sum();
+    let promotions: usize = results.iter().map(|o| o.tally.promotions).sum();
     println!(
-        "{} schedules in {elapsed:.1} s ({:.0}/s), {} faults and {} switchover requests each: {} promotions, {} acknowledged writes, {} lost, {} schedules broke an invariant (synchronous_mode {})",
+        "{} schedules in {elapsed:.1} s ({:.0}/s), {} faults, {} switchover requests, {} replication cuts and {} failover requests each: {} promotions, {} acknowledged writes, {} lost, {} schedules broke an invariant (synchronous_mode {})",
         results.len(),
         results.len() as f64 / elapsed,
         args.faults,
         args.switchovers,
+        args.replication_cuts,
+        args.failovers,
         promotions,
         writes,
         lost,
@@ -108,6 +120,11 @@ fn main() -> ExitCode {
             at(0.99),
             worst as f64 / 1000.0
         );
+        if let Some(outcome) = results.iter().find(|o| o.seed == seed) {
+            for fault in &outcome.faults {
+                println!("  {fault:?}");
+            }
+        }
     }
     for outcome in failed.iter().take(args.show) {
         println!("seed {}: {:?}", outcome.seed, outcome.violations);

@@ -38,6 +38,15 @@ fn new_decider(id: NodeId) -> Decider {
     )
 }
 
+/// A node's network links that are cut at the moment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Cuts {
+    /// The deadman's link to ZooKeeper (both ways).
+    pub zookeeper: bool,
+    /// Its PostgreSQL's replication links to every peer (both ways).
+    pub replication: bool,
+}
+
 /// Whether the deadman process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Process {
@@ -122,8 +131,8 @@ pub struct Node {
     pub next_ping: u64,
     /// The lock version the last round saw (a change wakes the node, as a watch would).
     pub lock_version_seen: u64,
-    /// Whether the deadman's ZooKeeper link is cut.
-    pub zk_cut: bool,
+    /// Which of its network links are cut.
+    pub cut: Cuts,
     /// The `Instant` the host's clock counts from.
     pub epoch: Instant,
     /// The client's commit waiting for a synchronous standby.
@@ -163,7 +172,7 @@ impl Node {
             next_round: 0,
             next_ping: 0,
             lock_version_seen: 0,
-            zk_cut: false,
+            cut: Cuts::default(),
             epoch,
             pending_commit: None,
             sync_keeper: SyncKeeper::default(),

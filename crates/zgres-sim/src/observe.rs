@@ -30,7 +30,7 @@ impl World {
             }
         });
         let running = pg.phase != Phase::Stopped;
-        let lock = match (node.zk_cut, node.session, self.zk.lock) {
+        let lock = match (node.cut.zookeeper, node.session, self.zk.lock) {
             (true, _, _) | (false, None, _) => LockView::Unknown,
             (false, Some(_), None) => LockView::Free,
             (false, Some(s), Some(l)) if l.session == s => LockView::Ours,

@@ -22,8 +22,10 @@ impl World {
     pub(crate) fn fast_shutdown(&mut self, i: usize) {
         let wal = self.nodes[i].pg.wal.clone();
         for j in 0..self.nodes.len() {
+            let linked = self.linked(i, j);
             let standby = &mut self.nodes[j].pg;
             if j != i
+                && linked
                 && standby.upstream == Some(i)
                 && standby.answers(self.t)
                 && wal.extends(&standby.wal)
@@ -48,7 +50,11 @@ impl World {
             let Some(u) = self.nodes[j].pg.upstream else {
                 continue;
             };
-            if u == j || !self.nodes[j].pg.answers(t) || self.nodes[j].pg.is_primary() {
+            if u == j
+                || !self.linked(u, j)
+                || !self.nodes[j].pg.answers(t)
+                || self.nodes[j].pg.is_primary()
+            {
                 continue;
             }
             let source = &self.nodes[u].pg;
@@ -82,7 +88,13 @@ impl World {
         let mut any_sync_given = false;
         self.nodes.iter().enumerate().filter_map(move |(j, node)| {
             let pg = &node.pg;
-            if j == i || pg.upstream != Some(i) || !pg.answers(self.t) || pg.is_primary() {
+            // A standby whose link is cut is not connected: PostgreSQL does not list it.
+            if j == i
+                || pg.upstream != Some(i)
+                || !self.linked(i, j)
+                || !pg.answers(self.t)
+                || pg.is_primary()
+            {
                 return None;
             }
             let streaming = primary.wal.extends(&pg.wal);
@@ -169,7 +181,7 @@ impl World {
         let Some(step) = self.nodes[i].sync_keeper.step(&inputs) else {
             return false;
         };
-        let reachable = !self.nodes[i].zk_cut && self.nodes[i].session.is_some();
+        let reachable = !self.nodes[i].cut.zookeeper && self.nodes[i].session.is_some();
         let done = match &step {
             SyncStep::Publish(standbys) => {
                 reachable && {

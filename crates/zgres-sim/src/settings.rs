@@ -29,11 +29,8 @@ pub struct Settings {
     pub heal_ms: u64,
     /// The simulation's time step.
     pub step_ms: u64,
-    /// Faults per schedule.
-    pub faults: usize,
-    /// Operator switchover requests per schedule (to a named node or to the best one), drawn
-    /// from their own stream of the seed, so they leave the faults of a seed as they are.
-    pub switchovers: usize,
+    /// What happens to the group: how many faults and operator requests of each kind.
+    pub mix: Mix,
     /// Host clocks run up to this fast or slow (parts per million).
     pub max_drift_ppm: u64,
     /// The group's `synchronous_mode`.
@@ -42,9 +39,50 @@ pub struct Settings {
     pub bug: Option<Bug>,
 }
 
+/// How many faults and operator requests of each kind a schedule has. Each kind after the
+/// first is drawn from its own stream of the seed, so adding one leaves the others of a seed
+/// as they were.
+#[derive(Debug, Clone, Copy)]
+pub struct Mix {
+    /// Faults on a node: ZooKeeper cuts, SIGSTOP of a deadman, kill -9 of a node, PostgreSQL
+    /// crashes.
+    pub faults: usize,
+    /// Operator switchover requests (to a named node or to the best one).
+    pub switchovers: usize,
+    /// Cuts of a node's replication links (both ways, to every peer; ZooKeeper still reached).
+    pub replication_cuts: usize,
+    /// Operator failover requests naming a node (`zgresctl failover --to`), made as zgresctl
+    /// makes them: only while the named node publishes itself a healthy replica.
+    pub failovers: usize,
+}
+
+impl Mix {
+    /// Only the faults on nodes and the switchover requests (the mix before replication cuts
+    /// and failover requests were modelled): named seeds found then replay as they did.
+    pub fn classic(faults: usize, switchovers: usize) -> Mix {
+        Mix {
+            faults,
+            switchovers,
+            replication_cuts: 0,
+            failovers: 0,
+        }
+    }
+}
+
+impl Default for Mix {
+    /// 4 faults, 2 switchover requests, 1 replication cut and 1 failover request.
+    fn default() -> Self {
+        Mix {
+            replication_cuts: 1,
+            failovers: 1,
+            ..Mix::classic(4, 2)
+        }
+    }
+}
+
 impl Default for Settings {
-    /// The deadman's defaults: 4 s session, 1 s margin, 1 s loop; 3 nodes; 4 faults and 2
-    /// switchover requests in 40 s.
+    /// The deadman's defaults: 4 s session, 1 s margin, 1 s loop; 3 nodes; the default
+    /// [`Mix`] in 40 s.
     fn default() -> Self {
         Settings {
             nodes: 3,
@@ -54,8 +92,7 @@ impl Default for Settings {
             duration_ms: 40_000,
             heal_ms: 40_000,
             step_ms: 10,
-            faults: 4,
-            switchovers: 2,
+            mix: Mix::default(),
             max_drift_ppm: 5_000,
             mode: zgres_schema::documents::SyncMode::Off,
             bug: None,

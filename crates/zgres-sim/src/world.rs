@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use zgres_deadman_core::decision::{next_round, Action, LockView, RoundInputs, RoundOutcome};
+use zgres_deadman_core::decision::{next_round, LockView, RoundInputs, RoundOutcome};
 use zgres_deadman_core::fence_deadline::FenceStep;
 use zgres_schema::documents::{Switchover, SwitchoverKind, SyncMode};
 use zgres_schema::SystemId;
@@ -19,7 +19,7 @@ use crate::zookeeper::ZooKeeper;
 
 pub(crate) const SYSTEM: SystemId = SystemId(7);
 /// How long PostgreSQL takes from start to answering.
-const STARTUP_MS: u64 = 50;
+pub(crate) const STARTUP_MS: u64 = 50;
 
 /// One schedule being run.
 pub struct World {
@@ -33,8 +33,8 @@ pub struct World {
     pub writes: Vec<Write>,
     /// What went wrong.
     pub violations: Vec<Violation>,
-    /// Promotions seen (for the summary).
-    pub promotions: usize,
+    /// What happened (for the summary and for tests that must exercise something).
+    pub tally: Tally,
     /// Outages: when the current stretch without a writable primary began (after the first
     /// primary), and the longest stretch so far, in ms.
     pub(crate) outage: Outage,
@@ -61,9 +61,10 @@ impl World {
             })
             .collect();
         let window = (5_000, settings.duration_ms);
+        let mix = settings.mix;
         let mut faults = faults::draw(
             &mut rng,
-            settings.faults,
+            mix.faults,
             settings.nodes,
             window,
             settings.session_timeout_ms,
@@ -71,7 +72,22 @@ impl World {
         let mut operator = Rng::new(seed ^ 0x5157_C40F);
         faults.extend(faults::draw_switchovers(
             &mut operator,
-            settings.switchovers,
+            mix.switchovers,
+            settings.nodes,
+            window,
+        ));
+        let mut links = Rng::new(seed ^ 0x11AC_C075);
+        faults.extend(faults::draw_replication_cuts(
+            &mut links,
+            mix.replication_cuts,
+            settings.nodes,
+            window,
+            settings.session_timeout_ms,
+        ));
+        let mut failovers = Rng::new(seed ^ 0xFA11_0FE5);
+        faults.extend(faults::draw_failovers(
+            &mut failovers,
+            mix.failovers,
             settings.nodes,
             window,
         ));
@@ -83,7 +99,7 @@ impl World {
             faults,
             writes: Vec::new(),
             violations: Vec::new(),
-            promotions: 0,
+            tally: Tally::default(),
             outage: Outage::default(),
             trace: std::env::var_os("ZGRES_SIM_TRACE").is_some(),
             settings,
@@ -119,8 +135,8 @@ impl World {
                 continue;
             }
             self.ping(i);
-            let woken =
-                !self.nodes[i].zk_cut && self.nodes[i].lock_version_seen != self.zk.lock_version;
+            let woken = !self.nodes[i].cut.zookeeper
+                && self.nodes[i].lock_version_seen != self.zk.lock_version;
             if t >= self.nodes[i].next_round || woken {
                 self.round(i);
             }
@@ -138,9 +154,13 @@ impl World {
         let t = self.t;
         let step = self.settings.step_ms;
         for i in 0..self.nodes.len() {
-            self.nodes[i].zk_cut = self.faults.iter().any(|f| {
-                f.node == i && f.kind == Kind::ZooKeeperCut && (f.from..f.until).contains(&t)
-            });
+            let cut = |kind| {
+                self.faults
+                    .iter()
+                    .any(|f| f.node == i && f.kind == kind && (f.from..f.until).contains(&t))
+            };
+            self.nodes[i].cut.zookeeper = cut(Kind::ZooKeeperCut);
+            self.nodes[i].cut.replication = cut(Kind::ReplicationCut);
         }
         let starting: Vec<Fault> = self
             .faults
@@ -175,12 +195,39 @@ impl World {
                     });
                 }
                 Kind::SwitchoverTo | Kind::Switchover => {}
+                Kind::FailoverTo => self.request_failover(f.node),
+                Kind::ReplicationCut => {}
                 Kind::CrashPostgres => {
                     node.pg.stop();
                     node.pending_commit = None;
                 }
             }
         }
+    }
+
+    /// `zgresctl failover --to NODE`: written only when no request is pending and the node's
+    /// `/state` shows a healthy replica, as zgresctl checks before writing.
+    fn request_failover(&mut self, i: usize) {
+        let healthy_replica = self.zk.states[i].as_ref().is_some_and(|(state, _)| {
+            state.role == zgres_schema::documents::Role::Replica && state.problems.is_empty()
+        });
+        if self.zk.switchover.is_some() || !healthy_replica {
+            return;
+        }
+        self.tally.failover_requests += 1;
+        self.zk.switchover = Some(Switchover {
+            kind: SwitchoverKind::Failover,
+            from: None,
+            to: Some(self.nodes[i].id),
+            scheduled_at_ms: None,
+            requested_at_ms: self.t,
+            stopped_lsn: None,
+        });
+    }
+
+    /// Whether WAL can flow between nodes `a` and `b` (neither has its replication cut).
+    pub(crate) fn linked(&self, a: usize, b: usize) -> bool {
+        !self.nodes[a].cut.replication && !self.nodes[b].cut.replication
     }
 
     /// The keeper: a separate process, so it acts while the deadman is stopped (not when the
@@ -213,7 +260,7 @@ impl World {
             return;
         }
         node.next_ping = t + interval;
-        let (Some(session), false) = (node.session, node.zk_cut) else {
+        let (Some(session), false) = (node.session, node.cut.zookeeper) else {
             return;
         };
         if self.zk.heard(session, t) {
@@ -234,7 +281,7 @@ impl World {
         {
             let node = &mut self.nodes[i];
             node.lock_version_seen = self.zk.lock_version;
-            if !node.zk_cut {
+            if !node.cut.zookeeper {
                 let alive = node.session.is_some_and(|s| self.zk.heard(s, t));
                 if alive {
                     node.fence.confirmed(node.clock.ns(t));
@@ -297,108 +344,6 @@ impl World {
             )
             .map_or(0, |p| p.as_millis() as u64);
         node.next_round = t + pause.max(self.settings.step_ms);
-    }
-
-    fn index_of(&self, id: zgres_schema::NodeId) -> Option<usize> {
-        self.nodes.iter().position(|n| n.id == id)
-    }
-
-    /// Carries out one action as the shell would; returns whether to look again at once.
-    fn act(&mut self, i: usize, action: &Action) -> bool {
-        let t = self.t;
-        let reachable = !self.nodes[i].zk_cut;
-        match action {
-            Action::AcquireLock => {
-                if let (true, Some(s)) = (reachable, self.nodes[i].session) {
-                    self.zk.acquire(s, self.nodes[i].id);
-                }
-                true
-            }
-            Action::ReleaseLock => {
-                if let (true, Some(s)) = (reachable, self.nodes[i].session) {
-                    self.zk.release(s);
-                }
-                true
-            }
-            Action::StartPrimary => {
-                let node = &mut self.nodes[i];
-                if node.fence.arm(node.clock.ns(t)) {
-                    node.pg.standby_signal = false;
-                    node.pg.start(t, STARTUP_MS);
-                }
-                false
-            }
-            Action::StartStandby { upstream } => {
-                let upstream = upstream.and_then(|u| self.index_of(u));
-                let pg = &mut self.nodes[i].pg;
-                pg.standby_signal = true;
-                pg.upstream = upstream.or(pg.upstream);
-                pg.start(t, STARTUP_MS);
-                false
-            }
-            Action::Promote { .. } => {
-                let node = &mut self.nodes[i];
-                if !node.fence.arm(node.clock.ns(t)) {
-                    return false;
-                }
-                if let Some((timeline, lsn)) = node.pg.promote(i) {
-                    self.promotions += 1;
-                    if reachable && self.nodes[i].session.is_some() {
-                        self.zk.history.push((timeline, lsn, self.nodes[i].id));
-                    }
-                }
-                true
-            }
-            Action::Repoint { upstream } => {
-                self.nodes[i].pg.upstream = self.index_of(*upstream);
-                false
-            }
-            Action::StopPostgres { immediate, .. } => {
-                if *immediate {
-                    self.stop_postgres(i);
-                } else {
-                    self.fast_shutdown(i);
-                }
-                true
-            }
-            Action::Rewind { source } => {
-                let Some(s) = self.index_of(*source) else {
-                    return false;
-                };
-                if !self.nodes[s].pg.is_primary() {
-                    return false;
-                }
-                let wal = self.nodes[s].pg.wal.clone();
-                self.nodes[i].pg.rewind(&wal, s);
-                true
-            }
-            Action::StepDown { candidate } => {
-                // As `daemon::act::step_down`: fast stop, record the stop position and the
-                // candidate in the request, release the lock.
-                self.fast_shutdown(i);
-                let session = self.nodes[i]
-                    .session
-                    .filter(|&s| reachable && self.zk.heard(s, t));
-                if let (Some(session), Some(mut request)) = (session, self.zk.switchover.clone()) {
-                    request.to = Some(*candidate);
-                    request.stopped_lsn = Some(self.nodes[i].pg.wal.end);
-                    self.zk.switchover = Some(request);
-                    self.zk.release(session);
-                }
-                true
-            }
-            Action::FinishSwitchover | Action::DropSwitchover { .. } => {
-                if reachable {
-                    self.zk.switchover = None;
-                }
-                false
-            }
-            // No empty data directories, the database recorded from the start.
-            Action::PublishState
-            | Action::Bootstrap
-            | Action::CloneFrom { .. }
-            | Action::RecordDatabase { .. } => false,
-        }
     }
 
     /// After the healing time: one writable primary holding the lock, every other node a
@@ -469,6 +414,15 @@ impl World {
     pub fn faults(&self) -> &[Fault] {
         &self.faults
     }
+}
+
+/// Counts of what happened in a schedule.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Tally {
+    /// Promotions.
+    pub promotions: usize,
+    /// Failover requests written (zgresctl refuses the others, and so does the model).
+    pub failover_requests: usize,
 }
 
 /// Stretches of time without a writable primary, after the first one (an availability figure,

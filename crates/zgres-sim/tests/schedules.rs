@@ -3,7 +3,7 @@
 
 use zgres_schema::documents::SyncMode;
 use zgres_sim::checker::Violation;
-use zgres_sim::{run, Bug, Settings};
+use zgres_sim::{run, Bug, Mix, Settings};
 
 #[test]
 fn random_schedules_with_overlapping_faults_break_no_invariant() {
@@ -17,7 +17,7 @@ fn random_schedules_with_overlapping_faults_break_no_invariant() {
             outcome.violations,
             outcome.faults
         );
-        promotions += outcome.promotions;
+        promotions += outcome.tally.promotions;
     }
     // The faults do cause failovers (the schedules test something).
     assert!(
@@ -33,7 +33,7 @@ fn random_schedules_with_overlapping_faults_break_no_invariant() {
 fn diverged_standby_seeds_recover() {
     // Found before switchover requests were simulated: replayed without them.
     let settings = Settings {
-        switchovers: 0,
+        mix: Mix::classic(4, 0),
         ..Settings::default()
     };
     for seed in [6, 259, 372, 437, 493, 1963] {
@@ -91,7 +91,7 @@ fn synchronous_modes_lose_no_acknowledged_commit() {
 fn without_the_confirm_step_a_standby_in_sync_lacks_acknowledged_commits() {
     let on = Settings {
         mode: SyncMode::On,
-        switchovers: 0,
+        mix: Mix::classic(4, 0),
         ..Settings::default()
     };
     assert!(run(834, on).violations.is_empty());
@@ -120,6 +120,7 @@ fn without_the_confirm_step_a_standby_in_sync_lacks_acknowledged_commits() {
 fn a_switchover_to_a_just_killed_replica_leaves_the_group_with_a_primary() {
     let on = Settings {
         mode: SyncMode::On,
+        mix: Mix::classic(4, 2),
         ..Settings::default()
     };
     let outcome = run(15947, on);
@@ -130,4 +131,77 @@ fn a_switchover_to_a_just_killed_replica_leaves_the_group_with_a_primary() {
         "no writable primary for {} ms",
         outcome.longest_without_primary_ms
     );
+}
+
+/// Replication cuts (a node's PostgreSQL cut off from its peers while its deadman still reaches
+/// ZooKeeper) and operator failover requests, many per schedule, in every mode.
+#[test]
+fn replication_cuts_and_failover_requests_break_no_invariant() {
+    for mode in [SyncMode::Off, SyncMode::On, SyncMode::Strict] {
+        let settings = Settings {
+            mode,
+            mix: Mix {
+                replication_cuts: 3,
+                failovers: 3,
+                ..Mix::default()
+            },
+            ..Settings::default()
+        };
+        let mut requests = 0;
+        for seed in 1..=80 {
+            let outcome = run(seed, settings);
+            assert!(
+                outcome.violations.is_empty(),
+                "{mode:?} seed {seed}: {:?}\nfaults: {:?}",
+                outcome.violations,
+                outcome.faults
+            );
+            requests += outcome.tally.failover_requests;
+        }
+        // The requests are made (zgresctl's check lets them through), so they are tested.
+        assert!(
+            requests > 40,
+            "{mode:?}: only {requests} failover requests written"
+        );
+    }
+}
+
+/// Seed 12505 in `on` mode: the primary's replication was cut, `/sync` went empty (degraded),
+/// an operator asked for a failover to a replica while the primary was then cut from
+/// ZooKeeper. The named replica was not in `/sync`, so it could never take over, and the
+/// request kept the old primary (the only node allowed) out of the election: 65 s without a
+/// primary. The named node now drops a request it can never carry out.
+#[test]
+fn a_failover_request_to_a_node_outside_sync_does_not_hold_the_election() {
+    let on = Settings {
+        mode: SyncMode::On,
+        ..Settings::default()
+    };
+    let outcome = run(12505, on);
+    assert!(outcome.violations.is_empty(), "{:?}", outcome.violations);
+    assert!(outcome.tally.failover_requests > 0);
+    // Now 4.0 s; 65.0 s while the request held the election.
+    assert!(
+        outcome.longest_without_primary_ms < 10_000,
+        "no writable primary for {} ms",
+        outcome.longest_without_primary_ms
+    );
+}
+
+/// Seeds 4806 and 15096 in `strict` mode: the same request, never carried out, outlived the
+/// healing time, and the group was not whole at the end.
+#[test]
+fn strict_mode_seeds_with_a_failover_request_recover() {
+    let strict = Settings {
+        mode: SyncMode::Strict,
+        ..Settings::default()
+    };
+    for seed in [4806, 15096] {
+        let outcome = run(seed, strict);
+        assert!(
+            outcome.violations.is_empty(),
+            "seed {seed}: {:?}",
+            outcome.violations
+        );
+    }
 }

@@ -207,6 +207,15 @@ pub enum Refusal {
         /// Its role and problems as published.
         why: String,
     },
+    /// A failover in synchronous mode to a node `/sync` does not list: it may lack
+    /// acknowledged commits, and its deadman would refuse the request.
+    #[error("{node} is not in /sync (synchronous_mode {mode:?}): it may lack acknowledged commits; fail over to a node /sync lists, or switch over while the primary runs")]
+    NotSynchronous {
+        /// The target.
+        node: NodeId,
+        /// The group's synchronous mode.
+        mode: zgres_schema::documents::SyncMode,
+    },
     /// No replica could take over.
     #[error("group {0} has no healthy replica to switch over to")]
     NoHealthyReplica(String),

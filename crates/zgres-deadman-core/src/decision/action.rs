@@ -112,3 +112,31 @@ pub enum Ineligible {
     /// Synchronous mode is on and `/sync` does not list this node.
     NotSynchronous,
 }
+
+impl Ineligible {
+    /// Whether this keeps the node from taking a free lock for as long as the lock stays free:
+    /// nothing it waits for can happen without a primary (`/sync` and the group's timeline
+    /// change only under one), or only an operator can change it (tags, the system id).
+    /// A request naming such a node would hold every other node back for nothing.
+    pub fn lasts_while_the_lock_is_free(self) -> bool {
+        match self {
+            Ineligible::NoFailoverTag
+            | Ineligible::GaveUp
+            | Ineligible::WrongSystem
+            | Ineligible::TimelineBehind
+            | Ineligible::NotSynchronous => true,
+            // Passing (a veto, a retry, a wait, a peer), up to the operator's group-wide
+            // choice (paused), or not about this node's eligibility at all.
+            Ineligible::NotAStandby
+            | Ineligible::PromotionVetoed
+            | Ineligible::TooFarBehind
+            | Ineligible::PeerIsBetter(_)
+            | Ineligible::WaitingForPeers
+            | Ineligible::Paused
+            | Ineligible::Vetoed
+            | Ineligible::NoData
+            | Ineligible::RequestNamesOther(_)
+            | Ineligible::CatchingUp => false,
+        }
+    }
+}

@@ -3,11 +3,11 @@
 
 use std::time::Duration;
 
-use zgres_schema::documents::{Role, Switchover, SwitchoverKind};
+use zgres_schema::documents::{Role, Switchover, SwitchoverKind, SyncMode, SyncState};
 use zgres_schema::{decode, encode, NodeId, Znode};
 use zgres_zk::{CreateKind, Outcome};
 
-use super::{resolve_node, CtlError, Inventory, NodeView, Refusal, Usage};
+use super::{resolve_node, CtlError, GroupView, Inventory, NodeView, Refusal, Usage};
 
 /// The parts of a switchover or failover request the operator chooses.
 #[derive(Debug, Clone)]
@@ -53,6 +53,9 @@ impl Inventory {
                         ),
                     }
                     .into());
+                }
+                if request.kind == SwitchoverKind::Failover {
+                    self.check_synchronous(&view, node.node).await?;
                 }
                 Some(node.node)
             }
@@ -109,6 +112,32 @@ impl Inventory {
                         .map_or("the best replica".into(), |n| n.to_string()),
                 })
             }
+        }
+    }
+
+    /// In synchronous mode only a node `/sync` lists may be promoted without a hand-over (the
+    /// deadmen drop any other failover request): refuse it here, with the reason.
+    async fn check_synchronous(&self, view: &GroupView, node: NodeId) -> Result<(), CtlError> {
+        let mode = view
+            .config
+            .as_ref()
+            .map_or(SyncMode::Off, |c| c.synchronous_mode);
+        if mode == SyncMode::Off {
+            return Ok(());
+        }
+        let path = self.layout.path(&Znode::Sync(view.group.clone()));
+        let listed = match self.get(&path).await? {
+            // No `/sync` yet: nothing is known to be missing from any node.
+            None => true,
+            Some((data, _)) => {
+                let sync: SyncState = decode(&path, &data)?;
+                sync.primary == node || sync.standbys.contains(&node)
+            }
+        };
+        if listed {
+            Ok(())
+        } else {
+            Err(Refusal::NotSynchronous { node, mode }.into())
         }
     }
 

@@ -182,3 +182,71 @@ fn a_switchover_never_waits_for_a_dead_candidate() {
     o.switchover = Some(request(Some(2), Some(1000)));
     assert!(other.decide(&o).contains(&Action::AcquireLock));
 }
+
+/// Found by the simulator (seed 12505, `on` mode): a failover request named a replica that
+/// `/sync` did not list. While the lock was free it could never take over, and the request
+/// kept every other node (the old primary, the only one allowed) out of the election until
+/// it timed out: 65 s without a primary. The named node now drops such a request.
+#[test]
+fn a_request_naming_a_node_that_can_never_take_over_is_dropped_by_it() {
+    let t = Instant::now();
+    let mut failover = request(Some(1), None);
+    failover.kind = SwitchoverKind::Failover;
+    let mut o = obs(t, LockView::Free, standby(900), vec![]);
+    o.switchover = Some(failover.clone());
+    o.config.synchronous_mode = SyncMode::On;
+    o.sync = Fetched::Valid(SyncState {
+        primary: node(2),
+        standbys: BTreeSet::new(),
+    });
+    let mut named = decider(1);
+    let actions = named.decide(&o);
+    assert!(
+        actions
+            .iter()
+            .any(|a| matches!(a, Action::DropSwitchover { .. })),
+        "{actions:?}"
+    );
+    assert!(!actions.contains(&Action::AcquireLock));
+    assert_eq!(named.last_ineligible(), Some(Ineligible::NotSynchronous));
+
+    // Listed in /sync it takes over as asked.
+    o.sync = Fetched::Valid(SyncState {
+        primary: node(2),
+        standbys: [node(1)].into_iter().collect(),
+    });
+    let mut listed = decider(1);
+    assert!(listed.decide(&o).contains(&Action::AcquireLock));
+
+    // A passing reason (its pre_promote callback vetoed it a moment ago) keeps the request.
+    o.config.synchronous_mode = SyncMode::Off;
+    o.vetoed = true;
+    let mut vetoed = decider(1);
+    let actions = vetoed.decide(&o);
+    assert!(
+        !actions
+            .iter()
+            .any(|a| matches!(a, Action::DropSwitchover { .. })),
+        "{actions:?}"
+    );
+
+    // A node the request does not name never drops it.
+    o.vetoed = false;
+    o.config.synchronous_mode = SyncMode::On;
+    o.sync = Fetched::Valid(SyncState {
+        primary: node(2),
+        standbys: BTreeSet::new(),
+    });
+    o.switchover = Some(Switchover {
+        to: Some(node(3)),
+        ..failover
+    });
+    let mut bystander = decider(1);
+    let actions = bystander.decide(&o);
+    assert!(
+        !actions
+            .iter()
+            .any(|a| matches!(a, Action::DropSwitchover { .. })),
+        "{actions:?}"
+    );
+}

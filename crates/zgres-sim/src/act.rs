@@ -1,0 +1,111 @@
+//! The simulated shell carrying out the core's actions, as `daemon/act.rs` does for the real
+//! deadman.
+
+use zgres_deadman_core::decision::Action;
+
+use crate::world::{World, STARTUP_MS};
+
+impl World {
+    pub(crate) fn index_of(&self, id: zgres_schema::NodeId) -> Option<usize> {
+        self.nodes.iter().position(|n| n.id == id)
+    }
+
+    /// Carries out one action as the shell would; returns whether to look again at once.
+    pub(crate) fn act(&mut self, i: usize, action: &Action) -> bool {
+        let t = self.t;
+        let reachable = !self.nodes[i].cut.zookeeper;
+        match action {
+            Action::AcquireLock => {
+                if let (true, Some(s)) = (reachable, self.nodes[i].session) {
+                    self.zk.acquire(s, self.nodes[i].id);
+                }
+                true
+            }
+            Action::ReleaseLock => {
+                if let (true, Some(s)) = (reachable, self.nodes[i].session) {
+                    self.zk.release(s);
+                }
+                true
+            }
+            Action::StartPrimary => {
+                let node = &mut self.nodes[i];
+                if node.fence.arm(node.clock.ns(t)) {
+                    node.pg.standby_signal = false;
+                    node.pg.start(t, STARTUP_MS);
+                }
+                false
+            }
+            Action::StartStandby { upstream } => {
+                let upstream = upstream.and_then(|u| self.index_of(u));
+                let pg = &mut self.nodes[i].pg;
+                pg.standby_signal = true;
+                pg.upstream = upstream.or(pg.upstream);
+                pg.start(t, STARTUP_MS);
+                false
+            }
+            Action::Promote { .. } => {
+                let node = &mut self.nodes[i];
+                if !node.fence.arm(node.clock.ns(t)) {
+                    return false;
+                }
+                if let Some((timeline, lsn)) = node.pg.promote(i) {
+                    self.tally.promotions += 1;
+                    if reachable && self.nodes[i].session.is_some() {
+                        self.zk.history.push((timeline, lsn, self.nodes[i].id));
+                    }
+                }
+                true
+            }
+            Action::Repoint { upstream } => {
+                self.nodes[i].pg.upstream = self.index_of(*upstream);
+                false
+            }
+            Action::StopPostgres { immediate, .. } => {
+                if *immediate {
+                    self.stop_postgres(i);
+                } else {
+                    self.fast_shutdown(i);
+                }
+                true
+            }
+            Action::Rewind { source } => {
+                let Some(s) = self.index_of(*source) else {
+                    return false;
+                };
+                // pg_rewind reads from the source server over the network.
+                if !self.nodes[s].pg.is_primary() || !self.linked(i, s) {
+                    return false;
+                }
+                let wal = self.nodes[s].pg.wal.clone();
+                self.nodes[i].pg.rewind(&wal, s);
+                true
+            }
+            Action::StepDown { candidate } => {
+                // As `daemon::act::step_down`: fast stop, record the stop position and the
+                // candidate in the request, release the lock.
+                self.fast_shutdown(i);
+                let session = self.nodes[i]
+                    .session
+                    .filter(|&s| reachable && self.zk.heard(s, t));
+                if let (Some(session), Some(mut request)) = (session, self.zk.switchover.clone()) {
+                    request.to = Some(*candidate);
+                    request.stopped_lsn = Some(self.nodes[i].pg.wal.end);
+                    self.zk.switchover = Some(request);
+                    self.zk.release(session);
+                }
+                true
+            }
+            Action::FinishSwitchover | Action::DropSwitchover { .. } => {
+                if reachable {
+                    self.zk.switchover = None;
+                }
+                false
+            }
+            // No empty data directories, the database recorded from the start.
+            Action::PublishState
+            | Action::Bootstrap
+            | Action::CloneFrom { .. }
+            | Action::RecordDatabase { .. } => false,
+        }
+    }
+}
