@@ -21,6 +21,7 @@
 #![forbid(unsafe_code)]
 
 mod act;
+mod availability;
 pub mod checker;
 pub mod faults;
 pub mod node;
@@ -52,6 +53,9 @@ pub struct Outcome {
     pub longest_without_primary_ms: u64,
     /// The faults, for a report.
     pub faults: Vec<faults::Fault>,
+    /// For each fault that ended alone: its kind and the ms from its end until the group was
+    /// whole again (one writable primary holding the lock, every other node streaming from it).
+    pub recoveries: Vec<(faults::Kind, u64)>,
 }
 
 /// Runs the schedule of `seed`.
@@ -69,5 +73,6 @@ pub fn run(seed: u64, settings: Settings) -> Outcome {
         tally: world.tally,
         longest_without_primary_ms: world.outage.longest_ms,
         faults: world.faults().to_vec(),
+        recoveries: world.recovery.times.clone(),
     }
 }

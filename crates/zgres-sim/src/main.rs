@@ -126,6 +126,7 @@ fn main() -> ExitCode {
             }
         }
     }
+    print_recoveries(&results);
     for outcome in failed.iter().take(args.show) {
         println!("seed {}: {:?}", outcome.seed, outcome.violations);
         for fault in &outcome.faults {
@@ -136,5 +137,31 @@ fn main() -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+/// Recovery per fault kind: from the end of a fault that ended alone to the group whole.
+fn print_recoveries(results: &[zgres_sim::Outcome]) {
+    let mut by_kind: std::collections::BTreeMap<String, Vec<(u64, u64)>> = Default::default();
+    for outcome in results {
+        for (kind, ms) in &outcome.recoveries {
+            by_kind
+                .entry(format!("{kind:?}"))
+                .or_default()
+                .push((*ms, outcome.seed));
+        }
+    }
+    println!("from the end of a fault that ended alone to the group whole again:");
+    for (kind, mut times) in by_kind {
+        times.sort_unstable();
+        let at = |q: f64| times[((times.len() - 1) as f64 * q) as usize].0 as f64 / 1000.0;
+        let (worst, seed) = times[times.len() - 1];
+        println!(
+            "  {kind:<16} {:>7} faults: p50 {:.2} s, p99 {:.2} s, max {:.2} s (seed {seed})",
+            times.len(),
+            at(0.5),
+            at(0.99),
+            worst as f64 / 1000.0
+        );
     }
 }

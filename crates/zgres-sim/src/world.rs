@@ -9,6 +9,7 @@ use zgres_deadman_core::fence_deadline::FenceStep;
 use zgres_schema::documents::{Switchover, SwitchoverKind, SyncMode};
 use zgres_schema::SystemId;
 
+use crate::availability::{Outage, Recovery};
 use crate::checker::{self, Violation, Write};
 use crate::faults::{self, Fault, Kind};
 use crate::node::{Clock, Node, Process};
@@ -38,6 +39,8 @@ pub struct World {
     /// Outages: when the current stretch without a writable primary began (after the first
     /// primary), and the longest stretch so far, in ms.
     pub(crate) outage: Outage,
+    /// Recovery times after faults that ended alone.
+    pub(crate) recovery: Recovery,
     /// Print every round (`ZGRES_SIM_TRACE` set), to follow one seed.
     trace: bool,
 }
@@ -101,6 +104,7 @@ impl World {
             violations: Vec::new(),
             tally: Tally::default(),
             outage: Outage::default(),
+            recovery: Recovery::default(),
             trace: std::env::var_os("ZGRES_SIM_TRACE").is_some(),
             settings,
         }
@@ -148,6 +152,9 @@ impl World {
             .collect();
         self.violations.extend(checker::single_writer(t, &writable));
         self.outage.observe(t, !writable.is_empty());
+        let whole = self.whole();
+        self.recovery
+            .observe(t, self.settings.step_ms, &self.faults, whole);
     }
 
     fn apply_faults(&mut self) {
@@ -401,6 +408,25 @@ impl World {
         }
     }
 
+    /// Whether the group is whole: one writable primary holding the lock, and every other node
+    /// a running standby streaming from it (pointed at it, linked to it, its WAL a prefix).
+    fn whole(&self) -> bool {
+        let t = self.t;
+        let mut writable = (0..self.nodes.len()).filter(|&i| self.nodes[i].pg.writable(t));
+        let (Some(p), None) = (writable.next(), writable.next()) else {
+            return false;
+        };
+        self.zk.lock.is_some_and(|l| l.node == self.nodes[p].id)
+            && (0..self.nodes.len()).filter(|&j| j != p).all(|j| {
+                let pg = &self.nodes[j].pg;
+                pg.answers(t)
+                    && !pg.is_primary()
+                    && pg.upstream == Some(p)
+                    && self.linked(p, j)
+                    && self.nodes[p].pg.wal.extends(&pg.wal)
+            })
+    }
+
     /// The final primary's WAL, if there is exactly one writable primary.
     pub fn survivor(&self) -> Option<&Wal> {
         let mut writable = self.nodes.iter().filter(|n| n.pg.writable(self.t));
@@ -423,25 +449,4 @@ pub struct Tally {
     pub promotions: usize,
     /// Failover requests written (zgresctl refuses the others, and so does the model).
     pub failover_requests: usize,
-}
-
-/// Stretches of time without a writable primary, after the first one (an availability figure,
-/// not an invariant: faults may rightly leave a group without a primary for a while).
-#[derive(Debug, Default)]
-pub(crate) struct Outage {
-    seen_primary: bool,
-    since: Option<u64>,
-    pub(crate) longest_ms: u64,
-}
-
-impl Outage {
-    fn observe(&mut self, t: u64, primary: bool) {
-        if primary {
-            self.seen_primary = true;
-            self.since = None;
-        } else if self.seen_primary {
-            let since = *self.since.get_or_insert(t);
-            self.longest_ms = self.longest_ms.max(t - since);
-        }
-    }
 }
