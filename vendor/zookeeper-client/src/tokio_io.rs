@@ -25,25 +25,20 @@ pub async fn connect_tcp(host: &str, port: u16) -> io::Result<TcpStream> {
 
 /// A one-shot or periodic timer; resolves to the moment it fired. A periodic timer may be
 /// polled again after firing, like `async_io::Timer`.
-///
-/// On a Linux timerfd (`zgres_timer`) rather than tokio's timer wheel: the wheel wakes the
-/// runtime up to 64 ms before any timer more than 64 ms away and then again at its deadline;
-/// a timerfd wakes it once. The session's ping timer is such a timer, re-armed after every
-/// send and receive.
 pub struct Timer {
-    timer: zgres_timer::Timer,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
     period: Option<Duration>,
 }
 
 impl Timer {
     /// A timer that never fires.
     pub fn never() -> Self {
-        Self { timer: zgres_timer::Timer::new(), period: None }
+        Self { sleep: None, period: None }
     }
 
     /// Fires once at `when`.
     pub fn at(when: Instant) -> Self {
-        Self { timer: zgres_timer::Timer::at(when), period: None }
+        Self { sleep: Some(Box::pin(tokio::time::sleep_until(when.into()))), period: None }
     }
 
     /// Fires once after `duration`.
@@ -55,12 +50,6 @@ impl Timer {
     pub fn interval(period: Duration) -> Self {
         Self { period: Some(period), ..Self::after(period) }
     }
-
-    /// Re-arms the timer to fire once at `when`.
-    pub fn set_at(&mut self, when: Instant) {
-        self.period = None;
-        self.timer.set_at(when);
-    }
 }
 
 impl Future for Timer {
@@ -68,13 +57,52 @@ impl Future for Timer {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Instant> {
         let this = self.get_mut();
-        if this.timer.poll_expired(cx).is_pending() {
+        let Some(sleep) = this.sleep.as_mut() else {
+            return Poll::Pending;
+        };
+        if sleep.as_mut().poll(cx).is_pending() {
             return Poll::Pending;
         }
         let now = Instant::now();
-        if let Some(period) = this.period {
-            this.timer.set_at(now + period);
+        match this.period {
+            Some(period) => sleep.as_mut().reset((now + period).into()),
+            None => this.sleep = None,
         }
         Poll::Ready(now)
+    }
+}
+
+/// zgres patch: the session's due-check timer (ping, connection timeout), on a Linux timerfd
+/// (`zgres_timer`) instead of tokio's timer wheel. The wheel wakes the runtime up to 64 ms
+/// before any timer more than 64 ms away (and at each 4.096 s boundary it crosses) and then
+/// again at its deadline; a timerfd wakes it once. An idle session's only timer is this one,
+/// re-armed after every send and receive, so this halves its wake-ups. Everything else (connect
+/// timeouts, back-off, deadlines) stays on [`Timer`]: with the timerfd there, recovery from a
+/// ZooKeeper quorum loss measured slower (see PATCHES.md).
+pub struct IdleTimer {
+    timer: zgres_timer::Timer,
+}
+
+impl IdleTimer {
+    /// Fires once at `when`.
+    pub fn at(when: Instant) -> Self {
+        Self { timer: zgres_timer::Timer::at(when) }
+    }
+
+    /// Re-arms the timer to fire once at `when`.
+    pub fn set_at(&mut self, when: Instant) {
+        self.timer.set_at(when);
+    }
+}
+
+impl Future for IdleTimer {
+    type Output = Instant;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Instant> {
+        let this = self.get_mut();
+        match this.timer.poll_expired(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(()) => Poll::Ready(Instant::now()),
+        }
     }
 }

@@ -10,7 +10,7 @@ use std::pin::pin;
 use std::sync::Weak;
 use std::time::{Duration, Instant};
 
-use crate::tokio_io::Timer;
+use crate::tokio_io::{IdleTimer, Timer};
 use asyncs::{select, sync};
 use futures::channel::mpsc;
 use futures::{AsyncWriteExt, StreamExt};
@@ -559,7 +559,7 @@ impl Session {
         // connection timeout) rather than firing every tick, so an idle session wakes about
         // once per ping instead of every `tick_timeout`.
         let mut due = self.next_check_due();
-        let mut tick = pin!(Timer::at(due));
+        let mut tick = pin!(IdleTimer::at(due));
         let mut err = None;
         let mut channel_halted = false;
         depot.start();
