@@ -353,10 +353,9 @@ impl World {
         node.next_round = t + pause.max(self.settings.step_ms);
     }
 
-    /// After the healing time: one writable primary holding the lock, every other node a
-    /// standby whose WAL is a prefix of it; `/history` increasing.
+    /// After the healing time: the group whole (see `whole`); `/history` increasing; in
+    /// synchronous mode no acknowledged commit lost.
     fn check_end(&mut self) {
-        let t = self.t;
         let timelines: Vec<_> = self.zk.history.iter().map(|h| h.0).collect();
         self.violations
             .extend(checker::history_increases(&timelines));
@@ -372,20 +371,10 @@ impl World {
                 }
             }
         }
-        let writable: Vec<usize> = (0..self.nodes.len())
-            .filter(|&i| self.nodes[i].pg.writable(t))
-            .collect();
         let holder = self.zk.lock.map(|l| l.node);
-        let recovered = match writable[..] {
-            [p] => {
-                holder == Some(self.nodes[p].id)
-                    && (0..self.nodes.len()).filter(|&j| j != p).all(|j| {
-                        let pg = &self.nodes[j].pg;
-                        pg.answers(t) && !pg.is_primary() && self.nodes[p].pg.wal.extends(&pg.wal)
-                    })
-            }
-            _ => false,
-        };
+        // Whole: also every standby pointed at the primary and linked to it, not only holding
+        // a prefix of its WAL.
+        let recovered = self.whole();
         if !recovered {
             let state = self
                 .nodes
