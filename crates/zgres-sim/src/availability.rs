@@ -36,11 +36,10 @@ pub(crate) struct Recovery {
 }
 
 impl Recovery {
-    /// One step of `step` ms at `t`: note faults ending now, drop those another fault
-    /// interrupts, and time those the group is `whole` after.
-    pub(crate) fn observe(&mut self, t: u64, step: u64, faults: &[Fault], whole: bool) {
+    /// One step of `step` ms at `t`: notes the faults ending now alone, and drops those that
+    /// another fault beginning now interrupts.
+    pub(crate) fn note_faults(&mut self, t: u64, step: u64, faults: &[Fault]) {
         let lasting = |f: &&Fault| f.from < f.until;
-        let active = |f: &&Fault| f.from <= t && t < f.until;
         if faults
             .iter()
             .filter(lasting)
@@ -49,16 +48,26 @@ impl Recovery {
             // Another fault began: what follows is not this one's recovery.
             self.waiting.clear();
         }
-        let alone = !faults.iter().filter(lasting).any(|f| active(&f));
-        for f in faults.iter().filter(lasting) {
-            if alone && f.until <= t && t < f.until + step {
-                self.waiting.push((f.kind, f.until));
-            }
-        }
-        if whole {
-            let ended = self.waiting.drain(..);
-            self.times.extend(ended.map(|(kind, end)| (kind, t - end)));
-        }
+        let alone = !faults
+            .iter()
+            .filter(lasting)
+            .any(|f| f.from <= t && t < f.until);
+        let ending = faults
+            .iter()
+            .filter(lasting)
+            .filter(|f| alone && f.until <= t && t < f.until + step);
+        self.waiting.extend(ending.map(|f| (f.kind, f.until)));
+    }
+
+    /// Whether a fault waits for the group to be whole (only then is it worth checking).
+    pub(crate) fn waiting(&self) -> bool {
+        !self.waiting.is_empty()
+    }
+
+    /// The group is whole at `t`: times every fault that waited for it.
+    pub(crate) fn whole_at(&mut self, t: u64) {
+        let ended = self.waiting.drain(..);
+        self.times.extend(ended.map(|(kind, end)| (kind, t - end)));
     }
 }
 
@@ -87,8 +96,11 @@ mod tests {
         ];
         let mut recovery = Recovery::default();
         for t in (0..700).step_by(10) {
+            recovery.note_faults(t, 10, &faults);
             let whole = !(100..250).contains(&t) && !(300..600).contains(&t);
-            recovery.observe(t, 10, &faults, whole);
+            if recovery.waiting() && whole {
+                recovery.whole_at(t);
+            }
         }
         assert_eq!(
             recovery.times,

@@ -56,14 +56,7 @@ pub fn draw(
                 2 => Kind::KillNode,
                 _ => Kind::CrashPostgres,
             };
-            let from = rng.range(window.0, window.1);
-            let length = rng.range(session_timeout_ms / 5, session_timeout_ms * 3);
-            Fault {
-                kind,
-                node: rng.range(0, nodes as u64) as usize,
-                from,
-                until: from + length,
-            }
+            lasting(rng, kind, nodes, window, session_timeout_ms)
         })
         .collect()
 }
@@ -102,17 +95,27 @@ pub fn draw_replication_cuts(
     session_timeout_ms: u64,
 ) -> Vec<Fault> {
     (0..count)
-        .map(|_| {
-            let from = rng.range(window.0, window.1);
-            let length = rng.range(session_timeout_ms / 5, session_timeout_ms * 3);
-            Fault {
-                kind: Kind::ReplicationCut,
-                node: rng.range(0, nodes as u64) as usize,
-                from,
-                until: from + length,
-            }
-        })
+        .map(|_| lasting(rng, Kind::ReplicationCut, nodes, window, session_timeout_ms))
         .collect()
+}
+
+/// A `kind` fault on a random node, from a random moment of `window`, lasting 0.2 to 3
+/// session timeouts (drawn in that order: seeds replay as they did).
+fn lasting(
+    rng: &mut Rng,
+    kind: Kind,
+    nodes: usize,
+    window: (u64, u64),
+    session_timeout_ms: u64,
+) -> Fault {
+    let from = rng.range(window.0, window.1);
+    let length = rng.range(session_timeout_ms / 5, session_timeout_ms * 3);
+    Fault {
+        kind,
+        node: rng.range(0, nodes as u64) as usize,
+        from,
+        until: from + length,
+    }
 }
 
 /// `count` failover requests at random moments of `window`, each naming a node.

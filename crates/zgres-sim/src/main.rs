@@ -113,7 +113,7 @@ fn main() -> ExitCode {
         .collect();
     outages.sort_unstable();
     if let Some(&(worst, seed)) = outages.last() {
-        let at = |q: f64| outages[((outages.len() - 1) as f64 * q) as usize].0 as f64 / 1000.0;
+        let at = |q| seconds_at(&outages, q);
         println!(
             "longest time without a writable primary per schedule: p50 {:.1} s, p99 {:.1} s, max {:.1} s (seed {seed})",
             at(0.5),
@@ -154,7 +154,7 @@ fn print_recoveries(results: &[zgres_sim::Outcome]) {
     println!("from the end of a fault that ended alone to the group whole again:");
     for (kind, mut times) in by_kind {
         times.sort_unstable();
-        let at = |q: f64| times[((times.len() - 1) as f64 * q) as usize].0 as f64 / 1000.0;
+        let at = |q| seconds_at(&times, q);
         let (worst, seed) = times[times.len() - 1];
         println!(
             "  {kind:<16} {:>7} faults: p50 {:.2} s, p99 {:.2} s, max {:.2} s (seed {seed})",
@@ -164,4 +164,9 @@ fn print_recoveries(results: &[zgres_sim::Outcome]) {
             worst as f64 / 1000.0
         );
     }
+}
+
+/// The `q` quantile (nearest rank below) of `sorted` (ms, seed) pairs, in seconds.
+fn seconds_at(sorted: &[(u64, u64)], q: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * q) as usize].0 as f64 / 1000.0
 }

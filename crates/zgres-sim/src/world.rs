@@ -152,9 +152,12 @@ impl World {
             .collect();
         self.violations.extend(checker::single_writer(t, &writable));
         self.outage.observe(t, !writable.is_empty());
-        let whole = self.whole();
         self.recovery
-            .observe(t, self.settings.step_ms, &self.faults, whole);
+            .note_faults(t, self.settings.step_ms, &self.faults);
+        // `whole` walks every node: only while a fault waits for it.
+        if self.recovery.waiting() && self.whole() {
+            self.recovery.whole_at(t);
+        }
     }
 
     fn apply_faults(&mut self) {

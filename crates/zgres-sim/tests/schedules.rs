@@ -3,22 +3,31 @@
 
 use zgres_schema::documents::SyncMode;
 use zgres_sim::checker::Violation;
-use zgres_sim::{run, Bug, Mix, Settings};
+use zgres_sim::{run, Bug, Mix, Outcome, Settings};
+
+/// Runs `seeds` with `settings`, failing on the first schedule that breaks an invariant (with
+/// its seed, mode and faults); returns the outcomes.
+fn run_clean(settings: Settings, seeds: impl IntoIterator<Item = u64>) -> Vec<Outcome> {
+    seeds
+        .into_iter()
+        .map(|seed| {
+            let outcome = run(seed, settings);
+            assert!(
+                outcome.violations.is_empty(),
+                "{:?} seed {seed}: {:?}\nfaults: {:?}",
+                settings.mode,
+                outcome.violations,
+                outcome.faults
+            );
+            outcome
+        })
+        .collect()
+}
 
 #[test]
 fn random_schedules_with_overlapping_faults_break_no_invariant() {
-    let settings = Settings::default();
-    let mut promotions = 0;
-    for seed in 1..=400 {
-        let outcome = run(seed, settings);
-        assert!(
-            outcome.violations.is_empty(),
-            "seed {seed}: {:?}\nfaults: {:?}",
-            outcome.violations,
-            outcome.faults
-        );
-        promotions += outcome.tally.promotions;
-    }
+    let outcomes = run_clean(Settings::default(), 1..=400);
+    let promotions: usize = outcomes.iter().map(|o| o.tally.promotions).sum();
     // The faults do cause failovers (the schedules test something).
     assert!(
         promotions > 100,
@@ -36,14 +45,7 @@ fn diverged_standby_seeds_recover() {
         mix: Mix::classic(4, 0),
         ..Settings::default()
     };
-    for seed in [6, 259, 372, 437, 493, 1963] {
-        let outcome = run(seed, settings);
-        assert!(
-            outcome.violations.is_empty(),
-            "seed {seed}: {:?}",
-            outcome.violations
-        );
-    }
+    run_clean(settings, [6, 259, 372, 437, 493, 1963]);
 }
 
 #[test]
@@ -71,15 +73,7 @@ fn synchronous_modes_lose_no_acknowledged_commit() {
             mode,
             ..Settings::default()
         };
-        for seed in 1..=60 {
-            let outcome = run(seed, settings);
-            assert!(
-                outcome.violations.is_empty(),
-                "{mode:?} seed {seed}: {:?}\nfaults: {:?}",
-                outcome.violations,
-                outcome.faults
-            );
-        }
+        run_clean(settings, 1..=60);
     }
 }
 
@@ -147,17 +141,8 @@ fn replication_cuts_and_failover_requests_break_no_invariant() {
             },
             ..Settings::default()
         };
-        let mut requests = 0;
-        for seed in 1..=80 {
-            let outcome = run(seed, settings);
-            assert!(
-                outcome.violations.is_empty(),
-                "{mode:?} seed {seed}: {:?}\nfaults: {:?}",
-                outcome.violations,
-                outcome.faults
-            );
-            requests += outcome.tally.failover_requests;
-        }
+        let outcomes = run_clean(settings, 1..=80);
+        let requests: usize = outcomes.iter().map(|o| o.tally.failover_requests).sum();
         // The requests are made (zgresctl's check lets them through), so they are tested.
         assert!(
             requests > 40,
@@ -196,12 +181,5 @@ fn strict_mode_seeds_with_a_failover_request_recover() {
         mode: SyncMode::Strict,
         ..Settings::default()
     };
-    for seed in [4806, 15096] {
-        let outcome = run(seed, strict);
-        assert!(
-            outcome.violations.is_empty(),
-            "seed {seed}: {:?}",
-            outcome.violations
-        );
-    }
+    run_clean(strict, [4806, 15096]);
 }

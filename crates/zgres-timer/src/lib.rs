@@ -83,20 +83,20 @@ impl Timer {
         let after = when
             .saturating_duration_since(Instant::now())
             .max(Duration::from_nanos(1));
-        let clock = self.clock.get_or_insert_with(|| Clock::new(when));
-        if let Clock::Kernel(fd) = clock {
-            let set = fd.get_ref().0.set(
-                Expiration::OneShot(TimeSpec::from_duration(after)),
-                TimerSetTimeFlags::empty(),
-            );
-            if set.is_ok() {
-                return;
+        match self.clock.get_or_insert_with(|| Clock::new(when)) {
+            Clock::Kernel(fd) => {
+                let set = fd.get_ref().0.set(
+                    Expiration::OneShot(TimeSpec::from_duration(after)),
+                    TimerSetTimeFlags::empty(),
+                );
+                // Cannot fail on a valid timerfd; if it ever did, the wheel is still correct.
+                if set.is_err() {
+                    self.clock = Some(Clock::Wheel(Box::pin(tokio::time::sleep_until(
+                        when.into(),
+                    ))));
+                }
             }
-            // Cannot fail on a valid timerfd; if it ever did, the wheel is still correct.
-            *clock = Clock::Wheel(Box::pin(tokio::time::sleep_until(when.into())));
-        }
-        if let Clock::Wheel(sleep) = clock {
-            sleep.as_mut().reset(when.into());
+            Clock::Wheel(sleep) => sleep.as_mut().reset(when.into()),
         }
     }
 

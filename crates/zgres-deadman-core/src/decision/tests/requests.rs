@@ -195,58 +195,48 @@ fn a_request_naming_a_node_that_can_never_take_over_is_dropped_by_it() {
     let mut o = obs(t, LockView::Free, standby(900), vec![]);
     o.switchover = Some(failover.clone());
     o.config.synchronous_mode = SyncMode::On;
-    o.sync = Fetched::Valid(SyncState {
-        primary: node(2),
-        standbys: BTreeSet::new(),
-    });
+    o.sync = sync_of_node_2(&[]);
     let mut named = decider(1);
     let actions = named.decide(&o);
-    assert!(
-        actions
-            .iter()
-            .any(|a| matches!(a, Action::DropSwitchover { .. })),
-        "{actions:?}"
-    );
+    assert!(drops_request(&actions), "{actions:?}");
     assert!(!actions.contains(&Action::AcquireLock));
     assert_eq!(named.last_ineligible(), Some(Ineligible::NotSynchronous));
 
     // Listed in /sync it takes over as asked.
-    o.sync = Fetched::Valid(SyncState {
-        primary: node(2),
-        standbys: [node(1)].into_iter().collect(),
-    });
+    o.sync = sync_of_node_2(&[1]);
     let mut listed = decider(1);
     assert!(listed.decide(&o).contains(&Action::AcquireLock));
 
-    // A passing reason (its pre_promote callback vetoed it a moment ago) keeps the request.
+    // A passing reason (a health plugin vetoes it for now) keeps the request.
     o.config.synchronous_mode = SyncMode::Off;
     o.vetoed = true;
     let mut vetoed = decider(1);
     let actions = vetoed.decide(&o);
-    assert!(
-        !actions
-            .iter()
-            .any(|a| matches!(a, Action::DropSwitchover { .. })),
-        "{actions:?}"
-    );
+    assert!(!drops_request(&actions), "{actions:?}");
 
     // A node the request does not name never drops it.
     o.vetoed = false;
     o.config.synchronous_mode = SyncMode::On;
-    o.sync = Fetched::Valid(SyncState {
-        primary: node(2),
-        standbys: BTreeSet::new(),
-    });
+    o.sync = sync_of_node_2(&[]);
     o.switchover = Some(Switchover {
         to: Some(node(3)),
         ..failover
     });
     let mut bystander = decider(1);
     let actions = bystander.decide(&o);
-    assert!(
-        !actions
-            .iter()
-            .any(|a| matches!(a, Action::DropSwitchover { .. })),
-        "{actions:?}"
-    );
+    assert!(!drops_request(&actions), "{actions:?}");
+}
+
+fn drops_request(actions: &[Action]) -> bool {
+    actions
+        .iter()
+        .any(|a| matches!(a, Action::DropSwitchover { .. }))
+}
+
+/// `/sync` as primary node 2 publishes it, listing `standbys`.
+fn sync_of_node_2(standbys: &[u8]) -> Fetched<SyncState> {
+    Fetched::Valid(SyncState {
+        primary: node(2),
+        standbys: standbys.iter().map(|&n| node(n)).collect(),
+    })
 }
