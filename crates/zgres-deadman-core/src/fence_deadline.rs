@@ -128,6 +128,32 @@ impl FenceState {
         }
     }
 
+    /// Whether `self` differs from `sent` (the state last sent to the keeper as a line) only
+    /// by a later deadline: a confirmation. Such a change may reach the keeper through its
+    /// deadline board, read when a step falls due, instead of a line that wakes it; anything
+    /// else (arming, disarming, a new target or grace, an earlier deadline) needs a line.
+    pub fn only_later_than(&self, sent: &FenceState) -> bool {
+        self.armed
+            && sent.armed
+            && self.pgid == sent.pgid
+            && self.grace_ns == sent.grace_ns
+            && self.deadline_ns > sent.deadline_ns
+    }
+
+    /// This state with the deadline a board shows, when that is later: how a keeper learns
+    /// confirmations it was not sent as lines. The board always holds the deadline in force
+    /// when it was written, and an earlier deadline always comes with a line, so the later of
+    /// the two is the deadline in force. A disarmed state stays disarmed.
+    pub fn with_board_deadline(self, board_deadline_ns: Option<u64>) -> FenceState {
+        match board_deadline_ns {
+            Some(board) if self.armed && board > self.deadline_ns => FenceState {
+                deadline_ns: board,
+                ..self
+            },
+            _ => self,
+        }
+    }
+
     /// This state as one line of the deadman → keeper protocol: `arm DEADLINE_NS PGID GRACE_NS`
     /// or `disarm`.
     pub fn to_keeper_line(&self) -> String {
@@ -248,6 +274,32 @@ mod tests {
                 FenceStep::Demote => prop_assert!(s.armed && s.pgid > 0 && now >= s.demote_at_ns() && now < s.deadline_ns),
                 FenceStep::WaitUntil(at) => prop_assert!(s.armed && at > now && at <= s.deadline_ns),
                 FenceStep::Idle => prop_assert!(!s.armed),
+            }
+        }
+
+        /// A keeper told only of the changes that are not [`FenceState::only_later_than`] the
+        /// last line, and reading the board (the true deadline) at any moment, holds exactly
+        /// the true state whenever it reads: never a later deadline (it would fence late), nor
+        /// an earlier one (early), nor another target.
+        #[test]
+        fn a_lazily_fed_keeper_holds_the_true_state(
+            changes in proptest::collection::vec((state(), any::<bool>()), 1..40)
+        ) {
+            let mut line = FenceState::DISARMED;
+            for (truth, keeper_reads) in changes {
+                // The deadman: the board first, then a line when one is needed.
+                let board = Some(truth.deadline_ns);
+                if !truth.only_later_than(&line) {
+                    line = truth;
+                }
+                if keeper_reads {
+                    let held = line.with_board_deadline(board);
+                    if truth.armed {
+                        prop_assert_eq!(held, truth);
+                    } else {
+                        prop_assert!(!held.armed);
+                    }
+                }
             }
         }
 

@@ -21,7 +21,6 @@
 //! whether or not the shutdown finished. The health API stops calling the node a primary from
 //! `deadline - grace` on (see [`FenceClock::may_serve_as_primary`]).
 
-use std::io::{BufRead, Write};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::{JoinHandle, Thread};
@@ -308,86 +307,6 @@ fn nap(clock: &FenceClock, now_ns: u64) -> Duration {
     }
 }
 
-/// The fence keeper process's main loop: reads protocol lines from `input` until EOF, kills
-/// the armed process group when its deadline passes, and at once if `input` closes while armed
-/// (the deadman died). Returns how many times it fenced.
-pub fn run_keeper(input: impl BufRead + Send + 'static, mut log: impl Write) -> u64 {
-    let (tx, rx) = std::sync::mpsc::channel::<Option<FenceState>>();
-    // Reading is blocking; a reader thread turns it into messages the timer loop can wait on.
-    std::thread::spawn(move || {
-        for line in input.lines() {
-            let Ok(line) = line else { break };
-            if let Some(state) = FenceState::from_keeper_line(&line) {
-                if tx.send(Some(state)).is_err() {
-                    return;
-                }
-            }
-        }
-        let _ = tx.send(None);
-    });
-    let mut current: Option<FenceState> = None;
-    // The deadline for which the fast shutdown was asked for (once per deadline).
-    let mut demoted_for = None;
-    let mut fenced = 0;
-    let kill = |s: FenceState, why: &str, log: &mut dyn Write| {
-        let now = monotonic_ns();
-        if kill_group(s.pgid) {
-            let _ = writeln!(
-                log,
-                "zgres fence keeper: {why}; killed PostgreSQL group {} (deadline {} ns, now {} ms past it)",
-                s.pgid,
-                s.deadline_ns,
-                now.saturating_sub(s.deadline_ns) / 1_000_000
-            );
-            1
-        } else {
-            let _ = writeln!(
-                log,
-                "zgres fence keeper: {why}; PostgreSQL group {} already gone, nothing killed",
-                s.pgid
-            );
-            0
-        }
-    };
-    loop {
-        let now = monotonic_ns();
-        let step = current.map_or(FenceStep::Idle, |s| s.step(now, demoted_for));
-        let wait = match step {
-            // Only a message can move the deadline, and a message ends the wait.
-            FenceStep::WaitUntil(at) => Duration::from_nanos(at.saturating_sub(now)),
-            FenceStep::Idle => Duration::from_secs(3600),
-            FenceStep::Demote | FenceStep::Kill => Duration::ZERO,
-        };
-        if let (Some(s), FenceStep::Demote) = (current, step) {
-            demoted_for = Some(s.deadline_ns);
-            if ask_fast_shutdown(s.pgid) {
-                let _ = writeln!(
-                    log,
-                    "zgres fence keeper: session not confirmed; fast shutdown of PostgreSQL {} ({} ms before the deadline)",
-                    s.pgid,
-                    s.deadline_ns.saturating_sub(now) / 1_000_000
-                );
-            }
-            continue;
-        }
-        if let (Some(s), FenceStep::Kill) = (current, step) {
-            fenced += kill(s, "deadline passed", &mut log);
-            current = None;
-            continue;
-        }
-        match rx.recv_timeout(wait) {
-            Ok(Some(state)) => current = Some(state),
-            Ok(None) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                if let Some(s) = current.filter(|s| s.armed) {
-                    fenced += kill(s, "deadman gone while armed", &mut log);
-                }
-                return fenced;
-            }
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-        }
-    }
-}
-
 /// Blocks the signals an operator or systemd sends the deadman (SIGHUP, SIGINT, SIGTERM,
 /// SIGUSR1, SIGUSR2) for this process and the threads it starts: the fence keeper, which must
 /// outlive every one of them, calls it first (SIGKILL cannot be blocked).
@@ -406,7 +325,10 @@ pub fn keep_signals_away() {
     let _ = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None);
 }
 
+pub mod board;
 pub mod keeper;
+mod keeper_main;
+pub use keeper_main::run_keeper;
 
 #[cfg(test)]
 mod tests;

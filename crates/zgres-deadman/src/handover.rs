@@ -102,6 +102,10 @@ pub struct KeeperHandover {
     pub fd: RawFd,
     /// The keeper's pid (our child).
     pub pid: u32,
+    /// The descriptor of its deadline board (a memfd), kept open across the exec; absent
+    /// when the keeper reads lines only (an image before the board handed it over).
+    #[serde(default)]
+    pub board_fd: Option<RawFd>,
 }
 
 impl SessionHandover {
@@ -154,6 +158,9 @@ impl Handover {
         inherit(read.as_raw_fd())?;
         if let Some(keeper) = self.keeper {
             inherit(keeper.fd)?;
+            if let Some(board) = keeper.board_fd {
+                inherit(board)?;
+            }
         }
         // nix's execve, not std's `Command::exec`: std empties the signal mask before it
         // executes, and the new image must start with SIGUSR2 still held back (a second
@@ -164,7 +171,9 @@ impl Handover {
         release_upgrade_signal();
         // Still here: nothing was replaced; the descriptors go back to close-on-exec.
         if let Some(keeper) = self.keeper {
-            let _ = fcntl(keeper.fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
+            for fd in std::iter::once(keeper.fd).chain(keeper.board_fd) {
+                let _ = fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
+            }
         }
         Err(error)
     }
@@ -277,7 +286,11 @@ mod tests {
                 id: 7,
                 password: "00ff".into(),
             }),
-            keeper: Some(KeeperHandover { fd: 9, pid: 42 }),
+            keeper: Some(KeeperHandover {
+                fd: 9,
+                pid: 42,
+                board_fd: Some(10),
+            }),
             postmaster_pid: Some(4321),
             fence: FenceState {
                 armed: true,

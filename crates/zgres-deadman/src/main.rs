@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 use zgres_deadman::config::Config;
+use zgres_deadman::fence::board::DeadlineBoard;
 
 use zgres_config::{Mode, EXIT_CONFIG, EXIT_USAGE};
 
@@ -36,6 +37,10 @@ struct Args {
     /// anything arrives on its stdin.
     #[arg(long, hide = true, value_name = "STATE")]
     fence_state: Option<String>,
+    /// Internal: the fence keeper's standard output is its deadline board (a memfd the deadman
+    /// writes confirmations to).
+    #[arg(long, hide = true)]
+    fence_board: bool,
 }
 
 fn main() -> ExitCode {
@@ -54,7 +59,21 @@ fn main() -> ExitCode {
         // deadman is frozen before it writes anything.
         let first = format!("{}\n", args.fence_state.unwrap_or_default());
         let input = std::io::Read::chain(std::io::Cursor::new(first), std::io::stdin());
-        zgres_deadman::fence::run_keeper(std::io::BufReader::new(input), std::io::stderr());
+        // The deadman sends confirmations to the board only: a keeper that cannot read it
+        // would fence a healthy primary. It exits instead, and the deadman starts another
+        // (its fence thread covers the gap).
+        let board = match args
+            .fence_board
+            .then(DeadlineBoard::from_stdout)
+            .transpose()
+        {
+            Ok(board) => board,
+            Err(e) => {
+                eprintln!("zgres fence keeper: cannot open its deadline board: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        zgres_deadman::fence::run_keeper(std::io::BufReader::new(input), board, std::io::stderr());
         return ExitCode::SUCCESS;
     }
     let Some(mode) = Mode::from_args(args.config, args.check_config) else {

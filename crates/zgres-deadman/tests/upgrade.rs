@@ -2,6 +2,7 @@
 //! running as its child, and the new image resumes the same ZooKeeper session.
 
 use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use zgres_schema::Znode;
@@ -90,6 +91,13 @@ async fn reexecuting_the_primarys_deadman_keeps_the_lock_and_postgres() {
             lock_now.ephemeral_owner, lock_before.ephemeral_owner,
             "the lock changed session"
         );
+    }
+    // The adopted keeper learns confirmations from its deadline board alone (no line after
+    // the first): commits go on for more than three fence budgets (1.5 s) after the last
+    // re-execution, and nothing fences (checked below).
+    let since_last = std::time::Instant::now();
+    while since_last.elapsed() < Duration::from_secs(5) {
+        writer.wait_more_acks(0, 5).await;
     }
 
     let acks = writer.finish().await;

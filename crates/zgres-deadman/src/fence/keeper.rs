@@ -12,7 +12,8 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::FenceClock;
+use super::board::{DeadlineBoard, BOARD_OFF_LINE};
+use super::{FenceClock, FenceState};
 use crate::handover::KeeperHandover;
 
 /// Where the fence state is written: the keeper's stdin.
@@ -37,6 +38,12 @@ struct KeeperProcess {
     pid: u32,
     input_fd: RawFd,
     input: KeeperInput,
+    /// The keeper's deadline board, when it reads one: confirmations go there instead of the
+    /// pipe. `None` for a keeper that reads lines only (one an older image started).
+    board: Option<DeadlineBoard>,
+    /// The keeper reads a board this image cannot write (it could not be reopened after a
+    /// re-exec): it is told to stop reading it before anything else is sent.
+    board_lost: bool,
 }
 
 impl KeeperProcess {
@@ -44,13 +51,26 @@ impl KeeperProcess {
     /// image even when a package upgrade has replaced the file, so the keeper always speaks
     /// this deadman's protocol.
     fn start(fence: &FenceClock) -> std::io::Result<Self> {
-        let state = fence.state().to_keeper_line();
-        let mut child = zgres_process::command("/proc/self/exe")
+        let state = fence.state();
+        let line = state.to_keeper_line();
+        let mut command = zgres_process::command("/proc/self/exe");
+        command
             .arg("--fence-keeper")
             .arg("--fence-state")
-            .arg(state.trim_end())
-            .stdin(std::process::Stdio::piped())
-            .spawn()?;
+            .arg(line.trim_end())
+            .stdin(std::process::Stdio::piped());
+        // Without a board (no memory for a memfd) the keeper is fed lines only, as before.
+        let board = match new_board(state.deadline_ns) {
+            Ok((board, keeper_side)) => {
+                command.arg("--fence-board").stdout(keeper_side);
+                Some(board)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "no deadline board for the fence keeper; every confirmation will wake it");
+                None
+            }
+        };
+        let mut child = command.spawn()?;
         let stdin = child
             .stdin
             .take()
@@ -60,6 +80,8 @@ impl KeeperProcess {
             input_fd: stdin.as_raw_fd(),
             input: Box::new(stdin),
             child: Some(child),
+            board,
+            board_lost: false,
         })
     }
 
@@ -67,7 +89,39 @@ impl KeeperProcess {
         KeeperHandover {
             fd: self.input_fd,
             pid: self.pid,
+            board_fd: self.board.as_ref().map(DeadlineBoard::raw_fd),
         }
+    }
+
+    /// Brings the keeper up to `state`, `sent` being the state it was last sent as a line:
+    /// a later deadline only goes to the board (it wakes nobody); anything else is written
+    /// to the board, then sent as a line. Returns the state last sent as a line.
+    async fn feed(
+        &mut self,
+        state: FenceState,
+        sent: Option<FenceState>,
+    ) -> std::io::Result<FenceState> {
+        if self.board_lost {
+            self.send(BOARD_OFF_LINE).await?;
+            self.board_lost = false;
+        }
+        if let Some(board) = &self.board {
+            match board.post(state.deadline_ns) {
+                Ok(()) => {
+                    if let Some(sent) = sent.filter(|sent| state.only_later_than(sent)) {
+                        return Ok(sent);
+                    }
+                }
+                Err(e) => {
+                    // A board that may show an old deadline must not be read any more.
+                    tracing::error!(error = %e, "cannot write the fence keeper's deadline board; feeding it lines only");
+                    self.board = None;
+                    self.send(BOARD_OFF_LINE).await?;
+                }
+            }
+        }
+        self.send(&state.to_keeper_line()).await?;
+        Ok(state)
     }
 
     async fn send(&mut self, line: &str) -> std::io::Result<()> {
@@ -109,11 +163,21 @@ impl Keeper {
             .write(true)
             .open(format!("/proc/self/fd/{}", handed.fd))?;
         let _ = nix::unistd::close(handed.fd);
+        // A keeper an older image started has no board: it is fed lines only.
+        let board = match handed.board_fd.map(DeadlineBoard::adopt).transpose() {
+            Ok(board) => board,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot reopen the fence keeper's deadline board; feeding it lines only");
+                None
+            }
+        };
         let process = KeeperProcess {
             child: None,
             pid: handed.pid,
             input_fd: input.as_raw_fd(),
             input: Box::new(tokio::fs::File::from_std(input)),
+            board_lost: handed.board_fd.is_some() && board.is_none(),
+            board,
         };
         Ok(Self::feeding(fence, process))
     }
@@ -123,28 +187,33 @@ impl Keeper {
         let stop = CancellationToken::new();
         let (published, stopped) = (current.clone(), stop.clone());
         let feeder = tokio::spawn(async move {
-            let mut last = None;
+            // The state last sent as a line.
+            let mut sent = None;
             while !stopped.is_cancelled() {
-                // Only what the keeper acts on: a disarmed fence is one line, whatever its clock.
-                let line = fence.state().to_keeper_line();
-                if last.as_ref() != Some(&line) {
-                    if process.send(&line).await.is_err() {
-                        tracing::error!(
-                            pid = process.pid,
-                            "the fence keeper is gone; starting a new one"
-                        );
-                        process = replace(process, &fence, &published, &stopped).await;
-                        last = None;
-                        continue;
+                // Only what the keeper acts on: a disarmed fence is one state, whatever its clock.
+                let state = Some(fence.state())
+                    .filter(|s| s.armed)
+                    .unwrap_or(FenceState::DISARMED);
+                if sent != Some(state) {
+                    match process.feed(state, sent).await {
+                        Ok(line) => sent = Some(line),
+                        Err(_) => {
+                            tracing::error!(
+                                pid = process.pid,
+                                "the fence keeper is gone; starting a new one"
+                            );
+                            process = replace(process, &fence, &published, &stopped).await;
+                            sent = None;
+                            continue;
+                        }
                     }
-                    last = Some(line);
                 }
                 tokio::select! {
                     () = fence.changed() => {}
                     () = process.exited() => {
                         tracing::error!(pid = process.pid, "the fence keeper exited; starting a new one");
                         process = replace(process, &fence, &published, &stopped).await;
-                        last = None;
+                        sent = None;
                     }
                     () = stopped.cancelled() => {}
                 }
@@ -188,6 +257,14 @@ impl Keeper {
         };
         let _ = tokio::time::timeout(Duration::from_secs(2), exited).await;
     }
+}
+
+/// A new board showing `deadline_ns`, and the descriptor to give the keeper as its stdout.
+fn new_board(deadline_ns: u64) -> std::io::Result<(DeadlineBoard, std::os::fd::OwnedFd)> {
+    let board = DeadlineBoard::create()?;
+    board.post(deadline_ns)?;
+    let keeper_side = board.share()?;
+    Ok((board, keeper_side))
 }
 
 /// A new keeper in place of `dead`, retried every [`RESPAWN_RETRY`] until one starts or the

@@ -1,5 +1,6 @@
 use super::*;
 use proptest::prelude::*;
+use std::io::Write;
 
 #[test]
 fn fires_once_at_the_deadline_and_only_when_armed() {
@@ -79,7 +80,7 @@ fn keeper_asks_for_a_fast_shutdown_then_kills_only_what_is_left() {
     let log = SharedLog::default();
     let keeper_log = log.clone();
     let keeper =
-        std::thread::spawn(move || run_keeper(std::io::BufReader::new(reader), keeper_log));
+        std::thread::spawn(move || run_keeper(std::io::BufReader::new(reader), None, keeper_log));
     let deadline = monotonic_ns() + 600_000_000;
     writeln!(writer, "arm {deadline} {} 400000000", child.id()).unwrap();
     let status = child.wait().unwrap();
@@ -101,6 +102,101 @@ fn keeper_asks_for_a_fast_shutdown_then_kills_only_what_is_left() {
     let text = log.text();
     assert!(text.contains("fast shutdown of PostgreSQL"), "{text}");
     assert!(!text.contains("killed PostgreSQL"), "{text}");
+}
+
+/// The deadman writes confirmations to the board only: the keeper must go by the board's
+/// later deadline (not fence at the last line's), and fence at the board's deadline once the
+/// confirmations stop.
+#[test]
+fn keeper_goes_by_its_board_and_fences_when_it_stops_moving() {
+    use std::os::unix::process::CommandExt;
+    let mut child = std::process::Command::new("sleep")
+        .arg("60")
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let board = board::DeadlineBoard::create().unwrap();
+    let keeper_board =
+        board::DeadlineBoard::adopt(std::os::fd::IntoRawFd::into_raw_fd(board.share().unwrap()))
+            .unwrap();
+    let (reader, mut writer) = std::os::unix::net::UnixStream::pair().unwrap();
+    let log = SharedLog::default();
+    let keeper_log = log.clone();
+    let keeper = std::thread::spawn(move || {
+        run_keeper(
+            std::io::BufReader::new(reader),
+            Some(keeper_board),
+            keeper_log,
+        )
+    });
+    let budget = 300_000_000;
+    let first = monotonic_ns() + budget;
+    board.post(first).unwrap();
+    writeln!(writer, "arm {first} {} 0", child.id()).unwrap();
+    // Confirmations for three budgets, on the board only.
+    let confirming_until = monotonic_ns() + 3 * budget;
+    let mut last = first;
+    while monotonic_ns() < confirming_until {
+        last = monotonic_ns() + budget;
+        board.post(last).unwrap();
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "fenced while the board's deadline was ahead: {}",
+            log.text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "killed once the board stopped moving");
+    assert!(
+        monotonic_ns() >= last,
+        "not before the board's last deadline"
+    );
+    drop(writer);
+    assert_eq!(keeper.join().unwrap(), 1);
+    assert!(log.text().contains("deadline passed"), "{}", log.text());
+}
+
+/// After `board off` (the deadman could no longer write it) the keeper goes by lines alone:
+/// a board left showing a later deadline does not postpone the fence.
+#[test]
+fn keeper_ignores_its_board_once_told_it_is_off() {
+    use std::os::unix::process::CommandExt;
+    let mut child = std::process::Command::new("sleep")
+        .arg("60")
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let board = board::DeadlineBoard::create().unwrap();
+    let keeper_board =
+        board::DeadlineBoard::adopt(std::os::fd::IntoRawFd::into_raw_fd(board.share().unwrap()))
+            .unwrap();
+    board.post(monotonic_ns() + 3_600_000_000_000).unwrap();
+    let deadline = monotonic_ns() + 200_000_000;
+    let input = format!("board off\narm {deadline} {} 0\n", child.id());
+    let (reader, mut writer) = std::os::unix::net::UnixStream::pair().unwrap();
+    writer.write_all(input.as_bytes()).unwrap();
+    let keeper = std::thread::spawn(move || {
+        run_keeper(
+            std::io::BufReader::new(reader),
+            Some(keeper_board),
+            std::io::sink(),
+        )
+    });
+    let give_up = monotonic_ns() + 10_000_000_000;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if monotonic_ns() > give_up {
+            let _ = child.kill();
+            panic!("not fenced at the line's deadline: the board still counted");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(!status.success(), "killed at the line's deadline");
+    drop(writer);
+    assert_eq!(keeper.join().unwrap(), 1);
 }
 
 fn libc_sigint() -> i32 {
@@ -145,7 +241,7 @@ fn keeper_fences_when_its_input_closes_while_armed() {
         .unwrap();
     let far = monotonic_ns() + 3_600_000_000_000;
     let input = format!("arm {far} {}\n", child.id());
-    let fenced = run_keeper(std::io::Cursor::new(input), std::io::sink());
+    let fenced = run_keeper(std::io::Cursor::new(input), None, std::io::sink());
     assert_eq!(fenced, 1);
     let status = child.wait().unwrap();
     assert!(!status.success(), "the child was killed");
@@ -155,7 +251,10 @@ fn keeper_fences_when_its_input_closes_while_armed() {
 fn keeper_does_nothing_after_disarm() {
     let far = monotonic_ns() + 3_600_000_000_000;
     let input = format!("arm {far} 999999\ndisarm\n");
-    assert_eq!(run_keeper(std::io::Cursor::new(input), std::io::sink()), 0);
+    assert_eq!(
+        run_keeper(std::io::Cursor::new(input), None, std::io::sink()),
+        0
+    );
 }
 
 proptest! {
