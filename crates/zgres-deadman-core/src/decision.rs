@@ -37,12 +37,15 @@ mod round;
 mod schedule;
 
 pub use action::{Action, Ineligible};
-pub use observation::{DataDirKind, LocalPostgres, LockView, Observation, Peer, Probe};
+pub use observation::{
+    wants_timeline_starts, DataDirKind, LocalPostgres, LockView, Observation, Peer, Probe,
+    TimelineStart,
+};
 pub use published::{not_taking_over, problems, role, warnings, WarningInputs};
 pub use round::{Decision, Published, RoundInputs};
 pub use schedule::{
-    confirmation_wanted, fence_may_disarm, next_round, Next, RoundOutcome, PROMOTION_VETO_WAIT,
-    REWIND_RETRY,
+    confirmation_wanted, fence_may_disarm, next_round, rewind_retry_after, Next, RoundOutcome,
+    PROMOTION_VETO_WAIT, REWIND_RETRY, REWIND_RETRY_MAX,
 };
 
 /// How long a switchover or failover request steers elections after the lock became free;
@@ -83,6 +86,8 @@ pub struct Decider {
 struct Recovery {
     /// After a failed pg_rewind, no new attempt before this.
     rewind: Option<Instant>,
+    /// Failed pg_rewinds in a row (reset when a standby is started).
+    rewind_failures: u32,
     /// After the `pre_promote` callback vetoed a promotion, no contending before this.
     contend: Option<Instant>,
     /// Whether the running standby follows the primary's timeline.
@@ -139,9 +144,13 @@ impl Decider {
         };
     }
 
-    /// Input: the pg_rewind asked for failed at `now`; the next attempt waits [`REWIND_RETRY`].
+    /// Input: the pg_rewind asked for failed at `now`; the next attempt waits
+    /// [`REWIND_RETRY`], doubled for each further failure in a row ([`rewind_retry_after`]).
     pub fn rewind_failed(&mut self, now: Instant) {
-        self.retry.rewind = Some(now + REWIND_RETRY);
+        self.retry.rewind_failures = self.retry.rewind_failures.saturating_add(1);
+        self.retry.rewind = Some(now + rewind_retry_after(self.retry.rewind_failures));
+        // A standby stopped because it could not follow stays stopped until it is rewound.
+        self.retry.follow.rewind_failed();
     }
 
     /// Input: the operator's `pre_promote` callback vetoed this node's promotion at `now` (the
@@ -242,15 +251,19 @@ impl Decider {
             // A standby stopped because it could not follow: rewind it first.
             (false, DataDirKind::Standby) if self.retry.follow.rewind_wanted => {
                 if holder_ready && self.retry.rewind.map_or(true, |at| obs.now >= at) {
-                    self.retry.follow.rewind_wanted = false;
+                    self.retry.follow.rewinding();
                     vec![Action::Rewind { source: holder }]
                 } else {
                     vec![]
                 }
             }
-            (false, DataDirKind::Standby) => vec![Action::StartStandby {
-                upstream: Some(holder),
-            }],
+            (false, DataDirKind::Standby) => {
+                self.retry.follow.starting();
+                self.retry.rewind_failures = 0;
+                vec![Action::StartStandby {
+                    upstream: Some(holder),
+                }]
+            }
             (true, _) => match pg.probe {
                 Some(p) if p.upstream != Some(holder) => {
                     self.retry.follow.forget();
@@ -263,16 +276,19 @@ impl Decider {
                         .find(|peer| peer.state.node == holder && peer.state.role == Role::Primary)
                         .and_then(|peer| peer.state.timeline);
                     let mine = p.timeline.zip(p.position());
-                    if self.retry.follow.is_stuck(obs.now, mine, primary_timeline) {
-                        self.retry.follow.forget();
-                        self.retry.follow.rewind_wanted = true;
-                        vec![Action::StopPostgres {
-                            immediate: false,
-                            reason: "this standby cannot follow the primary's timeline (it has WAL the new timeline forked off before): stopping it to rewind it",
-                        }]
+                    let reason = if self.retry.follow.has_diverged(mine, &obs.timeline_starts) {
+                        "this standby has WAL past the point where the next timeline began (from the group's history): stopping it to rewind it"
+                    } else if self.retry.follow.is_stuck(obs.now, mine, primary_timeline) {
+                        "this standby cannot follow the primary's timeline (it has WAL the new timeline forked off before): stopping it to rewind it"
                     } else {
-                        vec![]
-                    }
+                        return vec![];
+                    };
+                    self.retry.follow.forget();
+                    self.retry.follow.rewind_wanted = true;
+                    vec![Action::StopPostgres {
+                        immediate: false,
+                        reason,
+                    }]
                 }
                 None => vec![],
             },

@@ -72,8 +72,11 @@ impl World {
                 let Some(s) = self.index_of(*source) else {
                     return false;
                 };
-                // pg_rewind reads from the source server over the network.
+                // pg_rewind reads from the source server over the network; a failure is
+                // reported to the core, as `daemon/act.rs` does.
                 if !self.nodes[s].pg.is_primary() || !self.linked(i, s) {
+                    let now = self.nodes[i].instant(t);
+                    self.nodes[i].decider.rewind_failed(now);
                     return false;
                 }
                 let wal = self.nodes[s].pg.wal.clone();

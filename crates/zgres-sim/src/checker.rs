@@ -4,6 +4,7 @@
 
 use zgres_schema::{Lsn, Timeline};
 
+use crate::faults::Kind;
 use crate::postgres::{Segment, Wal};
 
 /// An acknowledged write.
@@ -41,6 +42,17 @@ pub enum Violation {
         /// The first of them.
         first: Write,
     },
+    /// After a fault that ended while no other was active, the group took longer than the
+    /// bound to be whole again (issue 15's recovery bound: two session timeouts; the
+    /// simulated pg_rewind takes no time).
+    SlowRecovery {
+        /// The fault.
+        kind: Kind,
+        /// From its end to the group whole again.
+        after_ms: u64,
+        /// The bound.
+        bound_ms: u64,
+    },
     /// The group had not come back to exactly one writable primary, the lock holder, with every
     /// other node streaming from it, at the end of the healing time.
     NotRecovered {
@@ -55,6 +67,20 @@ pub fn single_writer(at: u64, writable: &[usize]) -> Option<Violation> {
         at,
         nodes: writable.to_vec(),
     })
+}
+
+/// Checks every measured recovery (fault kind, ms from its end to the group whole) against
+/// `bound_ms`; the slowest one over it, if any.
+pub fn recovered_in_time(times: &[(Kind, u64)], bound_ms: u64) -> Option<Violation> {
+    times
+        .iter()
+        .filter(|(_, ms)| *ms > bound_ms)
+        .max_by_key(|(_, ms)| *ms)
+        .map(|&(kind, after_ms)| Violation::SlowRecovery {
+            kind,
+            after_ms,
+            bound_ms,
+        })
 }
 
 /// Checks that `/history` timelines strictly increase.
@@ -83,6 +109,15 @@ mod tests {
         assert!(single_writer(5, &[0, 2]).is_some());
         let tl = |t| Timeline::new(t).unwrap();
         assert!(history_increases(&[tl(2), tl(3)]).is_none());
+        assert!(recovered_in_time(&[(Kind::Pause, 8_000)], 8_000).is_none());
+        assert_eq!(
+            recovered_in_time(&[(Kind::Pause, 8_001), (Kind::KillNode, 9_000)], 8_000),
+            Some(Violation::SlowRecovery {
+                kind: Kind::KillNode,
+                after_ms: 9_000,
+                bound_ms: 8_000
+            })
+        );
         assert!(history_increases(&[tl(3), tl(3)]).is_some());
     }
 }

@@ -2,7 +2,8 @@
 //! models as the real shell builds them from ZooKeeper and PostgreSQL.
 
 use zgres_deadman_core::decision::{
-    DataDirKind, LocalPostgres, LockView, Observation, Peer, Probe,
+    wants_timeline_starts, DataDirKind, LocalPostgres, LockView, Observation, Peer, Probe,
+    TimelineStart,
 };
 use zgres_schema::documents::{GroupConfig, NodeState, SyncMode, WalPositions};
 use zgres_schema::Fetched;
@@ -67,6 +68,24 @@ impl World {
                 .map(|c| c.node)
                 .collect()
         });
+        // As the shell: where the timelines began, only for a standby behind its primary.
+        let primary_timeline = match lock {
+            LockView::Other(Some(holder)) => peers
+                .iter()
+                .find(|p| p.state.node == holder)
+                .and_then(|p| p.state.timeline),
+            _ => None,
+        };
+        let standby_timeline = probe.filter(|p| p.in_recovery).and_then(|p| p.timeline);
+        let timeline_starts = if wants_timeline_starts(standby_timeline, primary_timeline) {
+            self.zk
+                .history
+                .iter()
+                .map(|&(timeline, lsn, _)| TimelineStart { timeline, lsn })
+                .collect()
+        } else {
+            Vec::new()
+        };
         let node = &self.nodes[i];
         let pg = &node.pg;
         Observation {
@@ -91,6 +110,7 @@ impl World {
             },
             vetoed: false,
             group_timeline: self.zk.history.last().map(|h| h.0),
+            timeline_starts,
             switchover: self
                 .zk
                 .switchover

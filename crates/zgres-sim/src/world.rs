@@ -356,12 +356,16 @@ impl World {
         node.next_round = t + pause.max(self.settings.step_ms);
     }
 
-    /// After the healing time: the group whole (see `whole`); `/history` increasing; in
+    /// After the healing time: the group whole (see `whole`) and whole again within two
+    /// session timeouts of every fault that ended alone; `/history` increasing; in
     /// synchronous mode no acknowledged commit lost.
     fn check_end(&mut self) {
         let timelines: Vec<_> = self.zk.history.iter().map(|h| h.0).collect();
         self.violations
             .extend(checker::history_increases(&timelines));
+        let bound_ms = 2 * self.settings.session_timeout_ms;
+        self.violations
+            .extend(checker::recovered_in_time(&self.recovery.times, bound_ms));
         if self.settings.mode != SyncMode::Off {
             if let Some(wal) = self.survivor() {
                 let lost = checker::lost(&self.writes, wal);

@@ -183,3 +183,20 @@ fn strict_mode_seeds_with_a_failover_request_recover() {
     };
     run_clean(strict, [4806, 15096]);
 }
+
+/// Seed 5616, asynchronous: a standby diverged on timeline 1; its pg_rewind failed while its
+/// replication was cut, and it was started again as it was, still diverged. It was caught only
+/// after 10 s without progress, a wait each switchover started over: 26.6 s from the end of the
+/// last fault to a whole group. It now stays stopped until a rewind works, and the history
+/// shows it diverged at once: whole again within the bound (two session timeouts), which
+/// `run_clean` checks for every fault that ends alone.
+#[test]
+fn a_diverged_standby_whose_rewind_failed_is_rewound_once_it_can_be() {
+    let outcomes = run_clean(Settings::default(), [5616]);
+    let slowest = outcomes[0].recoveries.iter().map(|r| r.1).max();
+    assert!(
+        slowest.is_some_and(|ms| ms <= 8_000),
+        "recoveries: {:?}",
+        outcomes[0].recoveries
+    );
+}

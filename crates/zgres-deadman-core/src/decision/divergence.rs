@@ -6,10 +6,17 @@
 //! a standby that was not diverged after all is simply restarted).
 //!
 //! A lagging standby that still streams moves and is left alone, however far behind.
+//!
+//! When the group's history shows where the next timeline began, a diverged standby is known
+//! at once, without waiting: it is on an older timeline with WAL past that point
+//! ([`FollowWatch::has_diverged`]). The wait remains for what the history cannot show (an
+//! unreadable history, a position recorded past the true fork).
 
 use std::time::{Duration, Instant};
 
 use zgres_schema::{Lsn, Timeline};
+
+use super::observation::TimelineStart;
 
 /// How long a standby behind the primary's timeline may make no progress before it is rewound.
 pub const STUCK_AFTER: Duration = Duration::from_secs(10);
@@ -21,6 +28,15 @@ pub(super) struct FollowWatch {
     stuck: Option<(Lsn, Instant)>,
     /// It was stopped to be rewound: the next start is a rewind.
     pub(super) rewind_wanted: bool,
+    /// That rewind was asked for and not reported failed (yet).
+    rewind_asked: bool,
+    /// Where the history last showed it diverged.
+    diverged_at: Option<(Timeline, Lsn)>,
+    /// Where it was when a rewind the history called for was carried out (asked for and not
+    /// reported failed). The history is not acted on twice for the same place: a recorded
+    /// start before the true fork (the new primary replayed a little more after it was
+    /// probed) would otherwise stop a standby that pg_rewind found in order, round after round.
+    rewound_from: Option<(Timeline, Lsn)>,
 }
 
 impl FollowWatch {
@@ -49,6 +65,51 @@ impl FollowWatch {
                 false
             }
         }
+    }
+
+    /// The rewind `rewind_wanted` called for is being asked for.
+    pub(super) fn rewinding(&mut self) {
+        self.rewind_wanted = false;
+        self.rewind_asked = true;
+        self.rewound_from = self.diverged_at.take();
+    }
+
+    /// The standby is being started: any rewind asked for before it succeeded.
+    pub(super) fn starting(&mut self) {
+        self.rewind_asked = false;
+    }
+
+    /// The rewind asked for failed: the standby, which still cannot follow, is not started
+    /// as it is but rewound again once the retry delay passed. Found by the simulator
+    /// (seed 5616): it was started again, and took another 10 s without progress, restarted
+    /// by each primary change, to be caught.
+    pub(super) fn rewind_failed(&mut self) {
+        if std::mem::take(&mut self.rewind_asked) {
+            self.rewind_wanted = true;
+            self.diverged_at = self.rewound_from.take();
+        }
+    }
+
+    /// Whether the running standby at `mine` (timeline, position) holds WAL past the point
+    /// where the next timeline began, as `starts` records it: it can then never follow, and
+    /// is rewound at once. Once per position: see `diverged_at`.
+    pub(super) fn has_diverged(
+        &mut self,
+        mine: Option<(Timeline, Lsn)>,
+        starts: &[TimelineStart],
+    ) -> bool {
+        let Some((timeline, position)) = mine else {
+            return false;
+        };
+        let next = starts
+            .iter()
+            .find(|s| s.timeline.get() == timeline.get().saturating_add(1));
+        let diverged = next.is_some_and(|next| position > next.lsn);
+        if !diverged || self.rewound_from == mine {
+            return false;
+        }
+        self.diverged_at = mine;
+        true
     }
 
     /// While the standby has been behind the primary's timeline without moving for a fifth
@@ -103,6 +164,56 @@ mod tests {
 
     fn tl(t: u32) -> Timeline {
         Timeline::new(t).unwrap()
+    }
+
+    fn starts(list: &[(u32, u64)]) -> Vec<TimelineStart> {
+        list.iter()
+            .map(|&(t, lsn)| TimelineStart {
+                timeline: tl(t),
+                lsn: Lsn(lsn),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_standby_past_the_next_timelines_start_has_diverged_at_once() {
+        let history = starts(&[(1, 0), (2, 100), (3, 250)]);
+        let mut w = FollowWatch::default();
+        assert!(
+            w.has_diverged(Some((tl(1), Lsn(120))), &history),
+            "timeline 2 began at 100: WAL on 1 up to 120 is not on it"
+        );
+        w.rewinding();
+        w.rewind_failed();
+        assert!(
+            w.has_diverged(Some((tl(1), Lsn(120))), &history),
+            "a failed rewind changed nothing: still diverged"
+        );
+        w.rewinding();
+        w.starting();
+        assert!(
+            !w.has_diverged(Some((tl(1), Lsn(120))), &history),
+            "not twice at the same position once rewound (pg_rewind found it in order)"
+        );
+        let mut w = FollowWatch::default();
+        assert!(
+            !w.has_diverged(Some((tl(1), Lsn(100))), &history),
+            "at the fork: follows"
+        );
+        assert!(
+            !w.has_diverged(Some((tl(1), Lsn(90))), &history),
+            "before it: follows"
+        );
+        assert!(w.has_diverged(Some((tl(2), Lsn(251))), &history));
+        assert!(
+            !w.has_diverged(Some((tl(3), Lsn(900))), &history),
+            "on the newest timeline: nothing to fork from"
+        );
+        assert!(!w.has_diverged(None, &history));
+        assert!(
+            !FollowWatch::default().has_diverged(Some((tl(1), Lsn(120))), &[]),
+            "no history read: the wait decides"
+        );
     }
 
     #[test]

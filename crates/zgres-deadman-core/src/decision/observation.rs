@@ -88,6 +88,25 @@ pub struct Peer {
     pub fresh: bool,
 }
 
+/// Where a recorded timeline began: a promotion in `/history/{GROUP}`, as the new primary
+/// recorded it (its position when it was promoted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimelineStart {
+    /// The timeline the promotion created.
+    pub timeline: Timeline,
+    /// Where it forked off the timeline before it.
+    pub lsn: Lsn,
+}
+
+/// Whether the shell should read where the group's timelines began
+/// ([`Observation::timeline_starts`]): only for a running standby on a timeline behind its
+/// primary's, the one case a decision uses them, so an idle group never decodes its history.
+pub fn wants_timeline_starts(standby: Option<Timeline>, primary: Option<Timeline>) -> bool {
+    standby
+        .zip(primary)
+        .is_some_and(|(mine, theirs)| mine < theirs)
+}
+
 /// Everything the deadman knows at one moment.
 #[derive(Debug, Clone)]
 pub struct Observation {
@@ -108,6 +127,9 @@ pub struct Observation {
     pub vetoed: bool,
     /// The newest timeline recorded in `/history/{GROUP}` (read during elections).
     pub group_timeline: Option<Timeline>,
+    /// Where the recorded timelines began, read only when [`wants_timeline_starts`] (empty
+    /// otherwise, or when `/history` is unreadable).
+    pub timeline_starts: Vec<TimelineStart>,
     /// A pending switchover or failover request (`/switchover/{GROUP}`).
     pub switchover: Option<Switchover>,
     /// Wall-clock milliseconds since the epoch, only to honour a scheduled switchover time.

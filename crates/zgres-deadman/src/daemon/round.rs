@@ -95,7 +95,8 @@ impl Daemon {
         let Some(session) = self.zk.session.as_mut() else {
             return Next::Later;
         };
-        let mut view = match session.coordinator.view().await {
+        let standby_timeline = probe.filter(|p| p.in_recovery).and_then(|p| p.timeline);
+        let mut view = match session.coordinator.view(standby_timeline).await {
             Ok(view) => view,
             Err(e) if e.session_ended() => {
                 tracing::error!(
@@ -146,6 +147,7 @@ impl Daemon {
                 .as_ref()
                 .is_some_and(|p| !p.outcome.borrow().vetoes.is_empty()),
             group_timeline: view.group_timeline,
+            timeline_starts: std::mem::take(&mut view.timeline_starts),
             switchover: view.switchover.valid().map(|(s, _)| s.clone()),
             wall_ms: wall_ms(),
             sync: view.sync.clone().map(|(s, _)| s),

@@ -275,3 +275,121 @@ fn a_lagging_standby_that_still_moves_is_never_stopped() {
         assert!(actions.is_empty(), "{actions:?}");
     }
 }
+
+/// A standby on an older timeline with WAL past the point where the next timeline began (as
+/// `/history` records it) can never follow: it is stopped at once, not after `STUCK_AFTER`.
+#[test]
+fn a_standby_the_history_shows_diverged_is_stopped_at_once() {
+    let t = Instant::now();
+    let mut d = decider(1);
+    let mut primary_state = peer_state(9, Role::Primary, 500);
+    primary_state.timeline = Some(tl(2));
+    let look = |d: &mut Decider, lsn: u64, fork: u64| {
+        let mut following = standby(lsn);
+        if let Some(p) = following.probe.as_mut() {
+            p.upstream = Some(node(9));
+        }
+        let mut o = obs(
+            t,
+            LockView::Other(Some(node(9))),
+            following,
+            vec![fresh(primary_state.clone())],
+        );
+        o.timeline_starts = vec![
+            TimelineStart {
+                timeline: tl(1),
+                lsn: Lsn(0),
+            },
+            TimelineStart {
+                timeline: tl(2),
+                lsn: Lsn(fork),
+            },
+        ];
+        d.decide(&o)
+    };
+    assert!(
+        look(&mut d, 150, 150).is_empty(),
+        "at the fork point it follows the new timeline"
+    );
+    let actions = look(&mut d, 151, 150);
+    assert!(
+        matches!(
+            actions[..],
+            [Action::StopPostgres {
+                immediate: false,
+                reason
+            }] if reason.contains("history")
+        ),
+        "{actions:?}"
+    );
+    assert_eq!(
+        d.decide(&obs(
+            t,
+            LockView::Other(Some(node(9))),
+            stopped(DataDirKind::Standby),
+            vec![fresh(primary_state.clone())],
+        )),
+        [Action::Rewind { source: node(9) }]
+    );
+}
+
+/// Found by the simulator (seed 5616): a standby stopped to be rewound whose pg_rewind failed
+/// (its link to the primary was cut) was started again as it was, still diverged, and was
+/// caught only 10 s without progress later, a wait each primary change started over (26.6 s to
+/// recover). It now stays stopped and the rewind is tried again after the retry wait.
+#[test]
+fn a_standby_whose_rewind_failed_stays_stopped_until_rewound() {
+    let t = Instant::now();
+    let mut d = decider(1);
+    let mut primary_state = peer_state(9, Role::Primary, 100);
+    primary_state.timeline = Some(tl(2));
+    let mut following = standby(150);
+    if let Some(p) = following.probe.as_mut() {
+        p.upstream = Some(node(9));
+    }
+    let look = |d: &mut Decider, at: Instant, pg: LocalPostgres| {
+        d.decide(&obs(
+            at,
+            LockView::Other(Some(node(9))),
+            pg,
+            vec![fresh(primary_state.clone())],
+        ))
+    };
+    assert!(look(&mut d, t, following.clone()).is_empty());
+    let stop = look(&mut d, t + STUCK_AFTER, following);
+    assert!(
+        matches!(stop[..], [Action::StopPostgres { .. }]),
+        "{stop:?}"
+    );
+    let stopped_standby = || stopped(DataDirKind::Standby);
+    assert_eq!(
+        look(&mut d, t + STUCK_AFTER, stopped_standby()),
+        [Action::Rewind { source: node(9) }]
+    );
+    let failed = t + STUCK_AFTER;
+    d.rewind_failed(failed);
+    assert_eq!(
+        look(&mut d, failed + REWIND_RETRY / 2, stopped_standby()),
+        [],
+        "neither started as it is nor rewound before the retry wait"
+    );
+    assert_eq!(
+        look(&mut d, failed + REWIND_RETRY, stopped_standby()),
+        [Action::Rewind { source: node(9) }]
+    );
+    // Rewound this time: started as the primary's standby.
+    assert_eq!(
+        look(&mut d, failed + REWIND_RETRY, stopped_standby()),
+        [Action::StartStandby {
+            upstream: Some(node(9))
+        }]
+    );
+}
+
+#[test]
+fn failed_rewinds_in_a_row_wait_longer_up_to_a_bound() {
+    assert_eq!(rewind_retry_after(1), REWIND_RETRY);
+    assert!(rewind_retry_after(2) > rewind_retry_after(1));
+    assert_eq!(rewind_retry_after(1_000), REWIND_RETRY_MAX);
+    assert_eq!(rewind_retry_after(u32::MAX), REWIND_RETRY_MAX);
+}
