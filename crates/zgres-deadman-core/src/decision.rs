@@ -31,6 +31,7 @@ mod action;
 mod divergence;
 pub use divergence::STUCK_AFTER;
 mod eligibility;
+mod node_request;
 mod observation;
 mod published;
 mod round;
@@ -191,14 +192,21 @@ impl Decider {
         if obs.lock != LockView::Ours {
             self.primary_down_since = None;
         }
-        if obs.config.paused {
-            return self.while_paused(obs, running_primary);
-        }
-        match obs.lock {
-            LockView::Unknown => vec![],
-            LockView::Ours => self.as_lock_holder(obs, running_primary, running_standby),
-            LockView::Other(holder) => self.as_follower(obs, holder, running_primary),
-            LockView::Free => self.in_election(obs, running_primary),
+        let actions = if obs.config.paused {
+            self.while_paused(obs, running_primary)
+        } else {
+            match obs.lock {
+                LockView::Unknown => vec![],
+                LockView::Ours => self.as_lock_holder(obs, running_primary, running_standby),
+                LockView::Other(holder) => self.as_follower(obs, holder, running_primary),
+                LockView::Free => self.in_election(obs, running_primary),
+            }
+        };
+        // An operator's request waits while anything else is to be done.
+        if actions.is_empty() {
+            node_request::actions(obs, running_primary, running_standby)
+        } else {
+            actions
         }
     }
 

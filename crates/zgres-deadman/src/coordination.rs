@@ -270,6 +270,21 @@ impl Coordinator {
         Ok(written)
     }
 
+    /// Deletes this node's request (`/request/{GROUP}_{NODE}`), at `version` when known (an
+    /// unreadable one has none: it is deleted whatever it holds).
+    ///
+    /// # Errors
+    /// As any request.
+    pub async fn delete_node_request(&mut self, version: Option<i32>) -> Result<bool> {
+        let path = self.path(Znode::Request(self.group.clone(), self.me));
+        self.cache.invalidate(&path);
+        let deleted = self.session.delete(&path, version).await?.is_done();
+        if !deleted {
+            tracing::warn!(znode = %path, "the request changed or went meanwhile; left as it is");
+        }
+        Ok(deleted)
+    }
+
     /// The lock is ours but does not name this node (someone overwrote it): put our content
     /// back while our session still owns the znode (compare-and-set on the version read).
     async fn restore_lock(&mut self, found: &Fetched<Lock>, version: i32) {

@@ -323,5 +323,27 @@ impl Document for Switchover {
     const VERSION: u64 = 1;
 }
 
+/// What an operator asks one node's deadman to do (`zgresctl restart`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeAction {
+    /// Restart PostgreSQL in place, in the same role: a primary keeps the lock.
+    Restart,
+}
+
+/// `/request/{GROUP}_{NODE}`: an operator's request to one node's deadman, deleted by it once
+/// carried out (or dropped, with the reason in its log).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRequest {
+    /// What to do.
+    pub action: NodeAction,
+    /// When the operator asked.
+    pub requested_at_ms: u64,
+}
+
+impl Document for NodeRequest {
+    const VERSION: u64 = 1;
+}
+
 #[cfg(test)]
 mod tests;

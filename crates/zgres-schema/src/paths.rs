@@ -11,6 +11,7 @@
 //! | `{root}/config/{GROUP}` | [`crate::documents::GroupConfig`] |
 //! | `{root}/sync/{GROUP}` | [`crate::documents::SyncState`] |
 //! | `{root}/switchover/{GROUP}` | [`crate::documents::Switchover`] |
+//! | `{root}/request/{GROUP}_{NODE}` | [`crate::documents::NodeRequest`] |
 
 use std::fmt;
 
@@ -35,11 +36,13 @@ pub enum Dir {
     Sync,
     /// `switchover`: pending switchover and failover requests.
     Switchover,
+    /// `request`: pending operator requests to one node (restart).
+    Request,
 }
 
 impl Dir {
     /// Every directory, in the order of the table above.
-    pub const ALL: [Dir; 8] = [
+    pub const ALL: [Dir; 9] = [
         Dir::State,
         Dir::Conn,
         Dir::Lock,
@@ -48,6 +51,7 @@ impl Dir {
         Dir::Config,
         Dir::Sync,
         Dir::Switchover,
+        Dir::Request,
     ];
 
     /// The directory's name under the root.
@@ -61,6 +65,7 @@ impl Dir {
             Dir::Config => "config",
             Dir::Sync => "sync",
             Dir::Switchover => "switchover",
+            Dir::Request => "request",
         }
     }
 }
@@ -113,6 +118,8 @@ pub enum Znode {
     Sync(GroupName),
     /// A requested switchover or failover.
     Switchover(GroupName),
+    /// An operator's pending request to one node.
+    Request(GroupName, NodeId),
 }
 
 impl Znode {
@@ -126,7 +133,8 @@ impl Znode {
             | Znode::History(g)
             | Znode::Config(g)
             | Znode::Sync(g)
-            | Znode::Switchover(g) => g,
+            | Znode::Switchover(g)
+            | Znode::Request(g, _) => g,
         }
     }
 }
@@ -199,6 +207,7 @@ impl ZkLayout {
             Znode::Config(g) => format!("{r}/config/{g}"),
             Znode::Sync(g) => format!("{r}/sync/{g}"),
             Znode::Switchover(g) => format!("{r}/switchover/{g}"),
+            Znode::Request(g, n) => format!("{r}/request/{g}_{n}"),
         }
     }
 
@@ -249,6 +258,7 @@ impl ZkLayout {
             "config" => Znode::Config(group(name)?),
             "sync" => Znode::Sync(group(name)?),
             "switchover" => Znode::Switchover(group(name)?),
+            "request" => member(name).map(|(g, n)| Znode::Request(g, n))?,
             _ => return Err(unknown()),
         })
     }
@@ -278,6 +288,7 @@ mod tests {
             Znode::Config(g.clone()),
             Znode::Sync(g.clone()),
             Znode::Switchover(g.clone()),
+            Znode::Request(g.clone(), n),
         ]
     }
 
@@ -303,6 +314,10 @@ mod tests {
         assert_eq!(
             layout.path(&Znode::Switchover(g.clone())),
             "/zgres/switchover/main"
+        );
+        assert_eq!(
+            layout.path(&Znode::Request(g.clone(), v4)),
+            "/zgres/request/main_10.0.0.1:5432"
         );
         assert_eq!(layout.dir(Dir::State), "/zgres/state");
     }

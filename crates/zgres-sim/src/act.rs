@@ -104,11 +104,15 @@ impl World {
                 }
                 false
             }
-            // No empty data directories, the database recorded from the start.
+            // No empty data directories, the database recorded from the start; no operator's
+            // requests to one node (the observation never has one).
             Action::PublishState
             | Action::Bootstrap
             | Action::CloneFrom { .. }
-            | Action::RecordDatabase { .. } => false,
+            | Action::RecordDatabase { .. }
+            | Action::RestartPostgres { .. }
+            | Action::FinishNodeRequest
+            | Action::DropNodeRequest { .. } => false,
         }
     }
 }

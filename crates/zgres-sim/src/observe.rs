@@ -121,6 +121,8 @@ impl World {
                 (_, _, LockView::Unknown) | (_, SyncMode::Off, _) | (None, _, _) => Fetched::Absent,
                 (Some(state), _, _) => Fetched::Valid(state.clone()),
             },
+            // Operators' restart requests are not simulated.
+            node_request: Fetched::Absent,
         }
     }
 

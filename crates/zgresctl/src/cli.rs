@@ -106,6 +106,18 @@ pub(crate) enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Restart PostgreSQL on one node in place, in its role, through its deadman: a primary
+    /// keeps the lock (no failover; writes pause while it restarts), a replica follows the
+    /// same primary again. Waits until the node is healthy again.
+    Restart {
+        /// The group.
+        group: String,
+        /// The node, by id (IP:PORT) or configured name (e.g. n1).
+        node: String,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        force: bool,
+    },
     /// Stop automatic actions (failover) in the group.
     Pause {
         /// The group.

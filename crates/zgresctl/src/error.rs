@@ -59,6 +59,25 @@ pub enum CtlError {
         /// Its target.
         to: String,
     },
+    /// A request to the node is already pending.
+    #[error("a request to {node} of group {group} is already pending; its deadman deletes it once carried out (or dropped: its log says why)")]
+    RequestPending {
+        /// The group.
+        group: String,
+        /// The node.
+        node: NodeId,
+    },
+    /// Waited in vain for a node to carry out a request and be healthy again.
+    #[error("{node} did not {} within {timeout:?}; its deadman's log says why",
+        if *still_pending { "take the request" } else { "publish itself healthy after the request" })]
+    RequestTimeout {
+        /// The node.
+        node: NodeId,
+        /// How long it waited.
+        timeout: Duration,
+        /// Whether the request was still there.
+        still_pending: bool,
+    },
     /// Waited for a new primary in vain.
     #[error("no new primary within {timeout:?} (primary: {}, request {}); the deadmen's logs say why",
         primary.map_or("none".into(), |p| p.to_string()),
@@ -222,6 +241,9 @@ pub enum Refusal {
     /// A switchover needs a primary to hand over from.
     #[error("group {0} has no primary to hand over; use `zgresctl failover {0} --to NODE`")]
     NoPrimary(String),
+    /// The node publishes no state: no live deadman would carry the request out.
+    #[error("{0} publishes no state: its deadman is not running, so nothing would carry the request out")]
+    NoDeadman(NodeId),
     /// The operator answered no.
     #[error("aborted; nothing was changed")]
     Aborted,

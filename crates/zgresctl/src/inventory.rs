@@ -14,10 +14,12 @@ mod acl;
 mod dsn;
 mod hand_over;
 mod history;
+mod node_request;
 pub use acl::AclReport;
 pub use dsn::Dsn;
 pub use hand_over::HandOver;
 pub use history::GroupHistory;
+pub use node_request::RequestDone;
 use zgres_zk::client as zk;
 use zgres_zk::{CreateKind, ZkSession, ZkSettings};
 

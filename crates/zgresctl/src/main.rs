@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 mod cli;
 
 use cli::{AclCommand, Args, Command, ConfigAction};
-use zgres_schema::documents::SwitchoverKind;
+use zgres_schema::documents::{NodeAction, Role, SwitchoverKind};
 use zgresctl::inventory::{
     parse_config, resolve_node, set_config_value, CtlError, HandOver, Inventory, NodeMatch, Usage,
 };
@@ -63,6 +63,53 @@ async fn set_paused(
         outln!("group {group} paused: deadmen take no automatic action");
     } else {
         outln!("group {group} resumed");
+    }
+    Ok(())
+}
+
+/// `zgresctl restart`: asks the node's deadman to restart PostgreSQL in place, and waits until
+/// it did and the node is healthy again.
+async fn restart(
+    inventory: &Inventory,
+    group: &str,
+    node: &str,
+    force: bool,
+    json: bool,
+) -> Result<(), CtlError> {
+    let target = inventory.live_node(group, node).await?;
+    let role = target.state.as_ref().map(|s| s.role);
+    let label = match target.name() {
+        Some(name) => format!("{name} ({})", target.node),
+        None => target.node.to_string(),
+    };
+    if !force {
+        let how = if role == Some(Role::Primary) {
+            "in place; it keeps the lock, writes pause while it restarts"
+        } else {
+            "in place"
+        };
+        confirm(&format!(
+            "Restart PostgreSQL on {label} of group {group} ({how})?"
+        ))?;
+    }
+    inventory
+        .request_node_action(group, target.node, NodeAction::Restart)
+        .await?;
+    let done = inventory
+        .wait_node_request(
+            group,
+            target.node,
+            NodeAction::Restart,
+            Duration::from_secs(120),
+        )
+        .await?;
+    if json {
+        print_json(&done);
+    } else {
+        outln!(
+            "group {group}: PostgreSQL on {label} restarted; {:?} again",
+            done.role
+        );
     }
     Ok(())
 }
@@ -294,6 +341,9 @@ async fn run(args: Args) -> Result<(), CtlError> {
             };
             hand_over(&inventory, &group, request, force, args.json).await?;
         }
+        Command::Restart { group, node, force } => {
+            restart(&inventory, &group, &node, force, args.json).await?
+        }
         Command::Pause { group } => set_paused(&inventory, &group, true, args.json).await?,
         Command::Resume { group } => set_paused(&inventory, &group, false, args.json).await?,
         // Answered before connecting.
@@ -367,6 +417,8 @@ fn exit_code(e: &CtlError) -> ExitCode {
         | CtlError::Conflict(_)
         | CtlError::Refused(_)
         | CtlError::Pending { .. }
+        | CtlError::RequestPending { .. }
+        | CtlError::RequestTimeout { .. }
         | CtlError::HandOverTimeout { .. } => ExitCode::FAILURE,
     }
 }

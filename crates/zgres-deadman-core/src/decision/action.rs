@@ -74,6 +74,19 @@ pub enum Action {
         /// Why, for the log.
         reason: &'static str,
     },
+    /// Restart PostgreSQL in place, in its current role: a fast stop, then a start. A
+    /// `primary` keeps the lock throughout and starts again only with the fence armed.
+    RestartPostgres {
+        /// It runs as the primary holding the lock.
+        primary: bool,
+    },
+    /// The operator's request to this node was carried out: delete it.
+    FinishNodeRequest,
+    /// The operator's request to this node cannot be carried out: delete it.
+    DropNodeRequest {
+        /// Why, for the log.
+        reason: &'static str,
+    },
 }
 
 /// Why this node does not contend for a free lock (for logs and tests).

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::time::Instant;
 
-use zgres_schema::documents::{GroupConfig, NodeState, Switchover, SyncState};
+use zgres_schema::documents::{GroupConfig, NodeRequest, NodeState, Switchover, SyncState};
 use zgres_schema::{Fetched, Lsn, NodeId, SystemId, Timeline};
 
 /// Who holds the group's lock, as last read from ZooKeeper.
@@ -136,4 +136,6 @@ pub struct Observation {
     pub wall_ms: u64,
     /// `/sync/{GROUP}` (read in synchronous mode): who may be promoted. Unreadable: nobody.
     pub sync: Fetched<SyncState>,
+    /// `/request/{GROUP}_{NODE}`: an operator's pending request to this node.
+    pub node_request: Fetched<NodeRequest>,
 }

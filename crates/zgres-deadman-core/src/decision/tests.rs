@@ -6,7 +6,9 @@ use proptest::prelude::*;
 use zgres_schema::documents::WalPositions;
 
 use super::*;
-use zgres_schema::documents::{GroupConfig, NodeState, SyncMode, SyncState};
+use zgres_schema::documents::{
+    GroupConfig, NodeAction, NodeRequest, NodeState, SyncMode, SyncState,
+};
 use zgres_schema::{SystemId, Timeline};
 
 const SYS: SystemId = SystemId(7);
@@ -117,6 +119,7 @@ fn obs(now: Instant, lock: LockView, postgres: LocalPostgres, peers: Vec<Peer>) 
         switchover: None,
         wall_ms: 0,
         sync: Fetched::Absent,
+        node_request: Fetched::Absent,
     }
 }
 

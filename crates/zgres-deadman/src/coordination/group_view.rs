@@ -5,7 +5,7 @@ use super::{read_cache, Coordinator, Result};
 use crate::decision::{wants_timeline_starts, LockView, Peer, TimelineStart};
 use crate::fence::monotonic_ns;
 use zgres_schema::documents::{
-    DatabaseId, GroupConfig, Lock, NodeState, Switchover, SyncMode, SyncState,
+    DatabaseId, GroupConfig, Lock, NodeRequest, NodeState, Switchover, SyncMode, SyncState,
 };
 use zgres_schema::{DecodeError, Fetched, SystemId, Timeline, Znode};
 
@@ -30,6 +30,8 @@ pub struct GroupView {
     pub switchover: Fetched<(Switchover, i32)>,
     /// `/sync/{GROUP}` and its version, read only in synchronous mode.
     pub sync: Fetched<(SyncState, i32)>,
+    /// `/request/{GROUP}_{NODE}` for this node and its version.
+    pub node_request: Fetched<(NodeRequest, i32)>,
 }
 
 impl GroupView {
@@ -44,6 +46,7 @@ impl GroupView {
             timeline_starts: Vec::new(),
             switchover: Fetched::Absent,
             sync: Fetched::Absent,
+            node_request: Fetched::Absent,
         }
     }
 }
@@ -104,6 +107,8 @@ impl Coordinator {
 
         let switchover_path = self.path(Znode::Switchover(self.group.clone()));
         let switchover = self.read::<Switchover>(&switchover_path).await?;
+        let request_path = self.path(Znode::Request(self.group.clone(), self.me));
+        let node_request = self.read::<NodeRequest>(&request_path).await?;
 
         let config_path = self.path(Znode::Config(self.group.clone()));
         let config = self
@@ -219,6 +224,7 @@ impl Coordinator {
             timeline_starts,
             switchover,
             sync,
+            node_request,
         })
     }
 }

@@ -12,6 +12,15 @@ use crate::data_dir;
 use crate::decision::{Action, Observation};
 use crate::provisioning::{ProvisioningError, RewindOutcome};
 
+/// The versions of the requests the round read, for compare-and-set updates.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct RequestVersions {
+    /// `/switchover/{GROUP}`.
+    pub switchover: Option<i32>,
+    /// This node's `/request/{GROUP}_{NODE}`.
+    pub node_request: Option<i32>,
+}
+
 impl Daemon {
     pub(super) fn timeline(&self, obs: &Observation) -> Timeline {
         obs.postgres
@@ -26,7 +35,7 @@ impl Daemon {
         &mut self,
         action: Action,
         obs: &Observation,
-        switchover_version: Option<i32>,
+        versions: RequestVersions,
     ) -> bool {
         let timeout = self.config.timing.stop_timeout;
         match action {
@@ -161,7 +170,7 @@ impl Daemon {
                 false
             }
             Action::StepDown { candidate } => {
-                self.step_down(candidate, obs, switchover_version).await
+                self.step_down(candidate, obs, versions.switchover).await
             }
             Action::FinishSwitchover | Action::DropSwitchover { .. } => {
                 match action {
@@ -176,7 +185,7 @@ impl Daemon {
                     _ => tracing::info!("switchover complete"),
                 }
                 if let (Some(session), Some(version)) =
-                    (self.zk.session.as_mut(), switchover_version)
+                    (self.zk.session.as_mut(), versions.switchover)
                 {
                     if let Err(e) = session.coordinator.update_switchover(None, version).await {
                         tracing::warn!(error = %e, "cannot delete the switchover request");
@@ -184,7 +193,42 @@ impl Daemon {
                 }
                 false
             }
+            Action::RestartPostgres { primary } => self.restart_in_place(primary).await,
+            Action::FinishNodeRequest | Action::DropNodeRequest { .. } => {
+                match action {
+                    Action::DropNodeRequest { reason } => {
+                        tracing::error!(reason, "dropping the operator's request to this node")
+                    }
+                    _ => tracing::info!("done: the operator's request to this node"),
+                }
+                if let Some(session) = self.zk.session.as_mut() {
+                    let version = versions.node_request;
+                    if let Err(e) = session.coordinator.delete_node_request(version).await {
+                        tracing::warn!(error = %e, "cannot delete the request to this node");
+                    }
+                }
+                false
+            }
         }
+    }
+
+    /// Restarts PostgreSQL in place (an operator's request): a fast stop, then a start in the
+    /// same role. The lock is never released; a primary starts again only if the fence can be
+    /// armed (the session confirmed recently enough), else the next round's usual rules for a
+    /// primary that is down take over (restart within `primary_restart_timeout`, or hand over).
+    async fn restart_in_place(&mut self, primary: bool) -> bool {
+        tracing::warn!(primary, "restarting postgres in place, as requested");
+        self.pg
+            .process
+            .stop(false, self.config.timing.stop_timeout)
+            .await;
+        self.pg.client.disconnect();
+        if primary && !self.fence.arm() {
+            tracing::warn!("not starting as primary again: the ZooKeeper session is not confirmed recently enough");
+            return true;
+        }
+        self.start();
+        true
     }
 
     /// Runs a provisioning step, stopping it (and the tool) on shutdown, then re-reads the

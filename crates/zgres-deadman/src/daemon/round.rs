@@ -7,6 +7,7 @@ use std::time::Instant;
 use zgres_schema::documents::SyncMode;
 use zgres_schema::{Fetched, NodeId};
 
+use super::act::RequestVersions;
 use super::{wall_ms, Daemon};
 use crate::callbacks_due::{self, CallbackRole, Running};
 use crate::coordination::GroupView;
@@ -151,6 +152,7 @@ impl Daemon {
             switchover: view.switchover.valid().map(|(s, _)| s.clone()),
             wall_ms: wall_ms(),
             sync: view.sync.clone().map(|(s, _)| s),
+            node_request: view.node_request.clone().map(|(r, _)| r),
         };
         if self.core.paused != Some(obs.config.paused) && obs.lock != LockView::Unknown {
             if obs.config.paused {
@@ -190,9 +192,12 @@ impl Daemon {
         let state = self.node_state(&obs, decision.published);
         self.publish(&state, force).await;
         let mut again = false;
-        let switchover_version = view.switchover.valid().map(|(_, v)| *v);
+        let versions = RequestVersions {
+            switchover: view.switchover.valid().map(|(_, v)| *v),
+            node_request: view.node_request.valid().map(|(_, v)| *v),
+        };
         for action in actions {
-            again |= self.execute(action, &obs, switchover_version).await;
+            again |= self.execute(action, &obs, versions).await;
         }
         if let Some(session) = &self.zk.session {
             let wanted = confirmation_wanted(obs.lock, self.fence.is_armed());

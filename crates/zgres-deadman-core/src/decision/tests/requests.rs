@@ -240,3 +240,90 @@ fn sync_of_node_2(standbys: &[u8]) -> Fetched<SyncState> {
         standbys: standbys.iter().map(|&n| node(n)).collect(),
     })
 }
+
+fn restart_request() -> Fetched<NodeRequest> {
+    Fetched::Valid(NodeRequest {
+        action: NodeAction::Restart,
+        requested_at_ms: 0,
+    })
+}
+
+#[test]
+fn a_restart_request_restarts_in_the_same_role_and_a_primary_keeps_the_lock() {
+    let t = Instant::now();
+    let mut d = decider(1);
+    let mut o = obs(t, LockView::Ours, primary(), vec![]);
+    o.node_request = restart_request();
+    assert_eq!(
+        d.decide(&o),
+        [
+            Action::RestartPostgres { primary: true },
+            Action::FinishNodeRequest
+        ],
+        "the lock is never released; the request is deleted once carried out"
+    );
+    let mut holder = peer_state(2, Role::Primary, 100);
+    holder.timeline = Some(tl(1));
+    let mut following = standby(100);
+    if let Some(p) = following.probe.as_mut() {
+        p.upstream = Some(node(2));
+    }
+    let mut o = obs(
+        t,
+        LockView::Other(Some(node(2))),
+        following,
+        vec![fresh(holder)],
+    );
+    o.node_request = restart_request();
+    assert_eq!(
+        d.decide(&o),
+        [
+            Action::RestartPostgres { primary: false },
+            Action::FinishNodeRequest
+        ]
+    );
+}
+
+#[test]
+fn a_restart_request_waits_for_other_work_and_a_confirmed_session() {
+    let t = Instant::now();
+    let mut d = decider(1);
+    // Unconfirmed session: nothing, and the request stays.
+    let mut o = obs(t, LockView::Unknown, primary(), vec![]);
+    o.node_request = restart_request();
+    assert_eq!(d.decide(&o), []);
+    // A primary running without the lock is stopped; the request is not what is done first.
+    let mut o = obs(t, LockView::Other(Some(node(2))), primary(), vec![]);
+    o.node_request = restart_request();
+    assert!(matches!(
+        d.decide(&o)[..],
+        [Action::StopPostgres {
+            immediate: true,
+            ..
+        }]
+    ));
+}
+
+#[test]
+fn a_restart_request_with_nothing_to_restart_or_unreadable_is_dropped() {
+    let t = Instant::now();
+    let mut d = decider(1);
+    let mut o = obs(
+        t,
+        LockView::Other(Some(node(2))),
+        stopped(DataDirKind::Empty),
+        vec![],
+    );
+    o.node_request = restart_request();
+    assert!(matches!(d.decide(&o)[..], [Action::DropNodeRequest { .. }]));
+    let mut o = obs(t, LockView::Ours, primary(), vec![]);
+    o.node_request = Fetched::Unreadable(
+        zgres_schema::decode::<NodeRequest>("/zgres/request/main_x", b"{junk").unwrap_err(),
+    );
+    assert_eq!(
+        d.decide(&o),
+        [Action::DropNodeRequest {
+            reason: "the request is unreadable"
+        }]
+    );
+}

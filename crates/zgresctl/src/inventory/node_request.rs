@@ -1,0 +1,121 @@
+//! Operators' requests to one node (`/request/{GROUP}_{NODE}`), carried out by that node's
+//! deadman: `zgresctl restart`.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use zgres_schema::documents::{NodeAction, NodeRequest, Role};
+use zgres_schema::{encode, NodeId, Znode};
+use zgres_zk::{CreateKind, Outcome};
+
+use super::{resolve_node, CtlError, Inventory, NodeView, Refusal};
+
+/// A request carried out, as the CLI reports it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestDone {
+    /// The group.
+    pub group: String,
+    /// The node.
+    pub node: NodeId,
+    /// What was asked.
+    pub action: NodeAction,
+    /// Its role once done, as it published it.
+    pub role: Role,
+}
+
+impl Inventory {
+    /// The node `text` names in `group`, if its deadman is alive to carry out a request.
+    ///
+    /// # Errors
+    /// [`CtlError::UnknownGroup`] / [`CtlError::UnknownNode`], [`Refusal::NoDeadman`] when the
+    /// node publishes no state.
+    pub async fn live_node(&self, group: &str, text: &str) -> Result<NodeView, CtlError> {
+        let view = self.groups(Some(group)).await?.remove(0);
+        let (node, _) = resolve_node(&view, text)?;
+        if node.state.is_none() {
+            return Err(Refusal::NoDeadman(node.node).into());
+        }
+        Ok(node.clone())
+    }
+
+    /// Asks `node`'s deadman to carry out `action` (create-only: one request at a time).
+    ///
+    /// # Errors
+    /// [`CtlError::RequestPending`] when one is already there; ZooKeeper failures.
+    pub async fn request_node_action(
+        &self,
+        group: &str,
+        node: NodeId,
+        action: NodeAction,
+    ) -> Result<(), CtlError> {
+        let request = NodeRequest {
+            action,
+            requested_at_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+        };
+        let path = self
+            .layout
+            .path(&Znode::Request(self.group_name(group)?, node));
+        self.session
+            .mkdir(&self.layout.dir(zgres_schema::Dir::Request))
+            .await?;
+        match self
+            .session
+            .create(&path, &encode(&request)?, CreateKind::Persistent)
+            .await?
+        {
+            Outcome::Done(_) => Ok(()),
+            Outcome::Exists => Err(CtlError::RequestPending {
+                group: group.to_owned(),
+                node,
+            }),
+            Outcome::NotFound | Outcome::BadVersion => Err(CtlError::Conflict(path)),
+        }
+    }
+
+    /// Waits until `node`'s deadman deleted the request (it does once carried out, or when
+    /// it drops it, saying why in its log), then until the node publishes itself healthy.
+    ///
+    /// # Errors
+    /// [`CtlError::RequestTimeout`] after `timeout`; ZooKeeper failures.
+    pub async fn wait_node_request(
+        &self,
+        group: &str,
+        node: NodeId,
+        action: NodeAction,
+        timeout: Duration,
+    ) -> Result<RequestDone, CtlError> {
+        let path = self
+            .layout
+            .path(&Znode::Request(self.group_name(group)?, node));
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let pending = self.get(&path).await?.is_some();
+            let view = self.groups(Some(group)).await?.remove(0);
+            let state = view
+                .nodes
+                .iter()
+                .find(|n| n.node == node)
+                .and_then(|n| n.state.clone());
+            if let (false, Some(state)) = (pending, state.as_ref()) {
+                if state.is_healthy() {
+                    return Ok(RequestDone {
+                        group: group.to_owned(),
+                        node,
+                        action,
+                        role: state.role,
+                    });
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(CtlError::RequestTimeout {
+                    node,
+                    timeout,
+                    still_pending: pending,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
