@@ -1,5 +1,5 @@
-//! `zgresctl restart` against a real group: PostgreSQL restarted in place through the node's
-//! deadman, with a writer on the primary throughout.
+//! `zgresctl restart` and `zgresctl reload` against a real group: carried out by the nodes'
+//! deadmen, PostgreSQL restarted in place, with a writer on the primary.
 
 use std::process::Output;
 
@@ -87,6 +87,32 @@ async fn zgresctl_restart_keeps_the_primary_and_loses_no_commit() {
     assert_ne!(group.nodes[1].postmaster_pid(), Some(replica_postmaster));
     group.wait_following(1, 0).await;
     assert_eq!(group.wait_primary(&[]).await, 0, "the primary stayed");
+
+    // Reload: through the same path as SIGHUP, PostgreSQL reloads too; nothing restarts.
+    let primary_postmaster = group.nodes[0].postmaster_pid();
+    let done = json(&zgresctl(&zk, &["--json", "reload", "main", "n0"]).await);
+    assert_eq!(done["action"], "reload", "{done}");
+    let log = group.nodes[0].log_text();
+    assert!(
+        log.contains("SIGHUP: the configuration file is valid"),
+        "{}",
+        group.logs_with_first(Some(0))
+    );
+    assert_eq!(group.nodes[0].postmaster_pid(), primary_postmaster);
+
+    // The whole group, one node at a time: the replica first, the primary last, in place.
+    let done = json(&zgresctl(&zk, &["--json", "restart", "main", "--force"]).await);
+    let roles: Vec<&str> = done
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["replica", "primary"], "{done}");
+    assert_ne!(group.nodes[0].postmaster_pid(), primary_postmaster);
+    let (_, lock_now) = client.get_data(&lock).await.unwrap();
+    assert_eq!(lock_now.czxid, lock_before.czxid, "the lock was recreated");
+    group.wait_following(1, 0).await;
 
     // A node whose deadman is gone (its state gone with its session): refused, nothing
     // written that no deadman would ever delete.

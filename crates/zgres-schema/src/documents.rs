@@ -323,12 +323,15 @@ impl Document for Switchover {
     const VERSION: u64 = 1;
 }
 
-/// What an operator asks one node's deadman to do (`zgresctl restart`).
+/// What an operator asks one node's deadman to do (`zgresctl restart`, `zgresctl reload`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NodeAction {
     /// Restart PostgreSQL in place, in the same role: a primary keeps the lock.
     Restart,
+    /// Re-read the deadman's configuration file (as SIGHUP does) and have PostgreSQL re-read
+    /// its own files (`pg_reload_conf()`).
+    Reload,
 }
 
 /// `/request/{GROUP}_{NODE}`: an operator's request to one node's deadman, deleted by it once

@@ -111,6 +111,7 @@ impl World {
             | Action::CloneFrom { .. }
             | Action::RecordDatabase { .. }
             | Action::RestartPostgres { .. }
+            | Action::ReloadConfiguration
             | Action::FinishNodeRequest
             | Action::DropNodeRequest { .. } => false,
         }

@@ -106,17 +106,26 @@ pub(crate) enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Restart PostgreSQL on one node in place, in its role, through its deadman: a primary
-    /// keeps the lock (no failover; writes pause while it restarts), a replica follows the
-    /// same primary again. Waits until the node is healthy again.
+    /// Restart PostgreSQL in place, in its role, through the node's deadman: a primary keeps
+    /// the lock (no failover; writes pause while it restarts), a replica follows the same
+    /// primary again. Without NODE, every node one at a time, replicas first, each healthy
+    /// again before the next.
     Restart {
         /// The group.
         group: String,
-        /// The node, by id (IP:PORT) or configured name (e.g. n1).
-        node: String,
+        /// The node, by id (IP:PORT) or configured name (e.g. n1); default: every node.
+        node: Option<String>,
         /// Do not ask for confirmation.
         #[arg(long)]
         force: bool,
+    },
+    /// Have the node's deadman re-read its configuration file (as `systemctl reload` does) and
+    /// PostgreSQL its own (`pg_reload_conf()`). Without NODE, every node.
+    Reload {
+        /// The group.
+        group: String,
+        /// The node, by id (IP:PORT) or configured name (e.g. n1); default: every node.
+        node: Option<String>,
     },
     /// Stop automatic actions (failover) in the group.
     Pause {

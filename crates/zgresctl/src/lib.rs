@@ -5,6 +5,7 @@
 //! - [`error`]: why a command failed, typed by what the operator can do about it;
 //! - [`inventory`]: reads the groups (locks, node states, config, history) into typed values;
 //! - [`node_match`]: finds the node an operator means, by id or configured name;
+//! - [`node_requests`]: restarts and reloads carried out by the nodes' deadmen;
 //! - [`render`]: turns them into tables for people.
 //!
 //! Writes (`config set`, `pause`, `resume`) use ZooKeeper's version check, so two operators
@@ -15,5 +16,6 @@ pub mod credentials;
 pub mod error;
 pub mod inventory;
 pub mod node_match;
+pub mod node_requests;
 pub mod prompts;
 pub mod render;

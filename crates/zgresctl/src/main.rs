@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 mod cli;
 
 use cli::{AclCommand, Args, Command, ConfigAction};
-use zgres_schema::documents::{NodeAction, Role, SwitchoverKind};
+use zgres_schema::documents::{NodeAction, SwitchoverKind};
 use zgresctl::inventory::{
     parse_config, resolve_node, set_config_value, CtlError, HandOver, Inventory, NodeMatch, Usage,
 };
@@ -67,49 +67,37 @@ async fn set_paused(
     Ok(())
 }
 
-/// `zgresctl restart`: asks the node's deadman to restart PostgreSQL in place, and waits until
-/// it did and the node is healthy again.
-async fn restart(
+/// `zgresctl restart` / `zgresctl reload`: carried out by the deadman of one node, or of every
+/// node of the group one at a time (replicas first), each healthy again before the next.
+async fn node_requests(
     inventory: &Inventory,
     group: &str,
-    node: &str,
+    node: Option<&str>,
+    action: NodeAction,
     force: bool,
     json: bool,
 ) -> Result<(), CtlError> {
-    let target = inventory.live_node(group, node).await?;
-    let role = target.state.as_ref().map(|s| s.role);
-    let label = match target.name() {
-        Some(name) => format!("{name} ({})", target.node),
-        None => target.node.to_string(),
-    };
-    if !force {
-        let how = if role == Some(Role::Primary) {
-            "in place; it keeps the lock, writes pause while it restarts"
-        } else {
-            "in place"
-        };
-        confirm(&format!(
-            "Restart PostgreSQL on {label} of group {group} ({how})?"
-        ))?;
-    }
-    inventory
-        .request_node_action(group, target.node, NodeAction::Restart)
-        .await?;
-    let done = inventory
-        .wait_node_request(
-            group,
-            target.node,
-            NodeAction::Restart,
-            Duration::from_secs(120),
-        )
+    let nodes = zgresctl::node_requests::targets(inventory, group, node).await?;
+    let done =
+        zgresctl::node_requests::carry_out(inventory, group, &nodes, action, force, |n, d| {
+            if !json {
+                let verb = match d.action {
+                    NodeAction::Restart => "restarted",
+                    NodeAction::Reload => "reloaded",
+                };
+                outln!(
+                    "group {group}: {} {verb}; {:?}",
+                    zgresctl::node_requests::label(n),
+                    d.role
+                );
+            }
+        })
         .await?;
     if json {
-        print_json(&done);
-    } else {
-        outln!(
-            "group {group}: PostgreSQL on {label} restarted; {:?} again",
-            done.role
-        );
+        match (node, done.as_slice()) {
+            (Some(_), [one]) => print_json(one),
+            _ => print_json(&done),
+        }
     }
     Ok(())
 }
@@ -342,7 +330,20 @@ async fn run(args: Args) -> Result<(), CtlError> {
             hand_over(&inventory, &group, request, force, args.json).await?;
         }
         Command::Restart { group, node, force } => {
-            restart(&inventory, &group, &node, force, args.json).await?
+            let action = NodeAction::Restart;
+            node_requests(
+                &inventory,
+                &group,
+                node.as_deref(),
+                action,
+                force,
+                args.json,
+            )
+            .await?
+        }
+        Command::Reload { group, node } => {
+            let action = NodeAction::Reload;
+            node_requests(&inventory, &group, node.as_deref(), action, true, args.json).await?
         }
         Command::Pause { group } => set_paused(&inventory, &group, true, args.json).await?,
         Command::Resume { group } => set_paused(&inventory, &group, false, args.json).await?,

@@ -80,6 +80,9 @@ pub enum Action {
         /// It runs as the primary holding the lock.
         primary: bool,
     },
+    /// Re-read the deadman's configuration file, as SIGHUP does, and have a running
+    /// PostgreSQL re-read its own files.
+    ReloadConfiguration,
     /// The operator's request to this node was carried out: delete it.
     FinishNodeRequest,
     /// The operator's request to this node cannot be carried out: delete it.

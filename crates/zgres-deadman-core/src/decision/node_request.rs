@@ -1,5 +1,5 @@
 //! An operator's request to one node (`/request/{GROUP}_{NODE}`, written by `zgresctl
-//! restart`): when and how its deadman carries it out.
+//! restart` and `zgresctl reload`): when and how its deadman carries it out.
 //!
 //! A request waits while the round has anything else to do (a failover, a rewind, a fence), and
 //! while the session is unconfirmed. A restart keeps the role: a primary holding the lock
@@ -46,5 +46,7 @@ pub(super) fn actions(
         NodeAction::Restart => vec![Action::DropNodeRequest {
             reason: "PostgreSQL is not running: nothing to restart",
         }],
+        // The deadman's own file, whatever runs.
+        NodeAction::Reload => vec![Action::ReloadConfiguration, Action::FinishNodeRequest],
     }
 }

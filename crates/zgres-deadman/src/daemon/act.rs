@@ -12,6 +12,10 @@ use crate::data_dir;
 use crate::decision::{Action, Observation};
 use crate::provisioning::{ProvisioningError, RewindOutcome};
 
+/// How long a requested restart waits for PostgreSQL to answer again before the request
+/// counts as carried out anyway.
+const RESTART_ANSWER_WAIT: Duration = Duration::from_secs(30);
+
 /// The versions of the requests the round read, for compare-and-set updates.
 #[derive(Debug, Clone, Copy, Default)]
 pub(super) struct RequestVersions {
@@ -194,6 +198,21 @@ impl Daemon {
                 false
             }
             Action::RestartPostgres { primary } => self.restart_in_place(primary).await,
+            Action::ReloadConfiguration => {
+                // The same path as `systemctl reload`: the SIGHUP task reads and checks the
+                // file, and a valid one reaches the loop (an invalid one is logged and the
+                // running configuration stays).
+                tracing::info!("reloading the configuration, as requested");
+                if let Err(e) = nix::sys::signal::raise(nix::sys::signal::Signal::SIGHUP) {
+                    tracing::error!(error = %e, "cannot signal this process to reload");
+                }
+                if self.pg.process.is_running() {
+                    if let Err(e) = self.pg.client.reload().await {
+                        tracing::warn!(error = %e, "cannot ask postgres to reload its configuration");
+                    }
+                }
+                false
+            }
             Action::FinishNodeRequest | Action::DropNodeRequest { .. } => {
                 match action {
                     Action::DropNodeRequest { reason } => {
@@ -218,16 +237,25 @@ impl Daemon {
     /// primary that is down take over (restart within `primary_restart_timeout`, or hand over).
     async fn restart_in_place(&mut self, primary: bool) -> bool {
         tracing::warn!(primary, "restarting postgres in place, as requested");
-        self.pg
-            .process
-            .stop(false, self.config.timing.stop_timeout)
-            .await;
+        let timeout = self.config.timing.stop_timeout;
+        // The watchdog is kept fed: a slow stop plus the wait below may outlast it.
+        keeping_alive(
+            &mut self.systemd.notifier,
+            self.pg.process.stop(false, timeout),
+        )
+        .await;
         self.pg.client.disconnect();
         if primary && !self.fence.arm() {
             tracing::warn!("not starting as primary again: the ZooKeeper session is not confirmed recently enough");
             return true;
         }
         self.start();
+        // Done when it answers again, so that the request's deletion tells the operator (and
+        // a rolling restart) that this node is back; bounded, after which the usual rounds
+        // take over whatever state it is in.
+        if keeping_alive(&mut self.systemd.notifier, answers_again(&mut self.pg)).await {
+            tracing::info!("postgres restarted and answers");
+        }
         true
     }
 
@@ -419,6 +447,19 @@ impl Daemon {
             }
         }
     }
+}
+
+/// Waits, up to [`RESTART_ANSWER_WAIT`], until the PostgreSQL just started answers; false if
+/// it did not (or exited).
+async fn answers_again(pg: &mut super::PostgresEdge) -> bool {
+    let deadline = Instant::now() + RESTART_ANSWER_WAIT;
+    while pg.process.is_running() && Instant::now() < deadline {
+        if pg.client.probe().await.is_ok() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
 }
 
 /// Runs `work` while pinging the systemd watchdog, so a long bootstrap, clone or rewind is not
