@@ -1,4 +1,4 @@
-//! `zgresctl restart` and `zgresctl reload` against a real group: carried out by the nodes'
+//! `zgresctl restart`, `reload` and `reinit` against a real group: carried out by the nodes'
 //! deadmen, PostgreSQL restarted in place, with a writer on the primary.
 
 use std::process::Output;
@@ -113,6 +113,19 @@ async fn zgresctl_restart_keeps_the_primary_and_loses_no_commit() {
     let (_, lock_now) = client.get_data(&lock).await.unwrap();
     assert_eq!(lock_now.czxid, lock_before.czxid, "the lock was recreated");
     group.wait_following(1, 0).await;
+
+    // Reinit: the replica's data directory emptied and cloned again from the primary; the
+    // primary's is never touched.
+    let marker = group.nodes[1].pg.data_dir().join("zgres-test-marker");
+    std::fs::write(&marker, "written before the reinit").unwrap();
+    let done = json(&zgresctl(&zk, &["--json", "reinit", "main", "n1", "--force"]).await);
+    assert_eq!(done["role"], "replica", "{done}");
+    assert!(!marker.exists(), "the data directory was not emptied");
+    group.wait_following(1, 0).await;
+    let refused = zgresctl(&zk, &["reinit", "main", "n0", "--force"]).await;
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("is the primary"), "{said}");
 
     // A node whose deadman is gone (its state gone with its session): refused, nothing
     // written that no deadman would ever delete.

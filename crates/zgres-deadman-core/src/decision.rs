@@ -80,6 +80,8 @@ pub struct Decider {
     last_ineligible: Option<Ineligible>,
     /// Bringing the node back after failures: retries and a standby that does not follow.
     retry: Recovery,
+    /// An operator's request carried out over several rounds.
+    request_progress: node_request::InProgress,
 }
 
 /// Steps that bring the node back after a failure, and when they may be tried again.
@@ -118,6 +120,7 @@ impl Decider {
             last_holder: None,
             last_ineligible: None,
             retry: Recovery::default(),
+            request_progress: node_request::InProgress::default(),
         }
     }
 
@@ -204,7 +207,8 @@ impl Decider {
         };
         // An operator's request waits while anything else is to be done.
         if actions.is_empty() {
-            node_request::actions(obs, running_primary, running_standby)
+            let progress = &mut self.request_progress;
+            node_request::actions(obs, running_primary, running_standby, progress)
         } else {
             actions
         }

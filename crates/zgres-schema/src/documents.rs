@@ -323,7 +323,7 @@ impl Document for Switchover {
     const VERSION: u64 = 1;
 }
 
-/// What an operator asks one node's deadman to do (`zgresctl restart`, `zgresctl reload`).
+/// What an operator asks one node's deadman to do (`zgresctl restart`, `reload`, `reinit`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NodeAction {
@@ -332,6 +332,9 @@ pub enum NodeAction {
     /// Re-read the deadman's configuration file (as SIGHUP does) and have PostgreSQL re-read
     /// its own files (`pg_reload_conf()`).
     Reload,
+    /// Wipe a replica's data directory and clone it again from the primary (refused on the
+    /// primary).
+    Reinit,
 }
 
 /// `/request/{GROUP}_{NODE}`: an operator's request to one node's deadman, deleted by it once

@@ -119,6 +119,17 @@ pub(crate) enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Wipe a replica's data directory and clone it again from the primary, through its
+    /// deadman (refused on the primary). Waits until it streams again.
+    Reinit {
+        /// The group.
+        group: String,
+        /// The replica, by id (IP:PORT) or configured name (e.g. n1).
+        node: String,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        force: bool,
+    },
     /// Have the node's deadman re-read its configuration file (as `systemctl reload` does) and
     /// PostgreSQL its own (`pg_reload_conf()`). Without NODE, every node.
     Reload {

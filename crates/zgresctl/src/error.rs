@@ -241,6 +241,9 @@ pub enum Refusal {
     /// A switchover needs a primary to hand over from.
     #[error("group {0} has no primary to hand over; use `zgresctl failover {0} --to NODE`")]
     NoPrimary(String),
+    /// Reinit wipes a data directory: never the primary's.
+    #[error("{0} is the primary: reinit only rebuilds a replica (switch over first)")]
+    ReinitOfThePrimary(NodeId),
     /// The node publishes no state: no live deadman would carry the request out.
     #[error("{0} publishes no state: its deadman is not running, so nothing would carry the request out")]
     NoDeadman(NodeId),

@@ -84,6 +84,7 @@ async fn node_requests(
                 let verb = match d.action {
                     NodeAction::Restart => "restarted",
                     NodeAction::Reload => "reloaded",
+                    NodeAction::Reinit => "cloned again",
                 };
                 outln!(
                     "group {group}: {} {verb}; {:?}",
@@ -340,6 +341,10 @@ async fn run(args: Args) -> Result<(), CtlError> {
                 args.json,
             )
             .await?
+        }
+        Command::Reinit { group, node, force } => {
+            let action = NodeAction::Reinit;
+            node_requests(&inventory, &group, Some(&node), action, force, args.json).await?
         }
         Command::Reload { group, node } => {
             let action = NodeAction::Reload;

@@ -1,16 +1,18 @@
-//! `zgresctl restart` and `zgresctl reload`: requests carried out by the nodes' deadmen, on one
-//! node or a whole group one node at a time.
+//! `zgresctl restart`, `reload` and `reinit`: requests carried out by the nodes' deadmen, on
+//! one node or a whole group one node at a time.
 
 use std::time::Duration;
 
 use zgres_schema::documents::{NodeAction, Role};
 
-use crate::error::CtlError;
+use crate::error::{CtlError, Refusal};
 use crate::inventory::{Inventory, NodeView, RequestDone};
 use crate::prompts::confirm;
 
-/// How long one node may take to carry a request out and be healthy again.
+/// How long one node may take to carry a restart or reload out and be healthy again.
 const PER_NODE: Duration = Duration::from_secs(120);
+/// How long a reinit may take: a base backup of the whole database.
+const PER_REINIT: Duration = Duration::from_secs(6 * 3600);
 
 /// The nodes to ask, in the order to ask them: the one `node` names, or every node of the
 /// group that publishes a state, replicas first and the primary last (so a rolling restart
@@ -58,6 +60,18 @@ pub async fn carry_out(
     force: bool,
     mut progress: impl FnMut(&NodeView, &RequestDone),
 ) -> Result<Vec<RequestDone>, CtlError> {
+    if action == NodeAction::Reinit {
+        if let Some(primary) = nodes.iter().find(|n| n.leader) {
+            return Err(Refusal::ReinitOfThePrimary(primary.node).into());
+        }
+        if !force {
+            let names: Vec<String> = nodes.iter().map(label).collect();
+            confirm(&format!(
+                "Delete the data directory of {} in group {group} and clone it again from the primary?",
+                names.join(", ")
+            ))?;
+        }
+    }
     if action == NodeAction::Restart && !force {
         let names: Vec<String> = nodes.iter().map(label).collect();
         let primary = nodes
@@ -78,8 +92,12 @@ pub async fn carry_out(
         inventory
             .request_node_action(group, node.node, action)
             .await?;
+        let timeout = match action {
+            NodeAction::Reinit => PER_REINIT,
+            NodeAction::Restart | NodeAction::Reload => PER_NODE,
+        };
         let outcome = inventory
-            .wait_node_request(group, node.node, action, PER_NODE)
+            .wait_node_request(group, node.node, action, timeout)
             .await?;
         progress(node, &outcome);
         done.push(outcome);

@@ -1,24 +1,41 @@
 //! An operator's request to one node (`/request/{GROUP}_{NODE}`, written by `zgresctl
-//! restart` and `zgresctl reload`): when and how its deadman carries it out.
+//! restart`, `reload` and `reinit`): when and how its deadman carries it out.
 //!
 //! A request waits while the round has anything else to do (a failover, a rewind, a fence), and
 //! while the session is unconfirmed. A restart keeps the role: a primary holding the lock
 //! restarts in place and keeps the lock (no failover), a standby restarts following the same
-//! primary. What cannot be carried out is dropped, with the reason in the log.
+//! primary. A reinit wipes a replica's data directory, never the primary's, and the usual
+//! rounds clone it again; the request is deleted once it streams again. What cannot be carried
+//! out is dropped, with the reason in the log.
 
 use zgres_schema::documents::NodeAction;
 use zgres_schema::Fetched;
 
 use super::{Action, LockView, Observation};
 
-/// The actions for the pending request in `obs`, if any, given what runs.
+/// A request being carried out over several rounds.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(super) enum InProgress {
+    /// None.
+    #[default]
+    Nothing,
+    /// The data directory was wiped for a reinit: done once the node runs as a standby.
+    Reinit,
+}
+
+/// The actions for the pending request in `obs`, if any, given what runs; `progress` is what
+/// this node already did for it.
 pub(super) fn actions(
     obs: &Observation,
     running_primary: bool,
     running_standby: bool,
+    progress: &mut InProgress,
 ) -> Vec<Action> {
     let request = match &obs.node_request {
-        Fetched::Absent => return vec![],
+        Fetched::Absent => {
+            *progress = InProgress::Nothing;
+            return vec![];
+        }
         // Not an operator's: garbage that would block every later request.
         Fetched::Unreadable(_) => {
             return vec![Action::DropNodeRequest {
@@ -30,10 +47,11 @@ pub(super) fn actions(
     if obs.lock == LockView::Unknown {
         return vec![];
     }
+    let holds_the_lock = obs.lock == LockView::Ours;
     match request.action {
         // Deleted once carried out, so that its absence tells zgresctl the restart is done; a
         // deadman that dies meanwhile restarts PostgreSQL once more, which is harmless.
-        NodeAction::Restart if running_primary && obs.lock == LockView::Ours => vec![
+        NodeAction::Restart if running_primary && holds_the_lock => vec![
             Action::RestartPostgres { primary: true },
             Action::FinishNodeRequest,
         ],
@@ -48,5 +66,25 @@ pub(super) fn actions(
         }],
         // The deadman's own file, whatever runs.
         NodeAction::Reload => vec![Action::ReloadConfiguration, Action::FinishNodeRequest],
+        NodeAction::Reinit if holds_the_lock || running_primary => {
+            vec![Action::DropNodeRequest {
+                reason:
+                    "this node is the primary: reinit only rebuilds a replica (switch over first)",
+            }]
+        }
+        NodeAction::Reinit if *progress == InProgress::Reinit => {
+            if running_standby {
+                *progress = InProgress::Nothing;
+                vec![Action::FinishNodeRequest]
+            } else {
+                vec![]
+            }
+        }
+        // Only with a primary to clone from.
+        NodeAction::Reinit if matches!(obs.lock, LockView::Other(Some(_))) => {
+            *progress = InProgress::Reinit;
+            vec![Action::WipeDataDirectory]
+        }
+        NodeAction::Reinit => vec![],
     }
 }

@@ -9,7 +9,7 @@ use zgres_systemd::Notifier;
 
 use super::Daemon;
 use crate::data_dir;
-use crate::decision::{Action, Observation};
+use crate::decision::{Action, LockView, Observation};
 use crate::provisioning::{ProvisioningError, RewindOutcome};
 
 /// How long a requested restart waits for PostgreSQL to answer again before the request
@@ -213,6 +213,7 @@ impl Daemon {
                 }
                 false
             }
+            Action::WipeDataDirectory => self.wipe_for_reinit(obs).await,
             Action::FinishNodeRequest | Action::DropNodeRequest { .. } => {
                 match action {
                     Action::DropNodeRequest { reason } => {
@@ -229,6 +230,32 @@ impl Daemon {
                 false
             }
         }
+    }
+
+    /// Stops PostgreSQL and empties the data directory for an operator's reinit; the next
+    /// rounds clone it again. Checked once more here: never on a node holding the lock or
+    /// running as a primary, whatever the core said.
+    async fn wipe_for_reinit(&mut self, obs: &Observation) -> bool {
+        let primary = obs.lock == LockView::Ours
+            || self.fence.is_armed()
+            || obs.postgres.probe.is_some_and(|p| !p.in_recovery);
+        if primary {
+            tracing::error!("not wiping the data directory: this node is or may be the primary");
+            return false;
+        }
+        tracing::warn!("reinit requested: stopping postgres and emptying its data directory to clone it again from the primary");
+        let timeout = self.config.timing.stop_timeout;
+        keeping_alive(
+            &mut self.systemd.notifier,
+            self.pg.process.stop(false, timeout),
+        )
+        .await;
+        self.pg.client.disconnect();
+        if let Err(e) = self.pg.provisioner.empty_data_dir() {
+            tracing::error!(error = %e, "cannot empty the data directory");
+        }
+        self.refresh_control().await;
+        true
     }
 
     /// Restarts PostgreSQL in place (an operator's request): a fast stop, then a start in the

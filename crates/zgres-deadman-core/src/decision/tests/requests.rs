@@ -327,3 +327,58 @@ fn a_restart_request_with_nothing_to_restart_or_unreadable_is_dropped() {
         }]
     );
 }
+
+fn reinit_request() -> Fetched<NodeRequest> {
+    Fetched::Valid(NodeRequest {
+        action: NodeAction::Reinit,
+        requested_at_ms: 0,
+    })
+}
+
+#[test]
+fn a_reinit_never_wipes_the_primary() {
+    let t = Instant::now();
+    let mut d = decider(1);
+    let mut o = obs(t, LockView::Ours, primary(), vec![]);
+    o.node_request = reinit_request();
+    assert!(matches!(
+        d.decide(&o)[..],
+        [Action::DropNodeRequest { reason }] if reason.contains("primary")
+    ));
+}
+
+/// A reinit wipes the replica, the usual rounds clone it from the primary and start it, and
+/// only then is the request deleted (its deletion tells zgresctl the node is back).
+#[test]
+fn a_reinit_wipes_a_replica_and_is_done_once_it_streams_again() {
+    let t = Instant::now();
+    let mut d = decider(1);
+    let mut holder = peer_state(2, Role::Primary, 100);
+    holder.timeline = Some(tl(1));
+    let look = |d: &mut Decider, pg: LocalPostgres| {
+        let mut o = obs(
+            t,
+            LockView::Other(Some(node(2))),
+            pg,
+            vec![fresh(holder.clone())],
+        );
+        o.node_request = reinit_request();
+        d.decide(&o)
+    };
+    let mut following = standby(100);
+    if let Some(p) = following.probe.as_mut() {
+        p.upstream = Some(node(2));
+    }
+    assert_eq!(look(&mut d, following.clone()), [Action::WipeDataDirectory]);
+    assert_eq!(
+        look(&mut d, stopped(DataDirKind::Empty)),
+        [Action::CloneFrom { source: node(2) }]
+    );
+    assert_eq!(
+        look(&mut d, stopped(DataDirKind::Standby)),
+        [Action::StartStandby {
+            upstream: Some(node(2))
+        }]
+    );
+    assert_eq!(look(&mut d, following), [Action::FinishNodeRequest]);
+}
