@@ -17,11 +17,13 @@ async fn zgresctl(zookeeper: &str, args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn json(out: &Output) -> serde_json::Value {
+/// zgresctl's JSON output; on failure, its message and the group's logs.
+fn json(group: &Group, out: &Output) -> serde_json::Value {
     assert!(
         out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        group.logs()
     );
     serde_json::from_slice(&out.stdout).unwrap()
 }
@@ -46,7 +48,10 @@ async fn zgresctl_restart_keeps_the_primary_and_loses_no_commit() {
     let writer = Writer::start(&group);
     writer.wait_more_acks(0, 20).await;
 
-    let done = json(&zgresctl(&zk, &["--json", "restart", "main", "n0", "--force"]).await);
+    let done = json(
+        &group,
+        &zgresctl(&zk, &["--json", "restart", "main", "n0", "--force"]).await,
+    );
     assert_eq!(done["role"], "primary", "{done}");
     assert_eq!(done["action"], "restart", "{done}");
     let restarted = group.nodes[0].postmaster_pid();
@@ -82,7 +87,10 @@ async fn zgresctl_restart_keeps_the_primary_and_loses_no_commit() {
 
     // The replica.
     let replica_postmaster = group.nodes[1].postmaster_pid().unwrap();
-    let done = json(&zgresctl(&zk, &["--json", "restart", "main", "n1", "--force"]).await);
+    let done = json(
+        &group,
+        &zgresctl(&zk, &["--json", "restart", "main", "n1", "--force"]).await,
+    );
     assert_eq!(done["role"], "replica", "{done}");
     assert_ne!(group.nodes[1].postmaster_pid(), Some(replica_postmaster));
     group.wait_following(1, 0).await;
@@ -90,7 +98,10 @@ async fn zgresctl_restart_keeps_the_primary_and_loses_no_commit() {
 
     // Reload: through the same path as SIGHUP, PostgreSQL reloads too; nothing restarts.
     let primary_postmaster = group.nodes[0].postmaster_pid();
-    let done = json(&zgresctl(&zk, &["--json", "reload", "main", "n0"]).await);
+    let done = json(
+        &group,
+        &zgresctl(&zk, &["--json", "reload", "main", "n0"]).await,
+    );
     assert_eq!(done["action"], "reload", "{done}");
     let log = group.nodes[0].log_text();
     assert!(
@@ -101,7 +112,10 @@ async fn zgresctl_restart_keeps_the_primary_and_loses_no_commit() {
     assert_eq!(group.nodes[0].postmaster_pid(), primary_postmaster);
 
     // The whole group, one node at a time: the replica first, the primary last, in place.
-    let done = json(&zgresctl(&zk, &["--json", "restart", "main", "--force"]).await);
+    let done = json(
+        &group,
+        &zgresctl(&zk, &["--json", "restart", "main", "--force"]).await,
+    );
     let roles: Vec<&str> = done
         .as_array()
         .unwrap()
@@ -118,7 +132,10 @@ async fn zgresctl_restart_keeps_the_primary_and_loses_no_commit() {
     // primary's is never touched.
     let marker = group.nodes[1].pg.data_dir().join("zgres-test-marker");
     std::fs::write(&marker, "written before the reinit").unwrap();
-    let done = json(&zgresctl(&zk, &["--json", "reinit", "main", "n1", "--force"]).await);
+    let done = json(
+        &group,
+        &zgresctl(&zk, &["--json", "reinit", "main", "n1", "--force"]).await,
+    );
     assert_eq!(done["role"], "replica", "{done}");
     assert!(!marker.exists(), "the data directory was not emptied");
     group.wait_following(1, 0).await;
@@ -155,4 +172,140 @@ async fn zgresctl_restart_keeps_the_primary_and_loses_no_commit() {
     assert!(client.check_stat(&orphan).await.unwrap().is_none());
     let said = String::from_utf8_lossy(&refused.stderr);
     assert!(said.contains("has no node"), "{said}");
+}
+
+/// `restart --pending` restarts only the nodes whose PostgreSQL waits for one (here a replica
+/// after `ALTER SYSTEM` and `zgresctl reload`); `--switchover` hands the primary over first and
+/// restarts it as a replica; `--scheduled` is carried out by the deadman at its time, and
+/// `--cancel` withdraws one not yet due.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zgresctl_restart_pending_switchover_and_scheduled() {
+    let mut group = Group::prepare(2, Timing::default()).await;
+    group.start_all().await;
+    assert_eq!(group.wait_primary(&[]).await, 0);
+    group.wait_following(1, 0).await;
+    let zk = group.zk.connect_string();
+    let client = group.zk_client().await;
+    let n1: zgres_schema::NodeId = group.nodes[1].node_id().parse().unwrap();
+
+    // Nothing waits for a restart: nothing is restarted.
+    let postmasters = [
+        group.nodes[0].postmaster_pid(),
+        group.nodes[1].postmaster_pid(),
+    ];
+    let none = json(
+        &group,
+        &zgresctl(&zk, &["--json", "restart", "main", "--pending", "--force"]).await,
+    );
+    assert_eq!(none, serde_json::json!([]));
+    assert_eq!(
+        [
+            group.nodes[0].postmaster_pid(),
+            group.nodes[1].postmaster_pid()
+        ],
+        postmasters
+    );
+
+    // A postmaster-level change on the replica, seen after a reload (one without a
+    // constraint between nodes: a standby needs max_connections and the like at least as
+    // high as its primary's).
+    let replica = group.nodes[1].client().await.expect("the replica answers");
+    replica
+        .batch_execute("ALTER SYSTEM SET shared_buffers = '17MB'")
+        .await
+        .unwrap();
+    json(
+        &group,
+        &zgresctl(&zk, &["--json", "reload", "main", "n1"]).await,
+    );
+    let state_path = format!("{}/main_{n1}", group.layout.dir(zgres_schema::Dir::State));
+    let pending = || async {
+        let (data, _) = client.get_data(&state_path).await.ok()?;
+        let state: zgres_schema::documents::NodeState =
+            zgres_schema::decode(&state_path, &data).ok()?;
+        Some(state.pending_restart)
+    };
+    poll::until("node 1 to publish a pending restart", DEADLINE, || async {
+        pending().await.filter(|p| !p.is_empty())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", group.logs_with_first(Some(1))));
+    let done = json(
+        &group,
+        &zgresctl(&zk, &["--json", "restart", "main", "--pending", "--force"]).await,
+    );
+    let nodes: Vec<&str> = done
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["node"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        nodes,
+        [n1.to_string()],
+        "only the node with a pending restart"
+    );
+    assert_eq!(group.nodes[0].postmaster_pid(), postmasters[0]);
+    poll::until("node 1's pending restart to clear", DEADLINE, || async {
+        pending().await.filter(|p| p.is_empty())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", group.logs_with_first(Some(1))));
+
+    // --switchover: the primary hands over, then restarts as a replica.
+    let done = json(
+        &group,
+        &zgresctl(
+            &zk,
+            &["--json", "restart", "main", "n0", "--switchover", "--force"],
+        )
+        .await,
+    );
+    assert_eq!(done["role"], "replica", "{done}");
+    assert_eq!(group.wait_primary(&[0]).await, 1);
+    group.wait_following(0, 1).await;
+
+    // --scheduled: carried out by the deadman when due; zgresctl returns at once.
+    let request = group
+        .layout
+        .path(&Znode::Request(GroupName::new("main").unwrap(), n1));
+    let out = zgresctl(
+        &zk,
+        &["restart", "main", "n1", "--scheduled", "+1h", "--force"],
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(client.check_stat(&request).await.unwrap().is_some());
+    let out = zgresctl(&zk, &["restart", "--cancel", "main", "n1"]).await;
+    assert!(String::from_utf8_lossy(&out.stdout).contains("cancelled"));
+    assert!(client.check_stat(&request).await.unwrap().is_none());
+    let before = group.nodes[1].postmaster_pid();
+    let out = zgresctl(
+        &zk,
+        &["restart", "main", "n1", "--scheduled", "+2s", "--force"],
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    poll::until(
+        "the scheduled restart to be carried out",
+        DEADLINE,
+        || async {
+            let gone = client.check_stat(&request).await.ok()?.is_none();
+            let restarted = group.nodes[1]
+                .postmaster_pid()
+                .is_some_and(|p| Some(p) != before);
+            (gone && restarted).then_some(())
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", group.logs_with_first(Some(1))));
+    assert_eq!(group.wait_primary(&[]).await, 1, "restarted in place");
 }

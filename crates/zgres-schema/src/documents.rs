@@ -345,6 +345,9 @@ pub struct NodeRequest {
     pub action: NodeAction,
     /// When the operator asked.
     pub requested_at_ms: u64,
+    /// Not before this time (ms since the epoch); at once when absent.
+    #[serde(default)]
+    pub scheduled_at_ms: Option<u64>,
 }
 
 impl Document for NodeRequest {

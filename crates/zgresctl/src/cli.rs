@@ -110,15 +110,7 @@ pub(crate) enum Command {
     /// the lock (no failover; writes pause while it restarts), a replica follows the same
     /// primary again. Without NODE, every node one at a time, replicas first, each healthy
     /// again before the next.
-    Restart {
-        /// The group.
-        group: String,
-        /// The node, by id (IP:PORT) or configured name (e.g. n1); default: every node.
-        node: Option<String>,
-        /// Do not ask for confirmation.
-        #[arg(long)]
-        force: bool,
-    },
+    Restart(RestartArgs),
     /// Wipe a replica's data directory and clone it again from the primary, through its
     /// deadman (refused on the primary). Waits until it streams again.
     Reinit {
@@ -198,4 +190,35 @@ pub(crate) enum ConfigAction {
         /// The group.
         group: String,
     },
+}
+
+/// `zgresctl restart`'s arguments.
+#[derive(Debug, clap::Args)]
+pub(crate) struct RestartArgs {
+    /// The group.
+    pub(crate) group: String,
+    /// The node, by id (IP:PORT) or configured name (e.g. n1); default: every node.
+    pub(crate) node: Option<String>,
+    /// Only the nodes whose PostgreSQL has settings waiting for a restart.
+    #[arg(long)]
+    pub(crate) pending: bool,
+    /// Hand the primary over to the best replica first (a switchover), then restart it
+    /// as a replica, instead of restarting it in place.
+    #[arg(long)]
+    pub(crate) switchover: bool,
+    /// Not before this time, carried out by the node's deadman (one NODE only): RFC 3339
+    /// (`2026-11-22T03:00:00Z`) or `+10m`-style from now. Returns at once.
+    #[arg(
+        long,
+        value_name = "TIME",
+        requires = "node",
+        conflicts_with = "switchover"
+    )]
+    pub(crate) scheduled: Option<String>,
+    /// Cancel the node's pending (scheduled) request instead.
+    #[arg(long, requires = "node", conflicts_with_all = ["scheduled", "switchover", "pending"])]
+    pub(crate) cancel: bool,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub(crate) force: bool,
 }

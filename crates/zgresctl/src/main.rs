@@ -7,11 +7,13 @@ use std::time::{Duration, SystemTime};
 
 mod cli;
 
-use cli::{AclCommand, Args, Command, ConfigAction};
+use cli::{AclCommand, Args, Command, ConfigAction, RestartArgs};
 use zgres_schema::documents::{NodeAction, SwitchoverKind};
 use zgresctl::inventory::{
-    parse_config, resolve_node, set_config_value, CtlError, HandOver, Inventory, NodeMatch, Usage,
+    parse_config, resolve_node, set_config_value, CtlError, HandOver, Inventory, NodeMatch,
+    NodeView, Usage,
 };
+use zgresctl::node_requests::{self, RunOptions};
 use zgresctl::prompts::{confirm, edit_file, parse_scheduled};
 use zgresctl::{credentials, render};
 
@@ -67,37 +69,105 @@ async fn set_paused(
     Ok(())
 }
 
-/// `zgresctl restart` / `zgresctl reload`: carried out by the deadman of one node, or of every
-/// node of the group one at a time (replicas first), each healthy again before the next.
+/// `zgresctl restart` / `reload` / `reinit`: carried out by the deadman of one node, or of
+/// every node of the group one at a time (replicas first), each healthy again before the next.
 async fn node_requests(
     inventory: &Inventory,
     group: &str,
-    node: Option<&str>,
+    nodes: &[NodeView],
     action: NodeAction,
-    force: bool,
-    json: bool,
+    options: RunOptions,
+    output: Output,
 ) -> Result<(), CtlError> {
-    let nodes = zgresctl::node_requests::targets(inventory, group, node).await?;
-    let done =
-        zgresctl::node_requests::carry_out(inventory, group, &nodes, action, force, |n, d| {
-            if !json {
-                let verb = match d.action {
-                    NodeAction::Restart => "restarted",
-                    NodeAction::Reload => "reloaded",
-                    NodeAction::Reinit => "cloned again",
-                };
-                outln!(
-                    "group {group}: {} {verb}; {:?}",
-                    zgresctl::node_requests::label(n),
-                    d.role
-                );
-            }
-        })
-        .await?;
+    let Output { json, named } = output;
+    let done = node_requests::carry_out(inventory, group, nodes, action, options, |n, d| {
+        if !json {
+            let verb = match d.action {
+                NodeAction::Restart => "restarted",
+                NodeAction::Reload => "reloaded",
+                NodeAction::Reinit => "cloned again",
+            };
+            outln!(
+                "group {group}: {} {verb}; {:?}",
+                node_requests::label(n),
+                d.role
+            );
+        }
+    })
+    .await?;
     if json {
-        match (node, done.as_slice()) {
-            (Some(_), [one]) => print_json(one),
+        // One named node: its outcome; a group: the list, even of one or none.
+        match (named, done.as_slice()) {
+            (true, [one]) => print_json(one),
             _ => print_json(&done),
+        }
+    } else if done.is_empty() {
+        outln!("group {group}: no node to ask");
+    }
+    Ok(())
+}
+
+/// How `node_requests` prints.
+#[derive(Debug, Clone, Copy)]
+struct Output {
+    /// As JSON.
+    json: bool,
+    /// The operator named one node (else the whole group).
+    named: bool,
+}
+
+/// `zgresctl restart`, with its options.
+async fn restart(inventory: &Inventory, args: RestartArgs, json: bool) -> Result<(), CtlError> {
+    let RestartArgs {
+        group,
+        node,
+        pending,
+        switchover,
+        scheduled,
+        cancel,
+        force,
+    } = args;
+    let nodes = node_requests::targets(inventory, &group, node.as_deref(), pending).await?;
+    match (cancel, scheduled, nodes.as_slice()) {
+        (true, _, [target]) => {
+            let label = node_requests::label(target);
+            if inventory.cancel_node_request(&group, target.node).await? {
+                outln!("pending request to {label} cancelled");
+            } else {
+                outln!("{label} has no pending request");
+            }
+        }
+        (false, Some(at), [target]) => {
+            let at = parse_scheduled(&at)?;
+            let label = node_requests::label(target);
+            if !force {
+                confirm(&format!(
+                    "Restart PostgreSQL on {label} of group {group} in place at the scheduled time?"
+                ))?;
+            }
+            inventory
+                .request_node_action(&group, target.node, NodeAction::Restart, Some(at))
+                .await?;
+            outln!(
+                "restart of {label} scheduled; `zgresctl restart --cancel {group} {}` cancels it",
+                target.node
+            );
+        }
+        _ => {
+            let options = RunOptions { force, switchover };
+            let output = Output {
+                json,
+                named: node.is_some(),
+            };
+            node_requests(
+                inventory,
+                &group,
+                &nodes,
+                NodeAction::Restart,
+                options,
+                output,
+            )
+            .await?
         }
     }
     Ok(())
@@ -330,25 +400,46 @@ async fn run(args: Args) -> Result<(), CtlError> {
             };
             hand_over(&inventory, &group, request, force, args.json).await?;
         }
-        Command::Restart { group, node, force } => {
-            let action = NodeAction::Restart;
+        Command::Restart(restart_args) => restart(&inventory, restart_args, args.json).await?,
+        Command::Reinit { group, node, force } => {
+            let nodes = node_requests::targets(&inventory, &group, Some(&node), false).await?;
+            let options = RunOptions {
+                force,
+                switchover: false,
+            };
+            let output = Output {
+                json: args.json,
+                named: true,
+            };
             node_requests(
                 &inventory,
                 &group,
-                node.as_deref(),
-                action,
-                force,
-                args.json,
+                &nodes,
+                NodeAction::Reinit,
+                options,
+                output,
             )
             .await?
         }
-        Command::Reinit { group, node, force } => {
-            let action = NodeAction::Reinit;
-            node_requests(&inventory, &group, Some(&node), action, force, args.json).await?
-        }
         Command::Reload { group, node } => {
-            let action = NodeAction::Reload;
-            node_requests(&inventory, &group, node.as_deref(), action, true, args.json).await?
+            let nodes = node_requests::targets(&inventory, &group, node.as_deref(), false).await?;
+            let options = RunOptions {
+                force: true,
+                switchover: false,
+            };
+            let output = Output {
+                json: args.json,
+                named: node.is_some(),
+            };
+            node_requests(
+                &inventory,
+                &group,
+                &nodes,
+                NodeAction::Reload,
+                options,
+                output,
+            )
+            .await?
         }
         Command::Pause { group } => set_paused(&inventory, &group, true, args.json).await?,
         Command::Resume { group } => set_paused(&inventory, &group, false, args.json).await?,

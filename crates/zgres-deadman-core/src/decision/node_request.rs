@@ -13,6 +13,13 @@ use zgres_schema::Fetched;
 
 use super::{Action, LockView, Observation};
 
+/// When a scheduled request falls due, as a moment on the round's clock.
+pub(super) fn due_at(obs: &Observation) -> Option<std::time::Instant> {
+    let at = obs.node_request.valid()?.scheduled_at_ms?;
+    let ahead = at.checked_sub(obs.wall_ms)?;
+    Some(obs.now + std::time::Duration::from_millis(ahead))
+}
+
 /// A request being carried out over several rounds.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(super) enum InProgress {
@@ -44,7 +51,10 @@ pub(super) fn actions(
         }
         Fetched::Valid(request) => request,
     };
-    if obs.lock == LockView::Unknown {
+    // Not before its time (wake_at wakes the round then), and not while the session is
+    // unconfirmed.
+    let early = request.scheduled_at_ms.is_some_and(|at| obs.wall_ms < at);
+    if obs.lock == LockView::Unknown || early {
         return vec![];
     }
     let holds_the_lock = obs.lock == LockView::Ours;

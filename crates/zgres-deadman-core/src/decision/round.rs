@@ -108,6 +108,7 @@ impl Decider {
         candidates.extend(self.retry.rewind);
         candidates.extend(self.retry.contend);
         candidates.extend(self.retry.follow.deadline());
+        candidates.extend(super::node_request::due_at(obs));
         candidates.into_iter().filter(|at| *at > now).min()
     }
 }

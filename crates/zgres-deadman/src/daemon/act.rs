@@ -207,8 +207,16 @@ impl Daemon {
                     tracing::error!(error = %e, "cannot signal this process to reload");
                 }
                 if self.pg.process.is_running() {
-                    if let Err(e) = self.pg.client.reload().await {
-                        tracing::warn!(error = %e, "cannot ask postgres to reload its configuration");
+                    match self.pg.client.reload().await {
+                        // What it made of its files (rejected lines, parameters now waiting
+                        // for a restart) is looked at once it has re-read them.
+                        Ok(()) => {
+                            self.live.settings_check_at =
+                                Some(Instant::now() + super::reload::SETTINGS_CHECK_DELAY)
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot ask postgres to reload its configuration")
+                        }
                     }
                 }
                 false

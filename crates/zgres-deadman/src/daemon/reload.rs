@@ -14,7 +14,7 @@ use crate::provisioning::Provisioner;
 
 /// PostgreSQL applies `pg_reload_conf()` asynchronously: what it made of the files is asked
 /// this long after.
-const SETTINGS_CHECK_DELAY: Duration = Duration::from_millis(200);
+pub(super) const SETTINGS_CHECK_DELAY: Duration = Duration::from_millis(200);
 
 impl Daemon {
     /// Applies `new` (validated): live settings now, restart-only ones reported and kept at

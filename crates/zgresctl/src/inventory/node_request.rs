@@ -38,7 +38,8 @@ impl Inventory {
         Ok(node.clone())
     }
 
-    /// Asks `node`'s deadman to carry out `action` (create-only: one request at a time).
+    /// Asks `node`'s deadman to carry out `action`, at once or not before `scheduled_at_ms`
+    /// (create-only: one request at a time).
     ///
     /// # Errors
     /// [`CtlError::RequestPending`] when one is already there; ZooKeeper failures.
@@ -47,12 +48,14 @@ impl Inventory {
         group: &str,
         node: NodeId,
         action: NodeAction,
+        scheduled_at_ms: Option<u64>,
     ) -> Result<(), CtlError> {
         let request = NodeRequest {
             action,
             requested_at_ms: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
+            scheduled_at_ms,
         };
         let path = self
             .layout
@@ -72,6 +75,17 @@ impl Inventory {
             }),
             Outcome::NotFound | Outcome::BadVersion => Err(CtlError::Conflict(path)),
         }
+    }
+
+    /// Deletes `node`'s pending request, if any; whether there was one.
+    ///
+    /// # Errors
+    /// ZooKeeper failures.
+    pub async fn cancel_node_request(&self, group: &str, node: NodeId) -> Result<bool, CtlError> {
+        let path = self
+            .layout
+            .path(&Znode::Request(self.group_name(group)?, node));
+        Ok(self.session.delete(&path, None).await?.is_done())
     }
 
     /// Waits until `node`'s deadman deleted the request (it does once carried out, or when

@@ -245,6 +245,7 @@ fn restart_request() -> Fetched<NodeRequest> {
     Fetched::Valid(NodeRequest {
         action: NodeAction::Restart,
         requested_at_ms: 0,
+        scheduled_at_ms: None,
     })
 }
 
@@ -332,6 +333,7 @@ fn reinit_request() -> Fetched<NodeRequest> {
     Fetched::Valid(NodeRequest {
         action: NodeAction::Reinit,
         requested_at_ms: 0,
+        scheduled_at_ms: None,
     })
 }
 
@@ -381,4 +383,29 @@ fn a_reinit_wipes_a_replica_and_is_done_once_it_streams_again() {
         }]
     );
     assert_eq!(look(&mut d, following), [Action::FinishNodeRequest]);
+}
+
+#[test]
+fn a_scheduled_restart_waits_for_its_time_and_the_round_wakes_for_it() {
+    let t = Instant::now();
+    let mut d = decider(1);
+    let mut o = obs(t, LockView::Ours, primary(), vec![]);
+    o.wall_ms = 1_000_000;
+    o.node_request = Fetched::Valid(NodeRequest {
+        action: NodeAction::Restart,
+        requested_at_ms: 990_000,
+        scheduled_at_ms: Some(1_060_000),
+    });
+    let decision = d.decide_round(&o, RoundInputs::default());
+    assert!(decision.actions.is_empty(), "{:?}", decision.actions);
+    assert_eq!(decision.wake_at, Some(t + Duration::from_secs(60)));
+    o.wall_ms = 1_060_000;
+    o.now = t + Duration::from_secs(60);
+    assert_eq!(
+        d.decide(&o),
+        [
+            Action::RestartPostgres { primary: true },
+            Action::FinishNodeRequest
+        ]
+    );
 }
