@@ -21,7 +21,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use zgres_schema::documents::{PromotionReason, Role, Switchover, SwitchoverKind, Tags};
+use zgres_schema::documents::{PromotionReason, Switchover, SwitchoverKind, Tags};
 use zgres_schema::{Fetched, Lsn, NodeId};
 
 use eligibility::peer_rank;
@@ -31,6 +31,7 @@ mod action;
 mod divergence;
 pub use divergence::STUCK_AFTER;
 mod eligibility;
+mod following;
 mod node_request;
 mod observation;
 mod published;
@@ -225,85 +226,6 @@ impl Decider {
             }],
             LockView::Free if running_primary => vec![Action::AcquireLock],
             _ => vec![],
-        }
-    }
-
-    fn as_follower(
-        &mut self,
-        obs: &Observation,
-        holder: Option<NodeId>,
-        running_primary: bool,
-    ) -> Vec<Action> {
-        let pg = &obs.postgres;
-        if running_primary {
-            return vec![Action::StopPostgres {
-                immediate: true,
-                reason: "running as primary while another node holds the lock",
-            }];
-        }
-        let Some(holder) = holder else {
-            return vec![];
-        };
-        // Copying from or rewinding to the holder needs it to be a working primary.
-        let holder_ready = obs.peers.iter().any(|p| {
-            p.state.node == holder && p.state.role == Role::Primary && p.state.is_healthy()
-        });
-        match (pg.running, pg.data_dir) {
-            (false, DataDirKind::Empty) if obs.db_id.valid().is_some() && holder_ready => {
-                vec![Action::CloneFrom { source: holder }]
-            }
-            (false, DataDirKind::Empty) => vec![],
-            // A former primary: it may hold WAL the new primary never saw.
-            (false, DataDirKind::Primary)
-                if holder_ready && self.retry.rewind.map_or(true, |at| obs.now >= at) =>
-            {
-                vec![Action::Rewind { source: holder }]
-            }
-            (false, DataDirKind::Primary) => vec![],
-            // A standby stopped because it could not follow: rewind it first.
-            (false, DataDirKind::Standby) if self.retry.follow.rewind_wanted => {
-                if holder_ready && self.retry.rewind.map_or(true, |at| obs.now >= at) {
-                    self.retry.follow.rewinding();
-                    vec![Action::Rewind { source: holder }]
-                } else {
-                    vec![]
-                }
-            }
-            (false, DataDirKind::Standby) => {
-                self.retry.follow.starting();
-                self.retry.rewind_failures = 0;
-                vec![Action::StartStandby {
-                    upstream: Some(holder),
-                }]
-            }
-            (true, _) => match pg.probe {
-                Some(p) if p.upstream != Some(holder) => {
-                    self.retry.follow.forget();
-                    vec![Action::Repoint { upstream: holder }]
-                }
-                Some(p) => {
-                    let primary_timeline = obs
-                        .peers
-                        .iter()
-                        .find(|peer| peer.state.node == holder && peer.state.role == Role::Primary)
-                        .and_then(|peer| peer.state.timeline);
-                    let mine = p.timeline.zip(p.position());
-                    let reason = if self.retry.follow.has_diverged(mine, &obs.timeline_starts) {
-                        "this standby has WAL past the point where the next timeline began (from the group's history): stopping it to rewind it"
-                    } else if self.retry.follow.is_stuck(obs.now, mine, primary_timeline) {
-                        "this standby cannot follow the primary's timeline (it has WAL the new timeline forked off before): stopping it to rewind it"
-                    } else {
-                        return vec![];
-                    };
-                    self.retry.follow.forget();
-                    self.retry.follow.rewind_wanted = true;
-                    vec![Action::StopPostgres {
-                        immediate: false,
-                        reason,
-                    }]
-                }
-                None => vec![],
-            },
         }
     }
 

@@ -34,6 +34,7 @@ use zgres_systemd::Notifier;
 
 mod act;
 mod node_state;
+mod operator_requests;
 mod publish;
 mod records;
 mod reload;

@@ -1,0 +1,117 @@
+//! The commands carried out by the nodes' deadmen: `restart`, `reload`, `reinit`.
+
+use zgres_schema::documents::NodeAction;
+use zgresctl::inventory::{CtlError, Inventory, NodeView};
+use zgresctl::node_requests::{self, RunOptions};
+use zgresctl::prompts::{confirm, parse_scheduled};
+
+use crate::cli::RestartArgs;
+use crate::print_json;
+
+/// `zgresctl restart` / `reload` / `reinit`: carried out by the deadman of one node, or of
+/// every node of the group one at a time (replicas first), each healthy again before the next.
+pub(crate) async fn node_requests(
+    inventory: &Inventory,
+    group: &str,
+    nodes: &[NodeView],
+    action: NodeAction,
+    options: RunOptions,
+    output: Output,
+) -> Result<(), CtlError> {
+    let Output { json, named } = output;
+    let done = node_requests::carry_out(inventory, group, nodes, action, options, |n, d| {
+        if !json {
+            let verb = match d.action {
+                NodeAction::Restart => "restarted",
+                NodeAction::Reload => "reloaded",
+                NodeAction::Reinit => "cloned again",
+            };
+            outln!(
+                "group {group}: {} {verb}; {:?}",
+                node_requests::label(n),
+                d.role
+            );
+        }
+    })
+    .await?;
+    if json {
+        // One named node: its outcome; a group: the list, even of one or none.
+        match (named, done.as_slice()) {
+            (true, [one]) => print_json(one),
+            _ => print_json(&done),
+        }
+    } else if done.is_empty() {
+        outln!("group {group}: no node to ask");
+    }
+    Ok(())
+}
+
+/// How `node_requests` prints.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Output {
+    /// As JSON.
+    pub(crate) json: bool,
+    /// The operator named one node (else the whole group).
+    pub(crate) named: bool,
+}
+
+/// `zgresctl restart`, with its options.
+pub(crate) async fn restart(
+    inventory: &Inventory,
+    args: RestartArgs,
+    json: bool,
+) -> Result<(), CtlError> {
+    let RestartArgs {
+        group,
+        node,
+        pending,
+        switchover,
+        scheduled,
+        cancel,
+        force,
+    } = args;
+    let nodes = node_requests::targets(inventory, &group, node.as_deref(), pending).await?;
+    match (cancel, scheduled, nodes.as_slice()) {
+        (true, _, [target]) => {
+            let label = node_requests::label(target);
+            if inventory.cancel_node_request(&group, target.node).await? {
+                outln!("pending request to {label} cancelled");
+            } else {
+                outln!("{label} has no pending request");
+            }
+        }
+        (false, Some(at), [target]) => {
+            let at = parse_scheduled(&at)?;
+            let label = node_requests::label(target);
+            if !force {
+                confirm(&format!(
+                    "Restart PostgreSQL on {label} of group {group} in place at the scheduled time?"
+                ))?;
+            }
+            inventory
+                .request_node_action(&group, target.node, NodeAction::Restart, Some(at))
+                .await?;
+            outln!(
+                "restart of {label} scheduled; `zgresctl restart --cancel {group} {}` cancels it",
+                target.node
+            );
+        }
+        _ => {
+            let options = RunOptions { force, switchover };
+            let output = Output {
+                json,
+                named: node.is_some(),
+            };
+            node_requests(
+                inventory,
+                &group,
+                &nodes,
+                NodeAction::Restart,
+                options,
+                output,
+            )
+            .await?
+        }
+    }
+    Ok(())
+}
