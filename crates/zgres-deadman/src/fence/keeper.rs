@@ -195,7 +195,13 @@ impl Keeper {
                     .filter(|s| s.armed)
                     .unwrap_or(FenceState::DISARMED);
                 if sent != Some(state) {
-                    match process.feed(state, sent).await {
+                    let had_board = process.board.is_some();
+                    let fed = process.feed(state, sent).await;
+                    if had_board && process.board.is_none() {
+                        // Its descriptor is closed: a re-exec must not be handed it.
+                        *published.lock().unwrap_or_else(|e| e.into_inner()) = process.handover();
+                    }
+                    match fed {
                         Ok(line) => sent = Some(line),
                         Err(_) => {
                             tracing::error!(
