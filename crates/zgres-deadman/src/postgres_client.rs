@@ -277,6 +277,18 @@ impl PostgresClient {
         Ok(())
     }
 
+    /// Whether this standby's WAL receiver is streaming (`pg_stat_wal_receiver.status`).
+    ///
+    /// # Errors
+    /// [`ClientError`] when PostgreSQL does not answer.
+    pub async fn wal_receiver_streaming(&mut self) -> Result<bool, ClientError> {
+        let client = self.client().await?;
+        let rows =
+            timed(client.query("SELECT status = 'streaming' FROM pg_stat_wal_receiver", &[]))
+                .await??;
+        Ok(rows.first().is_some_and(|row| row.get::<_, bool>(0)))
+    }
+
     /// Which parameters wait for a restart, and which lines of the configuration files
     /// PostgreSQL rejected.
     ///

@@ -94,6 +94,10 @@ pub struct NodeState {
     /// WAL positions.
     #[serde(default)]
     pub wal: WalPositions,
+    /// The primary a standby is configured to stream from (its `primary_conninfo`), when it is
+    /// a zgres node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<NodeId>,
     /// Operator tags.
     #[serde(default)]
     pub tags: Tags,

@@ -150,6 +150,7 @@ impl World {
                 receive: probe.and_then(|p| p.receive_lsn),
                 replay: probe.and_then(|p| p.replay_lsn),
             },
+            upstream: probe.filter(|p| p.in_recovery).and_then(|p| p.upstream),
             tags: Default::default(),
             meta: Default::default(),
             pending_restart: Vec::new(),

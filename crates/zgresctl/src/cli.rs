@@ -66,6 +66,20 @@ pub(crate) enum Command {
         #[arg(long)]
         replica: bool,
     },
+    /// Delete everything the group keeps in ZooKeeper (config, history, database id, pending
+    /// requests); refused while any of its deadmen runs.
+    Remove {
+        /// The group.
+        group: String,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Who streams from whom, with each standby's lag (from the states the deadmen publish).
+    Topology {
+        /// The group.
+        group: String,
+    },
     /// The group's promotions.
     History {
         /// The group.

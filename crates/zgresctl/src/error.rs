@@ -241,6 +241,14 @@ pub enum Refusal {
     /// A switchover needs a primary to hand over from.
     #[error("group {0} has no primary to hand over; use `zgresctl failover {0} --to NODE`")]
     NoPrimary(String),
+    /// A deadman of the group is alive: its group is not removed.
+    #[error("group {group} still has a live deadman ({live} exists); stop every deadman of the group first")]
+    GroupAlive {
+        /// The group.
+        group: String,
+        /// A znode that shows it (a state, a connection info or the lock).
+        live: String,
+    },
     /// Reinit wipes a data directory: never the primary's.
     #[error("{0} is the primary: reinit only rebuilds a replica (switch over first)")]
     ReinitOfThePrimary(NodeId),

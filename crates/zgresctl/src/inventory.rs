@@ -15,6 +15,7 @@ mod dsn;
 mod hand_over;
 mod history;
 mod node_request;
+mod remove;
 pub use acl::AclReport;
 pub use dsn::Dsn;
 pub use hand_over::HandOver;

@@ -208,6 +208,43 @@ async fn run(args: Args) -> Result<(), CtlError> {
                 outln!("{}", dsn.dsn);
             }
         }
+        Command::Remove { group, force } => {
+            if !force {
+                confirm(&format!(
+                    "Delete everything group {group} keeps in ZooKeeper (its config, history and database id)?"
+                ))?;
+            }
+            let deleted = inventory.remove_group(&group).await?;
+            if args.json {
+                print_json(&serde_json::json!({"group": group, "deleted": deleted}));
+            } else if deleted.is_empty() {
+                outln!("group {group}: nothing left to delete");
+            } else {
+                outln!("group {group}: deleted {}", deleted.join(", "));
+            }
+        }
+        Command::Topology { group } => {
+            let view = inventory.groups(Some(&group)).await?.remove(0);
+            if args.json {
+                let members: Vec<_> = view
+                    .nodes
+                    .iter()
+                    .map(|n| {
+                        serde_json::json!({
+                            "node": n.node,
+                            "name": n.name(),
+                            "role": n.state.as_ref().map(|s| s.role),
+                            "leader": n.leader,
+                            "upstream": n.state.as_ref().and_then(|s| s.upstream),
+                            "lag_bytes": n.lag_bytes,
+                        })
+                    })
+                    .collect();
+                print_json(&members);
+            } else {
+                out!("{}", render::topology(&view));
+            }
+        }
         Command::History { group } => {
             let history = inventory.history(&group).await?;
             if args.json {

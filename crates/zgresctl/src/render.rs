@@ -131,10 +131,112 @@ pub fn history(history: &GroupHistory) -> String {
     out
 }
 
+fn who(node: &NodeView) -> String {
+    match node.name() {
+        Some(name) => format!("{name} ({})", node.node),
+        None => node.node.to_string(),
+    }
+}
+
+/// Who streams from whom: the primary, then under each node the standbys configured to stream
+/// from it (cascading included), with their lag; nodes following no one (or a node not in the
+/// group) last.
+pub fn topology(group: &GroupView) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "+ Group: {}", group.group);
+    let upstream_of = |n: &NodeView| n.state.as_ref().and_then(|s| s.upstream);
+    let known = |id| group.nodes.iter().any(|n| n.node == id);
+    let mut shown = std::collections::BTreeSet::new();
+    // Roots: the lock holder first, then any other node that follows no member.
+    let mut roots: Vec<&NodeView> = group.nodes.iter().filter(|n| n.leader).collect();
+    roots.extend(
+        group
+            .nodes
+            .iter()
+            .filter(|n| !n.leader && !upstream_of(n).is_some_and(known)),
+    );
+    let mut stack: Vec<(&NodeView, usize)> = roots.into_iter().rev().map(|n| (n, 0)).collect();
+    while let Some((node, depth)) = stack.pop() {
+        if !shown.insert(node.node) {
+            continue;
+        }
+        let indent = "   ".repeat(depth);
+        let branch = if depth == 0 { "" } else { "└─ " };
+        let lag = match (node.leader, node.lag_bytes) {
+            (true, _) => String::new(),
+            (false, _) => format!(", lag {}", lag(node)),
+        };
+        let following = match (depth, upstream_of(node)) {
+            (0, Some(up)) if !node.leader => format!(", following {up} (not a member)"),
+            (0, None) if !node.leader => ", following no one".to_owned(),
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            out,
+            "  {indent}{branch}{} {}{lag}{following}",
+            who(node),
+            role(node)
+        );
+        let children = group
+            .nodes
+            .iter()
+            .filter(|n| upstream_of(n) == Some(node.node) && !n.leader);
+        stack.extend(children.rev().map(|n| (n, depth + 1)));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use zgres_schema::documents::NodeState;
+
+    fn member(id: &str, role: &str, upstream: Option<&str>, leader: bool) -> NodeView {
+        let upstream = upstream.map_or(String::new(), |u| format!(r#","upstream":"{u}""#));
+        let state: NodeState = zgres_schema::decode(
+            "/state",
+            format!(r#"{{"v":1,"node":"{id}","role":"{role}","updated_at_ms":1{upstream}}}"#)
+                .as_bytes(),
+        )
+        .unwrap();
+        NodeView {
+            node: state.node,
+            leader,
+            state: Some(state),
+            error: None,
+            lag_bytes: (!leader).then_some(0),
+            stale_for_ms: None,
+        }
+    }
+
+    #[test]
+    fn topology_shows_who_streams_from_whom() {
+        let group = GroupView {
+            group: zgres_schema::GroupName::new("main").unwrap(),
+            leader: Some("10.0.0.1:5432".parse().unwrap()),
+            config: None,
+            config_error: None,
+            nodes: vec![
+                member("10.0.0.3:5432", "replica", Some("10.0.0.2:5432"), false),
+                member("10.0.0.1:5432", "primary", None, true),
+                member("10.0.0.2:5432", "replica", Some("10.0.0.1:5432"), false),
+                member("10.0.0.4:5432", "replica", Some("10.9.9.9:5432"), false),
+            ],
+        };
+        let text = topology(&group);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "+ Group: main",
+                "  10.0.0.1:5432 primary",
+                "     └─ 10.0.0.2:5432 replica, lag 0 B",
+                "        └─ 10.0.0.3:5432 replica, lag 0 B",
+                "  10.0.0.4:5432 replica, lag 0 B, following 10.9.9.9:5432 (not a member)",
+            ],
+            "{text}"
+        );
+    }
 
     #[test]
     fn a_node_with_settings_waiting_for_a_restart_says_which() {

@@ -98,6 +98,7 @@ fn peer_state(i: u8, role: Role, lsn: u64) -> NodeState {
                 write: None,
             },
         },
+        upstream: None,
         tags: Tags::default(),
         meta: BTreeMap::new(),
         pending_restart: Vec::new(),

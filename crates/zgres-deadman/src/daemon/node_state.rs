@@ -26,6 +26,7 @@ impl Daemon {
                 receive: probe.and_then(|p| p.receive_lsn),
                 replay: probe.and_then(|p| p.replay_lsn),
             },
+            upstream: probe.filter(|p| p.in_recovery).and_then(|p| p.upstream),
             tags: self.config.tags.clone(),
             meta: self
                 .live

@@ -58,11 +58,13 @@ impl Daemon {
             return true;
         }
         self.start();
-        // Done when it answers again, so that the request's deletion tells the operator (and
-        // a rolling restart) that this node is back; bounded, after which the usual rounds
-        // take over whatever state it is in.
-        if keeping_alive(&mut self.systemd.notifier, answers_again(&mut self.pg)).await {
-            tracing::info!("postgres restarted and answers");
+        // Done when it is back (answering; a standby also streaming), so that the request's
+        // deletion tells the operator, and a rolling restart, that this node is back: a
+        // rolling restart never restarts the primary while a replica still catches up.
+        // Bounded, after which the usual rounds take over whatever state it is in.
+        let back = answers_again(&mut self.pg, !primary);
+        if keeping_alive(&mut self.systemd.notifier, back).await {
+            tracing::info!(primary, "postgres restarted and back");
         }
         true
     }
@@ -114,12 +116,17 @@ impl Daemon {
     }
 }
 
-/// Waits, up to [`RESTART_ANSWER_WAIT`], until the PostgreSQL just started answers; false if
-/// it did not (or exited).
-async fn answers_again(pg: &mut PostgresEdge) -> bool {
+/// Waits, up to [`RESTART_ANSWER_WAIT`], until the PostgreSQL just started answers and, for a
+/// standby (`streaming`), until its WAL receiver streams; false if it did not (or exited).
+async fn answers_again(pg: &mut PostgresEdge, streaming: bool) -> bool {
     let deadline = Instant::now() + RESTART_ANSWER_WAIT;
     while pg.process.is_running() && Instant::now() < deadline {
-        if pg.client.probe().await.is_ok() {
+        let back = match pg.client.probe().await {
+            Ok(_) if streaming => pg.client.wal_receiver_streaming().await.unwrap_or(false),
+            Ok(_) => true,
+            Err(_) => false,
+        };
+        if back {
             return true;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
