@@ -82,6 +82,12 @@ pub(super) fn actions(
                     "this node is the primary: reinit only rebuilds a replica (switch over first)",
             }]
         }
+        // Paused, nothing would clone it again: the replica would stay empty until resumed.
+        NodeAction::Reinit if obs.config.paused && *progress == InProgress::Nothing => {
+            vec![Action::DropNodeRequest {
+                reason: "the group is paused: a wiped replica would not be cloned again until it is resumed",
+            }]
+        }
         NodeAction::Reinit if *progress == InProgress::Reinit => {
             if running_standby {
                 *progress = InProgress::Nothing;

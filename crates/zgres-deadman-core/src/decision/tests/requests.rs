@@ -338,6 +338,28 @@ fn reinit_request() -> Fetched<NodeRequest> {
 }
 
 #[test]
+fn a_reinit_in_a_paused_group_is_dropped_not_left_half_done() {
+    let t = Instant::now();
+    let mut d = decider(1);
+    let mut following = standby(100);
+    if let Some(p) = following.probe.as_mut() {
+        p.upstream = Some(node(2));
+    }
+    let mut o = obs(
+        t,
+        LockView::Other(Some(node(2))),
+        following,
+        vec![fresh(peer_state(2, Role::Primary, 100))],
+    );
+    o.config.paused = true;
+    o.node_request = reinit_request();
+    assert!(matches!(
+        d.decide(&o)[..],
+        [Action::DropNodeRequest { reason }] if reason.contains("paused")
+    ));
+}
+
+#[test]
 fn a_reinit_never_wipes_the_primary() {
     let t = Instant::now();
     let mut d = decider(1);
