@@ -280,19 +280,34 @@ async fn zgresctl_restart_pending_switchover_and_scheduled() {
     let request = group
         .layout
         .path(&Znode::Request(GroupName::new("main").unwrap(), n1));
-    let out = zgresctl(
-        &zk,
-        &["restart", "main", "n1", "--scheduled", "+1h", "--force"],
-    )
-    .await;
+    let scheduled = json(
+        &group,
+        &zgresctl(
+            &zk,
+            &[
+                "--json",
+                "restart",
+                "main",
+                "n1",
+                "--scheduled",
+                "+1h",
+                "--force",
+            ],
+        )
+        .await,
+    );
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        scheduled["scheduled_at_ms"].as_u64().is_some(),
+        "{scheduled}"
     );
     assert!(client.check_stat(&request).await.unwrap().is_some());
+    let cancelled = json(
+        &group,
+        &zgresctl(&zk, &["--json", "restart", "--cancel", "main", "n1"]).await,
+    );
+    assert_eq!(cancelled["cancelled"], true, "{cancelled}");
     let out = zgresctl(&zk, &["restart", "--cancel", "main", "n1"]).await;
-    assert!(String::from_utf8_lossy(&out.stdout).contains("cancelled"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no pending request"));
     assert!(client.check_stat(&request).await.unwrap().is_none());
     let before = group.nodes[1].postmaster_pid();
     let out = zgresctl(

@@ -74,7 +74,14 @@ pub(crate) async fn restart(
     match (cancel, scheduled, nodes.as_slice()) {
         (true, _, [target]) => {
             let label = node_requests::label(target);
-            if inventory.cancel_node_request(&group, target.node).await? {
+            let cancelled = inventory.cancel_node_request(&group, target.node).await?;
+            if json {
+                print_json(&serde_json::json!({
+                    "group": group,
+                    "node": target.node,
+                    "cancelled": cancelled,
+                }));
+            } else if cancelled {
                 outln!("pending request to {label} cancelled");
             } else {
                 outln!("{label} has no pending request");
@@ -91,10 +98,19 @@ pub(crate) async fn restart(
             inventory
                 .request_node_action(&group, target.node, NodeAction::Restart, Some(at))
                 .await?;
-            outln!(
-                "restart of {label} scheduled; `zgresctl restart --cancel {group} {}` cancels it",
-                target.node
-            );
+            if json {
+                print_json(&serde_json::json!({
+                    "group": group,
+                    "node": target.node,
+                    "action": NodeAction::Restart,
+                    "scheduled_at_ms": at,
+                }));
+            } else {
+                outln!(
+                    "restart of {label} scheduled; `zgresctl restart --cancel {group} {}` cancels it",
+                    target.node
+                );
+            }
         }
         _ => {
             let options = RunOptions { force, switchover };
