@@ -4,18 +4,9 @@
 use std::process::Output;
 
 use zgres_schema::{GroupName, Znode};
-use zgres_testkit::group::{missing_acks, Group, Timing, Writer, DEADLINE};
+use zgres_testkit::group::{missing_acks, Group, Writer, DEADLINE};
 use zgres_testkit::poll;
-use zgres_tests::e2e::binary;
-
-/// zgresctl, run off the runtime's threads (it waits for the restart).
-async fn zgresctl(zookeeper: &str, args: &[&str]) -> Output {
-    let mut command = std::process::Command::new(binary("zgresctl"));
-    command.arg("--zookeeper").arg(zookeeper).args(args);
-    tokio::task::spawn_blocking(move || command.output().unwrap())
-        .await
-        .unwrap()
-}
+use zgres_tests::e2e::{running_pair, zgresctl};
 
 /// zgresctl's JSON output; on failure, its message and the group's logs.
 fn json(group: &Group, out: &Output) -> serde_json::Value {
@@ -34,10 +25,7 @@ fn json(group: &Group, out: &Output) -> serde_json::Value {
 /// primary again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zgresctl_restart_keeps_the_primary_and_loses_no_commit() {
-    let mut group = Group::prepare(2, Timing::default()).await;
-    group.start_all().await;
-    assert_eq!(group.wait_primary(&[]).await, 0);
-    group.wait_following(1, 0).await;
+    let mut group = running_pair().await;
     let zk = group.zk.connect_string();
     let client = group.zk_client().await;
     let lock = group.path(Znode::Lock);
@@ -191,10 +179,7 @@ async fn zgresctl_restart_keeps_the_primary_and_loses_no_commit() {
 /// `--cancel` withdraws one not yet due.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zgresctl_restart_pending_switchover_and_scheduled() {
-    let mut group = Group::prepare(2, Timing::default()).await;
-    group.start_all().await;
-    assert_eq!(group.wait_primary(&[]).await, 0);
-    group.wait_following(1, 0).await;
+    let group = running_pair().await;
     let zk = group.zk.connect_string();
     let client = group.zk_client().await;
     let n1: zgres_schema::NodeId = group.nodes[1].node_id().parse().unwrap();

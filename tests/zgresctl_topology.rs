@@ -1,30 +1,17 @@
 //! `zgresctl topology` and `zgresctl remove` against a real group.
 
-use std::process::Output;
-
 use zgres_schema::{GroupName, Znode};
-use zgres_testkit::group::{Group, Timing, DEADLINE};
+use zgres_testkit::group::DEADLINE;
 use zgres_testkit::poll;
-use zgres_tests::e2e::binary;
+use zgres_tests::e2e::{running_pair, zgresctl};
 use zookeeper_client as zk;
-
-async fn zgresctl(zookeeper: &str, args: &[&str]) -> Output {
-    let mut command = std::process::Command::new(binary("zgresctl"));
-    command.arg("--zookeeper").arg(zookeeper).args(args);
-    tokio::task::spawn_blocking(move || command.output().unwrap())
-        .await
-        .unwrap()
-}
 
 /// Topology shows the replica under the primary it streams from; remove refuses while a
 /// deadman of the group runs, then deletes every znode of the group and nothing of another
 /// group, and a second run deletes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zgresctl_topology_then_remove() {
-    let mut group = Group::prepare(2, Timing::default()).await;
-    group.start_all().await;
-    assert_eq!(group.wait_primary(&[]).await, 0);
-    group.wait_following(1, 0).await;
+    let mut group = running_pair().await;
     let zk = group.zk.connect_string();
     let (n0, n1) = (group.nodes[0].node_id(), group.nodes[1].node_id());
 

@@ -174,3 +174,23 @@ pub fn start_haproxy(
     args.extend(extra.iter().map(|a| (*a).to_owned()));
     ManagedProcess::spawn("haproxy", "/usr/sbin/haproxy", &args, &[], None, log).unwrap()
 }
+
+/// Runs zgresctl against `zookeeper` with `args`, off the runtime's threads (a command that
+/// waits for a restart would hold one of them).
+pub async fn zgresctl(zookeeper: &str, args: &[&str]) -> std::process::Output {
+    let mut command = std::process::Command::new(binary("zgresctl"));
+    command.arg("--zookeeper").arg(zookeeper).args(args);
+    tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap()
+}
+
+/// A 2-node group with default timing, running: node 0 the primary, node 1 streaming from it.
+pub async fn running_pair() -> zgres_testkit::group::Group {
+    use zgres_testkit::group::{Group, Timing};
+    let mut group = Group::prepare(2, Timing::default()).await;
+    group.start_all().await;
+    assert_eq!(group.wait_primary(&[]).await, 0);
+    group.wait_following(1, 0).await;
+    group
+}

@@ -69,15 +69,8 @@ impl World {
                 .collect()
         });
         // As the shell: where the timelines began, only for a standby behind its primary.
-        let primary_timeline = match lock {
-            LockView::Other(Some(holder)) => peers
-                .iter()
-                .find(|p| p.state.node == holder)
-                .and_then(|p| p.state.timeline),
-            _ => None,
-        };
         let standby_timeline = probe.filter(|p| p.in_recovery).and_then(|p| p.timeline);
-        let timeline_starts = if wants_timeline_starts(standby_timeline, primary_timeline) {
+        let timeline_starts = if wants_timeline_starts(lock, &peers, standby_timeline) {
             self.zk
                 .history
                 .iter()

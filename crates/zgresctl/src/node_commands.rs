@@ -26,11 +26,7 @@ pub(crate) async fn node_requests(
                 NodeAction::Reload => "reloaded",
                 NodeAction::Reinit => "cloned again",
             };
-            outln!(
-                "group {group}: {} {verb}; {:?}",
-                node_requests::label(n),
-                d.role
-            );
+            outln!("group {group}: {} {verb}; {:?}", n.label(), d.role);
         }
     })
     .await?;
@@ -73,7 +69,7 @@ pub(crate) async fn restart(
     let nodes = node_requests::targets(inventory, &group, node.as_deref(), pending).await?;
     match (cancel, scheduled, nodes.as_slice()) {
         (true, _, [target]) => {
-            let label = node_requests::label(target);
+            let label = target.label();
             let cancelled = inventory.cancel_node_request(&group, target.node).await?;
             if json {
                 print_json(&serde_json::json!({
@@ -89,7 +85,7 @@ pub(crate) async fn restart(
         }
         (false, Some(at), [target]) => {
             let at = parse_scheduled(&at)?;
-            let label = node_requests::label(target);
+            let label = target.label();
             if !force {
                 confirm(&format!(
                     "Restart PostgreSQL on {label} of group {group} in place at the scheduled time?"

@@ -48,4 +48,12 @@ impl NodeView {
     pub fn name(&self) -> Option<&str> {
         self.state.as_ref()?.name.as_ref().map(|n| n.as_str())
     }
+
+    /// The node as an operator knows it: `name (id)`, or its id when it has no name.
+    pub fn label(&self) -> String {
+        match self.name() {
+            Some(name) => format!("{name} ({})", self.node),
+            None => self.node.to_string(),
+        }
+    }
 }

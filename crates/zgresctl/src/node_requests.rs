@@ -59,14 +59,6 @@ pub async fn targets(
     Ok(nodes)
 }
 
-/// A node as the operator knows it: its name and id, or its id.
-pub fn label(node: &NodeView) -> String {
-    match node.name() {
-        Some(name) => format!("{name} ({})", node.node),
-        None => node.node.to_string(),
-    }
-}
-
 /// Asks each of `nodes` in turn to carry out `action`, waiting for each to be done and healthy
 /// before the next; confirms first unless forced (a reload changes nothing that runs, so it is
 /// not confirmed). `progress` is told of each node done.
@@ -111,7 +103,13 @@ fn confirm_run(
     action: NodeAction,
     options: RunOptions,
 ) -> Result<(), CtlError> {
-    let names = || nodes.iter().map(label).collect::<Vec<_>>().join(", ");
+    let names = || {
+        nodes
+            .iter()
+            .map(NodeView::label)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     match action {
         NodeAction::Reinit => {
             if let Some(primary) = nodes.iter().find(|n| n.leader) {

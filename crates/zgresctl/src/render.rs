@@ -131,13 +131,6 @@ pub fn history(history: &GroupHistory) -> String {
     out
 }
 
-fn who(node: &NodeView) -> String {
-    match node.name() {
-        Some(name) => format!("{name} ({})", node.node),
-        None => node.node.to_string(),
-    }
-}
-
 /// Who streams from whom: the primary, then under each node the standbys configured to stream
 /// from it (cascading included), with their lag; nodes following no one (or a node not in the
 /// group) last.
@@ -174,7 +167,7 @@ pub fn topology(group: &GroupView) -> String {
         let _ = writeln!(
             out,
             "  {indent}{branch}{} {}{lag}{following}",
-            who(node),
+            node.label(),
             role(node)
         );
         let children = group

@@ -99,9 +99,17 @@ pub struct TimelineStart {
 }
 
 /// Whether the shell should read where the group's timelines began
-/// ([`Observation::timeline_starts`]): only for a running standby on a timeline behind its
-/// primary's, the one case a decision uses them, so an idle group never decodes its history.
-pub fn wants_timeline_starts(standby: Option<Timeline>, primary: Option<Timeline>) -> bool {
+/// ([`Observation::timeline_starts`]): only for a running standby (on `standby`'s timeline)
+/// behind the timeline the lock holder publishes among `peers`, the one case a decision uses
+/// them, so an idle group never decodes its history.
+pub fn wants_timeline_starts(lock: LockView, peers: &[Peer], standby: Option<Timeline>) -> bool {
+    let LockView::Other(Some(holder)) = lock else {
+        return false;
+    };
+    let primary = peers
+        .iter()
+        .find(|p| p.state.node == holder)
+        .and_then(|p| p.state.timeline);
     standby
         .zip(primary)
         .is_some_and(|(mine, theirs)| mine < theirs)

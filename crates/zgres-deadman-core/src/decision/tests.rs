@@ -48,6 +48,15 @@ fn standby(lsn: u64) -> LocalPostgres {
     }
 }
 
+/// A running standby at `lsn` whose `primary_conninfo` names node `upstream`.
+fn standby_of(lsn: u64, upstream: u8) -> LocalPostgres {
+    let mut pg = standby(lsn);
+    if let Some(p) = pg.probe.as_mut() {
+        p.upstream = Some(node(upstream));
+    }
+    pg
+}
+
 /// A running primary; nodes 1 to 9 (every node these tests name) stream from it.
 fn primary() -> LocalPostgres {
     LocalPostgres {

@@ -195,14 +195,7 @@ impl Coordinator {
         } else {
             None
         };
-        let primary_timeline = match lock {
-            LockView::Other(Some(holder)) => peers
-                .iter()
-                .find(|p| p.state.node == holder)
-                .and_then(|p| p.state.timeline),
-            _ => None,
-        };
-        let timeline_starts = if wants_timeline_starts(standby_timeline, primary_timeline) {
+        let timeline_starts = if wants_timeline_starts(lock, &peers, standby_timeline) {
             let history = self.history().await?;
             history
                 .entries()

@@ -25,13 +25,7 @@ impl Daemon {
             return false;
         }
         tracing::warn!("reinit requested: stopping postgres and emptying its data directory to clone it again from the primary");
-        let timeout = self.config.timing.stop_timeout;
-        keeping_alive(
-            &mut self.systemd.notifier,
-            self.pg.process.stop(false, timeout),
-        )
-        .await;
-        self.pg.client.disconnect();
+        self.fast_stop_fed().await;
         if let Err(e) = self.pg.provisioner.empty_data_dir() {
             tracing::error!(error = %e, "cannot empty the data directory");
         }
@@ -45,14 +39,7 @@ impl Daemon {
     /// primary that is down take over (restart within `primary_restart_timeout`, or hand over).
     pub(super) async fn restart_in_place(&mut self, primary: bool) -> bool {
         tracing::warn!(primary, "restarting postgres in place, as requested");
-        let timeout = self.config.timing.stop_timeout;
-        // The watchdog is kept fed: a slow stop plus the wait below may outlast it.
-        keeping_alive(
-            &mut self.systemd.notifier,
-            self.pg.process.stop(false, timeout),
-        )
-        .await;
-        self.pg.client.disconnect();
+        self.fast_stop_fed().await;
         if primary && !self.fence.arm() {
             tracing::warn!("not starting as primary again: the ZooKeeper session is not confirmed recently enough");
             return true;
@@ -67,6 +54,18 @@ impl Daemon {
             tracing::info!(primary, "postgres restarted and back");
         }
         true
+    }
+
+    /// A fast stop of PostgreSQL with the systemd watchdog kept fed (a slow stop, plus what
+    /// follows it in a request, may outlast the watchdog interval).
+    async fn fast_stop_fed(&mut self) {
+        let timeout = self.config.timing.stop_timeout;
+        keeping_alive(
+            &mut self.systemd.notifier,
+            self.pg.process.stop(false, timeout),
+        )
+        .await;
+        self.pg.client.disconnect();
     }
 
     /// Re-reads the configuration file through the same path as `systemctl reload` (the

@@ -104,6 +104,13 @@ fn keeper_asks_for_a_fast_shutdown_then_kills_only_what_is_left() {
     assert!(!text.contains("killed PostgreSQL"), "{text}");
 }
 
+/// A board and the keeper's own descriptor for it, as a spawned keeper gets it.
+fn board_pair() -> (board::DeadlineBoard, board::DeadlineBoard) {
+    let board = board::DeadlineBoard::create().unwrap();
+    let shared = std::os::fd::IntoRawFd::into_raw_fd(board.share().unwrap());
+    (board, board::DeadlineBoard::adopt(shared).unwrap())
+}
+
 /// The deadman writes confirmations to the board only: the keeper must go by the board's
 /// later deadline (not fence at the last line's), and fence at the board's deadline once the
 /// confirmations stop.
@@ -115,10 +122,7 @@ fn keeper_goes_by_its_board_and_fences_when_it_stops_moving() {
         .process_group(0)
         .spawn()
         .unwrap();
-    let board = board::DeadlineBoard::create().unwrap();
-    let keeper_board =
-        board::DeadlineBoard::adopt(std::os::fd::IntoRawFd::into_raw_fd(board.share().unwrap()))
-            .unwrap();
+    let (board, keeper_board) = board_pair();
     let (reader, mut writer) = std::os::unix::net::UnixStream::pair().unwrap();
     let log = SharedLog::default();
     let keeper_log = log.clone();
@@ -167,10 +171,7 @@ fn keeper_ignores_its_board_once_told_it_is_off() {
         .process_group(0)
         .spawn()
         .unwrap();
-    let board = board::DeadlineBoard::create().unwrap();
-    let keeper_board =
-        board::DeadlineBoard::adopt(std::os::fd::IntoRawFd::into_raw_fd(board.share().unwrap()))
-            .unwrap();
+    let (board, keeper_board) = board_pair();
     board.post(monotonic_ns() + 3_600_000_000_000).unwrap();
     let deadline = monotonic_ns() + 200_000_000;
     let input = format!("board off\narm {deadline} {} 0\n", child.id());

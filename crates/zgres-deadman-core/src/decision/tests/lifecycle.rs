@@ -216,10 +216,7 @@ fn a_standby_stuck_behind_the_primarys_timeline_is_stopped_and_rewound() {
     let mut d = decider(1);
     let mut primary_state = peer_state(9, Role::Primary, 100);
     primary_state.timeline = Some(tl(2));
-    let mut following = standby(150);
-    if let Some(p) = following.probe.as_mut() {
-        p.upstream = Some(node(9));
-    }
+    let following = standby_of(150, 9);
     let look = |d: &mut Decider, at: Instant, pg: LocalPostgres| {
         d.decide(&obs(
             at,
@@ -285,10 +282,7 @@ fn a_standby_the_history_shows_diverged_is_stopped_at_once() {
     let mut primary_state = peer_state(9, Role::Primary, 500);
     primary_state.timeline = Some(tl(2));
     let look = |d: &mut Decider, lsn: u64, fork: u64| {
-        let mut following = standby(lsn);
-        if let Some(p) = following.probe.as_mut() {
-            p.upstream = Some(node(9));
-        }
+        let following = standby_of(lsn, 9);
         let mut o = obs(
             t,
             LockView::Other(Some(node(9))),
@@ -343,10 +337,7 @@ fn a_standby_whose_rewind_failed_stays_stopped_until_rewound() {
     let mut d = decider(1);
     let mut primary_state = peer_state(9, Role::Primary, 100);
     primary_state.timeline = Some(tl(2));
-    let mut following = standby(150);
-    if let Some(p) = following.probe.as_mut() {
-        p.upstream = Some(node(9));
-    }
+    let following = standby_of(150, 9);
     let look = |d: &mut Decider, at: Instant, pg: LocalPostgres| {
         d.decide(&obs(
             at,

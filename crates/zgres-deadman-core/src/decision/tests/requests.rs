@@ -265,10 +265,7 @@ fn a_restart_request_restarts_in_the_same_role_and_a_primary_keeps_the_lock() {
     );
     let mut holder = peer_state(2, Role::Primary, 100);
     holder.timeline = Some(tl(1));
-    let mut following = standby(100);
-    if let Some(p) = following.probe.as_mut() {
-        p.upstream = Some(node(2));
-    }
+    let following = standby_of(100, 2);
     let mut o = obs(
         t,
         LockView::Other(Some(node(2))),
@@ -341,10 +338,7 @@ fn reinit_request() -> Fetched<NodeRequest> {
 fn a_reinit_in_a_paused_group_is_dropped_not_left_half_done() {
     let t = Instant::now();
     let mut d = decider(1);
-    let mut following = standby(100);
-    if let Some(p) = following.probe.as_mut() {
-        p.upstream = Some(node(2));
-    }
+    let following = standby_of(100, 2);
     let mut o = obs(
         t,
         LockView::Other(Some(node(2))),
@@ -389,10 +383,7 @@ fn a_reinit_wipes_a_replica_and_is_done_once_it_streams_again() {
         o.node_request = reinit_request();
         d.decide(&o)
     };
-    let mut following = standby(100);
-    if let Some(p) = following.probe.as_mut() {
-        p.upstream = Some(node(2));
-    }
+    let following = standby_of(100, 2);
     assert_eq!(look(&mut d, following.clone()), [Action::WipeDataDirectory]);
     assert_eq!(
         look(&mut d, stopped(DataDirKind::Empty)),
