@@ -16,14 +16,17 @@ async fn haproxy_backends_follow_a_failover() {
     let dir = shared_dir();
     let generated = dir.path().join("zgres.cfg");
     let pidfile = dir.path().join("haproxy.pid");
+    // Reloads through the master CLI, which zgres-sync confirms one by one (signals can be
+    // lost while HAProxy is still carrying out the previous reload).
+    let socket = dir.path().join("master.sock");
     let (_sync, sync_log) = start_sync(
         &group.zk.connect_string(),
         dir.path(),
         &format!(
             "[haproxy]\nconfig_file = \"{}\"\n\
-             reload_command = [\"/bin/sh\", \"-c\", \"kill -USR2 $(cat {})\"]\n",
+             master_socket = \"{}\"\n",
             generated.display(),
-            pidfile.display()
+            socket.display()
         ),
     );
     let old_port = group.nodes[old].port();
@@ -51,7 +54,12 @@ async fn haproxy_backends_follow_a_failover() {
     )
     .unwrap();
     let haproxy_log = dir.path().join("haproxy.log");
-    let _haproxy = start_haproxy(&[&main_cfg, &generated], &pidfile, &[], &haproxy_log);
+    let _haproxy = start_haproxy(
+        &[&main_cfg, &generated],
+        &pidfile,
+        &["-S", socket.to_str().unwrap()],
+        &haproxy_log,
+    );
 
     let reached = poll::until("a write through HAProxy", DEADLINE, || {
         through(writer, "postgres", true)

@@ -57,6 +57,9 @@ async fn reads_reach_every_replica_on_its_own_port_within_the_lag_limit() {
     let databases = dir.path().join("databases.ini");
     let generated = dir.path().join("zgres.cfg");
     let pidfile = dir.path().join("haproxy.pid");
+    // Reloads through the master CLI, which zgres-sync confirms one by one (signals can be
+    // lost while HAProxy is still carrying out the previous reload).
+    let socket = dir.path().join("master.sock");
     let reader = free_port().unwrap();
     // Server connections are replaced after a second, as docs/sync.md recommends (with a
     // longer lifetime) for pgbouncer in front of a load balancer: otherwise its pool keeps
@@ -69,11 +72,11 @@ async fn reads_reach_every_replica_on_its_own_port_within_the_lag_limit() {
             "[pgbouncer]\ndatabases_file = \"{}\"\ndbname = \"postgres\"\nadmin_conninfo = \"{}\"\n\
              [pgbouncer.readers_via]\nmain = \"127.0.0.1:{reader}\"\n\
              [haproxy]\nconfig_file = \"{}\"\nreplica_max_lag = \"1MB\"\n\
-             reload_command = [\"/bin/sh\", \"-c\", \"kill -USR2 $(cat {})\"]\n",
+             master_socket = \"{}\"\n",
             databases.display(),
             bouncer.admin_conninfo(),
             generated.display(),
-            pidfile.display()
+            socket.display()
         ),
     );
     let api_ports: Vec<u16> = replicas.iter().map(|&r| group.nodes[r].api_port).collect();
@@ -110,7 +113,12 @@ async fn reads_reach_every_replica_on_its_own_port_within_the_lag_limit() {
     )
     .unwrap();
     let haproxy_log = dir.path().join("haproxy.log");
-    let _haproxy = start_haproxy(&[&main_cfg, &generated], &pidfile, &[], &haproxy_log);
+    let _haproxy = start_haproxy(
+        &[&main_cfg, &generated],
+        &pidfile,
+        &["-S", socket.to_str().unwrap()],
+        &haproxy_log,
+    );
     let logs = || {
         format!(
             "{}\n{}\n{}\n{}",
