@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod callbacks;
+pub mod cluster_settings;
 pub mod decision;
 pub mod fence_deadline;
 pub mod group_config;

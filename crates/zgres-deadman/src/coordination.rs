@@ -53,6 +53,7 @@ impl CoordinationError {
 
 mod group_view;
 mod history;
+mod pg_settings;
 mod read_cache;
 
 pub use group_view::GroupView;

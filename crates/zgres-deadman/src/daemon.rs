@@ -33,6 +33,7 @@ use crate::synchronous::SyncKeeper;
 use zgres_systemd::Notifier;
 
 mod act;
+mod cluster_settings;
 mod node_state;
 mod operator_requests;
 mod publish;
@@ -224,9 +225,11 @@ pub async fn run(
             restart_needed: Vec::new(),
             postgres_pending_restart: Vec::new(),
             settings_check_at: None,
+            catalog: cluster_settings::CatalogState::default(),
         },
         config,
     };
+    daemon.load_catalog_copy();
     let result = daemon.run(&shutdown, &mut upgrade).await;
     daemon.shut_down().await;
     upgrade.keeper.finish().await;
@@ -277,6 +280,8 @@ struct Live {
     postgres_pending_restart: Vec<String>,
     /// When to ask PostgreSQL what it made of its settings (after a start or a reload).
     settings_check_at: Option<Instant>,
+    /// The local server's `pg_settings`, for the group's cluster-wide parameters.
+    catalog: cluster_settings::CatalogState,
 }
 
 /// The pure core's state, carried from round to round.

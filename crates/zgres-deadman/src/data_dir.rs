@@ -68,6 +68,38 @@ pub struct ControlData {
     /// The server was shut down cleanly: "shut down" (a primary's last checkpoint is then the
     /// end of its WAL) or "shut down in recovery" (a standby's).
     pub clean_shutdown: bool,
+    /// The primary's settings a standby must match or exceed, as last replayed (`None` when
+    /// `pg_controldata` does not print them).
+    pub hot_standby_limits: Option<HotStandbyLimits>,
+}
+
+/// `pg_controldata`'s "... setting" lines: the values of the parameters a standby needs at
+/// least as high as its primary's ([`zgres_schema::pg_settings::MUST_MATCH`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HotStandbyLimits {
+    /// `max_connections`.
+    pub max_connections: u64,
+    /// `max_worker_processes`.
+    pub max_worker_processes: u64,
+    /// `max_wal_senders`.
+    pub max_wal_senders: u64,
+    /// `max_prepared_transactions`.
+    pub max_prepared_transactions: u64,
+    /// `max_locks_per_transaction`.
+    pub max_locks_per_transaction: u64,
+}
+
+impl HotStandbyLimits {
+    /// The limits by parameter name.
+    pub fn by_name(&self) -> [(&'static str, u64); 5] {
+        [
+            ("max_connections", self.max_connections),
+            ("max_worker_processes", self.max_worker_processes),
+            ("max_wal_senders", self.max_wal_senders),
+            ("max_prepared_transactions", self.max_prepared_transactions),
+            ("max_locks_per_transaction", self.max_locks_per_transaction),
+        ]
+    }
 }
 
 /// Runs `pg_controldata` (it reads `global/pg_control`; PostgreSQL need not run).
@@ -124,11 +156,22 @@ fn parse_control_data(text: &str) -> Result<ControlData, ControlDataProblem> {
         field("Database cluster state")?,
         "shut down" | "shut down in recovery"
     );
+    let limit = |name: &'static str| field(name).ok()?.parse().ok();
+    let hot_standby_limits = (|| {
+        Some(HotStandbyLimits {
+            max_connections: limit("max_connections setting")?,
+            max_worker_processes: limit("max_worker_processes setting")?,
+            max_wal_senders: limit("max_wal_senders setting")?,
+            max_prepared_transactions: limit("max_prepared_xacts setting")?,
+            max_locks_per_transaction: limit("max_locks_per_xact setting")?,
+        })
+    })();
     Ok(ControlData {
         system_id,
         timeline,
         checkpoint,
         clean_shutdown,
+        hot_standby_limits,
     })
 }
 
@@ -271,6 +314,28 @@ mod tests {
             );
         }
         assert!(parse_control_data("nothing").is_err());
+        assert_eq!(
+            c.hot_standby_limits, None,
+            "older output: no limits, no error"
+        );
+        let limits = format!(
+            "{text}max_connections setting:              200\n\
+             max_worker_processes setting:         8\n\
+             max_wal_senders setting:              10\n\
+             max_prepared_xacts setting:           0\n\
+             max_locks_per_xact setting:           64\n"
+        );
+        let c = parse_control_data(&limits).unwrap();
+        assert_eq!(
+            c.hot_standby_limits.map(|l| l.by_name()),
+            Some([
+                ("max_connections", 200),
+                ("max_worker_processes", 8),
+                ("max_wal_senders", 10),
+                ("max_prepared_transactions", 0),
+                ("max_locks_per_transaction", 64),
+            ])
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //! - [`fence`]: the fencing clock, thread and keeper process.
 //! - [`handover`]: re-executing the binary (SIGUSR2) without a failover.
 //! - [`coordination`]: ZooKeeper reads and writes.
-//! - [`postgres_process`], [`postgres_client`], [`data_dir`], [`parameters_file`]: PostgreSQL
+//! - [`postgres_process`], [`postgres_client`], [`data_dir`], [`parameters_file`], [`hba_block`]: PostgreSQL
 //!   as a child process, over SQL, on disk, and its `postgres.parameters`.
 //! - [`plugins`]: metadata and health vetoes from executables or shared libraries.
 //! - [`callbacks`]: the operator's `on_start`/`on_stop`/`on_role_change`/`on_reload` programs
@@ -27,6 +27,7 @@ pub mod daemon;
 pub mod data_dir;
 pub mod fence;
 pub mod handover;
+pub mod hba_block;
 pub mod parameters_file;
 pub mod passfile;
 pub mod plugins;
@@ -38,4 +39,4 @@ pub use daemon::{run, DaemonError};
 /// The core's choice of operator callback, beside the module that runs them.
 pub use zgres_deadman_core::callbacks as callbacks_due;
 /// The pure core, re-exported under the paths the shell uses.
-pub use zgres_deadman_core::{decision, group_config, synchronous};
+pub use zgres_deadman_core::{cluster_settings, decision, group_config, synchronous};

@@ -6,8 +6,10 @@
 //! before it in `postgresql.conf`, and `ALTER SYSTEM` (`postgresql.auto.conf`, read last)
 //! overrides this file. Parameters on the command line would override both, silently.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
+use crate::cluster_settings::raise_to_floors;
 use crate::config::PostgresConfig;
 use crate::data_dir::{self, DataDirError};
 
@@ -22,16 +24,21 @@ const INCLUDE: &str = "include_if_exists = 'zgres.parameters.conf'";
 /// of a second instead of PostgreSQL's 5 s default (a synchronous primary waits meanwhile).
 pub const WAL_RETRIEVE_RETRY_INTERVAL: &str = "200ms";
 
-/// Writes the parameters file for `config` and makes sure `postgresql.conf` includes it.
+/// Writes the parameters file for `config` (after the group's `cluster` parameters, which
+/// the local ones override) and makes sure `postgresql.conf` includes it.
 /// Returns whether the file's contents changed. The file is replaced atomically, so a reload
 /// of PostgreSQL never reads half of it.
 ///
 /// # Errors
 /// [`DataDirError::Io`] naming the file that cannot be read or written (e.g. no
 /// `postgresql.conf` in the data directory).
-pub fn write(config: &PostgresConfig) -> Result<bool, DataDirError> {
+pub fn write(
+    config: &PostgresConfig,
+    cluster: &BTreeMap<String, String>,
+    standby_floors: &[(&'static str, u64)],
+) -> Result<bool, DataDirError> {
     let path = config.data_dir.join(FILE_NAME);
-    let text = render(config);
+    let text = render(config, cluster, standby_floors);
     let changed = std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str());
     if changed {
         let staged = config.data_dir.join(format!("{FILE_NAME}.new"));
@@ -45,22 +52,34 @@ pub fn write(config: &PostgresConfig) -> Result<bool, DataDirError> {
     Ok(changed)
 }
 
-/// The file's contents: a header, the retry-interval default, then every parameter.
-fn render(config: &PostgresConfig) -> String {
+/// The file's contents: a header, the retry-interval default, then the cluster's parameters
+/// merged with the node's own (which win), each once, raised to `standby_floors`
+/// ([`raise_to_floors`]).
+fn render(
+    config: &PostgresConfig,
+    cluster: &BTreeMap<String, String>,
+    standby_floors: &[(&'static str, u64)],
+) -> String {
     let mut text = String::from(
-        "# Written by zgres-deadman from postgres.parameters in its configuration file;\n\
-         # edits here are overwritten. ALTER SYSTEM (postgresql.auto.conf) overrides this file.\n",
+        "# Written by zgres-deadman from /config postgresql.parameters (the group's) and\n\
+         # postgres.parameters in its configuration file (the node's, which win); edits here\n\
+         # are overwritten. ALTER SYSTEM (postgresql.auto.conf) overrides this file.\n",
     );
-    if !config
-        .parameters
-        .contains_key("wal_retrieve_retry_interval")
-    {
+    let set = |name: &str| config.parameters.contains_key(name) || cluster.contains_key(name);
+    if !set("wal_retrieve_retry_interval") {
         text.push_str(&format!(
             "wal_retrieve_retry_interval = {}\n",
             data_dir::config_file_literal(WAL_RETRIEVE_RETRY_INTERVAL)
         ));
     }
-    for (name, value) in &config.parameters {
+    let mut merged = cluster.clone();
+    merged.extend(config.parameters.clone());
+    for name in raise_to_floors(&mut merged, standby_floors) {
+        text.push_str(&format!(
+            "# {name}: this standby's primary runs more; raised to it (hot standby needs it)\n"
+        ));
+    }
+    for (name, value) in &merged {
         text.push_str(&format!(
             "{name} = {}\n",
             data_dir::config_file_literal(value)
@@ -90,8 +109,6 @@ fn ensure_included(config: &PostgresConfig, conf: &Path) -> Result<(), DataDirEr
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
 
     fn config(dir: &Path, parameters: &[(&str, &str)]) -> PostgresConfig {
@@ -119,8 +136,11 @@ mod tests {
             dir.path(),
             &[("work_mem", "8MB"), ("search_path", r"'a\b'")],
         );
-        assert!(write(&c).unwrap());
-        assert!(!write(&c).unwrap(), "unchanged parameters rewrite nothing");
+        assert!(write(&c, &BTreeMap::new(), &[]).unwrap());
+        assert!(
+            !write(&c, &BTreeMap::new(), &[]).unwrap(),
+            "unchanged parameters rewrite nothing"
+        );
         let file = std::fs::read_to_string(dir.path().join(FILE_NAME)).unwrap();
         assert!(file.contains("work_mem = '8MB'\n"), "{file}");
         assert!(file.contains(r"search_path = '''a\\b'''"), "{file}");
@@ -134,10 +154,11 @@ mod tests {
     fn the_operator_may_set_the_retry_interval() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("postgresql.conf"), "").unwrap();
-        write(&config(
-            dir.path(),
-            &[("wal_retrieve_retry_interval", "1s")],
-        ))
+        write(
+            &config(dir.path(), &[("wal_retrieve_retry_interval", "1s")]),
+            &BTreeMap::new(),
+            &[],
+        )
         .unwrap();
         let file = std::fs::read_to_string(dir.path().join(FILE_NAME)).unwrap();
         assert_eq!(file.matches("wal_retrieve_retry_interval").count(), 1);
@@ -147,7 +168,29 @@ mod tests {
     #[test]
     fn a_data_directory_without_postgresql_conf_is_an_error_naming_it() {
         let dir = tempfile::tempdir().unwrap();
-        let e = write(&config(dir.path(), &[])).unwrap_err();
+        let e = write(&config(dir.path(), &[]), &BTreeMap::new(), &[]).unwrap_err();
         assert!(e.to_string().contains("postgresql.conf"), "{e}");
+    }
+
+    #[test]
+    fn the_group_parameters_come_first_and_the_node_own_win() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("postgresql.conf"), "").unwrap();
+        let cluster: BTreeMap<String, String> = [("work_mem", "4MB"), ("max_connections", "200")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let floors = [("max_connections", 300)];
+        write(
+            &config(dir.path(), &[("work_mem", "16MB")]),
+            &cluster,
+            &floors,
+        )
+        .unwrap();
+        let file = std::fs::read_to_string(dir.path().join(FILE_NAME)).unwrap();
+        assert_eq!(file.matches("work_mem").count(), 1, "{file}");
+        assert!(file.contains("work_mem = '16MB'"), "{file}");
+        assert!(file.contains("max_connections = '300'"), "{file}");
+        assert_eq!(file.matches("max_connections = ").count(), 1, "{file}");
     }
 }

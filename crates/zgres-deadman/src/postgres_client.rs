@@ -5,6 +5,8 @@ use std::time::Duration;
 use tokio_postgres::{Client, NoTls, Statement};
 use zgres_schema::{Lsn, NodeId, SystemId, Timeline};
 
+mod catalog;
+
 use crate::config::PostgresConfig;
 use crate::data_dir::quote_literal;
 use crate::decision::Probe;

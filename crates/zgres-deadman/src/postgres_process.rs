@@ -13,6 +13,7 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use tokio::process::Child;
 
+use crate::cluster_settings::ClusterSettings;
 use crate::config::PostgresConfig;
 use crate::fence::FenceClock;
 
@@ -55,6 +56,11 @@ pub struct PostgresProcess {
     fence: Arc<FenceClock>,
     child: Option<Postmaster>,
     last_exit: Option<ExitStatus>,
+    /// The group's settings written with the node's own.
+    cluster: ClusterSettings,
+    /// A standby's floors for the parameters hot standby needs at least as high as the
+    /// primary's, fixed at each start.
+    standby_floors: Vec<(&'static str, u64)>,
 }
 
 /// Our child postmaster: spawned by this image, or adopted from the image that re-executed
@@ -102,6 +108,8 @@ impl PostgresProcess {
             fence,
             child: None,
             last_exit: None,
+            cluster: ClusterSettings::default(),
+            standby_floors: Vec::new(),
         }
     }
 
@@ -117,7 +125,7 @@ impl PostgresProcess {
         if self.is_running() {
             return Ok(());
         }
-        crate::parameters_file::write(&self.config)?;
+        self.write_settings_files()?;
         let (prefix, env) = setpriv_prefix(&self.config);
         // Only the allowed environment: not the password variable the deadman was given.
         let mut command = zgres_process::command("setpriv");
@@ -172,6 +180,41 @@ impl PostgresProcess {
         tracing::info!(pid, "adopted the running postgres");
         self.child = Some(Postmaster::Adopted { pid, exit });
         Ok(())
+    }
+
+    /// Replaces the group's settings this node writes; the files are written by
+    /// [`PostgresProcess::write_settings_files`] now, or by the next start. Returns whether
+    /// they differ from the ones in force.
+    pub fn set_cluster(&mut self, cluster: ClusterSettings) -> bool {
+        let changed =
+            self.cluster.parameters != cluster.parameters || self.cluster.pg_hba != cluster.pg_hba;
+        self.cluster = cluster;
+        changed
+    }
+
+    /// Sets the floors of the next start: for a standby, its primary's values from
+    /// `pg_controldata`; none for a primary.
+    pub fn set_standby_floors(&mut self, floors: Vec<(&'static str, u64)>) {
+        self.standby_floors = floors;
+    }
+
+    /// The group's settings this node writes, and what it left out.
+    pub fn cluster(&self) -> &ClusterSettings {
+        &self.cluster
+    }
+
+    /// Writes the parameters file and the `pg_hba.conf` block; whether either changed.
+    ///
+    /// # Errors
+    /// [`crate::data_dir::DataDirError`] naming the file that cannot be written.
+    pub fn write_settings_files(&self) -> Result<bool, crate::data_dir::DataDirError> {
+        let parameters = crate::parameters_file::write(
+            &self.config,
+            &self.cluster.parameters,
+            &self.standby_floors,
+        )?;
+        let hba = crate::hba_block::write(&self.config, &self.cluster.pg_hba)?;
+        Ok(parameters || hba)
     }
 
     /// Replaces `postgres.parameters` (a reload); the parameters file is written by the

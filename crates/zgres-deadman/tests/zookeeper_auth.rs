@@ -75,6 +75,8 @@ async fn only_the_writer_identity_can_change_the_group() {
         zgres_schema::Dir::Static,
         // A forged request would restart a node's PostgreSQL.
         zgres_schema::Dir::Request,
+        // A forged catalog would make zgresctl accept values PostgreSQL refuses.
+        zgres_schema::Dir::PgSettings,
     ];
     let anonymous = client(&group, None).await;
     let reader = client(&group, Some(&format!("{READER}:{READER_PASSWORD}"))).await;

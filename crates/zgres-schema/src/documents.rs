@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::codec::Document;
 use crate::ids::{NodeId, NodeName, SystemId, Timeline};
 use crate::lsn::Lsn;
+use crate::pg_settings::ClusterPostgres;
 
 /// What PostgreSQL on a node is doing, as its deadman last saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -253,13 +254,14 @@ pub struct GroupConfig {
     pub maximum_lag_on_failover_bytes: u64,
     /// While paused, deadmen take no automatic action.
     pub paused: bool,
-    /// How long a deadman may try to restart a crashed primary in place before it gives up
-    /// the lock.
-    pub primary_restart_timeout_ms: u64,
     /// In synchronous mode `on`: how long a connected standby may leave commits waiting
     /// (its flushed position behind a position the primary had that long ago) before the
     /// primary stops waiting for it and degrades to asynchronous. `strict` always waits.
     pub synchronous_ack_timeout_ms: u64,
+    /// Cluster-wide PostgreSQL parameters and `pg_hba.conf` lines (each checked when decoded:
+    /// a hostile entry makes the whole document unreadable, and the last valid one stays).
+    #[serde(skip_serializing_if = "ClusterPostgres::is_empty")]
+    pub postgresql: ClusterPostgres,
 }
 
 impl Default for GroupConfig {
@@ -268,8 +270,8 @@ impl Default for GroupConfig {
             synchronous_mode: SyncMode::Off,
             maximum_lag_on_failover_bytes: 1024 * 1024,
             paused: false,
-            primary_restart_timeout_ms: 10_000,
             synchronous_ack_timeout_ms: 3_000,
+            postgresql: ClusterPostgres::default(),
         }
     }
 }

@@ -20,6 +20,7 @@ pub mod history;
 pub mod ids;
 pub mod lsn;
 pub mod paths;
+pub mod pg_settings;
 
 pub use codec::{
     decode, encode, DecodeError, DecodeErrorKind, Document, EncodeError, MAX_DOCUMENT_BYTES,

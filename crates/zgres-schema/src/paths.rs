@@ -12,6 +12,7 @@
 //! | `{root}/sync/{GROUP}` | [`crate::documents::SyncState`] |
 //! | `{root}/switchover/{GROUP}` | [`crate::documents::Switchover`] |
 //! | `{root}/request/{GROUP}_{NODE}` | [`crate::documents::NodeRequest`] |
+//! | `{root}/pg_settings/{GROUP}` | [`crate::pg_settings::PgSettingsCatalog`] |
 
 use std::fmt;
 
@@ -38,11 +39,13 @@ pub enum Dir {
     Switchover,
     /// `request`: pending operator requests to one node (restart).
     Request,
+    /// `pg_settings`: the parameters each group's primary accepts.
+    PgSettings,
 }
 
 impl Dir {
     /// Every directory, in the order of the table above.
-    pub const ALL: [Dir; 9] = [
+    pub const ALL: [Dir; 10] = [
         Dir::State,
         Dir::Conn,
         Dir::Lock,
@@ -52,6 +55,7 @@ impl Dir {
         Dir::Sync,
         Dir::Switchover,
         Dir::Request,
+        Dir::PgSettings,
     ];
 
     /// The directory's name under the root.
@@ -66,6 +70,7 @@ impl Dir {
             Dir::Sync => "sync",
             Dir::Switchover => "switchover",
             Dir::Request => "request",
+            Dir::PgSettings => "pg_settings",
         }
     }
 }
@@ -120,6 +125,8 @@ pub enum Znode {
     Switchover(GroupName),
     /// An operator's pending request to one node.
     Request(GroupName, NodeId),
+    /// The parameters the group's primary accepts.
+    PgSettings(GroupName),
 }
 
 impl Znode {
@@ -134,7 +141,8 @@ impl Znode {
             | Znode::Config(g)
             | Znode::Sync(g)
             | Znode::Switchover(g)
-            | Znode::Request(g, _) => g,
+            | Znode::Request(g, _)
+            | Znode::PgSettings(g) => g,
         }
     }
 }
@@ -208,6 +216,7 @@ impl ZkLayout {
             Znode::Sync(g) => format!("{r}/sync/{g}"),
             Znode::Switchover(g) => format!("{r}/switchover/{g}"),
             Znode::Request(g, n) => format!("{r}/request/{g}_{n}"),
+            Znode::PgSettings(g) => format!("{r}/pg_settings/{g}"),
         }
     }
 
@@ -259,6 +268,7 @@ impl ZkLayout {
             "sync" => Znode::Sync(group(name)?),
             "switchover" => Znode::Switchover(group(name)?),
             "request" => member(name).map(|(g, n)| Znode::Request(g, n))?,
+            "pg_settings" => Znode::PgSettings(group(name)?),
             _ => return Err(unknown()),
         })
     }
@@ -289,6 +299,7 @@ mod tests {
             Znode::Sync(g.clone()),
             Znode::Switchover(g.clone()),
             Znode::Request(g.clone(), n),
+            Znode::PgSettings(g.clone()),
         ]
     }
 

@@ -191,18 +191,37 @@ pub(crate) enum ConfigAction {
         /// The group.
         group: String,
     },
-    /// Change keys: `zgresctl config set main maximum_lag_on_failover_bytes=1048576`.
+    /// Change keys: `zgresctl config set main maximum_lag_on_failover_bytes=1048576`,
+    /// `postgresql.parameters.work_mem=8MB`, `postgresql.pg_hba='["host all all 10.0.0.0/8
+    /// scram-sha-256"]'`. New parameter values are checked against what the group's primary
+    /// accepts (its pg_settings, published in /pg_settings/GROUP).
     Set {
         /// The group.
         group: String,
         /// `key=value` pairs.
         #[arg(required = true)]
         assignments: Vec<String>,
+        /// Write parameters without checking them (each deadman still leaves out values its
+        /// own server refuses).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Remove cluster-wide PostgreSQL settings: `postgresql.parameters.NAME` or
+    /// `postgresql.pg_hba`.
+    Unset {
+        /// The group.
+        group: String,
+        /// The keys.
+        #[arg(required = true)]
+        keys: Vec<String>,
     },
     /// Edit it in $VISUAL / $EDITOR; written back only if unchanged meanwhile.
     Edit {
         /// The group.
         group: String,
+        /// Write parameters without checking them against the group's pg_settings.
+        #[arg(long)]
+        force: bool,
     },
 }
 

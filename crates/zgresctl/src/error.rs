@@ -210,6 +210,23 @@ pub enum ConfigInputError {
         /// Why.
         source: serde_json::Error,
     },
+    /// A cluster-wide PostgreSQL setting zgres refuses (local-only, not one line...).
+    #[error("{key}: {source}")]
+    Setting {
+        /// The key.
+        key: String,
+        /// Why.
+        source: zgres_schema::pg_settings::ClusterSettingError,
+    },
+    /// A value the group's PostgreSQL would refuse (checked against `/pg_settings`).
+    #[error("postgresql.parameters.{0}")]
+    PostgresRefuses(zgres_schema::pg_settings::SettingValueError),
+    /// No catalog to check parameters against.
+    #[error("cannot check PostgreSQL parameters: {path} does not exist yet (the group's primary publishes it once its PostgreSQL runs); --force writes them unchecked, and each deadman still leaves out values its server refuses")]
+    NoCatalog {
+        /// The catalog's znode.
+        path: String,
+    },
 }
 
 /// Why the group's state does not allow the request; nothing was changed.

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use zgres_schema::documents::{GroupConfig, Lock, NodeState};
+use zgres_schema::pg_settings::PgSettingsCatalog;
 use zgres_schema::{decode, encode, GroupName, NodeId, ZkLayout, Znode};
 
 pub use crate::error::{ConfigInputError, CtlError, Refusal, Usage};
@@ -238,6 +239,23 @@ impl Inventory {
         }
     }
 
+    /// What the group's primary last published of its PostgreSQL's `pg_settings`, with the
+    /// znode's path (`None`: not published yet).
+    ///
+    /// # Errors
+    /// ZooKeeper failures or an unreadable catalog.
+    pub async fn pg_settings(
+        &self,
+        group: &GroupName,
+    ) -> Result<(Option<PgSettingsCatalog>, String), CtlError> {
+        let path = self.layout.path(&Znode::PgSettings(group.clone()));
+        let catalog = match self.get(&path).await? {
+            Some((data, _)) => Some(decode(&path, &data)?),
+            None => None,
+        };
+        Ok((catalog, path))
+    }
+
     /// Changes the group's config with `edit`, compare-and-set against the version read.
     ///
     /// # Errors
@@ -289,61 +307,6 @@ impl Inventory {
     }
 }
 
-/// Parses an edited config document: every key must be known, and values typed as in
-/// `config set`.
-///
-/// # Errors
-/// [`ConfigInputError`] naming the first unknown key or bad value.
-pub fn parse_config(text: &str) -> Result<GroupConfig, ConfigInputError> {
-    let doc: serde_json::Value = serde_json::from_str(text).map_err(ConfigInputError::NotJson)?;
-    let object = doc.as_object().ok_or(ConfigInputError::NotAnObject)?;
-    let mut config = GroupConfig::default();
-    for (key, value) in object {
-        let text = match value {
-            serde_json::Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
-        set_config_value(&mut config, &format!("{key}={text}"))?;
-    }
-    Ok(config)
-}
-
-/// Applies `key=value` to a config (the keys of `/config/{GROUP}`).
-///
-/// # Errors
-/// [`ConfigInputError`] naming the key for unknown keys or bad values.
-pub fn set_config_value(
-    config: &mut GroupConfig,
-    assignment: &str,
-) -> Result<(), ConfigInputError> {
-    let (key, value) = assignment
-        .split_once('=')
-        .ok_or_else(|| ConfigInputError::NotAnAssignment(assignment.to_owned()))?;
-    let rejected = |source| ConfigInputError::Rejected {
-        key: key.to_owned(),
-        source,
-    };
-    let mut doc = serde_json::to_value(&*config).map_err(rejected)?;
-    let object = doc.as_object_mut().ok_or(ConfigInputError::NotAnObject)?;
-    let Some(old) = object.get(key) else {
-        return Err(ConfigInputError::UnknownKey {
-            key: key.to_owned(),
-            known: object.keys().cloned().collect(),
-        });
-    };
-    // Numbers and booleans as JSON; anything else as a string (e.g. synchronous_mode=strict).
-    let parsed: serde_json::Value = match old {
-        serde_json::Value::String(_) => serde_json::Value::String(value.to_owned()),
-        _ => serde_json::from_str(value).map_err(|_| ConfigInputError::BadValue {
-            key: key.to_owned(),
-            value: value.to_owned(),
-        })?,
-    };
-    object.insert(key.to_owned(), parsed);
-    *config = serde_json::from_value(doc).map_err(rejected)?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -366,26 +329,5 @@ mod tests {
             None,
             "unknown interval: never stale"
         );
-    }
-
-    #[test]
-    fn config_assignments_are_typed_and_named() {
-        let mut c = GroupConfig::default();
-        set_config_value(&mut c, "maximum_lag_on_failover_bytes=1234").unwrap();
-        set_config_value(&mut c, "paused=true").unwrap();
-        set_config_value(&mut c, "synchronous_mode=strict").unwrap();
-        assert_eq!(c.maximum_lag_on_failover_bytes, 1234);
-        assert!(c.paused);
-        for bad in [
-            "nokey",
-            "bogus=1",
-            "paused=maybe",
-            "synchronous_mode=sometimes",
-            "maximum_lag_on_failover_bytes=-1",
-        ] {
-            let err = set_config_value(&mut c, bad).unwrap_err().to_string();
-            let key = bad.split('=').next().unwrap();
-            assert!(err.contains(key), "{bad}: {err}");
-        }
     }
 }

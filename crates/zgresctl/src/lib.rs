@@ -3,6 +3,8 @@
 //! - [`credentials`]: the ZooKeeper identity from the options, and digest ACL ids;
 //! - [`prompts`]: confirmations, the editor, `--scheduled` times;
 //! - [`error`]: why a command failed, typed by what the operator can do about it;
+//! - [`group_config_edit`]: `config set`/`unset`/`edit` of `/config`, parameters checked
+//!   against what the group's PostgreSQL accepts;
 //! - [`inventory`]: reads the groups (locks, node states, config, history) into typed values;
 //! - [`node_match`]: finds the node an operator means, by id or configured name;
 //! - [`node_requests`]: restarts and reloads carried out by the nodes' deadmen;
@@ -14,6 +16,7 @@
 
 pub mod credentials;
 pub mod error;
+pub mod group_config_edit;
 pub mod inventory;
 pub mod node_match;
 pub mod node_requests;

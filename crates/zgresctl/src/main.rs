@@ -9,9 +9,10 @@ mod cli;
 
 use cli::{AclCommand, Args, Command, ConfigAction};
 use zgres_schema::documents::{NodeAction, SwitchoverKind};
-use zgresctl::inventory::{
-    parse_config, resolve_node, set_config_value, CtlError, HandOver, Inventory, NodeMatch, Usage,
+use zgresctl::group_config_edit::{
+    check_before_writing, parse_config, set_config_value, unset_config_value,
 };
+use zgresctl::inventory::{resolve_node, CtlError, HandOver, Inventory, NodeMatch, Usage};
 use zgresctl::node_requests::{self, RunOptions};
 use zgresctl::prompts::{confirm, edit_file, parse_scheduled};
 use zgresctl::{credentials, render};
@@ -260,19 +261,46 @@ async fn run(args: Args) -> Result<(), CtlError> {
             print_json(&inventory.config(&name).await?.0);
         }
         Command::Config {
-            action: ConfigAction::Set { group, assignments },
+            action:
+                ConfigAction::Set {
+                    group,
+                    assignments,
+                    force,
+                },
         } => {
+            let name = inventory.groups(Some(&group)).await?.remove(0).group;
+            let (catalog, catalog_path) = inventory.pg_settings(&name).await?;
             let config = inventory
                 .update_config(&group, |config| {
-                    assignments
-                        .iter()
-                        .try_for_each(|a| set_config_value(config, a).map_err(CtlError::from))
+                    let old = config.clone();
+                    for assignment in &assignments {
+                        set_config_value(config, assignment)?;
+                    }
+                    Ok(check_before_writing(
+                        &old,
+                        config,
+                        catalog.as_ref(),
+                        force,
+                        &catalog_path,
+                    )?)
                 })
                 .await?;
             print_json(&config);
         }
         Command::Config {
-            action: ConfigAction::Edit { group },
+            action: ConfigAction::Unset { group, keys },
+        } => {
+            let config = inventory
+                .update_config(&group, |config| {
+                    Ok(keys
+                        .iter()
+                        .try_for_each(|key| unset_config_value(config, key))?)
+                })
+                .await?;
+            print_json(&config);
+        }
+        Command::Config {
+            action: ConfigAction::Edit { group, force },
         } => {
             let name = inventory.groups(Some(&group)).await?.remove(0).group;
             let (config, version) = inventory.config(&name).await?;
@@ -297,7 +325,16 @@ async fn run(args: Args) -> Result<(), CtlError> {
                 outln!("no changes");
                 return Ok(());
             }
-            let config = parse_config(&edited)?;
+            let edited_config = parse_config(&edited)?;
+            let (catalog, catalog_path) = inventory.pg_settings(&name).await?;
+            check_before_writing(
+                &config,
+                &edited_config,
+                catalog.as_ref(),
+                force,
+                &catalog_path,
+            )?;
+            let config = edited_config;
             inventory.write_config(&name, &config, version).await?;
             print_json(&config);
         }

@@ -9,7 +9,7 @@ use zgres_systemd::Notifier;
 
 use super::Daemon;
 use crate::data_dir;
-use crate::decision::{Action, Observation};
+use crate::decision::{Action, DataDirKind, Observation};
 use crate::provisioning::{ProvisioningError, RewindOutcome};
 
 /// The versions of the requests the round read, for compare-and-set updates.
@@ -378,11 +378,18 @@ impl Daemon {
 
     pub(super) fn start(&mut self) -> bool {
         self.pg.client.forget_timeline();
+        let standby = data_dir::kind(&self.config.postgres) == DataDirKind::Standby;
+        let floors = match self.pg.control.and_then(|c| c.hot_standby_limits) {
+            Some(limits) if standby => limits.by_name().to_vec(),
+            _ => Vec::new(),
+        };
+        self.pg.process.set_standby_floors(floors);
         match self.pg.process.start() {
             Ok(()) => {
                 // A fresh postmaster has no pending restart; what it rejected is worth a look.
                 self.live.postgres_pending_restart.clear();
                 self.live.settings_check_at = Some(Instant::now());
+                self.live.catalog.server_started();
                 false
             }
             Err(e) => {

@@ -14,7 +14,11 @@ impl Daemon {
             name: zgres_schema::NodeName::new(&self.config.node_name).ok(),
             role: published.role,
             problems: published.problems,
-            warnings: published.warnings,
+            warnings: published
+                .warnings
+                .into_iter()
+                .chain(self.cluster_settings_left_out().iter().cloned())
+                .collect(),
             timeline: probe
                 .and_then(|p| p.timeline)
                 .or(self.pg.control.map(|c| c.timeline)),

@@ -70,7 +70,10 @@ impl Daemon {
             self.pg
                 .process
                 .set_parameters(config.postgres.parameters.clone());
-            self.apply_parameters(&config).await;
+            self.config.postgres.parameters = config.postgres.parameters.clone();
+            if !self.follow_cluster_settings().await {
+                self.apply_parameters().await;
+            }
         }
         self.config = config;
         if applied.is_empty() {
@@ -135,19 +138,22 @@ impl Daemon {
         }
     }
 
-    /// Rewrites the parameters file and, when PostgreSQL runs, has it re-read the file.
-    async fn apply_parameters(&mut self, config: &Config) {
+    /// Rewrites the parameters file and the `pg_hba.conf` block and, when PostgreSQL runs, has
+    /// it re-read them.
+    pub(super) async fn apply_parameters(&mut self) {
         if !self.pg.process.is_running() {
             // Written before the next start.
             return;
         }
-        if let Err(e) = crate::parameters_file::write(&config.postgres) {
-            tracing::error!(error = %e, "reload: cannot write postgres.parameters; PostgreSQL keeps its settings");
+        if let Err(e) = self.pg.process.write_settings_files() {
+            tracing::error!(error = %e, "reload: cannot write PostgreSQL's settings files; PostgreSQL keeps its settings");
             return;
         }
         match self.pg.client.reload().await {
             Ok(()) => {
-                tracing::info!("postgres.parameters written; PostgreSQL reloads its configuration");
+                tracing::info!(
+                    "PostgreSQL's settings files written; PostgreSQL reloads its configuration"
+                );
                 if let Running::As(role) = self.out.seen {
                     self.out.callbacks.fire(CallbackAction::OnReload, role);
                 }

@@ -93,6 +93,9 @@ impl Daemon {
         };
         self.note_for_callbacks(running, probe.as_ref());
         self.check_settings(probe.is_some()).await;
+        if probe.is_some() {
+            self.refresh_catalog().await;
+        }
         let Some(session) = self.zk.session.as_mut() else {
             return Next::Later;
         };
@@ -123,6 +126,10 @@ impl Daemon {
         }
         if view.lock != LockView::Unknown {
             self.observe_config(std::mem::take(&mut view.config));
+            self.follow_cluster_settings().await;
+        }
+        if view.lock == LockView::Ours {
+            self.publish_catalog().await;
         }
         let streaming = self.streaming_for_request(&view, probe.as_ref()).await;
         let obs = Observation {

@@ -290,7 +290,7 @@ proptest! {
         round_trip(&Switchover { kind: SwitchoverKind::Failover, from: Some(n), to: None,
             scheduled_at_ms: Some(at), requested_at_ms: at, stopped_lsn: None });
         round_trip(&GroupConfig { synchronous_mode: SyncMode::Strict, maximum_lag_on_failover_bytes: sys,
-            paused: true, primary_restart_timeout_ms: at, synchronous_ack_timeout_ms: at });
+            paused: true, synchronous_ack_timeout_ms: at, postgresql: cluster_postgres(at) });
     }
 
     #[test]
@@ -301,5 +301,21 @@ proptest! {
     #[test]
     fn arbitrary_json_never_panics(value in json_value()) {
         decode_all(value.to_string().as_bytes());
+    }
+}
+
+/// A cluster-wide PostgreSQL section with values drawn from `n`.
+fn cluster_postgres(n: u64) -> crate::pg_settings::ClusterPostgres {
+    use crate::pg_settings::{HbaLine, ParameterName, ParameterValue};
+    crate::pg_settings::ClusterPostgres {
+        parameters: [(
+            ParameterName::new("work_mem").unwrap(),
+            ParameterValue::new("work_mem", &format!("{n}kB")).unwrap(),
+        )]
+        .into_iter()
+        .collect(),
+        pg_hba: vec![
+            HbaLine::new(&format!("host all all 10.0.{}.0/24 scram-sha-256", n % 256)).unwrap(),
+        ],
     }
 }

@@ -52,6 +52,7 @@ impl Inventory {
             self.layout.path(&Znode::Switchover(name.clone())),
             self.layout.path(&Znode::Sync(name.clone())),
             self.layout.path(&Znode::Config(name.clone())),
+            self.layout.path(&Znode::PgSettings(name.clone())),
             self.layout.path(&Znode::DatabaseId(name)),
         ]);
         let mut deleted = Vec::new();
