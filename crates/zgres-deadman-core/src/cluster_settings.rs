@@ -77,9 +77,9 @@ pub fn raise_to_floors(
 ) -> Vec<&'static str> {
     let mut raised = Vec::new();
     for &(name, floor) in floors {
-        let below = parameters
-            .get(name)
-            .map_or(true, |v| v.trim().parse::<u64>().map_or(true, |v| v < floor));
+        let below = parameters.get(name).map_or(true, |v| {
+            v.trim().parse::<u64>().map_or(true, |v| v < floor)
+        });
         if below {
             parameters.insert(name.to_owned(), floor.to_string());
             raised.push(name);

@@ -84,6 +84,14 @@ pub enum ClusterSettingError {
         /// The parameter or line.
         what: String,
     },
+    /// A value that would stop streaming replication.
+    #[error("{name} = {value:?} would stop streaming replication, which failover needs")]
+    BreaksReplication {
+        /// The parameter.
+        name: String,
+        /// The value.
+        value: String,
+    },
     /// Not a `pg_hba.conf` record zgres accepts.
     #[error("pg_hba line {line:?}: {reason}")]
     Hba {
@@ -272,10 +280,15 @@ impl From<HbaLine> for String {
     }
 }
 
+/// Values that would stop replication, which zgres needs: PostgreSQL refuses to start with
+/// `wal_level = minimal` while `max_wal_senders` is above 0, and standbys cannot stream from a
+/// primary without WAL senders.
+const BREAKS_REPLICATION: &[(&str, &str)] = &[("wal_level", "minimal"), ("max_wal_senders", "0")];
+
 /// `postgresql` in `/config/{GROUP}`: parameters and `pg_hba.conf` lines every deadman of the
 /// group writes for its PostgreSQL. The node's own `[postgres] parameters` override these.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default, deny_unknown_fields, try_from = "UncheckedClusterPostgres")]
 pub struct ClusterPostgres {
     /// Parameters, by name.
     pub parameters: BTreeMap<ParameterName, ParameterValue>,
@@ -283,7 +296,47 @@ pub struct ClusterPostgres {
     pub pg_hba: Vec<HbaLine>,
 }
 
+/// [`ClusterPostgres`] as decoded, before the checks across entries.
+#[derive(Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[derive(Default)]
+struct UncheckedClusterPostgres {
+    parameters: BTreeMap<ParameterName, ParameterValue>,
+    pg_hba: Vec<HbaLine>,
+}
+
+impl TryFrom<UncheckedClusterPostgres> for ClusterPostgres {
+    type Error = ClusterSettingError;
+    fn try_from(raw: UncheckedClusterPostgres) -> Result<Self, Self::Error> {
+        let cluster = ClusterPostgres {
+            parameters: raw.parameters,
+            pg_hba: raw.pg_hba,
+        };
+        cluster.check()?;
+        Ok(cluster)
+    }
+}
+
 impl ClusterPostgres {
+    /// Checks what no single entry shows: values that would stop replication.
+    ///
+    /// # Errors
+    /// [`ClusterSettingError::BreaksReplication`].
+    pub fn check(&self) -> Result<(), ClusterSettingError> {
+        for (name, value) in &self.parameters {
+            let breaks = BREAKS_REPLICATION
+                .iter()
+                .any(|(n, v)| *n == name.as_str() && value.as_str().trim().eq_ignore_ascii_case(v));
+            if breaks {
+                return Err(ClusterSettingError::BreaksReplication {
+                    name: name.as_str().to_owned(),
+                    value: value.as_str().to_owned(),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Nothing set.
     pub fn is_empty(&self) -> bool {
         self.parameters.is_empty() && self.pg_hba.is_empty()

@@ -60,7 +60,7 @@ pub fn set_config_value(
         let name = ParameterName::new(name).map_err(setting)?;
         let value = ParameterValue::new(key, value).map_err(setting)?;
         config.postgresql.parameters.insert(name, value);
-        return Ok(());
+        return config.postgresql.check().map_err(setting);
     }
     if key == HBA_KEY {
         let lines: Vec<String> =

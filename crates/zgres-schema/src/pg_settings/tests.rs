@@ -225,6 +225,8 @@ fn the_config_section_decodes_numbers_and_refuses_hostile_entries() {
         r#"{"parameters":{"work_mem":[1]}}"#,
         r#"{"pg_hba":["include x"]}"#,
         r#"{"other":1}"#,
+        r#"{"parameters":{"wal_level":"Minimal"}}"#,
+        r#"{"parameters":{"max_wal_senders":0}}"#,
     ] {
         assert!(
             serde_json::from_str::<ClusterPostgres>(bad).is_err(),

@@ -19,6 +19,7 @@ fn config_assignments_are_typed_and_named() {
         "postgresql={}",
         "postgresql.parameters.archive_command=rm -rf /",
         "postgresql.parameters.Work_Mem=1",
+        "postgresql.parameters.wal_level=minimal",
         "postgresql.pg_hba=[\"include /etc/passwd\"]",
         "postgresql.pg_hba=host all all",
     ] {
