@@ -31,7 +31,12 @@ async fn zgresctl_restart_keeps_the_primary_and_loses_no_commit() {
     let lock = group.path(Znode::Lock);
     let history = group.path(Znode::History);
     let (_, lock_before) = client.get_data(&lock).await.unwrap();
-    let (history_before, _) = client.get_data(&history).await.unwrap();
+    // The first primary starts the history once it runs, a round or so after taking the lock.
+    let history_before = poll::until("the group's history", DEADLINE, || async {
+        client.get_data(&history).await.ok().map(|(data, _)| data)
+    })
+    .await
+    .unwrap();
     let postmaster = group.nodes[0].postmaster_pid().unwrap();
     let writer = Writer::start(&group);
     writer.wait_more_acks(0, 20).await;
@@ -91,7 +96,7 @@ async fn zgresctl_restart_keeps_the_primary_and_loses_no_commit() {
     let primary_postmaster = group.nodes[0].postmaster_pid();
     let done = json(
         &group,
-        &zgresctl(&zk, &["--json", "reload", "main", "n0"]).await,
+        &zgresctl(&zk, &["--json", "reload", "main", "n0", "--force"]).await,
     );
     assert_eq!(done["action"], "reload", "{done}");
     let log = group.nodes[0].log_text();
@@ -212,7 +217,7 @@ async fn zgresctl_restart_pending_switchover_and_scheduled() {
         .unwrap();
     json(
         &group,
-        &zgresctl(&zk, &["--json", "reload", "main", "n1"]).await,
+        &zgresctl(&zk, &["--json", "reload", "main", "n1", "--force"]).await,
     );
     let state_path = format!("{}/main_{n1}", group.layout.dir(zgres_schema::Dir::State));
     let pending = || async {

@@ -10,8 +10,21 @@ use zgres_schema::{decode, Znode};
 use zgres_testkit::group::{missing_acks, Group, Timing, Writer, DEADLINE};
 use zgres_testkit::zookeeper::ZkCluster;
 
-/// How long ZooKeeper is gone: five session timeouts of the test timing.
-const OUTAGE: Duration = Duration::from_secs(10);
+/// How long ZooKeeper is gone: two and a half session timeouts of [`timing`].
+const OUTAGE: Duration = Duration::from_secs(15);
+
+/// The default test timing with a 6 s session. A restarted ZooKeeper restores the sessions it
+/// held and gives each one session timeout from then to reconnect; its JVM may take longer
+/// than the default 2 s between restoring them and answering clients on a loaded 2-core VM
+/// (seen twice in CI: every session expired on the server, and a replica was elected). 6 s is
+/// still below the usual production values.
+fn timing() -> Timing {
+    Timing {
+        session_timeout_ms: 6_000,
+        fence_margin_ms: 1_000,
+        ..Timing::default()
+    }
+}
 
 async fn promotions(group: &Group) -> usize {
     let client = group.zk_client().await;
@@ -99,13 +112,13 @@ async fn outage_and_recovery(group: &mut Group, members_to_kill: &[usize]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn standalone_zookeeper_restart_resumes_the_primary_without_election() {
-    let mut group = Group::prepare(3, Timing::default()).await;
+    let mut group = Group::prepare(3, timing()).await;
     outage_and_recovery(&mut group, &[0]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ensemble_quorum_loss_resumes_the_primary_without_election() {
     let zk = ZkCluster::start(3).await.unwrap();
-    let mut group = Group::prepare_on(zk, 3, Timing::default()).await;
+    let mut group = Group::prepare_on(zk, 3, timing()).await;
     outage_and_recovery(&mut group, &[1, 2]).await;
 }

@@ -143,6 +143,9 @@ pub(crate) enum Command {
         group: String,
         /// The node, by id (IP:PORT) or configured name (e.g. n1); default: every node.
         node: Option<String>,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        force: bool,
     },
     /// Stop automatic actions (failover) in the group.
     Pause {

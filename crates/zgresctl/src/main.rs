@@ -393,10 +393,10 @@ async fn run(args: Args) -> Result<(), CtlError> {
             )
             .await?
         }
-        Command::Reload { group, node } => {
+        Command::Reload { group, node, force } => {
             let nodes = node_requests::targets(&inventory, &group, node.as_deref(), false).await?;
             let options = RunOptions {
-                force: true,
+                force,
                 switchover: false,
             };
             let output = Output {

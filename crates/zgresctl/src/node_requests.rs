@@ -60,8 +60,7 @@ pub async fn targets(
 }
 
 /// Asks each of `nodes` in turn to carry out `action`, waiting for each to be done and healthy
-/// before the next; confirms first unless forced (a reload changes nothing that runs, so it is
-/// not confirmed). `progress` is told of each node done.
+/// before the next; confirms first unless forced. `progress` is told of each node done.
 ///
 /// # Errors
 /// The first node that refuses or times out stops the run; those done are done.
@@ -135,6 +134,13 @@ fn confirm_run(
             };
             confirm(&format!(
                 "Restart PostgreSQL on {} of group {group} ({how})?",
+                names()
+            ))?;
+        }
+        NodeAction::Reload if !options.force => {
+            // It applies whatever the files now say (pg_hba lines included).
+            confirm(&format!(
+                "Reload the configuration of {} in group {group} (the deadman's file and PostgreSQL's)?",
                 names()
             ))?;
         }
