@@ -209,3 +209,108 @@ async fn cluster_parameters_reach_every_node_and_roll_without_a_failover() {
     );
     wait_show(&group, 0, "work_mem", "4MB").await;
 }
+
+/// ZooKeeper content is hostile input: a `/config` written past zgresctl with a parameter
+/// that would run a program is refused as a whole (the last valid config stays, the node
+/// says so), and a value the server refuses, forced past zgresctl's check, is left out by
+/// every deadman (a warning in its state), so PostgreSQL still restarts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_or_refused_cluster_parameters_never_reach_postgresql() {
+    let group = zgres_tests::e2e::running_pair().await;
+    let zk = group.zk.connect_string();
+    let client = group.zk_client().await;
+    let catalog = group.path(Znode::PgSettings);
+    poll::until(
+        "the primary to publish its pg_settings",
+        DEADLINE,
+        || async { client.check_stat(&catalog).await.unwrap().map(drop) },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", group.logs()));
+    ok(
+        &group,
+        &zgresctl(
+            &zk,
+            &[
+                "config",
+                "set",
+                "main",
+                "postgresql.parameters.work_mem=12MB",
+            ],
+        )
+        .await,
+    );
+    wait_show(&group, 1, "work_mem", "12MB").await;
+
+    // Written straight to ZooKeeper, as anyone who can reach it could.
+    let config = group.path(Znode::Config);
+    let hostile = br#"{"v":1,"postgresql":{"parameters":{"work_mem":"16MB","archive_command":"touch /tmp/zgres-owned"}}}"#;
+    client.set_data(&config, hostile, None).await.unwrap();
+    poll::until(
+        "both nodes to say /config is unreadable",
+        DEADLINE,
+        || async {
+            let list = String::from_utf8_lossy(&zgresctl(&zk, &["list"]).await.stdout).into_owned();
+            (list
+                .lines()
+                .filter(|l| {
+                    l.starts_with("! 127.0.0.1:") && l.contains("archive_command is local-only")
+                })
+                .count()
+                == 2)
+                .then_some(())
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", group.logs()));
+    for i in 0..2 {
+        assert_eq!(show(&group, i, "work_mem").await.as_deref(), Some("12MB"));
+        let archive = show(&group, i, "archive_command").await.unwrap();
+        assert!(!archive.contains("zgres-owned"), "node {i}: {archive}");
+    }
+
+    // zgresctl cannot edit what it cannot read either: put a valid document back by hand.
+    let valid = br#"{"v":1,"postgresql":{"parameters":{"work_mem":"12MB"}}}"#;
+    client.set_data(&config, valid, None).await.unwrap();
+
+    // A value the server refuses (shared_buffers' minimum is 16 pages), forced in.
+    ok(
+        &group,
+        &zgresctl(
+            &zk,
+            &[
+                "config",
+                "set",
+                "main",
+                "--force",
+                "postgresql.parameters.shared_buffers=1",
+            ],
+        )
+        .await,
+    );
+    poll::until(
+        "both nodes to leave it out, saying why",
+        DEADLINE,
+        || async {
+            let list = String::from_utf8_lossy(&zgresctl(&zk, &["list"]).await.stdout).into_owned();
+            (list
+                .lines()
+                .filter(|l| {
+                    l.starts_with("! 127.0.0.1:") && l.contains("shared_buffers: \"1\" is outside")
+                })
+                .count()
+                == 2)
+                .then_some(())
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", group.logs()));
+    let before = group.nodes[1].postmaster_pid();
+    ok(
+        &group,
+        &zgresctl(&zk, &["restart", "main", "n1", "--force"]).await,
+    );
+    assert_ne!(group.nodes[1].postmaster_pid(), before, "not restarted");
+    group.wait_following(1, 0).await;
+    assert_eq!(show(&group, 1, "work_mem").await.as_deref(), Some("12MB"));
+}

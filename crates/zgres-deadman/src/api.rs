@@ -18,7 +18,6 @@
 //! form) means `/master`. The server is `zgres-http` (bounded request size, time and
 //! connections); it runs in its own task and never touches PostgreSQL or ZooKeeper itself.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use zgres_schema::documents::{Role, Tags, WalPositions};
 use zgres_schema::{Lsn, NodeId, Timeline};
 
-use zgres_http::{Limits, Method, Request, Response};
+use zgres_http::{Limits, Method, Request, Response, TlsSlot};
 
 use crate::fence::{monotonic_ns, FenceClock};
 
@@ -147,18 +146,19 @@ impl Status {
     }
 }
 
-/// Serves the API on `addr` until `shutdown`, answering from the latest `status`, on the
-/// shared HTTP layer's limits.
+/// Serves the API as `api` says (address, TLS) until `shutdown`, answering from the latest
+/// `status`, on the shared HTTP layer's limits. The TLS files are read now; the returned
+/// slot takes a rotated certificate later ([`tls_acceptor`]).
 ///
 /// # Errors
-/// When the address cannot be bound (reported at start-up); errors on single connections are
-/// only logged.
+/// When the address cannot be bound or the TLS files cannot be used (reported at start-up);
+/// errors on single connections are only logged.
 pub async fn serve(
-    addr: SocketAddr,
+    api: &crate::config::ApiConfig,
     status: watch::Receiver<Option<Status>>,
     fence: Arc<FenceClock>,
     shutdown: CancellationToken,
-) -> std::io::Result<tokio::task::JoinHandle<()>> {
+) -> std::io::Result<TlsSlot> {
     let handler = move |request: &Request| {
         let mut current = status.borrow().clone();
         if let Some(s) = current.as_mut() {
@@ -166,9 +166,31 @@ pub async fn serve(
         }
         route(request, current.as_ref())
     };
-    let task = zgres_http::serve(addr, Arc::new(handler), Limits::default(), shutdown).await?;
-    tracing::info!(%addr, "health API listening");
-    Ok(task)
+    let tls = TlsSlot::new(
+        tls_acceptor(api).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?,
+    );
+    let addr = api.listen;
+    let https = api.tls.is_some();
+    zgres_http::serve(
+        addr,
+        Arc::new(handler),
+        Limits::default(),
+        tls.clone(),
+        shutdown,
+    )
+    .await?;
+    tracing::info!(%addr, https, "health API listening");
+    Ok(tls)
+}
+
+/// The TLS acceptor `api` asks for, its files read now (`None`: plain HTTP).
+///
+/// # Errors
+/// [`zgres_http::TlsError`] naming the file that cannot be used.
+pub fn tls_acceptor(
+    api: &crate::config::ApiConfig,
+) -> Result<Option<zgres_http::TlsAcceptor>, zgres_http::TlsError> {
+    api.tls.as_ref().map(zgres_http::acceptor).transpose()
 }
 
 /// Parses `lag` as bytes, with optional kB/MB/GB (powers of 1024, as PostgreSQL and Patroni).

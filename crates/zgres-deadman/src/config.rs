@@ -144,6 +144,15 @@ pub struct HooksConfig {
     pub callbacks: CallbacksConfig,
 }
 
+/// The health API's address and, optionally, its TLS certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiConfig {
+    /// Where it listens.
+    pub listen: SocketAddr,
+    /// With these files it speaks HTTPS only.
+    pub tls: Option<zgres_http::TlsFiles>,
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -163,8 +172,8 @@ pub struct Config {
     pub timing: TimingConfig,
     /// What the operator plugs in: plugins and callbacks.
     pub hooks: HooksConfig,
-    /// Where the HTTP health API listens, if enabled.
-    pub api_listen: Option<SocketAddr>,
+    /// The HTTP health API, if enabled.
+    pub api: Option<ApiConfig>,
     /// Creating, cloning and rewinding the data directory.
     pub provisioning: ProvisioningConfig,
     /// Logging.
@@ -362,11 +371,37 @@ impl Config {
             }
         }
         let callbacks = raw.callbacks.validate(&mut problems);
-        let api_listen = raw.api.as_ref().and_then(|api| {
-            api.listen
+        let api = raw.api.as_ref().and_then(|api| {
+            let listen = api
+                .listen
                 .parse()
                 .map_err(|_| problems.add("api.listen", format!("{:?} is not IP:PORT", api.listen)))
-                .ok()
+                .ok()?;
+            let tls = match (&api.tls_cert_file, &api.tls_key_file) {
+                (None, None) => None,
+                (Some(cert_file), Some(key_file)) => {
+                    let files = zgres_http::TlsFiles {
+                        cert_file: cert_file.clone(),
+                        key_file: key_file.clone(),
+                    };
+                    // Read now, so a bad file is a configuration error naming it.
+                    match zgres_http::acceptor(&files) {
+                        Ok(_) => Some(files),
+                        Err(e) => {
+                            problems.add("api.tls_cert_file", e.to_string());
+                            None
+                        }
+                    }
+                }
+                _ => {
+                    problems.add(
+                        "api.tls_cert_file",
+                        "set both tls_cert_file and tls_key_file, or neither",
+                    );
+                    None
+                }
+            };
+            Some(ApiConfig { listen, tls })
         });
         let pv = &raw.provisioning;
         for (key, command) in [
@@ -434,7 +469,7 @@ impl Config {
                     timeout: Duration::from_millis(provisioning_timeout),
                 },
                 hooks: HooksConfig { plugins, callbacks },
-                api_listen,
+                api,
                 log: raw.log,
             }),
             _ => None,

@@ -158,11 +158,15 @@ pub async fn run(
     let _fence_thread = FenceThread::spawn(fence.clone()).map_err(DaemonError::Fence)?;
     let (status, status_rx) = watch::channel(None);
     let api_stop = shutdown.child_token();
-    if let Some(addr) = config.api_listen {
-        api::serve(addr, status_rx, fence.clone(), api_stop.clone())
+    let api_tls = match &config.api {
+        Some(api_config) => api::serve(api_config, status_rx, fence.clone(), api_stop.clone())
             .await
-            .map_err(|source| DaemonError::Api { addr, source })?;
-    }
+            .map_err(|source| DaemonError::Api {
+                addr: api_config.listen,
+                source,
+            })?,
+        None => zgres_http::TlsSlot::default(),
+    };
 
     // Re-executed: same fence deadline, PostgreSQL and keeper taken over.
     let mut process = PostgresProcess::new(config.postgres.clone(), fence.clone());
@@ -221,6 +225,7 @@ pub async fn run(
             plugins,
             plugins_stop,
             api_stop,
+            api_tls,
             reloads,
             restart_needed: Vec::new(),
             postgres_pending_restart: Vec::new(),
@@ -273,6 +278,8 @@ struct Live {
     plugins_stop: CancellationToken,
     /// Stops the current health API server (a reload with another address replaces it).
     api_stop: CancellationToken,
+    /// The current health API server's TLS (a reload re-reads the certificate into it).
+    api_tls: zgres_http::TlsSlot,
     reloads: Reloads,
     /// Settings of the file that differ from the running ones until the deadman restarts.
     restart_needed: Vec<&'static str>,

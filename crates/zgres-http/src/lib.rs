@@ -4,7 +4,8 @@
 //! synchronous [`Handler`]: health checks and scrapes are tiny, and a handler must never wait
 //! on ZooKeeper or PostgreSQL. Every connection is bounded in request size, in time, and in
 //! number ([`Limits`]); a client that breaks a limit gets an error status or is dropped, and
-//! never delays another.
+//! never delays another. With [`TlsFiles`] a server speaks TLS only (rustls, ring); the
+//! handshake is bounded by the read timeout.
 //!
 //! Why not hyper: HAProxy's single-argument `option httpchk OPTIONS/master` (the form in the
 //! Patroni configurations zgres must serve unchanged) sends the request target
@@ -13,8 +14,11 @@
 #![forbid(unsafe_code)]
 
 mod server;
+mod tls;
 
 pub use server::{respond_to, serve, Limits};
+pub use tls::{acceptor, TlsError, TlsFiles, TlsSlot};
+pub use tokio_rustls::TlsAcceptor;
 
 /// A request method, as far as the handlers care.
 #[derive(Debug, Clone, PartialEq, Eq)]

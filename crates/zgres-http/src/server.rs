@@ -4,9 +4,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+
+use crate::TlsSlot;
 use tokio_util::sync::CancellationToken;
 
 use crate::{Handler, Method, Request, Response};
@@ -36,7 +39,9 @@ impl Default for Limits {
 }
 
 /// Binds `addr` and serves `handler` on its own task until `shutdown` is cancelled; the task
-/// then stops accepting (connections in progress finish within their limits).
+/// then stops accepting (connections in progress finish within their limits). While `tls`
+/// holds an acceptor, every new connection must complete a TLS handshake within
+/// `limits.read_timeout` first.
 ///
 /// # Errors
 /// When `addr` cannot be bound (reported at start-up, so a daemon can refuse to start).
@@ -44,6 +49,7 @@ pub async fn serve(
     addr: SocketAddr,
     handler: Arc<dyn Handler>,
     limits: Limits,
+    tls: TlsSlot,
     shutdown: CancellationToken,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let listener = TcpListener::bind(addr).await?;
@@ -67,8 +73,9 @@ pub async fn serve(
             };
             let handler = handler.clone();
             let limits = limits.clone();
+            let tls = tls.current();
             tokio::spawn(async move {
-                if let Err(e) = answer(stream, handler.as_ref(), &limits).await {
+                if let Err(e) = connection(stream, tls, handler.as_ref(), &limits).await {
                     tracing::debug!(%peer, error = %e, "HTTP connection failed");
                 }
                 drop(slot);
@@ -86,8 +93,24 @@ enum Head {
     Closed,
 }
 
-async fn answer(
-    mut stream: TcpStream,
+/// One connection: the TLS handshake if any, then the request and its answer.
+async fn connection(
+    stream: TcpStream,
+    tls: Option<TlsAcceptor>,
+    handler: &dyn Handler,
+    limits: &Limits,
+) -> std::io::Result<()> {
+    let Some(tls) = tls else {
+        return answer(stream, handler, limits).await;
+    };
+    match tokio::time::timeout(limits.read_timeout, tls.accept(stream)).await {
+        Ok(stream) => answer(stream?, handler, limits).await,
+        Err(_) => Ok(()),
+    }
+}
+
+async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
     handler: &dyn Handler,
     limits: &Limits,
 ) -> std::io::Result<()> {
@@ -106,7 +129,7 @@ async fn answer(
     }
 }
 
-async fn read_head(stream: &mut TcpStream, limits: &Limits) -> std::io::Result<Head> {
+async fn read_head<S: AsyncRead + Unpin>(stream: &mut S, limits: &Limits) -> std::io::Result<Head> {
     let mut buf = Vec::with_capacity(512);
     let read = tokio::time::timeout(limits.read_timeout, async {
         let mut chunk = [0u8; 1024];

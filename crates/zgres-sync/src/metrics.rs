@@ -175,7 +175,14 @@ pub async fn serve(
         "/metrics" => Response::new(200, CONTENT_TYPE, metrics.render()),
         _ => Response::text(404, "GET /metrics\n"),
     };
-    let task = zgres_http::serve(addr, Arc::new(handler), Limits::default(), shutdown).await?;
+    let task = zgres_http::serve(
+        addr,
+        Arc::new(handler),
+        Limits::default(),
+        zgres_http::TlsSlot::default(),
+        shutdown,
+    )
+    .await?;
     tracing::info!(%addr, "metrics listening");
     Ok(task)
 }

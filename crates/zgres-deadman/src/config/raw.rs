@@ -84,6 +84,10 @@ pub(super) fn default_user() -> String {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawApi {
     pub(super) listen: String,
+    #[serde(default)]
+    pub(super) tls_cert_file: Option<std::path::PathBuf>,
+    #[serde(default)]
+    pub(super) tls_key_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -58,7 +58,7 @@ impl Reload {
             ),
             ("plugin", running.hooks.plugins != new.hooks.plugins),
             ("callbacks", running.hooks.callbacks != new.hooks.callbacks),
-            ("api.listen", running.api_listen != new.api_listen),
+            ("api", running.api != new.api),
             ("provisioning", running.provisioning != new.provisioning),
             ("log.level", running.log.level != new.log.level),
             (

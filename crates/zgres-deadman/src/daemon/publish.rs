@@ -112,7 +112,7 @@ impl Daemon {
             tags: self.config.tags.clone(),
             role: Some(state.role),
             // Proxies check a replica's lag on its API (`/read-only?lag=`) before sending reads.
-            api_port: self.config.api_listen.map(|a| a.port()),
+            api_port: self.config.api.as_ref().map(|a| a.listen.port()),
         });
         if self.out.conn.as_ref() != Some(&conn) {
             match session.coordinator.set_conn(conn.as_ref()).await {

@@ -59,8 +59,12 @@ impl Daemon {
                 config.hooks.callbacks = self.config.hooks.callbacks.clone();
             }
         }
-        if changed("api.listen") {
+        let listen = |c: &Config| c.api.as_ref().map(|a| a.listen);
+        if listen(&self.config) != listen(&config) {
             self.replace_api(&mut config).await;
+        } else if config.api.is_some() {
+            // Same socket: the certificate files are read again (rotated under the same names).
+            self.refresh_api_tls(&mut config);
         }
         if changed("provisioning") {
             self.pg.provisioner =
@@ -110,30 +114,50 @@ impl Daemon {
         }
     }
 
+    /// Re-reads the API's certificate into the running server; a file that fails keeps the
+    /// running TLS.
+    fn refresh_api_tls(&mut self, config: &mut Config) {
+        let Some(api_config) = &config.api else {
+            return;
+        };
+        match api::tls_acceptor(api_config) {
+            Ok(acceptor) => {
+                let https = acceptor.is_some();
+                self.live.api_tls.replace(acceptor);
+                tracing::info!(https, "health API: TLS settings read again");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "reload: the health API's certificate cannot be used; it keeps the running one");
+                config.api = self.config.api.clone();
+            }
+        }
+    }
+
     /// The new server is listening before the old one stops, so a load balancer's checks
     /// never find nothing at both addresses.
     async fn replace_api(&mut self, config: &mut Config) {
         let stop = self.shutdown.child_token();
-        let started = match config.api_listen {
-            Some(addr) => api::serve(
-                addr,
+        let started = match &config.api {
+            Some(api_config) => api::serve(
+                api_config,
                 self.out.status.subscribe(),
                 self.fence.clone(),
                 stop.clone(),
             )
             .await
-            .map(drop)
-            .map_err(|e| (addr, e)),
-            None => Ok(()),
+            .map(Some)
+            .map_err(|e| (api_config.listen, e)),
+            None => Ok(None),
         };
         match started {
-            Ok(()) => {
+            Ok(tls) => {
                 self.live.api_stop.cancel();
                 self.live.api_stop = stop;
+                self.live.api_tls = tls.unwrap_or_default();
             }
             Err((addr, e)) => {
                 tracing::error!(%addr, error = %e, "reload: the health API cannot listen at its new address; it stays where it was");
-                config.api_listen = self.config.api_listen;
+                config.api = self.config.api.clone();
             }
         }
     }

@@ -234,3 +234,13 @@ fn the_config_section_decodes_numbers_and_refuses_hostile_entries() {
         );
     }
 }
+
+#[test]
+fn a_refused_entry_is_named_in_the_decode_error() {
+    let doc = br#"{"v":1,"postgresql":{"parameters":{"archive_command":"touch /tmp/x"}}}"#;
+    let err = crate::decode::<crate::documents::GroupConfig>("/zgres/config/main", doc)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("archive_command is local-only"), "{err}");
+    assert!(err.contains("/zgres/config/main"), "{err}");
+}

@@ -1,0 +1,170 @@
+//! The health API over TLS (`[api] tls_cert_file`, `tls_key_file`): HTTPS only, verified
+//! against the test's own CA; a certificate rotated under the same file names is taken by a
+//! reload (SIGHUP) without a restart; a file that cannot be used is a configuration error
+//! naming it.
+
+use std::path::Path;
+use std::process::Command;
+
+use nix::sys::signal::Signal;
+use zgres_testkit::group::{Group, Timing, DEADLINE};
+use zgres_testkit::poll;
+
+/// Makes a CA named `name` in `dir` and a certificate for 127.0.0.1 signed by it, written to
+/// `api.crt` and `api.key` (replacing earlier ones). Returns the CA certificate's path.
+fn issue(dir: &Path, name: &str) -> std::path::PathBuf {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let (ca_key, ca_crt) = (format!("{name}.key"), format!("{name}.crt"));
+    let subject = format!("/CN={name}");
+    let mut args = vec![
+        "req", "-x509", "-days", "2", "-subj", &subject, "-keyout", &ca_key, "-out", &ca_crt,
+    ];
+    args.extend(ec);
+    run(&args);
+    let mut args = vec![
+        "req",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "api.key",
+        "-out",
+        "api.csr",
+    ];
+    args.extend(ec);
+    run(&args);
+    std::fs::write(dir.join("san.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "api.csr",
+        "-CA",
+        &ca_crt,
+        "-CAkey",
+        &ca_key,
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "san.cnf",
+        "-out",
+        "api.crt",
+    ]);
+    dir.join(ca_crt)
+}
+
+/// curl's HTTP status for `url` trusting `ca` ("000" when it cannot connect or verify).
+fn curl(url: &str, ca: &Path) -> String {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "3",
+            "--cacert",
+        ])
+        .arg(ca)
+        .arg(url)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_serves_https_only_and_takes_a_rotated_certificate_on_reload() {
+    let certs = tempfile::tempdir().unwrap();
+    let first_ca = issue(certs.path(), "first-ca");
+    let mut group = Group::prepare(1, Timing::default()).await;
+    group.nodes[0].extra_config = format!(
+        "[api]\ntls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n",
+        certs.path().join("api.crt").display(),
+        certs.path().join("api.key").display()
+    );
+    group.start_all().await;
+    assert_eq!(group.wait_primary(&[]).await, 0);
+    let port = group.nodes[0].api_port;
+    let https = format!("https://127.0.0.1:{port}/primary");
+    poll::until("HTTPS /primary to answer 200", DEADLINE, || {
+        std::future::ready((curl(&https, &first_ca) == "200").then_some(()))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", group.logs()));
+    let plain = curl(&format!("http://127.0.0.1:{port}/primary"), &first_ca);
+    assert_ne!(plain, "200", "plain HTTP must not be served");
+
+    // Rotated under the same names, by another CA: taken at the next reload.
+    let second_ca = issue(certs.path(), "second-ca");
+    assert_eq!(
+        curl(&https, &second_ca),
+        "000",
+        "the new certificate before the reload"
+    );
+    group.nodes[0]
+        .deadman
+        .as_ref()
+        .unwrap()
+        .signal(Signal::SIGHUP)
+        .unwrap();
+    poll::until("the rotated certificate after the reload", DEADLINE, || {
+        std::future::ready((curl(&https, &second_ca) == "200").then_some(()))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", group.logs()));
+    assert_eq!(
+        curl(&https, &first_ca),
+        "000",
+        "the old CA no longer verifies it"
+    );
+}
+
+#[test]
+fn a_certificate_file_that_cannot_be_used_is_a_config_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/zgres-deadman.toml"
+    );
+    let garbage = dir.path().join("not-a-cert.pem");
+    std::fs::write(&garbage, "hello\n").unwrap();
+    let config = std::fs::read_to_string(example).unwrap().replace(
+        "listen = \"127.0.0.1:8008\"\n",
+        &format!(
+            "listen = \"127.0.0.1:8008\"\ntls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n",
+            garbage.display(),
+            garbage.display()
+        ),
+    );
+    let file = dir.path().join("deadman.toml");
+    std::fs::write(&file, config).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_zgres-deadman"))
+        .args(["--check-config", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{stderr}");
+    assert!(
+        stderr.contains("api.tls_cert_file") && stderr.contains("not-a-cert.pem"),
+        "{stderr}"
+    );
+}
