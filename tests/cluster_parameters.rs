@@ -269,9 +269,27 @@ async fn hostile_or_refused_cluster_parameters_never_reach_postgresql() {
         assert!(!archive.contains("zgres-owned"), "node {i}: {archive}");
     }
 
-    // zgresctl cannot edit what it cannot read either: put a valid document back by hand.
-    let valid = br#"{"v":1,"postgresql":{"parameters":{"work_mem":"12MB"}}}"#;
-    client.set_data(&config, valid, None).await.unwrap();
+    // The way out: `config edit` opens the document as stored; the operator deletes the
+    // hostile entry (the editor is a script here), and the rest is checked and written.
+    let dir = tempfile::tempdir().unwrap();
+    let editor = dir.path().join("editor");
+    std::fs::write(
+        &editor,
+        "#!/bin/sh\nsed -i 's|,\"archive_command\":\"touch /tmp/zgres-owned\"||' \"$1\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&editor, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let edit = tokio::process::Command::new(zgres_tests::e2e::binary("zgresctl"))
+        .args(["--zookeeper", &zk, "config", "edit", "main"])
+        .env("VISUAL", &editor)
+        .output()
+        .await
+        .unwrap();
+    ok(&group, &edit);
+    assert!(String::from_utf8_lossy(&edit.stderr).contains("editing the document as stored"));
+    // Readable again: the 16MB in it now applies.
+    wait_show(&group, 0, "work_mem", "16MB").await;
+    wait_show(&group, 1, "work_mem", "16MB").await;
 
     // A value the server refuses (shared_buffers' minimum is 16 pages), forced in.
     ok(
@@ -312,5 +330,5 @@ async fn hostile_or_refused_cluster_parameters_never_reach_postgresql() {
     );
     assert_ne!(group.nodes[1].postmaster_pid(), before, "not restarted");
     group.wait_following(1, 0).await;
-    assert_eq!(show(&group, 1, "work_mem").await.as_deref(), Some("12MB"));
+    assert_eq!(show(&group, 1, "work_mem").await.as_deref(), Some("16MB"));
 }

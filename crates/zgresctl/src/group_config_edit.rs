@@ -13,7 +13,8 @@ const PARAMETER_KEY: &str = "postgresql.parameters.";
 const HBA_KEY: &str = "postgresql.pg_hba";
 
 /// Parses an edited config document: every key must be known, and values typed as in
-/// `config set`; `postgresql` is an object of `parameters` and `pg_hba`.
+/// `config set`; `postgresql` is an object of `parameters` and `pg_hba`. A stored document's
+/// version key (`"v": 1`) may stay in it.
 ///
 /// # Errors
 /// [`ConfigInputError`] naming the first unknown key or bad value.
@@ -22,6 +23,9 @@ pub fn parse_config(text: &str) -> Result<GroupConfig, ConfigInputError> {
     let object = doc.as_object().ok_or(ConfigInputError::NotAnObject)?;
     let mut config = GroupConfig::default();
     for (key, value) in object {
+        if key == "v" && value == &serde_json::json!(1) {
+            continue;
+        }
         if key == "postgresql" {
             config.postgresql = serde_json::from_value(value.clone()).map_err(|source| {
                 ConfigInputError::Rejected {

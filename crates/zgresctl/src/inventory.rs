@@ -239,6 +239,19 @@ impl Inventory {
         }
     }
 
+    /// The group's config as stored, text and version, for editing one that cannot be
+    /// decoded (`None`: absent).
+    ///
+    /// # Errors
+    /// ZooKeeper failures.
+    pub async fn config_text(&self, group: &GroupName) -> Result<Option<(String, i32)>, CtlError> {
+        let path = self.layout.path(&Znode::Config(group.clone()));
+        Ok(self
+            .get(&path)
+            .await?
+            .map(|(data, stat)| (String::from_utf8_lossy(&data).into_owned(), stat.version)))
+    }
+
     /// What the group's primary last published of its PostgreSQL's `pg_settings`, with the
     /// znode's path (`None`: not published yet).
     ///

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 mod cli;
 
 use cli::{AclCommand, Args, Command, ConfigAction};
-use zgres_schema::documents::{NodeAction, SwitchoverKind};
+use zgres_schema::documents::{GroupConfig, NodeAction, SwitchoverKind};
 use zgresctl::group_config_edit::{
     check_before_writing, parse_config, set_config_value, unset_config_value,
 };
@@ -303,8 +303,22 @@ async fn run(args: Args) -> Result<(), CtlError> {
             action: ConfigAction::Edit { group, force },
         } => {
             let name = inventory.groups(Some(&group)).await?.remove(0).group;
-            let (config, version) = inventory.config(&name).await?;
-            let original = serde_json::to_string_pretty(&config).unwrap_or_default() + "\n";
+            // An unreadable document is edited as stored: the way out of a broken or hostile
+            // one (every parameter in it is then checked, as if new).
+            let (config, version, original) = match inventory.config(&name).await {
+                Ok((config, version)) => {
+                    let text = serde_json::to_string_pretty(&config).unwrap_or_default() + "\n";
+                    (config, version, text)
+                }
+                Err(CtlError::Decode(e)) => {
+                    eprintln!("zgresctl: {e}\nzgresctl: editing the document as stored");
+                    match inventory.config_text(&name).await? {
+                        Some((text, version)) => (GroupConfig::default(), Some(version), text),
+                        None => (GroupConfig::default(), None, "{}\n".to_owned()),
+                    }
+                }
+                Err(e) => return Err(e),
+            };
             let path = std::env::temp_dir().join(format!(
                 "zgresctl-config-{group}-{}.json",
                 std::process::id()
