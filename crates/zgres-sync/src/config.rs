@@ -183,6 +183,30 @@ pub struct Config {
 }
 
 impl Config {
+    /// What the operator should know about a valid configuration: ZooKeeper without
+    /// authentication, HAProxy reloaded by a command that cannot be confirmed.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings: Vec<String> = self
+            .zookeeper
+            .auth_warning()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        let signalled = self
+            .templates
+            .iter()
+            .any(|t| t.name == "haproxy" && t.master_socket.is_none() && !t.command.is_empty());
+        if signalled {
+            warnings.push(
+                "haproxy.reload_command cannot be confirmed: HAProxy 2.6 loses a reload asked \
+                 for during the previous one, which can leave it on an old primary; set \
+                 haproxy.master_socket instead (docs/sync.md)"
+                    .to_owned(),
+            );
+        }
+        warnings
+    }
+
     /// Reads and validates `path`.
     ///
     /// # Errors
@@ -414,6 +438,28 @@ mod tests {
         ] {
             assert!(err.contains(key), "{key} missing from {err}");
         }
+    }
+
+    #[test]
+    fn a_signalled_haproxy_reload_is_warned_about_and_the_master_socket_is_not() {
+        let dir = std::env::temp_dir();
+        let head = format!(
+            "[zookeeper]\nconnect = \"127.0.0.1:2181\"\n[sync]\nsnapshot_file = \"{}\"\n\
+             [haproxy]\nconfig_file = \"{}\"\n",
+            dir.join("snap.json").display(),
+            dir.join("h.cfg").display()
+        );
+        let warned = |extra: &str| {
+            Config::parse(Path::new("s.toml"), &format!("{head}{extra}"))
+                .unwrap()
+                .warnings()
+                .iter()
+                .any(|w| w.contains("haproxy.reload_command cannot be confirmed"))
+        };
+        assert!(warned(
+            "reload_command = [\"/bin/systemctl\", \"reload\", \"haproxy\"]\n"
+        ));
+        assert!(!warned("master_socket = \"/run/haproxy-master.sock\"\n"));
     }
 
     #[test]

@@ -54,15 +54,15 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let auth_warning = config.zookeeper.auth_warning();
+    let warnings = config.warnings();
     if check_only {
         println!("{}: OK", path.display());
-        if let Some(warning) = auth_warning {
+        for warning in &warnings {
             println!("warning: {warning}");
         }
         return ExitCode::SUCCESS;
     }
-    if let Some(warning) = auth_warning {
+    for warning in &warnings {
         tracing::warn!("{warning}");
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()
