@@ -30,14 +30,22 @@ pub fn applicable<'a>(
     local: impl IntoIterator<Item = &'a str>,
 ) -> ClusterSettings {
     let local: Vec<&str> = local.into_iter().collect();
-    let mut out = ClusterSettings {
-        pg_hba: cluster
+    let mut out = ClusterSettings::default();
+    // The block goes into the data directory's pg_hba.conf, which PostgreSQL does not read
+    // when the node names another file.
+    if local.contains(&"hba_file") && !cluster.pg_hba.is_empty() {
+        out.left_out.push(
+            "/config postgresql.pg_hba left out: this node sets hba_file, so PostgreSQL does not \
+             read the data directory's pg_hba.conf"
+                .to_owned(),
+        );
+    } else {
+        out.pg_hba = cluster
             .pg_hba
             .iter()
             .map(|l| l.as_str().to_owned())
-            .collect(),
-        ..ClusterSettings::default()
-    };
+            .collect();
+    }
     let Some(catalog) = catalog else {
         if !cluster.parameters.is_empty() {
             out.left_out.push(
@@ -175,6 +183,14 @@ mod tests {
             "unset: the primary's"
         );
         assert_eq!(parameters["work_mem"], "8MB");
+    }
+
+    #[test]
+    fn hba_lines_are_left_out_when_the_node_reads_another_hba_file() {
+        let got = applicable(&cluster(&[]), Some(&catalog()), ["hba_file"]);
+        assert!(got.pg_hba.is_empty());
+        assert_eq!(got.left_out.len(), 1);
+        assert!(got.left_out[0].contains("hba_file"), "{:?}", got.left_out);
     }
 
     #[test]

@@ -36,10 +36,10 @@ async fn notify_ready_only_with_zookeeper_then_watchdog_and_stopping() {
     socket
         .set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
-    group.nodes[0].env = vec![
+    group.nodes[0].env.extend([
         ("NOTIFY_SOCKET".into(), path.display().to_string()),
         ("WATCHDOG_USEC".into(), "1000000".into()),
-    ];
+    ]);
     // ZooKeeper refuses connections at first: the deadman must not claim to be ready.
     group.proxy_node(0).set_mode(ProxyMode::Refuse);
     group.start(0);

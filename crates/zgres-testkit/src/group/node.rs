@@ -92,7 +92,9 @@ impl Node {
             proxy: None,
             zookeeper_via: None,
             extra_config: String::new(),
-            env: vec![],
+            // Its temporary files (a plugin run's input) go with the group's directory, even
+            // when a test kills the deadman during a run.
+            env: vec![("TMPDIR".to_owned(), dir.display().to_string())],
             api_port: crate::ports::free_port().unwrap(),
         }
     }
