@@ -244,3 +244,21 @@ fn a_refused_entry_is_named_in_the_decode_error() {
     assert!(err.contains("archive_command is local-only"), "{err}");
     assert!(err.contains("/zgres/config/main"), "{err}");
 }
+
+#[test]
+fn a_catalog_with_many_extension_parameters_still_fits() {
+    let mut big = catalog();
+    let spec = big.settings["work_mem"].clone();
+    for i in 0..3000 {
+        big.settings
+            .insert(format!("some_extension.parameter_{i}"), spec.clone());
+    }
+    let data = crate::encode(&big).unwrap();
+    assert!(
+        data.len() > crate::codec::SMALL_DOCUMENT_BYTES,
+        "{}",
+        data.len()
+    );
+    let back: PgSettingsCatalog = crate::decode("/zgres/pg_settings/main", &data).unwrap();
+    assert_eq!(back, big);
+}
