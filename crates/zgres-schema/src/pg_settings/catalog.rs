@@ -58,8 +58,8 @@ pub struct PgSettingsCatalog {
 
 impl Document for PgSettingsCatalog {
     const VERSION: u64 = 1;
-    // 354 rows on a plain PostgreSQL 15 (about 45 KiB of JSON, measured), more with extensions.
-    // parameters: up to what one znode holds.
+    // 354 rows on a plain PostgreSQL 15 (about 45 KiB of JSON, measured), more with
+    // extensions' parameters: up to what one znode holds.
     const MAX_BYTES: usize = crate::codec::MAX_DOCUMENT_BYTES;
 }
 
