@@ -3,93 +3,12 @@
 //! reload (SIGHUP) without a restart; a file that cannot be used is a configuration error
 //! naming it.
 
-use std::path::Path;
 use std::process::Command;
 
 use nix::sys::signal::Signal;
 use zgres_testkit::group::{Group, Timing, DEADLINE};
 use zgres_testkit::poll;
-
-/// Makes a CA named `name` in `dir` and a certificate for 127.0.0.1 signed by it, written to
-/// `api.crt` and `api.key` (replacing earlier ones). Returns the CA certificate's path.
-fn issue(dir: &Path, name: &str) -> std::path::PathBuf {
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    let (ca_key, ca_crt) = (format!("{name}.key"), format!("{name}.crt"));
-    let subject = format!("/CN={name}");
-    let mut args = vec![
-        "req", "-x509", "-days", "2", "-subj", &subject, "-keyout", &ca_key, "-out", &ca_crt,
-    ];
-    args.extend(ec);
-    run(&args);
-    let mut args = vec![
-        "req",
-        "-subj",
-        "/CN=127.0.0.1",
-        "-keyout",
-        "api.key",
-        "-out",
-        "api.csr",
-    ];
-    args.extend(ec);
-    run(&args);
-    std::fs::write(dir.join("san.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "api.csr",
-        "-CA",
-        &ca_crt,
-        "-CAkey",
-        &ca_key,
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        "san.cnf",
-        "-out",
-        "api.crt",
-    ]);
-    dir.join(ca_crt)
-}
-
-/// curl's HTTP status for `url` trusting `ca` ("000" when it cannot connect or verify).
-fn curl(url: &str, ca: &Path) -> String {
-    let out = Command::new("curl")
-        .args([
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "--max-time",
-            "3",
-            "--cacert",
-        ])
-        .arg(ca)
-        .arg(url)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use zgres_testkit::tls::{curl_status as curl, issue};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_serves_https_only_and_takes_a_rotated_certificate_on_reload() {

@@ -95,6 +95,10 @@ struct RawSync {
     retry_max_ms: u64,
     #[serde(default)]
     metrics_listen: Option<String>,
+    #[serde(default)]
+    metrics_tls_cert_file: Option<PathBuf>,
+    #[serde(default)]
+    metrics_tls_key_file: Option<PathBuf>,
 }
 
 fn default_debounce_ms() -> u64 {
@@ -145,6 +149,8 @@ pub struct SyncConfig {
     pub retry_max: Duration,
     /// Where `GET /metrics` is served, if enabled.
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// With these files the metrics endpoint speaks HTTPS only.
+    pub metrics_tls: Option<zgres_http::TlsFiles>,
 }
 
 /// The built-in pgbouncer plugin.
@@ -345,6 +351,33 @@ impl Config {
                 })
                 .ok()
         });
+        let metrics_tls = match (
+            raw.sync.metrics_tls_cert_file.clone(),
+            raw.sync.metrics_tls_key_file.clone(),
+        ) {
+            (None, None) => None,
+            (Some(cert_file), Some(key_file)) => {
+                let files = zgres_http::TlsFiles {
+                    cert_file,
+                    key_file,
+                };
+                // Read now, so a bad file is a configuration error naming it.
+                match zgres_http::acceptor(&files) {
+                    Ok(_) => Some(files),
+                    Err(e) => {
+                        problems.add("sync.metrics_tls_cert_file", e.to_string());
+                        None
+                    }
+                }
+            }
+            _ => {
+                problems.add(
+                    "sync.metrics_tls_cert_file",
+                    "set both metrics_tls_cert_file and metrics_tls_key_file, or neither",
+                );
+                None
+            }
+        };
         raw.log.validate(&mut problems);
         let config = zookeeper.map(|zookeeper| Config {
             zookeeper,
@@ -356,6 +389,7 @@ impl Config {
                 hook_timeout: Duration::from_millis(raw.sync.hook_timeout_ms),
                 retry_max: Duration::from_millis(raw.sync.retry_max_ms),
                 metrics_listen,
+                metrics_tls,
             },
             pgbouncer: raw.pgbouncer.map(|p| PgbouncerConfig {
                 databases_file: p.databases_file,
@@ -460,6 +494,29 @@ mod tests {
             "reload_command = [\"/bin/systemctl\", \"reload\", \"haproxy\"]\n"
         ));
         assert!(!warned("master_socket = \"/run/haproxy-master.sock\"\n"));
+    }
+
+    #[test]
+    fn metrics_tls_needs_both_files_and_names_a_bad_one() {
+        let dir = std::env::temp_dir();
+        let head = format!(
+            "[zookeeper]\nconnect = \"127.0.0.1:2181\"\n[sync]\nsnapshot_file = \"{}\"\n\
+             metrics_listen = \"127.0.0.1:8018\"\n",
+            dir.join("snap.json").display()
+        );
+        let only_cert = format!("{head}metrics_tls_cert_file = \"/nonexistent/cert.pem\"\n");
+        let err = Config::parse(Path::new("s.toml"), &only_cert)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("sync.metrics_tls_cert_file") && err.contains("or neither"),
+            "{err}"
+        );
+        let missing = format!("{only_cert}metrics_tls_key_file = \"/nonexistent/key.pem\"\n");
+        let err = Config::parse(Path::new("s.toml"), &missing)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/nonexistent/cert.pem"), "{err}");
     }
 
     #[test]

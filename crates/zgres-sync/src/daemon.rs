@@ -212,9 +212,14 @@ pub async fn run(
     let metrics = Arc::new(Metrics::default());
     let server = match config.sync.metrics_listen {
         Some(addr) => Some(
-            metrics::serve(addr, metrics.clone(), shutdown.child_token())
-                .await
-                .map_err(|source| RunError::Metrics { addr, source })?,
+            metrics::serve(
+                addr,
+                config.sync.metrics_tls.as_ref(),
+                metrics.clone(),
+                shutdown.child_token(),
+            )
+            .await
+            .map_err(|source| RunError::Metrics { addr, source })?,
         ),
         None => None,
     };

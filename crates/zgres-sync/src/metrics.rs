@@ -162,12 +162,14 @@ impl Metrics {
     }
 }
 
-/// Serves `GET /metrics` on `addr` until `shutdown`, on the shared HTTP layer's limits.
+/// Serves `GET /metrics` on `addr` until `shutdown`, on the shared HTTP layer's limits; with
+/// `tls`, HTTPS only.
 ///
 /// # Errors
-/// When the address cannot be bound (reported at start-up).
+/// When the address cannot be bound or the TLS files cannot be used (reported at start-up).
 pub async fn serve(
     addr: SocketAddr,
+    tls: Option<&zgres_http::TlsFiles>,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
@@ -175,15 +177,20 @@ pub async fn serve(
         "/metrics" => Response::new(200, CONTENT_TYPE, metrics.render()),
         _ => Response::text(404, "GET /metrics\n"),
     };
+    let acceptor = tls
+        .map(zgres_http::acceptor)
+        .transpose()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+    let https = acceptor.is_some();
     let task = zgres_http::serve(
         addr,
         Arc::new(handler),
         Limits::default(),
-        zgres_http::TlsSlot::default(),
+        zgres_http::TlsSlot::new(acceptor),
         shutdown,
     )
     .await?;
-    tracing::info!(%addr, "metrics listening");
+    tracing::info!(%addr, https, "metrics listening");
     Ok(task)
 }
 

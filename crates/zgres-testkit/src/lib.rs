@@ -11,6 +11,7 @@
 //!   and checks for end-to-end tests and benchmarks.
 //! - [`fault_proxy::FaultProxy`]: a TCP proxy to put between a daemon and ZooKeeper, which can
 //!   pass, blackhole, refuse or delay traffic.
+//! - [`tls`]: test certificates (`openssl`) and HTTPS requests (`curl`).
 //!
 //! Every process the harness starts is a [`process::ManagedProcess`]: killed and reaped when
 //! dropped (also while a test panics), and killed by the kernel if the test process itself dies
@@ -31,6 +32,7 @@ pub mod ports;
 pub mod postgres;
 pub mod proc_usage;
 pub mod process;
+pub mod tls;
 pub mod zk_counter;
 pub mod znodes;
 pub mod zookeeper;
