@@ -194,6 +194,7 @@ pub async fn run(
             paused: None,
             sync_keeper: SyncKeeper::default(),
             wake_at: None,
+            not_contending: None,
         },
         pg: PostgresEdge {
             process,
@@ -302,6 +303,8 @@ struct Core {
     sync_keeper: SyncKeeper,
     /// The core's next time-based decision: the loop looks again then at the latest.
     wake_at: Option<Instant>,
+    /// Why this node last did not contend for a free lock (to log each new reason once).
+    not_contending: Option<crate::decision::Ineligible>,
 }
 
 /// The local PostgreSQL, as the shell drives it.

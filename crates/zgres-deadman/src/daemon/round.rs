@@ -191,8 +191,13 @@ impl Daemon {
         }
         let actions = decision.actions;
         let why_not = decision.ineligible;
-        if let Some(why) = why_not {
-            tracing::debug!(?why, "not contending for the lock");
+        // Once per new reason at info: "why does no replica take over?" has an answer in the
+        // log (a reason that persists is not repeated).
+        if why_not != self.core.not_contending {
+            if let Some(why) = why_not {
+                tracing::info!(?why, "not contending for the free lock");
+            }
+            self.core.not_contending = why_not;
         }
         let force = actions.contains(&Action::PublishState);
         // One state per round: published to ZooKeeper, fed to plugins, served by the API.
