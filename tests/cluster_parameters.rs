@@ -46,6 +46,21 @@ async fn wait_show(group: &Group, i: usize, name: &str, value: &str) {
     .unwrap_or_else(|e| panic!("{e}\n{}", group.logs()));
 }
 
+/// Until both nodes' warning lines in `zgresctl list` contain `says` (zgresctl's own line
+/// about the group is not counted).
+async fn wait_node_warnings(group: &Group, zk: &str, what: &str, says: &str) {
+    poll::until(what, DEADLINE, || async {
+        let list = String::from_utf8_lossy(&zgresctl(zk, &["list"]).await.stdout).into_owned();
+        let nodes = list
+            .lines()
+            .filter(|l| l.starts_with("! 127.0.0.1:") && l.contains(says))
+            .count();
+        (nodes == 2).then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", group.logs()));
+}
+
 /// The lock's creation zxid: the same while no failover happened.
 async fn lock_zxid(group: &Group, client: &zookeeper_client::Client) -> i64 {
     client
@@ -246,23 +261,13 @@ async fn hostile_or_refused_cluster_parameters_never_reach_postgresql() {
     let config = group.path(Znode::Config);
     let hostile = br#"{"v":1,"postgresql":{"parameters":{"work_mem":"16MB","archive_command":"touch /tmp/zgres-owned"}}}"#;
     client.set_data(&config, hostile, None).await.unwrap();
-    poll::until(
+    wait_node_warnings(
+        &group,
+        &zk,
         "both nodes to say /config is unreadable",
-        DEADLINE,
-        || async {
-            let list = String::from_utf8_lossy(&zgresctl(&zk, &["list"]).await.stdout).into_owned();
-            (list
-                .lines()
-                .filter(|l| {
-                    l.starts_with("! 127.0.0.1:") && l.contains("archive_command is local-only")
-                })
-                .count()
-                == 2)
-                .then_some(())
-        },
+        "archive_command is local-only",
     )
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", group.logs()));
+    .await;
     for i in 0..2 {
         assert_eq!(show(&group, i, "work_mem").await.as_deref(), Some("12MB"));
         let archive = show(&group, i, "archive_command").await.unwrap();
@@ -306,23 +311,13 @@ async fn hostile_or_refused_cluster_parameters_never_reach_postgresql() {
         )
         .await,
     );
-    poll::until(
+    wait_node_warnings(
+        &group,
+        &zk,
         "both nodes to leave it out, saying why",
-        DEADLINE,
-        || async {
-            let list = String::from_utf8_lossy(&zgresctl(&zk, &["list"]).await.stdout).into_owned();
-            (list
-                .lines()
-                .filter(|l| {
-                    l.starts_with("! 127.0.0.1:") && l.contains("shared_buffers: \"1\" is outside")
-                })
-                .count()
-                == 2)
-                .then_some(())
-        },
+        "shared_buffers: \"1\" is outside",
     )
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", group.logs()));
+    .await;
     let before = group.nodes[1].postmaster_pid();
     ok(
         &group,

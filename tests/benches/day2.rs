@@ -36,21 +36,6 @@ fn timing() -> Timing {
     }
 }
 
-/// Waits until `node` has acknowledged `count` commits after the first `after` acks.
-async fn commits_on(writer: &Writer, node: usize, after: usize, count: usize) {
-    poll::until("commits on a node", DEADLINE, || async {
-        let acks = writer.acks().await;
-        (acks[after.min(acks.len())..]
-            .iter()
-            .filter(|a| a.node == node)
-            .count()
-            >= count)
-            .then_some(())
-    })
-    .await
-    .unwrap();
-}
-
 /// The longest gap between two commits `node` acknowledged after the first `after` acks.
 async fn longest_gap(writer: &Writer, node: usize, after: usize) -> f64 {
     let acks = writer.acks().await;
@@ -120,7 +105,7 @@ async fn main() {
     .unwrap();
     let name = format!("n{primary}");
     let writer = Writer::start(&group);
-    commits_on(&writer, primary, 0, 100).await;
+    writer.wait_more_acks(primary, 100).await;
 
     let (mut restart_gaps, mut restart_took) = (Vec::new(), Vec::new());
     for run in 1..=runs {
@@ -128,7 +113,7 @@ async fn main() {
         let began = Instant::now();
         ctl(&zk, &["restart", "main", &name, "--force"]).await;
         restart_took.push(began.elapsed().as_secs_f64());
-        commits_on(&writer, primary, writer.acks().await.len(), 50).await;
+        writer.wait_more_acks(primary, 50).await;
         let gap = longest_gap(&writer, primary, start).await;
         println!("  primary restart in place {run}: longest commit gap {gap:.3}s");
         restart_gaps.push(gap);
@@ -153,7 +138,7 @@ async fn main() {
         pending_on(&zk, "postgresql.max_connections", 1).await;
         ctl(&zk, &["restart", "main", "--pending", "--force"]).await;
         roll_took.push(began.elapsed().as_secs_f64());
-        commits_on(&writer, primary, writer.acks().await.len(), 50).await;
+        writer.wait_more_acks(primary, 50).await;
         let gap = longest_gap(&writer, primary, start).await;
         println!("  rolling max_connections={value} {run}: longest commit gap {gap:.3}s");
         roll_gaps.push(gap);

@@ -377,30 +377,13 @@ impl Config {
                 .parse()
                 .map_err(|_| problems.add("api.listen", format!("{:?} is not IP:PORT", api.listen)))
                 .ok()?;
-            let tls = match (&api.tls_cert_file, &api.tls_key_file) {
-                (None, None) => None,
-                (Some(cert_file), Some(key_file)) => {
-                    let files = zgres_http::TlsFiles {
-                        cert_file: cert_file.clone(),
-                        key_file: key_file.clone(),
-                    };
-                    // Read now, so a bad file is a configuration error naming it.
-                    match zgres_http::acceptor(&files) {
-                        Ok(_) => Some(files),
-                        Err(e) => {
-                            problems.add("api.tls_cert_file", e.to_string());
-                            None
-                        }
-                    }
-                }
-                _ => {
-                    problems.add(
-                        "api.tls_cert_file",
-                        "set both tls_cert_file and tls_key_file, or neither",
-                    );
-                    None
-                }
-            };
+            let tls = zgres_http::files_from_settings(
+                api.tls_cert_file.clone(),
+                api.tls_key_file.clone(),
+            )
+            .map_err(|e| problems.add("api.tls_cert_file", e))
+            .ok()
+            .flatten();
             Some(ApiConfig { listen, tls })
         });
         let pv = &raw.provisioning;

@@ -48,6 +48,30 @@ fn file_error(path: &Path, problem: impl ToString) -> TlsError {
     }
 }
 
+/// The TLS files of a configuration's `cert` and `key` settings: both (checked by reading
+/// them now, so a bad file is a configuration error naming it) or neither.
+///
+/// # Errors
+/// A message for the configuration's error list: one of the two set alone, or
+/// [`TlsError`]'s.
+pub fn files_from_settings(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+) -> Result<Option<TlsFiles>, String> {
+    match (cert, key) {
+        (None, None) => Ok(None),
+        (Some(cert_file), Some(key_file)) => {
+            let files = TlsFiles {
+                cert_file,
+                key_file,
+            };
+            acceptor(&files).map_err(|e| e.to_string())?;
+            Ok(Some(files))
+        }
+        _ => Err("set both the certificate and the key file, or neither".to_owned()),
+    }
+}
+
 /// Reads `files` into a TLS acceptor (TLS 1.2 and 1.3, no client certificates).
 ///
 /// # Errors

@@ -7,14 +7,11 @@ use std::time::{Duration, SystemTime};
 
 mod cli;
 
-use cli::{AclCommand, Args, Command, ConfigAction};
-use zgres_schema::documents::{GroupConfig, NodeAction, SwitchoverKind};
-use zgresctl::group_config_edit::{
-    check_before_writing, parse_config, set_config_value, unset_config_value,
-};
+use cli::{AclCommand, Args, Command};
+use zgres_schema::documents::{NodeAction, SwitchoverKind};
 use zgresctl::inventory::{resolve_node, CtlError, HandOver, Inventory, NodeMatch, Usage};
 use zgresctl::node_requests::{self, RunOptions};
-use zgresctl::prompts::{confirm, edit_file, parse_scheduled};
+use zgresctl::prompts::{confirm, parse_scheduled};
 use zgresctl::{credentials, render};
 
 use zgres_config::EXIT_USAGE;
@@ -41,7 +38,9 @@ macro_rules! outln {
     ($($arg:tt)*) => { $crate::write_stdout(format_args!("{}\n", format_args!($($arg)*))) };
 }
 
+mod config_commands;
 mod node_commands;
+use config_commands::config_command;
 use node_commands::{node_requests, restart, Output};
 
 /// Exit status after standard output was closed (128 + SIGPIPE).
@@ -254,104 +253,7 @@ async fn run(args: Args) -> Result<(), CtlError> {
                 out!("{}", render::history(&history));
             }
         }
-        Command::Config {
-            action: ConfigAction::Get { group },
-        } => {
-            let name = inventory.groups(Some(&group)).await?.remove(0).group;
-            print_json(&inventory.config(&name).await?.0);
-        }
-        Command::Config {
-            action:
-                ConfigAction::Set {
-                    group,
-                    assignments,
-                    force,
-                },
-        } => {
-            let name = inventory.groups(Some(&group)).await?.remove(0).group;
-            let (catalog, catalog_path) = inventory.pg_settings(&name).await?;
-            let config = inventory
-                .update_config(&group, |config| {
-                    let old = config.clone();
-                    for assignment in &assignments {
-                        set_config_value(config, assignment)?;
-                    }
-                    Ok(check_before_writing(
-                        &old,
-                        config,
-                        catalog.as_ref(),
-                        force,
-                        &catalog_path,
-                    )?)
-                })
-                .await?;
-            print_json(&config);
-        }
-        Command::Config {
-            action: ConfigAction::Unset { group, keys },
-        } => {
-            let config = inventory
-                .update_config(&group, |config| {
-                    Ok(keys
-                        .iter()
-                        .try_for_each(|key| unset_config_value(config, key))?)
-                })
-                .await?;
-            print_json(&config);
-        }
-        Command::Config {
-            action: ConfigAction::Edit { group, force },
-        } => {
-            let name = inventory.groups(Some(&group)).await?.remove(0).group;
-            // An unreadable document is edited as stored: the way out of a broken or hostile
-            // one (every parameter in it is then checked, as if new).
-            let (config, version, original) = match inventory.config(&name).await {
-                Ok((config, version)) => {
-                    let text = serde_json::to_string_pretty(&config).unwrap_or_default() + "\n";
-                    (config, version, text)
-                }
-                Err(CtlError::Decode(e)) => {
-                    eprintln!("zgresctl: {e}\nzgresctl: editing the document as stored");
-                    match inventory.config_text(&name).await? {
-                        Some((text, version)) => (GroupConfig::default(), Some(version), text),
-                        None => (GroupConfig::default(), None, "{}\n".to_owned()),
-                    }
-                }
-                Err(e) => return Err(e),
-            };
-            let path = std::env::temp_dir().join(format!(
-                "zgresctl-config-{group}-{}.json",
-                std::process::id()
-            ));
-            let edit_file_error = |source| Usage::EditFile {
-                path: path.clone(),
-                source,
-            };
-            std::fs::write(&path, &original).map_err(edit_file_error)?;
-            let edited = async {
-                edit_file(&path).await?;
-                std::fs::read_to_string(&path).map_err(|e| CtlError::from(edit_file_error(e)))
-            }
-            .await;
-            let _ = std::fs::remove_file(&path);
-            let edited = edited?;
-            if edited == original {
-                outln!("no changes");
-                return Ok(());
-            }
-            let edited_config = parse_config(&edited)?;
-            let (catalog, catalog_path) = inventory.pg_settings(&name).await?;
-            check_before_writing(
-                &config,
-                &edited_config,
-                catalog.as_ref(),
-                force,
-                &catalog_path,
-            )?;
-            let config = edited_config;
-            inventory.write_config(&name, &config, version).await?;
-            print_json(&config);
-        }
+        Command::Config { action } => config_command(&inventory, action).await?,
         Command::Switchover {
             group,
             cancel: true,
