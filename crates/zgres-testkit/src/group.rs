@@ -323,7 +323,7 @@ impl Group {
     /// a primary that accepts a write. Returns its index.
     pub async fn wait_primary(&self, except: &[usize]) -> usize {
         let client = self.zk_client().await;
-        poll::until(
+        let waited = poll::until(
             "a node holding the lock to accept writes",
             DEADLINE,
             || async {
@@ -338,8 +338,20 @@ impl Group {
                 Some(holder)
             },
         )
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", self.logs()))
+        .await;
+        match waited {
+            Ok(holder) => holder,
+            Err(e) => {
+                // Who holds the lock, read straight from ZooKeeper: tells a lock nobody took
+                // from one taken by a node whose PostgreSQL refuses writes.
+                let holder = self.lock_holder(&client).await.map(|i| &self.nodes[i].name);
+                let first = (0..self.nodes.len()).find(|i| !except.contains(i));
+                panic!(
+                    "{e} (lock held by {holder:?})\n{}",
+                    self.logs_with_first(first)
+                )
+            }
+        }
     }
 
     /// kill -9 of the whole node `i`: PostgreSQL's process group first (so no WAL receiver

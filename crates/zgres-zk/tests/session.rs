@@ -205,3 +205,68 @@ async fn an_idle_session_lives_on_the_callers_runtime_alone() {
     );
     drop(session);
 }
+
+/// Regression (a CI failure of 2026-12-01): after a reconnect that kept the session, the server must still send
+/// the events of every persistent watch. The client's watch reset sent only the classic watches
+/// (`resend_watches` never raised its index past the data/exist/child kinds), so a deadman that
+/// reconnected once never heard of the lock's deletion: a replica waited for its 120 s cache
+/// resync before taking over (`vendor/zookeeper-client/PATCHES.md`, "Persistent watches after a
+/// reconnect").
+#[tokio::test]
+async fn persistent_watches_still_fire_after_a_reconnect_that_kept_the_session() {
+    let zk = ZkCluster::standalone().await.unwrap();
+    let proxy = FaultProxy::start(zk.client_addr(0)).unwrap();
+    let watching = ZkSession::connect(
+        &settings(&proxy.addr().to_string()),
+        None,
+        Duration::from_secs(2),
+    )
+    .await
+    .unwrap();
+    let writer = ZkSession::connect(
+        &settings(&zk.connect_string()),
+        None,
+        Duration::from_secs(2),
+    )
+    .await
+    .unwrap();
+    writer.mkdir("/zgres").await.unwrap();
+    let mut watcher = watching
+        .watch("/zgres/lock", zgres_zk::client::AddWatchMode::Persistent)
+        .await
+        .unwrap();
+    let session_id = watching.session_id();
+
+    // Connection lost and re-established within the session timeout.
+    proxy.set_mode(ProxyMode::Refuse);
+    let lost = watcher.changed().await;
+    assert_eq!(
+        lost.session_state,
+        zgres_zk::client::SessionState::Disconnected
+    );
+    proxy.set_mode(ProxyMode::Pass);
+    let back = tokio::time::timeout(Duration::from_secs(10), watcher.changed())
+        .await
+        .expect("the reconnect is reported to the watcher");
+    assert_eq!(
+        back.session_state,
+        zgres_zk::client::SessionState::SyncConnected
+    );
+    assert_eq!(watching.session_id(), session_id, "the session was kept");
+
+    // A change made after the reconnect reaches the watcher.
+    assert!(writer
+        .create("/zgres/lock", b"x", CreateKind::Persistent)
+        .await
+        .unwrap()
+        .is_done());
+    let event = tokio::time::timeout(Duration::from_secs(5), watcher.changed())
+        .await
+        .expect("the persistent watch fires after the reconnect");
+    assert_eq!(event.event_type, zgres_zk::client::EventType::NodeCreated);
+    assert!(writer.delete("/zgres/lock", None).await.unwrap().is_done());
+    let event = tokio::time::timeout(Duration::from_secs(5), watcher.changed())
+        .await
+        .expect("and keeps firing");
+    assert_eq!(event.event_type, zgres_zk::client::EventType::NodeDeleted);
+}
