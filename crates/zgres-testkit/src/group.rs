@@ -135,7 +135,11 @@ impl Group {
     /// ZooKeeper plus `size` nodes with empty data directories, for the deadmen to bootstrap
     /// and clone.
     pub async fn prepare_empty(size: usize, timing: Timing) -> Group {
-        let zk = ZkCluster::standalone().await.unwrap();
+        Self::prepare_empty_on(ZkCluster::standalone().await.unwrap(), size, timing)
+    }
+
+    /// As [`Group::prepare_empty`], on the given ZooKeeper (e.g. a TLS-only server).
+    pub fn prepare_empty_on(zk: ZkCluster, size: usize, timing: Timing) -> Group {
         let mut group = Group {
             zk,
             nodes: vec![],
@@ -183,7 +187,7 @@ impl Group {
         };
         let t = &self.timing;
         let text = format!(
-            "[zookeeper]\nconnect = \"{connect}\"\nsession_timeout_ms = {}\nfence_margin_ms = {}\n\
+            "[zookeeper]\nconnect = \"{connect}\"\nsession_timeout_ms = {}\nfence_margin_ms = {}\n{}\
              [node]\ngroup = \"{GROUP}\"\naddress = \"127.0.0.1\"\nname = \"{}\"\n\
              [postgres]\ndata_dir = \"{}\"\nport = {}\n{run_as}\
              parameters = {{ listen_addresses = \"127.0.0.1\", unix_socket_directories = \"{}\", log_min_messages = \"log\", wal_keep_size = \"256MB\" }}\n\
@@ -192,6 +196,7 @@ impl Group {
              [api]\nlisten = \"127.0.0.1:{}\"\n[log]\nlevel = \"{}\"\n",
             t.session_timeout_ms,
             t.fence_margin_ms,
+            zookeeper_tls_keys(&self.zk),
             node.name,
             node.pg.data_dir().display(),
             node.port(),
@@ -272,7 +277,7 @@ impl Group {
         if let Some(credentials) = &self.zk_credentials {
             connector = connector.with_auth("digest", credentials.as_bytes());
         }
-        connector.connect(&self.zk.connect_string()).await.unwrap()
+        self.zk.connect(connector).await.unwrap()
     }
 
     /// The full path of one of the group's znodes, e.g. `group.path(Znode::Lock)`.
@@ -442,6 +447,18 @@ impl Group {
             .collect::<Vec<_>>()
             .join("\n")
     }
+}
+
+/// The `[zookeeper]` TLS keys for a TLS-only test server (empty for a plain one).
+pub fn zookeeper_tls_keys(zk: &ZkCluster) -> String {
+    zk.client_tls().map_or_else(String::new, |files| {
+        format!(
+            "tls_ca_file = \"{}\"\ntls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n",
+            files.ca.display(),
+            files.cert.display(),
+            files.key.display()
+        )
+    })
 }
 
 /// Merges `extra` into `base`: tables key by key, any other value replaced.

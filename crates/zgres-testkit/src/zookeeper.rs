@@ -7,6 +7,7 @@ use std::time::Duration;
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use zookeeper_client as zk;
 
 use crate::ports::free_port;
 use crate::process::ManagedProcess;
@@ -35,7 +36,28 @@ const CLASSPATH: &[&str] = &[
     "/usr/share/java/zookeeper.jar",
     // Optional: without a binding SLF4J logs nothing, which makes failures hard to read.
     "/usr/share/java/slf4j-simple.jar",
+    // Netty, for the TLS-only servers (`secureClientPort` needs NettyServerCnxnFactory); the
+    // Debian package depends on libnetty-java, whose netty-all.jar is only a manifest.
+    "/usr/share/java/netty-buffer.jar",
+    "/usr/share/java/netty-codec.jar",
+    "/usr/share/java/netty-common.jar",
+    "/usr/share/java/netty-handler.jar",
+    "/usr/share/java/netty-resolver.jar",
+    "/usr/share/java/netty-transport.jar",
+    "/usr/share/java/netty-transport-native-unix-common.jar",
 ];
+
+/// The files a client of a TLS-only test server uses: the CA that signed the server's
+/// certificate, and a client certificate (`CN=zgres-client`) and key signed by it.
+#[derive(Debug, Clone)]
+pub struct ZkClientTls {
+    /// The CA certificate (PEM).
+    pub ca: PathBuf,
+    /// The client certificate (PEM).
+    pub cert: PathBuf,
+    /// The client key (PEM).
+    pub key: PathBuf,
+}
 
 /// One ZooKeeper server of a [`ZkCluster`].
 #[derive(Debug)]
@@ -53,6 +75,8 @@ struct Member {
 #[derive(Debug)]
 pub struct ZkCluster {
     members: Vec<Member>,
+    /// Set for a TLS-only server ([`ZkCluster::standalone_tls`]).
+    tls: Option<ZkClientTls>,
     _dir: TempDir,
 }
 
@@ -71,6 +95,21 @@ impl ZkCluster {
     /// # Errors
     /// As [`ZkCluster::standalone`].
     pub async fn start(size: usize) -> Result<Self> {
+        Self::start_with(size, false).await
+    }
+
+    /// A standalone server that listens only on a TLS port (`secureClientPort`, Netty), with
+    /// a certificate for 127.0.0.1 made for it, client certificates wanted but not required,
+    /// and ZooKeeper's x509 authentication provider on. [`ZkCluster::client_tls`] gives the
+    /// files a client needs.
+    ///
+    /// # Errors
+    /// As [`ZkCluster::standalone`].
+    pub async fn standalone_tls() -> Result<Self> {
+        Self::start_with(1, true).await
+    }
+
+    async fn start_with(size: usize, secure: bool) -> Result<Self> {
         if !Path::new(CLASSPATH[0]).exists() {
             return Err(HarnessError::Setup(format!(
                 "{} not found: apt-get install zookeeper",
@@ -90,6 +129,35 @@ impl ZkCluster {
                 let _ = writeln!(peers, "server.{}=127.0.0.1:{quorum}:{election}", i + 1);
             }
         }
+        let (tls, listen) = if secure {
+            let certs = dir.path();
+            crate::tls::make_ca(certs, "zk-ca");
+            let (server_crt, server_key) =
+                crate::tls::issue_leaf(certs, "zk-ca", "zk-server", "127.0.0.1");
+            let (cert, key) = crate::tls::issue_leaf(certs, "zk-ca", "zk-client", "zgres-client");
+            // ZooKeeper's PEM key store: the key and the certificate in one file.
+            let key_store = certs.join("zk-server.pem");
+            let pem = [&server_key, &server_crt]
+                .iter()
+                .map(std::fs::read_to_string)
+                .collect::<std::io::Result<Vec<_>>>()
+                .map_err(io_error("read the test server's certificate"))?
+                .concat();
+            std::fs::write(&key_store, pem).map_err(io_error("write the key store"))?;
+            let ca = certs.join("zk-ca.crt");
+            let listen = format!(
+                "serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory\n\
+                 ssl.keyStore.location={}\nssl.keyStore.type=PEM\n\
+                 ssl.trustStore.location={}\nssl.trustStore.type=PEM\n\
+                 ssl.clientAuth=want\n\
+                 authProvider.x509=org.apache.zookeeper.server.auth.X509AuthenticationProvider\n",
+                key_store.display(),
+                ca.display()
+            );
+            (Some(ZkClientTls { ca, cert, key }), listen)
+        } else {
+            (None, String::new())
+        };
         let mut members = Vec::with_capacity(size);
         for (i, (client_port, _, _)) in ports.iter().enumerate() {
             let id = i + 1;
@@ -98,9 +166,17 @@ impl ZkCluster {
             std::fs::write(data.join("myid"), format!("{id}\n"))
                 .map_err(io_error("write ZooKeeper myid"))?;
             let config = dir.path().join(format!("zoo-{id}.cfg"));
+            // A TLS-only server has no plain client port at all.
+            let port_keys = if secure {
+                format!(
+                    "secureClientPort={client_port}\nsecureClientPortAddress=127.0.0.1\n{listen}"
+                )
+            } else {
+                format!("clientPort={client_port}\nclientPortAddress=127.0.0.1\n")
+            };
             let text = format!(
                 "tickTime={tick}\ninitLimit=100\nsyncLimit=20\n\
-                 dataDir={data}\nclientPort={client_port}\nclientPortAddress=127.0.0.1\n\
+                 dataDir={data}\n{port_keys}\
                  admin.enableServer=false\n4lw.commands.whitelist=ruok,srvr,cons,mntr\n\
                  minSessionTimeout={min_session}\nmaxSessionTimeout={MAX_SESSION_TIMEOUT_MS}\n\
                  {peers}",
@@ -117,7 +193,11 @@ impl ZkCluster {
                 process: None,
             });
         }
-        let mut cluster = ZkCluster { members, _dir: dir };
+        let mut cluster = ZkCluster {
+            members,
+            tls,
+            _dir: dir,
+        };
         for i in 0..size {
             cluster.spawn_member(i)?;
         }
@@ -139,6 +219,32 @@ impl ZkCluster {
             .map(|m| format!("127.0.0.1:{}", m.client_port))
             .collect::<Vec<_>>()
             .join(",")
+    }
+
+    /// The files a client needs for a TLS-only server; `None` for a plain one.
+    pub fn client_tls(&self) -> Option<&ZkClientTls> {
+        self.tls.as_ref()
+    }
+
+    /// A new client session on this cluster (over TLS, presenting the client certificate,
+    /// when it is TLS-only), with `connector`'s other options.
+    ///
+    /// # Errors
+    /// When no session is established (the client's own timeout).
+    pub async fn connect(&self, connector: zk::Connector) -> Result<zk::Client, zk::Error> {
+        match &self.tls {
+            Some(files) => {
+                let read = |p: &PathBuf| std::fs::read_to_string(p).unwrap_or_default();
+                let options = zk::TlsOptions::new()
+                    .with_pem_ca(&read(&files.ca))?
+                    .with_pem_identity(&read(&files.cert), &read(&files.key))?;
+                connector
+                    .with_tls(options)
+                    .secure_connect(&self.connect_string())
+                    .await
+            }
+            None => connector.connect(&self.connect_string()).await,
+        }
     }
 
     /// Client address of member `index` (0-based).
@@ -215,6 +321,7 @@ impl ZkCluster {
         let addr = self.client_addr(index);
         let what = format!("ZooKeeper member {} serving on {addr}", index + 1);
         let log = self.members[index].log.clone();
+        let tls = self.tls.as_ref();
         let member = &mut self.members[index];
         poll::until(&what, START_TIMEOUT, || {
             let alive = match member.process.as_mut() {
@@ -225,6 +332,10 @@ impl ZkCluster {
                 if let Err(e) = alive {
                     return Some(Err(e));
                 }
+                if let Some(files) = tls {
+                    // No plain port to ask: serving is a TLS session established.
+                    return serves_tls(addr, files).await.then_some(Ok(()));
+                }
                 match four_letter_word(addr, "srvr").await {
                     Ok(reply) if reply.contains("Mode: ") => Some(Ok(())),
                     _ => None,
@@ -234,6 +345,25 @@ impl ZkCluster {
         .await
         .map_err(|e| e.with_log(log))?
     }
+}
+
+/// Whether a TLS session can be established with the server at `addr` now.
+async fn serves_tls(addr: std::net::SocketAddr, files: &ZkClientTls) -> bool {
+    let Ok(ca) = std::fs::read_to_string(&files.ca) else {
+        return false;
+    };
+    let Ok(options) = zk::TlsOptions::new().with_pem_ca(&ca) else {
+        return false;
+    };
+    let addr = addr.to_string();
+    let connecting = zk::Client::connector()
+        .with_session_timeout(Duration::from_secs(2))
+        .with_tls(options)
+        .secure_connect(&addr);
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), connecting).await,
+        Ok(Ok(_))
+    )
 }
 
 /// Sends a ZooKeeper four-letter command and returns the reply. Every step has a timeout, so a

@@ -77,6 +77,9 @@ pub enum ConnectFailure {
     /// The client or a server rejected the attempt.
     #[error("{0}")]
     Client(zk::Error),
+    /// The TLS handshake with a server fails (checked directly after the attempt timed out).
+    #[error("{0}")]
+    Tls(crate::tls::TlsHandshakeError),
 }
 
 impl ConnectError {

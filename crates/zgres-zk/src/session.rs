@@ -136,33 +136,49 @@ impl ZkSession {
             failure,
         };
         let resuming = resume.is_some();
-        let mut connector = settings.connector();
+        let mut connector = settings
+            .connector()
+            .map_err(|e| failed(ConnectFailure::Client(e)))?;
         if let Some(session) = resume {
             connector = connector.with_session(session);
         }
         if let Some(on_ping) = on_ping {
             connector = connector.with_ping_observer(on_ping);
         }
-        let client = match tokio::time::timeout(
-            settings.session_timeout,
-            connector.connect(&settings.connect),
-        )
-        .await
-        {
-            Err(_) => return Err(failed(ConnectFailure::TimedOut(settings.session_timeout))),
+        // With TLS every server of the connect string is reached over it.
+        let connecting = async {
+            if settings.tls.is_some() {
+                connector.secure_connect(&settings.connect).await
+            } else {
+                connector.connect(&settings.connect).await
+            }
+        };
+        let failure = match tokio::time::timeout(settings.session_timeout, connecting).await {
+            Ok(Ok(client)) => {
+                return Ok(ZkSession {
+                    client,
+                    request_timeout,
+                    acls: crate::auth::policy(settings.auth.as_ref(), &settings.readers).into(),
+                    stored_acls: crate::auth::stored_policy(
+                        settings.auth.as_ref(),
+                        &settings.readers,
+                    )
+                    .into(),
+                })
+            }
             Ok(Err(zk::Error::SessionExpired)) if resuming => {
                 return Err(failed(ConnectFailure::ResumedSessionExpired))
             }
-            Ok(Err(e)) => return Err(failed(ConnectFailure::Client(e))),
-            Ok(Ok(client)) => client,
+            Ok(Err(e)) => ConnectFailure::Client(e),
+            Err(_) => ConnectFailure::TimedOut(settings.session_timeout),
         };
-        Ok(ZkSession {
-            client,
-            request_timeout,
-            acls: crate::auth::policy(settings.auth.as_ref(), &settings.readers).into(),
-            stored_acls: crate::auth::stored_policy(settings.auth.as_ref(), &settings.readers)
-                .into(),
-        })
+        // The client only logs a failed handshake at debug level: repeat it to say why.
+        if let Some(tls) = &settings.tls {
+            if let Some(e) = crate::tls::diagnose(tls, &settings.connect).await {
+                return Err(failed(ConnectFailure::Tls(e)));
+            }
+        }
+        Err(failed(failure))
     }
 
     /// The underlying client (for requests this type does not wrap).

@@ -8,6 +8,7 @@ use zgres_schema::ZkLayout;
 use zookeeper_client as zk;
 
 use crate::auth::DigestAuth;
+use crate::tls::ZkTls;
 
 /// Session timeouts accepted, in milliseconds (ZooKeeper's own defaults allow 2–20 ticks).
 const SESSION_TIMEOUT_RANGE_MS: std::ops::RangeInclusive<u64> = 1_000..=120_000;
@@ -35,6 +36,14 @@ pub struct ZookeeperSection {
     /// ACL ids (`digest:USER:HASH`) granted read access to every znode created.
     #[serde(default)]
     pub readers: Vec<String>,
+    /// PEM file of the CA(s) that signed the servers' certificates. Set: every connection
+    /// uses TLS (the servers' `secureClientPort`), and each server's certificate must name
+    /// the host it is reached by.
+    pub tls_ca_file: Option<std::path::PathBuf>,
+    /// This client's certificate (PEM), presented to the servers; with `tls_key_file`.
+    pub tls_cert_file: Option<std::path::PathBuf>,
+    /// The private key of `tls_cert_file` (PEM).
+    pub tls_key_file: Option<std::path::PathBuf>,
 }
 
 fn default_root() -> String {
@@ -54,6 +63,8 @@ pub struct ZkSettings {
     pub auth: Option<DigestAuth>,
     /// ACL ids (scheme, id) granted read access to the znodes created.
     pub readers: Vec<(String, String)>,
+    /// TLS to the servers; `None`: plain TCP.
+    pub tls: Option<ZkTls>,
 }
 
 impl ZookeeperSection {
@@ -85,13 +96,47 @@ impl ZookeeperSection {
         };
         let auth = self.auth(problems);
         let readers = self.readers(auth.is_some(), problems);
+        let tls = self.tls(problems);
         (problems.len() == before).then(|| ZkSettings {
             connect: self.connect.trim().to_owned(),
             layout: layout.expect("a valid root when no problem was added"),
             session_timeout,
             auth,
             readers,
+            tls,
         })
+    }
+
+    /// The TLS files, read and checked now: a CA turns TLS on; a client certificate and key
+    /// (both or neither) need it.
+    fn tls(&self, problems: &mut Problems) -> Option<ZkTls> {
+        let identity = match (&self.tls_cert_file, &self.tls_key_file) {
+            (Some(cert), Some(key)) => Some((cert.as_path(), key.as_path())),
+            (None, None) => None,
+            (Some(_), None) => {
+                problems.add("zookeeper.tls_key_file", "tls_cert_file needs its key file");
+                return None;
+            }
+            (None, Some(_)) => {
+                problems.add(
+                    "zookeeper.tls_cert_file",
+                    "tls_key_file needs its certificate file",
+                );
+                return None;
+            }
+        };
+        let Some(ca_file) = &self.tls_ca_file else {
+            if identity.is_some() {
+                problems.add(
+                    "zookeeper.tls_ca_file",
+                    "a client certificate is set: name the CA that signed the servers' certificates",
+                );
+            }
+            return None;
+        };
+        ZkTls::load(ca_file, identity)
+            .map_err(|e| problems.add(&format!("zookeeper.{}", e.key), e.to_string()))
+            .ok()
     }
 
     /// The digest identity, when `user` and a password are set (both or neither).
@@ -206,6 +251,9 @@ impl ZkSettings {
             password_file: None,
             password_env: None,
             readers: Vec::new(),
+            tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
         };
         let mut problems = Problems::default();
         section
@@ -215,12 +263,24 @@ impl ZkSettings {
 
     /// The connector every session of every program is opened with. Authentication and TLS
     /// belong here, so that no program connects differently.
-    pub(crate) fn connector(&self) -> zk::Connector {
-        let connector = zk::Client::connector().with_session_timeout(self.session_timeout);
-        match &self.auth {
-            Some(auth) => connector.with_auth("digest", &auth.credentials()),
-            None => connector,
+    ///
+    /// # Errors
+    /// When the client refuses the TLS files (checked already when the settings were made).
+    pub(crate) fn connector(&self) -> Result<zk::Connector, zk::Error> {
+        let mut connector = zk::Client::connector().with_session_timeout(self.session_timeout);
+        if let Some(auth) = &self.auth {
+            connector = connector.with_auth("digest", &auth.credentials());
         }
+        if let Some(tls) = &self.tls {
+            connector = connector.with_tls(tls.options()?);
+        }
+        Ok(connector)
+    }
+
+    /// Uses TLS with `tls` from now on (zgresctl's options).
+    pub fn with_tls(mut self, tls: Option<ZkTls>) -> Self {
+        self.tls = tls;
+        self
     }
 
     /// Authenticates as `auth` from now on (zgresctl's options).

@@ -28,6 +28,16 @@ pub(crate) struct Args {
     /// File whose first line is the ZooKeeper digest password.
     #[arg(long, global = true, env = "ZGRES_ZK_PASSWORD_FILE")]
     pub(crate) zk_password_file: Option<std::path::PathBuf>,
+    /// PEM file of the CA that signed the ZooKeeper servers' certificates: connect over TLS
+    /// (the deadmen's `tls_ca_file`).
+    #[arg(long, global = true, env = "ZGRES_ZK_TLS_CA")]
+    pub(crate) zk_tls_ca: Option<std::path::PathBuf>,
+    /// Client certificate (PEM) presented to ZooKeeper, with --zk-tls-key.
+    #[arg(long, global = true, env = "ZGRES_ZK_TLS_CERT")]
+    pub(crate) zk_tls_cert: Option<std::path::PathBuf>,
+    /// Private key (PEM) of --zk-tls-cert.
+    #[arg(long, global = true, env = "ZGRES_ZK_TLS_KEY")]
+    pub(crate) zk_tls_key: Option<std::path::PathBuf>,
     /// ACL id granted read access to what zgresctl creates or `acl apply` sets (repeatable;
     /// the deadmen's `readers`).
     #[arg(long = "zk-reader", global = true)]

@@ -35,6 +35,57 @@ pub fn from_options(
     }
 }
 
+/// TLS to ZooKeeper from `--zk-tls-ca`, `--zk-tls-cert` and `--zk-tls-key`, the files read
+/// and checked now.
+///
+/// # Errors
+/// [`Usage::ZkTlsOptions`] for a certificate without its key (or the reverse) or without a
+/// CA; [`Usage::ZkTlsFile`] naming the option and the file that cannot be used.
+pub fn tls_from_options(
+    ca: Option<&Path>,
+    cert: Option<&Path>,
+    key: Option<&Path>,
+) -> Result<Option<zgres_zk::ZkTls>, CtlError> {
+    let identity = match (cert, key) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(Usage::ZkTlsOptions {
+                option: "--zk-tls-cert",
+                reason: "needs --zk-tls-key",
+            }
+            .into())
+        }
+        (None, Some(_)) => {
+            return Err(Usage::ZkTlsOptions {
+                option: "--zk-tls-key",
+                reason: "needs --zk-tls-cert",
+            }
+            .into())
+        }
+    };
+    let Some(ca) = ca else {
+        return match identity {
+            Some(_) => Err(Usage::ZkTlsOptions {
+                option: "--zk-tls-ca",
+                reason: "a client certificate needs the CA of the servers' certificates",
+            }
+            .into()),
+            None => Ok(None),
+        };
+    };
+    zgres_zk::ZkTls::load(ca, identity)
+        .map(Some)
+        .map_err(|source| {
+            let option = match source.key {
+                "tls_cert_file" => "--zk-tls-cert",
+                "tls_key_file" => "--zk-tls-key",
+                _ => "--zk-tls-ca",
+            };
+            Usage::ZkTlsFile { option, source }.into()
+        })
+}
+
 /// The ACL id (`digest:USER:HASH`) of `user` with the password in `password_file`.
 ///
 /// # Errors

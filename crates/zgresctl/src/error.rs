@@ -129,6 +129,22 @@ pub enum Usage {
     /// Only one of `--zk-user` and `--zk-password-file`.
     #[error("--zk-user and --zk-password-file go together")]
     ZkAuth,
+    /// The TLS options are incomplete (a certificate without its key, or no CA).
+    #[error("{option}: {reason}")]
+    ZkTlsOptions {
+        /// The option at fault.
+        option: &'static str,
+        /// Why.
+        reason: &'static str,
+    },
+    /// A TLS file named by an option cannot be used.
+    #[error("{option}: {source}")]
+    ZkTlsFile {
+        /// The option that names the file.
+        option: &'static str,
+        /// What is wrong with it.
+        source: zgres_zk::TlsFileError,
+    },
     /// `--watch` is not a positive number of seconds.
     #[error("--watch: give a positive number of seconds")]
     Watch,

@@ -78,14 +78,14 @@ pub struct GroupView {
 }
 
 impl Inventory {
-    /// Connects (at most `timeout`).
+    /// Connects (at most `timeout`) as the digest identity `auth`, over TLS when `tls` is set.
     ///
     /// # Errors
     /// [`CtlError::Unreachable`] or a bad root.
     pub async fn connect(
         connect: &str,
         root: &str,
-        auth: Option<zgres_zk::DigestAuth>,
+        (auth, tls): (Option<zgres_zk::DigestAuth>, Option<zgres_zk::ZkTls>),
         readers: &[String],
         timeout: Duration,
     ) -> Result<Self, CtlError> {
@@ -103,6 +103,7 @@ impl Inventory {
         })?;
         let settings = settings
             .with_auth(auth)
+            .with_tls(tls)
             .with_readers(readers)
             .map_err(Usage::from)?;
         let session = ZkSession::connect(&settings, None, timeout).await?;

@@ -178,10 +178,15 @@ async fn run(args: Args) -> Result<(), CtlError> {
     if matches!(args.command, Command::Acl { .. }) && auth.is_none() {
         return Err(Usage::AclNeedsIdentity.into());
     }
+    let tls = credentials::tls_from_options(
+        args.zk_tls_ca.as_deref(),
+        args.zk_tls_cert.as_deref(),
+        args.zk_tls_key.as_deref(),
+    )?;
     let inventory = Inventory::connect(
         &args.zookeeper,
         &args.root,
-        auth,
+        (auth, tls),
         &args.zk_readers,
         Duration::from_secs(5),
     )

@@ -1,0 +1,205 @@
+//! TLS to ZooKeeper, against a real ZooKeeper 3.8 that listens only on `secureClientPort`
+//! (Netty, certificates made by the test): the deadmen bootstrap and clone a group, fail over,
+//! and zgres-sync follows every change, all over TLS; zgresctl reaches it with its TLS
+//! options; a wrong CA or a bad file is an error naming the file.
+
+use std::path::Path;
+use std::process::Command;
+
+use zgres_testkit::artifacts::binary;
+use zgres_testkit::group::{zookeeper_tls_keys, Group, Timing, DEADLINE};
+use zgres_testkit::poll;
+use zgres_testkit::process::ManagedProcess;
+use zgres_testkit::zookeeper::ZkCluster;
+
+/// Starts zgres-sync on `group`'s ZooKeeper with `tls_keys` in its `[zookeeper]` section;
+/// returns it with its snapshot file's and log's paths.
+fn start_sync(
+    group: &Group,
+    dir: &Path,
+    tls_keys: &str,
+) -> (ManagedProcess, std::path::PathBuf, std::path::PathBuf) {
+    let snapshot = dir.join("snapshot.json");
+    let config = dir.join("sync.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[zookeeper]\nconnect = \"{}\"\n{tls_keys}[sync]\nsnapshot_file = \"{}\"\n",
+            group.zk.connect_string(),
+            snapshot.display()
+        ),
+    )
+    .unwrap();
+    let log = dir.join("sync.log");
+    let sync = ManagedProcess::spawn(
+        "zgres-sync",
+        binary("zgres-sync"),
+        ["--config", config.to_str().unwrap()],
+        &[],
+        None,
+        &log,
+    )
+    .unwrap();
+    (sync, snapshot, log)
+}
+
+/// Waits until zgres-sync's snapshot names the node on `port` as the group's primary.
+async fn wait_sync_primary(snapshot: &Path, log: &Path, port: u16) {
+    poll::until("zgres-sync to name the primary", DEADLINE, || {
+        let text = std::fs::read_to_string(snapshot).unwrap_or_default();
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        std::future::ready((value["groups"]["main"]["primary"]["port"] == port).then_some(()))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", std::fs::read_to_string(log).unwrap_or_default()));
+}
+
+/// zgresctl with the TLS options for `zk` and then `args`; returns its exit code and output.
+fn zgresctl(zk: &ZkCluster, ca: &Path, args: &[&str]) -> (i32, String) {
+    let files = zk.client_tls().unwrap();
+    let out = Command::new(binary("zgresctl"))
+        .arg("--zookeeper")
+        .arg(zk.connect_string())
+        .arg("--zk-tls-ca")
+        .arg(ca)
+        .arg("--zk-tls-cert")
+        .arg(&files.cert)
+        .arg("--zk-tls-key")
+        .arg(&files.key)
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// The node that bootstrapped the group, once it runs as primary, with the table the
+/// testkit's write probes use created on it.
+async fn first_primary(group: &Group) -> usize {
+    let client = group.zk_client().await;
+    let primary = poll::until("the lock holder to run as primary", DEADLINE, || async {
+        let holder = group.lock_holder(&client).await?;
+        (group.nodes[holder].is_primary().await == Some(true)).then_some(holder)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", group.logs()));
+    group.nodes[primary]
+        .client()
+        .await
+        .unwrap()
+        .execute(
+            "CREATE TABLE writes (node text NOT NULL, seq bigint NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp())",
+            &[],
+        )
+        .await
+        .unwrap();
+    primary
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_bootstraps_fails_over_and_is_followed_over_tls_only() {
+    let zk = ZkCluster::standalone_tls().await.unwrap();
+    let mut group = Group::prepare_empty_on(zk, 2, Timing::default());
+    group.start_all().await;
+    let primary = first_primary(&group).await;
+    let replica = 1 - primary;
+    group.wait_following(replica, primary).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (_sync, snapshot, sync_log) =
+        start_sync(&group, dir.path(), &zookeeper_tls_keys(&group.zk));
+    wait_sync_primary(&snapshot, &sync_log, group.nodes[primary].port()).await;
+
+    // zgresctl reaches the same server with its options.
+    let ca = group.zk.client_tls().unwrap().ca.clone();
+    let (code, out) = zgresctl(&group.zk, &ca, &["list"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("primary"), "{out}");
+
+    group.kill_node(primary);
+    assert_eq!(group.wait_primary(&[primary]).await, replica);
+    wait_sync_primary(&snapshot, &sync_log, group.nodes[replica].port()).await;
+
+    // A plain-text client gets nowhere: the server has no plain port.
+    let plain = tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        zookeeper_client::Client::connector()
+            .with_session_timeout(std::time::Duration::from_secs(2))
+            .connect(&group.zk.connect_string()),
+    )
+    .await;
+    assert!(
+        !matches!(plain, Ok(Ok(_))),
+        "a plain-text session was opened"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_ca_or_a_bad_tls_file_is_an_error_naming_the_file() {
+    let zk = ZkCluster::standalone_tls().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let other_ca = zgres_testkit::tls::make_ca(dir.path(), "not-the-zk-ca");
+
+    // The server's certificate is not signed by the CA given: the handshake's reason and the
+    // file are named, and zgresctl exits 69 (unreachable).
+    let (code, out) = zgresctl(&zk, &other_ca, &["list"]);
+    assert_eq!(code, 69, "{out}");
+    assert!(out.contains(&other_ca.display().to_string()), "{out}");
+    assert!(out.contains("UnknownIssuer"), "{out}");
+
+    // A file that holds no certificate: a usage error naming the option and the file, before
+    // any connection.
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "").unwrap();
+    let (code, out) = zgresctl(&zk, &empty, &["list"]);
+    assert_eq!(code, 64, "{out}");
+    assert!(
+        out.contains("--zk-tls-ca") && out.contains(&empty.display().to_string()),
+        "{out}"
+    );
+
+    // zgres-sync's --check-config names the key and the file, and exits 78.
+    let config = dir.path().join("sync.toml");
+    let missing = dir.path().join("missing-ca.pem");
+    std::fs::write(
+        &config,
+        format!(
+            "[zookeeper]\nconnect = \"{}\"\ntls_ca_file = \"{}\"\n[sync]\nsnapshot_file = \"{}\"\n",
+            zk.connect_string(),
+            missing.display(),
+            dir.path().join("s.json").display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(binary("zgres-sync"))
+        .args(["--check-config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{text}");
+    assert!(
+        text.contains("zookeeper.tls_ca_file") && text.contains(&missing.display().to_string()),
+        "{text}"
+    );
+
+    // A running zgres-sync with the wrong CA says why in its log while it retries.
+    let mut group = Group::prepare_empty_on(zk, 0, Timing::default());
+    let wrong_keys = zookeeper_tls_keys(&group.zk).replace(
+        &group.zk.client_tls().unwrap().ca.display().to_string(),
+        &other_ca.display().to_string(),
+    );
+    let (_sync, _, log) = start_sync(&group, dir.path(), &wrong_keys);
+    poll::until("zgres-sync to log why it cannot connect", DEADLINE, || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        std::future::ready(
+            (text.contains("UnknownIssuer") && text.contains("not-the-zk-ca.crt")).then_some(()),
+        )
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", std::fs::read_to_string(&log).unwrap_or_default()));
+    group.nodes.clear();
+}
