@@ -203,3 +203,138 @@ async fn a_wrong_ca_or_a_bad_tls_file_is_an_error_naming_the_file() {
     .unwrap_or_else(|e| panic!("{e}\n{}", std::fs::read_to_string(&log).unwrap_or_default()));
     group.nodes.clear();
 }
+
+/// A client of the TLS-only `zk` presenting the certificate `cert` / `key`.
+async fn client_as(zk: &ZkCluster, cert: &Path, key: &Path) -> zookeeper_client::Client {
+    let files = zk.client_tls().unwrap();
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap();
+    let options = zookeeper_client::TlsOptions::new()
+        .with_pem_ca(&read(&files.ca))
+        .unwrap()
+        .with_pem_identity(&read(cert), &read(key))
+        .unwrap();
+    zookeeper_client::Client::connector()
+        .with_tls(options)
+        .secure_connect(&zk.connect_string())
+        .await
+        .unwrap()
+}
+
+/// x509 authentication: deadmen that present a writer certificate (and no digest user) own
+/// every znode they create. A client with another certificate from the same CA can neither
+/// change nor delete the lock, a state, a connection info or the database id, nor create in
+/// any group directory; the reader certificate listed in `readers` reads but cannot write,
+/// and zgres-sync follows the group with it; a writer commits on the primary throughout, the
+/// lock never moves and no acknowledged write is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_certificates_are_identities_for_the_acl_policy() {
+    use zgres_schema::{Dir, Znode};
+    use zgres_testkit::group::{missing_acks, Writer};
+    use zookeeper_client as zk;
+
+    let zk_cluster = ZkCluster::standalone_tls().await.unwrap();
+    let (reader_cert, reader_key) = zk_cluster.issue_client_cert("zgres-sync");
+    let (intruder_cert, intruder_key) = zk_cluster.issue_client_cert("intruder");
+    let mut group = Group::prepare_on(zk_cluster, 2, Timing::default()).await;
+    for node in &mut group.nodes {
+        node.extra_config = "[zookeeper]\nreaders = [\"x509:CN=zgres-sync\"]\n".into();
+    }
+    group.start_all().await;
+    let primary = group.wait_primary(&[]).await;
+    let replica = 1 - primary;
+    group.wait_following(replica, primary).await;
+    let writer = Writer::start(&group);
+    writer.wait_more_acks(primary, 10).await;
+
+    let node = group.nodes[primary].node_id();
+    let existing = [
+        group.path(Znode::Lock),
+        format!("{}/main_{node}", group.layout.dir(Dir::State)),
+        format!("{}/main_{node}", group.layout.dir(Dir::Conn)),
+        group.path(Znode::DatabaseId),
+    ];
+    let intruder = client_as(&group.zk, &intruder_cert, &intruder_key).await;
+    let reader = client_as(&group.zk, &reader_cert, &reader_key).await;
+    for (who, attacker) in [("intruder", &intruder), ("reader", &reader)] {
+        for path in &existing {
+            let set = attacker.set_data(path, b"{}", None).await;
+            assert!(
+                matches!(set, Err(zk::Error::NoAuth)),
+                "{who} set {path}: {set:?}"
+            );
+            let delete = attacker.delete(path, None).await;
+            assert!(
+                matches!(delete, Err(zk::Error::NoAuth)),
+                "{who} deleted {path}: {delete:?}"
+            );
+        }
+        for dir in [
+            Dir::Lock,
+            Dir::State,
+            Dir::Conn,
+            Dir::Config,
+            Dir::Switchover,
+            Dir::Static,
+        ] {
+            let child = format!("{}/main", group.layout.dir(dir));
+            let create = attacker
+                .create(
+                    &child,
+                    b"{}",
+                    &zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all()),
+                )
+                .await;
+            assert!(
+                matches!(create, Err(zk::Error::NoAuth | zk::Error::NodeExists)),
+                "{who} created {child}: {create:?}"
+            );
+        }
+    }
+    let lock = group.path(Znode::Lock);
+    assert!(
+        reader.get_data(&lock).await.is_ok(),
+        "the reader cannot read the lock"
+    );
+    assert!(
+        matches!(intruder.get_data(&lock).await, Err(zk::Error::NoAuth)),
+        "another certificate of the same CA reads the lock"
+    );
+    let (acl, _) = group.zk_client().await.get_acl(&lock).await.unwrap();
+    assert!(
+        acl.iter()
+            .any(|a| a.scheme() == "x509" && a.id() == "CN=zgres-client"),
+        "the lock belongs to the writer certificate: {acl:?}"
+    );
+
+    // zgres-sync follows the group with the reader certificate.
+    let dir = tempfile::tempdir().unwrap();
+    let ca = group.zk.client_tls().unwrap().ca.display().to_string();
+    let keys = format!(
+        "tls_ca_file = \"{ca}\"\ntls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n",
+        reader_cert.display(),
+        reader_key.display()
+    );
+    let (_sync, snapshot, sync_log) = start_sync(&group, dir.path(), &keys);
+    wait_sync_primary(&snapshot, &sync_log, group.nodes[primary].port()).await;
+
+    writer.wait_more_acks(primary, 10).await;
+    let owner = group.zk_client().await;
+    assert_eq!(
+        group.lock_holder(&owner).await,
+        Some(primary),
+        "the lock moved"
+    );
+    let acks = writer.finish().await;
+    let missing = missing_acks(&group, &acks, primary).await;
+    assert!(
+        missing.is_empty(),
+        "acknowledged writes lost: {}",
+        missing.len()
+    );
+    assert!(
+        !group.nodes[primary]
+            .log_text()
+            .contains("no ZooKeeper authentication"),
+        "the deadman warned although its certificate authenticates it"
+    );
+}

@@ -77,7 +77,7 @@ pub struct ZkCluster {
     members: Vec<Member>,
     /// Set for a TLS-only server ([`ZkCluster::standalone_tls`]).
     tls: Option<ZkClientTls>,
-    _dir: TempDir,
+    dir: TempDir,
 }
 
 impl ZkCluster {
@@ -193,11 +193,7 @@ impl ZkCluster {
                 process: None,
             });
         }
-        let mut cluster = ZkCluster {
-            members,
-            tls,
-            _dir: dir,
-        };
+        let mut cluster = ZkCluster { members, tls, dir };
         for i in 0..size {
             cluster.spawn_member(i)?;
         }
@@ -224,6 +220,16 @@ impl ZkCluster {
     /// The files a client needs for a TLS-only server; `None` for a plain one.
     pub fn client_tls(&self) -> Option<&ZkClientTls> {
         self.tls.as_ref()
+    }
+
+    /// A client certificate and key for subject `CN=common_name`, signed by a TLS-only
+    /// server's CA (another identity for its x509 provider: `x509:CN=common_name`).
+    ///
+    /// # Panics
+    /// On a plain server, or when `openssl` fails.
+    pub fn issue_client_cert(&self, common_name: &str) -> (PathBuf, PathBuf) {
+        assert!(self.tls.is_some(), "not a TLS-only server");
+        crate::tls::issue_leaf(self.dir.path(), "zk-ca", common_name, common_name)
     }
 
     /// A new client session on this cluster (over TLS, presenting the client certificate,

@@ -1,11 +1,12 @@
 //! Who a zgres program is to ZooKeeper, and the ACL every znode it creates gets.
 //!
-//! The policy, with `[zookeeper] user` and a password set (digest authentication):
+//! The policy, with `[zookeeper] user` and a password set (digest authentication) or a TLS
+//! client certificate (ZooKeeper's x509 provider authenticates its subject, `x509:CN=...`):
 //! - full rights for the identity that created the znode (ZooKeeper's `auth` scheme: the
 //!   session's authenticated identities). Deadmen and zgresctl share one writer identity, so
 //!   each can change what another created;
 //! - read-only for each identity listed in `readers` (zgres-sync, monitoring), written as
-//!   ZooKeeper ACL ids (`digest:USER:HASH`, see [`digest_id`]);
+//!   ZooKeeper ACL ids (`digest:USER:HASH`, see [`digest_id`], or `x509:SUBJECT`);
 //! - nothing for anyone else.
 //!
 //! Without authentication every znode is open to anyone (`world:anyone`), and the daemons warn.
@@ -53,17 +54,18 @@ pub(crate) fn parse_acl_id(text: &str) -> Option<(String, String)> {
     (plain(scheme) && plain(id)).then(|| (scheme.to_owned(), id.to_owned()))
 }
 
-/// The ACL for every znode created with `auth` (or open without it), granting `readers`
-/// read access.
-pub(crate) fn policy(auth: Option<&DigestAuth>, readers: &[(String, String)]) -> Vec<zk::Acl> {
-    match auth {
-        None => zk::Acls::anyone_all().to_vec(),
-        Some(_) => with_readers(zk::Acls::creator_all().to_vec(), readers),
+/// The ACL for every znode created by an `authenticated` session (open to anyone for a
+/// session that is not), granting `readers` read access.
+pub(crate) fn policy(authenticated: bool, readers: &[(String, String)]) -> Vec<zk::Acl> {
+    if authenticated {
+        with_readers(zk::Acls::creator_all().to_vec(), readers)
+    } else {
+        zk::Acls::anyone_all().to_vec()
     }
 }
 
 /// [`policy`] as the server stores it: the creator (`auth` scheme) resolved to the digest id
-/// of `auth`.
+/// of `auth` (a certificate's identity is not resolved: `zgresctl acl apply` needs `auth`).
 pub(crate) fn stored_policy(
     auth: Option<&DigestAuth>,
     readers: &[(String, String)],

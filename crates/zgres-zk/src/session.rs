@@ -158,7 +158,7 @@ impl ZkSession {
                 return Ok(ZkSession {
                     client,
                     request_timeout,
-                    acls: crate::auth::policy(settings.auth.as_ref(), &settings.readers).into(),
+                    acls: crate::auth::policy(settings.authenticated(), &settings.readers).into(),
                     stored_acls: crate::auth::stored_policy(
                         settings.auth.as_ref(),
                         &settings.readers,

@@ -95,8 +95,9 @@ impl ZookeeperSection {
             None => default_session_timeout,
         };
         let auth = self.auth(problems);
-        let readers = self.readers(auth.is_some(), problems);
         let tls = self.tls(problems);
+        let certified = tls.as_ref().is_some_and(ZkTls::has_identity);
+        let readers = self.readers(auth.is_some() || certified, problems);
         (problems.len() == before).then(|| ZkSettings {
             connect: self.connect.trim().to_owned(),
             layout: layout.expect("a valid root when no problem was added"),
@@ -180,7 +181,7 @@ impl ZookeeperSection {
         if !self.readers.is_empty() && !authenticated {
             problems.add(
                 "zookeeper.readers",
-                "only applies with authentication (zookeeper.user and a password)",
+                "only applies with authentication (zookeeper.user and a password, or a TLS client certificate)",
             );
         }
         self.readers
@@ -301,10 +302,16 @@ impl ZkSettings {
         Ok(self)
     }
 
+    /// Whether sessions authenticate: as the digest user, or with a TLS client certificate
+    /// (ZooKeeper's x509 provider). The ACL policy applies only then.
+    pub fn authenticated(&self) -> bool {
+        self.auth.is_some() || self.tls.as_ref().is_some_and(ZkTls::has_identity)
+    }
+
     /// What to tell an operator about authentication: `None` when it is on.
     pub fn auth_warning(&self) -> Option<&'static str> {
-        self.auth.is_none().then_some(
-            "no ZooKeeper authentication (zookeeper.user): anyone who can reach ZooKeeper can change or stop this group",
+        (!self.authenticated()).then_some(
+            "no ZooKeeper authentication (zookeeper.user or tls_cert_file): anyone who can reach ZooKeeper can change or stop this group",
         )
     }
 }
@@ -407,7 +414,7 @@ mod tests {
         );
         assert_eq!(
             problems_of("connect = \"a:1\"\nreaders = [\"digest:x:y\"]"),
-            ["zookeeper.readers: only applies with authentication (zookeeper.user and a password)"]
+            ["zookeeper.readers: only applies with authentication (zookeeper.user and a password, or a TLS client certificate)"]
         );
         assert_eq!(
             problems_of(

@@ -106,6 +106,11 @@ impl ZkTls {
         &self.ca_file
     }
 
+    /// Whether a client certificate is presented (an identity for ZooKeeper's x509 provider).
+    pub fn has_identity(&self) -> bool {
+        self.identity.is_some()
+    }
+
     /// The ZooKeeper client's TLS options.
     ///
     /// # Errors

@@ -80,6 +80,7 @@ impl Reload {
                 z.settings.session_timeout != nz.settings.session_timeout,
             ),
             ("zookeeper.user", z.settings.auth != nz.settings.auth),
+            ("zookeeper.tls_ca_file", z.settings.tls != nz.settings.tls),
             (
                 "zookeeper.readers",
                 z.settings.readers != nz.settings.readers,
