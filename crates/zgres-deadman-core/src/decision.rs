@@ -32,6 +32,8 @@ mod divergence;
 pub use divergence::STUCK_AFTER;
 mod eligibility;
 mod following;
+mod missing_wal;
+pub use missing_wal::{MissingWal, MISSING_WAL_AFTER};
 mod node_request;
 mod observation;
 mod published;
@@ -96,6 +98,10 @@ struct Recovery {
     contend: Option<Instant>,
     /// Whether the running standby follows the primary's timeline.
     follow: divergence::FollowWatch,
+    /// Whether the WAL the running standby needs is still on the primary.
+    missing_wal: missing_wal::MissingWalWatch,
+    /// A standby whose WAL is gone is wiped and cloned again (else only reported).
+    reclone_on_missing_wal: bool,
 }
 
 impl Decider {
@@ -129,6 +135,12 @@ impl Decider {
     pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
         self.timing.request_timeout = timeout;
         self
+    }
+
+    /// Input (at start and on reload): whether a standby whose WAL is gone from the primary
+    /// is wiped and cloned again (`provisioning.reclone_on_missing_wal`), or only reported.
+    pub fn set_reclone_on_missing_wal(&mut self, allowed: bool) {
+        self.retry.reclone_on_missing_wal = allowed;
     }
 
     /// Input: a reload of the node's configuration file changed its tags or timing. Takes

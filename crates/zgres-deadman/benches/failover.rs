@@ -11,7 +11,9 @@
 //! - resident memory and idle CPU of the deadman (and its fence keeper) with default timing.
 //!
 //! `ZGRES_BENCH_LOOP_MS` sets `loop_interval_ms` (default 2000, the deadman's default);
-//! `ZGRES_BENCH_ONLY=outages` runs only the ZooKeeper outages.
+//! `ZGRES_BENCH_ONLY=outages` runs only the ZooKeeper outages, `ZGRES_BENCH_ONLY=kills` only
+//! the kills; `ZGRES_BENCH_ZK_SECURE=1` runs the kills against a TLS-only ZooKeeper, every
+//! deadman presenting a client certificate (x509 authentication, ACL policy on).
 //!
 //! Run: `cargo bench -p zgres-deadman --bench failover`
 
@@ -81,16 +83,28 @@ async fn main() {
         timing().loop_interval_ms,
         zgres_testkit::zookeeper::tick_ms()
     );
-    if std::env::var("ZGRES_BENCH_ONLY").as_deref() != Ok("outages") {
+    let only = std::env::var("ZGRES_BENCH_ONLY").unwrap_or_default();
+    if only != "outages" {
         node_and_postgres_kills(runs).await;
     }
-    outages(runs).await;
+    if only != "kills" {
+        outages(runs).await;
+    }
 }
 
 async fn node_and_postgres_kills(runs: usize) {
+    let secure = std::env::var("ZGRES_BENCH_ZK_SECURE").as_deref() == Ok("1");
+    let zookeeper = || async move {
+        if secure {
+            println!("  (ZooKeeper over TLS only, x509 client authentication)");
+            ZkCluster::standalone_tls().await.unwrap()
+        } else {
+            ZkCluster::standalone().await.unwrap()
+        }
+    };
     let mut node_kill = Vec::new();
     for run in 0..runs {
-        let mut group = Group::prepare(3, timing()).await;
+        let mut group = Group::prepare_on(zookeeper().await, 3, timing()).await;
         group.start_all().await;
         let old = group.wait_primary(&[]).await;
         group.wait_following(1, old).await;
@@ -110,7 +124,7 @@ async fn node_and_postgres_kills(runs: usize) {
 
     let mut pg_crash = Vec::new();
     let mut pg_crash_whole = Vec::new();
-    let mut group = Group::prepare(2, timing()).await;
+    let mut group = Group::prepare_on(zookeeper().await, 2, timing()).await;
     group.start_all().await;
     let primary = group.wait_primary(&[]).await;
     for run in 0..runs {

@@ -277,6 +277,7 @@ mod tests {
                     write: None,
                     receive: Some(Lsn(100)),
                     replay: Some(Lsn(100)),
+                    oldest_kept: None,
                 },
                 primary_position: Some(Lsn(100 + (32 << 20))),
                 synchronous: false,

@@ -112,6 +112,9 @@ pub struct ProvisioningConfig {
     /// When pg_rewind fails, delete the data directory and clone it again. Off by default:
     /// zgres deletes no data unless told to.
     pub reclone_on_rewind_failure: bool,
+    /// When the WAL a standby needs is gone from the primary, delete the data directory and
+    /// clone it again. Off by default, for the same reason.
+    pub reclone_on_missing_wal: bool,
     /// How long initdb, a clone or a rewind may take before it is killed.
     pub timeout: Duration,
 }
@@ -449,6 +452,7 @@ impl Config {
                     bootstrap_command: raw.provisioning.bootstrap_command,
                     clone_command: raw.provisioning.clone_command,
                     reclone_on_rewind_failure: raw.provisioning.reclone_on_rewind_failure,
+                    reclone_on_missing_wal: raw.provisioning.reclone_on_missing_wal,
                     timeout: Duration::from_millis(provisioning_timeout),
                 },
                 hooks: HooksConfig { plugins, callbacks },

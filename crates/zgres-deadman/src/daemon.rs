@@ -183,13 +183,17 @@ pub async fn run(
 
     let mut daemon = Daemon {
         core: Core {
-            decider: Decider::new(
-                config.node,
-                config.tags.clone(),
-                config.timing.primary_restart_timeout,
-                config.timing.election_wait,
-            )
-            .with_request_timeout(config.timing.request_timeout),
+            decider: {
+                let mut decider = Decider::new(
+                    config.node,
+                    config.tags.clone(),
+                    config.timing.primary_restart_timeout,
+                    config.timing.election_wait,
+                )
+                .with_request_timeout(config.timing.request_timeout);
+                decider.set_reclone_on_missing_wal(config.provisioning.reclone_on_missing_wal);
+                decider
+            },
             config_in_force: ConfigInForce::default(),
             paused: None,
             sync_keeper: SyncKeeper::default(),

@@ -73,7 +73,19 @@ SELECT pg_is_in_recovery(),
        END,
        (SELECT timeline_id FROM pg_control_checkpoint()),
        current_setting('primary_conninfo'),
-       (SELECT min_recovery_end_timeline FROM pg_control_recovery())";
+       (SELECT min_recovery_end_timeline FROM pg_control_recovery()),
+       -- Where the oldest segment in pg_wal begins (a primary's: what standbys can still
+       -- stream from). A segment name is TIMELINE, LOG and SEGMENT in hex; the position part
+       -- alone orders segments across timelines.
+       CASE WHEN pg_is_in_recovery() THEN NULL ELSE
+         (SELECT ('0/0'::pg_lsn
+                  + (('x' || substr(oldest, 1, 8))::bit(32)::bigint * 4294967296
+                     + ('x' || substr(oldest, 9, 8))::bit(32)::bigint
+                       * (SELECT setting::bigint FROM pg_settings WHERE name = 'wal_segment_size')
+                    )::numeric)::text
+          FROM (SELECT min(substr(name, 9)) AS oldest FROM pg_ls_waldir()
+                WHERE name ~ '^[0-9A-F]{24}$') AS segments)
+       END";
 
 impl PostgresClient {
     /// A client for `config`; connects lazily. `application_name` is what this node calls
@@ -179,6 +191,7 @@ impl PostgresClient {
             replay_lsn: standby_only(lsn(4)?),
             timeline,
             upstream: upstream_of(&row.get::<_, String>(7), &self.application_name),
+            oldest_kept: if in_recovery { None } else { lsn(9)? },
         })
     }
 

@@ -67,6 +67,10 @@ pub struct WalPositions {
     pub receive: Option<Lsn>,
     /// `pg_last_wal_replay_lsn()` on a replica.
     pub replay: Option<Lsn>,
+    /// On a primary: where the oldest WAL segment it keeps begins. A standby behind it can no
+    /// longer stream from it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oldest_kept: Option<Lsn>,
 }
 
 /// `/state/{GROUP}_{NODE}`: a node's state, kept current by its deadman (ephemeral).

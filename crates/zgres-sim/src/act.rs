@@ -112,7 +112,7 @@ impl World {
             | Action::RecordDatabase { .. }
             | Action::RestartPostgres { .. }
             | Action::ReloadConfiguration
-            | Action::WipeDataDirectory
+            | Action::WipeDataDirectory { .. }
             | Action::FinishNodeRequest
             | Action::DropNodeRequest { .. } => false,
         }

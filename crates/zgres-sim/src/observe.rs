@@ -28,6 +28,7 @@ impl World {
                 receive_lsn: end.filter(|_| !primary),
                 replay_lsn: end.filter(|_| !primary),
                 upstream: pg.upstream.map(|u| self.nodes[u].id),
+                oldest_kept: None,
             }
         });
         let running = pg.phase != Phase::Stopped;
@@ -142,6 +143,7 @@ impl World {
                 write: probe.and_then(|p| p.write_lsn),
                 receive: probe.and_then(|p| p.receive_lsn),
                 replay: probe.and_then(|p| p.replay_lsn),
+                oldest_kept: None,
             },
             upstream: probe.filter(|p| p.in_recovery).and_then(|p| p.upstream),
             tags: Default::default(),

@@ -8,7 +8,8 @@
 //!   the rate achieved, how long the daemon takes to reflect the final state after the load
 //!   stops, its resident memory and CPU.
 //!
-//! Run: `cargo bench -p zgres-sync --bench propagation` (`ZGRES_BENCH_SAMPLES`, default 100).
+//! Run: `cargo bench -p zgres-sync --bench propagation` (`ZGRES_BENCH_SAMPLES`, default 100;
+//! `ZGRES_BENCH_ZK_SECURE=1`: ZooKeeper over TLS only, with x509 client authentication).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -31,13 +32,17 @@ fn now_ns() -> u128 {
         .as_nanos()
 }
 
-fn start_sync(dir: &Path, zookeeper: &str, plugins: &str) -> ManagedProcess {
+/// zgres-sync following `zookeeper` (over TLS, presenting the test client certificate, on a
+/// TLS-only server), with `plugins` added to its `[sync]` section.
+fn start_sync(dir: &Path, zookeeper: &ZkCluster, plugins: &str) -> ManagedProcess {
     let config = dir.join("sync.toml");
     std::fs::write(
         &config,
         format!(
-            "[zookeeper]\nconnect = \"{zookeeper}\"\n[sync]\nsnapshot_file = \"{}\"\n\
+            "[zookeeper]\nconnect = \"{}\"\n{}[sync]\nsnapshot_file = \"{}\"\n\
              retry_max_ms = 200\n{plugins}\n[log]\nlevel = \"warn\"\n",
+            zookeeper.connect_string(),
+            zgres_testkit::group::zookeeper_tls_keys(zookeeper),
             dir.join("snapshot.json").display()
         ),
     )
@@ -51,6 +56,20 @@ fn start_sync(dir: &Path, zookeeper: &str, plugins: &str) -> ManagedProcess {
         &dir.join("sync.log"),
     )
     .unwrap()
+}
+
+/// `ZGRES_BENCH_ZK_SECURE=1`: ZooKeeper over TLS only, every client presenting a certificate
+/// (x509 authentication), to compare with the plain figures.
+fn secure() -> bool {
+    std::env::var("ZGRES_BENCH_ZK_SECURE").as_deref() == Ok("1")
+}
+
+async fn start_zookeeper() -> ZkCluster {
+    if secure() {
+        ZkCluster::standalone_tls().await.unwrap()
+    } else {
+        ZkCluster::standalone().await.unwrap()
+    }
 }
 
 fn percentiles(name: &str, samples: &mut [f64]) {
@@ -78,9 +97,7 @@ async fn wait_for<T>(mut check: impl FnMut() -> Option<T>) -> T {
 
 /// Lock change → an executable hook runs with the new snapshot.
 async fn hook_latency(zookeeper: &ZkCluster, samples: usize) -> Vec<f64> {
-    let client = zk::Client::connect(&zookeeper.connect_string())
-        .await
-        .unwrap();
+    let client = zookeeper.connect(zk::Client::connector()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let hooks = dir.path().join("hooks");
     std::fs::create_dir_all(&hooks).unwrap();
@@ -101,7 +118,7 @@ async fn hook_latency(zookeeper: &ZkCluster, samples: usize) -> Vec<f64> {
     put(&client, "/zgres/lock/main", &lock_doc(7001)).await;
     let _sync = start_sync(
         dir.path(),
-        &zookeeper.connect_string(),
+        zookeeper,
         &format!("hooks_dir = \"{}\"\n", hooks.display()),
     );
     wait_for(|| dir.path().join("stamp-7001").exists().then_some(())).await;
@@ -126,9 +143,7 @@ async fn hook_latency(zookeeper: &ZkCluster, samples: usize) -> Vec<f64> {
 /// through it continuously. pgbouncer runs with its defaults plus `ZGRES_BENCH_PGBOUNCER_EXTRA`
 /// (e.g. `server_login_retry = 1`, as docs/sync.md recommends).
 async fn pgbouncer_latency(zookeeper: &ZkCluster, samples: usize) -> Vec<f64> {
-    let client = zk::Client::connect(&zookeeper.connect_string())
-        .await
-        .unwrap();
+    let client = zookeeper.connect(zk::Client::connector()).await.unwrap();
     let a = PgNode::init_primary("bench-a").await.unwrap();
     let b = a.clone_replica("bench-b").await.unwrap();
     for n in [&a, &b] {
@@ -141,7 +156,7 @@ async fn pgbouncer_latency(zookeeper: &ZkCluster, samples: usize) -> Vec<f64> {
     let port = free_port().unwrap();
     let _sync = start_sync(
         dir.path(),
-        &zookeeper.connect_string(),
+        zookeeper,
         &format!(
             "[pgbouncer]\ndatabases_file = \"{}\"\nadmin_conninfo = \"host=127.0.0.1 port={port} user=postgres dbname=pgbouncer\"\n",
             databases.display()
@@ -249,11 +264,7 @@ async fn scale(zookeeper: &ZkCluster) {
         .ok()
         .and_then(|g| g.parse().ok())
         .unwrap_or(10_000);
-    let client = Arc::new(
-        zk::Client::connect(&zookeeper.connect_string())
-            .await
-            .unwrap(),
-    );
+    let client = Arc::new(zookeeper.connect(zk::Client::connector()).await.unwrap());
     let mut setup = Vec::new();
     for g in 0..groups {
         for n in 0..3u16 {
@@ -271,7 +282,7 @@ async fn scale(zookeeper: &ZkCluster) {
         t.await.unwrap();
     }
     let dir = tempfile::tempdir().unwrap();
-    let sync = start_sync(dir.path(), &zookeeper.connect_string(), "");
+    let sync = start_sync(dir.path(), zookeeper, "");
     let snapshot = dir.path().join("snapshot.json");
     let masters = |path: &Path| -> Option<serde_json::Value> {
         let v: serde_json::Value =
@@ -354,12 +365,17 @@ async fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(100);
-    let zookeeper = ZkCluster::standalone().await.unwrap();
-    let client = zk::Client::connect(&zookeeper.connect_string())
-        .await
-        .unwrap();
+    let zookeeper = start_zookeeper().await;
+    let client = zookeeper.connect(zk::Client::connector()).await.unwrap();
     make_dirs(&client).await;
-    println!("zgres-sync propagation benchmark ({samples} samples, debounce 20 ms)");
+    println!(
+        "zgres-sync propagation benchmark ({samples} samples, debounce 20 ms, ZooKeeper {})",
+        if secure() {
+            "over TLS with x509 authentication"
+        } else {
+            "plain"
+        }
+    );
     let only_scale = std::env::var_os("ZGRES_BENCH_ONLY_SCALE").is_some();
     if std::env::var_os("ZGRES_BENCH_ONLY_PGBOUNCER").is_none() && !only_scale {
         let mut hook = hook_latency(&zookeeper, samples).await;
@@ -375,10 +391,8 @@ async fn main() {
     // A fresh ZooKeeper, so the scale run follows only its own groups.
     drop(client);
     drop(zookeeper);
-    let zookeeper = ZkCluster::standalone().await.unwrap();
-    let client = zk::Client::connect(&zookeeper.connect_string())
-        .await
-        .unwrap();
+    let zookeeper = start_zookeeper().await;
+    let client = zookeeper.connect(zk::Client::connector()).await.unwrap();
     make_dirs(&client).await;
     scale(&zookeeper).await;
 }

@@ -83,9 +83,13 @@ pub enum Action {
     /// Re-read the deadman's configuration file, as SIGHUP does, and have a running
     /// PostgreSQL re-read its own files.
     ReloadConfiguration,
-    /// Stop PostgreSQL (fast) and empty the data directory of this replica, for an operator's
-    /// reinit; the next rounds clone it again from the primary. Never on the primary.
-    WipeDataDirectory,
+    /// Stop PostgreSQL (fast) and empty the data directory of this replica (an operator's
+    /// reinit, or WAL it needs gone from the primary); the next rounds clone it again from the
+    /// primary. Never on the primary.
+    WipeDataDirectory {
+        /// Why, for the log.
+        reason: &'static str,
+    },
     /// The operator's request to this node was carried out: delete it.
     FinishNodeRequest,
     /// The operator's request to this node cannot be carried out: delete it.

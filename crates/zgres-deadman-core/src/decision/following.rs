@@ -8,6 +8,27 @@ use zgres_schema::NodeId;
 use super::{Action, DataDirKind, Decider, Observation};
 
 impl Decider {
+    /// A running standby of `holder` at `position`: wiped to be cloned again once the WAL it
+    /// needs is confirmed gone from the primary, if that is allowed (else only reported).
+    fn when_wal_is_missing(
+        &mut self,
+        obs: &Observation,
+        holder: NodeId,
+        position: Option<zgres_schema::Lsn>,
+    ) -> Vec<Action> {
+        let oldest_kept = obs
+            .peers
+            .iter()
+            .find(|peer| peer.state.node == holder && peer.state.role == Role::Primary)
+            .and_then(|peer| peer.state.wal.oldest_kept);
+        match self.retry.missing_wal.observe(obs.now, position, oldest_kept) {
+            Some(_) if self.retry.reclone_on_missing_wal => vec![Action::WipeDataDirectory {
+                reason: "the WAL this standby needs is gone from the primary: emptying its data directory to clone it again (provisioning.reclone_on_missing_wal)",
+            }],
+            _ => vec![],
+        }
+    }
+
     pub(super) fn as_follower(
         &mut self,
         obs: &Observation,
@@ -73,7 +94,7 @@ impl Decider {
                     } else if self.retry.follow.is_stuck(obs.now, mine, primary_timeline) {
                         "this standby cannot follow the primary's timeline (it has WAL the new timeline forked off before): stopping it to rewind it"
                     } else {
-                        return vec![];
+                        return self.when_wal_is_missing(obs, holder, p.position());
                     };
                     self.retry.follow.forget();
                     self.retry.follow.rewind_wanted = true;

@@ -99,8 +99,12 @@ pub(super) fn actions(
         // Only with a primary to clone from.
         NodeAction::Reinit if matches!(obs.lock, LockView::Other(Some(_))) => {
             *progress = InProgress::Reinit;
-            vec![Action::WipeDataDirectory]
+            vec![Action::WipeDataDirectory { reason: REINIT }]
         }
         NodeAction::Reinit => vec![],
     }
 }
+
+/// Why an operator's reinit empties the data directory, for the log.
+const REINIT: &str =
+    "reinit requested: stopping postgres and emptying its data directory to clone it again from the primary";

@@ -49,6 +49,9 @@ pub struct Probe {
     pub replay_lsn: Option<Lsn>,
     /// The primary the standby is configured to follow (from `primary_conninfo`).
     pub upstream: Option<NodeId>,
+    /// Where the oldest WAL segment in `pg_wal` begins (primary only): what a standby can
+    /// still stream from.
+    pub oldest_kept: Option<Lsn>,
 }
 
 impl Probe {

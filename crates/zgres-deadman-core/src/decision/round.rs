@@ -68,6 +68,16 @@ impl Decider {
     pub fn decide_round(&mut self, obs: &Observation, inputs: RoundInputs<'_>) -> Decision {
         let mut actions = self.decide(obs);
         actions.extend(database_record(obs));
+        let standby = obs.postgres.running && obs.postgres.probe.is_some_and(|p| p.in_recovery);
+        if !standby
+            || actions
+                .iter()
+                .any(|a| matches!(a, Action::WipeDataDirectory { .. }))
+        {
+            self.retry.missing_wal.forget();
+        }
+        let mut problems = problems(obs, inputs.vetoes);
+        problems.extend(self.retry.missing_wal.confirmed().map(|m| m.problem()));
         let ineligible = self.last_ineligible();
         let mut warnings = warnings(obs, inputs.warnings);
         warnings.extend(not_taking_over(obs.lock, ineligible));
@@ -77,7 +87,7 @@ impl Decider {
             actions,
             published: Published {
                 role: role(&obs.postgres),
-                problems: problems(obs, inputs.vetoes),
+                problems,
                 warnings,
             },
             ineligible,
@@ -108,6 +118,7 @@ impl Decider {
         candidates.extend(self.retry.rewind);
         candidates.extend(self.retry.contend);
         candidates.extend(self.retry.follow.deadline());
+        candidates.extend(self.retry.missing_wal.deadline());
         candidates.extend(super::node_request::due_at(obs));
         candidates.into_iter().filter(|at| *at > now).min()
     }

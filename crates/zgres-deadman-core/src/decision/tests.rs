@@ -42,6 +42,7 @@ fn standby(lsn: u64) -> LocalPostgres {
             receive_lsn: Some(Lsn(lsn)),
             replay_lsn: Some(Lsn(lsn)),
             upstream: None,
+            oldest_kept: None,
         }),
         control: None,
         streaming: None,
@@ -70,6 +71,7 @@ fn primary() -> LocalPostgres {
             receive_lsn: None,
             replay_lsn: None,
             upstream: None,
+            oldest_kept: None,
         }),
         control: None,
         streaming: Some((1..10).map(node).collect()),
@@ -104,6 +106,7 @@ fn peer_state(i: u8, role: Role, lsn: u64) -> NodeState {
             _ => WalPositions {
                 receive: Some(Lsn(lsn)),
                 replay: Some(Lsn(lsn)),
+                oldest_kept: None,
                 write: None,
             },
         },
@@ -149,6 +152,7 @@ fn empty() -> LocalPostgres {
 
 mod elections;
 mod lifecycle;
+mod missing_wal;
 mod properties;
 mod published;
 mod requests;

@@ -38,6 +38,7 @@ pub(super) struct RawProvisioning {
     pub(super) bootstrap_command: Vec<String>,
     pub(super) clone_command: Vec<String>,
     pub(super) reclone_on_rewind_failure: bool,
+    pub(super) reclone_on_missing_wal: bool,
     pub(super) timeout_ms: Option<u64>,
 }
 

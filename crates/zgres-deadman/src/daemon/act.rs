@@ -195,7 +195,7 @@ impl Daemon {
             }
             Action::RestartPostgres { primary } => self.restart_in_place(primary).await,
             Action::ReloadConfiguration => self.reload_on_request().await,
-            Action::WipeDataDirectory => self.wipe_for_reinit(obs).await,
+            Action::WipeDataDirectory { reason } => self.wipe_data_dir(obs, reason).await,
             Action::FinishNodeRequest => self.end_node_request(None, versions).await,
             Action::DropNodeRequest { reason } => {
                 self.end_node_request(Some(reason), versions).await

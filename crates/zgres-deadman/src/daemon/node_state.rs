@@ -29,6 +29,7 @@ impl Daemon {
                 write: probe.and_then(|p| p.write_lsn),
                 receive: probe.and_then(|p| p.receive_lsn),
                 replay: probe.and_then(|p| p.replay_lsn),
+                oldest_kept: probe.and_then(|p| p.oldest_kept),
             },
             upstream: probe.filter(|p| p.in_recovery).and_then(|p| p.upstream),
             tags: self.config.tags.clone(),

@@ -13,10 +13,11 @@ use crate::decision::{LockView, Observation};
 const RESTART_ANSWER_WAIT: Duration = Duration::from_secs(30);
 
 impl Daemon {
-    /// Stops PostgreSQL and empties the data directory for an operator's reinit; the next
-    /// rounds clone it again. Checked once more here: never on a node holding the lock or
-    /// running as a primary, whatever the core said.
-    pub(super) async fn wipe_for_reinit(&mut self, obs: &Observation) -> bool {
+    /// Stops PostgreSQL and empties the data directory (an operator's reinit, or WAL the
+    /// standby needs gone from the primary; `reason` is logged); the next rounds clone it
+    /// again. Checked once more here: never on a node holding the lock or running as a
+    /// primary, whatever the core said.
+    pub(super) async fn wipe_data_dir(&mut self, obs: &Observation, reason: &str) -> bool {
         let primary = obs.lock == LockView::Ours
             || self.fence.is_armed()
             || obs.postgres.probe.is_some_and(|p| !p.in_recovery);
@@ -24,7 +25,7 @@ impl Daemon {
             tracing::error!("not wiping the data directory: this node is or may be the primary");
             return false;
         }
-        tracing::warn!("reinit requested: stopping postgres and emptying its data directory to clone it again from the primary");
+        tracing::warn!("{reason}");
         self.fast_stop_fed().await;
         if let Err(e) = self.pg.provisioner.empty_data_dir() {
             tracing::error!(error = %e, "cannot empty the data directory");

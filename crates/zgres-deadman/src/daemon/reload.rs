@@ -34,6 +34,9 @@ impl Daemon {
             t.election_wait,
             t.request_timeout,
         );
+        self.core
+            .decider
+            .set_reclone_on_missing_wal(config.provisioning.reclone_on_missing_wal);
         if changed("log.level") {
             let level = &config.log.level;
             if !self

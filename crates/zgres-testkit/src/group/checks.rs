@@ -151,3 +151,18 @@ pub async fn wait_ready_to_take_over(group: &Group, candidate: usize, primary: u
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", group.logs()));
 }
+
+/// Node `i`'s published `/state`, if it exists and decodes.
+pub async fn node_state(
+    group: &Group,
+    client: &zk::Client,
+    i: usize,
+) -> Option<zgres_schema::documents::NodeState> {
+    let path = format!(
+        "{}/main_{}",
+        group.layout.dir(zgres_schema::Dir::State),
+        group.nodes[i].node_id()
+    );
+    let (data, _) = client.get_data(&path).await.ok()?;
+    decode(&path, &data).ok()
+}

@@ -36,6 +36,7 @@ fn arb_postgres() -> impl Strategy<Value = LocalPostgres> {
                     receive_lsn: in_recovery.then_some(Lsn(lsn)),
                     replay_lsn: in_recovery.then_some(Lsn(lsn)),
                     upstream: upstream.map(node),
+                    oldest_kept: None,
                 }),
             control: Some((tl(1), Lsn(0))),
             streaming: streaming.map(|s| s.into_iter().map(node).collect()),

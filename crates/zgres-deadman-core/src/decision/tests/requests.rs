@@ -384,7 +384,9 @@ fn a_reinit_wipes_a_replica_and_is_done_once_it_streams_again() {
         d.decide(&o)
     };
     let following = standby_of(100, 2);
-    assert_eq!(look(&mut d, following.clone()), [Action::WipeDataDirectory]);
+    assert_eq!(look(&mut d, following.clone()), [Action::WipeDataDirectory {
+            reason: "reinit requested: stopping postgres and emptying its data directory to clone it again from the primary"
+        }]);
     assert_eq!(
         look(&mut d, stopped(DataDirKind::Empty)),
         [Action::CloneFrom { source: node(2) }]

@@ -1,0 +1,90 @@
+//! A standby whose next WAL is gone from the primary: reported, or wiped to be cloned again
+//! when `reclone_on_missing_wal` allows it; never before the wait, and never while it moves.
+
+use super::*;
+
+/// Node 1, a standby of node 2 at `lsn`; node 2 the primary, keeping WAL from `oldest_kept`.
+fn round(d: &mut Decider, now: Instant, lsn: u64, oldest_kept: u64) -> Decision {
+    let mut me = standby(lsn);
+    me.probe.as_mut().unwrap().upstream = Some(node(2));
+    let mut primary = peer_state(2, Role::Primary, 1 << 30);
+    primary.wal.oldest_kept = Some(Lsn(oldest_kept));
+    let o = obs(
+        now,
+        LockView::Other(Some(node(2))),
+        me,
+        vec![fresh(primary)],
+    );
+    d.decide_round(&o, RoundInputs::default())
+}
+
+fn wipes(decision: &Decision) -> bool {
+    decision
+        .actions
+        .iter()
+        .any(|a| matches!(a, Action::WipeDataDirectory { .. }))
+}
+
+fn reported(decision: &Decision) -> bool {
+    decision
+        .published
+        .problems
+        .iter()
+        .any(|p| p.contains("gone from the primary"))
+}
+
+#[test]
+fn a_standby_whose_wal_is_gone_is_reported_after_the_wait_and_not_wiped_by_default() {
+    let t0 = Instant::now();
+    let mut d = decider(1);
+    let first = round(&mut d, t0, 100, 200);
+    assert!(!reported(&first) && !wipes(&first));
+    assert_eq!(
+        first.wake_at,
+        Some(t0 + MISSING_WAL_AFTER),
+        "looks again when the wait ends"
+    );
+    let confirmed = round(&mut d, t0 + MISSING_WAL_AFTER, 100, 200);
+    assert!(reported(&confirmed), "{:?}", confirmed.published);
+    assert!(!wipes(&confirmed), "no data is deleted unless allowed");
+    // Once it has what it needs (an operator re-cloned it, the primary kept older WAL), the
+    // problem goes.
+    let healed = round(&mut d, t0 + MISSING_WAL_AFTER * 2, 300, 200);
+    assert!(!reported(&healed));
+}
+
+#[test]
+fn with_reclone_allowed_it_is_wiped_once_confirmed() {
+    let t0 = Instant::now();
+    let mut d = decider(1);
+    d.set_reclone_on_missing_wal(true);
+    assert!(!wipes(&round(&mut d, t0, 100, 200)));
+    assert!(!wipes(&round(
+        &mut d,
+        t0 + MISSING_WAL_AFTER - Duration::from_millis(1),
+        100,
+        200
+    )));
+    let confirmed = round(&mut d, t0 + MISSING_WAL_AFTER, 100, 200);
+    assert!(wipes(&confirmed), "{:?}", confirmed.actions);
+}
+
+#[test]
+fn a_standby_that_moves_or_is_within_the_kept_wal_is_left_alone() {
+    let t0 = Instant::now();
+    let mut d = decider(1);
+    d.set_reclone_on_missing_wal(true);
+    // Replaying its own pg_wal: it moves, so the wait starts over at every step.
+    for step in 0..5u32 {
+        let at = t0 + MISSING_WAL_AFTER * step;
+        let decision = round(&mut d, at, 100 + u64::from(step), 200);
+        assert!(!wipes(&decision) && !reported(&decision), "step {step}");
+    }
+    // At or past the oldest kept segment: nothing is missing, however long it stays.
+    let mut d = decider(1);
+    d.set_reclone_on_missing_wal(true);
+    for step in 0..3u32 {
+        let decision = round(&mut d, t0 + MISSING_WAL_AFTER * step, 200, 200);
+        assert!(!wipes(&decision) && !reported(&decision));
+    }
+}

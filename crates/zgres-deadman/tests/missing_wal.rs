@@ -1,0 +1,104 @@
+//! Self-healing replicas (issue 14): a standby stopped while the primary recycled the WAL it
+//! needs can never stream again. Its deadman notices within a bounded time (its position stays
+//! before the primary's oldest kept segment, published in the primary's `/state`) and either
+//! clones it again (`provisioning.reclone_on_missing_wal`) or reports it in `/state`, the
+//! health API and `zgresctl list`.
+
+use std::process::Command;
+
+use zgres_testkit::artifacts::binary;
+use zgres_testkit::group::checks::node_state;
+use zgres_testkit::group::{Group, Timing, DEADLINE};
+use zgres_testkit::poll;
+
+/// Two nodes keeping no extra WAL (`wal_keep_size = 0`), node 1's deadman with `extra`.
+async fn group_with(extra: &str) -> Group {
+    let mut group = Group::prepare(2, Timing::default()).await;
+    for node in &mut group.nodes {
+        node.extra_config = "[postgres.parameters]\nwal_keep_size = \"0\"\n".into();
+    }
+    group.nodes[1].extra_config.push_str(extra);
+    group.start_all().await;
+    assert_eq!(group.wait_primary(&[]).await, 0);
+    group.wait_following(1, 0).await;
+    group
+}
+
+/// Kills node 1, then has the primary write and recycle several WAL segments, so the WAL node
+/// 1 needs next is gone; starts node 1's deadman again.
+async fn lose_the_replicas_wal(group: &mut Group) {
+    group.kill_node(1);
+    let primary = group.nodes[0].client().await.unwrap();
+    for _ in 0..4 {
+        primary
+            .batch_execute(
+                "INSERT INTO writes (node, seq) SELECT 'filler', g FROM generate_series(1, 1000) g;
+                 SELECT pg_switch_wal(); CHECKPOINT;",
+            )
+            .await
+            .unwrap();
+    }
+    group.start(1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_whose_wal_is_gone_is_cloned_again_when_allowed() {
+    let mut group = group_with("[provisioning]\nreclone_on_missing_wal = true\n").await;
+    lose_the_replicas_wal(&mut group).await;
+    poll::until("n1 to be cloned again", DEADLINE, || {
+        let log = group.nodes[1].log_text();
+        std::future::ready(
+            (log.contains("the WAL this standby needs is gone from the primary")
+                && log.contains("clone done"))
+            .then_some(()),
+        )
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", group.logs_with_first(Some(1))));
+    group.wait_following(1, 0).await;
+    // And it has what the primary wrote while it was away.
+    let replica = group.nodes[1].client().await.unwrap();
+    let filler: i64 = replica
+        .query_one("SELECT count(*) FROM writes WHERE node = 'filler'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(filler, 4000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_whose_wal_is_gone_is_reported_and_kept_by_default() {
+    let mut group = group_with("").await;
+    lose_the_replicas_wal(&mut group).await;
+    let zk = group.zk_client().await;
+    poll::until("n1 to report its missing WAL", DEADLINE, || async {
+        let state = node_state(&group, &zk, 1).await?;
+        state
+            .problems
+            .iter()
+            .any(|p| p.contains("gone from the primary") && p.contains("zgresctl reinit"))
+            .then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", group.logs_with_first(Some(1))));
+
+    // The health API calls it unhealthy and says why.
+    let api = group.nodes[1].api_port;
+    let replica = zgres_testkit::http::get(api, "/replica").unwrap_or_default();
+    assert!(
+        replica.starts_with("HTTP/1.1 503") || replica.starts_with("HTTP/1.0 503"),
+        "{replica}"
+    );
+    let status = zgres_testkit::http::get(api, "/patroni").unwrap_or_default();
+    assert!(status.contains("gone from the primary"), "{status}");
+    // zgresctl list shows it.
+    let out = Command::new(binary("zgresctl"))
+        .args(["--zookeeper", &group.zk.connect_string(), "list"])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(listed.contains("gone from the primary"), "{listed}");
+    // Nothing was deleted: the data directory is still there, and the deadman did not wipe it.
+    assert!(group.nodes[1].pg.data_dir().join("PG_VERSION").exists());
+    assert!(!group.nodes[1].log_text().contains("clone done"));
+}
