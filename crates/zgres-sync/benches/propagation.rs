@@ -9,7 +9,8 @@
 //!   stops, its resident memory and CPU.
 //!
 //! Run: `cargo bench -p zgres-sync --bench propagation` (`ZGRES_BENCH_SAMPLES`, default 100;
-//! `ZGRES_BENCH_ZK_SECURE=1`: ZooKeeper over TLS only, with x509 client authentication).
+//! `ZGRES_BENCH_ZK_SECURE=1`: ZooKeeper over TLS only, with x509 client authentication;
+//! `ZGRES_BENCH_SKIP_SCALE=1`: without the 10,000-group run).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -387,6 +388,9 @@ async fn main() {
             "lock change -> pgbouncer serving the new primary",
             &mut bouncer,
         );
+    }
+    if std::env::var_os("ZGRES_BENCH_SKIP_SCALE").is_some() {
+        return;
     }
     // A fresh ZooKeeper, so the scale run follows only its own groups.
     drop(client);
