@@ -3,13 +3,15 @@
 //! neither delete nor overwrite the lock, a state, a connection info, the config or the
 //! database id, nor create anything in the group's directories, while a writer commits on the
 //! primary throughout; the primary keeps its lock and no write is refused. zgres-sync follows
-//! the group as the reader identity.
+//! the group as the reader identity. Once with ZooKeeper's digest scheme, once with SASL
+//! DIGEST-MD5 (identities `sasl:USER`, the password never sent).
 
 use zgres_schema::Znode;
 use zgres_testkit::artifacts::binary;
 use zgres_testkit::group::{missing_acks, Group, Timing, Writer, DEADLINE};
 use zgres_testkit::poll;
 use zgres_testkit::process::ManagedProcess;
+use zgres_testkit::zookeeper::ZkCluster;
 use zookeeper_client as zk;
 
 const WRITER: &str = "zgres";
@@ -18,21 +20,33 @@ const READER: &str = "monitor";
 const READER_PASSWORD: &str = "reader-secret";
 
 async fn client(group: &Group, credentials: Option<&str>) -> zk::Client {
-    let mut connector = zk::Client::connector();
-    if let Some(credentials) = credentials {
-        connector = connector.with_auth("digest", credentials.as_bytes());
-    }
+    let connector =
+        zgres_testkit::group::authenticate(zk::Client::connector(), credentials, group.zk_sasl);
     connector.connect(&group.zk.connect_string()).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_writer_identity_can_change_the_group() {
-    let mut group = Group::prepare(2, Timing::default()).await;
+    let zk = ZkCluster::standalone().await.unwrap();
     let reader_id = zgres_zk::digest_id(READER, READER_PASSWORD);
+    writer_identity_owns_the_group(zk, false, &reader_id).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_writer_identity_can_change_the_group_with_sasl() {
+    let zk = ZkCluster::standalone_sasl(&[(WRITER, WRITER_PASSWORD), (READER, READER_PASSWORD)])
+        .await
+        .unwrap();
+    writer_identity_owns_the_group(zk, true, &format!("sasl:{READER}")).await;
+}
+
+async fn writer_identity_owns_the_group(zk: ZkCluster, sasl: bool, reader_id: &str) {
+    let mut group = Group::prepare_on(zk, 2, Timing::default()).await;
+    group.zk_sasl = sasl;
     for node in &mut group.nodes {
         node.extra_config = format!(
             "[zookeeper]\nuser = \"{WRITER}\"\npassword_env = \"ZGRES_TEST_ZK_PASSWORD\"\n\
-             readers = [\"{reader_id}\"]\n"
+             readers = [\"{reader_id}\"]\nsasl = {sasl}\n"
         );
         node.env
             .push(("ZGRES_TEST_ZK_PASSWORD".into(), WRITER_PASSWORD.into()));
@@ -109,6 +123,14 @@ async fn only_the_writer_identity_can_change_the_group() {
             );
         }
     }
+    // The lock belongs to the writer identity of the mechanism in use.
+    let (acl, _) = owner.get_acl(&group.path(Znode::Lock)).await.unwrap();
+    let writer_scheme = if sasl { "sasl" } else { "digest" };
+    assert!(
+        acl.iter()
+            .any(|a| a.scheme() == writer_scheme && a.id().split(':').next() == Some(WRITER)),
+        "the lock's ACL does not name the {writer_scheme} writer: {acl:?}"
+    );
     // Readers read; nobody else does.
     let lock = group.path(Znode::Lock);
     assert!(
@@ -128,7 +150,7 @@ async fn only_the_writer_identity_can_change_the_group() {
         &config,
         format!(
             "[zookeeper]\nconnect = \"{}\"\nuser = \"{READER}\"\npassword_env = \"ZGRES_TEST_ZK_PASSWORD\"\n\
-             [sync]\nsnapshot_file = \"{}\"\n",
+             sasl = {sasl}\n[sync]\nsnapshot_file = \"{}\"\n",
             group.zk.connect_string(),
             snapshot.display()
         ),

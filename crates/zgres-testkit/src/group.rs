@@ -85,9 +85,11 @@ pub struct Group {
     dir: tempfile::TempDir,
     /// Prepared with data directories (node 0 primary), not empty.
     adopted: bool,
-    /// `user:password` the test's own ZooKeeper clients authenticate with (digest), when the
-    /// group's znodes are not open to anyone.
+    /// `user:password` the test's own ZooKeeper clients authenticate with (digest, or SASL
+    /// DIGEST-MD5 with `zk_sasl`), when the group's znodes are not open to anyone.
     pub zk_credentials: Option<String>,
+    /// Authenticate `zk_credentials` with SASL DIGEST-MD5.
+    pub zk_sasl: bool,
 }
 
 impl Group {
@@ -129,6 +131,7 @@ impl Group {
             dir,
             adopted: true,
             zk_credentials: None,
+            zk_sasl: false,
         }
     }
 
@@ -148,6 +151,7 @@ impl Group {
             dir: tempfile::tempdir().unwrap(),
             adopted: false,
             zk_credentials: None,
+            zk_sasl: false,
         };
         for _ in 0..size {
             group.add_empty_node();
@@ -274,9 +278,7 @@ impl Group {
     /// A new ZooKeeper client for the test's own reads and writes.
     pub async fn zk_client(&self) -> zk::Client {
         let mut connector = zk::Client::connector().with_session_timeout(Duration::from_secs(10));
-        if let Some(credentials) = &self.zk_credentials {
-            connector = connector.with_auth("digest", credentials.as_bytes());
-        }
+        connector = authenticate(connector, self.zk_credentials.as_deref(), self.zk_sasl);
         self.zk.connect(connector).await.unwrap()
     }
 
@@ -446,6 +448,26 @@ impl Group {
             })
             .collect::<Vec<_>>()
             .join("\n")
+    }
+}
+
+/// `connector` authenticating as `credentials` (`user:password`), with SASL DIGEST-MD5 when
+/// `sasl`, else with the digest scheme; unchanged without credentials.
+pub fn authenticate(
+    connector: zk::Connector,
+    credentials: Option<&str>,
+    sasl: bool,
+) -> zk::Connector {
+    match credentials {
+        None => connector,
+        Some(credentials) if sasl => {
+            let (user, password) = credentials.split_once(':').unwrap_or((credentials, ""));
+            connector.with_sasl(zk::SaslOptions::digest_md5(
+                user.to_owned(),
+                password.to_owned(),
+            ))
+        }
+        Some(credentials) => connector.with_auth("digest", credentials.as_bytes()),
     }
 }
 

@@ -77,6 +77,8 @@ pub struct ZkCluster {
     members: Vec<Member>,
     /// Set for a TLS-only server ([`ZkCluster::standalone_tls`]).
     tls: Option<ZkClientTls>,
+    /// The JAAS file of a server with SASL users ([`ZkCluster::standalone_sasl`]).
+    jaas: Option<PathBuf>,
     dir: TempDir,
 }
 
@@ -95,7 +97,17 @@ impl ZkCluster {
     /// # Errors
     /// As [`ZkCluster::standalone`].
     pub async fn start(size: usize) -> Result<Self> {
-        Self::start_with(size, false).await
+        Self::start_with(size, false, &[]).await
+    }
+
+    /// A standalone server with SASL DIGEST-MD5 users (`user`, `password`), in a JAAS
+    /// `Server` section with ZooKeeper's `DigestLoginModule`, and its SASL provider on (so a
+    /// session of `user` is `sasl:user`). Plain TCP.
+    ///
+    /// # Errors
+    /// As [`ZkCluster::standalone`].
+    pub async fn standalone_sasl(users: &[(&str, &str)]) -> Result<Self> {
+        Self::start_with(1, false, users).await
     }
 
     /// A standalone server that listens only on a TLS port (`secureClientPort`, Netty), with
@@ -106,10 +118,10 @@ impl ZkCluster {
     /// # Errors
     /// As [`ZkCluster::standalone`].
     pub async fn standalone_tls() -> Result<Self> {
-        Self::start_with(1, true).await
+        Self::start_with(1, true, &[]).await
     }
 
-    async fn start_with(size: usize, secure: bool) -> Result<Self> {
+    async fn start_with(size: usize, secure: bool, sasl_users: &[(&str, &str)]) -> Result<Self> {
         if !Path::new(CLASSPATH[0]).exists() {
             return Err(HarnessError::Setup(format!(
                 "{} not found: apt-get install zookeeper",
@@ -158,6 +170,28 @@ impl ZkCluster {
         } else {
             (None, String::new())
         };
+        let jaas = if sasl_users.is_empty() {
+            None
+        } else {
+            let users: String = sasl_users
+                .iter()
+                .map(|(user, password)| format!("\n  user_{user}=\"{password}\""))
+                .collect();
+            let path = dir.path().join("jaas.conf");
+            std::fs::write(
+                &path,
+                format!(
+                    "Server {{\n  org.apache.zookeeper.server.auth.DigestLoginModule required{users};\n}};\n"
+                ),
+            )
+            .map_err(io_error("write the JAAS file"))?;
+            Some(path)
+        };
+        let sasl_provider = if jaas.is_some() {
+            "authProvider.sasl=org.apache.zookeeper.server.auth.SASLAuthenticationProvider\n"
+        } else {
+            ""
+        };
         let mut members = Vec::with_capacity(size);
         for (i, (client_port, _, _)) in ports.iter().enumerate() {
             let id = i + 1;
@@ -176,7 +210,7 @@ impl ZkCluster {
             };
             let text = format!(
                 "tickTime={tick}\ninitLimit=100\nsyncLimit=20\n\
-                 dataDir={data}\n{port_keys}\
+                 dataDir={data}\n{port_keys}{sasl_provider}\
                  admin.enableServer=false\n4lw.commands.whitelist=ruok,srvr,cons,mntr\n\
                  minSessionTimeout={min_session}\nmaxSessionTimeout={MAX_SESSION_TIMEOUT_MS}\n\
                  {peers}",
@@ -193,7 +227,12 @@ impl ZkCluster {
                 process: None,
             });
         }
-        let mut cluster = ZkCluster { members, tls, dir };
+        let mut cluster = ZkCluster {
+            members,
+            tls,
+            jaas,
+            dir,
+        };
         for i in 0..size {
             cluster.spawn_member(i)?;
         }
@@ -302,16 +341,23 @@ impl ZkCluster {
             .collect::<Vec<_>>()
             .join(":");
         let config = member.config.display().to_string();
-        let args = [
+        let jaas = self
+            .jaas
+            .as_ref()
+            .map(|p| format!("-Djava.security.auth.login.config={}", p.display()));
+        let mut args = vec![
             "-Xmx128m",
             "-XX:+UseSerialGC",
             "-XX:TieredStopAtLevel=1",
             "-Dorg.slf4j.simpleLogger.showDateTime=true",
+        ];
+        args.extend(jaas.as_deref());
+        args.extend([
             "-cp",
             &classpath,
             "org.apache.zookeeper.server.quorum.QuorumPeerMain",
             &config,
-        ];
+        ]);
         member.process = Some(ManagedProcess::spawn(
             &format!("zookeeper member {}", member.id),
             "java",

@@ -16,19 +16,54 @@ use sha1::{Digest, Sha1};
 use zgres_config::Secret;
 use zookeeper_client as zk;
 
-/// A digest identity: user and password.
+/// How a user and password authenticate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Mechanism {
+    /// ZooKeeper's `digest` scheme: the password travels in the auth packet (use TLS).
+    #[default]
+    Digest,
+    /// SASL DIGEST-MD5: a challenge and response, the password never sent. The identity is
+    /// `sasl:USER`; the server needs its SASL provider and a JAAS entry for the user.
+    SaslDigestMd5,
+}
+
+/// A user-and-password identity.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DigestAuth {
     /// The user.
     pub user: String,
     /// Its password.
     pub password: Secret,
+    /// How they authenticate.
+    pub mechanism: Mechanism,
 }
 
 impl DigestAuth {
     /// The bytes ZooKeeper's digest scheme expects: `user:password`.
     pub(crate) fn credentials(&self) -> Vec<u8> {
         format!("{}:{}", self.user, self.password.expose()).into_bytes()
+    }
+
+    /// The ACL id ZooKeeper stores for this identity as a znode's creator.
+    fn stored_id(&self) -> zk::AuthId {
+        match self.mechanism {
+            Mechanism::Digest => zk::AuthId::new(
+                "digest",
+                &digest_user_id(&self.user, self.password.expose()),
+            ),
+            Mechanism::SaslDigestMd5 => zk::AuthId::new("sasl", &self.user),
+        }
+    }
+
+    /// Adds this identity to `connector`.
+    pub(crate) fn authenticate(&self, connector: zk::Connector) -> zk::Connector {
+        match self.mechanism {
+            Mechanism::Digest => connector.with_auth("digest", &self.credentials()),
+            Mechanism::SaslDigestMd5 => connector.with_sasl(zk::SaslOptions::digest_md5(
+                self.user.clone(),
+                self.password.expose().to_owned(),
+            )),
+        }
     }
 }
 
@@ -64,8 +99,8 @@ pub(crate) fn policy(authenticated: bool, readers: &[(String, String)]) -> Vec<z
     }
 }
 
-/// [`policy`] as the server stores it: the creator (`auth` scheme) resolved to the digest id
-/// of `auth` (a certificate's identity is not resolved: `zgresctl acl apply` needs `auth`).
+/// [`policy`] as the server stores it: the creator (`auth` scheme) resolved to the id of
+/// `auth` (`digest:USER:HASH` or `sasl:USER`) (a certificate's identity is not resolved: `zgresctl acl apply` needs `auth`).
 pub(crate) fn stored_policy(
     auth: Option<&DigestAuth>,
     readers: &[(String, String)],
@@ -73,8 +108,7 @@ pub(crate) fn stored_policy(
     match auth {
         None => zk::Acls::anyone_all().to_vec(),
         Some(a) => {
-            let id = digest_user_id(&a.user, a.password.expose());
-            let creator = zk::Acl::new(zk::Permission::ALL, zk::AuthId::new("digest", &id));
+            let creator = zk::Acl::new(zk::Permission::ALL, a.stored_id());
             with_readers(vec![creator], readers)
         }
     }
@@ -100,6 +134,29 @@ mod tests {
         assert_eq!(
             digest_id("super", "test"),
             "digest:super:D/InIHSb7yEEbrWz8b9l71RjZJU="
+        );
+    }
+
+    #[test]
+    fn the_stored_creator_is_the_identity_of_the_mechanism() {
+        let auth = |mechanism| DigestAuth {
+            user: "zgres".into(),
+            password: Secret::new("pw".into()),
+            mechanism,
+        };
+        let readers = [("sasl".to_owned(), "zgres-sync".to_owned())];
+        let sasl = stored_policy(Some(&auth(Mechanism::SaslDigestMd5)), &readers);
+        assert_eq!(sasl[0].scheme(), "sasl");
+        assert_eq!(sasl[0].id(), "zgres");
+        assert_eq!(sasl[1].id(), "zgres-sync");
+        let digest = stored_policy(Some(&auth(Mechanism::Digest)), &[]);
+        assert_eq!(
+            format!("{}:{}", digest[0].scheme(), digest[0].id()),
+            digest_id("zgres", "pw")
+        );
+        assert_eq!(
+            stored_policy(None, &readers),
+            zk::Acls::anyone_all().to_vec()
         );
     }
 

@@ -21,7 +21,7 @@ pub mod session;
 pub mod settings;
 pub mod tls;
 
-pub use auth::{digest_id, DigestAuth};
+pub use auth::{digest_id, DigestAuth, Mechanism};
 pub use backoff::Backoff;
 pub use error::{ConnectError, ConnectFailure, ZkError};
 pub use session::{CreateKind, Outcome, ZkSession};

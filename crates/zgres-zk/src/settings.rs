@@ -27,8 +27,12 @@ pub struct ZookeeperSection {
     /// How long before the earliest possible session expiry PostgreSQL is fenced. Only the
     /// deadman fences; other programs reject the key.
     pub fence_margin_ms: Option<u64>,
-    /// The digest user to authenticate as (with `password_file` or `password_env`).
+    /// The user to authenticate as (with `password_file` or `password_env`).
     pub user: Option<String>,
+    /// Authenticate `user` with SASL DIGEST-MD5 (identity `sasl:USER`, the password never
+    /// sent) rather than the digest scheme (identity `digest:USER:HASH`).
+    #[serde(default)]
+    pub sasl: bool,
     /// A file whose first line is the digest password.
     pub password_file: Option<std::path::PathBuf>,
     /// An environment variable holding the digest password.
@@ -142,6 +146,9 @@ impl ZookeeperSection {
 
     /// The digest identity, when `user` and a password are set (both or neither).
     fn auth(&self, problems: &mut Problems) -> Option<DigestAuth> {
+        if self.sasl && self.user.is_none() {
+            problems.add("zookeeper.sasl", "needs zookeeper.user and a password");
+        }
         let password = zgres_config::secret(
             "zookeeper",
             self.password_file.as_deref(),
@@ -157,6 +164,11 @@ impl ZookeeperSection {
             (Some(user), Some(password)) => Some(DigestAuth {
                 user: user.clone(),
                 password,
+                mechanism: if self.sasl {
+                    crate::auth::Mechanism::SaslDigestMd5
+                } else {
+                    crate::auth::Mechanism::Digest
+                },
             }),
             (Some(_), None) if self.password_file.is_none() && self.password_env.is_none() => {
                 problems.add(
@@ -251,6 +263,7 @@ impl ZkSettings {
             user: None,
             password_file: None,
             password_env: None,
+            sasl: false,
             readers: Vec::new(),
             tls_ca_file: None,
             tls_cert_file: None,
@@ -270,7 +283,7 @@ impl ZkSettings {
     pub(crate) fn connector(&self) -> Result<zk::Connector, zk::Error> {
         let mut connector = zk::Client::connector().with_session_timeout(self.session_timeout);
         if let Some(auth) = &self.auth {
-            connector = connector.with_auth("digest", &auth.credentials());
+            connector = auth.authenticate(connector);
         }
         if let Some(tls) = &self.tls {
             connector = connector.with_tls(tls.options()?);
@@ -407,6 +420,10 @@ mod tests {
         assert_eq!(
             problems_of("connect = \"a:1\"\nuser = \"a:b\"\npassword_env = \"PATH\""),
             ["zookeeper.user: must be non-empty and hold no ':'"]
+        );
+        assert_eq!(
+            problems_of("connect = \"a:1\"\nsasl = true"),
+            ["zookeeper.sasl: needs zookeeper.user and a password"]
         );
         assert_eq!(
             problems_of("connect = \"a:1\"\npassword_env = \"PATH\""),

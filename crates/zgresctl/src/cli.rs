@@ -28,6 +28,9 @@ pub(crate) struct Args {
     /// File whose first line is the ZooKeeper digest password.
     #[arg(long, global = true, env = "ZGRES_ZK_PASSWORD_FILE")]
     pub(crate) zk_password_file: Option<std::path::PathBuf>,
+    /// Authenticate --zk-user with SASL DIGEST-MD5 (the deadmen's `sasl = true`).
+    #[arg(long, global = true, env = "ZGRES_ZK_SASL")]
+    pub(crate) zk_sasl: bool,
     /// PEM file of the CA that signed the ZooKeeper servers' certificates: connect over TLS
     /// (the deadmen's `tls_ca_file`).
     #[arg(long, global = true, env = "ZGRES_ZK_TLS_CA")]

@@ -17,19 +17,26 @@ fn password_from(file: &Path) -> Result<String, CtlError> {
     Ok(text.lines().next().unwrap_or_default().to_owned())
 }
 
-/// The digest identity from `--zk-user` and `--zk-password-file` (both or neither).
+/// The identity from `--zk-user` and `--zk-password-file` (both or neither), authenticated
+/// with SASL DIGEST-MD5 when `sasl`, else with the digest scheme.
 ///
 /// # Errors
 /// [`Usage::ZkAuth`] when only one is given; [`Usage::EditFile`] when the file cannot be read.
 pub fn from_options(
     user: Option<&str>,
     password_file: Option<&Path>,
+    sasl: bool,
 ) -> Result<Option<zgres_zk::DigestAuth>, CtlError> {
     match (user, password_file) {
         (None, None) => Ok(None),
         (Some(user), Some(file)) => Ok(Some(zgres_zk::DigestAuth {
             user: user.to_owned(),
             password: zgres_config::Secret::new(password_from(file)?),
+            mechanism: if sasl {
+                zgres_zk::Mechanism::SaslDigestMd5
+            } else {
+                zgres_zk::Mechanism::Digest
+            },
         })),
         _ => Err(Usage::ZkAuth.into()),
     }
@@ -107,9 +114,11 @@ mod tests {
             digest_of("super", &file).unwrap(),
             "digest:super:D/InIHSb7yEEbrWz8b9l71RjZJU="
         );
-        assert!(from_options(Some("zgres"), None).is_err());
-        assert!(from_options(None, Some(&file)).is_err());
-        let auth = from_options(Some("zgres"), Some(&file)).unwrap().unwrap();
+        assert!(from_options(Some("zgres"), None, false).is_err());
+        assert!(from_options(None, Some(&file), false).is_err());
+        let auth = from_options(Some("zgres"), Some(&file), false)
+            .unwrap()
+            .unwrap();
         assert_eq!(auth.password.expose(), "test");
         let missing = digest_of("x", &dir.path().join("missing")).unwrap_err();
         assert!(missing.to_string().contains("missing"), "{missing}");

@@ -173,8 +173,11 @@ async fn run(args: Args) -> Result<(), CtlError> {
         outln!("{}", credentials::digest_of(user, password_file)?);
         return Ok(());
     }
-    let auth =
-        credentials::from_options(args.zk_user.as_deref(), args.zk_password_file.as_deref())?;
+    let auth = credentials::from_options(
+        args.zk_user.as_deref(),
+        args.zk_password_file.as_deref(),
+        args.zk_sasl,
+    )?;
     if matches!(args.command, Command::Acl { .. }) && auth.is_none() {
         return Err(Usage::AclNeedsIdentity.into());
     }
