@@ -306,6 +306,40 @@ async fn client_certificates_are_identities_for_the_acl_policy() {
         "the lock belongs to the writer certificate: {acl:?}"
     );
 
+    // zgresctl acl apply, as the writer certificate, moves a znode created open to the
+    // policy, and changes nothing the second time.
+    let open = format!("{}/main", group.layout.dir(Dir::Config));
+    group
+        .zk_client()
+        .await
+        .create(
+            &open,
+            br#"{"v":1}"#,
+            &zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all()),
+        )
+        .await
+        .unwrap();
+    assert!(
+        intruder.set_data(&open, b"{}", None).await.is_ok(),
+        "created open"
+    );
+    let ca = group.zk.client_tls().unwrap().ca.clone();
+    // The same readers as the deadmen's, or their read access would be taken away.
+    let apply = ["--zk-reader", "x509:CN=zgres-sync", "acl", "apply", "--all"];
+    let (code, out) = zgresctl(&group.zk, &ca, &apply);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(" 1 changed"), "{out}");
+    let (code, out) = zgresctl(&group.zk, &ca, &apply);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(" 0 changed"), "not idempotent: {out}");
+    assert!(
+        matches!(
+            intruder.set_data(&open, b"{}", None).await,
+            Err(zk::Error::NoAuth)
+        ),
+        "the open znode is still open"
+    );
+
     // zgres-sync follows the group with the reader certificate.
     let dir = tempfile::tempdir().unwrap();
     let ca = group.zk.client_tls().unwrap().ca.display().to_string();

@@ -44,17 +44,6 @@ impl DigestAuth {
         format!("{}:{}", self.user, self.password.expose()).into_bytes()
     }
 
-    /// The ACL id ZooKeeper stores for this identity as a znode's creator.
-    fn stored_id(&self) -> zk::AuthId {
-        match self.mechanism {
-            Mechanism::Digest => zk::AuthId::new(
-                "digest",
-                &digest_user_id(&self.user, self.password.expose()),
-            ),
-            Mechanism::SaslDigestMd5 => zk::AuthId::new("sasl", &self.user),
-        }
-    }
-
     /// Adds this identity to `connector`.
     pub(crate) fn authenticate(&self, connector: zk::Connector) -> zk::Connector {
         match self.mechanism {
@@ -99,21 +88,6 @@ pub(crate) fn policy(authenticated: bool, readers: &[(String, String)]) -> Vec<z
     }
 }
 
-/// [`policy`] as the server stores it: the creator (`auth` scheme) resolved to the id of
-/// `auth` (`digest:USER:HASH` or `sasl:USER`) (a certificate's identity is not resolved: `zgresctl acl apply` needs `auth`).
-pub(crate) fn stored_policy(
-    auth: Option<&DigestAuth>,
-    readers: &[(String, String)],
-) -> Vec<zk::Acl> {
-    match auth {
-        None => zk::Acls::anyone_all().to_vec(),
-        Some(a) => {
-            let creator = zk::Acl::new(zk::Permission::ALL, a.stored_id());
-            with_readers(vec![creator], readers)
-        }
-    }
-}
-
 /// `acls` followed by read access for each of `readers`.
 fn with_readers(mut acls: Vec<zk::Acl>, readers: &[(String, String)]) -> Vec<zk::Acl> {
     acls.extend(
@@ -134,29 +108,6 @@ mod tests {
         assert_eq!(
             digest_id("super", "test"),
             "digest:super:D/InIHSb7yEEbrWz8b9l71RjZJU="
-        );
-    }
-
-    #[test]
-    fn the_stored_creator_is_the_identity_of_the_mechanism() {
-        let auth = |mechanism| DigestAuth {
-            user: "zgres".into(),
-            password: Secret::new("pw".into()),
-            mechanism,
-        };
-        let readers = [("sasl".to_owned(), "zgres-sync".to_owned())];
-        let sasl = stored_policy(Some(&auth(Mechanism::SaslDigestMd5)), &readers);
-        assert_eq!(sasl[0].scheme(), "sasl");
-        assert_eq!(sasl[0].id(), "zgres");
-        assert_eq!(sasl[1].id(), "zgres-sync");
-        let digest = stored_policy(Some(&auth(Mechanism::Digest)), &[]);
-        assert_eq!(
-            format!("{}:{}", digest[0].scheme(), digest[0].id()),
-            digest_id("zgres", "pw")
-        );
-        assert_eq!(
-            stored_policy(None, &readers),
-            zk::Acls::anyone_all().to_vec()
         );
     }
 

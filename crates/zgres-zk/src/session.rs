@@ -82,8 +82,6 @@ pub struct ZkSession {
     request_timeout: Duration,
     /// The ACL every znode this session creates gets.
     acls: Arc<[zk::Acl]>,
-    /// The same ACL as the server stores it (the creator resolved to its digest id).
-    stored_acls: Arc<[zk::Acl]>,
 }
 
 impl std::fmt::Debug for ZkSession {
@@ -159,11 +157,6 @@ impl ZkSession {
                     client,
                     request_timeout,
                     acls: crate::auth::policy(settings.authenticated(), &settings.readers).into(),
-                    stored_acls: crate::auth::stored_policy(
-                        settings.auth.as_ref(),
-                        &settings.readers,
-                    )
-                    .into(),
                 })
             }
             Ok(Err(zk::Error::SessionExpired)) if resuming => {
@@ -304,13 +297,42 @@ impl ZkSession {
             .await
     }
 
+    /// This session's ACL policy as the server stores it, with the creator resolved to the
+    /// session's identities (`digest:USER:HASH`, `sasl:USER`, `x509:SUBJECT`): learned by
+    /// creating an ephemeral znode under `parent` with the policy and reading its ACL back
+    /// (then deleting it), so it holds for every mechanism.
+    ///
+    /// # Errors
+    /// [`ZkError`]; refused when `parent` does not let this identity create.
+    pub async fn stored_policy(&self, parent: &str) -> Result<Vec<zk::Acl>, ZkError> {
+        let probe = format!(
+            "{}/.acl-probe-{:x}",
+            parent.trim_end_matches('/'),
+            self.session_id().0
+        );
+        self.create(&probe, b"", CreateKind::Ephemeral).await?;
+        let read = self
+            .timed("getAcl", &probe, self.client.get_acl(&probe))
+            .await;
+        self.delete(&probe, None).await?;
+        match read? {
+            Outcome::Done((acl, _)) => Ok(acl),
+            _ => Err(ZkError::Retryable(zk::Error::NoNode)),
+        }
+    }
+
     /// Puts this session's ACL policy ([`crate::auth`]) on the existing znode `path` unless it
-    /// is already there. [`Outcome::Done`] says whether it changed; an ACL changed meanwhile
-    /// is [`Outcome::BadVersion`].
+    /// already carries `stored` (the policy as the server stores it, [`ZkSession::stored_policy`]).
+    /// [`Outcome::Done`] says whether it changed; an ACL changed meanwhile is
+    /// [`Outcome::BadVersion`].
     ///
     /// # Errors
     /// [`ZkError`] (refused when this identity may not administer the znode).
-    pub async fn apply_acl(&self, path: &str) -> Result<Outcome<bool>, ZkError> {
+    pub async fn apply_acl(
+        &self,
+        path: &str,
+        stored: &[zk::Acl],
+    ) -> Result<Outcome<bool>, ZkError> {
         let Some((current, stat)) = self
             .timed("getAcl", path, self.client.get_acl(path))
             .await?
@@ -318,8 +340,7 @@ impl ZkSession {
         else {
             return Ok(Outcome::NotFound);
         };
-        let same = current.len() == self.stored_acls.len()
-            && current.iter().all(|acl| self.stored_acls.contains(acl));
+        let same = current.len() == stored.len() && current.iter().all(|acl| stored.contains(acl));
         if same {
             return Ok(Outcome::Done(false));
         }

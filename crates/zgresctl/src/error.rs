@@ -124,7 +124,7 @@ pub enum Usage {
     #[error("acl apply needs a GROUP or --all")]
     AclScope,
     /// `acl apply` without an identity to apply.
-    #[error("acl apply needs --zk-user and --zk-password-file: the writer identity whose policy it applies")]
+    #[error("acl apply needs an identity whose policy it applies: --zk-user and --zk-password-file, or a client certificate (--zk-tls-cert)")]
     AclNeedsIdentity,
     /// Only one of `--zk-user` and `--zk-password-file`.
     #[error("--zk-user and --zk-password-file go together")]

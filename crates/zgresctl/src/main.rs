@@ -178,14 +178,15 @@ async fn run(args: Args) -> Result<(), CtlError> {
         args.zk_password_file.as_deref(),
         args.zk_sasl,
     )?;
-    if matches!(args.command, Command::Acl { .. }) && auth.is_none() {
-        return Err(Usage::AclNeedsIdentity.into());
-    }
     let tls = credentials::tls_from_options(
         args.zk_tls_ca.as_deref(),
         args.zk_tls_cert.as_deref(),
         args.zk_tls_key.as_deref(),
     )?;
+    let certified = tls.as_ref().is_some_and(zgres_zk::ZkTls::has_identity);
+    if matches!(args.command, Command::Acl { .. }) && auth.is_none() && !certified {
+        return Err(Usage::AclNeedsIdentity.into());
+    }
     let inventory = Inventory::connect(
         &args.zookeeper,
         &args.root,

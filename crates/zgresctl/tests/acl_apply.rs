@@ -48,7 +48,7 @@ async fn acl_apply_moves_an_open_tree_to_the_policy_and_is_idempotent() {
 
     let (code, text) = zgresctl(&connect, &["acl", "apply", "main"]);
     assert_eq!(code, 64, "{text}");
-    assert!(text.contains("acl apply needs --zk-user"), "{text}");
+    assert!(text.contains("acl apply needs an identity"), "{text}");
 
     let args: Vec<&str> = identity
         .iter()

@@ -28,10 +28,11 @@ impl Inventory {
     pub async fn apply_acls(&self, group: Option<&str>) -> Result<AclReport, CtlError> {
         let group = group.map(|g| self.group_name(g)).transpose()?;
         let mut report = AclReport::default();
+        let stored = self.session.stored_policy(self.layout.root()).await?;
         let mut pending = vec![self.layout.root().to_owned()];
         let dirs: Vec<String> = Dir::ALL.iter().map(|d| self.layout.dir(*d)).collect();
         while let Some(path) = pending.pop() {
-            self.apply_one(&path, &mut report).await?;
+            self.apply_one(&path, &stored, &mut report).await?;
             let children = self.session.children(&path).await?.unwrap_or_default();
             let is_root = path == self.layout.root();
             let is_dir = dirs.contains(&path);
@@ -59,9 +60,14 @@ impl Inventory {
         Ok(report)
     }
 
-    async fn apply_one(&self, path: &str, report: &mut AclReport) -> Result<(), CtlError> {
+    async fn apply_one(
+        &self,
+        path: &str,
+        stored: &[zgres_zk::client::Acl],
+        report: &mut AclReport,
+    ) -> Result<(), CtlError> {
         report.checked += 1;
-        match self.session.apply_acl(path).await? {
+        match self.session.apply_acl(path, stored).await? {
             Outcome::Done(true) => report.changed += 1,
             Outcome::BadVersion => report.conflicts.push(path.to_owned()),
             // Unchanged, or gone meanwhile (an ephemeral whose deadman left).
