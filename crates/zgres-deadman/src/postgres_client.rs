@@ -85,7 +85,8 @@ SELECT pg_is_in_recovery(),
                     )::numeric)::text
           FROM (SELECT min(substr(name, 9)) AS oldest FROM pg_ls_waldir()
                 WHERE name ~ '^[0-9A-F]{24}$') AS segments)
-       END";
+       END,
+       current_setting('restore_command') <> ''";
 
 impl PostgresClient {
     /// A client for `config`; connects lazily. `application_name` is what this node calls
@@ -192,6 +193,7 @@ impl PostgresClient {
             timeline,
             upstream: upstream_of(&row.get::<_, String>(7), &self.application_name),
             oldest_kept: if in_recovery { None } else { lsn(9)? },
+            restores_from_archive: in_recovery && row.get::<_, bool>(10),
         })
     }
 

@@ -29,6 +29,7 @@ impl World {
                 replay_lsn: end.filter(|_| !primary),
                 upstream: pg.upstream.map(|u| self.nodes[u].id),
                 oldest_kept: None,
+                restores_from_archive: false,
             }
         });
         let running = pg.phase != Phase::Stopped;

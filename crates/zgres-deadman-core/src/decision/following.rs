@@ -94,6 +94,10 @@ impl Decider {
                     } else if self.retry.follow.is_stuck(obs.now, mine, primary_timeline) {
                         "this standby cannot follow the primary's timeline (it has WAL the new timeline forked off before): stopping it to rewind it"
                     } else {
+                        if p.restores_from_archive {
+                            self.retry.missing_wal.forget();
+                            return vec![];
+                        }
                         return self.when_wal_is_missing(obs, holder, p.position());
                     };
                     self.retry.follow.forget();

@@ -52,6 +52,9 @@ pub struct Probe {
     /// Where the oldest WAL segment in `pg_wal` begins (primary only): what a standby can
     /// still stream from.
     pub oldest_kept: Option<Lsn>,
+    /// A standby with a `restore_command`: it can fetch WAL the primary no longer has from
+    /// an archive, so missing WAL on the primary is not its problem.
+    pub restores_from_archive: bool,
 }
 
 impl Probe {

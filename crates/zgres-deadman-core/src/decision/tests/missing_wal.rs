@@ -5,8 +5,20 @@ use super::*;
 
 /// Node 1, a standby of node 2 at `lsn`; node 2 the primary, keeping WAL from `oldest_kept`.
 fn round(d: &mut Decider, now: Instant, lsn: u64, oldest_kept: u64) -> Decision {
+    round_with(d, now, lsn, oldest_kept, false)
+}
+
+/// As [`round`], the standby restoring from an archive when `archive`.
+fn round_with(
+    d: &mut Decider,
+    now: Instant,
+    lsn: u64,
+    oldest_kept: u64,
+    archive: bool,
+) -> Decision {
     let mut me = standby(lsn);
     me.probe.as_mut().unwrap().upstream = Some(node(2));
+    me.probe.as_mut().unwrap().restores_from_archive = archive;
     let mut primary = peer_state(2, Role::Primary, 1 << 30);
     primary.wal.oldest_kept = Some(Lsn(oldest_kept));
     let o = obs(
@@ -86,5 +98,16 @@ fn a_standby_that_moves_or_is_within_the_kept_wal_is_left_alone() {
     for step in 0..3u32 {
         let decision = round(&mut d, t0 + MISSING_WAL_AFTER * step, 200, 200);
         assert!(!wipes(&decision) && !reported(&decision));
+    }
+}
+
+#[test]
+fn a_standby_with_a_restore_command_is_left_to_its_archive() {
+    let t0 = Instant::now();
+    let mut d = decider(1);
+    d.set_reclone_on_missing_wal(true);
+    for step in 0..3u32 {
+        let decision = round_with(&mut d, t0 + MISSING_WAL_AFTER * step, 100, 200, true);
+        assert!(!wipes(&decision) && !reported(&decision), "step {step}");
     }
 }

@@ -37,6 +37,7 @@ fn arb_postgres() -> impl Strategy<Value = LocalPostgres> {
                     replay_lsn: in_recovery.then_some(Lsn(lsn)),
                     upstream: upstream.map(node),
                     oldest_kept: None,
+                    restores_from_archive: false,
                 }),
             control: Some((tl(1), Lsn(0))),
             streaming: streaming.map(|s| s.into_iter().map(node).collect()),
