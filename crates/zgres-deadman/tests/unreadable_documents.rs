@@ -6,9 +6,9 @@
 
 use std::time::{Duration, Instant};
 
-use zgres_schema::documents::{GroupConfig, NodeState, Promotion, SyncMode};
+use zgres_schema::documents::{GroupConfig, Promotion, SyncMode};
 use zgres_schema::{decode, Znode};
-use zgres_testkit::group::checks::wait_synchronous_standby;
+use zgres_testkit::group::checks::{node_state, wait_synchronous_standby};
 use zgres_testkit::group::{missing_acks, Group, Timing, Writer, DEADLINE};
 use zgres_testkit::poll;
 use zookeeper_client as zk;
@@ -48,15 +48,6 @@ async fn put(client: &zk::Client, path: &str, data: &[u8]) {
             other.unwrap();
         }
     }
-}
-
-async fn node_state(group: &Group, client: &zk::Client, i: usize) -> Option<NodeState> {
-    let path = group.layout.path(&Znode::State(
-        zgres_schema::GroupName::new(zgres_testkit::group::GROUP).unwrap(),
-        group.nodes[i].node_id().parse().unwrap(),
-    ));
-    let (data, _) = client.get_data(&path).await.ok()?;
-    decode(&path, &data).ok()
 }
 
 /// Waits until node `i` publishes a warning containing `text`.
