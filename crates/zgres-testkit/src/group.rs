@@ -14,9 +14,11 @@
 pub mod checks;
 mod node;
 mod writer;
+mod zk_access;
 
 pub use node::Node;
 pub use writer::{missing_acks, Ack, Writer};
+pub use zk_access::{authenticate, zookeeper_tls_keys};
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -449,38 +451,6 @@ impl Group {
             .collect::<Vec<_>>()
             .join("\n")
     }
-}
-
-/// `connector` authenticating as `credentials` (`user:password`), with SASL DIGEST-MD5 when
-/// `sasl`, else with the digest scheme; unchanged without credentials.
-pub fn authenticate(
-    connector: zk::Connector,
-    credentials: Option<&str>,
-    sasl: bool,
-) -> zk::Connector {
-    match credentials {
-        None => connector,
-        Some(credentials) if sasl => {
-            let (user, password) = credentials.split_once(':').unwrap_or((credentials, ""));
-            connector.with_sasl(zk::SaslOptions::digest_md5(
-                user.to_owned(),
-                password.to_owned(),
-            ))
-        }
-        Some(credentials) => connector.with_auth("digest", credentials.as_bytes()),
-    }
-}
-
-/// The `[zookeeper]` TLS keys for a TLS-only test server (empty for a plain one).
-pub fn zookeeper_tls_keys(zk: &ZkCluster) -> String {
-    zk.client_tls().map_or_else(String::new, |files| {
-        format!(
-            "tls_ca_file = \"{}\"\ntls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n",
-            files.ca.display(),
-            files.cert.display(),
-            files.key.display()
-        )
-    })
 }
 
 /// Merges `extra` into `base`: tables key by key, any other value replaced.

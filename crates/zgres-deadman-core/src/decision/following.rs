@@ -15,13 +15,18 @@ impl Decider {
         obs: &Observation,
         holder: NodeId,
         position: Option<zgres_schema::Lsn>,
+        replayed: Option<zgres_schema::Lsn>,
     ) -> Vec<Action> {
         let oldest_kept = obs
             .peers
             .iter()
             .find(|peer| peer.state.node == holder && peer.state.role == Role::Primary)
             .and_then(|peer| peer.state.wal.oldest_kept);
-        match self.retry.missing_wal.observe(obs.now, position, oldest_kept) {
+        match self
+            .retry
+            .missing_wal
+            .observe(obs.now, position, replayed, oldest_kept)
+        {
             Some(_) if self.retry.reclone_on_missing_wal => vec![Action::WipeDataDirectory {
                 reason: "the WAL this standby needs is gone from the primary: emptying its data directory to clone it again (provisioning.reclone_on_missing_wal)",
             }],
@@ -98,7 +103,7 @@ impl Decider {
                             self.retry.missing_wal.forget();
                             return vec![];
                         }
-                        return self.when_wal_is_missing(obs, holder, p.position());
+                        return self.when_wal_is_missing(obs, holder, p.position(), p.replay_lsn);
                     };
                     self.retry.follow.forget();
                     self.retry.follow.rewind_wanted = true;

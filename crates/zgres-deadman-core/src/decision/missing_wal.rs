@@ -39,38 +39,44 @@ impl MissingWal {
 /// Tracks whether the local standby's next WAL is still on the primary.
 #[derive(Debug, Default)]
 pub(super) struct MissingWalWatch {
-    /// Where the standby has been, before the primary's oldest kept WAL, and since when.
+    /// Where the standby has replayed to while before the primary's oldest kept WAL, and
+    /// since when.
     behind_since: Option<(Lsn, Instant)>,
     /// Confirmed, until the standby moves or the primary keeps older WAL again.
     confirmed: Option<MissingWal>,
 }
 
 impl MissingWalWatch {
-    /// Observes a running standby at `position` while the primary it follows keeps WAL from
+    /// Observes a running standby at `position` (the furthest it received or replayed),
+    /// having replayed to `replayed`, while the primary it follows keeps WAL from
     /// `oldest_kept`; the missing WAL once that has lasted [`MISSING_WAL_AFTER`] without the
-    /// standby moving.
+    /// replay moving. Progress is judged on the replay alone: the received position of a
+    /// standby that cannot stream comes and goes (unset, then the start of the segment it
+    /// asks for at each attempt), which must not restart the wait.
     pub(super) fn observe(
         &mut self,
         now: Instant,
         position: Option<Lsn>,
+        replayed: Option<Lsn>,
         oldest_kept: Option<Lsn>,
     ) -> Option<MissingWal> {
         let behind = position
             .zip(oldest_kept)
             .filter(|(mine, oldest)| mine < oldest);
-        self.confirmed = match (behind, self.behind_since) {
-            (None, _) => {
-                self.behind_since = None;
-                None
-            }
-            (Some((needed, oldest_kept)), Some((at, since))) if needed == at => {
+        let progress = replayed.or(position);
+        self.confirmed = match (behind, progress, self.behind_since) {
+            (Some((needed, oldest_kept)), Some(at_now), Some((at, since))) if at_now == at => {
                 (now.duration_since(since) >= MISSING_WAL_AFTER).then_some(MissingWal {
                     needed,
                     oldest_kept,
                 })
             }
-            (Some((needed, _)), _) => {
-                self.behind_since = Some((needed, now));
+            (Some(_), Some(at_now), _) => {
+                self.behind_since = Some((at_now, now));
+                None
+            }
+            _ => {
+                self.behind_since = None;
                 None
             }
         };
@@ -109,12 +115,23 @@ mod tests {
     fn a_standby_stuck_before_the_oldest_kept_wal_is_confirmed_after_the_wait() {
         let t0 = Instant::now();
         let mut watch = MissingWalWatch::default();
-        assert_eq!(watch.observe(t0, Some(lsn(100)), Some(lsn(200))), None);
+        assert_eq!(
+            watch.observe(t0, Some(lsn(100)), Some(lsn(100)), Some(lsn(200))),
+            None
+        );
         assert_eq!(watch.deadline(), Some(t0 + MISSING_WAL_AFTER));
         let almost = t0 + MISSING_WAL_AFTER - Duration::from_millis(1);
-        assert_eq!(watch.observe(almost, Some(lsn(100)), Some(lsn(200))), None);
+        assert_eq!(
+            watch.observe(almost, Some(lsn(100)), Some(lsn(100)), Some(lsn(200))),
+            None
+        );
         let missing = watch
-            .observe(t0 + MISSING_WAL_AFTER, Some(lsn(100)), Some(lsn(200)))
+            .observe(
+                t0 + MISSING_WAL_AFTER,
+                Some(lsn(100)),
+                Some(lsn(100)),
+                Some(lsn(200)),
+            )
             .unwrap();
         assert_eq!(missing.needed, lsn(100));
         assert_eq!(missing.oldest_kept, lsn(200));
@@ -127,16 +144,42 @@ mod tests {
     fn a_standby_replaying_its_own_wal_is_left_alone() {
         let t0 = Instant::now();
         let mut watch = MissingWalWatch::default();
-        watch.observe(t0, Some(lsn(100)), Some(lsn(200)));
+        watch.observe(t0, Some(lsn(100)), Some(lsn(100)), Some(lsn(200)));
         // It moved: the wait starts again from its new position.
         let later = t0 + MISSING_WAL_AFTER;
-        assert_eq!(watch.observe(later, Some(lsn(150)), Some(lsn(200))), None);
+        assert_eq!(
+            watch.observe(later, Some(lsn(150)), Some(lsn(150)), Some(lsn(200))),
+            None
+        );
         // It reached the primary's kept WAL: nothing is missing.
         assert_eq!(
-            watch.observe(later + MISSING_WAL_AFTER, Some(lsn(200)), Some(lsn(200))),
+            watch.observe(
+                later + MISSING_WAL_AFTER,
+                Some(lsn(200)),
+                Some(lsn(200)),
+                Some(lsn(200))
+            ),
             None
         );
         assert_eq!(watch.deadline(), None);
+    }
+
+    #[test]
+    fn a_received_position_that_comes_and_goes_does_not_restart_the_wait() {
+        // The walreceiver's position is set when it starts an attempt and may be unset
+        // between attempts; judging progress on it would restart the wait each time.
+        let t0 = Instant::now();
+        let mut watch = MissingWalWatch::default();
+        let step = MISSING_WAL_AFTER / 4;
+        for (i, received) in [None, Some(150), None, Some(150), None, Some(150)]
+            .into_iter()
+            .enumerate()
+        {
+            let at = t0 + step * i as u32;
+            let position = received.map(lsn).max(Some(lsn(100)));
+            let seen = watch.observe(at, position, Some(lsn(100)), Some(lsn(200)));
+            assert_eq!(seen.is_some(), at >= t0 + MISSING_WAL_AFTER, "step {i}");
+        }
     }
 
     proptest! {
@@ -153,7 +196,7 @@ mod tests {
             for (advance_ms, mine, oldest) in steps {
                 elapsed += advance_ms;
                 let now = t0 + Duration::from_millis(elapsed);
-                let reported = watch.observe(now, Some(lsn(mine)), Some(lsn(oldest)));
+                let reported = watch.observe(now, Some(lsn(mine)), Some(lsn(mine)), Some(lsn(oldest)));
                 history.push((elapsed, mine, oldest));
                 if let Some(missing) = reported {
                     prop_assert!(missing.needed < missing.oldest_kept);
