@@ -205,3 +205,50 @@ async fn the_more_advanced_replica_is_promoted() {
     nix::sys::signal::kill(Pid::from_raw(receiver), Signal::SIGCONT).unwrap();
     group.wait_following(1, 2).await;
 }
+
+/// Regression (the CI failure of 2026-12-01, lost persistent watches): a replica whose
+/// connection to ZooKeeper was lost and re-established within its session still hears that the
+/// lock was deleted, and takes over when the primary dies. Before the fix in the vendored
+/// client, its read cache never heard of the deletion and only its 120 s resync would have.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_reconnected_to_zookeeper_takes_over_when_the_primary_dies() {
+    use zgres_testkit::fault_proxy::ProxyMode;
+
+    let mut group = Group::prepare(2, Timing::default()).await;
+    group.proxy_node(1);
+    group.start_all().await;
+    assert_eq!(group.wait_primary(&[]).await, 0);
+    group.wait_following(1, 0).await;
+
+    // Connection lost and back well within the 2 s session: the same session goes on.
+    let connections = |log: &str| log.matches("succeeds to establish session").count();
+    let before = connections(&group.nodes[1].log_text());
+    let proxy = group.nodes[1].proxy.as_ref().unwrap();
+    proxy.set_mode(ProxyMode::Refuse);
+    poll::until(
+        "n1's client to notice the lost connection",
+        DEADLINE,
+        || {
+            let log = group.nodes[1].log_text();
+            std::future::ready(log.contains("enter state Disconnected").then_some(()))
+        },
+    )
+    .await
+    .unwrap();
+    proxy.set_mode(ProxyMode::Pass);
+    poll::until("n1's client to reconnect", DEADLINE, || {
+        let log = group.nodes[1].log_text();
+        std::future::ready((connections(&log) > before).then_some(()))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", group.logs_with_first(Some(1))));
+    let log = group.nodes[1].log_text();
+    assert_eq!(
+        log.matches("ZooKeeper session established").count(),
+        1,
+        "n1 opened a new session; this test is about a kept one\n{log}"
+    );
+
+    group.kill_node(0);
+    assert_eq!(group.wait_primary(&[0]).await, 1);
+}
