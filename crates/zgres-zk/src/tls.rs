@@ -15,8 +15,12 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName}
 use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
 use zookeeper_client as zk;
 
-/// How long [`diagnose`] waits for the TCP connection and the handshake together.
-const DIAGNOSE_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long [`diagnose`] waits for the TCP connection: short, because a server that does
+/// not accept at once is a network problem, not a TLS one, and a deadman reconnecting after an
+/// outage should not wait on the diagnosis.
+const DIAGNOSE_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long [`diagnose`] waits for the handshake once connected.
+const DIAGNOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// This client's certificate and key, presented to the servers.
 #[derive(Clone, PartialEq, Eq)]
@@ -186,9 +190,9 @@ pub struct TlsHandshakeError {
 }
 
 /// Handshakes with the first server of `connect` using `tls`, and returns why it failed, or
-/// `None` when it succeeds (the failure was something else) or the server cannot be reached
-/// at all within a few seconds (a network problem, reported as such by the caller).
-/// Cancel-safe: dropping it drops the connection.
+/// `None` when it succeeds (the failure was something else), the server does not accept a
+/// connection within 0.5 s or does not finish the handshake within 2 s (a network problem,
+/// reported as such by the caller). Cancel-safe: dropping it drops the connection.
 pub async fn diagnose(tls: &ZkTls, connect: &str) -> Option<TlsHandshakeError> {
     let server = connect
         .split('/')
@@ -215,19 +219,17 @@ pub async fn diagnose(tls: &ZkTls, connect: &str) -> Option<TlsHandshakeError> {
         Ok(name) => name,
         Err(e) => return Some(failed(e.to_string())),
     };
-    let attempt = async {
-        let stream = tokio::net::TcpStream::connect(&server).await.ok()?;
-        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-        connector
-            .connect(name, stream)
-            .await
-            .err()
-            .map(|e| failed(e.to_string()))
-    };
-    tokio::time::timeout(DIAGNOSE_TIMEOUT, attempt)
+    let connect = tokio::net::TcpStream::connect(&server);
+    let stream = tokio::time::timeout(DIAGNOSE_CONNECT_TIMEOUT, connect)
         .await
-        .ok()
-        .flatten()
+        .ok()?
+        .ok()?;
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let handshake = connector.connect(name, stream);
+    match tokio::time::timeout(DIAGNOSE_HANDSHAKE_TIMEOUT, handshake).await {
+        Ok(Err(e)) => Some(failed(e.to_string())),
+        Ok(Ok(_)) | Err(_) => None,
+    }
 }
 
 #[cfg(test)]
