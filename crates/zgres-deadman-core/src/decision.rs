@@ -259,7 +259,7 @@ impl Decider {
             // Only a group without any data is bootstrapped; otherwise wait for a primary.
             let anyone_has_data = obs.peers.iter().any(|p| p.state.system_id.is_some());
             let no_database = obs.db_id == Fetched::Absent && !anyone_has_data;
-            if no_database && !self.tags.nofailover && !obs.vetoed {
+            if no_database && !self.tags.never_promoted() && !obs.vetoed {
                 self.last_ineligible = None;
                 actions.push(Action::AcquireLock);
             } else {

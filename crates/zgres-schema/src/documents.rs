@@ -37,7 +37,8 @@ pub struct Tags {
     pub noloadbalance: bool,
     /// Never make this node a synchronous standby.
     pub nosync: bool,
-    /// Among equally advanced candidates, the higher priority wins.
+    /// Among equally advanced candidates, the higher priority wins; 0 never promotes (as
+    /// pg_auto_failover's candidate priority 0).
     pub priority: u32,
 }
 
@@ -55,6 +56,11 @@ impl Default for Tags {
 impl Tags {
     /// Priority of a node that sets none.
     pub const DEFAULT_PRIORITY: u32 = 100;
+
+    /// Whether this node must never become the primary: tagged `nofailover`, or priority 0.
+    pub fn never_promoted(&self) -> bool {
+        self.nofailover || self.priority == 0
+    }
 }
 
 /// WAL positions of a node. A primary fills `write`; a replica fills `receive` and `replay`.

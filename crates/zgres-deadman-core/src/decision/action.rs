@@ -102,7 +102,7 @@ pub enum Action {
 /// Why this node does not contend for a free lock (for logs and tests).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ineligible {
-    /// Tagged `nofailover`.
+    /// Tagged `nofailover`, or `priority = 0`.
     NoFailoverTag,
     /// PostgreSQL is not running and answering as a standby.
     NotAStandby,

@@ -49,7 +49,7 @@ impl Decider {
     }
 
     pub(super) fn eligibility(&self, obs: &Observation) -> Result<(), Ineligible> {
-        if self.tags.nofailover {
+        if self.tags.never_promoted() {
             return Err(Ineligible::NoFailoverTag);
         }
         if obs.vetoed {
@@ -129,7 +129,7 @@ pub(super) fn peer_rank(
     last_primary: Option<Lsn>,
 ) -> Option<Rank> {
     let s = &peer.state;
-    if !s.is_healthy() || s.role != Role::Replica || s.tags.nofailover {
+    if !s.is_healthy() || s.role != Role::Replica || s.tags.never_promoted() {
         return None;
     }
     if obs

@@ -88,7 +88,7 @@ pub fn not_taking_over(lock: LockView, ineligible: Option<Ineligible>) -> Option
         return None;
     }
     let why = match ineligible? {
-        Ineligible::NoFailoverTag => "tagged nofailover",
+        Ineligible::NoFailoverTag => "tagged nofailover or priority 0",
         Ineligible::NotAStandby => "PostgreSQL is not running as a standby",
         Ineligible::GaveUp => "it gave the lock up after failing to restart PostgreSQL",
         Ineligible::WrongSystem => "its system identifier differs from the group's",

@@ -197,3 +197,28 @@ fn a_vetoed_promotion_keeps_the_node_out_of_elections_for_a_while_and_wakes_it_a
     let actions = d.decide(&obs(later, LockView::Free, standby(1 << 40), vec![]));
     assert!(actions.contains(&Action::AcquireLock));
 }
+
+#[test]
+fn priority_zero_never_contends_and_never_outranks_a_peer() {
+    let t = Instant::now();
+    let zero = Tags {
+        priority: 0,
+        ..Tags::default()
+    };
+    // Alone and the most advanced: still never takes the lock.
+    let mut d = Decider::new(
+        node(1),
+        zero.clone(),
+        Duration::from_secs(10),
+        Duration::from_secs(2),
+    );
+    let peers = vec![fresh(peer_state(2, Role::Replica, 100))];
+    let actions = d.decide(&obs(t, LockView::Free, standby(500), peers));
+    assert!(!actions.contains(&Action::AcquireLock), "{actions:?}");
+    assert_eq!(d.last_ineligible(), Some(Ineligible::NoFailoverTag));
+    // A priority-0 peer far ahead does not hold back a normal node.
+    let mut ahead = peer_state(2, Role::Replica, 900);
+    ahead.tags = zero;
+    let actions = decider(1).decide(&obs(t, LockView::Free, standby(100), vec![fresh(ahead)]));
+    assert!(actions.contains(&Action::AcquireLock), "{actions:?}");
+}
