@@ -42,8 +42,8 @@ mod schedule;
 
 pub use action::{Action, Ineligible};
 pub use observation::{
-    wants_timeline_starts, DataDirKind, LocalPostgres, LockView, Observation, Peer, Probe,
-    TimelineStart,
+    wants_every_peer, wants_timeline_starts, DataDirKind, LocalPostgres, LockView, Observation,
+    Peer, Probe, TimelineStart,
 };
 pub use published::{not_taking_over, problems, role, warnings, WarningInputs};
 pub use round::{Decision, Published, RoundInputs};

@@ -349,3 +349,27 @@ async fn paused_group_takes_no_action_until_resumed() {
     let new = group.wait_primary(&[0]).await;
     group.wait_following(3 - new, new).await;
 }
+
+/// Issue 14 (placement): a replica tagged `clonefrom` is where a new node takes its base
+/// backup, sparing the primary; the new node then streams from the primary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_node_clones_from_the_replica_tagged_clonefrom() {
+    let mut group = Group::prepare(2, Timing::default()).await;
+    group.nodes[1].extra_config = "[tags]\nclonefrom = true\n".into();
+    group.start_all().await;
+    assert_eq!(group.wait_primary(&[]).await, 0);
+    group.wait_following(1, 0).await;
+
+    let new = group.add_empty_node();
+    group.start(new);
+    group.wait_following(new, 0).await;
+    let replica = group.nodes[1].node_id();
+    let log = group.nodes[new].log_text();
+    assert!(
+        log.contains(&format!(
+            "cloning the group into the empty data directory source={replica}"
+        )),
+        "not cloned from the clonefrom replica {replica}\n{log}"
+    );
+    assert!(log.contains("clone done"), "{log}");
+}

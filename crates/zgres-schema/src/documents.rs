@@ -37,6 +37,9 @@ pub struct Tags {
     pub noloadbalance: bool,
     /// Never make this node a synchronous standby.
     pub nosync: bool,
+    /// Prefer this replica as the source when a new node clones the group (a base backup
+    /// from a standby spares the primary).
+    pub clonefrom: bool,
     /// Among equally advanced candidates, the higher priority wins; 0 never promotes (as
     /// pg_auto_failover's candidate priority 0).
     pub priority: u32,
@@ -48,6 +51,7 @@ impl Default for Tags {
             nofailover: false,
             noloadbalance: false,
             nosync: false,
+            clonefrom: false,
             priority: Tags::DEFAULT_PRIORITY,
         }
     }

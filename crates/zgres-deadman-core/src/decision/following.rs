@@ -7,6 +7,30 @@ use zgres_schema::NodeId;
 
 use super::{Action, DataDirKind, Decider, Observation};
 
+/// Where an empty node clones from: the most advanced healthy replica tagged `clonefrom` on
+/// the primary's timeline (sparing the primary a base backup), else the primary `holder`.
+fn clone_source(obs: &Observation, holder: NodeId) -> NodeId {
+    let primary_timeline = obs
+        .peers
+        .iter()
+        .find(|p| p.state.node == holder)
+        .and_then(|p| p.state.timeline);
+    obs.peers
+        .iter()
+        .map(|p| &p.state)
+        .filter(|s| {
+            s.tags.clonefrom
+                && s.role == Role::Replica
+                && s.is_healthy()
+                && s.timeline.is_some()
+                && s.timeline == primary_timeline
+                && s.system_id.is_some()
+                && s.system_id == obs.db_id.valid().copied()
+        })
+        .max_by_key(|s| (s.wal.replay, s.node))
+        .map_or(holder, |s| s.node)
+}
+
 impl Decider {
     /// A running standby of `holder` at `position`: wiped to be cloned again once the WAL it
     /// needs is confirmed gone from the primary, if that is allowed (else only reported).
@@ -56,7 +80,9 @@ impl Decider {
         });
         match (pg.running, pg.data_dir) {
             (false, DataDirKind::Empty) if obs.db_id.valid().is_some() && holder_ready => {
-                vec![Action::CloneFrom { source: holder }]
+                vec![Action::CloneFrom {
+                    source: clone_source(obs, holder),
+                }]
             }
             (false, DataDirKind::Empty) => vec![],
             // A former primary: it may hold WAL the new primary never saw.

@@ -121,6 +121,13 @@ pub fn wants_timeline_starts(lock: LockView, peers: &[Peer], standby: Option<Tim
         .is_some_and(|(mine, theirs)| mine < theirs)
 }
 
+/// Whether the shell should read every peer's state while another node holds the lock (it
+/// reads only the holder's otherwise): for a stopped node with an empty data directory, which
+/// chooses the replica to clone from (the `clonefrom` tag).
+pub fn wants_every_peer(running: bool, data_dir: DataDirKind) -> bool {
+    !running && data_dir == DataDirKind::Empty
+}
+
 /// Everything the deadman knows at one moment.
 #[derive(Debug, Clone)]
 pub struct Observation {

@@ -52,13 +52,18 @@ impl GroupView {
 }
 
 impl Coordinator {
-    /// Reads the lock, the peers' states, the db-id and the group config, and where the
+    /// Reads the lock, the peers' states (every peer's when `every_peer`, see
+    /// [`crate::decision::wants_every_peer`]), the db-id and the group config, and where the
     /// timelines began when `standby_timeline` (the local standby's, if one runs) is behind
     /// the primary's. Every successful read also confirms the session for the fence.
     ///
     /// # Errors
     /// As any request; then nothing is decided this round.
-    pub async fn view(&mut self, standby_timeline: Option<Timeline>) -> Result<GroupView> {
+    pub async fn view(
+        &mut self,
+        standby_timeline: Option<Timeline>,
+        every_peer: bool,
+    ) -> Result<GroupView> {
         let sent = monotonic_ns();
         let lock_path = self.lock_path();
         // Cached reads would describe a group we cannot see now: decide nothing.
@@ -123,8 +128,8 @@ impl Coordinator {
         let switchover_pending = !matches!(switchover, Fetched::Absent);
 
         // Read only the states a decision can use: every peer's during an election, a
-        // requested switchover or in synchronous mode, the holder's while following (for its
-        // WAL position and health), none otherwise.
+        // requested switchover, in synchronous mode or to choose a clone source, the holder's
+        // while following (for its WAL position and health), none otherwise.
         let prefix = format!("{}_", self.group);
         let state_dir = self.layout.dir(zgres_schema::Dir::State);
         let children = match lock {
@@ -134,6 +139,11 @@ impl Coordinator {
                 .await?
                 .unwrap_or_default(),
             LockView::Ours if switchover_pending || synchronous => self
+                .cache
+                .children(&self.session, &state_dir)
+                .await?
+                .unwrap_or_default(),
+            LockView::Other(Some(_)) if every_peer => self
                 .cache
                 .children(&self.session, &state_dir)
                 .await?

@@ -147,7 +147,7 @@ impl Daemon {
                 true
             }
             Action::CloneFrom { source } => {
-                tracing::info!(%source, "cloning the primary into the empty data directory");
+                tracing::info!(%source, "cloning the group into the empty data directory");
                 match self.provision(Some(source)).await {
                     Ok(()) => {
                         tracing::info!(%source, "clone done; starting as a standby");

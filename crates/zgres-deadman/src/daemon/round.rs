@@ -100,7 +100,9 @@ impl Daemon {
             return Next::Later;
         };
         let standby_timeline = probe.filter(|p| p.in_recovery).and_then(|p| p.timeline);
-        let mut view = match session.coordinator.view(standby_timeline).await {
+        let every_peer =
+            crate::decision::wants_every_peer(running, data_dir::kind(&self.config.postgres));
+        let mut view = match session.coordinator.view(standby_timeline, every_peer).await {
             Ok(view) => view,
             Err(e) if e.session_ended() => {
                 tracing::error!(

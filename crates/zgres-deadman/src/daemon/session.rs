@@ -37,7 +37,10 @@ impl Daemon {
         .map_err(ConnectError::Retry)?;
         self.zk.resume = None;
         let mut coordinator = coordinator;
-        let view = coordinator.view(None).await.map_err(ConnectError::Retry)?;
+        let view = coordinator
+            .view(None, false)
+            .await
+            .map_err(ConnectError::Retry)?;
         let theirs = view.db_id.valid().copied();
         if let (Some(theirs), Some(ours)) = (theirs, self.pg.control.map(|c| c.system_id)) {
             if theirs != ours {

@@ -15,14 +15,22 @@ fn node() -> impl Strategy<Value = NodeId> {
 }
 
 fn tags() -> impl Strategy<Value = Tags> {
-    (any::<bool>(), any::<bool>(), any::<bool>(), any::<u32>()).prop_map(
-        |(nofailover, noloadbalance, nosync, priority)| Tags {
-            nofailover,
-            noloadbalance,
-            nosync,
-            priority,
-        },
+    (
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+        any::<u32>(),
     )
+        .prop_map(
+            |(nofailover, noloadbalance, nosync, clonefrom, priority)| Tags {
+                nofailover,
+                noloadbalance,
+                nosync,
+                clonefrom,
+                priority,
+            },
+        )
 }
 
 fn lsn() -> impl Strategy<Value = Option<Lsn>> {

@@ -384,3 +384,35 @@ fn failed_rewinds_in_a_row_wait_longer_up_to_a_bound() {
     assert_eq!(rewind_retry_after(1_000), REWIND_RETRY_MAX);
     assert_eq!(rewind_retry_after(u32::MAX), REWIND_RETRY_MAX);
 }
+
+#[test]
+fn an_empty_node_clones_from_a_healthy_clonefrom_replica_on_the_primarys_timeline() {
+    let t = Instant::now();
+    let mut d = decider(1);
+    let tagged = |i: u8, lsn: u64| {
+        let mut s = peer_state(i, Role::Replica, lsn);
+        s.tags.clonefrom = true;
+        s
+    };
+    let with = |replicas: Vec<NodeState>| {
+        let mut peers = vec![fresh(peer_state(2, Role::Primary, 500))];
+        peers.extend(replicas.into_iter().map(fresh));
+        obs(t, LockView::Other(Some(node(2))), empty(), peers)
+    };
+    let source = |d: &mut Decider, o: &Observation| match d.decide(o).as_slice() {
+        [Action::CloneFrom { source }] => *source,
+        other => panic!("{other:?}"),
+    };
+    // No tagged replica: the primary.
+    let untagged = with(vec![peer_state(3, Role::Replica, 400)]);
+    assert_eq!(source(&mut d, &untagged), node(2));
+    // The most advanced tagged one.
+    let two = with(vec![tagged(3, 300), tagged(4, 400)]);
+    assert_eq!(source(&mut d, &two), node(4));
+    // Not an unhealthy one, nor one on another timeline: the primary then.
+    let mut sick = tagged(3, 300);
+    sick.problems = vec!["postgres does not answer".into()];
+    let mut behind = tagged(4, 400);
+    behind.timeline = Some(tl(2));
+    assert_eq!(source(&mut d, &with(vec![sick, behind])), node(2));
+}
