@@ -73,6 +73,28 @@ fn read(key: &'static str, path: &Path) -> Result<String, TlsFileError> {
     std::fs::read_to_string(path).map_err(|e| file_error(key, path, e))
 }
 
+/// Refuses a private key that others (not its owner or group) may read or write: anyone on
+/// the host could then act as this client, the writer identity of the group. Its group may
+/// read it (Debian's `ssl-cert` group convention).
+fn check_private(path: &Path) -> Result<(), TlsFileError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)
+        .map_err(|e| file_error("tls_key_file", path, e))?
+        .permissions()
+        .mode();
+    if mode & 0o007 != 0 {
+        return Err(file_error(
+            "tls_key_file",
+            path,
+            format!(
+                "a private key others may access (mode {:o}): chmod o-rwx",
+                mode & 0o777
+            ),
+        ));
+    }
+    Ok(())
+}
+
 impl ZkTls {
     /// Reads and checks the CA file and, when given, the client certificate and key.
     ///
@@ -85,6 +107,7 @@ impl ZkTls {
         let identity = match identity {
             None => None,
             Some((cert_file, key_file)) => {
+                check_private(key_file)?;
                 let identity = Identity {
                     cert_file: cert_file.to_owned(),
                     cert_pem: read("tls_cert_file", cert_file)?,
@@ -300,6 +323,20 @@ mod tests {
             "{problems:?}"
         );
 
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+            let (problems, _) = problems_of(&format!(
+                "tls_ca_file = \"{ca}\"\ntls_cert_file = \"{cert}\"\ntls_key_file = \"{key}\""
+            ));
+            assert_eq!(
+                problems,
+                [format!(
+                    "zookeeper.tls_key_file: {key}: a private key others may access (mode 644): chmod o-rwx"
+                )]
+            );
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
+        }
         let (problems, settings) = problems_of(&format!(
             "tls_ca_file = \"{ca}\"\ntls_cert_file = \"{cert}\"\ntls_key_file = \"{key}\""
         ));
