@@ -12,7 +12,10 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 
 mod log;
+mod private_key;
 mod signals;
+
+pub use private_key::{check_private_key, PrivateKeyFile};
 
 pub use log::{LogConfig, LogFormat, LogLevel};
 pub use signals::{cancel_on_signal, check_on_hangup, reload_on_hangup};

@@ -87,3 +87,45 @@ fn a_certificate_file_that_cannot_be_used_is_a_config_error_naming_it() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_private_key_others_may_read_is_a_config_error_naming_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    zgres_testkit::tls::issue(dir.path(), "key-ca");
+    let (cert, key) = (dir.path().join("api.crt"), dir.path().join("api.key"));
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/zgres-deadman.toml"
+    );
+    let config = std::fs::read_to_string(example).unwrap().replace(
+        "listen = \"127.0.0.1:8008\"\n",
+        &format!(
+            "listen = \"127.0.0.1:8008\"\ntls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n",
+            cert.display(),
+            key.display()
+        ),
+    );
+    let file = dir.path().join("deadman.toml");
+    std::fs::write(&file, config).unwrap();
+    let check = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_zgres-deadman"))
+            .args(["--check-config", file.to_str().unwrap()])
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stderr) = check();
+    assert_eq!(code, Some(78), "{stderr}");
+    assert!(
+        stderr.contains("api.key") && stderr.contains("others may access"),
+        "{stderr}"
+    );
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (code, stderr) = check();
+    assert_ne!(code, Some(78), "a 0600 key is refused: {stderr}");
+}

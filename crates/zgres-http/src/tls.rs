@@ -84,6 +84,7 @@ pub fn acceptor(files: &TlsFiles) -> Result<TlsAcceptor, TlsError> {
     if chain.is_empty() {
         return Err(file_error(&files.cert_file, "no CERTIFICATE in the file"));
     }
+    zgres_config::check_private_key(&files.key_file).map_err(|e| file_error(&files.key_file, e))?;
     let key = PrivateKeyDer::from_pem_file(&files.key_file)
         .map_err(|e| file_error(&files.key_file, e))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());

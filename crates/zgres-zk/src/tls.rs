@@ -73,28 +73,6 @@ fn read(key: &'static str, path: &Path) -> Result<String, TlsFileError> {
     std::fs::read_to_string(path).map_err(|e| file_error(key, path, e))
 }
 
-/// Refuses a private key that others (not its owner or group) may read or write: anyone on
-/// the host could then act as this client, the writer identity of the group. Its group may
-/// read it (Debian's `ssl-cert` group convention).
-fn check_private(path: &Path) -> Result<(), TlsFileError> {
-    use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(path)
-        .map_err(|e| file_error("tls_key_file", path, e))?
-        .permissions()
-        .mode();
-    if mode & 0o007 != 0 {
-        return Err(file_error(
-            "tls_key_file",
-            path,
-            format!(
-                "a private key others may access (mode {:o}): chmod o-rwx",
-                mode & 0o777
-            ),
-        ));
-    }
-    Ok(())
-}
-
 impl ZkTls {
     /// Reads and checks the CA file and, when given, the client certificate and key.
     ///
@@ -107,7 +85,8 @@ impl ZkTls {
         let identity = match identity {
             None => None,
             Some((cert_file, key_file)) => {
-                check_private(key_file)?;
+                zgres_config::check_private_key(key_file)
+                    .map_err(|e| file_error("tls_key_file", key_file, e))?;
                 let identity = Identity {
                     cert_file: cert_file.to_owned(),
                     cert_pem: read("tls_cert_file", cert_file)?,
