@@ -4,9 +4,6 @@
 //! clones it again (`provisioning.reclone_on_missing_wal`) or reports it in `/state`, the
 //! health API and `zgresctl list`.
 
-use std::process::Command;
-
-use zgres_testkit::artifacts::binary;
 use zgres_testkit::group::checks::node_state;
 use zgres_testkit::group::{Group, Timing, DEADLINE};
 use zgres_testkit::poll;
@@ -115,11 +112,8 @@ async fn a_replica_whose_wal_is_gone_is_reported_and_kept_by_default() {
     .await
     .unwrap();
     // zgresctl list shows it.
-    let out = Command::new(binary("zgresctl"))
-        .args(["--zookeeper", &group.zk.connect_string(), "list"])
-        .output()
-        .unwrap();
-    let listed = String::from_utf8_lossy(&out.stdout);
+    let (code, listed) = zgres_testkit::zgresctl::run(&group.zk.connect_string(), &["list"]);
+    assert_eq!(code, 0, "{listed}");
     assert!(listed.contains("gone from the primary"), "{listed}");
     // Nothing was deleted: the data directory is still there, and the deadman did not wipe it.
     assert!(group.nodes[1].pg.data_dir().join("PG_VERSION").exists());

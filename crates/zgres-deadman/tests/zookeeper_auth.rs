@@ -8,6 +8,7 @@
 
 use zgres_schema::Znode;
 use zgres_testkit::artifacts::binary;
+use zgres_testkit::group::checks::assert_cannot_write;
 use zgres_testkit::group::{missing_acks, Group, Timing, Writer, DEADLINE};
 use zgres_testkit::poll;
 use zgres_testkit::process::ManagedProcess;
@@ -95,33 +96,7 @@ async fn writer_identity_owns_the_group(zk: ZkCluster, sasl: bool, reader_id: &s
     let anonymous = client(&group, None).await;
     let reader = client(&group, Some(&format!("{READER}:{READER_PASSWORD}"))).await;
     for (who, attacker) in [("anonymous", &anonymous), ("reader", &reader)] {
-        for path in &existing {
-            let set = attacker.set_data(path, b"{}", None).await;
-            assert!(
-                matches!(set, Err(zk::Error::NoAuth)),
-                "{who} set {path}: {set:?}"
-            );
-            let delete = attacker.delete(path, None).await;
-            assert!(
-                matches!(delete, Err(zk::Error::NoAuth)),
-                "{who} deleted {path}: {delete:?}"
-            );
-        }
-        for dir in dirs {
-            let dir = group.layout.dir(dir);
-            let child = format!("{dir}/main");
-            let create = attacker
-                .create(
-                    &child,
-                    b"{}",
-                    &zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all()),
-                )
-                .await;
-            assert!(
-                matches!(create, Err(zk::Error::NoAuth | zk::Error::NodeExists)),
-                "{who} created {child}: {create:?}"
-            );
-        }
+        assert_cannot_write(&group, who, attacker, &existing, &dirs).await;
     }
     // The lock belongs to the writer identity of the mechanism in use.
     let (acl, _) = owner.get_acl(&group.path(Znode::Lock)).await.unwrap();

@@ -57,24 +57,21 @@ async fn wait_sync_primary(snapshot: &Path, log: &Path, port: u16) {
 /// zgresctl with the TLS options for `zk` and then `args`; returns its exit code and output.
 fn zgresctl(zk: &ZkCluster, ca: &Path, args: &[&str]) -> (i32, String) {
     let files = zk.client_tls().unwrap();
-    let out = Command::new(binary("zgresctl"))
-        .arg("--zookeeper")
-        .arg(zk.connect_string())
-        .arg("--zk-tls-ca")
-        .arg(ca)
-        .arg("--zk-tls-cert")
-        .arg(&files.cert)
-        .arg("--zk-tls-key")
-        .arg(&files.key)
-        .args(args)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let (ca, cert, key) = (
+        ca.display().to_string(),
+        files.cert.display().to_string(),
+        files.key.display().to_string(),
     );
-    (out.status.code().unwrap_or(-1), text)
+    let tls = [
+        "--zk-tls-ca",
+        &ca,
+        "--zk-tls-cert",
+        &cert,
+        "--zk-tls-key",
+        &key,
+    ];
+    let all: Vec<&str> = tls.iter().chain(args).copied().collect();
+    zgres_testkit::zgresctl::run(&zk.connect_string(), &all)
 }
 
 /// The node that bootstrapped the group, once it runs as primary, with the table the
@@ -229,6 +226,7 @@ async fn client_as(zk: &ZkCluster, cert: &Path, key: &Path) -> zookeeper_client:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_certificates_are_identities_for_the_acl_policy() {
     use zgres_schema::{Dir, Znode};
+    use zgres_testkit::group::checks::assert_cannot_write;
     use zgres_testkit::group::{missing_acks, Writer};
     use zookeeper_client as zk;
 
@@ -255,40 +253,16 @@ async fn client_certificates_are_identities_for_the_acl_policy() {
     ];
     let intruder = client_as(&group.zk, &intruder_cert, &intruder_key).await;
     let reader = client_as(&group.zk, &reader_cert, &reader_key).await;
+    let dirs = [
+        Dir::Lock,
+        Dir::State,
+        Dir::Conn,
+        Dir::Config,
+        Dir::Switchover,
+        Dir::Static,
+    ];
     for (who, attacker) in [("intruder", &intruder), ("reader", &reader)] {
-        for path in &existing {
-            let set = attacker.set_data(path, b"{}", None).await;
-            assert!(
-                matches!(set, Err(zk::Error::NoAuth)),
-                "{who} set {path}: {set:?}"
-            );
-            let delete = attacker.delete(path, None).await;
-            assert!(
-                matches!(delete, Err(zk::Error::NoAuth)),
-                "{who} deleted {path}: {delete:?}"
-            );
-        }
-        for dir in [
-            Dir::Lock,
-            Dir::State,
-            Dir::Conn,
-            Dir::Config,
-            Dir::Switchover,
-            Dir::Static,
-        ] {
-            let child = format!("{}/main", group.layout.dir(dir));
-            let create = attacker
-                .create(
-                    &child,
-                    b"{}",
-                    &zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all()),
-                )
-                .await;
-            assert!(
-                matches!(create, Err(zk::Error::NoAuth | zk::Error::NodeExists)),
-                "{who} created {child}: {create:?}"
-            );
-        }
+        assert_cannot_write(&group, who, attacker, &existing, &dirs).await;
     }
     let lock = group.path(Znode::Lock);
     assert!(

@@ -33,6 +33,7 @@ pub mod postgres;
 pub mod proc_usage;
 pub mod process;
 pub mod tls;
+pub mod zgresctl;
 pub mod zk_counter;
 pub mod znodes;
 pub mod zookeeper;

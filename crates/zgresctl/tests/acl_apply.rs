@@ -2,25 +2,12 @@
 //! then for everything; running it again changes nothing; it refuses to run without an
 //! identity.
 
-use std::process::Command;
-
 use zgres_testkit::znodes;
 use zgres_testkit::zookeeper::ZkCluster;
 use zookeeper_client as zk;
 
 fn zgresctl(connect: &str, args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_zgresctl"))
-        .arg("--zookeeper")
-        .arg(connect)
-        .args(args)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
+    zgres_testkit::zgresctl::run(connect, args)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

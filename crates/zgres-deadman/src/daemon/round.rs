@@ -100,8 +100,9 @@ impl Daemon {
             return Next::Later;
         };
         let standby_timeline = probe.filter(|p| p.in_recovery).and_then(|p| p.timeline);
-        let every_peer =
-            crate::decision::wants_every_peer(running, data_dir::kind(&self.config.postgres));
+        // Read once: nothing between here and the observation changes the directory.
+        let data_dir_kind = data_dir::kind(&self.config.postgres);
+        let every_peer = crate::decision::wants_every_peer(running, data_dir_kind);
         let mut view = match session.coordinator.view(standby_timeline, every_peer).await {
             Ok(view) => view,
             Err(e) if e.session_ended() => {
@@ -142,7 +143,7 @@ impl Daemon {
             peers: view.peers.clone(),
             postgres: LocalPostgres {
                 running,
-                data_dir: data_dir::kind(&self.config.postgres),
+                data_dir: data_dir_kind,
                 probe,
                 control: self
                     .pg

@@ -166,3 +166,41 @@ pub async fn node_state(
     let (data, _) = client.get_data(&path).await.ok()?;
     decode(&path, &data).ok()
 }
+
+/// Asserts that `attacker` (named `who` in failures) can neither set nor delete any of
+/// `existing`, nor create a child in any of `dirs` of `group`: each attempt gets `NoAuth` (or,
+/// for a create, finds the znode already there).
+pub async fn assert_cannot_write(
+    group: &Group,
+    who: &str,
+    attacker: &zk::Client,
+    existing: &[String],
+    dirs: &[zgres_schema::Dir],
+) {
+    for path in existing {
+        let set = attacker.set_data(path, b"{}", None).await;
+        assert!(
+            matches!(set, Err(zk::Error::NoAuth)),
+            "{who} set {path}: {set:?}"
+        );
+        let delete = attacker.delete(path, None).await;
+        assert!(
+            matches!(delete, Err(zk::Error::NoAuth)),
+            "{who} deleted {path}: {delete:?}"
+        );
+    }
+    for dir in dirs {
+        let child = format!("{}/main", group.layout.dir(*dir));
+        let create = attacker
+            .create(
+                &child,
+                b"{}",
+                &zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all()),
+            )
+            .await;
+        assert!(
+            matches!(create, Err(zk::Error::NoAuth | zk::Error::NodeExists)),
+            "{who} created {child}: {create:?}"
+        );
+    }
+}
