@@ -56,6 +56,8 @@ pub struct PostgresConfig {
     pub password: Option<Secret>,
     /// Host the deadman connects to for probes.
     pub probe_host: IpAddr,
+    /// TLS to PostgreSQL servers: this node's and its peers'.
+    pub tls: crate::postgres_tls::PostgresTls,
     /// PostgreSQL settings, written to the parameters file PostgreSQL includes
     /// ([`crate::parameters_file`]).
     pub parameters: BTreeMap<String, String>,
@@ -304,6 +306,20 @@ impl Config {
             env,
             &mut problems,
         );
+        // libpq reads the client key as the user PostgreSQL and its tools run as.
+        let libpq_user = raw
+            .postgres
+            .run_as
+            .as_deref()
+            .and_then(|name| nix::unistd::User::from_name(name).ok().flatten())
+            .map_or_else(nix::unistd::Uid::effective, |user| user.uid);
+        let tls = crate::postgres_tls::TlsSettings {
+            sslmode: raw.postgres.sslmode.clone(),
+            sslrootcert: raw.postgres.sslrootcert.clone(),
+            sslcert: raw.postgres.sslcert.clone(),
+            sslkey: raw.postgres.sslkey.clone(),
+        }
+        .validate(libpq_user, &mut problems);
         let probe_host = match &raw.postgres.probe_host {
             None => address,
             Some(text) => text
@@ -415,8 +431,8 @@ impl Config {
         }
         raw.log.validate(&mut problems);
 
-        let config = match (zk_settings, group, node, probe_host) {
-            (Some(settings), Some(group), Some(node), Some(probe_host)) => Some(Config {
+        let config = match (zk_settings, group, node, probe_host, tls) {
+            (Some(settings), Some(group), Some(node), Some(probe_host), Some(tls)) => Some(Config {
                 zookeeper: ZookeeperConfig {
                     settings,
                     fence_margin,
@@ -433,6 +449,7 @@ impl Config {
                     dbname: raw.postgres.dbname,
                     password,
                     probe_host,
+                    tls,
                     parameters: raw.postgres.parameters,
                 },
                 tags: raw.tags,

@@ -22,6 +22,7 @@
 pub mod api;
 pub mod callbacks;
 pub mod config;
+pub mod conninfo;
 pub mod coordination;
 pub mod daemon;
 pub mod data_dir;
@@ -33,6 +34,7 @@ pub mod passfile;
 pub mod plugins;
 pub mod postgres_client;
 pub mod postgres_process;
+pub mod postgres_tls;
 pub mod provisioning;
 
 pub use daemon::{run, DaemonError};

@@ -113,6 +113,7 @@ mod tests {
 
     fn config(dir: &Path, parameters: &[(&str, &str)]) -> PostgresConfig {
         PostgresConfig {
+            tls: Default::default(),
             data_dir: dir.to_owned(),
             bin_dir: dir.to_owned(),
             port: 5432,

@@ -2,12 +2,14 @@
 
 use std::time::Duration;
 
-use tokio_postgres::{Client, NoTls, Statement};
+use tokio_postgres::{Client, Statement};
 use zgres_schema::{Lsn, NodeId, SystemId, Timeline};
 
 mod catalog;
 
 use crate::config::PostgresConfig;
+use crate::conninfo;
+use crate::postgres_tls::{ConnectError, TlsFileError};
 use crate::data_dir::quote_literal;
 use crate::decision::Probe;
 use crate::synchronous::Connected;
@@ -31,6 +33,9 @@ pub enum ClientError {
     /// The system identifier in the answer does not parse.
     #[error("postgres returned a bad system identifier: {0}")]
     BadSystemId(#[from] zgres_schema::IdError),
+    /// A TLS file named in `[postgres]` cannot be used.
+    #[error(transparent)]
+    Tls(TlsFileError),
     /// `pg_promote()` gave up.
     #[error("pg_promote() returned false")]
     PromoteFailed,
@@ -59,6 +64,15 @@ pub struct PostgresClient {
     /// is down reports no received timeline, and its checkpoint's may be older than the
     /// timeline it replays: it must not look behind the group for that.
     seen_timeline: Option<Timeline>,
+}
+
+impl From<ConnectError> for ClientError {
+    fn from(e: ConnectError) -> Self {
+        match e {
+            ConnectError::File(e) => ClientError::Tls(e),
+            ConnectError::Postgres(e) => ClientError::Postgres(e),
+        }
+    }
 }
 
 const PROBE_SQL: &str = "
@@ -138,10 +152,7 @@ impl PostgresClient {
             return Ok(connected);
         }
         let pg = self.connect_config();
-        let (client, connection) = timed(pg.connect(NoTls)).await??;
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
+        let client = timed(self.config.tls.connect(&pg)).await??;
         let probe = timed(client.prepare(PROBE_SQL)).await??;
         let version =
             timed(client.query_one("SELECT current_setting('server_version_num')::int", &[]))
@@ -191,7 +202,7 @@ impl PostgresClient {
             receive_lsn: standby_only(lsn(3)?),
             replay_lsn: standby_only(lsn(4)?),
             timeline,
-            upstream: upstream_of(&row.get::<_, String>(7), &self.application_name),
+            upstream: self.upstream(&row.get::<_, String>(7)),
             oldest_kept: if in_recovery { None } else { lsn(9)? },
             restores_from_archive: in_recovery && row.get::<_, bool>(10),
         })
@@ -267,13 +278,14 @@ impl PostgresClient {
     /// Starts a `CHECKPOINT` on its own connection and task, so the round does not wait for it.
     pub fn checkpoint_in_background(&self) {
         let config = self.connect_config();
+        let tls = self.config.tls.clone();
         tokio::spawn(async move {
             let run = async {
-                let (client, connection) = config.connect(NoTls).await?;
-                let driver = tokio::spawn(connection);
-                let result = client.batch_execute("CHECKPOINT").await;
-                driver.abort();
-                result
+                let client = tls.connect(&config).await?;
+                client
+                    .batch_execute("CHECKPOINT")
+                    .await
+                    .map_err(ConnectError::from)
             };
             match tokio::time::timeout(Duration::from_secs(600), run).await {
                 Ok(Ok(())) => tracing::info!("checkpoint after promotion done"),
@@ -352,6 +364,14 @@ impl PostgresClient {
         Ok(())
     }
 
+    /// The node `primary_conninfo` follows, when it is exactly what this deadman would write
+    /// for it: a conninfo written by someone else, or before the TLS settings or the password
+    /// changed, counts as following nobody, so the standby is re-pointed with the current one.
+    fn upstream(&self, primary_conninfo: &str) -> Option<NodeId> {
+        conninfo::upstream_of(primary_conninfo, &self.application_name)
+            .filter(|upstream| self.conninfo_for(*upstream) == primary_conninfo)
+    }
+
     /// The `primary_conninfo` for following `upstream`. It never holds the password: with
     /// one configured it names the password file ([`crate::passfile`]).
     pub fn conninfo_for(&self, upstream: NodeId) -> String {
@@ -359,16 +379,17 @@ impl PostgresClient {
             "host={} port={} user={} application_name={} connect_timeout=2",
             upstream.addr().ip(),
             upstream.addr().port(),
-            conninfo_value(&self.config.user),
-            conninfo_value(&self.application_name)
+            conninfo::value(&self.config.user),
+            conninfo::value(&self.application_name)
         );
         if self.config.password.is_some() {
             let passfile = crate::passfile::path(&self.config);
             conninfo.push_str(&format!(
                 " passfile={}",
-                conninfo_value(&passfile.display().to_string())
+                conninfo::value(&passfile.display().to_string())
             ));
         }
+        conninfo.push_str(&self.config.tls.libpq_params());
         conninfo
     }
 }
@@ -396,83 +417,4 @@ async fn timed<T>(f: impl std::future::Future<Output = T>) -> Result<T, ClientEr
     tokio::time::timeout(QUERY_TIMEOUT, f)
         .await
         .map_err(|_| ClientError::Timeout(QUERY_TIMEOUT))
-}
-
-/// A libpq connection-string value, quoted when needed.
-fn conninfo_value(value: &str) -> String {
-    if !value.is_empty()
-        && value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-    {
-        value.to_owned()
-    } else {
-        format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
-    }
-}
-
-/// The `host`/`port` of a `primary_conninfo`, as a node id when the host is an IP address,
-/// but only when it names this node as `application_name` (else it was not written by us, and
-/// the standby is re-pointed so the primary can recognise it).
-fn upstream_of(conninfo: &str, application_name: &str) -> Option<NodeId> {
-    let mut host = None;
-    let mut port = Some(5432u16);
-    let mut named = false;
-    for pair in conninfo.split_whitespace() {
-        match pair.split_once('=') {
-            Some(("host", v)) | Some(("hostaddr", v)) => host = v.trim_matches('\'').parse().ok(),
-            Some(("port", v)) => port = v.trim_matches('\'').parse().ok(),
-            Some(("application_name", v)) => named = v.trim_matches('\'') == application_name,
-            _ => {}
-        }
-    }
-    if !named {
-        return None;
-    }
-    NodeId::new(std::net::SocketAddr::new(host?, port?)).ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn finds_the_upstream_in_primary_conninfo() {
-        let me = "10.0.0.1:5432";
-        assert_eq!(
-            upstream_of(
-                "host=10.0.0.2 port=5433 user=postgres application_name=10.0.0.1:5432",
-                me
-            )
-            .map(|n| n.to_string()),
-            Some("10.0.0.2:5433".into())
-        );
-        assert_eq!(
-            upstream_of(
-                "user=postgres host='::1' application_name='10.0.0.1:5432'",
-                me
-            )
-            .map(|n| n.to_string()),
-            Some("[::1]:5432".into())
-        );
-        assert_eq!(
-            upstream_of("host=10.0.0.2 port=5433 application_name=n1", me),
-            None,
-            "not written by us: to be re-pointed"
-        );
-        assert_eq!(
-            upstream_of(
-                "host=db.example port=5432 application_name=10.0.0.1:5432",
-                me
-            ),
-            None
-        );
-        assert_eq!(upstream_of("", me), None);
-    }
-
-    #[test]
-    fn quotes_conninfo_values() {
-        assert_eq!(conninfo_value("postgres"), "postgres");
-        assert_eq!(conninfo_value("a b'c"), "'a b\\'c'");
-    }
 }

@@ -19,8 +19,10 @@ use zgres_schema::{NodeId, Timeline};
 
 use crate::config::{PostgresConfig, ProvisioningConfig};
 use crate::data_dir::give_to_owner;
+use crate::conninfo;
 use crate::postgres_client::connect_config;
 use crate::postgres_process::setpriv_prefix;
+use crate::postgres_tls::ConnectError;
 
 /// Why provisioning failed. Retryable: the next round may try again.
 #[derive(Debug, thiserror::Error)]
@@ -57,7 +59,7 @@ pub enum SourceProblem {
     NoAnswer,
     /// The connection or query failed.
     #[error(transparent)]
-    Query(#[from] tokio_postgres::Error),
+    Query(#[from] ConnectError),
     /// The answer is not a timeline.
     #[error("not a timeline")]
     NotATimeline,
@@ -238,8 +240,8 @@ impl Provisioner {
             "host={} port={} user={} dbname={} connect_timeout=5",
             source.addr().ip(),
             source.addr().port(),
-            self.postgres.user,
-            self.postgres.dbname
+            conninfo::value(&self.postgres.user),
+            conninfo::value(&self.postgres.dbname)
         );
         let args: Vec<OsString> = vec![
             format!("--target-pgdata={}", self.postgres.data_dir.display()).into(),
@@ -270,13 +272,11 @@ impl Provisioner {
         };
         let pg = connect_config(&self.postgres, source.addr());
         let query = async {
-            let (client, connection) = pg.connect(tokio_postgres::NoTls).await?;
-            let driver = tokio::spawn(connection);
-            let row = client
+            let client = self.postgres.tls.connect(&pg).await?;
+            client
                 .query_one("SELECT timeline_id FROM pg_control_checkpoint()", &[])
-                .await;
-            driver.abort();
-            row
+                .await
+                .map_err(ConnectError::from)
         };
         let row = tokio::time::timeout(Duration::from_secs(10), query)
             .await
@@ -343,6 +343,12 @@ impl Provisioner {
         if let Some(source) = source {
             env.push(("ZGRES_SOURCE_HOST".into(), source.addr().ip().to_string()));
             env.push(("ZGRES_SOURCE_PORT".into(), source.addr().port().to_string()));
+            // libpq's TLS settings for pg_basebackup, pg_rewind and a clone command.
+            let tls = &self.postgres.tls;
+            env.push(("PGSSLMODE".into(), tls.mode.as_libpq().into()));
+            for (name, file) in tls.files() {
+                env.push((format!("PG{}", name.to_uppercase()), file.display().to_string()));
+            }
         }
         // The password file, not the password: nothing in the environment of a tool (or of a
         // configured command) carries the secret itself.

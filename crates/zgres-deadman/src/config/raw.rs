@@ -71,6 +71,14 @@ pub(super) struct RawPostgres {
     #[serde(default)]
     pub(super) probe_host: Option<String>,
     #[serde(default)]
+    pub(super) sslmode: Option<String>,
+    #[serde(default)]
+    pub(super) sslrootcert: Option<PathBuf>,
+    #[serde(default)]
+    pub(super) sslcert: Option<PathBuf>,
+    #[serde(default)]
+    pub(super) sslkey: Option<PathBuf>,
+    #[serde(default)]
     pub(super) parameters: BTreeMap<String, String>,
 }
 

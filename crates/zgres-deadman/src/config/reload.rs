@@ -103,6 +103,9 @@ impl Reload {
             ("postgres.dbname", p.dbname != np.dbname),
             ("postgres.password", p.password != np.password),
             ("postgres.probe_host", p.probe_host != np.probe_host),
+            ("postgres.sslmode", p.tls.mode != np.tls.mode),
+            ("postgres.sslrootcert", p.tls.root_cert != np.tls.root_cert),
+            ("postgres.sslcert", p.tls.client != np.tls.client),
             ("log.format", running.log.format != new.log.format),
         ]);
         let mut config = new;
