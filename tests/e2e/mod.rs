@@ -96,9 +96,20 @@ pub struct BouncerWithSync {
 impl BouncerWithSync {
     /// Starts both; pgbouncer runs unprivileged and reads the files zgres-sync writes.
     pub fn start(zookeeper: &str) -> BouncerWithSync {
+        Self::start_with_settings(zookeeper, "")
+    }
+
+    /// As [`BouncerWithSync::start`], with `settings` added to pgbouncer's `[pgbouncer]`
+    /// section (e.g. `server_tls_*`).
+    pub fn start_with_settings(zookeeper: &str, settings: &str) -> BouncerWithSync {
         let dir = shared_dir();
         let databases = dir.path().join("databases.ini");
-        let bouncer = zgres_testkit::pgbouncer::PgBouncer::start(dir.path(), &databases).unwrap();
+        let bouncer = zgres_testkit::pgbouncer::PgBouncer::start_with_settings(
+            dir.path(),
+            &databases,
+            settings,
+        )
+        .unwrap();
         let (sync, sync_log) = start_sync(
             zookeeper,
             dir.path(),

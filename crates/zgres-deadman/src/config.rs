@@ -432,50 +432,54 @@ impl Config {
         raw.log.validate(&mut problems);
 
         let config = match (zk_settings, group, node, probe_host, tls) {
-            (Some(settings), Some(group), Some(node), Some(probe_host), Some(tls)) => Some(Config {
-                zookeeper: ZookeeperConfig {
-                    settings,
-                    fence_margin,
-                },
-                group,
-                node,
-                node_name,
-                postgres: PostgresConfig {
-                    data_dir: raw.postgres.data_dir,
-                    bin_dir: raw.postgres.bin_dir,
-                    port: raw.postgres.port,
-                    run_as: raw.postgres.run_as,
-                    user: raw.postgres.user,
-                    dbname: raw.postgres.dbname,
-                    password,
-                    probe_host,
-                    tls,
-                    parameters: raw.postgres.parameters,
-                },
-                tags: raw.tags,
-                timing: TimingConfig {
-                    loop_interval: Duration::from_millis(t.loop_interval_ms),
-                    state_refresh: Duration::from_millis(t.state_refresh_ms),
-                    election_wait: Duration::from_millis(t.election_wait_ms),
-                    stop_timeout: Duration::from_millis(t.stop_timeout_ms),
-                    primary_restart_timeout: Duration::from_millis(t.primary_restart_timeout_ms),
-                    plugin_interval: Duration::from_millis(t.plugin_interval_ms),
-                    request_timeout: Duration::from_millis(t.request_timeout_ms),
-                    switchover_drain: Duration::from_millis(t.switchover_drain_ms),
-                },
-                provisioning: ProvisioningConfig {
-                    initdb_args: raw.provisioning.initdb_args,
-                    pg_hba: raw.provisioning.pg_hba,
-                    bootstrap_command: raw.provisioning.bootstrap_command,
-                    clone_command: raw.provisioning.clone_command,
-                    reclone_on_rewind_failure: raw.provisioning.reclone_on_rewind_failure,
-                    reclone_on_missing_wal: raw.provisioning.reclone_on_missing_wal,
-                    timeout: Duration::from_millis(provisioning_timeout),
-                },
-                hooks: HooksConfig { plugins, callbacks },
-                api,
-                log: raw.log,
-            }),
+            (Some(settings), Some(group), Some(node), Some(probe_host), Some(tls)) => {
+                Some(Config {
+                    zookeeper: ZookeeperConfig {
+                        settings,
+                        fence_margin,
+                    },
+                    group,
+                    node,
+                    node_name,
+                    postgres: PostgresConfig {
+                        data_dir: raw.postgres.data_dir,
+                        bin_dir: raw.postgres.bin_dir,
+                        port: raw.postgres.port,
+                        run_as: raw.postgres.run_as,
+                        user: raw.postgres.user,
+                        dbname: raw.postgres.dbname,
+                        password,
+                        probe_host,
+                        tls,
+                        parameters: raw.postgres.parameters,
+                    },
+                    tags: raw.tags,
+                    timing: TimingConfig {
+                        loop_interval: Duration::from_millis(t.loop_interval_ms),
+                        state_refresh: Duration::from_millis(t.state_refresh_ms),
+                        election_wait: Duration::from_millis(t.election_wait_ms),
+                        stop_timeout: Duration::from_millis(t.stop_timeout_ms),
+                        primary_restart_timeout: Duration::from_millis(
+                            t.primary_restart_timeout_ms,
+                        ),
+                        plugin_interval: Duration::from_millis(t.plugin_interval_ms),
+                        request_timeout: Duration::from_millis(t.request_timeout_ms),
+                        switchover_drain: Duration::from_millis(t.switchover_drain_ms),
+                    },
+                    provisioning: ProvisioningConfig {
+                        initdb_args: raw.provisioning.initdb_args,
+                        pg_hba: raw.provisioning.pg_hba,
+                        bootstrap_command: raw.provisioning.bootstrap_command,
+                        clone_command: raw.provisioning.clone_command,
+                        reclone_on_rewind_failure: raw.provisioning.reclone_on_rewind_failure,
+                        reclone_on_missing_wal: raw.provisioning.reclone_on_missing_wal,
+                        timeout: Duration::from_millis(provisioning_timeout),
+                    },
+                    hooks: HooksConfig { plugins, callbacks },
+                    api,
+                    log: raw.log,
+                })
+            }
             _ => None,
         };
         problems.finish(path, config)

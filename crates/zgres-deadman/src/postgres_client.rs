@@ -9,9 +9,9 @@ mod catalog;
 
 use crate::config::PostgresConfig;
 use crate::conninfo;
-use crate::postgres_tls::{ConnectError, TlsFileError};
 use crate::data_dir::quote_literal;
 use crate::decision::Probe;
+use crate::postgres_tls::{ConnectError, TlsFileError};
 use crate::synchronous::Connected;
 
 /// Every statement and connection attempt gets this long, so a hung server cannot stall the
@@ -22,7 +22,7 @@ const QUERY_TIMEOUT: Duration = Duration::from_secs(3);
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// Connecting or querying failed.
-    #[error("postgres: {0}")]
+    #[error("postgres: {}", crate::postgres_tls::describe(.0))]
     Postgres(#[from] tokio_postgres::Error),
     /// No answer in time.
     #[error("postgres did not answer within {0:?}")]
@@ -64,6 +64,8 @@ pub struct PostgresClient {
     /// is down reports no received timeline, and its checkpoint's may be older than the
     /// timeline it replays: it must not look behind the group for that.
     seen_timeline: Option<Timeline>,
+    /// The TLS problem last warned about, until a connection succeeds.
+    tls_problem: Option<String>,
 }
 
 impl From<ConnectError> for ClientError {
@@ -113,6 +115,7 @@ impl PostgresClient {
             client: None,
             server_version: None,
             seen_timeline: None,
+            tls_problem: None,
         }
     }
 
@@ -152,13 +155,37 @@ impl PostgresClient {
             return Ok(connected);
         }
         let pg = self.connect_config();
-        let client = timed(self.config.tls.connect(&pg)).await??;
+        let client = match timed(self.config.tls.connect(&pg)).await? {
+            Ok(client) => {
+                if self.tls_problem.take().is_some() {
+                    tracing::info!("TLS to PostgreSQL works again");
+                }
+                client
+            }
+            Err(e) => {
+                self.note_tls_problem(&e);
+                return Err(e.into());
+            }
+        };
         let probe = timed(client.prepare(PROBE_SQL)).await??;
         let version =
             timed(client.query_one("SELECT current_setting('server_version_num')::int", &[]))
                 .await??;
         self.server_version = Some(version.get(0));
         Ok(self.client.insert((client, probe)))
+    }
+
+    /// Warns once per distinct TLS problem: unlike a server that is starting, it does not go
+    /// away by itself, and probe failures are otherwise logged at debug level only.
+    fn note_tls_problem(&mut self, error: &ConnectError) {
+        if !error.is_tls_problem() {
+            return;
+        }
+        let text = error.to_string();
+        if self.tls_problem.as_deref() != Some(text.as_str()) {
+            tracing::warn!(error = %text, "cannot connect to PostgreSQL over TLS");
+            self.tls_problem = Some(text);
+        }
     }
 
     /// Queries role, positions, timeline, system id and upstream.

@@ -121,8 +121,33 @@ pub enum ConnectError {
     #[error(transparent)]
     File(#[from] TlsFileError),
     /// The server refused, did not answer, or the handshake failed.
-    #[error("postgres: {0}")]
+    #[error("postgres: {}", describe(.0))]
     Postgres(#[from] tokio_postgres::Error),
+}
+
+/// `error` with its causes: tokio-postgres's own text is only the kind ("db error", "error
+/// performing TLS handshake"); the server's message or the handshake's reason is the cause.
+pub fn describe(error: &tokio_postgres::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = std::error::Error::source(error);
+    while let Some(e) = cause {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        cause = e.source();
+    }
+    text
+}
+
+impl ConnectError {
+    /// Whether this is a TLS problem that retrying will not fix (a file, or a handshake the
+    /// server or this side refused), worth a warning rather than the debug line of a server
+    /// that is starting.
+    pub fn is_tls_problem(&self) -> bool {
+        match self {
+            ConnectError::File(_) => true,
+            ConnectError::Postgres(e) => connector::HandshakeFailed::find(e).is_some(),
+        }
+    }
 }
 
 impl PostgresTls {
@@ -143,9 +168,10 @@ impl PostgresTls {
 
     /// Each file named, with its setting (`sslrootcert`, `sslcert`, `sslkey`).
     pub fn files(&self) -> impl Iterator<Item = (&'static str, &Path)> {
-        let client = self.client.iter().flat_map(|c| {
-            [("sslcert", c.cert.as_path()), ("sslkey", c.key.as_path())]
-        });
+        let client = self
+            .client
+            .iter()
+            .flat_map(|c| [("sslcert", c.cert.as_path()), ("sslkey", c.key.as_path())]);
         self.root_cert
             .iter()
             .map(|f| ("sslrootcert", f.as_path()))

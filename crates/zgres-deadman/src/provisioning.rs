@@ -18,8 +18,8 @@ use zgres_process::CommandError;
 use zgres_schema::{NodeId, Timeline};
 
 use crate::config::{PostgresConfig, ProvisioningConfig};
-use crate::data_dir::give_to_owner;
 use crate::conninfo;
+use crate::data_dir::give_to_owner;
 use crate::postgres_client::connect_config;
 use crate::postgres_process::setpriv_prefix;
 use crate::postgres_tls::ConnectError;
@@ -347,7 +347,10 @@ impl Provisioner {
             let tls = &self.postgres.tls;
             env.push(("PGSSLMODE".into(), tls.mode.as_libpq().into()));
             for (name, file) in tls.files() {
-                env.push((format!("PG{}", name.to_uppercase()), file.display().to_string()));
+                env.push((
+                    format!("PG{}", name.to_uppercase()),
+                    file.display().to_string(),
+                ));
             }
         }
         // The password file, not the password: nothing in the environment of a tool (or of a

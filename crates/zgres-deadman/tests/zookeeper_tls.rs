@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 use zgres_testkit::artifacts::binary;
+use zgres_testkit::group::checks::first_primary;
 use zgres_testkit::group::{zookeeper_tls_keys, Group, Timing, DEADLINE};
 use zgres_testkit::poll;
 use zgres_testkit::process::ManagedProcess;
@@ -72,29 +73,6 @@ fn zgresctl(zk: &ZkCluster, ca: &Path, args: &[&str]) -> (i32, String) {
     ];
     let all: Vec<&str> = tls.iter().chain(args).copied().collect();
     zgres_testkit::zgresctl::run(&zk.connect_string(), &all)
-}
-
-/// The node that bootstrapped the group, once it runs as primary, with the table the
-/// testkit's write probes use created on it.
-async fn first_primary(group: &Group) -> usize {
-    let client = group.zk_client().await;
-    let primary = poll::until("the lock holder to run as primary", DEADLINE, || async {
-        let holder = group.lock_holder(&client).await?;
-        (group.nodes[holder].is_primary().await == Some(true)).then_some(holder)
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", group.logs()));
-    group.nodes[primary]
-        .client()
-        .await
-        .unwrap()
-        .execute(
-            "CREATE TABLE writes (node text NOT NULL, seq bigint NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp())",
-            &[],
-        )
-        .await
-        .unwrap();
-    primary
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -50,12 +50,16 @@ impl PgBouncer {
     /// # Errors
     /// As [`PgBouncer::start`].
     pub fn start_with_server_lifetime(dir: &Path, databases: &Path, seconds: u32) -> Result<Self> {
-        Self::start_configured(
-            dir,
-            databases,
-            RECOMMENDED_LOGIN_RETRY,
-            &format!("server_lifetime = {seconds}\n"),
-        )
+        Self::start_with_settings(dir, databases, &format!("server_lifetime = {seconds}\n"))
+    }
+
+    /// As [`PgBouncer::start`], with `settings` (lines of the `[pgbouncer]` section) added,
+    /// e.g. `server_tls_*`.
+    ///
+    /// # Errors
+    /// As [`PgBouncer::start`].
+    pub fn start_with_settings(dir: &Path, databases: &Path, settings: &str) -> Result<Self> {
+        Self::start_configured(dir, databases, RECOMMENDED_LOGIN_RETRY, settings)
     }
 
     fn start_configured(

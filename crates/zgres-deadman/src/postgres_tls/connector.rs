@@ -121,7 +121,12 @@ impl ServerCertVerifier for AnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -130,7 +135,12 @@ impl ServerCertVerifier for AnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -153,13 +163,10 @@ impl ServerCertVerifier for ChainOnly {
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         // The name is checked only after the chain: a name error means the chain held.
-        match self.0.verify_server_cert(
-            end_entity,
-            intermediates,
-            server_name,
-            ocsp_response,
-            now,
-        ) {
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) => Ok(ServerCertVerified::assertion()),
@@ -245,12 +252,31 @@ impl TlsConnect<Socket> for Handshake {
                         Some(file) => format!("postgres.sslrootcert = {file}"),
                         None => "server not verified: no postgres.sslrootcert".to_owned(),
                     };
-                    io::Error::new(
-                        e.kind(),
-                        format!("TLS handshake with {server}: {e} ({checked})"),
-                    )
+                    let failed = HandshakeFailed(format!("{server}: {e} ({checked})"));
+                    io::Error::new(e.kind(), failed)
                 })
         })
+    }
+}
+
+/// A TLS handshake failed: `server: reason (which CA)`.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct HandshakeFailed(String);
+
+impl HandshakeFailed {
+    /// The handshake failure inside `error` (a connection error tokio-postgres returned).
+    pub(super) fn find(error: &tokio_postgres::Error) -> Option<&HandshakeFailed> {
+        let mut cause = std::error::Error::source(error);
+        while let Some(e) = cause {
+            if let Some(io) = e.downcast_ref::<io::Error>() {
+                if let Some(failed) = io.get_ref().and_then(|i| i.downcast_ref()) {
+                    return Some(failed);
+                }
+            }
+            cause = e.source();
+        }
+        None
     }
 }
 

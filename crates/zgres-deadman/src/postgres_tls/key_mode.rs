@@ -20,7 +20,9 @@ pub enum KeyModeError {
     #[error("libpq refuses a key its owner's group may access (mode {0:o}): chmod 0600")]
     GroupAccess(u32),
     /// Owned by root, and its group may write or execute it.
-    #[error("libpq refuses a root-owned key its group may write or execute (mode {0:o}): chmod 0640")]
+    #[error(
+        "libpq refuses a root-owned key its group may write or execute (mode {0:o}): chmod 0640"
+    )]
     GroupWrite(u32),
 }
 

@@ -49,7 +49,10 @@ fn verifying_modes_need_a_ca_file() {
             ..TlsSettings::default()
         })
         .unwrap_err();
-        assert!(refused.starts_with("postgres.sslrootcert: required with sslmode"), "{refused}");
+        assert!(
+            refused.starts_with("postgres.sslrootcert: required with sslmode"),
+            "{refused}"
+        );
     }
 }
 
@@ -59,12 +62,18 @@ fn a_certificate_needs_its_key_and_the_other_way_round() {
         sslcert: Some("/etc/c.crt".into()),
         ..TlsSettings::default()
     });
-    assert_eq!(cert_only.unwrap_err(), "postgres.sslkey: required with sslcert");
+    assert_eq!(
+        cert_only.unwrap_err(),
+        "postgres.sslkey: required with sslcert"
+    );
     let key_only = validate(TlsSettings {
         sslkey: Some("/etc/c.key".into()),
         ..TlsSettings::default()
     });
-    assert_eq!(key_only.unwrap_err(), "postgres.sslcert: required with sslkey");
+    assert_eq!(
+        key_only.unwrap_err(),
+        "postgres.sslcert: required with sslkey"
+    );
 }
 
 #[test]
@@ -101,7 +110,10 @@ fn files_must_be_absolute_and_hold_what_they_should() {
         ..TlsSettings::default()
     })
     .unwrap_err();
-    assert!(refused.contains(&missing.display().to_string()), "{refused}");
+    assert!(
+        refused.contains(&missing.display().to_string()),
+        "{refused}"
+    );
     // Disabled, the files are not read.
     assert!(validate(TlsSettings {
         sslmode: Some("disable".into()),

@@ -204,3 +204,29 @@ pub async fn assert_cannot_write(
         );
     }
 }
+
+/// The node that bootstrapped an empty group, once it runs as primary, with the table the
+/// testkit's write probes ([`Group::wait_primary`], the writer) use created on it.
+///
+/// # Panics
+/// When no node runs as primary within [`DEADLINE`], or the table cannot be created.
+pub async fn first_primary(group: &Group) -> usize {
+    let client = group.zk_client().await;
+    let primary = poll::until("the lock holder to run as primary", DEADLINE, || async {
+        let holder = group.lock_holder(&client).await?;
+        (group.nodes[holder].is_primary().await == Some(true)).then_some(holder)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", group.logs()));
+    group.nodes[primary]
+        .client()
+        .await
+        .unwrap()
+        .execute(
+            "CREATE TABLE writes (node text NOT NULL, seq bigint NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp())",
+            &[],
+        )
+        .await
+        .unwrap();
+    primary
+}

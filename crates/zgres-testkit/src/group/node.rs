@@ -35,6 +35,9 @@ pub struct Node {
     pub env: Vec<(String, String)>,
     /// Where this node's health API listens.
     pub api_port: u16,
+    /// The test's own connections ([`Node::client`], the writer) go through PostgreSQL's Unix
+    /// socket instead of TCP (for a `pg_hba.conf` that takes only TLS over TCP).
+    pub clients_use_socket: bool,
 }
 
 impl Drop for Node {
@@ -96,6 +99,7 @@ impl Node {
             // when a test kills the deadman during a run.
             env: vec![("TMPDIR".to_owned(), dir.display().to_string())],
             api_port: crate::ports::free_port().unwrap(),
+            clients_use_socket: false,
         }
     }
 
@@ -148,15 +152,25 @@ impl Node {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// How the test connects to this node as `postgres` (TCP on 127.0.0.1, or the Unix
+    /// socket: [`Node::clients_use_socket`]).
+    pub fn client_conninfo(&self) -> String {
+        let host = if self.clients_use_socket {
+            self.pg.socket_dir().display().to_string()
+        } else {
+            "127.0.0.1".to_owned()
+        };
+        format!(
+            "host={host} port={} user=postgres dbname=postgres connect_timeout=1",
+            self.port()
+        )
+    }
+
     /// A connection as `postgres` to this node, or `None` when it does not answer within 2 s.
     pub async fn client(&self) -> Option<tokio_postgres::Client> {
-        let conninfo = format!(
-            "host=127.0.0.1 port={} user=postgres dbname=postgres connect_timeout=1",
-            self.port()
-        );
         let (client, conn) = tokio::time::timeout(
             Duration::from_secs(2),
-            tokio_postgres::connect(&conninfo, NoTls),
+            tokio_postgres::connect(&self.client_conninfo(), NoTls),
         )
         .await
         .ok()?

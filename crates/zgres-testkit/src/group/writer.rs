@@ -57,13 +57,10 @@ impl Writer {
             .iter()
             .enumerate()
             .map(|(i, n)| {
-                let port = n.port();
+                let conninfo = n.client_conninfo();
                 let stop = stop.clone();
                 let acks = acks.clone();
                 tokio::spawn(async move {
-                    let conninfo = format!(
-                        "host=127.0.0.1 port={port} user=postgres dbname=postgres connect_timeout=1"
-                    );
                     let mut seq = 0i64;
                     while !stop.is_cancelled() {
                         let Ok(Ok((client, conn))) = tokio::time::timeout(
