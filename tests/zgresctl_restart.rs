@@ -325,3 +325,107 @@ async fn zgresctl_restart_pending_switchover_and_scheduled() {
     .unwrap_or_else(|e| panic!("{e}\n{}", group.logs_with_first(Some(1))));
     assert_eq!(group.wait_primary(&[]).await, 1, "restarted in place");
 }
+
+/// `zgresctl restart GROUP --scheduled`: a rolling restart the deadmen carry out from that
+/// time, one node at a time (each hands on once it runs again), replicas first and the primary
+/// last, in place: every postmaster new, the lock never recreated, no promotion recorded, no
+/// acknowledged commit lost, no request left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zgresctl_scheduled_rolling_restart_is_carried_out_by_the_deadmen() {
+    use zgres_testkit::group::Timing;
+    let mut group = Group::prepare(3, Timing::default()).await;
+    group.start_all().await;
+    assert_eq!(group.wait_primary(&[]).await, 0);
+    group.wait_following(1, 0).await;
+    group.wait_following(2, 0).await;
+    let zk = group.zk.connect_string();
+    let client = group.zk_client().await;
+    let (_, lock_before) = client.get_data(&group.path(Znode::Lock)).await.unwrap();
+    let history = group.path(Znode::History);
+    let history_before = poll::until("the group's history", DEADLINE, || async {
+        client.get_data(&history).await.ok().map(|(data, _)| data)
+    })
+    .await
+    .unwrap();
+    let before: Vec<_> = (0..3).map(|i| group.nodes[i].postmaster_pid()).collect();
+    let writer = Writer::start(&group);
+    writer.wait_more_acks(0, 20).await;
+
+    let scheduled = json(
+        &group,
+        &zgresctl(
+            &zk,
+            &["--json", "restart", "main", "--scheduled", "+2s", "--force"],
+        )
+        .await,
+    );
+    let ids: Vec<String> = (0..3).map(|i| group.nodes[i].node_id()).collect();
+    let order: Vec<usize> = scheduled["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| ids.iter().position(|id| Some(id.as_str()) == n.as_str()))
+        .collect();
+    assert!(
+        order.len() == 3 && order[2] == 0,
+        "every node, replicas first, the primary last: {scheduled}"
+    );
+
+    let requests = group.layout.dir(zgres_schema::Dir::Request);
+    poll::until(
+        "every node restarted and no request left",
+        DEADLINE,
+        || async {
+            let left = client.list_children(&requests).await.ok()?;
+            let all_new = (0..3).all(|i| {
+                let now = group.nodes[i].postmaster_pid();
+                now.is_some() && now != before[i]
+            });
+            (left.is_empty() && all_new).then_some(())
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", group.logs()));
+    // Each replica handed on to the next once back, the last one to the primary.
+    for (from, to) in [(order[0], order[1]), (order[1], order[2])] {
+        let log = group.nodes[from].log_text();
+        assert!(
+            log.contains("rolling restart: this node is back; handed on")
+                && log.contains(&format!("next={}", ids[to])),
+            "n{from} did not hand on to n{to}\n{log}"
+        );
+    }
+    group.wait_following(1, 0).await;
+    group.wait_following(2, 0).await;
+    let (_, lock_after) = client.get_data(&group.path(Znode::Lock)).await.unwrap();
+    assert_eq!(
+        lock_after.czxid, lock_before.czxid,
+        "the lock was recreated"
+    );
+    assert_eq!(lock_after.ephemeral_owner, lock_before.ephemeral_owner);
+    writer.wait_more_acks(0, 20).await;
+    let acks = writer.finish().await;
+    let missing = missing_acks(&group, &acks, 0).await;
+    assert!(missing.is_empty(), "acknowledged writes lost: {missing:?}");
+    let (history_after, _) = client.get_data(&history).await.unwrap();
+    assert_eq!(history_after, history_before, "a promotion was recorded");
+
+    // Cancelling without a node removes every pending request of the group.
+    let out = zgresctl(&zk, &["restart", "main", "--scheduled", "+1h", "--force"]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(client.list_children(&requests).await.unwrap().len(), 1);
+    let cancelled = json(
+        &group,
+        &zgresctl(&zk, &["--json", "restart", "--cancel", "main"]).await,
+    );
+    assert_eq!(
+        cancelled["cancelled"],
+        serde_json::json!([ids[order[0]]]),
+        "{cancelled}"
+    );
+    assert!(client.list_children(&requests).await.unwrap().is_empty());
+}

@@ -221,7 +221,7 @@ impl Decider {
         // An operator's request waits while anything else is to be done.
         if actions.is_empty() {
             let progress = &mut self.request_progress;
-            node_request::actions(obs, running_primary, running_standby, progress)
+            node_request::actions(obs, self.me, running_primary, running_standby, progress)
         } else {
             actions
         }

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use zgres_deadman_core::fence_deadline::{self, Heartbeat};
 
-use zgres_schema::documents::{ConnInfo, DatabaseId, Lock, NodeState, Switchover, SyncState};
+use zgres_schema::documents::{
+    ConnInfo, DatabaseId, Lock, NodeRequest, NodeState, Switchover, SyncState,
+};
 use zgres_schema::{
     encode, DecodeError, Document, Fetched, GroupName, NodeId, SystemId, Timeline,
     UnreadableFilter, ZkLayout, Znode,
@@ -284,6 +286,20 @@ impl Coordinator {
             tracing::warn!(znode = %path, "the request changed or went meanwhile; left as it is");
         }
         Ok(deleted)
+    }
+
+    /// Writes `request` to `node` (the next step of a rolling restart). Returns whether it
+    /// was written: not when that node already has a pending request.
+    ///
+    /// # Errors
+    /// As any request.
+    pub async fn request_node(&mut self, node: NodeId, request: &NodeRequest) -> Result<bool> {
+        let path = self.path(Znode::Request(self.group.clone(), node));
+        Ok(self
+            .session
+            .create(&path, &encode(request)?, CreateKind::Persistent)
+            .await?
+            .is_done())
     }
 
     /// The lock is ours but does not name this node (someone overwrote it): put our content

@@ -368,6 +368,12 @@ pub struct NodeRequest {
     /// Not before this time (ms since the epoch); at once when absent.
     #[serde(default)]
     pub scheduled_at_ms: Option<u64>,
+    /// A rolling restart of the group (`zgresctl restart GROUP --scheduled T`): the nodes to
+    /// restart after this one, in order. Once this node runs again (a standby receiving WAL,
+    /// a primary holding the lock), its deadman writes the request of the first of them, with
+    /// the rest, at once; so one node restarts at a time.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub then: Vec<crate::NodeId>,
 }
 
 impl Document for NodeRequest {

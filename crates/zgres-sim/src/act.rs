@@ -114,6 +114,7 @@ impl World {
             | Action::ReloadConfiguration
             | Action::WipeDataDirectory { .. }
             | Action::FinishNodeRequest
+            | Action::PassRestartOn { .. }
             | Action::DropNodeRequest { .. } => false,
         }
     }

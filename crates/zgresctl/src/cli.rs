@@ -255,17 +255,15 @@ pub(crate) struct RestartArgs {
     /// as a replica, instead of restarting it in place.
     #[arg(long)]
     pub(crate) switchover: bool,
-    /// Not before this time, carried out by the node's deadman (one NODE only): RFC 3339
-    /// (`2026-11-22T03:00:00Z`) or `+10m`-style from now. Returns at once.
-    #[arg(
-        long,
-        value_name = "TIME",
-        requires = "node",
-        conflicts_with = "switchover"
-    )]
+    /// Not before this time, carried out by the deadmen: RFC 3339 (`2026-11-22T03:00:00Z`) or
+    /// `+10m`-style from now. Returns at once. Without NODE, a rolling restart from that time:
+    /// replicas first, the primary last (in place), each deadman handing on to the next once
+    /// its node runs again.
+    #[arg(long, value_name = "TIME", conflicts_with = "switchover")]
     pub(crate) scheduled: Option<String>,
-    /// Cancel the node's pending (scheduled) request instead.
-    #[arg(long, requires = "node", conflicts_with_all = ["scheduled", "switchover", "pending"])]
+    /// Cancel the node's pending (scheduled) request instead; without NODE, every pending
+    /// request of the group (a rolling restart stops where it is).
+    #[arg(long, conflicts_with_all = ["scheduled", "switchover", "pending"])]
     pub(crate) cancel: bool,
     /// Do not ask for confirmation.
     #[arg(long)]

@@ -68,6 +68,52 @@ pub(crate) async fn restart(
     } = args;
     let nodes = node_requests::targets(inventory, &group, node.as_deref(), pending).await?;
     match (cancel, scheduled, nodes.as_slice()) {
+        (true, _, _) if node.is_none() => {
+            let mut cancelled = Vec::new();
+            for target in &nodes {
+                if inventory.cancel_node_request(&group, target.node).await? {
+                    cancelled.push(target.node);
+                }
+            }
+            if json {
+                print_json(&serde_json::json!({"group": group, "cancelled": cancelled}));
+            } else if cancelled.is_empty() {
+                outln!("group {group}: no pending request");
+            } else {
+                let names: Vec<String> = cancelled.iter().map(ToString::to_string).collect();
+                outln!(
+                    "group {group}: cancelled the requests to {}",
+                    names.join(", ")
+                );
+            }
+        }
+        (false, Some(at), _) if node.is_none() => {
+            let at = parse_scheduled(&at)?;
+            if !force {
+                confirm(&format!(
+                    "Restart every node of group {group} from the scheduled time, one at a time (replicas first, the primary last, in place)?"
+                ))?;
+            }
+            let order: Vec<_> = nodes.iter().map(|n| n.node).collect();
+            inventory
+                .request_rolling_restart(&group, &order, at)
+                .await?;
+            if json {
+                print_json(&serde_json::json!({
+                    "group": group,
+                    "nodes": order,
+                    "action": NodeAction::Restart,
+                    "scheduled_at_ms": at,
+                }));
+            } else if order.is_empty() {
+                outln!("group {group}: no node to restart");
+            } else {
+                outln!(
+                    "rolling restart of group {group} scheduled ({} nodes); `zgresctl restart --cancel {group}` cancels it",
+                    order.len()
+                );
+            }
+        }
         (true, _, [target]) => {
             let label = target.label();
             let cancelled = inventory.cancel_node_request(&group, target.node).await?;

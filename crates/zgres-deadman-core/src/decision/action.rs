@@ -92,7 +92,16 @@ pub enum Action {
     },
     /// The operator's request to this node was carried out: delete it.
     FinishNodeRequest,
-    /// The operator's request to this node cannot be carried out: delete it.
+    /// This node's part of a rolling restart is done: write the request of the next node
+    /// (restart at once, then the rest).
+    PassRestartOn {
+        /// The node to restart next.
+        next: NodeId,
+        /// The nodes after it, in order.
+        then: Vec<NodeId>,
+    },
+    /// The operator's request to this node cannot be carried out: delete it (the reason is
+    /// logged).
     DropNodeRequest {
         /// Why, for the log.
         reason: &'static str,

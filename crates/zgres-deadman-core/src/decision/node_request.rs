@@ -9,7 +9,7 @@
 //! out is dropped, with the reason in the log.
 
 use zgres_schema::documents::NodeAction;
-use zgres_schema::Fetched;
+use zgres_schema::{Fetched, NodeId};
 
 use super::{Action, LockView, Observation};
 
@@ -28,12 +28,15 @@ pub(super) enum InProgress {
     Nothing,
     /// The data directory was wiped for a reinit: done once the node runs as a standby.
     Reinit,
+    /// Restarted for a rolling restart: handed on once the node runs again.
+    Restarted,
 }
 
 /// The actions for the pending request in `obs`, if any, given what runs; `progress` is what
 /// this node already did for it.
 pub(super) fn actions(
     obs: &Observation,
+    me: NodeId,
     running_primary: bool,
     running_standby: bool,
     progress: &mut InProgress,
@@ -58,17 +61,43 @@ pub(super) fn actions(
         return vec![];
     }
     let holds_the_lock = obs.lock == LockView::Ours;
+    let rest: Vec<NodeId> = request.then.iter().copied().filter(|&n| n != me).collect();
+    if request.action == NodeAction::Restart && *progress == InProgress::Restarted {
+        // Back in its role: a primary holding the lock, or a standby that receives WAL again
+        // (PostgreSQL reports no receive position until its WAL receiver got something).
+        let receiving = obs.postgres.probe.is_some_and(|p| p.receive_lsn.is_some());
+        let back = (running_primary && holds_the_lock) || (running_standby && receiving);
+        return match rest.split_first() {
+            Some((&next, then)) if back => {
+                *progress = InProgress::Nothing;
+                vec![
+                    Action::PassRestartOn {
+                        next,
+                        then: then.to_vec(),
+                    },
+                    Action::FinishNodeRequest,
+                ]
+            }
+            _ => vec![],
+        };
+    }
+    let restart = |primary: bool, progress: &mut InProgress| {
+        if rest.is_empty() {
+            vec![
+                Action::RestartPostgres { primary },
+                Action::FinishNodeRequest,
+            ]
+        } else {
+            *progress = InProgress::Restarted;
+            vec![Action::RestartPostgres { primary }]
+        }
+    };
     match request.action {
         // Deleted once carried out, so that its absence tells zgresctl the restart is done; a
-        // deadman that dies meanwhile restarts PostgreSQL once more, which is harmless.
-        NodeAction::Restart if running_primary && holds_the_lock => vec![
-            Action::RestartPostgres { primary: true },
-            Action::FinishNodeRequest,
-        ],
-        NodeAction::Restart if running_standby => vec![
-            Action::RestartPostgres { primary: false },
-            Action::FinishNodeRequest,
-        ],
+        // deadman that dies meanwhile restarts PostgreSQL once more, which is harmless. In a
+        // rolling restart, deleted when handed on.
+        NodeAction::Restart if running_primary && holds_the_lock => restart(true, progress),
+        NodeAction::Restart if running_standby => restart(false, progress),
         // Starting up, recovering: not answering yet. Ask again when it does.
         NodeAction::Restart if obs.postgres.running => vec![],
         NodeAction::Restart => vec![Action::DropNodeRequest {

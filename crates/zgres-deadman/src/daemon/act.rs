@@ -197,6 +197,7 @@ impl Daemon {
             Action::ReloadConfiguration => self.reload_on_request().await,
             Action::WipeDataDirectory { reason } => self.wipe_data_dir(obs, reason).await,
             Action::FinishNodeRequest => self.end_node_request(None, versions).await,
+            Action::PassRestartOn { next, then } => self.pass_restart_on(next, then).await,
             Action::DropNodeRequest { reason } => {
                 self.end_node_request(Some(reason), versions).await
             }

@@ -7,12 +7,38 @@ use std::time::{Duration, Instant};
 use super::act::{keeping_alive, RequestVersions};
 use super::{Daemon, PostgresEdge};
 use crate::decision::{LockView, Observation};
+use zgres_schema::documents::{NodeAction, NodeRequest};
+use zgres_schema::NodeId;
 
 /// How long a requested restart waits for PostgreSQL to answer again before the request
 /// counts as carried out anyway.
 const RESTART_ANSWER_WAIT: Duration = Duration::from_secs(30);
 
 impl Daemon {
+    /// Hands a rolling restart on to `next` (which restarts at once, then passes it to the
+    /// first of `then`). Returns whether to look again at once.
+    pub(super) async fn pass_restart_on(&mut self, next: NodeId, then: Vec<NodeId>) -> bool {
+        let request = NodeRequest {
+            action: NodeAction::Restart,
+            requested_at_ms: super::wall_ms(),
+            scheduled_at_ms: None,
+            then,
+        };
+        let Some(session) = self.zk.session.as_mut() else {
+            return false;
+        };
+        match session.coordinator.request_node(next, &request).await {
+            Ok(true) => tracing::info!(%next, "rolling restart: this node is back; handed on"),
+            Ok(false) => {
+                tracing::warn!(%next, "rolling restart: the next node already has a pending request; the rolling restart stops here")
+            }
+            Err(e) => {
+                tracing::warn!(%next, error = %e, "rolling restart: cannot hand on; the rolling restart stops here")
+            }
+        }
+        true
+    }
+
     /// Stops PostgreSQL and empties the data directory (an operator's reinit, or WAL the
     /// standby needs gone from the primary; `reason` is logged); the next rounds clone it
     /// again. Checked once more here: never on a node holding the lock or running as a

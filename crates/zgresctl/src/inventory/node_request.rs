@@ -56,7 +56,43 @@ impl Inventory {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
             scheduled_at_ms,
+            then: Vec::new(),
         };
+        self.create_request(group, node, &request).await
+    }
+
+    /// A rolling restart of `nodes`, in order, from `scheduled_at_ms`: the first node's
+    /// request carries the others (`then`), and each deadman hands it on to the next once its
+    /// node runs again, so one node restarts at a time.
+    ///
+    /// # Errors
+    /// As [`Inventory::request_node_action`]; nothing is written for an empty list.
+    pub async fn request_rolling_restart(
+        &self,
+        group: &str,
+        nodes: &[NodeId],
+        scheduled_at_ms: u64,
+    ) -> Result<(), CtlError> {
+        let Some((&first, then)) = nodes.split_first() else {
+            return Ok(());
+        };
+        let request = NodeRequest {
+            action: NodeAction::Restart,
+            requested_at_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            scheduled_at_ms: Some(scheduled_at_ms),
+            then: then.to_vec(),
+        };
+        self.create_request(group, first, &request).await
+    }
+
+    async fn create_request(
+        &self,
+        group: &str,
+        node: NodeId,
+        request: &NodeRequest,
+    ) -> Result<(), CtlError> {
         let path = self
             .layout
             .path(&Znode::Request(self.group_name(group)?, node));
@@ -65,7 +101,7 @@ impl Inventory {
             .await?;
         match self
             .session
-            .create(&path, &encode(&request)?, CreateKind::Persistent)
+            .create(&path, &encode(request)?, CreateKind::Persistent)
             .await?
         {
             Outcome::Done(_) => Ok(()),
