@@ -5,54 +5,11 @@
 //! zgres-sync, reaches the primary with `server_tls_sslmode = verify-full`, all with
 //! `[postgres] sslmode = "verify-full"`.
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
-
 use tokio_postgres::NoTls;
 use zgres_testkit::group::checks::first_primary;
-use zgres_testkit::group::{Group, Timing, DEADLINE};
-use zgres_testkit::os_user::OsUser;
+use zgres_testkit::group::{Group, Timing, TlsOnlyPostgres, DEADLINE};
 use zgres_testkit::{poll, tls};
-use zgres_tests::e2e::{shared_dir, through, BouncerWithSync};
-
-/// Only TLS with a certificate over TCP; the test's own clients use the Unix socket.
-const HBA: &str = "local all all trust\n\
-                   hostssl all postgres 127.0.0.1/32 cert\n\
-                   hostssl replication postgres 127.0.0.1/32 cert\n\
-                   hostnossl all all 0.0.0.0/0 reject\n";
-
-/// The test CA, a server certificate for 127.0.0.1 and a client certificate for `postgres`,
-/// readable by the user PostgreSQL and pgbouncer run as (keys mode 0600, as both require).
-struct Certificates {
-    ca: String,
-    server: (String, String),
-    client: (String, String),
-}
-
-fn make_certificates(dir: &Path) -> Certificates {
-    let ca = tls::make_ca(dir, "pgca");
-    let server = tls::issue_leaf(dir, "pgca", "server", "127.0.0.1");
-    let client = tls::issue_leaf(dir, "pgca", "client", "postgres");
-    let postgres = OsUser::for_postgres().unwrap();
-    for (file, mode) in [
-        (&ca, 0o644),
-        (&server.0, 0o644),
-        (&client.0, 0o644),
-        (&server.1, 0o600),
-        (&client.1, 0o600),
-    ] {
-        std::fs::set_permissions(file, std::fs::Permissions::from_mode(mode)).unwrap();
-        if let Some(user) = &postgres {
-            user.chown(file).unwrap();
-        }
-    }
-    let text = |p: &Path| p.display().to_string();
-    Certificates {
-        ca: text(&ca),
-        server: (text(&server.0), text(&server.1)),
-        client: (text(&client.0), text(&client.1)),
-    }
-}
+use zgres_tests::e2e::{through, BouncerWithSync};
 
 /// Per node: (TLS connections, of which with the client certificate `CN=postgres`, all
 /// connections) of `application_name`s matching `pattern`, as seen by the server.
@@ -87,29 +44,9 @@ async fn write_reaches(proxy: &BouncerWithSync, port: u16) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_on_tls_only_postgres_bootstraps_streams_fails_over_and_rejoins() {
-    let files = shared_dir();
-    let certs = make_certificates(files.path());
-    let hba = files.path().join("pg_hba.conf");
-    std::fs::write(&hba, HBA).unwrap();
-    std::fs::set_permissions(&hba, std::fs::Permissions::from_mode(0o644)).unwrap();
-
+    let files = TlsOnlyPostgres::make();
     let mut group = Group::prepare_empty(3, Timing::default()).await;
-    for node in &mut group.nodes {
-        node.clients_use_socket = true;
-        node.extra_config = format!(
-            "[postgres]\nsslmode = \"verify-full\"\nsslrootcert = \"{}\"\n\
-             sslcert = \"{}\"\nsslkey = \"{}\"\n\
-             [postgres.parameters]\nssl = \"on\"\nssl_cert_file = \"{}\"\nssl_key_file = \"{}\"\n\
-             ssl_ca_file = \"{}\"\nhba_file = \"{}\"\n",
-            certs.ca,
-            certs.client.0,
-            certs.client.1,
-            certs.server.0,
-            certs.server.1,
-            certs.ca,
-            hba.display()
-        );
-    }
+    files.apply(&mut group);
     group.start_all_at_once();
     let primary = first_primary(&group).await;
     let replicas: Vec<usize> = (0..3).filter(|&i| i != primary).collect();
@@ -145,11 +82,7 @@ async fn a_group_on_tls_only_postgres_bootstraps_streams_fails_over_and_rejoins(
 
     let proxy = BouncerWithSync::start_with_settings(
         &group.zk.connect_string(),
-        &format!(
-            "server_tls_sslmode = verify-full\nserver_tls_ca_file = {}\n\
-             server_tls_cert_file = {}\nserver_tls_key_file = {}\n",
-            certs.ca, certs.client.0, certs.client.1
-        ),
+        &files.pgbouncer_settings(),
     );
     write_reaches(&proxy, group.nodes[primary].port()).await;
 
@@ -173,14 +106,10 @@ async fn a_group_on_tls_only_postgres_bootstraps_streams_fails_over_and_rejoins(
     );
 
     // A node configured with the wrong CA says so once, naming the CA file.
-    let wrong_ca = tls::make_ca(files.path(), "otherca").display().to_string();
+    let wrong_ca = tls::make_ca(files.dir(), "otherca");
     group.kill_node(other);
-    let node = &mut group.nodes[other];
-    node.extra_config = node.extra_config.replacen(
-        &format!("sslrootcert = \"{}\"", certs.ca),
-        &format!("sslrootcert = \"{wrong_ca}\""),
-        1,
-    );
+    group.nodes[other].extra_config = files.deadman_config(&wrong_ca);
+    let wrong_ca = wrong_ca.display().to_string();
     group.start(other);
     let node = &group.nodes[other];
     poll::until("the wrong CA to be reported", DEADLINE, || async {

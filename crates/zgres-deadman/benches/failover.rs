@@ -12,7 +12,8 @@
 //!
 //! `ZGRES_BENCH_LOOP_MS` sets `loop_interval_ms` (default 2000, the deadman's default);
 //! `ZGRES_BENCH_ONLY=outages` runs only the ZooKeeper outages, `ZGRES_BENCH_ONLY=kills` only
-//! the kills; `ZGRES_BENCH_ZK_SECURE=1` runs the kills against a TLS-only ZooKeeper, every
+//! the kills; `ZGRES_BENCH_PG_TLS=1` runs them with PostgreSQL taking only TLS (verify-full,
+//! client certificates); `ZGRES_BENCH_ZK_SECURE=1` runs the kills against a TLS-only ZooKeeper, every
 //! deadman presenting a client certificate (x509 authentication, ACL policy on).
 //!
 //! Run: `cargo bench -p zgres-deadman --bench failover`
@@ -102,9 +103,23 @@ async fn node_and_postgres_kills(runs: usize) {
             ZkCluster::standalone().await.unwrap()
         }
     };
+    let postgres_tls = (std::env::var("ZGRES_BENCH_PG_TLS").as_deref() == Ok("1")).then(|| {
+        println!("  (PostgreSQL over TLS only: verify-full, client certificates)");
+        zgres_testkit::group::TlsOnlyPostgres::make()
+    });
+    let prepare = |nodes: usize| {
+        let postgres_tls = postgres_tls.as_ref();
+        async move {
+            let mut group = Group::prepare_on(zookeeper().await, nodes, timing()).await;
+            if let Some(files) = postgres_tls {
+                files.apply(&mut group);
+            }
+            group
+        }
+    };
     let mut node_kill = Vec::new();
     for run in 0..runs {
-        let mut group = Group::prepare_on(zookeeper().await, 3, timing()).await;
+        let mut group = prepare(3).await;
         group.start_all().await;
         let old = group.wait_primary(&[]).await;
         group.wait_following(1, old).await;
@@ -124,7 +139,7 @@ async fn node_and_postgres_kills(runs: usize) {
 
     let mut pg_crash = Vec::new();
     let mut pg_crash_whole = Vec::new();
-    let mut group = Group::prepare_on(zookeeper().await, 2, timing()).await;
+    let mut group = prepare(2).await;
     group.start_all().await;
     let primary = group.wait_primary(&[]).await;
     for run in 0..runs {

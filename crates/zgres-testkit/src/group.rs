@@ -13,10 +13,12 @@
 
 pub mod checks;
 mod node;
+mod postgres_tls;
 mod writer;
 mod zk_access;
 
 pub use node::Node;
+pub use postgres_tls::TlsOnlyPostgres;
 pub use writer::{missing_acks, Ack, Writer};
 pub use zk_access::{authenticate, zookeeper_tls_keys};
 
