@@ -10,7 +10,8 @@
 //!
 //! Run: `cargo bench -p zgres-sync --bench propagation` (`ZGRES_BENCH_SAMPLES`, default 100;
 //! `ZGRES_BENCH_ZK_SECURE=1`: ZooKeeper over TLS only, with x509 client authentication;
-//! `ZGRES_BENCH_SKIP_SCALE=1`: without the 10,000-group run).
+//! `ZGRES_BENCH_SKIP_SCALE=1`: without the 10,000-group run; `ZGRES_BENCH_ONLY_HOOK=1`: the
+//! hook latency alone).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -382,14 +383,15 @@ async fn main() {
         let mut hook = hook_latency(&zookeeper, samples).await;
         percentiles("lock change -> executable hook running", &mut hook);
     }
-    if !only_scale {
+    let only_hook = std::env::var_os("ZGRES_BENCH_ONLY_HOOK").is_some();
+    if !only_scale && !only_hook {
         let mut bouncer = pgbouncer_latency(&zookeeper, samples).await;
         percentiles(
             "lock change -> pgbouncer serving the new primary",
             &mut bouncer,
         );
     }
-    if std::env::var_os("ZGRES_BENCH_SKIP_SCALE").is_some() {
+    if std::env::var_os("ZGRES_BENCH_SKIP_SCALE").is_some() || only_hook {
         return;
     }
     // A fresh ZooKeeper, so the scale run follows only its own groups.
