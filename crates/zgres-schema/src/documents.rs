@@ -43,6 +43,10 @@ pub struct Tags {
     /// Among equally advanced candidates, the higher priority wins; 0 never promotes (as
     /// pg_auto_failover's candidate priority 0).
     pub priority: u32,
+    /// Stream from this member (by `node.name`) rather than from the primary, while it is a
+    /// healthy replica of the primary; from the primary otherwise (cascading replication).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replicatefrom: Option<crate::NodeName>,
 }
 
 impl Default for Tags {
@@ -53,6 +57,7 @@ impl Default for Tags {
             nosync: false,
             clonefrom: false,
             priority: Tags::DEFAULT_PRIORITY,
+            replicatefrom: None,
         }
     }
 }

@@ -32,6 +32,26 @@ fn clone_source(obs: &Observation, holder: NodeId) -> NodeId {
 }
 
 impl Decider {
+    /// The node this standby streams from: the member its `replicatefrom` tag names while
+    /// that is a healthy replica streaming from the primary `holder` itself (one level of
+    /// cascading, so a chain of tags can never form a loop), else `holder`.
+    pub(super) fn upstream(&self, obs: &Observation, holder: NodeId) -> NodeId {
+        let Some(wanted) = &self.tags.replicatefrom else {
+            return holder;
+        };
+        obs.peers
+            .iter()
+            .map(|p| &p.state)
+            .find(|s| {
+                s.name.as_ref() == Some(wanted)
+                    && s.node != holder
+                    && s.role == Role::Replica
+                    && s.is_healthy()
+                    && s.upstream == Some(holder)
+            })
+            .map_or(holder, |s| s.node)
+    }
+
     /// A running standby of `holder` at `position`: wiped to be cloned again once the WAL it
     /// needs is confirmed gone from the primary, if that is allowed (else only reported).
     fn when_wal_is_missing(
@@ -105,13 +125,15 @@ impl Decider {
                 self.retry.follow.starting();
                 self.retry.rewind_failures = 0;
                 vec![Action::StartStandby {
-                    upstream: Some(holder),
+                    upstream: Some(self.upstream(obs, holder)),
                 }]
             }
             (true, _) => match pg.probe {
-                Some(p) if p.upstream != Some(holder) => {
+                Some(p) if p.upstream != Some(self.upstream(obs, holder)) => {
                     self.retry.follow.forget();
-                    vec![Action::Repoint { upstream: holder }]
+                    vec![Action::Repoint {
+                        upstream: self.upstream(obs, holder),
+                    }]
                 }
                 Some(p) => {
                     let primary_timeline = obs
@@ -125,7 +147,8 @@ impl Decider {
                     } else if self.retry.follow.is_stuck(obs.now, mine, primary_timeline) {
                         "this standby cannot follow the primary's timeline (it has WAL the new timeline forked off before): stopping it to rewind it"
                     } else {
-                        if p.restores_from_archive {
+                        // The primary's kept WAL says nothing of a cascading standby's source.
+                        if p.restores_from_archive || p.upstream != Some(holder) {
                             self.retry.missing_wal.forget();
                             return vec![];
                         }

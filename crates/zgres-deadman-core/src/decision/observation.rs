@@ -123,9 +123,10 @@ pub fn wants_timeline_starts(lock: LockView, peers: &[Peer], standby: Option<Tim
 
 /// Whether the shell should read every peer's state while another node holds the lock (it
 /// reads only the holder's otherwise): for a stopped node with an empty data directory, which
-/// chooses the replica to clone from (the `clonefrom` tag).
-pub fn wants_every_peer(running: bool, data_dir: DataDirKind) -> bool {
-    !running && data_dir == DataDirKind::Empty
+/// chooses the replica to clone from (the `clonefrom` tag), and for a node that `cascades`
+/// (its `replicatefrom` tag), which watches the member it names.
+pub fn wants_every_peer(running: bool, data_dir: DataDirKind, cascades: bool) -> bool {
+    (!running && data_dir == DataDirKind::Empty) || cascades
 }
 
 /// Everything the deadman knows at one moment.

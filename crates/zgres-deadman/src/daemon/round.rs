@@ -102,7 +102,8 @@ impl Daemon {
         let standby_timeline = probe.filter(|p| p.in_recovery).and_then(|p| p.timeline);
         // Read once: nothing between here and the observation changes the directory.
         let data_dir_kind = data_dir::kind(&self.config.postgres);
-        let every_peer = crate::decision::wants_every_peer(running, data_dir_kind);
+        let cascades = self.config.tags.replicatefrom.is_some();
+        let every_peer = crate::decision::wants_every_peer(running, data_dir_kind, cascades);
         let mut view = match session.coordinator.view(standby_timeline, every_peer).await {
             Ok(view) => view,
             Err(e) if e.session_ended() => {

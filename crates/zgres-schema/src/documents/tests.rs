@@ -29,6 +29,8 @@ fn tags() -> impl Strategy<Value = Tags> {
                 nosync,
                 clonefrom,
                 priority,
+                replicatefrom: (priority % 3 == 0)
+                    .then(|| crate::NodeName::new(&format!("n{}", priority % 10)).unwrap()),
             },
         )
 }

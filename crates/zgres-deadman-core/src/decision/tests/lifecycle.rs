@@ -416,3 +416,47 @@ fn an_empty_node_clones_from_a_healthy_clonefrom_replica_on_the_primarys_timelin
     behind.timeline = Some(tl(2));
     assert_eq!(source(&mut d, &with(vec![sick, behind])), node(2));
 }
+
+#[test]
+fn a_replicatefrom_standby_cascades_from_a_healthy_replica_of_the_primary_else_the_primary() {
+    let t = Instant::now();
+    let tags = Tags {
+        replicatefrom: Some(zgres_schema::NodeName::new("n3").unwrap()),
+        ..Tags::default()
+    };
+    let mut d = Decider::new(node(1), tags, Duration::from_secs(10), Duration::ZERO);
+    let holder = peer_state(2, Role::Primary, 100);
+    let middle = |upstream: u8, healthy: bool| {
+        let mut s = peer_state(3, Role::Replica, 100);
+        s.name = Some(zgres_schema::NodeName::new("n3").unwrap());
+        s.upstream = Some(node(upstream));
+        if !healthy {
+            s.problems.push("postgres does not answer".into());
+        }
+        fresh(s)
+    };
+    let lock = LockView::Other(Some(node(2)));
+    // Stopped standby: started following n3, which streams from the primary.
+    let peers = vec![fresh(holder.clone()), middle(2, true)];
+    let o = obs(t, lock, stopped(DataDirKind::Standby), peers.clone());
+    assert_eq!(
+        d.decide(&o),
+        [Action::StartStandby {
+            upstream: Some(node(3))
+        }]
+    );
+    // Running from the primary: re-pointed to n3; running from n3: left alone.
+    let o = obs(t, lock, standby_of(100, 2), peers.clone());
+    assert_eq!(d.decide(&o), [Action::Repoint { upstream: node(3) }]);
+    let o = obs(t, lock, standby_of(100, 3), peers);
+    assert_eq!(d.decide(&o), []);
+    // n3 unhealthy, gone, or itself cascading (no chains, so no loops): back to the primary.
+    for peers in [
+        vec![fresh(holder.clone()), middle(2, false)],
+        vec![fresh(holder.clone())],
+        vec![fresh(holder.clone()), middle(4, true)],
+    ] {
+        let o = obs(t, lock, standby_of(100, 3), peers);
+        assert_eq!(d.decide(&o), [Action::Repoint { upstream: node(2) }]);
+    }
+}
