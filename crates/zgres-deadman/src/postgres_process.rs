@@ -61,6 +61,9 @@ pub struct PostgresProcess {
     /// A standby's floors for the parameters hot standby needs at least as high as the
     /// primary's, fixed at each start.
     standby_floors: Vec<(&'static str, u64)>,
+    /// The postmaster exited since the round last looked ([`PostgresProcess::observe`]):
+    /// reaped in the middle of a round, its exit must still wake the loop.
+    unseen_exit: bool,
 }
 
 /// Our child postmaster: spawned by this image, or adopted from the image that re-executed
@@ -110,6 +113,7 @@ impl PostgresProcess {
             last_exit: None,
             cluster: ClusterSettings::default(),
             standby_floors: Vec::new(),
+            unseen_exit: false,
         }
     }
 
@@ -237,7 +241,16 @@ impl PostgresProcess {
         }
     }
 
+    /// Whether the postmaster runs, as a round sees it at its start: an exit is seen now, so
+    /// [`PostgresProcess::exited`] no longer reports it.
+    pub fn observe(&mut self) -> bool {
+        let running = self.is_running();
+        self.unseen_exit = false;
+        running
+    }
+
     fn reaped(&mut self, status: ExitStatus) {
+        self.unseen_exit = true;
         if let Some(child) = self.child.take() {
             // Backends may outlive a killed postmaster for a moment: take them down too.
             if let Some(pid) = child.id() {
@@ -258,8 +271,15 @@ impl PostgresProcess {
         self.child.as_ref().and_then(Postmaster::id)
     }
 
-    /// Resolves when the postmaster exits (never, if none runs). Cancel-safe.
+    /// Resolves when the postmaster exits, or at once when it exited (and was reaped, e.g. by
+    /// [`PostgresProcess::is_running`] in the middle of a round) since the last
+    /// [`PostgresProcess::observe`]; never while it runs or after its exit was observed.
+    /// Cancel-safe.
     pub async fn exited(&mut self) {
+        if self.unseen_exit {
+            self.unseen_exit = false;
+            return;
+        }
         let status = match self.child.as_mut() {
             Some(child) => child.wait().await,
             None => std::future::pending().await,
@@ -316,5 +336,64 @@ pub async fn stop_foreign(pid: i32, timeout: Duration) {
         && tokio::time::Instant::now() < deadline
     {
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    /// A "postmaster" that only sleeps, in a data directory of its own.
+    fn fake(dir: &std::path::Path) -> PostgresProcess {
+        let program = dir.join("postgres");
+        std::fs::write(&program, "#!/bin/sh\nexec sleep 60\n").unwrap();
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(dir.join("postgresql.conf"), "").unwrap();
+        let config = PostgresConfig {
+            tls: Default::default(),
+            data_dir: dir.to_owned(),
+            bin_dir: dir.to_owned(),
+            port: 5432,
+            run_as: None,
+            user: "postgres".into(),
+            dbname: "postgres".into(),
+            password: None,
+            probe_host: "127.0.0.1".parse().unwrap(),
+            parameters: Default::default(),
+        };
+        PostgresProcess::new(config, Arc::new(FenceClock::new(Duration::from_secs(5))))
+    }
+
+    /// Regression (found by the failover bench: a crashed primary sometimes restarted a whole
+    /// loop interval late): an exit reaped in the middle of a round, by a later `is_running`,
+    /// still wakes the loop's wait; once a round observed it, it does not again.
+    #[tokio::test]
+    async fn an_exit_reaped_in_the_middle_of_a_round_still_wakes_the_loop() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut process = fake(dir.path());
+        process.start().unwrap();
+        assert!(process.observe(), "running at the round's start");
+        let pid = process.pid().unwrap();
+        killpg(Pid::from_raw(pid as i32), Signal::SIGKILL).unwrap();
+        // Later in the same round something asks again and reaps it.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while process.is_running() {
+            assert!(std::time::Instant::now() < deadline, "never exited");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // The loop's wait: it must resolve (without the fix it never did).
+        tokio::time::timeout(Duration::from_secs(10), process.exited())
+            .await
+            .expect("the exit reaped mid-round wakes the loop");
+        // The next round sees it; after that the wait is for a new exit only.
+        assert!(!process.observe());
+        assert!(
+            tokio::time::timeout(Duration::from_millis(200), process.exited())
+                .await
+                .is_err(),
+            "an exit already seen does not wake the loop again"
+        );
     }
 }

@@ -77,7 +77,7 @@ impl Daemon {
 
     /// One observe-decide-act round.
     pub(super) async fn round(&mut self) -> Next {
-        let running = self.pg.process.is_running();
+        let running = self.pg.process.observe();
         let probe = if running {
             match self.pg.client.probe().await {
                 Ok(p) => Some(p),
