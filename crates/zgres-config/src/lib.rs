@@ -17,7 +17,7 @@ mod signals;
 
 pub use private_key::{check_private_key, PrivateKeyFile};
 
-pub use log::{LogConfig, LogFormat, LogLevel};
+pub use log::{with_causes, LogConfig, LogFormat, LogLevel};
 pub use signals::{cancel_on_signal, check_on_hangup, reload_on_hangup};
 
 /// Exit status for command-line usage errors (`EX_USAGE`).

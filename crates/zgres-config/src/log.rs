@@ -105,3 +105,40 @@ pub enum LogFormat {
     /// One JSON object per line.
     Json,
 }
+
+/// `error` with each of its causes after a colon, for a log line. Some libraries' own text is
+/// only a kind (tokio-postgres: `db error`, `error performing TLS handshake`); the useful part
+/// (the server's message, the handshake's reason) is the cause.
+pub fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        let more = e.to_string();
+        // Some errors repeat their cause in their own text.
+        if !text.ends_with(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = e.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod with_causes_tests {
+    use super::with_causes;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("db error")]
+    struct Kind(#[source] std::io::Error);
+
+    #[test]
+    fn every_cause_follows_the_error() {
+        let error = Kind(std::io::Error::other("ERROR: relation \"t\" does not exist"));
+        assert_eq!(
+            with_causes(&error),
+            "db error: ERROR: relation \"t\" does not exist"
+        );
+        assert_eq!(with_causes(&std::io::Error::other("plain")), "plain");
+    }
+}

@@ -22,7 +22,7 @@ const QUERY_TIMEOUT: Duration = Duration::from_secs(3);
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// Connecting or querying failed.
-    #[error("postgres: {}", crate::postgres_tls::describe(.0))]
+    #[error("postgres: {}", zgres_config::with_causes(.0))]
     Postgres(#[from] tokio_postgres::Error),
     /// No answer in time.
     #[error("postgres did not answer within {0:?}")]

@@ -121,21 +121,8 @@ pub enum ConnectError {
     #[error(transparent)]
     File(#[from] TlsFileError),
     /// The server refused, did not answer, or the handshake failed.
-    #[error("postgres: {}", describe(.0))]
+    #[error("postgres: {}", zgres_config::with_causes(.0))]
     Postgres(#[from] tokio_postgres::Error),
-}
-
-/// `error` with its causes: tokio-postgres's own text is only the kind ("db error", "error
-/// performing TLS handshake"); the server's message or the handshake's reason is the cause.
-pub fn describe(error: &tokio_postgres::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = std::error::Error::source(error);
-    while let Some(e) = cause {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        cause = e.source();
-    }
-    text
 }
 
 impl ConnectError {

@@ -23,7 +23,7 @@ pub enum PgbouncerError {
         source: std::io::Error,
     },
     /// The admin console refused or could not be reached.
-    #[error("pgbouncer admin console: {0}")]
+    #[error("pgbouncer admin console: {}", zgres_config::with_causes(.0))]
     Admin(#[from] tokio_postgres::Error),
 }
 
