@@ -134,7 +134,9 @@ mod with_causes_tests {
 
     #[test]
     fn every_cause_follows_the_error() {
-        let error = Kind(std::io::Error::other("ERROR: relation \"t\" does not exist"));
+        let error = Kind(std::io::Error::other(
+            "ERROR: relation \"t\" does not exist",
+        ));
         assert_eq!(
             with_causes(&error),
             "db error: ERROR: relation \"t\" does not exist"
