@@ -8,9 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use zgres_deadman_core::fence_deadline::{self, Heartbeat};
 
-use zgres_schema::documents::{
-    ConnInfo, DatabaseId, Lock, NodeRequest, NodeState, Switchover, SyncState,
-};
+use zgres_schema::documents::{ConnInfo, DatabaseId, Lock, NodeState, Switchover, SyncState};
 use zgres_schema::{
     encode, DecodeError, Document, Fetched, GroupName, NodeId, SystemId, Timeline,
     UnreadableFilter, ZkLayout, Znode,
@@ -55,6 +53,7 @@ impl CoordinationError {
 
 mod group_view;
 mod history;
+mod node_requests;
 mod pg_settings;
 mod read_cache;
 
@@ -271,35 +270,6 @@ impl Coordinator {
             tracing::warn!(znode = %path, "the switchover request changed meanwhile; left as it is");
         }
         Ok(written)
-    }
-
-    /// Deletes this node's request (`/request/{GROUP}_{NODE}`), at `version` when known (an
-    /// unreadable one has none: it is deleted whatever it holds).
-    ///
-    /// # Errors
-    /// As any request.
-    pub async fn delete_node_request(&mut self, version: Option<i32>) -> Result<bool> {
-        let path = self.path(Znode::Request(self.group.clone(), self.me));
-        self.cache.invalidate(&path);
-        let deleted = self.session.delete(&path, version).await?.is_done();
-        if !deleted {
-            tracing::warn!(znode = %path, "the request changed or went meanwhile; left as it is");
-        }
-        Ok(deleted)
-    }
-
-    /// Writes `request` to `node` (the next step of a rolling restart). Returns whether it
-    /// was written: not when that node already has a pending request.
-    ///
-    /// # Errors
-    /// As any request.
-    pub async fn request_node(&mut self, node: NodeId, request: &NodeRequest) -> Result<bool> {
-        let path = self.path(Znode::Request(self.group.clone(), node));
-        Ok(self
-            .session
-            .create(&path, &encode(request)?, CreateKind::Persistent)
-            .await?
-            .is_done())
     }
 
     /// The lock is ours but does not name this node (someone overwrote it): put our content
