@@ -418,6 +418,15 @@ async fn zgresctl_scheduled_rolling_restart_is_carried_out_by_the_deadmen() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(client.list_children(&requests).await.unwrap().len(), 1);
+    // `list` shows where the rolling restart stands.
+    let out = zgresctl(&zk, &["list"]).await;
+    let listed = String::from_utf8_lossy(&out.stdout);
+    let expected = format!("! request to {}: restart at ", ids[order[0]]);
+    assert!(
+        listed.contains(&expected)
+            && listed.contains(&format!(", then {}, {}", ids[order[1]], ids[order[2]])),
+        "{listed}"
+    );
     let cancelled = json(
         &group,
         &zgresctl(&zk, &["--json", "restart", "--cancel", "main"]).await,

@@ -21,7 +21,7 @@ pub use acl::AclReport;
 pub use dsn::Dsn;
 pub use hand_over::HandOver;
 pub use history::GroupHistory;
-pub use node_request::RequestDone;
+pub use node_request::{PendingRequest, RequestDone};
 use zgres_zk::client as zk;
 use zgres_zk::{CreateKind, ZkSession, ZkSettings};
 
@@ -75,6 +75,8 @@ pub struct GroupView {
     pub config_error: Option<String>,
     /// Its nodes, ordered by id.
     pub nodes: Vec<NodeView>,
+    /// Operators' requests waiting for a node's deadman (restart, reload, reinit).
+    pub requests: Vec<PendingRequest>,
 }
 
 impl Inventory {
@@ -203,12 +205,14 @@ impl Inventory {
                     v.lag_bytes = mine.map(|m| primary.bytes_after(m));
                 }
             }
+            let requests = self.pending_requests(&group).await?;
             groups.push(GroupView {
                 group,
                 leader,
                 config,
                 config_error,
                 nodes: views,
+                requests,
             });
         }
         Ok(groups)

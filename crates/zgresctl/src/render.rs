@@ -96,8 +96,36 @@ pub fn groups(groups: &[GroupView]) -> String {
         if g.nodes.is_empty() {
             let _ = writeln!(out, "| (no nodes)");
         }
+        for pending in &g.requests {
+            let _ = writeln!(out, "! {}", pending_request(pending));
+        }
     }
     out
+}
+
+/// One waiting request, e.g. `request to 10.0.0.2:5432: restart at 2026-12-02T03:00:00Z,
+/// then 10.0.0.3:5432, 10.0.0.1:5432`.
+fn pending_request(pending: &crate::inventory::PendingRequest) -> String {
+    let Some(request) = &pending.request else {
+        return format!(
+            "request to {}: unreadable (its deadman drops it)",
+            pending.node
+        );
+    };
+    let action = serde_json::to_value(request.action)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let mut text = format!("request to {}: {action}", pending.node);
+    if let Some(at) = request.scheduled_at_ms {
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(at);
+        text.push_str(&format!(" at {}", humantime::format_rfc3339_seconds(at)));
+    }
+    if !request.then.is_empty() {
+        let rest: Vec<String> = request.then.iter().map(ToString::to_string).collect();
+        text.push_str(&format!(", then {}", rest.join(", ")));
+    }
+    text
 }
 
 /// The promotion history, after what could not be read.
@@ -209,6 +237,7 @@ mod tests {
             leader: Some("10.0.0.1:5432".parse().unwrap()),
             config: None,
             config_error: None,
+            requests: vec![],
             nodes: vec![
                 member("10.0.0.3:5432", "replica", Some("10.0.0.2:5432"), false),
                 member("10.0.0.1:5432", "primary", None, true),
@@ -244,6 +273,7 @@ mod tests {
             leader: Some(state.node),
             config: None,
             config_error: None,
+            requests: vec![],
             nodes: vec![NodeView {
                 node: state.node,
                 leader: true,

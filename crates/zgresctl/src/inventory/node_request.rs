@@ -23,7 +23,43 @@ pub struct RequestDone {
     pub role: Role,
 }
 
+/// A request waiting for a node's deadman, as `zgresctl list` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PendingRequest {
+    /// The node it is for.
+    pub node: NodeId,
+    /// The request (`None` when unreadable: its deadman drops it).
+    pub request: Option<NodeRequest>,
+}
+
 impl Inventory {
+    /// The requests waiting in `group`, by node id.
+    ///
+    /// # Errors
+    /// ZooKeeper failures.
+    pub async fn pending_requests(
+        &self,
+        group: &zgres_schema::GroupName,
+    ) -> Result<Vec<PendingRequest>, CtlError> {
+        let dir = self.layout.dir(zgres_schema::Dir::Request);
+        let mut pending = Vec::new();
+        for child in self.children(zgres_schema::Dir::Request).await? {
+            let path = format!("{dir}/{child}");
+            let Ok(Znode::Request(of, node)) = self.layout.parse(&path) else {
+                continue;
+            };
+            if &of != group {
+                continue;
+            }
+            if let Some((data, _)) = self.session.get(&path).await? {
+                let request = zgres_schema::decode::<NodeRequest>(&path, &data).ok();
+                pending.push(PendingRequest { node, request });
+            }
+        }
+        pending.sort_by_key(|p| p.node);
+        Ok(pending)
+    }
+
     /// The node `text` names in `group`, if its deadman is alive to carry out a request.
     ///
     /// # Errors
