@@ -354,6 +354,18 @@ impl ZkSession {
         Ok(set.map(|_| true))
     }
 
+    /// The znode's ACL; `None` when it does not exist.
+    ///
+    /// # Errors
+    /// [`ZkError`].
+    pub async fn acl(&self, path: &str) -> Result<Option<Vec<zk::Acl>>, ZkError> {
+        Ok(self
+            .timed("getAcl", path, self.client.get_acl(path))
+            .await?
+            .done()
+            .map(|(acls, _)| acls))
+    }
+
     /// Creates the persistent znode `path` and any missing parents (existing ones are fine).
     ///
     /// # Errors

@@ -197,6 +197,11 @@ pub(crate) enum AclCommand {
         /// Every znode under the root.
         #[arg(long, conflicts_with = "group")]
         all: bool,
+        /// Remove read access from identities the tree grants it to that are not given with
+        /// --zk-reader (refused otherwise, so a run without the readers cannot lock zgres-sync
+        /// out).
+        #[arg(long)]
+        drop_readers: bool,
     },
 }
 

@@ -274,6 +274,9 @@ pub enum Refusal {
     /// A switchover needs a primary to hand over from.
     #[error("group {0} has no primary to hand over; use `zgresctl failover {0} --to NODE`")]
     NoPrimary(String),
+    /// `acl apply` would take read access away from the tree's current readers.
+    #[error("the tree's readers {} would lose read access: pass each with --zk-reader to keep it, or --drop-readers to remove it", .0.join(", "))]
+    AclWouldDropReaders(Vec<String>),
     /// A deadman of the group is alive: its group is not removed.
     #[error("group {group} still has a live deadman ({live} exists); stop every deadman of the group first")]
     GroupAlive {

@@ -343,12 +343,17 @@ async fn run(args: Args) -> Result<(), CtlError> {
         // Answered before connecting.
         Command::Digest { .. } => {}
         Command::Acl {
-            action: AclCommand::Apply { group, all },
+            action:
+                AclCommand::Apply {
+                    group,
+                    all,
+                    drop_readers,
+                },
         } => {
             if group.is_none() && !all {
                 return Err(Usage::AclScope.into());
             }
-            let report = inventory.apply_acls(group.as_deref()).await?;
+            let report = inventory.apply_acls(group.as_deref(), drop_readers).await?;
             if args.json {
                 print_json(&report);
             } else {

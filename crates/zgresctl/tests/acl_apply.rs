@@ -1,6 +1,6 @@
 //! `zgresctl acl apply` moves a tree created open to the writer's ACL policy: for one group,
 //! then for everything; running it again changes nothing; it refuses to run without an
-//! identity.
+//! identity, and to take read access from the tree's readers unless told to.
 
 use zgres_testkit::znodes;
 use zgres_testkit::zookeeper::ZkCluster;
@@ -91,6 +91,33 @@ async fn acl_apply_moves_an_open_tree_to_the_policy_and_is_idempotent() {
             Err(zk::Error::NoAuth)
         ),
         "--all left another group's lock open"
+    );
+
+    // Run without the readers, it refuses rather than lock them out, naming them...
+    let without_readers: Vec<&str> = identity[..4]
+        .iter()
+        .copied()
+        .chain(["acl", "apply", "--all"])
+        .collect();
+    let (code, text) = zgresctl(&connect, &without_readers);
+    assert_ne!(code, 0, "{text}");
+    assert!(
+        text.contains(&format!("readers {reader_id} would lose read access")),
+        "{text}"
+    );
+    assert!(text.contains("--drop-readers"), "{text}");
+    assert!(reader.get_data(main_lock).await.is_ok(), "changed anyway");
+    // ...unless told to drop them.
+    let dropping: Vec<&str> = without_readers
+        .iter()
+        .copied()
+        .chain(["--drop-readers"])
+        .collect();
+    let (code, text) = zgresctl(&connect, &dropping);
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        matches!(reader.get_data(main_lock).await, Err(zk::Error::NoAuth)),
+        "the reader still reads after --drop-readers"
     );
     drop(open);
 }

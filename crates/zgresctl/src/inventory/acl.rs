@@ -5,7 +5,7 @@ use serde::Serialize;
 use zgres_schema::Dir;
 use zgres_zk::Outcome;
 
-use super::{CtlError, Inventory};
+use super::{CtlError, Inventory, Refusal};
 
 /// What `acl apply` did.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -19,16 +19,50 @@ pub struct AclReport {
 }
 
 impl Inventory {
+    /// Refuses when the root grants read-only access to identities the new policy leaves
+    /// out: run without the deadmen's `--zk-reader` list, the command would lock zgres-sync
+    /// and monitoring out of the whole tree.
+    async fn refuse_to_drop_readers(
+        &self,
+        stored: &[zgres_zk::client::Acl],
+    ) -> Result<(), CtlError> {
+        let current = self
+            .session
+            .acl(self.layout.root())
+            .await?
+            .unwrap_or_default();
+        let dropped: Vec<String> = current
+            .iter()
+            .filter(|acl| acl.permission() == zgres_zk::client::Permission::READ)
+            .filter(|acl| !stored.contains(acl))
+            .map(|acl| format!("{}:{}", acl.scheme(), acl.id()))
+            .collect();
+        if dropped.is_empty() {
+            Ok(())
+        } else {
+            Err(Refusal::AclWouldDropReaders(dropped).into())
+        }
+    }
+
     /// Puts the policy on the root, the zgres directories and every znode below them
     /// (`group: None`), or only on `group`'s znodes (and the root and directories). Znodes
     /// already carrying the policy are left alone, so running it again changes nothing.
+    /// Unless `drop_readers`, refused when the tree's readers are not all in the policy.
     ///
     /// # Errors
-    /// ZooKeeper failures, e.g. refused on a znode this identity may not administer.
-    pub async fn apply_acls(&self, group: Option<&str>) -> Result<AclReport, CtlError> {
+    /// [`Refusal::AclWouldDropReaders`]; ZooKeeper failures, e.g. refused on a znode this
+    /// identity may not administer.
+    pub async fn apply_acls(
+        &self,
+        group: Option<&str>,
+        drop_readers: bool,
+    ) -> Result<AclReport, CtlError> {
         let group = group.map(|g| self.group_name(g)).transpose()?;
         let mut report = AclReport::default();
         let stored = self.session.stored_policy(self.layout.root()).await?;
+        if !drop_readers {
+            self.refuse_to_drop_readers(&stored).await?;
+        }
         let mut pending = vec![self.layout.root().to_owned()];
         let dirs: Vec<String> = Dir::ALL.iter().map(|d| self.layout.dir(*d)).collect();
         while let Some(path) = pending.pop() {
