@@ -19,6 +19,15 @@ fn json(group: &Group, out: &Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// `/history` once the first primary wrote it (a round or so after taking the lock).
+async fn written_history(client: &zookeeper_client::Client, history: &str) -> Vec<u8> {
+    poll::until("the group's history", DEADLINE, || async {
+        client.get_data(history).await.ok().map(|(data, _)| data)
+    })
+    .await
+    .unwrap()
+}
+
 /// The primary restarts in place: a new postmaster, the same lock znode held by the same
 /// session (never deleted or recreated: no failover), no promotion recorded, no acknowledged
 /// commit lost, writes on the same node afterwards. A replica restarts and follows the same
@@ -31,12 +40,7 @@ async fn zgresctl_restart_keeps_the_primary_and_loses_no_commit() {
     let lock = group.path(Znode::Lock);
     let history = group.path(Znode::History);
     let (_, lock_before) = client.get_data(&lock).await.unwrap();
-    // The first primary starts the history once it runs, a round or so after taking the lock.
-    let history_before = poll::until("the group's history", DEADLINE, || async {
-        client.get_data(&history).await.ok().map(|(data, _)| data)
-    })
-    .await
-    .unwrap();
+    let history_before = written_history(&client, &history).await;
     let postmaster = group.nodes[0].postmaster_pid().unwrap();
     let writer = Writer::start(&group);
     writer.wait_more_acks(0, 20).await;
@@ -342,11 +346,7 @@ async fn zgresctl_scheduled_rolling_restart_is_carried_out_by_the_deadmen() {
     let client = group.zk_client().await;
     let (_, lock_before) = client.get_data(&group.path(Znode::Lock)).await.unwrap();
     let history = group.path(Znode::History);
-    let history_before = poll::until("the group's history", DEADLINE, || async {
-        client.get_data(&history).await.ok().map(|(data, _)| data)
-    })
-    .await
-    .unwrap();
+    let history_before = written_history(&client, &history).await;
     let before: Vec<_> = (0..3).map(|i| group.nodes[i].postmaster_pid()).collect();
     let writer = Writer::start(&group);
     writer.wait_more_acks(0, 20).await;

@@ -487,4 +487,6 @@ impl Config {
 }
 
 #[cfg(test)]
+pub(crate) mod test_config;
+#[cfg(test)]
 mod tests;

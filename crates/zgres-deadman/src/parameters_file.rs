@@ -113,19 +113,11 @@ mod tests {
 
     fn config(dir: &Path, parameters: &[(&str, &str)]) -> PostgresConfig {
         PostgresConfig {
-            tls: Default::default(),
-            data_dir: dir.to_owned(),
-            bin_dir: dir.to_owned(),
-            port: 5432,
-            run_as: None,
-            user: "postgres".into(),
-            dbname: "postgres".into(),
-            password: None,
-            probe_host: "127.0.0.1".parse().unwrap(),
             parameters: parameters
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect::<BTreeMap<_, _>>(),
+            ..crate::config::test_config::postgres_in(dir)
         }
     }
 

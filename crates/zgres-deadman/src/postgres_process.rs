@@ -351,18 +351,7 @@ mod tests {
         std::fs::write(&program, "#!/bin/sh\nexec sleep 60\n").unwrap();
         std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
         std::fs::write(dir.join("postgresql.conf"), "").unwrap();
-        let config = PostgresConfig {
-            tls: Default::default(),
-            data_dir: dir.to_owned(),
-            bin_dir: dir.to_owned(),
-            port: 5432,
-            run_as: None,
-            user: "postgres".into(),
-            dbname: "postgres".into(),
-            password: None,
-            probe_host: "127.0.0.1".parse().unwrap(),
-            parameters: Default::default(),
-        };
+        let config = crate::config::test_config::postgres_in(dir);
         PostgresProcess::new(config, Arc::new(FenceClock::new(Duration::from_secs(5))))
     }
 

@@ -160,6 +160,7 @@ impl Inventory {
                 return Err(CtlError::UnknownGroup(only.to_owned()));
             }
         }
+        let mut pending = self.pending_requests().await?;
         let mut groups = Vec::new();
         for (group, mut nodes) in members {
             nodes.sort();
@@ -205,7 +206,7 @@ impl Inventory {
                     v.lag_bytes = mine.map(|m| primary.bytes_after(m));
                 }
             }
-            let requests = self.pending_requests(&group).await?;
+            let requests = pending.remove(&group).unwrap_or_default();
             groups.push(GroupView {
                 group,
                 leader,

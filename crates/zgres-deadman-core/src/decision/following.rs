@@ -94,6 +94,8 @@ impl Decider {
         let Some(holder) = holder else {
             return vec![];
         };
+        // Where a standby streams from: the holder, or the member its tag names.
+        let upstream = self.upstream(obs, holder);
         // Copying from or rewinding to the holder needs it to be a working primary.
         let holder_ready = obs.peers.iter().any(|p| {
             p.state.node == holder && p.state.role == Role::Primary && p.state.is_healthy()
@@ -125,15 +127,13 @@ impl Decider {
                 self.retry.follow.starting();
                 self.retry.rewind_failures = 0;
                 vec![Action::StartStandby {
-                    upstream: Some(self.upstream(obs, holder)),
+                    upstream: Some(upstream),
                 }]
             }
             (true, _) => match pg.probe {
-                Some(p) if p.upstream != Some(self.upstream(obs, holder)) => {
+                Some(p) if p.upstream != Some(upstream) => {
                     self.retry.follow.forget();
-                    vec![Action::Repoint {
-                        upstream: self.upstream(obs, holder),
-                    }]
+                    vec![Action::Repoint { upstream }]
                 }
                 Some(p) => {
                     let primary_timeline = obs

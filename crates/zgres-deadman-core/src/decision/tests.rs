@@ -158,3 +158,4 @@ mod missing_wal;
 mod properties;
 mod published;
 mod requests;
+mod rolling_restart;

@@ -35,19 +35,17 @@ pub(super) fn client_config(tls: &PostgresTls) -> Result<ClientConfig, TlsFileEr
         .with_safe_default_protocol_versions()
         .expect("ring supports TLS 1.2 and 1.3")
         .dangerous();
-    let verifier: Arc<dyn ServerCertVerifier> = match &tls.root_cert {
-        None => Arc::new(AnyCertificate(provider)),
-        Some(file) => {
-            let roots = Arc::new(roots(file)?);
-            let chain_and_name = WebPkiServerVerifier::builder_with_provider(roots, provider)
+    let chain = match &tls.root_cert {
+        None => None,
+        Some(file) => Some(
+            WebPkiServerVerifier::builder_with_provider(Arc::new(roots(file)?), provider.clone())
                 .build()
-                .map_err(|e| TlsFileError::new("sslrootcert", file, e))?;
-            if tls.mode == SslMode::VerifyFull {
-                chain_and_name
-            } else {
-                Arc::new(ChainOnly(chain_and_name))
-            }
-        }
+                .map_err(|e| TlsFileError::new("sslrootcert", file, e))?,
+        ),
+    };
+    let verifier: Arc<dyn ServerCertVerifier> = match chain {
+        Some(chain_and_name) if tls.mode == SslMode::VerifyFull => chain_and_name,
+        chain => Arc::new(NameNotChecked { chain, provider }),
     };
     let builder = builder.with_custom_certificate_verifier(verifier);
     let Some(client) = &tls.client else {
@@ -98,62 +96,17 @@ fn roots(file: &Path) -> Result<RootCertStore, TlsFileError> {
     Ok(roots)
 }
 
-/// `prefer` and `require` without a CA file: encrypted, the server unchecked, as with libpq.
-/// The handshake's signatures are still verified (the server holds the certificate's key).
+/// Below `verify-full`, as libpq: without a CA file (`prefer`, `require`) the server is not
+/// checked; with one (`verify-ca`, and `prefer`/`require` given a CA) the chain must lead to
+/// it, and the name in the certificate is not compared with the address. The handshake's
+/// signatures are always verified (the server holds the certificate's key).
 #[derive(Debug)]
-struct AnyCertificate(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
+struct NameNotChecked {
+    chain: Option<Arc<WebPkiServerVerifier>>,
+    provider: Arc<CryptoProvider>,
 }
 
-/// `verify-ca` (and `prefer`/`require` with a CA file, as libpq does): the chain must lead
-/// to the CA; the name in the certificate is not compared with the address.
-#[derive(Debug)]
-struct ChainOnly(Arc<WebPkiServerVerifier>);
-
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for NameNotChecked {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -162,11 +115,11 @@ impl ServerCertVerifier for ChainOnly {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
+        let Some(chain) = &self.chain else {
+            return Ok(ServerCertVerified::assertion());
+        };
         // The name is checked only after the chain: a name error means the chain held.
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-        {
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) => Ok(ServerCertVerified::assertion()),
@@ -180,7 +133,8 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
+        let algorithms = &self.provider.signature_verification_algorithms;
+        crypto::verify_tls12_signature(message, cert, dss, algorithms)
     }
 
     fn verify_tls13_signature(
@@ -189,11 +143,14 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
+        let algorithms = &self.provider.signature_verification_algorithms;
+        crypto::verify_tls13_signature(message, cert, dss, algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 

@@ -4,8 +4,10 @@
 use std::time::Duration;
 
 use serde::Serialize;
+use std::collections::BTreeMap;
 use zgres_schema::documents::{NodeAction, NodeRequest, Role};
-use zgres_schema::{encode, NodeId, Znode};
+
+use zgres_schema::{encode, GroupName, NodeId, Znode};
 use zgres_zk::{CreateKind, Outcome};
 
 use super::{resolve_node, CtlError, Inventory, NodeView, Refusal};
@@ -33,30 +35,32 @@ pub struct PendingRequest {
 }
 
 impl Inventory {
-    /// The requests waiting in `group`, by node id.
+    /// Every request waiting for a deadman, by group, each group's by node id (one listing of
+    /// the request directory, whatever the number of groups).
     ///
     /// # Errors
     /// ZooKeeper failures.
-    pub async fn pending_requests(
+    pub(super) async fn pending_requests(
         &self,
-        group: &zgres_schema::GroupName,
-    ) -> Result<Vec<PendingRequest>, CtlError> {
+    ) -> Result<BTreeMap<GroupName, Vec<PendingRequest>>, CtlError> {
         let dir = self.layout.dir(zgres_schema::Dir::Request);
-        let mut pending = Vec::new();
+        let mut pending: BTreeMap<GroupName, Vec<PendingRequest>> = BTreeMap::new();
         for child in self.children(zgres_schema::Dir::Request).await? {
             let path = format!("{dir}/{child}");
-            let Ok(Znode::Request(of, node)) = self.layout.parse(&path) else {
+            let Ok(Znode::Request(group, node)) = self.layout.parse(&path) else {
                 continue;
             };
-            if &of != group {
-                continue;
-            }
             if let Some((data, _)) = self.session.get(&path).await? {
                 let request = zgres_schema::decode::<NodeRequest>(&path, &data).ok();
-                pending.push(PendingRequest { node, request });
+                pending
+                    .entry(group)
+                    .or_default()
+                    .push(PendingRequest { node, request });
             }
         }
-        pending.sort_by_key(|p| p.node);
+        for requests in pending.values_mut() {
+            requests.sort_by_key(|p| p.node);
+        }
         Ok(pending)
     }
 
