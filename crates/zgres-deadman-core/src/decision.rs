@@ -268,7 +268,10 @@ impl Decider {
             return actions;
         }
         if !pg.running && pg.data_dir == DataDirKind::Standby {
-            actions.push(Action::StartStandby { upstream: None });
+            actions.push(Action::StartStandby {
+                upstream: None,
+                slot: false,
+            });
             return actions;
         }
         match self.eligibility(obs) {
@@ -409,7 +412,10 @@ impl Decider {
             (false, DataDirKind::Primary) => vec![Action::StartPrimary],
             // Won the lock while stopped as a standby: start it, then promote (a plain
             // primary start would not open a new timeline).
-            (false, DataDirKind::Standby) => vec![Action::StartStandby { upstream: None }],
+            (false, DataDirKind::Standby) => vec![Action::StartStandby {
+                upstream: None,
+                slot: false,
+            }],
             (false, DataDirKind::Empty) => vec![],
         }
     }

@@ -7,6 +7,7 @@
 //!   bootstrap and clone, switchover; the published role, problems and warnings; scheduling.
 //! - [`synchronous`]: the order of `synchronous_standby_names` and `/sync` changes that keeps
 //!   every acknowledged commit promotable.
+//! - [`slots`]: which replication slots the primary and the replicas keep.
 //! - [`group_config`]: which `/config` is in force when it turns unreadable.
 //! - [`fence_deadline`]: when an unconfirmed primary is shut down and killed.
 //! - [`callbacks`]: which operator callback a change of the local PostgreSQL calls for.
@@ -17,4 +18,5 @@ pub mod cluster_settings;
 pub mod decision;
 pub mod fence_deadline;
 pub mod group_config;
+pub mod slots;
 pub mod synchronous;

@@ -41,6 +41,7 @@ mod records;
 mod reload;
 mod round;
 mod session;
+mod slots_io;
 
 use session::{ConnectError, Session};
 
@@ -197,12 +198,14 @@ pub async fn run(
             config_in_force: ConfigInForce::default(),
             paused: None,
             sync_keeper: SyncKeeper::default(),
+            slot_keeper: Default::default(),
+            slot_problem: None,
             wake_at: None,
             not_contending: None,
         },
         pg: PostgresEdge {
             process,
-            client: PostgresClient::new(config.postgres.clone(), config.node.to_string()),
+            client: PostgresClient::new(config.postgres.clone(), config.node),
             control,
             provisioner,
         },
@@ -305,6 +308,10 @@ struct Core {
     paused: Option<bool>,
     /// Synchronous replication, while this node is the primary.
     sync_keeper: SyncKeeper,
+    /// Replication slots, while PostgreSQL runs.
+    slot_keeper: crate::slots::SlotKeeper,
+    /// The slot problem last warned about (warned once, retried every round).
+    slot_problem: Option<String>,
     /// The core's next time-based decision: the loop looks again then at the latest.
     wake_at: Option<Instant>,
     /// Why this node last did not contend for a free lock (to log each new reason once).

@@ -209,26 +209,49 @@ pub fn kind(config: &PostgresConfig) -> DataDirKind {
     }
 }
 
+/// Where a standby streams from: `primary_conninfo`, and the slot it uses there
+/// (`primary_slot_name`; none when `None`).
+#[derive(Debug, Clone, Copy)]
+pub struct StandbySource<'a> {
+    /// `primary_conninfo`.
+    pub conninfo: &'a str,
+    /// `primary_slot_name`.
+    pub slot: Option<&'a str>,
+}
+
 /// Prepares a stopped data directory to start as a standby: `standby.signal`, and
-/// `primary_conninfo` in `postgresql.auto.conf` when `conninfo` is given.
+/// `primary_conninfo` and `primary_slot_name` in `postgresql.auto.conf` when `source` is
+/// given (otherwise what is there stays).
 ///
 /// # Errors
 /// [`DataDirError::Io`] when a file cannot be written.
-pub fn make_standby(config: &PostgresConfig, conninfo: Option<&str>) -> Result<(), DataDirError> {
+pub fn make_standby(
+    config: &PostgresConfig,
+    source: Option<StandbySource<'_>>,
+) -> Result<(), DataDirError> {
     let signal = config.data_dir.join("standby.signal");
     write_owned(config, &signal, b"")?;
-    if let Some(conninfo) = conninfo {
+    if let Some(source) = source {
         let auto = config.data_dir.join("postgresql.auto.conf");
         let old = std::fs::read_to_string(&auto).unwrap_or_default();
         let mut text: String = old
             .lines()
-            .filter(|l| !l.trim_start().starts_with("primary_conninfo"))
+            .filter(|l| {
+                let l = l.trim_start();
+                !l.starts_with("primary_conninfo") && !l.starts_with("primary_slot_name")
+            })
             .map(|l| format!("{l}\n"))
             .collect();
         text.push_str(&format!(
             "primary_conninfo = {}\n",
-            config_file_literal(conninfo)
+            config_file_literal(source.conninfo)
         ));
+        if let Some(slot) = source.slot {
+            text.push_str(&format!(
+                "primary_slot_name = {}\n",
+                config_file_literal(slot)
+            ));
+        }
         write_owned(config, &auto, text.as_bytes())?;
     }
     Ok(())

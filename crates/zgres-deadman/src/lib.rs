@@ -41,4 +41,4 @@ pub use daemon::{run, DaemonError};
 /// The core's choice of operator callback, beside the module that runs them.
 pub use zgres_deadman_core::callbacks as callbacks_due;
 /// The pure core, re-exported under the paths the shell uses.
-pub use zgres_deadman_core::{cluster_settings, decision, group_config, synchronous};
+pub use zgres_deadman_core::{cluster_settings, decision, group_config, slots, synchronous};

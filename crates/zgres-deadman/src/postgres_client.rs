@@ -3,15 +3,17 @@
 use std::time::Duration;
 
 use tokio_postgres::{Client, Statement};
-use zgres_schema::{Lsn, NodeId, SystemId, Timeline};
+use zgres_schema::{Lsn, NodeId, SlotName, SystemId, Timeline};
 
 mod catalog;
+mod slots;
 
 use crate::config::PostgresConfig;
 use crate::conninfo;
 use crate::data_dir::quote_literal;
 use crate::decision::Probe;
 use crate::postgres_tls::{ConnectError, TlsFileError};
+use crate::slots::LocalSlot;
 use crate::synchronous::Connected;
 
 /// Every statement and connection attempt gets this long, so a hung server cannot stall the
@@ -66,6 +68,10 @@ pub struct PostgresClient {
     seen_timeline: Option<Timeline>,
     /// The TLS problem last warned about, until a connection succeeds.
     tls_problem: Option<String>,
+    /// This node's slot on its upstream, as `primary_slot_name` names it when in use.
+    member_slot: SlotName,
+    /// The replication slots the last probe saw.
+    slots: Vec<LocalSlot>,
 }
 
 impl From<ConnectError> for ClientError {
@@ -77,7 +83,19 @@ impl From<ConnectError> for ClientError {
     }
 }
 
-const PROBE_SQL: &str = "
+/// The probe's last column: `pg_replication_slots` as `name type active restart_lsn`, one
+/// slot per comma (slot names are `[a-z0-9_]`, so neither separator occurs in one); parsed
+/// by `slots::parse_slots`.
+macro_rules! slots_column {
+    () => {
+        "(SELECT coalesce(string_agg(slot_name || ' ' || slot_type || ' ' || active::text
+                                     || ' ' || coalesce(restart_lsn::text, '-'), ','), '')
+            FROM pg_replication_slots)"
+    };
+}
+
+const PROBE_SQL: &str = concat!(
+    "
 SELECT pg_is_in_recovery(),
        (SELECT system_identifier::text FROM pg_control_system()),
        CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END,
@@ -102,20 +120,27 @@ SELECT pg_is_in_recovery(),
           FROM (SELECT min(substr(name, 9)) AS oldest FROM pg_ls_waldir()
                 WHERE name ~ '^[0-9A-F]{24}$') AS segments)
        END,
-       current_setting('restore_command') <> ''";
+       current_setting('restore_command') <> '',
+       current_setting('primary_slot_name'),
+       ",
+    slots_column!()
+);
 
 impl PostgresClient {
-    /// A client for `config`; connects lazily. `application_name` is what this node calls
-    /// itself when it streams from a primary (its node id, so the primary can tell standbys
-    /// apart in `pg_stat_replication` and name them in `synchronous_standby_names`).
-    pub fn new(config: PostgresConfig, application_name: String) -> Self {
+    /// A client for `config` on `node`; connects lazily. The node id is what this node
+    /// calls itself when it streams from a primary (its `application_name`, so the primary
+    /// can tell standbys apart in `pg_stat_replication` and name them in
+    /// `synchronous_standby_names`), and names its slot there.
+    pub fn new(config: PostgresConfig, node: NodeId) -> Self {
         PostgresClient {
             config,
-            application_name,
+            application_name: node.to_string(),
             client: None,
             server_version: None,
             seen_timeline: None,
             tls_problem: None,
+            member_slot: SlotName::for_member(node),
+            slots: Vec::new(),
         }
     }
 
@@ -222,7 +247,7 @@ impl PostgresClient {
         // A promoted server still reports the last positions it received and replayed as a
         // standby; they describe the past, not this primary.
         let standby_only = |v: Option<Lsn>| v.filter(|_| in_recovery);
-        Ok(Probe {
+        let probe = Probe {
             in_recovery,
             system_id,
             write_lsn: lsn(2)?,
@@ -232,7 +257,10 @@ impl PostgresClient {
             upstream: self.upstream(&row.get::<_, String>(7)),
             oldest_kept: if in_recovery { None } else { lsn(9)? },
             restores_from_archive: in_recovery && row.get::<_, bool>(10),
-        })
+            member_slot: row.get::<_, String>(11) == self.member_slot.as_str(),
+        };
+        self.slots = slots::parse_slots(&row.get::<_, String>(12));
+        Ok(probe)
     }
 
     /// The standbys connected to this primary, `synchronous_standby_names`, and the current
@@ -374,19 +402,27 @@ impl PostgresClient {
         })
     }
 
-    /// Points the running standby at `upstream` (`ALTER SYSTEM` + reload; PostgreSQL 13+
-    /// restarts the WAL receiver by itself).
+    /// Points the running standby at `upstream`, with this node's slot there when `slot`
+    /// (`ALTER SYSTEM` + reload; PostgreSQL 13+ restarts the WAL receiver by itself).
     ///
     /// # Errors
     /// [`ClientError`] when PostgreSQL rejects it.
-    pub async fn repoint(&mut self, upstream: NodeId) -> Result<(), ClientError> {
+    pub async fn repoint(&mut self, upstream: NodeId, slot: bool) -> Result<(), ClientError> {
         let conninfo = self.conninfo_for(upstream);
+        let slot_setting = match slot {
+            true => format!(
+                "ALTER SYSTEM SET primary_slot_name = {}",
+                quote_literal(self.member_slot.as_str())
+            ),
+            false => "ALTER SYSTEM RESET primary_slot_name".to_owned(),
+        };
         let client = self.client().await?;
         timed(client.batch_execute(&format!(
             "ALTER SYSTEM SET primary_conninfo = {}",
             quote_literal(&conninfo)
         )))
         .await??;
+        timed(client.batch_execute(&slot_setting)).await??;
         timed(client.batch_execute("SELECT pg_reload_conf()")).await??;
         Ok(())
     }

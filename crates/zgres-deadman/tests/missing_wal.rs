@@ -4,17 +4,25 @@
 //! clones it again (`provisioning.reclone_on_missing_wal`) or reports it in `/state`, the
 //! health API and `zgresctl list`.
 
+use zgres_schema::documents::GroupConfig;
 use zgres_testkit::group::checks::node_state;
 use zgres_testkit::group::{Group, Timing, DEADLINE};
 use zgres_testkit::poll;
 
-/// Two nodes keeping no extra WAL (`wal_keep_size = 0`), node 1's deadman with `extra`.
+/// Two nodes keeping no extra WAL (`wal_keep_size = 0`, no member slots), node 1's deadman
+/// with `extra`.
 async fn group_with(extra: &str) -> Group {
     let mut group = Group::prepare(2, Timing::default()).await;
     for node in &mut group.nodes {
         node.extra_config = "[postgres.parameters]\nwal_keep_size = \"0\"\n".into();
     }
     group.nodes[1].extra_config.push_str(extra);
+    group
+        .set_group_config(&GroupConfig {
+            member_slots: false,
+            ..GroupConfig::default()
+        })
+        .await;
     group.start_all().await;
     assert_eq!(group.wait_primary(&[]).await, 0);
     group.wait_following(1, 0).await;

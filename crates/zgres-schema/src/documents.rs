@@ -12,6 +12,7 @@ use crate::codec::Document;
 use crate::ids::{NodeId, NodeName, SystemId, Timeline};
 use crate::lsn::Lsn;
 use crate::pg_settings::ClusterPostgres;
+use crate::slots::PermanentSlots;
 
 /// What PostgreSQL on a node is doing, as its deadman last saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,6 +125,11 @@ pub struct NodeState {
     /// Metadata added by deadman plugins (e.g. `{"az": "eu-west-1a"}`).
     #[serde(default)]
     pub meta: BTreeMap<String, serde_json::Value>,
+    /// The physical replication slots this node's PostgreSQL has, with their `restart_lsn`
+    /// (unset for a slot that reserves no WAL): a standby streams with its slot only once its
+    /// upstream lists it here, and replicas keep copies of the primary's.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub slots: BTreeMap<crate::SlotName, Option<Lsn>>,
     /// Settings that changed but wait for a restart: `postgresql.NAME` for a PostgreSQL
     /// parameter waiting for PostgreSQL to restart (`pg_settings.pending_restart`), any other
     /// dotted key for a setting of the deadman's file waiting for the deadman to restart.
@@ -281,6 +287,16 @@ pub struct GroupConfig {
     /// a hostile entry makes the whole document unreadable, and the last valid one stays).
     #[serde(skip_serializing_if = "ClusterPostgres::is_empty")]
     pub postgresql: ClusterPostgres,
+    /// Keep a physical replication slot on the primary for every member (and copies on the
+    /// replicas, for the next primary), so a replica that was down resumes streaming however
+    /// much WAL was written meanwhile.
+    pub member_slots: bool,
+    /// A member's slot is dropped once the member has been absent (no `/state`) this long:
+    /// a slot retains WAL without bound.
+    pub member_slots_ttl_ms: u64,
+    /// Slots every primary keeps (Patroni's permanent slots), by name.
+    #[serde(skip_serializing_if = "PermanentSlots::is_empty")]
+    pub slots: PermanentSlots,
 }
 
 impl Default for GroupConfig {
@@ -291,6 +307,9 @@ impl Default for GroupConfig {
             paused: false,
             synchronous_ack_timeout_ms: 3_000,
             postgresql: ClusterPostgres::default(),
+            member_slots: true,
+            member_slots_ttl_ms: 30 * 60 * 1000,
+            slots: PermanentSlots::default(),
         }
     }
 }

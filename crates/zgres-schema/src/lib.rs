@@ -21,6 +21,7 @@ pub mod ids;
 pub mod lsn;
 pub mod paths;
 pub mod pg_settings;
+pub mod slots;
 
 pub use codec::{
     decode, encode, DecodeError, DecodeErrorKind, Document, EncodeError, MAX_DOCUMENT_BYTES,
@@ -32,3 +33,4 @@ pub use history::HistoryView;
 pub use ids::{GroupName, IdError, NodeId, NodeName, SystemId, Timeline};
 pub use lsn::{Lsn, LsnParseError};
 pub use paths::{Dir, PathError, ZkLayout, Znode};
+pub use slots::{PermanentSlot, PermanentSlots, SlotName};

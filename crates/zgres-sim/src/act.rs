@@ -35,7 +35,7 @@ impl World {
                 }
                 false
             }
-            Action::StartStandby { upstream } => {
+            Action::StartStandby { upstream, .. } => {
                 let upstream = upstream.and_then(|u| self.index_of(u));
                 let pg = &mut self.nodes[i].pg;
                 pg.standby_signal = true;
@@ -56,7 +56,7 @@ impl World {
                 }
                 true
             }
-            Action::Repoint { upstream } => {
+            Action::Repoint { upstream, .. } => {
                 self.nodes[i].pg.upstream = self.index_of(*upstream);
                 false
             }

@@ -28,6 +28,8 @@ impl World {
                 receive_lsn: end.filter(|_| !primary),
                 replay_lsn: end.filter(|_| !primary),
                 upstream: pg.upstream.map(|u| self.nodes[u].id),
+                // The simulation models no slots: streaming never depends on one.
+                member_slot: false,
                 oldest_kept: None,
                 restores_from_archive: false,
             }
@@ -149,6 +151,7 @@ impl World {
             upstream: probe.filter(|p| p.in_recovery).and_then(|p| p.upstream),
             tags: Default::default(),
             meta: Default::default(),
+            slots: Default::default(),
             pending_restart: Vec::new(),
             updated_at_ms: self.t,
             refresh_ms: None,

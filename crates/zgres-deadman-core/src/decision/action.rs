@@ -16,6 +16,9 @@ pub enum Action {
     StartStandby {
         /// The primary to follow.
         upstream: Option<NodeId>,
+        /// Stream with this node's member slot on `upstream` (`primary_slot_name`); without
+        /// an upstream, the configured slot stays too.
+        slot: bool,
     },
     /// Promote the running standby (only while the lock is ours).
     Promote {
@@ -26,6 +29,8 @@ pub enum Action {
     Repoint {
         /// The new primary.
         upstream: NodeId,
+        /// Stream with this node's member slot on `upstream` (`primary_slot_name`).
+        slot: bool,
     },
     /// Stop PostgreSQL; `immediate` when it must stop accepting writes now.
     StopPostgres {

@@ -94,8 +94,17 @@ impl Decider {
         let Some(holder) = holder else {
             return vec![];
         };
-        // Where a standby streams from: the holder, or the member its tag names.
+        // Where a standby streams from: the holder, or the member its tag names; with its
+        // slot there once the upstream has it.
         let upstream = self.upstream(obs, holder);
+        let slot = crate::slots::streams_with_slot(
+            &obs.config,
+            self.me,
+            obs.peers
+                .iter()
+                .map(|p| &p.state)
+                .find(|s| s.node == upstream),
+        );
         // Copying from or rewinding to the holder needs it to be a working primary.
         let holder_ready = obs.peers.iter().any(|p| {
             p.state.node == holder && p.state.role == Role::Primary && p.state.is_healthy()
@@ -128,12 +137,13 @@ impl Decider {
                 self.retry.rewind_failures = 0;
                 vec![Action::StartStandby {
                     upstream: Some(upstream),
+                    slot,
                 }]
             }
             (true, _) => match pg.probe {
-                Some(p) if p.upstream != Some(upstream) => {
+                Some(p) if p.upstream != Some(upstream) || p.member_slot != slot => {
                     self.retry.follow.forget();
-                    vec![Action::Repoint { upstream }]
+                    vec![Action::Repoint { upstream, slot }]
                 }
                 Some(p) => {
                     let primary_timeline = obs

@@ -49,6 +49,8 @@ pub struct Probe {
     pub replay_lsn: Option<Lsn>,
     /// The primary the standby is configured to follow (from `primary_conninfo`).
     pub upstream: Option<NodeId>,
+    /// The standby streams with this node's member slot (`primary_slot_name`).
+    pub member_slot: bool,
     /// Where the oldest WAL segment in `pg_wal` begins (primary only): what a standby can
     /// still stream from.
     pub oldest_kept: Option<Lsn>,

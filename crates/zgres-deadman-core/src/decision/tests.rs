@@ -42,6 +42,7 @@ fn standby(lsn: u64) -> LocalPostgres {
             receive_lsn: Some(Lsn(lsn)),
             replay_lsn: Some(Lsn(lsn)),
             upstream: None,
+            member_slot: false,
             oldest_kept: None,
             restores_from_archive: false,
         }),
@@ -72,6 +73,7 @@ fn primary() -> LocalPostgres {
             receive_lsn: None,
             replay_lsn: None,
             upstream: None,
+            member_slot: false,
             oldest_kept: None,
             restores_from_archive: false,
         }),
@@ -115,6 +117,7 @@ fn peer_state(i: u8, role: Role, lsn: u64) -> NodeState {
         upstream: None,
         tags: Tags::default(),
         meta: BTreeMap::new(),
+        slots: BTreeMap::new(),
         pending_restart: Vec::new(),
         updated_at_ms: 0,
     }
@@ -154,6 +157,7 @@ fn empty() -> LocalPostgres {
 
 mod elections;
 mod lifecycle;
+mod member_slots;
 mod missing_wal;
 mod properties;
 mod published;

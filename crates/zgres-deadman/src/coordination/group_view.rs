@@ -126,10 +126,13 @@ impl Coordinator {
             c.synchronous_mode != SyncMode::Off
         });
         let switchover_pending = !matches!(switchover, Fetched::Absent);
+        // The primary keeps a slot for every member (and advances it to the member's position).
+        let member_slots = config.valid().map_or(true, |c| c.member_slots);
 
         // Read only the states a decision can use: every peer's during an election, a
-        // requested switchover, in synchronous mode or to choose a clone source, the holder's
-        // while following (for its WAL position and health), none otherwise.
+        // requested switchover, in synchronous mode, on a primary keeping member slots or to
+        // choose a clone source, the holder's while following (for its WAL position, health
+        // and slots), none otherwise.
         let prefix = format!("{}_", self.group);
         let state_dir = self.layout.dir(zgres_schema::Dir::State);
         let children = match lock {
@@ -138,7 +141,7 @@ impl Coordinator {
                 .children(&self.session, &state_dir)
                 .await?
                 .unwrap_or_default(),
-            LockView::Ours if switchover_pending || synchronous => self
+            LockView::Ours if switchover_pending || synchronous || member_slots => self
                 .cache
                 .children(&self.session, &state_dir)
                 .await?

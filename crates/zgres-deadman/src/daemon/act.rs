@@ -77,9 +77,13 @@ impl Daemon {
                 tracing::info!("starting postgres as primary");
                 self.start()
             }
-            Action::StartStandby { upstream } => {
+            Action::StartStandby { upstream, slot } => {
                 let conninfo = upstream.map(|u| self.pg.client.conninfo_for(u));
-                if let Err(e) = data_dir::make_standby(&self.config.postgres, conninfo.as_deref()) {
+                let source = conninfo.as_deref().map(|conninfo| data_dir::StandbySource {
+                    conninfo,
+                    slot: slot.then_some(self.pg.client.member_slot().as_str()),
+                });
+                if let Err(e) = data_dir::make_standby(&self.config.postgres, source) {
                     tracing::error!(error = %e, "cannot configure the data directory as a standby");
                     return false;
                 }
@@ -122,9 +126,9 @@ impl Daemon {
                     }
                 }
             }
-            Action::Repoint { upstream } => {
-                match self.pg.client.repoint(upstream).await {
-                    Ok(()) => tracing::info!(%upstream, "now following the new primary"),
+            Action::Repoint { upstream, slot } => {
+                match self.pg.client.repoint(upstream, slot).await {
+                    Ok(()) => tracing::info!(%upstream, slot, "now following the new primary"),
                     Err(e) => tracing::warn!(error = %e, %upstream, "cannot repoint the standby"),
                 }
                 false
@@ -228,7 +232,13 @@ impl Daemon {
 
     pub(super) fn make_standby_of(&mut self, upstream: NodeId) {
         let conninfo = self.pg.client.conninfo_for(upstream);
-        if let Err(e) = data_dir::make_standby(&self.config.postgres, Some(&conninfo)) {
+        // No slot yet: the next round starts the standby with its slot once the upstream
+        // publishes it.
+        let source = data_dir::StandbySource {
+            conninfo: &conninfo,
+            slot: None,
+        };
+        if let Err(e) = data_dir::make_standby(&self.config.postgres, Some(source)) {
             tracing::error!(error = %e, "cannot configure the data directory as a standby");
         }
     }

@@ -33,6 +33,17 @@ impl Daemon {
             },
             upstream: probe.filter(|p| p.in_recovery).and_then(|p| p.upstream),
             tags: self.config.tags.clone(),
+            slots: if probe.is_some() {
+                self.pg
+                    .client
+                    .slots()
+                    .iter()
+                    .filter(|s| s.kind == zgres_schema::slots::SlotKind::Physical)
+                    .map(|s| (s.name.clone(), s.restart_lsn))
+                    .collect()
+            } else {
+                Default::default()
+            },
             meta: self
                 .live
                 .plugins

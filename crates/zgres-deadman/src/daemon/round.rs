@@ -226,6 +226,7 @@ impl Daemon {
         let sync_progress = self
             .keep_synchronous(&obs, view.sync, decision.sync_eligible)
             .await;
+        self.keep_slots(&obs).await;
         self.update_status(&obs, state);
         next_round(&RoundOutcome {
             act_again: again,

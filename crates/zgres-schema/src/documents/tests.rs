@@ -75,6 +75,9 @@ fn node_state() -> impl Strategy<Value = NodeState> {
                 upstream: None,
                 tags,
                 meta,
+                slots: [(crate::SlotName::for_member(node), w)]
+                    .into_iter()
+                    .collect(),
                 pending_restart: Vec::new(),
                 updated_at_ms: at,
             },
@@ -100,6 +103,7 @@ fn sample_state() -> NodeState {
         upstream: Some("10.0.0.2:5432".parse().unwrap()),
         tags: Tags::default(),
         meta: BTreeMap::new(),
+        slots: BTreeMap::new(),
         pending_restart: Vec::new(),
         updated_at_ms: 1_700_000_000_000,
     }
@@ -302,7 +306,8 @@ proptest! {
         round_trip(&Switchover { kind: SwitchoverKind::Failover, from: Some(n), to: None,
             scheduled_at_ms: Some(at), requested_at_ms: at, stopped_lsn: None });
         round_trip(&GroupConfig { synchronous_mode: SyncMode::Strict, maximum_lag_on_failover_bytes: sys,
-            paused: true, synchronous_ack_timeout_ms: at, postgresql: cluster_postgres(at) });
+            paused: true, synchronous_ack_timeout_ms: at, postgresql: cluster_postgres(at),
+            member_slots: sys % 2 == 0, member_slots_ttl_ms: at, slots: permanent_slots(at) });
     }
 
     #[test]
@@ -330,4 +335,27 @@ fn cluster_postgres(n: u64) -> crate::pg_settings::ClusterPostgres {
             HbaLine::new(&format!("host all all 10.0.{}.0/24 scram-sha-256", n % 256)).unwrap(),
         ],
     }
+}
+
+fn permanent_slots(n: u64) -> crate::PermanentSlots {
+    use crate::slots::{PermanentSlot, SlotIdentifier};
+    let logical = PermanentSlot::Logical {
+        plugin: SlotIdentifier::new("plugin", "pgoutput").unwrap(),
+        database: SlotIdentifier::new("database", &format!("db{n}")).unwrap(),
+    };
+    crate::PermanentSlots::new(
+        [
+            (
+                crate::SlotName::new("archiver").unwrap(),
+                PermanentSlot::Physical,
+            ),
+            (
+                crate::SlotName::new(&format!("app{}", n % 1000)).unwrap(),
+                logical,
+            ),
+        ]
+        .into_iter()
+        .collect(),
+    )
+    .unwrap()
 }

@@ -60,7 +60,8 @@ fn followers_start_and_repoint_to_the_lock_holder() {
             vec![]
         )),
         [Action::StartStandby {
-            upstream: Some(node(2))
+            upstream: Some(node(2)),
+            slot: false,
         }]
     );
     // A former primary may have diverged: it waits for the holder to run as primary, then
@@ -85,7 +86,10 @@ fn followers_start_and_repoint_to_the_lock_holder() {
     );
     assert_eq!(
         d.decide(&obs(t, LockView::Other(Some(node(2))), standby(1), vec![])),
-        [Action::Repoint { upstream: node(2) }]
+        [Action::Repoint {
+            upstream: node(2),
+            slot: false
+        }]
     );
     let mut following = standby(1);
     following.probe.as_mut().unwrap().upstream = Some(node(2));
@@ -247,7 +251,8 @@ fn a_standby_stuck_behind_the_primarys_timeline_is_stopped_and_rewound() {
     assert_eq!(
         actions,
         [Action::StartStandby {
-            upstream: Some(node(9))
+            upstream: Some(node(9)),
+            slot: false,
         }]
     );
 }
@@ -372,7 +377,8 @@ fn a_standby_whose_rewind_failed_stays_stopped_until_rewound() {
     assert_eq!(
         look(&mut d, failed + REWIND_RETRY, stopped_standby()),
         [Action::StartStandby {
-            upstream: Some(node(9))
+            upstream: Some(node(9)),
+            slot: false,
         }]
     );
 }
@@ -442,12 +448,19 @@ fn a_replicatefrom_standby_cascades_from_a_healthy_replica_of_the_primary_else_t
     assert_eq!(
         d.decide(&o),
         [Action::StartStandby {
-            upstream: Some(node(3))
+            upstream: Some(node(3)),
+            slot: false,
         }]
     );
     // Running from the primary: re-pointed to n3; running from n3: left alone.
     let o = obs(t, lock, standby_of(100, 2), peers.clone());
-    assert_eq!(d.decide(&o), [Action::Repoint { upstream: node(3) }]);
+    assert_eq!(
+        d.decide(&o),
+        [Action::Repoint {
+            upstream: node(3),
+            slot: false
+        }]
+    );
     let o = obs(t, lock, standby_of(100, 3), peers);
     assert_eq!(d.decide(&o), []);
     // n3 unhealthy, gone, or itself cascading (no chains, so no loops): back to the primary.
@@ -457,6 +470,12 @@ fn a_replicatefrom_standby_cascades_from_a_healthy_replica_of_the_primary_else_t
         vec![fresh(holder.clone()), middle(4, true)],
     ] {
         let o = obs(t, lock, standby_of(100, 3), peers);
-        assert_eq!(d.decide(&o), [Action::Repoint { upstream: node(2) }]);
+        assert_eq!(
+            d.decide(&o),
+            [Action::Repoint {
+                upstream: node(2),
+                slot: false
+            }]
+        );
     }
 }

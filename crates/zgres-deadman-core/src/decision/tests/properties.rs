@@ -36,6 +36,7 @@ fn arb_postgres() -> impl Strategy<Value = LocalPostgres> {
                     receive_lsn: in_recovery.then_some(Lsn(lsn)),
                     replay_lsn: in_recovery.then_some(Lsn(lsn)),
                     upstream: upstream.map(node),
+                    member_slot: false,
                     oldest_kept: None,
                     restores_from_archive: false,
                 }),

@@ -396,7 +396,8 @@ fn a_reinit_wipes_a_replica_and_is_done_once_it_streams_again() {
     assert_eq!(
         look(&mut d, stopped(DataDirKind::Standby)),
         [Action::StartStandby {
-            upstream: Some(node(2))
+            upstream: Some(node(2)),
+            slot: false,
         }]
     );
     assert_eq!(look(&mut d, following), [Action::FinishNodeRequest]);
