@@ -18,6 +18,7 @@
 //! form) means `/master`. The server is `zgres-http` (bounded request size, time and
 //! connections); it runs in its own task and never touches PostgreSQL or ZooKeeper itself.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -102,6 +103,10 @@ pub struct Replication {
     /// PostgreSQL's `server_version_num` (Patroni's `server_version`), once connected.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_version: Option<i32>,
+    /// Bytes of WAL each local replication slot retains (from its `restart_lsn` to this
+    /// node's position).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub slot_retained_bytes: BTreeMap<zgres_schema::SlotName, u64>,
 }
 
 /// What this process counted, and the fence's headroom.
@@ -284,6 +289,9 @@ mod tests {
                 synchronous_degraded: false,
                 system_id: Some(zgres_schema::SystemId(7_000_000_000_000_000_001)),
                 server_version: Some(150_004),
+                slot_retained_bytes: [(zgres_schema::SlotName::new("app").unwrap(), 4096)]
+                    .into_iter()
+                    .collect(),
             },
             counters: Counters {
                 unreadable_znodes_total: 0,
@@ -417,6 +425,12 @@ mod tests {
             "{m}"
         );
         assert!(m.contains("zgres_replication_lag_bytes"), "{m}");
+        assert!(
+            m.contains(
+                "zgres_replication_slot_retained_bytes{group=\"main\",node=\"10.0.0.1:5432\",slot=\"app\"} 4096"
+            ),
+            "{m}"
+        );
         let head = String::from_utf8(answer(b"HEAD /replica HTTP/1.1\r\n\r\n", &s)).unwrap();
         assert!(head.ends_with("\r\n\r\n"), "no body for HEAD: {head}");
         assert_eq!(code("DELETE /master HTTP/1.1\r\n\r\n", &s), 405);

@@ -166,6 +166,23 @@ async fn replicas_down_past_wal_keep_size_resume_with_their_slots_before_and_aft
         written > 3 * 16 * 1024 * 1024,
         "only {written} bytes of WAL"
     );
+    // The primary's metrics show what n1's slot holds back.
+    let series = format!(
+        "zgres_replication_slot_retained_bytes{{group=\"main\",node=\"{}\",slot=\"{}\"}} ",
+        group.nodes[0].node_id(),
+        member_slot(&group, 1)
+    );
+    poll::until("the slot's retention in the metrics", DEADLINE, || {
+        let metrics =
+            zgres_testkit::http::get(group.nodes[0].api_port, "/metrics").unwrap_or_default();
+        let retained = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series.as_str()))
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        std::future::ready(retained.filter(|r| *r >= written).map(|_| ()))
+    })
+    .await
+    .unwrap();
     group.start(1);
     assert_resumed_without_reclone(&group, 1, 0, (SEGMENTS * 1000) as i64).await;
 

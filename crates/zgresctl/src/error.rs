@@ -234,6 +234,14 @@ pub enum ConfigInputError {
         /// Why.
         source: zgres_schema::pg_settings::ClusterSettingError,
     },
+    /// A permanent slot zgres refuses (bad name, a member's name).
+    #[error("{key}: {source}")]
+    Slot {
+        /// The key.
+        key: String,
+        /// Why.
+        source: zgres_schema::slots::SlotError,
+    },
     /// A value the group's PostgreSQL would refuse (checked against `/pg_settings`).
     #[error("postgresql.parameters.{0}")]
     PostgresRefuses(zgres_schema::pg_settings::SettingValueError),

@@ -4,6 +4,8 @@
 
 use zgres_schema::documents::GroupConfig;
 use zgres_schema::pg_settings::{HbaLine, ParameterName, ParameterValue, PgSettingsCatalog};
+use zgres_schema::slots::PermanentSlot;
+use zgres_schema::SlotName;
 
 use crate::error::ConfigInputError;
 
@@ -11,6 +13,8 @@ use crate::error::ConfigInputError;
 const PARAMETER_KEY: &str = "postgresql.parameters.";
 /// The key of the cluster-wide `pg_hba` lines (a JSON array of strings).
 const HBA_KEY: &str = "postgresql.pg_hba";
+/// The prefix of a permanent slot's key (its value a JSON object: `{"type": "physical"}`).
+const SLOT_KEY: &str = "slots.";
 
 /// Parses an edited config document: every key must be known, and values typed as in
 /// `config set`; `postgresql` is an object of `parameters` and `pg_hba`. A stored document's
@@ -26,13 +30,16 @@ pub fn parse_config(text: &str) -> Result<GroupConfig, ConfigInputError> {
         if key == "v" && value == &serde_json::json!(1) {
             continue;
         }
+        let rejected = |source| ConfigInputError::Rejected {
+            key: key.clone(),
+            source,
+        };
         if key == "postgresql" {
-            config.postgresql = serde_json::from_value(value.clone()).map_err(|source| {
-                ConfigInputError::Rejected {
-                    key: key.clone(),
-                    source,
-                }
-            })?;
+            config.postgresql = serde_json::from_value(value.clone()).map_err(rejected)?;
+            continue;
+        }
+        if key == "slots" {
+            config.slots = serde_json::from_value(value.clone()).map_err(rejected)?;
             continue;
         }
         let text = match value {
@@ -66,6 +73,19 @@ pub fn set_config_value(
         config.postgresql.parameters.insert(name, value);
         return config.postgresql.check().map_err(setting);
     }
+    if let Some(name) = key.strip_prefix(SLOT_KEY) {
+        let bad = |source| ConfigInputError::Slot {
+            key: key.to_owned(),
+            source,
+        };
+        let name = SlotName::new(name).map_err(bad)?;
+        let slot: PermanentSlot =
+            serde_json::from_str(value).map_err(|source| ConfigInputError::Rejected {
+                key: key.to_owned(),
+                source,
+            })?;
+        return config.slots.insert(name, slot).map_err(bad);
+    }
     if key == HBA_KEY {
         let lines: Vec<String> =
             serde_json::from_str(value).map_err(|_| ConfigInputError::BadValue {
@@ -85,13 +105,20 @@ pub fn set_config_value(
     };
     let mut doc = serde_json::to_value(&*config).map_err(rejected)?;
     let object = doc.as_object_mut().ok_or(ConfigInputError::NotAnObject)?;
-    let Some(old) = object.get(key).filter(|_| key != "postgresql") else {
+    let Some(old) = object
+        .get(key)
+        .filter(|_| key != "postgresql" && key != "slots")
+    else {
         let mut known: Vec<String> = object
             .keys()
-            .filter(|k| *k != "postgresql")
+            .filter(|k| *k != "postgresql" && *k != "slots")
             .cloned()
             .collect();
-        known.extend([format!("{PARAMETER_KEY}NAME"), HBA_KEY.to_owned()]);
+        known.extend([
+            format!("{PARAMETER_KEY}NAME"),
+            HBA_KEY.to_owned(),
+            format!("{SLOT_KEY}NAME"),
+        ]);
         return Err(ConfigInputError::UnknownKey {
             key: key.to_owned(),
             known,
@@ -127,9 +154,18 @@ pub fn unset_config_value(config: &mut GroupConfig, key: &str) -> Result<(), Con
         config.postgresql.pg_hba.clear();
         return Ok(());
     }
+    if let Some(name) = key.strip_prefix(SLOT_KEY) {
+        // The slot itself stays on the primary: zgres never drops a permanent slot.
+        config.slots.remove(name);
+        return Ok(());
+    }
     Err(ConfigInputError::UnknownKey {
         key: key.to_owned(),
-        known: vec![format!("{PARAMETER_KEY}NAME"), HBA_KEY.to_owned()],
+        known: vec![
+            format!("{PARAMETER_KEY}NAME"),
+            HBA_KEY.to_owned(),
+            format!("{SLOT_KEY}NAME"),
+        ],
     })
 }
 

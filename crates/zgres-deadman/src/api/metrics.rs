@@ -125,6 +125,21 @@ pub fn render(s: &Status) -> String {
             );
         }
     }
+    if !s.replication.slot_retained_bytes.is_empty() {
+        let retained = Family::<[(&'static str, String); 1], Gauge<i64>>::default();
+        for (slot, held) in &s.replication.slot_retained_bytes {
+            // Slot names are [a-z0-9_]: nothing to escape in the label.
+            retained
+                .get_or_create(&[("slot", slot.to_string())])
+                .set(bytes(*held));
+        }
+        r.register_with_unit(
+            "replication_slot_retained",
+            "WAL a replication slot keeps on this node, from its restart_lsn to this node's position",
+            Unit::Bytes,
+            retained,
+        );
+    }
     if let Some(headroom) = s.counters.fence_headroom_seconds {
         let gauge = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
         gauge.set(headroom);

@@ -1,9 +1,11 @@
 //! What the node shows: its state and connection info in ZooKeeper, the plugins' input and
 //! the health API's status.
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use zgres_schema::documents::{ConnInfo, NodeState, SyncMode};
+use zgres_schema::SlotName;
 
 use super::Daemon;
 use crate::api;
@@ -15,6 +17,7 @@ impl Daemon {
         let headroom = fence
             .armed
             .then(|| (fence.deadline_ns as f64 - crate::fence::monotonic_ns() as f64) / 1e9);
+        let slot_retained_bytes = self.slot_retention(&state);
         self.out.status.send_replace(Some(api::Status {
             node: self.config.node,
             group: self.config.group.clone(),
@@ -43,6 +46,7 @@ impl Daemon {
                     && self.core.sync_keeper.degraded(),
                 system_id: state.system_id,
                 server_version: self.pg.client.server_version(),
+                slot_retained_bytes,
             },
             counters: api::Counters {
                 unreadable_znodes_total: self
@@ -56,6 +60,20 @@ impl Daemon {
             updated: Instant::now(),
             loop_interval: self.config.timing.loop_interval,
         }));
+    }
+
+    /// Bytes each local slot retains, measured from this node's position (a primary's
+    /// write position, a standby's replay position).
+    fn slot_retention(&self, state: &NodeState) -> BTreeMap<SlotName, u64> {
+        let Some(position) = state.wal.write.or(state.wal.replay) else {
+            return BTreeMap::new();
+        };
+        self.pg
+            .client
+            .slots()
+            .iter()
+            .filter_map(|slot| Some((slot.name.clone(), position.bytes_after(slot.restart_lsn?))))
+            .collect()
     }
 
     pub(super) async fn publish(&mut self, state: &NodeState, force: bool) {

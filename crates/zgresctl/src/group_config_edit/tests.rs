@@ -85,3 +85,37 @@ fn only_changed_parameters_are_checked_against_the_catalog() {
     );
     assert!(err.contains("outside 1..262143"), "{err}");
 }
+
+#[test]
+fn member_slot_settings_and_permanent_slots_are_set_unset_and_edited() {
+    let mut c = GroupConfig::default();
+    set_config_value(&mut c, "member_slots=false").unwrap();
+    set_config_value(&mut c, "member_slots_ttl_ms=60000").unwrap();
+    set_config_value(&mut c, r#"slots.archive={"type":"physical"}"#).unwrap();
+    set_config_value(
+        &mut c,
+        r#"slots.app={"type":"logical","plugin":"pgoutput","database":"app"}"#,
+    )
+    .unwrap();
+    assert!(!c.member_slots);
+    assert_eq!(c.member_slots_ttl_ms, 60_000);
+    assert_eq!(c.slots.iter().count(), 2);
+    for bad in [
+        r#"slots.zgres_1_2_3_4_5={"type":"physical"}"#,
+        r#"slots.Bad={"type":"physical"}"#,
+        r#"slots.x={"type":"logical","plugin":"../lib","database":"app"}"#,
+        r#"slots.x={"type":"logical"}"#,
+        "slots.x=physical",
+        "slots={}",
+    ] {
+        let err = set_config_value(&mut c, bad).unwrap_err().to_string();
+        let key = bad.split('=').next().unwrap();
+        assert!(err.contains(key), "{bad}: {err}");
+    }
+    unset_config_value(&mut c, "slots.archive").unwrap();
+    assert_eq!(c.slots.iter().count(), 1);
+    // An edited document round-trips, slots included.
+    let text = serde_json::to_string(&c).unwrap();
+    assert_eq!(parse_config(&text).unwrap(), c);
+    assert!(parse_config(r#"{"slots":{"zgres_x":{"type":"physical"}}}"#).is_err());
+}
