@@ -1,17 +1,27 @@
 //! Synchronous replication, kept by the primary as a pure state machine: what
 //! `synchronous_standby_names` should be and what `/sync/{GROUP}` may claim.
 //!
-//! The invariant: every commit PostgreSQL acknowledged is on every node `/sync` lists (only
-//! those, and the primary itself, may be promoted). It holds because the steps come in this
-//! order, one per round:
-//! - a node leaves `/sync` *before* `synchronous_standby_names` stops waiting for it;
-//! - a node joins `/sync` only *after* `synchronous_standby_names` waits for it, PostgreSQL
-//!   reports it as `sync`, and its flushed position has reached the primary's position taken
-//!   once it was `sync` (so commits acknowledged before it became synchronous are on it too).
+//! `/sync` claims that every commit PostgreSQL acknowledged is on at least `q` of the standbys
+//! `S` it lists ([`SyncState::holders`]). PostgreSQL's setting waits, for every new commit,
+//! for `k` of the standbys `N` it names: `FIRST k` names exactly the `k` chosen (all of them
+//! acknowledge), `ANY k` names every usable standby (any `k` acknowledge). The invariant —
+//! the claim holds at every moment — is kept by this order, one step per round:
+//! 1. before the setting changes from `N` to `N*`, the claim widens to `(S ∪ N*, min(q, k*))`,
+//!    which both the commits acknowledged so far and those acknowledged under either setting
+//!    satisfy;
+//! 2. the setting changes;
+//! 3. once PostgreSQL reports the new setting in force (exactly `N*` are `sync` or `quorum`),
+//!    the primary notes its own WAL position `P`; once every node of `N*` has flushed past
+//!    `P`, every commit before `P` is on all of them and every later one on `k*` of them, so
+//!    the claim narrows to `(N*, k*)`.
 //!
-//! One synchronous standby is kept (the one already in `/sync` while it streams, else the one
-//! with the most WAL). With none available, `on` turns replication asynchronous (and says so);
-//! `strict` sets `*`, so commits wait for any standby to come back.
+//! Who may be promoted follows from the claim ([`may_promote`]): a listed standby that sees
+//! `|S| - q + 1` listed standbys (itself included) at or behind its own position. Some of
+//! them holds each acknowledged commit, so it does too. With `q = |S|` (`FIRST`, and the
+//! single standby zgres always kept before) that is any listed standby.
+//!
+//! With no standby available, `on` turns replication asynchronous (and says so); `strict` sets
+//! `*`, so commits wait for any standby to come back.
 //!
 //! A standby can be connected and streaming yet acknowledge nothing (its WAL receiver stopped,
 //! its host hung): commits then wait on it until the walsender times out, a minute by default.
@@ -22,8 +32,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use zgres_schema::documents::{SyncMode, SyncState};
-use zgres_schema::{Fetched, Lsn, NodeId};
+use zgres_schema::documents::{SyncMethod, SyncMode, SyncState};
+use zgres_schema::{Lsn, NodeId};
+
+mod claim;
+
+pub use claim::{
+    is_listed, may_promote, promotable, standby_name, standby_names, Claim, Promotable, Witness,
+};
 
 /// A standby connected to the primary, from `pg_stat_replication`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,10 +48,28 @@ pub struct Connected {
     pub node: NodeId,
     /// `state = 'streaming'`.
     pub streaming: bool,
-    /// `sync_state = 'sync'`.
+    /// `sync_state` is `sync` or `quorum`: the setting in force waits for it.
     pub synchronous: bool,
     /// `flush_lsn`.
     pub flush: Option<Lsn>,
+}
+
+/// How many standbys acknowledge each commit, and how they are chosen (`/config`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Acknowledgers {
+    /// `synchronous_node_count`.
+    pub count: usize,
+    /// `synchronous_method`.
+    pub method: SyncMethod,
+}
+
+impl Default for Acknowledgers {
+    fn default() -> Self {
+        Acknowledgers {
+            count: 1,
+            method: SyncMethod::First,
+        }
+    }
 }
 
 /// What the primary sees this round.
@@ -43,6 +77,8 @@ pub struct Connected {
 pub struct SyncInputs {
     /// The group's mode.
     pub mode: SyncMode,
+    /// How many standbys acknowledge, and how.
+    pub acknowledgers: Acknowledgers,
     /// This node (the primary).
     pub me: NodeId,
     /// `/sync/{GROUP}` as it is now.
@@ -72,26 +108,24 @@ pub struct Progress {
 /// One step towards the wanted state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SyncStep {
-    /// Write `/sync/{GROUP}` with this primary and these standbys.
-    Publish(BTreeSet<NodeId>),
+    /// Write `/sync/{GROUP}` with this primary and this claim.
+    Publish(Claim),
     /// Delete `/sync/{GROUP}` (synchronous mode is off).
     Unpublish,
     /// Set `synchronous_standby_names` (and reload).
     SetStandbyNames(String),
-    /// Remember the primary's current WAL position as what `node` must reach.
-    Confirm(NodeId),
-}
-
-/// The `synchronous_standby_names` value that waits for exactly `node`.
-pub fn standby_name(node: NodeId) -> String {
-    format!("\"{node}\"")
+    /// Remember the primary's current WAL position as what every chosen standby must reach
+    /// (see [`SyncKeeper::confirming`]).
+    Confirm,
 }
 
 /// The primary's synchronous-replication bookkeeping.
 #[derive(Debug, Default)]
 pub struct SyncKeeper {
-    /// A standby being confirmed, and the position it must reach.
-    pending: Option<(NodeId, Lsn)>,
+    /// The standbys being confirmed, and the position each must reach.
+    pending: Option<(BTreeSet<NodeId>, Lsn)>,
+    /// What [`SyncStep::Confirm`] was asked for: the standbys the position is for.
+    confirm_for: BTreeSet<NodeId>,
     degraded: bool,
     /// `/sync` was written by this keeper (this term as primary): only then does its content
     /// describe our commits.
@@ -120,9 +154,9 @@ impl SyncKeeper {
         }
     }
 
-    /// Records the position `node` must reach (after a [`SyncStep::Confirm`]).
-    pub fn confirming(&mut self, node: NodeId, position: Lsn) {
-        self.pending = Some((node, position));
+    /// Records the position the standbys of the last [`SyncStep::Confirm`] must reach.
+    pub fn confirming(&mut self, position: Lsn) {
+        self.pending = Some((std::mem::take(&mut self.confirm_for), position));
     }
 
     /// Whether no synchronous standby is in force (commits are asynchronous in `on` mode, or
@@ -189,10 +223,10 @@ impl SyncKeeper {
             return None;
         }
         // A document of a previous primary (or of an earlier term of ours) says nothing about
-        // our commits: start empty.
-        let published: BTreeSet<NodeId> = match &inputs.published {
-            Some(doc) if doc.primary == me && self.owned => doc.standbys.clone(),
-            _ => return Some(SyncStep::Publish(BTreeSet::new())),
+        // our commits: start from a claim of nothing.
+        let published = match &inputs.published {
+            Some(doc) if doc.primary == me && self.owned => Claim::of(doc),
+            _ => return Some(SyncStep::Publish(Claim::nothing())),
         };
         self.track_acknowledgements(inputs);
         // `on` does not wait on a standby that stopped acknowledging; `strict` does.
@@ -200,81 +234,104 @@ impl SyncKeeper {
             SyncMode::On => self.stalled(inputs.progress),
             _ => BTreeSet::new(),
         };
-        let stalled = &self.stalled;
-        let usable = |c: &&Connected| {
-            c.streaming && inputs.allowed.contains(&c.node) && !stalled.contains(&c.node)
+        let target = self.target(inputs, &published);
+        self.degraded = target.standbys.is_empty();
+        let wanted_names = match (self.degraded, inputs.mode) {
+            (true, SyncMode::Strict) => "*".to_owned(),
+            (true, _) => String::new(),
+            (false, _) => standby_names(inputs.acknowledgers.method, &target),
         };
-        let usable: Vec<&Connected> = inputs.connected.iter().filter(usable).collect();
-        // Stick to the standby in /sync, else the one PostgreSQL already waits for, else the
-        // one with the most WAL: changing costs rounds in which nobody can be promoted.
-        let desired = usable
-            .iter()
-            .find(|c| published.contains(&c.node))
-            .or_else(|| {
-                usable
-                    .iter()
-                    .find(|c| standby_name(c.node) == inputs.standby_names)
-            })
-            .or_else(|| {
-                usable
-                    .iter()
-                    .max_by_key(|c| (c.flush, std::cmp::Reverse(c.node)))
-            })
-            .map(|c| c.node);
-
-        // 1. Shrink /sync before anything stops waiting for the removed node.
-        let kept: BTreeSet<NodeId> = published
-            .iter()
-            .copied()
-            .filter(|n| Some(*n) == desired)
-            .collect();
-        if kept != published {
-            return Some(SyncStep::Publish(kept));
-        }
-        // 2. Make PostgreSQL wait for the desired standby (or degrade).
-        let wanted_names = match (desired, inputs.mode) {
-            (Some(node), _) => standby_name(node),
-            (None, SyncMode::Strict) => "*".to_owned(),
-            (None, _) => String::new(),
-        };
-        self.degraded = desired.is_none();
+        // 1. Widen the claim to what both settings keep true, before the setting changes.
         if inputs.standby_names != wanted_names {
             self.pending = None;
+            let widened = published.widened_for(&target);
+            if widened != published {
+                return Some(SyncStep::Publish(widened));
+            }
+            // 2. Change the setting.
             return Some(SyncStep::SetStandbyNames(wanted_names));
         }
-        // 3. Grow /sync once the standby is synchronous and has caught up.
-        let node = desired?;
-        if published.contains(&node) {
-            return None;
-        }
-        let connected = usable.iter().find(|c| c.node == node)?;
-        if !connected.synchronous {
+        // 3. Narrow the claim once the new setting is in force and everyone caught up.
+        if published == target {
             self.pending = None;
             return None;
         }
-        match self.pending {
-            Some((pending, at)) if pending == node => {
-                if connected.flush.is_some_and(|flush| flush >= at) {
+        if target.standbys.is_empty() {
+            // Degraded: nothing to confirm; the claim of nothing is always true.
+            return Some(SyncStep::Publish(target));
+        }
+        let in_force = inputs
+            .connected
+            .iter()
+            .all(|c| c.synchronous == target.standbys.contains(&c.node))
+            && target.standbys.iter().all(|n| {
+                inputs
+                    .connected
+                    .iter()
+                    .any(|c| c.node == *n && c.synchronous)
+            });
+        if !in_force {
+            self.pending = None;
+            return None;
+        }
+        match &self.pending {
+            Some((set, at)) if *set == target.standbys => {
+                let caught_up = target.standbys.iter().all(|n| {
+                    inputs
+                        .connected
+                        .iter()
+                        .any(|c| c.node == *n && c.flush.is_some_and(|f| f >= *at))
+                });
+                if caught_up {
                     self.pending = None;
-                    Some(SyncStep::Publish(BTreeSet::from([node])))
+                    Some(SyncStep::Publish(target))
                 } else {
                     None
                 }
             }
-            _ => Some(SyncStep::Confirm(node)),
+            _ => {
+                self.confirm_for = target.standbys.clone();
+                Some(SyncStep::Confirm)
+            }
+        }
+    }
+
+    /// The claim wanted: the standbys PostgreSQL should wait for and how many of them.
+    fn target(&self, inputs: &SyncInputs, published: &Claim) -> Claim {
+        let stalled = &self.stalled;
+        let mut usable: Vec<&Connected> = inputs
+            .connected
+            .iter()
+            .filter(|c| {
+                c.streaming && inputs.allowed.contains(&c.node) && !stalled.contains(&c.node)
+            })
+            .collect();
+        let count = inputs.acknowledgers.count.max(1);
+        match inputs.acknowledgers.method {
+            SyncMethod::First => {
+                // Stick to the standbys in /sync, then those PostgreSQL already waits for,
+                // then the most advanced: changing costs rounds in which fewer can be
+                // promoted.
+                usable.sort_by_key(|c| {
+                    (
+                        std::cmp::Reverse(published.standbys.contains(&c.node)),
+                        std::cmp::Reverse(c.synchronous),
+                        std::cmp::Reverse(c.flush),
+                        c.node,
+                    )
+                });
+                let standbys: BTreeSet<NodeId> =
+                    usable.iter().take(count).map(|c| c.node).collect();
+                Claim::all_of(standbys)
+            }
+            SyncMethod::Any => {
+                let standbys: BTreeSet<NodeId> = usable.iter().map(|c| c.node).collect();
+                let holders = count.min(standbys.len());
+                Claim { standbys, holders }
+            }
         }
     }
 }
 
-/// Whether `node` may be promoted under synchronous replication, given `/sync/{GROUP}`:
-/// anyone while it does not exist (no commit waited for a standby yet), its primary and
-/// standbys while it is valid, and nobody while it is unreadable (it may have named anyone).
-pub fn may_promote(sync: &Fetched<SyncState>, node: NodeId) -> bool {
-    match sync {
-        Fetched::Absent => true,
-        Fetched::Valid(s) => s.primary == node || s.standbys.contains(&node),
-        Fetched::Unreadable(_) => false,
-    }
-}
 #[cfg(test)]
 mod tests;

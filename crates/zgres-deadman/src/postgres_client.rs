@@ -282,7 +282,10 @@ impl PostgresClient {
                 Some(Connected {
                     node,
                     streaming: row.get::<_, Option<String>>(1).as_deref() == Some("streaming"),
-                    synchronous: row.get::<_, Option<String>>(2).as_deref() == Some("sync"),
+                    synchronous: matches!(
+                        row.get::<_, Option<String>>(2).as_deref(),
+                        Some("sync" | "quorum")
+                    ),
                     flush: row.get::<_, Option<String>>(3).and_then(|t| t.parse().ok()),
                 })
             })

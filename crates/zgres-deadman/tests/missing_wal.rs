@@ -17,6 +17,7 @@ async fn group_with(extra: &str) -> Group {
         node.extra_config = "[postgres.parameters]\nwal_keep_size = \"0\"\n".into();
     }
     group.nodes[1].extra_config.push_str(extra);
+    group.member_slots = false;
     group
         .set_group_config(&GroupConfig {
             member_slots: false,

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use zgres_schema::documents::{GroupConfig, SyncMode};
-use zgres_testkit::group::checks::wait_synchronous_standby;
+use zgres_schema::documents::{GroupConfig, SyncMethod, SyncMode};
+use zgres_testkit::group::checks::{wait_sync_claim, wait_synchronous_standby};
 use zgres_testkit::group::{missing_acks, Group, Timing, Writer, DEADLINE};
 use zgres_testkit::poll;
 
@@ -17,8 +17,44 @@ fn mode(synchronous_mode: SyncMode) -> GroupConfig {
 
 /// A writer commits on every node without pause while the primary's node (deadman and
 /// PostgreSQL) is killed with SIGKILL, 20 times in a row; each time the old node rejoins.
-/// Every acknowledged commit is on every new primary, and only the synchronous standby is
-/// ever promoted.
+/// Before each kill `/sync` must claim `holders` of both standbys; every acknowledged commit
+/// is on every new primary, and only a listed standby is ever promoted.
+async fn twenty_primary_kills(config: GroupConfig, holders: usize) {
+    let mut group = Group::prepare(3, Timing::default()).await;
+    group.set_group_config(&config).await;
+    group.start_all().await;
+    let mut primary = group.wait_primary(&[]).await;
+    let writer = Writer::start(&group);
+    for round in 1..=20 {
+        let listed = wait_sync_claim(&group, primary, 2, holders).await;
+        writer.wait_more_acks(primary, 20).await;
+
+        group.kill_node(primary);
+        let new = group.wait_primary(&[primary]).await;
+        assert!(
+            listed.contains(&new),
+            "round {round}: n{new} promoted, not one of the listed {listed:?}"
+        );
+        let acks = writer.acks().await;
+        let missing = missing_acks(&group, &acks, new).await;
+        assert!(
+            missing.is_empty(),
+            "round {round}: {} acknowledged commits are missing on the new primary n{new}: {:?}",
+            missing.len(),
+            &missing[..missing.len().min(5)]
+        );
+        println!(
+            "round {round}: n{primary} killed, n{new} promoted, {} acknowledged commits all present",
+            acks.len()
+        );
+        group.start(primary);
+        group.wait_following(primary, new).await;
+        primary = new;
+    }
+    writer.finish().await;
+}
+
+/// One synchronous standby (`FIRST 1`, the default): only it is promoted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_acknowledged_commit_is_lost_over_twenty_primary_kills() {
     let mut group = Group::prepare(3, Timing::default()).await;
@@ -44,15 +80,35 @@ async fn no_acknowledged_commit_is_lost_over_twenty_primary_kills() {
             missing.len(),
             &missing[..missing.len().min(5)]
         );
-        println!(
-            "round {round}: n{primary} killed, n{new} promoted, {} acknowledged commits all present",
-            acks.len()
-        );
         group.start(primary);
         group.wait_following(primary, new).await;
         primary = new;
     }
     writer.finish().await;
+}
+
+/// `FIRST 2`: both standbys acknowledge every commit; either may be promoted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_2_loses_no_acknowledged_commit_over_twenty_primary_kills() {
+    let config = GroupConfig {
+        synchronous_node_count: std::num::NonZeroU32::new(2).unwrap(),
+        synchronous_method: SyncMethod::First,
+        ..mode(SyncMode::On)
+    };
+    twenty_primary_kills(config, 2).await;
+}
+
+/// `ANY 1` of two standbys (quorum commit): a commit waits for the faster standby only, so
+/// neither is sure to hold every commit; the one promoted must see the other at or behind
+/// it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_1_of_2_loses_no_acknowledged_commit_over_twenty_primary_kills() {
+    let config = GroupConfig {
+        synchronous_node_count: std::num::NonZeroU32::MIN,
+        synchronous_method: SyncMethod::Any,
+        ..mode(SyncMode::On)
+    };
+    twenty_primary_kills(config, 1).await;
 }
 
 /// Waits until node `i`'s PostgreSQL has `synchronous_standby_names = value`.

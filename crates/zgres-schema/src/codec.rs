@@ -22,10 +22,18 @@ pub const SMALL_DOCUMENT_BYTES: usize = 64 * 1024;
 /// The `"v"` field is not part of the Rust type: [`encode`] adds it and [`decode`] checks and
 /// removes it, so callers never handle versions by hand.
 pub trait Document: Serialize + DeserializeOwned {
-    /// The schema version this type reads and writes.
+    /// The newest schema version this type reads and writes.
     const VERSION: u64;
+    /// The oldest schema version this type reads (versions in between read as this type).
+    const OLDEST_READ: u64 = Self::VERSION;
     /// The largest encoding accepted by [`decode`] and produced by [`encode`].
     const MAX_BYTES: usize = SMALL_DOCUMENT_BYTES;
+
+    /// The version `self` is written as: [`Document::VERSION`], or an older one when `self`
+    /// means the same to older readers (so they keep reading it).
+    fn version(&self) -> u64 {
+        Self::VERSION
+    }
 }
 
 /// What is wrong with a document read from a znode.
@@ -124,7 +132,7 @@ pub fn encode<T: Document>(doc: &T) -> Result<Vec<u8>, EncodeError> {
         Ok(other) => return Err(EncodeError::NotAnObject(kind_of(&other).to_owned())),
         Err(e) => return Err(EncodeError::NotAnObject(e.to_string())),
     };
-    object.insert("v".to_owned(), Value::from(T::VERSION));
+    object.insert("v".to_owned(), Value::from(doc.version()));
     let bytes = serde_json::to_vec(&object).expect("a JSON map always serializes");
     if bytes.len() > T::MAX_BYTES {
         return Err(EncodeError::TooLarge {
@@ -188,7 +196,7 @@ fn check_version<T: Document>(object: &mut Map<String, Value>) -> Result<(), Dec
             })
         }
     };
-    if found != T::VERSION {
+    if !(T::OLDEST_READ..=T::VERSION).contains(&found) {
         return Err(DecodeErrorKind::UnsupportedVersion {
             found,
             supported: T::VERSION,

@@ -268,6 +268,21 @@ pub enum SyncMode {
     Strict,
 }
 
+/// How `synchronous_node_count` standbys acknowledge a commit (PostgreSQL's
+/// `synchronous_standby_names` methods).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncMethod {
+    /// `FIRST k`: the same k standbys acknowledge every commit, so each of them may be
+    /// promoted.
+    #[default]
+    First,
+    /// `ANY k` (quorum commit): any k of the standbys acknowledge each commit, so a commit
+    /// waits only for the fastest k; a standby may be promoted only when enough of them are
+    /// seen to be sure it is the most advanced.
+    Any,
+}
+
 /// `/config/{GROUP}`: the group's dynamic configuration, edited with `zgresctl config`.
 /// Every field has a default, so `{"v":1}` is a complete document.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -279,6 +294,10 @@ pub struct GroupConfig {
     pub maximum_lag_on_failover_bytes: u64,
     /// While paused, deadmen take no automatic action.
     pub paused: bool,
+    /// How many standbys acknowledge each commit in synchronous mode (at least 1).
+    pub synchronous_node_count: std::num::NonZeroU32,
+    /// `first` (the same standbys always) or `any` (a quorum of all standbys).
+    pub synchronous_method: SyncMethod,
     /// In synchronous mode `on`: how long a connected standby may leave commits waiting
     /// (its flushed position behind a position the primary had that long ago) before the
     /// primary stops waiting for it and degrades to asynchronous. `strict` always waits.
@@ -305,6 +324,8 @@ impl Default for GroupConfig {
             synchronous_mode: SyncMode::Off,
             maximum_lag_on_failover_bytes: 1024 * 1024,
             paused: false,
+            synchronous_node_count: std::num::NonZeroU32::MIN,
+            synchronous_method: SyncMethod::First,
             synchronous_ack_timeout_ms: 3_000,
             postgresql: ClusterPostgres::default(),
             member_slots: true,
@@ -318,17 +339,90 @@ impl Document for GroupConfig {
     const VERSION: u64 = 1;
 }
 
-/// `/sync/{GROUP}`: the synchronous standby set in force.
+/// `/sync/{GROUP}`: the synchronous standby set in force. The claim it makes: every commit the
+/// primary acknowledged is on at least `quorum` of `standbys` (on all of them when `quorum` is
+/// absent). A standby may be promoted only when enough of the set is seen to be sure it has
+/// every such commit (see `zgres_deadman_core::synchronous::may_promote`).
+///
+/// Version 1 (no `quorum`: all of `standbys`) is still written when it says the same, so
+/// older deadmen keep reading it; a document with a `quorum` is version 2, which they refuse
+/// (and then promote nobody) rather than misread as "any listed standby".
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "RawSyncState", into = "RawSyncState")]
 pub struct SyncState {
     /// The primary that set it.
     pub primary: NodeId,
-    /// Standbys every acknowledged commit is known to have reached.
+    /// Standbys that hold every acknowledged commit, `quorum` of them at least.
     pub standbys: BTreeSet<NodeId>,
+    /// How many of `standbys` hold each acknowledged commit, when fewer than all of them.
+    pub quorum: Option<u32>,
+}
+
+impl SyncState {
+    /// A claim that every acknowledged commit is on all of `standbys`.
+    pub fn all_of(primary: NodeId, standbys: BTreeSet<NodeId>) -> Self {
+        SyncState {
+            primary,
+            standbys,
+            quorum: None,
+        }
+    }
+
+    /// How many of `standbys` hold each acknowledged commit.
+    pub fn holders(&self) -> usize {
+        self.quorum
+            .map_or(self.standbys.len(), |q| q as usize)
+            .min(self.standbys.len())
+    }
+}
+
+/// `/sync` as JSON spells it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct RawSyncState {
+    primary: NodeId,
+    standbys: BTreeSet<NodeId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    quorum: Option<u32>,
+}
+
+impl TryFrom<RawSyncState> for SyncState {
+    type Error = String;
+    fn try_from(raw: RawSyncState) -> Result<Self, Self::Error> {
+        match raw.quorum {
+            Some(q) if q as usize > raw.standbys.len() => Err(format!(
+                "quorum {q} is more than the {} standbys listed",
+                raw.standbys.len()
+            )),
+            // "All of them" is spelt without a quorum, so it stays readable to version 1.
+            quorum => Ok(SyncState {
+                primary: raw.primary,
+                quorum: quorum.filter(|q| *q as usize != raw.standbys.len()),
+                standbys: raw.standbys,
+            }),
+        }
+    }
+}
+
+impl From<SyncState> for RawSyncState {
+    fn from(state: SyncState) -> Self {
+        RawSyncState {
+            primary: state.primary,
+            quorum: state.quorum.filter(|q| *q as usize != state.standbys.len()),
+            standbys: state.standbys,
+        }
+    }
 }
 
 impl Document for SyncState {
-    const VERSION: u64 = 1;
+    const VERSION: u64 = 2;
+    const OLDEST_READ: u64 = 1;
+
+    fn version(&self) -> u64 {
+        match self.quorum {
+            Some(q) if q as usize != self.standbys.len() => 2,
+            _ => 1,
+        }
+    }
 }
 
 /// Planned or forced change of primary.

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use zgres_deadman_core::synchronous::{standby_name, Connected, Progress, SyncInputs, SyncStep};
-use zgres_schema::documents::{SyncMode, SyncState};
+use zgres_schema::documents::SyncMode;
 use zgres_schema::{Lsn, NodeId};
 
 use crate::checker::Write;
@@ -167,6 +167,8 @@ impl World {
         let position = node.pg.wal.end;
         let inputs = SyncInputs {
             mode,
+            // The simulation models one synchronous standby (FIRST 1), as its commit rule does.
+            acknowledgers: Default::default(),
             me: node.id,
             published: self.zk.sync.clone(),
             standby_names: node.pg.standby_names.clone(),
@@ -183,12 +185,9 @@ impl World {
         };
         let reachable = !self.nodes[i].cut.zookeeper && self.nodes[i].session.is_some();
         let done = match &step {
-            SyncStep::Publish(standbys) => {
+            SyncStep::Publish(claim) => {
                 reachable && {
-                    self.zk.sync = Some(SyncState {
-                        primary: self.nodes[i].id,
-                        standbys: standbys.clone(),
-                    });
+                    self.zk.sync = Some(claim.document(self.nodes[i].id));
                     true
                 }
             }
@@ -202,14 +201,14 @@ impl World {
                 self.nodes[i].pg.standby_names = names.clone();
                 true
             }
-            SyncStep::Confirm(node) => {
+            SyncStep::Confirm => {
                 let at = if self.settings.bug == Some(Bug::SkipSyncConfirm) {
                     // The bug: no wait for the commits acknowledged before it was synchronous.
                     Lsn::ZERO
                 } else {
                     position
                 };
-                self.nodes[i].sync_keeper.confirming(*node, at);
+                self.nodes[i].sync_keeper.confirming(at);
                 true
             }
         };

@@ -309,13 +309,18 @@ impl World {
         if self.trace {
             let pg = &self.nodes[i].pg;
             eprintln!(
-                "t={t} n{i} lock={:?} wal={:?}@{} up={:?} actions={:?} why={:?}",
+                "t={t} n{i} lock={:?} wal={:?}@{} up={:?} actions={:?} why={:?} sync={:?} peers={:?}",
                 obs.lock,
                 pg.wal.current(),
                 pg.wal.end.0,
                 pg.upstream,
                 decision.actions,
-                decision.ineligible
+                decision.ineligible,
+                obs.sync.valid().map(|s| (s.standbys.iter().map(ToString::to_string).collect::<Vec<_>>(), s.holders())),
+                obs.peers
+                    .iter()
+                    .map(|p| (p.state.node.to_string(), p.fresh, p.state.wal.receive.or(p.state.wal.replay)))
+                    .collect::<Vec<_>>()
             );
         }
         if decision.disarm_fence {

@@ -94,6 +94,10 @@ pub struct Group {
     pub zk_credentials: Option<String>,
     /// Authenticate `zk_credentials` with SASL DIGEST-MD5.
     pub zk_sasl: bool,
+    /// The group keeps member slots (`member_slots` in `/config`, on by default): a standby
+    /// counts as following only once it streams with its slot, so the one re-point that
+    /// adopts the slot after start is behind a test that then touches replication.
+    pub member_slots: bool,
 }
 
 impl Group {
@@ -136,6 +140,7 @@ impl Group {
             adopted: true,
             zk_credentials: None,
             zk_sasl: false,
+            member_slots: true,
         }
     }
 
@@ -156,6 +161,7 @@ impl Group {
             adopted: false,
             zk_credentials: None,
             zk_sasl: false,
+            member_slots: true,
         };
         for _ in 0..size {
             group.add_empty_node();
@@ -399,8 +405,9 @@ impl Group {
             ),
             DEADLINE,
             || async {
-                let (status, sender) = self.nodes[i].wal_receiver().await?;
-                (status == "streaming" && sender == port).then_some(())
+                let (status, sender, slot) = self.nodes[i].wal_receiver_slot().await?;
+                (status == "streaming" && sender == port && (slot || !self.member_slots))
+                    .then_some(())
             },
         )
         .await;

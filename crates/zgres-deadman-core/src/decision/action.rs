@@ -148,6 +148,10 @@ pub enum Ineligible {
     CatchingUp,
     /// Synchronous mode is on and `/sync` does not list this node.
     NotSynchronous,
+    /// `/sync` claims a quorum (`ANY k`, or a change of standbys under way) and, past the
+    /// election wait, this node does not see enough listed standbys at or behind its position
+    /// to be sure it holds every acknowledged commit.
+    QuorumUnseen,
 }
 
 impl Ineligible {
@@ -161,7 +165,8 @@ impl Ineligible {
             | Ineligible::GaveUp
             | Ineligible::WrongSystem
             | Ineligible::TimelineBehind
-            | Ineligible::NotSynchronous => true,
+            | Ineligible::NotSynchronous
+            | Ineligible::QuorumUnseen => true,
             // Passing (a veto, a retry, a wait, a peer), up to the operator's group-wide
             // choice (paused), or not about this node's eligibility at all.
             Ineligible::NotAStandby

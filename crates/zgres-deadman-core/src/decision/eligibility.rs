@@ -77,11 +77,23 @@ impl Decider {
         let handed_to_me = self
             .active_request(obs)
             .is_some_and(|r| r.to == Some(self.me) && r.stopped_lsn.is_some());
-        if obs.config.synchronous_mode != SyncMode::Off
-            && !handed_to_me
-            && !crate::synchronous::may_promote(&obs.sync, self.me)
-        {
-            return Err(Ineligible::NotSynchronous);
+        let waited = self
+            .lock_free_since
+            .map(|since| obs.now.duration_since(since))
+            .unwrap_or_default();
+        if obs.config.synchronous_mode != SyncMode::Off && !handed_to_me {
+            use crate::synchronous::Promotable;
+            match crate::synchronous::promotable(&obs.sync, self.me, mine.position, &witnesses(obs))
+            {
+                Promotable::Yes => {}
+                Promotable::Never => return Err(Ineligible::NotSynchronous),
+                // Listed standbys may still publish their positions during the election wait;
+                // past it, the ones missing are taken to be gone.
+                Promotable::Unseen if waited < self.timing.election_wait => {
+                    return Err(Ineligible::WaitingForPeers)
+                }
+                Promotable::Unseen => return Err(Ineligible::QuorumUnseen),
+            }
         }
         if let Some(request) = self.active_request(obs) {
             match request.to {
@@ -102,10 +114,6 @@ impl Decider {
                 return Err(Ineligible::TooFarBehind);
             }
         }
-        let waited = self
-            .lock_free_since
-            .map(|since| obs.now.duration_since(since))
-            .unwrap_or_default();
         for peer in obs.peers.iter().filter(|p| p.state.node != self.me) {
             let Some(rank) = peer_rank(peer, obs, max_lag, self.last_primary_position()) else {
                 continue;
@@ -119,6 +127,25 @@ impl Decider {
         }
         Ok(())
     }
+}
+
+/// The positions of the peers whose state was written after the lock vanished: what a
+/// candidate compares itself with under a quorum claim.
+fn witnesses(obs: &Observation) -> Vec<crate::synchronous::Witness> {
+    obs.peers
+        .iter()
+        .filter(|p| p.fresh)
+        .filter_map(|p| {
+            let position = [p.state.wal.receive, p.state.wal.replay]
+                .into_iter()
+                .flatten()
+                .max()?;
+            Some(crate::synchronous::Witness {
+                node: p.state.node,
+                position,
+            })
+        })
+        .collect()
 }
 
 /// A peer's rank if it could contend for the lock, else `None`.
@@ -139,7 +166,7 @@ pub(super) fn peer_rank(
         return None;
     }
     if obs.config.synchronous_mode != SyncMode::Off
-        && !crate::synchronous::may_promote(&obs.sync, s.node)
+        && !crate::synchronous::is_listed(&obs.sync, s.node)
     {
         return None;
     }

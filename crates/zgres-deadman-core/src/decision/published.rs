@@ -102,6 +102,9 @@ pub fn not_taking_over(lock: LockView, ineligible: Option<Ineligible>) -> Option
             "its timeline is behind the group's newest (it may lack WAL of that timeline)"
         }
         Ineligible::NotSynchronous => "synchronous mode is on and /sync does not list it",
+        Ineligible::QuorumUnseen => {
+            "/sync claims a quorum and too few of its standbys are seen at or behind this node to be sure it holds every acknowledged commit"
+        }
         Ineligible::PromotionVetoed
         | Ineligible::PeerIsBetter(_)
         | Ineligible::WaitingForPeers

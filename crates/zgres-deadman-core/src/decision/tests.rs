@@ -161,5 +161,6 @@ mod member_slots;
 mod missing_wal;
 mod properties;
 mod published;
+mod quorum;
 mod requests;
 mod rolling_restart;

@@ -11,7 +11,7 @@ use super::Daemon;
 use crate::coordination::CoordinationError;
 use crate::decision::{LockView, Observation};
 use crate::postgres_client::ClientError;
-use crate::synchronous::{Progress, SyncInputs, SyncKeeper, SyncStep};
+use crate::synchronous::{Acknowledgers, Progress, SyncInputs, SyncKeeper, SyncStep};
 
 impl Daemon {
     /// As the running primary: one step towards the synchronous replication the group's mode
@@ -62,6 +62,10 @@ impl Daemon {
         let was_stalled = self.core.sync_keeper.stalled_nodes().clone();
         let inputs = SyncInputs {
             mode,
+            acknowledgers: Acknowledgers {
+                count: obs.config.synchronous_node_count.get() as usize,
+                method: obs.config.synchronous_method,
+            },
             me: self.config.node,
             published,
             standby_names,
@@ -90,14 +94,11 @@ impl Daemon {
             }
         }
         let done = match &step {
-            SyncStep::Publish(standbys) => {
-                let state = SyncState {
-                    primary: self.config.node,
-                    standbys: standbys.clone(),
-                };
+            SyncStep::Publish(claim) => {
+                let state = claim.document(self.config.node);
                 self.publish_sync(Some(&state), version)
                     .await
-                    .map(|()| tracing::info!(standbys = ?standbys.iter().map(ToString::to_string).collect::<Vec<_>>(), "published the synchronous standby set"))
+                    .map(|()| tracing::info!(standbys = ?claim.standbys.iter().map(ToString::to_string).collect::<Vec<_>>(), holders = claim.holders, "published the synchronous standby set"))
             }
             SyncStep::Unpublish => self.publish_sync(None, None).await,
             SyncStep::SetStandbyNames(names) => self
@@ -106,8 +107,8 @@ impl Daemon {
                 .await
                 .map_err(SyncStepError::from)
                 .map(|()| tracing::info!(synchronous_standby_names = %names, "set synchronous_standby_names")),
-            SyncStep::Confirm(node) => {
-                self.core.sync_keeper.confirming(*node, position);
+            SyncStep::Confirm => {
+                self.core.sync_keeper.confirming(position);
                 Ok(())
             }
         };

@@ -298,7 +298,9 @@ proptest! {
         round_trip(&Lock { node: n, timeline });
         round_trip(&DatabaseId { system_id: SystemId(sys) });
         round_trip(&ConnInfo { role: None, host: n.addr().ip().to_string(), port: n.addr().port(), dbname: None, tags, api_port: (sys % 2 == 0).then_some(8008) });
-        round_trip(&SyncState { primary: n, standbys: others.clone() });
+        round_trip(&SyncState { primary: n, standbys: others.clone(), quorum: None });
+        let quorum = (!others.is_empty()).then(|| (sys % others.len() as u64) as u32).filter(|q| *q as usize != others.len());
+        round_trip(&SyncState { primary: n, standbys: others.clone(), quorum });
         round_trip(&History { entries: others.iter().map(|o| Promotion {
             timeline, lsn: Lsn(sys), reason: PromotionReason::Switchover, at_ms: at,
             new_primary: *o, old_primary: Some(n),
@@ -307,7 +309,9 @@ proptest! {
             scheduled_at_ms: Some(at), requested_at_ms: at, stopped_lsn: None });
         round_trip(&GroupConfig { synchronous_mode: SyncMode::Strict, maximum_lag_on_failover_bytes: sys,
             paused: true, synchronous_ack_timeout_ms: at, postgresql: cluster_postgres(at),
-            member_slots: sys % 2 == 0, member_slots_ttl_ms: at, slots: permanent_slots(at) });
+            member_slots: sys % 2 == 0, member_slots_ttl_ms: at, slots: permanent_slots(at),
+            synchronous_node_count: std::num::NonZeroU32::new((sys % 5 + 1) as u32).unwrap(),
+            synchronous_method: if sys % 2 == 0 { SyncMethod::Any } else { SyncMethod::First } });
     }
 
     #[test]
@@ -358,4 +362,53 @@ fn permanent_slots(n: u64) -> crate::PermanentSlots {
         .collect(),
     )
     .unwrap()
+}
+
+#[test]
+fn sync_documents_stay_version_1_unless_they_claim_a_quorum() {
+    let n: NodeId = "10.0.0.1:5432".parse().unwrap();
+    let standbys: BTreeSet<NodeId> = ["10.0.0.2:5432", "10.0.0.3:5432"]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+    let all = SyncState::all_of(n, standbys.clone());
+    let text = String::from_utf8(encode(&all).unwrap()).unwrap();
+    assert!(
+        text.contains("\"v\":1") && !text.contains("quorum"),
+        "{text}"
+    );
+    // A quorum equal to the set is "all of them", spelt the old way.
+    let same = SyncState {
+        quorum: Some(2),
+        ..all.clone()
+    };
+    assert_eq!(encode(&same).unwrap(), encode(&all).unwrap());
+    let one = SyncState {
+        quorum: Some(1),
+        ..all.clone()
+    };
+    let text = String::from_utf8(encode(&one).unwrap()).unwrap();
+    assert!(
+        text.contains("\"v\":2") && text.contains("\"quorum\":1"),
+        "{text}"
+    );
+    assert_eq!(
+        decode::<SyncState>(PATH, text.as_bytes())
+            .unwrap()
+            .holders(),
+        1
+    );
+    assert_eq!(
+        decode::<SyncState>(PATH, &encode(&all).unwrap())
+            .unwrap()
+            .holders(),
+        2
+    );
+    // A quorum larger than the set is garbage, and so is a version from the future.
+    let hostile = br#"{"v":2,"primary":"10.0.0.1:5432","standbys":["10.0.0.2:5432"],"quorum":2}"#;
+    assert!(decode::<SyncState>(PATH, hostile).is_err());
+    let future = br#"{"v":3,"primary":"10.0.0.1:5432","standbys":[]}"#;
+    assert!(decode::<SyncState>(PATH, future).is_err());
+    // synchronous_node_count 0 is refused.
+    assert!(decode::<GroupConfig>(PATH, br#"{"v":1,"synchronous_node_count":0}"#).is_err());
 }

@@ -73,7 +73,8 @@ pub async fn wait_promotion_recorded(group: &Group, i: usize) -> Promotion {
     .unwrap_or_else(|e| panic!("{e}\n{}", group.logs()))
 }
 
-/// Waits until `/sync/{GROUP}` names `primary` and a synchronous standby; returns the standby.
+/// Waits until `/sync/{GROUP}` names `primary` and claims one synchronous standby holding
+/// every acknowledged commit (a settled `FIRST 1` claim); returns the standby.
 pub async fn wait_synchronous_standby(group: &Group, primary: usize) -> usize {
     let client = group.zk_client().await;
     let path = group.path(Znode::Sync);
@@ -84,7 +85,10 @@ pub async fn wait_synchronous_standby(group: &Group, primary: usize) -> usize {
         || async {
             let (data, _) = client.get_data(&path).await.ok()?;
             let sync: SyncState = decode(&path, &data).ok()?;
-            if sync.primary.to_string() != primary_id {
+            if sync.primary.to_string() != primary_id
+                || sync.standbys.len() != 1
+                || sync.holders() != 1
+            {
                 return None;
             }
             let standby = sync.standbys.iter().next()?.to_string();
@@ -229,4 +233,41 @@ pub async fn first_primary(group: &Group) -> usize {
         .await
         .unwrap();
     primary
+}
+
+/// Waits until `/sync/{GROUP}` names `primary` and claims exactly `standbys` nodes with
+/// `holders` of them holding each acknowledged commit (a settled claim); returns the listed
+/// nodes.
+pub async fn wait_sync_claim(
+    group: &Group,
+    primary: usize,
+    standbys: usize,
+    holders: usize,
+) -> Vec<usize> {
+    let client = group.zk_client().await;
+    let path = group.path(Znode::Sync);
+    let primary_id = group.nodes[primary].node_id();
+    poll::until(
+        &format!("/sync of n{primary} to claim {holders} of {standbys} standbys"),
+        DEADLINE,
+        || async {
+            let (data, _) = client.get_data(&path).await.ok()?;
+            let sync: SyncState = decode(&path, &data).ok()?;
+            if sync.primary.to_string() != primary_id
+                || sync.standbys.len() != standbys
+                || sync.holders() != holders
+            {
+                return None;
+            }
+            sync.standbys
+                .iter()
+                .map(|s| {
+                    let id = s.to_string();
+                    group.nodes.iter().position(|n| n.node_id() == id)
+                })
+                .collect()
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", group.logs()))
 }

@@ -221,7 +221,21 @@ impl Node {
         row.get::<_, String>(0).parse().unwrap()
     }
 
-    /// The WAL receiver's (status, sender port).
+    /// The WAL receiver's status, the port it streams from and whether it uses a slot, when
+    /// one runs.
+    pub async fn wal_receiver_slot(&self) -> Option<(String, i32, bool)> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT status, sender_port, slot_name IS NOT NULL FROM pg_stat_wal_receiver",
+                &[],
+            )
+            .await
+            .ok()??;
+        Some((row.get(0), row.get::<_, Option<i32>>(1)?, row.get(2)))
+    }
+
+    /// The WAL receiver's status and the port it streams from, when one runs.
     pub async fn wal_receiver(&self) -> Option<(String, i32)> {
         let client = self.client().await?;
         let row = client

@@ -107,6 +107,7 @@ fn in_synchronous_mode_only_listed_nodes_contend() {
     let sync = SyncState {
         primary: node(9),
         standbys: [node(2)].into_iter().collect(),
+        quorum: None,
     };
     // Node 1 has more WAL but is not synchronous: it stays out, and does not block node 2.
     let mut one = decider(1);

@@ -238,6 +238,7 @@ fn sync_of_node_2(standbys: &[u8]) -> Fetched<SyncState> {
     Fetched::Valid(SyncState {
         primary: node(2),
         standbys: standbys.iter().map(|&n| node(n)).collect(),
+        quorum: None,
     })
 }
 
