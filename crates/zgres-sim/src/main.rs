@@ -5,7 +5,8 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Parser;
-use zgres_schema::documents::SyncMode;
+use zgres_deadman_core::synchronous::Acknowledgers;
+use zgres_schema::documents::{SyncMethod, SyncMode};
 use zgres_sim::{run, Bug, Mix, Settings};
 
 /// Deterministic simulation of the deadman's decision core under random overlapping faults.
@@ -39,6 +40,15 @@ struct Args {
     /// The group's synchronous_mode.
     #[arg(long, default_value = "off", value_parser = ["off", "on", "strict"])]
     mode: String,
+    /// `synchronous_node_count` (in `on` and `strict` mode).
+    #[arg(long, default_value_t = 1)]
+    sync_count: usize,
+    /// `synchronous_method`.
+    #[arg(long, default_value = "first", value_parser = ["first", "any"])]
+    sync_method: String,
+    /// Nodes in the group.
+    #[arg(long, default_value_t = 3)]
+    nodes: usize,
     /// Run with a deliberate mistake, to show the checker finds it.
     #[arg(long, value_parser = ["fence-from-expiry", "skip-sync-confirm"])]
     bug: Option<String>,
@@ -58,6 +68,14 @@ fn main() -> ExitCode {
             "strict" => SyncMode::Strict,
             _ => SyncMode::Off,
         },
+        acknowledgers: Acknowledgers {
+            count: args.sync_count.max(1),
+            method: match args.sync_method.as_str() {
+                "any" => SyncMethod::Any,
+                _ => SyncMethod::First,
+            },
+        },
+        nodes: args.nodes.max(2),
         bug: args.bug.as_deref().map(|b| match b {
             "skip-sync-confirm" => Bug::SkipSyncConfirm,
             _ => Bug::FenceFromExpiry,

@@ -91,6 +91,11 @@ impl World {
             db_id: Fetched::Valid(SYSTEM),
             config: GroupConfig {
                 synchronous_mode: self.settings.mode,
+                synchronous_node_count: u32::try_from(self.settings.acknowledgers.count)
+                    .ok()
+                    .and_then(std::num::NonZeroU32::new)
+                    .unwrap_or(std::num::NonZeroU32::MIN),
+                synchronous_method: self.settings.acknowledgers.method,
                 ..GroupConfig::default()
             },
             peers,

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use zgres_deadman_core::synchronous::{standby_name, Connected, Progress, SyncInputs, SyncStep};
+use zgres_deadman_core::synchronous::{Connected, Progress, SyncInputs, SyncStep};
 use zgres_schema::documents::SyncMode;
 use zgres_schema::{Lsn, NodeId};
 
@@ -85,6 +85,7 @@ impl World {
     fn standbys_of(&self, i: usize) -> impl Iterator<Item = (NodeId, bool, bool, Lsn)> + '_ {
         let primary = &self.nodes[i].pg;
         let names = &primary.standby_names;
+        let waits = waits_for(names);
         let mut any_sync_given = false;
         self.nodes.iter().enumerate().filter_map(move |(j, node)| {
             let pg = &node.pg;
@@ -99,13 +100,12 @@ impl World {
             }
             let streaming = primary.wal.extends(&pg.wal);
             let synchronous = streaming
-                && if *names == standby_name(node.id) {
-                    true
-                } else if names == "*" && !any_sync_given {
-                    any_sync_given = true;
-                    true
+                && if names == "*" {
+                    !std::mem::replace(&mut any_sync_given, true)
                 } else {
-                    false
+                    waits
+                        .as_ref()
+                        .is_some_and(|(_, listed)| listed.contains(&node.id.to_string()))
                 };
             Some((node.id, streaming, synchronous, pg.wal.end))
         })
@@ -135,10 +135,12 @@ impl World {
             let Some(write) = self.nodes[i].pending_commit else {
                 continue;
             };
-            let acknowledged = self.nodes[i].pg.standby_names.is_empty()
-                || self
-                    .standbys_of(i)
-                    .any(|(_, _, synchronous, flush)| synchronous && flush >= write.lsn);
+            let needed = waits_for(&self.nodes[i].pg.standby_names).map_or(0, |(k, _)| k);
+            let acknowledged = self
+                .standbys_of(i)
+                .filter(|(_, _, synchronous, flush)| *synchronous && *flush >= write.lsn)
+                .count()
+                >= needed;
             if acknowledged {
                 self.writes.push(write);
                 self.nodes[i].pending_commit = None;
@@ -167,8 +169,7 @@ impl World {
         let position = node.pg.wal.end;
         let inputs = SyncInputs {
             mode,
-            // The simulation models one synchronous standby (FIRST 1), as its commit rule does.
-            acknowledgers: Default::default(),
+            acknowledgers: self.settings.acknowledgers,
             me: node.id,
             published: self.zk.sync.clone(),
             standby_names: node.pg.standby_names.clone(),
@@ -216,5 +217,59 @@ impl World {
             self.nodes[i].sync_keeper.done(&step);
         }
         done
+    }
+}
+
+/// How many standbys a commit waits for under `names`, and which (node ids), as PostgreSQL
+/// reads `synchronous_standby_names`: empty waits for none; `*` for any one; `"ID"` for that
+/// one; `FIRST k (...)` for the first `k` listed (zgres lists exactly `k`); `ANY k (...)` for
+/// any `k` listed. Parsed here, not with the core's code, so the simulated PostgreSQL does
+/// not share a mistake with the deadman.
+fn waits_for(names: &str) -> Option<(usize, Vec<String>)> {
+    let names = names.trim();
+    if names.is_empty() {
+        return None;
+    }
+    if names == "*" {
+        return Some((1, Vec::new()));
+    }
+    let unquote = |n: &str| n.trim().trim_matches('"').to_owned();
+    for method in ["FIRST ", "ANY "] {
+        if let Some(rest) = names.strip_prefix(method) {
+            let (k, list) = rest.split_once(' ')?;
+            let list = list.trim().strip_prefix('(')?.strip_suffix(')')?;
+            return Some((k.parse().ok()?, list.split(',').map(unquote).collect()));
+        }
+    }
+    Some((1, vec![unquote(names)]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::waits_for;
+
+    #[test]
+    fn synchronous_standby_names_are_read_as_postgres_reads_them() {
+        assert_eq!(waits_for(""), None);
+        assert_eq!(waits_for("*"), Some((1, vec![])));
+        assert_eq!(
+            waits_for("\"10.0.0.2:5432\""),
+            Some((1, vec!["10.0.0.2:5432".to_owned()]))
+        );
+        assert_eq!(
+            waits_for("ANY 2 (\"10.0.0.2:5432\",\"10.0.0.3:5432\",\"10.0.0.4:5432\")"),
+            Some((
+                2,
+                vec![
+                    "10.0.0.2:5432".to_owned(),
+                    "10.0.0.3:5432".to_owned(),
+                    "10.0.0.4:5432".to_owned()
+                ]
+            ))
+        );
+        assert_eq!(
+            waits_for("FIRST 2 (\"10.0.0.2:5432\",\"10.0.0.3:5432\")").map(|(k, l)| (k, l.len())),
+            Some((2, 2))
+        );
     }
 }

@@ -35,6 +35,8 @@ pub struct Settings {
     pub max_drift_ppm: u64,
     /// The group's `synchronous_mode`.
     pub mode: zgres_schema::documents::SyncMode,
+    /// `synchronous_node_count` and `synchronous_method` (in `on` and `strict` mode).
+    pub acknowledgers: zgres_deadman_core::synchronous::Acknowledgers,
     /// A deliberate mistake to find.
     pub bug: Option<Bug>,
 }
@@ -95,6 +97,7 @@ impl Default for Settings {
             mix: Mix::default(),
             max_drift_ppm: 5_000,
             mode: zgres_schema::documents::SyncMode::Off,
+            acknowledgers: Default::default(),
             bug: None,
         }
     }

@@ -200,3 +200,36 @@ fn a_diverged_standby_whose_rewind_failed_is_rewound_once_it_can_be() {
         outcomes[0].recoveries
     );
 }
+
+/// Several synchronous standbys: `FIRST 2` of 3 nodes and `ANY 2` of 4 (quorum commit), under
+/// random overlapping faults, replication cuts and failover requests. The simulated
+/// PostgreSQL acknowledges a commit once `k` of the standbys it waits for have it (read from
+/// `synchronous_standby_names` by the simulator's own parser); no acknowledged write may be
+/// lost, and the group must recover in time.
+///
+/// The `ANY 2` run uses 8 faults per schedule: with a listed standby allowed to promote
+/// without seeing the others (the quorum rule of `synchronous::promotable` removed), seed
+/// 141 of it loses an acknowledged write (mutation check, 2026-12-02).
+#[test]
+fn several_synchronous_standbys_first_and_any_break_no_invariant() {
+    use zgres_deadman_core::synchronous::Acknowledgers;
+    use zgres_schema::documents::SyncMethod;
+    let several = |nodes, method, mode, faults| Settings {
+        nodes,
+        mode,
+        acknowledgers: Acknowledgers { count: 2, method },
+        mix: Mix {
+            faults,
+            replication_cuts: 2,
+            failovers: 2,
+            ..Mix::default()
+        },
+        ..Settings::default()
+    };
+    for mode in [SyncMode::On, SyncMode::Strict] {
+        run_clean(several(3, SyncMethod::First, mode, 4), 1..=40);
+    }
+    let outcomes = run_clean(several(4, SyncMethod::Any, SyncMode::On, 8), 1..=150);
+    let promotions: usize = outcomes.iter().map(|o| o.tally.promotions).sum();
+    assert!(promotions > 150, "only {promotions} promotions");
+}

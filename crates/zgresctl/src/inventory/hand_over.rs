@@ -130,8 +130,10 @@ impl Inventory {
             // No `/sync` yet: nothing is known to be missing from any node.
             None => true,
             Some((data, _)) => {
+                // Listed under a claim of no holders (a change of standbys under way) says
+                // nothing of the node: the deadmen would drop the request.
                 let sync: SyncState = decode(&path, &data)?;
-                sync.primary == node || sync.standbys.contains(&node)
+                sync.primary == node || (sync.standbys.contains(&node) && sync.holders() > 0)
             }
         };
         if listed {
