@@ -22,7 +22,7 @@ use std::time::{Duration, SystemTime};
 use zgres_schema::documents::{GroupConfig, SyncMode};
 use zgres_testkit::figures::summary;
 use zgres_testkit::group::checks::{request_switchover, wait_synchronous_standby};
-use zgres_testkit::group::{missing_acks, Ack, Group, Timing, Writer};
+use zgres_testkit::group::{first_ack_after, missing_acks, Ack, Group, Timing, Writer};
 use zgres_testkit::poll;
 
 const DEADLINE: Duration = Duration::from_secs(120);
@@ -68,11 +68,7 @@ fn last_on(acks: &[Ack], node: usize) -> SystemTime {
 }
 
 fn first_on_after(acks: &[Ack], node: usize, after: SystemTime) -> SystemTime {
-    acks.iter()
-        .filter(|a| a.node == node && a.at > after)
-        .map(|a| a.at)
-        .min()
-        .unwrap()
+    first_ack_after(acks, node, after).expect("an acknowledged write")
 }
 
 async fn switchover_runs(runs: usize) -> (Vec<f64>, usize) {

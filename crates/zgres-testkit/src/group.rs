@@ -19,7 +19,7 @@ mod zk_access;
 
 pub use node::Node;
 pub use postgres_tls::TlsOnlyPostgres;
-pub use writer::{missing_acks, Ack, Writer};
+pub use writer::{first_ack_after, missing_acks, Ack, Writer};
 pub use zk_access::{authenticate, zookeeper_tls_keys};
 
 use std::path::PathBuf;

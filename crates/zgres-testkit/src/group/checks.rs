@@ -271,3 +271,22 @@ pub async fn wait_sync_claim(
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", group.logs()))
 }
+
+/// Waits until `/sync/{GROUP}` names `primary` and claims at least one standby holding every
+/// acknowledged commit (some standby may be promoted again); returns when it does.
+pub async fn wait_promotable_again(group: &Group, primary: usize) {
+    let client = group.zk_client().await;
+    let path = group.path(Znode::Sync);
+    let primary_id = group.nodes[primary].node_id();
+    poll::until(
+        &format!("/sync of n{primary} to claim a holder"),
+        DEADLINE,
+        || async {
+            let (data, _) = client.get_data(&path).await.ok()?;
+            let sync: SyncState = decode(&path, &data).ok()?;
+            (sync.primary.to_string() == primary_id && sync.holders() >= 1).then_some(())
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", group.logs()))
+}

@@ -134,3 +134,16 @@ pub async fn missing_acks(group: &Group, acks: &[Ack], on: usize) -> Vec<Ack> {
         .cloned()
         .collect()
 }
+
+/// When `node` first acknowledged a write after `after` (by the server's commit time), if it
+/// did.
+pub fn first_ack_after(
+    acks: &[Ack],
+    node: usize,
+    after: std::time::SystemTime,
+) -> Option<std::time::SystemTime> {
+    acks.iter()
+        .filter(|a| a.node == node && a.at > after)
+        .map(|a| a.at)
+        .min()
+}
