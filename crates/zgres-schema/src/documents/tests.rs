@@ -1,6 +1,7 @@
 use super::*;
 use crate::codec::{decode, encode, DecodeErrorKind, MAX_DOCUMENT_BYTES};
 use proptest::prelude::*;
+use std::collections::BTreeSet;
 
 const PATH: &str = "/zgres/state/main_10.0.0.1:5432";
 
