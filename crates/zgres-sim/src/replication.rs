@@ -149,8 +149,7 @@ impl World {
     }
 
     /// The primary's synchronous round, as the deadman's shell runs it after its actions:
-    /// one `SyncKeeper` step, carried out. Returns whether the next round should come soon (a
-    /// step was taken, or the claim waits to be narrowed).
+    /// one `SyncKeeper` step, carried out. Returns whether a step was taken.
     pub(crate) fn keep_synchronous(
         &mut self,
         i: usize,
@@ -183,8 +182,7 @@ impl World {
             }),
         };
         let Some(step) = self.nodes[i].sync_keeper.step(&inputs) else {
-            let now = self.nodes[i].instant(t);
-            return self.nodes[i].sync_keeper.settling(now);
+            return false;
         };
         let reachable = !self.nodes[i].cut.zookeeper && self.nodes[i].session.is_some();
         let done = match &step {

@@ -16,8 +16,7 @@ use crate::synchronous::{Acknowledgers, Progress, SyncInputs, SyncKeeper, SyncSt
 impl Daemon {
     /// As the running primary: one step towards the synchronous replication the group's mode
     /// asks for (see [`crate::synchronous`]), with the standbys the core allows.
-    /// Returns whether the next round should come soon: a step was taken, or the claim waits
-    /// to be narrowed (see [`SyncKeeper::settling`]).
+    /// Returns whether a step was taken (the next one may follow soon).
     pub(super) async fn keep_synchronous(
         &mut self,
         obs: &Observation,
@@ -85,8 +84,7 @@ impl Daemon {
                 "synchronous standby connected but not acknowledging commits");
         }
         let Some(step) = step else {
-            // Waiting for the standbys to take the new setting or catch up: look again soon.
-            return self.core.sync_keeper.settling(obs.now);
+            return false;
         };
         if self.core.sync_keeper.degraded() != was_degraded {
             match (self.core.sync_keeper.degraded(), mode) {
