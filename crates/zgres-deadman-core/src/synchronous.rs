@@ -15,7 +15,7 @@
 //!    `P`, every commit before `P` is on all of them and every later one on `k*` of them, so
 //!    the claim narrows to `(N*, k*)`.
 //!
-//! Who may be promoted follows from the claim ([`may_promote`]): a listed standby that sees
+//! Who may be promoted follows from the claim ([`promotable`]): a listed standby that sees
 //! `|S| - q + 1` listed standbys (itself included) at or behind its own position. Some of
 //! them holds each acknowledged commit, so it does too. With `q = |S|` (`FIRST`, and the
 //! single standby zgres always kept before) that is any listed standby.
@@ -37,9 +37,7 @@ use zgres_schema::{Lsn, NodeId};
 
 mod claim;
 
-pub use claim::{
-    is_listed, may_promote, promotable, standby_name, standby_names, Claim, Promotable, Witness,
-};
+pub use claim::{is_listed, promotable, standby_name, standby_names, Claim, Promotable, Witness};
 
 /// A standby connected to the primary, from `pg_stat_replication`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -295,11 +295,9 @@ impl PermanentSlots {
         Ok(())
     }
 
-    /// Removes `name`'s declaration; whether there was one.
-    pub fn remove(&mut self, name: &str) -> bool {
-        let before = self.0.len();
+    /// Removes `name`'s declaration, if any.
+    pub fn remove(&mut self, name: &str) {
         self.0.retain(|n, _| n.as_str() != name);
-        self.0.len() != before
     }
 }
 

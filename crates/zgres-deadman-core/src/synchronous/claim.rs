@@ -141,16 +141,6 @@ pub fn promotable(
     }
 }
 
-/// [`promotable`] is [`Promotable::Yes`].
-pub fn may_promote(
-    sync: &Fetched<SyncState>,
-    node: NodeId,
-    position: Lsn,
-    witnesses: &[Witness],
-) -> bool {
-    promotable(sync, node, position, witnesses) == Promotable::Yes
-}
-
 /// Whether `/sync` lists `node` (or names it as its primary): only such a node can ever be
 /// promoted under it, so only it ranks against candidates.
 pub fn is_listed(sync: &Fetched<SyncState>, node: NodeId) -> bool {

@@ -326,6 +326,16 @@ fn witness(i: u8, position: u64) -> Witness {
     }
 }
 
+/// `promotable` says yes.
+fn may_promote(
+    sync: &Fetched<SyncState>,
+    node: NodeId,
+    position: Lsn,
+    witnesses: &[Witness],
+) -> bool {
+    promotable(sync, node, position, witnesses) == Promotable::Yes
+}
+
 #[test]
 fn who_may_promote_under_a_claim() {
     let all = Fetched::Valid(claim(&[2], 1).document(node(1)));

@@ -10,7 +10,7 @@ use crate::ids::NodeId;
 /// `/sync/{GROUP}`: the synchronous standby set in force. The claim it makes: every commit the
 /// primary acknowledged is on at least `quorum` of `standbys` (on all of them when `quorum` is
 /// absent). A standby may be promoted only when enough of the set is seen to be sure it has
-/// every such commit (see `zgres_deadman_core::synchronous::may_promote`).
+/// every such commit (see `zgres_deadman_core::synchronous::promotable`).
 ///
 /// Version 1 (no `quorum`: all of `standbys`) is still written when it says the same, so
 /// older deadmen keep reading it; a document with a `quorum` is version 2, which they refuse

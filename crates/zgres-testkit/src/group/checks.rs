@@ -76,23 +76,29 @@ pub async fn wait_promotion_recorded(group: &Group, i: usize) -> Promotion {
 /// Waits until `/sync/{GROUP}` names `primary` and claims one synchronous standby holding
 /// every acknowledged commit (a settled `FIRST 1` claim); returns the standby.
 pub async fn wait_synchronous_standby(group: &Group, primary: usize) -> usize {
+    wait_sync_claim(group, primary, 1, 1).await[0]
+}
+
+/// Polls `/sync/{GROUP}` until it names `primary` and `settled` accepts it; what `settled`
+/// returns. Panics with the group's logs after [`DEADLINE`].
+async fn wait_for_sync<T>(
+    group: &Group,
+    primary: usize,
+    what: &str,
+    settled: impl Fn(&SyncState) -> Option<T>,
+) -> T {
     let client = group.zk_client().await;
     let path = group.path(Znode::Sync);
     let primary_id = group.nodes[primary].node_id();
     poll::until(
-        &format!("/sync to list a standby of n{primary}"),
+        &format!("/sync of n{primary} to {what}"),
         DEADLINE,
         || async {
             let (data, _) = client.get_data(&path).await.ok()?;
             let sync: SyncState = decode(&path, &data).ok()?;
-            if sync.primary.to_string() != primary_id
-                || sync.standbys.len() != 1
-                || sync.holders() != 1
-            {
-                return None;
-            }
-            let standby = sync.standbys.iter().next()?.to_string();
-            group.nodes.iter().position(|n| n.node_id() == standby)
+            (sync.primary.to_string() == primary_id)
+                .then(|| settled(&sync))
+                .flatten()
         },
     )
     .await
@@ -244,49 +250,27 @@ pub async fn wait_sync_claim(
     standbys: usize,
     holders: usize,
 ) -> Vec<usize> {
-    let client = group.zk_client().await;
-    let path = group.path(Znode::Sync);
-    let primary_id = group.nodes[primary].node_id();
-    poll::until(
-        &format!("/sync of n{primary} to claim {holders} of {standbys} standbys"),
-        DEADLINE,
-        || async {
-            let (data, _) = client.get_data(&path).await.ok()?;
-            let sync: SyncState = decode(&path, &data).ok()?;
-            if sync.primary.to_string() != primary_id
-                || sync.standbys.len() != standbys
-                || sync.holders() != holders
-            {
-                return None;
-            }
-            sync.standbys
-                .iter()
-                .map(|s| {
-                    let id = s.to_string();
-                    group.nodes.iter().position(|n| n.node_id() == id)
-                })
-                .collect()
-        },
-    )
+    let what = format!("claim {holders} of {standbys} standbys");
+    wait_for_sync(group, primary, &what, |sync| {
+        if sync.standbys.len() != standbys || sync.holders() != holders {
+            return None;
+        }
+        sync.standbys
+            .iter()
+            .map(|s| {
+                let id = s.to_string();
+                group.nodes.iter().position(|n| n.node_id() == id)
+            })
+            .collect()
+    })
     .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", group.logs()))
 }
 
 /// Waits until `/sync/{GROUP}` names `primary` and claims at least one standby holding every
-/// acknowledged commit (some standby may be promoted again); returns when it does.
+/// acknowledged commit (some standby may be promoted again).
 pub async fn wait_promotable_again(group: &Group, primary: usize) {
-    let client = group.zk_client().await;
-    let path = group.path(Znode::Sync);
-    let primary_id = group.nodes[primary].node_id();
-    poll::until(
-        &format!("/sync of n{primary} to claim a holder"),
-        DEADLINE,
-        || async {
-            let (data, _) = client.get_data(&path).await.ok()?;
-            let sync: SyncState = decode(&path, &data).ok()?;
-            (sync.primary.to_string() == primary_id && sync.holders() >= 1).then_some(())
-        },
-    )
+    wait_for_sync(group, primary, "claim a holder", |sync| {
+        (sync.holders() >= 1).then_some(())
+    })
     .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", group.logs()))
 }
