@@ -45,7 +45,7 @@ pub use observation::{
     wants_every_peer, wants_timeline_starts, DataDirKind, LocalPostgres, LockView, Observation,
     Peer, Probe, TimelineStart,
 };
-pub use published::{not_taking_over, problems, role, warnings, WarningInputs};
+pub use published::{not_taking_over, problems, role, warnings, WarningInputs, DAMAGED_DATA_DIR};
 pub use round::{Decision, Published, RoundInputs};
 pub use schedule::{
     confirmation_wanted, fence_may_disarm, next_round, rewind_retry_after, Next, RoundOutcome,
@@ -100,8 +100,20 @@ struct Recovery {
     follow: divergence::FollowWatch,
     /// Whether the WAL the running standby needs is still on the primary.
     missing_wal: missing_wal::MissingWalWatch,
-    /// A standby whose WAL is gone is wiped and cloned again (else only reported).
-    reclone_on_missing_wal: bool,
+    /// When a data directory may be wiped and cloned again (else only reported).
+    reclone: Reclone,
+    /// A pg_rewind failed and re-cloning is allowed: the directory is wiped next.
+    wipe_after_rewind_failure: bool,
+}
+
+/// When the operator allows a data directory to be wiped and cloned again
+/// (`[provisioning]` settings of the same names).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Reclone {
+    /// A standby whose WAL is gone from the primary.
+    pub on_missing_wal: bool,
+    /// A node whose pg_rewind failed, or an interrupted one left damaged.
+    pub on_rewind_failure: bool,
 }
 
 impl Decider {
@@ -137,10 +149,11 @@ impl Decider {
         self
     }
 
-    /// Input (at start and on reload): whether a standby whose WAL is gone from the primary
-    /// is wiped and cloned again (`provisioning.reclone_on_missing_wal`), or only reported.
-    pub fn set_reclone_on_missing_wal(&mut self, allowed: bool) {
-        self.retry.reclone_on_missing_wal = allowed;
+    /// Input (at start and on reload): when a data directory may be wiped and cloned again
+    /// (`provisioning.reclone_on_missing_wal`, `provisioning.reclone_on_rewind_failure`);
+    /// otherwise the node is only reported.
+    pub fn set_reclone(&mut self, allowed: Reclone) {
+        self.retry.reclone = allowed;
     }
 
     /// Input: a reload of the node's configuration file changed its tags or timing. Takes
@@ -164,6 +177,7 @@ impl Decider {
     /// Input: the pg_rewind asked for failed at `now`; the next attempt waits
     /// [`REWIND_RETRY`], doubled for each further failure in a row ([`rewind_retry_after`]).
     pub fn rewind_failed(&mut self, now: Instant) {
+        self.retry.wipe_after_rewind_failure = self.retry.reclone.on_rewind_failure;
         self.retry.rewind_failures = self.retry.rewind_failures.saturating_add(1);
         self.retry.rewind = Some(now + rewind_retry_after(self.retry.rewind_failures));
         // A standby stopped because it could not follow stays stopped until it is rewound.
@@ -265,6 +279,10 @@ impl Decider {
             } else {
                 self.last_ineligible = Some(Ineligible::NoData);
             }
+            return actions;
+        }
+        if pg.data_dir == DataDirKind::Damaged {
+            self.last_ineligible = Some(Ineligible::DataDirDamaged);
             return actions;
         }
         if !pg.running && pg.data_dir == DataDirKind::Standby {
@@ -387,6 +405,9 @@ impl Decider {
                 vec![Action::ReleaseLock]
             };
         }
+        if !pg.running && pg.data_dir == DataDirKind::Damaged {
+            return vec![Action::ReleaseLock];
+        }
         if running_standby {
             return vec![Action::Promote {
                 reason: self.promotion_reason(obs),
@@ -416,7 +437,7 @@ impl Decider {
                 upstream: None,
                 slot: false,
             }],
-            (false, DataDirKind::Empty) => vec![],
+            (false, DataDirKind::Empty | DataDirKind::Damaged) => vec![],
         }
     }
 

@@ -192,7 +192,7 @@ pub async fn run(
                     config.timing.election_wait,
                 )
                 .with_request_timeout(config.timing.request_timeout);
-                decider.set_reclone_on_missing_wal(config.provisioning.reclone_on_missing_wal);
+                decider.set_reclone(config.provisioning.reclone());
                 decider
             },
             config_in_force: ConfigInForce::default(),

@@ -198,15 +198,27 @@ pub fn check_usable(config: &PostgresConfig) -> Result<(), DataDirError> {
     }
 }
 
-/// Whether the data directory starts as a standby or a primary, or has no database yet.
+/// Whether the data directory starts as a standby or a primary, has no database yet, or was
+/// left damaged by an interrupted pg_rewind (its marker, [`rewind_marker`], is still there).
 pub fn kind(config: &PostgresConfig) -> DataDirKind {
     if !config.data_dir.join("PG_VERSION").is_file() {
         DataDirKind::Empty
+    } else if rewind_marker(config).exists() {
+        DataDirKind::Damaged
     } else if config.data_dir.join("standby.signal").exists() {
         DataDirKind::Standby
     } else {
         DataDirKind::Primary
     }
+}
+
+/// The file beside the data directory (`{data_dir}.zgres-rewinding`) that exists while
+/// pg_rewind may be changing it, and stays when pg_rewind stopped half-way. Beside, not in it:
+/// pg_rewind deletes the files its source does not have.
+pub fn rewind_marker(config: &PostgresConfig) -> PathBuf {
+    let mut name = config.data_dir.as_os_str().to_owned();
+    name.push(".zgres-rewinding");
+    PathBuf::from(name)
 }
 
 /// Where a standby streams from: `primary_conninfo`, and the slot it uses there

@@ -19,7 +19,7 @@ use zgres_schema::{NodeId, Timeline};
 
 use crate::config::{PostgresConfig, ProvisioningConfig};
 use crate::conninfo;
-use crate::data_dir::give_to_owner;
+use crate::data_dir::{self, give_to_owner};
 use crate::postgres_client::connect_config;
 use crate::postgres_process::setpriv_prefix;
 use crate::postgres_tls::ConnectError;
@@ -88,11 +88,6 @@ impl Provisioner {
     /// A provisioner for `postgres.data_dir`.
     pub fn new(postgres: PostgresConfig, settings: ProvisioningConfig) -> Self {
         Provisioner { postgres, settings }
-    }
-
-    /// Whether pg_rewind may be followed by deleting the data directory and cloning anew.
-    pub fn may_reclone(&self) -> bool {
-        self.settings.reclone_on_rewind_failure
     }
 
     fn marker(&self) -> PathBuf {
@@ -236,6 +231,11 @@ impl Provisioner {
             .await?;
         }
         let label = self.postgres.data_dir.join("backup_label");
+        // pg_rewind changes the target in place past its "point of no return"; stopped after
+        // it, the directory can neither start nor be rewound again. The marker says so to
+        // every later round and start, unless pg_rewind is seen to stop before it.
+        let marker = data_dir::rewind_marker(&self.postgres);
+        std::fs::write(&marker, b"").map_err(io(&marker))?;
         let conninfo = format!(
             "host={} port={} user={} dbname={} connect_timeout=5",
             source.addr().ip(),
@@ -247,12 +247,21 @@ impl Provisioner {
             format!("--target-pgdata={}", self.postgres.data_dir.display()).into(),
             format!("--source-server={conninfo}").into(),
         ];
-        self.run(
-            &self.postgres.bin_dir.join("pg_rewind"),
-            &args,
-            self.env(Some(source)),
-        )
-        .await?;
+        let rewound = self
+            .run(
+                &self.postgres.bin_dir.join("pg_rewind"),
+                &args,
+                self.env(Some(source)),
+            )
+            .await;
+        match &rewound {
+            Err(ProvisioningError::Command(CommandError::Failed { output, .. }))
+                if !rewind_changed_files(output) => {}
+            Err(_) => return rewound.map(|()| RewindOutcome::NotNeeded),
+            Ok(()) => {}
+        }
+        remove_file(&marker)?;
+        rewound?;
         // pg_rewind leaves a backup_label (recovery starts at the fork) only when it rewound.
         Ok(if label.exists() {
             RewindOutcome::Rewound
@@ -295,6 +304,7 @@ impl Provisioner {
     /// [`ProvisioningError::Io`] when something cannot be removed.
     pub fn empty_data_dir(&self) -> Result<(), ProvisioningError> {
         let dir = &self.postgres.data_dir;
+        remove_file(&data_dir::rewind_marker(&self.postgres))?;
         let entries = match std::fs::read_dir(dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -323,6 +333,9 @@ impl Provisioner {
         self.chown(dir)?;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io(dir))?;
         std::fs::write(self.marker(), b"").map_err(io(&self.marker()))?;
+        // A damaged directory's marker outlives an operator's `rm -rf` of the directory; the
+        // new copy is not damaged.
+        remove_file(&data_dir::rewind_marker(&self.postgres))?;
         let result = fill.await;
         if result.is_err() {
             self.empty_data_dir()?;
@@ -399,6 +412,14 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> ProvisioningError + '_ {
         path: path.to_owned(),
         source,
     }
+}
+
+/// Whether a failed pg_rewind's `output` shows it began changing the target: it logs this line
+/// right before its point of no return (PostgreSQL 15's `pg_rewind.c`), and nothing before
+/// it writes to the target. A failure without it (no connection, no common ancestor, a source
+/// not ready) left the directory as it was.
+fn rewind_changed_files(output: &str) -> bool {
+    output.contains("rewinding from last common checkpoint")
 }
 
 fn remove_file(path: &Path) -> Result<(), ProvisioningError> {

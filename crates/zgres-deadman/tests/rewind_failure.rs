@@ -1,15 +1,29 @@
 //! A former primary whose pg_rewind fails: re-cloned from the new primary when
 //! `provisioning.reclone_on_rewind_failure` allows it, otherwise left stopped (no data deleted)
-//! and tried again. The failure is real PostgreSQL tooling with one tool replaced: the node's
-//! `postgres.bin_dir` holds the real binaries and a `pg_rewind` that always fails.
+//! and tried again — unless pg_rewind stopped after it began changing files, which leaves a
+//! directory no second pg_rewind can repair: never started, reported until re-cloned. The
+//! failure is real PostgreSQL tooling with one tool wrapped: the node's `postgres.bin_dir`
+//! holds the real binaries and a `pg_rewind` script.
 
 use std::os::unix::fs::PermissionsExt;
 
 use zgres_testkit::group::{Group, Timing, DEADLINE};
 use zgres_testkit::poll;
 
-/// A copy of PostgreSQL's bin directory (symbolic links) whose `pg_rewind` always fails.
-fn bin_dir_with_a_failing_pg_rewind() -> tempfile::TempDir {
+use zgres_testkit::group::checks::node_state;
+
+/// `pg_rewind` that fails at once, changing nothing.
+const FAILS_AT_ONCE: &str = "echo 'pg_rewind: failure injected by the test' >&2\nexit 1\n";
+
+/// `pg_rewind` that runs the real one, then fails as one whose source went away half-way
+/// would: after it changed the data directory (found by CI, 2026-12-02: a new primary fenced
+/// under load while a former primary rewound from it, whose history files were left empty).
+const FAILS_AFTER_CHANGING_FILES: &str =
+    "\"$REAL/pg_rewind\" \"$@\"\necho 'pg_rewind: error: stopped by the test' >&2\nexit 1\n";
+
+/// A copy of PostgreSQL's bin directory (symbolic links) whose `pg_rewind` is a shell script
+/// with `body` (`$REAL` is the real bin directory).
+fn bin_dir_with_pg_rewind(body: &str) -> tempfile::TempDir {
     let dir = tempfile::Builder::new()
         .prefix("zgres-bin-")
         .tempdir()
@@ -25,7 +39,10 @@ fn bin_dir_with_a_failing_pg_rewind() -> tempfile::TempDir {
     let fake = dir.path().join("pg_rewind");
     std::fs::write(
         &fake,
-        "#!/bin/sh\necho 'pg_rewind: failure injected by the test' >&2\nexit 1\n",
+        format!(
+            "#!/bin/sh\nREAL='{}'\n{body}",
+            zgres_testkit::postgres::bindir().display()
+        ),
     )
     .unwrap();
     std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -55,7 +72,7 @@ async fn fail_over_and_restart_the_old_primary(group: &mut Group) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_former_primary_whose_rewind_fails_is_cloned_again_when_allowed() {
-    let bin = bin_dir_with_a_failing_pg_rewind();
+    let bin = bin_dir_with_pg_rewind(FAILS_AT_ONCE);
     let mut group = Group::prepare(2, Timing::default()).await;
     group.nodes[0].extra_config = format!(
         "[postgres]\nbin_dir = \"{}\"\n[provisioning]\nreclone_on_rewind_failure = true\n",
@@ -83,7 +100,7 @@ async fn a_former_primary_whose_rewind_fails_is_cloned_again_when_allowed() {
     group.wait_following(0, 1).await;
     let log = group.nodes[0].log_text();
     assert!(
-        log.contains("pg_rewind failed; deleting the data directory to clone it again"),
+        log.contains("pg_rewind failed: emptying the data directory to clone it again"),
         "{}",
         group.logs_with_first(Some(0))
     );
@@ -91,14 +108,14 @@ async fn a_former_primary_whose_rewind_fails_is_cloned_again_when_allowed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_former_primary_whose_rewind_fails_stays_stopped_and_tries_again() {
-    let bin = bin_dir_with_a_failing_pg_rewind();
+    let bin = bin_dir_with_pg_rewind(FAILS_AT_ONCE);
     let mut group = Group::prepare(2, Timing::default()).await;
     group.nodes[0].extra_config = format!("[postgres]\nbin_dir = \"{}\"\n", bin.path().display());
     fail_over_and_restart_the_old_primary(&mut group).await;
     let marker = group.nodes[0].pg.data_dir().join("PG_VERSION");
 
     // Tried again after the retry wait (1 s, then 2 s, ...), never deleting anything.
-    let failed = "pg_rewind failed; this node stays stopped until it succeeds";
+    let failed = "pg_rewind failed before changing anything; it is tried again";
     poll::until("node 0 to try pg_rewind a third time", DEADLINE, || {
         let tries = group.nodes[0].log_text().matches(failed).count();
         std::future::ready((tries >= 3).then_some(()))
@@ -112,4 +129,78 @@ async fn a_former_primary_whose_rewind_fails_stays_stopped_and_tries_again() {
         "started although it was never rewound"
     );
     assert_eq!(group.wait_primary(&[]).await, 1, "the new primary stays");
+}
+
+/// Whether n0's `/state` names its damaged data directory and the way out.
+async fn reports_damage(group: &Group, zk: &zookeeper_client::Client) -> Option<()> {
+    let state = node_state(group, zk, 0).await?;
+    state
+        .problems
+        .iter()
+        .any(|p| p.contains("interrupted pg_rewind") && p.contains("zgresctl reinit"))
+        .then_some(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rewind_stopped_after_it_changed_files_is_never_started_and_reported_until_reinit() {
+    let bin = bin_dir_with_pg_rewind(FAILS_AFTER_CHANGING_FILES);
+    let mut group = Group::prepare(2, Timing::default()).await;
+    group.nodes[0].extra_config = format!("[postgres]\nbin_dir = \"{}\"\n", bin.path().display());
+    fail_over_and_restart_the_old_primary(&mut group).await;
+    let zk = group.zk_client().await;
+    poll::until("n0 to report its damaged data directory", DEADLINE, || {
+        reports_damage(&group, &zk)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", group.logs_with_first(Some(0))));
+
+    // Never rewound again nor started, sampled over several of the retry waits (1 s, 2 s).
+    let window = std::time::Instant::now();
+    while window.elapsed() < std::time::Duration::from_secs(4) {
+        assert_eq!(
+            group.nodes[0].postmaster_pid(),
+            None,
+            "a damaged directory was started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let log = group.nodes[0].log_text();
+    assert_eq!(
+        log.matches("pg_rewind stopped after it began changing the data directory")
+            .count(),
+        1,
+        "pg_rewind was run on the damaged directory again\n{}",
+        group.logs_with_first(Some(0))
+    );
+
+    // It stays damaged across a restart of the deadman (the marker is on disk).
+    group.kill_node(0);
+    group.start(0);
+    poll::until("n0 to report it again after a restart", DEADLINE, || {
+        reports_damage(&group, &zk)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", group.logs_with_first(Some(0))));
+    assert_eq!(group.nodes[0].postmaster_pid(), None);
+
+    // The operator's reinit clones it again, and it follows with the new primary's commit.
+    let (code, out) = zgres_testkit::zgresctl::run(
+        &group.zk.connect_string(),
+        &["reinit", "main", "n0", "--force"],
+    );
+    assert_eq!(code, 0, "{out}\n{}", group.logs_with_first(Some(0)));
+    group.wait_following(0, 1).await;
+    let client = group.nodes[0].client().await.expect("n0 answers");
+    let row = client
+        .query_one(
+            "SELECT count(*) FROM writes WHERE node = 'after-failover'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 1);
+    let state = node_state(&group, &zk, 0)
+        .await
+        .expect("n0 publishes a state");
+    assert!(state.problems.is_empty(), "{state:?}");
 }

@@ -449,12 +449,25 @@ impl Group {
                     .partition(|l| l.contains(" UTC ["));
                 let tail =
                     |lines: &[&str], n: usize| lines[lines.len().saturating_sub(n)..].join("\n");
+                // The first errors too: the one that started a failure is often long before
+                // the tail (e.g. a pg_rewind that failed half-way, then failed differently).
+                let shown_from = deadman.len().saturating_sub(30);
+                let first_errors: Vec<&str> = deadman[..shown_from]
+                    .iter()
+                    .filter(|l| l.contains(" ERROR "))
+                    .take(5)
+                    .copied()
+                    .collect();
                 format!(
-                    "--- {} deadman (last lines) ---\n{}\n--- {} postgres (last lines) ---\n{}",
+                    "--- {} deadman (first errors) ---\n{}\n--- {} deadman (last lines) ---\n{}\n--- {} postgres (last lines) ---\n{}\n--- {} timeline histories ---\n{}",
+                    n.name,
+                    first_errors.join("\n"),
                     n.name,
                     tail(&deadman, 30),
                     n.name,
-                    tail(&server, 12)
+                    tail(&server, 12),
+                    n.name,
+                    n.timeline_histories()
                 )
             })
             .collect::<Vec<_>>()

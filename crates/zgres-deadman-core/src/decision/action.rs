@@ -152,6 +152,9 @@ pub enum Ineligible {
     /// election wait, this node does not see enough listed standbys at or behind its position
     /// to be sure it holds every acknowledged commit.
     QuorumUnseen,
+    /// An interrupted pg_rewind left its data directory unusable
+    /// ([`super::DataDirKind::Damaged`]).
+    DataDirDamaged,
 }
 
 impl Ineligible {
@@ -166,7 +169,8 @@ impl Ineligible {
             | Ineligible::WrongSystem
             | Ineligible::TimelineBehind
             | Ineligible::NotSynchronous
-            | Ineligible::QuorumUnseen => true,
+            | Ineligible::QuorumUnseen
+            | Ineligible::DataDirDamaged => true,
             // Passing (a veto, a retry, a wait, a peer), up to the operator's group-wide
             // choice (paused), or not about this node's eligibility at all.
             Ineligible::NotAStandby

@@ -71,11 +71,28 @@ impl Decider {
             .missing_wal
             .observe(obs.now, position, replayed, oldest_kept)
         {
-            Some(_) if self.retry.reclone_on_missing_wal => vec![Action::WipeDataDirectory {
+            Some(_) if self.retry.reclone.on_missing_wal => vec![Action::WipeDataDirectory {
                 reason: "the WAL this standby needs is gone from the primary: emptying its data directory to clone it again (provisioning.reclone_on_missing_wal)",
             }],
             _ => vec![],
         }
+    }
+
+    /// A stopped node whose pg_rewind failed (`wipe_after_rewind_failure`, set only when
+    /// re-cloning is allowed) or left the directory damaged: wiped to be cloned again when
+    /// allowed, else left as it is (reported as a problem).
+    fn after_rewind_failure(&mut self, kind: DataDirKind) -> Vec<Action> {
+        if !self.retry.reclone.on_rewind_failure {
+            return vec![];
+        }
+        self.retry.wipe_after_rewind_failure = false;
+        vec![Action::WipeDataDirectory {
+            reason: if kind == DataDirKind::Damaged {
+                "an interrupted pg_rewind left the data directory unusable: emptying it to clone it again (provisioning.reclone_on_rewind_failure)"
+            } else {
+                "pg_rewind failed: emptying the data directory to clone it again (provisioning.reclone_on_rewind_failure)"
+            },
+        }]
     }
 
     pub(super) fn as_follower(
@@ -109,13 +126,18 @@ impl Decider {
         let holder_ready = obs.peers.iter().any(|p| {
             p.state.node == holder && p.state.role == Role::Primary && p.state.is_healthy()
         });
+        if !pg.running
+            && (pg.data_dir == DataDirKind::Damaged || self.retry.wipe_after_rewind_failure)
+        {
+            return self.after_rewind_failure(pg.data_dir);
+        }
         match (pg.running, pg.data_dir) {
             (false, DataDirKind::Empty) if obs.db_id.valid().is_some() && holder_ready => {
                 vec![Action::CloneFrom {
                     source: clone_source(obs, holder),
                 }]
             }
-            (false, DataDirKind::Empty) => vec![],
+            (false, DataDirKind::Empty | DataDirKind::Damaged) => vec![],
             // A former primary: it may hold WAL the new primary never saw.
             (false, DataDirKind::Primary)
                 if holder_ready && self.retry.rewind.map_or(true, |at| obs.now >= at) =>

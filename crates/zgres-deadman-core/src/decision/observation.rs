@@ -21,7 +21,7 @@ pub enum LockView {
 }
 
 /// Whether the data directory is set up to start as a standby (`standby.signal`) or a primary,
-/// or holds no database yet.
+/// holds no database yet, or was left unusable by an interrupted pg_rewind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DataDirKind {
     /// No database yet (no `PG_VERSION`): to be bootstrapped or cloned.
@@ -30,6 +30,11 @@ pub enum DataDirKind {
     Primary,
     /// Starts as a standby.
     Standby,
+    /// A pg_rewind stopped after it began changing files (its source went away, it was
+    /// killed): the directory mixes two servers' files and a second pg_rewind cannot repair
+    /// it (it may even succeed on a wrong picture of the old WAL). Never started or rewound;
+    /// wiped and cloned again only when `provisioning.reclone_on_rewind_failure` allows it.
+    Damaged,
 }
 
 /// What a query to the local PostgreSQL returned.

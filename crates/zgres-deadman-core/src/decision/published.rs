@@ -4,7 +4,10 @@
 
 use zgres_schema::documents::{Role, SyncMode};
 
-use super::{Ineligible, LocalPostgres, LockView, Observation};
+use super::{DataDirKind, Ineligible, LocalPostgres, LockView, Observation};
+
+/// The problem of a node whose data directory an interrupted pg_rewind left unusable.
+pub const DAMAGED_DATA_DIR: &str = "an interrupted pg_rewind left the data directory unusable (it mixes two servers' files); it is not started: re-clone it with zgresctl reinit, or set provisioning.reclone_on_rewind_failure";
 
 /// PostgreSQL's role as the probe shows it.
 pub fn role(pg: &LocalPostgres) -> Role {
@@ -32,6 +35,9 @@ pub fn problems(obs: &Observation, vetoes: &[String]) -> Vec<String> {
                 p.system_id
             ));
         }
+    }
+    if pg.data_dir == DataDirKind::Damaged {
+        problems.push(DAMAGED_DATA_DIR.to_owned());
     }
     if pg.probe.is_some_and(|p| !p.in_recovery) && obs.lock != LockView::Ours {
         problems.push("running as primary without the lock".to_owned());
@@ -98,6 +104,7 @@ pub fn not_taking_over(lock: LockView, ineligible: Option<Ineligible>) -> Option
         Ineligible::Paused => "the group is paused",
         Ineligible::Vetoed => "a health plugin vetoes it",
         Ineligible::NoData => "it has no data directory yet",
+        Ineligible::DataDirDamaged => "an interrupted pg_rewind left its data directory unusable",
         Ineligible::TimelineBehind => {
             "its timeline is behind the group's newest (it may lack WAL of that timeline)"
         }

@@ -163,4 +163,5 @@ mod properties;
 mod published;
 mod quorum;
 mod requests;
+mod rewind_failure;
 mod rolling_restart;

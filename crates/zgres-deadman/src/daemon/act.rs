@@ -275,16 +275,12 @@ impl Daemon {
                 self.refresh_control().await;
                 true
             }
-            Err(e) if self.pg.provisioner.may_reclone() => {
-                tracing::error!(error = %e, "pg_rewind failed; deleting the data directory to clone it again (provisioning.reclone_on_rewind_failure)");
-                if let Err(e) = self.pg.provisioner.empty_data_dir() {
-                    tracing::error!(error = %e, "cannot empty the data directory");
-                }
-                self.refresh_control().await;
-                true
-            }
             Err(e) => {
-                tracing::error!(error = %e, "pg_rewind failed; this node stays stopped until it succeeds (set provisioning.reclone_on_rewind_failure to clone instead)");
+                if data_dir::kind(&self.config.postgres) == DataDirKind::Damaged {
+                    tracing::error!(error = %e, marker = %data_dir::rewind_marker(&self.config.postgres).display(), "pg_rewind stopped after it began changing the data directory: it is left unusable and never started (re-clone it: zgresctl reinit, or provisioning.reclone_on_rewind_failure)");
+                } else {
+                    tracing::error!(error = %e, "pg_rewind failed before changing anything; it is tried again (or the directory cloned again, with provisioning.reclone_on_rewind_failure)");
+                }
                 self.core.decider.rewind_failed(Instant::now());
                 false
             }
@@ -389,7 +385,15 @@ impl Daemon {
 
     pub(super) fn start(&mut self) -> bool {
         self.pg.client.forget_timeline();
-        let standby = data_dir::kind(&self.config.postgres) == DataDirKind::Standby;
+        let kind = data_dir::kind(&self.config.postgres);
+        if kind == DataDirKind::Damaged {
+            // The core never asks; this guards the shell's own restarts too.
+            tracing::error!(
+                "not starting postgres: an interrupted pg_rewind left the data directory unusable"
+            );
+            return false;
+        }
+        let standby = kind == DataDirKind::Standby;
         let floors = match self.pg.control.and_then(|c| c.hot_standby_limits) {
             Some(limits) if standby => limits.by_name().to_vec(),
             _ => Vec::new(),

@@ -34,9 +34,7 @@ impl Daemon {
             t.election_wait,
             t.request_timeout,
         );
-        self.core
-            .decider
-            .set_reclone_on_missing_wal(config.provisioning.reclone_on_missing_wal);
+        self.core.decider.set_reclone(config.provisioning.reclone());
         if changed("log.level") {
             let level = &config.log.level;
             if !self

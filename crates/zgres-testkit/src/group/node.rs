@@ -152,6 +152,35 @@ impl Node {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The timeline history files in `pg_wal`, one line each (name, line count, first and
+    /// last line), for failure messages: a pg_rewind that finds no common ancestor is
+    /// explained by them.
+    pub fn timeline_histories(&self) -> String {
+        let Ok(entries) = std::fs::read_dir(self.pg.data_dir().join("pg_wal")) else {
+            return "(no pg_wal)".into();
+        };
+        let mut names: Vec<_> = entries
+            .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+            .filter(|n| n.ends_with(".history"))
+            .collect();
+        names.sort();
+        names
+            .iter()
+            .map(|name| {
+                let text = std::fs::read_to_string(self.pg.data_dir().join("pg_wal").join(name))
+                    .unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                format!(
+                    "{name}: {} lines, first {:?}, last {:?}",
+                    lines.len(),
+                    lines.first().unwrap_or(&""),
+                    lines.last().unwrap_or(&"")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     /// How the test connects to this node as `postgres` (TCP on 127.0.0.1, or the Unix
     /// socket: [`Node::clients_use_socket`]).
     pub fn client_conninfo(&self) -> String {

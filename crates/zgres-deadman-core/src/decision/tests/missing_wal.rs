@@ -69,7 +69,10 @@ fn a_standby_whose_wal_is_gone_is_reported_after_the_wait_and_not_wiped_by_defau
 fn with_reclone_allowed_it_is_wiped_once_confirmed() {
     let t0 = Instant::now();
     let mut d = decider(1);
-    d.set_reclone_on_missing_wal(true);
+    d.set_reclone(Reclone {
+        on_missing_wal: true,
+        ..Reclone::default()
+    });
     assert!(!wipes(&round(&mut d, t0, 100, 200)));
     assert!(!wipes(&round(
         &mut d,
@@ -85,7 +88,10 @@ fn with_reclone_allowed_it_is_wiped_once_confirmed() {
 fn a_standby_that_moves_or_is_within_the_kept_wal_is_left_alone() {
     let t0 = Instant::now();
     let mut d = decider(1);
-    d.set_reclone_on_missing_wal(true);
+    d.set_reclone(Reclone {
+        on_missing_wal: true,
+        ..Reclone::default()
+    });
     // Replaying its own pg_wal: it moves, so the wait starts over at every step.
     for step in 0..5u32 {
         let at = t0 + MISSING_WAL_AFTER * step;
@@ -94,7 +100,10 @@ fn a_standby_that_moves_or_is_within_the_kept_wal_is_left_alone() {
     }
     // At or past the oldest kept segment: nothing is missing, however long it stays.
     let mut d = decider(1);
-    d.set_reclone_on_missing_wal(true);
+    d.set_reclone(Reclone {
+        on_missing_wal: true,
+        ..Reclone::default()
+    });
     for step in 0..3u32 {
         let decision = round(&mut d, t0 + MISSING_WAL_AFTER * step, 200, 200);
         assert!(!wipes(&decision) && !reported(&decision));
@@ -105,7 +114,10 @@ fn a_standby_that_moves_or_is_within_the_kept_wal_is_left_alone() {
 fn a_standby_with_a_restore_command_is_left_to_its_archive() {
     let t0 = Instant::now();
     let mut d = decider(1);
-    d.set_reclone_on_missing_wal(true);
+    d.set_reclone(Reclone {
+        on_missing_wal: true,
+        ..Reclone::default()
+    });
     for step in 0..3u32 {
         let decision = round_with(&mut d, t0 + MISSING_WAL_AFTER * step, 100, 200, true);
         assert!(!wipes(&decision) && !reported(&decision), "step {step}");
