@@ -21,7 +21,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use zgres_schema::documents::{PromotionReason, Switchover, SwitchoverKind, Tags};
+use zgres_schema::documents::{PromotionReason, Switchover, SwitchoverKind, SyncMode, Tags};
 use zgres_schema::{Fetched, Lsn, NodeId};
 
 use eligibility::peer_rank;
@@ -411,6 +411,7 @@ impl Decider {
         if running_standby {
             return vec![Action::Promote {
                 reason: self.promotion_reason(obs),
+                wait_for_a_standby: obs.config.synchronous_mode == SyncMode::Strict,
             }];
         }
         // Down, or running but not answering (recovering or hung): both get the restart bound.

@@ -24,6 +24,9 @@ pub enum Action {
     Promote {
         /// Why, for the group's history.
         reason: PromotionReason,
+        /// Synchronous mode is `strict`: make commits wait for any standby (`*`) before the
+        /// promotion, so the new primary acknowledges none that only it holds.
+        wait_for_a_standby: bool,
     },
     /// Point the running standby at another primary.
     Repoint {

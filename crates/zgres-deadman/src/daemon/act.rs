@@ -95,7 +95,10 @@ impl Daemon {
                 }
                 self.start()
             }
-            Action::Promote { reason } => {
+            Action::Promote {
+                reason,
+                wait_for_a_standby,
+            } => {
                 // Before the fence is armed: PostgreSQL is still a standby meanwhile.
                 if let Err(e) = self.out.callbacks.pre_promote().await {
                     tracing::error!(error = %e, "pre_promote vetoed this node's promotion; releasing the lock");
@@ -108,6 +111,14 @@ impl Daemon {
                         "not promoting: the ZooKeeper session is not confirmed recently enough"
                     );
                     return false;
+                }
+                if wait_for_a_standby {
+                    // Strict mode: the first commit must wait for a standby too. Set while still
+                    // a standby, so it is in force when the promotion lets writes in.
+                    if let Err(e) = self.pg.client.set_standby_names("*").await {
+                        tracing::warn!(error = %e, "cannot set synchronous_standby_names before promoting; not promoting this round");
+                        return false;
+                    }
                 }
                 tracing::info!("promoting postgres");
                 match self.pg.client.promote().await {

@@ -10,7 +10,18 @@ fn lock_holder_promotes_its_standby_and_restarts_a_crashed_primary_within_bound(
     assert_eq!(
         d.decide(&obs(t, LockView::Ours, standby(5), vec![])),
         [Action::Promote {
-            reason: PromotionReason::Failover
+            reason: PromotionReason::Failover,
+            wait_for_a_standby: false,
+        }]
+    );
+    // In strict mode commits wait for a standby from the promotion on.
+    let mut strict = obs(t, LockView::Ours, standby(5), vec![]);
+    strict.config.synchronous_mode = zgres_schema::documents::SyncMode::Strict;
+    assert_eq!(
+        decider(1).decide(&strict),
+        [Action::Promote {
+            reason: PromotionReason::Failover,
+            wait_for_a_standby: true,
         }]
     );
     assert_eq!(d.decide(&obs(t, LockView::Ours, primary(), vec![])), []);
