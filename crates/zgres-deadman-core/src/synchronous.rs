@@ -134,7 +134,16 @@ pub struct SyncKeeper {
     behind: BTreeMap<NodeId, (Instant, Lsn)>,
     /// Standbys not waited for at the last step because they stopped acknowledging.
     stalled: BTreeSet<NodeId>,
+    /// Since when the claim waits to be narrowed (the new setting to be in force, or the
+    /// standbys to catch up): the next rounds come sooner meanwhile, for a while.
+    settling_since: Option<Instant>,
 }
+
+/// How long after a change of standbys the primary looks again every few tens of
+/// milliseconds (not every loop interval) for the claim to be narrowed: a new primary's
+/// standbys reconnect within a fraction of a second, and until the claim is narrowed fewer
+/// standbys (or none) may be promoted.
+pub const SETTLE_POLL_FOR: Duration = Duration::from_secs(5);
 
 impl SyncKeeper {
     /// Whether synchronous mode was off and fully undone at the last step: while the mode stays
@@ -155,6 +164,21 @@ impl SyncKeeper {
     /// Records the position the standbys of the last [`SyncStep::Confirm`] must reach.
     pub fn confirming(&mut self, position: Lsn) {
         self.pending = Some((std::mem::take(&mut self.confirm_for), position));
+    }
+
+    /// Whether the claim waits to be narrowed and began waiting less than
+    /// [`SETTLE_POLL_FOR`] before `now`: the shell then runs its next round soon.
+    pub fn settling(&self, now: Instant) -> bool {
+        self.settling_since
+            .is_some_and(|since| now.saturating_duration_since(since) < SETTLE_POLL_FOR)
+    }
+
+    /// Notes that the claim waits to be narrowed (from the round's `now`, when known).
+    fn wait_to_settle(&mut self, inputs: &SyncInputs) -> Option<SyncStep> {
+        if let Some(p) = inputs.progress {
+            self.settling_since.get_or_insert(p.now);
+        }
+        None
     }
 
     /// Whether no synchronous standby is in force (commits are asynchronous in `on` mode, or
@@ -210,6 +234,7 @@ impl SyncKeeper {
         self.off_settled = false;
         if inputs.mode == SyncMode::Off {
             self.pending = None;
+            self.settling_since = None;
             self.degraded = false;
             if inputs.published.is_some() || self.owned {
                 return Some(SyncStep::Unpublish);
@@ -252,6 +277,7 @@ impl SyncKeeper {
         // 3. Narrow the claim once the new setting is in force and everyone caught up.
         if published == target {
             self.pending = None;
+            self.settling_since = None;
             return None;
         }
         if target.standbys.is_empty() {
@@ -270,7 +296,7 @@ impl SyncKeeper {
             });
         if !in_force {
             self.pending = None;
-            return None;
+            return self.wait_to_settle(inputs);
         }
         match &self.pending {
             Some((set, at)) if *set == target.standbys => {
@@ -284,7 +310,7 @@ impl SyncKeeper {
                     self.pending = None;
                     Some(SyncStep::Publish(target))
                 } else {
-                    None
+                    self.wait_to_settle(inputs)
                 }
             }
             _ => {

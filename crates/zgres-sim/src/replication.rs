@@ -149,7 +149,8 @@ impl World {
     }
 
     /// The primary's synchronous round, as the deadman's shell runs it after its actions:
-    /// one `SyncKeeper` step, carried out. Returns whether a step was taken.
+    /// one `SyncKeeper` step, carried out. Returns whether the next round should come soon (a
+    /// step was taken, or the claim waits to be narrowed).
     pub(crate) fn keep_synchronous(
         &mut self,
         i: usize,
@@ -182,7 +183,8 @@ impl World {
             }),
         };
         let Some(step) = self.nodes[i].sync_keeper.step(&inputs) else {
-            return false;
+            let now = self.nodes[i].instant(t);
+            return self.nodes[i].sync_keeper.settling(now);
         };
         let reachable = !self.nodes[i].cut.zookeeper && self.nodes[i].session.is_some();
         let done = match &step {

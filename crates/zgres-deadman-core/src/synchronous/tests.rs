@@ -375,3 +375,40 @@ fn who_may_promote_under_a_claim() {
 }
 
 mod model;
+
+#[test]
+fn while_the_claim_waits_to_be_narrowed_the_primary_looks_again_soon_for_a_while() {
+    let start = std::time::Instant::now();
+    let at = |ms: u64| Progress {
+        now: start + std::time::Duration::from_millis(ms),
+        position: Lsn(100),
+        ack_timeout: std::time::Duration::from_secs(60),
+    };
+    let mut keeper = owning_keeper();
+    let names = standby_name(node(2));
+    // The setting names 2, which is not reported synchronous yet.
+    let mut i = inputs(
+        SyncMode::On,
+        Some(claim(&[2], 0)),
+        &names,
+        &[streaming(2, false, 100)],
+    );
+    i.progress = Some(at(0));
+    assert_eq!(keeper.step(&i), None);
+    assert!(keeper.settling(at(0).now));
+    i.progress = Some(at(1_000));
+    assert_eq!(keeper.step(&i), None);
+    assert!(keeper.settling(at(1_000).now), "still within the window");
+    assert!(
+        !keeper.settling(at(SETTLE_POLL_FOR.as_millis() as u64).now),
+        "not for ever: a standby that never takes the setting costs no busy loop"
+    );
+    // Once settled, nothing to look for.
+    i.connected = vec![streaming(2, true, 100)];
+    assert_eq!(keeper.step(&i), Some(SyncStep::Confirm));
+    keeper.confirming(Lsn(100));
+    assert_eq!(keeper.step(&i), Some(SyncStep::Publish(claim(&[2], 1))));
+    i.published = doc(&claim(&[2], 1));
+    assert_eq!(keeper.step(&i), None);
+    assert!(!keeper.settling(at(1_000).now));
+}

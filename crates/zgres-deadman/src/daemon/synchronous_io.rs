@@ -16,7 +16,8 @@ use crate::synchronous::{Acknowledgers, Progress, SyncInputs, SyncKeeper, SyncSt
 impl Daemon {
     /// As the running primary: one step towards the synchronous replication the group's mode
     /// asks for (see [`crate::synchronous`]), with the standbys the core allows.
-    /// Returns whether a step was taken (the next one may follow soon).
+    /// Returns whether the next round should come soon: a step was taken, or the claim waits
+    /// to be narrowed (see [`SyncKeeper::settling`]).
     pub(super) async fn keep_synchronous(
         &mut self,
         obs: &Observation,
@@ -84,7 +85,8 @@ impl Daemon {
                 "synchronous standby connected but not acknowledging commits");
         }
         let Some(step) = step else {
-            return false;
+            // Waiting for the standbys to take the new setting or catch up: look again soon.
+            return self.core.sync_keeper.settling(obs.now);
         };
         if self.core.sync_keeper.degraded() != was_degraded {
             match (self.core.sync_keeper.degraded(), mode) {
