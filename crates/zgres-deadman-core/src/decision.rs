@@ -33,6 +33,7 @@ pub use divergence::STUCK_AFTER;
 mod eligibility;
 mod following;
 mod missing_wal;
+mod standby_leader;
 pub use missing_wal::{MissingWal, MISSING_WAL_AFTER};
 mod node_request;
 mod observation;
@@ -396,6 +397,9 @@ impl Decider {
         if running_primary {
             self.primary_down_since = None;
             return self.handle_request(obs);
+        }
+        if obs.config.standby_cluster.is_some() {
+            return self.as_standby_leader(obs);
         }
         if !pg.running && pg.data_dir == DataDirKind::Empty {
             return if obs.db_id == Fetched::Absent {

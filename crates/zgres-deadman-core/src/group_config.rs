@@ -6,7 +6,7 @@
 //! a deadman that has never read a valid one takes no automatic action (as if paused) until it
 //! can. An absent `/config` is not an error: it means the defaults.
 
-use zgres_schema::documents::GroupConfig;
+use zgres_schema::documents::{GroupConfig, SyncMode};
 use zgres_schema::Fetched;
 
 /// The configuration in force and why it may differ from `/config/{GROUP}`.
@@ -61,11 +61,18 @@ impl ConfigInForce {
 
     /// The configuration to act on: the last valid one, or — when none was ever read — the
     /// defaults with `paused` set, so that nothing automatic happens.
+    /// In a standby cluster nothing commits locally: synchronous mode and member slots are
+    /// off whatever `/config` says (they apply again once the cluster is promoted).
     pub fn effective(&self) -> GroupConfig {
-        self.last_valid.clone().unwrap_or(GroupConfig {
+        let mut config = self.last_valid.clone().unwrap_or(GroupConfig {
             paused: true,
             ..GroupConfig::default()
-        })
+        });
+        if config.standby_cluster.is_some() {
+            config.synchronous_mode = SyncMode::Off;
+            config.member_slots = false;
+        }
+        config
     }
 
     /// Whether a valid configuration was ever read (synchronous replication is only managed
@@ -83,7 +90,6 @@ impl ConfigInForce {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use zgres_schema::documents::SyncMode;
     use zgres_schema::{decode, DecodeError};
 
     fn garbage(data: &[u8]) -> Fetched<GroupConfig> {

@@ -79,6 +79,9 @@ pub struct Health {
     pub tags: Tags,
     /// The ZooKeeper session is established.
     pub zookeeper_connected: bool,
+    /// The group is a standby cluster and this node holds its lock (running as a standby of
+    /// the source, or about to): `/standby-leader` answers 200 when it also runs as one.
+    pub standby_leader: bool,
     /// Settings waiting for a restart, as in the node's state (`postgresql.NAME` for
     /// PostgreSQL's parameters); Patroni's `pending_restart: true` accompanies a non-empty list.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -240,6 +243,12 @@ fn route(request: &Request, status: Option<&Status>) -> Response {
         "sync" => s.is_replica(lag) && s.replication.synchronous,
         "read-only" => s.is_primary() || s.is_replica(lag),
         "health" => matches!(s.health.role, Role::Primary | Role::Replica),
+        // Patroni's names for a standby cluster's lock holder.
+        "standby-leader" | "standby_leader" => {
+            s.health.standby_leader
+                && s.health.role == Role::Replica
+                && s.health.problems.is_empty()
+        }
         "liveness" => s.is_alive(),
         "readiness" => s.is_primary() || s.is_replica(None),
         _ => return Response::text(404, "unknown endpoint"),
@@ -274,6 +283,7 @@ mod tests {
                 warnings: vec![],
                 tags: Tags::default(),
                 zookeeper_connected: true,
+                standby_leader: false,
                 pending_restart_settings: Vec::new(),
             },
             replication: Replication {
@@ -314,6 +324,23 @@ mod tests {
     fn code(request: &str, s: &Status) -> u16 {
         let r = answer(request.as_bytes(), s);
         String::from_utf8_lossy(&r)[9..12].parse().unwrap()
+    }
+
+    #[test]
+    fn the_standby_leader_endpoint_needs_a_standby_cluster_lock_holder_running_as_a_standby() {
+        let mut leader = status(Role::Replica, true);
+        leader.health.standby_leader = true;
+        for path in ["/standby-leader", "/standby_leader"] {
+            assert_eq!(code(&format!("GET {path} HTTP/1.1\r\n\r\n"), &leader), 200);
+        }
+        assert_eq!(code("GET /primary HTTP/1.1\r\n\r\n", &leader), 503);
+        // A lock holder mid-promotion in a normal group, a promoted one, a replica: 503.
+        let promoting = status(Role::Replica, true);
+        let mut promoted = status(Role::Primary, true);
+        promoted.health.standby_leader = true;
+        for s in [&promoting, &promoted, &status(Role::Replica, false)] {
+            assert_eq!(code("GET /standby-leader HTTP/1.1\r\n\r\n", s), 503);
+        }
     }
 
     #[test]

@@ -165,6 +165,21 @@ impl Coordinator {
         self.session.clone()
     }
 
+    /// Who holds the lock of `group` (another group in the same root, which a standby
+    /// cluster follows): `None` when nobody does or its content is unreadable (reported, like
+    /// any hostile document). Read through the watch cache, so a change wakes the loop.
+    ///
+    /// # Errors
+    /// As any request.
+    pub async fn lock_holder_of(&mut self, group: &GroupName) -> Result<Option<NodeId>> {
+        let path = self.path(Znode::Lock(group.clone()));
+        Ok(self
+            .read::<Lock>(&path)
+            .await?
+            .into_valid()
+            .map(|(lock, _)| lock.node))
+    }
+
     /// The lock's path.
     pub fn lock_path(&self) -> String {
         self.layout.path(&Znode::Lock(self.group.clone()))

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::codec::Document;
-use crate::ids::{NodeId, NodeName, SystemId, Timeline};
+use crate::ids::{GroupName, NodeId, NodeName, SystemId, Timeline};
 use crate::lsn::Lsn;
 use crate::pg_settings::ClusterPostgres;
 use crate::slots::PermanentSlots;
@@ -316,6 +316,23 @@ pub struct GroupConfig {
     /// Slots every primary keeps (Patroni's permanent slots), by name.
     #[serde(skip_serializing_if = "PermanentSlots::is_empty")]
     pub slots: PermanentSlots,
+    /// A standby cluster: the group follows a primary outside it, and its lock holder is a
+    /// "standby leader" (streaming from that primary, never promoted) whose members cascade
+    /// from it. Removing it promotes the standby leader: the group becomes a normal one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub standby_cluster: Option<StandbyOf>,
+}
+
+/// What a standby cluster follows (`standby_cluster` in `/config`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum StandbyOf {
+    /// A PostgreSQL server by address (`{"node": "10.0.0.5:5432"}`), e.g. a primary not
+    /// managed by zgres. Reached with the group's replication user and password.
+    Node(NodeId),
+    /// Whichever node holds the lock of another group in the same ZooKeeper root
+    /// (`{"group": "main"}`): the standby leader follows that group's failovers.
+    Group(GroupName),
 }
 
 impl Default for GroupConfig {
@@ -331,12 +348,25 @@ impl Default for GroupConfig {
             member_slots: true,
             member_slots_ttl_ms: 30 * 60 * 1000,
             slots: PermanentSlots::default(),
+            standby_cluster: None,
         }
     }
 }
 
 impl Document for GroupConfig {
-    const VERSION: u64 = 1;
+    const VERSION: u64 = 2;
+    const OLDEST_READ: u64 = 1;
+
+    /// Version 2 only for a standby cluster: a deadman that does not know `standby_cluster`
+    /// must refuse the document (and keep the configuration in force) rather than read it as
+    /// a normal group's and promote.
+    fn version(&self) -> u64 {
+        if self.standby_cluster.is_some() {
+            2
+        } else {
+            1
+        }
+    }
 }
 
 /// Planned or forced change of primary.

@@ -125,6 +125,7 @@ impl World {
             },
             // Operators' restart requests are not simulated.
             node_request: Fetched::Absent,
+            standby_source: None,
         }
     }
 

@@ -15,6 +15,9 @@ const PARAMETER_KEY: &str = "postgresql.parameters.";
 const HBA_KEY: &str = "postgresql.pg_hba";
 /// The prefix of a permanent slot's key (its value a JSON object: `{"type": "physical"}`).
 const SLOT_KEY: &str = "slots.";
+/// What a standby cluster follows (`{"group": "main"}` or `{"node": "10.0.0.5:5432"}`);
+/// unsetting it promotes the group's standby leader.
+const STANDBY_CLUSTER_KEY: &str = "standby_cluster";
 
 /// Parses an edited config document: every key must be known, and values typed as in
 /// `config set`; `postgresql` is an object of `parameters` and `pg_hba`. A stored document's
@@ -27,7 +30,7 @@ pub fn parse_config(text: &str) -> Result<GroupConfig, ConfigInputError> {
     let object = doc.as_object().ok_or(ConfigInputError::NotAnObject)?;
     let mut config = GroupConfig::default();
     for (key, value) in object {
-        if key == "v" && value == &serde_json::json!(1) {
+        if key == "v" && (value == &serde_json::json!(1) || value == &serde_json::json!(2)) {
             continue;
         }
         let rejected = |source| ConfigInputError::Rejected {
@@ -40,6 +43,10 @@ pub fn parse_config(text: &str) -> Result<GroupConfig, ConfigInputError> {
         }
         if key == "slots" {
             config.slots = serde_json::from_value(value.clone()).map_err(rejected)?;
+            continue;
+        }
+        if key == STANDBY_CLUSTER_KEY {
+            config.standby_cluster = serde_json::from_value(value.clone()).map_err(rejected)?;
             continue;
         }
         let text = match value {
@@ -86,6 +93,14 @@ pub fn set_config_value(
             })?;
         return config.slots.insert(name, slot).map_err(bad);
     }
+    if key == STANDBY_CLUSTER_KEY {
+        let source = serde_json::from_str(value).map_err(|source| ConfigInputError::Rejected {
+            key: key.to_owned(),
+            source,
+        })?;
+        config.standby_cluster = Some(source);
+        return Ok(());
+    }
     if key == HBA_KEY {
         let lines: Vec<String> =
             serde_json::from_str(value).map_err(|_| ConfigInputError::BadValue {
@@ -118,6 +133,7 @@ pub fn set_config_value(
             format!("{PARAMETER_KEY}NAME"),
             HBA_KEY.to_owned(),
             format!("{SLOT_KEY}NAME"),
+            STANDBY_CLUSTER_KEY.to_owned(),
         ]);
         return Err(ConfigInputError::UnknownKey {
             key: key.to_owned(),
@@ -159,12 +175,17 @@ pub fn unset_config_value(config: &mut GroupConfig, key: &str) -> Result<(), Con
         config.slots.remove(name);
         return Ok(());
     }
+    if key == STANDBY_CLUSTER_KEY {
+        config.standby_cluster = None;
+        return Ok(());
+    }
     Err(ConfigInputError::UnknownKey {
         key: key.to_owned(),
         known: vec![
             format!("{PARAMETER_KEY}NAME"),
             HBA_KEY.to_owned(),
             format!("{SLOT_KEY}NAME"),
+            STANDBY_CLUSTER_KEY.to_owned(),
         ],
     })
 }

@@ -122,10 +122,17 @@ impl Decider {
                 .map(|p| &p.state)
                 .find(|s| s.node == upstream),
         );
-        // Copying from or rewinding to the holder needs it to be a working primary.
-        let holder_ready = obs.peers.iter().any(|p| {
-            p.state.node == holder && p.state.role == Role::Primary && p.state.is_healthy()
-        });
+        // Copying from or rewinding to the holder needs it to be a working primary (in a
+        // standby cluster, a working standby leader).
+        let holder_role = if obs.config.standby_cluster.is_some() {
+            Role::Replica
+        } else {
+            Role::Primary
+        };
+        let holder_ready = obs
+            .peers
+            .iter()
+            .any(|p| p.state.node == holder && p.state.role == holder_role && p.state.is_healthy());
         if !pg.running
             && (pg.data_dir == DataDirKind::Damaged || self.retry.wipe_after_rewind_failure)
         {

@@ -167,4 +167,8 @@ pub struct Observation {
     pub sync: Fetched<SyncState>,
     /// `/request/{GROUP}_{NODE}`: an operator's pending request to this node.
     pub node_request: Fetched<NodeRequest>,
+    /// In a standby cluster, what its standby leader streams from, resolved by the shell: the
+    /// address `standby_cluster` names, or the lock holder of the group it names (`None`
+    /// while that group has none, and outside a standby cluster).
+    pub standby_source: Option<NodeId>,
 }

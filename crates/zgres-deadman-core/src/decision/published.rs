@@ -77,6 +77,15 @@ pub fn warnings(obs: &Observation, inputs: WarningInputs<'_>) -> Vec<String> {
             _ => "no synchronous standby: replication is asynchronous until one is back".to_owned(),
         });
     }
+    if obs.config.standby_cluster.is_some()
+        && obs.lock == LockView::Ours
+        && obs.postgres.probe.is_some_and(|p| !p.in_recovery)
+    {
+        warnings.push(
+            "standby_cluster is set, but this group's lock holder already runs as a primary: it stays one (a standby cluster starts from empty or re-cloned nodes)"
+                .to_owned(),
+        );
+    }
     if let Some(e) = obs.db_id.error() {
         warnings.push(format!(
             "{e}; the group's system identifier cannot be checked and nothing is bootstrapped or cloned"

@@ -54,12 +54,17 @@ pub struct Decision {
 /// recorded database records its system identifier and starts the history. Automation-free
 /// bookkeeping, so it happens in a paused group too.
 fn database_record(obs: &Observation) -> Option<Action> {
-    let primary = obs.postgres.probe.filter(|p| !p.in_recovery)?;
+    // A standby cluster's database is the one its standby leader copied.
+    let standby_leader = obs.config.standby_cluster.is_some();
+    let holder = obs
+        .postgres
+        .probe
+        .filter(|p| !p.in_recovery || standby_leader)?;
     (obs.lock == LockView::Ours && obs.postgres.running && matches!(obs.db_id, Fetched::Absent))
         .then(|| Action::RecordDatabase {
-            system_id: primary.system_id,
-            timeline: primary.timeline,
-            lsn: primary.write_lsn.unwrap_or(Lsn::ZERO),
+            system_id: holder.system_id,
+            timeline: holder.timeline,
+            lsn: holder.write_lsn.or(holder.replay_lsn).unwrap_or(Lsn::ZERO),
         })
 }
 

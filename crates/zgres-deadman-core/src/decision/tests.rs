@@ -138,6 +138,7 @@ fn obs(now: Instant, lock: LockView, postgres: LocalPostgres, peers: Vec<Peer>) 
         wall_ms: 0,
         sync: Fetched::Absent,
         node_request: Fetched::Absent,
+        standby_source: None,
     }
 }
 
@@ -165,3 +166,4 @@ mod quorum;
 mod requests;
 mod rewind_failure;
 mod rolling_restart;
+mod standby_cluster;

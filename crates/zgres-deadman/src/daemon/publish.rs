@@ -31,6 +31,7 @@ impl Daemon {
                 warnings: state.warnings,
                 tags: state.tags,
                 zookeeper_connected: obs.lock != LockView::Unknown,
+                standby_leader: obs.lock == LockView::Ours && obs.config.standby_cluster.is_some(),
                 pending_restart_settings: state.pending_restart,
             },
             replication: api::Replication {

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::time::Instant;
 
-use zgres_schema::documents::SyncMode;
+use zgres_schema::documents::{GroupConfig, StandbyOf, SyncMode};
 use zgres_schema::{Fetched, NodeId};
 
 use super::act::RequestVersions;
@@ -136,11 +136,13 @@ impl Daemon {
             self.publish_catalog().await;
         }
         let streaming = self.streaming_for_request(&view, probe.as_ref()).await;
+        let config = self.core.config_in_force.effective();
+        let standby_source = self.standby_source(&config).await;
         let obs = Observation {
             now: Instant::now(),
             lock: view.lock,
             db_id: view.db_id.clone(),
-            config: self.core.config_in_force.effective(),
+            config,
             peers: view.peers.clone(),
             postgres: LocalPostgres {
                 running,
@@ -164,6 +166,7 @@ impl Daemon {
             wall_ms: wall_ms(),
             sync: view.sync.clone().map(|(s, _)| s),
             node_request: view.node_request.clone().map(|(r, _)| r),
+            standby_source,
         };
         if self.core.paused != Some(obs.config.paused) && obs.lock != LockView::Unknown {
             if obs.config.paused {
@@ -263,6 +266,29 @@ impl Daemon {
                 tracing::error!(%problem, "the group config is unreadable; behaviour unchanged")
             }
             ConfigChange::Readable => tracing::info!("the group config is readable again"),
+        }
+    }
+
+    /// What this group's standby leader streams from (see
+    /// [`crate::decision::Observation::standby_source`]): the configured address, or the lock
+    /// holder of the named group. A group naming itself has no source (logged).
+    async fn standby_source(&mut self, config: &GroupConfig) -> Option<NodeId> {
+        match config.standby_cluster.as_ref()? {
+            StandbyOf::Node(node) => Some(*node),
+            StandbyOf::Group(group) if *group == self.config.group => {
+                tracing::warn!(%group, "standby_cluster names this group itself; nothing to follow");
+                None
+            }
+            StandbyOf::Group(group) => {
+                let session = self.zk.session.as_mut()?;
+                match session.coordinator.lock_holder_of(group).await {
+                    Ok(holder) => holder,
+                    Err(e) => {
+                        tracing::debug!(%group, error = %e, "cannot read the source group's lock");
+                        None
+                    }
+                }
+            }
         }
     }
 }

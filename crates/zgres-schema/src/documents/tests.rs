@@ -312,7 +312,8 @@ proptest! {
             paused: true, synchronous_ack_timeout_ms: at, postgresql: cluster_postgres(at),
             member_slots: sys % 2 == 0, member_slots_ttl_ms: at, slots: permanent_slots(at),
             synchronous_node_count: std::num::NonZeroU32::new((sys % 5 + 1) as u32).unwrap(),
-            synchronous_method: if sys % 2 == 0 { SyncMethod::Any } else { SyncMethod::First } });
+            synchronous_method: if sys % 2 == 0 { SyncMethod::Any } else { SyncMethod::First },
+            standby_cluster: (sys % 3 == 0).then_some(StandbyOf::Node(n)) });
     }
 
     #[test]
@@ -412,4 +413,44 @@ fn sync_documents_stay_version_1_unless_they_claim_a_quorum() {
     assert!(decode::<SyncState>(PATH, future).is_err());
     // synchronous_node_count 0 is refused.
     assert!(decode::<GroupConfig>(PATH, br#"{"v":1,"synchronous_node_count":0}"#).is_err());
+}
+
+#[test]
+fn a_standby_cluster_names_a_valid_node_or_group_and_is_version_2() {
+    let of_group: GroupConfig =
+        decode(PATH, br#"{"v":2,"standby_cluster":{"group":"main"}}"#).unwrap();
+    assert_eq!(
+        of_group.standby_cluster,
+        Some(StandbyOf::Group(GroupName::new("main").unwrap()))
+    );
+    let of_node: GroupConfig = decode(
+        PATH,
+        br#"{"v":2,"standby_cluster":{"node":"10.0.0.5:5432"}}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        of_node.standby_cluster,
+        Some(StandbyOf::Node("10.0.0.5:5432".parse().unwrap()))
+    );
+    // Hostile or malformed sources make the whole document unreadable.
+    for hostile in [
+        &br#"{"v":2,"standby_cluster":{"group":"main/../x"}}"#[..],
+        br#"{"v":2,"standby_cluster":{"node":"evil.example:5432\nhost=x"}}"#,
+        br#"{"v":2,"standby_cluster":{"node":"10.0.0.5:5432","group":"main"}}"#,
+        br#"{"v":2,"standby_cluster":{"host":"10.0.0.5"}}"#,
+        br#"{"v":2,"standby_cluster":"main"}"#,
+    ] {
+        assert!(
+            decode::<GroupConfig>(PATH, hostile).is_err(),
+            "{}",
+            String::from_utf8_lossy(hostile)
+        );
+    }
+    // Written as version 2 only when set, so older deadmen refuse a standby cluster's config
+    // rather than promote in it, and keep reading a normal group's.
+    let encoded = String::from_utf8(encode(&of_group).unwrap()).unwrap();
+    assert!(encoded.contains(r#""v":2"#), "{encoded}");
+    let normal = String::from_utf8(encode(&GroupConfig::default()).unwrap()).unwrap();
+    assert!(normal.contains(r#""v":1"#), "{normal}");
+    round_trip(&of_node);
 }

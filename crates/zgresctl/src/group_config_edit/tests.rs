@@ -119,3 +119,29 @@ fn member_slot_settings_and_permanent_slots_are_set_unset_and_edited() {
     assert_eq!(parse_config(&text).unwrap(), c);
     assert!(parse_config(r#"{"slots":{"zgres_x":{"type":"physical"}}}"#).is_err());
 }
+
+#[test]
+fn a_standby_cluster_is_set_from_json_edited_and_unset() {
+    let mut c = GroupConfig::default();
+    set_config_value(&mut c, r#"standby_cluster={"group":"main"}"#).unwrap();
+    assert_eq!(
+        c.standby_cluster,
+        Some(zgres_schema::documents::StandbyOf::Group(
+            zgres_schema::GroupName::new("main").unwrap()
+        ))
+    );
+    let text = serde_json::to_string(&c).unwrap();
+    assert_eq!(parse_config(&text).unwrap(), c, "an edit round-trips");
+    set_config_value(&mut c, r#"standby_cluster={"node":"10.0.0.5:5432"}"#).unwrap();
+    for bad in [
+        r#"standby_cluster={"group":"a/b"}"#,
+        r#"standby_cluster={"node":"db.example:5432"}"#,
+        r#"standby_cluster={"node":"10.0.0.5:5432","group":"main"}"#,
+        "standby_cluster=main",
+    ] {
+        let err = set_config_value(&mut c, bad).unwrap_err().to_string();
+        assert!(err.contains("standby_cluster"), "{bad}: {err}");
+    }
+    unset_config_value(&mut c, "standby_cluster").unwrap();
+    assert_eq!(c.standby_cluster, None);
+}
