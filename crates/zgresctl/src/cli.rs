@@ -214,7 +214,8 @@ pub(crate) enum ConfigAction {
     },
     /// Change keys: `zgresctl config set main maximum_lag_on_failover_bytes=1048576`,
     /// `postgresql.parameters.work_mem=8MB`, `postgresql.pg_hba='["host all all 10.0.0.0/8
-    /// scram-sha-256"]'`. New parameter values are checked against what the group's primary
+    /// scram-sha-256"]'`, `standby_cluster='{"group":"main"}'` (follow another group's primary,
+    /// or `{"node":"10.0.0.5:5432"}` one outside zgres). New parameter values are checked against what the group's primary
     /// accepts (its pg_settings, published in /pg_settings/GROUP).
     Set {
         /// The group.
@@ -227,8 +228,9 @@ pub(crate) enum ConfigAction {
         #[arg(long)]
         force: bool,
     },
-    /// Remove cluster-wide PostgreSQL settings: `postgresql.parameters.NAME` or
-    /// `postgresql.pg_hba`.
+    /// Remove cluster-wide PostgreSQL settings (`postgresql.parameters.NAME`,
+    /// `postgresql.pg_hba`), a permanent slot (`slots.NAME`), or `standby_cluster`: that
+    /// promotes the standby cluster's standby leader, making the group a normal one.
     Unset {
         /// The group.
         group: String,
