@@ -77,7 +77,13 @@ async fn a_standby_cluster_follows_another_groups_primary_and_is_promoted_by_one
     let connect = group.zk.connect_string();
     let (code, out) = zgresctl::run(
         &connect,
-        &["config", "set", "dr", r#"standby_cluster={"group":"main"}"#],
+        &[
+            "config",
+            "set",
+            "dr",
+            r#"standby_cluster={"group":"main"}"#,
+            "--create",
+        ],
     );
     assert_eq!(code, 0, "{out}");
     let dr = [group.add_empty_node(), group.add_empty_node()];

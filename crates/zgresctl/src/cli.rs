@@ -227,6 +227,10 @@ pub(crate) enum ConfigAction {
         /// own server refuses).
         #[arg(long)]
         force: bool,
+        /// Also for a group that does not exist yet (no node, lock or config), e.g. a standby
+        /// cluster configured before its nodes start; without it a mistyped name is an error.
+        #[arg(long)]
+        create: bool,
     },
     /// Remove cluster-wide PostgreSQL settings (`postgresql.parameters.NAME`,
     /// `postgresql.pg_hba`), a permanent slot (`slots.NAME`), or `standby_cluster`: that

@@ -28,11 +28,16 @@ pub(crate) async fn config_command(
             group,
             assignments,
             force,
+            create,
         } => {
-            let name = inventory.groups(Some(&group)).await?.remove(0).group;
+            let name = if create {
+                inventory.group_name(&group)?
+            } else {
+                inventory.groups(Some(&group)).await?.remove(0).group
+            };
             let (catalog, catalog_path) = inventory.pg_settings(&name).await?;
             let config = inventory
-                .update_config(&group, |config| {
+                .update_config(&group, create, |config| {
                     let old = config.clone();
                     for assignment in &assignments {
                         set_config_value(config, assignment)?;
@@ -50,7 +55,7 @@ pub(crate) async fn config_command(
         }
         ConfigAction::Unset { group, keys } => {
             let config = inventory
-                .update_config(&group, |config| {
+                .update_config(&group, false, |config| {
                     Ok(keys
                         .iter()
                         .try_for_each(|key| unset_config_value(config, key))?)

@@ -229,7 +229,11 @@ impl Inventory {
         Ok(found.clone())
     }
 
-    fn group_name(&self, group: &str) -> Result<GroupName, CtlError> {
+    /// `group` checked as a group name.
+    ///
+    /// # Errors
+    /// A usage error naming what is wrong with it.
+    pub fn group_name(&self, group: &str) -> Result<GroupName, CtlError> {
         Ok(GroupName::new(group).map_err(Usage::from)?)
     }
 
@@ -275,17 +279,21 @@ impl Inventory {
         Ok((catalog, path))
     }
 
-    /// Changes the group's config with `edit`, compare-and-set against the version read.
+    /// Changes the group's config with `edit`, compare-and-set against the version read;
+    /// with `create`, also of a group that does not exist yet.
     ///
     /// # Errors
     /// [`CtlError::Conflict`] when someone changed it meanwhile; [`CtlError::UnknownGroup`]
-    /// for a group with no node, lock or config.
+    /// for a group with no node, lock or config (unless `create`).
     pub async fn update_config(
         &self,
         group: &str,
+        create: bool,
         edit: impl FnOnce(&mut GroupConfig) -> Result<(), CtlError>,
     ) -> Result<GroupConfig, CtlError> {
-        self.groups(Some(group)).await?;
+        if !create {
+            self.groups(Some(group)).await?;
+        }
         let name = self.group_name(group)?;
         let (mut config, version) = self.config(&name).await?;
         edit(&mut config)?;

@@ -56,7 +56,7 @@ async fn set_paused(
     json: bool,
 ) -> Result<(), CtlError> {
     let config = inventory
-        .update_config(group, |c| {
+        .update_config(group, false, |c| {
             c.paused = pause;
             Ok(())
         })
