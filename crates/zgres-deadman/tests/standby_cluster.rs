@@ -114,6 +114,9 @@ async fn a_standby_cluster_follows_another_groups_primary_and_is_promoted_by_one
     .await
     .unwrap();
     assert_eq!(http_code(api, "/primary"), "503");
+    let (code, listed) = zgresctl::run(&connect, &["list", "dr"]);
+    assert_eq!(code, 0, "{listed}");
+    assert!(listed.contains("standby leader"), "{listed}");
     assert_eq!(
         http_code(group.nodes[member].api_port, "/standby-leader"),
         "503"

@@ -11,6 +11,9 @@ fn role(node: &NodeView) -> String {
         Some(s) => match (s.role, node.leader) {
             (Role::Primary, true) => "primary".into(),
             (Role::Primary, false) => "primary (no lock!)".into(),
+            // A lock holder running as a standby: a standby cluster's standby leader (or one
+            // being promoted).
+            (Role::Replica, true) => "standby leader".into(),
             (r, _) => format!("{r:?}").to_lowercase(),
         },
         None => "?".into(),
