@@ -91,7 +91,8 @@ async fn zgresctl_restart_keeps_the_primary_and_loses_no_commit() {
         receiver
             .as_ref()
             .is_some_and(|(status, _)| status == "streaming"),
-        "{receiver:?}"
+        "{receiver:?}\n{}",
+        group.logs_with_first(Some(1))
     );
     group.wait_following(1, 0).await;
     assert_eq!(group.wait_primary(&[]).await, 0, "the primary stayed");
