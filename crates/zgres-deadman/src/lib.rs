@@ -29,6 +29,7 @@ pub mod data_dir;
 pub mod fence;
 pub mod handover;
 pub mod hba_block;
+pub mod local_wal;
 pub mod parameters_file;
 pub mod passfile;
 pub mod plugins;

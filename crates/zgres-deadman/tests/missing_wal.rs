@@ -34,6 +34,12 @@ async fn group_with(extra: &str) -> Group {
 /// 1 needs next is gone; starts node 1's deadman again.
 async fn lose_the_replicas_wal(group: &mut Group) {
     group.kill_node(1);
+    recycle_the_primarys_wal(group).await;
+    group.start(1);
+}
+
+/// Has the primary write 4,000 filler rows and recycle several WAL segments.
+async fn recycle_the_primarys_wal(group: &Group) {
     let primary = group.nodes[0].client().await.unwrap();
     for _ in 0..4 {
         primary
@@ -44,7 +50,6 @@ async fn lose_the_replicas_wal(group: &mut Group) {
             .await
             .unwrap();
     }
-    group.start(1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -127,4 +132,42 @@ async fn a_replica_whose_wal_is_gone_is_reported_and_kept_by_default() {
     // Nothing was deleted: the data directory is still there, and the deadman did not wipe it.
     assert!(group.nodes[1].pg.data_dir().join("PG_VERSION").exists());
     assert!(!group.nodes[1].log_text().contains("clone done"));
+}
+
+/// A replica that cannot even become consistent: its own WAL was lost while it was down (a
+/// replaced disk, an operator's mistake) and the primary recycled what it needs, so PostgreSQL
+/// runs but never answers. Its deadman sees it from the replica's `pg_wal` and `pg_control`
+/// (nothing there reaches the primary's oldest kept WAL) and clones it again when allowed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_cannot_become_consistent_is_cloned_again_when_allowed() {
+    let mut group = group_with("[provisioning]\nreclone_on_missing_wal = true\n").await;
+    group.kill_node(1);
+    let pg_wal = group.nodes[1].pg.data_dir().join("pg_wal");
+    for entry in std::fs::read_dir(&pg_wal).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.len() == 24 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
+            std::fs::remove_file(&path).unwrap();
+        }
+    }
+    recycle_the_primarys_wal(&group).await;
+    group.start(1);
+    poll::until("n1 to be found stuck and cloned again", DEADLINE, || {
+        let log = group.nodes[1].log_text();
+        std::future::ready(
+            (log.contains("the WAL this standby needs is gone from the primary")
+                && log.contains("clone done"))
+            .then_some(()),
+        )
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", group.logs_with_first(Some(1))));
+    group.wait_following(1, 0).await;
+    let replica = group.nodes[1].client().await.unwrap();
+    let filler: i64 = replica
+        .query_one("SELECT count(*) FROM writes WHERE node = 'filler'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(filler, 4000);
 }

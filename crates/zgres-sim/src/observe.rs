@@ -109,6 +109,7 @@ impl World {
                 probe,
                 control: (!running).then(|| (pg.wal.current().timeline, pg.wal.end)),
                 streaming,
+                recovering_from: None,
             },
             vetoed: false,
             group_timeline: self.zk.history.last().map(|h| h.0),

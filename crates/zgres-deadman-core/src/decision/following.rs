@@ -200,7 +200,14 @@ impl Decider {
                         reason,
                     }]
                 }
-                None => vec![],
+                // Not answering yet (recovering): its WAL may be gone from the primary too, and
+                // then it never becomes consistent.
+                None => match pg.recovering_from {
+                    Some(end) if pg.data_dir == DataDirKind::Standby => {
+                        self.when_wal_is_missing(obs, holder, Some(end), Some(end))
+                    }
+                    _ => vec![],
+                },
             },
         }
     }

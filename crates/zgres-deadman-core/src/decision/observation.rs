@@ -89,6 +89,11 @@ pub struct LocalPostgres {
     /// was read: the shell reads it while a switchover request is pending, since a hand-over
     /// is only made to a node that is streaming at that moment. `None` when not read.
     pub streaming: Option<BTreeSet<NodeId>>,
+    /// For a running standby that does not answer (recovering, not yet consistent): the
+    /// furthest its WAL can come from without streaming — the end of the newest segment
+    /// written in its own `pg_wal`, or its last checkpoint when that is further. Read by the
+    /// shell only then; `None` otherwise.
+    pub recovering_from: Option<Lsn>,
 }
 
 /// A peer of the group, as its `/state` znode shows it.

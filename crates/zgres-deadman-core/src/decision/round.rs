@@ -73,7 +73,10 @@ impl Decider {
     pub fn decide_round(&mut self, obs: &Observation, inputs: RoundInputs<'_>) -> Decision {
         let mut actions = self.decide(obs);
         actions.extend(database_record(obs));
-        let standby = obs.postgres.running && obs.postgres.probe.is_some_and(|p| p.in_recovery);
+        let pg = &obs.postgres;
+        let standby = pg.running
+            && (pg.probe.is_some_and(|p| p.in_recovery)
+                || (pg.probe.is_none() && pg.recovering_from.is_some()));
         if !standby
             || actions
                 .iter()

@@ -48,6 +48,7 @@ fn standby(lsn: u64) -> LocalPostgres {
         }),
         control: None,
         streaming: None,
+        recovering_from: None,
     }
 }
 
@@ -79,6 +80,7 @@ fn primary() -> LocalPostgres {
         }),
         control: None,
         streaming: Some((1..10).map(node).collect()),
+        recovering_from: None,
     }
 }
 
@@ -89,6 +91,7 @@ fn stopped(kind: DataDirKind) -> LocalPostgres {
         probe: None,
         control: Some((tl(1), Lsn(0))),
         streaming: None,
+        recovering_from: None,
     }
 }
 
@@ -153,6 +156,7 @@ fn empty() -> LocalPostgres {
         probe: None,
         control: None,
         streaming: None,
+        recovering_from: None,
     }
 }
 

@@ -136,6 +136,9 @@ impl Daemon {
             self.publish_catalog().await;
         }
         let streaming = self.streaming_for_request(&view, probe.as_ref()).await;
+        let recovering_from = self
+            .recovering_from(running && probe.is_none() && data_dir_kind == DataDirKind::Standby)
+            .await;
         let config = self.core.config_in_force.effective();
         let standby_source = self.standby_source(&config).await;
         let obs = Observation {
@@ -154,6 +157,7 @@ impl Daemon {
                     .filter(|_| !running)
                     .map(|c| (c.timeline, c.checkpoint)),
                 streaming,
+                recovering_from,
             },
             vetoed: self
                 .live
@@ -267,6 +271,22 @@ impl Daemon {
             }
             ConfigChange::Readable => tracing::info!("the group config is readable again"),
         }
+    }
+
+    /// For a running standby that does not answer (`recovering`): the furthest its WAL can
+    /// come from without streaming (see [`crate::decision::LocalPostgres::recovering_from`]):
+    /// the newest segment written in its `pg_wal`, or its last checkpoint when further.
+    async fn recovering_from(&self, recovering: bool) -> Option<zgres_schema::Lsn> {
+        if !recovering {
+            return None;
+        }
+        let postgres = &self.config.postgres;
+        let written = crate::local_wal::written_end(&postgres.data_dir.join("pg_wal"));
+        let checkpoint = data_dir::control_data(postgres)
+            .await
+            .ok()
+            .map(|c| c.checkpoint);
+        written.max(checkpoint)
     }
 
     /// What this group's standby leader streams from (see

@@ -123,3 +123,73 @@ fn a_standby_with_a_restore_command_is_left_to_its_archive() {
         assert!(!wipes(&decision) && !reported(&decision), "step {step}");
     }
 }
+
+/// A running standby that does not answer yet (recovering, not consistent) whose own WAL ends
+/// at `recovering_from`, the primary keeping WAL from `oldest_kept`.
+fn recovering_round(
+    d: &mut Decider,
+    now: Instant,
+    recovering_from: u64,
+    oldest_kept: u64,
+) -> Decision {
+    let mut me = standby(0);
+    me.probe = None;
+    me.recovering_from = Some(Lsn(recovering_from));
+    let mut primary = peer_state(2, Role::Primary, 1 << 30);
+    primary.wal.oldest_kept = Some(Lsn(oldest_kept));
+    let o = obs(
+        now,
+        LockView::Other(Some(node(2))),
+        me,
+        vec![fresh(primary)],
+    );
+    d.decide_round(&o, RoundInputs::default())
+}
+
+#[test]
+fn a_recovering_standby_whose_wal_is_gone_is_reported_and_wiped_when_allowed() {
+    let t0 = Instant::now();
+    let mut d = decider(1);
+    assert!(!reported(&recovering_round(&mut d, t0, 100, 200)));
+    let confirmed = recovering_round(&mut d, t0 + MISSING_WAL_AFTER, 100, 200);
+    assert!(reported(&confirmed), "{:?}", confirmed.published);
+    assert!(!wipes(&confirmed));
+
+    let mut allowed = decider(1);
+    allowed.set_reclone(Reclone {
+        on_missing_wal: true,
+        ..Reclone::default()
+    });
+    recovering_round(&mut allowed, t0, 100, 200);
+    assert!(wipes(&recovering_round(
+        &mut allowed,
+        t0 + MISSING_WAL_AFTER,
+        100,
+        200
+    )));
+}
+
+#[test]
+fn a_recovering_standby_with_its_wal_at_hand_or_moving_is_left_to_recover() {
+    let t0 = Instant::now();
+    let mut d = decider(1);
+    // Its own WAL reaches the primary's oldest: it can stream on from there.
+    recovering_round(&mut d, t0, 300, 200);
+    assert!(!reported(&recovering_round(
+        &mut d,
+        t0 + MISSING_WAL_AFTER,
+        300,
+        200
+    )));
+    // New segments keep arriving (streaming works): the wait starts over each time.
+    let mut moving = decider(1);
+    for step in 0..4u32 {
+        let decision = recovering_round(
+            &mut moving,
+            t0 + MISSING_WAL_AFTER * step,
+            100 + u64::from(step),
+            1000,
+        );
+        assert!(!reported(&decision), "step {step}");
+    }
+}

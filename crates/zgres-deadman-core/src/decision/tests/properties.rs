@@ -18,31 +18,36 @@ fn arb_postgres() -> impl Strategy<Value = LocalPostgres> {
         any::<bool>(),
         proptest::option::of((any::<bool>(), 0u64..1000, proptest::option::of(1u8..5))),
         proptest::option::of(proptest::collection::btree_set(1u8..6, 0..4)),
+        proptest::option::of(0u64..1000),
     )
-        .prop_map(|(running, standby_dir, probe, streaming)| LocalPostgres {
-            running,
-            data_dir: if standby_dir {
-                DataDirKind::Standby
-            } else {
-                DataDirKind::Primary
+        .prop_map(
+            |(running, standby_dir, probe, streaming, recovering)| LocalPostgres {
+                // Read by the shell only for a running server that does not answer.
+                recovering_from: recovering.filter(|_| running && probe.is_none()).map(Lsn),
+                running,
+                data_dir: if standby_dir {
+                    DataDirKind::Standby
+                } else {
+                    DataDirKind::Primary
+                },
+                probe: probe
+                    .filter(|_| running)
+                    .map(|(in_recovery, lsn, upstream)| Probe {
+                        in_recovery,
+                        timeline: Some(tl(1)),
+                        system_id: SYS,
+                        write_lsn: (!in_recovery).then_some(Lsn(lsn)),
+                        receive_lsn: in_recovery.then_some(Lsn(lsn)),
+                        replay_lsn: in_recovery.then_some(Lsn(lsn)),
+                        upstream: upstream.map(node),
+                        member_slot: false,
+                        oldest_kept: None,
+                        restores_from_archive: false,
+                    }),
+                control: Some((tl(1), Lsn(0))),
+                streaming: streaming.map(|s| s.into_iter().map(node).collect()),
             },
-            probe: probe
-                .filter(|_| running)
-                .map(|(in_recovery, lsn, upstream)| Probe {
-                    in_recovery,
-                    timeline: Some(tl(1)),
-                    system_id: SYS,
-                    write_lsn: (!in_recovery).then_some(Lsn(lsn)),
-                    receive_lsn: in_recovery.then_some(Lsn(lsn)),
-                    replay_lsn: in_recovery.then_some(Lsn(lsn)),
-                    upstream: upstream.map(node),
-                    member_slot: false,
-                    oldest_kept: None,
-                    restores_from_archive: false,
-                }),
-            control: Some((tl(1), Lsn(0))),
-            streaming: streaming.map(|s| s.into_iter().map(node).collect()),
-        })
+        )
 }
 
 fn arb_peers() -> impl Strategy<Value = Vec<Peer>> {
