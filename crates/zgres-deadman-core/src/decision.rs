@@ -47,7 +47,7 @@ pub use observation::{
     Peer, Probe, TimelineStart,
 };
 pub use published::{not_taking_over, problems, role, warnings, WarningInputs, DAMAGED_DATA_DIR};
-pub use round::{Decision, Published, RoundInputs};
+pub use round::{Decision, Published, RoundInputs, REWIND_FAILED};
 pub use schedule::{
     confirmation_wanted, fence_may_disarm, next_round, rewind_retry_after, Next, RoundOutcome,
     PROMOTION_VETO_WAIT, REWIND_RETRY, REWIND_RETRY_MAX,

@@ -128,6 +128,23 @@ async fn a_former_primary_whose_rewind_fails_stays_stopped_and_tries_again() {
         None,
         "started although it was never rewound"
     );
+    // Reported where an operator looks: its /state, the health API, zgresctl list.
+    let zk = group.zk_client().await;
+    poll::until("n0 to report the failed pg_rewind", DEADLINE, || async {
+        let state = node_state(&group, &zk, 0).await?;
+        state
+            .problems
+            .iter()
+            .any(|p| p.contains("pg_rewind failed") && p.contains("zgresctl reinit"))
+            .then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", group.logs_with_first(Some(0))));
+    let status = zgres_testkit::http::get(group.nodes[0].api_port, "/patroni").unwrap_or_default();
+    assert!(status.contains("pg_rewind failed"), "{status}");
+    let (code, listed) = zgres_testkit::zgresctl::run(&group.zk.connect_string(), &["list"]);
+    assert_eq!(code, 0, "{listed}");
+    assert!(listed.contains("pg_rewind failed"), "{listed}");
     assert_eq!(group.wait_primary(&[]).await, 1, "the new primary stays");
 }
 

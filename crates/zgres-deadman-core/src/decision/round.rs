@@ -8,7 +8,10 @@ use zgres_schema::documents::Role;
 use zgres_schema::{Fetched, Lsn, NodeId};
 
 use super::published::{not_taking_over, problems, role, warnings, WarningInputs};
-use super::{fence_may_disarm, sync_eligible, Action, Decider, Ineligible, LockView, Observation};
+use super::{
+    fence_may_disarm, sync_eligible, Action, DataDirKind, Decider, Ineligible, LockView,
+    Observation,
+};
 
 /// What a round needs besides the observation.
 #[derive(Debug, Clone, Copy, Default)]
@@ -50,6 +53,11 @@ pub struct Decision {
     pub wake_at: Option<Instant>,
 }
 
+/// The problem of a stopped node whose last pg_rewind failed (before changing anything; an
+/// interrupted one is [`super::DAMAGED_DATA_DIR`]). No count in it: the state is republished
+/// only when it changes.
+pub const REWIND_FAILED: &str = "pg_rewind failed and is retried (its output is in the deadman's log): re-clone the node with zgresctl reinit, or set provisioning.reclone_on_rewind_failure";
+
 /// The bootstrap-history step: the lock holder running as a primary of a group with no
 /// recorded database records its system identifier and starts the history. Automation-free
 /// bookkeeping, so it happens in a paused group too.
@@ -86,6 +94,12 @@ impl Decider {
         }
         let mut problems = problems(obs, inputs.vetoes);
         problems.extend(self.retry.missing_wal.confirmed().map(|m| m.problem()));
+        if self.retry.rewind_failures > 0
+            && !obs.postgres.running
+            && obs.postgres.data_dir != DataDirKind::Damaged
+        {
+            problems.push(REWIND_FAILED.to_owned());
+        }
         let ineligible = self.last_ineligible();
         let mut warnings = warnings(obs, inputs.warnings);
         warnings.extend(not_taking_over(obs.lock, ineligible));

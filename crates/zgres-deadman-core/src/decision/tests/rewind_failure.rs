@@ -27,16 +27,14 @@ fn rejoining(at: Instant, kind: DataDirKind) -> Observation {
 fn a_damaged_data_directory_is_left_alone_and_reported_unless_recloning_is_allowed() {
     let t = Instant::now();
     let mut d = allowing_reclone(false);
+    d.rewind_failed(t);
     for at in [t, t + REWIND_RETRY * 10] {
         let decision = d.decide_round(&rejoining(at, DataDirKind::Damaged), RoundInputs::default());
         assert_eq!(decision.actions, [], "neither started nor rewound");
-        assert!(
-            decision
-                .published
-                .problems
-                .contains(&DAMAGED_DATA_DIR.to_owned()),
-            "{:?}",
-            decision.published.problems
+        assert_eq!(
+            decision.published.problems,
+            ["postgres is not running", DAMAGED_DATA_DIR],
+            "one reason, not also 'retried'"
         );
     }
 }
@@ -72,7 +70,17 @@ fn a_failed_rewind_wipes_the_directory_next_only_when_recloning_is_allowed() {
         [Action::Rewind { source: node(2) }]
     );
     not_allowed.rewind_failed(t);
-    assert_eq!(not_allowed.decide(&rejoining(t, DataDirKind::Primary)), []);
+    let decision =
+        not_allowed.decide_round(&rejoining(t, DataDirKind::Primary), RoundInputs::default());
+    assert_eq!(decision.actions, []);
+    assert!(
+        decision
+            .published
+            .problems
+            .contains(&REWIND_FAILED.to_owned()),
+        "says why it stays stopped: {:?}",
+        decision.published.problems
+    );
 }
 
 #[test]
