@@ -77,6 +77,12 @@ pub fn warnings(obs: &Observation, inputs: WarningInputs<'_>) -> Vec<String> {
             _ => "no synchronous standby: replication is asynchronous until one is back".to_owned(),
         });
     }
+    if obs.config.standby_cluster.is_some() && obs.standby_source.is_none() {
+        warnings.push(
+            "standby_cluster has nothing to follow: the group it names has no lock holder (or it names this group itself)"
+                .to_owned(),
+        );
+    }
     if obs.config.standby_cluster.is_some()
         && obs.lock == LockView::Ours
         && obs.postgres.probe.is_some_and(|p| !p.in_recovery)

@@ -291,14 +291,12 @@ impl Daemon {
 
     /// What this group's standby leader streams from (see
     /// [`crate::decision::Observation::standby_source`]): the configured address, or the lock
-    /// holder of the named group. A group naming itself has no source (logged).
+    /// holder of the named group. A group naming itself has no source (the core publishes a
+    /// warning while there is none).
     async fn standby_source(&mut self, config: &GroupConfig) -> Option<NodeId> {
         match config.standby_cluster.as_ref()? {
             StandbyOf::Node(node) => Some(*node),
-            StandbyOf::Group(group) if *group == self.config.group => {
-                tracing::warn!(%group, "standby_cluster names this group itself; nothing to follow");
-                None
-            }
+            StandbyOf::Group(group) if *group == self.config.group => None,
             StandbyOf::Group(group) => {
                 let session = self.zk.session.as_mut()?;
                 match session.coordinator.lock_holder_of(group).await {

@@ -45,7 +45,17 @@ fn the_standby_leader_streams_from_the_source_and_is_never_promoted() {
     // With the source unknown (its group has no primary), nothing either.
     let mut unknown = in_standby_cluster(t, LockView::Ours, standby_of(10, 2), vec![]);
     unknown.standby_source = None;
-    assert_eq!(d.decide(&unknown), []);
+    let decision = d.decide_round(&unknown, RoundInputs::default());
+    assert_eq!(decision.actions, []);
+    assert!(
+        decision
+            .published
+            .warnings
+            .iter()
+            .any(|w| w.contains("nothing to follow")),
+        "{:?}",
+        decision.published.warnings
+    );
 }
 
 #[test]
