@@ -1,5 +1,5 @@
 //! Standby clusters (issue 14): a second group, `dr`, in the same ZooKeeper follows group
-//! `main`'s primary. Its lock holder is a standby leader streaming from `main`'s primary (and
+//! `main`'s primary (or a fixed address). Its lock holder is a standby leader streaming from `main`'s primary (and
 //! following `main`'s failovers); its other member cascades from the standby leader; losing
 //! the standby leader hands the lock to the member, which is not promoted; one zgresctl
 //! command (`config unset dr standby_cluster`) promotes it.
@@ -160,4 +160,39 @@ async fn a_standby_cluster_follows_another_groups_primary_and_is_promoted_by_one
     assert_eq!(in_recovery(&group, leader).await, Some(true));
     assert_eq!(group.wait_primary(&[]).await, 1, "main's primary changed");
     assert_eq!(in_recovery(&group, 1).await, Some(false));
+}
+
+/// The other source: a fixed address (here `main`'s primary, as a PostgreSQL outside zgres
+/// would be). The standby leader streams from it; its member cascades from the leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_cluster_follows_a_fixed_address() {
+    let mut group = Group::prepare(2, Timing::default()).await;
+    group.member_slots = false;
+    group.start_all().await;
+    assert_eq!(group.wait_primary(&[]).await, 0);
+    let source = format!(
+        r#"standby_cluster={{"node":"{}"}}"#,
+        group.nodes[0].node_id()
+    );
+    let connect = group.zk.connect_string();
+    let (code, out) = zgresctl::run(&connect, &["config", "set", "dr", &source, "--create"]);
+    assert_eq!(code, 0, "{out}");
+    let dr = [group.add_empty_node(), group.add_empty_node()];
+    for i in dr {
+        group.nodes[i].extra_config = "[node]\ngroup = \"dr\"\n".into();
+        group.start(i);
+    }
+    let zk = group.zk_client().await;
+    let leader = poll::until("a member to hold dr's lock", DEADLINE, || {
+        dr_lock_holder(&group, &zk, dr)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", group.logs_with_first(Some(dr[0]))));
+    let member = if leader == dr[0] { dr[1] } else { dr[0] };
+    group.wait_following(leader, 0).await;
+    group.wait_following(member, leader).await;
+    write_row(&group, 0, "from-the-address").await;
+    wait_row(&group, member, "from-the-address").await;
+    assert_eq!(in_recovery(&group, leader).await, Some(true));
+    assert_eq!(in_recovery(&group, member).await, Some(true));
 }
