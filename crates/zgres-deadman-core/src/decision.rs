@@ -398,6 +398,9 @@ impl Decider {
             self.primary_down_since = None;
             return self.handle_request(obs);
         }
+        if !pg.running && pg.data_dir == DataDirKind::Damaged {
+            return vec![Action::ReleaseLock];
+        }
         if obs.config.standby_cluster.is_some() {
             return self.as_standby_leader(obs);
         }
@@ -408,9 +411,6 @@ impl Decider {
                 // The group has a database: an empty node must clone it, not create another.
                 vec![Action::ReleaseLock]
             };
-        }
-        if !pg.running && pg.data_dir == DataDirKind::Damaged {
-            return vec![Action::ReleaseLock];
         }
         if running_standby {
             return vec![Action::Promote {

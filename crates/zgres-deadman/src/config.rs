@@ -121,16 +121,6 @@ pub struct ProvisioningConfig {
     pub timeout: Duration,
 }
 
-impl ProvisioningConfig {
-    /// When the core may have a data directory wiped and cloned again.
-    pub fn reclone(&self) -> crate::decision::Reclone {
-        crate::decision::Reclone {
-            on_missing_wal: self.reclone_on_missing_wal,
-            on_rewind_failure: self.reclone_on_rewind_failure,
-        }
-    }
-}
-
 /// Operator callbacks on the database node (`[callbacks]`), each an absolute path called as
 /// `PROGRAM ACTION ROLE GROUP` (see [`crate::callbacks`]).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -192,7 +192,7 @@ pub async fn run(
                     config.timing.election_wait,
                 )
                 .with_request_timeout(config.timing.request_timeout);
-                decider.set_reclone(config.provisioning.reclone());
+                decider.set_reclone(crate::provisioning::reclone_rules(&config.provisioning));
                 decider
             },
             config_in_force: ConfigInForce::default(),

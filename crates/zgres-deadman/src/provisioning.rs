@@ -77,6 +77,14 @@ pub enum RewindOutcome {
     NotNeeded,
 }
 
+/// When the core may have a data directory wiped and cloned again, from `settings`.
+pub fn reclone_rules(settings: &ProvisioningConfig) -> crate::decision::Reclone {
+    crate::decision::Reclone {
+        on_missing_wal: settings.reclone_on_missing_wal,
+        on_rewind_failure: settings.reclone_on_rewind_failure,
+    }
+}
+
 /// Runs the provisioning tools for one data directory.
 #[derive(Debug, Clone)]
 pub struct Provisioner {

@@ -56,25 +56,7 @@ async fn recycle_the_primarys_wal(group: &Group) {
 async fn a_replica_whose_wal_is_gone_is_cloned_again_when_allowed() {
     let mut group = group_with("[provisioning]\nreclone_on_missing_wal = true\n").await;
     lose_the_replicas_wal(&mut group).await;
-    poll::until("n1 to be cloned again", DEADLINE, || {
-        let log = group.nodes[1].log_text();
-        std::future::ready(
-            (log.contains("the WAL this standby needs is gone from the primary")
-                && log.contains("clone done"))
-            .then_some(()),
-        )
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", group.logs_with_first(Some(1))));
-    group.wait_following(1, 0).await;
-    // And it has what the primary wrote while it was away.
-    let replica = group.nodes[1].client().await.unwrap();
-    let filler: i64 = replica
-        .query_one("SELECT count(*) FROM writes WHERE node = 'filler'", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(filler, 4000);
+    wait_cloned_again(&group).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -152,7 +134,13 @@ async fn a_replica_that_cannot_become_consistent_is_cloned_again_when_allowed() 
     }
     recycle_the_primarys_wal(&group).await;
     group.start(1);
-    poll::until("n1 to be found stuck and cloned again", DEADLINE, || {
+    wait_cloned_again(&group).await;
+}
+
+/// Waits until n1's deadman found its WAL gone and cloned it again, then until it streams
+/// from n0 with every filler row the primary wrote while it was away.
+async fn wait_cloned_again(group: &Group) {
+    poll::until("n1 to be cloned again", DEADLINE, || {
         let log = group.nodes[1].log_text();
         std::future::ready(
             (log.contains("the WAL this standby needs is gone from the primary")

@@ -65,34 +65,26 @@ fn http_code(port: u16, path: &str) -> String {
     answer.get(9..12).unwrap_or_default().to_owned()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_standby_cluster_follows_another_groups_primary_and_is_promoted_by_one_command() {
+/// Group `main` (n0 primary, n1 its replica) plus two empty nodes in group `dr`, configured
+/// (`zgresctl config set dr ... --create`) with `standby_cluster` = `source` and started.
+/// Waits until one holds dr's lock and streams from n0 and the other cascades from it;
+/// returns the group and dr's nodes as (standby leader, member).
+async fn main_and_dr(source: impl FnOnce(&Group) -> String) -> (Group, usize, usize) {
     let mut group = Group::prepare(2, Timing::default()).await;
     // The standby cluster's members stream without slots.
     group.member_slots = false;
     group.start_all().await;
     assert_eq!(group.wait_primary(&[]).await, 0);
     group.wait_following(1, 0).await;
-
+    let assignment = format!("standby_cluster={}", source(&group));
     let connect = group.zk.connect_string();
-    let (code, out) = zgresctl::run(
-        &connect,
-        &[
-            "config",
-            "set",
-            "dr",
-            r#"standby_cluster={"group":"main"}"#,
-            "--create",
-        ],
-    );
+    let (code, out) = zgresctl::run(&connect, &["config", "set", "dr", &assignment, "--create"]);
     assert_eq!(code, 0, "{out}");
     let dr = [group.add_empty_node(), group.add_empty_node()];
     for i in dr {
         group.nodes[i].extra_config = "[node]\ngroup = \"dr\"\n".into();
         group.start(i);
     }
-
-    // One member holds dr's lock and streams from main's primary; the other cascades from it.
     let zk = group.zk_client().await;
     let leader = poll::until("a member to hold dr's lock", DEADLINE, || {
         dr_lock_holder(&group, &zk, dr)
@@ -102,6 +94,16 @@ async fn a_standby_cluster_follows_another_groups_primary_and_is_promoted_by_one
     let member = if leader == dr[0] { dr[1] } else { dr[0] };
     group.wait_following(leader, 0).await;
     group.wait_following(member, leader).await;
+    (group, leader, member)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_cluster_follows_another_groups_primary_and_is_promoted_by_one_command() {
+    // One member holds dr's lock and streams from main's primary; the other cascades from it.
+    let (mut group, leader, member) = main_and_dr(|_| r#"{"group":"main"}"#.to_owned()).await;
+    let connect = group.zk.connect_string();
+    let zk = group.zk_client().await;
+    let dr = [leader, member];
     write_row(&group, 0, "before-failover").await;
     wait_row(&group, member, "before-failover").await;
     assert_eq!(in_recovery(&group, leader).await, Some(true));
@@ -166,31 +168,8 @@ async fn a_standby_cluster_follows_another_groups_primary_and_is_promoted_by_one
 /// would be). The standby leader streams from it; its member cascades from the leader.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_standby_cluster_follows_a_fixed_address() {
-    let mut group = Group::prepare(2, Timing::default()).await;
-    group.member_slots = false;
-    group.start_all().await;
-    assert_eq!(group.wait_primary(&[]).await, 0);
-    let source = format!(
-        r#"standby_cluster={{"node":"{}"}}"#,
-        group.nodes[0].node_id()
-    );
-    let connect = group.zk.connect_string();
-    let (code, out) = zgresctl::run(&connect, &["config", "set", "dr", &source, "--create"]);
-    assert_eq!(code, 0, "{out}");
-    let dr = [group.add_empty_node(), group.add_empty_node()];
-    for i in dr {
-        group.nodes[i].extra_config = "[node]\ngroup = \"dr\"\n".into();
-        group.start(i);
-    }
-    let zk = group.zk_client().await;
-    let leader = poll::until("a member to hold dr's lock", DEADLINE, || {
-        dr_lock_holder(&group, &zk, dr)
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", group.logs_with_first(Some(dr[0]))));
-    let member = if leader == dr[0] { dr[1] } else { dr[0] };
-    group.wait_following(leader, 0).await;
-    group.wait_following(member, leader).await;
+    let (group, leader, member) =
+        main_and_dr(|group| format!(r#"{{"node":"{}"}}"#, group.nodes[0].node_id())).await;
     write_row(&group, 0, "from-the-address").await;
     wait_row(&group, member, "from-the-address").await;
     assert_eq!(in_recovery(&group, leader).await, Some(true));

@@ -6,14 +6,11 @@
 use super::{Action, DataDirKind, Decider, Observation};
 
 impl Decider {
-    /// The lock holder's actions in a standby cluster. A running primary is left to the
-    /// normal rules before this (a group made a standby cluster after its promotion keeps
-    /// its primary: the warning says so).
+    /// The lock holder's actions in a standby cluster. A running primary and a damaged data
+    /// directory are left to the normal rules before this (a group made a standby cluster
+    /// after its promotion keeps its primary: the warning says so).
     pub(super) fn as_standby_leader(&mut self, obs: &Observation) -> Vec<Action> {
         let pg = &obs.postgres;
-        if !pg.running && pg.data_dir == DataDirKind::Damaged {
-            return vec![Action::ReleaseLock];
-        }
         // Nothing to follow yet (the source group has no lock holder) or a source naming this
         // node itself: what runs keeps running, nothing starts.
         let Some(source) = obs.standby_source.filter(|s| *s != self.me) else {

@@ -34,7 +34,9 @@ impl Daemon {
             t.election_wait,
             t.request_timeout,
         );
-        self.core.decider.set_reclone(config.provisioning.reclone());
+        self.core
+            .decider
+            .set_reclone(crate::provisioning::reclone_rules(&config.provisioning));
         if changed("log.level") {
             let level = &config.log.level;
             if !self

@@ -19,6 +19,17 @@ fn round_with(
     let mut me = standby(lsn);
     me.probe.as_mut().unwrap().upstream = Some(node(2));
     me.probe.as_mut().unwrap().restores_from_archive = archive;
+    following_primary_keeping(d, now, me, oldest_kept)
+}
+
+/// A round of node 1, running as `me`, following node 2, the primary, which keeps WAL from
+/// `oldest_kept`.
+fn following_primary_keeping(
+    d: &mut Decider,
+    now: Instant,
+    me: LocalPostgres,
+    oldest_kept: u64,
+) -> Decision {
     let mut primary = peer_state(2, Role::Primary, 1 << 30);
     primary.wal.oldest_kept = Some(Lsn(oldest_kept));
     let o = obs(
@@ -135,15 +146,7 @@ fn recovering_round(
     let mut me = standby(0);
     me.probe = None;
     me.recovering_from = Some(Lsn(recovering_from));
-    let mut primary = peer_state(2, Role::Primary, 1 << 30);
-    primary.wal.oldest_kept = Some(Lsn(oldest_kept));
-    let o = obs(
-        now,
-        LockView::Other(Some(node(2))),
-        me,
-        vec![fresh(primary)],
-    );
-    d.decide_round(&o, RoundInputs::default())
+    following_primary_keeping(d, now, me, oldest_kept)
 }
 
 #[test]
