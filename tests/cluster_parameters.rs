@@ -204,7 +204,15 @@ async fn cluster_parameters_reach_every_node_and_roll_without_a_failover() {
         .unwrap();
     assert!(
         replica >= 150,
-        "the replica started below its primary: {replica}"
+        "the replica started below its primary: {replica}\n{}",
+        group.logs_with_first(Some(1))
+    );
+    // And at the first try: a standby started below the primary's values (taken from a
+    // pg_controldata read before the primary's raise) is refused by PostgreSQL.
+    let replica_log = group.nodes[1].log_text();
+    assert!(
+        !replica_log.contains("insufficient parameter settings"),
+        "the replica tried to start below its primary\n{replica_log}"
     );
     group.wait_following(1, 0).await;
     assert_eq!(

@@ -110,7 +110,10 @@ async fn a_former_primary_whose_rewind_fails_is_cloned_again_when_allowed() {
 async fn a_former_primary_whose_rewind_fails_stays_stopped_and_tries_again() {
     let bin = bin_dir_with_pg_rewind(FAILS_AT_ONCE);
     let mut group = Group::prepare(2, Timing::default()).await;
-    group.nodes[0].extra_config = format!("[postgres]\nbin_dir = \"{}\"\n", bin.path().display());
+    group.nodes[0].extra_config = format!(
+        "[postgres]\nbin_dir = \"{}\"\n[provisioning]\nreclone_on_rewind_failure = false\n",
+        bin.path().display()
+    );
     fail_over_and_restart_the_old_primary(&mut group).await;
     let marker = group.nodes[0].pg.data_dir().join("PG_VERSION");
 
@@ -162,7 +165,10 @@ async fn reports_damage(group: &Group, zk: &zookeeper_client::Client) -> Option<
 async fn a_rewind_stopped_after_it_changed_files_is_never_started_and_reported_until_reinit() {
     let bin = bin_dir_with_pg_rewind(FAILS_AFTER_CHANGING_FILES);
     let mut group = Group::prepare(2, Timing::default()).await;
-    group.nodes[0].extra_config = format!("[postgres]\nbin_dir = \"{}\"\n", bin.path().display());
+    group.nodes[0].extra_config = format!(
+        "[postgres]\nbin_dir = \"{}\"\n[provisioning]\nreclone_on_rewind_failure = false\n",
+        bin.path().display()
+    );
     fail_over_and_restart_the_old_primary(&mut group).await;
     let zk = group.zk_client().await;
     poll::until("n0 to report its damaged data directory", DEADLINE, || {

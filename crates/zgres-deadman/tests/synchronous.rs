@@ -21,11 +21,7 @@ fn mode(synchronous_mode: SyncMode) -> GroupConfig {
 /// commit is on every new primary, and only a listed standby is ever promoted.
 async fn twenty_primary_kills(config: GroupConfig, standbys: usize, holders: usize) {
     let mut group = Group::prepare(3, Timing::default()).await;
-    // A killed primary's pg_rewind can be stopped half-way when its source is fenced on a
-    // starved machine (CI): re-cloning then is the operator's documented way back.
-    for node in &mut group.nodes {
-        node.extra_config = "[provisioning]\nreclone_on_rewind_failure = true\n".into();
-    }
+    // An interrupted pg_rewind is re-cloned: the testkit's nodes set reclone_on_rewind_failure.
     group.set_group_config(&config).await;
     group.start_all().await;
     let mut primary = group.wait_primary(&[]).await;

@@ -194,6 +194,10 @@ impl Group {
         };
         // wal_keep_size as docs/operations.md recommends: a node rejoining with pg_rewind
         // streams the WAL since the fork from the new primary, which must still have it.
+        // reclone_on_rewind_failure as an operator who wants self-healing sets it: on a
+        // starved 2-core machine a new primary is sometimes fenced while a former primary
+        // rewinds from it, and the interrupted rewind then leaves a directory that only a
+        // re-clone repairs. The tests of the reported (not re-cloned) paths turn it off.
         let run_as = if nix::unistd::Uid::effective().is_root() {
             "run_as = \"postgres\"\n"
         } else {
@@ -207,6 +211,7 @@ impl Group {
              parameters = {{ listen_addresses = \"127.0.0.1\", unix_socket_directories = \"{}\", log_min_messages = \"log\", wal_keep_size = \"256MB\" }}\n\
              [timing]\nloop_interval_ms = {}\nstate_refresh_ms = {}\nelection_wait_ms = 1000\n\
              stop_timeout_ms = 10000\nprimary_restart_timeout_ms = {}\nplugin_interval_ms = 200\n\
+             [provisioning]\nreclone_on_rewind_failure = true\n\
              [api]\nlisten = \"127.0.0.1:{}\"\n[log]\nlevel = \"{}\"\n",
             t.session_timeout_ms,
             t.fence_margin_ms,

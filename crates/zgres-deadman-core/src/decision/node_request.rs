@@ -28,7 +28,8 @@ pub(super) enum InProgress {
     Nothing,
     /// The data directory was wiped for a reinit: done once the node runs as a standby.
     Reinit,
-    /// Restarted for a rolling restart: handed on once the node runs again.
+    /// Restarted: the request is deleted (and a rolling restart handed on) once the node runs
+    /// again in its role.
     Restarted,
 }
 
@@ -67,35 +68,30 @@ pub(super) fn actions(
         // (PostgreSQL reports no receive position until its WAL receiver got something).
         let receiving = obs.postgres.probe.is_some_and(|p| p.receive_lsn.is_some());
         let back = (running_primary && holds_the_lock) || (running_standby && receiving);
+        if !back {
+            return vec![];
+        }
+        *progress = InProgress::Nothing;
         return match rest.split_first() {
-            Some((&next, then)) if back => {
-                *progress = InProgress::Nothing;
-                vec![
-                    Action::PassRestartOn {
-                        next,
-                        then: then.to_vec(),
-                    },
-                    Action::FinishNodeRequest,
-                ]
-            }
-            _ => vec![],
+            Some((&next, then)) => vec![
+                Action::PassRestartOn {
+                    next,
+                    then: then.to_vec(),
+                },
+                Action::FinishNodeRequest,
+            ],
+            None => vec![Action::FinishNodeRequest],
         };
     }
     let restart = |primary: bool, progress: &mut InProgress| {
-        if rest.is_empty() {
-            vec![
-                Action::RestartPostgres { primary },
-                Action::FinishNodeRequest,
-            ]
-        } else {
-            *progress = InProgress::Restarted;
-            vec![Action::RestartPostgres { primary }]
-        }
+        *progress = InProgress::Restarted;
+        vec![Action::RestartPostgres { primary }]
     };
     match request.action {
-        // Deleted once carried out, so that its absence tells zgresctl the restart is done; a
-        // deadman that dies meanwhile restarts PostgreSQL once more, which is harmless. In a
-        // rolling restart, deleted when handed on.
+        // Deleted once back in its role, so that its absence tells zgresctl (and a rolling
+        // restart, handed on then) that this node runs again: a standby that failed to start
+        // must not let the primary's restart go ahead. A deadman that dies meanwhile restarts
+        // PostgreSQL once more, which is harmless.
         NodeAction::Restart if running_primary && holds_the_lock => restart(true, progress),
         NodeAction::Restart if running_standby => restart(false, progress),
         // Starting up, recovering: not answering yet. Ask again when it does.

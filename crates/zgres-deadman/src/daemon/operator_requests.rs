@@ -84,7 +84,10 @@ impl Daemon {
     }
 
     /// A fast stop of PostgreSQL with the systemd watchdog kept fed (a slow stop, plus what
-    /// follows it in a request, may outlast the watchdog interval).
+    /// follows it in a request, may outlast the watchdog interval), then a fresh read of
+    /// `pg_controldata`: a standby started right after takes its floors (the primary's
+    /// max_connections, ...) from it, and the copy read at the last stop may predate a change
+    /// the primary made since (a standby started below its primary pauses its recovery).
     async fn fast_stop_fed(&mut self) {
         let timeout = self.config.timing.stop_timeout;
         keeping_alive(
@@ -93,6 +96,7 @@ impl Daemon {
         )
         .await;
         self.pg.client.disconnect();
+        self.refresh_control().await;
     }
 
     /// Re-reads the configuration file through the same path as `systemctl reload` (the

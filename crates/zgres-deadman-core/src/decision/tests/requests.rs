@@ -259,11 +259,13 @@ fn a_restart_request_restarts_in_the_same_role_and_a_primary_keeps_the_lock() {
     o.node_request = restart_request();
     assert_eq!(
         d.decide(&o),
-        [
-            Action::RestartPostgres { primary: true },
-            Action::FinishNodeRequest
-        ],
-        "the lock is never released; the request is deleted once carried out"
+        [Action::RestartPostgres { primary: true }],
+        "the lock is never released"
+    );
+    assert_eq!(
+        d.decide(&o),
+        [Action::FinishNodeRequest],
+        "the request is deleted once the primary runs again"
     );
     let mut holder = peer_state(2, Role::Primary, 100);
     holder.timeline = Some(tl(1));
@@ -275,13 +277,45 @@ fn a_restart_request_restarts_in_the_same_role_and_a_primary_keeps_the_lock() {
         vec![fresh(holder)],
     );
     o.node_request = restart_request();
-    assert_eq!(
-        d.decide(&o),
-        [
-            Action::RestartPostgres { primary: false },
-            Action::FinishNodeRequest
-        ]
+    assert_eq!(d.decide(&o), [Action::RestartPostgres { primary: false }]);
+    assert_eq!(d.decide(&o), [Action::FinishNodeRequest]);
+}
+
+/// CI, cluster_parameters: a standby restarted for a lowered max_connections failed to start
+/// (stale floors); its request was deleted at once, so `zgresctl restart` went on to the
+/// primary while the replica was down. The request now stays until the node runs again.
+#[test]
+fn a_restarted_standby_that_is_not_back_keeps_its_request() {
+    let t = Instant::now();
+    let mut d = decider(1);
+    let mut holder = peer_state(2, Role::Primary, 100);
+    holder.timeline = Some(tl(1));
+    let peers = vec![fresh(holder)];
+    let mut o = obs(t, LockView::Other(Some(node(2))), standby_of(100, 2), peers);
+    o.node_request = restart_request();
+    assert_eq!(d.decide(&o), [Action::RestartPostgres { primary: false }]);
+    // Down after its start failed, then running but not yet receiving WAL: still pending.
+    let mut down = o.clone();
+    down.postgres.running = false;
+    down.postgres.probe = None;
+    let not_done = |actions: Vec<Action>| {
+        !actions.iter().any(|a| {
+            matches!(
+                a,
+                Action::FinishNodeRequest | Action::DropNodeRequest { .. }
+            )
+        })
+    };
+    assert!(not_done(d.decide(&down)), "finished while down");
+    let mut catching_up = o.clone();
+    if let Some(p) = catching_up.postgres.probe.as_mut() {
+        p.receive_lsn = None;
+    }
+    assert!(
+        not_done(d.decide(&catching_up)),
+        "finished before receiving WAL"
     );
+    assert_eq!(d.decide(&o), [Action::FinishNodeRequest]);
 }
 
 #[test]
@@ -421,11 +455,6 @@ fn a_scheduled_restart_waits_for_its_time_and_the_round_wakes_for_it() {
     assert_eq!(decision.wake_at, Some(t + Duration::from_secs(60)));
     o.wall_ms = 1_060_000;
     o.now = t + Duration::from_secs(60);
-    assert_eq!(
-        d.decide(&o),
-        [
-            Action::RestartPostgres { primary: true },
-            Action::FinishNodeRequest
-        ]
-    );
+    assert_eq!(d.decide(&o), [Action::RestartPostgres { primary: true }]);
+    assert_eq!(d.decide(&o), [Action::FinishNodeRequest]);
 }
