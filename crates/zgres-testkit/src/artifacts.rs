@@ -3,13 +3,15 @@
 
 use std::path::PathBuf;
 
-/// The target directory of the running test (`target/debug` or `target/release`).
+/// The target directory of the running test (`target/debug` or `target/release`): a test
+/// binary lives in its `deps`, a workspace binary (zgres-chaos) in it.
 fn target_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test binary's own path");
-    exe.parent()
-        .and_then(|deps| deps.parent())
-        .expect("test binaries live in target/<profile>/deps")
-        .to_owned()
+    let exe = std::env::current_exe().expect("the running binary's own path");
+    let dir = exe.parent().expect("a binary lives in a directory");
+    match dir.file_name() {
+        Some(name) if name == "deps" => dir.parent().expect("deps has a parent").to_owned(),
+        _ => dir.to_owned(),
+    }
 }
 
 /// The workspace binary `name`. Panics with a clear message when it was not built.

@@ -28,6 +28,17 @@ pub enum ProxyMode {
     Refuse,
     /// Forward everything, each chunk this long after it arrived.
     Delay(Duration),
+    /// A one-way cut: what the client sends is held, what the server sends passes.
+    HoldToServer,
+    /// A one-way cut: what the server sends is held, what the client sends passes.
+    HoldToClient,
+}
+
+/// Which way a pump forwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    ToServer,
+    ToClient,
 }
 
 /// A running fault proxy. Dropping it closes every connection and stops its thread.
@@ -46,8 +57,17 @@ impl FaultProxy {
     /// # Errors
     /// When the listening socket or the proxy's thread cannot be created.
     pub fn start(upstream: SocketAddr) -> Result<Self> {
+        Self::start_on(([127, 0, 0, 1], 0).into(), upstream)
+    }
+
+    /// As [`FaultProxy::start`], listening on `listen` (e.g. another loopback address with
+    /// the upstream's port, so that the proxy stands in for the server).
+    ///
+    /// # Errors
+    /// When the listening socket or the proxy's thread cannot be created.
+    pub fn start_on(listen: SocketAddr, upstream: SocketAddr) -> Result<Self> {
         let std_listener =
-            std::net::TcpListener::bind("127.0.0.1:0").map_err(io_error("bind the fault proxy"))?;
+            std::net::TcpListener::bind(listen).map_err(io_error("bind the fault proxy"))?;
         std_listener
             .set_nonblocking(true)
             .map_err(io_error("configure the fault proxy socket"))?;
@@ -134,14 +154,19 @@ fn reset(stream: &TcpStream) {
     let _ = SockRef::from(stream).set_linger(Some(Duration::ZERO));
 }
 
-/// Waits until the mode lets traffic through. `false` means the connection must be reset (or the
-/// proxy is shutting down).
-async fn wait_for_traffic(mode: &mut watch::Receiver<ProxyMode>) -> bool {
+/// Waits until the mode lets traffic through in `direction` (`None`: in either, for accepting a
+/// connection). `false` means the connection must be reset (or the proxy is shutting down).
+async fn wait_for_traffic(
+    mode: &mut watch::Receiver<ProxyMode>,
+    direction: Option<Direction>,
+) -> bool {
     loop {
-        match *mode.borrow_and_update() {
-            ProxyMode::Refuse => return false,
-            ProxyMode::Blackhole => {}
-            ProxyMode::Pass | ProxyMode::Delay(_) => return true,
+        match (*mode.borrow_and_update(), direction) {
+            (ProxyMode::Refuse, _) => return false,
+            (ProxyMode::Blackhole, _)
+            | (ProxyMode::HoldToServer, Some(Direction::ToServer))
+            | (ProxyMode::HoldToClient, Some(Direction::ToClient)) => {}
+            _ => return true,
         }
         if mode.changed().await.is_err() {
             return false;
@@ -155,7 +180,7 @@ async fn serve_connection(
     mut mode: watch::Receiver<ProxyMode>,
 ) {
     let _ = client.set_nodelay(true);
-    if !wait_for_traffic(&mut mode).await {
+    if !wait_for_traffic(&mut mode, None).await {
         reset(&client);
         return;
     }
@@ -168,8 +193,8 @@ async fn serve_connection(
         let (client_read, client_write) = client.split();
         let (server_read, server_write) = server.split();
         tokio::select! {
-            refused = pump(client_read, server_write, mode.clone()) => refused,
-            refused = pump(server_read, client_write, mode.clone()) => refused,
+            refused = pump(client_read, server_write, mode.clone(), Direction::ToServer) => refused,
+            refused = pump(server_read, client_write, mode.clone(), Direction::ToClient) => refused,
         }
     };
     if refused {
@@ -184,7 +209,12 @@ async fn serve_connection(
 ///
 /// A server that answers and closes at once (ZooKeeper telling a client its session expired)
 /// must have that answer delivered: only `Refuse` may drop data already read.
-async fn pump<R, W>(mut from: R, mut to: W, mode: watch::Receiver<ProxyMode>) -> bool
+async fn pump<R, W>(
+    mut from: R,
+    mut to: W,
+    mode: watch::Receiver<ProxyMode>,
+    direction: Direction,
+) -> bool
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -196,7 +226,7 @@ where
         let mut mode = mode.clone();
         let mut buf = vec![0u8; 16 * 1024];
         loop {
-            if !wait_for_traffic(&mut mode).await {
+            if !wait_for_traffic(&mut mode, Some(direction)).await {
                 return true;
             }
             tokio::select! {
@@ -220,7 +250,7 @@ where
         let mut mode = mode.clone();
         while let Some((due, chunk)) = queued.recv().await {
             tokio::time::sleep_until(due).await;
-            if !wait_for_traffic(&mut mode).await {
+            if !wait_for_traffic(&mut mode, Some(direction)).await {
                 return true;
             }
             if to.write_all(&chunk).await.is_err() {

@@ -1,0 +1,259 @@
+//! The faults a run injects, and how they are drawn from the seed.
+//!
+//! An episode is one fault, or two that overlap: the second starts while the first still
+//! holds. At most one fault of an episode touches the ZooKeeper ensemble itself (a member
+//! killed, the quorum lost), so an episode never kills all three members.
+
+use std::fmt;
+use std::time::Duration;
+
+use zgres_sim::rng::Rng;
+
+/// One fault, on one node or on the ensemble.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// kill -9 of a whole node: its PostgreSQL, then its deadman (the supervisor restarts it).
+    KillNode(usize),
+    /// kill -9 of a node's PostgreSQL alone.
+    KillPostgres(usize),
+    /// SIGSTOP of a node's deadman (not its fence keeper), then SIGCONT.
+    PauseDeadman(usize),
+    /// Every ZooKeeper link of a node cut both ways.
+    ZookeeperCut(usize),
+    /// Every ZooKeeper link of a node cut and restored at random intervals.
+    ZookeeperFlap(usize),
+    /// Every ZooKeeper link of a node cut one way: requests held, replies pass.
+    ZookeeperRequestsHeld(usize),
+    /// Every ZooKeeper link of a node cut one way: replies held, requests pass.
+    ZookeeperRepliesHeld(usize),
+    /// Latency on every ZooKeeper link of a node.
+    ZookeeperLatency(usize, Duration),
+    /// No peer reaches a node's PostgreSQL (standbys, pg_rewind, pgbouncer): its inbound
+    /// proxy holds everything. Its own WAL receiver and its ZooKeeper links still work.
+    ReplicationCut(usize),
+    /// One ZooKeeper member killed, started again at the end.
+    ZookeeperMemberDown(usize),
+    /// Two of the three ZooKeeper members killed (no quorum), all but the one named; started
+    /// again at the end.
+    ZookeeperQuorumLost(usize),
+}
+
+/// The kinds, for the figures per kind.
+pub const KINDS: [&str; 11] = [
+    "kill-node",
+    "kill-postgres",
+    "pause-deadman",
+    "zk-cut",
+    "zk-flap",
+    "zk-requests-held",
+    "zk-replies-held",
+    "zk-latency",
+    "replication-cut",
+    "zk-member-down",
+    "zk-quorum-lost",
+];
+
+impl Fault {
+    /// The kind's name (one of [`KINDS`]).
+    pub fn kind(&self) -> &'static str {
+        let index = match self {
+            Fault::KillNode(_) => 0,
+            Fault::KillPostgres(_) => 1,
+            Fault::PauseDeadman(_) => 2,
+            Fault::ZookeeperCut(_) => 3,
+            Fault::ZookeeperFlap(_) => 4,
+            Fault::ZookeeperRequestsHeld(_) => 5,
+            Fault::ZookeeperRepliesHeld(_) => 6,
+            Fault::ZookeeperLatency(..) => 7,
+            Fault::ReplicationCut(_) => 8,
+            Fault::ZookeeperMemberDown(_) => 9,
+            Fault::ZookeeperQuorumLost(_) => 10,
+        };
+        KINDS[index]
+    }
+
+    /// The node it strikes, if it strikes one.
+    pub fn node(&self) -> Option<usize> {
+        match *self {
+            Fault::KillNode(n)
+            | Fault::KillPostgres(n)
+            | Fault::PauseDeadman(n)
+            | Fault::ZookeeperCut(n)
+            | Fault::ZookeeperFlap(n)
+            | Fault::ZookeeperRequestsHeld(n)
+            | Fault::ZookeeperRepliesHeld(n)
+            | Fault::ZookeeperLatency(n, _)
+            | Fault::ReplicationCut(n) => Some(n),
+            Fault::ZookeeperMemberDown(_) | Fault::ZookeeperQuorumLost(_) => None,
+        }
+    }
+
+    fn strikes_the_ensemble(&self) -> bool {
+        matches!(
+            self,
+            Fault::ZookeeperMemberDown(_) | Fault::ZookeeperQuorumLost(_)
+        )
+    }
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Fault::ZookeeperLatency(n, d) => write!(f, "zk-latency n{n} {}ms", d.as_millis()),
+            Fault::ZookeeperMemberDown(m) => write!(f, "zk-member-down zk{m}"),
+            Fault::ZookeeperQuorumLost(kept) => write!(f, "zk-quorum-lost (zk{kept} kept)"),
+            other => write!(f, "{} n{}", other.kind(), other.node().unwrap_or(0)),
+        }
+    }
+}
+
+/// A fault with when it starts (after the episode's start) and how long it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scheduled {
+    /// The fault.
+    pub fault: Fault,
+    /// From the episode's start.
+    pub starts_after: Duration,
+    /// How long it holds (zero for a kill, which the supervisor repairs).
+    pub holds_for: Duration,
+}
+
+impl Scheduled {
+    /// When it ends, from the episode's start.
+    pub fn ends_after(&self) -> Duration {
+        self.starts_after + self.holds_for
+    }
+}
+
+/// Draws episodes of one or two overlapping faults for a group of `nodes` nodes whose
+/// ZooKeeper session times out after `session`.
+#[derive(Debug, Clone)]
+pub struct Nemesis {
+    rng: Rng,
+    nodes: usize,
+    session: Duration,
+}
+
+impl Nemesis {
+    /// A nemesis drawing from `seed`.
+    pub fn new(seed: u64, nodes: usize, session: Duration) -> Self {
+        Nemesis {
+            rng: Rng::new(seed),
+            nodes,
+            session,
+        }
+    }
+
+    /// A random delay in `low..high` (also for the supervisor's restart delays).
+    pub fn delay(&mut self, low: Duration, high: Duration) -> Duration {
+        let ms = self
+            .rng
+            .range(low.as_millis() as u64, high.as_millis() as u64);
+        Duration::from_millis(ms)
+    }
+
+    /// A random number in `low..high`.
+    pub fn range(&mut self, low: u64, high: u64) -> u64 {
+        self.rng.range(low, high)
+    }
+
+    /// The next episode: one fault, and with a chance of two in five a second that starts
+    /// while the first holds (never a second one on the ensemble).
+    pub fn episode(&mut self) -> Vec<Scheduled> {
+        let first = self.fault(true);
+        let mut episode = vec![Scheduled {
+            fault: first,
+            starts_after: Duration::ZERO,
+            holds_for: self.holds_for(first),
+        }];
+        if self.rng.chance(400) {
+            let second = self.fault(!first.strikes_the_ensemble());
+            let window = episode[0].holds_for.max(Duration::from_millis(200));
+            let starts_after = self.delay(Duration::ZERO, window);
+            episode.push(Scheduled {
+                fault: second,
+                starts_after,
+                holds_for: self.holds_for(second),
+            });
+        }
+        episode
+    }
+
+    fn fault(&mut self, ensemble_allowed: bool) -> Fault {
+        let kinds = if ensemble_allowed { 11 } else { 9 };
+        let node = self.rng.range(0, self.nodes as u64) as usize;
+        match self.rng.range(0, kinds) {
+            0 => Fault::KillNode(node),
+            1 => Fault::KillPostgres(node),
+            2 => Fault::PauseDeadman(node),
+            3 => Fault::ZookeeperCut(node),
+            4 => Fault::ZookeeperFlap(node),
+            5 => Fault::ZookeeperRequestsHeld(node),
+            6 => Fault::ZookeeperRepliesHeld(node),
+            7 => Fault::ZookeeperLatency(node, Duration::from_millis(self.rng.range(50, 500))),
+            8 => Fault::ReplicationCut(node),
+            9 => Fault::ZookeeperMemberDown(self.rng.range(0, 3) as usize),
+            _ => Fault::ZookeeperQuorumLost(self.rng.range(0, 3) as usize),
+        }
+    }
+
+    /// Pauses and cuts hold 0.5–3 session timeouts (both sides of the fence deadline and of
+    /// the session expiry); flapping and latency up to 4; the quorum is lost for up to two.
+    fn holds_for(&mut self, fault: Fault) -> Duration {
+        let s = self.session.as_millis() as u64;
+        let ms = match fault {
+            Fault::KillNode(_) | Fault::KillPostgres(_) => 0,
+            Fault::PauseDeadman(_)
+            | Fault::ZookeeperCut(_)
+            | Fault::ZookeeperRequestsHeld(_)
+            | Fault::ZookeeperRepliesHeld(_) => self.rng.range(s / 2, 3 * s),
+            Fault::ReplicationCut(_) => self.rng.range(s / 2, 4 * s),
+            Fault::ZookeeperFlap(_) | Fault::ZookeeperLatency(..) => self.rng.range(s, 4 * s),
+            Fault::ZookeeperMemberDown(_) => self.rng.range(s / 2, 4 * s),
+            Fault::ZookeeperQuorumLost(_) => self.rng.range(s / 4, 2 * s),
+        };
+        Duration::from_millis(ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_seed_draws_the_same_episodes_and_every_kind_comes_up() {
+        let draw = |seed| {
+            let mut n = Nemesis::new(seed, 3, Duration::from_secs(2));
+            (0..300).map(|_| n.episode()).collect::<Vec<_>>()
+        };
+        let episodes = draw(7);
+        assert_eq!(episodes, draw(7));
+        assert_ne!(episodes, draw(8));
+        for kind in KINDS {
+            assert!(
+                episodes.iter().flatten().any(|s| s.fault.kind() == kind),
+                "{kind} never drawn"
+            );
+        }
+        assert!(episodes.iter().any(|e| e.len() == 2), "nothing overlaps");
+    }
+
+    #[test]
+    fn an_episode_never_strikes_the_ensemble_twice_and_overlaps_its_first_fault() {
+        let mut n = Nemesis::new(1, 3, Duration::from_secs(2));
+        for _ in 0..2_000 {
+            let e = n.episode();
+            let ensemble = e.iter().filter(|s| s.fault.strikes_the_ensemble()).count();
+            assert!(ensemble <= 1, "{e:?}");
+            if let [first, second] = &e[..] {
+                assert!(second.starts_after <= first.holds_for.max(Duration::from_millis(200)));
+            }
+            for s in &e {
+                assert!(s.holds_for <= Duration::from_secs(8), "{s:?}");
+                if let Fault::ZookeeperQuorumLost(_) = s.fault {
+                    assert!(s.holds_for <= Duration::from_secs(4), "{s:?}");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,262 @@
+//! A run: episodes of faults drawn from the seed, the supervisor restarting dead deadmen, the
+//! wait for the group to be whole after each episode, and the checker's verdict at the end.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::checker::{self, Record, Verdict};
+use crate::cluster::{Cluster, SIZE, TABLE};
+use crate::faults::{Nemesis, Scheduled};
+use crate::health;
+use crate::report::{self, Episode};
+use crate::workload::Workload;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Seeds the faults, their targets and timing, and the supervisor's delays.
+    pub seed: u64,
+    /// How many faults to inject (an episode of two overlapping faults counts two).
+    pub faults: usize,
+    /// `synchronous_mode = on` (no acknowledged write may be lost) or asynchronous.
+    pub synchronous: bool,
+    /// Where a failing run leaves every log.
+    pub logs_dir: PathBuf,
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub struct Outcome {
+    /// Every episode, in order.
+    pub episodes: Vec<Episode>,
+    /// The checker's findings.
+    pub verdict: Verdict,
+    /// Whether every invariant held and the group recovered after every episode.
+    pub passed: bool,
+}
+
+/// After its faults end, an episode fails when the group is not whole within two session
+/// timeouts plus this (a rewind or a clone, and the supervisor's restart delay).
+const REPAIR_ALLOWANCE: Duration = Duration::from_secs(90);
+/// How often the run looks at its faults and the supervisor at the deadmen.
+const TICK: Duration = Duration::from_millis(50);
+
+/// Restarts a dead deadman after a random delay, as systemd's `Restart=` would; records
+/// deadmen that exited without being killed by the run.
+struct Supervisor {
+    due: [Option<Instant>; SIZE],
+    unexpected_exits: Vec<String>,
+}
+
+impl Supervisor {
+    fn tick(&mut self, cluster: &mut Cluster, nemesis: &mut Nemesis, out: &mut impl Write) {
+        let now = Instant::now();
+        for n in 0..SIZE {
+            if let Some(how) = cluster.reap(n) {
+                let _ = writeln!(out, "    n{n}'s deadman exited by itself: {how}");
+                self.unexpected_exits.push(format!("n{n} deadman: {how}"));
+            }
+            if cluster.deadman_runs(n) {
+                continue;
+            }
+            match self.due[n] {
+                None => {
+                    let delay = nemesis.delay(Duration::from_millis(200), Duration::from_secs(3));
+                    self.due[n] = Some(now + delay);
+                }
+                Some(due) if now >= due => {
+                    self.due[n] = None;
+                    cluster.restart_deadman(n);
+                }
+                Some(_) => {}
+            }
+        }
+    }
+}
+
+/// One fault of the running episode.
+struct Running {
+    scheduled: Scheduled,
+    started: bool,
+    ended: bool,
+    /// A flapping cut: when it next toggles and whether it is cut now.
+    flap: Option<(Instant, bool)>,
+}
+
+/// Runs `options` to the end, printing the fault timeline to `out` as it goes. Panics when
+/// the group cannot be set up.
+pub async fn run(options: &Options, out: &mut impl Write) -> Outcome {
+    let mode = if options.synchronous { "sync" } else { "async" };
+    let _ = writeln!(
+        out,
+        "zgres-chaos: seed {} faults {} mode {mode}",
+        options.seed, options.faults
+    );
+    let mut cluster = Cluster::start(options.synchronous).await;
+    let session = cluster.session_timeout();
+    let epoch = Instant::now();
+    let workload = Workload::start(cluster.client_targets(), epoch);
+    let mut nemesis = Nemesis::new(options.seed, SIZE, session);
+    let mut supervisor = Supervisor {
+        due: [None; SIZE],
+        unexpected_exits: Vec::new(),
+    };
+    let mut episodes = Vec::new();
+    let mut injected = 0;
+    let mut recovered_every_time = true;
+    while injected < options.faults {
+        let plan = nemesis.episode();
+        injected += plan.len();
+        let started = Instant::now();
+        let faults_ended = play(&plan, &mut cluster, &mut nemesis, &mut supervisor, out).await;
+        let limit = 2 * session + REPAIR_ALLOWANCE;
+        let recovered = wait_whole(&mut cluster, &mut nemesis, &mut supervisor, limit, out).await;
+        let episode = Episode {
+            faults: plan.iter().map(|s| s.fault).collect(),
+            started_us: micros(epoch, started),
+            faults_ended_us: micros(epoch, faults_ended),
+            recovered_us: recovered.map(|at| micros(epoch, at)),
+            write_gap_us: 0,
+        };
+        let _ = writeln!(out, "{}", episode.line(&plan));
+        episodes.push(episode);
+        if recovered.is_none() {
+            recovered_every_time = false;
+            break;
+        }
+    }
+    let acks = workload.finish().await;
+    let record = Record {
+        final_ids: final_ids(&cluster).await,
+        history: cluster.history().await,
+        logs: cluster.logs(),
+        unexpected_exits: supervisor.unexpected_exits,
+        acks,
+    };
+    let verdict = checker::check(&record);
+    report::fill_write_gaps(&mut episodes, &record.acks);
+    let passed = recovered_every_time && verdict.passed(options.synchronous);
+    let _ = report::print(out, &episodes, &verdict, &record.acks, options.synchronous);
+    if !passed {
+        let dir = options.logs_dir.join(format!("seed-{}", options.seed));
+        match cluster.keep_logs(&dir) {
+            Ok(()) => {
+                let _ = writeln!(
+                    out,
+                    "FAILED (seed {}): logs in {}",
+                    options.seed,
+                    dir.display()
+                );
+            }
+            Err(e) => {
+                let _ = writeln!(out, "FAILED (seed {}); logs not kept: {e}", options.seed);
+            }
+        }
+    }
+    Outcome {
+        episodes,
+        verdict,
+        passed,
+    }
+}
+
+/// Applies and heals the episode's faults on their schedule; returns when the last ended.
+async fn play(
+    plan: &[Scheduled],
+    cluster: &mut Cluster,
+    nemesis: &mut Nemesis,
+    supervisor: &mut Supervisor,
+    out: &mut impl Write,
+) -> Instant {
+    let start = Instant::now();
+    let mut running: Vec<Running> = plan
+        .iter()
+        .map(|&scheduled| Running {
+            scheduled,
+            started: false,
+            ended: false,
+            flap: None,
+        })
+        .collect();
+    loop {
+        supervisor.tick(cluster, nemesis, out);
+        let now = Instant::now();
+        for r in &mut running {
+            let fault = r.scheduled.fault;
+            if !r.started && now >= start + r.scheduled.starts_after {
+                cluster.apply(fault);
+                r.started = true;
+                if let crate::faults::Fault::ZookeeperFlap(_) = fault {
+                    r.flap = Some((now + flap_interval(nemesis), true));
+                }
+            }
+            if r.started && !r.ended {
+                if now >= start + r.scheduled.ends_after() {
+                    cluster.heal(fault).await;
+                    r.ended = true;
+                } else if let (Some((next, cut)), Some(node)) = (r.flap, fault.node()) {
+                    if now >= next {
+                        cluster.flap(node, !cut);
+                        r.flap = Some((now + flap_interval(nemesis), !cut));
+                    }
+                }
+            }
+        }
+        if running.iter().all(|r| r.ended) {
+            return Instant::now();
+        }
+        tokio::time::sleep(TICK).await;
+    }
+}
+
+fn flap_interval(nemesis: &mut Nemesis) -> Duration {
+    nemesis.delay(Duration::from_millis(200), Duration::from_millis(1500))
+}
+
+/// Waits until the group is whole ([`health::whole`]), at most `limit`; when it is.
+async fn wait_whole(
+    cluster: &mut Cluster,
+    nemesis: &mut Nemesis,
+    supervisor: &mut Supervisor,
+    limit: Duration,
+    out: &mut impl Write,
+) -> Option<Instant> {
+    let deadline = Instant::now() + limit;
+    let ports = cluster.ports();
+    loop {
+        supervisor.tick(cluster, nemesis, out);
+        let last = match health::whole(&ports, &cluster.bouncer_conninfo()).await {
+            Ok(_) => return Some(Instant::now()),
+            Err(why) => why,
+        };
+        if Instant::now() >= deadline {
+            let _ = writeln!(out, "    not whole within {limit:?}: {last}");
+            return None;
+        }
+        tokio::time::sleep(TICK).await;
+    }
+}
+
+/// The ids in the final primary's table (empty when no single primary answers).
+async fn final_ids(cluster: &Cluster) -> std::collections::HashSet<i64> {
+    let ports = cluster.ports();
+    let Ok(primary) = health::whole(&ports, &cluster.bouncer_conninfo()).await else {
+        return Default::default();
+    };
+    let Some(node) = cluster.group.nodes.iter().find(|n| n.port() == primary) else {
+        return Default::default();
+    };
+    let Some(client) = node.client().await else {
+        return Default::default();
+    };
+    client
+        .query(&format!("SELECT id FROM {TABLE}"), &[])
+        .await
+        .map(|rows| rows.iter().map(|r| r.get(0)).collect())
+        .unwrap_or_default()
+}
+
+fn micros(epoch: Instant, at: Instant) -> u64 {
+    at.saturating_duration_since(epoch).as_micros() as u64
+}

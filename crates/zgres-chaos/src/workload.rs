@@ -1,0 +1,118 @@
+//! The clients: one writing to each node directly and one through pgbouncer. Each write is a
+//! transaction of its own with a unique id; every acknowledged one is recorded with the
+//! server that committed it and the client's monotonic send and acknowledge times.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio_postgres::NoTls;
+use tokio_util::sync::CancellationToken;
+
+use crate::checker::Ack;
+use crate::cluster::TABLE;
+
+/// A write that takes longer is abandoned (and not acknowledged): its connection is dropped.
+const WRITE_WITHIN: Duration = Duration::from_secs(3);
+/// Between writes, so that four clients leave the two cores to the daemons.
+const PACE: Duration = Duration::from_millis(10);
+
+/// The running clients.
+pub struct Workload {
+    stop: CancellationToken,
+    acks: Arc<Mutex<Vec<Ack>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Workload {
+    /// Starts one client per `(name, conninfo)` target; times are measured from `epoch`.
+    /// Each reconnects whenever its server stops answering. Call inside a tokio runtime.
+    pub fn start(targets: Vec<(String, String)>, epoch: Instant) -> Workload {
+        let stop = CancellationToken::new();
+        let acks = Arc::new(Mutex::new(Vec::new()));
+        let ids = Arc::new(AtomicI64::new(1));
+        let tasks = targets
+            .into_iter()
+            .map(|(name, conninfo)| {
+                let client = Client {
+                    name,
+                    conninfo,
+                    epoch,
+                    ids: ids.clone(),
+                    acks: acks.clone(),
+                };
+                tokio::spawn(client.run(stop.clone()))
+            })
+            .collect();
+        Workload { stop, acks, tasks }
+    }
+
+    /// The writes acknowledged so far.
+    pub fn acks(&self) -> Vec<Ack> {
+        self.acks.lock().expect("no client panics").clone()
+    }
+
+    /// Stops every client; returns all writes acknowledged.
+    pub async fn finish(self) -> Vec<Ack> {
+        self.stop.cancel();
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        let acks = self.acks.lock().expect("no client panics").clone();
+        acks
+    }
+}
+
+struct Client {
+    name: String,
+    conninfo: String,
+    epoch: Instant,
+    ids: Arc<AtomicI64>,
+    acks: Arc<Mutex<Vec<Ack>>>,
+}
+
+impl Client {
+    async fn run(self, stop: CancellationToken) {
+        let insert = format!(
+            "INSERT INTO {TABLE} (id, client) VALUES ($1, $2) RETURNING inet_server_port()"
+        );
+        while !stop.is_cancelled() {
+            let connected =
+                tokio::time::timeout(WRITE_WITHIN, tokio_postgres::connect(&self.conninfo, NoTls))
+                    .await;
+            let Ok(Ok((client, connection))) = connected else {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            };
+            tokio::spawn(connection);
+            while !stop.is_cancelled() {
+                let id = self.ids.fetch_add(1, Ordering::Relaxed);
+                let sent_us = self.micros();
+                let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&id, &self.name];
+                let write = client.query_one(&insert, &params);
+                match tokio::time::timeout(WRITE_WITHIN, write).await {
+                    Ok(Ok(row)) => {
+                        let acked_us = self.micros();
+                        let server: i32 = row.get(0);
+                        self.acks.lock().expect("no client panics").push(Ack {
+                            id,
+                            server: u16::try_from(server).unwrap_or(0),
+                            sent_us,
+                            acked_us,
+                        });
+                        tokio::time::sleep(PACE).await;
+                    }
+                    // An SQL error (a read-only standby): the connection is fine.
+                    Ok(Err(e)) if e.code().is_some() && !client.is_closed() => {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    _ => break,
+                }
+            }
+        }
+    }
+
+    fn micros(&self) -> u64 {
+        self.epoch.elapsed().as_micros() as u64
+    }
+}
