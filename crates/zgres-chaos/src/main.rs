@@ -19,9 +19,9 @@ enum Mode {
 }
 
 /// Random, overlapping faults against a real zgres group (3-member ZooKeeper, 3 PostgreSQL
-/// nodes with deadmen, zgres-sync with pgbouncer), judged by an independent checker. Build
-/// the workspace first (`cargo build --workspace --release`): it runs the daemons' binaries
-/// from the same target directory.
+/// nodes with deadmen, zgres-sync with pgbouncer), judged by an independent checker. It runs
+/// the daemons' binaries from its own target directory; under `cargo run` it builds them
+/// first.
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
@@ -37,6 +37,31 @@ struct Args {
     /// Where a failing run leaves its logs.
     #[arg(long, default_value = "target/chaos")]
     logs_dir: PathBuf,
+}
+
+/// Under `cargo run`, builds the daemons it runs with the same profile first, so that they
+/// are never missing nor older than their sources (cargo builds only this package's binary).
+fn build_the_daemons() -> Result<(), String> {
+    let Some(cargo) = std::env::var_os("CARGO") else {
+        return Ok(());
+    };
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
+    let profile = exe
+        .parent()
+        .and_then(|dir| dir.file_name())
+        .and_then(|name| name.to_str())
+        .unwrap_or("debug");
+    let profile = if profile == "debug" { "dev" } else { profile };
+    eprintln!("zgres-chaos: building zgres-deadman and zgres-sync (profile {profile})");
+    let status = std::process::Command::new(cargo)
+        .args(["build", "--profile", profile, "-p", "zgres-deadman", "-p", "zgres-sync"])
+        .status()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("cargo build of the daemons failed: {status}"))
+    }
 }
 
 fn main() -> ExitCode {
@@ -63,6 +88,10 @@ fn main() -> ExitCode {
         synchronous: matches!(args.mode, Mode::Sync),
         logs_dir: args.logs_dir,
     };
+    if let Err(e) = build_the_daemons() {
+        eprintln!("zgres-chaos: {e}");
+        return ExitCode::FAILURE;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
