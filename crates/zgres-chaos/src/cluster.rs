@@ -35,6 +35,8 @@ pub struct Cluster {
     inbound: Vec<FaultProxy>,
     /// Per node, the pid of its deadman while this run holds it stopped.
     paused: Vec<Option<u32>>,
+    /// A running `zgresctl restart`: its exit code and output once it returns.
+    operation: Option<std::thread::JoinHandle<(i32, String)>>,
 }
 
 impl Cluster {
@@ -43,11 +45,11 @@ impl Cluster {
     ///
     /// Node `i` advertises `127.0.0.(11+i)` with its PostgreSQL's port, where its inbound proxy
     /// listens and forwards to the server on 127.0.0.1; its deadman probes 127.0.0.1 directly.
-    pub async fn start(synchronous: bool) -> Cluster {
+    pub async fn start(synchronous: bool, timing: Timing) -> Cluster {
         let zk = ZkCluster::start(SIZE)
             .await
             .expect("a 3-member ZooKeeper ensemble");
-        let mut group = Group::prepare_on(zk, SIZE, Timing::default()).await;
+        let mut group = Group::prepare_on(zk, SIZE, timing).await;
         let mut zookeeper_links = Vec::new();
         let mut inbound = Vec::new();
         for (i, node) in group.nodes.iter_mut().enumerate() {
@@ -101,6 +103,7 @@ impl Cluster {
             zookeeper_links,
             inbound,
             paused: vec![None; SIZE],
+            operation: None,
         }
     }
 
@@ -160,6 +163,17 @@ impl Cluster {
             Fault::ZookeeperRepliesHeld(n) => self.set_links(n, ProxyMode::HoldToClient),
             Fault::ZookeeperLatency(n, delay) => self.set_links(n, ProxyMode::Delay(delay)),
             Fault::ReplicationCut(n) => self.inbound[n].set_mode(ProxyMode::Blackhole),
+            Fault::ReexecDeadman(n) => {
+                if let Some(deadman) = &self.group.nodes[n].deadman {
+                    let _ = kill(Pid::from_raw(deadman.pid() as i32), Signal::SIGUSR2);
+                }
+            }
+            Fault::RollingRestart => {
+                let zookeeper = self.group.zk.connect_string();
+                self.operation = Some(std::thread::spawn(move || {
+                    zgres_testkit::zgresctl::run(&zookeeper, &["restart", "main", "--force"])
+                }));
+            }
             Fault::ZookeeperMemberDown(m) => self.group.zk.kill_member(m),
             Fault::ZookeeperQuorumLost(kept) => {
                 for m in (0..SIZE).filter(|&m| m != kept) {
@@ -183,7 +197,10 @@ impl Cluster {
     /// Panics when a ZooKeeper member does not serve again within a minute.
     pub async fn heal(&mut self, fault: Fault) {
         match fault {
-            Fault::KillNode(_) | Fault::KillPostgres(_) => {}
+            Fault::KillNode(_)
+            | Fault::KillPostgres(_)
+            | Fault::ReexecDeadman(_)
+            | Fault::RollingRestart => {}
             Fault::PauseDeadman(n) => {
                 // Only the process this run stopped: a kill meanwhile may have replaced it.
                 let current = self.group.nodes[n].deadman.as_ref().map(|d| d.pid());
@@ -204,6 +221,20 @@ impl Cluster {
                 }
             }
         }
+    }
+
+    /// Whether an operation this run started (`zgresctl restart`) still runs.
+    pub fn operation_running(&self) -> bool {
+        self.operation.as_ref().is_some_and(|o| !o.is_finished())
+    }
+
+    /// The finished operation's exit code and output, once.
+    pub fn finished_operation(&mut self) -> Option<(i32, String)> {
+        if self.operation_running() {
+            return None;
+        }
+        let outcome = self.operation.take()?.join();
+        Some(outcome.unwrap_or((-1, "zgresctl's thread panicked".into())))
     }
 
     async fn restart_member(&mut self, m: usize) {

@@ -28,6 +28,13 @@ pub enum Fault {
     ZookeeperRepliesHeld(usize),
     /// Latency on every ZooKeeper link of a node.
     ZookeeperLatency(usize, Duration),
+    /// SIGUSR2 to a node's deadman: it re-executes its binary (an upgrade), keeping
+    /// PostgreSQL and its ZooKeeper session. An operation: it must never cause a failover.
+    ReexecDeadman(usize),
+    /// `zgresctl restart GROUP --force`: every node restarted, replicas first, the primary in
+    /// place keeping the lock. An operation: it must never cause a failover. Holds until the
+    /// command returns.
+    RollingRestart,
     /// No peer reaches a node's PostgreSQL (standbys, pg_rewind, pgbouncer): its inbound
     /// proxy holds everything. Its own WAL receiver and its ZooKeeper links still work.
     ReplicationCut(usize),
@@ -39,7 +46,7 @@ pub enum Fault {
 }
 
 /// The kinds, for the figures per kind.
-pub const KINDS: [&str; 11] = [
+pub const KINDS: [&str; 13] = [
     "kill-node",
     "kill-postgres",
     "pause-deadman",
@@ -49,6 +56,8 @@ pub const KINDS: [&str; 11] = [
     "zk-replies-held",
     "zk-latency",
     "replication-cut",
+    "deadman-reexec",
+    "rolling-restart",
     "zk-member-down",
     "zk-quorum-lost",
 ];
@@ -66,8 +75,10 @@ impl Fault {
             Fault::ZookeeperRepliesHeld(_) => 6,
             Fault::ZookeeperLatency(..) => 7,
             Fault::ReplicationCut(_) => 8,
-            Fault::ZookeeperMemberDown(_) => 9,
-            Fault::ZookeeperQuorumLost(_) => 10,
+            Fault::ReexecDeadman(_) => 9,
+            Fault::RollingRestart => 10,
+            Fault::ZookeeperMemberDown(_) => 11,
+            Fault::ZookeeperQuorumLost(_) => 12,
         };
         KINDS[index]
     }
@@ -83,9 +94,18 @@ impl Fault {
             | Fault::ZookeeperRequestsHeld(n)
             | Fault::ZookeeperRepliesHeld(n)
             | Fault::ZookeeperLatency(n, _)
-            | Fault::ReplicationCut(n) => Some(n),
-            Fault::ZookeeperMemberDown(_) | Fault::ZookeeperQuorumLost(_) => None,
+            | Fault::ReplicationCut(n)
+            | Fault::ReexecDeadman(n) => Some(n),
+            Fault::RollingRestart
+            | Fault::ZookeeperMemberDown(_)
+            | Fault::ZookeeperQuorumLost(_) => None,
         }
+    }
+
+    /// Whether it is an operator's operation (an upgrade, a restart), which must never cause
+    /// a failover when it runs alone.
+    pub fn is_operation(&self) -> bool {
+        matches!(self, Fault::ReexecDeadman(_) | Fault::RollingRestart)
     }
 
     fn strikes_the_ensemble(&self) -> bool {
@@ -101,6 +121,7 @@ impl fmt::Display for Fault {
         match self {
             Fault::ZookeeperLatency(n, d) => write!(f, "zk-latency n{n} {}ms", d.as_millis()),
             Fault::ZookeeperMemberDown(m) => write!(f, "zk-member-down zk{m}"),
+            Fault::RollingRestart => f.write_str("rolling-restart"),
             Fault::ZookeeperQuorumLost(kept) => write!(f, "zk-quorum-lost (zk{kept} kept)"),
             other => write!(f, "{} n{}", other.kind(), other.node().unwrap_or(0)),
         }
@@ -180,7 +201,7 @@ impl Nemesis {
     }
 
     fn fault(&mut self, ensemble_allowed: bool) -> Fault {
-        let kinds = if ensemble_allowed { 11 } else { 9 };
+        let kinds = if ensemble_allowed { 13 } else { 11 };
         let node = self.rng.range(0, self.nodes as u64) as usize;
         match self.rng.range(0, kinds) {
             0 => Fault::KillNode(node),
@@ -192,7 +213,9 @@ impl Nemesis {
             6 => Fault::ZookeeperRepliesHeld(node),
             7 => Fault::ZookeeperLatency(node, Duration::from_millis(self.rng.range(50, 500))),
             8 => Fault::ReplicationCut(node),
-            9 => Fault::ZookeeperMemberDown(self.rng.range(0, 3) as usize),
+            9 => Fault::ReexecDeadman(node),
+            10 => Fault::RollingRestart,
+            11 => Fault::ZookeeperMemberDown(self.rng.range(0, 3) as usize),
             _ => Fault::ZookeeperQuorumLost(self.rng.range(0, 3) as usize),
         }
     }
@@ -202,7 +225,10 @@ impl Nemesis {
     fn holds_for(&mut self, fault: Fault) -> Duration {
         let s = self.session.as_millis() as u64;
         let ms = match fault {
-            Fault::KillNode(_) | Fault::KillPostgres(_) => 0,
+            Fault::KillNode(_)
+            | Fault::KillPostgres(_)
+            | Fault::ReexecDeadman(_)
+            | Fault::RollingRestart => 0,
             Fault::PauseDeadman(_)
             | Fault::ZookeeperCut(_)
             | Fault::ZookeeperRequestsHeld(_)

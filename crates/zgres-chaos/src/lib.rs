@@ -22,4 +22,5 @@ pub mod faults;
 pub mod health;
 pub mod report;
 pub mod run;
+pub mod soak;
 pub mod workload;

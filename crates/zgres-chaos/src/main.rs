@@ -8,7 +8,15 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
-use zgres_chaos::run::{run, Options};
+use zgres_chaos::run::{run, Options, Profile};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Timing {
+    /// Session 2 s, ZooKeeper tickTime 200 ms.
+    Fast,
+    /// The deadman's defaults (session 4 s), ZooKeeper's default tickTime (2 s).
+    Defaults,
+}
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Mode {
@@ -37,6 +45,13 @@ struct Args {
     /// Where a failing run leaves its logs.
     #[arg(long, default_value = "target/chaos")]
     logs_dir: PathBuf,
+    /// Timing profile of the deadmen and ZooKeeper.
+    #[arg(long, value_enum, default_value_t = Timing::Fast)]
+    timing: Timing,
+    /// No faults: run this long (e.g. `1h`) with writers plus CPU and disk load, and report
+    /// every lock change and fence (false failovers).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    soak: Option<std::time::Duration>,
 }
 
 /// Under `cargo run`, builds the daemons it runs with the same profile first, so that they
@@ -52,9 +67,10 @@ fn build_the_daemons() -> Result<(), String> {
         .and_then(|name| name.to_str())
         .unwrap_or("debug");
     let profile = if profile == "debug" { "dev" } else { profile };
-    eprintln!("zgres-chaos: building zgres-deadman and zgres-sync (profile {profile})");
+    eprintln!("zgres-chaos: building zgres-deadman, zgres-sync and zgresctl (profile {profile})");
     let status = std::process::Command::new(cargo)
-        .args(["build", "--profile", profile, "-p", "zgres-deadman", "-p", "zgres-sync"])
+        .args(["build", "--profile", profile])
+        .args(["-p", "zgres-deadman", "-p", "zgres-sync", "-p", "zgresctl"])
         .status()
         .map_err(|e| format!("cannot run cargo: {e}"))?;
     if status.success() {
@@ -87,7 +103,17 @@ fn main() -> ExitCode {
         faults: args.faults,
         synchronous: matches!(args.mode, Mode::Sync),
         logs_dir: args.logs_dir,
+        profile: match args.timing {
+            Timing::Fast => Profile::Fast,
+            Timing::Defaults => Profile::Defaults,
+        },
+        soak: args.soak,
     };
+    // Read by the testkit when it starts the ensemble; nothing else runs yet.
+    std::env::set_var(
+        "ZGRES_TEST_ZK_TICK_MS",
+        options.profile.zookeeper_tick_ms().to_string(),
+    );
     if let Err(e) = build_the_daemons() {
         eprintln!("zgres-chaos: {e}");
         return ExitCode::FAILURE;

@@ -11,6 +11,8 @@ use crate::faults::{Fault, Scheduled, KINDS};
 pub struct Episode {
     /// Its faults (one, or two overlapping).
     pub faults: Vec<Fault>,
+    /// The node that was the primary when it started, if the group was whole.
+    pub primary_before: Option<usize>,
     /// When it started, µs into the run.
     pub started_us: u64,
     /// When its last fault ended.
@@ -46,8 +48,11 @@ impl Episode {
             Some(us) => format!("whole again {:.2}s after", us as f64 / 1e6),
             None => "NOT whole again".into(),
         };
+        let primary = self
+            .primary_before
+            .map_or("primary ?".into(), |n| format!("primary n{n}"));
         format!(
-            "[{:8.1}s] {}; {recovered}",
+            "[{:8.1}s] {primary}: {}; {recovered}",
             self.started_us as f64 / 1e6,
             faults.join(" + ")
         )
@@ -177,6 +182,7 @@ mod tests {
     fn the_write_gap_is_the_longest_stretch_without_an_ack_within_the_episode() {
         let mut episodes = vec![Episode {
             faults: vec![Fault::KillPostgres(0)],
+            primary_before: Some(0),
             started_us: 100,
             faults_ended_us: 100,
             recovered_us: Some(1_000),

@@ -11,6 +11,41 @@ use crate::faults::{Nemesis, Scheduled};
 use crate::health;
 use crate::report::{self, Episode};
 use crate::workload::Workload;
+use zgres_testkit::group::Timing;
+
+/// The deadmen's and ZooKeeper's timing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// Session 2 s (fence margin 0.5 s, rounds every 0.2 s), ZooKeeper tickTime 200 ms.
+    Fast,
+    /// The deadman's documented defaults (session 4 s, fence margin 1 s, rounds every 2 s),
+    /// ZooKeeper's default tickTime of 2 s.
+    Defaults,
+}
+
+impl Profile {
+    /// The deadmen's timing.
+    pub fn timing(self) -> Timing {
+        match self {
+            Profile::Fast => Timing::default(),
+            Profile::Defaults => Timing {
+                session_timeout_ms: 4_000,
+                fence_margin_ms: 1_000,
+                primary_restart_timeout_ms: 10_000,
+                loop_interval_ms: 2_000,
+                state_refresh_ms: 30_000,
+            },
+        }
+    }
+
+    /// ZooKeeper's tickTime, ms (the testkit reads it from `ZGRES_TEST_ZK_TICK_MS`).
+    pub fn zookeeper_tick_ms(self) -> u64 {
+        match self {
+            Profile::Fast => 200,
+            Profile::Defaults => 2_000,
+        }
+    }
+}
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -23,6 +58,10 @@ pub struct Options {
     pub synchronous: bool,
     /// Where a failing run leaves every log.
     pub logs_dir: PathBuf,
+    /// The timing profile.
+    pub profile: Profile,
+    /// Instead of faults: this long without any, under load, counting false failovers.
+    pub soak: Option<Duration>,
 }
 
 /// How a run ended.
@@ -30,8 +69,8 @@ pub struct Options {
 pub struct Outcome {
     /// Every episode, in order.
     pub episodes: Vec<Episode>,
-    /// The checker's findings.
-    pub verdict: Verdict,
+    /// The checker's findings (none for a soak, which prints its own).
+    pub verdict: Option<Verdict>,
     /// Whether every invariant held and the group recovered after every episode.
     pub passed: bool,
 }
@@ -93,7 +132,15 @@ pub async fn run(options: &Options, out: &mut impl Write) -> Outcome {
         "zgres-chaos: seed {} faults {} mode {mode}",
         options.seed, options.faults
     );
-    let mut cluster = Cluster::start(options.synchronous).await;
+    let mut cluster = Cluster::start(options.synchronous, options.profile.timing()).await;
+    if let Some(duration) = options.soak {
+        let soaked = crate::soak::soak(&mut cluster, duration, options.synchronous, out).await;
+        return Outcome {
+            episodes: Vec::new(),
+            verdict: None,
+            passed: soaked.passed,
+        };
+    }
     let session = cluster.session_timeout();
     let epoch = Instant::now();
     let workload = Workload::start(cluster.client_targets(), epoch);
@@ -105,21 +152,37 @@ pub async fn run(options: &Options, out: &mut impl Write) -> Outcome {
     let mut episodes = Vec::new();
     let mut injected = 0;
     let mut recovered_every_time = true;
+    let mut operation_failovers = Vec::new();
+    let mut primary = Some(0);
     while injected < options.faults {
         let plan = nemesis.episode();
         injected += plan.len();
         let started = Instant::now();
+        let operations_only = plan.iter().all(|s| s.fault.is_operation());
+        let timelines_before = timelines(&cluster).await;
         let faults_ended = play(&plan, &mut cluster, &mut nemesis, &mut supervisor, out).await;
         let limit = 2 * session + REPAIR_ALLOWANCE;
         let recovered = wait_whole(&mut cluster, &mut nemesis, &mut supervisor, limit, out).await;
+        let primary_before = primary;
+        primary = recovered.and_then(|(_, port)| cluster.ports().iter().position(|&p| p == port));
+        let recovered = recovered.map(|(at, _)| at);
         let episode = Episode {
             faults: plan.iter().map(|s| s.fault).collect(),
+            primary_before,
             started_us: micros(epoch, started),
             faults_ended_us: micros(epoch, faults_ended),
             recovered_us: recovered.map(|at| micros(epoch, at)),
             write_gap_us: 0,
         };
         let _ = writeln!(out, "{}", episode.line(&plan));
+        let timelines_after = timelines(&cluster).await;
+        if operations_only && timelines_after != timelines_before {
+            let _ = writeln!(out, "    a failover during an operation alone");
+            operation_failovers.push(format!(
+                "{}: timelines {timelines_before:?} became {timelines_after:?}",
+                episode.line(&plan)
+            ));
+        }
         episodes.push(episode);
         if recovered.is_none() {
             recovered_every_time = false;
@@ -136,8 +199,14 @@ pub async fn run(options: &Options, out: &mut impl Write) -> Outcome {
     };
     let verdict = checker::check(&record);
     report::fill_write_gaps(&mut episodes, &record.acks);
-    let passed = recovered_every_time && verdict.passed(options.synchronous);
+    let passed = recovered_every_time
+        && operation_failovers.is_empty()
+        && verdict.passed(options.synchronous);
     let _ = report::print(out, &episodes, &verdict, &record.acks, options.synchronous);
+    let _ = writeln!(
+        out,
+        "failovers caused by operations alone: {operation_failovers:?}"
+    );
     if !passed {
         let dir = options.logs_dir.join(format!("seed-{}", options.seed));
         match cluster.keep_logs(&dir) {
@@ -156,7 +225,7 @@ pub async fn run(options: &Options, out: &mut impl Write) -> Outcome {
     }
     Outcome {
         episodes,
-        verdict,
+        verdict: Some(verdict),
         passed,
     }
 }
@@ -192,7 +261,19 @@ async fn play(
                 }
             }
             if r.started && !r.ended {
-                if now >= start + r.scheduled.ends_after() {
+                if fault == crate::faults::Fault::RollingRestart {
+                    // Holds until zgresctl returns; it may fail when other faults overlap.
+                    if let Some((code, output)) = cluster.finished_operation() {
+                        if code != 0 {
+                            let _ = writeln!(
+                                out,
+                                "    zgresctl restart exited {code}: {}",
+                                output.trim()
+                            );
+                        }
+                        r.ended = true;
+                    }
+                } else if now >= start + r.scheduled.ends_after() {
                     cluster.heal(fault).await;
                     r.ended = true;
                 } else if let (Some((next, cut)), Some(node)) = (r.flap, fault.node()) {
@@ -214,20 +295,21 @@ fn flap_interval(nemesis: &mut Nemesis) -> Duration {
     nemesis.delay(Duration::from_millis(200), Duration::from_millis(1500))
 }
 
-/// Waits until the group is whole ([`health::whole`]), at most `limit`; when it is.
+/// Waits until the group is whole ([`health::whole`]), at most `limit`; when it is, and its
+/// primary's port.
 async fn wait_whole(
     cluster: &mut Cluster,
     nemesis: &mut Nemesis,
     supervisor: &mut Supervisor,
     limit: Duration,
     out: &mut impl Write,
-) -> Option<Instant> {
+) -> Option<(Instant, u16)> {
     let deadline = Instant::now() + limit;
     let ports = cluster.ports();
     loop {
         supervisor.tick(cluster, nemesis, out);
         let last = match health::whole(&ports, &cluster.bouncer_conninfo()).await {
-            Ok(_) => return Some(Instant::now()),
+            Ok(primary) => return Some((Instant::now(), primary)),
             Err(why) => why,
         };
         if Instant::now() >= deadline {
@@ -239,7 +321,7 @@ async fn wait_whole(
 }
 
 /// The ids in the final primary's table (empty when no single primary answers).
-async fn final_ids(cluster: &Cluster) -> std::collections::HashSet<i64> {
+pub(crate) async fn final_ids(cluster: &Cluster) -> std::collections::HashSet<i64> {
     let ports = cluster.ports();
     let Ok(primary) = health::whole(&ports, &cluster.bouncer_conninfo()).await else {
         return Default::default();
@@ -254,6 +336,15 @@ async fn final_ids(cluster: &Cluster) -> std::collections::HashSet<i64> {
         .query(&format!("SELECT id FROM {TABLE}"), &[])
         .await
         .map(|rows| rows.iter().map(|r| r.get(0)).collect())
+        .unwrap_or_default()
+}
+
+/// The timelines `/history` records now (read with the checker's own reader).
+async fn timelines(cluster: &Cluster) -> Vec<u64> {
+    cluster
+        .history()
+        .await
+        .and_then(|bytes| checker::history_timelines(&bytes).ok())
         .unwrap_or_default()
 }
 
