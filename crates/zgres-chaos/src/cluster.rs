@@ -35,8 +35,8 @@ pub struct Cluster {
     inbound: Vec<FaultProxy>,
     /// Per node, the pid of its deadman while this run holds it stopped.
     paused: Vec<Option<u32>>,
-    /// A running `zgresctl restart`: its exit code and output once it returns.
-    operation: Option<std::thread::JoinHandle<(i32, String)>>,
+    /// The `zgresctl restart`s started and not yet collected: exit code and output.
+    operations: Vec<std::thread::JoinHandle<(i32, String)>>,
 }
 
 impl Cluster {
@@ -103,7 +103,7 @@ impl Cluster {
             zookeeper_links,
             inbound,
             paused: vec![None; SIZE],
-            operation: None,
+            operations: Vec::new(),
         }
     }
 
@@ -170,7 +170,7 @@ impl Cluster {
             }
             Fault::RollingRestart => {
                 let zookeeper = self.group.zk.connect_string();
-                self.operation = Some(std::thread::spawn(move || {
+                self.operations.push(std::thread::spawn(move || {
                     zgres_testkit::zgresctl::run(&zookeeper, &["restart", "main", "--force"])
                 }));
             }
@@ -225,16 +225,22 @@ impl Cluster {
 
     /// Whether an operation this run started (`zgresctl restart`) still runs.
     pub fn operation_running(&self) -> bool {
-        self.operation.as_ref().is_some_and(|o| !o.is_finished())
+        self.operations.iter().any(|o| !o.is_finished())
     }
 
-    /// The finished operation's exit code and output, once.
-    pub fn finished_operation(&mut self) -> Option<(i32, String)> {
-        if self.operation_running() {
-            return None;
-        }
-        let outcome = self.operation.take()?.join();
-        Some(outcome.unwrap_or((-1, "zgresctl's thread panicked".into())))
+    /// The exit code and output of each operation that finished since the last call.
+    pub fn finished_operations(&mut self) -> Vec<(i32, String)> {
+        let (finished, running) = std::mem::take(&mut self.operations)
+            .into_iter()
+            .partition(|o| o.is_finished());
+        self.operations = running;
+        finished
+            .into_iter()
+            .map(|o: std::thread::JoinHandle<(i32, String)>| {
+                o.join()
+                    .unwrap_or((-1, "zgresctl's thread panicked".into()))
+            })
+            .collect()
     }
 
     async fn restart_member(&mut self, m: usize) {

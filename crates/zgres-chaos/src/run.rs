@@ -262,8 +262,9 @@ async fn play(
             }
             if r.started && !r.ended {
                 if fault == crate::faults::Fault::RollingRestart {
-                    // Holds until zgresctl returns; it may fail when other faults overlap.
-                    if let Some((code, output)) = cluster.finished_operation() {
+                    // Holds until every zgresctl started returns; one may fail when other
+                    // faults overlap (or a second restart finds the first's requests).
+                    for (code, output) in cluster.finished_operations() {
                         if code != 0 {
                             let _ = writeln!(
                                 out,
@@ -271,8 +272,8 @@ async fn play(
                                 output.trim()
                             );
                         }
-                        r.ended = true;
                     }
+                    r.ended = !cluster.operation_running();
                 } else if now >= start + r.scheduled.ends_after() {
                     cluster.heal(fault).await;
                     r.ended = true;
