@@ -280,6 +280,25 @@ impl Cluster {
         self.group.start(n);
     }
 
+    /// The ids in the final primary's table (empty when the group is not whole).
+    pub async fn final_ids(&self) -> std::collections::HashSet<i64> {
+        let Ok(primary) = crate::health::whole(&self.ports(), &self.bouncer_conninfo()).await
+        else {
+            return Default::default();
+        };
+        let Some(node) = self.group.nodes.iter().find(|n| n.port() == primary) else {
+            return Default::default();
+        };
+        let Some(client) = node.client().await else {
+            return Default::default();
+        };
+        client
+            .query(&format!("SELECT id FROM {TABLE}"), &[])
+            .await
+            .map(|rows| rows.iter().map(|r| r.get(0)).collect())
+            .unwrap_or_default()
+    }
+
     /// `/history`'s bytes, if it exists and ZooKeeper answers.
     pub async fn history(&self) -> Option<Vec<u8>> {
         let client = self.group.zk_client().await;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::checker::{self, Record, Verdict};
-use crate::cluster::{Cluster, SIZE, TABLE};
+use crate::cluster::{Cluster, SIZE};
 use crate::faults::{Nemesis, Scheduled};
 use crate::health;
 use crate::report::{self, Episode};
@@ -191,7 +191,7 @@ pub async fn run(options: &Options, out: &mut impl Write) -> Outcome {
     }
     let acks = workload.finish().await;
     let record = Record {
-        final_ids: final_ids(&cluster).await,
+        final_ids: cluster.final_ids().await,
         history: cluster.history().await,
         logs: cluster.logs(),
         unexpected_exits: supervisor.unexpected_exits,
@@ -319,25 +319,6 @@ async fn wait_whole(
         }
         tokio::time::sleep(TICK).await;
     }
-}
-
-/// The ids in the final primary's table (empty when no single primary answers).
-pub(crate) async fn final_ids(cluster: &Cluster) -> std::collections::HashSet<i64> {
-    let ports = cluster.ports();
-    let Ok(primary) = health::whole(&ports, &cluster.bouncer_conninfo()).await else {
-        return Default::default();
-    };
-    let Some(node) = cluster.group.nodes.iter().find(|n| n.port() == primary) else {
-        return Default::default();
-    };
-    let Some(client) = node.client().await else {
-        return Default::default();
-    };
-    client
-        .query(&format!("SELECT id FROM {TABLE}"), &[])
-        .await
-        .map(|rows| rows.iter().map(|r| r.get(0)).collect())
-        .unwrap_or_default()
 }
 
 /// The timelines `/history` records now (read with the checker's own reader).

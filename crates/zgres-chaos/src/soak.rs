@@ -123,7 +123,7 @@ pub async fn soak(
         })
         .collect();
     let record = Record {
-        final_ids: crate::run::final_ids(cluster).await,
+        final_ids: cluster.final_ids().await,
         history: cluster.history().await,
         logs,
         unexpected_exits,
