@@ -4,13 +4,13 @@
 use std::io::{self, Write};
 
 use crate::checker::{Ack, Verdict};
-use crate::faults::{Fault, Scheduled, KINDS};
+use crate::faults::{Scheduled, KINDS};
 
 /// One episode of a run.
 #[derive(Debug, Clone)]
 pub struct Episode {
-    /// Its faults (one, or two overlapping).
-    pub faults: Vec<Fault>,
+    /// Its faults (one, or two overlapping), as scheduled.
+    pub plan: Vec<Scheduled>,
     /// The node that was the primary when it started, if the group was whole.
     pub primary_before: Option<usize>,
     /// When it started, µs into the run.
@@ -32,8 +32,9 @@ impl Episode {
     }
 
     /// The timeline line printed as the run goes.
-    pub fn line(&self, plan: &[Scheduled]) -> String {
-        let faults: Vec<String> = plan
+    pub fn line(&self) -> String {
+        let faults: Vec<String> = self
+            .plan
             .iter()
             .map(|s| {
                 format!(
@@ -115,7 +116,7 @@ pub fn print(
     for kind in KINDS {
         let of_kind: Vec<&Episode> = episodes
             .iter()
-            .filter(|e| e.faults.iter().any(|f| f.kind() == kind))
+            .filter(|e| e.plan.iter().any(|s| s.fault.kind() == kind))
             .collect();
         if of_kind.is_empty() {
             continue;
@@ -130,7 +131,13 @@ pub fn print(
             figures(&mut gaps)
         )?;
     }
-    let overlapping = episodes.iter().filter(|e| e.faults.len() > 1).count();
+    let mut by_gap: Vec<&Episode> = episodes.iter().collect();
+    by_gap.sort_by_key(|e| std::cmp::Reverse(e.write_gap_us));
+    writeln!(out, "\nlongest write gaps:")?;
+    for e in by_gap.iter().take(8) {
+        writeln!(out, "{:6.2}s  {}", e.write_gap_us as f64 / 1e6, e.line())?;
+    }
+    let overlapping = episodes.iter().filter(|e| e.plan.len() > 1).count();
     writeln!(
         out,
         "\nepisodes {} (overlapping {overlapping}), acknowledged writes {}",
@@ -181,7 +188,11 @@ mod tests {
     #[test]
     fn the_write_gap_is_the_longest_stretch_without_an_ack_within_the_episode() {
         let mut episodes = vec![Episode {
-            faults: vec![Fault::KillPostgres(0)],
+            plan: vec![Scheduled {
+                fault: crate::faults::Fault::KillPostgres(0),
+                starts_after: std::time::Duration::ZERO,
+                holds_for: std::time::Duration::ZERO,
+            }],
             primary_before: Some(0),
             started_us: 100,
             faults_ended_us: 100,

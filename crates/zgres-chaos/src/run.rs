@@ -167,20 +167,20 @@ pub async fn run(options: &Options, out: &mut impl Write) -> Outcome {
         primary = recovered.and_then(|(_, port)| cluster.ports().iter().position(|&p| p == port));
         let recovered = recovered.map(|(at, _)| at);
         let episode = Episode {
-            faults: plan.iter().map(|s| s.fault).collect(),
+            plan: plan.clone(),
             primary_before,
             started_us: micros(epoch, started),
             faults_ended_us: micros(epoch, faults_ended),
             recovered_us: recovered.map(|at| micros(epoch, at)),
             write_gap_us: 0,
         };
-        let _ = writeln!(out, "{}", episode.line(&plan));
+        let _ = writeln!(out, "{}", episode.line());
         let timelines_after = timelines(&cluster).await;
         if operations_only && timelines_after != timelines_before {
             let _ = writeln!(out, "    a failover during an operation alone");
             operation_failovers.push(format!(
                 "{}: timelines {timelines_before:?} became {timelines_after:?}",
-                episode.line(&plan)
+                episode.line()
             ));
         }
         episodes.push(episode);
