@@ -146,11 +146,21 @@ impl Scheduled {
     }
 }
 
+/// A random delay in `low..high` drawn from `rng`.
+pub fn random_delay(rng: &mut Rng, low: Duration, high: Duration) -> Duration {
+    Duration::from_millis(rng.range(low.as_millis() as u64, high.as_millis() as u64))
+}
+
 /// Draws episodes of one or two overlapping faults for a group of `nodes` nodes whose
 /// ZooKeeper session times out after `session`.
 #[derive(Debug, Clone)]
 pub struct Nemesis {
-    rng: Rng,
+    /// The episodes' faults, targets and timing: drawn once per episode, so a seed always
+    /// gives the same plan.
+    plan: Rng,
+    /// Draws whose number depends on how the run goes (a flap's toggles): a stream of their
+    /// own, so they never shift the plan.
+    jitter: Rng,
     nodes: usize,
     session: Duration,
 }
@@ -159,23 +169,16 @@ impl Nemesis {
     /// A nemesis drawing from `seed`.
     pub fn new(seed: u64, nodes: usize, session: Duration) -> Self {
         Nemesis {
-            rng: Rng::new(seed),
+            plan: Rng::new(seed),
+            jitter: Rng::new(seed ^ 0x6A09_E667_F3BC_C908),
             nodes,
             session,
         }
     }
 
-    /// A random delay in `low..high` (also for the supervisor's restart delays).
-    pub fn delay(&mut self, low: Duration, high: Duration) -> Duration {
-        let ms = self
-            .rng
-            .range(low.as_millis() as u64, high.as_millis() as u64);
-        Duration::from_millis(ms)
-    }
-
-    /// A random number in `low..high`.
-    pub fn range(&mut self, low: u64, high: u64) -> u64 {
-        self.rng.range(low, high)
+    /// A random delay in `low..high` outside the plan (a flapping cut's next toggle).
+    pub fn jitter(&mut self, low: Duration, high: Duration) -> Duration {
+        random_delay(&mut self.jitter, low, high)
     }
 
     /// The next episode: one fault, and with a chance of two in five a second that starts
@@ -187,10 +190,10 @@ impl Nemesis {
             starts_after: Duration::ZERO,
             holds_for: self.holds_for(first),
         }];
-        if self.rng.chance(400) {
+        if self.plan.chance(400) {
             let second = self.fault(!first.strikes_the_ensemble());
             let window = episode[0].holds_for.max(Duration::from_millis(200));
-            let starts_after = self.delay(Duration::ZERO, window);
+            let starts_after = random_delay(&mut self.plan, Duration::ZERO, window);
             episode.push(Scheduled {
                 fault: second,
                 starts_after,
@@ -202,8 +205,8 @@ impl Nemesis {
 
     fn fault(&mut self, ensemble_allowed: bool) -> Fault {
         let kinds = if ensemble_allowed { 13 } else { 11 };
-        let node = self.rng.range(0, self.nodes as u64) as usize;
-        match self.rng.range(0, kinds) {
+        let node = self.plan.range(0, self.nodes as u64) as usize;
+        match self.plan.range(0, kinds) {
             0 => Fault::KillNode(node),
             1 => Fault::KillPostgres(node),
             2 => Fault::PauseDeadman(node),
@@ -211,12 +214,12 @@ impl Nemesis {
             4 => Fault::ZookeeperFlap(node),
             5 => Fault::ZookeeperRequestsHeld(node),
             6 => Fault::ZookeeperRepliesHeld(node),
-            7 => Fault::ZookeeperLatency(node, Duration::from_millis(self.rng.range(50, 500))),
+            7 => Fault::ZookeeperLatency(node, Duration::from_millis(self.plan.range(50, 500))),
             8 => Fault::ReplicationCut(node),
             9 => Fault::ReexecDeadman(node),
             10 => Fault::RollingRestart,
-            11 => Fault::ZookeeperMemberDown(self.rng.range(0, 3) as usize),
-            _ => Fault::ZookeeperQuorumLost(self.rng.range(0, 3) as usize),
+            11 => Fault::ZookeeperMemberDown(self.plan.range(0, 3) as usize),
+            _ => Fault::ZookeeperQuorumLost(self.plan.range(0, 3) as usize),
         }
     }
 
@@ -232,11 +235,11 @@ impl Nemesis {
             Fault::PauseDeadman(_)
             | Fault::ZookeeperCut(_)
             | Fault::ZookeeperRequestsHeld(_)
-            | Fault::ZookeeperRepliesHeld(_) => self.rng.range(s / 2, 3 * s),
-            Fault::ReplicationCut(_) => self.rng.range(s / 2, 4 * s),
-            Fault::ZookeeperFlap(_) | Fault::ZookeeperLatency(..) => self.rng.range(s, 4 * s),
-            Fault::ZookeeperMemberDown(_) => self.rng.range(s / 2, 4 * s),
-            Fault::ZookeeperQuorumLost(_) => self.rng.range(s / 4, 2 * s),
+            | Fault::ZookeeperRepliesHeld(_) => self.plan.range(s / 2, 3 * s),
+            Fault::ReplicationCut(_) => self.plan.range(s / 2, 4 * s),
+            Fault::ZookeeperFlap(_) | Fault::ZookeeperLatency(..) => self.plan.range(s, 4 * s),
+            Fault::ZookeeperMemberDown(_) => self.plan.range(s / 2, 4 * s),
+            Fault::ZookeeperQuorumLost(_) => self.plan.range(s / 4, 2 * s),
         };
         Duration::from_millis(ms)
     }
@@ -262,6 +265,18 @@ mod tests {
             );
         }
         assert!(episodes.iter().any(|e| e.len() == 2), "nothing overlaps");
+    }
+
+    #[test]
+    fn draws_outside_the_plan_never_shift_it() {
+        let mut quiet = Nemesis::new(9, 3, Duration::from_secs(2));
+        let mut busy = quiet.clone();
+        for i in 0..100 {
+            for _ in 0..(i % 7) {
+                busy.jitter(Duration::ZERO, Duration::from_secs(1));
+            }
+            assert_eq!(quiet.episode(), busy.episode(), "episode {i}");
+        }
     }
 
     #[test]

@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use tokio_postgres::NoTls;
+use zgres_tests::e2e::connect;
 
-/// How long one connection or query may take before the node counts as not answering.
+/// How long one query may take before the node counts as not answering (a connection: 3 s).
 const ANSWER_WITHIN: Duration = Duration::from_secs(2);
 
 /// Why the group is not whole.
@@ -51,16 +51,6 @@ struct Seen {
     in_recovery: bool,
     /// The WAL receiver's status and the port it streams from.
     receiver: Option<(String, i32)>,
-}
-
-async fn connect(conninfo: &str) -> Option<tokio_postgres::Client> {
-    let (client, connection) =
-        tokio::time::timeout(ANSWER_WITHIN, tokio_postgres::connect(conninfo, NoTls))
-            .await
-            .ok()?
-            .ok()?;
-    tokio::spawn(connection);
-    Some(client)
 }
 
 async fn see(port: u16) -> Option<Seen> {

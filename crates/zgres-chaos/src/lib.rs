@@ -23,4 +23,5 @@ pub mod health;
 pub mod report;
 pub mod run;
 pub mod soak;
+pub mod supervisor;
 pub mod workload;

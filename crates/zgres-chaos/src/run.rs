@@ -10,6 +10,7 @@ use crate::cluster::{Cluster, SIZE};
 use crate::faults::{Nemesis, Scheduled};
 use crate::health;
 use crate::report::{self, Episode};
+use crate::supervisor::Supervisor;
 use crate::workload::Workload;
 use zgres_testkit::group::Timing;
 
@@ -81,39 +82,6 @@ const REPAIR_ALLOWANCE: Duration = Duration::from_secs(90);
 /// How often the run looks at its faults and the supervisor at the deadmen.
 const TICK: Duration = Duration::from_millis(50);
 
-/// Restarts a dead deadman after a random delay, as systemd's `Restart=` would; records
-/// deadmen that exited without being killed by the run.
-struct Supervisor {
-    due: [Option<Instant>; SIZE],
-    unexpected_exits: Vec<String>,
-}
-
-impl Supervisor {
-    fn tick(&mut self, cluster: &mut Cluster, nemesis: &mut Nemesis, out: &mut impl Write) {
-        let now = Instant::now();
-        for n in 0..SIZE {
-            if let Some(how) = cluster.reap(n) {
-                let _ = writeln!(out, "    n{n}'s deadman exited by itself: {how}");
-                self.unexpected_exits.push(format!("n{n} deadman: {how}"));
-            }
-            if cluster.deadman_runs(n) {
-                continue;
-            }
-            match self.due[n] {
-                None => {
-                    let delay = nemesis.delay(Duration::from_millis(200), Duration::from_secs(3));
-                    self.due[n] = Some(now + delay);
-                }
-                Some(due) if now >= due => {
-                    self.due[n] = None;
-                    cluster.restart_deadman(n);
-                }
-                Some(_) => {}
-            }
-        }
-    }
-}
-
 /// One fault of the running episode.
 struct Running {
     scheduled: Scheduled,
@@ -127,14 +95,25 @@ struct Running {
 /// the group cannot be set up.
 pub async fn run(options: &Options, out: &mut impl Write) -> Outcome {
     let mode = if options.synchronous { "sync" } else { "async" };
+    let what = match options.soak {
+        Some(duration) => format!("soak {duration:?}"),
+        None => format!("faults {}", options.faults),
+    };
     let _ = writeln!(
         out,
-        "zgres-chaos: seed {} faults {} mode {mode}",
-        options.seed, options.faults
+        "zgres-chaos: seed {} {what} mode {mode} timing {:?}",
+        options.seed, options.profile
     );
     let mut cluster = Cluster::start(options.synchronous, options.profile.timing()).await;
     if let Some(duration) = options.soak {
-        let soaked = crate::soak::soak(&mut cluster, duration, options.synchronous, out).await;
+        let soaked = crate::soak::soak(
+            &mut cluster,
+            duration,
+            options.synchronous,
+            options.seed,
+            out,
+        )
+        .await;
         return Outcome {
             episodes: Vec::new(),
             verdict: None,
@@ -145,10 +124,7 @@ pub async fn run(options: &Options, out: &mut impl Write) -> Outcome {
     let epoch = Instant::now();
     let workload = Workload::start(cluster.client_targets(), epoch);
     let mut nemesis = Nemesis::new(options.seed, SIZE, session);
-    let mut supervisor = Supervisor {
-        due: [None; SIZE],
-        unexpected_exits: Vec::new(),
-    };
+    let mut supervisor = Supervisor::new(options.seed);
     let mut episodes = Vec::new();
     let mut injected = 0;
     let mut recovered_every_time = true;
@@ -158,11 +134,16 @@ pub async fn run(options: &Options, out: &mut impl Write) -> Outcome {
         let plan = nemesis.episode();
         injected += plan.len();
         let started = Instant::now();
+        // Read only where it is checked: each read is a ZooKeeper session of its own.
         let operations_only = plan.iter().all(|s| s.fault.is_operation());
-        let timelines_before = timelines(&cluster).await;
+        let timelines_before = if operations_only {
+            timelines(&cluster).await
+        } else {
+            Vec::new()
+        };
         let faults_ended = play(&plan, &mut cluster, &mut nemesis, &mut supervisor, out).await;
         let limit = 2 * session + REPAIR_ALLOWANCE;
-        let recovered = wait_whole(&mut cluster, &mut nemesis, &mut supervisor, limit, out).await;
+        let recovered = wait_whole(&mut cluster, &mut supervisor, limit, out).await;
         let primary_before = primary;
         primary = recovered.and_then(|(_, port)| cluster.ports().iter().position(|&p| p == port));
         let recovered = recovered.map(|(at, _)| at);
@@ -175,8 +156,12 @@ pub async fn run(options: &Options, out: &mut impl Write) -> Outcome {
             write_gap_us: 0,
         };
         let _ = writeln!(out, "{}", episode.line());
-        let timelines_after = timelines(&cluster).await;
-        if operations_only && timelines_after != timelines_before {
+        let timelines_after = if operations_only {
+            timelines(&cluster).await
+        } else {
+            Vec::new()
+        };
+        if timelines_after != timelines_before {
             let _ = writeln!(out, "    a failover during an operation alone");
             operation_failovers.push(format!(
                 "{}: timelines {timelines_before:?} became {timelines_after:?}",
@@ -249,7 +234,7 @@ async fn play(
         })
         .collect();
     loop {
-        supervisor.tick(cluster, nemesis, out);
+        supervisor.tick(cluster, out);
         let now = Instant::now();
         for r in &mut running {
             let fault = r.scheduled.fault;
@@ -293,14 +278,13 @@ async fn play(
 }
 
 fn flap_interval(nemesis: &mut Nemesis) -> Duration {
-    nemesis.delay(Duration::from_millis(200), Duration::from_millis(1500))
+    nemesis.jitter(Duration::from_millis(200), Duration::from_millis(1500))
 }
 
 /// Waits until the group is whole ([`health::whole`]), at most `limit`; when it is, and its
 /// primary's port.
 async fn wait_whole(
     cluster: &mut Cluster,
-    nemesis: &mut Nemesis,
     supervisor: &mut Supervisor,
     limit: Duration,
     out: &mut impl Write,
@@ -308,7 +292,7 @@ async fn wait_whole(
     let deadline = Instant::now() + limit;
     let ports = cluster.ports();
     loop {
-        supervisor.tick(cluster, nemesis, out);
+        supervisor.tick(cluster, out);
         let last = match health::whole(&ports, &cluster.bouncer_conninfo()).await {
             Ok(primary) => return Some((Instant::now(), primary)),
             Err(why) => why,

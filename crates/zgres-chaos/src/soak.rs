@@ -10,6 +10,7 @@ use zgres_schema::Znode;
 
 use crate::checker::{self, Record};
 use crate::cluster::Cluster;
+use crate::supervisor::Supervisor;
 use crate::workload::Workload;
 
 /// How a soak ended.
@@ -73,11 +74,13 @@ impl Drop for Load {
 }
 
 /// Runs `duration` without faults on `cluster` under load; prints every lock change as it
-/// happens and the summary at the end.
+/// happens and the summary at the end. A dead deadman is restarted as in a fault run, its
+/// delay drawn from `seed`.
 pub async fn soak(
     cluster: &mut Cluster,
     duration: Duration,
     synchronous: bool,
+    seed: u64,
     out: &mut impl Write,
 ) -> SoakOutcome {
     let scratch = tempfile::Builder::new()
@@ -89,25 +92,19 @@ pub async fn soak(
     let workload = Workload::start(cluster.client_targets(), epoch);
     let client = cluster.group.zk_client().await;
     let lock = cluster.group.path(Znode::Lock);
-    let mut holder_since = None;
+    let mut lock_created = None;
     let mut lock_changes = Vec::new();
-    let mut unexpected_exits = Vec::new();
+    let mut supervisor = Supervisor::new(seed);
     while epoch.elapsed() < duration {
-        for n in 0..crate::cluster::SIZE {
-            if let Some(how) = cluster.reap(n) {
-                let _ = writeln!(out, "n{n}'s deadman exited: {how}; restarting it");
-                unexpected_exits.push(format!("n{n} deadman: {how}"));
-                cluster.restart_deadman(n);
-            }
-        }
+        supervisor.tick(cluster, out);
         // The lock's creation zxid: a new one is a new lock, whoever holds it.
         if let Ok((_, stat)) = client.get_data(&lock).await {
-            if holder_since.is_some_and(|c| c != stat.czxid) {
+            if lock_created.is_some_and(|c| c != stat.czxid) {
                 let at = epoch.elapsed().as_secs_f64();
                 let _ = writeln!(out, "[{at:8.1}s] the lock was taken anew");
                 lock_changes.push(at);
             }
-            holder_since = Some(stat.czxid);
+            lock_created = Some(stat.czxid);
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -126,7 +123,7 @@ pub async fn soak(
         final_ids: cluster.final_ids().await,
         history: cluster.history().await,
         logs,
-        unexpected_exits,
+        unexpected_exits: supervisor.unexpected_exits,
         acks,
     };
     let verdict = checker::check(&record);

@@ -1,8 +1,8 @@
 //! Standby clusters (issue 14): a second group, `dr`, in the same ZooKeeper follows group
-//! `main`'s primary (or a fixed address). Its lock holder is a standby leader streaming from `main`'s primary (and
-//! following `main`'s failovers); its other member cascades from the standby leader; losing
-//! the standby leader hands the lock to the member, which is not promoted; one zgresctl
-//! command (`config unset dr standby_cluster`) promotes it.
+//! `main`'s primary (or a fixed address). Its lock holder is a standby leader streaming from
+//! `main`'s primary (and following `main`'s failovers); its other member cascades from the
+//! standby leader; losing the standby leader hands the lock to the member, which is not
+//! promoted; one zgresctl command (`config unset dr standby_cluster`) promotes it.
 
 use zgres_schema::documents::Lock;
 use zgres_schema::{decode, GroupName, ZkLayout, Znode};
