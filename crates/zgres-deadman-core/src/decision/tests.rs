@@ -95,6 +95,14 @@ fn stopped(kind: DataDirKind) -> LocalPostgres {
     }
 }
 
+/// Node 2's state as the lock holder: a primary on timeline 1 at LSN 100 (the operator
+/// request tests' primary).
+fn holder_on_timeline_1() -> NodeState {
+    let mut holder = peer_state(2, Role::Primary, 100);
+    holder.timeline = Some(tl(1));
+    holder
+}
+
 fn peer_state(i: u8, role: Role, lsn: u64) -> NodeState {
     NodeState {
         warnings: vec![],

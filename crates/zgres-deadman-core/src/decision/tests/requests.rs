@@ -267,8 +267,7 @@ fn a_restart_request_restarts_in_the_same_role_and_a_primary_keeps_the_lock() {
         [Action::FinishNodeRequest],
         "the request is deleted once the primary runs again"
     );
-    let mut holder = peer_state(2, Role::Primary, 100);
-    holder.timeline = Some(tl(1));
+    let holder = holder_on_timeline_1();
     let following = standby_of(100, 2);
     let mut o = obs(
         t,
@@ -288,8 +287,7 @@ fn a_restart_request_restarts_in_the_same_role_and_a_primary_keeps_the_lock() {
 fn a_restarted_standby_that_is_not_back_keeps_its_request() {
     let t = Instant::now();
     let mut d = decider(1);
-    let mut holder = peer_state(2, Role::Primary, 100);
-    holder.timeline = Some(tl(1));
+    let holder = holder_on_timeline_1();
     let peers = vec![fresh(holder)];
     let mut o = obs(t, LockView::Other(Some(node(2))), standby_of(100, 2), peers);
     o.node_request = restart_request();
@@ -408,8 +406,7 @@ fn a_reinit_never_wipes_the_primary() {
 fn a_reinit_wipes_a_replica_and_is_done_once_it_streams_again() {
     let t = Instant::now();
     let mut d = decider(1);
-    let mut holder = peer_state(2, Role::Primary, 100);
-    holder.timeline = Some(tl(1));
+    let holder = holder_on_timeline_1();
     let look = |d: &mut Decider, pg: LocalPostgres| {
         let mut o = obs(
             t,

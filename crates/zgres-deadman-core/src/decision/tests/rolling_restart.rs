@@ -16,8 +16,7 @@ fn rolling_restart_request(then: &[u8]) -> Fetched<NodeRequest> {
 fn a_rolling_restart_is_handed_on_only_once_this_node_runs_again() {
     let t = Instant::now();
     let mut d = decider(1);
-    let mut holder = peer_state(2, Role::Primary, 100);
-    holder.timeline = Some(tl(1));
+    let holder = holder_on_timeline_1();
     let mut o = obs(
         t,
         LockView::Other(Some(node(2))),
