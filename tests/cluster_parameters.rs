@@ -263,6 +263,9 @@ async fn hostile_or_refused_cluster_parameters_never_reach_postgresql() {
         )
         .await,
     );
+    // Both nodes in force first (CI, 2026-12-02: node 0 had not yet read the 12MB config when
+    // the hostile one replaced it, so its last valid config was the first one).
+    wait_show(&group, 0, "work_mem", "12MB").await;
     wait_show(&group, 1, "work_mem", "12MB").await;
 
     // Written straight to ZooKeeper, as anyone who can reach it could.
