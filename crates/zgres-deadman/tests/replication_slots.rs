@@ -217,9 +217,17 @@ async fn replicas_down_past_wal_keep_size_resume_with_their_slots_before_and_aft
     })
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", group.logs_with_first(Some(1))));
-    assert!(group.nodes[1]
-        .log_text()
-        .contains("dropped the slot of a member absent longer than member_slots_ttl_ms"));
+    // The warning is written once the drop has returned, so it may trail the catalog.
+    poll::until("n1 to log why it dropped n2's slot", DEADLINE, || {
+        std::future::ready(
+            group.nodes[1]
+                .log_text()
+                .contains("dropped the slot of a member absent longer than member_slots_ttl_ms")
+                .then_some(()),
+        )
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", group.logs_with_first(Some(1))));
     let slots = slots_on(&group, 1).await.unwrap();
     assert!(slots.contains_key("app"), "{slots:?}");
 }
