@@ -4,6 +4,8 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use crate::losses::{LagSample, Loss};
+
 /// One acknowledged write, as its client saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ack {
@@ -30,6 +32,8 @@ pub struct Record {
     pub logs: Vec<(String, String)>,
     /// Daemons that exited without being killed by the run, with how.
     pub unexpected_exits: Vec<String>,
+    /// The standbys' replication lag as sampled during the run.
+    pub lag: Vec<LagSample>,
 }
 
 /// What is wrong with `/history`.
@@ -62,6 +66,8 @@ pub struct Verdict {
     pub split_brain: Vec<(Ack, Ack)>,
     /// Acknowledged writes missing from the final primary.
     pub lost: Vec<Ack>,
+    /// The lost writes per primary tenure, set against its successor's lag.
+    pub losses: Vec<Loss>,
     /// The timelines of `/history` in order, or what is wrong with it.
     pub history: Result<Vec<u64>, HistoryProblem>,
     /// Log lines of a panic, with the daemon's name.
@@ -83,14 +89,16 @@ impl Verdict {
 
 /// Judges `record`.
 pub fn check(record: &Record) -> Verdict {
+    let lost: Vec<Ack> = record
+        .acks
+        .iter()
+        .filter(|a| !record.final_ids.contains(&a.id))
+        .copied()
+        .collect();
     Verdict {
         split_brain: overlapping_servers(&record.acks),
-        lost: record
-            .acks
-            .iter()
-            .filter(|a| !record.final_ids.contains(&a.id))
-            .copied()
-            .collect(),
+        losses: crate::losses::losses(&record.acks, &lost, &record.lag),
+        lost,
         history: match &record.history {
             None => Ok(Vec::new()),
             Some(bytes) => history_timelines(bytes),

@@ -15,6 +15,7 @@ use zgres_testkit::poll;
 use zgres_testkit::zookeeper::ZkCluster;
 use zgres_tests::e2e::BouncerWithSync;
 
+use crate::disk::{DiskError, NodeDisk};
 use crate::faults::Fault;
 
 /// Members of the ZooKeeper ensemble, and PostgreSQL nodes.
@@ -25,6 +26,9 @@ pub const TABLE: &str = "chaos_writes";
 
 /// The running group and the handles to break it.
 pub struct Cluster {
+    /// Per node, the tmpfs its data directory lives on, or why there are none. Declared
+    /// before the group so that they are unmounted before its directories are removed.
+    disks: Result<Vec<NodeDisk>, DiskError>,
     /// The deadmen's group (ZooKeeper ensemble and nodes).
     pub group: Group,
     /// pgbouncer and the zgres-sync that keeps it.
@@ -50,6 +54,16 @@ impl Cluster {
             .await
             .expect("a 3-member ZooKeeper ensemble");
         let mut group = Group::prepare_on(zk, SIZE, timing).await;
+        // The nodes are stopped: their data directories can move.
+        let disks = group
+            .nodes
+            .iter()
+            .map(|n| NodeDisk::place(&n.pg.data_dir()))
+            .collect();
+        // Without root nothing moved; a copy that failed half-way leaves no usable node.
+        if let Err(e @ DiskError::Io { .. }) = &disks {
+            panic!("cannot move a data directory onto its own disk: {e}");
+        }
         let mut zookeeper_links = Vec::new();
         let mut inbound = Vec::new();
         for (i, node) in group.nodes.iter_mut().enumerate() {
@@ -98,6 +112,7 @@ impl Cluster {
         }
         let bouncer = BouncerWithSync::start(&group.zk.connect_string());
         Cluster {
+            disks,
             group,
             bouncer,
             zookeeper_links,
@@ -105,6 +120,11 @@ impl Cluster {
             paused: vec![None; SIZE],
             operations: Vec::new(),
         }
+    }
+
+    /// Why the nodes have no disks of their own to fill, if they have none.
+    pub fn disks_unavailable(&self) -> Option<&DiskError> {
+        self.disks.as_ref().err()
     }
 
     /// The session timeout the deadmen run with.
@@ -129,6 +149,15 @@ impl Cluster {
         targets
     }
 
+    /// Each node's port and a connection string to it (not through its proxy).
+    pub fn node_targets(&self) -> Vec<(u16, String)> {
+        self.group
+            .nodes
+            .iter()
+            .map(|n| (n.port(), n.client_conninfo()))
+            .collect()
+    }
+
     /// A connection string through pgbouncer's database for the group (its primary).
     pub fn bouncer_conninfo(&self) -> String {
         format!(
@@ -138,7 +167,7 @@ impl Cluster {
     }
 
     /// Applies `fault`. Kills leave the repair to the supervisor; the rest hold until
-    /// [`Cluster::heal`].
+    /// [`Cluster::heal`]. Panics when a disk cannot be filled.
     pub fn apply(&mut self, fault: Fault) {
         match fault {
             Fault::KillNode(n) => {
@@ -174,6 +203,13 @@ impl Cluster {
                     zgres_testkit::zgresctl::run(&zookeeper, &["restart", "main", "--force"])
                 }));
             }
+            Fault::DiskFull(n) => {
+                if let Ok(disks) = &self.disks {
+                    if let Err(e) = disks[n].fill() {
+                        panic!("cannot fill n{n}'s disk: {e}");
+                    }
+                }
+            }
             Fault::ZookeeperMemberDown(m) => self.group.zk.kill_member(m),
             Fault::ZookeeperQuorumLost(kept) => {
                 for m in (0..SIZE).filter(|&m| m != kept) {
@@ -193,8 +229,9 @@ impl Cluster {
         self.set_links(node, mode);
     }
 
-    /// Ends `fault`: links pass again, a stopped deadman continues, members start again.
-    /// Panics when a ZooKeeper member does not serve again within a minute.
+    /// Ends `fault`: links pass again, a stopped deadman continues, members start again,
+    /// disks are emptied. Panics when a ZooKeeper member does not serve again within a minute
+    /// or a disk cannot be emptied.
     pub async fn heal(&mut self, fault: Fault) {
         match fault {
             Fault::KillNode(_)
@@ -214,6 +251,13 @@ impl Cluster {
             | Fault::ZookeeperRepliesHeld(n)
             | Fault::ZookeeperLatency(n, _) => self.set_links(n, ProxyMode::Pass),
             Fault::ReplicationCut(n) => self.inbound[n].set_mode(ProxyMode::Pass),
+            Fault::DiskFull(n) => {
+                if let Ok(disks) = &self.disks {
+                    if let Err(e) = disks[n].empty() {
+                        panic!("cannot empty n{n}'s disk: {e}");
+                    }
+                }
+            }
             Fault::ZookeeperMemberDown(m) => self.restart_member(m).await,
             Fault::ZookeeperQuorumLost(kept) => {
                 for m in (0..SIZE).filter(|&m| m != kept) {

@@ -38,6 +38,9 @@ pub enum Fault {
     /// No peer reaches a node's PostgreSQL (standbys, pg_rewind, pgbouncer): its inbound
     /// proxy holds everything. Its own WAL receiver and its ZooKeeper links still work.
     ReplicationCut(usize),
+    /// A node's disk (its data directory with `pg_wal`, on a tmpfs of its own) filled to
+    /// the last byte, emptied again at the end. Drawn only when the run could mount one.
+    DiskFull(usize),
     /// One ZooKeeper member killed, started again at the end.
     ZookeeperMemberDown(usize),
     /// Two of the three ZooKeeper members killed (no quorum), all but the one named; started
@@ -46,7 +49,7 @@ pub enum Fault {
 }
 
 /// The kinds, for the figures per kind.
-pub const KINDS: [&str; 13] = [
+pub const KINDS: [&str; 14] = [
     "kill-node",
     "kill-postgres",
     "pause-deadman",
@@ -58,6 +61,7 @@ pub const KINDS: [&str; 13] = [
     "replication-cut",
     "deadman-reexec",
     "rolling-restart",
+    "disk-full",
     "zk-member-down",
     "zk-quorum-lost",
 ];
@@ -77,8 +81,9 @@ impl Fault {
             Fault::ReplicationCut(_) => 8,
             Fault::ReexecDeadman(_) => 9,
             Fault::RollingRestart => 10,
-            Fault::ZookeeperMemberDown(_) => 11,
-            Fault::ZookeeperQuorumLost(_) => 12,
+            Fault::DiskFull(_) => 11,
+            Fault::ZookeeperMemberDown(_) => 12,
+            Fault::ZookeeperQuorumLost(_) => 13,
         };
         KINDS[index]
     }
@@ -95,7 +100,8 @@ impl Fault {
             | Fault::ZookeeperRepliesHeld(n)
             | Fault::ZookeeperLatency(n, _)
             | Fault::ReplicationCut(n)
-            | Fault::ReexecDeadman(n) => Some(n),
+            | Fault::ReexecDeadman(n)
+            | Fault::DiskFull(n) => Some(n),
             Fault::RollingRestart
             | Fault::ZookeeperMemberDown(_)
             | Fault::ZookeeperQuorumLost(_) => None,
@@ -163,16 +169,20 @@ pub struct Nemesis {
     jitter: Rng,
     nodes: usize,
     session: Duration,
+    /// Whether the nodes have disks of their own to fill.
+    disk_full: bool,
 }
 
 impl Nemesis {
-    /// A nemesis drawing from `seed`.
-    pub fn new(seed: u64, nodes: usize, session: Duration) -> Self {
+    /// A nemesis drawing from `seed`; disk-full faults only when `disk_full` (the nodes have
+    /// disks of their own).
+    pub fn new(seed: u64, nodes: usize, session: Duration, disk_full: bool) -> Self {
         Nemesis {
             plan: Rng::new(seed),
             jitter: Rng::new(seed ^ 0x6A09_E667_F3BC_C908),
             nodes,
             session,
+            disk_full,
         }
     }
 
@@ -204,9 +214,16 @@ impl Nemesis {
     }
 
     fn fault(&mut self, ensemble_allowed: bool) -> Fault {
-        let kinds = if ensemble_allowed { 13 } else { 11 };
+        // Indexes into KINDS: the node faults, then disk-full, then the ensemble's.
+        let mut kinds: Vec<u64> = (0..11).collect();
+        if self.disk_full {
+            kinds.push(11);
+        }
+        if ensemble_allowed {
+            kinds.extend([12, 13]);
+        }
         let node = self.plan.range(0, self.nodes as u64) as usize;
-        match self.plan.range(0, kinds) {
+        match kinds[self.plan.range(0, kinds.len() as u64) as usize] {
             0 => Fault::KillNode(node),
             1 => Fault::KillPostgres(node),
             2 => Fault::PauseDeadman(node),
@@ -218,7 +235,8 @@ impl Nemesis {
             8 => Fault::ReplicationCut(node),
             9 => Fault::ReexecDeadman(node),
             10 => Fault::RollingRestart,
-            11 => Fault::ZookeeperMemberDown(self.plan.range(0, 3) as usize),
+            11 => Fault::DiskFull(node),
+            12 => Fault::ZookeeperMemberDown(self.plan.range(0, 3) as usize),
             _ => Fault::ZookeeperQuorumLost(self.plan.range(0, 3) as usize),
         }
     }
@@ -236,7 +254,7 @@ impl Nemesis {
             | Fault::ZookeeperCut(_)
             | Fault::ZookeeperRequestsHeld(_)
             | Fault::ZookeeperRepliesHeld(_) => self.plan.range(s / 2, 3 * s),
-            Fault::ReplicationCut(_) => self.plan.range(s / 2, 4 * s),
+            Fault::ReplicationCut(_) | Fault::DiskFull(_) => self.plan.range(s / 2, 4 * s),
             Fault::ZookeeperFlap(_) | Fault::ZookeeperLatency(..) => self.plan.range(s, 4 * s),
             Fault::ZookeeperMemberDown(_) => self.plan.range(s / 2, 4 * s),
             Fault::ZookeeperQuorumLost(_) => self.plan.range(s / 4, 2 * s),
@@ -252,7 +270,7 @@ mod tests {
     #[test]
     fn the_same_seed_draws_the_same_episodes_and_every_kind_comes_up() {
         let draw = |seed| {
-            let mut n = Nemesis::new(seed, 3, Duration::from_secs(2));
+            let mut n = Nemesis::new(seed, 3, Duration::from_secs(2), true);
             (0..300).map(|_| n.episode()).collect::<Vec<_>>()
         };
         let episodes = draw(7);
@@ -268,8 +286,19 @@ mod tests {
     }
 
     #[test]
+    fn without_disks_of_their_own_no_disk_is_filled() {
+        let mut n = Nemesis::new(7, 3, Duration::from_secs(2), false);
+        for _ in 0..1_000 {
+            assert!(n
+                .episode()
+                .iter()
+                .all(|s| !matches!(s.fault, Fault::DiskFull(_))));
+        }
+    }
+
+    #[test]
     fn draws_outside_the_plan_never_shift_it() {
-        let mut quiet = Nemesis::new(9, 3, Duration::from_secs(2));
+        let mut quiet = Nemesis::new(9, 3, Duration::from_secs(2), true);
         let mut busy = quiet.clone();
         for i in 0..100 {
             for _ in 0..(i % 7) {
@@ -281,7 +310,7 @@ mod tests {
 
     #[test]
     fn an_episode_never_strikes_the_ensemble_twice_and_overlaps_its_first_fault() {
-        let mut n = Nemesis::new(1, 3, Duration::from_secs(2));
+        let mut n = Nemesis::new(1, 3, Duration::from_secs(2), true);
         for _ in 0..2_000 {
             let e = n.episode();
             let ensemble = e.iter().filter(|s| s.fault.strikes_the_ensemble()).count();

@@ -18,8 +18,11 @@
 
 pub mod checker;
 pub mod cluster;
+pub mod disk;
 pub mod faults;
 pub mod health;
+pub mod lag;
+pub mod losses;
 pub mod report;
 pub mod run;
 pub mod soak;

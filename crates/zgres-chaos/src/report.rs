@@ -3,8 +3,9 @@
 
 use std::io::{self, Write};
 
-use crate::checker::{Ack, Verdict};
+use crate::checker::{Ack, Record, Verdict};
 use crate::faults::{Scheduled, KINDS};
+use crate::losses::Loss;
 
 /// One episode of a run.
 #[derive(Debug, Clone)]
@@ -105,9 +106,10 @@ pub fn print(
     out: &mut impl Write,
     episodes: &[Episode],
     verdict: &Verdict,
-    acks: &[Ack],
+    record: &Record,
     synchronous: bool,
 ) -> io::Result<()> {
+    let acks = &record.acks;
     writeln!(
         out,
         "\n{:<18} {:>5}  {:^20}  {:^20}",
@@ -158,8 +160,12 @@ pub fn print(
         "lost acknowledged writes: {} ({lost_rule})",
         verdict.lost.len()
     )?;
-    for a in verdict.lost.iter().take(5) {
-        writeln!(out, "  {a:?}")?;
+    if synchronous {
+        for a in verdict.lost.iter().take(5) {
+            writeln!(out, "  {a:?}")?;
+        }
+    } else {
+        print_losses(out, &verdict.losses, record)?;
     }
     match &verdict.history {
         Ok(timelines) => writeln!(out, "/history timelines: {timelines:?}")?,
@@ -170,6 +176,48 @@ pub fn print(
         writeln!(out, "  {p}")?;
     }
     writeln!(out, "unexpected exits: {:?}", verdict.unexpected_exits)
+}
+
+/// Asynchronous mode: the standbys' lag, and each primary's lost writes set against its
+/// successor's lag.
+fn print_losses(out: &mut impl Write, losses: &[Loss], record: &Record) -> io::Result<()> {
+    let mut lag: Vec<u64> = record.lag.iter().map(|s| s.lag_us).collect();
+    writeln!(
+        out,
+        "  standby replay lag p50/p99/max s: {} ({} samples, every {} ms)",
+        figures(&mut lag),
+        lag.len(),
+        crate::lag::EVERY.as_millis()
+    )?;
+    let secs = |us: u64| format!("{:.2}s", us as f64 / 1e6);
+    for loss in losses {
+        let against = match (loss.successor, loss.successor_lag_us) {
+            (Some(next), Some(lag)) => format!("{next} was at most {} behind", secs(lag)),
+            (Some(next), None) => format!("{next} was never sampled before"),
+            (None, _) => "no primary followed".into(),
+        };
+        let verdict = match loss.within_lag() {
+            Some(true) => "within its lag",
+            Some(false) => "BEYOND its lag",
+            None => "lag unknown",
+        };
+        writeln!(
+            out,
+            "  {} lost {} writes from its last {}; {against}: {verdict}",
+            loss.server,
+            loss.writes,
+            secs(loss.span_us)
+        )?;
+    }
+    let within = losses
+        .iter()
+        .filter(|l| l.within_lag() == Some(true))
+        .count();
+    writeln!(
+        out,
+        "  failovers that lost writes: {}, within the measured lag: {within}",
+        losses.len()
+    )
 }
 
 #[cfg(test)]

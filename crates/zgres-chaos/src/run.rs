@@ -9,6 +9,7 @@ use crate::checker::{self, Record, Verdict};
 use crate::cluster::{Cluster, SIZE};
 use crate::faults::{Nemesis, Scheduled};
 use crate::health;
+use crate::lag::LagSampler;
 use crate::report::{self, Episode};
 use crate::supervisor::Supervisor;
 use crate::workload::Workload;
@@ -123,7 +124,12 @@ pub async fn run(options: &Options, out: &mut impl Write) -> Outcome {
     let session = cluster.session_timeout();
     let epoch = Instant::now();
     let workload = Workload::start(cluster.client_targets(), epoch);
-    let mut nemesis = Nemesis::new(options.seed, SIZE, session);
+    let lag = LagSampler::start(cluster.node_targets(), epoch);
+    if let Some(why) = cluster.disks_unavailable() {
+        let _ = writeln!(out, "no disk-full faults: {why}");
+    }
+    let disk_full = cluster.disks_unavailable().is_none();
+    let mut nemesis = Nemesis::new(options.seed, SIZE, session, disk_full);
     let mut supervisor = Supervisor::new(options.seed);
     let mut episodes = Vec::new();
     let mut injected = 0;
@@ -176,6 +182,7 @@ pub async fn run(options: &Options, out: &mut impl Write) -> Outcome {
     }
     let acks = workload.finish().await;
     let record = Record {
+        lag: lag.finish().await,
         final_ids: cluster.final_ids().await,
         history: cluster.history().await,
         logs: cluster.logs(),
@@ -187,7 +194,7 @@ pub async fn run(options: &Options, out: &mut impl Write) -> Outcome {
     let passed = recovered_every_time
         && operation_failovers.is_empty()
         && verdict.passed(options.synchronous);
-    let _ = report::print(out, &episodes, &verdict, &record.acks, options.synchronous);
+    let _ = report::print(out, &episodes, &verdict, &record, options.synchronous);
     let _ = writeln!(
         out,
         "failovers caused by operations alone: {operation_failovers:?}"

@@ -125,6 +125,7 @@ pub async fn soak(
         logs,
         unexpected_exits: supervisor.unexpected_exits,
         acks,
+        lag: Vec::new(),
     };
     let verdict = checker::check(&record);
     let _ = writeln!(
