@@ -45,21 +45,27 @@ pub struct Cluster {
 
 impl Cluster {
     /// Starts everything and waits until node 0 is the primary and the table exists.
-    /// `synchronous` sets `synchronous_mode = on` in `/config`. Panics when it cannot start.
+    /// `synchronous` sets `synchronous_mode = on` in `/config`. With `own_disks` each data
+    /// directory moves onto a tmpfs of its own, for disk-full faults (when this runs as
+    /// root). Panics when it cannot start.
     ///
     /// Node `i` advertises `127.0.0.(11+i)` with its PostgreSQL's port, where its inbound proxy
     /// listens and forwards to the server on 127.0.0.1; its deadman probes 127.0.0.1 directly.
-    pub async fn start(synchronous: bool, timing: Timing) -> Cluster {
+    pub async fn start(synchronous: bool, timing: Timing, own_disks: bool) -> Cluster {
         let zk = ZkCluster::start(SIZE)
             .await
             .expect("a 3-member ZooKeeper ensemble");
         let mut group = Group::prepare_on(zk, SIZE, timing).await;
         // The nodes are stopped: their data directories can move.
-        let disks = group
-            .nodes
-            .iter()
-            .map(|n| NodeDisk::place(&n.pg.data_dir()))
-            .collect();
+        let disks = if own_disks {
+            group
+                .nodes
+                .iter()
+                .map(|n| NodeDisk::place(&n.pg.data_dir()))
+                .collect()
+        } else {
+            Err(DiskError::NotAsked)
+        };
         // Without root nothing moved; a copy that failed half-way leaves no usable node.
         if let Err(e @ DiskError::Io { .. }) = &disks {
             panic!("cannot move a data directory onto its own disk: {e}");

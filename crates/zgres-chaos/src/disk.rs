@@ -13,6 +13,10 @@ const SIZE: &str = "1g";
 /// Why a node's disk could not be set up or filled.
 #[derive(Debug, thiserror::Error)]
 pub enum DiskError {
+    /// The run did not ask for disks of their own (a soak keeps its data on the real disk,
+    /// which its load makes slow).
+    #[error("a soak keeps the data directories on the machine's disk")]
+    NotAsked,
     /// `mount` refused or could not run (not root, no tmpfs).
     #[error("cannot mount a tmpfs at {path}: {why}")]
     Mount {

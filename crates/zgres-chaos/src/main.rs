@@ -1,6 +1,6 @@
 //! `zgres-chaos`: runs random, overlapping faults against a real group and checks it.
 //! Exits 0 when every invariant held, 1 when one did not (the seed and the logs are printed),
-//! 64 on bad arguments.
+//! 64 on bad arguments, 130 when interrupted (SIGINT or SIGTERM; what it started is stopped).
 
 #![forbid(unsafe_code)]
 
@@ -129,10 +129,35 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let outcome = runtime.block_on(run(&options, &mut std::io::stdout()));
-    if outcome.passed {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
+    let mut stdout = std::io::stdout();
+    let outcome = runtime.block_on(async {
+        // Interrupted, the run is dropped: that stops its daemons and unmounts its disks.
+        tokio::select! {
+            outcome = run(&options, &mut stdout) => Some(outcome),
+            () = interrupted() => None,
+        }
+    });
+    match outcome {
+        Some(outcome) if outcome.passed => ExitCode::SUCCESS,
+        Some(_) => ExitCode::FAILURE,
+        None => {
+            eprintln!("zgres-chaos: interrupted (seed {seed}); everything it started is stopped");
+            ExitCode::from(130)
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM (never when neither can be watched).
+async fn interrupted() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
     }
 }

@@ -105,7 +105,9 @@ pub async fn run(options: &Options, out: &mut impl Write) -> Outcome {
         "zgres-chaos: seed {} {what} mode {mode} timing {:?}",
         options.seed, options.profile
     );
-    let mut cluster = Cluster::start(options.synchronous, options.profile.timing()).await;
+    let own_disks = options.soak.is_none();
+    let mut cluster =
+        Cluster::start(options.synchronous, options.profile.timing(), own_disks).await;
     if let Some(duration) = options.soak {
         let soaked = crate::soak::soak(
             &mut cluster,
