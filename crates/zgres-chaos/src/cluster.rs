@@ -2,6 +2,7 @@
 //! that reach each member through their own fault proxy, and zgres-sync keeping a pgbouncer.
 //! Faults are applied and healed here; deciding which and when is [`crate::run`]'s.
 
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ use zgres_tests::e2e::BouncerWithSync;
 
 use crate::disk::{DiskError, NodeDisk};
 use crate::faults::Fault;
+use crate::peer_router::{PeerRouter, Routes};
 
 /// Members of the ZooKeeper ensemble, and PostgreSQL nodes.
 pub const SIZE: usize = 3;
@@ -35,8 +37,8 @@ pub struct Cluster {
     pub bouncer: BouncerWithSync,
     /// Per node, one proxy per ZooKeeper member.
     zookeeper_links: Vec<Vec<FaultProxy>>,
-    /// Per node, the proxy its peers reach its PostgreSQL through (its advertised address).
-    inbound: Vec<FaultProxy>,
+    /// Per node, how its peers reach its PostgreSQL (at its advertised address).
+    inbound: Vec<Inbound>,
     /// Per node, the pid of its deadman while this run holds it stopped.
     paused: Vec<Option<u32>>,
     /// The `zgresctl restart`s started and not yet collected: exit code and output.
@@ -71,14 +73,18 @@ impl Cluster {
             panic!("cannot move a data directory onto its own disk: {e}");
         }
         let mut zookeeper_links = Vec::new();
-        let mut inbound = Vec::new();
+        let advertised: Vec<SocketAddr> = (0..SIZE)
+            .map(|i| {
+                (
+                    Ipv4Addr::new(127, 0, 0, 11 + i as u8),
+                    group.nodes[i].port(),
+                )
+                    .into()
+            })
+            .collect();
+        let inbound: Vec<Inbound> = (0..SIZE).map(|i| Inbound::start(i, &advertised)).collect();
         for (i, node) in group.nodes.iter_mut().enumerate() {
-            let port = node.port();
-            let advertised = std::net::Ipv4Addr::new(127, 0, 0, 11 + i as u8);
-            let proxy =
-                FaultProxy::start_on((advertised, port).into(), ([127, 0, 0, 1], port).into())
-                    .expect("an inbound proxy");
-            inbound.push(proxy);
+            let advertised = advertised[i].ip();
             let links: Vec<FaultProxy> = (0..SIZE)
                 .map(|m| FaultProxy::start(group.zk.client_addr(m)).expect("a fault proxy"))
                 .collect();
@@ -197,7 +203,10 @@ impl Cluster {
             Fault::ZookeeperRequestsHeld(n) => self.set_links(n, ProxyMode::HoldToServer),
             Fault::ZookeeperRepliesHeld(n) => self.set_links(n, ProxyMode::HoldToClient),
             Fault::ZookeeperLatency(n, delay) => self.set_links(n, ProxyMode::Delay(delay)),
-            Fault::ReplicationCut(n) => self.inbound[n].set_mode(ProxyMode::Blackhole),
+            Fault::ReplicationCut(n) => self.inbound[n].set_all(ProxyMode::Blackhole),
+            Fault::StreamCut { from, to } => {
+                self.inbound[from].set_stream(to, ProxyMode::Blackhole);
+            }
             Fault::ReexecDeadman(n) => {
                 if let Some(deadman) = &self.group.nodes[n].deadman {
                     let _ = kill(Pid::from_raw(deadman.pid() as i32), Signal::SIGUSR2);
@@ -256,7 +265,8 @@ impl Cluster {
             | Fault::ZookeeperRequestsHeld(n)
             | Fault::ZookeeperRepliesHeld(n)
             | Fault::ZookeeperLatency(n, _) => self.set_links(n, ProxyMode::Pass),
-            Fault::ReplicationCut(n) => self.inbound[n].set_mode(ProxyMode::Pass),
+            Fault::ReplicationCut(n) => self.inbound[n].set_all(ProxyMode::Pass),
+            Fault::StreamCut { from, to } => self.inbound[from].set_stream(to, ProxyMode::Pass),
             Fault::DiskFull(n) => {
                 if let Ok(disks) = &self.disks {
                     if let Err(e) = disks[n].empty() {
@@ -378,5 +388,56 @@ impl Cluster {
             std::fs::write(dir.join(format!("{name}.log")), text)?;
         }
         Ok(())
+    }
+}
+
+/// How peers reach one node's PostgreSQL: a router at its advertised address, and behind it a
+/// fault proxy for each peer's WAL receiver and one for every other connection.
+struct Inbound {
+    /// Routes by `application_name`; declared first, so that it stops accepting first.
+    _router: PeerRouter,
+    /// Indexed by peer; `None` at the node's own index.
+    streams: Vec<Option<FaultProxy>>,
+    others: FaultProxy,
+}
+
+impl Inbound {
+    /// Node `i`'s, where node `j` advertises `advertised[j]` (its node id, which its WAL
+    /// receiver gives as `application_name`) and serves on 127.0.0.1 at the same port.
+    /// Panics when a proxy or the router cannot start.
+    fn start(i: usize, advertised: &[SocketAddr]) -> Inbound {
+        let server: SocketAddr = ([127, 0, 0, 1], advertised[i].port()).into();
+        let streams: Vec<Option<FaultProxy>> = (0..advertised.len())
+            .map(|j| (j != i).then(|| FaultProxy::start(server).expect("a stream proxy")))
+            .collect();
+        let others = FaultProxy::start(server).expect("an inbound proxy");
+        let by_name = streams
+            .iter()
+            .zip(advertised)
+            .filter_map(|(proxy, peer)| proxy.as_ref().map(|p| (peer.to_string(), p.addr())))
+            .collect();
+        let routes = Routes {
+            by_name,
+            others: others.addr(),
+        };
+        let router = PeerRouter::start(advertised[i], routes).expect("a peer router");
+        Inbound {
+            _router: router,
+            streams,
+            others,
+        }
+    }
+
+    fn set_all(&self, mode: ProxyMode) {
+        self.others.set_mode(mode);
+        for proxy in self.streams.iter().flatten() {
+            proxy.set_mode(mode);
+        }
+    }
+
+    fn set_stream(&self, peer: usize, mode: ProxyMode) {
+        if let Some(proxy) = &self.streams[peer] {
+            proxy.set_mode(mode);
+        }
     }
 }

@@ -38,6 +38,14 @@ pub enum Fault {
     /// No peer reaches a node's PostgreSQL (standbys, pg_rewind, pgbouncer): its inbound
     /// proxy holds everything. Its own WAL receiver and its ZooKeeper links still work.
     ReplicationCut(usize),
+    /// The WAL stream from one node to one peer cut: the peer's WAL receiver reaches the node
+    /// but its traffic is held both ways. Other connections between them still work.
+    StreamCut {
+        /// The node streamed from.
+        from: usize,
+        /// The peer whose stream is cut.
+        to: usize,
+    },
     /// A node's disk (its data directory with `pg_wal`, on a tmpfs of its own) filled to
     /// the last byte, emptied again at the end. Drawn only when the run could mount one.
     DiskFull(usize),
@@ -49,7 +57,7 @@ pub enum Fault {
 }
 
 /// The kinds, for the figures per kind.
-pub const KINDS: [&str; 14] = [
+pub const KINDS: [&str; 15] = [
     "kill-node",
     "kill-postgres",
     "pause-deadman",
@@ -61,6 +69,7 @@ pub const KINDS: [&str; 14] = [
     "replication-cut",
     "deadman-reexec",
     "rolling-restart",
+    "stream-cut",
     "disk-full",
     "zk-member-down",
     "zk-quorum-lost",
@@ -81,9 +90,10 @@ impl Fault {
             Fault::ReplicationCut(_) => 8,
             Fault::ReexecDeadman(_) => 9,
             Fault::RollingRestart => 10,
-            Fault::DiskFull(_) => 11,
-            Fault::ZookeeperMemberDown(_) => 12,
-            Fault::ZookeeperQuorumLost(_) => 13,
+            Fault::StreamCut { .. } => 11,
+            Fault::DiskFull(_) => 12,
+            Fault::ZookeeperMemberDown(_) => 13,
+            Fault::ZookeeperQuorumLost(_) => 14,
         };
         KINDS[index]
     }
@@ -101,7 +111,8 @@ impl Fault {
             | Fault::ZookeeperLatency(n, _)
             | Fault::ReplicationCut(n)
             | Fault::ReexecDeadman(n)
-            | Fault::DiskFull(n) => Some(n),
+            | Fault::DiskFull(n)
+            | Fault::StreamCut { from: n, .. } => Some(n),
             Fault::RollingRestart
             | Fault::ZookeeperMemberDown(_)
             | Fault::ZookeeperQuorumLost(_) => None,
@@ -128,6 +139,7 @@ impl fmt::Display for Fault {
             Fault::ZookeeperLatency(n, d) => write!(f, "zk-latency n{n} {}ms", d.as_millis()),
             Fault::ZookeeperMemberDown(m) => write!(f, "zk-member-down zk{m}"),
             Fault::RollingRestart => f.write_str("rolling-restart"),
+            Fault::StreamCut { from, to } => write!(f, "stream-cut n{from}->n{to}"),
             Fault::ZookeeperQuorumLost(kept) => write!(f, "zk-quorum-lost (zk{kept} kept)"),
             other => write!(f, "{} n{}", other.kind(), other.node().unwrap_or(0)),
         }
@@ -215,14 +227,15 @@ impl Nemesis {
 
     fn fault(&mut self, ensemble_allowed: bool) -> Fault {
         // Indexes into KINDS: the node faults, then disk-full, then the ensemble's.
-        let mut kinds: Vec<u64> = (0..11).collect();
+        let mut kinds: Vec<u64> = (0..12).collect();
         if self.disk_full {
-            kinds.push(11);
+            kinds.push(12);
         }
         if ensemble_allowed {
-            kinds.extend([12, 13]);
+            kinds.extend([13, 14]);
         }
         let node = self.plan.range(0, self.nodes as u64) as usize;
+        let peer = (node + 1 + self.plan.range(0, self.nodes as u64 - 1) as usize) % self.nodes;
         match kinds[self.plan.range(0, kinds.len() as u64) as usize] {
             0 => Fault::KillNode(node),
             1 => Fault::KillPostgres(node),
@@ -235,8 +248,12 @@ impl Nemesis {
             8 => Fault::ReplicationCut(node),
             9 => Fault::ReexecDeadman(node),
             10 => Fault::RollingRestart,
-            11 => Fault::DiskFull(node),
-            12 => Fault::ZookeeperMemberDown(self.plan.range(0, 3) as usize),
+            11 => Fault::StreamCut {
+                from: node,
+                to: peer,
+            },
+            12 => Fault::DiskFull(node),
+            13 => Fault::ZookeeperMemberDown(self.plan.range(0, 3) as usize),
             _ => Fault::ZookeeperQuorumLost(self.plan.range(0, 3) as usize),
         }
     }
@@ -254,7 +271,9 @@ impl Nemesis {
             | Fault::ZookeeperCut(_)
             | Fault::ZookeeperRequestsHeld(_)
             | Fault::ZookeeperRepliesHeld(_) => self.plan.range(s / 2, 3 * s),
-            Fault::ReplicationCut(_) | Fault::DiskFull(_) => self.plan.range(s / 2, 4 * s),
+            Fault::ReplicationCut(_) | Fault::StreamCut { .. } | Fault::DiskFull(_) => {
+                self.plan.range(s / 2, 4 * s)
+            }
             Fault::ZookeeperFlap(_) | Fault::ZookeeperLatency(..) => self.plan.range(s, 4 * s),
             Fault::ZookeeperMemberDown(_) => self.plan.range(s / 2, 4 * s),
             Fault::ZookeeperQuorumLost(_) => self.plan.range(s / 4, 2 * s),
@@ -319,6 +338,9 @@ mod tests {
                 assert!(second.starts_after <= first.holds_for.max(Duration::from_millis(200)));
             }
             for s in &e {
+                if let Fault::StreamCut { from, to } = s.fault {
+                    assert!(from != to && to < 3, "{s:?}");
+                }
                 assert!(s.holds_for <= Duration::from_secs(8), "{s:?}");
                 if let Fault::ZookeeperQuorumLost(_) = s.fault {
                     assert!(s.holds_for <= Duration::from_secs(4), "{s:?}");

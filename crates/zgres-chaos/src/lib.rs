@@ -23,6 +23,7 @@ pub mod faults;
 pub mod health;
 pub mod lag;
 pub mod losses;
+pub mod peer_router;
 pub mod report;
 pub mod run;
 pub mod soak;
