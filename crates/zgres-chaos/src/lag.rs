@@ -1,13 +1,13 @@
 //! Samples every standby's replication lag while a run goes on, for setting asynchronous
 //! mode's lost writes against it ([`crate::losses`]).
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio_postgres::NoTls;
 use tokio_util::sync::CancellationToken;
 
 use crate::losses::LagSample;
+use crate::recording::{Recording, Records};
 
 /// How often each node is asked.
 pub const EVERY: Duration = Duration::from_millis(250);
@@ -15,40 +15,22 @@ pub const EVERY: Duration = Duration::from_millis(250);
 const ANSWER_WITHIN: Duration = Duration::from_secs(1);
 
 /// The running sampler.
-pub struct LagSampler {
-    stop: CancellationToken,
-    samples: Arc<Mutex<Vec<LagSample>>>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
+pub struct LagSampler(Recording<LagSample>);
 
 impl LagSampler {
     /// Starts one sampler per `(port, conninfo)` node; times are measured from `epoch`. A
     /// node is sampled only while in recovery and once it replayed a transaction. Call
     /// inside a tokio runtime.
     pub fn start(nodes: Vec<(u16, String)>, epoch: Instant) -> LagSampler {
-        let stop = CancellationToken::new();
-        let samples = Arc::new(Mutex::new(Vec::new()));
-        let tasks = nodes
-            .into_iter()
-            .map(|(port, conninfo)| {
-                tokio::spawn(sample(port, conninfo, epoch, samples.clone(), stop.clone()))
-            })
-            .collect();
-        LagSampler {
-            stop,
-            samples,
-            tasks,
-        }
+        LagSampler(Recording::start(
+            nodes,
+            |(port, conninfo), samples, stop| sample(port, conninfo, epoch, samples, stop),
+        ))
     }
 
     /// Stops sampling; returns every sample.
     pub async fn finish(self) -> Vec<LagSample> {
-        self.stop.cancel();
-        for task in self.tasks {
-            let _ = task.await;
-        }
-        let samples = self.samples.lock().expect("no sampler panics").clone();
-        samples
+        self.0.finish().await
     }
 }
 
@@ -56,7 +38,7 @@ async fn sample(
     port: u16,
     conninfo: String,
     epoch: Instant,
-    samples: Arc<Mutex<Vec<LagSample>>>,
+    samples: Records<LagSample>,
     stop: CancellationToken,
 ) {
     // Microseconds behind, only on a standby that replayed something.

@@ -24,6 +24,7 @@ pub mod health;
 pub mod lag;
 pub mod losses;
 pub mod peer_router;
+pub mod recording;
 pub mod report;
 pub mod run;
 pub mod soak;

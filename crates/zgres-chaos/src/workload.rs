@@ -3,7 +3,7 @@
 //! server that committed it and the client's monotonic send and acknowledge times.
 
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio_postgres::NoTls;
@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::checker::Ack;
 use crate::cluster::TABLE;
+use crate::recording::{Recording, Records};
 
 /// A write that takes longer is abandoned (and not acknowledged): its connection is dropped.
 const WRITE_WITHIN: Duration = Duration::from_secs(3);
@@ -18,48 +19,28 @@ const WRITE_WITHIN: Duration = Duration::from_secs(3);
 const PACE: Duration = Duration::from_millis(10);
 
 /// The running clients.
-pub struct Workload {
-    stop: CancellationToken,
-    acks: Arc<Mutex<Vec<Ack>>>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
+pub struct Workload(Recording<Ack>);
 
 impl Workload {
     /// Starts one client per `(name, conninfo)` target; times are measured from `epoch`.
     /// Each reconnects whenever its server stops answering. Call inside a tokio runtime.
     pub fn start(targets: Vec<(String, String)>, epoch: Instant) -> Workload {
-        let stop = CancellationToken::new();
-        let acks = Arc::new(Mutex::new(Vec::new()));
         let ids = Arc::new(AtomicI64::new(1));
-        let tasks = targets
-            .into_iter()
-            .map(|(name, conninfo)| {
-                let client = Client {
-                    name,
-                    conninfo,
-                    epoch,
-                    ids: ids.clone(),
-                    acks: acks.clone(),
-                };
-                tokio::spawn(client.run(stop.clone()))
-            })
-            .collect();
-        Workload { stop, acks, tasks }
-    }
-
-    /// The writes acknowledged so far.
-    pub fn acks(&self) -> Vec<Ack> {
-        self.acks.lock().expect("no client panics").clone()
+        Workload(Recording::start(targets, |(name, conninfo), acks, stop| {
+            let client = Client {
+                name,
+                conninfo,
+                epoch,
+                ids: ids.clone(),
+                acks,
+            };
+            client.run(stop)
+        }))
     }
 
     /// Stops every client; returns all writes acknowledged.
     pub async fn finish(self) -> Vec<Ack> {
-        self.stop.cancel();
-        for task in self.tasks {
-            let _ = task.await;
-        }
-        let acks = self.acks.lock().expect("no client panics").clone();
-        acks
+        self.0.finish().await
     }
 }
 
@@ -68,7 +49,7 @@ struct Client {
     conninfo: String,
     epoch: Instant,
     ids: Arc<AtomicI64>,
-    acks: Arc<Mutex<Vec<Ack>>>,
+    acks: Records<Ack>,
 }
 
 impl Client {
