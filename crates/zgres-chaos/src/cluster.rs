@@ -139,6 +139,10 @@ impl Cluster {
         self.disks.as_ref().err()
     }
 
+    fn disk(&self, n: usize) -> Option<&NodeDisk> {
+        self.disks.as_ref().ok().map(|disks| &disks[n])
+    }
+
     /// The session timeout the deadmen run with.
     pub fn session_timeout(&self) -> Duration {
         Duration::from_millis(self.group.timing.session_timeout_ms)
@@ -219,10 +223,8 @@ impl Cluster {
                 }));
             }
             Fault::DiskFull(n) => {
-                if let Ok(disks) = &self.disks {
-                    if let Err(e) = disks[n].fill() {
-                        panic!("cannot fill n{n}'s disk: {e}");
-                    }
+                if let Some(Err(e)) = self.disk(n).map(NodeDisk::fill) {
+                    panic!("cannot fill n{n}'s disk: {e}");
                 }
             }
             Fault::ZookeeperMemberDown(m) => self.group.zk.kill_member(m),
@@ -268,10 +270,8 @@ impl Cluster {
             Fault::ReplicationCut(n) => self.inbound[n].set_all(ProxyMode::Pass),
             Fault::StreamCut { from, to } => self.inbound[from].set_stream(to, ProxyMode::Pass),
             Fault::DiskFull(n) => {
-                if let Ok(disks) = &self.disks {
-                    if let Err(e) = disks[n].empty() {
-                        panic!("cannot empty n{n}'s disk: {e}");
-                    }
+                if let Some(Err(e)) = self.disk(n).map(NodeDisk::empty) {
+                    panic!("cannot empty n{n}'s disk: {e}");
                 }
             }
             Fault::ZookeeperMemberDown(m) => self.restart_member(m).await,

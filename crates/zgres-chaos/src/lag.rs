@@ -3,15 +3,15 @@
 
 use std::time::{Duration, Instant};
 
-use tokio_postgres::NoTls;
 use tokio_util::sync::CancellationToken;
+use zgres_tests::e2e::connect;
 
 use crate::losses::LagSample;
 use crate::recording::{Recording, Records};
 
 /// How often each node is asked.
 pub const EVERY: Duration = Duration::from_millis(250);
-/// A node that does not answer within this is skipped for the round.
+/// A node that does not answer a query within this is skipped for the round.
 const ANSWER_WITHIN: Duration = Duration::from_secs(1);
 
 /// The running sampler.
@@ -48,13 +48,7 @@ async fn sample(
     let mut client = None;
     while !stop.is_cancelled() {
         if client.is_none() {
-            let connected =
-                tokio::time::timeout(ANSWER_WITHIN, tokio_postgres::connect(&conninfo, NoTls))
-                    .await;
-            if let Ok(Ok((c, connection))) = connected {
-                tokio::spawn(connection);
-                client = Some(c);
-            }
+            client = connect(&conninfo).await;
         }
         if let Some(c) = &client {
             // The server's now() is after this: the lag bound derived from it errs long.

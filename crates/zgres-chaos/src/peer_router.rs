@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
+use zgres_testkit::own_thread::OwnThread;
 
 /// The request codes that may come before the startup message, in its place.
 const SSL_REQUEST: u32 = 80_877_103;
@@ -24,13 +24,12 @@ const MAX_STARTUP: usize = 10_000;
 /// A client that has not sent its startup message by then is dropped.
 const STARTUP_WITHIN: Duration = Duration::from_secs(10);
 
-/// A running router. Dropping it stops accepting; connections already routed live on until
-/// either side closes (their fault proxies still hold or pass them).
+/// A running router. Dropping it stops accepting and closes the connections it forwards
+/// (their fault proxies' sides close with them).
 #[derive(Debug)]
 pub struct PeerRouter {
     addr: SocketAddr,
-    shutdown: Option<oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _serving: OwnThread,
 }
 
 /// Where the router sends connections: by `application_name`, else to `others`.
@@ -60,46 +59,20 @@ impl PeerRouter {
         let std_listener = std::net::TcpListener::bind(listen)?;
         std_listener.set_nonblocking(true)?;
         let addr = std_listener.local_addr()?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let (shutdown, stopped) = oneshot::channel();
-        let thread = std::thread::Builder::new()
-            .name(format!("peer-router-{listen}"))
-            .spawn(move || {
-                runtime.block_on(async move {
-                    let Ok(listener) = TcpListener::from_std(std_listener) else {
-                        return;
-                    };
-                    tokio::select! {
-                        () = accept(listener, routes) => {}
-                        _ = stopped => {}
-                    }
-                });
-            })?;
+        let serving = OwnThread::spawn(format!("peer-router-{addr}"), move || async move {
+            if let Ok(listener) = TcpListener::from_std(std_listener) {
+                accept(listener, routes).await;
+            }
+        })?;
         Ok(PeerRouter {
             addr,
-            shutdown: Some(shutdown),
-            thread: Some(thread),
+            _serving: serving,
         })
     }
-}
 
-impl PeerRouter {
     /// Where it listens.
     pub fn addr(&self) -> SocketAddr {
         self.addr
-    }
-}
-
-impl Drop for PeerRouter {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 

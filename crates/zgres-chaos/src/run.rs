@@ -127,10 +127,13 @@ pub async fn run(options: &Options, out: &mut impl Write) -> Outcome {
     let epoch = Instant::now();
     let workload = Workload::start(cluster.client_targets(), epoch);
     let lag = LagSampler::start(cluster.node_targets(), epoch);
-    if let Some(why) = cluster.disks_unavailable() {
-        let _ = writeln!(out, "no disk-full faults: {why}");
-    }
-    let disk_full = cluster.disks_unavailable().is_none();
+    let disk_full = match cluster.disks_unavailable() {
+        Some(why) => {
+            let _ = writeln!(out, "no disk-full faults: {why}");
+            false
+        }
+        None => true,
+    };
     let mut nemesis = Nemesis::new(options.seed, SIZE, session, disk_full);
     let mut supervisor = Supervisor::new(options.seed);
     let mut episodes = Vec::new();

@@ -5,15 +5,15 @@
 //! and new connections.
 
 use std::net::SocketAddr;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use socket2::SockRef;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use crate::own_thread::OwnThread;
 use crate::{io_error, Result};
 
 /// What the proxy does with traffic.
@@ -44,11 +44,12 @@ enum Direction {
 /// A running fault proxy. Dropping it closes every connection and stops its thread.
 #[derive(Debug)]
 pub struct FaultProxy {
+    /// Its accept loop and connections; stopped first when dropped (before the mode's sender,
+    /// whose loss would reset the connections it holds).
+    _serving: OwnThread,
     addr: SocketAddr,
     upstream: SocketAddr,
     mode: watch::Sender<ProxyMode>,
-    shutdown: Option<oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
 }
 
 impl FaultProxy {
@@ -75,32 +76,18 @@ impl FaultProxy {
             .local_addr()
             .map_err(io_error("read the fault proxy address"))?;
         let (mode, mode_rx) = watch::channel(ProxyMode::Pass);
-        let (shutdown, shutdown_rx) = oneshot::channel();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(io_error("build the fault proxy runtime"))?;
-        let thread = std::thread::Builder::new()
-            .name(format!("fault-proxy-{}", addr.port()))
-            .spawn(move || {
-                runtime.block_on(async move {
-                    let Ok(listener) = TcpListener::from_std(std_listener) else {
-                        return;
-                    };
-                    tokio::select! {
-                        () = accept_loop(listener, upstream, mode_rx) => {}
-                        _ = shutdown_rx => {}
-                    }
-                });
-                // Dropping the runtime here aborts every connection task and closes its sockets.
+        let serving =
+            OwnThread::spawn(format!("fault-proxy-{}", addr.port()), move || async move {
+                if let Ok(listener) = TcpListener::from_std(std_listener) {
+                    accept_loop(listener, upstream, mode_rx).await;
+                }
             })
             .map_err(io_error("start the fault proxy thread"))?;
         Ok(FaultProxy {
+            _serving: serving,
             addr,
             upstream,
             mode,
-            shutdown: Some(shutdown),
-            thread: Some(thread),
         })
     }
 
@@ -122,17 +109,6 @@ impl FaultProxy {
     /// The current mode.
     pub fn mode(&self) -> ProxyMode {
         *self.mode.borrow()
-    }
-}
-
-impl Drop for FaultProxy {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 

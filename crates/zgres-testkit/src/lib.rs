@@ -26,6 +26,7 @@ pub mod figures;
 pub mod group;
 pub mod http;
 pub mod os_user;
+pub mod own_thread;
 pub mod pgbouncer;
 pub mod poll;
 pub mod ports;
