@@ -62,6 +62,11 @@ pub struct Handover {
     /// stopped.
     #[serde(default)]
     pub callbacks_seen: String,
+    /// The postmaster's guardian ([`crate::guardian`]), when PostgreSQL runs under one: the new
+    /// image connects to it again. `postmaster_pid` is then absent, so that an older image,
+    /// which would wait for the postmaster as its own child, does not mistake it for gone.
+    #[serde(default)]
+    pub guardian: Option<GuardianHandover>,
     /// The running PostgreSQL's data directory and port: the new image keeps them whatever the
     /// file now says (changing them needs PostgreSQL restarted).
     #[serde(default)]
@@ -75,6 +80,13 @@ pub struct RunningPostgres {
     pub data_dir: std::path::PathBuf,
     /// `postgres.port`.
     pub port: u16,
+}
+
+/// The postmaster's guardian as the new image finds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuardianHandover {
+    /// Its pid when it is our child (to reap once it exits).
+    pub pid: Option<u32>,
 }
 
 /// A ZooKeeper session to resume.

@@ -27,6 +27,7 @@ pub mod coordination;
 pub mod daemon;
 pub mod data_dir;
 pub mod fence;
+pub mod guardian;
 pub mod handover;
 pub mod hba_block;
 pub mod local_wal;

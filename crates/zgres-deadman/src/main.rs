@@ -44,6 +44,10 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    let raw: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if raw.get(1).is_some_and(|a| a == "--postmaster-guardian") {
+        return guardian(&raw[2..]);
+    }
     // Before anything else: SIGUSR2 (re-execute) waits until its handler is installed.
     zgres_deadman::handover::hold_upgrade_signal();
     let args: Args = match zgres_config::parse_args() {
@@ -149,4 +153,24 @@ fn main() -> ExitCode {
             }
         }
     })
+}
+
+/// Internal: `--postmaster-guardian SOCKET PARENT PROGRAM ARGS...`, started by the deadman to
+/// run PostgreSQL (see `zgres_deadman::guardian`).
+fn guardian(args: &[std::ffi::OsString]) -> ExitCode {
+    // Only the deadman ends it (through PostgreSQL's exit or its own death): once PostgreSQL
+    // runs, the guardian blocks the signals meant for the deadman (see `run_guardian`).
+    let Some((socket, parent, program, rest)) =
+        zgres_deadman::guardian::link::parse_guardian_args(args)
+    else {
+        eprintln!("zgres postmaster guardian: usage: --postmaster-guardian SOCKET PARENT PROGRAM ARGS...");
+        return ExitCode::from(EXIT_USAGE);
+    };
+    match zgres_deadman::guardian::run_guardian(&socket, parent, &program, &rest) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("zgres postmaster guardian: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -5,17 +5,17 @@
 //! and every backend in one `killpg`, and through `setpriv --pdeathsig KILL` so the kernel kills
 //! it if the deadman dies.
 
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::sync::Arc;
 use std::time::Duration;
 
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
-use tokio::process::Child;
 
 use crate::cluster_settings::ClusterSettings;
 use crate::config::PostgresConfig;
 use crate::fence::FenceClock;
+use crate::guardian::link::{GuardedCommand, Guarded, LinkError};
 
 /// `setpriv` options (before `--`) and extra environment that run a program as `config`'s
 /// PostgreSQL user (when a switch is needed), killed by the kernel if the deadman dies.
@@ -41,8 +41,8 @@ pub enum StartError {
     Spawn {
         /// The data directory.
         data_dir: String,
-        /// The OS error.
-        source: std::io::Error,
+        /// What failed.
+        source: LinkError,
     },
     /// The parameters file could not be written (see [`crate::parameters_file`]).
     #[error("cannot write postgres.parameters for PostgreSQL: {0}")]
@@ -54,6 +54,8 @@ pub enum StartError {
 pub struct PostgresProcess {
     config: PostgresConfig,
     fence: Arc<FenceClock>,
+    /// The guardian's program: this binary (`/proc/self/exe`), or the deadman's in tests.
+    guardian_program: std::path::PathBuf,
     child: Option<Postmaster>,
     last_exit: Option<ExitStatus>,
     /// The group's settings written with the node's own.
@@ -66,11 +68,12 @@ pub struct PostgresProcess {
     unseen_exit: bool,
 }
 
-/// Our child postmaster: spawned by this image, or adopted from the image that re-executed
-/// into this one (still our child, known by pid, its exit reported by a waiting thread).
+/// Our postmaster: run by a guardian ([`crate::guardian`]) this image started or connected to,
+/// or adopted from an older image that re-executed into this one (still our child, known by
+/// pid, its exit reported by a waiting thread).
 #[derive(Debug)]
 enum Postmaster {
-    Spawned(Child),
+    Guarded(Guarded),
     Adopted {
         pid: u32,
         exit: tokio::sync::watch::Receiver<Option<ExitStatus>>,
@@ -78,28 +81,30 @@ enum Postmaster {
 }
 
 impl Postmaster {
-    fn id(&self) -> Option<u32> {
+    fn exit(&self) -> &tokio::sync::watch::Receiver<Option<ExitStatus>> {
         match self {
-            Postmaster::Spawned(child) => child.id(),
-            Postmaster::Adopted { pid, exit } => exit.borrow().is_none().then_some(*pid),
+            Postmaster::Guarded(guarded) => &guarded.exit,
+            Postmaster::Adopted { exit, .. } => exit,
         }
     }
 
+    fn id(&self) -> Option<u32> {
+        let pid = match self {
+            Postmaster::Guarded(guarded) => guarded.pid,
+            Postmaster::Adopted { pid, .. } => *pid,
+        };
+        self.exit().borrow().is_none().then_some(pid)
+    }
+
     fn try_wait(&mut self) -> Option<ExitStatus> {
-        match self {
-            Postmaster::Spawned(child) => child.try_wait().ok().flatten(),
-            Postmaster::Adopted { exit, .. } => *exit.borrow(),
-        }
+        *self.exit().borrow()
     }
 
     /// Resolves with its exit status (cancel-safe).
     async fn wait(&mut self) -> Option<ExitStatus> {
-        match self {
-            Postmaster::Spawned(child) => child.wait().await.ok(),
-            Postmaster::Adopted { exit, .. } => {
-                exit.wait_for(Option::is_some).await.ok().and_then(|s| *s)
-            }
-        }
+        let mut exit = self.exit().clone();
+        let status = exit.wait_for(Option::is_some).await.ok().and_then(|s| *s);
+        status
     }
 }
 
@@ -109,6 +114,7 @@ impl PostgresProcess {
         PostgresProcess {
             config,
             fence,
+            guardian_program: "/proc/self/exe".into(),
             child: None,
             last_exit: None,
             cluster: ClusterSettings::default(),
@@ -130,28 +136,77 @@ impl PostgresProcess {
             return Ok(());
         }
         self.write_settings_files()?;
-        let (prefix, env) = setpriv_prefix(&self.config);
+        let (mut args, env) = setpriv_prefix(&self.config);
+        args.extend([
+            "--".to_owned(),
+            self.config.bin_dir.join("postgres").display().to_string(),
+            "-D".to_owned(),
+            self.config.data_dir.display().to_string(),
+            "-c".to_owned(),
+            format!("port={}", self.config.port),
+        ]);
         // Only the allowed environment: not the password variable the deadman was given.
-        let mut command = zgres_process::command("setpriv");
-        command
-            .args(prefix)
-            .envs(env)
-            .arg("--")
-            .arg(self.config.bin_dir.join("postgres"))
-            .arg("-D")
-            .arg(&self.config.data_dir)
-            .arg("-c")
-            .arg(format!("port={}", self.config.port));
-        command.stdin(Stdio::null()).process_group(0);
-        let child = command.spawn().map_err(|source| StartError::Spawn {
-            data_dir: self.config.data_dir.display().to_string(),
-            source,
-        })?;
-        let pid = child.id().unwrap_or(0) as i32;
+        let command = GuardedCommand {
+            program: "setpriv".to_owned(),
+            args,
+            env,
+        };
+        let socket = crate::guardian::socket_path(&self.config.data_dir);
+        let guarded = crate::guardian::link::spawn(&self.guardian_program, &socket, &command)
+            .map_err(|source| StartError::Spawn {
+                data_dir: self.config.data_dir.display().to_string(),
+                source,
+            })?;
+        let pid = guarded.pid as i32;
         self.fence.set_target(pid);
         tracing::info!(pid, "started postgres");
-        self.child = Some(Postmaster::Spawned(child));
+        self.child = Some(Postmaster::Guarded(guarded));
         Ok(())
+    }
+
+    /// Connects to the guardian of a postmaster running on our data directory, left running by
+    /// a deadman stopped while the group was paused, or handed over by a re-execution
+    /// (`guardian_pid`: then it is our child). Returns the postmaster's pid, or `None` when no
+    /// guardian listens.
+    ///
+    /// # Errors
+    /// [`LinkError`] when something listens on the socket but does not answer as a guardian.
+    pub fn attach(&mut self, guardian_pid: Option<u32>) -> Result<Option<u32>, LinkError> {
+        let socket = crate::guardian::socket_path(&self.config.data_dir);
+        let Some(guarded) = crate::guardian::link::connect(&socket, guardian_pid)? else {
+            return Ok(None);
+        };
+        let pid = guarded.pid;
+        self.fence.set_target(pid as i32);
+        tracing::info!(pid, guardian = %socket.display(), "took over the running postgres from its guardian");
+        self.child = Some(Postmaster::Guarded(guarded));
+        Ok(Some(pid))
+    }
+
+    /// Lets PostgreSQL outlive this deadman (a paused shutdown): true once its guardian
+    /// confirmed; false when there is no guardian to ask or it did not confirm (PostgreSQL then
+    /// still dies with the deadman).
+    pub async fn detach(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(Postmaster::Guarded(guarded)) => guarded.link.detach().await,
+            _ => false,
+        }
+    }
+
+    /// Whether PostgreSQL runs under a guardian.
+    pub fn is_guarded(&self) -> bool {
+        matches!(
+            self.child.as_ref(),
+            Some(Postmaster::Guarded(g)) if g.exit.borrow().is_none()
+        )
+    }
+
+    /// The running guardian's pid when it is our child (for a re-execution's handover).
+    pub fn guardian_pid(&self) -> Option<u32> {
+        match self.child.as_ref() {
+            Some(Postmaster::Guarded(guarded)) => guarded.link.guardian_pid(),
+            _ => None,
+        }
     }
 
     /// Takes over the postmaster `pid`, which a previous image of this process started and
@@ -184,6 +239,13 @@ impl PostgresProcess {
         tracing::info!(pid, "adopted the running postgres");
         self.child = Some(Postmaster::Adopted { pid, exit });
         Ok(())
+    }
+
+    /// Runs guardians with `program` (a test's path to the deadman binary) instead of this
+    /// process's own binary.
+    pub fn with_guardian_program(mut self, program: impl Into<std::path::PathBuf>) -> Self {
+        self.guardian_program = program.into();
+        self
     }
 
     /// Replaces the group's settings this node writes; the files are written by
@@ -336,53 +398,5 @@ pub async fn stop_foreign(pid: i32, timeout: Duration) {
         && tokio::time::Instant::now() < deadline
     {
         tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::os::unix::fs::PermissionsExt;
-
-    use super::*;
-
-    /// A "postmaster" that only sleeps, in a data directory of its own.
-    fn fake(dir: &std::path::Path) -> PostgresProcess {
-        let program = dir.join("postgres");
-        std::fs::write(&program, "#!/bin/sh\nexec sleep 60\n").unwrap();
-        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
-        std::fs::write(dir.join("postgresql.conf"), "").unwrap();
-        let config = crate::config::test_config::postgres_in(dir);
-        PostgresProcess::new(config, Arc::new(FenceClock::new(Duration::from_secs(5))))
-    }
-
-    /// Regression (found by the failover bench: a crashed primary sometimes restarted a whole
-    /// loop interval late): an exit reaped in the middle of a round, by a later `is_running`,
-    /// still wakes the loop's wait; once a round observed it, it does not again.
-    #[tokio::test]
-    async fn an_exit_reaped_in_the_middle_of_a_round_still_wakes_the_loop() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut process = fake(dir.path());
-        process.start().unwrap();
-        assert!(process.observe(), "running at the round's start");
-        let pid = process.pid().unwrap();
-        killpg(Pid::from_raw(pid as i32), Signal::SIGKILL).unwrap();
-        // Later in the same round something asks again and reaps it.
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while process.is_running() {
-            assert!(std::time::Instant::now() < deadline, "never exited");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        // The loop's wait: it must resolve (without the fix it never did).
-        tokio::time::timeout(Duration::from_secs(10), process.exited())
-            .await
-            .expect("the exit reaped mid-round wakes the loop");
-        // The next round sees it; after that the wait is for a new exit only.
-        assert!(!process.observe());
-        assert!(
-            tokio::time::timeout(Duration::from_millis(200), process.exited())
-                .await
-                .is_err(),
-            "an exit already seen does not wake the loop again"
-        );
     }
 }

@@ -11,7 +11,7 @@ use crate::callbacks_due::{CallbackRole, Running};
 use crate::config::PostgresConfig;
 use crate::fence::keeper::Keeper;
 use crate::fence::{kill_group, FenceClock};
-use crate::handover::{Handover, RunningPostgres, SessionHandover};
+use crate::handover::{GuardianHandover, Handover, RunningPostgres, SessionHandover};
 use crate::postgres_process::PostgresProcess;
 
 /// What re-executing needs: the binary file, the fence keeper to hand over, and the signal.
@@ -84,7 +84,22 @@ pub(super) fn take_over(
         return Keeper::spawn(fence.clone());
     };
     fence.confirm(handover.fence_last_ok_ns);
-    if let Some(pid) = handover.postmaster_pid {
+    if let Some(guardian) = handover.guardian {
+        match postgres.attach(guardian.pid) {
+            Ok(Some(_)) => {}
+            Ok(None) => tracing::warn!("the postmaster guardian handed over is gone, and PostgreSQL with it"),
+            Err(e) => {
+                // Killing the guardian kills PostgreSQL (its parent-death signal).
+                tracing::error!(error = %e, "cannot reach the postmaster guardian; killing it");
+                if let Some(pid) = guardian.pid {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid as i32),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            }
+        }
+    } else if let Some(pid) = handover.postmaster_pid {
         if let Err(e) = postgres.adopt(pid as u32) {
             // Unsupervised PostgreSQL must not run: the keeper could not be told when it exits.
             tracing::error!(error = %e, pid, "cannot watch the running postgres; killing it");
@@ -120,7 +135,19 @@ impl Daemon {
         let handover = Handover {
             session: session.as_ref().map(SessionHandover::from_session),
             keeper: Some(upgrade.keeper.handover()),
-            postmaster_pid: self.pg.process.pid().map(|p| p as i32),
+            postmaster_pid: self
+                .pg
+                .process
+                .pid()
+                .filter(|_| !self.pg.process.is_guarded())
+                .map(|p| p as i32),
+            guardian: self
+                .pg
+                .process
+                .is_guarded()
+                .then(|| GuardianHandover {
+                    pid: self.pg.process.guardian_pid(),
+                }),
             fence: self.fence.state().to_keeper_line(),
             fence_last_ok_ns: self.fence.last_ok_ns(),
             postgres: self.pg.process.pid().map(|_| RunningPostgres {
@@ -134,7 +161,7 @@ impl Daemon {
         };
         tracing::warn!(
             binary = %upgrade.binary.display(),
-            postgres = ?handover.postmaster_pid,
+            postgres = ?self.pg.process.pid(),
             "SIGUSR2: re-executing the deadman; PostgreSQL keeps running and the ZooKeeper session is handed over"
         );
         let error = handover.exec(&upgrade.binary);
