@@ -40,13 +40,18 @@ mod observation;
 mod published;
 mod round;
 mod schedule;
+mod shutdown;
+pub use shutdown::{shutdown_plan, ShutdownPlan};
 
 pub use action::{Action, Ineligible};
 pub use observation::{
     wants_every_peer, wants_timeline_starts, DataDirKind, LocalPostgres, LockView, Observation,
     Peer, Probe, TimelineStart,
 };
-pub use published::{not_taking_over, problems, role, warnings, WarningInputs, DAMAGED_DATA_DIR};
+pub use published::{
+    not_taking_over, problems, role, warnings, WarningInputs, DAMAGED_DATA_DIR,
+    UNATTENDED_LOCK_ON_STANDBY,
+};
 pub use round::{Decision, Published, RoundInputs, REWIND_FAILED};
 pub use schedule::{
     confirmation_wanted, fence_may_disarm, next_round, rewind_retry_after, Next, RoundOutcome,
@@ -223,11 +228,14 @@ impl Decider {
         if obs.lock != LockView::Ours {
             self.primary_down_since = None;
         }
-        let actions = if obs.config.paused {
+        let actions = if obs.lock == LockView::Unattended {
+            self.unattended(obs, running_primary)
+        } else if obs.config.paused {
             self.while_paused(obs, running_primary)
         } else {
             match obs.lock {
-                LockView::Unknown => vec![],
+                // Handled above.
+                LockView::Unknown | LockView::Unattended => vec![],
                 LockView::Ours => self.as_lock_holder(obs, running_primary, running_standby),
                 LockView::Other(holder) => self.as_follower(obs, holder, running_primary),
                 LockView::Free => self.in_election(obs, running_primary),
@@ -253,6 +261,20 @@ impl Decider {
             }],
             LockView::Free if running_primary => vec![Action::AcquireLock],
             _ => vec![],
+        }
+    }
+
+    /// The lock this node's deadman left at a paused shutdown: taken back into this session
+    /// (paused or not) by the primary it protects, or by a stopped primary's data directory,
+    /// which the lock holder's rules then start. A standby never claims it: an operator
+    /// releases it (`zgresctl unlock`).
+    fn unattended(&mut self, obs: &Observation, running_primary: bool) -> Vec<Action> {
+        let pg = &obs.postgres;
+        let stopped_primary = !pg.running && pg.data_dir == DataDirKind::Primary;
+        if running_primary || stopped_primary {
+            vec![Action::ReclaimLock]
+        } else {
+            vec![]
         }
     }
 

@@ -56,6 +56,7 @@ mod history;
 mod node_requests;
 mod pg_settings;
 mod read_cache;
+mod unattended_lock;
 
 pub use group_view::GroupView;
 

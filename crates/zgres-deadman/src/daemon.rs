@@ -22,7 +22,7 @@ use crate::callbacks::Callbacks;
 use crate::callbacks_due::Running;
 use crate::config::Config;
 use crate::data_dir::{self, ControlData, DataDirError};
-use crate::decision::{DataDirKind, Decider};
+use crate::decision::{DataDirKind, Decider, ShutdownPlan};
 use crate::fence::{FenceClock, FenceThread};
 use crate::group_config::ConfigInForce;
 use crate::plugins::{self, PluginSetupError, Plugins};
@@ -36,6 +36,7 @@ mod act;
 mod cluster_settings;
 mod node_state;
 mod operator_requests;
+mod paused_shutdown;
 mod publish;
 mod records;
 mod reload;
@@ -202,6 +203,7 @@ pub async fn run(
             slot_problem: None,
             wake_at: None,
             not_contending: None,
+            on_shutdown: ShutdownPlan::StopPostgres,
         },
         pg: PostgresEdge {
             process,
@@ -316,6 +318,8 @@ struct Core {
     wake_at: Option<Instant>,
     /// Why this node last did not contend for a free lock (to log each new reason once).
     not_contending: Option<crate::decision::Ineligible>,
+    /// What a shutdown now would do with PostgreSQL, as of the last round.
+    on_shutdown: ShutdownPlan,
 }
 
 /// The local PostgreSQL, as the shell drives it.
@@ -453,16 +457,21 @@ impl Daemon {
         Ok(())
     }
 
-    /// Ordered, bounded shutdown: stop PostgreSQL, then release the lock, then leave.
+    /// Ordered, bounded shutdown: stop PostgreSQL, then release the lock, then leave. In a
+    /// paused group PostgreSQL is left running instead, for the next deadman to take over
+    /// ([`crate::decision::shutdown_plan`]).
     async fn shut_down(&mut self) {
         self.systemd.notifier.stopping();
-        tracing::info!("shutting down: stopping postgres");
-        self.pg
-            .process
-            .stop(false, self.config.timing.stop_timeout)
-            .await;
+        let left_running = self.leave_postgres_running().await;
+        if !left_running {
+            tracing::info!("shutting down: stopping postgres");
+            self.pg
+                .process
+                .stop(false, self.config.timing.stop_timeout)
+                .await;
+            self.note_for_callbacks(false, None);
+        }
         self.fence.disarm();
-        self.note_for_callbacks(false, None);
         if let Some(mut session) = self.zk.session.take() {
             session.heartbeat.abort();
             if let Err(e) = session.coordinator.release_lock().await {

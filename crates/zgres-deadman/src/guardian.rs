@@ -73,6 +73,14 @@ pub enum GuardianError {
     Pdeathsig(#[from] nix::Error),
 }
 
+/// What the guardian's main thread acts on.
+enum Event {
+    /// A deadman asked to detach: clear the parent-death signal, and answer whether it was.
+    Detach(std::sync::mpsc::Sender<bool>),
+    /// PostgreSQL exited.
+    Exited(ExitStatus),
+}
+
 /// The connected deadman, if any.
 #[derive(Default)]
 struct Peer {
@@ -122,15 +130,32 @@ pub fn run_guardian(
     // which must get its SIGINT and SIGTERM. The guardian runs in a process group of its own,
     // so a signal meant for the deadman's group cannot reach it before this line either.
     crate::fence::keep_signals_away();
+    let (events, inbox) = std::sync::mpsc::channel();
     let peer = Arc::new(Mutex::new(Peer::default()));
     {
-        let peer = peer.clone();
-        std::thread::spawn(move || serve(listener, postmaster, &peer));
+        let (peer, events) = (peer.clone(), events.clone());
+        std::thread::spawn(move || serve(listener, postmaster, &peer, &events));
     }
+    // Waiting may be any thread's; the parent-death signal is this one's (the kernel keeps it
+    // per thread, and sends the one of each thread of a child whose parent dies), so only this
+    // thread ever changes it, when a connection's thread passes on a `detach`.
+    std::thread::spawn(move || {
+        let status = loop {
+            match child.wait() {
+                Ok(status) => break status,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => break ExitStatus::from_raw(0),
+            }
+        };
+        let _ = events.send(Event::Exited(status));
+    });
     let status = loop {
-        match child.wait() {
-            Ok(status) => break status,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+        match inbox.recv() {
+            Ok(Event::Detach(answer)) => {
+                let _ = answer.send(nix::sys::prctl::set_pdeathsig(None::<Signal>).is_ok());
+            }
+            Ok(Event::Exited(status)) => break status,
+            // The waiting thread cannot go without sending; as a backstop, stop guarding.
             Err(_) => break ExitStatus::from_raw(0),
         }
     };
@@ -172,7 +197,12 @@ fn lock(peer: &Mutex<Peer>) -> std::sync::MutexGuard<'_, Peer> {
 }
 
 /// Accepts deadmen, one at a time: a second connection while one is served is refused.
-fn serve(listener: UnixListener, postmaster: i32, peer: &Arc<Mutex<Peer>>) {
+fn serve(
+    listener: UnixListener,
+    postmaster: i32,
+    peer: &Arc<Mutex<Peer>>,
+    events: &std::sync::mpsc::Sender<Event>,
+) {
     let me = nix::unistd::geteuid().as_raw();
     for stream in listener.incoming() {
         let Ok(mut stream) = stream else { continue };
@@ -204,20 +234,27 @@ fn serve(listener: UnixListener, postmaster: i32, peer: &Arc<Mutex<Peer>>) {
         current.stream = Some(stream);
         let generation = current.generation;
         drop(current);
-        let peer = peer.clone();
-        std::thread::spawn(move || follow(reader, generation, postmaster, &peer));
+        let (peer, events) = (peer.clone(), events.clone());
+        std::thread::spawn(move || follow(reader, generation, postmaster, &peer, &events));
     }
 }
 
 /// Reads one deadman's connection until it closes; then, unless it detached, guards against
 /// its death: PostgreSQL goes down with it.
-fn follow(reader: UnixStream, generation: u64, postmaster: i32, peer: &Mutex<Peer>) {
+fn follow(
+    reader: UnixStream,
+    generation: u64,
+    postmaster: i32,
+    peer: &Mutex<Peer>,
+    events: &std::sync::mpsc::Sender<Event>,
+) {
     let mut detached = false;
     for line in BufReader::new(reader).lines() {
         let Ok(line) = line else { break };
         if line == "detach" {
             // From now on this process may outlive the deadman (PostgreSQL still dies with us).
-            detached = nix::sys::prctl::set_pdeathsig(None::<Signal>).is_ok();
+            let (answer, answered) = std::sync::mpsc::channel();
+            detached = events.send(Event::Detach(answer)).is_ok() && answered.recv() == Ok(true);
             let mut current = lock(peer);
             if let Some(stream) = current.stream.as_mut() {
                 let answer: &[u8] = if detached { b"detached\n" } else { b"refused\n" };

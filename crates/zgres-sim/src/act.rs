@@ -27,6 +27,9 @@ impl World {
                 }
                 true
             }
+            // The simulation has no paused shutdown, so no lock is ever left persistent and the
+            // core never decides this (its observation has no `LockView::Unattended`).
+            Action::ReclaimLock => false,
             Action::StartPrimary => {
                 let node = &mut self.nodes[i];
                 if node.fence.arm(node.clock.ns(t)) {

@@ -10,6 +10,9 @@ pub enum Action {
     AcquireLock,
     /// Delete the lock.
     ReleaseLock,
+    /// Arm the fence, then turn the persistent lock this node's deadman left at a paused
+    /// shutdown back into an ephemeral one of this session, in one transaction.
+    ReclaimLock,
     /// Start PostgreSQL as a primary (only while the lock is ours).
     StartPrimary,
     /// Start PostgreSQL as a standby following `upstream` (or its configured primary).

@@ -16,8 +16,13 @@ pub enum LockView {
     Free,
     /// This node's current session holds it.
     Ours,
-    /// Another session holds it; `None` when its content is unreadable (garbage).
+    /// Another session holds it; `None` when its content is unreadable (garbage). A
+    /// persistent lock naming another node (left at that node's paused shutdown) is held too.
     Other(Option<NodeId>),
+    /// A persistent lock naming this node, belonging to no session: this node's deadman left
+    /// it when it stopped in a paused group with PostgreSQL running as the primary (see
+    /// [`super::shutdown_plan`]). Nobody else takes over while it exists; this node reclaims it.
+    Unattended,
 }
 
 /// Whether the data directory is set up to start as a standby (`standby.signal`) or a primary,

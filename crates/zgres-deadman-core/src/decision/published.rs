@@ -9,6 +9,9 @@ use super::{DataDirKind, Ineligible, LocalPostgres, LockView, Observation};
 /// The problem of a node whose data directory an interrupted pg_rewind left unusable.
 pub const DAMAGED_DATA_DIR: &str = "an interrupted pg_rewind left the data directory unusable (it mixes two servers' files); it is not started: re-clone it with zgresctl reinit, or set provisioning.reclone_on_rewind_failure";
 
+/// The problem of a standby that a lock left at a paused shutdown names.
+pub const UNATTENDED_LOCK_ON_STANDBY: &str = "the group's lock was left persistent naming this node, which runs as a standby: no node takes over until an operator releases it (zgresctl unlock)";
+
 /// PostgreSQL's role as the probe shows it.
 pub fn role(pg: &LocalPostgres) -> Role {
     match (pg.running, pg.probe) {
@@ -41,6 +44,9 @@ pub fn problems(obs: &Observation, vetoes: &[String]) -> Vec<String> {
     }
     if pg.probe.is_some_and(|p| !p.in_recovery) && obs.lock != LockView::Ours {
         problems.push("running as primary without the lock".to_owned());
+    }
+    if obs.lock == LockView::Unattended && pg.probe.is_some_and(|p| p.in_recovery) {
+        problems.push(UNATTENDED_LOCK_ON_STANDBY.to_owned());
     }
     problems.extend(vetoes.iter().cloned());
     problems

@@ -63,6 +63,22 @@ impl Daemon {
                     }
                 }
             }
+            Action::ReclaimLock => {
+                // Armed first: once ephemeral, the lock can go with the session.
+                if !self.fence.arm() {
+                    tracing::warn!("not taking back the lock left at a paused shutdown yet: the ZooKeeper session is not confirmed recently enough");
+                    return false;
+                }
+                let Some(session) = self.zk.session.as_mut() else {
+                    return false;
+                };
+                match session.coordinator.reclaim_lock().await {
+                    Ok(true) => tracing::warn!("took back the lock this node's previous deadman left at a paused shutdown"),
+                    Ok(false) => tracing::warn!("the lock left at a paused shutdown changed meanwhile; looking again"),
+                    Err(e) => tracing::warn!(error = %e, "cannot take back the lock left at a paused shutdown"),
+                }
+                true
+            }
             Action::ReleaseLock => {
                 if self.release_lock().await {
                     tracing::warn!("released the group lock");

@@ -19,9 +19,16 @@ use crate::decision::{
 use crate::group_config::ConfigChange;
 
 impl Daemon {
-    /// A PostgreSQL already running on our data directory was not started by us: stop it, so
-    /// that the one that runs is our child (for instant crash detection and fencing).
+    /// A PostgreSQL already running on our data directory: taken over from its guardian when a
+    /// deadman stopped in a paused group left it running; otherwise it was not started by
+    /// zgres: stop it, so that the one that runs is under our guardian (for instant crash
+    /// detection and fencing).
     pub(super) async fn adopt_foreign_postmaster(&mut self) {
+        if self.pg.process.pid().is_none() {
+            if let Err(e) = self.pg.process.attach(None) {
+                tracing::warn!(error = %e, "cannot take over PostgreSQL from its guardian; stopping it as foreign");
+            }
+        }
         let ours = self.pg.process.pid().map(|p| p as i32);
         if let Some(pid) =
             data_dir::foreign_postmaster(&self.config.postgres).filter(|&p| Some(p) != ours)
@@ -195,6 +202,13 @@ impl Daemon {
                     && self.core.sync_keeper.degraded(),
             },
         };
+        let probe = obs.postgres.probe.filter(|_| obs.postgres.running);
+        self.core.on_shutdown = crate::decision::shutdown_plan(
+            obs.config.paused,
+            obs.lock,
+            probe.is_some_and(|p| !p.in_recovery),
+            probe.is_some_and(|p| p.in_recovery),
+        );
         let decision = self.core.decider.decide_round(&obs, inputs);
         self.core.wake_at = decision.wake_at;
         if decision.disarm_fence && self.fence.is_armed() {
