@@ -257,7 +257,11 @@ fn follow(
             detached = events.send(Event::Detach(answer)).is_ok() && answered.recv() == Ok(true);
             let mut current = lock(peer);
             if let Some(stream) = current.stream.as_mut() {
-                let answer: &[u8] = if detached { b"detached\n" } else { b"refused\n" };
+                let answer: &[u8] = if detached {
+                    b"detached\n"
+                } else {
+                    b"refused\n"
+                };
                 let _ = stream.write_all(answer);
             }
         }
@@ -300,7 +304,9 @@ fn alive(pid: i32) -> bool {
         return false;
     };
     // The state follows the command name, which may itself hold ") ".
-    let state = stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next());
+    let state = stat
+        .rsplit_once(") ")
+        .and_then(|(_, rest)| rest.chars().next());
     !matches!(state, Some('Z' | 'X') | None)
 }
 
@@ -327,7 +333,10 @@ mod tests {
         // Exited, not yet reaped: a zombie.
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while alive(pid) {
-            assert!(std::time::Instant::now() < deadline, "never became a zombie");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never became a zombie"
+            );
             std::thread::sleep(Duration::from_millis(5));
         }
         child.wait().unwrap();

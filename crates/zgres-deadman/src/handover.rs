@@ -303,7 +303,8 @@ mod tests {
                 pid: 42,
                 board_fd: Some(10),
             }),
-            postmaster_pid: Some(4321),
+            postmaster_pid: None,
+            guardian: Some(GuardianHandover { pid: Some(4320) }),
             fence: FenceState {
                 armed: true,
                 deadline_ns: 10,

@@ -163,7 +163,9 @@ fn guardian(args: &[std::ffi::OsString]) -> ExitCode {
     let Some((socket, parent, program, rest)) =
         zgres_deadman::guardian::link::parse_guardian_args(args)
     else {
-        eprintln!("zgres postmaster guardian: usage: --postmaster-guardian SOCKET PARENT PROGRAM ARGS...");
+        eprintln!(
+            "zgres postmaster guardian: usage: --postmaster-guardian SOCKET PARENT PROGRAM ARGS..."
+        );
         return ExitCode::from(EXIT_USAGE);
     };
     match zgres_deadman::guardian::run_guardian(&socket, parent, &program, &rest) {

@@ -15,7 +15,7 @@ use nix::unistd::Pid;
 use crate::cluster_settings::ClusterSettings;
 use crate::config::PostgresConfig;
 use crate::fence::FenceClock;
-use crate::guardian::link::{GuardedCommand, Guarded, LinkError};
+use crate::guardian::link::{Guarded, GuardedCommand, LinkError};
 
 /// `setpriv` options (before `--`) and extra environment that run a program as `config`'s
 /// PostgreSQL user (when a switch is needed), killed by the kernel if the deadman dies.

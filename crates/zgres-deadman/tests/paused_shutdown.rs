@@ -16,7 +16,9 @@ async fn more_writes_on_the_primary(group: &Group, writer: &Writer) {
     let before = writer.acks().await.len();
     poll::until("20 more commits on n0", DEADLINE, || async {
         let acks = writer.acks().await;
-        let more = acks[before.min(acks.len())..].iter().filter(|a| a.node == 0);
+        let more = acks[before.min(acks.len())..]
+            .iter()
+            .filter(|a| a.node == 0);
         (more.count() > 20).then_some(())
     })
     .await
@@ -55,7 +57,10 @@ async fn a_deadman_stopped_in_a_paused_group_leaves_postgres_for_the_next_one() 
     let (history_before, _) = zk.get_data(&history).await.unwrap();
     pause(&group, true).await;
     poll::until("every deadman to see the pause", DEADLINE, || async {
-        let all = group.nodes.iter().all(|n| n.log_text().contains("the group is paused"));
+        let all = group
+            .nodes
+            .iter()
+            .all(|n| n.log_text().contains("the group is paused"));
         all.then_some(())
     })
     .await
@@ -98,14 +103,21 @@ async fn a_deadman_stopped_in_a_paused_group_leaves_postgres_for_the_next_one() 
     .unwrap_or_else(|e| panic!("{e}\n{}", group.logs()));
     assert_no_other_primary(&group, Some(0), Duration::from_secs(3)).await;
     let (_, stat) = zk.get_data(&lock).await.unwrap();
-    assert_eq!(stat.ephemeral_owner, 0, "nobody took the lock left unattended");
+    assert_eq!(
+        stat.ephemeral_owner, 0,
+        "nobody took the lock left unattended"
+    );
 
     group.start(0);
     group.start(1);
-    poll::until("n0's new deadman to take the lock back", DEADLINE, || async {
-        let (_, stat) = zk.get_data(&lock).await.ok()?;
-        (stat.ephemeral_owner != 0).then_some(())
-    })
+    poll::until(
+        "n0's new deadman to take the lock back",
+        DEADLINE,
+        || async {
+            let (_, stat) = zk.get_data(&lock).await.ok()?;
+            (stat.ephemeral_owner != 0).then_some(())
+        },
+    )
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", group.logs()));
     let (content, _) = zk.get_data(&lock).await.unwrap();
@@ -131,10 +143,65 @@ async fn a_deadman_stopped_in_a_paused_group_leaves_postgres_for_the_next_one() 
 
     let postmaster = postmasters[1];
     group.nodes[1].deadman.take().unwrap().kill();
-    poll::until("n1's PostgreSQL to die with its new deadman", DEADLINE, || {
-        let gone = group.nodes[1].postmaster_pid() != Some(postmaster);
-        std::future::ready(gone.then_some(()))
+    poll::until(
+        "n1's PostgreSQL to die with its new deadman",
+        DEADLINE,
+        || {
+            let gone = group.nodes[1].postmaster_pid() != Some(postmaster);
+            std::future::ready(gone.then_some(()))
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", group.logs()));
+}
+
+/// A primary whose deadman never comes back: `zgresctl list` names the lock left unattended,
+/// `zgresctl unlock` refuses a lock a live deadman holds and releases the one left, and the
+/// resumed group then elects the replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zgresctl_unlock_releases_a_lock_left_unattended_and_only_that() {
+    let mut group = Group::prepare(2, Timing::default()).await;
+    group.start_all().await;
+    assert_eq!(group.wait_primary(&[]).await, 0);
+    group.wait_following(1, 0).await;
+    let zk = group.zk.connect_string();
+    let (code, out) = zgres_testkit::zgresctl::run(&zk, &["unlock", "main", "--force"]);
+    assert_ne!(code, 0, "a live deadman's lock is not released: {out}");
+    assert!(out.contains("held by 127.0.0.1:"), "{out}");
+
+    pause(&group, true).await;
+    poll::until("n0 to see the pause", DEADLINE, || async {
+        group.nodes[0]
+            .log_text()
+            .contains("the group is paused")
+            .then_some(())
     })
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", group.logs()));
+    let postmaster = group.nodes[0].postmaster_pid().unwrap();
+    let deadman = group.nodes[0].deadman.take().unwrap();
+    assert!(deadman
+        .stop(Signal::SIGTERM, Duration::from_secs(30))
+        .is_some_and(|s| s.success()));
+    assert_eq!(group.nodes[0].postmaster_pid(), Some(postmaster));
+    let (code, listed) = zgres_testkit::zgresctl::run(&zk, &["list"]);
+    assert_eq!(code, 0, "{listed}");
+    let left = format!(
+        "! lock left by {} at a paused shutdown",
+        group.nodes[0].node_id()
+    );
+    assert!(listed.contains(&left), "{listed}");
+
+    // The node is gone for good: its PostgreSQL is stopped, then the lock released.
+    group.nodes[0].kill_postgres();
+    let (code, out) = zgres_testkit::zgresctl::run(&zk, &["unlock", "main", "--force"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("released the lock left by 127.0.0.1:"),
+        "{out}"
+    );
+    let (code, out) = zgres_testkit::zgresctl::run(&zk, &["unlock", "main", "--force"]);
+    assert_ne!(code, 0, "nothing left to release: {out}");
+    pause(&group, false).await;
+    assert_eq!(group.wait_primary(&[0]).await, 1);
 }

@@ -88,6 +88,16 @@ pub(crate) enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Release a lock left persistent when the primary's deadman was stopped in a paused group
+    /// (its PostgreSQL left running), for a node whose deadman will not come back: the group
+    /// can then elect a new primary once resumed. Stop that PostgreSQL first if it still runs.
+    Unlock {
+        /// The group.
+        group: String,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        force: bool,
+    },
     /// Who streams from whom, with each standby's lag (from the states the deadmen publish).
     Topology {
         /// The group.

@@ -293,6 +293,17 @@ pub enum Refusal {
         /// A znode that shows it (a state, a connection info or the lock).
         live: String,
     },
+    /// `unlock` found no lock left at a paused shutdown.
+    #[error("group {0} has no lock to release")]
+    NoLockLeft(String),
+    /// `unlock` never deletes a lock a live deadman's session holds.
+    #[error("group {group}'s lock is held by {holder}'s live deadman; it is released by that deadman (switchover, or stopping it)")]
+    LockHeld {
+        /// The group.
+        group: String,
+        /// The node the lock names.
+        holder: String,
+    },
     /// Reinit wipes a data directory: never the primary's.
     #[error("{0} is the primary: reinit only rebuilds a replica (switch over first)")]
     ReinitOfThePrimary(NodeId),

@@ -17,6 +17,7 @@ mod hand_over;
 mod history;
 mod node_request;
 mod remove;
+mod unlock;
 pub use acl::AclReport;
 pub use dsn::Dsn;
 pub use hand_over::HandOver;
@@ -69,6 +70,9 @@ pub struct GroupView {
     pub group: GroupName,
     /// Lock holder, when the lock is readable.
     pub leader: Option<NodeId>,
+    /// The lock was left persistent at a paused shutdown: no deadman watches the primary, and
+    /// no failover happens until its deadman is back (or `zgresctl unlock`).
+    pub lock_unattended: bool,
     /// The group's config (defaults when absent; `None` when unreadable).
     pub config: Option<GroupConfig>,
     /// Why the group's config cannot be read, if so (the deadmen keep the last valid one).
@@ -169,6 +173,7 @@ impl Inventory {
                 Some((data, _)) => decode::<Lock>(&lock_path, &data).ok().map(|l| l.node),
                 None => None,
             };
+            let lock_unattended = self.lock_unattended(&lock_path).await?;
             let (config, config_error) = match self.config(&group).await {
                 Ok((config, _)) => (Some(config), None),
                 Err(CtlError::Decode(e)) => (None, Some(e.to_string())),
@@ -210,6 +215,7 @@ impl Inventory {
             groups.push(GroupView {
                 group,
                 leader,
+                lock_unattended,
                 config,
                 config_error,
                 nodes: views,

@@ -217,6 +217,20 @@ async fn run(args: Args) -> Result<(), CtlError> {
                 outln!("{}", dsn.dsn);
             }
         }
+        Command::Unlock { group, force } => {
+            if !force {
+                confirm(&format!(
+                    "Release group {group}'s lock left at a paused shutdown? Once resumed, the group elects a new primary: make sure the old one no longer runs."
+                ))?;
+            }
+            let named = inventory.unlock_group(&group).await?;
+            let named = named.unwrap_or_else(|| "an unreadable node".to_owned());
+            if args.json {
+                print_json(&serde_json::json!({"group": group, "released": named}));
+            } else {
+                outln!("group {group}: released the lock left by {named}");
+            }
+        }
         Command::Remove { group, force } => {
             if !force {
                 confirm(&format!(

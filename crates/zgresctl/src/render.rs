@@ -99,6 +99,16 @@ pub fn groups(groups: &[GroupView]) -> String {
         if g.nodes.is_empty() {
             let _ = writeln!(out, "| (no nodes)");
         }
+        if g.lock_unattended {
+            let holder = g
+                .leader
+                .map_or("an unreadable node".to_owned(), |l| l.to_string());
+            let _ = writeln!(
+                out,
+                "! lock left by {holder} at a paused shutdown: its PostgreSQL runs with no deadman, and no failover happens until that deadman is back (zgresctl unlock {} releases it)",
+                g.group
+            );
+        }
         for pending in &g.requests {
             let _ = writeln!(out, "! {}", pending_request(pending));
         }
@@ -238,6 +248,7 @@ mod tests {
         let group = GroupView {
             group: zgres_schema::GroupName::new("main").unwrap(),
             leader: Some("10.0.0.1:5432".parse().unwrap()),
+            lock_unattended: false,
             config: None,
             config_error: None,
             requests: vec![],
@@ -274,6 +285,7 @@ mod tests {
         let group = GroupView {
             group: zgres_schema::GroupName::new("main").unwrap(),
             leader: Some(state.node),
+            lock_unattended: false,
             config: None,
             config_error: None,
             requests: vec![],

@@ -91,7 +91,8 @@ impl Coordinator {
                         self.restore_lock(&holder, stat.version).await;
                     }
                     LockView::Ours
-                } else if stat.ephemeral_owner == 0 && holder.valid().map(|l| l.node) == Some(self.me)
+                } else if stat.ephemeral_owner == 0
+                    && holder.valid().map(|l| l.node) == Some(self.me)
                 {
                     LockView::Unattended
                 } else {

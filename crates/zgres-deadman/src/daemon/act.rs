@@ -73,9 +73,15 @@ impl Daemon {
                     return false;
                 };
                 match session.coordinator.reclaim_lock().await {
-                    Ok(true) => tracing::warn!("took back the lock this node's previous deadman left at a paused shutdown"),
-                    Ok(false) => tracing::warn!("the lock left at a paused shutdown changed meanwhile; looking again"),
-                    Err(e) => tracing::warn!(error = %e, "cannot take back the lock left at a paused shutdown"),
+                    Ok(true) => tracing::warn!(
+                        "took back the lock this node's previous deadman left at a paused shutdown"
+                    ),
+                    Ok(false) => tracing::warn!(
+                        "the lock left at a paused shutdown changed meanwhile; looking again"
+                    ),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot take back the lock left at a paused shutdown")
+                    }
                 }
                 true
             }

@@ -87,7 +87,9 @@ pub(super) fn take_over(
     if let Some(guardian) = handover.guardian {
         match postgres.attach(guardian.pid) {
             Ok(Some(_)) => {}
-            Ok(None) => tracing::warn!("the postmaster guardian handed over is gone, and PostgreSQL with it"),
+            Ok(None) => tracing::warn!(
+                "the postmaster guardian handed over is gone, and PostgreSQL with it"
+            ),
             Err(e) => {
                 // Killing the guardian kills PostgreSQL (its parent-death signal).
                 tracing::error!(error = %e, "cannot reach the postmaster guardian; killing it");
@@ -141,13 +143,9 @@ impl Daemon {
                 .pid()
                 .filter(|_| !self.pg.process.is_guarded())
                 .map(|p| p as i32),
-            guardian: self
-                .pg
-                .process
-                .is_guarded()
-                .then(|| GuardianHandover {
-                    pid: self.pg.process.guardian_pid(),
-                }),
+            guardian: self.pg.process.is_guarded().then(|| GuardianHandover {
+                pid: self.pg.process.guardian_pid(),
+            }),
             fence: self.fence.state().to_keeper_line(),
             fence_last_ok_ns: self.fence.last_ok_ns(),
             postgres: self.pg.process.pid().map(|_| RunningPostgres {

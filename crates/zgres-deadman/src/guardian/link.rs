@@ -5,8 +5,8 @@
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -158,7 +158,10 @@ pub fn spawn(
         Ok(guarded) => Ok(guarded),
         Err(e) => {
             // Killing the guardian kills its PostgreSQL too (pdeathsig).
-            let _ = nix::sys::signal::kill(Pid::from_raw(guardian_pid as i32), nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::signal::kill(
+                Pid::from_raw(guardian_pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
             Err(e)
         }
     }
