@@ -13,6 +13,8 @@ use zgres_schema::Znode;
 use zgres_testkit::fault_proxy::{FaultProxy, ProxyMode};
 use zgres_testkit::group::{Group, Timing, DEADLINE};
 use zgres_testkit::poll;
+
+use crate::paused_stop::{set_paused, PausedStops};
 use zgres_testkit::zookeeper::ZkCluster;
 use zgres_tests::e2e::BouncerWithSync;
 
@@ -43,6 +45,8 @@ pub struct Cluster {
     paused: Vec<Option<u32>>,
     /// The `zgresctl restart`s started and not yet collected: exit code and output.
     operations: Vec<std::thread::JoinHandle<(i32, String)>>,
+    /// Deadmen to stop, and stopped, in a paused group.
+    paused_stops: PausedStops,
 }
 
 impl Cluster {
@@ -130,6 +134,7 @@ impl Cluster {
             zookeeper_links,
             inbound,
             paused: vec![None; SIZE],
+            paused_stops: PausedStops::default(),
             operations: Vec::new(),
         }
     }
@@ -227,6 +232,14 @@ impl Cluster {
                     panic!("cannot fill n{n}'s disk: {e}");
                 }
             }
+            Fault::PausedStop(n) => {
+                set_paused(
+                    &self.group.zk.connect_string(),
+                    true,
+                    &mut std::io::stdout(),
+                );
+                self.paused_stops.begin(n);
+            }
             Fault::ZookeeperMemberDown(m) => self.group.zk.kill_member(m),
             Fault::ZookeeperQuorumLost(kept) => {
                 for m in (0..SIZE).filter(|&m| m != kept) {
@@ -273,6 +286,14 @@ impl Cluster {
                 if let Some(Err(e)) = self.disk(n).map(NodeDisk::empty) {
                     panic!("cannot empty n{n}'s disk: {e}");
                 }
+            }
+            Fault::PausedStop(n) => {
+                self.paused_stops.end(n);
+                set_paused(
+                    &self.group.zk.connect_string(),
+                    false,
+                    &mut std::io::stdout(),
+                );
             }
             Fault::ZookeeperMemberDown(m) => self.restart_member(m).await,
             Fault::ZookeeperQuorumLost(kept) => {
@@ -324,9 +345,20 @@ impl Cluster {
     /// killed is already gone and not reported.
     pub fn reap(&mut self, n: usize) -> Option<String> {
         let node = &mut self.group.nodes[n];
-        let status = node.deadman.as_mut()?.try_exit_status().ok()??;
+        let deadman = node.deadman.as_mut()?;
+        let pid = deadman.pid();
+        let status = deadman.try_exit_status().ok()??;
         node.deadman = None;
-        Some(status.to_string())
+        (!self.paused_stops.expected_exit(pid)).then(|| status.to_string())
+    }
+
+    /// Stops the deadmen of paused stops that now see the pause ([`PausedStops::tick`]).
+    pub fn tick_paused_stops(&mut self, out: &mut impl std::io::Write) {
+        for n in 0..SIZE {
+            let node = &self.group.nodes[n];
+            let deadman = node.deadman.as_ref().map(|d| (d.pid(), node.log_text()));
+            self.paused_stops.tick(n, deadman, out);
+        }
     }
 
     /// Whether node `n`'s deadman runs (or is held stopped).

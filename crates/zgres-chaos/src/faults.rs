@@ -49,6 +49,10 @@ pub enum Fault {
     /// A node's disk (its data directory with `pg_wal`, on a tmpfs of its own) filled to
     /// the last byte, emptied again at the end. Drawn only when the run could mount one.
     DiskFull(usize),
+    /// The group paused, a node's deadman stopped (SIGTERM) once it sees the pause and left
+    /// to the supervisor to start again, the group resumed at the end. An operation: it must
+    /// never cause a failover.
+    PausedStop(usize),
     /// One ZooKeeper member killed, started again at the end.
     ZookeeperMemberDown(usize),
     /// Two of the three ZooKeeper members killed (no quorum), all but the one named; started
@@ -57,7 +61,7 @@ pub enum Fault {
 }
 
 /// The kinds, for the figures per kind.
-pub const KINDS: [&str; 15] = [
+pub const KINDS: [&str; 16] = [
     "kill-node",
     "kill-postgres",
     "pause-deadman",
@@ -71,6 +75,7 @@ pub const KINDS: [&str; 15] = [
     "rolling-restart",
     "stream-cut",
     "disk-full",
+    "paused-stop",
     "zk-member-down",
     "zk-quorum-lost",
 ];
@@ -92,8 +97,9 @@ impl Fault {
             Fault::RollingRestart => 10,
             Fault::StreamCut { .. } => 11,
             Fault::DiskFull(_) => 12,
-            Fault::ZookeeperMemberDown(_) => 13,
-            Fault::ZookeeperQuorumLost(_) => 14,
+            Fault::PausedStop(_) => 13,
+            Fault::ZookeeperMemberDown(_) => 14,
+            Fault::ZookeeperQuorumLost(_) => 15,
         };
         KINDS[index]
     }
@@ -112,6 +118,7 @@ impl Fault {
             | Fault::ReplicationCut(n)
             | Fault::ReexecDeadman(n)
             | Fault::DiskFull(n)
+            | Fault::PausedStop(n)
             | Fault::StreamCut { from: n, .. } => Some(n),
             Fault::RollingRestart
             | Fault::ZookeeperMemberDown(_)
@@ -122,7 +129,10 @@ impl Fault {
     /// Whether it is an operator's operation (an upgrade, a restart), which must never cause
     /// a failover when it runs alone.
     pub fn is_operation(&self) -> bool {
-        matches!(self, Fault::ReexecDeadman(_) | Fault::RollingRestart)
+        matches!(
+            self,
+            Fault::ReexecDeadman(_) | Fault::RollingRestart | Fault::PausedStop(_)
+        )
     }
 
     fn strikes_the_ensemble(&self) -> bool {
@@ -231,8 +241,9 @@ impl Nemesis {
         if self.disk_full {
             kinds.push(12);
         }
+        kinds.push(13);
         if ensemble_allowed {
-            kinds.extend([13, 14]);
+            kinds.extend([14, 15]);
         }
         let node = self.plan.range(0, self.nodes as u64) as usize;
         let peer = (node + 1 + self.plan.range(0, self.nodes as u64 - 1) as usize) % self.nodes;
@@ -253,7 +264,8 @@ impl Nemesis {
                 to: peer,
             },
             12 => Fault::DiskFull(node),
-            13 => Fault::ZookeeperMemberDown(self.plan.range(0, 3) as usize),
+            13 => Fault::PausedStop(node),
+            14 => Fault::ZookeeperMemberDown(self.plan.range(0, 3) as usize),
             _ => Fault::ZookeeperQuorumLost(self.plan.range(0, 3) as usize),
         }
     }
@@ -276,6 +288,9 @@ impl Nemesis {
             }
             Fault::ZookeeperFlap(_) | Fault::ZookeeperLatency(..) => self.plan.range(s, 4 * s),
             Fault::ZookeeperMemberDown(_) => self.plan.range(s / 2, 4 * s),
+            // Long enough for the stop and, mostly, the supervisor's start (0.2–3 s) before
+            // the group is resumed; sometimes the resume comes first.
+            Fault::PausedStop(_) => self.plan.range(s, 4 * s),
             Fault::ZookeeperQuorumLost(_) => self.plan.range(s / 4, 2 * s),
         };
         Duration::from_millis(ms)

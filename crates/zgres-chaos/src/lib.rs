@@ -23,6 +23,7 @@ pub mod faults;
 pub mod health;
 pub mod lag;
 pub mod losses;
+pub mod paused_stop;
 pub mod peer_router;
 pub mod recording;
 pub mod report;

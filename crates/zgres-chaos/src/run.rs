@@ -246,6 +246,7 @@ async fn play(
         })
         .collect();
     loop {
+        cluster.tick_paused_stops(out);
         supervisor.tick(cluster, out);
         let now = Instant::now();
         for r in &mut running {

@@ -36,6 +36,9 @@ pub mod link;
 /// How often a guardian whose deadman's connection closed checks whether that process lives.
 const PEER_CHECK: Duration = Duration::from_millis(20);
 
+/// The longest path a Unix socket can have on Linux (`sun_path` less its terminating NUL).
+pub const SOCKET_PATH_MAX: usize = 107;
+
 /// The socket of the guardian for `data_dir`: beside it, as the password file is.
 pub fn socket_path(data_dir: &Path) -> PathBuf {
     let mut name = data_dir
@@ -95,7 +98,7 @@ struct Peer {
 }
 
 /// Runs the guardian: listens on `socket`, starts `program` with `args` as its child (in a
-/// process group of its own), reports `ready PID` on standard output, serves deadmen, and
+/// process group of its own), serves deadmen on `socket`, and
 /// returns PostgreSQL's exit status once it exits. `parent` is the deadman that started it.
 ///
 /// # Errors

@@ -1,6 +1,6 @@
 //! Upgrading the deadman without a failover: on SIGUSR2 it re-executes its own binary file.
 //!
-//! `execve` keeps the process (so PostgreSQL stays its child, in the same process group) and
+//! `execve` keeps the process (so PostgreSQL's guardian stays its child) and
 //! every descriptor without close-on-exec. What the new image needs is handed over through a
 //! pipe whose number is in [`HANDOVER_FD_ENV`]:
 //! - the ZooKeeper session's id and password, so the new image resumes the same session: the
@@ -8,8 +8,9 @@
 //! - the fence keeper's pipe (kept open across the exec) and pid: the keeper goes on enforcing
 //!   the last deadline it was given while the new image starts, and fences at once if the new
 //!   image dies (its pipe closes);
-//! - the fence state and the postmaster's pid, so the new image enforces the same deadline from
-//!   its first moment and adopts PostgreSQL instead of stopping it.
+//! - the fence state and the postmaster's guardian, so the new image enforces the same deadline
+//!   from its first moment and connects to the guardian again instead of stopping PostgreSQL
+//!   (the guardian waits for the same pid to reconnect; see [`crate::guardian`]).
 //!
 //! If the new binary cannot start, the keeper still fences PostgreSQL before the session can
 //! expire; if `execve` itself fails, the old image goes on as if nothing happened.

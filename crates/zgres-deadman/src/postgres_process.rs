@@ -1,9 +1,10 @@
-//! PostgreSQL as a child process of the deadman.
+//! PostgreSQL as the deadman runs it.
 //!
-//! The postmaster is our own child, so its exit is seen at once (`waitpid`, not polling a pid
-//! that could be a zombie or reused). It runs in its own process group so a fence can kill it
-//! and every backend in one `killpg`, and through `setpriv --pdeathsig KILL` so the kernel kills
-//! it if the deadman dies.
+//! The postmaster is the child of its guardian ([`crate::guardian`]), which reports its exit at
+//! once (its own `waitpid`, not polling a pid that could be a zombie or reused). It runs in its
+//! own process group so a fence can kill it and every backend in one `killpg`, and through
+//! `setpriv --pdeathsig KILL` so the kernel kills it if the guardian dies, which it does with
+//! the deadman (unless a paused shutdown detached it).
 
 use std::process::ExitStatus;
 use std::sync::Arc;

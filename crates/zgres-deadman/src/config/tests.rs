@@ -125,3 +125,13 @@ fn callbacks_need_absolute_paths_and_a_bounded_timeout() {
     );
     assert_eq!(c.hooks.callbacks.timeout, Duration::from_secs(10));
 }
+
+#[test]
+fn a_data_directory_too_long_for_the_guardians_socket_is_refused() {
+    let long = format!("/var/lib/{}", "p".repeat(100));
+    let text = minimal("").replace("\"/var/lib/pg\"", &format!("\"{long}\""));
+    assert_eq!(problems(&text, &[]), vec!["postgres.data_dir"]);
+    let fits = format!("/var/lib/{}", "p".repeat(80));
+    let text = minimal("").replace("\"/var/lib/pg\"", &format!("\"{fits}\""));
+    assert!(problems(&text, &[]).is_empty());
+}
