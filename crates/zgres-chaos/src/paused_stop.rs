@@ -75,6 +75,7 @@ impl PausedStops {
             self.waiting[n] = None;
             if kill(Pid::from_raw(pid as i32), Signal::SIGTERM).is_ok() {
                 self.stopped.push(pid);
+                let _ = writeln!(out, "    n{n}'s deadman stopped in the paused group");
             }
         } else if Instant::now() >= until {
             self.waiting[n] = None;

@@ -38,7 +38,7 @@ async fn pause(group: &Group, paused: bool) {
 /// throughout; the lock keeps its content, persistent while no deadman watches the primary and
 /// back to an ephemeral of the new session after; nobody else becomes primary, `/history` gets
 /// nothing, and no acknowledged write is lost. The PostgreSQL taken over is guarded again: kill
-/// -9 of its new deadman takes it down.
+/// -9 of its new deadman, even after a re-execution, takes it down.
 ///
 /// Regression: the guardian first cleared the parent-death signal from the thread that read
 /// `detach`, but the kernel keeps that signal per thread and sends the main thread's: the
@@ -140,6 +140,23 @@ async fn a_deadman_stopped_in_a_paused_group_leaves_postgres_for_the_next_one() 
     assert!(missing.is_empty(), "lost acknowledged writes: {missing:?}");
     let (history_after, _) = zk.get_data(&history).await.unwrap();
     assert_eq!(history_after, history_before, "no promotion was recorded");
+
+    // Re-executing the deadman that took PostgreSQL over (not the guardian's parent) connects
+    // to the guardian again, as for a guardian it started.
+    let took_over = "took over the running postgres from its guardian";
+    group.nodes[1]
+        .deadman
+        .as_ref()
+        .unwrap()
+        .signal(Signal::SIGUSR2)
+        .unwrap();
+    poll::until("n1's re-executed deadman to take PostgreSQL over again", DEADLINE, || {
+        let again = group.nodes[1].log_text().matches(took_over).count() == 2;
+        std::future::ready(again.then_some(()))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", group.logs()));
+    assert_eq!(group.nodes[1].postmaster_pid(), Some(postmasters[1]));
 
     let postmaster = postmasters[1];
     group.nodes[1].deadman.take().unwrap().kill();
