@@ -150,10 +150,14 @@ async fn a_deadman_stopped_in_a_paused_group_leaves_postgres_for_the_next_one() 
         .unwrap()
         .signal(Signal::SIGUSR2)
         .unwrap();
-    poll::until("n1's re-executed deadman to take PostgreSQL over again", DEADLINE, || {
-        let again = group.nodes[1].log_text().matches(took_over).count() == 2;
-        std::future::ready(again.then_some(()))
-    })
+    poll::until(
+        "n1's re-executed deadman to take PostgreSQL over again",
+        DEADLINE,
+        || {
+            let again = group.nodes[1].log_text().matches(took_over).count() == 2;
+            std::future::ready(again.then_some(()))
+        },
+    )
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", group.logs()));
     assert_eq!(group.nodes[1].postmaster_pid(), Some(postmasters[1]));
