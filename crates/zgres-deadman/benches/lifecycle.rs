@@ -14,6 +14,10 @@
 //!   upgrade in place): the longest gap between two commits the primary acknowledged around
 //!   each, from the signal to the new image's first published state, and whether the lock ever
 //!   moved.
+//! - `ZGRES_BENCH_PAUSED_STOPS` (default 10) stops of the primary's deadman in a paused group
+//!   (SIGTERM; PostgreSQL is left running) and starts of a new one, which takes it over: the
+//!   longest gap between two commits the primary acknowledged around each, the stop's duration,
+//!   from the new deadman's start to the lock taken back, and whether PostgreSQL ever restarted.
 //!
 //! Run: `cargo bench -p zgres-deadman --bench lifecycle`
 
@@ -143,23 +147,89 @@ async fn reexecs(count: usize) -> (Vec<f64>, Vec<f64>, bool) {
         let before_acks = writer.acks().await.len();
         commits_on(&writer, primary, before_acks, 50).await;
         let acks = writer.acks().await;
-        let mut times: Vec<SystemTime> = acks[start_acks..]
-            .iter()
-            .filter(|a| a.node == primary)
-            .map(|a| a.at)
-            .collect();
-        times.sort();
-        let gap = times
-            .windows(2)
-            .filter_map(|w| w[1].duration_since(w[0]).ok())
-            .max()
-            .unwrap_or_default();
-        gaps.push(gap.as_secs_f64());
+        gaps.push(longest_gap(&acks[start_acks..], primary));
     }
     writer.finish().await;
     let (_, after) = zk.get_data(&lock).await.unwrap();
     let moved = after.ephemeral_owner != before.ephemeral_owner || after.czxid != before.czxid;
     (gaps, ready, moved)
+}
+
+/// The longest gap between two commits `node` acknowledged among `acks`.
+fn longest_gap(acks: &[Ack], node: usize) -> f64 {
+    let mut times: Vec<SystemTime> = acks
+        .iter()
+        .filter(|a| a.node == node)
+        .map(|a| a.at)
+        .collect();
+    times.sort();
+    let gap = times
+        .windows(2)
+        .filter_map(|w| w[1].duration_since(w[0]).ok())
+        .max()
+        .unwrap_or_default();
+    gap.as_secs_f64()
+}
+
+/// What [`paused_stops`] measured, in seconds per cycle.
+#[derive(Default)]
+struct PausedStops {
+    gaps: Vec<f64>,
+    stops: Vec<f64>,
+    take_backs: Vec<f64>,
+    restarted: bool,
+}
+
+/// Stops of the primary's deadman in a paused group, each followed by a new deadman that
+/// takes PostgreSQL and the lock back, then a resume.
+async fn paused_stops(count: usize) -> PausedStops {
+    use nix::sys::signal::Signal;
+    let mut group = Group::prepare(3, timing()).await;
+    group.start_all().await;
+    let primary = group.wait_primary(&[]).await;
+    group.wait_following((primary + 1) % 3, primary).await;
+    let zk = group.zk_client().await;
+    let lock = group.path(zgres_schema::Znode::Lock);
+    let postmaster = group.nodes[primary].postmaster_pid();
+    let writer = Writer::start(&group);
+    commits_on(&writer, primary, 0, 100).await;
+    let mut out = PausedStops::default();
+    for n in 1..=count {
+        let start_acks = writer.acks().await.len();
+        let paused = GroupConfig {
+            paused: true,
+            ..GroupConfig::default()
+        };
+        group.set_group_config(&paused).await;
+        poll::until("the primary's deadman to see the pause", DEADLINE, || {
+            let log = group.nodes[primary].log_text();
+            let seen = log.matches("the group is paused").count() >= n;
+            std::future::ready(seen.then_some(()))
+        })
+        .await
+        .unwrap();
+        let stop = std::time::Instant::now();
+        let deadman = group.nodes[primary].deadman.take().unwrap();
+        deadman.stop(Signal::SIGTERM, Duration::from_secs(30));
+        out.stops.push(stop.elapsed().as_secs_f64());
+        let start = std::time::Instant::now();
+        group.start(primary);
+        poll::until("the lock taken back", DEADLINE, || async {
+            let (_, stat) = zk.get_data(&lock).await.ok()?;
+            (stat.ephemeral_owner != 0).then_some(())
+        })
+        .await
+        .unwrap();
+        out.take_backs.push(start.elapsed().as_secs_f64());
+        group.set_group_config(&GroupConfig::default()).await;
+        let before_acks = writer.acks().await.len();
+        commits_on(&writer, primary, before_acks, 50).await;
+        out.gaps
+            .push(longest_gap(&writer.acks().await[start_acks..], primary));
+        out.restarted |= group.nodes[primary].postmaster_pid() != postmaster;
+    }
+    writer.finish().await;
+    out
 }
 
 async fn synchronous_kills(kills: usize) -> (Vec<f64>, usize, usize) {
@@ -219,10 +289,12 @@ async fn main() {
     let runs = env_count("ZGRES_BENCH_RUNS", 5);
     let kills = env_count("ZGRES_BENCH_KILLS", 20);
     let reexec_count = env_count("ZGRES_BENCH_REEXECS", 20);
+    let paused_stop_count = env_count("ZGRES_BENCH_PAUSED_STOPS", 10);
     println!("zgres-deadman lifecycle benchmark: session timeout 4 s, loop 1 s");
     let (gaps, switchover_lost) = switchover_runs(runs).await;
     let (times, sync_lost, total) = synchronous_kills(kills).await;
     let (reexec_gaps, reexec_ready, lock_moved) = reexecs(reexec_count).await;
+    let stopped = paused_stops(paused_stop_count).await;
     println!();
     summary(
         "planned switchover: write gap (last old -> first new)",
@@ -250,6 +322,23 @@ async fn main() {
             "MOVED"
         } else {
             "kept its owner session and creation zxid"
+        }
+    );
+    summary(
+        "paused stop: longest commit gap on the primary (stop, new deadman, resume)",
+        &stopped.gaps,
+    );
+    summary("paused stop: SIGTERM -> deadman exited", &stopped.stops);
+    summary(
+        "paused stop: new deadman started -> lock taken back",
+        &stopped.take_backs,
+    );
+    println!(
+        "paused stop: over {paused_stop_count} stops PostgreSQL {}",
+        if stopped.restarted {
+            "RESTARTED"
+        } else {
+            "kept its postmaster"
         }
     );
 }
