@@ -194,17 +194,21 @@ async fn paused_stops(count: usize) -> PausedStops {
     let writer = Writer::start(&group);
     commits_on(&writer, primary, 0, 100).await;
     let mut out = PausedStops::default();
-    for n in 1..=count {
+    let pauses_seen = |group: &Group| {
+        let log = group.nodes[primary].log_text();
+        log.matches("the group is paused").count()
+    };
+    for _ in 0..count {
         let start_acks = writer.acks().await.len();
         let paused = GroupConfig {
             paused: true,
             ..GroupConfig::default()
         };
+        // Each deadman logs the pause it sees once, the one that takes over at its start too.
+        let before = pauses_seen(&group);
         group.set_group_config(&paused).await;
         poll::until("the primary's deadman to see the pause", DEADLINE, || {
-            let log = group.nodes[primary].log_text();
-            let seen = log.matches("the group is paused").count() >= n;
-            std::future::ready(seen.then_some(()))
+            std::future::ready((pauses_seen(&group) > before).then_some(()))
         })
         .await
         .unwrap();
@@ -219,9 +223,16 @@ async fn paused_stops(count: usize) -> PausedStops {
             (stat.ephemeral_owner != 0).then_some(())
         })
         .await
-        .unwrap();
+        .unwrap_or_else(|e| panic!("{e}\n{}", group.logs()));
         out.take_backs.push(start.elapsed().as_secs_f64());
         group.set_group_config(&GroupConfig::default()).await;
+        poll::until("the new deadman to see the resume", DEADLINE, || {
+            let log = group.nodes[primary].log_text();
+            let resumed = log.rfind("the group is resumed") > log.rfind("the group is paused");
+            std::future::ready(resumed.then_some(()))
+        })
+        .await
+        .unwrap();
         let before_acks = writer.acks().await.len();
         commits_on(&writer, primary, before_acks, 50).await;
         out.gaps

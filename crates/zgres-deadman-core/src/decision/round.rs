@@ -100,7 +100,11 @@ impl Decider {
         {
             problems.push(REWIND_FAILED.to_owned());
         }
-        let ineligible = self.last_ineligible();
+        // A reason not to take the lock only means something while it is free (paused, every
+        // node is "ineligible", the primary included).
+        let ineligible = self
+            .last_ineligible()
+            .filter(|_| obs.lock == LockView::Free);
         let mut warnings = warnings(obs, inputs.warnings);
         warnings.extend(not_taking_over(obs.lock, ineligible));
         warnings.extend(self.retry.follow.warning(obs.now));

@@ -179,3 +179,4 @@ mod requests;
 mod rewind_failure;
 mod rolling_restart;
 mod standby_cluster;
+mod unattended_lock;
