@@ -182,3 +182,17 @@ pub struct Observation {
     /// while that group has none, and outside a standby cluster).
     pub standby_source: Option<NodeId>,
 }
+
+/// Every kind of [`LockView`], for property tests.
+#[cfg(test)]
+pub(crate) fn any_lock_view() -> impl proptest::strategy::Strategy<Value = LockView> {
+    use proptest::prelude::*;
+    prop_oneof![
+        Just(LockView::Unknown),
+        Just(LockView::Free),
+        Just(LockView::Ours),
+        Just(LockView::Unattended),
+        Just(LockView::Other(None)),
+        Just(LockView::Other(Some("10.0.0.2:5432".parse().unwrap()))),
+    ]
+}

@@ -48,16 +48,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn lock_view() -> impl Strategy<Value = LockView> {
-        prop_oneof![
-            Just(LockView::Unknown),
-            Just(LockView::Free),
-            Just(LockView::Ours),
-            Just(LockView::Unattended),
-            Just(LockView::Other(None)),
-            Just(LockView::Other(Some("10.0.0.2:5432".parse().unwrap()))),
-        ]
-    }
+    use crate::decision::observation::any_lock_view as lock_view;
 
     proptest! {
         /// A primary is left running only under a lock nobody else can take: one made
