@@ -4,13 +4,12 @@
 //! supervisor starts it again meanwhile, as an operator would, and it takes PostgreSQL over.
 //! Alone, it must never cause a failover.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-
-use crate::cluster::SIZE;
 
 /// The longest a deadman may take to see the pause before its stop is given up.
 const SEE_THE_PAUSE: Duration = Duration::from_secs(10);
@@ -18,8 +17,8 @@ const SEE_THE_PAUSE: Duration = Duration::from_secs(10);
 /// The paused stops under way.
 #[derive(Debug, Default)]
 pub struct PausedStops {
-    /// Per node, until when its deadman may take to see the pause, once the group was paused.
-    waiting: [Option<Instant>; SIZE],
+    /// By node, until when its deadman may take to see the pause, once the group was paused.
+    waiting: BTreeMap<usize, Instant>,
     /// The deadmen this run stopped: their exits are expected.
     stopped: Vec<u32>,
 }
@@ -53,32 +52,32 @@ pub fn set_paused(zookeeper: &str, paused: bool, out: &mut impl Write) {
 impl PausedStops {
     /// Node `n`'s deadman is to be stopped once it sees the pause.
     pub fn begin(&mut self, n: usize) {
-        self.waiting[n] = Some(Instant::now() + SEE_THE_PAUSE);
+        self.waiting.insert(n, Instant::now() + SEE_THE_PAUSE);
     }
 
     /// Forgets node `n`'s stop if it is still waiting.
     pub fn end(&mut self, n: usize) {
-        self.waiting[n] = None;
+        self.waiting.remove(&n);
     }
 
     /// Stops each waiting node's deadman (`pid`, its `log`) that now sees the pause; gives up
     /// on one that is gone or did not see the pause in time.
     pub fn tick(&mut self, n: usize, deadman: Option<(u32, String)>, out: &mut impl Write) {
-        let Some(until) = self.waiting[n] else {
+        let Some(&until) = self.waiting.get(&n) else {
             return;
         };
         let Some((pid, log)) = deadman else {
-            self.waiting[n] = None;
+            self.waiting.remove(&n);
             return;
         };
         if sees_the_pause(&log) {
-            self.waiting[n] = None;
+            self.waiting.remove(&n);
             if kill(Pid::from_raw(pid as i32), Signal::SIGTERM).is_ok() {
                 self.stopped.push(pid);
                 let _ = writeln!(out, "    n{n}'s deadman stopped in the paused group");
             }
         } else if Instant::now() >= until {
-            self.waiting[n] = None;
+            self.waiting.remove(&n);
             let _ = writeln!(out, "    n{n}'s deadman did not see the pause; not stopped");
         }
     }

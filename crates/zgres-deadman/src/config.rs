@@ -260,16 +260,8 @@ impl Config {
         if !raw.postgres.data_dir.is_absolute() {
             problems.add("postgres.data_dir", "must be an absolute path");
         }
-        let guardian_socket = crate::guardian::socket_path(&raw.postgres.data_dir);
-        if guardian_socket.as_os_str().len() > crate::guardian::SOCKET_PATH_MAX {
-            problems.add(
-                "postgres.data_dir",
-                format!(
-                    "is too long: the guardian's socket beside it, {}, must fit in {} bytes (a Unix socket path)",
-                    guardian_socket.display(),
-                    crate::guardian::SOCKET_PATH_MAX
-                ),
-            );
+        if let Some(why) = crate::guardian::socket_does_not_fit(&raw.postgres.data_dir) {
+            problems.add("postgres.data_dir", why);
         }
         if !raw.postgres.bin_dir.join("postgres").exists() {
             problems.add(

@@ -49,6 +49,17 @@ pub fn socket_path(data_dir: &Path) -> PathBuf {
     data_dir.with_file_name(name)
 }
 
+/// Why `data_dir` cannot have a guardian (its socket path would be too long), if so.
+pub fn socket_does_not_fit(data_dir: &Path) -> Option<String> {
+    let socket = socket_path(data_dir);
+    (socket.as_os_str().len() > SOCKET_PATH_MAX).then(|| {
+        format!(
+            "is too long: the guardian's socket beside it, {}, must fit in {SOCKET_PATH_MAX} bytes (a Unix socket path)",
+            socket.display()
+        )
+    })
+}
+
 /// Why the guardian could not start PostgreSQL.
 #[derive(Debug, thiserror::Error)]
 pub enum GuardianError {
