@@ -27,9 +27,16 @@ impl World {
                 }
                 true
             }
-            // The simulation has no paused shutdown, so no lock is ever left persistent and the
-            // core never decides this (its observation has no `LockView::Unattended`).
-            Action::ReclaimLock => false,
+            Action::ReclaimLock => {
+                // As the shell: armed first, then the transaction.
+                let node = &mut self.nodes[i];
+                if let (true, Some(s)) = (reachable, node.session) {
+                    if node.fence.arm(node.clock.ns(t)) {
+                        self.zk.reclaim_lock(s, node.id);
+                    }
+                }
+                true
+            }
             Action::StartPrimary => {
                 let node = &mut self.nodes[i];
                 if node.fence.arm(node.clock.ns(t)) {

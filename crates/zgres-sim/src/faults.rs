@@ -24,7 +24,15 @@ pub enum Kind {
     Switchover,
     /// Not a fault: an operator asks for a failover to `node` (`zgresctl failover --to`).
     FailoverTo,
+    /// Not a fault: an operator pauses the group, stops `node`'s deadman once it has had time
+    /// to see the pause ([`PAUSED_STOP_AFTER_MS`] later), starts it again and resumes the group
+    /// at the end. The deadman leaves PostgreSQL running (a primary under a lock left
+    /// persistent) and the new one takes it over.
+    PausedStop,
 }
+
+/// How long after pausing the group a paused stop stops the deadman: two default rounds.
+pub const PAUSED_STOP_AFTER_MS: u64 = 2_000;
 
 /// A fault window.
 #[derive(Debug, Clone, Copy)]
@@ -116,6 +124,29 @@ fn lasting(
         from,
         until: from + length,
     }
+}
+
+/// `count` paused stops on `nodes` nodes within `window`, each lasting 1 to 4 session
+/// timeouts (the deadman is stopped [`PAUSED_STOP_AFTER_MS`] after the pause).
+pub fn draw_paused_stops(
+    rng: &mut Rng,
+    count: usize,
+    nodes: usize,
+    window: (u64, u64),
+    session_timeout_ms: u64,
+) -> Vec<Fault> {
+    (0..count)
+        .map(|_| {
+            let from = rng.range(window.0, window.1);
+            let length = rng.range(session_timeout_ms, session_timeout_ms * 4);
+            Fault {
+                kind: Kind::PausedStop,
+                node: rng.range(0, nodes as u64) as usize,
+                from,
+                until: from + PAUSED_STOP_AFTER_MS + length,
+            }
+        })
+        .collect()
 }
 
 /// `count` failover requests at random moments of `window`, each naming a node.

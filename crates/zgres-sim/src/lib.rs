@@ -13,8 +13,9 @@
 //! acknowledged once a synchronous standby has it, and no acknowledged commit may be missing
 //! from the final primary.
 //!
-//! Operators ask for switchovers and failovers at random moments, and a node's replication
-//! links may be cut while it still reaches ZooKeeper.
+//! Operators ask for switchovers and failovers at random moments, stop a node's deadman in a
+//! paused group (`Mix::paused_stops`), and a node's replication links may be cut while it
+//! still reaches ZooKeeper.
 //!
 //! Not modelled yet: ZooKeeper request latency and lost replies (each request is answered in
 //! the step it is sent), ZooKeeper member loss, a full disk.
@@ -26,6 +27,7 @@ pub mod checker;
 pub mod faults;
 pub mod node;
 mod observe;
+mod paused_stop;
 pub mod postgres;
 mod replication;
 pub mod rng;

@@ -31,6 +31,9 @@ struct Args {
     /// Failover requests per schedule.
     #[arg(long, default_value_t = 1)]
     failovers: usize,
+    /// Stops of a node's deadman in a paused group per schedule.
+    #[arg(long, default_value_t = 0)]
+    paused_stops: usize,
     /// Worker threads.
     #[arg(long, default_value_t = 2)]
     threads: u64,
@@ -50,7 +53,7 @@ struct Args {
     #[arg(long, default_value_t = 3)]
     nodes: usize,
     /// Run with a deliberate mistake, to show the checker finds it.
-    #[arg(long, value_parser = ["fence-from-expiry", "skip-sync-confirm"])]
+    #[arg(long, value_parser = ["fence-from-expiry", "skip-sync-confirm", "forget-paused-lock"])]
     bug: Option<String>,
 }
 
@@ -62,6 +65,7 @@ fn main() -> ExitCode {
             switchovers: args.switchovers,
             replication_cuts: args.replication_cuts,
             failovers: args.failovers,
+            paused_stops: args.paused_stops,
         },
         mode: match args.mode.as_str() {
             "on" => SyncMode::On,
@@ -78,6 +82,7 @@ fn main() -> ExitCode {
         nodes: args.nodes.max(2),
         bug: args.bug.as_deref().map(|b| match b {
             "skip-sync-confirm" => Bug::SkipSyncConfirm,
+            "forget-paused-lock" => Bug::ForgetPausedLock,
             _ => Bug::FenceFromExpiry,
         }),
         ..Settings::default()
@@ -111,15 +116,21 @@ fn main() -> ExitCode {
     let writes: usize = results.iter().map(|o| o.writes).sum();
     let lost: usize = results.iter().map(|o| o.lost_writes).sum();
     let promotions: usize = results.iter().map(|o| o.tally.promotions).sum();
+    let left_running: usize = results
+        .iter()
+        .map(|o| o.tally.paused_stops_left_running)
+        .sum();
     println!(
-        "{} schedules in {elapsed:.1} s ({:.0}/s), {} faults, {} switchover requests, {} replication cuts and {} failover requests each: {} promotions, {} acknowledged writes, {} lost, {} schedules broke an invariant (synchronous_mode {})",
+        "{} schedules in {elapsed:.1} s ({:.0}/s), {} faults, {} switchover requests, {} replication cuts, {} failover requests and {} paused stops each: {} promotions, {} paused stops left PostgreSQL running, {} acknowledged writes, {} lost, {} schedules broke an invariant (synchronous_mode {})",
         results.len(),
         results.len() as f64 / elapsed,
         args.faults,
         args.switchovers,
         args.replication_cuts,
         args.failovers,
+        args.paused_stops,
         promotions,
+        left_running,
         writes,
         lost,
         failed.len(),

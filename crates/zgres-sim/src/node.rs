@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use zgres_deadman_core::decision::Decider;
+use zgres_deadman_core::decision::{Decider, ShutdownPlan};
 use zgres_deadman_core::fence_deadline::{self, grace_for, FenceState};
 use zgres_deadman_core::synchronous::SyncKeeper;
 use zgres_schema::documents::Tags;
@@ -139,6 +139,9 @@ pub struct Node {
     pub pending_commit: Option<crate::checker::Write>,
     /// The primary's synchronous-replication bookkeeping (the real core's).
     pub sync_keeper: SyncKeeper,
+    /// What a shutdown would do, as of the last round that saw ZooKeeper (the real core's
+    /// `shutdown_plan`).
+    pub on_shutdown: ShutdownPlan,
 }
 
 impl Node {
@@ -176,6 +179,7 @@ impl Node {
             epoch,
             pending_commit: None,
             sync_keeper: SyncKeeper::default(),
+            on_shutdown: ShutdownPlan::StopPostgres,
         }
     }
 
@@ -194,6 +198,7 @@ impl Node {
                     self.decider = new_decider(self.id);
                     self.session = None;
                     self.sync_keeper = SyncKeeper::default();
+                    self.on_shutdown = ShutdownPlan::StopPostgres;
                     self.fence = Fence::disarmed(self.fence.budget);
                     self.next_round = t;
                 }

@@ -10,6 +10,7 @@ use zgres_schema::Fetched;
 
 use crate::postgres::Phase;
 use crate::world::{World, SYSTEM};
+use crate::zookeeper::PERSISTENT;
 
 impl World {
     /// What node `i`'s deadman sees this round (as `daemon/round.rs` builds it).
@@ -39,6 +40,9 @@ impl World {
             (true, _, _) | (false, None, _) => LockView::Unknown,
             (false, Some(_), None) => LockView::Free,
             (false, Some(s), Some(l)) if l.session == s => LockView::Ours,
+            (false, Some(_), Some(l)) if l.session == PERSISTENT && l.node == node.id => {
+                LockView::Unattended
+            }
             (false, Some(_), Some(l)) => LockView::Other(Some(l.node)),
         };
         let peers = if lock == LockView::Unknown {
@@ -96,6 +100,7 @@ impl World {
                     .and_then(std::num::NonZeroU32::new)
                     .unwrap_or(std::num::NonZeroU32::MIN),
                 synchronous_method: self.settings.acknowledgers.method,
+                paused: self.zk.paused,
                 ..GroupConfig::default()
             },
             peers,

@@ -10,6 +10,9 @@ pub enum Bug {
     /// waiting for it to flush what the primary had acknowledged before (`SyncKeeper`'s
     /// confirm step skipped).
     SkipSyncConfirm,
+    /// At a paused stop, leave the primary running without making its lock persistent first
+    /// (the lock goes with the closed session).
+    ForgetPausedLock,
 }
 
 /// The shape of every schedule.
@@ -56,6 +59,9 @@ pub struct Mix {
     /// Operator failover requests naming a node (`zgresctl failover --to`), made as zgresctl
     /// makes them: only while the named node publishes itself a healthy replica.
     pub failovers: usize,
+    /// Operator stops of a node's deadman in a paused group (none by default: the named seeds
+    /// found before they were modelled replay as they did).
+    pub paused_stops: usize,
 }
 
 impl Mix {
@@ -67,6 +73,7 @@ impl Mix {
             switchovers,
             replication_cuts: 0,
             failovers: 0,
+            paused_stops: 0,
         }
     }
 }

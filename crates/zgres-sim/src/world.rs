@@ -94,6 +94,14 @@ impl World {
             settings.nodes,
             window,
         ));
+        let mut stops = Rng::new(seed ^ 0x5705_9A05);
+        faults.extend(faults::draw_paused_stops(
+            &mut stops,
+            mix.paused_stops,
+            settings.nodes,
+            window,
+            settings.session_timeout_ms,
+        ));
         World {
             t: 0,
             rng,
@@ -129,6 +137,7 @@ impl World {
         let t = self.t;
         self.zk.expire(t);
         self.apply_faults();
+        self.paused_stops();
         let mut order: Vec<usize> = (0..self.nodes.len()).collect();
         for i in (1..order.len()).rev() {
             order.swap(i, self.rng.range(0, i as u64 + 1) as usize);
@@ -207,6 +216,7 @@ impl World {
                 Kind::SwitchoverTo | Kind::Switchover => {}
                 Kind::FailoverTo => self.request_failover(f.node),
                 Kind::ReplicationCut => {}
+                Kind::PausedStop => self.zk.paused = true,
                 Kind::CrashPostgres => {
                     node.pg.stop();
                     node.pending_commit = None;
@@ -306,6 +316,16 @@ impl World {
         let decision = self.nodes[i]
             .decider
             .decide_round(&obs, RoundInputs::default());
+        if obs.lock != LockView::Unknown {
+            // As the shell: only a round that read the group updates the plan.
+            let probe = obs.postgres.probe.filter(|_| obs.postgres.running);
+            self.nodes[i].on_shutdown = zgres_deadman_core::decision::shutdown_plan(
+                obs.config.paused,
+                obs.lock,
+                probe.is_some_and(|p| !p.in_recovery),
+                probe.is_some_and(|p| p.in_recovery),
+            );
+        }
         if self.trace {
             let pg = &self.nodes[i].pg;
             eprintln!(
@@ -450,4 +470,6 @@ pub struct Tally {
     pub promotions: usize,
     /// Failover requests written (zgresctl refuses the others, and so does the model).
     pub failover_requests: usize,
+    /// Paused stops that left PostgreSQL running.
+    pub paused_stops_left_running: usize,
 }

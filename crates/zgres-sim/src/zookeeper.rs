@@ -8,6 +8,9 @@ use zgres_schema::{Lsn, NodeId, Timeline};
 /// A session id.
 pub type SessionId = u64;
 
+/// The owner of a lock left persistent at a paused shutdown: no session (ids start at 1).
+pub const PERSISTENT: SessionId = 0;
+
 /// One session.
 #[derive(Debug, Clone)]
 struct Session {
@@ -48,6 +51,8 @@ pub struct ZooKeeper {
     pub sync: Option<SyncState>,
     /// `/switchover/{GROUP}`: an operator's request.
     pub switchover: Option<Switchover>,
+    /// `/config/{GROUP}`'s `paused`.
+    pub paused: bool,
 }
 
 impl ZooKeeper {
@@ -65,6 +70,7 @@ impl ZooKeeper {
             lock_version: 0,
             sync: None,
             switchover: None,
+            paused: false,
         }
     }
 
@@ -135,6 +141,34 @@ impl ZooKeeper {
             self.zxid += 1;
             self.lock_gone_zxid = Some(self.zxid);
             self.lock_version += 1;
+        }
+    }
+
+    /// Turns `session`'s lock into a persistent one with the same content (one transaction:
+    /// never absent); whether it was `session`'s.
+    pub fn leave_lock(&mut self, session: SessionId) -> bool {
+        match &mut self.lock {
+            Some(lock) if lock.session == session => {
+                lock.session = PERSISTENT;
+                self.zxid += 1;
+                self.lock_version += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Takes a persistent lock naming `node` back into `session` (one transaction); whether
+    /// there was one.
+    pub fn reclaim_lock(&mut self, session: SessionId, node: NodeId) -> bool {
+        match &mut self.lock {
+            Some(lock) if lock.session == PERSISTENT && lock.node == node => {
+                lock.session = session;
+                self.zxid += 1;
+                self.lock_version += 1;
+                true
+            }
+            _ => false,
         }
     }
 

@@ -233,3 +233,50 @@ fn several_synchronous_standbys_first_and_any_break_no_invariant() {
     let promotions: usize = outcomes.iter().map(|o| o.tally.promotions).sum();
     assert!(promotions > 150, "only {promotions} promotions");
 }
+
+/// Stops of a deadman in a paused group, with every other fault and request: the primary left
+/// running under a persistent lock never writes beside another, each stop's node takes its
+/// PostgreSQL back, and no acknowledged commit is lost in synchronous mode.
+#[test]
+fn paused_stops_among_faults_keep_one_primary() {
+    for mode in [SyncMode::Off, SyncMode::On] {
+        let settings = Settings {
+            mode,
+            mix: Mix {
+                paused_stops: 2,
+                ..Mix::default()
+            },
+            ..Settings::default()
+        };
+        let outcomes = run_clean(settings, 1..=150);
+        let left: usize = outcomes
+            .iter()
+            .map(|o| o.tally.paused_stops_left_running)
+            .sum();
+        assert!(left > 100, "only {left} stops left PostgreSQL running");
+    }
+}
+
+/// The checker finds the mistake the persistent lock prevents: a primary left running while
+/// its lock goes with the closed session is joined by another once the group is resumed.
+#[test]
+fn a_paused_stop_that_forgets_the_lock_lets_two_primaries_write() {
+    let settings = Settings {
+        bug: Some(Bug::ForgetPausedLock),
+        mix: Mix {
+            paused_stops: 2,
+            ..Mix::default()
+        },
+        ..Settings::default()
+    };
+    let found = (1..=200).find_map(|seed| {
+        run(seed, settings)
+            .violations
+            .into_iter()
+            .find(|v| matches!(v, Violation::TwoWritablePrimaries { .. }))
+    });
+    assert!(
+        found.is_some(),
+        "the checker missed the forgotten lock in 200 schedules"
+    );
+}
