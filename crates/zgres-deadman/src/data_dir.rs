@@ -320,6 +320,14 @@ pub fn config_file_literal(value: &str) -> String {
     format!("'{}'", value.replace('\\', "\\\\").replace('\'', "''"))
 }
 
+/// The port of the PostgreSQL running on `config`'s data directory (the fourth line of
+/// `postmaster.pid`, while the postmaster it names is alive).
+pub fn running_port(config: &PostgresConfig) -> Option<u16> {
+    foreign_postmaster(config)?;
+    let text = std::fs::read_to_string(config.data_dir.join("postmaster.pid")).ok()?;
+    text.lines().nth(3)?.trim().parse().ok()
+}
+
 /// The pid in `postmaster.pid` if that process is alive: a PostgreSQL we did not start.
 pub fn foreign_postmaster(config: &PostgresConfig) -> Option<i32> {
     let text = std::fs::read_to_string(config.data_dir.join("postmaster.pid")).ok()?;

@@ -37,8 +37,9 @@ async fn pause(group: &Group, paused: bool) {
 /// both deadmen started again, under a writer on the primary: both postmasters keep their pids
 /// throughout; the lock keeps its content, persistent while no deadman watches the primary and
 /// back to an ephemeral of the new session after; nobody else becomes primary, `/history` gets
-/// nothing, and no acknowledged write is lost. The PostgreSQL taken over is guarded again: kill
-/// -9 of its new deadman, even after a re-execution, takes it down.
+/// nothing, and no acknowledged write is lost. A port changed in the file meanwhile waits for
+/// a restart: the server left running keeps its own. The PostgreSQL taken over is guarded
+/// again: kill -9 of its new deadman, even after a re-execution, takes it down.
 ///
 /// Regression: the guardian first cleared the parent-death signal from the thread that read
 /// `detach`, but the kernel keeps that signal per thread and sends the main thread's: the
@@ -108,6 +109,9 @@ async fn a_deadman_stopped_in_a_paused_group_leaves_postgres_for_the_next_one() 
         "nobody took the lock left unattended"
     );
 
+    // n1's file now names another port: the server left running keeps its own.
+    let other_port = zgres_testkit::ports::free_port().unwrap();
+    group.nodes[1].extra_config = format!("[postgres]\nport = {other_port}\n");
     group.start(0);
     group.start(1);
     poll::until(
@@ -122,6 +126,9 @@ async fn a_deadman_stopped_in_a_paused_group_leaves_postgres_for_the_next_one() 
     .unwrap_or_else(|e| panic!("{e}\n{}", group.logs()));
     let (content, _) = zk.get_data(&lock).await.unwrap();
     assert_eq!(content, lock_content, "the same lock, taken back");
+    assert!(group.nodes[1]
+        .log_text()
+        .contains("the running PostgreSQL keeps its own until it is restarted"));
     group.wait_following(1, 0).await;
     for i in [0, 1] {
         assert_eq!(

@@ -179,8 +179,18 @@ pub(super) fn callbacks_seen(handover: Option<&Handover>) -> Running {
 
 /// Keeps the running PostgreSQL's data directory and port when the file changed them: the
 /// adopted server runs there until it is restarted (as after a reload, the new values wait).
+/// Without a handover, a PostgreSQL a paused stop left under its guardian keeps its port the
+/// same way (read from its `postmaster.pid`).
 pub(super) fn keep_running_postgres(handover: Option<&Handover>, postgres: &mut PostgresConfig) {
-    let Some(running) = handover.and_then(|h| h.postgres.as_ref()) else {
+    let left = || {
+        let guarded = crate::guardian::socket_path(&postgres.data_dir).exists();
+        let port = guarded.then(|| crate::data_dir::running_port(postgres)).flatten()?;
+        Some(RunningPostgres {
+            data_dir: postgres.data_dir.clone(),
+            port,
+        })
+    };
+    let Some(running) = handover.and_then(|h| h.postgres.clone()).or_else(left) else {
         return;
     };
     if running.data_dir != postgres.data_dir || running.port != postgres.port {
