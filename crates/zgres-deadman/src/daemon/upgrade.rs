@@ -184,7 +184,9 @@ pub(super) fn callbacks_seen(handover: Option<&Handover>) -> Running {
 pub(super) fn keep_running_postgres(handover: Option<&Handover>, postgres: &mut PostgresConfig) {
     let left = || {
         let guarded = crate::guardian::socket_path(&postgres.data_dir).exists();
-        let port = guarded.then(|| crate::data_dir::running_port(postgres)).flatten()?;
+        let port = guarded
+            .then(|| crate::data_dir::running_port(postgres))
+            .flatten()?;
         Some(RunningPostgres {
             data_dir: postgres.data_dir.clone(),
             port,
