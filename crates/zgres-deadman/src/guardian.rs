@@ -126,10 +126,14 @@ pub fn run_guardian(
         return Err(GuardianError::Orphaned(parent));
     }
     let _ = std::fs::remove_file(socket);
-    let listener = UnixListener::bind(socket).map_err(|source| GuardianError::Listen {
+    let listen_error = |source| GuardianError::Listen {
         path: socket.to_owned(),
         source,
-    })?;
+    };
+    let listener = UnixListener::bind(socket).map_err(listen_error)?;
+    // Connecting needs write permission: only this user (and root), whatever the umask.
+    std::fs::set_permissions(socket, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .map_err(listen_error)?;
     let mut child = Command::new(program)
         .args(args)
         .stdin(Stdio::null())
@@ -225,7 +229,7 @@ fn serve(
         else {
             continue;
         };
-        // The socket is 0600 already; a peer of another user (root excepted) is not answered.
+        // The socket is 0600; a peer of another user (root excepted) is not answered anyway.
         if cred.uid() != me && cred.uid() != 0 {
             continue;
         }

@@ -89,6 +89,9 @@ async fn a_detached_guardian_keeps_postgres_for_the_next_deadman() {
     let mut first = fake(dir.path());
     first.start().unwrap();
     let pid = first.pid().unwrap();
+    let socket = dir.path().join("data.guardian");
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "only this user may connect");
     assert!(first.detach().await, "the guardian confirms the detach");
     drop(first);
     let mut next = fake(dir.path());
@@ -99,7 +102,6 @@ async fn a_detached_guardian_keeps_postgres_for_the_next_deadman() {
     next.stop(false, Duration::from_secs(5)).await;
     assert!(gone(pid), "stopped by the deadman that took it over");
     assert!(!next.is_running());
-    let socket = dir.path().join("data.guardian");
     wait_until("the guardian removed its socket", || !socket.exists());
 }
 
