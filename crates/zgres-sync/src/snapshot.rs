@@ -142,7 +142,11 @@ fn decode_entry(layout: &ZkLayout, path: &str, znode: &RawZnode, groups: &[Group
     let persistent =
         || skipped("not ephemeral: it would outlive its writer, so it is not used".to_owned());
     match parsed {
-        Znode::Lock(_) if !znode.ephemeral => persistent(),
+        // The deadmen leave a lock persistent at a paused shutdown: no deadman watches that
+        // primary then (nor publishes its `/conn`), so nothing is routed to it either way.
+        Znode::Lock(_) if !znode.ephemeral => skipped(
+            "not ephemeral: left by a deadman stopped in a paused group (or forged); no primary is routed to until that node's deadman takes it back".to_owned(),
+        ),
         Znode::Conn(..) if !znode.ephemeral => persistent(),
         Znode::Lock(group) => match decode::<Lock>(path, data) {
             Ok(lock) => Entry::Lock(group, lock.node),
@@ -398,6 +402,12 @@ mod tests {
         assert!(reasons
             .iter()
             .any(|r| r.contains("10.9.9.9 is not the address")));
+        assert!(
+            reasons
+                .iter()
+                .any(|r| r.contains("stopped in a paused group")),
+            "a persistent lock's reason names the paused stop: {reasons:?}"
+        );
         let main = &s.groups[&GroupName::new("main").unwrap()];
         assert!(main.primary.is_none(), "a persistent lock names no primary");
         assert_eq!(main.replicas.len(), 1);
