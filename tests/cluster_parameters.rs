@@ -186,12 +186,18 @@ async fn cluster_parameters_reach_every_node_and_roll_without_a_failover() {
         &group,
         &set(&["postgresql.parameters.max_connections=120"]).await,
     );
+    // The primary's own line: `restart --pending` restarts only the nodes that say so, and the
+    // replica may say so first (CI flake: the chain then held the replica alone and the
+    // primary never ran 120).
+    let primary_waits = format!("! {}: waiting for a restart: ", group.nodes[0].node_id());
     poll::until("the primary to wait for a restart", DEADLINE, || async {
         let list = String::from_utf8_lossy(&zgresctl(&zk, &["list"]).await.stdout).into_owned();
-        list.contains("postgresql.max_connections").then_some(())
+        list.lines()
+            .any(|l| l.starts_with(&primary_waits) && l.contains("postgresql.max_connections"))
+            .then_some(())
     })
     .await
-    .unwrap();
+    .unwrap_or_else(|e| panic!("{e}\n{}", group.logs()));
     ok(
         &group,
         &zgresctl(&zk, &["restart", "main", "--pending", "--force"]).await,
