@@ -229,7 +229,7 @@ impl Decider {
             self.primary_down_since = None;
         }
         let actions = if obs.lock == LockView::Unattended {
-            self.unattended(obs, running_primary)
+            shutdown::take_back(obs, running_primary)
         } else if obs.config.paused {
             self.while_paused(obs, running_primary)
         } else {
@@ -261,20 +261,6 @@ impl Decider {
             }],
             LockView::Free if running_primary => vec![Action::AcquireLock],
             _ => vec![],
-        }
-    }
-
-    /// The lock this node's deadman left at a paused shutdown: taken back into this session
-    /// (paused or not) by the primary it protects, or by a stopped primary's data directory,
-    /// which the lock holder's rules then start. A standby never claims it: an operator
-    /// releases it (`zgresctl unlock`).
-    fn unattended(&mut self, obs: &Observation, running_primary: bool) -> Vec<Action> {
-        let pg = &obs.postgres;
-        let stopped_primary = !pg.running && pg.data_dir == DataDirKind::Primary;
-        if running_primary || stopped_primary {
-            vec![Action::ReclaimLock]
-        } else {
-            vec![]
         }
     }
 

@@ -116,8 +116,21 @@ fn lasting(
     window: (u64, u64),
     session_timeout_ms: u64,
 ) -> Fault {
+    let lengths = (session_timeout_ms / 5, session_timeout_ms * 3);
+    lasting_for(rng, kind, nodes, window, lengths)
+}
+
+/// A `kind` fault on a random node, from a random moment of `window`, lasting between
+/// `lengths` ms (drawn in that order).
+fn lasting_for(
+    rng: &mut Rng,
+    kind: Kind,
+    nodes: usize,
+    window: (u64, u64),
+    lengths: (u64, u64),
+) -> Fault {
     let from = rng.range(window.0, window.1);
-    let length = rng.range(session_timeout_ms / 5, session_timeout_ms * 3);
+    let length = rng.range(lengths.0, lengths.1);
     Fault {
         kind,
         node: rng.range(0, nodes as u64) as usize,
@@ -137,14 +150,10 @@ pub fn draw_paused_stops(
 ) -> Vec<Fault> {
     (0..count)
         .map(|_| {
-            let from = rng.range(window.0, window.1);
-            let length = rng.range(session_timeout_ms, session_timeout_ms * 4);
-            Fault {
-                kind: Kind::PausedStop,
-                node: rng.range(0, nodes as u64) as usize,
-                from,
-                until: from + PAUSED_STOP_AFTER_MS + length,
-            }
+            let lengths = (session_timeout_ms, session_timeout_ms * 4);
+            let mut stop = lasting_for(rng, Kind::PausedStop, nodes, window, lengths);
+            stop.until += PAUSED_STOP_AFTER_MS;
+            stop
         })
         .collect()
 }

@@ -1,7 +1,7 @@
 //! What a deadman's shutdown does with PostgreSQL: stop it (the rule), or leave it running when
 //! the group is paused, so that maintenance of the deadman costs no restart and no failover.
 
-use super::LockView;
+use super::{Action, DataDirKind, LockView, Observation};
 
 /// What the shutdown does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +40,20 @@ pub fn shutdown_plan(
             persist_lock: false,
         },
         _ => ShutdownPlan::StopPostgres,
+    }
+}
+
+/// What a node does about the lock its previous deadman left at a paused shutdown
+/// ([`LockView::Unattended`]): taken back into this session (paused or not) by the primary it
+/// protects, or by a stopped primary's data directory, which the lock holder's rules then
+/// start. A standby never claims it: an operator releases it (`zgresctl unlock`).
+pub(super) fn take_back(obs: &Observation, running_primary: bool) -> Vec<Action> {
+    let pg = &obs.postgres;
+    let stopped_primary = !pg.running && pg.data_dir == DataDirKind::Primary;
+    if running_primary || stopped_primary {
+        vec![Action::ReclaimLock]
+    } else {
+        vec![]
     }
 }
 
