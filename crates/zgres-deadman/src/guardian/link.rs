@@ -33,7 +33,6 @@ pub struct Guarded {
 pub struct GuardianLink {
     writer: UnixStream,
     detached: tokio::sync::watch::Receiver<Option<bool>>,
-    socket: PathBuf,
     /// The guardian's pid when it is our child (to be reaped), for a re-execution.
     guardian_pid: Option<u32>,
 }
@@ -81,11 +80,6 @@ enum Reap {
 }
 
 impl GuardianLink {
-    /// The guardian's socket.
-    pub fn socket(&self) -> &Path {
-        &self.socket
-    }
-
     /// The guardian's pid when it is our child.
     pub fn guardian_pid(&self) -> Option<u32> {
         self.guardian_pid
@@ -257,7 +251,6 @@ fn follow(
         link: GuardianLink {
             writer,
             detached,
-            socket: socket.to_owned(),
             guardian_pid,
         },
     })
