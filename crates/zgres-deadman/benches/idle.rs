@@ -3,8 +3,13 @@
 //! A 3-node group with production-like timing (session 4 s, loop 2 s, state refresh 30 s: the defaults),
 //! each deadman reaching ZooKeeper through its own counting proxy. Prints:
 //! - ZooKeeper requests per node per second at idle (reads, writes, watches; pings counted
-//!   apart), over `ZGRES_BENCH_IDLE_SECS` seconds (default 60) after the group settled;
-//! - idle CPU of each deadman and its fence keeper over the same window;
+//!   apart), over `ZGRES_BENCH_IDLE_SECS` seconds (default 120: one whole cycle of the read
+//!   cache's resync, so the mean is not a matter of whether the window holds one) after the
+//!   group settled, with the requests of each kind (`ZGRES_BENCH_KEEP_LOGS=DIR` keeps the
+//!   deadmen's logs);
+//! - the WAL the primary wrote in the window (settling waits until it wrote none for
+//!   `ZGRES_BENCH_QUIET_SECS`, default 70: a new cluster's autovacuum is not idle);
+//! - idle CPU of each deadman, its fence keeper and its postmaster guardian over the same window;
 //! - seconds from a switchover request (as `zgresctl switchover` writes it) to the first write
 //!   the new primary acknowledges, over `ZGRES_BENCH_RUNS` runs (default 5).
 //!
@@ -28,7 +33,7 @@ fn env_or(name: &str, default: u64) -> u64 {
 #[tokio::main]
 async fn main() {
     std::env::set_var("ZGRES_TEST_LOG", "info");
-    let window = Duration::from_secs(env_or("ZGRES_BENCH_IDLE_SECS", 60));
+    let window = Duration::from_secs(env_or("ZGRES_BENCH_IDLE_SECS", 120));
     let runs = env_or("ZGRES_BENCH_RUNS", 5);
     println!(
         "zgres-deadman idle benchmark: 3 nodes, session timeout 4 s, loop 2 s, state refresh 30 s, \
@@ -60,14 +65,53 @@ async fn main() {
     for i in (0..3).filter(|&i| i != primary) {
         group.wait_following(i, primary).await;
     }
-    // Settle: the first reads, watches and publications are done.
-    tokio::time::sleep(Duration::from_secs(15)).await;
+    // Settle: the first reads, watches and publications are done, and PostgreSQL stopped
+    // writing WAL. A new cluster's autovacuum works through the catalogs for a minute or two,
+    // and every WAL record moves positions each node publishes (a primary's write position and
+    // slots, a replica's replay position and its copies of the slots): that is a group at
+    // work, not at idle.
+    let settling = Instant::now();
+    let quiet = Duration::from_secs(env_or("ZGRES_BENCH_QUIET_SECS", 70)); // autovacuum_naptime is 60 s
+    let mut last = (
+        group.nodes[primary].pg.wal_lsn().await.ok().flatten(),
+        Instant::now(),
+    );
+    while last.1.elapsed() < quiet && settling.elapsed() < Duration::from_secs(600) {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = group.nodes[primary].pg.wal_lsn().await.ok().flatten();
+        if now != last.0 {
+            last = (now, Instant::now());
+        }
+    }
+    println!(
+        "settled after {:.0} s (the primary wrote no WAL for {} s)",
+        settling.elapsed().as_secs_f64(),
+        quiet.as_secs()
+    );
+    let wal_before = last.0;
 
     let pids: Vec<(String, u32)> = group.nodes.iter().flat_map(|n| n.daemon_pids()).collect();
     let cpu_before: Vec<_> = pids.iter().map(|(_, p)| cpu_nanos(*p)).collect();
     let before: Vec<(u64, u64)> = counters.iter().map(|c| (c.requests(), c.pings())).collect();
+    let requests_before: Vec<_> = counters.iter().map(|c| c.by_request()).collect();
     tokio::time::sleep(window).await;
     let secs = window.as_secs_f64();
+    let wal_after = group.nodes[primary].pg.wal_lsn().await.ok().flatten();
+    if let (Some(before), Some(after)) = (wal_before, wal_after) {
+        println!(
+            "WAL written by the primary during the window: {} bytes",
+            after.bytes_after(before)
+        );
+    }
+    // The logs go with the group's temp dirs: `ZGRES_BENCH_KEEP_LOGS=DIR` copies them first,
+    // to see what an idle deadman did.
+    if let Ok(dir) = std::env::var("ZGRES_BENCH_KEEP_LOGS") {
+        std::fs::create_dir_all(&dir).unwrap();
+        for node in &group.nodes {
+            let name = node.log.file_name().unwrap();
+            std::fs::copy(&node.log, std::path::Path::new(&dir).join(name)).unwrap();
+        }
+    }
     println!();
     let mut total = 0.0;
     for (i, (counter, (requests, pings))) in counters.iter().zip(before).enumerate() {
@@ -78,6 +122,12 @@ async fn main() {
             if i == primary { "primary" } else { "replica" },
             (counter.pings() - pings) as f64 / secs
         );
+        for (request, count) in counter.by_request() {
+            let earlier = requests_before[i].get(&request).copied().unwrap_or(0);
+            if count > earlier {
+                println!("    {:>3} x {request}", count - earlier);
+            }
+        }
     }
     println!(
         "idle ZooKeeper requests per node per second (mean of 3): {:.3}",

@@ -113,14 +113,20 @@ impl Coordinator {
     ) -> Result<Self> {
         let sent = monotonic_ns();
         let resuming = resume.as_ref().map(|s| s.id());
-        // The client's keep-alive pings confirm the session for the fence: no requests of
-        // our own are needed while they are answered.
+        // Every answer — the client's keep-alive pings and our own requests' replies —
+        // confirms the session for the fence: no requests of our own are needed while they
+        // come. (With pings alone, a request postponed the next ping by a ping interval and
+        // the heartbeat filled the gap with a request of its own.)
         let confirm = fence.clone();
-        let on_ping: zk::PingObserver =
+        let on_answer: zk::PingObserver =
             Arc::new(move |sent| confirm.confirm(crate::fence::monotonic_ns_at(sent)));
-        let session =
-            ZkSession::connect_observing_pings(&config.settings, resume, REQUEST_TIMEOUT, on_ping)
-                .await?;
+        let session = ZkSession::connect_observing_answers(
+            &config.settings,
+            resume,
+            REQUEST_TIMEOUT,
+            on_answer,
+        )
+        .await?;
         if resuming == Some(session.session_id()) {
             tracing::warn!(session = ?session.session_id(), "resumed the ZooKeeper session (after an outage, or handed over by a re-execution); its ephemerals and lock are still ours");
         }

@@ -323,3 +323,50 @@ async fn crashed_primary_past_its_restart_bound_hands_over() {
         .contains("released the group lock"));
     assert_never_primary(&group, 0, Duration::from_secs(3)).await;
 }
+
+/// The fence takes its confirmations from every answer ZooKeeper gives the session, not only
+/// from the client's keep-alive pings. Each request postpones the client's next ping, so a
+/// primary that talks to ZooKeeper (here: its state republished every 250 ms) leaves gaps
+/// between pings; before, its heartbeat filled each with a request of its own (`exists` on
+/// the lock), about once every 15 s on an idle production-timed primary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_busy_with_requests_needs_no_fencing_heartbeat() {
+    let mut group = Group::prepare(
+        1,
+        Timing {
+            loop_interval_ms: 250,
+            state_refresh_ms: 250,
+            ..Timing::default()
+        },
+    )
+    .await;
+    let counter = zgres_testkit::zk_counter::RequestCounter::start(group.zk.client_addr(0))
+        .await
+        .unwrap();
+    group.nodes[0].zookeeper_via = Some(counter.addr().to_string());
+    group.start_all().await;
+    assert_eq!(group.wait_primary(&[]).await, 0);
+
+    let of_kind = |prefix: &str| -> u64 {
+        counter
+            .by_request()
+            .iter()
+            .filter(|(request, _)| request.starts_with(prefix))
+            .map(|(_, count)| count)
+            .sum()
+    };
+    let (writes_before, heartbeats_before) = (of_kind("setData"), of_kind("exists"));
+    // Twenty republications: each one's request keeps the client from pinging for a while.
+    poll::until("twenty state writes", DEADLINE, || async {
+        (of_kind("setData") >= writes_before + 20).then_some(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        of_kind("exists") - heartbeats_before,
+        0,
+        "heartbeat requests while the primary's own requests were answered: {:?}",
+        counter.by_request()
+    );
+    assert_eq!(group.nodes[0].is_primary().await, Some(true));
+}

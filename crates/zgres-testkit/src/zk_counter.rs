@@ -5,9 +5,10 @@
 //! connection's first frame is the session handshake; every later client frame starts with its
 //! xid, and pings use the reserved xid -2.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -21,6 +22,9 @@ struct Counts {
     requests: AtomicU64,
     pings: AtomicU64,
     handshakes: AtomicU64,
+    /// Requests by operation and path ("getData /zgres/g/lock"), so a bench can say what an
+    /// idle deadman still asks for.
+    by_request: Mutex<BTreeMap<String, u64>>,
 }
 
 /// A running counting proxy. Dropping it stops accepting (open connections end with the
@@ -77,6 +81,16 @@ impl RequestCounter {
         self.counts.pings.load(Ordering::Relaxed)
     }
 
+    /// Requests sent so far, by operation and path (`"getData /zgres/g/lock"`; a `multi` is
+    /// counted as one `multi` without its paths).
+    pub fn by_request(&self) -> BTreeMap<String, u64> {
+        self.counts
+            .by_request
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
     /// Connections (session handshakes) so far.
     pub fn handshakes(&self) -> u64 {
         self.counts.handshakes.load(Ordering::Relaxed)
@@ -114,6 +128,14 @@ async fn relay(client: TcpStream, server: TcpStream, counts: Arc<Counts>) {
                 &counts.requests
             };
             counter.fetch_add(1, Ordering::Relaxed);
+            if xid != PING_XID {
+                *counts
+                    .by_request
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .entry(describe(&frame))
+                    .or_default() += 1;
+            }
         }
         let mut whole = Vec::with_capacity(4 + frame.len());
         whole.extend_from_slice(&len);
@@ -123,4 +145,43 @@ async fn relay(client: TcpStream, server: TcpStream, counts: Arc<Counts>) {
         }
     }
     down.abort();
+}
+
+/// "operation path" of a request frame (after its length): the xid, the operation code and,
+/// for the operations whose body starts with a path, that path.
+fn describe(frame: &[u8]) -> String {
+    let Some(op) = frame.get(4..8) else {
+        return "short frame".to_string();
+    };
+    let op = i32::from_be_bytes([op[0], op[1], op[2], op[3]]);
+    let name = match op {
+        1 => "create",
+        2 => "delete",
+        3 => "exists",
+        4 => "getData",
+        5 => "setData",
+        8 => "getChildren",
+        9 => "sync",
+        12 => "getChildren2",
+        13 => "check",
+        14 => "multi",
+        15 => "create2",
+        19 => "createContainer",
+        21 => "createTTL",
+        100 => "auth",
+        101 => "setWatches",
+        105 => "setWatches2",
+        106 => "addWatch",
+        _ => return format!("op {op}"),
+    };
+    let path_first = !matches!(op, 14 | 100 | 101 | 105);
+    let path = frame.get(8..12).and_then(|len| {
+        let len = i32::from_be_bytes([len[0], len[1], len[2], len[3]]);
+        let len = usize::try_from(len).ok()?;
+        frame.get(12..12 + len)
+    });
+    match path {
+        Some(path) if path_first => format!("{name} {}", String::from_utf8_lossy(path)),
+        _ => name.to_string(),
+    }
 }

@@ -2,7 +2,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use zookeeper_client as zk;
 
@@ -82,6 +82,9 @@ pub struct ZkSession {
     request_timeout: Duration,
     /// The ACL every znode this session creates gets.
     acls: Arc<[zk::Acl]>,
+    /// Told the send time of every request the server answered (see
+    /// [`ZkSession::connect_observing_answers`]).
+    on_answer: Option<zk::PingObserver>,
 }
 
 impl std::fmt::Debug for ZkSession {
@@ -107,27 +110,30 @@ impl ZkSession {
         Self::open(settings, resume, request_timeout, None).await
     }
 
-    /// As [`ZkSession::connect`], and `on_ping` is called with the send time of every
-    /// keep-alive ping the server answers (from the client's own task; it must not block).
-    /// Each such answer proves the server heard from the session after that time, which is
-    /// what a fencing deadline needs, without a request of its own.
+    /// As [`ZkSession::connect`], and `on_answer` is called with the send time of every
+    /// keep-alive ping and every request the server answers (a ping's from the client's own
+    /// task, a request's from the task awaiting it; it must not block). Each such answer
+    /// proves the server heard from the session after that time, which is what a fencing
+    /// deadline needs, without a request of its own. A request's time is taken before it is
+    /// queued, so it is never later than its real send; errors other than the expected
+    /// outcomes (no node, node exists, bad version) are not counted.
     ///
     /// # Errors
     /// As [`ZkSession::connect`].
-    pub async fn connect_observing_pings(
+    pub async fn connect_observing_answers(
         settings: &ZkSettings,
         resume: Option<zk::SessionInfo>,
         request_timeout: Duration,
-        on_ping: zk::PingObserver,
+        on_answer: zk::PingObserver,
     ) -> Result<ZkSession, ConnectError> {
-        Self::open(settings, resume, request_timeout, Some(on_ping)).await
+        Self::open(settings, resume, request_timeout, Some(on_answer)).await
     }
 
     async fn open(
         settings: &ZkSettings,
         resume: Option<zk::SessionInfo>,
         request_timeout: Duration,
-        on_ping: Option<zk::PingObserver>,
+        on_answer: Option<zk::PingObserver>,
     ) -> Result<ZkSession, ConnectError> {
         let failed = |failure| ConnectError {
             connect: settings.connect.clone(),
@@ -140,8 +146,8 @@ impl ZkSession {
         if let Some(session) = resume {
             connector = connector.with_session(session);
         }
-        if let Some(on_ping) = on_ping {
-            connector = connector.with_ping_observer(on_ping);
+        if let Some(on_answer) = &on_answer {
+            connector = connector.with_ping_observer(on_answer.clone());
         }
         // With TLS every server of the connect string is reached over it.
         let connecting = async {
@@ -157,6 +163,7 @@ impl ZkSession {
                     client,
                     request_timeout,
                     acls: crate::auth::policy(settings.authenticated(), &settings.readers).into(),
+                    on_answer,
                 })
             }
             Ok(Err(zk::Error::SessionExpired)) if resuming => {
@@ -208,21 +215,31 @@ impl ZkSession {
         self.client.session_timeout()
     }
 
-    /// Sends `request` with the request timeout; expected answers become [`Outcome`]s.
-    async fn timed<T>(
+    /// Sends the request `send` queues, with the request timeout; expected answers become
+    /// [`Outcome`]s, and each is reported to the answer observer with the time taken just
+    /// before `send` ran (the client queues a request when it is called, not when awaited).
+    async fn timed<T, F>(
         &self,
         operation: &'static str,
         path: &str,
-        request: impl Future<Output = Result<T, zk::Error>>,
-    ) -> Result<Outcome<T>, ZkError> {
-        match tokio::time::timeout(self.request_timeout, request).await {
-            Ok(Ok(value)) => Ok(Outcome::Done(value)),
-            Ok(Err(zk::Error::NoNode)) => Ok(Outcome::NotFound),
-            Ok(Err(zk::Error::NodeExists)) => Ok(Outcome::Exists),
-            Ok(Err(zk::Error::BadVersion)) => Ok(Outcome::BadVersion),
-            Ok(Err(e)) => Err(ZkError::classify(e, operation, path)),
-            Err(_) => Err(ZkError::Retryable(zk::Error::Timeout)),
+        send: impl FnOnce() -> F,
+    ) -> Result<Outcome<T>, ZkError>
+    where
+        F: Future<Output = Result<T, zk::Error>>,
+    {
+        let sent = Instant::now();
+        let outcome = match tokio::time::timeout(self.request_timeout, send()).await {
+            Ok(Ok(value)) => Outcome::Done(value),
+            Ok(Err(zk::Error::NoNode)) => Outcome::NotFound,
+            Ok(Err(zk::Error::NodeExists)) => Outcome::Exists,
+            Ok(Err(zk::Error::BadVersion)) => Outcome::BadVersion,
+            Ok(Err(e)) => return Err(ZkError::classify(e, operation, path)),
+            Err(_) => return Err(ZkError::Retryable(zk::Error::Timeout)),
+        };
+        if let Some(on_answer) = &self.on_answer {
+            on_answer(sent);
         }
+        Ok(outcome)
     }
 
     /// The znode's data and stat; `None` when it does not exist.
@@ -231,7 +248,7 @@ impl ZkSession {
     /// [`ZkError`].
     pub async fn get(&self, path: &str) -> Result<Option<(Vec<u8>, zk::Stat)>, ZkError> {
         Ok(self
-            .timed("get", path, self.client.get_data(path))
+            .timed("get", path, || self.client.get_data(path))
             .await?
             .done())
     }
@@ -242,7 +259,7 @@ impl ZkSession {
     /// [`ZkError`].
     pub async fn children(&self, path: &str) -> Result<Option<Vec<String>>, ZkError> {
         Ok(self
-            .timed("list", path, self.client.list_children(path))
+            .timed("list", path, || self.client.list_children(path))
             .await?
             .done())
     }
@@ -253,7 +270,7 @@ impl ZkSession {
     /// [`ZkError`].
     pub async fn stat(&self, path: &str) -> Result<Option<zk::Stat>, ZkError> {
         Ok(self
-            .timed("stat", path, self.client.check_stat(path))
+            .timed("stat", path, || self.client.check_stat(path))
             .await?
             .done()
             .flatten())
@@ -270,7 +287,7 @@ impl ZkSession {
         kind: CreateKind,
     ) -> Result<Outcome<(zk::Stat, zk::CreateSequence)>, ZkError> {
         let options = kind.options(&self.acls);
-        self.timed("create", path, self.client.create(path, data, &options))
+        self.timed("create", path, || self.client.create(path, data, &options))
             .await
     }
 
@@ -284,7 +301,7 @@ impl ZkSession {
         data: &[u8],
         version: Option<i32>,
     ) -> Result<Outcome<zk::Stat>, ZkError> {
-        self.timed("set", path, self.client.set_data(path, data, version))
+        self.timed("set", path, || self.client.set_data(path, data, version))
             .await
     }
 
@@ -310,13 +327,14 @@ impl ZkSession {
         if let Err(e) = staged {
             return Err(ZkError::classify(e, "replace", path));
         }
+        // An async block sends nothing until it is polled, inside `timed`.
         let commit = async {
             writer.commit().await.map(|_| ()).map_err(|e| match e {
                 zk::MultiWriteError::OperationFailed { source, .. } => source,
                 zk::MultiWriteError::RequestFailed { source } => source,
             })
         };
-        self.timed("replace", path, commit).await
+        self.timed("replace", path, || commit).await
     }
 
     /// Deletes the znode if its version is `version` (`None`: any version).
@@ -324,7 +342,7 @@ impl ZkSession {
     /// # Errors
     /// [`ZkError`].
     pub async fn delete(&self, path: &str, version: Option<i32>) -> Result<Outcome<()>, ZkError> {
-        self.timed("delete", path, self.client.delete(path, version))
+        self.timed("delete", path, || self.client.delete(path, version))
             .await
     }
 
@@ -343,7 +361,7 @@ impl ZkSession {
         );
         self.create(&probe, b"", CreateKind::Ephemeral).await?;
         let read = self
-            .timed("getAcl", &probe, self.client.get_acl(&probe))
+            .timed("getAcl", &probe, || self.client.get_acl(&probe))
             .await;
         self.delete(&probe, None).await?;
         match read? {
@@ -365,7 +383,7 @@ impl ZkSession {
         stored: &[zk::Acl],
     ) -> Result<Outcome<bool>, ZkError> {
         let Some((current, stat)) = self
-            .timed("getAcl", path, self.client.get_acl(path))
+            .timed("getAcl", path, || self.client.get_acl(path))
             .await?
             .done()
         else {
@@ -376,11 +394,9 @@ impl ZkSession {
             return Ok(Outcome::Done(false));
         }
         let set = self
-            .timed(
-                "setAcl",
-                path,
-                self.client.set_acl(path, &self.acls, Some(stat.aversion)),
-            )
+            .timed("setAcl", path, || {
+                self.client.set_acl(path, &self.acls, Some(stat.aversion))
+            })
             .await?;
         Ok(set.map(|_| true))
     }
@@ -391,7 +407,7 @@ impl ZkSession {
     /// [`ZkError`].
     pub async fn acl(&self, path: &str) -> Result<Option<Vec<zk::Acl>>, ZkError> {
         Ok(self
-            .timed("getAcl", path, self.client.get_acl(path))
+            .timed("getAcl", path, || self.client.get_acl(path))
             .await?
             .done()
             .map(|(acls, _)| acls))
@@ -404,7 +420,7 @@ impl ZkSession {
     pub async fn mkdir(&self, path: &str) -> Result<(), ZkError> {
         let options = CreateKind::Persistent.options(&self.acls);
         match self
-            .timed("mkdir", path, self.client.mkdir(path, &options))
+            .timed("mkdir", path, || self.client.mkdir(path, &options))
             .await?
         {
             Outcome::Done(()) | Outcome::Exists => Ok(()),
@@ -424,7 +440,7 @@ impl ZkSession {
     ) -> Result<zk::PersistentWatcher, ZkError> {
         // A persistent watch may be set on a path that does not exist yet.
         match self
-            .timed("watch", path, self.client.watch(path, mode))
+            .timed("watch", path, || self.client.watch(path, mode))
             .await?
         {
             Outcome::Done(watcher) => Ok(watcher),

@@ -130,7 +130,7 @@ async fn answered_pings_of_an_idle_session_are_reported_and_unanswered_ones_are_
     let proxy = FaultProxy::start(zk.client_addr(0)).unwrap();
     let answered: Arc<Mutex<Vec<Instant>>> = Arc::default();
     let record = answered.clone();
-    let session = ZkSession::connect_observing_pings(
+    let session = ZkSession::connect_observing_answers(
         &settings(&proxy.addr().to_string()),
         None,
         Duration::from_secs(2),
@@ -171,6 +171,60 @@ async fn answered_pings_of_an_idle_session_are_reported_and_unanswered_ones_are_
     drop(session);
 }
 
+/// Replies to requests confirm the session as pings do: a request postpones the client's next
+/// ping, and before this the deadman's fence heartbeat filled that gap with a request of its
+/// own (about one extra request every 15 s on an idle primary).
+#[tokio::test]
+async fn answered_requests_are_reported_with_a_send_time_before_they_were_queued() {
+    let zk = ZkCluster::standalone().await.unwrap();
+    let proxy = FaultProxy::start(zk.client_addr(0)).unwrap();
+    let answered: Arc<Mutex<Vec<Instant>>> = Arc::default();
+    let record = answered.clone();
+    let session = ZkSession::connect_observing_answers(
+        &settings(&proxy.addr().to_string()),
+        None,
+        Duration::from_millis(500),
+        Arc::new(move |sent| record.lock().unwrap().push(sent)),
+    )
+    .await
+    .unwrap();
+    session.mkdir("/zgres/answers").await.unwrap();
+
+    let first = Instant::now();
+    let mut asked = Vec::new();
+    for _ in 0..20 {
+        asked.push(Instant::now());
+        // An expected "no node" is an answer from the server too.
+        assert!(session.get("/zgres/answers/none").await.unwrap().is_none());
+    }
+    let last = Instant::now();
+    let seen: Vec<Instant> = answered
+        .lock()
+        .unwrap()
+        .iter()
+        .copied()
+        .filter(|sent| *sent >= first && *sent <= last)
+        .collect();
+    // Pings could add at most one or two in these few milliseconds; twenty come from requests.
+    assert!(seen.len() >= 20, "{} answers reported", seen.len());
+    for moment in &asked {
+        assert!(
+            seen.iter().any(|sent| sent >= moment && *sent <= last),
+            "the request asked at {moment:?} was reported with a time not before it was asked"
+        );
+    }
+
+    proxy.set_mode(ProxyMode::Blackhole);
+    let cut = Instant::now();
+    assert!(session.get("/zgres/answers/none").await.is_err());
+    assert!(
+        answered.lock().unwrap().iter().all(|sent| *sent < cut),
+        "an unanswered request (timed out) is not reported"
+    );
+    proxy.set_mode(ProxyMode::Pass);
+    drop(session);
+}
+
 /// The client's sockets and timers run on the caller's tokio runtime: no reactor thread of its
 /// own, which woke twice per ping and cost an idle deadman most of its CPU
 /// (`vendor/zookeeper-client/PATCHES.md`, "Sockets and timers on tokio").
@@ -179,7 +233,7 @@ async fn an_idle_session_lives_on_the_callers_runtime_alone() {
     let zk = ZkCluster::standalone().await.unwrap();
     let answered = Arc::new(Mutex::new(0u32));
     let count = answered.clone();
-    let session = ZkSession::connect_observing_pings(
+    let session = ZkSession::connect_observing_answers(
         &settings(&zk.connect_string()),
         None,
         Duration::from_secs(2),

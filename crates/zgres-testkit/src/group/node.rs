@@ -103,8 +103,9 @@ impl Node {
         }
     }
 
-    /// The pids of the running deadman and of its fence keeper, named for printing
-    /// (`n0 deadman`, `n0 fence keeper`); empty when the deadman is not running.
+    /// The pids of the running deadman, its fence keeper and its postmaster guardian, named
+    /// for printing (`n0 deadman`, `n0 fence keeper`, `n0 guardian`); empty when the deadman
+    /// is not running.
     pub fn daemon_pids(&self) -> Vec<(String, u32)> {
         let Some(deadman) = self.deadman.as_ref().map(ManagedProcess::pid) else {
             return vec![];
@@ -112,6 +113,10 @@ impl Node {
         let mut pids = vec![(format!("{} deadman", self.name), deadman)];
         if let Some(keeper) = crate::proc_usage::child_with_arg(deadman, "--fence-keeper") {
             pids.push((format!("{} fence keeper", self.name), keeper));
+        }
+        if let Some(guardian) = crate::proc_usage::child_with_arg(deadman, "--postmaster-guardian")
+        {
+            pids.push((format!("{} guardian", self.name), guardian));
         }
         pids
     }
