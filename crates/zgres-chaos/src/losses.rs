@@ -6,7 +6,7 @@
 //! tail is missing from the final primary is a loss, compared with the lag its successor had
 //! as a standby just before. Like the rest of the checker it shares no code with zgres.
 
-use crate::checker::Ack;
+use crate::recording::Ack;
 
 /// How far a standby's replay was behind, as sampled from the standby itself
 /// (`now() - pg_last_xact_replay_timestamp()` while in recovery).

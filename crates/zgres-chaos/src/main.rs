@@ -45,6 +45,10 @@ struct Args {
     /// Where a failing run leaves its logs.
     #[arg(long, default_value = "target/chaos")]
     logs_dir: PathBuf,
+    /// Keep the logs of a passing run too (in `--logs-dir`), e.g. to see why a write gap was
+    /// long.
+    #[arg(long)]
+    keep_logs: bool,
     /// Timing profile of the deadmen and ZooKeeper.
     #[arg(long, value_enum, default_value_t = Timing::Fast)]
     timing: Timing,
@@ -103,6 +107,7 @@ fn main() -> ExitCode {
         faults: args.faults,
         synchronous: matches!(args.mode, Mode::Sync),
         logs_dir: args.logs_dir,
+        keep_logs: args.keep_logs,
         profile: match args.timing {
             Timing::Fast => Profile::Fast,
             Timing::Defaults => Profile::Defaults,

@@ -6,6 +6,19 @@ use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
 
+/// One acknowledged write, as its client saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ack {
+    /// The write's unique id.
+    pub id: i64,
+    /// The port of the PostgreSQL server that committed it (`inet_server_port()`).
+    pub server: u16,
+    /// When the client sent it, in microseconds of the run's monotonic clock.
+    pub sent_us: u64,
+    /// When the client had the acknowledgement, same clock.
+    pub acked_us: u64,
+}
+
 /// Running recorders of `T`.
 pub struct Recording<T> {
     stop: CancellationToken,

@@ -3,9 +3,10 @@
 
 use std::io::{self, Write};
 
-use crate::checker::{Ack, Record, Verdict};
+use crate::checker::{Record, Verdict};
 use crate::faults::{Scheduled, KINDS};
 use crate::losses::Loss;
+use crate::recording::Ack;
 
 /// One episode of a run.
 #[derive(Debug, Clone)]

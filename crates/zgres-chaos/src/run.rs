@@ -60,6 +60,8 @@ pub struct Options {
     pub synchronous: bool,
     /// Where a failing run leaves every log.
     pub logs_dir: PathBuf,
+    /// Leave them there after a passing run too.
+    pub keep_logs: bool,
     /// The timing profile.
     pub profile: Profile,
     /// Instead of faults: this long without any, under load, counting false failovers.
@@ -204,19 +206,20 @@ pub async fn run(options: &Options, out: &mut impl Write) -> Outcome {
         out,
         "failovers caused by operations alone: {operation_failovers:?}"
     );
-    if !passed {
+    if !passed || options.keep_logs {
         let dir = options.logs_dir.join(format!("seed-{}", options.seed));
+        let verdict = if passed { "passed" } else { "FAILED" };
         match cluster.keep_logs(&dir) {
             Ok(()) => {
                 let _ = writeln!(
                     out,
-                    "FAILED (seed {}): logs in {}",
+                    "{verdict} (seed {}): logs in {}",
                     options.seed,
                     dir.display()
                 );
             }
             Err(e) => {
-                let _ = writeln!(out, "FAILED (seed {}); logs not kept: {e}", options.seed);
+                let _ = writeln!(out, "{verdict} (seed {}); logs not kept: {e}", options.seed);
             }
         }
     }

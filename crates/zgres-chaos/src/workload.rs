@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use tokio_postgres::NoTls;
 use tokio_util::sync::CancellationToken;
 
-use crate::checker::Ack;
 use crate::cluster::TABLE;
+use crate::recording::Ack;
 use crate::recording::{Recording, Records};
 
 /// A write that takes longer is abandoned (and not acknowledged): its connection is dropped.

@@ -373,6 +373,10 @@ impl Daemon {
     ) -> Result<(), DaemonError> {
         let mut backoff = Backoff::new(Duration::from_millis(200), MAX_CONNECT_BACKOFF);
         let mut adopted = false;
+        // One timer for every pause between rounds, re-armed each time: a new one per round
+        // cost a timerfd's creation, registration and close (a tenth of an idle deadman's
+        // system calls).
+        let mut round_timer = zgres_timer::Timer::new();
         while !shutdown.is_cancelled() {
             if self.zk.session.is_none() {
                 match self.connect().await {
@@ -436,8 +440,9 @@ impl Daemon {
                 }
             };
             let mut reexec = false;
+            round_timer.set_at(Instant::now() + pause);
             let reloaded = tokio::select! {
-                () = zgres_timer::sleep(pause) => None,
+                () = round_timer.expired() => None,
                 () = group_changed => None,
                 () = pg.process.exited() => None,
                 config = reloaded => Some(config),

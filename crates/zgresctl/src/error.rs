@@ -60,7 +60,7 @@ pub enum CtlError {
         to: String,
     },
     /// A request to the node is already pending.
-    #[error("a request to {node} of group {group} is already pending; its deadman deletes it once carried out (or dropped: its log says why)")]
+    #[error("a request to {node} of group {group} is already pending; its deadman deletes it once carried out (or dropped: its log says why); to withdraw it (say, its node is gone for good): `zgresctl restart --cancel {group} {node}`")]
     RequestPending {
         /// The group.
         group: String,
