@@ -79,6 +79,9 @@ pub struct ZkCluster {
     tls: Option<ZkClientTls>,
     /// The JAAS file of a server with SASL users ([`ZkCluster::standalone_sasl`]).
     jaas: Option<PathBuf>,
+    /// The proxies on the links between the last member and the others, in an ensemble made
+    /// by [`ZkCluster::start_with_isolatable_follower`].
+    peer_links: Vec<crate::fault_proxy::FaultProxy>,
     dir: TempDir,
 }
 
@@ -121,7 +124,40 @@ impl ZkCluster {
         Self::start_with(1, true, &[]).await
     }
 
+    /// A 3-member ensemble whose third member (index 2) reaches the other two only through
+    /// fault proxies, and starts after they formed a quorum, so it is a follower.
+    /// [`ZkCluster::isolate_last_member`] then cuts it from its peers while its clients still
+    /// reach it: a member that lost its leader but has not noticed yet.
+    ///
+    /// # Errors
+    /// As [`ZkCluster::standalone`].
+    pub async fn start_with_isolatable_follower() -> Result<Self> {
+        Self::build(3, false, &[], true).await
+    }
+
+    /// Cuts the last member from the others (`true`: every peer link holds its traffic) or
+    /// reconnects it (`false`). Its client port is untouched.
+    pub fn isolate_last_member(&self, cut: bool) {
+        let mode = if cut {
+            crate::fault_proxy::ProxyMode::Blackhole
+        } else {
+            crate::fault_proxy::ProxyMode::Pass
+        };
+        for link in &self.peer_links {
+            link.set_mode(mode);
+        }
+    }
+
     async fn start_with(size: usize, secure: bool, sasl_users: &[(&str, &str)]) -> Result<Self> {
+        Self::build(size, secure, sasl_users, false).await
+    }
+
+    async fn build(
+        size: usize,
+        secure: bool,
+        sasl_users: &[(&str, &str)],
+        isolatable_last: bool,
+    ) -> Result<Self> {
         if !Path::new(CLASSPATH[0]).exists() {
             return Err(HarnessError::Setup(format!(
                 "{} not found: apt-get install zookeeper",
@@ -139,6 +175,31 @@ impl ZkCluster {
         if size > 1 {
             for (i, (_, quorum, election)) in ports.iter().enumerate() {
                 let _ = writeln!(peers, "server.{}=127.0.0.1:{quorum}:{election}", i + 1);
+            }
+        }
+        // Each member's own view of its peers: the last member's links to the others (both
+        // ways: either side may open them) go through proxies when it must be isolatable.
+        let mut peer_links = Vec::new();
+        let mut peers_of = vec![peers; size];
+        if isolatable_last {
+            let last = size - 1;
+            for (member, view) in peers_of.iter_mut().enumerate() {
+                view.clear();
+                for (peer, (_, quorum, election)) in ports.iter().enumerate() {
+                    let (quorum, election) = if member != peer && (member == last || peer == last) {
+                        let mut via = |port: u16| -> Result<u16> {
+                            let upstream = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+                            let link = crate::fault_proxy::FaultProxy::start(upstream)?;
+                            let port = link.addr().port();
+                            peer_links.push(link);
+                            Ok(port)
+                        };
+                        (via(*quorum)?, via(*election)?)
+                    } else {
+                        (*quorum, *election)
+                    };
+                    let _ = writeln!(view, "server.{}=127.0.0.1:{quorum}:{election}", peer + 1);
+                }
             }
         }
         let (tls, listen) = if secure {
@@ -214,6 +275,7 @@ impl ZkCluster {
                  admin.enableServer=false\n4lw.commands.whitelist=ruok,srvr,cons,mntr\n\
                  minSessionTimeout={min_session}\nmaxSessionTimeout={MAX_SESSION_TIMEOUT_MS}\n\
                  {peers}",
+                peers = peers_of[i],
                 data = data.display(),
                 tick = tick_ms(),
                 min_session = 2 * tick_ms(),
@@ -231,12 +293,19 @@ impl ZkCluster {
             members,
             tls,
             jaas,
+            peer_links,
             dir,
         };
-        for i in 0..size {
+        // An isolatable last member joins after the others formed a quorum: a follower.
+        let together = if isolatable_last { size - 1 } else { size };
+        for i in 0..together {
             cluster.spawn_member(i)?;
         }
-        for i in 0..size {
+        for i in 0..together {
+            cluster.wait_serving(i).await?;
+        }
+        for i in together..size {
+            cluster.spawn_member(i)?;
             cluster.wait_serving(i).await?;
         }
         Ok(cluster)

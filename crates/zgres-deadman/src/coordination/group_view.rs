@@ -159,7 +159,13 @@ impl Coordinator {
             _ => vec![],
         };
         let mut peers = Vec::new();
-        for child in children.iter().filter(|c| c.starts_with(&prefix)) {
+        // Our own state is never a peer's: not read at all (our own writes fire the
+        // directory's watch, and reading it back cost an idle primary a read per refresh).
+        let own = format!("{prefix}{}", self.me);
+        for child in children
+            .iter()
+            .filter(|c| c.starts_with(&prefix) && **c != own)
+        {
             let path = format!("{state_dir}/{child}");
             let Some((data, stat)) = self.cache.get(&self.session, &path).await?.0 else {
                 continue;
