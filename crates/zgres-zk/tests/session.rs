@@ -124,8 +124,10 @@ async fn nothing_listening_is_a_connect_error_naming_the_address() {
     assert!(error.to_string().contains(&connect), "{error}");
 }
 
-#[tokio::test]
-async fn answered_pings_of_an_idle_session_are_reported_and_unanswered_ones_are_not() {
+/// A session through a fault proxy whose answer observer records every send time it is told.
+async fn observed_session(
+    request_timeout: Duration,
+) -> (ZkCluster, FaultProxy, ZkSession, Arc<Mutex<Vec<Instant>>>) {
     let zk = ZkCluster::standalone().await.unwrap();
     let proxy = FaultProxy::start(zk.client_addr(0)).unwrap();
     let answered: Arc<Mutex<Vec<Instant>>> = Arc::default();
@@ -133,11 +135,17 @@ async fn answered_pings_of_an_idle_session_are_reported_and_unanswered_ones_are_
     let session = ZkSession::connect_observing_answers(
         &settings(&proxy.addr().to_string()),
         None,
-        Duration::from_secs(2),
+        request_timeout,
         Arc::new(move |sent| record.lock().unwrap().push(sent)),
     )
     .await
     .unwrap();
+    (zk, proxy, session, answered)
+}
+
+#[tokio::test]
+async fn answered_pings_of_an_idle_session_are_reported_and_unanswered_ones_are_not() {
+    let (_zk, proxy, session, answered) = observed_session(Duration::from_secs(2)).await;
     let connected = Instant::now();
     // Idle: no request of ours, so only the client's pings (every 1/5 of the 4 s timeout).
     zgres_testkit::poll::until("three answered pings", Duration::from_secs(10), || async {
@@ -176,18 +184,7 @@ async fn answered_pings_of_an_idle_session_are_reported_and_unanswered_ones_are_
 /// own (about one extra request every 15 s on an idle primary).
 #[tokio::test]
 async fn answered_requests_are_reported_with_a_send_time_before_they_were_queued() {
-    let zk = ZkCluster::standalone().await.unwrap();
-    let proxy = FaultProxy::start(zk.client_addr(0)).unwrap();
-    let answered: Arc<Mutex<Vec<Instant>>> = Arc::default();
-    let record = answered.clone();
-    let session = ZkSession::connect_observing_answers(
-        &settings(&proxy.addr().to_string()),
-        None,
-        Duration::from_millis(500),
-        Arc::new(move |sent| record.lock().unwrap().push(sent)),
-    )
-    .await
-    .unwrap();
+    let (_zk, proxy, session, answered) = observed_session(Duration::from_millis(500)).await;
     session.mkdir("/zgres/answers").await.unwrap();
 
     let first = Instant::now();
