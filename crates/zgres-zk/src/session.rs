@@ -116,7 +116,9 @@ impl ZkSession {
     /// proves the server heard from the session after that time, which is what a fencing
     /// deadline needs, without a request of its own. A request's time is taken before it is
     /// queued, so it is never later than its real send; errors other than the expected
-    /// outcomes (no node, node exists, bad version) are not counted.
+    /// outcomes (no node, node exists, bad version) are not counted. Caveat: a follower cut
+    /// from its leader answers pings and reads too, until it notices (`syncLimit` ticks),
+    /// while the leader expires the session: a known gap, docs/deadman.md, "Fencing".
     ///
     /// # Errors
     /// As [`ZkSession::connect`].
