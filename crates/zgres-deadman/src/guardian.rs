@@ -32,6 +32,7 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 
 pub mod link;
+pub mod parent_check;
 
 /// How often a guardian whose deadman's connection closed checks whether that process lives.
 const PEER_CHECK: Duration = Duration::from_millis(20);
@@ -136,6 +137,10 @@ pub fn run_guardian(
         .map_err(listen_error)?;
     let mut child = Command::new(program)
         .args(args)
+        .env(
+            parent_check::GUARDIAN_PID_VAR,
+            std::process::id().to_string(),
+        )
         .stdin(Stdio::null())
         .process_group(0)
         .spawn()

@@ -138,14 +138,15 @@ impl PostgresProcess {
         }
         self.write_settings_files()?;
         let (mut args, env) = setpriv_prefix(&self.config);
-        args.extend([
-            "--".to_owned(),
+        args.push("--".to_owned());
+        // Behind a check that the guardian still lives once the parent-death signal is set.
+        args.extend(crate::guardian::parent_check::checked(vec![
             self.config.bin_dir.join("postgres").display().to_string(),
             "-D".to_owned(),
             self.config.data_dir.display().to_string(),
             "-c".to_owned(),
             format!("port={}", self.config.port),
-        ]);
+        ]));
         // Only the allowed environment: not the password variable the deadman was given.
         let command = GuardedCommand {
             program: "setpriv".to_owned(),

@@ -281,9 +281,17 @@ async fn switchover_to_a_just_killed_replica_is_refused_and_the_primary_stays() 
     group.wait_following(1, 0).await;
     group.wait_following(2, 0).await;
 
-    // The deadman first, so that its `/state` still shows a healthy replica.
+    // The deadman first, so that its `/state` still shows a healthy replica. Its death takes
+    // the postmaster down at once (parent-death signals), so PostgreSQL's process group is
+    // taken first: by the time the postmaster is gone its WAL receiver may still stream for a
+    // moment, and the group must be killed whole (seen on a loaded machine: the primary saw
+    // the receiver and handed over).
+    let postgres = group.nodes[2].postmaster_pid().unwrap();
     group.nodes[2].deadman.take().unwrap().kill();
-    group.nodes[2].kill_postgres();
+    let _ = nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(postgres),
+        nix::sys::signal::Signal::SIGKILL,
+    );
     request_switchover(&group, Some(2), None).await;
     wait_request_gone(&group, "the request to be dropped").await;
     assert!(
