@@ -6,7 +6,6 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use zgres_deadman_core::fence_deadline::{self, Heartbeat};
 
 use zgres_schema::documents::{ConnInfo, DatabaseId, Lock, NodeState, Switchover, SyncState};
 use zgres_schema::{
@@ -52,6 +51,7 @@ impl CoordinationError {
 }
 
 mod group_view;
+mod heartbeat;
 mod history;
 mod node_requests;
 mod pg_settings;
@@ -59,6 +59,7 @@ mod read_cache;
 mod unattended_lock;
 
 pub use group_view::GroupView;
+pub use heartbeat::heartbeat;
 
 type Result<T, E = CoordinationError> = std::result::Result<T, E>;
 
@@ -452,55 +453,5 @@ impl Coordinator {
         }
         // Dropping the last client handle closes the session (the heartbeat task's handle is
         // aborted by the caller first).
-    }
-}
-
-/// While `wanted`, confirms the session for the fence with a cheap request (timed from its
-/// send) whenever nothing confirmed it for `stale_after`. Runs until the session ends, the
-/// sender of `wanted` is dropped, or the task is dropped.
-pub async fn heartbeat(
-    session: ZkSession,
-    path: String,
-    fence: Arc<FenceClock>,
-    stale_after: Duration,
-    mut wanted: tokio::sync::watch::Receiver<bool>,
-) {
-    // One timer, re-armed on each plan: a confirmation moves the moment the session turns
-    // stale, and while pings keep it fresh the timer never expires. On a timerfd, unlike
-    // tokio's wheel, a timer that is moved before it expires costs no wake-up at all.
-    let mut stale = zgres_timer::Timer::new();
-    loop {
-        let sent = monotonic_ns();
-        let plan =
-            fence_deadline::heartbeat(sent, fence.last_ok_ns(), stale_after, *wanted.borrow());
-        let pause = match plan {
-            Heartbeat::UntilWanted => {
-                stale.unset();
-                match wanted.wait_for(|w| *w).await {
-                    Ok(_) => continue,
-                    Err(_) => return,
-                }
-            }
-            Heartbeat::Sleep(pause) => pause,
-            Heartbeat::Send => match session.stat(&path).await {
-                Ok(_) => {
-                    fence.confirm(sent);
-                    continue;
-                }
-                Err(e) if e.session_ended() => return,
-                // Not answered in time: try again soon, without polling.
-                Err(_) => stale_after / 4,
-            },
-        };
-        stale.set_at(std::time::Instant::now() + pause);
-        tokio::select! {
-            () = stale.expired() => {}
-            () = fence.confirmed() => {}
-            changed = wanted.changed() => {
-                if changed.is_err() {
-                    return;
-                }
-            }
-        }
     }
 }

@@ -1,6 +1,5 @@
 //! Real ZooKeeper servers from the Debian `zookeeper` package.
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -18,6 +17,8 @@ use crate::{io_error, poll, HarnessError, Result};
 /// also expire on tick boundaries, so a benchmark can set `ZGRES_TEST_ZK_TICK_MS` (e.g. 2000,
 /// ZooKeeper's default) to measure what a default installation sees.
 pub const TICK_MS: u64 = 100;
+
+mod peers;
 
 /// The tick length in force: `ZGRES_TEST_ZK_TICK_MS` when set to a number, else [`TICK_MS`].
 pub fn tick_ms() -> u64 {
@@ -124,30 +125,6 @@ impl ZkCluster {
         Self::start_with(1, true, &[]).await
     }
 
-    /// A 3-member ensemble whose third member (index 2) reaches the other two only through
-    /// fault proxies, and starts after they formed a quorum, so it is a follower.
-    /// [`ZkCluster::isolate_last_member`] then cuts it from its peers while its clients still
-    /// reach it: a member that lost its leader but has not noticed yet.
-    ///
-    /// # Errors
-    /// As [`ZkCluster::standalone`].
-    pub async fn start_with_isolatable_follower() -> Result<Self> {
-        Self::build(3, false, &[], true).await
-    }
-
-    /// Cuts the last member from the others (`true`: every peer link holds its traffic) or
-    /// reconnects it (`false`). Its client port is untouched.
-    pub fn isolate_last_member(&self, cut: bool) {
-        let mode = if cut {
-            crate::fault_proxy::ProxyMode::Blackhole
-        } else {
-            crate::fault_proxy::ProxyMode::Pass
-        };
-        for link in &self.peer_links {
-            link.set_mode(mode);
-        }
-    }
-
     async fn start_with(size: usize, secure: bool, sasl_users: &[(&str, &str)]) -> Result<Self> {
         Self::build(size, secure, sasl_users, false).await
     }
@@ -168,40 +145,10 @@ impl ZkCluster {
             .prefix("zgres-zk-")
             .tempdir()
             .map_err(io_error("create a ZooKeeper temp dir"))?;
-        let mut peers = String::new();
         let ports: Vec<(u16, u16, u16)> = (0..size)
             .map(|_| Ok((free_port()?, free_port()?, free_port()?)))
             .collect::<Result<_>>()?;
-        if size > 1 {
-            for (i, (_, quorum, election)) in ports.iter().enumerate() {
-                let _ = writeln!(peers, "server.{}=127.0.0.1:{quorum}:{election}", i + 1);
-            }
-        }
-        // Each member's own view of its peers: the last member's links to the others (both
-        // ways: either side may open them) go through proxies when it must be isolatable.
-        let mut peer_links = Vec::new();
-        let mut peers_of = vec![peers; size];
-        if isolatable_last {
-            let last = size - 1;
-            for (member, view) in peers_of.iter_mut().enumerate() {
-                view.clear();
-                for (peer, (_, quorum, election)) in ports.iter().enumerate() {
-                    let (quorum, election) = if member != peer && (member == last || peer == last) {
-                        let mut via = |port: u16| -> Result<u16> {
-                            let upstream = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-                            let link = crate::fault_proxy::FaultProxy::start(upstream)?;
-                            let port = link.addr().port();
-                            peer_links.push(link);
-                            Ok(port)
-                        };
-                        (via(*quorum)?, via(*election)?)
-                    } else {
-                        (*quorum, *election)
-                    };
-                    let _ = writeln!(view, "server.{}=127.0.0.1:{quorum}:{election}", peer + 1);
-                }
-            }
-        }
+        let (peers_of, peer_links) = peers::views(&ports, isolatable_last)?;
         let (tls, listen) = if secure {
             let certs = dir.path();
             crate::tls::make_ca(certs, "zk-ca");
