@@ -34,7 +34,9 @@ mod eligibility;
 mod following;
 mod missing_wal;
 mod standby_leader;
+mod takeover;
 pub use missing_wal::{MissingWal, MISSING_WAL_AFTER};
+pub use takeover::{takeover_wait, TakeoverTiming, TAKEOVER_SLOP, WAITING_TO_PROMOTE};
 mod node_request;
 mod observation;
 mod published;
@@ -71,6 +73,9 @@ struct DeciderTiming {
     election_wait: Duration,
     /// A switchover or failover request steers elections this long once the lock is free.
     request_timeout: Duration,
+    /// A node that took over a lock another session lost waits this long after it saw the
+    /// lock free before it accepts writes ([`takeover_wait`]).
+    takeover_wait: Duration,
 }
 
 /// The decision state machine. Holds only what must be remembered between observations.
@@ -80,7 +85,8 @@ pub struct Decider {
     tags: Tags,
     timing: DeciderTiming,
     primary_down_since: Option<Instant>,
-    lock_free_since: Option<Instant>,
+    /// The election under way and the takeover that may follow it.
+    takeover: takeover::Takeover,
     gave_up: bool,
     /// Holder of the lock last seen and the furthest position it published.
     last_primary: Option<(NodeId, Lsn)>,
@@ -137,9 +143,10 @@ impl Decider {
                 primary_restart_timeout,
                 election_wait,
                 request_timeout: DEFAULT_REQUEST_TIMEOUT,
+                takeover_wait: Duration::ZERO,
             },
             primary_down_since: None,
-            lock_free_since: None,
+            takeover: takeover::Takeover::default(),
             gave_up: false,
             last_primary: None,
             last_holder: None,
@@ -152,6 +159,13 @@ impl Decider {
     /// Sets how long a switchover or failover request steers elections once the lock is free.
     pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
         self.timing.request_timeout = timeout;
+        self
+    }
+
+    /// Sets how long a node that took over a lock another session lost waits, after it saw the
+    /// lock free, before it promotes or starts a primary ([`takeover_wait`]; zero unless set).
+    pub fn with_takeover_wait(mut self, wait: Duration) -> Self {
+        self.timing.takeover_wait = wait;
         self
     }
 
@@ -177,6 +191,7 @@ impl Decider {
             primary_restart_timeout,
             election_wait,
             request_timeout,
+            takeover_wait: self.timing.takeover_wait,
         };
     }
 
@@ -222,9 +237,8 @@ impl Decider {
         if pg.running && pg.probe.is_some() {
             self.gave_up = false;
         }
-        if obs.lock != LockView::Free {
-            self.lock_free_since = None;
-        }
+        self.takeover
+            .lock_seen(obs.lock, obs.now, self.timing.takeover_wait);
         if obs.lock != LockView::Ours {
             self.primary_down_since = None;
         }
@@ -273,8 +287,7 @@ impl Decider {
             }];
         }
         let mut actions = Vec::new();
-        if self.lock_free_since.is_none() {
-            self.lock_free_since = Some(obs.now);
+        if std::mem::take(&mut self.takeover.position_unpublished) {
             // Peers compare positions written after the lock vanished: publish ours.
             actions.push(Action::PublishState);
         }
@@ -284,6 +297,9 @@ impl Decider {
             let no_database = obs.db_id == Fetched::Absent && !anyone_has_data;
             if no_database && !self.tags.never_promoted() && !obs.vetoed {
                 self.last_ineligible = None;
+                // No database, so no old primary to wait for.
+                let wait = self.timing.takeover_wait;
+                self.takeover.contend(obs.now, wait, true);
                 actions.push(Action::AcquireLock);
             } else {
                 self.last_ineligible = Some(Ineligible::NoData);
@@ -304,6 +320,12 @@ impl Decider {
         match self.eligibility(obs) {
             Ok(()) => {
                 self.last_ineligible = None;
+                // The old primary stopped before it released the lock: a hand-over.
+                let handed_over = self
+                    .active_request(obs)
+                    .is_some_and(|r| r.stopped_lsn.is_some());
+                let wait = self.timing.takeover_wait;
+                self.takeover.contend(obs.now, wait, handed_over);
                 actions.push(Action::AcquireLock);
             }
             Err(why) => {
@@ -389,6 +411,7 @@ impl Decider {
             return None;
         }
         let waited = self
+            .takeover
             .lock_free_since
             .map(|since| obs.now.duration_since(since))
             .unwrap_or_default();
@@ -404,6 +427,7 @@ impl Decider {
         let pg = &obs.postgres;
         if running_primary {
             self.primary_down_since = None;
+            self.takeover.done();
             return self.handle_request(obs);
         }
         if !pg.running && pg.data_dir == DataDirKind::Damaged {
@@ -421,6 +445,12 @@ impl Decider {
             };
         }
         if running_standby {
+            if !self
+                .takeover
+                .may_promote(obs.now, self.timing.takeover_wait)
+            {
+                return vec![];
+            }
             return vec![Action::Promote {
                 reason: self.promotion_reason(obs),
                 wait_for_a_standby: obs.config.synchronous_mode == SyncMode::Strict,
@@ -443,6 +473,7 @@ impl Decider {
         }
         match (pg.running, pg.data_dir) {
             (true, _) => vec![],
+            (false, DataDirKind::Primary) if !self.takeover.may_start_primary(obs.now) => vec![],
             (false, DataDirKind::Primary) => vec![Action::StartPrimary],
             // Won the lock while stopped as a standby: start it, then promote (a plain
             // primary start would not open a new timeline).

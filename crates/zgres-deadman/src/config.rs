@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use zgres_schema::documents::Tags;
 use zgres_schema::{GroupName, NodeId};
+use zgres_zk::settings::fencing::EnsembleTiming;
 use zgres_zk::ZkSettings;
 
 use zgres_config::Problems;
@@ -19,6 +20,7 @@ pub use zgres_config::{ConfigError, LogConfig, LogFormat, Secret};
 
 mod raw;
 pub mod reload;
+mod takeover;
 
 use raw::RawConfig;
 
@@ -35,6 +37,10 @@ pub struct ZookeeperConfig {
     pub settings: ZkSettings,
     /// How long before the earliest possible session expiry PostgreSQL is fenced.
     pub fence_margin: Duration,
+    /// The ensemble's `tickTime` and `syncLimit`, for the takeover wait.
+    pub ensemble: EnsembleTiming,
+    /// Whether the operator declared them (else ZooKeeper's defaults are assumed).
+    pub ensemble_declared: bool,
 }
 
 /// PostgreSQL settings.
@@ -215,6 +221,9 @@ impl Config {
             DEFAULT_SESSION_TIMEOUT,
             &mut problems,
         );
+        let ensemble = raw.zookeeper.ensemble(&mut problems);
+        let ensemble_declared =
+            raw.zookeeper.ensemble_tick_ms.is_some() && raw.zookeeper.ensemble_sync_limit.is_some();
 
         let group = GroupName::new(&raw.node.group)
             .map_err(|e| problems.add("node.group", e.to_string()))
@@ -440,6 +449,8 @@ impl Config {
                     zookeeper: ZookeeperConfig {
                         settings,
                         fence_margin,
+                        ensemble,
+                        ensemble_declared,
                     },
                     group,
                     node,

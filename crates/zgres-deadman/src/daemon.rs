@@ -192,7 +192,8 @@ pub async fn run(
                     config.timing.primary_restart_timeout,
                     config.timing.election_wait,
                 )
-                .with_request_timeout(config.timing.request_timeout);
+                .with_request_timeout(config.timing.request_timeout)
+                .with_takeover_wait(config.zookeeper.takeover_wait());
                 decider.set_reclone(crate::provisioning::reclone_rules(&config.provisioning));
                 decider
             },

@@ -103,11 +103,19 @@ fn main() -> ExitCode {
         if let Some(warning) = auth_warning {
             println!("warning: {warning}");
         }
+        match config.zookeeper.takeover_warning() {
+            Some(warning) => println!("warning: {warning}"),
+            None => println!("{}", config.zookeeper.takeover_note()),
+        }
         return ExitCode::SUCCESS;
     }
     let log_level = config.log.init();
     if let Some(warning) = auth_warning {
         tracing::warn!("{warning}");
+    }
+    match config.zookeeper.takeover_warning() {
+        Some(warning) => tracing::warn!("{warning}"),
+        None => tracing::info!("{}", config.zookeeper.takeover_note()),
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -232,7 +232,7 @@ impl Config {
             .zookeeper
             .settings(DEFAULT_SESSION_TIMEOUT, &mut problems);
         raw.zookeeper
-            .reject_fence_margin("zgres-sync", &mut problems);
+            .reject_fencing_keys("zgres-sync", &mut problems);
         let mut groups = Vec::new();
         for (i, g) in raw.sync.groups.iter().enumerate() {
             match GroupName::new(g) {

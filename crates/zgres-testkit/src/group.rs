@@ -20,7 +20,7 @@ mod zk_access;
 pub use node::Node;
 pub use postgres_tls::TlsOnlyPostgres;
 pub use writer::{first_ack_after, missing_acks, Ack, Writer};
-pub use zk_access::{authenticate, zookeeper_tls_keys};
+pub use zk_access::{authenticate, zookeeper_ensemble_keys, zookeeper_tls_keys};
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -205,7 +205,7 @@ impl Group {
         };
         let t = &self.timing;
         let text = format!(
-            "[zookeeper]\nconnect = \"{connect}\"\nsession_timeout_ms = {}\nfence_margin_ms = {}\n{}\
+            "[zookeeper]\nconnect = \"{connect}\"\nsession_timeout_ms = {}\nfence_margin_ms = {}\n{}{}\
              [node]\ngroup = \"{GROUP}\"\naddress = \"127.0.0.1\"\nname = \"{}\"\n\
              [postgres]\ndata_dir = \"{}\"\nport = {}\n{run_as}\
              parameters = {{ listen_addresses = \"127.0.0.1\", unix_socket_directories = \"{}\", log_min_messages = \"log\", wal_keep_size = \"256MB\" }}\n\
@@ -216,6 +216,7 @@ impl Group {
             t.session_timeout_ms,
             t.fence_margin_ms,
             zookeeper_tls_keys(&self.zk),
+            zookeeper_ensemble_keys(&self.zk),
             node.name,
             node.pg.data_dir().display(),
             node.port(),

@@ -28,6 +28,16 @@ pub fn tick_ms() -> u64 {
         .filter(|&t| t > 0)
         .unwrap_or(TICK_MS)
 }
+/// The test ensembles' `syncLimit` in ticks: how long a member cut from the leader goes on
+/// serving its clients (a second at the default tick), which a new primary's takeover waits
+/// out (`zookeeper.ensemble_sync_limit`).
+pub const SYNC_LIMIT: u32 = 10;
+
+/// `syncLimit` of an ensemble made by [`ZkCluster::start_with_isolatable_follower`]: longer
+/// than the test sessions' fence margin by far, so that a cut member's answers clearly
+/// outlast a fence that trusts them.
+const ISOLATABLE_SYNC_LIMIT: u32 = 20;
+
 /// Longest session timeout the test servers grant.
 pub const MAX_SESSION_TIMEOUT_MS: u64 = 60_000;
 
@@ -83,6 +93,8 @@ pub struct ZkCluster {
     /// The proxies on the links between the last member and the others, in an ensemble made
     /// by [`ZkCluster::start_with_isolatable_follower`].
     peer_links: Vec<crate::fault_proxy::FaultProxy>,
+    /// The members' `syncLimit` in ticks.
+    sync_limit: u32,
     dir: TempDir,
 }
 
@@ -149,6 +161,11 @@ impl ZkCluster {
             .map(|_| Ok((free_port()?, free_port()?, free_port()?)))
             .collect::<Result<_>>()?;
         let (peers_of, peer_links) = peers::views(&ports, isolatable_last)?;
+        let sync_limit = if isolatable_last {
+            ISOLATABLE_SYNC_LIMIT
+        } else {
+            SYNC_LIMIT
+        };
         let (tls, listen) = if secure {
             let certs = dir.path();
             crate::tls::make_ca(certs, "zk-ca");
@@ -217,7 +234,7 @@ impl ZkCluster {
                 format!("clientPort={client_port}\nclientPortAddress=127.0.0.1\n")
             };
             let text = format!(
-                "tickTime={tick}\ninitLimit=100\nsyncLimit=20\n\
+                "tickTime={tick}\ninitLimit=100\nsyncLimit={sync_limit}\n\
                  dataDir={data}\n{port_keys}{sasl_provider}\
                  admin.enableServer=false\n4lw.commands.whitelist=ruok,srvr,cons,mntr\n\
                  minSessionTimeout={min_session}\nmaxSessionTimeout={MAX_SESSION_TIMEOUT_MS}\n\
@@ -241,6 +258,7 @@ impl ZkCluster {
             tls,
             jaas,
             peer_links,
+            sync_limit,
             dir,
         };
         // An isolatable last member joins after the others formed a quorum: a follower.
@@ -258,7 +276,12 @@ impl ZkCluster {
         Ok(cluster)
     }
 
-    /// Number of members.
+    /// The members' `syncLimit` in ticks.
+    pub fn sync_limit(&self) -> u32 {
+        self.sync_limit
+    }
+
+    /// The number of members.
     pub fn size(&self) -> usize {
         self.members.len()
     }

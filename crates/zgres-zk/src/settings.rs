@@ -10,6 +10,8 @@ use zookeeper_client as zk;
 use crate::auth::DigestAuth;
 use crate::tls::ZkTls;
 
+pub mod fencing;
+
 /// Session timeouts accepted, in milliseconds (ZooKeeper's own defaults allow 2–20 ticks).
 const SESSION_TIMEOUT_RANGE_MS: std::ops::RangeInclusive<u64> = 1_000..=120_000;
 
@@ -27,6 +29,12 @@ pub struct ZookeeperSection {
     /// How long before the earliest possible session expiry PostgreSQL is fenced. Only the
     /// deadman fences; other programs reject the key.
     pub fence_margin_ms: Option<u64>,
+    /// The ensemble's `tickTime` in milliseconds (zoo.cfg), for the deadman's takeover wait
+    /// ([`fencing`]); other programs reject the key.
+    pub ensemble_tick_ms: Option<u64>,
+    /// The ensemble's `syncLimit` in ticks (zoo.cfg), 0 for a standalone server; as
+    /// `ensemble_tick_ms`.
+    pub ensemble_sync_limit: Option<u32>,
     /// The user to authenticate as (with `password_file` or `password_env`).
     pub user: Option<String>,
     /// Authenticate `user` with SASL DIGEST-MD5 (identity `sasl:USER`, the password never
@@ -210,39 +218,6 @@ impl ZookeeperSection {
             })
             .collect()
     }
-
-    /// The deadman's fence margin (`default` when absent): above zero and at most half of the
-    /// session timeout asked for (`default_session_timeout` when absent), else a problem under
-    /// `zookeeper.fence_margin_ms`.
-    pub fn fence_margin(
-        &self,
-        default: Duration,
-        default_session_timeout: Duration,
-        problems: &mut Problems,
-    ) -> Duration {
-        let session_timeout = self
-            .session_timeout_ms
-            .map_or(default_session_timeout, Duration::from_millis);
-        let margin = self.fence_margin_ms.map_or(default, Duration::from_millis);
-        if margin.is_zero() || margin * 2 > session_timeout {
-            problems.add(
-                "zookeeper.fence_margin_ms",
-                "must be above 0 and at most half of zookeeper.session_timeout_ms",
-            );
-        }
-        margin
-    }
-
-    /// For a program that does not fence: `fence_margin_ms` is a mistake worth naming (the
-    /// operator may think it protects something).
-    pub fn reject_fence_margin(&self, program: &str, problems: &mut Problems) {
-        if self.fence_margin_ms.is_some() {
-            problems.add(
-                "zookeeper.fence_margin_ms",
-                format!("{program} does not fence; only zgres-deadman reads this key"),
-            );
-        }
-    }
 }
 
 impl ZkSettings {
@@ -260,6 +235,8 @@ impl ZkSettings {
             root: root.to_owned(),
             session_timeout_ms: None,
             fence_margin_ms: None,
+            ensemble_tick_ms: None,
+            ensemble_sync_limit: None,
             user: None,
             password_file: None,
             password_env: None,
@@ -458,23 +435,5 @@ mod tests {
     fn unknown_keys_are_rejected() {
         let err = toml::from_str::<ZookeeperSection>("connect = \"a:1\"\nhosts = 1").unwrap_err();
         assert!(err.to_string().contains("unknown field `hosts`"), "{err}");
-    }
-
-    #[test]
-    fn the_fence_margin_is_the_deadmans_alone() {
-        let s = section("connect = \"a:1\"\nfence_margin_ms = 3000");
-        let mut problems = Problems::default();
-        s.fence_margin(
-            Duration::from_secs(1),
-            Duration::from_secs(4),
-            &mut problems,
-        );
-        assert_eq!(problems.len(), 1, "3000 is more than half of 4000");
-        let mut problems = Problems::default();
-        s.reject_fence_margin("zgres-sync", &mut problems);
-        assert_eq!(
-            problems.iter().next().unwrap().key,
-            "zookeeper.fence_margin_ms"
-        );
     }
 }

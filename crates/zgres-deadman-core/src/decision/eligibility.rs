@@ -78,6 +78,7 @@ impl Decider {
             .active_request(obs)
             .is_some_and(|r| r.to == Some(self.me) && r.stopped_lsn.is_some());
         let waited = self
+            .takeover
             .lock_free_since
             .map(|since| obs.now.duration_since(since))
             .unwrap_or_default();

@@ -108,6 +108,9 @@ impl Decider {
         let mut warnings = warnings(obs, inputs.warnings);
         warnings.extend(not_taking_over(obs.lock, ineligible));
         warnings.extend(self.retry.follow.warning(obs.now));
+        if obs.lock == LockView::Ours && self.takeover.waiting(obs.now) {
+            warnings.push(super::WAITING_TO_PROMOTE.to_owned());
+        }
         Decision {
             disarm_fence: fence_may_disarm(obs.lock, obs.postgres.running),
             actions,
@@ -130,12 +133,13 @@ impl Decider {
             if let Some(since) = self.primary_down_since {
                 candidates.push(since + self.timing.primary_restart_timeout);
             }
+            candidates.extend(self.takeover.wake_at());
             if let Some(at) = obs.switchover.as_ref().and_then(|r| r.scheduled_at_ms) {
                 let ahead = at.saturating_sub(obs.wall_ms);
                 candidates.push(now + Duration::from_millis(ahead));
             }
         }
-        if let (LockView::Free, Some(since)) = (obs.lock, self.lock_free_since) {
+        if let (LockView::Free, Some(since)) = (obs.lock, self.takeover.lock_free_since) {
             candidates.push(since + self.timing.election_wait);
             if obs.switchover.is_some() {
                 candidates.push(since + self.timing.request_timeout);

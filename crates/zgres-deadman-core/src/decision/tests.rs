@@ -179,4 +179,5 @@ mod requests;
 mod rewind_failure;
 mod rolling_restart;
 mod standby_cluster;
+mod takeover;
 mod unattended_lock;

@@ -89,6 +89,14 @@ impl Reload {
                 "zookeeper.fence_margin_ms",
                 z.fence_margin != nz.fence_margin,
             ),
+            (
+                "zookeeper.ensemble_tick_ms",
+                z.ensemble.tick != nz.ensemble.tick,
+            ),
+            (
+                "zookeeper.ensemble_sync_limit",
+                z.ensemble.sync_limit != nz.ensemble.sync_limit,
+            ),
             ("node.group", running.group != new.group),
             (
                 "node.address",

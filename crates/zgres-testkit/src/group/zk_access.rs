@@ -25,6 +25,16 @@ pub fn authenticate(
     }
 }
 
+/// The `[zookeeper]` keys declaring `zk`'s timing (a standalone server has no followers:
+/// `syncLimit` 0), so that a deadman's takeover wait is the one this ensemble needs.
+pub fn zookeeper_ensemble_keys(zk: &ZkCluster) -> String {
+    let sync_limit = if zk.size() == 1 { 0 } else { zk.sync_limit() };
+    format!(
+        "ensemble_tick_ms = {}\nensemble_sync_limit = {sync_limit}\n",
+        crate::zookeeper::tick_ms()
+    )
+}
+
 /// The `[zookeeper]` TLS keys for a TLS-only test server (empty for a plain one).
 pub fn zookeeper_tls_keys(zk: &ZkCluster) -> String {
     zk.client_tls().map_or_else(String::new, |files| {

@@ -107,6 +107,38 @@ proptest! {
         }
     }
 
+    /// A node that takes over a lock it saw free accepts writes (promotes or starts a
+    /// primary) only once the takeover wait has passed since it first saw it free, over any
+    /// sequence of observations (no hand-over, the group has a database).
+    #[test]
+    fn a_takeover_never_accepts_writes_before_the_wait(
+        steps in proptest::collection::vec((arb_lock(), arb_postgres(), arb_peers(), 0u64..3000), 1..30)
+    ) {
+        let wait = Duration::from_millis(2_100);
+        let mut d = decider(1).with_takeover_wait(wait);
+        let start = Instant::now();
+        let mut elapsed = Duration::ZERO;
+        let mut free_since: Option<Instant> = None;
+        for (lock, postgres, peers, advance_ms) in steps {
+            elapsed += Duration::from_millis(advance_ms);
+            let now = start + elapsed;
+            let is_primary = postgres.running && postgres.probe.is_some_and(|p| !p.in_recovery);
+            match lock {
+                LockView::Free => { free_since.get_or_insert(now); }
+                LockView::Other(_) => free_since = None,
+                // Running as the primary with the lock: whatever came before is over.
+                LockView::Ours if is_primary => free_since = None,
+                _ => {}
+            }
+            let actions = d.decide(&obs(now, lock, postgres, peers));
+            if actions.iter().any(|a| matches!(a, Action::Promote { .. } | Action::StartPrimary)) {
+                if let Some(since) = free_since {
+                    prop_assert!(now >= since + wait, "accepted writes {:?} after the lock was seen free", now - since);
+                }
+            }
+        }
+    }
+
     /// Among replicas that all see each other's fresh positions, only those with the best
     /// (timeline, position, priority) try for the lock — and at least one does, unless every
     /// replica has priority 0 (never promoted), which never tries.

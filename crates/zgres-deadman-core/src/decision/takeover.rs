@@ -1,0 +1,207 @@
+//! Taking over the lock another node's session lost: how long the new holder waits before it
+//! accepts writes, so that the old primary is fenced first even when its ZooKeeper member was
+//! cut from the ensemble's leader.
+//!
+//! ZooKeeper's leader expires a session from the touches its followers report (each follower
+//! sends them when the leader pings it, every half tick). A follower cut from its leader but
+//! still reachable by its clients goes on answering their pings and reads until it notices,
+//! after `syncLimit` ticks without a word from the leader, and closes their connections. A
+//! primary connected to it keeps confirming its fence meanwhile, while the leader, hearing
+//! nothing of the session, expires it and another node takes the lock.
+//!
+//! The bound: the leader heard of every request sent up to `tick` (half a tick for its next
+//! ping, half for scheduling) before the cut, and the old primary's last unreported request
+//! came at most one idle ping gap after the last reported one. The cut member answers for
+//! `syncLimit × tickTime` more, and the old primary's fence fires `session_timeout −
+//! fence_margin` after the send time of the last answered request. So the old primary is
+//! fenced no later than the lock's expiry plus
+//! `syncLimit × tickTime + tick + idle ping gap + slop − fence_margin`: the new holder waits
+//! that long after it saw the lock free ([`takeover_wait`]). A larger fence margin shortens the
+//! wait (the primary fences itself earlier); a standalone server has no followers.
+//!
+//! A planned hand-over needs no wait: the old primary stopped PostgreSQL before it released
+//! the lock (the request records where it stopped). Nor does a new group's bootstrap.
+
+use std::time::{Duration, Instant};
+
+use super::LockView;
+
+/// Allowance for scheduling and network delays in [`takeover_wait`].
+pub const TAKEOVER_SLOP: Duration = Duration::from_millis(100);
+
+/// What the takeover wait depends on: the ensemble's timing and the old primary's fence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TakeoverTiming {
+    /// The ensemble's `tickTime`.
+    pub tick: Duration,
+    /// The ensemble's `syncLimit` (in ticks); 0 for a standalone server, which has no
+    /// followers to be cut off.
+    pub sync_limit: u32,
+    /// The longest a primary's ZooKeeper client stays silent (its idle ping interval).
+    pub idle_ping_gap: Duration,
+    /// The fence margin: the primary fences itself this long before its session could expire.
+    pub fence_margin: Duration,
+}
+
+/// How long after the lock was seen free a node that took it over waits before it accepts
+/// writes (see the module's documentation for the derivation). Zero for a standalone server.
+pub fn takeover_wait(t: TakeoverTiming) -> Duration {
+    if t.sync_limit == 0 {
+        return Duration::ZERO;
+    }
+    let follower_timeout = t.tick.saturating_mul(t.sync_limit);
+    (follower_timeout + t.tick + t.idle_ping_gap + TAKEOVER_SLOP).saturating_sub(t.fence_margin)
+}
+
+/// The published warning of a node that holds the lock and waits before it promotes.
+pub const WAITING_TO_PROMOTE: &str = "holds the lock and waits before promoting, until the old primary is certainly fenced (zookeeper.ensemble_tick_ms × ensemble_sync_limit)";
+
+/// An election's progress from this node's point of view.
+#[derive(Debug, Default)]
+pub(super) struct Takeover {
+    /// When this node first saw the lock free in the current election.
+    pub(super) lock_free_since: Option<Instant>,
+    /// The lock was seen free and this node has not published its position since (peers
+    /// compare positions written after the lock vanished).
+    pub(super) position_unpublished: bool,
+    /// Once this node holds the lock it took over, no promotion or primary start before this.
+    /// `None`: no takeover under way (or this decider did not see it begin).
+    promote_not_before: Option<Instant>,
+}
+
+impl Takeover {
+    /// Input: the lock as observed at `now`. A lock seen free may be this node's to take
+    /// over: from then on it accepts writes only `wait` after the lock was first seen free
+    /// (unless [`Takeover::contend`] finds a hand-over).
+    pub(super) fn lock_seen(&mut self, lock: LockView, now: Instant, wait: Duration) {
+        match lock {
+            LockView::Free => {
+                if self.lock_free_since.is_none() {
+                    self.position_unpublished = true;
+                }
+                let since = *self.lock_free_since.get_or_insert(now);
+                let due = self
+                    .promote_not_before
+                    .map_or(since + wait, |at| at.max(since + wait));
+                self.promote_not_before = Some(due);
+            }
+            LockView::Other(_) => {
+                self.position_unpublished = false;
+                self.lock_free_since = None;
+                self.promote_not_before = None;
+            }
+            LockView::Ours | LockView::Unknown | LockView::Unattended => {
+                self.position_unpublished = false;
+                self.lock_free_since = None;
+            }
+        }
+    }
+
+    /// The node contends for the free lock at `now`: when it may accept writes if it wins.
+    /// `handed_over`: the old primary stopped before it released the lock, or the group has no
+    /// database yet, so nobody else can be accepting writes.
+    pub(super) fn contend(&mut self, now: Instant, wait: Duration, handed_over: bool) {
+        let since = self.lock_free_since.unwrap_or(now);
+        self.promote_not_before = Some(if handed_over { now } else { since + wait });
+    }
+
+    /// Whether a standby holding the lock may be promoted at `now`. A decider that did not
+    /// see the takeover begin (the deadman restarted in between) waits the whole `wait` from
+    /// now: it cannot tell whether the lock expired a moment ago.
+    pub(super) fn may_promote(&mut self, now: Instant, wait: Duration) -> bool {
+        now >= *self.promote_not_before.get_or_insert(now + wait)
+    }
+
+    /// Whether a stopped primary holding the lock may be started at `now`. With no takeover
+    /// under way the lock was this node's all along since it last ran as the primary (a
+    /// restart in place): no wait.
+    pub(super) fn may_start_primary(&self, now: Instant) -> bool {
+        self.promote_not_before.map_or(true, |at| now >= at)
+    }
+
+    /// This node runs as the primary with the lock: the takeover is over.
+    pub(super) fn done(&mut self) {
+        self.promote_not_before = None;
+    }
+
+    /// Whether this node holds the lock and waits to promote at `now`.
+    pub(super) fn waiting(&self, now: Instant) -> bool {
+        self.promote_not_before.is_some_and(|at| now < at)
+    }
+
+    /// When the wait ends, while the node holds the lock.
+    pub(super) fn wake_at(&self) -> Option<Instant> {
+        self.promote_not_before
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timing(sync_limit: u32) -> TakeoverTiming {
+        TakeoverTiming {
+            tick: Duration::from_millis(100),
+            sync_limit,
+            idle_ping_gap: Duration::from_millis(400),
+            fence_margin: Duration::from_millis(500),
+        }
+    }
+
+    #[test]
+    fn the_wait_covers_the_cut_members_answers_beyond_the_fence_margin() {
+        // 2 s follower timeout + 0.1 s tick + 0.4 s ping gap + 0.1 s slop - 0.5 s margin.
+        assert_eq!(takeover_wait(timing(20)), Duration::from_millis(2_100));
+        assert_eq!(takeover_wait(timing(5)), Duration::from_millis(600));
+    }
+
+    #[test]
+    fn a_margin_that_covers_the_exposure_needs_no_wait_and_a_standalone_server_none() {
+        let wide = TakeoverTiming {
+            fence_margin: Duration::from_secs(5),
+            ..timing(5)
+        };
+        assert_eq!(takeover_wait(wide), Duration::ZERO);
+        assert_eq!(takeover_wait(timing(0)), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_takeover_waits_from_the_moment_the_lock_was_seen_free() {
+        let t0 = Instant::now();
+        let wait = Duration::from_secs(2);
+        let mut t = Takeover::default();
+        t.lock_seen(LockView::Free, t0, wait);
+        t.contend(t0 + Duration::from_millis(500), wait, false);
+        assert!(!t.may_promote(t0 + Duration::from_millis(1_999), wait));
+        assert!(t.waiting(t0 + Duration::from_millis(1_999)));
+        assert!(!t.may_start_primary(t0 + Duration::from_millis(1_999)));
+        assert!(t.may_promote(t0 + wait, wait));
+        assert_eq!(t.wake_at(), Some(t0 + wait));
+    }
+
+    #[test]
+    fn a_hand_over_needs_no_wait_and_losing_the_election_forgets_it() {
+        let t0 = Instant::now();
+        let wait = Duration::from_secs(2);
+        let mut t = Takeover::default();
+        t.lock_seen(LockView::Free, t0, wait);
+        t.contend(t0, wait, true);
+        assert!(t.may_promote(t0, wait));
+        t.contend(t0, wait, false);
+        t.lock_seen(LockView::Other(None), t0, wait);
+        assert_eq!(t.wake_at(), None);
+        assert_eq!(t.lock_free_since, None);
+    }
+
+    #[test]
+    fn a_decider_that_did_not_see_the_takeover_begin_waits_but_a_restart_in_place_does_not() {
+        let t0 = Instant::now();
+        let wait = Duration::from_secs(2);
+        let mut t = Takeover::default();
+        assert!(t.may_start_primary(t0));
+        assert!(!t.may_promote(t0, wait));
+        assert!(t.may_promote(t0 + wait, wait));
+        t.done();
+        assert!(t.may_start_primary(t0));
+    }
+}

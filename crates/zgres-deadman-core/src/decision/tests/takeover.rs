@@ -1,0 +1,144 @@
+//! A node that takes over a lock another session lost waits before it accepts writes; a
+//! planned hand-over and a new group's bootstrap do not.
+
+use super::*;
+
+const WAIT: Duration = Duration::from_millis(2_100);
+
+fn waiting_decider() -> Decider {
+    decider(1).with_takeover_wait(WAIT)
+}
+
+fn hand_over(stopped_lsn: Option<u64>) -> Switchover {
+    Switchover {
+        kind: SwitchoverKind::Switchover,
+        from: Some(node(2)),
+        to: Some(node(1)),
+        scheduled_at_ms: None,
+        requested_at_ms: 0,
+        stopped_lsn: stopped_lsn.map(Lsn),
+    }
+}
+
+#[test]
+fn a_replica_that_took_over_an_expired_lock_promotes_only_after_the_takeover_wait() {
+    let t0 = Instant::now();
+    let mut d = waiting_decider();
+    let free = d.decide_round(
+        &obs(t0, LockView::Free, standby(100), vec![]),
+        RoundInputs::default(),
+    );
+    assert!(free.actions.contains(&Action::AcquireLock));
+    let t1 = t0 + Duration::from_millis(50);
+    let held = d.decide_round(
+        &obs(t1, LockView::Ours, standby(100), vec![]),
+        RoundInputs::default(),
+    );
+    assert!(held.actions.is_empty(), "{:?}", held.actions);
+    assert_eq!(
+        held.wake_at,
+        Some(t0 + WAIT),
+        "the shell looks again when the wait ends"
+    );
+    assert!(held
+        .published
+        .warnings
+        .contains(&WAITING_TO_PROMOTE.to_owned()));
+    let due = d.decide_round(
+        &obs(t0 + WAIT, LockView::Ours, standby(100), vec![]),
+        RoundInputs::default(),
+    );
+    assert!(
+        matches!(due.actions.as_slice(), [Action::Promote { .. }]),
+        "{:?}",
+        due.actions
+    );
+    assert!(!due
+        .published
+        .warnings
+        .contains(&WAITING_TO_PROMOTE.to_owned()));
+}
+
+#[test]
+fn a_stopped_primary_that_took_over_starts_only_after_the_wait_but_restarts_in_place_at_once() {
+    let t0 = Instant::now();
+    let mut d = waiting_decider();
+    let peers = vec![fresh(peer_state(2, Role::Replica, 0))];
+    let stopped_primary = stopped(DataDirKind::Primary);
+    d.decide(&obs(
+        t0,
+        LockView::Free,
+        stopped_primary.clone(),
+        peers.clone(),
+    ));
+    let early = d.decide(&obs(
+        t0 + WAIT / 2,
+        LockView::Ours,
+        stopped_primary.clone(),
+        peers.clone(),
+    ));
+    assert!(early.is_empty(), "{early:?}");
+    let due = d.decide(&obs(
+        t0 + WAIT,
+        LockView::Ours,
+        stopped_primary.clone(),
+        peers.clone(),
+    ));
+    assert_eq!(due, vec![Action::StartPrimary]);
+    // Running as the primary, then PostgreSQL crashes: the lock was ours all along.
+    let later = t0 + WAIT * 2;
+    d.decide(&obs(later, LockView::Ours, primary(), peers.clone()));
+    let crashed = d.decide(&obs(later, LockView::Ours, stopped_primary, peers));
+    assert_eq!(crashed, vec![Action::StartPrimary]);
+}
+
+#[test]
+fn a_switchover_candidate_promotes_at_once_but_a_failover_request_waits() {
+    for (request, waits) in [
+        (hand_over(Some(100)), false),
+        (hand_over(None), true),
+        (
+            Switchover {
+                kind: SwitchoverKind::Failover,
+                ..hand_over(None)
+            },
+            true,
+        ),
+    ] {
+        let t0 = Instant::now();
+        let mut d = waiting_decider();
+        let mut free = obs(t0, LockView::Free, standby(100), vec![]);
+        free.switchover = Some(request.clone());
+        assert!(d.decide(&free).contains(&Action::AcquireLock));
+        let mut held = obs(t0, LockView::Ours, standby(100), vec![]);
+        held.switchover = Some(request.clone());
+        let promotes = matches!(d.decide(&held).as_slice(), [Action::Promote { .. }]);
+        assert_eq!(promotes, !waits, "{request:?}");
+    }
+}
+
+#[test]
+fn a_deadman_that_did_not_see_the_takeover_begin_waits_from_its_first_look() {
+    let t0 = Instant::now();
+    let mut d = waiting_decider();
+    assert!(d
+        .decide(&obs(t0, LockView::Ours, standby(100), vec![]))
+        .is_empty());
+    let due = d.decide(&obs(t0 + WAIT, LockView::Ours, standby(100), vec![]));
+    assert!(
+        matches!(due.as_slice(), [Action::Promote { .. }]),
+        "{due:?}"
+    );
+}
+
+#[test]
+fn a_new_groups_bootstrap_does_not_wait() {
+    let t0 = Instant::now();
+    let mut d = waiting_decider();
+    let mut free = obs(t0, LockView::Free, empty(), vec![]);
+    free.db_id = Fetched::Absent;
+    assert!(d.decide(&free).contains(&Action::AcquireLock));
+    let mut held = obs(t0, LockView::Ours, empty(), vec![]);
+    held.db_id = Fetched::Absent;
+    assert_eq!(d.decide(&held), vec![Action::Bootstrap]);
+}

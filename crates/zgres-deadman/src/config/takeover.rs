@@ -1,0 +1,46 @@
+//! The takeover wait that follows from the `[zookeeper]` section: how long a node that took
+//! over a lock another session lost waits before it accepts writes (`zgres-deadman-core`'s
+//! `decision::takeover` explains why).
+
+use std::time::Duration;
+
+use zgres_deadman_core::decision::{takeover_wait, TakeoverTiming};
+use zgres_zk::settings::fencing::idle_ping_gap;
+
+use super::ZookeeperConfig;
+
+impl ZookeeperConfig {
+    /// The takeover wait for this node's settings, assuming the group's nodes share them (the
+    /// old primary's fence margin and session timeout are what count).
+    pub fn takeover_wait(&self) -> Duration {
+        let granted = self.ensemble.granted(self.settings.session_timeout);
+        takeover_wait(TakeoverTiming {
+            tick: self.ensemble.tick,
+            sync_limit: self.ensemble.sync_limit,
+            idle_ping_gap: idle_ping_gap(granted),
+            fence_margin: self.fence_margin,
+        })
+    }
+
+    /// What to tell an operator at start and by `--check-config`: the wait, and the keys it
+    /// follows from.
+    pub fn takeover_note(&self) -> String {
+        let declared = if self.ensemble_declared {
+            "as declared"
+        } else {
+            "ZooKeeper's defaults, assumed: set zookeeper.ensemble_tick_ms and ensemble_sync_limit to your ensemble's"
+        };
+        format!(
+            "a node taking over a lock that expired waits {:.2} s before promoting, until the old primary is certainly fenced (ensemble tickTime {} ms, syncLimit {}: {declared})",
+            self.takeover_wait().as_secs_f64(),
+            self.ensemble.tick.as_millis(),
+            self.ensemble.sync_limit,
+        )
+    }
+
+    /// A warning when the wait rests on assumed ZooKeeper defaults rather than declared
+    /// values; `None` when declared.
+    pub fn takeover_warning(&self) -> Option<String> {
+        (!self.ensemble_declared).then(|| self.takeover_note())
+    }
+}
