@@ -239,7 +239,9 @@ impl Decider {
         }
         self.takeover
             .lock_seen(obs.lock, obs.now, self.timing.takeover_wait);
-        if obs.lock != LockView::Ours {
+        // The restart bound runs only while automation does: a paused group restarts nothing,
+        // so a pause must not use up the time a primary gets to come back after it.
+        if obs.lock != LockView::Ours || obs.config.paused {
             self.primary_down_since = None;
         }
         let actions = if obs.lock == LockView::Unattended {

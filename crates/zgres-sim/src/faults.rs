@@ -24,6 +24,11 @@ pub enum Kind {
     Switchover,
     /// Not a fault: an operator asks for a failover to `node` (`zgresctl failover --to`).
     FailoverTo,
+    /// The ZooKeeper member the node's deadman uses is cut from the ensemble's leader: it
+    /// answers the deadman's pings (confirming its fence) for the follower timeout, while the
+    /// leader hears nothing of the session; then it drops the deadman. Reads and writes get
+    /// nowhere throughout.
+    MemberCut,
     /// Not a fault: an operator pauses the group, stops `node`'s deadman once it has had time
     /// to see the pause ([`PAUSED_STOP_AFTER_MS`] later), starts it again and resumes the group
     /// at the end. The deadman leaves PostgreSQL running (a primary under a lock left
@@ -155,6 +160,20 @@ pub fn draw_paused_stops(
             stop.until += PAUSED_STOP_AFTER_MS;
             stop
         })
+        .collect()
+}
+
+/// `count` member cuts on `nodes` nodes within `window`, each lasting 0.2 to 3 session
+/// timeouts.
+pub fn draw_member_cuts(
+    rng: &mut Rng,
+    count: usize,
+    nodes: usize,
+    window: (u64, u64),
+    session_timeout_ms: u64,
+) -> Vec<Fault> {
+    (0..count)
+        .map(|_| lasting(rng, Kind::MemberCut, nodes, window, session_timeout_ms))
         .collect()
 }
 

@@ -15,10 +15,13 @@
 //!
 //! Operators ask for switchovers and failovers at random moments, stop a node's deadman in a
 //! paused group (`Mix::paused_stops`), and a node's replication links may be cut while it
-//! still reaches ZooKeeper.
+//! still reaches ZooKeeper. The ZooKeeper member a deadman uses may be cut from the ensemble's
+//! leader (`Mix::member_cuts`): it answers the deadman's pings, so its fence stays confirmed,
+//! for `syncLimit` ticks while the leader hears nothing of the session.
 //!
 //! Not modelled yet: ZooKeeper request latency and lost replies (each request is answered in
-//! the step it is sent), ZooKeeper member loss, a full disk.
+//! the step it is sent), a member cut from its leader answering reads with stale data (the
+//! deadman is modelled as learning nothing then), a full disk.
 #![forbid(unsafe_code)]
 
 mod act;
@@ -35,7 +38,7 @@ mod settings;
 pub mod world;
 pub mod zookeeper;
 
-pub use settings::{Bug, Mix, Settings};
+pub use settings::{Bug, Ensemble, Mix, Settings};
 
 /// What one schedule did.
 #[derive(Debug, Clone)]

@@ -34,6 +34,9 @@ struct Args {
     /// Stops of a node's deadman in a paused group per schedule.
     #[arg(long, default_value_t = 0)]
     paused_stops: usize,
+    /// Cuts of a node's ZooKeeper member from the ensemble's leader per schedule.
+    #[arg(long, default_value_t = 1)]
+    member_cuts: usize,
     /// Worker threads.
     #[arg(long, default_value_t = 2)]
     threads: u64,
@@ -53,7 +56,7 @@ struct Args {
     #[arg(long, default_value_t = 3)]
     nodes: usize,
     /// Run with a deliberate mistake, to show the checker finds it.
-    #[arg(long, value_parser = ["fence-from-expiry", "skip-sync-confirm", "forget-paused-lock"])]
+    #[arg(long, value_parser = ["fence-from-expiry", "skip-sync-confirm", "forget-paused-lock", "no-takeover-wait"])]
     bug: Option<String>,
 }
 
@@ -66,6 +69,7 @@ fn main() -> ExitCode {
             replication_cuts: args.replication_cuts,
             failovers: args.failovers,
             paused_stops: args.paused_stops,
+            member_cuts: args.member_cuts,
         },
         mode: match args.mode.as_str() {
             "on" => SyncMode::On,
@@ -83,6 +87,7 @@ fn main() -> ExitCode {
         bug: args.bug.as_deref().map(|b| match b {
             "skip-sync-confirm" => Bug::SkipSyncConfirm,
             "forget-paused-lock" => Bug::ForgetPausedLock,
+            "no-takeover-wait" => Bug::NoTakeoverWait,
             _ => Bug::FenceFromExpiry,
         }),
         ..Settings::default()

@@ -28,14 +28,15 @@ impl Clock {
 }
 
 /// The decider a deadman process starts with: the default tags, a 10 s primary restart bound
-/// and a 2 s election wait (the deadman's defaults).
-fn new_decider(id: NodeId) -> Decider {
+/// and a 2 s election wait (the deadman's defaults), and the schedule's takeover wait.
+fn new_decider(id: NodeId, takeover_wait: Duration) -> Decider {
     Decider::new(
         id,
         Tags::default(),
         Duration::from_secs(10),
         Duration::from_secs(2),
     )
+    .with_takeover_wait(takeover_wait)
 }
 
 /// A node's network links that are cut at the moment.
@@ -45,6 +46,9 @@ pub struct Cuts {
     pub zookeeper: bool,
     /// Its PostgreSQL's replication links to every peer (both ways).
     pub replication: bool,
+    /// With `zookeeper`: the deadman's ZooKeeper member is cut from its leader rather than
+    /// from the deadman, and answers its pings until this real time (ms).
+    pub pings_answered_until: Option<u64>,
 }
 
 /// Whether the deadman process runs.
@@ -153,6 +157,7 @@ impl Node {
         clock: Clock,
         budget: Duration,
         epoch: Instant,
+        takeover_wait: Duration,
     ) -> Node {
         let id: NodeId = format!("10.0.0.{}:5432", index + 1)
             .parse()
@@ -160,7 +165,7 @@ impl Node {
         Node {
             index,
             id,
-            decider: new_decider(id),
+            decider: new_decider(id, takeover_wait),
             pg: Postgres {
                 phase: Phase::Stopped,
                 wal,
@@ -188,14 +193,15 @@ impl Node {
         self.epoch + Duration::from_nanos(self.clock.ns(t))
     }
 
-    /// Whether the deadman runs at `t` (waking a stopped one whose time is up).
-    pub fn deadman_runs(&mut self, t: u64) -> bool {
+    /// Whether the deadman runs at `t` (waking a stopped one whose time is up; a restarted one
+    /// gets a new decider with `takeover_wait`).
+    pub fn deadman_runs(&mut self, t: u64, takeover_wait: Duration) -> bool {
         match self.process {
             Process::Running => true,
             Process::StoppedUntil(until) | Process::DeadUntil(until) if t >= until => {
                 if matches!(self.process, Process::DeadUntil(_)) {
                     // A new process: a new decider, no session, a disarmed fence.
-                    self.decider = new_decider(self.id);
+                    self.decider = new_decider(self.id, takeover_wait);
                     self.session = None;
                     self.sync_keeper = SyncKeeper::default();
                     self.on_shutdown = ShutdownPlan::StopPostgres;

@@ -13,6 +13,27 @@ pub enum Bug {
     /// At a paused stop, leave the primary running without making its lock persistent first
     /// (the lock goes with the closed session).
     ForgetPausedLock,
+    /// Promote a node that took over an expired lock at once, without the takeover wait
+    /// (`decision::takeover`): a primary whose ZooKeeper member was cut from its leader still
+    /// has its fence confirmed by that member.
+    NoTakeoverWait,
+}
+
+/// The ZooKeeper ensemble's timing, as the deadmen declare it in `[zookeeper]`.
+#[derive(Debug, Clone, Copy)]
+pub struct Ensemble {
+    /// `tickTime`.
+    pub tick_ms: u64,
+    /// `syncLimit` in ticks: a member cut from its leader answers its clients' pings for
+    /// `sync_limit × tick_ms` before it drops them.
+    pub sync_limit: u32,
+}
+
+impl Ensemble {
+    /// How long a member cut from its leader goes on answering pings.
+    pub fn follower_timeout_ms(&self) -> u64 {
+        self.tick_ms * u64::from(self.sync_limit)
+    }
 }
 
 /// The shape of every schedule.
@@ -42,6 +63,26 @@ pub struct Settings {
     pub acknowledgers: zgres_deadman_core::synchronous::Acknowledgers,
     /// A deliberate mistake to find.
     pub bug: Option<Bug>,
+    /// The ensemble's timing (`tickTime`, `syncLimit`).
+    pub ensemble: Ensemble,
+}
+
+impl Settings {
+    /// The takeover wait the deadmen derive from these settings (zero with
+    /// [`Bug::NoTakeoverWait`]). The model's client pings every third of the session timeout.
+    pub fn takeover_wait(&self) -> std::time::Duration {
+        use std::time::Duration;
+        use zgres_deadman_core::decision::{takeover_wait, TakeoverTiming};
+        if self.bug == Some(Bug::NoTakeoverWait) {
+            return Duration::ZERO;
+        }
+        takeover_wait(TakeoverTiming {
+            tick: Duration::from_millis(self.ensemble.tick_ms),
+            sync_limit: self.ensemble.sync_limit,
+            idle_ping_gap: Duration::from_millis(self.session_timeout_ms / 3),
+            fence_margin: Duration::from_millis(self.margin_ms),
+        })
+    }
 }
 
 /// How many faults and operator requests of each kind a schedule has. Each kind after the
@@ -62,6 +103,9 @@ pub struct Mix {
     /// Operator stops of a node's deadman in a paused group (none by default: the named seeds
     /// found before they were modelled replay as they did).
     pub paused_stops: usize,
+    /// Cuts of the ZooKeeper member a node's deadman uses from the ensemble's leader: the
+    /// member answers the deadman's pings for the follower timeout, then drops it.
+    pub member_cuts: usize,
 }
 
 impl Mix {
@@ -74,16 +118,19 @@ impl Mix {
             replication_cuts: 0,
             failovers: 0,
             paused_stops: 0,
+            member_cuts: 0,
         }
     }
 }
 
 impl Default for Mix {
-    /// 4 faults, 2 switchover requests, 1 replication cut and 1 failover request.
+    /// 4 faults, 2 switchover requests, 1 replication cut, 1 failover request and 1 member
+    /// cut.
     fn default() -> Self {
         Mix {
             replication_cuts: 1,
             failovers: 1,
+            member_cuts: 1,
             ..Mix::classic(4, 2)
         }
     }
@@ -91,7 +138,7 @@ impl Default for Mix {
 
 impl Default for Settings {
     /// The deadman's defaults: 4 s session, 1 s margin, 1 s loop; 3 nodes; the default
-    /// [`Mix`] in 40 s.
+    /// [`Mix`] in 40 s; an ensemble at `tickTime` 200 ms, `syncLimit` 5.
     fn default() -> Self {
         Settings {
             nodes: 3,
@@ -106,6 +153,10 @@ impl Default for Settings {
             mode: zgres_schema::documents::SyncMode::Off,
             acknowledgers: Default::default(),
             bug: None,
+            ensemble: Ensemble {
+                tick_ms: 200,
+                sync_limit: 5,
+            },
         }
     }
 }

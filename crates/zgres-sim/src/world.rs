@@ -58,7 +58,8 @@ impl World {
                 let clock = Clock {
                     rate_ppm: rng.range(0, 2 * drift as u64 + 1) as i64 - drift,
                 };
-                let mut node = Node::new(i, Wal::first(), i != 0, clock, budget, epoch);
+                let wait = settings.takeover_wait();
+                let mut node = Node::new(i, Wal::first(), i != 0, clock, budget, epoch, wait);
                 node.next_round = rng.range(0, 500);
                 node
             })
@@ -98,6 +99,14 @@ impl World {
         faults.extend(faults::draw_paused_stops(
             &mut stops,
             mix.paused_stops,
+            settings.nodes,
+            window,
+            settings.session_timeout_ms,
+        ));
+        let mut members = Rng::new(seed ^ 0x3E3B_E2C7);
+        faults.extend(faults::draw_member_cuts(
+            &mut members,
+            mix.member_cuts,
             settings.nodes,
             window,
             settings.session_timeout_ms,
@@ -144,7 +153,7 @@ impl World {
         }
         for &i in &order {
             self.keep_fence(i);
-            if !self.nodes[i].deadman_runs(t) {
+            if !self.nodes[i].deadman_runs(t, self.settings.takeover_wait()) {
                 continue;
             }
             self.ping(i);
@@ -178,8 +187,18 @@ impl World {
                     .iter()
                     .any(|f| f.node == i && f.kind == kind && (f.from..f.until).contains(&t))
             };
-            self.nodes[i].cut.zookeeper = cut(Kind::ZooKeeperCut);
-            self.nodes[i].cut.replication = cut(Kind::ReplicationCut);
+            // A member cut from its leader answers pings until it notices, then drops the
+            // deadman: to the deadman, a cut link that pings still cross for a while.
+            let follower_timeout = self.settings.ensemble.follower_timeout_ms();
+            let member_cut = self.faults.iter().find(|f| {
+                f.node == i && f.kind == Kind::MemberCut && (f.from..f.until).contains(&t)
+            });
+            let cuts = &mut self.nodes[i].cut;
+            cuts.zookeeper = cut(Kind::ZooKeeperCut) || member_cut.is_some();
+            cuts.replication = cut(Kind::ReplicationCut);
+            cuts.pings_answered_until = member_cut
+                .filter(|_| !cut(Kind::ZooKeeperCut))
+                .map(|f| f.from + follower_timeout);
         }
         let starting: Vec<Fault> = self
             .faults
@@ -190,7 +209,7 @@ impl World {
         for f in starting {
             let node = &mut self.nodes[f.node];
             match f.kind {
-                Kind::ZooKeeperCut => {}
+                Kind::ZooKeeperCut | Kind::MemberCut => {}
                 Kind::Pause => {
                     if node.process == Process::Running {
                         node.process = Process::StoppedUntil(f.until);
@@ -280,6 +299,12 @@ impl World {
             return;
         }
         node.next_ping = t + interval;
+        if node.session.is_some() && node.cut.pings_answered_until.is_some_and(|u| t < u) {
+            // Answered by a member the leader no longer hears from: the fence is confirmed,
+            // the session is not kept alive.
+            node.fence.confirmed(node.clock.ns(t));
+            return;
+        }
         let (Some(session), false) = (node.session, node.cut.zookeeper) else {
             return;
         };

@@ -142,3 +142,43 @@ fn a_new_groups_bootstrap_does_not_wait() {
     held.db_id = Fetched::Absent;
     assert_eq!(d.decide(&held), vec![Action::Bootstrap]);
 }
+
+/// Found by the simulator (seed 19, `on` mode, paused stops): a pause during the takeover wait
+/// used up the restart bound, and the node gave up on resume.
+#[test]
+fn a_pause_while_taking_over_does_not_use_up_the_restart_bound() {
+    let t0 = Instant::now();
+    let mut d = waiting_decider();
+    let peers = vec![fresh(peer_state(2, Role::Replica, 0))];
+    let stopped_primary = stopped(DataDirKind::Primary);
+    d.decide(&obs(
+        t0,
+        LockView::Free,
+        stopped_primary.clone(),
+        peers.clone(),
+    ));
+    assert!(d
+        .decide(&obs(
+            t0,
+            LockView::Ours,
+            stopped_primary.clone(),
+            peers.clone()
+        ))
+        .is_empty());
+    // Paused for longer than the 10 s restart bound.
+    let mut paused = obs(
+        t0 + Duration::from_secs(1),
+        LockView::Ours,
+        stopped_primary.clone(),
+        peers.clone(),
+    );
+    paused.config.paused = true;
+    assert!(d.decide(&paused).is_empty());
+    let resumed = d.decide(&obs(
+        t0 + Duration::from_secs(20),
+        LockView::Ours,
+        stopped_primary,
+        peers,
+    ));
+    assert_eq!(resumed, vec![Action::StartPrimary]);
+}
