@@ -14,7 +14,10 @@
 //! `ZGRES_BENCH_ONLY=outages` runs only the ZooKeeper outages, `ZGRES_BENCH_ONLY=kills` only
 //! the kills; `ZGRES_BENCH_PG_TLS=1` runs them with PostgreSQL taking only TLS (verify-full,
 //! client certificates); `ZGRES_BENCH_ZK_SECURE=1` runs the kills against a TLS-only ZooKeeper, every
-//! deadman presenting a client certificate (x509 authentication, ACL policy on).
+//! deadman presenting a client certificate (x509 authentication, ACL policy on);
+//! `ZGRES_BENCH_ZK_MEMBERS=3` runs the kills against a 3-member ensemble (`syncLimit`
+//! [`SYNC_LIMIT`](zgres_testkit::zookeeper::SYNC_LIMIT)), where a node-kill failover includes the
+//! takeover wait (`docs/deadman.md`).
 //!
 //! Run: `cargo bench -p zgres-deadman --bench failover`
 
@@ -95,10 +98,20 @@ async fn main() {
 
 async fn node_and_postgres_kills(runs: usize) {
     let secure = std::env::var("ZGRES_BENCH_ZK_SECURE").as_deref() == Ok("1");
+    let members: usize = std::env::var("ZGRES_BENCH_ZK_MEMBERS")
+        .ok()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(1);
     let zookeeper = || async move {
         if secure {
             println!("  (ZooKeeper over TLS only, x509 client authentication)");
             ZkCluster::standalone_tls().await.unwrap()
+        } else if members > 1 {
+            println!(
+                "  ({members}-member ensemble, syncLimit {}: a takeover waits it out)",
+                zgres_testkit::zookeeper::SYNC_LIMIT
+            );
+            ZkCluster::start(members).await.unwrap()
         } else {
             ZkCluster::standalone().await.unwrap()
         }
