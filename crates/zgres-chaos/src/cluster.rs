@@ -58,7 +58,8 @@ impl Cluster {
     /// Node `i` advertises `127.0.0.(11+i)` with its PostgreSQL's port, where its inbound proxy
     /// listens and forwards to the server on 127.0.0.1; its deadman probes 127.0.0.1 directly.
     pub async fn start(synchronous: bool, timing: Timing, own_disks: bool) -> Cluster {
-        let zk = ZkCluster::start(SIZE)
+        // Every member's links to its peers pass fault proxies, for member cuts.
+        let zk = ZkCluster::start_isolatable(SIZE)
             .await
             .expect("a 3-member ZooKeeper ensemble");
         let mut group = Group::prepare_on(zk, SIZE, timing).await;
@@ -246,6 +247,7 @@ impl Cluster {
                     self.group.zk.kill_member(m);
                 }
             }
+            Fault::ZookeeperMemberCut(m) => self.group.zk.isolate_member(m, true),
         }
     }
 
@@ -296,6 +298,7 @@ impl Cluster {
                 );
             }
             Fault::ZookeeperMemberDown(m) => self.restart_member(m).await,
+            Fault::ZookeeperMemberCut(m) => self.group.zk.isolate_member(m, false),
             Fault::ZookeeperQuorumLost(kept) => {
                 for m in (0..SIZE).filter(|&m| m != kept) {
                     self.restart_member(m).await;

@@ -58,10 +58,14 @@ pub enum Fault {
     /// Two of the three ZooKeeper members killed (no quorum), all but the one named; started
     /// again at the end.
     ZookeeperQuorumLost(usize),
+    /// One ZooKeeper member cut from the other two (its clients still reach it), joined again
+    /// at the end: a follower answers its clients' pings until it notices, the leader loses
+    /// its quorum.
+    ZookeeperMemberCut(usize),
 }
 
 /// The kinds, for the figures per kind.
-pub const KINDS: [&str; 16] = [
+pub const KINDS: [&str; 17] = [
     "kill-node",
     "kill-postgres",
     "pause-deadman",
@@ -78,6 +82,7 @@ pub const KINDS: [&str; 16] = [
     "paused-stop",
     "zk-member-down",
     "zk-quorum-lost",
+    "zk-member-cut",
 ];
 
 impl Fault {
@@ -100,6 +105,7 @@ impl Fault {
             Fault::PausedStop(_) => 13,
             Fault::ZookeeperMemberDown(_) => 14,
             Fault::ZookeeperQuorumLost(_) => 15,
+            Fault::ZookeeperMemberCut(_) => 16,
         };
         KINDS[index]
     }
@@ -122,7 +128,8 @@ impl Fault {
             | Fault::StreamCut { from: n, .. } => Some(n),
             Fault::RollingRestart
             | Fault::ZookeeperMemberDown(_)
-            | Fault::ZookeeperQuorumLost(_) => None,
+            | Fault::ZookeeperQuorumLost(_)
+            | Fault::ZookeeperMemberCut(_) => None,
         }
     }
 
@@ -138,7 +145,9 @@ impl Fault {
     fn strikes_the_ensemble(&self) -> bool {
         matches!(
             self,
-            Fault::ZookeeperMemberDown(_) | Fault::ZookeeperQuorumLost(_)
+            Fault::ZookeeperMemberDown(_)
+                | Fault::ZookeeperQuorumLost(_)
+                | Fault::ZookeeperMemberCut(_)
         )
     }
 }
@@ -148,6 +157,7 @@ impl fmt::Display for Fault {
         match self {
             Fault::ZookeeperLatency(n, d) => write!(f, "zk-latency n{n} {}ms", d.as_millis()),
             Fault::ZookeeperMemberDown(m) => write!(f, "zk-member-down zk{m}"),
+            Fault::ZookeeperMemberCut(m) => write!(f, "zk-member-cut zk{m}"),
             Fault::RollingRestart => f.write_str("rolling-restart"),
             Fault::StreamCut { from, to } => write!(f, "stream-cut n{from}->n{to}"),
             Fault::ZookeeperQuorumLost(kept) => write!(f, "zk-quorum-lost (zk{kept} kept)"),
@@ -243,7 +253,7 @@ impl Nemesis {
         }
         kinds.push(13);
         if ensemble_allowed {
-            kinds.extend([14, 15]);
+            kinds.extend([14, 15, 16]);
         }
         let node = self.plan.range(0, self.nodes as u64) as usize;
         let peer = (node + 1 + self.plan.range(0, self.nodes as u64 - 1) as usize) % self.nodes;
@@ -266,7 +276,8 @@ impl Nemesis {
             12 => Fault::DiskFull(node),
             13 => Fault::PausedStop(node),
             14 => Fault::ZookeeperMemberDown(self.plan.range(0, 3) as usize),
-            _ => Fault::ZookeeperQuorumLost(self.plan.range(0, 3) as usize),
+            15 => Fault::ZookeeperQuorumLost(self.plan.range(0, 3) as usize),
+            _ => Fault::ZookeeperMemberCut(self.plan.range(0, 3) as usize),
         }
     }
 
@@ -287,7 +298,9 @@ impl Nemesis {
                 self.plan.range(s / 2, 4 * s)
             }
             Fault::ZookeeperFlap(_) | Fault::ZookeeperLatency(..) => self.plan.range(s, 4 * s),
-            Fault::ZookeeperMemberDown(_) => self.plan.range(s / 2, 4 * s),
+            Fault::ZookeeperMemberDown(_) | Fault::ZookeeperMemberCut(_) => {
+                self.plan.range(s / 2, 4 * s)
+            }
             // Long enough for the stop and, mostly, the supervisor's start (0.2–3 s) before
             // the group is resumed; sometimes the resume comes first.
             Fault::PausedStop(_) => self.plan.range(s, 4 * s),

@@ -90,9 +90,9 @@ pub struct ZkCluster {
     tls: Option<ZkClientTls>,
     /// The JAAS file of a server with SASL users ([`ZkCluster::standalone_sasl`]).
     jaas: Option<PathBuf>,
-    /// The proxies on the links between the last member and the others, in an ensemble made
-    /// by [`ZkCluster::start_with_isolatable_follower`].
-    peer_links: Vec<crate::fault_proxy::FaultProxy>,
+    /// The proxies on the links between members that can be cut
+    /// ([`ZkCluster::start_with_isolatable_follower`], [`ZkCluster::start_isolatable`]).
+    peer_links: Vec<peers::PeerLink>,
     /// The members' `syncLimit` in ticks.
     sync_limit: u32,
     dir: TempDir,
@@ -138,15 +138,16 @@ impl ZkCluster {
     }
 
     async fn start_with(size: usize, secure: bool, sasl_users: &[(&str, &str)]) -> Result<Self> {
-        Self::build(size, secure, sasl_users, false).await
+        Self::build(size, secure, sasl_users, peers::Isolatable::None).await
     }
 
     async fn build(
         size: usize,
         secure: bool,
         sasl_users: &[(&str, &str)],
-        isolatable_last: bool,
+        isolatable: peers::Isolatable,
     ) -> Result<Self> {
+        let isolatable_last = isolatable == peers::Isolatable::Last;
         if !Path::new(CLASSPATH[0]).exists() {
             return Err(HarnessError::Setup(format!(
                 "{} not found: apt-get install zookeeper",
@@ -160,7 +161,7 @@ impl ZkCluster {
         let ports: Vec<(u16, u16, u16)> = (0..size)
             .map(|_| Ok((free_port()?, free_port()?, free_port()?)))
             .collect::<Result<_>>()?;
-        let (peers_of, peer_links) = peers::views(&ports, isolatable_last)?;
+        let (peers_of, peer_links) = peers::views(&ports, isolatable)?;
         let sync_limit = if isolatable_last {
             ISOLATABLE_SYNC_LIMIT
         } else {

@@ -7,6 +7,25 @@ use super::ZkCluster;
 use crate::fault_proxy::{FaultProxy, ProxyMode};
 use crate::Result;
 
+/// Which members' links to their peers go through fault proxies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Isolatable {
+    /// None: a plain ensemble.
+    None,
+    /// The last member's, which starts after the others formed a quorum (a follower).
+    Last,
+    /// Every member's.
+    Every,
+}
+
+/// A proxied link from `member` to `peer` (one of the peer's quorum or election ports).
+#[derive(Debug)]
+pub(super) struct PeerLink {
+    member: usize,
+    peer: usize,
+    proxy: FaultProxy,
+}
+
 impl ZkCluster {
     /// A 3-member ensemble whose third member (index 2) reaches the other two only through
     /// fault proxies, and starts after they formed a quorum, so it is a follower.
@@ -16,33 +35,54 @@ impl ZkCluster {
     /// # Errors
     /// As [`ZkCluster::standalone`].
     pub async fn start_with_isolatable_follower() -> Result<Self> {
-        Self::build(3, false, &[], true).await
+        Self::build(3, false, &[], Isolatable::Last).await
+    }
+
+    /// An ensemble of `size` members whose every link to a peer goes through a fault proxy:
+    /// [`ZkCluster::isolate_member`] cuts any member (a follower or the leader) from the
+    /// others while its clients still reach it.
+    ///
+    /// # Errors
+    /// As [`ZkCluster::standalone`].
+    pub async fn start_isolatable(size: usize) -> Result<Self> {
+        Self::build(size, false, &[], Isolatable::Every).await
     }
 
     /// Cuts the last member from the others (`true`: every peer link holds its traffic) or
     /// reconnects it (`false`). Its client port is untouched.
     pub fn isolate_last_member(&self, cut: bool) {
+        self.isolate_member(self.size() - 1, cut);
+    }
+
+    /// Cuts member `m` from the others (`true`: its links to them and theirs to it hold
+    /// their traffic) or reconnects it (`false`). Its client port is untouched. Only links
+    /// made isolatable at the start are affected.
+    pub fn isolate_member(&self, m: usize, cut: bool) {
         let mode = if cut {
             ProxyMode::Blackhole
         } else {
             ProxyMode::Pass
         };
-        for link in &self.peer_links {
-            link.set_mode(mode);
+        for link in self
+            .peer_links
+            .iter()
+            .filter(|l| l.member == m || l.peer == m)
+        {
+            link.proxy.set_mode(mode);
         }
     }
 }
 
 /// The `server.N=` lines of each member of an ensemble on `ports` (client, quorum, election;
-/// none for a standalone server). With `isolatable_last`, the last member's links to the
-/// others, both ways (either side may open them), go through the returned proxies.
+/// none for a standalone server). The links `isolatable` names, both ways (either side may
+/// open them), go through the returned proxies.
 ///
 /// # Errors
 /// When a proxy cannot be started.
 pub(super) fn views(
     ports: &[(u16, u16, u16)],
-    isolatable_last: bool,
-) -> Result<(Vec<String>, Vec<FaultProxy>)> {
+    isolatable: Isolatable,
+) -> Result<(Vec<String>, Vec<PeerLink>)> {
     let size = ports.len();
     let mut links = Vec::new();
     let mut views = vec![String::new(); size];
@@ -52,14 +92,23 @@ pub(super) fn views(
     let last = size - 1;
     for (member, view) in views.iter_mut().enumerate() {
         for (peer, &(_, quorum, election)) in ports.iter().enumerate() {
-            let proxied = isolatable_last && member != peer && (member == last || peer == last);
+            let proxied = member != peer
+                && match isolatable {
+                    Isolatable::None => false,
+                    Isolatable::Last => member == last || peer == last,
+                    Isolatable::Every => true,
+                };
             let mut reach = |port: u16| -> Result<u16> {
                 if !proxied {
                     return Ok(port);
                 }
-                let link = FaultProxy::start(([127, 0, 0, 1], port).into())?;
-                let port = link.addr().port();
-                links.push(link);
+                let proxy = FaultProxy::start(([127, 0, 0, 1], port).into())?;
+                let port = proxy.addr().port();
+                links.push(PeerLink {
+                    member,
+                    peer,
+                    proxy,
+                });
                 Ok(port)
             };
             let (quorum, election) = (reach(quorum)?, reach(election)?);
