@@ -247,7 +247,13 @@ impl Cluster {
                     self.group.zk.kill_member(m);
                 }
             }
-            Fault::ZookeeperMemberCut(m) => self.group.zk.isolate_member(m, true),
+            Fault::ZookeeperMemberCut { member, stranded } => {
+                self.group.zk.isolate_member(member, true);
+                let others = (0..SIZE).filter(|&m| m != member);
+                for m in others {
+                    self.zookeeper_links[stranded][m].set_mode(ProxyMode::Blackhole);
+                }
+            }
         }
     }
 
@@ -298,7 +304,10 @@ impl Cluster {
                 );
             }
             Fault::ZookeeperMemberDown(m) => self.restart_member(m).await,
-            Fault::ZookeeperMemberCut(m) => self.group.zk.isolate_member(m, false),
+            Fault::ZookeeperMemberCut { member, stranded } => {
+                self.group.zk.isolate_member(member, false);
+                self.set_links(stranded, ProxyMode::Pass);
+            }
             Fault::ZookeeperQuorumLost(kept) => {
                 for m in (0..SIZE).filter(|&m| m != kept) {
                     self.restart_member(m).await;

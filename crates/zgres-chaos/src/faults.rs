@@ -60,8 +60,15 @@ pub enum Fault {
     ZookeeperQuorumLost(usize),
     /// One ZooKeeper member cut from the other two (its clients still reach it), joined again
     /// at the end: a follower answers its clients' pings until it notices, the leader loses
-    /// its quorum.
-    ZookeeperMemberCut(usize),
+    /// its quorum. One node's deadman is stranded on it (its links to the other members cut
+    /// too): connected to it at that moment, its pings are still answered; connected
+    /// elsewhere, it cannot reach a working member.
+    ZookeeperMemberCut {
+        /// The member cut from its peers.
+        member: usize,
+        /// The node whose deadman reaches only that member.
+        stranded: usize,
+    },
 }
 
 /// The kinds, for the figures per kind.
@@ -85,6 +92,11 @@ pub const KINDS: [&str; 17] = [
     "zk-member-cut",
 ];
 
+/// The index in [`KINDS`] of the kind named `name`.
+pub fn kind_index(name: &str) -> Option<usize> {
+    KINDS.iter().position(|k| *k == name)
+}
+
 impl Fault {
     /// The kind's name (one of [`KINDS`]).
     pub fn kind(&self) -> &'static str {
@@ -105,7 +117,7 @@ impl Fault {
             Fault::PausedStop(_) => 13,
             Fault::ZookeeperMemberDown(_) => 14,
             Fault::ZookeeperQuorumLost(_) => 15,
-            Fault::ZookeeperMemberCut(_) => 16,
+            Fault::ZookeeperMemberCut { .. } => 16,
         };
         KINDS[index]
     }
@@ -129,7 +141,7 @@ impl Fault {
             Fault::RollingRestart
             | Fault::ZookeeperMemberDown(_)
             | Fault::ZookeeperQuorumLost(_)
-            | Fault::ZookeeperMemberCut(_) => None,
+            | Fault::ZookeeperMemberCut { .. } => None,
         }
     }
 
@@ -147,7 +159,7 @@ impl Fault {
             self,
             Fault::ZookeeperMemberDown(_)
                 | Fault::ZookeeperQuorumLost(_)
-                | Fault::ZookeeperMemberCut(_)
+                | Fault::ZookeeperMemberCut { .. }
         )
     }
 }
@@ -157,7 +169,9 @@ impl fmt::Display for Fault {
         match self {
             Fault::ZookeeperLatency(n, d) => write!(f, "zk-latency n{n} {}ms", d.as_millis()),
             Fault::ZookeeperMemberDown(m) => write!(f, "zk-member-down zk{m}"),
-            Fault::ZookeeperMemberCut(m) => write!(f, "zk-member-cut zk{m}"),
+            Fault::ZookeeperMemberCut { member, stranded } => {
+                write!(f, "zk-member-cut zk{member} (n{stranded} stranded on it)")
+            }
             Fault::RollingRestart => f.write_str("rolling-restart"),
             Fault::StreamCut { from, to } => write!(f, "stream-cut n{from}->n{to}"),
             Fault::ZookeeperQuorumLost(kept) => write!(f, "zk-quorum-lost (zk{kept} kept)"),
@@ -203,6 +217,8 @@ pub struct Nemesis {
     session: Duration,
     /// Whether the nodes have disks of their own to fill.
     disk_full: bool,
+    /// Indexes into [`KINDS`] to draw from alone (empty: every kind).
+    only: Vec<usize>,
 }
 
 impl Nemesis {
@@ -215,7 +231,16 @@ impl Nemesis {
             nodes,
             session,
             disk_full,
+            only: Vec::new(),
         }
+    }
+
+    /// Draws only the kinds `only` names (indexes into [`KINDS`]), where they can be drawn; a
+    /// fault that none of them can be (a second fault on the ensemble, a disk-full without
+    /// disks) is drawn from every kind.
+    pub fn with_only(mut self, only: Vec<usize>) -> Self {
+        self.only = only;
+        self
     }
 
     /// A random delay in `low..high` outside the plan (a flapping cut's next toggle).
@@ -255,6 +280,16 @@ impl Nemesis {
         if ensemble_allowed {
             kinds.extend([14, 15, 16]);
         }
+        if !self.only.is_empty() {
+            let kept: Vec<u64> = kinds
+                .iter()
+                .copied()
+                .filter(|&k| self.only.contains(&(k as usize)))
+                .collect();
+            if !kept.is_empty() {
+                kinds = kept;
+            }
+        }
         let node = self.plan.range(0, self.nodes as u64) as usize;
         let peer = (node + 1 + self.plan.range(0, self.nodes as u64 - 1) as usize) % self.nodes;
         match kinds[self.plan.range(0, kinds.len() as u64) as usize] {
@@ -277,7 +312,10 @@ impl Nemesis {
             13 => Fault::PausedStop(node),
             14 => Fault::ZookeeperMemberDown(self.plan.range(0, 3) as usize),
             15 => Fault::ZookeeperQuorumLost(self.plan.range(0, 3) as usize),
-            _ => Fault::ZookeeperMemberCut(self.plan.range(0, 3) as usize),
+            _ => Fault::ZookeeperMemberCut {
+                member: self.plan.range(0, 3) as usize,
+                stranded: node,
+            },
         }
     }
 
@@ -298,7 +336,7 @@ impl Nemesis {
                 self.plan.range(s / 2, 4 * s)
             }
             Fault::ZookeeperFlap(_) | Fault::ZookeeperLatency(..) => self.plan.range(s, 4 * s),
-            Fault::ZookeeperMemberDown(_) | Fault::ZookeeperMemberCut(_) => {
+            Fault::ZookeeperMemberDown(_) | Fault::ZookeeperMemberCut { .. } => {
                 self.plan.range(s / 2, 4 * s)
             }
             // Long enough for the stop and, mostly, the supervisor's start (0.2–3 s) before
@@ -330,6 +368,22 @@ mod tests {
             );
         }
         assert!(episodes.iter().any(|e| e.len() == 2), "nothing overlaps");
+    }
+
+    #[test]
+    fn only_the_named_kinds_are_drawn_where_they_can_be() {
+        let cut = kind_index("zk-member-cut").unwrap();
+        let mut n = Nemesis::new(3, 3, Duration::from_secs(2), true).with_only(vec![cut]);
+        for _ in 0..200 {
+            let e = n.episode();
+            assert!(
+                matches!(e[0].fault, Fault::ZookeeperMemberCut { .. }),
+                "{e:?}"
+            );
+            // A second fault cannot strike the ensemble too: drawn from every kind.
+            assert!(e.iter().skip(1).all(|s| !s.fault.strikes_the_ensemble()));
+        }
+        assert_eq!(kind_index("no-such-kind"), None);
     }
 
     #[test]

@@ -56,6 +56,10 @@ struct Args {
     /// every lock change and fence (false failovers).
     #[arg(long, value_parser = humantime::parse_duration)]
     soak: Option<std::time::Duration>,
+    /// Inject only these kinds of fault (comma-separated, e.g. `zk-member-cut,kill-node`);
+    /// where none of them can be drawn (a second fault on the ensemble) any kind is.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
 }
 
 /// Under `cargo run`, builds the daemons it runs with the same profile first, so that they
@@ -102,7 +106,21 @@ fn main() -> ExitCode {
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(1)
     });
+    let mut only = Vec::new();
+    for name in &args.only {
+        match zgres_chaos::faults::kind_index(name) {
+            Some(i) => only.push(i),
+            None => {
+                eprintln!(
+                    "zgres-chaos: --only: no fault kind {name:?} (kinds: {})",
+                    zgres_chaos::faults::KINDS.join(", ")
+                );
+                return ExitCode::from(64);
+            }
+        }
+    }
     let options = Options {
+        only,
         seed,
         faults: args.faults,
         synchronous: matches!(args.mode, Mode::Sync),

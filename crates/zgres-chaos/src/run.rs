@@ -66,6 +66,8 @@ pub struct Options {
     pub profile: Profile,
     /// Instead of faults: this long without any, under load, counting false failovers.
     pub soak: Option<Duration>,
+    /// Draw only these kinds (indexes into [`crate::faults::KINDS`]; empty: every kind).
+    pub only: Vec<usize>,
 }
 
 /// How a run ended.
@@ -136,7 +138,8 @@ pub async fn run(options: &Options, out: &mut impl Write) -> Outcome {
         }
         None => true,
     };
-    let mut nemesis = Nemesis::new(options.seed, SIZE, session, disk_full);
+    let mut nemesis =
+        Nemesis::new(options.seed, SIZE, session, disk_full).with_only(options.only.clone());
     let mut supervisor = Supervisor::new(options.seed);
     let mut episodes = Vec::new();
     let mut injected = 0;

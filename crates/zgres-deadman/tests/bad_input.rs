@@ -236,6 +236,53 @@ fn config_and_usage_errors_have_their_exit_codes() {
     );
 }
 
+/// `--check-config` prints the takeover wait the `[zookeeper]` section gives; undeclared
+/// ensemble timing is a warning (ZooKeeper's defaults assumed), a bad value a config error
+/// naming its key.
+#[test]
+fn check_config_prints_the_takeover_wait_and_warns_when_the_ensemble_is_undeclared() {
+    let exe = env!("CARGO_BIN_EXE_zgres-deadman");
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/zgres-deadman.toml"
+    ))
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let check = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let out = std::process::Command::new(exe)
+            .args(["--check-config", path.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.code(), text)
+    };
+    // The example leaves them commented out: ZooKeeper's defaults, 2000 ms x 5.
+    let (code, out) = check("undeclared.toml", &example);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("warning:") && l.contains("waits 11.90 s")),
+        "{out}"
+    );
+    let declared = example
+        .replace("# ensemble_tick_ms = 200", "ensemble_tick_ms = 200")
+        .replace("# ensemble_sync_limit = 5", "ensemble_sync_limit = 5");
+    let (code, out) = check("declared.toml", &declared);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("waits 1.10 s"), "{out}");
+    assert!(!out.contains("ZooKeeper's defaults, assumed"), "{out}");
+    let standalone = declared.replace("ensemble_sync_limit = 5", "ensemble_sync_limit = 0");
+    let (_, out) = check("standalone.toml", &standalone);
+    assert!(out.contains("waits 0.00 s"), "{out}");
+    let bad = declared.replace("ensemble_sync_limit = 5", "ensemble_sync_limit = 5000");
+    let (code, out) = check("bad.toml", &bad);
+    assert_eq!(code, Some(78), "{out}");
+    assert!(out.contains("zookeeper.ensemble_sync_limit"), "{out}");
+}
+
 /// Someone overwrites the primary's lock with garbage, then with another node's id: the lock
 /// holder notices, logs it, and puts its own content back (its session still owns the znode);
 /// it stays the primary throughout.
