@@ -98,17 +98,18 @@ pub fn draw_switchovers(
         .collect()
 }
 
-/// `count` replication cuts on `nodes` nodes within `window`, each lasting 0.2 to 3 session
-/// timeouts.
-pub fn draw_replication_cuts(
+/// `count` faults of `kind` (replication cuts, member cuts) on `nodes` nodes within
+/// `window`, each lasting 0.2 to 3 session timeouts.
+pub fn draw_cuts(
     rng: &mut Rng,
+    kind: Kind,
     count: usize,
     nodes: usize,
     window: (u64, u64),
     session_timeout_ms: u64,
 ) -> Vec<Fault> {
     (0..count)
-        .map(|_| lasting(rng, Kind::ReplicationCut, nodes, window, session_timeout_ms))
+        .map(|_| lasting(rng, kind, nodes, window, session_timeout_ms))
         .collect()
 }
 
@@ -160,20 +161,6 @@ pub fn draw_paused_stops(
             stop.until += PAUSED_STOP_AFTER_MS;
             stop
         })
-        .collect()
-}
-
-/// `count` member cuts on `nodes` nodes within `window`, each lasting 0.2 to 3 session
-/// timeouts.
-pub fn draw_member_cuts(
-    rng: &mut Rng,
-    count: usize,
-    nodes: usize,
-    window: (u64, u64),
-    session_timeout_ms: u64,
-) -> Vec<Fault> {
-    (0..count)
-        .map(|_| lasting(rng, Kind::MemberCut, nodes, window, session_timeout_ms))
         .collect()
 }
 

@@ -81,8 +81,9 @@ impl World {
             window,
         ));
         let mut links = Rng::new(seed ^ 0x11AC_C075);
-        faults.extend(faults::draw_replication_cuts(
+        faults.extend(faults::draw_cuts(
             &mut links,
+            Kind::ReplicationCut,
             mix.replication_cuts,
             settings.nodes,
             window,
@@ -104,8 +105,9 @@ impl World {
             settings.session_timeout_ms,
         ));
         let mut members = Rng::new(seed ^ 0x3E3B_E2C7);
-        faults.extend(faults::draw_member_cuts(
+        faults.extend(faults::draw_cuts(
             &mut members,
+            Kind::MemberCut,
             mix.member_cuts,
             settings.nodes,
             window,

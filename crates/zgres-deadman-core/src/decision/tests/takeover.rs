@@ -20,6 +20,21 @@ fn hand_over(stopped_lsn: Option<u64>) -> Switchover {
     }
 }
 
+/// A waiting decider (node 1, a stopped primary's data directory, node 2 a replica) that saw
+/// the lock free at `t0`.
+fn saw_the_lock_free_as_a_stopped_primary(t0: Instant) -> (Decider, LocalPostgres, Vec<Peer>) {
+    let mut d = waiting_decider();
+    let peers = vec![fresh(peer_state(2, Role::Replica, 0))];
+    let stopped_primary = stopped(DataDirKind::Primary);
+    d.decide(&obs(
+        t0,
+        LockView::Free,
+        stopped_primary.clone(),
+        peers.clone(),
+    ));
+    (d, stopped_primary, peers)
+}
+
 #[test]
 fn a_replica_that_took_over_an_expired_lock_promotes_only_after_the_takeover_wait() {
     let t0 = Instant::now();
@@ -62,15 +77,7 @@ fn a_replica_that_took_over_an_expired_lock_promotes_only_after_the_takeover_wai
 #[test]
 fn a_stopped_primary_that_took_over_starts_only_after_the_wait_but_restarts_in_place_at_once() {
     let t0 = Instant::now();
-    let mut d = waiting_decider();
-    let peers = vec![fresh(peer_state(2, Role::Replica, 0))];
-    let stopped_primary = stopped(DataDirKind::Primary);
-    d.decide(&obs(
-        t0,
-        LockView::Free,
-        stopped_primary.clone(),
-        peers.clone(),
-    ));
+    let (mut d, stopped_primary, peers) = saw_the_lock_free_as_a_stopped_primary(t0);
     let early = d.decide(&obs(
         t0 + WAIT / 2,
         LockView::Ours,
@@ -148,15 +155,7 @@ fn a_new_groups_bootstrap_does_not_wait() {
 #[test]
 fn a_pause_while_taking_over_does_not_use_up_the_restart_bound() {
     let t0 = Instant::now();
-    let mut d = waiting_decider();
-    let peers = vec![fresh(peer_state(2, Role::Replica, 0))];
-    let stopped_primary = stopped(DataDirKind::Primary);
-    d.decide(&obs(
-        t0,
-        LockView::Free,
-        stopped_primary.clone(),
-        peers.clone(),
-    ));
+    let (mut d, stopped_primary, peers) = saw_the_lock_free_as_a_stopped_primary(t0);
     assert!(d
         .decide(&obs(
             t0,
