@@ -7,7 +7,7 @@ use zgres_schema::documents::WalPositions;
 
 use super::*;
 use zgres_schema::documents::{
-    GroupConfig, NodeAction, NodeRequest, NodeState, Role, SyncMode, SyncState,
+    GroupConfig, NodeAction, NodeRequest, NodeState, Role, Switchover, SyncMode, SyncState,
 };
 use zgres_schema::{SystemId, Timeline};
 
