@@ -35,7 +35,9 @@ mod standby_leader;
 mod switchover;
 mod takeover;
 pub use missing_wal::{MissingWal, MISSING_WAL_AFTER};
-pub use takeover::{takeover_wait, TakeoverTiming, TAKEOVER_SLOP, WAITING_TO_PROMOTE};
+pub use takeover::{
+    takeover_wait, TakeoverTiming, MAX_PUBLISHED_WAIT, TAKEOVER_SLOP, WAITING_TO_PROMOTE,
+};
 mod node_request;
 mod observation;
 mod published;
@@ -236,6 +238,7 @@ impl Decider {
         if pg.running && pg.probe.is_some() {
             self.gave_up = false;
         }
+        self.takeover.holder_seen(obs.lock, &obs.peers);
         self.takeover
             .lock_seen(obs.lock, obs.now, self.timing.takeover_wait);
         // The restart bound runs only while automation does: a paused group restarts nothing,

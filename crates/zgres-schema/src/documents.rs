@@ -141,6 +141,11 @@ pub struct NodeState {
     /// readers can tell a state that stopped being refreshed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_ms: Option<u64>,
+    /// How long a node taking over this node's lock after it expired must wait at least
+    /// before it promotes: the takeover wait this node's own `[zookeeper]` timing gives (its
+    /// fence margin and session timeout are the old primary's side of it). Bounded by readers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub takeover_wait_ms: Option<u64>,
 }
 
 impl NodeState {

@@ -355,6 +355,7 @@ mod tests {
         assert_eq!(stale_for(&state, 100_000 + 25_001), Some(25_001));
         let old_deadman = NodeState {
             refresh_ms: None,
+            takeover_wait_ms: None,
             ..state
         };
         assert_eq!(

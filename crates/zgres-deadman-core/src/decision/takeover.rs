@@ -24,7 +24,12 @@
 
 use std::time::{Duration, Instant};
 
-use super::LockView;
+use super::{LockView, Peer};
+
+/// The longest takeover wait a lock holder's published state can ask of the node that takes
+/// its lock over: `/state` is input from ZooKeeper, so a forged value may slow a failover by
+/// this much at most.
+pub const MAX_PUBLISHED_WAIT: Duration = Duration::from_secs(60);
 
 /// Allowance for scheduling and network delays in [`takeover_wait`].
 pub const TAKEOVER_SLOP: Duration = Duration::from_millis(100);
@@ -67,9 +72,32 @@ pub(super) struct Takeover {
     /// Once this node holds the lock it took over, no promotion or primary start before this.
     /// `None`: no takeover under way (or this decider did not see it begin).
     promote_not_before: Option<Instant>,
+    /// The takeover wait the current or last lock holder published (its own timing), at
+    /// most [`MAX_PUBLISHED_WAIT`]: the old primary's fence margin and session are what count,
+    /// and the group's nodes may not share them.
+    holder_wait: Option<Duration>,
 }
 
 impl Takeover {
+    /// Input: the holder's published takeover wait, while another node holds the lock.
+    pub(super) fn holder_seen(&mut self, lock: LockView, peers: &[Peer]) {
+        let LockView::Other(Some(holder)) = lock else {
+            return;
+        };
+        let Some(state) = peers.iter().find(|p| p.state.node == holder) else {
+            return;
+        };
+        self.holder_wait = state
+            .state
+            .takeover_wait_ms
+            .map(|ms| Duration::from_millis(ms).min(MAX_PUBLISHED_WAIT));
+    }
+
+    /// The wait that applies: this node's own, or the last holder's if longer.
+    fn wait(&self, own: Duration) -> Duration {
+        self.holder_wait.map_or(own, |theirs| theirs.max(own))
+    }
+
     /// Input: the lock as observed at `now`. A lock seen free may be this node's to take
     /// over: from then on it accepts writes only `wait` after the lock was first seen free
     /// (unless [`Takeover::contend`] finds a hand-over).
@@ -79,6 +107,7 @@ impl Takeover {
                 if self.lock_free_since.is_none() {
                     self.position_unpublished = true;
                 }
+                let wait = self.wait(wait);
                 let since = *self.lock_free_since.get_or_insert(now);
                 let due = self
                     .promote_not_before
@@ -102,6 +131,7 @@ impl Takeover {
     /// database yet, so nobody else can be accepting writes.
     pub(super) fn contend(&mut self, now: Instant, wait: Duration, handed_over: bool) {
         let since = self.lock_free_since.unwrap_or(now);
+        let wait = self.wait(wait);
         self.promote_not_before = Some(if handed_over { now } else { since + wait });
     }
 
@@ -109,6 +139,7 @@ impl Takeover {
     /// see the takeover begin (the deadman restarted in between) waits the whole `wait` from
     /// now: it cannot tell whether the lock expired a moment ago.
     pub(super) fn may_promote(&mut self, now: Instant, wait: Duration) -> bool {
+        let wait = self.wait(wait);
         now >= *self.promote_not_before.get_or_insert(now + wait)
     }
 
@@ -122,6 +153,7 @@ impl Takeover {
     /// This node runs as the primary with the lock: the takeover is over.
     pub(super) fn done(&mut self) {
         self.promote_not_before = None;
+        self.holder_wait = None;
     }
 
     /// Whether this node holds the lock and waits to promote at `now`.

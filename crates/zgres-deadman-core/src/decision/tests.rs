@@ -108,6 +108,7 @@ fn peer_state(i: u8, role: Role, lsn: u64) -> NodeState {
         warnings: vec![],
         name: None,
         refresh_ms: None,
+        takeover_wait_ms: None,
         node: node(i),
         role,
         problems: vec![],

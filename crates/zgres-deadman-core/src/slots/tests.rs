@@ -38,6 +38,7 @@ fn state(i: u8, role: Role, replay: u64) -> NodeState {
         pending_restart: vec![],
         updated_at_ms: 0,
         refresh_ms: None,
+        takeover_wait_ms: None,
     }
 }
 

@@ -64,6 +64,7 @@ impl Daemon {
                 .collect(),
             updated_at_ms: wall_ms(),
             refresh_ms: Some(self.config.timing.state_refresh.as_millis() as u64),
+            takeover_wait_ms: Some(self.config.zookeeper.takeover_wait().as_millis() as u64),
         }
     }
 }

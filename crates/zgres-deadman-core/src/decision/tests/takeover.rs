@@ -181,3 +181,38 @@ fn a_pause_while_taking_over_does_not_use_up_the_restart_bound() {
     ));
     assert_eq!(resumed, vec![Action::StartPrimary]);
 }
+
+/// The old primary's own timing counts (its fence margin, its session): a holder that
+/// published a longer wait than this node's is waited for; a forged one only up to
+/// [`MAX_PUBLISHED_WAIT`]; a shorter one changes nothing.
+#[test]
+fn the_holders_published_wait_is_honoured_when_longer_up_to_the_bound() {
+    for (published, expected) in [
+        (Some(5_000), Duration::from_secs(5)),
+        (Some(u64::MAX), MAX_PUBLISHED_WAIT),
+        (Some(100), WAIT),
+        (None, WAIT),
+    ] {
+        let t0 = Instant::now();
+        let mut d = waiting_decider();
+        let mut holder = peer_state(2, Role::Primary, 100);
+        holder.takeover_wait_ms = published;
+        let following = obs(
+            t0,
+            LockView::Other(Some(node(2))),
+            standby(100),
+            vec![fresh(holder)],
+        );
+        d.decide(&following);
+        // The holder's session expired: its state went with it.
+        assert!(d
+            .decide(&obs(t0, LockView::Free, standby(100), vec![]))
+            .contains(&Action::AcquireLock));
+        let held = d.decide_round(
+            &obs(t0, LockView::Ours, standby(100), vec![]),
+            RoundInputs::default(),
+        );
+        assert!(held.actions.is_empty(), "{published:?}: {:?}", held.actions);
+        assert_eq!(held.wake_at, Some(t0 + expected), "{published:?}");
+    }
+}
