@@ -388,7 +388,18 @@ async fn a_primary_busy_with_requests_needs_no_fencing_heartbeat() {
 async fn an_idle_primary_on_a_member_cut_from_its_leader_is_fenced_before_another_takes_writes() {
     let zk = ZkCluster::start_with_isolatable_follower().await.unwrap();
     assert_eq!(zk.mode(2).await.as_deref(), Some("follower"));
-    primary_on_a_cut_member_is_fenced_before_another_takes_writes(zk, 2).await;
+    primary_on_a_cut_member_is_fenced_before_another_takes_writes(zk, 2, "").await;
+}
+
+/// The same with the replica misconfigured as if ZooKeeper were a standalone server
+/// (`ensemble_sync_limit = 0`: no wait of its own): it still waits the takeover wait the old
+/// primary published in its `/state`, which follows from the old primary's own timing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_declaring_no_ensemble_still_waits_the_old_primarys_published_takeover_wait() {
+    let zk = ZkCluster::start_with_isolatable_follower().await.unwrap();
+    assert_eq!(zk.mode(2).await.as_deref(), Some("follower"));
+    let no_wait_of_its_own = "[zookeeper]\nensemble_sync_limit = 0\n";
+    primary_on_a_cut_member_is_fenced_before_another_takes_writes(zk, 2, no_wait_of_its_own).await;
 }
 
 /// The same with the leader cut from its followers: it answers its clients until it finds it
@@ -405,13 +416,18 @@ async fn an_idle_primary_on_a_leader_cut_from_its_followers_is_fenced_before_ano
         }
     }
     let leader = leader.expect("a 3-member ensemble has a leader");
-    primary_on_a_cut_member_is_fenced_before_another_takes_writes(zk, leader).await;
+    primary_on_a_cut_member_is_fenced_before_another_takes_writes(zk, leader, "").await;
 }
 
 /// Node 0, the primary, reaches ZooKeeper only through member `cut`; node 1 through the
-/// others. Once node 0's state is published and its WAL idle, `cut` is cut from its peers;
-/// after node 1 is promoted, a write on node 0 must fail.
-async fn primary_on_a_cut_member_is_fenced_before_another_takes_writes(zk: ZkCluster, cut: usize) {
+/// others, with `replica_config` added to its config. Once node 0's state is published and
+/// its WAL idle, `cut` is cut from its peers; after node 1 is promoted, a write on node 0 must
+/// fail.
+async fn primary_on_a_cut_member_is_fenced_before_another_takes_writes(
+    zk: ZkCluster,
+    cut: usize,
+    replica_config: &str,
+) {
     let cut_member = zk.client_addr(cut).to_string();
     let majority: Vec<String> = (0..zk.size())
         .filter(|&m| m != cut)
@@ -426,6 +442,7 @@ async fn primary_on_a_cut_member_is_fenced_before_another_takes_writes(zk: ZkClu
     let mut group = Group::prepare_on(zk, 2, timing).await;
     group.nodes[0].zookeeper_via = Some(cut_member);
     group.nodes[1].zookeeper_via = Some(majority.clone());
+    group.nodes[1].extra_config = replica_config.to_owned();
     group.start(0);
     assert_eq!(group.wait_primary(&[]).await, 0);
     group.start(1);
