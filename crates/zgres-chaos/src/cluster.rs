@@ -190,7 +190,7 @@ impl Cluster {
 
     /// Applies `fault`. Kills leave the repair to the supervisor; the rest hold until
     /// [`Cluster::heal`]. Panics when a disk cannot be filled.
-    pub fn apply(&mut self, fault: Fault) {
+    pub async fn apply(&mut self, fault: Fault) {
         match fault {
             Fault::KillNode(n) => {
                 self.group.nodes[n].kill_postgres();
@@ -248,7 +248,16 @@ impl Cluster {
                 }
             }
             Fault::ZookeeperMemberCut { member, stranded } => {
-                self.group.zk.isolate_member(member, true);
+                // A follower's links go silent (it answers its clients until it notices); a
+                // leader's are reset, since with its links half-open the other two can take
+                // minutes to elect a new one (ZooKeeper's own behaviour, not the subject).
+                let leads = self.group.zk.mode(member).await.as_deref() == Some("leader");
+                let mode = if leads {
+                    ProxyMode::Refuse
+                } else {
+                    ProxyMode::Blackhole
+                };
+                self.group.zk.set_member_links(member, mode);
                 let others = (0..SIZE).filter(|&m| m != member);
                 for m in others {
                     self.zookeeper_links[stranded][m].set_mode(ProxyMode::Blackhole);

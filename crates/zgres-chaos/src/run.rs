@@ -258,7 +258,7 @@ async fn play(
         for r in &mut running {
             let fault = r.scheduled.fault;
             if !r.started && now >= start + r.scheduled.starts_after {
-                cluster.apply(fault);
+                cluster.apply(fault).await;
                 r.started = true;
                 if let crate::faults::Fault::ZookeeperFlap(_) = fault {
                     r.flap = Some((now + flap_interval(nemesis), true));

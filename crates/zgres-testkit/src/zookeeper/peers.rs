@@ -63,11 +63,16 @@ impl ZkCluster {
         } else {
             ProxyMode::Pass
         };
-        for link in self
-            .peer_links
-            .iter()
-            .filter(|l| l.member == m || l.peer == m)
-        {
+        self.set_member_links(m, mode);
+    }
+
+    /// Sets every isolatable link between member `m` and its peers to `mode`: `Blackhole`
+    /// holds their traffic (a silent partition: a follower notices after `syncLimit` ticks,
+    /// but the others' election can stall for minutes when `m` led them, its connections
+    /// half-open), `Refuse` resets them (noticed at once), `Pass` joins it again.
+    pub fn set_member_links(&self, m: usize, mode: ProxyMode) {
+        let links = self.peer_links.iter();
+        for link in links.filter(|l| l.member == m || l.peer == m) {
             link.proxy.set_mode(mode);
         }
     }
