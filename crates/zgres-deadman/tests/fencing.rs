@@ -482,6 +482,12 @@ async fn primary_on_a_cut_member_is_fenced_before_another_takes_writes(
     .await
     .unwrap();
     let promoted = started.elapsed();
+    // The wait is visible: the new holder logged and published it before promoting.
+    let new_log = group.nodes[1].log_text();
+    assert!(
+        new_log.contains("waits before promoting"),
+        "no takeover wait in n1's log\n{new_log}"
+    );
     let write = tokio::time::timeout(
         Duration::from_secs(1),
         old.execute("INSERT INTO after_the_cut VALUES (1)", &[]),

@@ -99,14 +99,16 @@ impl Daemon {
         if force || !unchanged {
             match session.coordinator.publish_state(state).await {
                 Ok(()) => {
-                    if self
-                        .out
-                        .state
-                        .as_ref()
-                        .map(|(s, _)| (s.role, s.problems.clone()))
-                        != Some((state.role, state.problems.clone()))
-                    {
-                        tracing::info!(role = ?state.role, problems = ?state.problems, "published node state");
+                    // Logged when what an operator reads changes: the role, the problems and
+                    // the warnings (a takeover's wait before promoting, say).
+                    let shown = |s: &NodeState| (s.role, s.problems.clone(), s.warnings.clone());
+                    if self.out.state.as_ref().map(|(s, _)| shown(s)) != Some(shown(state)) {
+                        tracing::info!(
+                            role = ?state.role,
+                            problems = ?state.problems,
+                            warnings = ?state.warnings,
+                            "published node state"
+                        );
                         self.systemd.notifier.status(&format!(
                             "{:?}{}",
                             state.role,
