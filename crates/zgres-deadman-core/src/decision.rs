@@ -35,9 +35,7 @@ mod standby_leader;
 mod switchover;
 mod takeover;
 pub use missing_wal::{MissingWal, MISSING_WAL_AFTER};
-pub use takeover::{
-    takeover_wait, TakeoverTiming, MAX_PUBLISHED_WAIT, TAKEOVER_SLOP, WAITING_TO_PROMOTE,
-};
+pub use takeover::{takeover_wait, TakeoverTiming, MAX_PUBLISHED_WAIT, WAITING_TO_PROMOTE};
 mod node_request;
 mod observation;
 mod published;
@@ -74,9 +72,6 @@ struct DeciderTiming {
     election_wait: Duration,
     /// A switchover or failover request steers elections this long once the lock is free.
     request_timeout: Duration,
-    /// A node that took over a lock another session lost waits this long after it saw the
-    /// lock free before it accepts writes ([`takeover_wait`]).
-    takeover_wait: Duration,
 }
 
 /// The decision state machine. Holds only what must be remembered between observations.
@@ -144,7 +139,6 @@ impl Decider {
                 primary_restart_timeout,
                 election_wait,
                 request_timeout: DEFAULT_REQUEST_TIMEOUT,
-                takeover_wait: Duration::ZERO,
             },
             primary_down_since: None,
             takeover: takeover::Takeover::default(),
@@ -166,7 +160,7 @@ impl Decider {
     /// Sets how long a node that took over a lock another session lost waits, after it saw the
     /// lock free, before it promotes or starts a primary ([`takeover_wait`]; zero unless set).
     pub fn with_takeover_wait(mut self, wait: Duration) -> Self {
-        self.timing.takeover_wait = wait;
+        self.takeover.own_wait = wait;
         self
     }
 
@@ -192,7 +186,6 @@ impl Decider {
             primary_restart_timeout,
             election_wait,
             request_timeout,
-            takeover_wait: self.timing.takeover_wait,
         };
     }
 
@@ -239,8 +232,7 @@ impl Decider {
             self.gave_up = false;
         }
         self.takeover.holder_seen(obs.lock, &obs.peers);
-        self.takeover
-            .lock_seen(obs.lock, obs.now, self.timing.takeover_wait);
+        self.takeover.lock_seen(obs.lock, obs.now);
         // The restart bound runs only while automation does: a paused group restarts nothing,
         // so a pause must not use up the time a primary gets to come back after it.
         if obs.lock != LockView::Ours || obs.config.paused {
@@ -302,8 +294,7 @@ impl Decider {
             if no_database && !self.tags.never_promoted() && !obs.vetoed {
                 self.last_ineligible = None;
                 // No database, so no old primary to wait for.
-                let wait = self.timing.takeover_wait;
-                self.takeover.contend(obs.now, wait, true);
+                self.takeover.handed_over(obs.now);
                 actions.push(Action::AcquireLock);
             } else {
                 self.last_ineligible = Some(Ineligible::NoData);
@@ -328,8 +319,9 @@ impl Decider {
                 let handed_over = self
                     .active_request(obs)
                     .is_some_and(|r| r.stopped_lsn.is_some());
-                let wait = self.timing.takeover_wait;
-                self.takeover.contend(obs.now, wait, handed_over);
+                if handed_over {
+                    self.takeover.handed_over(obs.now);
+                }
                 actions.push(Action::AcquireLock);
             }
             Err(why) => {
@@ -377,10 +369,7 @@ impl Decider {
             };
         }
         if running_standby {
-            if !self
-                .takeover
-                .may_promote(obs.now, self.timing.takeover_wait)
-            {
+            if !self.takeover.may_promote(obs.now) {
                 return vec![];
             }
             return vec![Action::Promote {

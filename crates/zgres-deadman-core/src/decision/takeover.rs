@@ -32,7 +32,7 @@ use super::{LockView, Peer};
 pub const MAX_PUBLISHED_WAIT: Duration = Duration::from_secs(60);
 
 /// Allowance for scheduling and network delays in [`takeover_wait`].
-pub const TAKEOVER_SLOP: Duration = Duration::from_millis(100);
+const TAKEOVER_SLOP: Duration = Duration::from_millis(100);
 
 /// What the takeover wait depends on: the ensemble's timing and the old primary's fence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +76,8 @@ pub(super) struct Takeover {
     /// most [`MAX_PUBLISHED_WAIT`]: the old primary's fence margin and session are what count,
     /// and the group's nodes may not share them.
     holder_wait: Option<Duration>,
+    /// This node's own takeover wait ([`takeover_wait`] of its settings).
+    pub(super) own_wait: Duration,
 }
 
 impl Takeover {
@@ -94,20 +96,21 @@ impl Takeover {
     }
 
     /// The wait that applies: this node's own, or the last holder's if longer.
-    fn wait(&self, own: Duration) -> Duration {
+    fn wait(&self) -> Duration {
+        let own = self.own_wait;
         self.holder_wait.map_or(own, |theirs| theirs.max(own))
     }
 
     /// Input: the lock as observed at `now`. A lock seen free may be this node's to take
-    /// over: from then on it accepts writes only `wait` after the lock was first seen free
-    /// (unless [`Takeover::contend`] finds a hand-over).
-    pub(super) fn lock_seen(&mut self, lock: LockView, now: Instant, wait: Duration) {
+    /// over: from then on it accepts writes only the wait after the lock was first seen free
+    /// (unless [`Takeover::handed_over`]).
+    pub(super) fn lock_seen(&mut self, lock: LockView, now: Instant) {
         match lock {
             LockView::Free => {
                 if self.lock_free_since.is_none() {
                     self.position_unpublished = true;
                 }
-                let wait = self.wait(wait);
+                let wait = self.wait();
                 let since = *self.lock_free_since.get_or_insert(now);
                 let due = self
                     .promote_not_before
@@ -126,20 +129,18 @@ impl Takeover {
         }
     }
 
-    /// The node contends for the free lock at `now`: when it may accept writes if it wins.
-    /// `handed_over`: the old primary stopped before it released the lock, or the group has no
-    /// database yet, so nobody else can be accepting writes.
-    pub(super) fn contend(&mut self, now: Instant, wait: Duration, handed_over: bool) {
-        let since = self.lock_free_since.unwrap_or(now);
-        let wait = self.wait(wait);
-        self.promote_not_before = Some(if handed_over { now } else { since + wait });
+    /// The node contends at `now` for a free lock nobody can be writing under: the old
+    /// primary stopped before it released it (a hand-over), or the group has no database yet.
+    /// It may accept writes as soon as it wins.
+    pub(super) fn handed_over(&mut self, now: Instant) {
+        self.promote_not_before = Some(now);
     }
 
     /// Whether a standby holding the lock may be promoted at `now`. A decider that did not
-    /// see the takeover begin (the deadman restarted in between) waits the whole `wait` from
+    /// see the takeover begin (the deadman restarted in between) waits the whole wait from
     /// now: it cannot tell whether the lock expired a moment ago.
-    pub(super) fn may_promote(&mut self, now: Instant, wait: Duration) -> bool {
-        let wait = self.wait(wait);
+    pub(super) fn may_promote(&mut self, now: Instant) -> bool {
+        let wait = self.wait();
         now >= *self.promote_not_before.get_or_insert(now + wait)
     }
 
@@ -197,30 +198,34 @@ mod tests {
         assert_eq!(takeover_wait(timing(0)), Duration::ZERO);
     }
 
+    fn waiting_two_seconds() -> Takeover {
+        Takeover {
+            own_wait: Duration::from_secs(2),
+            ..Takeover::default()
+        }
+    }
+
     #[test]
     fn a_takeover_waits_from_the_moment_the_lock_was_seen_free() {
         let t0 = Instant::now();
-        let wait = Duration::from_secs(2);
-        let mut t = Takeover::default();
-        t.lock_seen(LockView::Free, t0, wait);
-        t.contend(t0 + Duration::from_millis(500), wait, false);
-        assert!(!t.may_promote(t0 + Duration::from_millis(1_999), wait));
+        let mut t = waiting_two_seconds();
+        t.lock_seen(LockView::Free, t0);
+        t.lock_seen(LockView::Free, t0 + Duration::from_millis(500));
+        assert!(!t.may_promote(t0 + Duration::from_millis(1_999)));
         assert!(t.waiting(t0 + Duration::from_millis(1_999)));
         assert!(!t.may_start_primary(t0 + Duration::from_millis(1_999)));
-        assert!(t.may_promote(t0 + wait, wait));
-        assert_eq!(t.wake_at(), Some(t0 + wait));
+        assert!(t.may_promote(t0 + Duration::from_secs(2)));
+        assert_eq!(t.wake_at(), Some(t0 + Duration::from_secs(2)));
     }
 
     #[test]
     fn a_hand_over_needs_no_wait_and_losing_the_election_forgets_it() {
         let t0 = Instant::now();
-        let wait = Duration::from_secs(2);
-        let mut t = Takeover::default();
-        t.lock_seen(LockView::Free, t0, wait);
-        t.contend(t0, wait, true);
-        assert!(t.may_promote(t0, wait));
-        t.contend(t0, wait, false);
-        t.lock_seen(LockView::Other(None), t0, wait);
+        let mut t = waiting_two_seconds();
+        t.lock_seen(LockView::Free, t0);
+        t.handed_over(t0);
+        assert!(t.may_promote(t0));
+        t.lock_seen(LockView::Other(None), t0);
         assert_eq!(t.wake_at(), None);
         assert_eq!(t.lock_free_since, None);
     }
@@ -228,11 +233,10 @@ mod tests {
     #[test]
     fn a_decider_that_did_not_see_the_takeover_begin_waits_but_a_restart_in_place_does_not() {
         let t0 = Instant::now();
-        let wait = Duration::from_secs(2);
-        let mut t = Takeover::default();
+        let mut t = waiting_two_seconds();
         assert!(t.may_start_primary(t0));
-        assert!(!t.may_promote(t0, wait));
-        assert!(t.may_promote(t0 + wait, wait));
+        assert!(!t.may_promote(t0));
+        assert!(t.may_promote(t0 + Duration::from_secs(2)));
         t.done();
         assert!(t.may_start_primary(t0));
     }
