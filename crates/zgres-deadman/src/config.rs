@@ -12,15 +12,14 @@ use std::time::Duration;
 
 use zgres_schema::documents::Tags;
 use zgres_schema::{GroupName, NodeId};
-use zgres_zk::settings::fencing::EnsembleTiming;
-use zgres_zk::ZkSettings;
 
 use zgres_config::Problems;
 pub use zgres_config::{ConfigError, LogConfig, LogFormat, Secret};
 
 mod raw;
 pub mod reload;
-mod takeover;
+mod zookeeper;
+pub use zookeeper::ZookeeperConfig;
 
 use raw::RawConfig;
 
@@ -28,20 +27,6 @@ use raw::RawConfig;
 const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_millis(4_000);
 /// The deadman's fence margin unless configured.
 const DEFAULT_FENCE_MARGIN: Duration = Duration::from_millis(1_000);
-
-/// ZooKeeper connection settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ZookeeperConfig {
-    /// Where to connect, the session timeout to ask for (the server may grant a different one;
-    /// the granted one is what fencing uses) and where zgres's znodes live.
-    pub settings: ZkSettings,
-    /// How long before the earliest possible session expiry PostgreSQL is fenced.
-    pub fence_margin: Duration,
-    /// The ensemble's `tickTime` and `syncLimit`, for the takeover wait.
-    pub ensemble: EnsembleTiming,
-    /// Whether the operator declared them (else ZooKeeper's defaults are assumed).
-    pub ensemble_declared: bool,
-}
 
 /// PostgreSQL settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -222,8 +207,6 @@ impl Config {
             &mut problems,
         );
         let ensemble = raw.zookeeper.ensemble(&mut problems);
-        let ensemble_declared =
-            raw.zookeeper.ensemble_tick_ms.is_some() && raw.zookeeper.ensemble_sync_limit.is_some();
 
         let group = GroupName::new(&raw.node.group)
             .map_err(|e| problems.add("node.group", e.to_string()))
@@ -450,7 +433,6 @@ impl Config {
                         settings,
                         fence_margin,
                         ensemble,
-                        ensemble_declared,
                     },
                     group,
                     node,

@@ -25,6 +25,9 @@ pub struct EnsembleTiming {
     pub tick: Duration,
     /// `syncLimit` in ticks; 0 for a standalone server.
     pub sync_limit: u32,
+    /// Whether the operator declared both (else ZooKeeper's defaults stand in for what is
+    /// missing).
+    pub declared: bool,
 }
 
 impl EnsembleTiming {
@@ -97,6 +100,7 @@ impl ZookeeperSection {
                 tick_ms.clamp(*TICK_RANGE_MS.start(), *TICK_RANGE_MS.end()),
             ),
             sync_limit: sync_limit.min(MAX_SYNC_LIMIT),
+            declared: self.ensemble_tick_ms.is_some() && self.ensemble_sync_limit.is_some(),
         }
     }
 
@@ -161,6 +165,7 @@ mod tests {
         let mut problems = Problems::default();
         let defaults = section("connect = \"a:1\"").ensemble(&mut problems);
         assert!(problems.is_empty());
+        assert!(!defaults.declared);
         assert_eq!(defaults.follower_timeout(), Duration::from_secs(10));
         assert_eq!(
             defaults.granted(Duration::from_secs(1)),
@@ -170,6 +175,7 @@ mod tests {
             section("connect = \"a:1\"\nensemble_tick_ms = 100\nensemble_sync_limit = 0")
                 .ensemble(&mut problems);
         assert!(problems.is_empty());
+        assert!(declared.declared);
         assert_eq!(declared.follower_timeout(), Duration::ZERO);
         section("connect = \"a:1\"\nensemble_tick_ms = 0\nensemble_sync_limit = 5000")
             .ensemble(&mut problems);
