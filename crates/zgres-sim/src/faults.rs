@@ -2,6 +2,7 @@
 //! They may overlap.
 
 use crate::rng::Rng;
+use crate::settings::Settings;
 
 /// One fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +51,54 @@ pub struct Fault {
     pub from: u64,
     /// Until (real ms).
     pub until: u64,
+}
+
+/// Every fault and operator request of `seed`'s schedule, from 5 s to `duration_ms`: the
+/// faults on nodes from `rng` (the schedule's main stream, after the nodes' clocks), each
+/// other kind from a stream of its own, so adding a kind leaves the others of a seed as they
+/// were.
+pub fn schedule(rng: &mut Rng, seed: u64, settings: &Settings) -> Vec<Fault> {
+    let (nodes, session) = (settings.nodes, settings.session_timeout_ms);
+    let window = (5_000, settings.duration_ms);
+    let mix = settings.mix;
+    let mut faults = draw(rng, mix.faults, nodes, window, session);
+    let mut operator = Rng::new(seed ^ 0x5157_C40F);
+    faults.extend(draw_switchovers(
+        &mut operator,
+        mix.switchovers,
+        nodes,
+        window,
+    ));
+    let mut links = Rng::new(seed ^ 0x11AC_C075);
+    let replication = Kind::ReplicationCut;
+    faults.extend(draw_cuts(
+        &mut links,
+        replication,
+        mix.replication_cuts,
+        nodes,
+        window,
+        session,
+    ));
+    let mut failovers = Rng::new(seed ^ 0xFA11_0FE5);
+    faults.extend(draw_failovers(&mut failovers, mix.failovers, nodes, window));
+    let mut stops = Rng::new(seed ^ 0x5705_9A05);
+    faults.extend(draw_paused_stops(
+        &mut stops,
+        mix.paused_stops,
+        nodes,
+        window,
+        session,
+    ));
+    let mut members = Rng::new(seed ^ 0x3E3B_E2C7);
+    faults.extend(draw_cuts(
+        &mut members,
+        Kind::MemberCut,
+        mix.member_cuts,
+        nodes,
+        window,
+        session,
+    ));
+    faults
 }
 
 /// `count` faults on `nodes` nodes, starting within `window` ms after the group settled, each

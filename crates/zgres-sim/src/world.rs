@@ -64,55 +64,7 @@ impl World {
                 node
             })
             .collect();
-        let window = (5_000, settings.duration_ms);
-        let mix = settings.mix;
-        let mut faults = faults::draw(
-            &mut rng,
-            mix.faults,
-            settings.nodes,
-            window,
-            settings.session_timeout_ms,
-        );
-        let mut operator = Rng::new(seed ^ 0x5157_C40F);
-        faults.extend(faults::draw_switchovers(
-            &mut operator,
-            mix.switchovers,
-            settings.nodes,
-            window,
-        ));
-        let mut links = Rng::new(seed ^ 0x11AC_C075);
-        faults.extend(faults::draw_cuts(
-            &mut links,
-            Kind::ReplicationCut,
-            mix.replication_cuts,
-            settings.nodes,
-            window,
-            settings.session_timeout_ms,
-        ));
-        let mut failovers = Rng::new(seed ^ 0xFA11_0FE5);
-        faults.extend(faults::draw_failovers(
-            &mut failovers,
-            mix.failovers,
-            settings.nodes,
-            window,
-        ));
-        let mut stops = Rng::new(seed ^ 0x5705_9A05);
-        faults.extend(faults::draw_paused_stops(
-            &mut stops,
-            mix.paused_stops,
-            settings.nodes,
-            window,
-            settings.session_timeout_ms,
-        ));
-        let mut members = Rng::new(seed ^ 0x3E3B_E2C7);
-        faults.extend(faults::draw_cuts(
-            &mut members,
-            Kind::MemberCut,
-            mix.member_cuts,
-            settings.nodes,
-            window,
-            settings.session_timeout_ms,
-        ));
+        let faults = faults::schedule(&mut rng, seed, &settings);
         World {
             t: 0,
             rng,
