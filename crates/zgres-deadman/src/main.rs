@@ -103,9 +103,10 @@ fn main() -> ExitCode {
         if let Some(warning) = auth_warning {
             println!("warning: {warning}");
         }
-        match config.zookeeper.takeover_warning() {
-            Some(warning) => println!("warning: {warning}"),
-            None => println!("{}", config.zookeeper.takeover_note()),
+        let takeover = config.zookeeper.takeover_note();
+        match config.zookeeper.ensemble.declared {
+            true => println!("{takeover}"),
+            false => println!("warning: {takeover}"),
         }
         return ExitCode::SUCCESS;
     }
@@ -113,9 +114,10 @@ fn main() -> ExitCode {
     if let Some(warning) = auth_warning {
         tracing::warn!("{warning}");
     }
-    match config.zookeeper.takeover_warning() {
-        Some(warning) => tracing::warn!("{warning}"),
-        None => tracing::info!("{}", config.zookeeper.takeover_note()),
+    let takeover = config.zookeeper.takeover_note();
+    match config.zookeeper.ensemble.declared {
+        true => tracing::info!("{takeover}"),
+        false => tracing::warn!("{takeover}"),
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

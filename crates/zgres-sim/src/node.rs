@@ -146,6 +146,9 @@ pub struct Node {
     /// What a shutdown would do, as of the last round that saw ZooKeeper (the real core's
     /// `shutdown_plan`).
     pub on_shutdown: ShutdownPlan,
+    /// The deadman's takeover wait, from its settings: given to every decider it starts with
+    /// and published in its state.
+    pub takeover_wait: Duration,
 }
 
 impl Node {
@@ -166,6 +169,7 @@ impl Node {
             index,
             id,
             decider: new_decider(id, takeover_wait),
+            takeover_wait,
             pg: Postgres {
                 phase: Phase::Stopped,
                 wal,
@@ -193,15 +197,14 @@ impl Node {
         self.epoch + Duration::from_nanos(self.clock.ns(t))
     }
 
-    /// Whether the deadman runs at `t` (waking a stopped one whose time is up; a restarted one
-    /// gets a new decider with `takeover_wait`).
-    pub fn deadman_runs(&mut self, t: u64, takeover_wait: Duration) -> bool {
+    /// Whether the deadman runs at `t` (waking a stopped one whose time is up).
+    pub fn deadman_runs(&mut self, t: u64) -> bool {
         match self.process {
             Process::Running => true,
             Process::StoppedUntil(until) | Process::DeadUntil(until) if t >= until => {
                 if matches!(self.process, Process::DeadUntil(_)) {
                     // A new process: a new decider, no session, a disarmed fence.
-                    self.decider = new_decider(self.id, takeover_wait);
+                    self.decider = new_decider(self.id, self.takeover_wait);
                     self.session = None;
                     self.sync_keeper = SyncKeeper::default();
                     self.on_shutdown = ShutdownPlan::StopPostgres;

@@ -167,7 +167,7 @@ impl World {
             pending_restart: Vec::new(),
             updated_at_ms: self.t,
             refresh_ms: None,
-            takeover_wait_ms: Some(self.settings.takeover_wait().as_millis() as u64),
+            takeover_wait_ms: Some(self.nodes[i].takeover_wait.as_millis() as u64),
         }
     }
 }

@@ -52,13 +52,13 @@ impl World {
         let mut rng = Rng::new(seed);
         let epoch = Instant::now();
         let budget = Duration::from_millis(settings.session_timeout_ms - settings.margin_ms);
+        let wait = settings.takeover_wait();
         let nodes = (0..settings.nodes)
             .map(|i| {
                 let drift = settings.max_drift_ppm as i64;
                 let clock = Clock {
                     rate_ppm: rng.range(0, 2 * drift as u64 + 1) as i64 - drift,
                 };
-                let wait = settings.takeover_wait();
                 let mut node = Node::new(i, Wal::first(), i != 0, clock, budget, epoch, wait);
                 node.next_round = rng.range(0, 500);
                 node
@@ -107,7 +107,7 @@ impl World {
         }
         for &i in &order {
             self.keep_fence(i);
-            if !self.nodes[i].deadman_runs(t, self.settings.takeover_wait()) {
+            if !self.nodes[i].deadman_runs(t) {
                 continue;
             }
             self.ping(i);

@@ -35,7 +35,8 @@ impl ZookeeperConfig {
     }
 
     /// What to tell an operator at start and by `--check-config`: the wait, and the keys it
-    /// follows from.
+    /// follows from (a warning unless [`EnsembleTiming::declared`]: ZooKeeper's defaults are
+    /// assumed then).
     pub fn takeover_note(&self) -> String {
         let declared = if self.ensemble.declared {
             "as declared"
@@ -48,11 +49,5 @@ impl ZookeeperConfig {
             self.ensemble.tick.as_millis(),
             self.ensemble.sync_limit,
         )
-    }
-
-    /// A warning when the wait rests on assumed ZooKeeper defaults rather than declared
-    /// values; `None` when declared.
-    pub fn takeover_warning(&self) -> Option<String> {
-        (!self.ensemble.declared).then(|| self.takeover_note())
     }
 }
