@@ -314,7 +314,7 @@ impl Cluster {
             }
             Fault::ZookeeperMemberDown(m) => self.restart_member(m).await,
             Fault::ZookeeperMemberCut { member, stranded } => {
-                self.group.zk.isolate_member(member, false);
+                self.group.zk.set_member_links(member, ProxyMode::Pass);
                 self.set_links(stranded, ProxyMode::Pass);
             }
             Fault::ZookeeperQuorumLost(kept) => {
