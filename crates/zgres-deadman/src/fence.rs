@@ -26,7 +26,7 @@ use std::sync::{Arc, OnceLock};
 use std::thread::{JoinHandle, Thread};
 use std::time::Duration;
 
-use nix::sys::signal::{killpg, Signal};
+use nix::sys::signal::Signal;
 use nix::time::{clock_gettime, ClockId};
 use nix::unistd::Pid;
 
@@ -220,9 +220,19 @@ impl FenceClock {
     }
 }
 
-/// Kills a process group with SIGKILL; returns whether anything was there to kill.
-pub fn kill_group(pgid: i32) -> bool {
-    pgid > 0 && killpg(Pid::from_raw(pgid), Signal::SIGKILL).is_ok()
+/// Kills PostgreSQL whole with SIGKILL: the process group its postmaster `pgid` leads and every
+/// process of the instance outside it (see [`instance`]); `known_dir` names the instance when
+/// the postmaster may already be gone. Returns whether anything was there to kill.
+pub fn kill_group(pgid: i32, known_dir: Option<&std::path::Path>) -> bool {
+    let killed = instance::kill_instance(pgid, known_dir);
+    if killed.strays > 0 {
+        tracing::warn!(
+            pgid,
+            strays = killed.strays,
+            "killed PostgreSQL processes outside the postmaster's group (backends outlive their postmaster)"
+        );
+    }
+    killed.any()
 }
 
 /// Asks the postmaster `pid` for a fast shutdown (SIGINT); returns whether it was there.
@@ -249,7 +259,15 @@ impl FenceThread {
             .name("fence".into())
             .spawn(move || {
                 let _ = clock.fence_thread.set(std::thread::current());
+                // The armed target's data directory, read while its postmaster lives: a kill
+                // after the postmaster died (with its deadman's guardian) still finds the
+                // backends it left.
+                let mut known = instance::KnownInstance::default();
                 while !stop_flag.load(Ordering::SeqCst) {
+                    let state = clock.state();
+                    if state.armed {
+                        known.learn(state.pgid);
+                    }
                     let now = monotonic_ns();
                     let deadline = clock.deadline_ns();
                     if let Some(pid) = clock.demote_due(now) {
@@ -263,7 +281,7 @@ impl FenceThread {
                         }
                     }
                     if let Some(pgid) = clock.due(now) {
-                        if kill_group(pgid) {
+                        if kill_group(pgid, known.dir(pgid)) {
                             tracing::error!(
                                 pgid,
                                 late_by_ms = now.saturating_sub(deadline) / 1_000_000,
@@ -326,6 +344,7 @@ pub fn keep_signals_away() {
 }
 
 pub mod board;
+pub mod instance;
 pub mod keeper;
 mod keeper_main;
 pub use keeper_main::run_keeper;

@@ -28,8 +28,7 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use nix::sys::signal::{killpg, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 
 pub mod link;
 pub mod parent_check;
@@ -309,7 +308,7 @@ fn follow(
             }
         }
         if !alive(pid) {
-            let _ = killpg(Pid::from_raw(postmaster), Signal::SIGKILL);
+            crate::fence::kill_group(postmaster, None);
             eprintln!(
                 "zgres postmaster guardian: deadman {pid} died without detaching; killed PostgreSQL {postmaster}"
             );

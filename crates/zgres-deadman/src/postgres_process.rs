@@ -2,15 +2,18 @@
 //!
 //! The postmaster is the child of its guardian ([`crate::guardian`]), which reports its exit at
 //! once (its own `waitpid`, not polling a pid that could be a zombie or reused). It runs in its
-//! own process group so a fence can kill it and every backend in one `killpg`, and through
+//! own process group, and a kill takes that group and every process of the instance outside it
+//! (each backend leads a group of its own: [`crate::fence::instance`]), and through
 //! `setpriv --pdeathsig KILL` so the kernel kills it if the guardian dies, which it does with
 //! the deadman (unless a paused shutdown detached it).
 
 use std::process::ExitStatus;
+
+use crate::fence::instance::KnownInstance;
 use std::sync::Arc;
 use std::time::Duration;
 
-use nix::sys::signal::{killpg, Signal};
+use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 use crate::cluster_settings::ClusterSettings;
@@ -67,6 +70,9 @@ pub struct PostgresProcess {
     /// The postmaster exited since the round last looked ([`PostgresProcess::observe`]):
     /// reaped in the middle of a round, its exit must still wake the loop.
     unseen_exit: bool,
+    /// The running postmaster's data directory as the kernel shows it, for a kill after it
+    /// died to still find the backends it left.
+    instance: KnownInstance,
 }
 
 /// Our postmaster: run by a guardian ([`crate::guardian`]) this image started or connected to,
@@ -121,6 +127,7 @@ impl PostgresProcess {
             cluster: ClusterSettings::default(),
             standby_floors: Vec::new(),
             unseen_exit: false,
+            instance: KnownInstance::default(),
         }
     }
 
@@ -309,6 +316,9 @@ impl PostgresProcess {
     /// [`PostgresProcess::exited`] no longer reports it.
     pub fn observe(&mut self) -> bool {
         let running = self.is_running();
+        if let Some(pid) = self.pid().filter(|_| running) {
+            self.instance.learn(pid as i32);
+        }
         self.unseen_exit = false;
         running
     }
@@ -316,9 +326,10 @@ impl PostgresProcess {
     fn reaped(&mut self, status: ExitStatus) {
         self.unseen_exit = true;
         if let Some(child) = self.child.take() {
-            // Backends may outlive a killed postmaster for a moment: take them down too.
+            // Backends outlive a killed postmaster (each leads a group of its own), a busy one
+            // long enough to commit its statement: take them down too.
             if let Some(pid) = child.id() {
-                let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+                crate::fence::kill_group(pid as i32, self.instance.dir(pid as i32));
             }
         }
         self.fence.set_target(0);
@@ -363,7 +374,7 @@ impl PostgresProcess {
         };
         let group = Pid::from_raw(pid as i32);
         if immediate {
-            let _ = killpg(group, Signal::SIGKILL);
+            crate::fence::kill_group(pid as i32, self.instance.dir(pid as i32));
         } else {
             let _ = nix::sys::signal::kill(group, Signal::SIGINT);
         }
@@ -374,7 +385,7 @@ impl PostgresProcess {
         };
         if tokio::time::timeout(timeout, wait).await.is_err() {
             tracing::warn!(?timeout, "postgres did not stop in time; killing it");
-            let _ = killpg(group, Signal::SIGKILL);
+            crate::fence::kill_group(pid as i32, self.instance.dir(pid as i32));
         }
         let status = match self.child.as_mut() {
             Some(child) => child.wait().await,

@@ -105,7 +105,7 @@ pub(super) fn take_over(
         if let Err(e) = postgres.adopt(pid as u32) {
             // Unsupervised PostgreSQL must not run: the keeper could not be told when it exits.
             tracing::error!(error = %e, pid, "cannot watch the running postgres; killing it");
-            kill_group(pid);
+            kill_group(pid, None);
         }
     }
     if handover.fence_state().is_some_and(|s| s.armed) && !fence.arm() {
@@ -115,7 +115,7 @@ pub(super) fn take_over(
                 pid,
                 "the fence deadline passed while re-executing; killing postgres"
             );
-            kill_group(pid as i32);
+            kill_group(pid as i32, None);
         }
     }
     match handover.keeper {

@@ -5,6 +5,7 @@ use std::io::{BufRead, Write};
 use std::time::Duration;
 
 use super::board::{DeadlineBoard, BOARD_OFF_LINE};
+use super::instance::KnownInstance;
 use super::{ask_fast_shutdown, kill_group, monotonic_ns, FenceState, FenceStep};
 
 /// What the reader thread passes on from the keeper's input.
@@ -49,7 +50,13 @@ pub fn run_keeper(
     // The deadline for which the fast shutdown was asked for (once per deadline).
     let mut demoted_for = None;
     let mut fenced = 0;
+    // The armed target's data directory, read while its postmaster lives: when the deadman dies
+    // its guardian takes the postmaster down with it, and the backends left must still go.
+    let mut known = KnownInstance::default();
     loop {
+        if let Some(s) = current.filter(|s| s.armed) {
+            known.learn(s.pgid);
+        }
         // Confirmations since the last line: the board holds the deadline in force.
         current = current.map(|s| s.with_board_deadline(board.as_ref().and_then(|b| b.read())));
         let now = monotonic_ns();
@@ -73,7 +80,7 @@ pub fn run_keeper(
             continue;
         }
         if let (Some(s), FenceStep::Kill) = (current, step) {
-            fenced += kill(s, "deadline passed", &mut log);
+            fenced += kill(s, &known, "deadline passed", &mut log);
             current = None;
             continue;
         }
@@ -82,7 +89,7 @@ pub fn run_keeper(
             Ok(Input::BoardOff) => board = None,
             Ok(Input::Closed) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
                 if let Some(s) = current.filter(|s| s.armed) {
-                    fenced += kill(s, "deadman gone while armed", &mut log);
+                    fenced += kill(s, &known, "deadman gone while armed", &mut log);
                 }
                 return fenced;
             }
@@ -92,9 +99,9 @@ pub fn run_keeper(
 }
 
 /// Kills the state's process group and says so; 1 if something was killed.
-fn kill(s: FenceState, why: &str, log: &mut dyn Write) -> u64 {
+fn kill(s: FenceState, known: &KnownInstance, why: &str, log: &mut dyn Write) -> u64 {
     let now = monotonic_ns();
-    if kill_group(s.pgid) {
+    if kill_group(s.pgid, known.dir(s.pgid)) {
         let _ = writeln!(
             log,
             "zgres fence keeper: {why}; killed PostgreSQL group {} (deadline {} ns, now {} ms past it)",

@@ -1,0 +1,163 @@
+//! Killing a PostgreSQL instance whole: its postmaster's process group, then every other
+//! process of the instance.
+//!
+//! Every process a postmaster starts (backends, walsenders, the checkpointer, ...) calls
+//! `setsid()` and leads a process group of its own, so killing the postmaster's group leaves
+//! them running. An idle backend exits once it notices its postmaster died, but one in the middle
+//! of a statement finishes it first and commits it, writing and flushing the WAL itself; a
+//! frozen one (SIGSTOP, storage that hangs) commits whenever it thaws. Killing only the
+//! postmaster could so let a write be acknowledged by a fenced primary after another node was
+//! promoted. After the group, every process running a `postgres` binary whose working directory
+//! is the instance's data directory (PostgreSQL works in its data directory) is killed too.
+//!
+//! Only `/proc` is read, never the data directory's file system (which may be the thing that
+//! hangs): the directory is the postmaster's working directory as the kernel reports it, read
+//! while the postmaster lives.
+
+use std::path::{Path, PathBuf};
+
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::unistd::{getpgid, Pid};
+
+/// How many times `/proc` is swept: a process forked while a sweep passed it is found by the
+/// next one (a dead postmaster forks no more, so passes end once one finds nothing).
+const SWEEPS: usize = 4;
+
+/// The data directory of the PostgreSQL whose postmaster is `pid`: its working directory, if
+/// `pid` is a live process running a `postgres` binary. `None` once it is gone (or a zombie).
+pub fn instance_dir(pid: i32) -> Option<PathBuf> {
+    if pid <= 0 || !runs_postgres(pid) {
+        return None;
+    }
+    std::fs::read_link(format!("/proc/{pid}/cwd")).ok()
+}
+
+/// What [`kill_instance`] killed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Killed {
+    /// The postmaster's process group was there to kill.
+    pub group: bool,
+    /// Kills sent to processes of the instance outside that group.
+    pub strays: usize,
+}
+
+impl Killed {
+    /// Whether anything was killed.
+    pub fn any(self) -> bool {
+        self.group || self.strays > 0
+    }
+}
+
+/// Kills PostgreSQL: the process group `pgid` its postmaster leads, then every process of the
+/// instance outside it. The instance is the one in the postmaster's working directory, read
+/// before the kill; if the postmaster is already gone, `known_dir` (as [`instance_dir`] gave
+/// it earlier) names it, and without either only the group is killed. Never blocks on the data
+/// directory's file system.
+pub fn kill_instance(pgid: i32, known_dir: Option<&Path>) -> Killed {
+    if pgid <= 0 {
+        return Killed {
+            group: false,
+            strays: 0,
+        };
+    }
+    let dir = instance_dir(pgid).or_else(|| known_dir.map(Path::to_path_buf));
+    let group = killpg(Pid::from_raw(pgid), Signal::SIGKILL).is_ok();
+    let strays = dir.map_or(0, |dir| kill_strays(&dir));
+    Killed { group, strays }
+}
+
+/// Kills every process of the instance in `dir`; returns how many kills were sent.
+fn kill_strays(dir: &Path) -> usize {
+    let mut sent = 0;
+    for _ in 0..SWEEPS {
+        let found = processes_in(dir);
+        if found.is_empty() {
+            break;
+        }
+        for pid in found {
+            let target = Pid::from_raw(pid);
+            // Each leads its own group (setsid): the group takes whatever it started too
+            // (an archive_command's shell).
+            let killed = if getpgid(Some(target)) == Ok(target) {
+                killpg(target, Signal::SIGKILL).is_ok()
+            } else {
+                kill(target, Signal::SIGKILL).is_ok()
+            };
+            sent += usize::from(killed);
+        }
+    }
+    sent
+}
+
+/// Live processes (not zombies: their working directory is gone) running a `postgres` binary
+/// in `dir`.
+fn processes_in(dir: &Path) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let me = std::process::id() as i32;
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| pid != me)
+        .filter(|&pid| {
+            std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd == dir)
+                && runs_postgres(pid)
+        })
+        .collect()
+}
+
+/// Whether `pid` runs a `postgres` binary (also one replaced on disk since: "postgres (deleted)").
+fn runs_postgres(pid: i32) -> bool {
+    std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| {
+        exe.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n == "postgres" || n.starts_with("postgres "))
+    })
+}
+
+/// The data directory of a postmaster, learned while it lived.
+#[derive(Debug, Default)]
+pub struct KnownInstance {
+    pgid: i32,
+    dir: Option<std::path::PathBuf>,
+}
+
+impl KnownInstance {
+    /// Reads the directory of postmaster `pid` from `/proc` if not yet known for it (two
+    /// `readlink`s; never the data directory's file system).
+    pub fn learn(&mut self, pid: i32) {
+        if pid > 0 && (pid != self.pgid || self.dir.is_none()) {
+            self.pgid = pid;
+            self.dir = instance_dir(pid);
+        }
+    }
+
+    /// The directory of target `pgid`, if learned.
+    pub fn dir(&self, pgid: i32) -> Option<&std::path::Path> {
+        self.dir.as_deref().filter(|_| self.pgid == pgid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_that_is_not_postgres_has_no_instance() {
+        assert_eq!(instance_dir(std::process::id() as i32), None);
+        assert_eq!(instance_dir(0), None);
+        assert_eq!(instance_dir(-1), None);
+    }
+
+    #[test]
+    fn nothing_is_killed_for_no_group() {
+        assert!(!kill_instance(0, None).any());
+    }
+
+    #[test]
+    fn a_directory_without_postgres_processes_has_none() {
+        let dir = std::env::current_dir().unwrap();
+        // The test runner itself works here but is not a postgres binary.
+        assert!(processes_in(&dir).is_empty());
+    }
+}
