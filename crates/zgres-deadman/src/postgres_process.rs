@@ -144,7 +144,15 @@ impl PostgresProcess {
             return Ok(());
         }
         self.write_settings_files()?;
-        let (mut args, env) = setpriv_prefix(&self.config);
+        let (mut args, mut env) = setpriv_prefix(&self.config);
+        // Where the instance's processes will work (the kernel reports a working directory
+        // resolved), for a kill to find them even before the postmaster changed into it.
+        let resolved = std::fs::canonicalize(&self.config.data_dir)
+            .unwrap_or_else(|_| self.config.data_dir.clone());
+        env.push((
+            crate::fence::instance::MARKER.to_owned(),
+            resolved.display().to_string(),
+        ));
         args.push("--".to_owned());
         // Behind a check that the guardian still lives once the parent-death signal is set.
         args.extend(crate::guardian::parent_check::checked(vec![

@@ -7,13 +7,19 @@
 //! of a statement finishes it first and commits it, writing and flushing the WAL itself; a
 //! frozen one (SIGSTOP, storage that hangs) commits whenever it thaws. Killing only the
 //! postmaster could so let a write be acknowledged by a fenced primary after another node was
-//! promoted. After the group, every process running a `postgres` binary whose working directory
-//! is the instance's data directory (PostgreSQL works in its data directory) is killed too.
+//! promoted. After the group, every process of the instance is killed too: every process running
+//! a `postgres` binary whose working directory is the instance's data directory (PostgreSQL
+//! works in it).
 //!
 //! Only `/proc` is read, never the data directory's file system (which may be the thing that
-//! hangs): the directory is the postmaster's working directory as the kernel reports it, read
-//! while the postmaster lives.
+//! hangs). The directory is the postmaster's [`MARKER`], which the deadman sets to the resolved
+//! data directory when it starts it (readable at once, unlike the working directory, which the
+//! postmaster changes a moment after its start; the backends overwrite their own environment
+//! with their process titles, so it marks only the postmaster), or else the working directory
+//! of a postmaster it adopted. It is read while the postmaster lives, or remembered from an
+//! earlier look ([`KnownInstance`]) for a kill after it died.
 
+use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 
 use nix::sys::signal::{kill, killpg, Signal};
@@ -23,27 +29,47 @@ use nix::unistd::{getpgid, Pid};
 /// next one (a dead postmaster forks no more, so passes end once one finds nothing).
 const SWEEPS: usize = 4;
 
-/// The data directory of the PostgreSQL whose postmaster is `pid`: its working directory, if
-/// `pid` is a live process running a `postgres` binary. `None` once it is gone (or a zombie).
+/// The environment variable that names, resolved, the data directory of a postmaster the deadman
+/// started.
+pub const MARKER: &str = "ZGRES_DATA_DIR";
+
+/// The data directory of the PostgreSQL whose postmaster is `pid`, as its [`MARKER`] names it
+/// (else its working directory), if `pid` is a live process running a `postgres` binary. `None`
+/// once it is gone (or a zombie).
 pub fn instance_dir(pid: i32) -> Option<PathBuf> {
     if pid <= 0 || !runs_postgres(pid) {
         return None;
     }
-    std::fs::read_link(format!("/proc/{pid}/cwd")).ok()
+    match marker_of(pid) {
+        Some(dir) => Some(PathBuf::from(std::ffi::OsString::from_vec(dir))),
+        None => std::fs::read_link(format!("/proc/{pid}/cwd")).ok(),
+    }
+}
+
+/// The value of `pid`'s [`MARKER`], if its environment has one.
+fn marker_of(pid: i32) -> Option<Vec<u8>> {
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let prefix = [MARKER.as_bytes(), b"="].concat();
+    environ
+        .split(|&b| b == 0)
+        .find_map(|entry| entry.strip_prefix(prefix.as_slice()))
+        .map(<[u8]>::to_vec)
 }
 
 /// What [`kill_instance`] killed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Killed {
     /// The postmaster's process group was there to kill.
     pub group: bool,
     /// Kills sent to processes of the instance outside that group.
     pub strays: usize,
+    /// The instance's data directory, as found (`None`: only the group could be killed).
+    pub dir: Option<PathBuf>,
 }
 
 impl Killed {
     /// Whether anything was killed.
-    pub fn any(self) -> bool {
+    pub fn any(&self) -> bool {
         self.group || self.strays > 0
     }
 }
@@ -58,12 +84,13 @@ pub fn kill_instance(pgid: i32, known_dir: Option<&Path>) -> Killed {
         return Killed {
             group: false,
             strays: 0,
+            dir: None,
         };
     }
     let dir = instance_dir(pgid).or_else(|| known_dir.map(Path::to_path_buf));
     let group = killpg(Pid::from_raw(pgid), Signal::SIGKILL).is_ok();
-    let strays = dir.map_or(0, |dir| kill_strays(&dir));
-    Killed { group, strays }
+    let strays = dir.as_deref().map_or(0, kill_strays);
+    Killed { group, strays, dir }
 }
 
 /// Kills every process of the instance in `dir`; returns how many kills were sent.
@@ -123,13 +150,18 @@ pub struct KnownInstance {
 }
 
 impl KnownInstance {
-    /// Reads the directory of postmaster `pid` from `/proc` if not yet known for it (two
-    /// `readlink`s; never the data directory's file system).
+    /// Reads the directory of postmaster `pid` from `/proc` again (never the data directory's
+    /// file system), keeping the last one read once it is gone.
     pub fn learn(&mut self, pid: i32) {
-        if pid > 0 && (pid != self.pgid || self.dir.is_none()) {
-            self.pgid = pid;
-            self.dir = instance_dir(pid);
+        if pid <= 0 {
+            return;
         }
+        match instance_dir(pid) {
+            Some(dir) => self.dir = Some(dir),
+            None if pid != self.pgid => self.dir = None,
+            None => {}
+        }
+        self.pgid = pid;
     }
 
     /// The directory of target `pgid`, if learned.
@@ -156,8 +188,22 @@ mod tests {
 
     #[test]
     fn a_directory_without_postgres_processes_has_none() {
-        let dir = std::env::current_dir().unwrap();
-        // The test runner itself works here but is not a postgres binary.
-        assert!(processes_in(&dir).is_empty());
+        assert!(processes_in(Path::new("/nonexistent/zgres-test")).is_empty());
+    }
+
+    #[test]
+    fn the_marker_is_read_from_a_process_environment() {
+        let child = std::process::Command::new("sleep")
+            .arg("30")
+            .env(MARKER, "/srv/pg data/main")
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let found = marker_of(pid);
+        let mut child = child;
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(found.as_deref(), Some(b"/srv/pg data/main".as_slice()));
+        assert_eq!(marker_of(std::process::id() as i32), None);
     }
 }

@@ -5,8 +5,8 @@ use std::io::{BufRead, Write};
 use std::time::Duration;
 
 use super::board::{DeadlineBoard, BOARD_OFF_LINE};
-use super::instance::KnownInstance;
-use super::{ask_fast_shutdown, kill_group, monotonic_ns, FenceState, FenceStep};
+use super::instance::{kill_instance, KnownInstance};
+use super::{ask_fast_shutdown, monotonic_ns, FenceState, FenceStep};
 
 /// What the reader thread passes on from the keeper's input.
 enum Input {
@@ -98,14 +98,18 @@ pub fn run_keeper(
     }
 }
 
-/// Kills the state's process group and says so; 1 if something was killed.
+/// Kills PostgreSQL whole (its postmaster's group and the instance's other processes, see
+/// [`super::instance`]) and says so; 1 if something was killed.
 fn kill(s: FenceState, known: &KnownInstance, why: &str, log: &mut dyn Write) -> u64 {
     let now = monotonic_ns();
-    if kill_group(s.pgid, known.dir(s.pgid)) {
+    let killed = kill_instance(s.pgid, known.dir(s.pgid));
+    if killed.any() {
         let _ = writeln!(
             log,
-            "zgres fence keeper: {why}; killed PostgreSQL group {} (deadline {} ns, now {} ms past it)",
+            "zgres fence keeper: {why}; killed PostgreSQL group {} and {} of its processes outside it (instance in {}; deadline {} ns, now {} ms past it)",
             s.pgid,
+            killed.strays,
+            killed.dir.as_deref().map_or("an unknown directory".into(), |d| d.display().to_string()),
             s.deadline_ns,
             now.saturating_sub(s.deadline_ns) / 1_000_000
         );

@@ -1,5 +1,8 @@
-//! A primary whose PostgreSQL freezes with a write in flight (storage that hangs; here SIGSTOP
-//! of every process of the instance), then thaws after another node took over.
+//! Killing PostgreSQL takes the whole instance. Every process a postmaster starts leads a
+//! process group of its own, so a kill of the postmaster's group left its backends running; a
+//! busy one finished its statement and committed it, its client told so, after another node had
+//! been promoted. Here with a write in flight on a primary whose PostgreSQL freezes (storage that
+//! hangs), and on one whose deadman is killed.
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -20,7 +23,51 @@ async fn a_frozen_primarys_write_in_flight_is_not_acknowledged_after_the_handove
     group.wait_following(1, 0).await;
     let postmaster = group.nodes[0].postmaster_pid().unwrap();
 
-    // Busy for 3 s (so it does not notice its postmaster's death), then a write.
+    let (backend, write) = start_long_write(&group, 3).await;
+
+    let frozen = freeze_instance(postmaster);
+    assert!(frozen.contains(&backend), "the writing backend is frozen");
+    assert_eq!(group.wait_primary(&[0]).await, 1);
+    for pid in &frozen {
+        let _ = kill(Pid::from_raw(*pid), Signal::SIGCONT);
+    }
+
+    assert_not_acknowledged(&group, write).await;
+    let log = group.nodes[0].log_text();
+    assert!(
+        log.contains("outside the postmaster's group"),
+        "the deadman says it killed the backends too\n{log}"
+    );
+}
+
+/// The primary's deadman is killed (kill -9, the OOM killer) with a 10 s write in flight. Its
+/// guardian dies with it and the kernel kills the postmaster; the fence keeper, seeing the
+/// deadman gone while armed, kills PostgreSQL at once: the whole instance, the busy backend
+/// included, from the data directory it learned while the postmaster lived. The replica takes
+/// over; the write fails instead of committing 10 s later beside the new primary's writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_deadmans_write_in_flight_is_not_acknowledged_after_the_handover() {
+    let mut group = Group::prepare(2, Timing::default()).await;
+    group.start_all().await;
+    assert_eq!(group.wait_primary(&[]).await, 0);
+    group.wait_following(1, 0).await;
+    let (_, write) = start_long_write(&group, 10).await;
+
+    kill(
+        Pid::from_raw(group.nodes[0].deadman_pid() as i32),
+        Signal::SIGKILL,
+    )
+    .unwrap();
+    assert_eq!(group.wait_primary(&[0]).await, 1);
+    assert_not_acknowledged(&group, write).await;
+}
+
+type LongWrite = tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>;
+
+/// Starts, on node 0, a statement that is busy for `secs` seconds (so it does not notice its
+/// postmaster's death), then inserts `('late', 1)` into `writes`; returns its backend's pid once
+/// it runs.
+async fn start_long_write(group: &Group, secs: u32) -> (i32, LongWrite) {
     let writer = group.nodes[0].client().await.unwrap();
     let backend: i32 = writer
         .query_one("SELECT pg_backend_pid()", &[])
@@ -29,12 +76,12 @@ async fn a_frozen_primarys_write_in_flight_is_not_acknowledged_after_the_handove
         .get(0);
     let write = tokio::spawn(async move {
         writer
-            .batch_execute(
+            .batch_execute(&format!(
                 "DO $$ BEGIN
-                   WHILE clock_timestamp() < statement_timestamp() + interval '3 s' LOOP END LOOP;
-                   INSERT INTO writes (node, seq) VALUES ('frozen', 1);
-                 END $$",
-            )
+                   WHILE clock_timestamp() < statement_timestamp() + interval '{secs} s' LOOP END LOOP;
+                   INSERT INTO writes (node, seq) VALUES ('late', 1);
+                 END $$"
+            ))
             .await
     });
     let observer = group.nodes[0].client().await.unwrap();
@@ -50,35 +97,28 @@ async fn a_frozen_primarys_write_in_flight_is_not_acknowledged_after_the_handove
     })
     .await
     .unwrap();
-    drop(observer);
+    (backend, write)
+}
 
-    let frozen = freeze_instance(postmaster);
-    assert!(frozen.contains(&backend), "the writing backend is frozen");
-    assert_eq!(group.wait_primary(&[0]).await, 1);
-    for pid in &frozen {
-        let _ = kill(Pid::from_raw(*pid), Signal::SIGCONT);
-    }
-
+/// The long write on the old primary ended in an error, and node 1 (the new primary) has no row
+/// of it.
+async fn assert_not_acknowledged(group: &Group, write: LongWrite) {
     let outcome = tokio::time::timeout(DEADLINE, write)
         .await
         .expect("the long write to end")
         .unwrap();
     assert!(
         outcome.is_err(),
-        "the frozen primary acknowledged a write after node 1 was promoted\n{}",
-        group.logs()
+        "the old primary acknowledged a write after node 1 was promoted\n{}\n{}",
+        group.logs(),
+        group.nodes[0].log_text()
     );
     let new = group.nodes[1].client().await.unwrap();
     let row = new
-        .query_one("SELECT count(*) FROM writes WHERE node = 'frozen'", &[])
+        .query_one("SELECT count(*) FROM writes WHERE node = 'late'", &[])
         .await
         .unwrap();
     assert_eq!(row.get::<_, i64>(0), 0, "the write reached no primary");
-    let log = group.nodes[0].log_text();
-    assert!(
-        log.contains("outside the postmaster's group"),
-        "the deadman says it killed the backends too\n{log}"
-    );
 }
 
 /// SIGSTOPs postmaster `pid` (it forks no more), then every process it started; returns them all.
