@@ -150,10 +150,12 @@ pub struct KnownInstance {
 }
 
 impl KnownInstance {
-    /// Reads the directory of postmaster `pid` from `/proc` again (never the data directory's
-    /// file system), keeping the last one read once it is gone.
+    /// Reads the directory of postmaster `pid` from `/proc` unless already known for it (never
+    /// the data directory's file system); what was read is kept once the postmaster is gone.
+    /// Just after its start the postmaster may not run `postgres` yet (`setpriv` execs it): it
+    /// is read again at the next call.
     pub fn learn(&mut self, pid: i32) {
-        if pid <= 0 {
+        if pid <= 0 || (pid == self.pgid && self.dir.is_some()) {
             return;
         }
         match instance_dir(pid) {
