@@ -75,10 +75,9 @@ impl Killed {
 }
 
 /// Kills PostgreSQL: the process group `pgid` its postmaster leads, then every process of the
-/// instance outside it. The instance is the one in the postmaster's working directory, read
-/// before the kill; if the postmaster is already gone, `known_dir` (as [`instance_dir`] gave
-/// it earlier) names it, and without either only the group is killed. Never blocks on the data
-/// directory's file system.
+/// instance outside it. The instance is `known_dir` (as [`instance_dir`] gave it earlier, while
+/// the postmaster lived), else read from the postmaster before the kill; without either only
+/// the group is killed. Never touches the data directory's file system.
 pub fn kill_instance(pgid: i32, known_dir: Option<&Path>) -> Killed {
     if pgid <= 0 {
         return Killed {
@@ -87,7 +86,13 @@ pub fn kill_instance(pgid: i32, known_dir: Option<&Path>) -> Killed {
             dir: None,
         };
     }
-    let dir = instance_dir(pgid).or_else(|| known_dir.map(Path::to_path_buf));
+    // An earlier look first: reading a process's environment takes its memory map's lock,
+    // which a postmaster stuck in a page fault on hung storage could hold up; its working
+    // directory and executable, read by the sweep, need no such lock.
+    let dir = match known_dir {
+        Some(dir) => Some(dir.to_path_buf()),
+        None => instance_dir(pgid),
+    };
     let group = killpg(Pid::from_raw(pgid), Signal::SIGKILL).is_ok();
     let strays = dir.as_deref().map_or(0, kill_strays);
     Killed { group, strays, dir }
