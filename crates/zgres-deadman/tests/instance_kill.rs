@@ -62,6 +62,50 @@ async fn a_killed_deadmans_write_in_flight_is_not_acknowledged_after_the_handove
     assert_not_acknowledged(&group, write).await;
 }
 
+/// The primary's deadman and its fence keeper killed together (the OOM killer taking both)
+/// with a 10 s write in flight: the kernel kills the guardian and the postmaster, and nothing is
+/// left to kill the busy backend. The deadman, started again (systemd's `Restart=`), kills it
+/// before anything else, and its write fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_deadman_kills_the_backends_a_dead_instance_left() {
+    let mut group = Group::prepare(2, Timing::default()).await;
+    group.start_all().await;
+    assert_eq!(group.wait_primary(&[]).await, 0);
+    group.wait_following(1, 0).await;
+    let (backend, write) = start_long_write(&group, 10).await;
+
+    let postmaster = group.nodes[0].postmaster_pid().unwrap();
+    let deadman = group.nodes[0].deadman_pid();
+    let keeper = zgres_testkit::proc_usage::child_with_arg(deadman, "--fence-keeper")
+        .expect("the primary's fence keeper");
+    kill(Pid::from_raw(keeper as i32), Signal::SIGKILL).unwrap();
+    kill(Pid::from_raw(deadman as i32), Signal::SIGKILL).unwrap();
+    poll::until(
+        "the postmaster to die with its guardian",
+        DEADLINE,
+        || async {
+            let state = std::fs::read_to_string(format!("/proc/{postmaster}/stat")).ok();
+            let dead =
+                state.is_none_or(|s| s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z')));
+            dead.then_some(())
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        std::path::Path::new(&format!("/proc/{backend}")).exists(),
+        "the busy backend outlived its postmaster"
+    );
+
+    group.start(0);
+    assert_not_acknowledged(&group, write).await;
+    let log = group.nodes[0].log_text();
+    assert!(
+        log.contains("left running by a postmaster that died"),
+        "the restarted deadman says what it killed\n{log}"
+    );
+}
+
 type LongWrite = tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>;
 
 /// Starts, on node 0, a statement that is busy for `secs` seconds (so it does not notice its

@@ -22,7 +22,7 @@ impl Daemon {
     /// A PostgreSQL already running on our data directory: taken over from its guardian when a
     /// deadman stopped in a paused group left it running; otherwise it was not started by
     /// zgres: stop it, so that the one that runs is under our guardian (for instant crash
-    /// detection and fencing).
+    /// detection and fencing). With none running, what a dead one left is killed.
     pub(super) async fn adopt_foreign_postmaster(&mut self) {
         if self.pg.process.pid().is_none() {
             if let Err(e) = self.pg.process.attach(None) {
@@ -35,6 +35,27 @@ impl Daemon {
         {
             crate::postgres_process::stop_foreign(pid, self.config.timing.stop_timeout).await;
             self.refresh_control().await;
+        }
+        if self.pg.process.pid().is_none()
+            && data_dir::foreign_postmaster(&self.config.postgres).is_none()
+        {
+            self.kill_leftover_backends();
+        }
+    }
+
+    /// No postmaster runs on our data directory: kills the backends a dead one may have left
+    /// (see [`crate::fence::instance::kill_leftovers`]).
+    fn kill_leftover_backends(&self) {
+        let Ok(dir) = std::fs::canonicalize(&self.config.postgres.data_dir) else {
+            return;
+        };
+        let killed = crate::fence::instance::kill_leftovers(&dir);
+        if killed > 0 {
+            tracing::warn!(
+                killed,
+                data_dir = %dir.display(),
+                "killed PostgreSQL processes left running by a postmaster that died (its deadman and fence keeper were killed together)"
+            );
         }
     }
 

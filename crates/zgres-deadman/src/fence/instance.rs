@@ -98,6 +98,15 @@ pub fn kill_instance(pgid: i32, known_dir: Option<&Path>) -> Killed {
     Killed { group, strays, dir }
 }
 
+/// Kills what is left of a dead instance in `dir` (the resolved data directory, with no live
+/// postmaster of its own: the caller checks): backends whose postmaster died while nothing was
+/// there to kill them (its deadman and fence keeper killed together). Busy, they can still
+/// commit; alive, they keep a new postmaster from starting ("pre-existing shared memory block
+/// is still in use"). Returns how many kills were sent.
+pub fn kill_leftovers(dir: &Path) -> usize {
+    kill_strays(dir)
+}
+
 /// Kills every process of the instance in `dir`; returns how many kills were sent.
 fn kill_strays(dir: &Path) -> usize {
     let mut sent = 0;

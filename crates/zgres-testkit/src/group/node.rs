@@ -140,7 +140,8 @@ impl Node {
             .then_some(pid)
     }
 
-    /// kill -9 of PostgreSQL (the whole process group: postmaster and backends).
+    /// kill -9 of the postmaster's process group, as a crash would (each backend leads a group
+    /// of its own: an idle one exits when it sees its postmaster gone).
     pub fn kill_postgres(&self) {
         if let Some(pid) = self.postmaster_pid() {
             let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
