@@ -5,7 +5,8 @@
 //! reaching every ZooKeeper member through its own fault proxies), and zgres-sync keeping a
 //! real pgbouncer. Clients write on every node and through pgbouncer, recording each write's
 //! unique id, the server that acknowledged it and the client's monotonic send and acknowledge
-//! times. Episodes of one or two overlapping faults, drawn from a printed seed, follow one
+//! times (with `--long-writes`, also a writer whose statements keep the primary's backend busy
+//! for seconds: [`long_writer`]). Episodes of one or two overlapping faults, drawn from a printed seed, follow one
 //! another; after each, the run waits until the group is whole again (one primary, every other
 //! node streaming from it, pgbouncer writing to it) and times it. A supervisor restarts a dead
 //! deadman after a random delay, as systemd would.
@@ -22,6 +23,7 @@ pub mod disk;
 pub mod faults;
 pub mod health;
 pub mod lag;
+pub mod long_writer;
 pub mod losses;
 pub mod paused_stop;
 pub mod peer_router;

@@ -60,6 +60,11 @@ struct Args {
     /// where none of them can be drawn (a second fault on the ensemble) any kind is.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// Also run a writer whose every write keeps the primary's backend busy for 3 s before it
+    /// inserts: a fence or crash that left backends running would let one commit beside the
+    /// new primary. Costs about half a core.
+    #[arg(long)]
+    long_writes: bool,
 }
 
 /// Under `cargo run`, builds the daemons it runs with the same profile first, so that they
@@ -131,6 +136,7 @@ fn main() -> ExitCode {
             Timing::Defaults => Profile::Defaults,
         },
         soak: args.soak,
+        long_writes: args.long_writes,
     };
     // Read by the testkit when it starts the ensemble; nothing else runs yet.
     std::env::set_var(

@@ -10,6 +10,7 @@ use crate::cluster::{Cluster, SIZE};
 use crate::faults::{Nemesis, Scheduled};
 use crate::health;
 use crate::lag::LagSampler;
+use crate::long_writer::LongWriter;
 use crate::report::{self, Episode};
 use crate::supervisor::Supervisor;
 use crate::workload::Workload;
@@ -68,6 +69,8 @@ pub struct Options {
     pub soak: Option<Duration>,
     /// Draw only these kinds (indexes into [`crate::faults::KINDS`]; empty: every kind).
     pub only: Vec<usize>,
+    /// Also run the long writer ([`crate::long_writer`]).
+    pub long_writes: bool,
 }
 
 /// How a run ended.
@@ -130,6 +133,10 @@ pub async fn run(options: &Options, out: &mut impl Write) -> Outcome {
     let session = cluster.session_timeout();
     let epoch = Instant::now();
     let workload = Workload::start(cluster.client_targets(), epoch);
+    let long_writer = options.long_writes.then(|| {
+        let nodes = cluster.node_targets().into_iter().map(|(_, c)| c).collect();
+        LongWriter::start(nodes, epoch)
+    });
     let lag = LagSampler::start(cluster.node_targets(), epoch);
     let disk_full = match cluster.disks_unavailable() {
         Some(why) => {
@@ -190,7 +197,12 @@ pub async fn run(options: &Options, out: &mut impl Write) -> Outcome {
             break;
         }
     }
-    let acks = workload.finish().await;
+    let mut acks = workload.finish().await;
+    if let Some(long_writer) = long_writer {
+        let long = long_writer.finish().await;
+        let _ = writeln!(out, "long writes acknowledged: {}", long.len());
+        acks.extend(long);
+    }
     let record = Record {
         lag: lag.finish().await,
         final_ids: cluster.final_ids().await,
