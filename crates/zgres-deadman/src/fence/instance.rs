@@ -215,7 +215,13 @@ mod tests {
             .spawn()
             .unwrap();
         let pid = child.id() as i32;
-        let found = marker_of(pid);
+        // The new image's environment shows once the child has executed `sleep`.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut found = marker_of(pid);
+        while found.is_none() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            found = marker_of(pid);
+        }
         let mut child = child;
         child.kill().unwrap();
         child.wait().unwrap();
