@@ -33,17 +33,22 @@ const SWEEPS: usize = 4;
 /// started.
 pub const MARKER: &str = "ZGRES_DATA_DIR";
 
-/// The data directory of the PostgreSQL whose postmaster is `pid`, as its [`MARKER`] names it
-/// (else its working directory), if `pid` is a live process running a `postgres` binary. `None`
-/// once it is gone (or a zombie).
+/// The data directory of the PostgreSQL whose postmaster is `pid`: as its [`MARKER`] names it,
+/// else its working directory if it is a live process running a `postgres` binary. `None` once
+/// it is gone (or a zombie).
 pub fn instance_dir(pid: i32) -> Option<PathBuf> {
-    if pid <= 0 || !runs_postgres(pid) {
+    if pid <= 0 {
         return None;
     }
-    match marker_of(pid) {
-        Some(dir) => Some(PathBuf::from(std::ffi::OsString::from_vec(dir))),
-        None => std::fs::read_link(format!("/proc/{pid}/cwd")).ok(),
+    // The marker is ours, and already in the environment of the `setpriv` that is about to
+    // become the postmaster: no need to wait for it to run `postgres`.
+    if let Some(dir) = marker_of(pid) {
+        return Some(PathBuf::from(std::ffi::OsString::from_vec(dir)));
     }
+    if !runs_postgres(pid) {
+        return None;
+    }
+    std::fs::read_link(format!("/proc/{pid}/cwd")).ok()
 }
 
 /// The value of `pid`'s [`MARKER`], if its environment has one.
