@@ -223,7 +223,7 @@ impl FenceClock {
 /// Kills PostgreSQL whole with SIGKILL: the process group its postmaster `pgid` leads and every
 /// process of the instance outside it (see [`instance`]); `known_dir` names the instance when
 /// the postmaster may already be gone. Returns whether anything was there to kill.
-pub fn kill_group(pgid: i32, known_dir: Option<&std::path::Path>) -> bool {
+pub fn kill_postgres(pgid: i32, known_dir: Option<&std::path::Path>) -> bool {
     let killed = instance::kill_instance(pgid, known_dir);
     if killed.strays > 0 {
         tracing::warn!(
@@ -281,7 +281,7 @@ impl FenceThread {
                         }
                     }
                     if let Some(pgid) = clock.due(now) {
-                        if kill_group(pgid, known.dir(pgid)) {
+                        if kill_postgres(pgid, known.dir(pgid)) {
                             tracing::error!(
                                 pgid,
                                 late_by_ms = now.saturating_sub(deadline) / 1_000_000,

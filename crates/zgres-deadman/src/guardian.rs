@@ -308,7 +308,7 @@ fn follow(
             }
         }
         if !alive(pid) {
-            crate::fence::kill_group(postmaster, None);
+            crate::fence::kill_postgres(postmaster, None);
             eprintln!(
                 "zgres postmaster guardian: deadman {pid} died without detaching; killed PostgreSQL {postmaster}"
             );

@@ -337,7 +337,7 @@ impl PostgresProcess {
             // Backends outlive a killed postmaster (each leads a group of its own), a busy one
             // long enough to commit its statement: take them down too.
             if let Some(pid) = child.id() {
-                crate::fence::kill_group(pid as i32, self.instance.dir(pid as i32));
+                crate::fence::kill_postgres(pid as i32, self.instance.dir(pid as i32));
             }
         }
         self.fence.set_target(0);
@@ -382,7 +382,7 @@ impl PostgresProcess {
         };
         let group = Pid::from_raw(pid as i32);
         if immediate {
-            crate::fence::kill_group(pid as i32, self.instance.dir(pid as i32));
+            crate::fence::kill_postgres(pid as i32, self.instance.dir(pid as i32));
         } else {
             let _ = nix::sys::signal::kill(group, Signal::SIGINT);
         }
@@ -393,7 +393,7 @@ impl PostgresProcess {
         };
         if tokio::time::timeout(timeout, wait).await.is_err() {
             tracing::warn!(?timeout, "postgres did not stop in time; killing it");
-            crate::fence::kill_group(pid as i32, self.instance.dir(pid as i32));
+            crate::fence::kill_postgres(pid as i32, self.instance.dir(pid as i32));
         }
         let status = match self.child.as_mut() {
             Some(child) => child.wait().await,

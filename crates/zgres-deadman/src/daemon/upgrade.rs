@@ -10,7 +10,7 @@ use super::Daemon;
 use crate::callbacks_due::{CallbackRole, Running};
 use crate::config::PostgresConfig;
 use crate::fence::keeper::Keeper;
-use crate::fence::{kill_group, FenceClock};
+use crate::fence::{kill_postgres, FenceClock};
 use crate::handover::{GuardianHandover, Handover, RunningPostgres, SessionHandover};
 use crate::postgres_process::PostgresProcess;
 
@@ -105,7 +105,7 @@ pub(super) fn take_over(
         if let Err(e) = postgres.adopt(pid as u32) {
             // Unsupervised PostgreSQL must not run: the keeper could not be told when it exits.
             tracing::error!(error = %e, pid, "cannot watch the running postgres; killing it");
-            kill_group(pid, None);
+            kill_postgres(pid, None);
         }
     }
     if handover.fence_state().is_some_and(|s| s.armed) && !fence.arm() {
@@ -115,7 +115,7 @@ pub(super) fn take_over(
                 pid,
                 "the fence deadline passed while re-executing; killing postgres"
             );
-            kill_group(pid as i32, None);
+            kill_postgres(pid as i32, None);
         }
     }
     match handover.keeper {
