@@ -78,6 +78,9 @@ async fn a_restarted_deadman_kills_the_backends_a_dead_instance_left() {
     let deadman = group.nodes[0].deadman_pid();
     let keeper = zgres_testkit::proc_usage::child_with_arg(deadman, "--fence-keeper")
         .expect("the primary's fence keeper");
+    // Stopped first: a running deadman that sees its keeper die starts a new one at once, and
+    // that one kills the backend itself (seen on a loaded CI machine between the two kills).
+    kill(Pid::from_raw(deadman as i32), Signal::SIGSTOP).unwrap();
     kill(Pid::from_raw(keeper as i32), Signal::SIGKILL).unwrap();
     kill(Pid::from_raw(deadman as i32), Signal::SIGKILL).unwrap();
     poll::until(
