@@ -130,3 +130,20 @@ pub async fn whole(ports: &[u16], bouncer_conninfo: &str) -> Result<u16, NotWhol
     }
     Ok(primary)
 }
+
+/// Whether the node on `port` answers and has `table` (on a standby: replayed).
+pub async fn has_table(port: u16, table: &str) -> bool {
+    let Some(client) = connect(&format!(
+        "host=127.0.0.1 port={port} user=postgres dbname=postgres connect_timeout=2"
+    ))
+    .await
+    else {
+        return false;
+    };
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&table];
+    let query = client.query_one("SELECT to_regclass($1) IS NOT NULL", &params);
+    matches!(
+        tokio::time::timeout(ANSWER_WITHIN, query).await,
+        Ok(Ok(row)) if row.get::<_, bool>(0)
+    )
+}

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::checker::{self, Record, Verdict};
-use crate::cluster::{Cluster, SIZE};
+use crate::cluster::{Cluster, SIZE, TABLE};
 use crate::faults::{Nemesis, Scheduled};
 use crate::health;
 use crate::lag::LagSampler;
@@ -87,6 +87,8 @@ pub struct Outcome {
 /// After its faults end, an episode fails when the group is not whole within two session
 /// timeouts plus this (a rewind or a clone, and the supervisor's restart delay).
 const REPAIR_ALLOWANCE: Duration = Duration::from_secs(90);
+/// How long a new group may take to be whole, with the workload's table everywhere.
+const READY_WITHIN: Duration = Duration::from_secs(60);
 /// How often the run looks at its faults and the supervisor at the deadmen.
 const TICK: Duration = Duration::from_millis(50);
 
@@ -131,6 +133,13 @@ pub async fn run(options: &Options, out: &mut impl Write) -> Outcome {
         };
     }
     let session = cluster.session_timeout();
+    if !wait_ready(&cluster, out).await {
+        return Outcome {
+            episodes: Vec::new(),
+            verdict: None,
+            passed: false,
+        };
+    }
     let epoch = Instant::now();
     let workload = Workload::start(cluster.client_targets(), epoch);
     let long_writer = options.long_writes.then(|| {
@@ -213,7 +222,13 @@ pub async fn run(options: &Options, out: &mut impl Write) -> Outcome {
     };
     let verdict = checker::check(&record);
     report::fill_write_gaps(&mut episodes, &record.acks);
+    // A run whose clients never wrote checked nothing.
+    let wrote = !record.acks.is_empty();
+    if !wrote {
+        let _ = writeln!(out, "FAILED: no write was acknowledged in the whole run");
+    }
     let passed = recovered_every_time
+        && wrote
         && operation_failovers.is_empty()
         && verdict.passed(options.synchronous);
     let _ = report::print(out, &episodes, &verdict, &record, options.synchronous);
@@ -331,6 +346,39 @@ async fn wait_whole(
         if Instant::now() >= deadline {
             let _ = writeln!(out, "    not whole within {limit:?}: {last}");
             return None;
+        }
+        tokio::time::sleep(TICK).await;
+    }
+}
+
+/// Waits, at most [`READY_WITHIN`], until the group is whole and every node has the
+/// workload's table: in asynchronous mode a primary lost before the table reached the standbys
+/// would leave the next one without it, and every write of the run would fail. Says why not.
+async fn wait_ready(cluster: &Cluster, out: &mut impl Write) -> bool {
+    let deadline = Instant::now() + READY_WITHIN;
+    let ports = cluster.ports();
+    loop {
+        let last = match health::whole(&ports, &cluster.bouncer_conninfo()).await {
+            Err(why) => why.to_string(),
+            Ok(_) => {
+                let mut missing = Vec::new();
+                for &port in &ports {
+                    if !health::has_table(port, TABLE).await {
+                        missing.push(port);
+                    }
+                }
+                if missing.is_empty() {
+                    return true;
+                }
+                format!("{TABLE} not yet on the nodes on ports {missing:?}")
+            }
+        };
+        if Instant::now() >= deadline {
+            let _ = writeln!(
+                out,
+                "the group was not ready within {READY_WITHIN:?}: {last}"
+            );
+            return false;
         }
         tokio::time::sleep(TICK).await;
     }
