@@ -43,6 +43,8 @@ pub struct Cluster {
     inbound: Vec<Inbound>,
     /// Per node, the pid of its deadman while this run holds it stopped.
     paused: Vec<Option<u32>>,
+    /// Per node, its PostgreSQL's processes while this run holds them stopped.
+    frozen: Vec<Vec<i32>>,
     /// The `zgresctl restart`s started and not yet collected: exit code and output.
     operations: Vec<std::thread::JoinHandle<(i32, String)>>,
     /// Deadmen to stop, and stopped, in a paused group.
@@ -135,6 +137,7 @@ impl Cluster {
             zookeeper_links,
             inbound,
             paused: vec![None; SIZE],
+            frozen: vec![Vec::new(); SIZE],
             paused_stops: PausedStops::default(),
             operations: Vec::new(),
         }
@@ -199,6 +202,11 @@ impl Cluster {
                 }
             }
             Fault::KillPostgres(n) => self.group.nodes[n].kill_postgres(),
+            Fault::FreezePostgres(n) => {
+                if let Some(pid) = self.group.nodes[n].postmaster_pid() {
+                    self.frozen[n] = crate::freeze::freeze(pid);
+                }
+            }
             Fault::PauseDeadman(n) => {
                 if let Some(deadman) = &self.group.nodes[n].deadman {
                     let pid = deadman.pid();
@@ -285,6 +293,7 @@ impl Cluster {
             | Fault::KillPostgres(_)
             | Fault::ReexecDeadman(_)
             | Fault::RollingRestart => {}
+            Fault::FreezePostgres(n) => crate::freeze::thaw(&std::mem::take(&mut self.frozen[n])),
             Fault::PauseDeadman(n) => {
                 // Only the process this run stopped: a kill meanwhile may have replaced it.
                 let current = self.group.nodes[n].deadman.as_ref().map(|d| d.pid());

@@ -69,10 +69,14 @@ pub enum Fault {
         /// The node whose deadman reaches only that member.
         stranded: usize,
     },
+    /// Every process of a node's PostgreSQL stopped (hung storage), continued at the end:
+    /// longer than the restart bound, so a frozen primary is handed over. Drawn only when
+    /// named in `--only` ([`crate::freeze`]).
+    FreezePostgres(usize),
 }
 
 /// The kinds, for the figures per kind.
-pub const KINDS: [&str; 17] = [
+pub const KINDS: [&str; 18] = [
     "kill-node",
     "kill-postgres",
     "pause-deadman",
@@ -90,7 +94,11 @@ pub const KINDS: [&str; 17] = [
     "zk-member-down",
     "zk-quorum-lost",
     "zk-member-cut",
+    "pg-freeze",
 ];
+
+/// Kinds drawn only when named (`--only`): they change what a default run draws otherwise.
+const NAMED_ONLY: [usize; 1] = [17];
 
 /// The index in [`KINDS`] of the kind named `name`.
 pub fn kind_index(name: &str) -> Option<usize> {
@@ -118,6 +126,7 @@ impl Fault {
             Fault::ZookeeperMemberDown(_) => 14,
             Fault::ZookeeperQuorumLost(_) => 15,
             Fault::ZookeeperMemberCut { .. } => 16,
+            Fault::FreezePostgres(_) => 17,
         };
         KINDS[index]
     }
@@ -137,6 +146,7 @@ impl Fault {
             | Fault::ReexecDeadman(n)
             | Fault::DiskFull(n)
             | Fault::PausedStop(n)
+            | Fault::FreezePostgres(n)
             | Fault::StreamCut { from: n, .. } => Some(n),
             Fault::RollingRestart
             | Fault::ZookeeperMemberDown(_)
@@ -280,6 +290,12 @@ impl Nemesis {
         if ensemble_allowed {
             kinds.extend([14, 15, 16]);
         }
+        kinds.extend(
+            NAMED_ONLY
+                .iter()
+                .filter(|k| self.only.contains(k))
+                .map(|&k| k as u64),
+        );
         if !self.only.is_empty() {
             let kept: Vec<u64> = kinds
                 .iter()
@@ -311,6 +327,7 @@ impl Nemesis {
             12 => Fault::DiskFull(node),
             13 => Fault::PausedStop(node),
             14 => Fault::ZookeeperMemberDown(self.plan.range(0, 3) as usize),
+            17 => Fault::FreezePostgres(node),
             15 => Fault::ZookeeperQuorumLost(self.plan.range(0, 3) as usize),
             _ => Fault::ZookeeperMemberCut {
                 member: self.plan.range(0, 3) as usize,
@@ -343,6 +360,9 @@ impl Nemesis {
             // the group is resumed; sometimes the resume comes first.
             Fault::PausedStop(_) => self.plan.range(s, 4 * s),
             Fault::ZookeeperQuorumLost(_) => self.plan.range(s / 4, 2 * s),
+            // Past the restart bound (10 s in both profiles) at the fast profile's 2 s
+            // session; a frozen replica is only noticed.
+            Fault::FreezePostgres(_) => self.plan.range(6 * s, 8 * s),
         };
         Duration::from_millis(ms)
     }
@@ -361,9 +381,12 @@ mod tests {
         let episodes = draw(7);
         assert_eq!(episodes, draw(7));
         assert_ne!(episodes, draw(8));
-        for kind in KINDS {
+        for kind in KINDS
+            .iter()
+            .filter(|k| !NAMED_ONLY.contains(&kind_index(k).unwrap()))
+        {
             assert!(
-                episodes.iter().flatten().any(|s| s.fault.kind() == kind),
+                episodes.iter().flatten().any(|s| s.fault.kind() == *kind),
                 "{kind} never drawn"
             );
         }
@@ -384,6 +407,20 @@ mod tests {
             assert!(e.iter().skip(1).all(|s| !s.fault.strikes_the_ensemble()));
         }
         assert_eq!(kind_index("no-such-kind"), None);
+    }
+
+    #[test]
+    fn a_kind_drawn_only_when_named_is_drawn_then_and_never_otherwise() {
+        let freeze = kind_index("pg-freeze").unwrap();
+        let mut named = Nemesis::new(5, 3, Duration::from_secs(2), true).with_only(vec![freeze]);
+        let mut default = Nemesis::new(5, 3, Duration::from_secs(2), true);
+        for _ in 0..500 {
+            assert!(matches!(named.episode()[0].fault, Fault::FreezePostgres(_)));
+            assert!(default
+                .episode()
+                .iter()
+                .all(|s| !matches!(s.fault, Fault::FreezePostgres(_))));
+        }
     }
 
     #[test]
