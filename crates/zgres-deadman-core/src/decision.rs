@@ -27,6 +27,7 @@ pub use eligibility::sync_eligible;
 
 mod action;
 mod divergence;
+mod down_clock;
 pub use divergence::STUCK_AFTER;
 mod eligibility;
 mod following;
@@ -80,7 +81,8 @@ pub struct Decider {
     me: NodeId,
     tags: Tags,
     timing: DeciderTiming,
-    primary_down_since: Option<Instant>,
+    /// The restart bound's clock, while the lock is ours and PostgreSQL down or silent.
+    down: down_clock::DownClock,
     /// The election under way and the takeover that may follow it.
     takeover: takeover::Takeover,
     gave_up: bool,
@@ -140,7 +142,7 @@ impl Decider {
                 election_wait,
                 request_timeout: DEFAULT_REQUEST_TIMEOUT,
             },
-            primary_down_since: None,
+            down: down_clock::DownClock::default(),
             takeover: takeover::Takeover::default(),
             gave_up: false,
             last_primary: None,
@@ -228,6 +230,7 @@ impl Decider {
         let pg = &obs.postgres;
         let running_primary = pg.running && pg.probe.is_some_and(|p| !p.in_recovery);
         let running_standby = pg.running && pg.probe.is_some_and(|p| p.in_recovery);
+        self.down.observe(obs.now, pg.running && pg.probe.is_some());
         if pg.running && pg.probe.is_some() {
             self.gave_up = false;
         }
@@ -236,7 +239,7 @@ impl Decider {
         // The restart bound runs only while automation does: a paused group restarts nothing,
         // so a pause must not use up the time a primary gets to come back after it.
         if obs.lock != LockView::Ours || obs.config.paused {
-            self.primary_down_since = None;
+            self.down.stop();
         }
         let actions = if obs.lock == LockView::Unattended {
             shutdown::take_back(obs, running_primary)
@@ -350,7 +353,7 @@ impl Decider {
     ) -> Vec<Action> {
         let pg = &obs.postgres;
         if running_primary {
-            self.primary_down_since = None;
+            self.down.stop();
             self.takeover.done();
             return self.handle_request(obs);
         }
@@ -378,10 +381,10 @@ impl Decider {
             }];
         }
         // Down, or running but not answering (recovering or hung): both get the restart bound.
-        let since = *self.primary_down_since.get_or_insert(obs.now);
+        let since = self.down.since(obs.now, pg.running);
         if obs.now.duration_since(since) >= self.timing.primary_restart_timeout {
             self.gave_up = true;
-            self.primary_down_since = None;
+            self.down.stop();
             let mut actions = Vec::new();
             if pg.running {
                 actions.push(Action::StopPostgres {

@@ -43,6 +43,18 @@ pub enum ClientError {
     PromoteFailed,
 }
 
+impl ClientError {
+    /// Whether PostgreSQL did not answer at all (no answer in time, or the connection is
+    /// gone), as opposed to answering with an error.
+    pub fn is_unanswered(&self) -> bool {
+        match self {
+            ClientError::Timeout(_) => true,
+            ClientError::Postgres(e) => e.code().is_none(),
+            _ => false,
+        }
+    }
+}
+
 /// What PostgreSQL says about its settings (after a start or a reload).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SettingsReport {

@@ -130,7 +130,7 @@ impl Decider {
         let now = obs.now;
         let mut candidates = Vec::new();
         if obs.lock == LockView::Ours {
-            if let Some(since) = self.primary_down_since {
+            if let Some(since) = self.down.timing() {
                 candidates.push(since + self.timing.primary_restart_timeout);
             }
             candidates.extend(self.takeover.wake_at());

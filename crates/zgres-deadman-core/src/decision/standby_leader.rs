@@ -17,7 +17,7 @@ impl Decider {
             return vec![];
         };
         if pg.running {
-            self.primary_down_since = None;
+            self.down.stop();
             return match pg.probe {
                 Some(p) if p.in_recovery && p.upstream != Some(source) => vec![Action::Repoint {
                     upstream: source,
@@ -31,10 +31,10 @@ impl Decider {
         }
         // Down with data: started (or rewound first) within the restart bound, else the lock
         // goes to a member that can run.
-        let since = *self.primary_down_since.get_or_insert(obs.now);
+        let since = self.down.since(obs.now, pg.running);
         if obs.now.duration_since(since) >= self.timing.primary_restart_timeout {
             self.gave_up = true;
-            self.primary_down_since = None;
+            self.down.stop();
             return vec![Action::ReleaseLock];
         }
         match pg.data_dir {

@@ -170,6 +170,7 @@ fn empty() -> LocalPostgres {
 }
 
 mod elections;
+mod hung_primary;
 mod lifecycle;
 mod member_slots;
 mod missing_wal;

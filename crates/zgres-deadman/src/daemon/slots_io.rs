@@ -57,6 +57,11 @@ impl Daemon {
                         tracing::warn!(%problem, "cannot keep a replication slot; retrying every round");
                         self.core.slot_problem = Some(problem);
                     }
+                    // A PostgreSQL that stopped answering would make every further step wait
+                    // out its timeout too, and the round with it: the next probe sees it.
+                    if e.is_unanswered() {
+                        break;
+                    }
                 }
             }
         }
