@@ -109,7 +109,8 @@ pub async fn soak(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     drop(load);
-    let acks = workload.finish().await;
+    let (acks, refusals) = workload.finish().await;
+    crate::run::print_refusals(out, &refusals);
     let logs = cluster.logs();
     let fences: Vec<String> = logs
         .iter()

@@ -2,10 +2,12 @@
 //! transaction of its own with a unique id; every acknowledged one is recorded with the
 //! server that committed it and the client's monotonic send and acknowledge times.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use tokio_postgres::error::SqlState;
 use tokio_postgres::NoTls;
 use tokio_util::sync::CancellationToken;
 
@@ -19,28 +21,40 @@ const WRITE_WITHIN: Duration = Duration::from_secs(3);
 const PACE: Duration = Duration::from_millis(10);
 
 /// The running clients.
-pub struct Workload(Recording<Ack>);
+pub struct Workload {
+    acks: Recording<Ack>,
+    refusals: Refusals,
+}
+
+/// Writes a server refused for another reason than being a standby, counted per SQLSTATE
+/// and message (`disk-full` refuses writes, for instance; a missing table must never).
+pub type Refusals = Arc<Mutex<BTreeMap<String, u64>>>;
 
 impl Workload {
     /// Starts one client per `(name, conninfo)` target; times are measured from `epoch`.
     /// Each reconnects whenever its server stops answering. Call inside a tokio runtime.
     pub fn start(targets: Vec<(String, String)>, epoch: Instant) -> Workload {
         let ids = Arc::new(AtomicI64::new(1));
-        Workload(Recording::start(targets, |(name, conninfo), acks, stop| {
+        let refusals = Refusals::default();
+        let acks = Recording::start(targets, |(name, conninfo), acks, stop| {
             let client = Client {
                 name,
                 conninfo,
                 epoch,
                 ids: ids.clone(),
                 acks,
+                refusals: refusals.clone(),
             };
             client.run(stop)
-        }))
+        });
+        Workload { acks, refusals }
     }
 
-    /// Stops every client; returns all writes acknowledged.
-    pub async fn finish(self) -> Vec<Ack> {
-        self.0.finish().await
+    /// Stops every client; returns all writes acknowledged, and the refusals counted.
+    pub async fn finish(self) -> (Vec<Ack>, BTreeMap<String, u64>) {
+        let acks = self.acks.finish().await;
+        let refusals = self.refusals.lock().expect("no client panics").clone();
+        (acks, refusals)
     }
 }
 
@@ -50,6 +64,7 @@ struct Client {
     epoch: Instant,
     ids: Arc<AtomicI64>,
     acks: Records<Ack>,
+    refusals: Refusals,
 }
 
 impl Client {
@@ -85,12 +100,30 @@ impl Client {
                     }
                     // An SQL error (a read-only standby): the connection is fine.
                     Ok(Err(e)) if e.code().is_some() && !client.is_closed() => {
+                        self.note_refusal(&e);
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
                     _ => break,
                 }
             }
         }
+    }
+
+    /// Counts a refusal that is not a standby's.
+    fn note_refusal(&self, e: &tokio_postgres::Error) {
+        let Some(db) = e.as_db_error() else {
+            return;
+        };
+        if *db.code() == SqlState::READ_ONLY_SQL_TRANSACTION {
+            return;
+        }
+        let key = format!("{} {}", db.code().code(), db.message());
+        *self
+            .refusals
+            .lock()
+            .expect("no client panics")
+            .entry(key)
+            .or_default() += 1;
     }
 
     fn micros(&self) -> u64 {
