@@ -43,7 +43,7 @@ mod published;
 mod round;
 mod schedule;
 mod shutdown;
-pub use shutdown::{shutdown_plan, ShutdownPlan};
+pub use shutdown::{may_hand_over, shutdown_plan, ShutdownPlan};
 
 pub use action::{Action, Ineligible};
 pub use observation::{

@@ -295,6 +295,20 @@ impl Coordinator {
         Ok(written)
     }
 
+    /// Creates `/switchover/{GROUP}` with `request` unless one exists; whether it was created.
+    ///
+    /// # Errors
+    /// As any request.
+    pub async fn create_switchover(&mut self, request: &Switchover) -> Result<bool> {
+        let path = self.path(Znode::Switchover(self.group.clone()));
+        self.cache.invalidate(&path);
+        let created = self
+            .session
+            .create(&path, &encode(request)?, CreateKind::Persistent)
+            .await?;
+        Ok(matches!(created, Outcome::Done(_)))
+    }
+
     /// The lock is ours but does not name this node (someone overwrote it): put our content
     /// back while our session still owns the znode (compare-and-set on the version read).
     async fn restore_lock(&mut self, found: &Fetched<Lock>, version: i32) {

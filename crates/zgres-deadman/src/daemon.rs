@@ -34,6 +34,7 @@ use zgres_systemd::Notifier;
 
 mod act;
 mod cluster_settings;
+mod hand_over;
 mod node_state;
 mod operator_requests;
 mod paused_shutdown;
@@ -204,7 +205,8 @@ pub async fn run(
             slot_problem: None,
             wake_at: None,
             not_contending: None,
-            on_shutdown: ShutdownPlan::StopPostgres,
+            on_shutdown: ShutdownPlan::StopPostgres { hand_over_to: None },
+            last_observation: None,
         },
         pg: PostgresEdge {
             process,
@@ -321,6 +323,8 @@ struct Core {
     not_contending: Option<crate::decision::Ineligible>,
     /// What a shutdown now would do with PostgreSQL, as of the last round.
     on_shutdown: ShutdownPlan,
+    /// The last round's observation, completed at shutdown for the core's hand-over pick.
+    last_observation: Option<crate::decision::Observation>,
 }
 
 /// The local PostgreSQL, as the shell drives it.
@@ -463,19 +467,27 @@ impl Daemon {
         Ok(())
     }
 
-    /// Ordered, bounded shutdown: stop PostgreSQL, then release the lock, then leave. In a
-    /// paused group PostgreSQL is left running instead, for the next deadman to take over
+    /// Ordered, bounded shutdown: stop PostgreSQL, then release the lock (a primary handing
+    /// it over to a streaming standby, [`hand_over`]), then leave. In a paused group
+    /// PostgreSQL is left running instead, for the next deadman to take over
     /// ([`crate::decision::shutdown_plan`]).
     async fn shut_down(&mut self) {
         self.systemd.notifier.stopping();
         let left_running = self.leave_postgres_running().await;
         if !left_running {
+            let hand_over_to = self.hand_over_candidate().await;
+            if hand_over_to.is_some() {
+                self.drain_before_step_down().await;
+            }
             tracing::info!("shutting down: stopping postgres");
             self.pg
                 .process
                 .stop(false, self.config.timing.stop_timeout)
                 .await;
             self.note_for_callbacks(false, None);
+            if let Some(candidate) = hand_over_to {
+                self.record_hand_over(candidate).await;
+            }
         }
         self.fence.disarm();
         if let Some(mut session) = self.zk.session.take() {

@@ -7,6 +7,7 @@ use nix::unistd::Pid;
 use zgres_schema::documents::GroupConfig;
 use zgres_testkit::group::{Group, Timing, DEADLINE};
 use zgres_testkit::poll;
+use zgres_testkit::zookeeper::ZkCluster;
 
 /// kill -9 of the primary's deadman and PostgreSQL together: a replica is promoted and the
 /// other follows it on the new timeline.
@@ -74,6 +75,50 @@ async fn sigterm_stops_postgres_and_releases_the_lock_at_once() {
     );
     let new = group.wait_primary(&[old]).await;
     assert_eq!(new, 1);
+}
+
+/// SIGTERM of the primary's deadman on a ZooKeeper ensemble, where a lock that merely vanished
+/// costs whoever takes it the takeover wait (it could have expired with its primary still
+/// writing through a member cut from the leader): the stopping primary hands the lock to its
+/// streaming standby, the stop position recorded as in a switchover, and the standby promotes
+/// without waiting, with everything the old primary committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_primary_hands_its_lock_over_without_the_takeover_wait() {
+    let zk = ZkCluster::start(3).await.unwrap();
+    let mut group = Group::prepare_on(zk, 2, Timing::default()).await;
+    group.start_all().await;
+    let old = group.wait_primary(&[]).await;
+    let new = 1 - old;
+    group.wait_following(new, old).await;
+    let writer = group.nodes[old].client().await.unwrap();
+    writer
+        .batch_execute("CREATE TABLE handed_over (v int); INSERT INTO handed_over VALUES (1)")
+        .await
+        .unwrap();
+
+    let deadman = group.nodes[old].deadman.take().unwrap();
+    let status = deadman.stop(Signal::SIGTERM, Duration::from_secs(30));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "clean exit, got {status:?}"
+    );
+    assert_eq!(group.wait_primary(&[old]).await, new);
+    let stopped = group.nodes[old].log_text();
+    assert!(
+        stopped.contains("primary stopped; handing the lock over"),
+        "the stopping primary handed the lock over\n{stopped}"
+    );
+    let taker = group.nodes[new].log_text();
+    assert!(
+        !taker.contains(zgres_deadman::decision::WAITING_TO_PROMOTE),
+        "the standby waited before promoting\n{taker}"
+    );
+    let client = group.nodes[new].client().await.unwrap();
+    let row = client
+        .query_one("SELECT count(*) FROM handed_over", &[])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 1, "the old primary's write is there");
 }
 
 /// Replicas that must not promote: one tagged nofailover (fully caught up), one further behind

@@ -35,6 +35,10 @@ pub enum Kind {
     /// at the end. The deadman leaves PostgreSQL running (a primary under a lock left
     /// persistent) and the new one takes it over.
     PausedStop,
+    /// Not a fault: an operator stops `node`'s deadman in a running group (`systemctl stop`:
+    /// SIGTERM), and it is started again at the end. A primary stops PostgreSQL and hands its
+    /// lock to a streaming standby.
+    Stop,
 }
 
 /// How long after pausing the group a paused stop stops the deadman: two default rounds.
@@ -89,6 +93,11 @@ pub fn schedule(rng: &mut Rng, seed: u64, settings: &Settings) -> Vec<Fault> {
         window,
         session,
     ));
+    let mut operator_stops = Rng::new(seed ^ 0x0057_0905);
+    faults.extend((0..mix.stops).map(|_| {
+        let lengths = (session, session * 4);
+        lasting_for(&mut operator_stops, Kind::Stop, nodes, window, lengths)
+    }));
     let mut members = Rng::new(seed ^ 0x3E3B_E2C7);
     faults.extend(draw_cuts(
         &mut members,

@@ -34,6 +34,9 @@ struct Args {
     /// Stops of a node's deadman in a paused group per schedule.
     #[arg(long, default_value_t = 0)]
     paused_stops: usize,
+    /// Stops of a node's deadman in a running group per schedule.
+    #[arg(long, default_value_t = 0)]
+    stops: usize,
     /// Cuts of a node's ZooKeeper member from the ensemble's leader per schedule.
     #[arg(long, default_value_t = 1)]
     member_cuts: usize,
@@ -69,6 +72,7 @@ fn main() -> ExitCode {
             replication_cuts: args.replication_cuts,
             failovers: args.failovers,
             paused_stops: args.paused_stops,
+            stops: args.stops,
             member_cuts: args.member_cuts,
         },
         mode: match args.mode.as_str() {
@@ -125,8 +129,9 @@ fn main() -> ExitCode {
         .iter()
         .map(|o| o.tally.paused_stops_left_running)
         .sum();
+    let handed_over: usize = results.iter().map(|o| o.tally.hand_overs_at_stop).sum();
     println!(
-        "{} schedules in {elapsed:.1} s ({:.0}/s), {} faults, {} switchover requests, {} replication cuts, {} failover requests and {} paused stops each: {} promotions, {} paused stops left PostgreSQL running, {} acknowledged writes, {} lost, {} schedules broke an invariant (synchronous_mode {})",
+        "{} schedules in {elapsed:.1} s ({:.0}/s), {} faults, {} switchover requests, {} replication cuts, {} failover requests, {} paused stops and {} stops each: {} promotions, {} paused stops left PostgreSQL running, {} stops handed the lock over, {} acknowledged writes, {} lost, {} schedules broke an invariant (synchronous_mode {})",
         results.len(),
         results.len() as f64 / elapsed,
         args.faults,
@@ -134,8 +139,10 @@ fn main() -> ExitCode {
         args.replication_cuts,
         args.failovers,
         args.paused_stops,
+        args.stops,
         promotions,
         left_running,
+        handed_over,
         writes,
         lost,
         failed.len(),

@@ -188,7 +188,7 @@ impl Node {
             epoch,
             pending_commit: None,
             sync_keeper: SyncKeeper::default(),
-            on_shutdown: ShutdownPlan::StopPostgres,
+            on_shutdown: ShutdownPlan::StopPostgres { hand_over_to: None },
         }
     }
 
@@ -207,7 +207,7 @@ impl Node {
                     self.decider = new_decider(self.id, self.takeover_wait);
                     self.session = None;
                     self.sync_keeper = SyncKeeper::default();
-                    self.on_shutdown = ShutdownPlan::StopPostgres;
+                    self.on_shutdown = ShutdownPlan::StopPostgres { hand_over_to: None };
                     self.fence = Fence::disarmed(self.fence.budget);
                     self.next_round = t;
                 }

@@ -1,10 +1,14 @@
-//! The paused stop, as the operator and the real shell carry it out: the group paused, the
-//! node's deadman stopped [`PAUSED_STOP_AFTER_MS`] later (its shutdown following the core's
-//! `shutdown_plan` of its last round, as `daemon/paused_shutdown.rs` does), then at the end the
-//! deadman started again (by [`crate::node::Node::deadman_runs`]) and the group resumed.
+//! A deadman's shutdown (SIGTERM), as the real shell carries it out, following the core's
+//! `shutdown_plan` of its last round: in the paused stop, the group paused, the node's deadman
+//! stopped [`PAUSED_STOP_AFTER_MS`] later (`daemon/paused_shutdown.rs`), then at the end started
+//! again (by [`crate::node::Node::deadman_runs`]) and the group resumed; in an operator's stop
+//! ([`Kind::Stop`]), a running group's deadman stopped (a primary handing its lock over,
+//! `daemon/hand_over.rs`) and started again at the end.
 
-use zgres_deadman_core::decision::ShutdownPlan;
+use zgres_deadman_core::decision::{may_hand_over, ShutdownPlan};
 use zgres_deadman_core::fence_deadline::FenceState;
+use zgres_schema::documents::{Switchover, SwitchoverKind};
+use zgres_schema::NodeId;
 
 use crate::faults::{Kind, PAUSED_STOP_AFTER_MS};
 use crate::node::Process;
@@ -33,17 +37,19 @@ impl World {
     }
 
     /// The deadman's shutdown (SIGTERM): PostgreSQL left running when the plan says so and
-    /// every step holds (a primary's lock made persistent first), else stopped; the fence
-    /// disarmed; the session closed (its ephemerals gone). A deadman not running (stopped,
-    /// dead) is left as it is.
-    fn stop_deadman(&mut self, i: usize, until: u64) {
+    /// every step holds (a primary's lock made persistent first), else stopped — with a fast
+    /// shutdown and the stop position recorded for the standby it hands the lock to, when the
+    /// plan names one and no request is pending; the fence disarmed; the session closed (its
+    /// ephemerals gone). A deadman not running (stopped, dead) is left as it is.
+    pub(crate) fn stop_deadman(&mut self, i: usize, until: u64) {
+        // (The candidate is picked before the stop, as the shell reads the standbys first.)
         if self.nodes[i].process != Process::Running {
             return;
         }
         let node = &self.nodes[i];
         let session = node.session.filter(|_| !node.cut.zookeeper);
         let left_running = match node.on_shutdown {
-            ShutdownPlan::StopPostgres => false,
+            ShutdownPlan::StopPostgres { .. } => false,
             ShutdownPlan::LeaveRunning { .. }
                 if self.settings.bug == Some(Bug::ForgetPausedLock) =>
             {
@@ -53,8 +59,30 @@ impl World {
                 !persist_lock || session.is_some_and(|s| self.zk.leave_lock(s))
             }
         };
+        let hand_over_to = if left_running {
+            None
+        } else {
+            self.hand_over_candidate(i)
+        };
         if left_running {
             self.tally.paused_stops_left_running += 1;
+        } else if let Some(candidate) = hand_over_to {
+            // As `daemon/hand_over.rs`: a fast shutdown (standbys receive all WAL; a clean
+            // stop in this model), then the request, created only if none is pending.
+            self.fast_shutdown(i);
+            self.nodes[i].pending_commit = None;
+            let reachable = session.is_some_and(|s| self.zk.heard(s, self.t));
+            if reachable && self.zk.switchover.is_none() {
+                self.tally.hand_overs_at_stop += 1;
+                self.zk.switchover = Some(Switchover {
+                    kind: SwitchoverKind::Switchover,
+                    from: Some(self.nodes[i].id),
+                    to: Some(candidate),
+                    scheduled_at_ms: None,
+                    requested_at_ms: self.t,
+                    stopped_lsn: Some(self.nodes[i].pg.wal.end),
+                });
+            }
         } else {
             self.nodes[i].pg.stop();
             self.nodes[i].pending_commit = None;
@@ -65,6 +93,26 @@ impl World {
         if let Some(s) = session {
             self.zk.close(s);
             self.zk.states[i] = None;
+        }
+    }
+}
+
+impl World {
+    /// As `daemon/hand_over.rs`: the core's pick for node `i`'s shutdown, from an observation
+    /// completed with the standbys streaming from it now, when the core may hand over.
+    fn hand_over_candidate(&mut self, i: usize) -> Option<NodeId> {
+        if !matches!(self.nodes[i].on_shutdown, ShutdownPlan::StopPostgres { .. }) {
+            return None;
+        }
+        let mut obs = self.observation(i);
+        if !may_hand_over(&obs) {
+            return None;
+        }
+        let streaming = self.connected(i).into_iter().filter(|c| c.streaming);
+        obs.postgres.streaming = Some(streaming.map(|c| c.node).collect());
+        match self.nodes[i].decider.shutdown_plan(&obs) {
+            ShutdownPlan::StopPostgres { hand_over_to } => hand_over_to,
+            ShutdownPlan::LeaveRunning { .. } => None,
         }
     }
 }

@@ -103,6 +103,9 @@ pub struct Mix {
     /// Operator stops of a node's deadman in a paused group (none by default: the named seeds
     /// found before they were modelled replay as they did).
     pub paused_stops: usize,
+    /// Operator stops of a node's deadman in a running group, each started again 1 to 4
+    /// session timeouts later (none by default, as paused stops).
+    pub stops: usize,
     /// Cuts of the ZooKeeper member a node's deadman uses from the ensemble's leader: the
     /// member answers the deadman's pings for the follower timeout, then drops it.
     pub member_cuts: usize,
@@ -118,6 +121,7 @@ impl Mix {
             replication_cuts: 0,
             failovers: 0,
             paused_stops: 0,
+            stops: 0,
             member_cuts: 0,
         }
     }

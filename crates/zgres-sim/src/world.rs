@@ -161,6 +161,10 @@ impl World {
             .copied()
             .collect();
         for f in starting {
+            if f.kind == Kind::Stop {
+                self.stop_deadman(f.node, f.until);
+                continue;
+            }
             let node = &mut self.nodes[f.node];
             match f.kind {
                 Kind::ZooKeeperCut | Kind::MemberCut => {}
@@ -190,6 +194,7 @@ impl World {
                 Kind::FailoverTo => self.request_failover(f.node),
                 Kind::ReplicationCut => {}
                 Kind::PausedStop => self.zk.paused = true,
+                Kind::Stop => {}
                 Kind::CrashPostgres => {
                     node.pg.stop();
                     node.pending_commit = None;
@@ -297,13 +302,7 @@ impl World {
             .decide_round(&obs, RoundInputs::default());
         if obs.lock != LockView::Unknown {
             // As the shell: only a round that read the group updates the plan.
-            let probe = obs.postgres.probe.filter(|_| obs.postgres.running);
-            self.nodes[i].on_shutdown = zgres_deadman_core::decision::shutdown_plan(
-                obs.config.paused,
-                obs.lock,
-                probe.is_some_and(|p| !p.in_recovery),
-                probe.is_some_and(|p| p.in_recovery),
-            );
+            self.nodes[i].on_shutdown = self.nodes[i].decider.shutdown_plan(&obs);
         }
         if self.trace {
             let pg = &self.nodes[i].pg;
@@ -451,4 +450,6 @@ pub struct Tally {
     pub failover_requests: usize,
     /// Paused stops that left PostgreSQL running.
     pub paused_stops_left_running: usize,
+    /// Operator stops of a primary's deadman that handed the lock over.
+    pub hand_overs_at_stop: usize,
 }

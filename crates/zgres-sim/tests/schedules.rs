@@ -262,6 +262,27 @@ fn paused_stops_among_faults_keep_one_primary() {
     }
 }
 
+/// Operator stops of a deadman in a running group (`systemctl stop`), with every other fault
+/// and request: a primary that stops hands its lock to a streaming standby, which promotes
+/// without the takeover wait; no two primaries write, and no acknowledged commit is lost in
+/// synchronous mode.
+#[test]
+fn stops_among_faults_keep_one_primary_and_hand_the_lock_over() {
+    for mode in [SyncMode::Off, SyncMode::On] {
+        let settings = Settings {
+            mode,
+            mix: Mix {
+                stops: 2,
+                ..Mix::default()
+            },
+            ..Settings::default()
+        };
+        let outcomes = run_clean(settings, 1..=150);
+        let handed: usize = outcomes.iter().map(|o| o.tally.hand_overs_at_stop).sum();
+        assert!(handed > 30, "only {handed} stops handed the lock over");
+    }
+}
+
 /// The checker finds the mistake the persistent lock prevents: a primary left running while
 /// its lock goes with the closed session is joined by another once the group is resumed.
 #[test]

@@ -1,13 +1,23 @@
 //! What a deadman's shutdown does with PostgreSQL: stop it (the rule), or leave it running when
 //! the group is paused, so that maintenance of the deadman costs no restart and no failover.
+//! A primary that stops hands its lock over to a streaming standby, as in a switchover, so
+//! that the standby need not wait out the takeover wait of a lock that merely vanished.
 
-use super::{Action, DataDirKind, LockView, Observation};
+use zgres_schema::NodeId;
+
+use super::{Action, DataDirKind, Decider, LockView, Observation};
 
 /// What the shutdown does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ShutdownPlan {
-    /// Stop PostgreSQL (fast shutdown), then release the lock.
-    StopPostgres,
+    /// Stop PostgreSQL (fast shutdown), then release the lock. With `hand_over_to`, a primary
+    /// holding the lock first records, once PostgreSQL stopped cleanly, a switchover request
+    /// to that standby with the stop position, as a switchover's step-down does: the standby
+    /// takes over once it has received everything, without the takeover wait.
+    StopPostgres {
+        /// The streaming standby to hand the lock to.
+        hand_over_to: Option<NodeId>,
+    },
     /// Leave PostgreSQL running under its guardian for the next deadman to take over.
     LeaveRunning {
         /// First turn this session's lock into a persistent one with the same content, so that
@@ -28,8 +38,9 @@ pub fn shutdown_plan(
     running_primary: bool,
     running_standby: bool,
 ) -> ShutdownPlan {
+    const STOP: ShutdownPlan = ShutdownPlan::StopPostgres { hand_over_to: None };
     if !paused {
-        return ShutdownPlan::StopPostgres;
+        return STOP;
     }
     match (lock, running_primary, running_standby) {
         (LockView::Ours, true, _) => ShutdownPlan::LeaveRunning { persist_lock: true },
@@ -39,7 +50,40 @@ pub fn shutdown_plan(
         (_, false, true) => ShutdownPlan::LeaveRunning {
             persist_lock: false,
         },
-        _ => ShutdownPlan::StopPostgres,
+        _ => STOP,
+    }
+}
+
+/// Whether a shutdown after `obs` may hand the lock over: a running primary holding it, in a
+/// running group, with no switchover request pending (the operator's, which the election
+/// follows). The shell then reads which standbys stream from it, for [`Decider::shutdown_plan`].
+pub fn may_hand_over(obs: &Observation) -> bool {
+    let primary = obs.postgres.running && obs.postgres.probe.is_some_and(|p| !p.in_recovery);
+    !obs.config.paused && obs.lock == LockView::Ours && primary && obs.switchover.is_none()
+}
+
+impl Decider {
+    /// The plan for a shutdown after `obs` ([`shutdown_plan`]), with the standby a primary
+    /// holding the lock hands it over to when it stops: the one a switchover would pick (a
+    /// healthy peer streaming from it, on its timeline, ranked best), unless a request is
+    /// already pending (the operator's, which the election follows).
+    pub fn shutdown_plan(&self, obs: &Observation) -> ShutdownPlan {
+        let probe = obs.postgres.probe.filter(|_| obs.postgres.running);
+        let primary = probe.is_some_and(|p| !p.in_recovery);
+        let standby = probe.is_some_and(|p| p.in_recovery);
+        match shutdown_plan(obs.config.paused, obs.lock, primary, standby) {
+            ShutdownPlan::StopPostgres { .. } => {
+                let hands_over = may_hand_over(obs);
+                let hand_over_to = obs
+                    .postgres
+                    .streaming
+                    .as_ref()
+                    .filter(|_| hands_over)
+                    .and_then(|streaming| self.switchover_candidate(obs, None, streaming));
+                ShutdownPlan::StopPostgres { hand_over_to }
+            }
+            left_running => left_running,
+        }
     }
 }
 
@@ -73,11 +117,11 @@ mod tests {
         ) {
             let plan = shutdown_plan(paused, lock, primary, standby);
             if !paused {
-                prop_assert_eq!(plan, ShutdownPlan::StopPostgres);
+                prop_assert_eq!(plan, ShutdownPlan::StopPostgres { hand_over_to: None });
             }
             if primary {
                 match plan {
-                    ShutdownPlan::StopPostgres => {}
+                    ShutdownPlan::StopPostgres { .. } => {}
                     ShutdownPlan::LeaveRunning { persist_lock: true } => {
                         prop_assert_eq!(lock, LockView::Ours)
                     }
@@ -87,7 +131,7 @@ mod tests {
                 }
             }
             if !primary && !standby {
-                prop_assert_eq!(plan, ShutdownPlan::StopPostgres);
+                prop_assert_eq!(plan, ShutdownPlan::StopPostgres { hand_over_to: None });
             }
         }
     }
@@ -103,7 +147,7 @@ mod tests {
         );
         assert_eq!(
             shutdown_plan(false, other, false, true),
-            ShutdownPlan::StopPostgres
+            ShutdownPlan::StopPostgres { hand_over_to: None }
         );
         assert_eq!(
             shutdown_plan(true, LockView::Ours, true, false),
@@ -111,7 +155,7 @@ mod tests {
         );
         assert_eq!(
             shutdown_plan(true, other, true, false),
-            ShutdownPlan::StopPostgres,
+            ShutdownPlan::StopPostgres { hand_over_to: None },
             "a primary without the lock is not kept"
         );
     }

@@ -44,7 +44,7 @@ impl Decider {
 
     /// The replica to hand over to: `to` if it qualifies, else the best qualifying one. Only
     /// a healthy peer on our timeline that is `streaming` from us qualifies.
-    fn switchover_candidate(
+    pub(super) fn switchover_candidate(
         &self,
         obs: &Observation,
         to: Option<NodeId>,

@@ -180,6 +180,7 @@ mod quorum;
 mod requests;
 mod rewind_failure;
 mod rolling_restart;
+mod shutdown_hand_over;
 mod standby_cluster;
 mod takeover;
 mod unattended_lock;

@@ -378,7 +378,7 @@ impl Daemon {
     /// pgbouncer then has no login under way to the stopping server; a login it refuses would
     /// make pgbouncer wait `server_login_retry` before connecting to the new primary too.
     /// The node stays the primary meanwhile (its fence and lock are untouched).
-    async fn drain_before_step_down(&mut self) {
+    pub(super) async fn drain_before_step_down(&mut self) {
         let drain = self.config.timing.switchover_drain;
         let Some(session) = self.zk.session.as_mut() else {
             return;

@@ -223,13 +223,7 @@ impl Daemon {
                     && self.core.sync_keeper.degraded(),
             },
         };
-        let probe = obs.postgres.probe.filter(|_| obs.postgres.running);
-        self.core.on_shutdown = crate::decision::shutdown_plan(
-            obs.config.paused,
-            obs.lock,
-            probe.is_some_and(|p| !p.in_recovery),
-            probe.is_some_and(|p| p.in_recovery),
-        );
+        self.core.on_shutdown = self.core.decider.shutdown_plan(&obs);
         let decision = self.core.decider.decide_round(&obs, inputs);
         self.core.wake_at = decision.wake_at;
         if decision.disarm_fence && self.fence.is_armed() {
@@ -270,14 +264,16 @@ impl Daemon {
             .await;
         self.keep_slots(&obs).await;
         self.update_status(&obs, state);
-        next_round(&RoundOutcome {
+        let next = next_round(&RoundOutcome {
             act_again: again,
             sync_progress,
             ineligible: why_not,
             lock: obs.lock,
             postgres_running: self.pg.process.is_running(),
             postgres_answered: obs.postgres.probe.is_some(),
-        })
+        });
+        self.core.last_observation = Some(obs);
+        next
     }
 
     /// Calls the callback the core says this view of PostgreSQL is due (`running` false:
