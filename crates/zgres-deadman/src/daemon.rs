@@ -34,7 +34,6 @@ use zgres_systemd::Notifier;
 
 mod act;
 mod cluster_settings;
-mod hand_over;
 mod node_state;
 mod operator_requests;
 mod paused_shutdown;
@@ -43,6 +42,7 @@ mod records;
 mod reload;
 mod round;
 mod session;
+mod shutdown;
 mod slots_io;
 
 use session::{ConnectError, Session};
@@ -465,40 +465,6 @@ impl Daemon {
             }
         }
         Ok(())
-    }
-
-    /// Ordered, bounded shutdown: stop PostgreSQL, then release the lock (a primary handing
-    /// it over to a streaming standby, [`hand_over`]), then leave. In a paused group
-    /// PostgreSQL is left running instead, for the next deadman to take over
-    /// ([`crate::decision::shutdown_plan`]).
-    async fn shut_down(&mut self) {
-        self.systemd.notifier.stopping();
-        let left_running = self.leave_postgres_running().await;
-        if !left_running {
-            let hand_over_to = self.hand_over_candidate().await;
-            if hand_over_to.is_some() {
-                self.drain_before_step_down().await;
-            }
-            tracing::info!("shutting down: stopping postgres");
-            self.pg
-                .process
-                .stop(false, self.config.timing.stop_timeout)
-                .await;
-            self.note_for_callbacks(false, None);
-            if let Some(candidate) = hand_over_to {
-                self.record_hand_over(candidate).await;
-            }
-        }
-        self.fence.disarm();
-        if let Some(mut session) = self.zk.session.take() {
-            session.heartbeat.abort();
-            if let Err(e) = session.coordinator.release_lock().await {
-                tracing::warn!(error = %e, "cannot release the lock; it goes with the session");
-            }
-            session.coordinator.close().await;
-        }
-        self.out.callbacks.finish().await;
-        tracing::info!("zgres-deadman stopped");
     }
 }
 

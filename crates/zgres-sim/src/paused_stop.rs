@@ -3,7 +3,7 @@
 //! stopped [`PAUSED_STOP_AFTER_MS`] later (`daemon/paused_shutdown.rs`), then at the end started
 //! again (by [`crate::node::Node::deadman_runs`]) and the group resumed; in an operator's stop
 //! ([`Kind::Stop`]), a running group's deadman stopped (a primary handing its lock over,
-//! `daemon/hand_over.rs`) and started again at the end.
+//! `daemon/shutdown.rs`) and started again at the end.
 
 use zgres_deadman_core::decision::{may_hand_over, ShutdownPlan};
 use zgres_deadman_core::fence_deadline::FenceState;
@@ -67,7 +67,7 @@ impl World {
         if left_running {
             self.tally.paused_stops_left_running += 1;
         } else if let Some(candidate) = hand_over_to {
-            // As `daemon/hand_over.rs`: a fast shutdown (standbys receive all WAL; a clean
+            // As `daemon/shutdown.rs`: a fast shutdown (standbys receive all WAL; a clean
             // stop in this model), then the request, created only if none is pending.
             self.fast_shutdown(i);
             self.nodes[i].pending_commit = None;
@@ -98,7 +98,7 @@ impl World {
 }
 
 impl World {
-    /// As `daemon/hand_over.rs`: the core's pick for node `i`'s shutdown, from an observation
+    /// As `daemon/shutdown.rs`: the core's pick for node `i`'s shutdown, from an observation
     /// completed with the standbys streaming from it now, when the core may hand over.
     fn hand_over_candidate(&mut self, i: usize) -> Option<NodeId> {
         if !matches!(self.nodes[i].on_shutdown, ShutdownPlan::StopPostgres { .. }) {

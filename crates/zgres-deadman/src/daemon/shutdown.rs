@@ -1,8 +1,9 @@
-//! A primary's shutdown hands its lock over: once PostgreSQL stopped cleanly, the stop
-//! position is recorded in a switchover request naming the standby the core picked
-//! ([`crate::decision::ShutdownPlan`]), as a switchover's step-down does. That standby takes
-//! the lock once it has received everything and promotes at once: a lock that merely vanished
-//! would cost it the takeover wait, since it could have expired with a primary still writing.
+//! The deadman's ordered shutdown. A primary's hands its lock over: once PostgreSQL stopped
+//! cleanly, the stop position is recorded in a switchover request naming the standby the core
+//! picked ([`crate::decision::ShutdownPlan`]), as a switchover's step-down does. That standby
+//! takes the lock once it has received everything and promotes at once: a lock that merely
+//! vanished would cost it the takeover wait, since it could have expired with a primary still
+//! writing. (A paused group's shutdown leaves PostgreSQL running: `paused_shutdown.rs`.)
 
 use zgres_schema::documents::{Switchover, SwitchoverKind};
 use zgres_schema::NodeId;
@@ -11,6 +12,40 @@ use super::{wall_ms, Daemon};
 use crate::decision::ShutdownPlan;
 
 impl Daemon {
+    /// Ordered, bounded shutdown: stop PostgreSQL, then release the lock (a primary handing
+    /// it over to a streaming standby, [`Daemon::hand_over_candidate`]), then leave. In a paused group
+    /// PostgreSQL is left running instead, for the next deadman to take over
+    /// ([`crate::decision::shutdown_plan`]).
+    pub(super) async fn shut_down(&mut self) {
+        self.systemd.notifier.stopping();
+        let left_running = self.leave_postgres_running().await;
+        if !left_running {
+            let hand_over_to = self.hand_over_candidate().await;
+            if hand_over_to.is_some() {
+                self.drain_before_step_down().await;
+            }
+            tracing::info!("shutting down: stopping postgres");
+            self.pg
+                .process
+                .stop(false, self.config.timing.stop_timeout)
+                .await;
+            self.note_for_callbacks(false, None);
+            if let Some(candidate) = hand_over_to {
+                self.record_hand_over(candidate).await;
+            }
+        }
+        self.fence.disarm();
+        if let Some(mut session) = self.zk.session.take() {
+            session.heartbeat.abort();
+            if let Err(e) = session.coordinator.release_lock().await {
+                tracing::warn!(error = %e, "cannot release the lock; it goes with the session");
+            }
+            session.coordinator.close().await;
+        }
+        self.out.callbacks.finish().await;
+        tracing::info!("zgres-deadman stopped");
+    }
+
     /// The standby to hand the lock to at shutdown: the core's pick
     /// ([`crate::decision::Decider::shutdown_plan`]) from the last round's observation and the
     /// standbys streaming from PostgreSQL now (read only here: a round reads them only for a
