@@ -204,7 +204,7 @@ impl Cluster {
             Fault::KillPostgres(n) => self.group.nodes[n].kill_postgres(),
             Fault::FreezePostgres(n) => {
                 if let Some(pid) = self.group.nodes[n].postmaster_pid() {
-                    self.frozen[n] = crate::freeze::freeze(pid);
+                    self.frozen[n] = zgres_testkit::freeze::freeze(pid);
                 }
             }
             Fault::PauseDeadman(n) => {
@@ -293,7 +293,9 @@ impl Cluster {
             | Fault::KillPostgres(_)
             | Fault::ReexecDeadman(_)
             | Fault::RollingRestart => {}
-            Fault::FreezePostgres(n) => crate::freeze::thaw(&std::mem::take(&mut self.frozen[n])),
+            Fault::FreezePostgres(n) => {
+                zgres_testkit::freeze::thaw(&std::mem::take(&mut self.frozen[n]))
+            }
             Fault::PauseDeadman(n) => {
                 // Only the process this run stopped: a kill meanwhile may have replaced it.
                 let current = self.group.nodes[n].deadman.as_ref().map(|d| d.pid());

@@ -71,7 +71,7 @@ pub enum Fault {
     },
     /// Every process of a node's PostgreSQL stopped (hung storage), continued at the end:
     /// longer than the restart bound, so a frozen primary is handed over. Drawn only when
-    /// named in `--only` ([`crate::freeze`]).
+    /// named in `--only` ([`zgres_testkit::freeze`]).
     FreezePostgres(usize),
 }
 

@@ -21,7 +21,6 @@ pub mod checker;
 pub mod cluster;
 pub mod disk;
 pub mod faults;
-pub mod freeze;
 pub mod health;
 pub mod lag;
 pub mod long_writer;

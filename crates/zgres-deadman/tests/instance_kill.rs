@@ -25,7 +25,7 @@ async fn a_frozen_primarys_write_in_flight_is_not_acknowledged_after_the_handove
 
     let (backend, write) = start_long_write(&group, 3).await;
 
-    let frozen = freeze_instance(postmaster);
+    let frozen = zgres_testkit::freeze::freeze(postmaster);
     assert!(frozen.contains(&backend), "the writing backend is frozen");
     assert_eq!(group.wait_primary(&[0]).await, 1);
     for pid in &frozen {
@@ -166,31 +166,4 @@ async fn assert_not_acknowledged(group: &Group, write: LongWrite) {
         .await
         .unwrap();
     assert_eq!(row.get::<_, i64>(0), 0, "the write reached no primary");
-}
-
-/// SIGSTOPs postmaster `pid` (it forks no more), then every process it started; returns them all.
-fn freeze_instance(pid: i32) -> Vec<i32> {
-    kill(Pid::from_raw(pid), Signal::SIGSTOP).unwrap();
-    let mut frozen = vec![pid];
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(child) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
-            continue;
-        };
-        // After the command's closing parenthesis: state, then the parent's pid.
-        let parent = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-            .and_then(|p| p.parse::<i32>().ok());
-        if parent == Some(pid) && kill(Pid::from_raw(child), Signal::SIGSTOP).is_ok() {
-            frozen.push(child);
-        }
-    }
-    frozen
 }

@@ -23,6 +23,7 @@
 pub mod artifacts;
 pub mod fault_proxy;
 pub mod figures;
+pub mod freeze;
 pub mod group;
 pub mod http;
 pub mod os_user;

@@ -1,10 +1,8 @@
-//! The `pg-freeze` fault: every process of a node's PostgreSQL stopped (SIGSTOP), as storage
-//! that hangs leaves them, and continued (SIGCONT) at the end.
-//!
-//! The deadman sees a primary that does not answer, stops it after its restart bound and hands
-//! over; whatever of the instance it left running thaws at the end. A write a frozen backend
-//! was in the middle of must not then commit beside the new primary's (run it with
-//! `--long-writes`, whose client waits for its writes long enough to see that).
+//! A PostgreSQL instance frozen as storage that hangs leaves it: every process stopped
+//! (SIGSTOP), then continued (SIGCONT). The chaos `pg-freeze` fault and the instance-kill
+//! tests use it: the deadman sees a primary that does not answer, stops it after its restart
+//! bound and hands over, and a write a frozen backend was in the middle of must not then
+//! commit beside the new primary's when it thaws.
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
