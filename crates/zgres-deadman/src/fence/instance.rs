@@ -161,11 +161,17 @@ fn runs_postgres(pid: i32) -> bool {
     })
 }
 
+/// How many reads of a new postmaster's directory [`KnownInstance::pending`] asks for before it
+/// gives up (at the keeper's 20 ms: 2 s; the exec that carries the marker takes milliseconds).
+const LEARN_ATTEMPTS: u32 = 100;
+
 /// The data directory of a postmaster, learned while it lived.
 #[derive(Debug, Default)]
 pub struct KnownInstance {
     pgid: i32,
     dir: Option<std::path::PathBuf>,
+    /// Reads of `pgid`'s directory that found nothing yet.
+    misses: u32,
 }
 
 impl KnownInstance {
@@ -177,12 +183,27 @@ impl KnownInstance {
         if pid <= 0 || (pid == self.pgid && self.dir.is_some()) {
             return;
         }
+        if pid != self.pgid {
+            self.misses = 0;
+        }
         match instance_dir(pid) {
             Some(dir) => self.dir = Some(dir),
-            None if pid != self.pgid => self.dir = None,
-            None => {}
+            None if pid != self.pgid => {
+                self.dir = None;
+                self.misses = 1;
+            }
+            None => self.misses = self.misses.saturating_add(1),
         }
         self.pgid = pid;
+    }
+
+    /// Whether postmaster `pid`'s directory is still to be learned and worth another read
+    /// soon: a fencer that first heard of it before `setpriv` executed `postgres` read no
+    /// marker, and if its deadman dies before the fencer wakes again, the postmaster dies with
+    /// it and the directory can no longer be read. Bounded, so a target that never shows one
+    /// costs nothing after [`LEARN_ATTEMPTS`].
+    pub fn pending(&self, pid: i32) -> bool {
+        pid > 0 && self.dir(pid).is_none() && (pid != self.pgid || self.misses < LEARN_ATTEMPTS)
     }
 
     /// The directory of target `pgid`, if learned.
@@ -200,6 +221,30 @@ mod tests {
         assert_eq!(instance_dir(std::process::id() as i32), None);
         assert_eq!(instance_dir(0), None);
         assert_eq!(instance_dir(-1), None);
+    }
+
+    #[test]
+    fn a_new_postmasters_directory_is_read_again_for_a_bounded_while() {
+        let not_postgres = std::process::id() as i32;
+        let mut known = KnownInstance::default();
+        assert!(known.pending(not_postgres), "not read yet");
+        assert!(!known.pending(0));
+        known.learn(not_postgres);
+        assert!(
+            known.pending(not_postgres),
+            "read once, nothing found: read again"
+        );
+        for _ in 1..LEARN_ATTEMPTS {
+            known.learn(not_postgres);
+        }
+        assert!(
+            !known.pending(not_postgres),
+            "given up after {LEARN_ATTEMPTS} reads"
+        );
+        assert!(
+            known.pending(not_postgres + 1),
+            "another postmaster starts afresh"
+        );
     }
 
     #[test]

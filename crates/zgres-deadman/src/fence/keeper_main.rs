@@ -8,6 +8,9 @@ use super::board::{DeadlineBoard, BOARD_OFF_LINE};
 use super::instance::{kill_instance, KnownInstance};
 use super::{ask_fast_shutdown, monotonic_ns, FenceState, FenceStep};
 
+/// How soon the keeper reads a new postmaster's directory again ([`KnownInstance::pending`]).
+const LEARN_RETRY: Duration = Duration::from_millis(20);
+
 /// What the reader thread passes on from the keeper's input.
 enum Input {
     /// A new fence state.
@@ -61,12 +64,17 @@ pub fn run_keeper(
         current = current.map(|s| s.with_board_deadline(board.as_ref().and_then(|b| b.read())));
         let now = monotonic_ns();
         let step = current.map_or(FenceStep::Idle, |s| s.step(now, demoted_for));
-        let wait = match step {
+        let mut wait = match step {
             // Only a message or the board can move the deadline; the board is read on waking.
             FenceStep::WaitUntil(at) => Duration::from_nanos(at.saturating_sub(now)),
             FenceStep::Idle => Duration::from_secs(3600),
             FenceStep::Demote | FenceStep::Kill => Duration::ZERO,
         };
+        if current.is_some_and(|s| s.armed && known.pending(s.pgid)) {
+            // A postmaster just started: its directory shows once `setpriv` executed
+            // `postgres`, and must be read before a deadman's death takes it down.
+            wait = wait.min(LEARN_RETRY);
+        }
         if let (Some(s), FenceStep::Demote) = (current, step) {
             demoted_for = Some(s.deadline_ns);
             if ask_fast_shutdown(s.pgid) {
