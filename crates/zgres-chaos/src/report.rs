@@ -221,6 +221,15 @@ fn print_losses(out: &mut impl Write, losses: &[Loss], record: &Record) -> io::R
     )
 }
 
+/// Prints the writes servers refused other than as standbys, most frequent first.
+pub fn print_refusals(out: &mut impl Write, refusals: &std::collections::BTreeMap<String, u64>) {
+    let mut counted: Vec<_> = refusals.iter().collect();
+    counted.sort_by(|a, b| b.1.cmp(a.1));
+    for (what, count) in counted {
+        let _ = writeln!(out, "writes refused (not as a standby): {count} × {what}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

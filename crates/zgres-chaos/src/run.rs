@@ -207,7 +207,7 @@ pub async fn run(options: &Options, out: &mut impl Write) -> Outcome {
         }
     }
     let (mut acks, refusals) = workload.finish().await;
-    print_refusals(out, &refusals);
+    report::print_refusals(out, &refusals);
     if let Some(long_writer) = long_writer {
         let long = long_writer.finish().await;
         let _ = writeln!(out, "long writes acknowledged: {}", long.len());
@@ -349,18 +349,6 @@ async fn wait_whole(
             return None;
         }
         tokio::time::sleep(TICK).await;
-    }
-}
-
-/// Prints the writes servers refused other than as standbys, most frequent first.
-pub(crate) fn print_refusals(
-    out: &mut impl Write,
-    refusals: &std::collections::BTreeMap<String, u64>,
-) {
-    let mut counted: Vec<_> = refusals.iter().collect();
-    counted.sort_by(|a, b| b.1.cmp(a.1));
-    for (what, count) in counted {
-        let _ = writeln!(out, "writes refused (not as a standby): {count} × {what}");
     }
 }
 

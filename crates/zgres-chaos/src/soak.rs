@@ -110,7 +110,7 @@ pub async fn soak(
     }
     drop(load);
     let (acks, refusals) = workload.finish().await;
-    crate::run::print_refusals(out, &refusals);
+    crate::report::print_refusals(out, &refusals);
     let logs = cluster.logs();
     let fences: Vec<String> = logs
         .iter()
