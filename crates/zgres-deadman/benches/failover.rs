@@ -3,6 +3,8 @@
 //! Prints, over `ZGRES_BENCH_RUNS` runs (default 5):
 //! - seconds from kill -9 of the primary node (deadman + PostgreSQL) to the first write a new
 //!   primary acknowledges, at a 4 s session timeout;
+//! - seconds from SIGTERM of the primary's deadman (`systemctl stop`: it stops PostgreSQL and
+//!   hands the lock to a streaming standby) to the first write a new primary acknowledges;
 //! - seconds from kill -9 of PostgreSQL alone on the primary to the first write acknowledged
 //!   again, and to the replica streaming again;
 //! - seconds from ZooKeeper serving again after a 10 s outage (standalone server killed and
@@ -150,6 +152,29 @@ async fn node_and_postgres_kills(runs: usize) {
         node_kill.push(took.as_secs_f64());
     }
 
+    let mut deadman_stop = Vec::new();
+    for run in 0..runs {
+        let mut group = prepare(3).await;
+        group.start_all().await;
+        let old = group.wait_primary(&[]).await;
+        group.wait_following(1, old).await;
+        group.wait_following(2, old).await;
+        let deadman = group.nodes[old].deadman.take().unwrap();
+        let start = Instant::now();
+        // The stop returns once the deadman exited, after the hand-over: measured beside it.
+        let stopping = std::thread::spawn(move || {
+            deadman.stop(nix::sys::signal::Signal::SIGTERM, Duration::from_secs(30))
+        });
+        let others: Vec<usize> = (0..3).filter(|&i| i != old).collect();
+        let (new, took) = first_write(&group, &others, start).await;
+        let exited = stopping.join().ok().flatten().is_some_and(|s| s.success());
+        println!(
+            "  deadman stop run {run}: n{new} accepted a write after {:.2}s (clean exit: {exited})",
+            took.as_secs_f64()
+        );
+        deadman_stop.push(took.as_secs_f64());
+    }
+
     let mut pg_crash = Vec::new();
     let mut pg_crash_whole = Vec::new();
     let mut group = prepare(2).await;
@@ -180,6 +205,10 @@ async fn node_and_postgres_kills(runs: usize) {
     summary(
         "kill -9 primary node -> first write on new primary",
         &node_kill,
+    );
+    summary(
+        "SIGTERM of the primary's deadman -> first write on new primary",
+        &deadman_stop,
     );
     summary(
         "kill -9 PostgreSQL on primary -> writes accepted",
