@@ -22,6 +22,7 @@ pub mod cluster;
 pub mod disk;
 pub mod faults;
 pub mod health;
+pub mod inbound;
 pub mod lag;
 pub mod long_writer;
 pub mod losses;

@@ -98,6 +98,16 @@ async fn main() {
     }
 }
 
+/// Starts a 3-node `group` and waits until both standbys stream from its primary; the primary.
+async fn started_with_standbys(group: &mut Group) -> usize {
+    group.start_all().await;
+    let primary = group.wait_primary(&[]).await;
+    for standby in (0..3).filter(|&i| i != primary) {
+        group.wait_following(standby, primary).await;
+    }
+    primary
+}
+
 async fn node_and_postgres_kills(runs: usize) {
     let secure = std::env::var("ZGRES_BENCH_ZK_SECURE").as_deref() == Ok("1");
     let members: usize = std::env::var("ZGRES_BENCH_ZK_MEMBERS")
@@ -135,10 +145,7 @@ async fn node_and_postgres_kills(runs: usize) {
     let mut node_kill = Vec::new();
     for run in 0..runs {
         let mut group = prepare(3).await;
-        group.start_all().await;
-        let old = group.wait_primary(&[]).await;
-        group.wait_following(1, old).await;
-        group.wait_following(2, old).await;
+        let old = started_with_standbys(&mut group).await;
         let deadman = group.nodes[old].deadman.take().unwrap();
         let start = Instant::now();
         group.nodes[old].kill_postgres();
@@ -155,10 +162,7 @@ async fn node_and_postgres_kills(runs: usize) {
     let mut deadman_stop = Vec::new();
     for run in 0..runs {
         let mut group = prepare(3).await;
-        group.start_all().await;
-        let old = group.wait_primary(&[]).await;
-        group.wait_following(1, old).await;
-        group.wait_following(2, old).await;
+        let old = started_with_standbys(&mut group).await;
         let deadman = group.nodes[old].deadman.take().unwrap();
         let start = Instant::now();
         // The stop returns once the deadman exited, after the hand-over: measured beside it.
