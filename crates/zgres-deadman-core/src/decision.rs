@@ -318,11 +318,12 @@ impl Decider {
         match self.eligibility(obs) {
             Ok(()) => {
                 self.last_ineligible = None;
-                // The old primary stopped before it released the lock: a hand-over.
+                // The old primary stopped before it released the lock (a hand-over), or it
+                // released the lock with nobody writing under it.
                 let handed_over = self
                     .active_request(obs)
                     .is_some_and(|r| r.stopped_lsn.is_some());
-                if handed_over {
+                if handed_over || obs.quiet_release {
                     self.takeover.handed_over(obs.now);
                 }
                 actions.push(Action::AcquireLock);
@@ -358,7 +359,7 @@ impl Decider {
             return self.handle_request(obs);
         }
         if !pg.running && pg.data_dir == DataDirKind::Damaged {
-            return vec![Action::ReleaseLock];
+            return vec![self.release(obs, false)];
         }
         if obs.config.standby_cluster.is_some() {
             return self.as_standby_leader(obs);
@@ -368,7 +369,7 @@ impl Decider {
                 vec![Action::Bootstrap]
             } else {
                 // The group has a database: an empty node must clone it, not create another.
-                vec![Action::ReleaseLock]
+                vec![self.release(obs, false)]
             };
         }
         if running_standby {
@@ -379,6 +380,15 @@ impl Decider {
                 reason: self.promotion_reason(obs),
                 wait_for_a_standby: obs.config.synchronous_mode == SyncMode::Strict,
             }];
+        }
+        if !pg.running
+            && pg.data_dir == DataDirKind::Primary
+            && !self.takeover.may_start_primary(obs.now)
+        {
+            // Not started yet, by choice: the restart bound is for a primary that fails to
+            // come back, and runs from when it may start.
+            self.down.stop();
+            return vec![];
         }
         // Down, or running but not answering (recovering or hung): both get the restart bound.
         let since = self.down.since(obs.now, pg.running);
@@ -392,12 +402,11 @@ impl Decider {
                     reason: "primary did not come back within the restart timeout",
                 });
             }
-            actions.push(Action::ReleaseLock);
+            actions.push(self.release(obs, pg.running));
             return actions;
         }
         match (pg.running, pg.data_dir) {
             (true, _) => vec![],
-            (false, DataDirKind::Primary) if !self.takeover.may_start_primary(obs.now) => vec![],
             (false, DataDirKind::Primary) => vec![Action::StartPrimary],
             // Won the lock while stopped as a standby: start it, then promote (a plain
             // primary start would not open a new timeline).
@@ -406,6 +415,15 @@ impl Decider {
                 slot: false,
             }],
             (false, DataDirKind::Empty | DataDirKind::Damaged) => vec![],
+        }
+    }
+
+    /// Releases the lock; quietly (the next holder need not wait) when this node's PostgreSQL
+    /// is down or stopped by the action before (`stopping`) and every earlier holder is fenced.
+    pub(super) fn release(&self, obs: &Observation, stopping: bool) -> Action {
+        let nobody_writes_here = stopping || !obs.postgres.running;
+        Action::ReleaseLock {
+            quiet: nobody_writes_here && self.takeover.earlier_holders_fenced(obs.now),
         }
     }
 

@@ -53,6 +53,7 @@ impl CoordinationError {
 mod group_view;
 mod heartbeat;
 mod history;
+mod lock_release;
 mod node_requests;
 mod pg_settings;
 mod read_cache;
@@ -79,8 +80,8 @@ pub struct Coordinator {
     unreadable_total: Arc<AtomicU64>,
     /// The lock content this session created.
     held_lock: Option<Lock>,
-    /// pzxid of the lock directory when the lock was last seen free.
-    lock_gone_zxid: Option<i64>,
+    /// What this session saw of the lock: when it was last seen free, who held it before.
+    sightings: lock_release::LockSightings,
     /// The group's znodes as last read, kept true by watches.
     cache: read_cache::ReadCache,
 }
@@ -150,7 +151,7 @@ impl Coordinator {
             reported: UnreadableFilter::default(),
             unreadable_total,
             held_lock: None,
-            lock_gone_zxid: None,
+            sightings: lock_release::LockSightings::default(),
             cache: read_cache::ReadCache::default(),
         };
         for dir in zgres_schema::Dir::ALL {
@@ -414,22 +415,6 @@ impl Coordinator {
             // Someone holds it (or the lock directory vanished: taken next round).
             Outcome::Exists | Outcome::NotFound | Outcome::BadVersion => Ok(false),
         }
-    }
-
-    /// Deletes the lock if this session holds it.
-    ///
-    /// # Errors
-    /// As any request.
-    pub async fn release_lock(&mut self) -> Result<()> {
-        let path = self.lock_path();
-        self.cache.invalidate(&path);
-        if let Some(stat) = self.session.stat(&path).await? {
-            if stat.ephemeral_owner == self.session.session_id().0 {
-                // Gone or changed meanwhile: not ours to delete any more.
-                self.session.delete(&path, Some(stat.version)).await?;
-            }
-        }
-        Ok(())
     }
 
     /// Creates `/static/{GROUP}-db-id` with `system_id` unless it exists (create-only: an

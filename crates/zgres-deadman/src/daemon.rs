@@ -205,7 +205,7 @@ pub async fn run(
             slot_problem: None,
             wake_at: None,
             not_contending: None,
-            on_shutdown: ShutdownPlan::StopPostgres { hand_over_to: None },
+            on_shutdown: ShutdownPlan::STOP,
             last_observation: None,
         },
         pg: PostgresEdge {

@@ -305,6 +305,40 @@ async fn crashed_primary_postgres_is_restarted_in_place() {
 /// up the lock after its restart bound, and a replica takes over.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crashed_primary_past_its_restart_bound_hands_over() {
+    let group = primary_past_its_restart_bound_gives_up("").await;
+    assert!(group.nodes[0]
+        .log_text()
+        .contains("released the group lock"));
+}
+
+/// The same with the replica declaring an ensemble whose takeover wait (82.4 s here) is longer
+/// than the test's deadline for a new primary: the old primary's PostgreSQL was down when it
+/// released the lock, and it recorded so with the deletion, so the replica promotes without
+/// the wait (before, it waited it out, as for a lock that expired).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_that_gives_up_its_lock_spares_the_next_the_takeover_wait() {
+    let long_wait = "[zookeeper]\nensemble_tick_ms = 2000\nensemble_sync_limit = 40\n";
+    let group = primary_past_its_restart_bound_gives_up(long_wait).await;
+    let old = group.nodes[0].log_text();
+    assert!(
+        old.contains("released the group lock, with nobody writing under it"),
+        "{old}"
+    );
+    let taker = group.nodes[1].log_text();
+    assert!(
+        taker.contains("the lock was released with nobody writing under it: no takeover wait"),
+        "{taker}"
+    );
+    assert!(
+        !taker.contains(zgres_deadman::decision::WAITING_TO_PROMOTE),
+        "the replica waited before promoting\n{taker}"
+    );
+}
+
+/// A 2-node group, node 1's deadman restarted with `replica_config` once it follows, whose
+/// primary's PostgreSQL crashes and cannot start again: node 1 must become the primary and
+/// node 0 never again.
+async fn primary_past_its_restart_bound_gives_up(replica_config: &str) -> Group {
     let timing = Timing {
         primary_restart_timeout_ms: 2_000,
         ..Timing::default()
@@ -312,6 +346,15 @@ async fn crashed_primary_past_its_restart_bound_hands_over() {
     let mut group = Group::prepare(2, timing).await;
     group.start_all().await;
     assert_eq!(group.wait_primary(&[]).await, 0);
+    group.wait_following(1, 0).await;
+    if !replica_config.is_empty() {
+        let deadman = group.nodes[1].deadman.take().unwrap();
+        let status = deadman.stop(Signal::SIGTERM, Duration::from_secs(30));
+        assert!(status.is_some_and(|s| s.success()), "{status:?}");
+        group.nodes[1].extra_config = replica_config.to_owned();
+        group.start(1);
+        group.wait_following(1, 0).await;
+    }
     // The running server does not reread this file; a restart does, and fails.
     let auto_conf = group.nodes[0].pg.data_dir().join("postgresql.auto.conf");
     let mut text = std::fs::read_to_string(&auto_conf).unwrap();
@@ -319,10 +362,8 @@ async fn crashed_primary_past_its_restart_bound_hands_over() {
     std::fs::write(&auto_conf, text).unwrap();
     group.nodes[0].kill_postgres();
     assert_eq!(group.wait_primary(&[0]).await, 1);
-    assert!(group.nodes[0]
-        .log_text()
-        .contains("released the group lock"));
     assert_never_primary(&group, 0, Duration::from_secs(3)).await;
+    group
 }
 
 /// The fence takes its confirmations from every answer ZooKeeper gives the session, not only

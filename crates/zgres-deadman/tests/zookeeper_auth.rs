@@ -92,6 +92,8 @@ async fn writer_identity_owns_the_group(zk: ZkCluster, sasl: bool, reader_id: &s
         zgres_schema::Dir::Request,
         // A forged catalog would make zgresctl accept values PostgreSQL refuses.
         zgres_schema::Dir::PgSettings,
+        // A forged release record would spare a taker the takeover wait.
+        zgres_schema::Dir::Released,
     ];
     let anonymous = client(&group, None).await;
     let reader = client(&group, Some(&format!("{READER}:{READER_PASSWORD}"))).await;

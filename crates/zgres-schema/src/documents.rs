@@ -200,6 +200,23 @@ impl Document for Lock {
     const VERSION: u64 = 1;
 }
 
+/// `/released/{GROUP}`: the last lock its holder released with nobody writing under it — its
+/// PostgreSQL stopped, and every holder before it fenced (it was past its takeover wait) —
+/// written in the same transaction that deleted the lock. A node that saw that very lock held
+/// (its creation zxid) and then free may take it over without the takeover wait, since no
+/// primary can still be writing; any other lock that vanished is waited for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockRelease {
+    /// The released lock's creation zxid (`czxid`): which lock this record is about.
+    pub lock_czxid: i64,
+    /// The node that released it, for the log.
+    pub node: NodeId,
+}
+
+impl Document for LockRelease {
+    const VERSION: u64 = 1;
+}
+
 /// `/static/{GROUP}-db-id`: the group's PostgreSQL system identifier, created once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DatabaseId {

@@ -13,6 +13,7 @@
 //! | `{root}/switchover/{GROUP}` | [`crate::documents::Switchover`] |
 //! | `{root}/request/{GROUP}_{NODE}` | [`crate::documents::NodeRequest`] |
 //! | `{root}/pg_settings/{GROUP}` | [`crate::pg_settings::PgSettingsCatalog`] |
+//! | `{root}/released/{GROUP}` | [`crate::documents::LockRelease`] |
 
 use std::fmt;
 
@@ -41,11 +42,13 @@ pub enum Dir {
     Request,
     /// `pg_settings`: the parameters each group's primary accepts.
     PgSettings,
+    /// `released`: the last lock each group's holder released with nobody writing under it.
+    Released,
 }
 
 impl Dir {
     /// Every directory, in the order of the table above.
-    pub const ALL: [Dir; 10] = [
+    pub const ALL: [Dir; 11] = [
         Dir::State,
         Dir::Conn,
         Dir::Lock,
@@ -56,6 +59,7 @@ impl Dir {
         Dir::Switchover,
         Dir::Request,
         Dir::PgSettings,
+        Dir::Released,
     ];
 
     /// The directory's name under the root.
@@ -71,6 +75,7 @@ impl Dir {
             Dir::Switchover => "switchover",
             Dir::Request => "request",
             Dir::PgSettings => "pg_settings",
+            Dir::Released => "released",
         }
     }
 }
@@ -127,6 +132,8 @@ pub enum Znode {
     Request(GroupName, NodeId),
     /// The parameters the group's primary accepts.
     PgSettings(GroupName),
+    /// The last lock the group's holder released with nobody writing under it.
+    Released(GroupName),
 }
 
 impl Znode {
@@ -142,7 +149,8 @@ impl Znode {
             | Znode::Sync(g)
             | Znode::Switchover(g)
             | Znode::Request(g, _)
-            | Znode::PgSettings(g) => g,
+            | Znode::PgSettings(g)
+            | Znode::Released(g) => g,
         }
     }
 }
@@ -217,6 +225,7 @@ impl ZkLayout {
             Znode::Switchover(g) => format!("{r}/switchover/{g}"),
             Znode::Request(g, n) => format!("{r}/request/{g}_{n}"),
             Znode::PgSettings(g) => format!("{r}/pg_settings/{g}"),
+            Znode::Released(g) => format!("{r}/released/{g}"),
         }
     }
 
@@ -269,6 +278,7 @@ impl ZkLayout {
             "switchover" => Znode::Switchover(group(name)?),
             "request" => member(name).map(|(g, n)| Znode::Request(g, n))?,
             "pg_settings" => Znode::PgSettings(group(name)?),
+            "released" => Znode::Released(group(name)?),
             _ => return Err(unknown()),
         })
     }
@@ -300,6 +310,7 @@ mod tests {
             Znode::Switchover(g.clone()),
             Znode::Request(g.clone(), n),
             Znode::PgSettings(g.clone()),
+            Znode::Released(g.clone()),
         ]
     }
 

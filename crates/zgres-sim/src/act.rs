@@ -21,9 +21,11 @@ impl World {
                 }
                 true
             }
-            Action::ReleaseLock => {
+            Action::ReleaseLock { quiet } => {
                 if let (true, Some(s)) = (reachable, self.nodes[i].session) {
-                    self.zk.release(s);
+                    let running = self.nodes[i].pg.phase != crate::postgres::Phase::Stopped;
+                    let quiet = *quiet || self.settings.bug == Some(crate::Bug::QuietEveryRelease);
+                    self.zk.release(s, quiet && !running);
                 }
                 true
             }
@@ -104,7 +106,7 @@ impl World {
                     request.to = Some(*candidate);
                     request.stopped_lsn = Some(self.nodes[i].pg.wal.end);
                     self.zk.switchover = Some(request);
-                    self.zk.release(session);
+                    self.zk.release(session, false);
                 }
                 true
             }

@@ -59,7 +59,7 @@ struct Args {
     #[arg(long, default_value_t = 3)]
     nodes: usize,
     /// Run with a deliberate mistake, to show the checker finds it.
-    #[arg(long, value_parser = ["fence-from-expiry", "skip-sync-confirm", "forget-paused-lock", "no-takeover-wait"])]
+    #[arg(long, value_parser = ["fence-from-expiry", "skip-sync-confirm", "forget-paused-lock", "no-takeover-wait", "quiet-every-release"])]
     bug: Option<String>,
 }
 
@@ -92,6 +92,7 @@ fn main() -> ExitCode {
             "skip-sync-confirm" => Bug::SkipSyncConfirm,
             "forget-paused-lock" => Bug::ForgetPausedLock,
             "no-takeover-wait" => Bug::NoTakeoverWait,
+            "quiet-every-release" => Bug::QuietEveryRelease,
             _ => Bug::FenceFromExpiry,
         }),
         ..Settings::default()

@@ -133,8 +133,8 @@ pub struct Node {
     pub next_round: u64,
     /// When the ZooKeeper client next pings (real ms).
     pub next_ping: u64,
-    /// The lock version the last round saw (a change wakes the node, as a watch would).
-    pub lock_version_seen: u64,
+    /// What the deadman saw of the lock.
+    pub lock_seen: LockSeen,
     /// Which of its network links are cut.
     pub cut: Cuts,
     /// The `Instant` the host's clock counts from.
@@ -149,6 +149,16 @@ pub struct Node {
     /// The deadman's takeover wait, from its settings: given to every decider it starts with
     /// and published in its state.
     pub takeover_wait: Duration,
+}
+
+/// What a deadman saw of the lock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LockSeen {
+    /// The lock version its last round saw (a change wakes the node, as a watch would).
+    pub version: u64,
+    /// The creation zxid of the lock it last saw held by another session (as the shell's
+    /// `coordination::lock_release` keeps it).
+    pub other_czxid: Option<u64>,
 }
 
 impl Node {
@@ -183,12 +193,12 @@ impl Node {
             fence: Fence::disarmed(budget),
             next_round: 0,
             next_ping: 0,
-            lock_version_seen: 0,
+            lock_seen: LockSeen::default(),
             cut: Cuts::default(),
             epoch,
             pending_commit: None,
             sync_keeper: SyncKeeper::default(),
-            on_shutdown: ShutdownPlan::StopPostgres { hand_over_to: None },
+            on_shutdown: ShutdownPlan::STOP,
         }
     }
 
@@ -207,7 +217,8 @@ impl Node {
                     self.decider = new_decider(self.id, self.takeover_wait);
                     self.session = None;
                     self.sync_keeper = SyncKeeper::default();
-                    self.on_shutdown = ShutdownPlan::StopPostgres { hand_over_to: None };
+                    self.on_shutdown = ShutdownPlan::STOP;
+                    self.lock_seen.other_czxid = None;
                     self.fence = Fence::disarmed(self.fence.budget);
                     self.next_round = t;
                 }

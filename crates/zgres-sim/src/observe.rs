@@ -45,6 +45,18 @@ impl World {
             }
             (false, Some(_), Some(l)) => LockView::Other(Some(l.node)),
         };
+        // As `coordination::lock_release`: a lock released quietly counts only if it is the
+        // one this deadman saw held.
+        match (lock, self.zk.lock) {
+            (LockView::Other(_) | LockView::Unattended, Some(l)) => {
+                self.nodes[i].lock_seen.other_czxid = Some(l.czxid)
+            }
+            (LockView::Ours, _) => self.nodes[i].lock_seen.other_czxid = None,
+            _ => {}
+        }
+        let quiet_release = lock == LockView::Free
+            && self.zk.released.is_some()
+            && self.zk.released == self.nodes[i].lock_seen.other_czxid;
         let peers = if lock == LockView::Unknown {
             Vec::new()
         } else {
@@ -132,6 +144,7 @@ impl World {
             // Operators' restart requests are not simulated.
             node_request: Fetched::Absent,
             standby_source: None,
+            quiet_release,
         }
     }
 

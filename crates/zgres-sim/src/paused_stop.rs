@@ -91,6 +91,16 @@ impl World {
         node.fence.state = FenceState::DISARMED;
         node.process = Process::DeadUntil(until);
         if let Some(s) = session {
+            // As `daemon/shutdown.rs`: quietly, when the core says every earlier holder is
+            // fenced and PostgreSQL is stopped.
+            let stopped = self.nodes[i].pg.phase == crate::postgres::Phase::Stopped;
+            if let ShutdownPlan::StopPostgres {
+                release_quietly: true,
+                ..
+            } = self.nodes[i].on_shutdown
+            {
+                self.zk.release(s, stopped && !left_running);
+            }
             self.zk.close(s);
             self.zk.states[i] = None;
         }
@@ -111,7 +121,7 @@ impl World {
         let streaming = self.connected(i).into_iter().filter(|c| c.streaming);
         obs.postgres.streaming = Some(streaming.map(|c| c.node).collect());
         match self.nodes[i].decider.shutdown_plan(&obs) {
-            ShutdownPlan::StopPostgres { hand_over_to } => hand_over_to,
+            ShutdownPlan::StopPostgres { hand_over_to, .. } => hand_over_to,
             ShutdownPlan::LeaveRunning { .. } => None,
         }
     }

@@ -17,6 +17,10 @@ pub enum Bug {
     /// (`decision::takeover`): a primary whose ZooKeeper member was cut from its leader still
     /// has its fence confirmed by that member.
     NoTakeoverWait,
+    /// Release the lock quietly whenever PostgreSQL is stopped, whether or not the core says
+    /// every earlier holder is fenced: a node that gives the lock up while still in its own
+    /// takeover wait lets the next holder promote while the primary before may still write.
+    QuietEveryRelease,
 }
 
 /// The ZooKeeper ensemble's timing, as the deadmen declare it in `[zookeeper]`.

@@ -112,7 +112,7 @@ impl World {
             }
             self.ping(i);
             let woken = !self.nodes[i].cut.zookeeper
-                && self.nodes[i].lock_version_seen != self.zk.lock_version;
+                && self.nodes[i].lock_seen.version != self.zk.lock_version;
             if t >= self.nodes[i].next_round || woken {
                 self.round(i);
             }
@@ -284,7 +284,7 @@ impl World {
         let t = self.t;
         {
             let node = &mut self.nodes[i];
-            node.lock_version_seen = self.zk.lock_version;
+            node.lock_seen.version = self.zk.lock_version;
             if !node.cut.zookeeper {
                 let alive = node.session.is_some_and(|s| self.zk.heard(s, t));
                 if alive {

@@ -27,6 +27,8 @@ pub struct LockZnode {
     pub session: SessionId,
     /// The node named in it.
     pub node: NodeId,
+    /// The zxid that created it (`czxid`): which lock it is.
+    pub czxid: u64,
 }
 
 /// The server.
@@ -41,6 +43,8 @@ pub struct ZooKeeper {
     pub lock: Option<LockZnode>,
     /// The zxid of the lock's last deletion.
     pub lock_gone_zxid: Option<u64>,
+    /// `/released/{GROUP}`: the creation zxid of the last lock released quietly.
+    pub released: Option<u64>,
     /// Each node's published state and the zxid it was written at.
     pub states: Vec<Option<(NodeState, u64)>>,
     /// `/history`: promotions as (timeline, position, node), in the order recorded.
@@ -65,6 +69,7 @@ impl ZooKeeper {
             zxid: 0,
             lock: None,
             lock_gone_zxid: None,
+            released: None,
             states: vec![None; nodes],
             history: Vec::new(),
             lock_version: 0,
@@ -120,7 +125,7 @@ impl ZooKeeper {
         if let Some(s) = self.sessions.iter_mut().find(|s| s.id == session) {
             s.alive = false;
         }
-        self.release(session);
+        self.release(session, false);
     }
 
     /// Creates the lock for `node` if nobody holds it.
@@ -129,14 +134,22 @@ impl ZooKeeper {
             return false;
         }
         self.zxid += 1;
-        self.lock = Some(LockZnode { session, node });
+        self.lock = Some(LockZnode {
+            session,
+            node,
+            czxid: self.zxid,
+        });
         self.lock_version += 1;
         true
     }
 
-    /// Deletes the lock if `session` holds it.
-    pub fn release(&mut self, session: SessionId) {
-        if self.lock.is_some_and(|l| l.session == session) {
+    /// Deletes the lock if `session` holds it; `quiet`ly records it in `/released` in the
+    /// same transaction.
+    pub fn release(&mut self, session: SessionId, quiet: bool) {
+        if let Some(lock) = self.lock.filter(|l| l.session == session) {
+            if quiet {
+                self.released = Some(lock.czxid);
+            }
             self.lock = None;
             self.zxid += 1;
             self.lock_gone_zxid = Some(self.zxid);
@@ -151,6 +164,8 @@ impl ZooKeeper {
             Some(lock) if lock.session == session => {
                 lock.session = PERSISTENT;
                 self.zxid += 1;
+                // A delete and a create in one transaction: a new znode.
+                lock.czxid = self.zxid;
                 self.lock_version += 1;
                 true
             }
@@ -165,6 +180,7 @@ impl ZooKeeper {
             Some(lock) if lock.session == PERSISTENT && lock.node == node => {
                 lock.session = session;
                 self.zxid += 1;
+                lock.czxid = self.zxid;
                 self.lock_version += 1;
                 true
             }

@@ -9,6 +9,8 @@ use zookeeper_client as zk;
 use crate::error::{ConnectError, ConnectFailure, ZkError};
 use crate::settings::ZkSettings;
 
+mod transactions;
+
 /// The answer to a write that may meet an expected condition instead of succeeding. None of
 /// these is an error to retry: the caller decides what each means.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -305,38 +307,6 @@ impl ZkSession {
     ) -> Result<Outcome<zk::Stat>, ZkError> {
         self.timed("set", path, || self.client.set_data(path, data, version))
             .await
-    }
-
-    /// Replaces the znode at `path`, if its version is `version`, with a new one of `kind`
-    /// holding `data`, in one transaction: nobody ever sees the path empty. Used to turn an
-    /// ephemeral znode into a persistent one and back.
-    ///
-    /// # Errors
-    /// [`ZkError`]; [`Outcome::NotFound`] / [`Outcome::BadVersion`] when the znode is gone or
-    /// changed (nothing was written).
-    pub async fn replace(
-        &self,
-        path: &str,
-        version: i32,
-        data: &[u8],
-        kind: CreateKind,
-    ) -> Result<Outcome<()>, ZkError> {
-        let options = kind.options(&self.acls);
-        let mut writer = self.client.new_multi_writer();
-        let staged = writer
-            .add_delete(path, Some(version))
-            .and_then(|()| writer.add_create(path, data, &options));
-        if let Err(e) = staged {
-            return Err(ZkError::classify(e, "replace", path));
-        }
-        // An async block sends nothing until it is polled, inside `timed`.
-        let commit = async {
-            writer.commit().await.map(|_| ()).map_err(|e| match e {
-                zk::MultiWriteError::OperationFailed { source, .. } => source,
-                zk::MultiWriteError::RequestFailed { source } => source,
-            })
-        };
-        self.timed("replace", path, || commit).await
     }
 
     /// Deletes the znode if its version is `version` (`None`: any version).

@@ -9,7 +9,13 @@ pub enum Action {
     /// Try to create the lock (atomic; may lose the race).
     AcquireLock,
     /// Delete the lock.
-    ReleaseLock,
+    ReleaseLock {
+        /// Nobody can be writing under it: this node's PostgreSQL is down (or stopped by the
+        /// actions before this one) and every earlier holder is fenced (this node was past its
+        /// takeover wait). The shell records so with the deletion, and the next holder need
+        /// not wait the takeover wait ([`super::Observation::quiet_release`]).
+        quiet: bool,
+    },
     /// Arm the fence, then turn the persistent lock this node's deadman left at a paused
     /// shutdown back into an ephemeral one of this session, in one transaction.
     ReclaimLock,

@@ -181,6 +181,10 @@ pub struct Observation {
     /// address `standby_cluster` names, or the lock holder of the group it names (`None`
     /// while that group has none, and outside a standby cluster).
     pub standby_source: Option<NodeId>,
+    /// The lock is free, and its last holder — the one this node saw — released it with
+    /// nobody writing under it (`Action::ReleaseLock { quiet: true }`, recorded with the
+    /// deletion): no takeover wait is needed. `false` for a lock that merely vanished.
+    pub quiet_release: bool,
 }
 
 /// Every kind of [`LockView`], for property tests.

@@ -17,6 +17,9 @@ pub enum ShutdownPlan {
     StopPostgres {
         /// The streaming standby to hand the lock to.
         hand_over_to: Option<NodeId>,
+        /// Every earlier holder of the lock is fenced: once PostgreSQL has stopped, the lock
+        /// is released quietly (`Action::ReleaseLock { quiet: true }`).
+        release_quietly: bool,
     },
     /// Leave PostgreSQL running under its guardian for the next deadman to take over.
     LeaveRunning {
@@ -24,6 +27,15 @@ pub enum ShutdownPlan {
         /// nobody takes over the primary left running, even after the group is resumed.
         persist_lock: bool,
     },
+}
+
+impl ShutdownPlan {
+    /// Stop PostgreSQL, hand nothing over, release the lock plainly: the plan before a round
+    /// has made one.
+    pub const STOP: ShutdownPlan = ShutdownPlan::StopPostgres {
+        hand_over_to: None,
+        release_quietly: false,
+    };
 }
 
 /// The plan for a shutdown, from the last round's view: `paused` the group's flag,
@@ -38,9 +50,8 @@ pub fn shutdown_plan(
     running_primary: bool,
     running_standby: bool,
 ) -> ShutdownPlan {
-    const STOP: ShutdownPlan = ShutdownPlan::StopPostgres { hand_over_to: None };
     if !paused {
-        return STOP;
+        return ShutdownPlan::STOP;
     }
     match (lock, running_primary, running_standby) {
         (LockView::Ours, true, _) => ShutdownPlan::LeaveRunning { persist_lock: true },
@@ -50,7 +61,7 @@ pub fn shutdown_plan(
         (_, false, true) => ShutdownPlan::LeaveRunning {
             persist_lock: false,
         },
-        _ => STOP,
+        _ => ShutdownPlan::STOP,
     }
 }
 
@@ -66,7 +77,8 @@ impl Decider {
     /// The plan for a shutdown after `obs` ([`shutdown_plan`]), with the standby a primary
     /// holding the lock hands it over to when it stops: the one a switchover would pick (a
     /// healthy peer streaming from it, on its timeline, ranked best), unless a request is
-    /// already pending (the operator's, which the election follows).
+    /// already pending (the operator's, which the election follows); and whether the lock,
+    /// once PostgreSQL stopped, may be released quietly.
     pub fn shutdown_plan(&self, obs: &Observation) -> ShutdownPlan {
         let probe = obs.postgres.probe.filter(|_| obs.postgres.running);
         let primary = probe.is_some_and(|p| !p.in_recovery);
@@ -80,7 +92,10 @@ impl Decider {
                     .as_ref()
                     .filter(|_| hands_over)
                     .and_then(|streaming| self.switchover_candidate(obs, None, streaming));
-                ShutdownPlan::StopPostgres { hand_over_to }
+                ShutdownPlan::StopPostgres {
+                    hand_over_to,
+                    release_quietly: self.takeover.earlier_holders_fenced(obs.now),
+                }
             }
             left_running => left_running,
         }
@@ -117,7 +132,7 @@ mod tests {
         ) {
             let plan = shutdown_plan(paused, lock, primary, standby);
             if !paused {
-                prop_assert_eq!(plan, ShutdownPlan::StopPostgres { hand_over_to: None });
+                prop_assert_eq!(plan, ShutdownPlan::STOP);
             }
             if primary {
                 match plan {
@@ -131,7 +146,7 @@ mod tests {
                 }
             }
             if !primary && !standby {
-                prop_assert_eq!(plan, ShutdownPlan::StopPostgres { hand_over_to: None });
+                prop_assert_eq!(plan, ShutdownPlan::STOP);
             }
         }
     }
@@ -145,17 +160,14 @@ mod tests {
                 persist_lock: false
             }
         );
-        assert_eq!(
-            shutdown_plan(false, other, false, true),
-            ShutdownPlan::StopPostgres { hand_over_to: None }
-        );
+        assert_eq!(shutdown_plan(false, other, false, true), ShutdownPlan::STOP);
         assert_eq!(
             shutdown_plan(true, LockView::Ours, true, false),
             ShutdownPlan::LeaveRunning { persist_lock: true }
         );
         assert_eq!(
             shutdown_plan(true, other, true, false),
-            ShutdownPlan::StopPostgres { hand_over_to: None },
+            ShutdownPlan::STOP,
             "a primary without the lock is not kept"
         );
     }

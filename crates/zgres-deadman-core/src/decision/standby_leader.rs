@@ -35,7 +35,7 @@ impl Decider {
         if obs.now.duration_since(since) >= self.timing.primary_restart_timeout {
             self.gave_up = true;
             self.down.stop();
-            return vec![Action::ReleaseLock];
+            return vec![self.release(obs, false)];
         }
         match pg.data_dir {
             DataDirKind::Standby => vec![Action::StartStandby {

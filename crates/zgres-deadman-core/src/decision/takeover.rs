@@ -151,6 +151,14 @@ impl Takeover {
         self.promote_not_before.map_or(true, |at| now >= at)
     }
 
+    /// Whether every node that held the lock before this one is certainly fenced at `now`:
+    /// this node's takeover wait is over, or it had none (a restart in place, as
+    /// [`Takeover::may_start_primary`] has it). Only then may its release say that nobody
+    /// writes under the lock.
+    pub(super) fn earlier_holders_fenced(&self, now: Instant) -> bool {
+        self.may_start_primary(now)
+    }
+
     /// This node runs as the primary with the lock: the takeover is over.
     pub(super) fn done(&mut self) {
         self.promote_not_before = None;

@@ -151,6 +151,7 @@ fn obs(now: Instant, lock: LockView, postgres: LocalPostgres, peers: Vec<Peer>) 
         sync: Fetched::Absent,
         node_request: Fetched::Absent,
         standby_source: None,
+        quiet_release: false,
     }
 }
 
@@ -176,6 +177,7 @@ mod member_slots;
 mod missing_wal;
 mod properties;
 mod published;
+mod quiet_release;
 mod quorum;
 mod requests;
 mod rewind_failure;

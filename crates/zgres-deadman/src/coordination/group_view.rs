@@ -32,6 +32,9 @@ pub struct GroupView {
     pub sync: Fetched<(SyncState, i32)>,
     /// `/request/{GROUP}_{NODE}` for this node and its version.
     pub node_request: Fetched<(NodeRequest, i32)>,
+    /// The lock is free, released by the holder this node last saw with nobody writing
+    /// under it (see `coordination::lock_release`).
+    pub quiet_release: bool,
 }
 
 impl GroupView {
@@ -47,6 +50,7 @@ impl GroupView {
             switchover: Fetched::Absent,
             sync: Fetched::Absent,
             node_request: Fetched::Absent,
+            quiet_release: false,
         }
     }
 }
@@ -84,9 +88,10 @@ impl Coordinator {
         let (lock_read, source) = self.cache.get(&self.session, &lock_path).await?;
         let lock = match lock_read {
             Some((data, stat)) => {
-                self.lock_gone_zxid = None;
+                let ours = stat.ephemeral_owner == self.session.session_id().0;
+                self.sightings.held(stat.czxid, ours);
                 let holder = self.decode_reported::<Lock>(&lock_path, &data);
-                if stat.ephemeral_owner == self.session.session_id().0 {
+                if ours {
                     if holder.valid().map(|l| l.node) != Some(self.me) {
                         self.restore_lock(&holder, stat.version).await;
                     }
@@ -100,11 +105,11 @@ impl Coordinator {
                 }
             }
             None => {
-                if self.lock_gone_zxid.is_none() {
+                if self.sightings.gone_zxid.is_none() {
                     // The directory is created at connect; gone means someone deleted it.
                     let dir = self.layout.dir(zgres_schema::Dir::Lock);
                     let stat = self.session.stat(&dir).await?;
-                    self.lock_gone_zxid = Some(stat.map_or(0, |s| s.pzxid));
+                    self.sightings.gone_zxid = Some(stat.map_or(0, |s| s.pzxid));
                 }
                 LockView::Free
             }
@@ -198,7 +203,10 @@ impl Coordinator {
             if state.node == self.me {
                 continue;
             }
-            let fresh = self.lock_gone_zxid.is_some_and(|gone| stat.mzxid > gone);
+            let fresh = self
+                .sightings
+                .gone_zxid
+                .is_some_and(|gone| stat.mzxid > gone);
             peers.push(Peer { state, fresh });
         }
 
@@ -213,6 +221,7 @@ impl Coordinator {
         } else {
             Fetched::Absent
         };
+        let quiet_release = lock == LockView::Free && self.released_quietly().await?;
         let group_timeline = if lock == LockView::Free {
             self.history().await?.newest_timeline()
         } else {
@@ -241,6 +250,7 @@ impl Coordinator {
             switchover,
             sync,
             node_request,
+            quiet_release,
         })
     }
 }

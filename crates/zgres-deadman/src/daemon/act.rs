@@ -85,9 +85,16 @@ impl Daemon {
                 }
                 true
             }
-            Action::ReleaseLock => {
-                if self.release_lock().await {
-                    tracing::warn!("released the group lock");
+            Action::ReleaseLock { quiet } => {
+                // The core knows PostgreSQL is down or was just killed; a release says nobody
+                // writes under the lock only if it is indeed not running.
+                let quiet = quiet && !self.pg.process.is_running();
+                if self.release_lock(quiet).await {
+                    if quiet {
+                        tracing::warn!("released the group lock, with nobody writing under it: the next holder need not wait");
+                    } else {
+                        tracing::warn!("released the group lock");
+                    }
                 }
                 true
             }
@@ -125,7 +132,7 @@ impl Daemon {
                 if let Err(e) = self.out.callbacks.pre_promote().await {
                     tracing::error!(error = %e, "pre_promote vetoed this node's promotion; releasing the lock");
                     self.core.decider.promotion_vetoed(Instant::now());
-                    self.release_lock().await;
+                    self.release_lock(false).await;
                     return true;
                 }
                 if !self.fence.arm() {
@@ -178,7 +185,7 @@ impl Daemon {
                     Ok(()) => tracing::info!("bootstrap done; starting as the first primary"),
                     Err(e) => {
                         tracing::error!(error = %e, "bootstrap failed; releasing the lock so another node can try");
-                        self.release_lock().await;
+                        self.release_lock(false).await;
                     }
                 }
                 true
@@ -367,7 +374,7 @@ impl Daemon {
                 let _ = session.coordinator.update_switchover(None, version).await;
             }
         }
-        if let Err(e) = session.coordinator.release_lock().await {
+        if let Err(e) = session.coordinator.release_lock(false).await {
             tracing::warn!(error = %e, "cannot release the lock");
         }
         true
@@ -401,14 +408,15 @@ impl Daemon {
         }
     }
 
-    /// Deletes the group lock if this session holds it; returns whether it did (a failure is
-    /// logged: the lock then goes with the session).
-    async fn release_lock(&mut self) -> bool {
+    /// Deletes the group lock if this session holds it, `quiet`ly (see
+    /// [`crate::coordination::Coordinator::release_lock`]) or not; returns whether it did (a
+    /// failure is logged: the lock then goes with the session).
+    async fn release_lock(&mut self, quiet: bool) -> bool {
         let Some(session) = self.zk.session.as_mut() else {
             return false;
         };
-        match session.coordinator.release_lock().await {
-            Ok(()) => true,
+        match session.coordinator.release_lock(quiet).await {
+            Ok(released) => released,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot release the group lock");
                 false

@@ -199,6 +199,7 @@ impl Daemon {
             sync: view.sync.clone().map(|(s, _)| s),
             node_request: view.node_request.clone().map(|(r, _)| r),
             standby_source,
+            quiet_release: view.quiet_release,
         };
         if self.core.paused != Some(obs.config.paused) && obs.lock != LockView::Unknown {
             if obs.config.paused {

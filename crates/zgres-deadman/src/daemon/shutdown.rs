@@ -35,10 +35,25 @@ impl Daemon {
             }
         }
         self.fence.disarm();
+        let quiet = !left_running
+            && !self.pg.process.is_running()
+            && matches!(
+                self.core.on_shutdown,
+                ShutdownPlan::StopPostgres {
+                    release_quietly: true,
+                    ..
+                }
+            );
         if let Some(mut session) = self.zk.session.take() {
             session.heartbeat.abort();
-            if let Err(e) = session.coordinator.release_lock().await {
-                tracing::warn!(error = %e, "cannot release the lock; it goes with the session");
+            match session.coordinator.release_lock(quiet).await {
+                Ok(true) if quiet => tracing::info!(
+                    "released the group lock, with nobody writing under it: the next holder need not wait"
+                ),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot release the lock; it goes with the session")
+                }
             }
             session.coordinator.close().await;
         }
@@ -74,7 +89,7 @@ impl Daemon {
             }
         }
         match self.core.decider.shutdown_plan(&obs) {
-            ShutdownPlan::StopPostgres { hand_over_to } => hand_over_to,
+            ShutdownPlan::StopPostgres { hand_over_to, .. } => hand_over_to,
             ShutdownPlan::LeaveRunning { .. } => None,
         }
     }

@@ -53,6 +53,7 @@ impl Inventory {
             self.layout.path(&Znode::Sync(name.clone())),
             self.layout.path(&Znode::Config(name.clone())),
             self.layout.path(&Znode::PgSettings(name.clone())),
+            self.layout.path(&Znode::Released(name.clone())),
             self.layout.path(&Znode::DatabaseId(name)),
         ]);
         let mut deleted = Vec::new();

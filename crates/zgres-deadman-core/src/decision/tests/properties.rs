@@ -72,6 +72,16 @@ fn arb_peers() -> impl Strategy<Value = Vec<Peer>> {
     )
 }
 
+/// Mostly held by this node, so that restart bounds run out and the lock is released.
+fn arb_lock_mostly_ours() -> impl Strategy<Value = LockView> {
+    prop_oneof![
+        1 => Just(LockView::Unknown),
+        2 => Just(LockView::Free),
+        8 => Just(LockView::Ours),
+        1 => (1u8..5).prop_map(|i| LockView::Other(Some(node(i)))),
+    ]
+}
+
 proptest! {
     /// Whatever happens, over any sequence of observations: no promotion or primary start
     /// without the lock, no contending for a held lock, and a primary without the lock is
@@ -91,7 +101,7 @@ proptest! {
                 match action {
                     Action::Promote { .. } | Action::StartPrimary => prop_assert_eq!(lock, LockView::Ours),
                     Action::AcquireLock => prop_assert_eq!(lock, LockView::Free),
-                    Action::ReleaseLock => prop_assert_eq!(lock, LockView::Ours),
+                    Action::ReleaseLock { .. } => prop_assert_eq!(lock, LockView::Ours),
                     _ => {}
                 }
             }
@@ -210,5 +220,44 @@ proptest! {
         let expected: std::collections::BTreeSet<_> =
             peers.iter().filter(|p| may_be_synchronous(p)).map(|p| p.state.node).collect();
         prop_assert_eq!(decision.sync_eligible, expected);
+    }
+
+    /// A quiet release (whoever takes the lock next will not wait) comes only when nobody can
+    /// be writing under the lock: this node's PostgreSQL is down or killed by the action just
+    /// before, and the node is not within its own takeover wait (the primary before it may
+    /// still be writing), over any sequence of observations.
+    #[test]
+    fn a_quiet_release_never_leaves_a_writer_behind(
+        steps in proptest::collection::vec((arb_lock_mostly_ours(), arb_postgres(), arb_peers(), 0u64..6000), 1..60)
+    ) {
+        let wait = Duration::from_millis(12_000);
+        let mut d = decider(1).with_takeover_wait(wait);
+        let start = Instant::now();
+        let mut elapsed = Duration::ZERO;
+        let mut free_since: Option<Instant> = None;
+        for (lock, postgres, peers, advance_ms) in steps {
+            elapsed += Duration::from_millis(advance_ms);
+            let now = start + elapsed;
+            let is_primary = postgres.running && postgres.probe.is_some_and(|p| !p.in_recovery);
+            match lock {
+                LockView::Free => { free_since.get_or_insert(now); }
+                LockView::Other(_) => free_since = None,
+                LockView::Ours if is_primary => free_since = None,
+                _ => {}
+            }
+            let actions = d.decide(&obs(now, lock, postgres.clone(), peers));
+            for (i, action) in actions.iter().enumerate() {
+                if *action != (Action::ReleaseLock { quiet: true }) {
+                    continue;
+                }
+                let killed_first = actions[..i]
+                    .iter()
+                    .any(|a| matches!(a, Action::StopPostgres { immediate: true, .. }));
+                prop_assert!(!postgres.running || killed_first, "{:?} with {:?}", actions, postgres);
+                if let Some(since) = free_since {
+                    prop_assert!(now >= since + wait, "released quietly {:?} after the lock was seen free", now - since);
+                }
+            }
+        }
     }
 }

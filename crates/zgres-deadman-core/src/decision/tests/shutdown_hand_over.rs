@@ -12,7 +12,7 @@ fn replicas(lsns: &[(u8, u64)]) -> Vec<Peer> {
 
 fn hands_over_to(plan: ShutdownPlan) -> Option<NodeId> {
     match plan {
-        ShutdownPlan::StopPostgres { hand_over_to } => hand_over_to,
+        ShutdownPlan::StopPostgres { hand_over_to, .. } => hand_over_to,
         ShutdownPlan::LeaveRunning { .. } => panic!("left running: {plan:?}"),
     }
 }

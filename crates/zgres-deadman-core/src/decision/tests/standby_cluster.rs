@@ -86,7 +86,7 @@ fn the_standby_leader_clones_and_starts_from_the_source() {
         stopped(DataDirKind::Standby),
         vec![],
     );
-    assert_eq!(d.decide(&later), [Action::ReleaseLock]);
+    assert_eq!(d.decide(&later), [Action::ReleaseLock { quiet: true }]);
 }
 
 #[test]

@@ -216,3 +216,35 @@ fn the_holders_published_wait_is_honoured_when_longer_up_to_the_bound() {
         assert_eq!(held.wake_at, Some(t0 + expected), "{published:?}");
     }
 }
+
+/// Found by `fencing::a_primary_that_gives_up_its_lock_spares_the_next_the_takeover_wait`: a
+/// stopped primary's data directory that took over the lock with a takeover wait longer than
+/// its restart bound (ZooKeeper's defaults: 11.9 s against 10 s) gave the lock up before it
+/// was allowed to start, so a cold-started group lost its former primary to the election
+/// and waited twice. The bound runs from when it may start.
+#[test]
+fn a_stopped_primary_waiting_to_take_over_does_not_use_up_its_restart_bound() {
+    let t0 = Instant::now();
+    let at = |s: u64| t0 + Duration::from_secs(s);
+    let mut d = decider(1).with_takeover_wait(Duration::from_secs(20));
+    let down = stopped(DataDirKind::Primary);
+    d.decide(&obs(t0, LockView::Free, down.clone(), vec![]));
+    assert_eq!(d.decide(&obs(t0, LockView::Ours, down.clone(), vec![])), []);
+    assert_eq!(
+        d.decide(&obs(at(15), LockView::Ours, down.clone(), vec![])),
+        []
+    );
+    assert_eq!(
+        d.decide(&obs(at(20), LockView::Ours, down.clone(), vec![])),
+        [Action::StartPrimary]
+    );
+    // Its start fails: the bound runs from when it was allowed to start.
+    assert_eq!(
+        d.decide(&obs(at(29), LockView::Ours, down.clone(), vec![])),
+        [Action::StartPrimary]
+    );
+    assert_eq!(
+        d.decide(&obs(at(30), LockView::Ours, down, vec![])),
+        [Action::ReleaseLock { quiet: true }]
+    );
+}

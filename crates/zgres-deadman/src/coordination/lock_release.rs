@@ -1,0 +1,106 @@
+//! Releasing the group lock, and telling a lock its holder released with nobody writing under
+//! it from one that merely vanished.
+//!
+//! A lock that vanished may have expired with its primary still writing through a ZooKeeper
+//! member cut from its leader, so whoever takes it over waits the takeover wait first
+//! (`zgres-deadman-core`'s `decision::takeover`). A holder that releases it after stopping its
+//! PostgreSQL, and only once every holder before it is fenced, says so in `/released/{GROUP}`
+//! in the same transaction that deletes the lock; a node that saw that very lock held (its
+//! creation zxid) and then free may take it over at once. The record is input from ZooKeeper
+//! like any other: it only ever shortens a wait when it names the lock this node saw, and
+//! with authentication on only the group's writer identity can write it.
+
+use zgres_schema::documents::LockRelease;
+use zgres_schema::{encode, Fetched, Znode};
+use zgres_zk::Outcome;
+
+use super::{Coordinator, Result};
+
+/// What this session saw of the group lock, across rounds.
+#[derive(Debug, Default)]
+pub(super) struct LockSightings {
+    /// pzxid of the lock directory when the lock was last seen free.
+    pub(super) gone_zxid: Option<i64>,
+    /// The creation zxid of the lock last seen held by another session.
+    other_czxid: Option<i64>,
+    /// Once that lock was seen free: whether its holder released it with nobody writing.
+    verdict: Option<bool>,
+}
+
+impl LockSightings {
+    /// The lock is held, with creation zxid `czxid`, by this session (`ours`) or another.
+    pub(super) fn held(&mut self, czxid: i64, ours: bool) {
+        self.gone_zxid = None;
+        let other = (!ours).then_some(czxid);
+        if other != self.other_czxid {
+            self.other_czxid = other;
+            self.verdict = None;
+        }
+    }
+}
+
+impl Coordinator {
+    /// Deletes the lock if this session holds it; with `quiet`, records in `/released/{GROUP}`,
+    /// in the same transaction, that nobody is writing under it (the caller has stopped
+    /// PostgreSQL, and every earlier holder is fenced). Returns whether it deleted it.
+    ///
+    /// # Errors
+    /// As any request; nothing was deleted then.
+    pub async fn release_lock(&mut self, quiet: bool) -> Result<bool> {
+        let path = self.lock_path();
+        self.cache.invalidate(&path);
+        let Some(stat) = self.session.stat(&path).await? else {
+            return Ok(false);
+        };
+        if stat.ephemeral_owner != self.session.session_id().0 {
+            return Ok(false);
+        }
+        // Gone or changed meanwhile: not ours to delete any more.
+        let outcome = if quiet {
+            let record = encode(&LockRelease {
+                lock_czxid: stat.czxid,
+                node: self.me,
+            })?;
+            let record_path = self.path(Znode::Released(self.group.clone()));
+            self.session
+                .delete_recording(&path, stat.version, &record_path, &record)
+                .await?
+        } else {
+            self.session.delete(&path, Some(stat.version)).await?
+        };
+        Ok(outcome == Outcome::Done(()))
+    }
+
+    /// Whether the lock, seen free now, was released by the holder this session last saw with
+    /// nobody writing under it (its record names that lock). Read from the server once per lock
+    /// (a read after the lock's deletion was seen sees the record written with it); `false`
+    /// when this session never saw the lock held by another, or the record is absent,
+    /// unreadable or about another lock.
+    ///
+    /// # Errors
+    /// As any request.
+    pub(super) async fn released_quietly(&mut self) -> Result<bool> {
+        let Some(czxid) = self.sightings.other_czxid else {
+            return Ok(false);
+        };
+        if let Some(verdict) = self.sightings.verdict {
+            return Ok(verdict);
+        }
+        let path = self.path(Znode::Released(self.group.clone()));
+        let verdict = match self.session.get(&path).await? {
+            Some((data, _)) => match self.decode_reported::<LockRelease>(&path, &data) {
+                Fetched::Valid(record) if record.lock_czxid == czxid => {
+                    tracing::info!(
+                        holder = %record.node,
+                        "the lock was released with nobody writing under it: no takeover wait"
+                    );
+                    true
+                }
+                _ => false,
+            },
+            None => false,
+        };
+        self.sightings.verdict = Some(verdict);
+        Ok(verdict)
+    }
+}
