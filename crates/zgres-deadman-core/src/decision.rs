@@ -85,7 +85,9 @@ pub struct Decider {
     down: down_clock::DownClock,
     /// The election under way and the takeover that may follow it.
     takeover: takeover::Takeover,
-    gave_up: bool,
+    /// When this node last gave the lock up after its restart bound ran out: it sits the
+    /// elections out for a while ([`Decider::sits_out_until`]), so that another node takes over.
+    gave_up: Option<Instant>,
     /// Holder of the lock last seen and the furthest position it published.
     last_primary: Option<(NodeId, Lsn)>,
     /// Holder of the lock last seen, whether or not it published a position yet.
@@ -144,7 +146,7 @@ impl Decider {
             },
             down: down_clock::DownClock::default(),
             takeover: takeover::Takeover::default(),
-            gave_up: false,
+            gave_up: None,
             last_primary: None,
             last_holder: None,
             last_ineligible: None,
@@ -232,7 +234,7 @@ impl Decider {
         let running_standby = pg.running && pg.probe.is_some_and(|p| p.in_recovery);
         self.down.observe(obs.now, pg.running && pg.probe.is_some());
         if pg.running && pg.probe.is_some() {
-            self.gave_up = false;
+            self.gave_up = None;
         }
         self.takeover.holder_seen(obs.lock, &obs.peers);
         self.takeover.lock_seen(obs.lock, obs.now);
@@ -393,7 +395,7 @@ impl Decider {
         // Down, or running but not answering (recovering or hung): both get the restart bound.
         let since = self.down.since(obs.now, pg.running);
         if obs.now.duration_since(since) >= self.timing.primary_restart_timeout {
-            self.gave_up = true;
+            self.gave_up = Some(obs.now);
             self.down.stop();
             let mut actions = Vec::new();
             if pg.running {

@@ -16,7 +16,7 @@ use zgres_zk::client as zk;
 use zgres_zk::{CreateKind, Outcome, ZkError, ZkSession};
 
 use crate::config::ZookeeperConfig;
-use crate::fence::{monotonic_ns, FenceClock};
+use crate::fence::{monotonic_ns, FenceClock, SessionFence};
 
 /// A ZooKeeper operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -73,7 +73,8 @@ pub struct Coordinator {
     layout: ZkLayout,
     group: GroupName,
     me: NodeId,
-    fence: Arc<FenceClock>,
+    /// The fence as this session confirms it.
+    fence: SessionFence,
     /// Bad contents already reported, so each is logged once, not every round.
     reported: UnreadableFilter,
     /// Counts each distinct unreadable content reported (a metric; shared across sessions).
@@ -119,9 +120,12 @@ impl Coordinator {
         // confirms the session for the fence: no requests of our own are needed while they
         // come. (With pings alone, a request postponed the next ping by a ping interval and
         // the heartbeat filled the gap with a request of its own.)
+        // A new session never confirms a fence armed in an earlier one (`SessionFence`).
+        let fence = SessionFence::for_session(fence, resuming.is_some());
         let confirm = fence.clone();
-        let on_answer: zk::PingObserver =
-            Arc::new(move |sent| confirm.confirm(crate::fence::monotonic_ns_at(sent)));
+        let on_answer: zk::PingObserver = Arc::new(move |sent| {
+            confirm.confirm(crate::fence::monotonic_ns_at(sent));
+        });
         let session = ZkSession::connect_observing_answers(
             &config.settings,
             resume,
@@ -140,7 +144,9 @@ impl Coordinator {
                 "ZooKeeper granted a different session timeout; fencing follows the granted one"
             );
         }
-        fence.set_budget(granted.saturating_sub(config.fence_margin));
+        fence
+            .clock()
+            .set_budget(granted.saturating_sub(config.fence_margin));
         fence.confirm(sent);
         let coordinator = Coordinator {
             session,
@@ -172,6 +178,11 @@ impl Coordinator {
     /// A clone of the session, for the heartbeat task.
     pub fn session(&self) -> ZkSession {
         self.session.clone()
+    }
+
+    /// The fence as this session confirms it, for the heartbeat task.
+    pub fn session_fence(&self) -> SessionFence {
+        self.fence.clone()
     }
 
     /// Who holds the lock of `group` (another group in the same root, which a standby

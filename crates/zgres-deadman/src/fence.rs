@@ -69,6 +69,8 @@ pub struct FenceClock {
     changed: tokio::sync::Notify,
     /// Signalled on every confirmation, for the heartbeat (a second consumer: `Notify` wakes one).
     confirmed: tokio::sync::Notify,
+    /// Which session's answers confirm the armed fence ([`SessionFence`]).
+    sessions: session_fence::SessionGenerations,
 }
 
 impl FenceClock {
@@ -135,6 +137,7 @@ impl FenceClock {
         if !fence_deadline::may_arm(monotonic_ns(), self.deadline_ns()) {
             return false;
         }
+        self.sessions.arming();
         self.armed.store(true, Ordering::SeqCst);
         // The deadline may have passed between the check and the store; the fence thread sees
         // the armed flag and fires, which is the safe outcome.
@@ -347,7 +350,9 @@ pub mod board;
 pub mod instance;
 pub mod keeper;
 mod keeper_main;
+mod session_fence;
 pub use keeper_main::run_keeper;
+pub use session_fence::SessionFence;
 
 #[cfg(test)]
 mod tests;

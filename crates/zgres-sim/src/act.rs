@@ -33,7 +33,7 @@ impl World {
                 // As the shell: armed first, then the transaction.
                 let node = &mut self.nodes[i];
                 if let (true, Some(s)) = (reachable, node.session) {
-                    if node.fence.arm(node.clock.ns(t)) {
+                    if node.fence.arm(node.clock.ns(t), node.session) {
                         self.zk.reclaim_lock(s, node.id);
                     }
                 }
@@ -41,7 +41,7 @@ impl World {
             }
             Action::StartPrimary => {
                 let node = &mut self.nodes[i];
-                if node.fence.arm(node.clock.ns(t)) {
+                if node.fence.arm(node.clock.ns(t), node.session) {
                     node.pg.standby_signal = false;
                     node.pg.start(t, STARTUP_MS);
                 }
@@ -57,7 +57,7 @@ impl World {
             }
             Action::Promote { .. } => {
                 let node = &mut self.nodes[i];
-                if !node.fence.arm(node.clock.ns(t)) {
+                if !node.fence.arm(node.clock.ns(t), node.session) {
                     return false;
                 }
                 if let Some((timeline, lsn)) = node.pg.promote(i) {

@@ -39,6 +39,9 @@ pub enum Kind {
     /// SIGTERM), and it is started again at the end. A primary stops PostgreSQL and hands its
     /// lock to a streaming standby.
     Stop,
+    /// The node's PostgreSQL hangs (SIGSTOP, storage that blocks): it runs but answers no probe,
+    /// commits nothing and sends or receives no WAL until the end, unless killed meanwhile.
+    PgHang,
 }
 
 /// How long after pausing the group a paused stop stops the deadman: two default rounds.
@@ -62,7 +65,7 @@ pub struct Fault {
 /// other kind from a stream of its own, so adding a kind leaves the others of a seed as they
 /// were.
 pub fn schedule(rng: &mut Rng, seed: u64, settings: &Settings) -> Vec<Fault> {
-    let (nodes, session) = (settings.nodes, settings.session_timeout_ms);
+    let (nodes, session) = (settings.nodes, settings.deadman.session_timeout_ms);
     let window = (5_000, settings.duration_ms);
     let mix = settings.mix;
     let mut faults = draw(rng, mix.faults, nodes, window, session);
@@ -97,6 +100,11 @@ pub fn schedule(rng: &mut Rng, seed: u64, settings: &Settings) -> Vec<Fault> {
     faults.extend((0..mix.stops).map(|_| {
         let lengths = (session, session * 4);
         lasting_for(&mut operator_stops, Kind::Stop, nodes, window, lengths)
+    }));
+    let mut hangs = Rng::new(seed ^ 0x4A46_0F12);
+    faults.extend((0..mix.pg_hangs).map(|_| {
+        let lengths = (session / 2, session * 4);
+        lasting_for(&mut hangs, Kind::PgHang, nodes, window, lengths)
     }));
     let mut members = Rng::new(seed ^ 0x3E3B_E2C7);
     faults.extend(draw_cuts(
@@ -235,4 +243,28 @@ pub fn draw_failovers(rng: &mut Rng, count: usize, nodes: usize, window: (u64, u
             }
         })
         .collect()
+}
+
+/// When the cut of `kind` on `node` that is under way at `t` began, taking overlapping cuts
+/// as one: a member cut from its leader by two overlapping faults is cut from the first one's
+/// start (it dropped its clients once, and does not answer their pings again when the second
+/// fault begins). `None` when no such cut is under way.
+pub fn cut_since(faults: &[Fault], node: usize, kind: Kind, t: u64) -> Option<u64> {
+    let same = |f: &&Fault| f.node == node && f.kind == kind;
+    let mut since = faults
+        .iter()
+        .filter(same)
+        .filter(|f| (f.from..f.until).contains(&t))
+        .map(|f| f.from)
+        .min()?;
+    while let Some(earlier) = faults
+        .iter()
+        .filter(same)
+        .filter(|f| f.from < since && f.until >= since)
+        .map(|f| f.from)
+        .min()
+    {
+        since = earlier;
+    }
+    Some(since)
 }

@@ -38,7 +38,7 @@ mod settings;
 pub mod world;
 pub mod zookeeper;
 
-pub use settings::{Bug, Ensemble, Mix, Settings};
+pub use settings::{Bug, DeadmanTiming, Ensemble, Mix, Settings};
 
 /// What one schedule did.
 #[derive(Debug, Clone)]

@@ -7,7 +7,7 @@ use std::time::Instant;
 use clap::Parser;
 use zgres_deadman_core::synchronous::Acknowledgers;
 use zgres_schema::documents::{SyncMethod, SyncMode};
-use zgres_sim::{run, Bug, Mix, Settings};
+use zgres_sim::{run, Bug, DeadmanTiming, Ensemble, Mix, Settings};
 
 /// Deterministic simulation of the deadman's decision core under random overlapping faults.
 #[derive(Debug, Parser)]
@@ -40,6 +40,16 @@ struct Args {
     /// Cuts of a node's ZooKeeper member from the ensemble's leader per schedule.
     #[arg(long, default_value_t = 1)]
     member_cuts: usize,
+    /// Hangs of a node's PostgreSQL (running, answering nothing) per schedule.
+    #[arg(long, default_value_t = 0)]
+    pg_hangs: usize,
+    /// The deadmen's `primary_restart_timeout` in ms.
+    #[arg(long, default_value_t = 10_000)]
+    restart_timeout_ms: u64,
+    /// The ensemble's `syncLimit` (`tickTime` is 200 ms): how long a member cut from its
+    /// leader goes on answering pings. The takeover wait follows from it (1.6 s at 5).
+    #[arg(long, default_value_t = 5)]
+    ensemble_sync_limit: u32,
     /// Worker threads.
     #[arg(long, default_value_t = 2)]
     threads: u64,
@@ -59,7 +69,7 @@ struct Args {
     #[arg(long, default_value_t = 3)]
     nodes: usize,
     /// Run with a deliberate mistake, to show the checker finds it.
-    #[arg(long, value_parser = ["fence-from-expiry", "skip-sync-confirm", "forget-paused-lock", "no-takeover-wait", "quiet-every-release"])]
+    #[arg(long, value_parser = ["fence-from-expiry", "skip-sync-confirm", "forget-paused-lock", "no-takeover-wait", "quiet-every-release", "new-session-confirms-fence"])]
     bug: Option<String>,
 }
 
@@ -74,6 +84,7 @@ fn main() -> ExitCode {
             paused_stops: args.paused_stops,
             stops: args.stops,
             member_cuts: args.member_cuts,
+            pg_hangs: args.pg_hangs,
         },
         mode: match args.mode.as_str() {
             "on" => SyncMode::On,
@@ -88,11 +99,20 @@ fn main() -> ExitCode {
             },
         },
         nodes: args.nodes.max(2),
+        deadman: DeadmanTiming {
+            restart_timeout_ms: args.restart_timeout_ms,
+            ..Settings::default().deadman
+        },
+        ensemble: Ensemble {
+            sync_limit: args.ensemble_sync_limit,
+            ..Settings::default().ensemble
+        },
         bug: args.bug.as_deref().map(|b| match b {
             "skip-sync-confirm" => Bug::SkipSyncConfirm,
             "forget-paused-lock" => Bug::ForgetPausedLock,
             "no-takeover-wait" => Bug::NoTakeoverWait,
             "quiet-every-release" => Bug::QuietEveryRelease,
+            "new-session-confirms-fence" => Bug::NewSessionConfirmsFence,
             _ => Bug::FenceFromExpiry,
         }),
         ..Settings::default()

@@ -27,16 +27,25 @@ impl Clock {
     }
 }
 
-/// The decider a deadman process starts with: the default tags, a 10 s primary restart bound
-/// and a 2 s election wait (the deadman's defaults), and the schedule's takeover wait.
-fn new_decider(id: NodeId, takeover_wait: Duration) -> Decider {
+/// What a node's decider is given from the schedule's settings.
+#[derive(Debug, Clone, Copy)]
+pub struct DeciderTiming {
+    /// The deadman's takeover wait, from its settings: also published in its state.
+    pub takeover_wait: Duration,
+    /// Its primary restart bound.
+    pub restart_timeout: Duration,
+}
+
+/// The decider a deadman process starts with: the default tags, a 2 s election wait (the
+/// deadman's default), the schedule's restart bound and takeover wait.
+fn new_decider(id: NodeId, timing: DeciderTiming) -> Decider {
     Decider::new(
         id,
         Tags::default(),
-        Duration::from_secs(10),
+        timing.restart_timeout,
         Duration::from_secs(2),
     )
-    .with_takeover_wait(takeover_wait)
+    .with_takeover_wait(timing.takeover_wait)
 }
 
 /// A node's network links that are cut at the moment.
@@ -73,6 +82,9 @@ pub struct Fence {
     pub state: FenceState,
     /// The deadline a fast shutdown was already asked for.
     pub demoted_for: Option<u64>,
+    /// The session it was armed in: only that session's answers confirm it while armed (as
+    /// `fence::SessionFence`).
+    pub armed_in: SessionId,
 }
 
 impl Fence {
@@ -83,12 +95,13 @@ impl Fence {
             budget,
             state: FenceState::DISARMED,
             demoted_for: None,
+            armed_in: 0,
         }
     }
 
     /// Arms it over a running PostgreSQL if the session was confirmed recently enough at host
-    /// time `now_ns` (as `FenceClock::arm`).
-    pub fn arm(&mut self, now_ns: u64) -> bool {
+    /// time `now_ns` (as `FenceClock::arm`), for `session`.
+    pub fn arm(&mut self, now_ns: u64, session: Option<SessionId>) -> bool {
         let deadline = fence_deadline::deadline_ns(self.t_ok_ns, self.budget);
         if !fence_deadline::may_arm(now_ns, deadline) {
             return false;
@@ -99,11 +112,16 @@ impl Fence {
             pgid: 1,
             grace_ns: grace_for(self.budget).as_nanos() as u64,
         };
+        self.armed_in = session.unwrap_or(0);
         true
     }
 
-    /// A confirmation: the deadline moves with `t_ok` while armed.
-    pub fn confirmed(&mut self, sent_ns: u64) {
+    /// A confirmation by an answer of `session`: the deadline moves with `t_ok` while armed,
+    /// if armed in that session.
+    pub fn confirmed(&mut self, sent_ns: u64, session: SessionId) {
+        if self.state.armed && self.armed_in != session {
+            return;
+        }
         self.t_ok_ns = self.t_ok_ns.max(sent_ns);
         if self.state.armed {
             self.state.deadline_ns = fence_deadline::deadline_ns(self.t_ok_ns, self.budget);
@@ -146,9 +164,9 @@ pub struct Node {
     /// What a shutdown would do, as of the last round that saw ZooKeeper (the real core's
     /// `shutdown_plan`).
     pub on_shutdown: ShutdownPlan,
-    /// The deadman's takeover wait, from its settings: given to every decider it starts with
-    /// and published in its state.
-    pub takeover_wait: Duration,
+    /// The deadman's timing settings: given to every decider it starts with (the takeover
+    /// wait is also published in its state).
+    pub timing: DeciderTiming,
 }
 
 /// What a deadman saw of the lock.
@@ -170,7 +188,7 @@ impl Node {
         clock: Clock,
         budget: Duration,
         epoch: Instant,
-        takeover_wait: Duration,
+        timing: DeciderTiming,
     ) -> Node {
         let id: NodeId = format!("10.0.0.{}:5432", index + 1)
             .parse()
@@ -178,8 +196,8 @@ impl Node {
         Node {
             index,
             id,
-            decider: new_decider(id, takeover_wait),
-            takeover_wait,
+            decider: new_decider(id, timing),
+            timing,
             pg: Postgres {
                 phase: Phase::Stopped,
                 wal,
@@ -214,7 +232,7 @@ impl Node {
             Process::StoppedUntil(until) | Process::DeadUntil(until) if t >= until => {
                 if matches!(self.process, Process::DeadUntil(_)) {
                     // A new process: a new decider, no session, a disarmed fence.
-                    self.decider = new_decider(self.id, self.takeover_wait);
+                    self.decider = new_decider(self.id, self.timing);
                     self.session = None;
                     self.sync_keeper = SyncKeeper::default();
                     self.on_shutdown = ShutdownPlan::STOP;

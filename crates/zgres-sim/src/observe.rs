@@ -46,7 +46,8 @@ impl World {
             (false, Some(_), Some(l)) => LockView::Other(Some(l.node)),
         };
         // As `coordination::lock_release`: a lock released quietly counts only if it is the
-        // one this deadman saw held.
+        // one this deadman saw held, and no lock came and went since (the lock directory's
+        // pzxid, with one group the last lock deletion while the lock is free).
         match (lock, self.zk.lock) {
             (LockView::Other(_) | LockView::Unattended, Some(l)) => {
                 self.nodes[i].lock_seen.other_czxid = Some(l.czxid)
@@ -55,8 +56,10 @@ impl World {
             _ => {}
         }
         let quiet_release = lock == LockView::Free
-            && self.zk.released.is_some()
-            && self.zk.released == self.nodes[i].lock_seen.other_czxid;
+            && self.zk.released.is_some_and(|(czxid, mzxid)| {
+                Some(czxid) == self.nodes[i].lock_seen.other_czxid
+                    && Some(mzxid) == self.zk.lock_gone_zxid
+            });
         let peers = if lock == LockView::Unknown {
             Vec::new()
         } else {
@@ -180,7 +183,7 @@ impl World {
             pending_restart: Vec::new(),
             updated_at_ms: self.t,
             refresh_ms: None,
-            takeover_wait_ms: Some(self.nodes[i].takeover_wait.as_millis() as u64),
+            takeover_wait_ms: Some(self.nodes[i].timing.takeover_wait.as_millis() as u64),
         }
     }
 }

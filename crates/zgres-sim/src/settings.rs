@@ -21,6 +21,10 @@ pub enum Bug {
     /// every earlier holder is fenced: a node that gives the lock up while still in its own
     /// takeover wait lets the next holder promote while the primary before may still write.
     QuietEveryRelease,
+    /// Let a new ZooKeeper session's answers confirm a fence armed in the session before it
+    /// (whose lock went with it): a primary on a member cut from its leader reconnects
+    /// elsewhere and keeps a hung PostgreSQL unfenced.
+    NewSessionConfirmsFence,
 }
 
 /// The ZooKeeper ensemble's timing, as the deadmen declare it in `[zookeeper]`.
@@ -40,17 +44,27 @@ impl Ensemble {
     }
 }
 
-/// The shape of every schedule.
+/// The deadmen's timing settings, as `[zookeeper]` and `[timing]` set them.
 #[derive(Debug, Clone, Copy)]
-pub struct Settings {
-    /// Nodes in the group.
-    pub nodes: usize,
+pub struct DeadmanTiming {
     /// ZooKeeper session timeout.
     pub session_timeout_ms: u64,
     /// The fence margin (`session_timeout - margin` is the fence budget).
     pub margin_ms: u64,
     /// The deadman's loop interval.
     pub loop_interval_ms: u64,
+    /// `primary_restart_timeout`: how long a lock holder's PostgreSQL may stay down or
+    /// silent before it gives the lock up.
+    pub restart_timeout_ms: u64,
+}
+
+/// The shape of every schedule.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// Nodes in the group.
+    pub nodes: usize,
+    /// The deadmen's timing settings.
+    pub deadman: DeadmanTiming,
     /// Faults happen from 5 s to this time.
     pub duration_ms: u64,
     /// Then this long without faults, at the end of which the group must be whole.
@@ -83,8 +97,8 @@ impl Settings {
         takeover_wait(TakeoverTiming {
             tick: Duration::from_millis(self.ensemble.tick_ms),
             sync_limit: self.ensemble.sync_limit,
-            idle_ping_gap: Duration::from_millis(self.session_timeout_ms / 3),
-            fence_margin: Duration::from_millis(self.margin_ms),
+            idle_ping_gap: Duration::from_millis(self.deadman.session_timeout_ms / 3),
+            fence_margin: Duration::from_millis(self.deadman.margin_ms),
         })
     }
 }
@@ -113,6 +127,10 @@ pub struct Mix {
     /// Cuts of the ZooKeeper member a node's deadman uses from the ensemble's leader: the
     /// member answers the deadman's pings for the follower timeout, then drops it.
     pub member_cuts: usize,
+    /// Hangs of a node's PostgreSQL: running, but answering nothing (no probe, no commit, no
+    /// WAL sent or received) for 0.5 to 4 session timeouts, unless killed meanwhile (none by
+    /// default, as stops).
+    pub pg_hangs: usize,
 }
 
 impl Mix {
@@ -127,6 +145,7 @@ impl Mix {
             paused_stops: 0,
             stops: 0,
             member_cuts: 0,
+            pg_hangs: 0,
         }
     }
 }
@@ -145,14 +164,17 @@ impl Default for Mix {
 }
 
 impl Default for Settings {
-    /// The deadman's defaults: 4 s session, 1 s margin, 1 s loop; 3 nodes; the default
+    /// The deadman's defaults: 4 s session, 1 s margin, 1 s loop, 10 s restart bound; 3 nodes; the default
     /// [`Mix`] in 40 s; an ensemble at `tickTime` 200 ms, `syncLimit` 5.
     fn default() -> Self {
         Settings {
             nodes: 3,
-            session_timeout_ms: 4_000,
-            margin_ms: 1_000,
-            loop_interval_ms: 1_000,
+            deadman: DeadmanTiming {
+                session_timeout_ms: 4_000,
+                margin_ms: 1_000,
+                loop_interval_ms: 1_000,
+                restart_timeout_ms: 10_000,
+            },
             duration_ms: 40_000,
             heal_ms: 40_000,
             step_ms: 10,

@@ -16,7 +16,7 @@ use crate::node::{Clock, Node, Process};
 use crate::postgres::{Phase, Wal};
 use crate::rng::Rng;
 use crate::settings::{Bug, Settings};
-use crate::zookeeper::ZooKeeper;
+use crate::zookeeper::{SessionId, ZooKeeper};
 
 pub(crate) const SYSTEM: SystemId = SystemId(7);
 /// How long PostgreSQL takes from start to answering.
@@ -51,15 +51,19 @@ impl World {
     pub fn new(seed: u64, settings: Settings) -> World {
         let mut rng = Rng::new(seed);
         let epoch = Instant::now();
-        let budget = Duration::from_millis(settings.session_timeout_ms - settings.margin_ms);
-        let wait = settings.takeover_wait();
+        let timing = settings.deadman;
+        let budget = Duration::from_millis(timing.session_timeout_ms - timing.margin_ms);
+        let deciders = crate::node::DeciderTiming {
+            takeover_wait: settings.takeover_wait(),
+            restart_timeout: Duration::from_millis(timing.restart_timeout_ms),
+        };
         let nodes = (0..settings.nodes)
             .map(|i| {
                 let drift = settings.max_drift_ppm as i64;
                 let clock = Clock {
                     rate_ppm: rng.range(0, 2 * drift as u64 + 1) as i64 - drift,
                 };
-                let mut node = Node::new(i, Wal::first(), i != 0, clock, budget, epoch, wait);
+                let mut node = Node::new(i, Wal::first(), i != 0, clock, budget, epoch, deciders);
                 node.next_round = rng.range(0, 500);
                 node
             })
@@ -68,7 +72,7 @@ impl World {
         World {
             t: 0,
             rng,
-            zk: ZooKeeper::new(settings.nodes, settings.session_timeout_ms),
+            zk: ZooKeeper::new(settings.nodes, timing.session_timeout_ms),
             nodes,
             faults,
             writes: Vec::new(),
@@ -144,15 +148,23 @@ impl World {
             // A member cut from its leader answers pings until it notices, then drops the
             // deadman: to the deadman, a cut link that pings still cross for a while.
             let follower_timeout = self.settings.ensemble.follower_timeout_ms();
-            let member_cut = self.faults.iter().find(|f| {
-                f.node == i && f.kind == Kind::MemberCut && (f.from..f.until).contains(&t)
-            });
+            let member_cut = faults::cut_since(&self.faults, i, Kind::MemberCut, t);
+            let node = &self.nodes[i];
+            let answering = node.cut.pings_answered_until.is_some_and(|u| t <= u);
+            if let (None, true, Some(session)) = (member_cut, answering, node.session) {
+                // The member rejoins its leader before it noticed the cut: its report of the
+                // sessions it kept alive reaches the leader; one that expired meanwhile is
+                // closed on the member too, which drops its client at once.
+                if !self.zk.heard(session, t) {
+                    self.nodes[i].session = None;
+                }
+            }
             let cuts = &mut self.nodes[i].cut;
             cuts.zookeeper = cut(Kind::ZooKeeperCut) || member_cut.is_some();
             cuts.replication = cut(Kind::ReplicationCut);
             cuts.pings_answered_until = member_cut
                 .filter(|_| !cut(Kind::ZooKeeperCut))
-                .map(|f| f.from + follower_timeout);
+                .map(|since| since + follower_timeout);
         }
         let starting: Vec<Fault> = self
             .faults
@@ -195,6 +207,11 @@ impl World {
                 Kind::ReplicationCut => {}
                 Kind::PausedStop => self.zk.paused = true,
                 Kind::Stop => {}
+                Kind::PgHang => {
+                    if let Phase::Running { ready_at, .. } = &mut node.pg.phase {
+                        *ready_at = (*ready_at).max(f.until);
+                    }
+                }
                 Kind::CrashPostgres => {
                     node.pg.stop();
                     node.pending_commit = None;
@@ -252,23 +269,29 @@ impl World {
     /// becomes `t_ok`); an expired session is learnt of.
     fn ping(&mut self, i: usize) {
         let t = self.t;
-        let interval = self.settings.session_timeout_ms / 3;
+        let interval = self.settings.deadman.session_timeout_ms / 3;
         let node = &mut self.nodes[i];
         if t < node.next_ping {
             return;
         }
         node.next_ping = t + interval;
-        if node.session.is_some() && node.cut.pings_answered_until.is_some_and(|u| t < u) {
+        let follower_timeout = self.settings.ensemble.follower_timeout_ms();
+        let answered_by_cut_member = |session: &SessionId| {
+            node.cut.pings_answered_until.is_some_and(|until| {
+                t < until && !self.zk.expired_before(*session, until - follower_timeout)
+            })
+        };
+        if let Some(session) = node.session.filter(answered_by_cut_member) {
             // Answered by a member the leader no longer hears from: the fence is confirmed,
             // the session is not kept alive.
-            node.fence.confirmed(node.clock.ns(t));
+            node.fence.confirmed(node.clock.ns(t), session);
             return;
         }
         let (Some(session), false) = (node.session, node.cut.zookeeper) else {
             return;
         };
         if self.zk.heard(session, t) {
-            node.fence.confirmed(node.clock.ns(t));
+            node.fence.confirmed(node.clock.ns(t), session);
         } else {
             node.session = None;
             if self.settings.bug == Some(Bug::FenceFromExpiry) && node.pg.is_primary() {
@@ -286,13 +309,21 @@ impl World {
             let node = &mut self.nodes[i];
             node.lock_seen.version = self.zk.lock_version;
             if !node.cut.zookeeper {
-                let alive = node.session.is_some_and(|s| self.zk.heard(s, t));
-                if alive {
-                    node.fence.confirmed(node.clock.ns(t));
-                } else {
-                    // Expired (or never opened): a new session.
-                    node.session = Some(self.zk.open(t));
-                    node.fence.confirmed(node.clock.ns(t));
+                match node.session.filter(|&s| self.zk.heard(s, t)) {
+                    Some(alive) => node.fence.confirmed(node.clock.ns(t), alive),
+                    None => {
+                        // Expired (or never opened): a new session, which confirms a fence
+                        // armed in the old one only with the bug.
+                        let new = self.zk.open(t);
+                        node.session = Some(new);
+                        let confirms_as = if self.settings.bug == Some(Bug::NewSessionConfirmsFence)
+                        {
+                            node.fence.armed_in
+                        } else {
+                            new
+                        };
+                        node.fence.confirmed(node.clock.ns(t), confirms_as);
+                    }
                 }
             }
         }
@@ -351,7 +382,7 @@ impl World {
         });
         let pause = next
             .pause_until(
-                Duration::from_millis(self.settings.loop_interval_ms),
+                Duration::from_millis(self.settings.deadman.loop_interval_ms),
                 decision.wake_at,
                 obs.now,
             )
@@ -366,7 +397,7 @@ impl World {
         let timelines: Vec<_> = self.zk.history.iter().map(|h| h.0).collect();
         self.violations
             .extend(checker::history_increases(&timelines));
-        let bound_ms = 2 * self.settings.session_timeout_ms;
+        let bound_ms = 2 * self.settings.deadman.session_timeout_ms;
         self.violations
             .extend(checker::recovered_in_time(&self.recovery.times, bound_ms));
         if self.settings.mode != SyncMode::Off {

@@ -43,8 +43,9 @@ pub struct ZooKeeper {
     pub lock: Option<LockZnode>,
     /// The zxid of the lock's last deletion.
     pub lock_gone_zxid: Option<u64>,
-    /// `/released/{GROUP}`: the creation zxid of the last lock released quietly.
-    pub released: Option<u64>,
+    /// `/released/{GROUP}`: the creation zxid of the last lock released quietly, and the zxid
+    /// of that release (the record's `mzxid`).
+    pub released: Option<(u64, u64)>,
     /// Each node's published state and the zxid it was written at.
     pub states: Vec<Option<(NodeState, u64)>>,
     /// `/history`: promotions as (timeline, position, node), in the order recorded.
@@ -120,6 +121,15 @@ impl ZooKeeper {
         }
     }
 
+    /// Whether `session` had expired (on the leader's clock) before `at`: a member cut from the
+    /// leader at `at` already applied its closing and answers its client no more.
+    pub fn expired_before(&self, session: SessionId, at: u64) -> bool {
+        self.sessions
+            .iter()
+            .find(|s| s.id == session)
+            .map_or(true, |s| s.last_heard + self.session_timeout_ms < at)
+    }
+
     /// The owner closed `session` (a clean stop): its lock is deleted at once.
     pub fn close(&mut self, session: SessionId) {
         if let Some(s) = self.sessions.iter_mut().find(|s| s.id == session) {
@@ -147,11 +157,11 @@ impl ZooKeeper {
     /// same transaction.
     pub fn release(&mut self, session: SessionId, quiet: bool) {
         if let Some(lock) = self.lock.filter(|l| l.session == session) {
-            if quiet {
-                self.released = Some(lock.czxid);
-            }
             self.lock = None;
             self.zxid += 1;
+            if quiet {
+                self.released = Some((lock.czxid, self.zxid));
+            }
             self.lock_gone_zxid = Some(self.zxid);
             self.lock_version += 1;
         }

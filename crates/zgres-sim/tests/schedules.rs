@@ -3,7 +3,7 @@
 
 use zgres_schema::documents::SyncMode;
 use zgres_sim::checker::Violation;
-use zgres_sim::{run, Bug, Mix, Outcome, Settings};
+use zgres_sim::{run, Bug, DeadmanTiming, Ensemble, Mix, Outcome, Settings};
 
 /// Runs `seeds` with `settings`, failing on the first schedule that breaks an invariant (with
 /// its seed, mode and faults); returns the outcomes.
@@ -323,7 +323,11 @@ fn member_cuts_among_faults_keep_one_primary() {
 
 /// The checker finds what the takeover wait prevents: promoted at once, a replica that took
 /// over the lock of a primary whose member was cut from the leader writes while the old
-/// primary, its fence confirmed by that member, still does.
+/// primary, its fence confirmed by that member, still does. At `syncLimit` 10 (a member
+/// answers for 2 s, longer than the 1 s fence margin): at the default 5 the margin alone
+/// nearly covers the member's answers once the model reports a rejoining member's touches
+/// and never lets a member answer for a session that expired before its cut (before those
+/// corrections, this test found the missing wait only through overlapping cuts).
 #[test]
 fn without_the_takeover_wait_a_cut_members_primary_writes_beside_the_new_one() {
     let settings = Settings {
@@ -331,6 +335,10 @@ fn without_the_takeover_wait_a_cut_members_primary_writes_beside_the_new_one() {
         mix: Mix {
             member_cuts: 4,
             ..Mix::classic(0, 0)
+        },
+        ensemble: Ensemble {
+            sync_limit: 10,
+            ..Settings::default().ensemble
         },
         ..Settings::default()
     };
@@ -355,4 +363,66 @@ fn a_pause_during_a_takeover_does_not_use_up_the_restart_bound() {
         ..Settings::default()
     };
     run_clean(settings, [19]);
+}
+
+/// Hangs of PostgreSQL (running, answering nothing) among the other faults: a hung primary
+/// gives the lock up after its restart bound, and the group comes back whole. Seeds 147, 195
+/// and 1061 (`--pg-hangs 2`) ended with no primary: the only node on the newest timeline had
+/// given up, the others were behind it, and a node that gave up never contended again. It now
+/// sits out two election waits, then may take the lock back.
+#[test]
+fn pg_hangs_among_faults_keep_one_primary_and_the_group_recovers() {
+    let settings = Settings {
+        mix: Mix {
+            pg_hangs: 2,
+            ..Mix::default()
+        },
+        ..Settings::default()
+    };
+    run_clean(settings, [147, 195, 1061]);
+    let outcomes = run_clean(settings, 1..=300);
+    let promotions: usize = outcomes.iter().map(|o| o.tally.promotions).sum();
+    assert!(promotions > 100, "only {promotions} promotions");
+}
+
+/// Member cuts and PostgreSQL hangs with a long `syncLimit` (the takeover wait longer than a
+/// short restart bound), so that a node can give the lock up while still in its own takeover
+/// wait: no two primaries write. Seeds 2147 and 3146 found that a quiet release must
+/// also be the lock directory's last change (a node that missed a newer lock came back to a
+/// record naming the one it had seen).
+fn long_sync_limit(bug: Option<Bug>) -> Settings {
+    Settings {
+        bug,
+        mix: Mix {
+            member_cuts: 4,
+            pg_hangs: 6,
+            ..Mix::classic(0, 0)
+        },
+        deadman: DeadmanTiming {
+            restart_timeout_ms: 300,
+            ..Settings::default().deadman
+        },
+        ensemble: Ensemble {
+            sync_limit: 20,
+            ..Settings::default().ensemble
+        },
+        ..Settings::default()
+    }
+}
+
+#[test]
+fn member_cuts_and_pg_hangs_with_a_long_sync_limit_keep_one_primary() {
+    run_clean(long_sync_limit(None), [2147, 3146]);
+    run_clean(long_sync_limit(None), 1..=300);
+}
+
+/// The checker finds what the core's rule prevents: a holder still in its takeover wait that
+/// released the lock quietly lets the next holder promote while the primary before may still
+/// write.
+#[test]
+fn a_quiet_release_within_the_takeover_wait_lets_two_primaries_write() {
+    assert!(
+        two_writers_in_any(long_sync_limit(Some(Bug::QuietEveryRelease)), 1..=400),
+        "the checker missed quiet releases within the takeover wait in 400 schedules"
+    );
 }

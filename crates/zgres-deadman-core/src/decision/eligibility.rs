@@ -1,6 +1,7 @@
 //! Who may contend for a free lock, and how candidates rank against each other.
 
 use std::collections::BTreeSet;
+use std::time::Instant;
 
 use zgres_schema::documents::{Role, SyncMode};
 use zgres_schema::{Lsn, NodeId, Timeline};
@@ -29,6 +30,16 @@ pub(super) struct Rank {
 }
 
 impl Decider {
+    /// Until when a node that gave the lock up (its PostgreSQL did not come back within the
+    /// restart bound) stays out of elections: two election waits, long enough for any other
+    /// node that can take over to take the lock (its unhealthy state keeps it out of their
+    /// ranking). It contends again afterwards: it may be the only node that can (the others
+    /// behind its timeline), and what kept its PostgreSQL down (a hung disk, a full one) may
+    /// be over; if not, it gives up again after another restart bound.
+    pub(super) fn sits_out_until(&self) -> Option<Instant> {
+        self.gave_up.map(|at| at + self.timing.election_wait * 2)
+    }
+
     pub(super) fn my_rank(&self, obs: &Observation) -> Result<Rank, Ineligible> {
         let pg = &obs.postgres;
         match (pg.running, pg.probe, pg.control) {
@@ -55,7 +66,7 @@ impl Decider {
         if obs.vetoed {
             return Err(Ineligible::Vetoed);
         }
-        if self.gave_up {
+        if self.sits_out_until().is_some_and(|until| obs.now < until) {
             return Err(Ineligible::GaveUp);
         }
         if self.retry.contend.is_some_and(|at| obs.now < at) {

@@ -141,6 +141,7 @@ impl Decider {
         }
         if let (LockView::Free, Some(since)) = (obs.lock, self.takeover.lock_free_since) {
             candidates.push(since + self.timing.election_wait);
+            candidates.extend(self.sits_out_until());
             if obs.switchover.is_some() {
                 candidates.push(since + self.timing.request_timeout);
             }

@@ -33,7 +33,7 @@ impl Decider {
         // goes to a member that can run.
         let since = self.down.since(obs.now, pg.running);
         if obs.now.duration_since(since) >= self.timing.primary_restart_timeout {
-            self.gave_up = true;
+            self.gave_up = Some(obs.now);
             self.down.stop();
             return vec![self.release(obs, false)];
         }

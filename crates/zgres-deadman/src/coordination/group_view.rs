@@ -77,8 +77,8 @@ impl Coordinator {
             .cache
             .peek(&lock_path)
             .is_some_and(|(_, stat)| stat.ephemeral_owner == ours);
-        if (cached_as_ours || self.fence.is_armed())
-            && sent.saturating_sub(self.fence.last_ok_ns())
+        if (cached_as_ours || self.fence.clock().is_armed())
+            && sent.saturating_sub(self.fence.clock().last_ok_ns())
                 > super::REQUEST_TIMEOUT.as_nanos() as u64
         {
             // The holder trusts a cached lock only while its session is being confirmed; else

@@ -1,12 +1,11 @@
 //! The fence's heartbeat: a request of its own only when nothing else confirmed the session.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use zgres_deadman_core::fence_deadline::{self, Heartbeat};
 use zgres_zk::ZkSession;
 
-use crate::fence::{monotonic_ns, FenceClock};
+use crate::fence::{monotonic_ns, SessionFence};
 
 /// While `wanted`, confirms the session for the fence with a cheap request (timed from its
 /// send) whenever nothing confirmed it for `stale_after`. Runs until the session ends, the
@@ -14,7 +13,7 @@ use crate::fence::{monotonic_ns, FenceClock};
 pub async fn heartbeat(
     session: ZkSession,
     path: String,
-    fence: Arc<FenceClock>,
+    fence: SessionFence,
     stale_after: Duration,
     mut wanted: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -24,8 +23,12 @@ pub async fn heartbeat(
     let mut stale = zgres_timer::Timer::new();
     loop {
         let sent = monotonic_ns();
-        let plan =
-            fence_deadline::heartbeat(sent, fence.last_ok_ns(), stale_after, *wanted.borrow());
+        let plan = fence_deadline::heartbeat(
+            sent,
+            fence.clock().last_ok_ns(),
+            stale_after,
+            *wanted.borrow(),
+        );
         let pause = match plan {
             Heartbeat::UntilWanted => {
                 stale.unset();
@@ -36,10 +39,10 @@ pub async fn heartbeat(
             }
             Heartbeat::Sleep(pause) => pause,
             Heartbeat::Send => match session.stat(&path).await {
-                Ok(_) => {
-                    fence.confirm(sent);
-                    continue;
-                }
+                Ok(_) if fence.confirm(sent) => continue,
+                // Armed for a session before this one: this one's answers prove nothing, and
+                // the fence fires at the deadline that session left.
+                Ok(_) => stale_after / 4,
                 Err(e) if e.session_ended() => return,
                 // Not answered in time: try again soon, without polling.
                 Err(_) => stale_after / 4,
@@ -48,7 +51,7 @@ pub async fn heartbeat(
         stale.set_at(std::time::Instant::now() + pause);
         tokio::select! {
             () = stale.expired() => {}
-            () = fence.confirmed() => {}
+            () = fence.clock().confirmed() => {}
             changed = wanted.changed() => {
                 if changed.is_err() {
                     return;

@@ -5,10 +5,16 @@
 //! member cut from its leader, so whoever takes it over waits the takeover wait first
 //! (`zgres-deadman-core`'s `decision::takeover`). A holder that releases it after stopping its
 //! PostgreSQL, and only once every holder before it is fenced, says so in `/released/{GROUP}`
-//! in the same transaction that deletes the lock; a node that saw that very lock held (its
-//! creation zxid) and then free may take it over at once. The record is input from ZooKeeper
-//! like any other: it only ever shortens a wait when it names the lock this node saw, and
-//! with authentication on only the group's writer identity can write it.
+//! in the same transaction that deletes the lock. A node may take the free lock over at once
+//! when that record names the lock it last saw held (its creation zxid) *and* was written by
+//! the last change of the lock directory's children (the record's `mzxid` is the directory's
+//! `pzxid`): a lock created after it — by a node this one never saw hold it, or by a deadman
+//! of an older version that writes no record — would have moved the `pzxid` on. (Found by
+//! the simulator: a node cut from ZooKeeper while the holder released quietly, took the lock
+//! again and lost it with its session, came back to a record naming the lock it had seen.)
+//! Another group's lock changing in between costs the wait, never safety. The record is input
+//! from ZooKeeper like any other: it only ever shortens a wait when both checks hold, and with
+//! authentication on only the group's writer identity can write it.
 
 use zgres_schema::documents::LockRelease;
 use zgres_schema::{encode, Fetched, Znode};
@@ -72,15 +78,17 @@ impl Coordinator {
     }
 
     /// Whether the lock, seen free now, was released by the holder this session last saw with
-    /// nobody writing under it (its record names that lock). Read from the server once per lock
-    /// (a read after the lock's deletion was seen sees the record written with it); `false`
-    /// when this session never saw the lock held by another, or the record is absent,
-    /// unreadable or about another lock.
+    /// nobody writing under it: its record names that lock and is the lock directory's last
+    /// change (see the module's documentation). Read from the server once per lock (a read
+    /// after the lock's deletion was seen sees the record written with it); `false` when this
+    /// session never saw the lock held by another, or the record is absent, unreadable, about
+    /// another lock or older than the directory's last change.
     ///
     /// # Errors
     /// As any request.
     pub(super) async fn released_quietly(&mut self) -> Result<bool> {
-        let Some(czxid) = self.sightings.other_czxid else {
+        let (Some(czxid), Some(gone_zxid)) = (self.sightings.other_czxid, self.sightings.gone_zxid)
+        else {
             return Ok(false);
         };
         if let Some(verdict) = self.sightings.verdict {
@@ -88,8 +96,8 @@ impl Coordinator {
         }
         let path = self.path(Znode::Released(self.group.clone()));
         let verdict = match self.session.get(&path).await? {
-            Some((data, _)) => match self.decode_reported::<LockRelease>(&path, &data) {
-                Fetched::Valid(record) if record.lock_czxid == czxid => {
+            Some((data, stat)) => match self.decode_reported::<LockRelease>(&path, &data) {
+                Fetched::Valid(record) if record.lock_czxid == czxid && stat.mzxid == gone_zxid => {
                     tracing::info!(
                         holder = %record.node,
                         "the lock was released with nobody writing under it: no takeover wait"

@@ -66,7 +66,7 @@ impl Daemon {
         let heartbeat = tokio::spawn(heartbeat(
             coordinator.session(),
             coordinator.lock_path(),
-            self.fence.clone(),
+            coordinator.session_fence(),
             stale_after,
             wanted,
         ));

@@ -288,3 +288,47 @@ proptest! {
         }
     }
 }
+
+/// Found by the simulator (`zgres-sim` seed 3 with member cuts and PostgreSQL hangs,
+/// `ensemble_sync_limit` 20): a primary on a member cut from the ensemble's leader learnt its
+/// session had expired when the member dropped it, opened a new one, and that session's
+/// answers moved the deadline of the fence armed for the old one; its hung PostgreSQL was
+/// never fenced and took writes beside the new primary once it thawed. An armed fence is
+/// confirmed only by the session it was armed in; a resumed session is that session.
+#[test]
+fn an_armed_fence_is_confirmed_only_by_the_session_it_was_armed_in() {
+    let clock = Arc::new(FenceClock::new(Duration::from_secs(3)));
+    let first = SessionFence::for_session(clock.clone(), false);
+    let now = monotonic_ns();
+    assert!(first.confirm(now));
+    assert!(clock.arm());
+    let deadline = clock.deadline_ns();
+    let resumed = SessionFence::for_session(clock.clone(), true);
+    assert!(
+        resumed.confirm(now + 1),
+        "a resumed session is the same session"
+    );
+    assert_eq!(clock.deadline_ns(), deadline + 1);
+    let fresh = SessionFence::for_session(clock.clone(), false);
+    assert!(!fresh.confirm(now + 1_000_000_000));
+    assert_eq!(
+        clock.deadline_ns(),
+        deadline + 1,
+        "a new session proves nothing about the old one's lock"
+    );
+    assert!(
+        first.confirm(now + 2),
+        "the old session's own answers still count"
+    );
+    clock.disarm();
+    assert!(
+        fresh.confirm(now + 1_000_000_000),
+        "disarmed: any session confirms"
+    );
+    assert!(clock.arm());
+    assert!(fresh.confirm(now + 1_500_000_000));
+    assert!(
+        !first.confirm(now + 2_000_000_000),
+        "armed in the new session: the old one no longer confirms"
+    );
+}

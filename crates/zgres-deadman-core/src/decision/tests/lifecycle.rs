@@ -52,11 +52,30 @@ fn lock_holder_promotes_its_standby_and_restarts_a_crashed_primary_within_bound(
     let again = d.decide(&obs(
         t + Duration::from_secs(11),
         LockView::Free,
-        down,
+        down.clone(),
         vec![],
     ));
     assert!(!again.contains(&Action::AcquireLock));
     assert_eq!(d.last_ineligible(), Some(Ineligible::GaveUp));
+    // Found by the simulator (seeds 147, 195 and 1061 with PostgreSQL hangs): when nobody
+    // else can take over (the others behind its timeline), a node that gave up kept the
+    // group without a primary for good. After two election waits it contends again.
+    let free = obs(
+        t + Duration::from_secs(13),
+        LockView::Free,
+        down.clone(),
+        vec![],
+    );
+    let round = d.decide_round(&free, RoundInputs::default());
+    assert!(!round.actions.contains(&Action::AcquireLock));
+    assert_eq!(round.wake_at, Some(t + Duration::from_secs(14)));
+    let later = d.decide(&obs(
+        t + Duration::from_secs(14),
+        LockView::Free,
+        down,
+        vec![],
+    ));
+    assert!(later.contains(&Action::AcquireLock), "{later:?}");
 }
 
 #[test]
