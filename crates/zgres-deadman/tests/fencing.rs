@@ -544,3 +544,88 @@ async fn primary_on_a_cut_member_is_fenced_before_another_takes_writes(
         promoted.as_secs_f64()
     );
 }
+
+/// A primary whose PostgreSQL hangs while its ZooKeeper member is cut from the leader for
+/// longer than its session (the simulator's case for `fence::SessionFence`): the leader
+/// expires the session, the member drops node 0, whose deadman opens a new session through
+/// another member, and the replica is promoted. The hung PostgreSQL, which no round can tell is
+/// a primary, must have been fenced: thawed, it commits nothing. (In these runs the real
+/// member stops answering pings well before it drops its clients, so the fence fires before
+/// the new session; the unit test `an_armed_fence_is_confirmed_only_by_the_session_it_was_armed_in`
+/// covers the order in which it would not.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_primary_whose_deadman_opens_a_new_session_is_still_fenced() {
+    use zgres_testkit::fault_proxy::FaultProxy;
+    use zgres_testkit::freeze::{freeze, thaw};
+
+    // The cut member answers for 6 s (60 ticks of 100 ms), longer than the 4 s session.
+    let zk = ZkCluster::start_with_isolatable_follower_answering_for(60)
+        .await
+        .unwrap();
+    let cut = 2;
+    assert_eq!(zk.mode(cut).await.as_deref(), Some("follower"));
+    // Node 0 reaches the cut member until it is dropped, then another member.
+    let via_cut = FaultProxy::start(zk.client_addr(cut)).unwrap();
+    let via_other = FaultProxy::start(zk.client_addr(0)).unwrap();
+    via_other.set_mode(ProxyMode::Refuse);
+    // The leader expires the session before the member drops node 0, whose fence (3.5 s from
+    // the member's last answer) is still running when its deadman opens a new session.
+    let timing = Timing {
+        session_timeout_ms: 4_000,
+        fence_margin_ms: 500,
+        state_refresh_ms: 30_000,
+        ..Timing::default()
+    };
+    let mut group = Group::prepare_on(zk, 2, timing).await;
+    group.nodes[0].zookeeper_via = Some(format!("{},{}", via_cut.addr(), via_other.addr()));
+    let majority = format!("{},{}", group.zk.client_addr(0), group.zk.client_addr(1));
+    group.nodes[1].zookeeper_via = Some(majority.clone());
+    group.start(0);
+    assert_eq!(group.wait_primary(&[]).await, 0);
+    group.start(1);
+    group.wait_following(1, 0).await;
+    let old = group.nodes[0].client().await.unwrap();
+    old.batch_execute("CREATE TABLE after_the_new_session (x int)")
+        .await
+        .unwrap();
+    let client = zookeeper_client::Client::connector()
+        .with_session_timeout(Duration::from_secs(60))
+        .connect(&majority)
+        .await
+        .unwrap();
+
+    let frozen = freeze(group.nodes[0].postmaster_pid().expect("postgres runs"));
+    group.zk.isolate_member(cut, true);
+    // The member notices the cut (it stops following) and drops its clients: node 0's deadman
+    // reconnects through the other member, where its session has expired.
+    poll::until("the cut member to stop following", DEADLINE, || async {
+        (group.zk.mode(cut).await.as_deref() != Some("follower")).then_some(())
+    })
+    .await
+    .unwrap();
+    via_cut.set_mode(ProxyMode::Refuse);
+    via_other.set_mode(ProxyMode::Pass);
+    poll::until("the replica to be promoted", 2 * DEADLINE, || async {
+        let holds = group.lock_holder(&client).await == Some(1);
+        (holds && group.nodes[1].is_primary().await == Some(true)).then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", group.logs()));
+    thaw(&frozen);
+    let write = tokio::time::timeout(
+        Duration::from_secs(2),
+        old.execute("INSERT INTO after_the_new_session VALUES (1)", &[]),
+    )
+    .await;
+    group.zk.isolate_member(cut, false);
+    let log = group.nodes[0].log_text();
+    assert!(
+        !matches!(write, Ok(Ok(_))),
+        "the old primary, thawed, committed a write beside the new primary\n{log}"
+    );
+    assert!(
+        log.contains("ZooKeeper session established")
+            && log.matches("session established").count() >= 2,
+        "node 0's deadman never opened a new session: the test did not reach its case\n{log}"
+    );
+}

@@ -138,7 +138,7 @@ impl ZkCluster {
     }
 
     async fn start_with(size: usize, secure: bool, sasl_users: &[(&str, &str)]) -> Result<Self> {
-        Self::build(size, secure, sasl_users, peers::Isolatable::None).await
+        Self::build(size, secure, sasl_users, peers::Isolatable::None, None).await
     }
 
     async fn build(
@@ -146,6 +146,7 @@ impl ZkCluster {
         secure: bool,
         sasl_users: &[(&str, &str)],
         isolatable: peers::Isolatable,
+        sync_limit: Option<u32>,
     ) -> Result<Self> {
         let isolatable_last = isolatable == peers::Isolatable::Last;
         if !Path::new(CLASSPATH[0]).exists() {
@@ -162,11 +163,11 @@ impl ZkCluster {
             .map(|_| Ok((free_port()?, free_port()?, free_port()?)))
             .collect::<Result<_>>()?;
         let (peers_of, peer_links) = peers::views(&ports, isolatable)?;
-        let sync_limit = if isolatable_last {
+        let sync_limit = sync_limit.unwrap_or(if isolatable_last {
             ISOLATABLE_SYNC_LIMIT
         } else {
             SYNC_LIMIT
-        };
+        });
         let (tls, listen) = if secure {
             let certs = dir.path();
             crate::tls::make_ca(certs, "zk-ca");

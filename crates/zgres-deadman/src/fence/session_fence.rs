@@ -7,7 +7,7 @@
 //! member, learnt that its session had expired when the member dropped it, opened a new session
 //! elsewhere — and that session's answers moved the deadline on. A PostgreSQL that did not
 //! answer then (hung), which the rounds cannot tell is a primary, was never fenced, and took
-//! writes beside the new primary once it thawed.
+//! writes beside the new primary once it thawed (seen in the simulator, `zgres-sim`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

@@ -35,7 +35,16 @@ impl ZkCluster {
     /// # Errors
     /// As [`ZkCluster::standalone`].
     pub async fn start_with_isolatable_follower() -> Result<Self> {
-        Self::build(3, false, &[], Isolatable::Last).await
+        Self::build(3, false, &[], Isolatable::Last, None).await
+    }
+
+    /// As [`ZkCluster::start_with_isolatable_follower`], with `syncLimit` ticks: how long the
+    /// cut follower goes on answering its clients (e.g. longer than their sessions).
+    ///
+    /// # Errors
+    /// As [`ZkCluster::standalone`].
+    pub async fn start_with_isolatable_follower_answering_for(sync_limit: u32) -> Result<Self> {
+        Self::build(3, false, &[], Isolatable::Last, Some(sync_limit)).await
     }
 
     /// An ensemble of `size` members whose every link to a peer goes through a fault proxy:
@@ -45,7 +54,7 @@ impl ZkCluster {
     /// # Errors
     /// As [`ZkCluster::standalone`].
     pub async fn start_isolatable(size: usize) -> Result<Self> {
-        Self::build(size, false, &[], Isolatable::Every).await
+        Self::build(size, false, &[], Isolatable::Every, None).await
     }
 
     /// Cuts the last member from the others (`true`: every peer link holds its traffic) or
