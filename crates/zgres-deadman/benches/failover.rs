@@ -10,7 +10,12 @@
 //! - seconds from ZooKeeper serving again after a 10 s outage (standalone server killed and
 //!   restarted; 2 of 3 ensemble members killed and restarted) to the first write on the primary,
 //!   and to the group being whole (every replica streaming from it);
-//! - resident memory and idle CPU of the deadman (and its fence keeper) with default timing.
+//! - resident memory and idle CPU of the deadman (and its fence keeper) with default timing;
+//! - with `ZGRES_BENCH_ONLY=hangs` only: every deadman declaring ZooKeeper's default ensemble
+//!   timing (`tickTime` 2000 ms, `syncLimit` 5: an 11.9 s takeover wait), seconds from
+//!   freezing the primary's PostgreSQL (SIGSTOP of every process: hung storage) to the first
+//!   write a new primary acknowledges (the restart bound, then a quiet release: no wait), and
+//!   from kill -9 of the primary node (a lock that expired: the wait) for comparison.
 //!
 //! `ZGRES_BENCH_LOOP_MS` sets `loop_interval_ms` (default 2000, the deadman's default);
 //! `ZGRES_BENCH_ONLY=outages` runs only the ZooKeeper outages, `ZGRES_BENCH_ONLY=kills` only
@@ -90,6 +95,10 @@ async fn main() {
         zgres_testkit::zookeeper::tick_ms()
     );
     let only = std::env::var("ZGRES_BENCH_ONLY").unwrap_or_default();
+    if only == "hangs" {
+        hangs(runs).await;
+        return;
+    }
     if only != "outages" {
         node_and_postgres_kills(runs).await;
     }
@@ -253,4 +262,61 @@ async fn outages(runs: usize) {
         summary(&format!("{name}: back -> writes on the primary"), &writable);
         summary(&format!("{name}: back -> group whole"), &whole_after);
     }
+}
+
+/// A 3-node group on a standalone server whose deadmen declare ZooKeeper's default ensemble
+/// timing (an 11.9 s takeover wait for a lock that expired), its primary's PostgreSQL frozen,
+/// then its node killed: the first write on a new primary after each.
+async fn hangs(runs: usize) {
+    use zgres_testkit::freeze::{freeze, thaw};
+    let prepare = || async {
+        let zk = ZkCluster::standalone().await.unwrap();
+        let mut group = Group::prepare_on(zk, 3, timing()).await;
+        for node in &mut group.nodes {
+            node.extra_config =
+                "[zookeeper]\nensemble_tick_ms = 2000\nensemble_sync_limit = 5\n".into();
+        }
+        group
+    };
+    println!("  (every deadman declares tickTime 2000 ms, syncLimit 5: an 11.9 s takeover wait)");
+    let mut hang = Vec::new();
+    let mut kill = Vec::new();
+    for run in 0..runs {
+        let mut group = prepare().await;
+        let old = started_with_standbys(&mut group).await;
+        let others: Vec<usize> = (0..3).filter(|&i| i != old).collect();
+        let frozen = freeze(group.nodes[old].postmaster_pid().expect("postgres runs"));
+        let start = Instant::now();
+        let (new, took) = first_write(&group, &others, start).await;
+        thaw(&frozen);
+        println!(
+            "  postgres hang run {run}: n{new} accepted a write after {:.2}s",
+            took.as_secs_f64()
+        );
+        hang.push(took.as_secs_f64());
+        drop(group);
+
+        let mut group = prepare().await;
+        let old = started_with_standbys(&mut group).await;
+        let others: Vec<usize> = (0..3).filter(|&i| i != old).collect();
+        let deadman = group.nodes[old].deadman.take().unwrap();
+        let start = Instant::now();
+        group.nodes[old].kill_postgres();
+        deadman.kill();
+        let (new, took) = first_write(&group, &others, start).await;
+        println!(
+            "  node kill run {run}: n{new} accepted a write after {:.2}s",
+            took.as_secs_f64()
+        );
+        kill.push(took.as_secs_f64());
+    }
+    println!();
+    summary(
+        "PostgreSQL frozen on the primary -> first write on new primary (quiet release)",
+        &hang,
+    );
+    summary(
+        "kill -9 primary node -> first write on new primary (expired lock: the wait)",
+        &kill,
+    );
 }
