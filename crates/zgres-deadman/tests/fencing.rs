@@ -491,22 +491,7 @@ async fn primary_on_a_cut_member_is_fenced_before_another_takes_writes(
     group.nodes[0].zookeeper_via = Some(cut_member);
     group.nodes[1].zookeeper_via = Some(majority.clone());
     group.nodes[1].extra_config = replica_config.to_owned();
-    group.start(0);
-    assert_eq!(group.wait_primary(&[]).await, 0);
-    group.start(1);
-    group.wait_following(1, 0).await;
-    let old = group.nodes[0].client().await.unwrap();
-    old.batch_execute("CREATE TABLE after_the_cut (x int)")
-        .await
-        .unwrap();
-    // The test reads the lock from the majority (the cut member answers stale reads), with a
-    // session that outlives the majority's election of a new leader when the leader is cut
-    // (25-35 s here: the cut leader's links hold their traffic rather than close).
-    let client = zookeeper_client::Client::connector()
-        .with_session_timeout(Duration::from_secs(60))
-        .connect(&majority)
-        .await
-        .unwrap();
+    let (old, client) = primary_with_table(&mut group, "after_the_cut", &majority).await;
     // Idle: the primary's last state is published and nothing moves its WAL.
     tokio::time::sleep(Duration::from_secs(2)).await;
 
@@ -580,19 +565,7 @@ async fn a_hung_primary_whose_deadman_opens_a_new_session_is_still_fenced() {
     group.nodes[0].zookeeper_via = Some(format!("{},{}", via_cut.addr(), via_other.addr()));
     let majority = format!("{},{}", group.zk.client_addr(0), group.zk.client_addr(1));
     group.nodes[1].zookeeper_via = Some(majority.clone());
-    group.start(0);
-    assert_eq!(group.wait_primary(&[]).await, 0);
-    group.start(1);
-    group.wait_following(1, 0).await;
-    let old = group.nodes[0].client().await.unwrap();
-    old.batch_execute("CREATE TABLE after_the_new_session (x int)")
-        .await
-        .unwrap();
-    let client = zookeeper_client::Client::connector()
-        .with_session_timeout(Duration::from_secs(60))
-        .connect(&majority)
-        .await
-        .unwrap();
+    let (old, client) = primary_with_table(&mut group, "after_the_new_session", &majority).await;
 
     let frozen = freeze(group.nodes[0].postmaster_pid().expect("postgres runs"));
     group.zk.isolate_member(cut, true);
@@ -628,4 +601,30 @@ async fn a_hung_primary_whose_deadman_opens_a_new_session_is_still_fenced() {
             && log.matches("session established").count() >= 2,
         "node 0's deadman never opened a new session: the test did not reach its case\n{log}"
     );
+}
+
+/// Starts node 0, then node 1 following it; creates `table` on node 0. Returns a client of
+/// node 0's PostgreSQL and one of ZooKeeper's `majority`: the test reads the lock from the
+/// majority (a cut member answers stale reads), with a session that outlives the majority's
+/// election of a new leader when the leader is cut (25-35 s here: the cut leader's links hold
+/// their traffic rather than close).
+async fn primary_with_table(
+    group: &mut Group,
+    table: &str,
+    majority: &str,
+) -> (tokio_postgres::Client, zookeeper_client::Client) {
+    group.start(0);
+    assert_eq!(group.wait_primary(&[]).await, 0);
+    group.start(1);
+    group.wait_following(1, 0).await;
+    let old = group.nodes[0].client().await.unwrap();
+    old.batch_execute(&format!("CREATE TABLE {table} (x int)"))
+        .await
+        .unwrap();
+    let client = zookeeper_client::Client::connector()
+        .with_session_timeout(Duration::from_secs(60))
+        .connect(majority)
+        .await
+        .unwrap();
+    (old, client)
 }

@@ -82,6 +82,36 @@ fn arb_lock_mostly_ours() -> impl Strategy<Value = LockView> {
     ]
 }
 
+/// When the lock was first seen free in the election under way, as the properties follow it:
+/// the moment a takeover's wait runs from.
+#[derive(Default)]
+struct Election {
+    free_since: Option<Instant>,
+}
+
+impl Election {
+    /// The lock seen as `lock` at `now`, with `postgres` as it was: when it was first seen free
+    /// (`None` outside an election).
+    fn observe(
+        &mut self,
+        lock: LockView,
+        postgres: &LocalPostgres,
+        now: Instant,
+    ) -> Option<Instant> {
+        let is_primary = postgres.running && postgres.probe.is_some_and(|p| !p.in_recovery);
+        match lock {
+            LockView::Free => {
+                self.free_since.get_or_insert(now);
+            }
+            LockView::Other(_) => self.free_since = None,
+            // Running as the primary with the lock: whatever came before is over.
+            LockView::Ours if is_primary => self.free_since = None,
+            _ => {}
+        }
+        self.free_since
+    }
+}
+
 proptest! {
     /// Whatever happens, over any sequence of observations: no promotion or primary start
     /// without the lock, no contending for a held lock, and a primary without the lock is
@@ -128,18 +158,11 @@ proptest! {
         let mut d = decider(1).with_takeover_wait(wait);
         let start = Instant::now();
         let mut elapsed = Duration::ZERO;
-        let mut free_since: Option<Instant> = None;
+        let mut election = Election::default();
         for (lock, postgres, peers, advance_ms) in steps {
             elapsed += Duration::from_millis(advance_ms);
             let now = start + elapsed;
-            let is_primary = postgres.running && postgres.probe.is_some_and(|p| !p.in_recovery);
-            match lock {
-                LockView::Free => { free_since.get_or_insert(now); }
-                LockView::Other(_) => free_since = None,
-                // Running as the primary with the lock: whatever came before is over.
-                LockView::Ours if is_primary => free_since = None,
-                _ => {}
-            }
+            let free_since = election.observe(lock, &postgres, now);
             let actions = d.decide(&obs(now, lock, postgres, peers));
             if actions.iter().any(|a| matches!(a, Action::Promote { .. } | Action::StartPrimary)) {
                 if let Some(since) = free_since {
@@ -234,17 +257,11 @@ proptest! {
         let mut d = decider(1).with_takeover_wait(wait);
         let start = Instant::now();
         let mut elapsed = Duration::ZERO;
-        let mut free_since: Option<Instant> = None;
+        let mut election = Election::default();
         for (lock, postgres, peers, advance_ms) in steps {
             elapsed += Duration::from_millis(advance_ms);
             let now = start + elapsed;
-            let is_primary = postgres.running && postgres.probe.is_some_and(|p| !p.in_recovery);
-            match lock {
-                LockView::Free => { free_since.get_or_insert(now); }
-                LockView::Other(_) => free_since = None,
-                LockView::Ours if is_primary => free_since = None,
-                _ => {}
-            }
+            let free_since = election.observe(lock, &postgres, now);
             let actions = d.decide(&obs(now, lock, postgres.clone(), peers));
             for (i, action) in actions.iter().enumerate() {
                 if *action != (Action::ReleaseLock { quiet: true }) {
