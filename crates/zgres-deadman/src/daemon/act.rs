@@ -21,6 +21,11 @@ pub(super) struct RequestVersions {
     pub node_request: Option<i32>,
 }
 
+/// Logged when the lock was released with its `/released` record: tests and operators look
+/// for it.
+pub(super) const RELEASED_QUIETLY: &str =
+    "released the group lock, with nobody writing under it: the next holder need not wait";
+
 impl Daemon {
     pub(super) fn timeline(&self, obs: &Observation) -> Timeline {
         obs.postgres
@@ -91,7 +96,7 @@ impl Daemon {
                 let quiet = quiet && !self.pg.process.is_running();
                 if self.release_lock(quiet).await {
                     if quiet {
-                        tracing::warn!("released the group lock, with nobody writing under it: the next holder need not wait");
+                        tracing::warn!("{RELEASED_QUIETLY}");
                     } else {
                         tracing::warn!("released the group lock");
                     }

@@ -47,9 +47,7 @@ impl Daemon {
         if let Some(mut session) = self.zk.session.take() {
             session.heartbeat.abort();
             match session.coordinator.release_lock(quiet).await {
-                Ok(true) if quiet => tracing::info!(
-                    "released the group lock, with nobody writing under it: the next holder need not wait"
-                ),
+                Ok(true) if quiet => tracing::info!("{}", super::act::RELEASED_QUIETLY),
                 Ok(_) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot release the lock; it goes with the session")

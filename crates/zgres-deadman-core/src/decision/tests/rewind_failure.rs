@@ -1,4 +1,4 @@
-//! A failed pg_rewind, and a data directory an interrupted one left damaged: wiped to be
+//! A failed pg_rewind, retried after an interval that grows up to a bound, and a data directory an interrupted one left damaged: wiped to be
 //! cloned again only when `reclone_on_rewind_failure` allows it; a damaged directory is never
 //! started, rewound or promoted, and says why.
 
@@ -109,4 +109,100 @@ fn a_lock_holder_whose_directory_is_damaged_releases_the_lock() {
         vec![],
     );
     assert_eq!(d.decide(&holding), [Action::ReleaseLock { quiet: true }]);
+}
+
+#[test]
+fn a_failed_rewind_is_retried_only_after_the_retry_interval() {
+    let t = Instant::now();
+    let mut d = decider(1);
+    let rejoin = |at: Instant| {
+        obs(
+            at,
+            LockView::Other(Some(node(2))),
+            stopped(DataDirKind::Primary),
+            vec![fresh(peer_state(2, Role::Primary, 5))],
+        )
+    };
+    assert_eq!(d.decide(&rejoin(t)), [Action::Rewind { source: node(2) }]);
+    d.rewind_failed(t);
+    assert_eq!(d.decide(&rejoin(t + REWIND_RETRY / 2)), []);
+    assert_eq!(
+        d.decide(&rejoin(t + REWIND_RETRY)),
+        [Action::Rewind { source: node(2) }]
+    );
+}
+
+#[test]
+fn the_core_says_when_a_failed_rewind_may_be_retried() {
+    let t = Instant::now();
+    let mut d = decider(1);
+    d.rewind_failed(t);
+    let rejoin = obs(
+        t,
+        LockView::Other(Some(node(2))),
+        stopped(DataDirKind::Primary),
+        vec![fresh(peer_state(2, Role::Primary, 5))],
+    );
+    let decision = d.decide_round(&rejoin, RoundInputs::default());
+    assert!(decision.actions.is_empty());
+    assert_eq!(decision.wake_at, Some(t + REWIND_RETRY));
+}
+
+/// Found by the simulator (seed 5616): a standby stopped to be rewound whose pg_rewind failed
+/// (its link to the primary was cut) was started again as it was, still diverged, and was
+/// caught only 10 s without progress later, a wait each primary change started over (26.6 s to
+/// recover). It now stays stopped and the rewind is tried again after the retry wait.
+#[test]
+fn a_standby_whose_rewind_failed_stays_stopped_until_rewound() {
+    let t = Instant::now();
+    let mut d = decider(1);
+    let mut primary_state = peer_state(9, Role::Primary, 100);
+    primary_state.timeline = Some(tl(2));
+    let following = standby_of(150, 9);
+    let look = |d: &mut Decider, at: Instant, pg: LocalPostgres| {
+        d.decide(&obs(
+            at,
+            LockView::Other(Some(node(9))),
+            pg,
+            vec![fresh(primary_state.clone())],
+        ))
+    };
+    assert!(look(&mut d, t, following.clone()).is_empty());
+    let stop = look(&mut d, t + STUCK_AFTER, following);
+    assert!(
+        matches!(stop[..], [Action::StopPostgres { .. }]),
+        "{stop:?}"
+    );
+    let stopped_standby = || stopped(DataDirKind::Standby);
+    assert_eq!(
+        look(&mut d, t + STUCK_AFTER, stopped_standby()),
+        [Action::Rewind { source: node(9) }]
+    );
+    let failed = t + STUCK_AFTER;
+    d.rewind_failed(failed);
+    assert_eq!(
+        look(&mut d, failed + REWIND_RETRY / 2, stopped_standby()),
+        [],
+        "neither started as it is nor rewound before the retry wait"
+    );
+    assert_eq!(
+        look(&mut d, failed + REWIND_RETRY, stopped_standby()),
+        [Action::Rewind { source: node(9) }]
+    );
+    // Rewound this time: started as the primary's standby.
+    assert_eq!(
+        look(&mut d, failed + REWIND_RETRY, stopped_standby()),
+        [Action::StartStandby {
+            upstream: Some(node(9)),
+            slot: false,
+        }]
+    );
+}
+
+#[test]
+fn failed_rewinds_in_a_row_wait_longer_up_to_a_bound() {
+    assert_eq!(rewind_retry_after(1), REWIND_RETRY);
+    assert!(rewind_retry_after(2) > rewind_retry_after(1));
+    assert_eq!(rewind_retry_after(1_000), REWIND_RETRY_MAX);
+    assert_eq!(rewind_retry_after(u32::MAX), REWIND_RETRY_MAX);
 }
