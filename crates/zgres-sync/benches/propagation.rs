@@ -11,7 +11,9 @@
 //! Run: `cargo bench -p zgres-sync --bench propagation` (`ZGRES_BENCH_SAMPLES`, default 100;
 //! `ZGRES_BENCH_ZK_SECURE=1`: ZooKeeper over TLS only, with x509 client authentication;
 //! `ZGRES_BENCH_SKIP_SCALE=1`: without the 10,000-group run; `ZGRES_BENCH_ONLY_HOOK=1`: the
-//! hook latency alone).
+//! hook latency alone; `ZGRES_BENCH_HOOK_AB=1`: the hook latency alone, against a plain and a
+//! TLS-only ZooKeeper side by side, interleaved, after `ZGRES_BENCH_WARM_UP` (500) samples of
+//! each).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -97,48 +99,128 @@ async fn wait_for<T>(mut check: impl FnMut() -> Option<T>) -> T {
     }
 }
 
-/// Lock change → an executable hook runs with the new snapshot.
-async fn hook_latency(zookeeper: &ZkCluster, samples: usize) -> Vec<f64> {
-    let client = zookeeper.connect(zk::Client::connector()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let hooks = dir.path().join("hooks");
-    std::fs::create_dir_all(&hooks).unwrap();
-    let hook = hooks.join("10-stamp");
-    // The masters line is the only `"main": "IP:PORT"` line in the pretty-printed snapshot.
-    std::fs::write(
-        &hook,
-        format!(
-            "#!/bin/sh\nt=$(date +%s%N)\np=$(sed -n 's/.*\"main\": \"127.0.0.1:\\([0-9]*\\)\".*/\\1/p' \"$1\" | head -1)\n\
-             echo $t > {d}/.s$p && mv {d}/.s$p {d}/stamp-$p\n",
-            d = dir.path().display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
-    add_node(&client, "main", 7001).await;
-    add_node(&client, "main", 7002).await;
-    put(&client, "/zgres/lock/main", &lock_doc(7001)).await;
-    let _sync = start_sync(
-        dir.path(),
-        zookeeper,
-        &format!("hooks_dir = \"{}\"\n", hooks.display()),
-    );
-    wait_for(|| dir.path().join("stamp-7001").exists().then_some(())).await;
-    let mut latencies = Vec::new();
-    for i in 0..samples {
-        let port = if i % 2 == 0 { 7002 } else { 7001 };
-        let stamp = dir.path().join(format!("stamp-{port}"));
+/// Lock change → an executable hook runs with the new snapshot: one zgres-sync with a stamping
+/// hook, following one ZooKeeper, measured one lock change at a time.
+struct HookProbe {
+    client: zk::Client,
+    dir: tempfile::TempDir,
+    _sync: ManagedProcess,
+    changes: usize,
+}
+
+impl HookProbe {
+    async fn start(zookeeper: &ZkCluster) -> HookProbe {
+        let client = zookeeper.connect(zk::Client::connector()).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let hooks = dir.path().join("hooks");
+        std::fs::create_dir_all(&hooks).unwrap();
+        let hook = hooks.join("10-stamp");
+        // The masters line is the only `"main": "IP:PORT"` line in the pretty-printed snapshot.
+        std::fs::write(
+            &hook,
+            format!(
+                "#!/bin/sh\nt=$(date +%s%N)\np=$(sed -n 's/.*\"main\": \"127.0.0.1:\\([0-9]*\\)\".*/\\1/p' \"$1\" | head -1)\n\
+                 echo $t > {d}/.s$p && mv {d}/.s$p {d}/stamp-$p\n",
+                d = dir.path().display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+        add_node(&client, "main", 7001).await;
+        add_node(&client, "main", 7002).await;
+        put(&client, "/zgres/lock/main", &lock_doc(7001)).await;
+        let sync = start_sync(
+            dir.path(),
+            zookeeper,
+            &format!("hooks_dir = \"{}\"\n", hooks.display()),
+        );
+        wait_for(|| dir.path().join("stamp-7001").exists().then_some(())).await;
+        HookProbe {
+            client,
+            dir,
+            _sync: sync,
+            changes: 0,
+        }
+    }
+
+    /// Moves the lock to the other node and returns the seconds until the hook ran with it.
+    async fn sample(&mut self) -> f64 {
+        let port = if self.changes % 2 == 0 { 7002 } else { 7001 };
+        self.changes += 1;
+        let stamp = self.dir.path().join(format!("stamp-{port}"));
         let _ = std::fs::remove_file(&stamp);
         let sent = now_ns();
-        client
+        self.client
             .set_data("/zgres/lock/main", &lock_doc(port), None)
             .await
             .unwrap();
         let seen: u128 =
             wait_for(|| std::fs::read_to_string(&stamp).ok()?.trim().parse().ok()).await;
-        latencies.push((seen.saturating_sub(sent)) as f64 / 1e9);
+        (seen.saturating_sub(sent)) as f64 / 1e9
+    }
+}
+
+async fn hook_latency(zookeeper: &ZkCluster, samples: usize) -> Vec<f64> {
+    let mut probe = HookProbe::start(zookeeper).await;
+    let mut latencies = Vec::new();
+    for _ in 0..samples {
+        latencies.push(probe.sample().await);
     }
     latencies
+}
+
+/// `ZGRES_BENCH_HOOK_AB=1`: the hook latency against a plain and a TLS-only ZooKeeper (x509
+/// authentication) at the same time, samples interleaved (plain, TLS, TLS, plain, ...) so that
+/// both see the same machine: on a small VM the spread between two runs of one kind exceeds
+/// the difference looked for.
+async fn hook_latency_side_by_side(samples: usize) {
+    let plain_zookeeper = ZkCluster::standalone().await.unwrap();
+    let tls_zookeeper = ZkCluster::standalone_tls().await.unwrap();
+    for zookeeper in [&plain_zookeeper, &tls_zookeeper] {
+        let client = zookeeper.connect(zk::Client::connector()).await.unwrap();
+        make_dirs(&client).await;
+    }
+    let mut plain = HookProbe::start(&plain_zookeeper).await;
+    let mut tls = HookProbe::start(&tls_zookeeper).await;
+    // Both servers' JVMs compile their hot paths (TLS's among them) over the first few hundred
+    // requests; the comparison is of the steady state.
+    let warm_up: usize = std::env::var("ZGRES_BENCH_WARM_UP")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(500);
+    for _ in 0..warm_up {
+        plain.sample().await;
+        tls.sample().await;
+    }
+    let (mut plain_latencies, mut tls_latencies) = (Vec::new(), Vec::new());
+    for i in 0..samples {
+        if i % 2 == 0 {
+            plain_latencies.push(plain.sample().await);
+            tls_latencies.push(tls.sample().await);
+        } else {
+            tls_latencies.push(tls.sample().await);
+            plain_latencies.push(plain.sample().await);
+        }
+    }
+    println!(
+        "zgres-sync hook latency, plain and TLS side by side ({samples} samples each, interleaved, after {warm_up} of each to warm up)"
+    );
+    percentiles(
+        "lock change -> hook running, ZooKeeper plain",
+        &mut plain_latencies.clone(),
+    );
+    percentiles(
+        "lock change -> hook running, ZooKeeper TLS + x509",
+        &mut tls_latencies.clone(),
+    );
+    // The two halves of each kind apart, to show the spread within one kind.
+    let half = samples / 2;
+    for (name, latencies) in [("plain", &plain_latencies), ("TLS", &tls_latencies)] {
+        for (part, range) in [("first", 0..half), ("second", half..samples)] {
+            let mut part_latencies = latencies[range].to_vec();
+            percentiles(&format!("  {name}, {part} half"), &mut part_latencies);
+        }
+    }
 }
 
 /// Lock change → pgbouncer routes new clients to the new lock holder, while a client connects
@@ -367,6 +449,10 @@ async fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(100);
+    if std::env::var("ZGRES_BENCH_HOOK_AB").as_deref() == Ok("1") {
+        hook_latency_side_by_side(samples).await;
+        return;
+    }
     let zookeeper = start_zookeeper().await;
     let client = zookeeper.connect(zk::Client::connector()).await.unwrap();
     make_dirs(&client).await;
