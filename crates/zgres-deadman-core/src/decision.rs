@@ -56,8 +56,9 @@ pub use published::{
 };
 pub use round::{Decision, Published, RoundInputs, REWIND_FAILED};
 pub use schedule::{
-    confirmation_wanted, fence_may_disarm, next_round, rewind_retry_after, Next, RoundOutcome,
-    PROMOTION_VETO_WAIT, REWIND_RETRY, REWIND_RETRY_MAX,
+    bootstrap_retry_after, confirmation_wanted, fence_may_disarm, next_round, rewind_retry_after,
+    Next, RoundOutcome, BOOTSTRAP_RETRY, BOOTSTRAP_RETRY_MAX, PROMOTION_VETO_WAIT, REWIND_RETRY,
+    REWIND_RETRY_MAX,
 };
 
 /// How long a switchover or failover request steers elections after the lock became free;
@@ -108,6 +109,10 @@ struct Recovery {
     rewind_failures: u32,
     /// After the `pre_promote` callback vetoed a promotion, no contending before this.
     contend: Option<Instant>,
+    /// After a failed bootstrap, no new attempt before this.
+    bootstrap: Option<Instant>,
+    /// Failed bootstraps in a row (reset once PostgreSQL runs and answers).
+    bootstrap_failures: u32,
     /// Whether the running standby follows the primary's timeline.
     follow: divergence::FollowWatch,
     /// Whether the WAL the running standby needs is still on the primary.
@@ -203,11 +208,32 @@ impl Decider {
         self.retry.follow.rewind_failed();
     }
 
-    /// Input: the operator's `pre_promote` callback vetoed this node's promotion at `now` (the
-    /// shell released the lock). The node does not contend for the lock again for
-    /// [`PROMOTION_VETO_WAIT`], so the others get their turn.
+    /// Input: the operator's `pre_promote` callback vetoed this node's promotion at `now`. The
+    /// next round gives the lock up (quietly: this node never wrote under it), and the node
+    /// does not contend for it again for [`PROMOTION_VETO_WAIT`], so the others get their turn.
     pub fn promotion_vetoed(&mut self, now: Instant) {
         self.retry.contend = Some(now + PROMOTION_VETO_WAIT);
+    }
+
+    /// Input: the bootstrap asked for failed at `now`. The next round gives the lock up, and
+    /// the node does not try again for [`BOOTSTRAP_RETRY`], doubled for each further failure in
+    /// a row ([`bootstrap_retry_after`]).
+    /// Returns how long the node waits.
+    pub fn bootstrap_failed(&mut self, now: Instant) -> Duration {
+        self.retry.bootstrap_failures = self.retry.bootstrap_failures.saturating_add(1);
+        let wait = bootstrap_retry_after(self.retry.bootstrap_failures);
+        self.retry.bootstrap = Some(now + wait);
+        wait
+    }
+
+    /// Whether a failed bootstrap keeps this node from trying again at `now`.
+    fn bootstrap_paused(&self, now: Instant) -> bool {
+        self.retry.bootstrap.is_some_and(|at| now < at)
+    }
+
+    /// Whether a vetoed promotion keeps this node out of elections at `now`.
+    fn promotion_veto_holds(&self, now: Instant) -> bool {
+        self.retry.contend.is_some_and(|at| now < at)
     }
 
     /// Why the last observation with a free lock did not lead to contending, if it did not.
@@ -235,6 +261,7 @@ impl Decider {
         self.down.observe(obs.now, pg.running && pg.probe.is_some());
         if pg.running && pg.probe.is_some() {
             self.gave_up = None;
+            self.retry.bootstrap_failures = 0;
         }
         self.takeover.holder_seen(obs.lock, &obs.peers);
         self.takeover.lock_seen(obs.lock, obs.now);
@@ -296,7 +323,9 @@ impl Decider {
             // Only a group without any data is bootstrapped; otherwise wait for a primary.
             let anyone_has_data = obs.peers.iter().any(|p| p.state.system_id.is_some());
             let no_database = obs.db_id == Fetched::Absent && !anyone_has_data;
-            if no_database && !self.tags.never_promoted() && !obs.vetoed {
+            if no_database && self.bootstrap_paused(obs.now) {
+                self.last_ineligible = Some(Ineligible::BootstrapFailed);
+            } else if no_database && !self.tags.never_promoted() && !obs.vetoed {
                 self.last_ineligible = None;
                 // No database, so no old primary to wait for.
                 self.takeover.handed_over(obs.now);
@@ -367,7 +396,7 @@ impl Decider {
             return self.as_standby_leader(obs);
         }
         if !pg.running && pg.data_dir == DataDirKind::Empty {
-            return if obs.db_id == Fetched::Absent {
+            return if obs.db_id == Fetched::Absent && !self.bootstrap_paused(obs.now) {
                 vec![Action::Bootstrap]
             } else {
                 // The group has a database: an empty node must clone it, not create another.
@@ -375,6 +404,10 @@ impl Decider {
             };
         }
         if running_standby {
+            if self.promotion_veto_holds(obs.now) {
+                // Vetoed as a standby: nobody wrote under this lock.
+                return vec![self.release(obs, false)];
+            }
             if !self.takeover.may_promote(obs.now) {
                 return vec![];
             }
@@ -421,9 +454,12 @@ impl Decider {
     }
 
     /// Releases the lock; quietly (the next holder need not wait) when this node's PostgreSQL
-    /// is down or stopped by the action before (`stopping`) and every earlier holder is fenced.
+    /// is down, stopped by the action before (`stopping`) or a standby, and every earlier
+    /// holder is fenced.
     pub(super) fn release(&self, obs: &Observation, stopping: bool) -> Action {
-        let nobody_writes_here = stopping || !obs.postgres.running;
+        let pg = &obs.postgres;
+        let standby = pg.probe.is_some_and(|p| p.in_recovery);
+        let nobody_writes_here = stopping || !pg.running || standby;
         Action::ReleaseLock {
             quiet: nobody_writes_here && self.takeover.earlier_holders_fenced(obs.now),
         }

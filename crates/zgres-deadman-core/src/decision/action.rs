@@ -136,6 +136,9 @@ pub enum Ineligible {
     GaveUp,
     /// Its `pre_promote` callback vetoed its promotion a moment ago; waits for others.
     PromotionVetoed,
+    /// Its bootstrap of the group's first database failed a moment ago; it tries again after
+    /// a pause ([`super::bootstrap_retry_after`]), others may meanwhile.
+    BootstrapFailed,
     /// System identifier differs from the group's.
     WrongSystem,
     /// Further behind the last known primary position than allowed.
@@ -187,6 +190,7 @@ impl Ineligible {
             // choice (paused), or not about this node's eligibility at all.
             Ineligible::NotAStandby
             | Ineligible::PromotionVetoed
+            | Ineligible::BootstrapFailed
             | Ineligible::TooFarBehind
             | Ineligible::PeerIsBetter(_)
             | Ineligible::WaitingForPeers

@@ -69,7 +69,7 @@ impl Decider {
         if self.sits_out_until().is_some_and(|until| obs.now < until) {
             return Err(Ineligible::GaveUp);
         }
-        if self.retry.contend.is_some_and(|at| obs.now < at) {
+        if self.promotion_veto_holds(obs.now) {
             return Err(Ineligible::PromotionVetoed);
         }
         let mine = self.my_rank(obs)?;

@@ -125,6 +125,9 @@ pub fn not_taking_over(lock: LockView, ineligible: Option<Ineligible>) -> Option
         Ineligible::Paused => "the group is paused",
         Ineligible::Vetoed => "a health plugin vetoes it",
         Ineligible::NoData => "it has no data directory yet",
+        Ineligible::BootstrapFailed => {
+            "its bootstrap of the group's database failed; it tries again after a pause (its log says why)"
+        }
         Ineligible::DataDirDamaged => "an interrupted pg_rewind left its data directory unusable",
         Ineligible::TimelineBehind => {
             "its timeline is behind the group's newest (it may lack WAL of that timeline)"

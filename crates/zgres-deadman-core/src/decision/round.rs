@@ -148,6 +148,7 @@ impl Decider {
         }
         candidates.extend(self.retry.rewind);
         candidates.extend(self.retry.contend);
+        candidates.extend(self.retry.bootstrap);
         candidates.extend(self.retry.follow.deadline());
         candidates.extend(self.retry.missing_wal.deadline());
         candidates.extend(super::node_request::due_at(obs));

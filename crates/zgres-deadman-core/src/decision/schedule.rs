@@ -23,6 +23,23 @@ pub const REWIND_RETRY_MAX: Duration = Duration::from_secs(5);
 pub fn rewind_retry_after(failures: u32) -> Duration {
     (REWIND_RETRY * failures.max(1)).min(REWIND_RETRY_MAX)
 }
+/// How long a failed bootstrap waits before this node tries again the first time; each further
+/// failure in a row waits twice as long, up to [`BOOTSTRAP_RETRY_MAX`]. A bootstrap fails
+/// mostly on a setting (initdb's arguments, the bootstrap command) or a full disk, which no
+/// quick retry mends: tried again at once, it would run initdb, and take and give up the lock
+/// in ZooKeeper, many times a second. Another node may try meanwhile.
+pub const BOOTSTRAP_RETRY: Duration = Duration::from_secs(5);
+/// The longest wait between two bootstrap attempts of one node.
+pub const BOOTSTRAP_RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// The wait after the `failures`-th failed bootstrap in a row (1 for the first).
+pub fn bootstrap_retry_after(failures: u32) -> Duration {
+    let doublings = failures.max(1).saturating_sub(1).min(16);
+    BOOTSTRAP_RETRY
+        .saturating_mul(1 << doublings)
+        .min(BOOTSTRAP_RETRY_MAX)
+}
+
 /// How long a node whose `pre_promote` callback vetoed its promotion stays out of elections.
 pub const PROMOTION_VETO_WAIT: Duration = Duration::from_secs(10);
 

@@ -91,9 +91,9 @@ impl Daemon {
                 true
             }
             Action::ReleaseLock { quiet } => {
-                // The core knows PostgreSQL is down or was just killed; a release says nobody
-                // writes under the lock only if it is indeed not running.
-                let quiet = quiet && !self.pg.process.is_running();
+                // The core saw PostgreSQL down, just killed or a standby; a release says nobody
+                // writes under the lock only if that still holds.
+                let quiet = quiet && self.nobody_writes_here().await;
                 if self.release_lock(quiet).await {
                     if quiet {
                         tracing::warn!("{RELEASED_QUIETLY}");
@@ -135,9 +135,9 @@ impl Daemon {
             } => {
                 // Before the fence is armed: PostgreSQL is still a standby meanwhile.
                 if let Err(e) = self.out.callbacks.pre_promote().await {
-                    tracing::error!(error = %e, "pre_promote vetoed this node's promotion; releasing the lock");
+                    tracing::error!(error = %e, "pre_promote vetoed this node's promotion; giving the lock up");
+                    // The next round releases the lock.
                     self.core.decider.promotion_vetoed(Instant::now());
-                    self.release_lock(false).await;
                     return true;
                 }
                 if !self.fence.arm() {
@@ -189,8 +189,8 @@ impl Daemon {
                 match self.provision(None).await {
                     Ok(()) => tracing::info!("bootstrap done; starting as the first primary"),
                     Err(e) => {
-                        tracing::error!(error = %e, "bootstrap failed; releasing the lock so another node can try");
-                        self.release_lock(false).await;
+                        let retry = self.core.decider.bootstrap_failed(Instant::now());
+                        tracing::error!(error = %e, retry_in = ?retry, "bootstrap failed; giving the lock up so another node can try");
                     }
                 }
                 true
@@ -411,6 +411,15 @@ impl Daemon {
                 tracing::warn!(error = %e, "switchover: cannot withdraw the connection info; stopping without a drain")
             }
         }
+    }
+
+    /// Whether PostgreSQL is not running, or runs as a standby (asked again: the round's probe
+    /// may be a moment old).
+    async fn nobody_writes_here(&mut self) -> bool {
+        if !self.pg.process.is_running() {
+            return true;
+        }
+        matches!(self.pg.client.probe().await, Ok(probe) if probe.in_recovery)
     }
 
     /// Deletes the group lock if this session holds it, `quiet`ly (see

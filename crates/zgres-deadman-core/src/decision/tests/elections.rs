@@ -223,3 +223,18 @@ fn priority_zero_never_contends_and_never_outranks_a_peer() {
     let actions = decider(1).decide(&obs(t, LockView::Free, standby(100), vec![fresh(ahead)]));
     assert!(actions.contains(&Action::AcquireLock), "{actions:?}");
 }
+
+/// The lock holder's `pre_promote` callback vetoed its promotion: the core gives the lock up,
+/// quietly (the node is still a standby: nobody wrote under this lock), and never promotes.
+#[test]
+fn a_vetoed_promotion_gives_the_lock_up_quietly() {
+    let t = Instant::now();
+    let mut d = decider(1);
+    let held = obs(t, LockView::Ours, standby(1 << 40), vec![]);
+    assert!(matches!(
+        d.decide(&held).as_slice(),
+        [Action::Promote { .. }]
+    ));
+    d.promotion_vetoed(t);
+    assert_eq!(d.decide(&held), [Action::ReleaseLock { quiet: true }]);
+}

@@ -413,3 +413,66 @@ fn a_replicatefrom_standby_cascades_from_a_healthy_replica_of_the_primary_else_t
         );
     }
 }
+
+/// A failed bootstrap gives the lock up (quietly: nothing ran) and is tried again only after
+/// a pause that doubles with each failure in a row, so a setting initdb rejects does not run
+/// it, and take and give up the lock in ZooKeeper, many times a second.
+#[test]
+fn a_failed_bootstrap_gives_the_lock_up_and_is_tried_again_after_a_growing_pause() {
+    let t0 = Instant::now();
+    let mut d = decider(1);
+    let new_group = |at, lock| {
+        let mut o = obs(at, lock, empty(), vec![]);
+        o.db_id = Fetched::Absent;
+        o
+    };
+    assert_eq!(
+        d.decide(&new_group(t0, LockView::Ours)),
+        [Action::Bootstrap]
+    );
+    assert_eq!(d.bootstrap_failed(t0), BOOTSTRAP_RETRY);
+    assert_eq!(
+        d.decide(&new_group(t0, LockView::Ours)),
+        [Action::ReleaseLock { quiet: true }]
+    );
+    let waiting = d.decide_round(&new_group(t0, LockView::Free), RoundInputs::default());
+    assert!(!waiting.actions.contains(&Action::AcquireLock));
+    assert_eq!(d.last_ineligible(), Some(Ineligible::BootstrapFailed));
+    assert!(
+        waiting.wake_at.is_some_and(|at| at <= t0 + BOOTSTRAP_RETRY),
+        "the loop looks again when the pause is over: {:?}",
+        waiting.wake_at
+    );
+    let just_before = t0 + BOOTSTRAP_RETRY - Duration::from_millis(1);
+    assert!(!d
+        .decide(&new_group(just_before, LockView::Free))
+        .contains(&Action::AcquireLock));
+
+    let t1 = t0 + BOOTSTRAP_RETRY;
+    assert!(d
+        .decide(&new_group(t1, LockView::Free))
+        .contains(&Action::AcquireLock));
+    assert_eq!(
+        d.decide(&new_group(t1, LockView::Ours)),
+        [Action::Bootstrap]
+    );
+    assert_eq!(d.bootstrap_failed(t1), BOOTSTRAP_RETRY * 2);
+    let half_way = t1 + BOOTSTRAP_RETRY;
+    assert!(!d
+        .decide(&new_group(half_way, LockView::Free))
+        .contains(&Action::AcquireLock));
+
+    // A success starts the count again.
+    let t2 = t1 + BOOTSTRAP_RETRY * 2;
+    d.decide(&obs(t2, LockView::Ours, primary(), vec![]));
+    assert_eq!(d.bootstrap_failed(t2), BOOTSTRAP_RETRY);
+}
+
+#[test]
+fn bootstrap_retries_double_up_to_a_minute() {
+    let waits: Vec<u64> = (1..=6)
+        .map(|n| bootstrap_retry_after(n).as_secs())
+        .collect();
+    assert_eq!(waits, [5, 10, 20, 40, 60, 60]);
+    assert_eq!(bootstrap_retry_after(u32::MAX), BOOTSTRAP_RETRY_MAX);
+}

@@ -246,23 +246,27 @@ proptest! {
     }
 
     /// A quiet release (whoever takes the lock next will not wait) comes only when nobody can
-    /// be writing under the lock: this node's PostgreSQL is down or killed by the action just
-    /// before, and the node is not within its own takeover wait (the primary before it may
-    /// still be writing), over any sequence of observations.
+    /// be writing under the lock: this node's PostgreSQL is down, killed by the action just
+    /// before or a standby, and the node is not within its own takeover wait (the primary
+    /// before it may still be writing), over any sequence of observations, with promotions
+    /// vetoed by the `pre_promote` callback at random.
     #[test]
     fn a_quiet_release_never_leaves_a_writer_behind(
-        steps in proptest::collection::vec((arb_lock_mostly_ours(), arb_postgres(), arb_peers(), 0u64..6000), 1..60)
+        steps in proptest::collection::vec((arb_lock_mostly_ours(), arb_postgres(), arb_peers(), 0u64..6000, any::<bool>()), 1..60)
     ) {
         let wait = Duration::from_millis(12_000);
         let mut d = decider(1).with_takeover_wait(wait);
         let start = Instant::now();
         let mut elapsed = Duration::ZERO;
         let mut election = Election::default();
-        for (lock, postgres, peers, advance_ms) in steps {
+        for (lock, postgres, peers, advance_ms, veto) in steps {
             elapsed += Duration::from_millis(advance_ms);
             let now = start + elapsed;
             let free_since = election.observe(lock, &postgres, now);
             let actions = d.decide(&obs(now, lock, postgres.clone(), peers));
+            if veto && actions.iter().any(|a| matches!(a, Action::Promote { .. })) {
+                d.promotion_vetoed(now);
+            }
             for (i, action) in actions.iter().enumerate() {
                 if *action != (Action::ReleaseLock { quiet: true }) {
                     continue;
@@ -270,7 +274,8 @@ proptest! {
                 let killed_first = actions[..i]
                     .iter()
                     .any(|a| matches!(a, Action::StopPostgres { immediate: true, .. }));
-                prop_assert!(!postgres.running || killed_first, "{:?} with {:?}", actions, postgres);
+                let standby = postgres.probe.is_some_and(|p| p.in_recovery);
+                prop_assert!(!postgres.running || killed_first || standby, "{:?} with {:?}", actions, postgres);
                 if let Some(since) = free_since {
                     prop_assert!(now >= since + wait, "released quietly {:?} after the lock was seen free", now - since);
                 }
