@@ -57,8 +57,8 @@ pub use published::{
 pub use round::{Decision, Published, RoundInputs, REWIND_FAILED};
 pub use schedule::{
     bootstrap_retry_after, confirmation_wanted, fence_may_disarm, next_round, rewind_retry_after,
-    Next, RoundOutcome, BOOTSTRAP_RETRY, BOOTSTRAP_RETRY_MAX, PROMOTION_VETO_WAIT, REWIND_RETRY,
-    REWIND_RETRY_MAX,
+    Next, Pacing, RoundOutcome, BOOTSTRAP_RETRY, BOOTSTRAP_RETRY_MAX, PROMOTION_VETO_WAIT,
+    REWIND_RETRY, REWIND_RETRY_MAX, ROUNDS_AT_ONCE,
 };
 
 /// How long a switchover or failover request steers elections after the lock became free;

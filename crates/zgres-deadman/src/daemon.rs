@@ -203,7 +203,7 @@ pub async fn run(
             sync_keeper: SyncKeeper::default(),
             slot_keeper: Default::default(),
             slot_problem: None,
-            wake_at: None,
+            schedule: Schedule::default(),
             not_contending: None,
             on_shutdown: ShutdownPlan::STOP,
             last_observation: None,
@@ -317,14 +317,23 @@ struct Core {
     slot_keeper: crate::slots::SlotKeeper,
     /// The slot problem last warned about (warned once, retried every round).
     slot_problem: Option<String>,
-    /// The core's next time-based decision: the loop looks again then at the latest.
-    wake_at: Option<Instant>,
+    /// When the next round runs.
+    schedule: Schedule,
     /// Why this node last did not contend for a free lock (to log each new reason once).
     not_contending: Option<crate::decision::Ineligible>,
     /// What a shutdown now would do with PostgreSQL, as of the last round.
     on_shutdown: ShutdownPlan,
     /// The last round's observation, completed at shutdown for the core's hand-over pick.
     last_observation: Option<crate::decision::Observation>,
+}
+
+/// When the next round runs, as far as the core says.
+#[derive(Debug, Default)]
+struct Schedule {
+    /// The core's next time-based decision: the loop looks again then at the latest.
+    wake_at: Option<Instant>,
+    /// The backstop against rounds that keep asking to run again at once.
+    pacing: crate::decision::Pacing,
 }
 
 /// The local PostgreSQL, as the shell drives it.
@@ -425,7 +434,7 @@ impl Daemon {
             }
             let Some(pause) = next.pause_until(
                 self.config.timing.loop_interval,
-                self.core.wake_at,
+                self.core.schedule.wake_at,
                 Instant::now(),
             ) else {
                 continue;

@@ -112,6 +112,42 @@ pub fn next_round(round: &RoundOutcome) -> Next {
     }
 }
 
+/// Rounds in a row that may run at once ([`Next::Now`]) before the loop paces itself. A
+/// failover takes a handful (acquire, start or promote, record); more means an action that
+/// fails the same way each time and asks to be looked at again at once.
+pub const ROUNDS_AT_ONCE: u32 = 20;
+
+/// The loop's backstop against deciding in a hot loop: after [`ROUNDS_AT_ONCE`] rounds in a
+/// row that asked to run again at once, each further one waits [`Next::Soon`] instead, until a
+/// round asks for anything else. No rule of the core should need it; if one does, it costs
+/// ZooKeeper and PostgreSQL tens of requests a second instead of thousands, and the log says so.
+#[derive(Debug, Default)]
+pub struct Pacing {
+    at_once: u32,
+}
+
+impl Pacing {
+    /// The timing of the next round, given what [`next_round`] asked for.
+    pub fn pace(&mut self, asked: Next) -> Next {
+        if asked != Next::Now {
+            self.at_once = 0;
+            return asked;
+        }
+        self.at_once = self.at_once.saturating_add(1);
+        if self.at_once > ROUNDS_AT_ONCE {
+            Next::Soon
+        } else {
+            Next::Now
+        }
+    }
+
+    /// Whether the last [`Pacing::pace`] was the first to slow the loop down in this run (to
+    /// log it once).
+    pub fn began_pacing(&self) -> bool {
+        self.at_once == ROUNDS_AT_ONCE + 1
+    }
+}
+
 /// Whether the fence may be disarmed: only once PostgreSQL cannot be a primary any more
 /// (it is stopped) and this node does not hold the lock.
 pub fn fence_may_disarm(lock: LockView, postgres_running: bool) -> bool {
@@ -132,6 +168,21 @@ mod tests {
     use proptest::prelude::*;
 
     use crate::decision::observation::any_lock_view as lock_view;
+
+    #[test]
+    fn a_run_of_rounds_at_once_is_paced_after_the_limit_until_one_asks_otherwise() {
+        let mut pacing = Pacing::default();
+        for _ in 0..ROUNDS_AT_ONCE {
+            assert_eq!(pacing.pace(Next::Now), Next::Now);
+            assert!(!pacing.began_pacing());
+        }
+        assert_eq!(pacing.pace(Next::Now), Next::Soon);
+        assert!(pacing.began_pacing());
+        assert_eq!(pacing.pace(Next::Now), Next::Soon);
+        assert!(!pacing.began_pacing(), "said once per run");
+        assert_eq!(pacing.pace(Next::Later), Next::Later);
+        assert_eq!(pacing.pace(Next::Now), Next::Now);
+    }
 
     proptest! {
         /// The fence is never disarmed while PostgreSQL may still accept writes: while it runs,

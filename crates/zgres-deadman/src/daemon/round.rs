@@ -14,7 +14,7 @@ use crate::coordination::GroupView;
 use crate::data_dir;
 use crate::decision::{
     confirmation_wanted, next_round, Action, DataDirKind, LocalPostgres, LockView, Next,
-    Observation, Probe, RoundInputs, RoundOutcome, WarningInputs,
+    Observation, Probe, RoundInputs, RoundOutcome, WarningInputs, ROUNDS_AT_ONCE,
 };
 use crate::group_config::ConfigChange;
 
@@ -226,7 +226,7 @@ impl Daemon {
         };
         self.core.on_shutdown = self.core.decider.shutdown_plan(&obs);
         let decision = self.core.decider.decide_round(&obs, inputs);
-        self.core.wake_at = decision.wake_at;
+        self.core.schedule.wake_at = decision.wake_at;
         if decision.disarm_fence && self.fence.is_armed() {
             self.fence.disarm();
         }
@@ -265,7 +265,7 @@ impl Daemon {
             .await;
         self.keep_slots(&obs).await;
         self.update_status(&obs, state);
-        let next = next_round(&RoundOutcome {
+        let asked = next_round(&RoundOutcome {
             act_again: again,
             sync_progress,
             ineligible: why_not,
@@ -273,6 +273,14 @@ impl Daemon {
             postgres_running: self.pg.process.is_running(),
             postgres_answered: obs.postgres.probe.is_some(),
         });
+        let pacing = &mut self.core.schedule.pacing;
+        let next = pacing.pace(asked);
+        if pacing.began_pacing() {
+            tracing::warn!(
+                rounds = ROUNDS_AT_ONCE,
+                "every round for a while asked to run again at once (an action failing the same way each time?); pacing the loop until one does not"
+            );
+        }
         self.core.last_observation = Some(obs);
         next
     }
