@@ -247,6 +247,15 @@ impl Decider {
         self.last_holder
     }
 
+    /// When the lock holder's restart bound runs out, while one is being timed (its PostgreSQL
+    /// is down or stopped answering). The shell gives a probe until then at most: a hung
+    /// server is then given up when the bound ends, not a probe timeout later.
+    pub fn restart_bound_ends(&self) -> Option<Instant> {
+        self.down
+            .timing()
+            .map(|since| since + self.timing.primary_restart_timeout)
+    }
+
     /// The furthest WAL position the current or last primary published.
     pub fn last_primary_position(&self) -> Option<Lsn> {
         self.last_primary.map(|(_, lsn)| lsn)

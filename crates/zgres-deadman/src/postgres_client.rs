@@ -18,7 +18,7 @@ use crate::synchronous::Connected;
 
 /// Every statement and connection attempt gets this long, so a hung server cannot stall the
 /// loop.
-const QUERY_TIMEOUT: Duration = Duration::from_secs(3);
+pub const QUERY_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// A query failed. Retryable: the server may be starting, stopping or overloaded.
 #[derive(Debug, thiserror::Error)]
@@ -231,6 +231,23 @@ impl PostgresClient {
     /// [`ClientError`] when PostgreSQL does not answer properly; the connection is dropped.
     pub async fn probe(&mut self) -> Result<Probe, ClientError> {
         let result = self.probe_once().await;
+        if result.is_err() {
+            self.client = None;
+        }
+        result
+    }
+
+    /// As [`PostgresClient::probe`], but gives up after `limit` (at most the usual query
+    /// timeout): the round must decide by then.
+    ///
+    /// # Errors
+    /// As [`PostgresClient::probe`]; [`ClientError::Timeout`] after `limit`.
+    pub async fn probe_within(&mut self, limit: Duration) -> Result<Probe, ClientError> {
+        let limit = limit.min(QUERY_TIMEOUT);
+        let result = match tokio::time::timeout(limit, self.probe_once()).await {
+            Ok(result) => result,
+            Err(_) => Err(ClientError::Timeout(limit)),
+        };
         if result.is_err() {
             self.client = None;
         }

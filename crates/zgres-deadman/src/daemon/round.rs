@@ -2,7 +2,7 @@
 //! and publish; and when the next round is due.
 
 use std::collections::BTreeSet;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use zgres_schema::documents::{GroupConfig, StandbyOf, SyncMode};
 use zgres_schema::{Fetched, NodeId};
@@ -17,6 +17,11 @@ use crate::decision::{
     Observation, Probe, RoundInputs, RoundOutcome, WarningInputs, ROUNDS_AT_ONCE,
 };
 use crate::group_config::ConfigChange;
+use crate::postgres_client::QUERY_TIMEOUT;
+
+/// The least time a probe gets once the restart bound is (nearly) over: enough for a server
+/// that is back to answer.
+const LAST_PROBE_LEAST: Duration = Duration::from_millis(200);
 
 impl Daemon {
     /// A PostgreSQL already running on our data directory: taken over from its guardian when a
@@ -107,7 +112,17 @@ impl Daemon {
     pub(super) async fn round(&mut self) -> Next {
         let running = self.pg.process.observe();
         let probe = if running {
-            match self.pg.client.probe().await {
+            // A server that stopped answering gets until the restart bound ends, not a whole
+            // query timeout past it (with a little time to answer if it is back).
+            let limit = self
+                .core
+                .decider
+                .restart_bound_ends()
+                .map_or(QUERY_TIMEOUT, |end| {
+                    end.saturating_duration_since(Instant::now())
+                        .max(LAST_PROBE_LEAST)
+                });
+            match self.pg.client.probe_within(limit).await {
                 Ok(p) => Some(p),
                 Err(e) => {
                     tracing::debug!(error = %e, "postgres probe failed");

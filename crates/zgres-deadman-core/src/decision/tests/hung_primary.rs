@@ -31,6 +31,11 @@ fn a_hung_primary_gives_the_lock_up_within_the_bound_of_its_last_answer() {
         "the bound (10 s in these tests) runs out 10 s after the last answer"
     );
     assert_eq!(
+        d.restart_bound_ends(),
+        Some(at(10_000)),
+        "the shell's next probe waits until then at most, not a whole query timeout"
+    );
+    assert_eq!(
         d.decide(&obs(at(9_500), LockView::Ours, hung(), vec![])),
         []
     );
@@ -44,6 +49,7 @@ fn a_hung_primary_gives_the_lock_up_within_the_bound_of_its_last_answer() {
             Action::ReleaseLock { quiet: true },
         ]
     );
+    assert_eq!(d.restart_bound_ends(), None, "nothing is timed once given up");
 }
 
 /// A primary that answered, then was seen stopped (a crash wakes the deadman at once) and
