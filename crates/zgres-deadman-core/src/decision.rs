@@ -55,10 +55,12 @@ pub use published::{
     UNATTENDED_LOCK_ON_STANDBY,
 };
 pub use round::{Decision, Published, RoundInputs, REWIND_FAILED};
+use schedule::Retry;
 pub use schedule::{
-    bootstrap_retry_after, confirmation_wanted, fence_may_disarm, next_round, rewind_retry_after,
-    Next, Pacing, RoundOutcome, BOOTSTRAP_RETRY, BOOTSTRAP_RETRY_MAX, PROMOTION_VETO_WAIT,
-    REWIND_RETRY, REWIND_RETRY_MAX, ROUNDS_AT_ONCE,
+    bootstrap_retry_after, clone_retry_after, confirmation_wanted, fence_may_disarm, next_round,
+    rewind_retry_after, Next, Pacing, RoundOutcome, BOOTSTRAP_RETRY, BOOTSTRAP_RETRY_MAX,
+    CLONE_RETRY, CLONE_RETRY_MAX, PROMOTION_VETO_WAIT, REWIND_RETRY, REWIND_RETRY_MAX,
+    ROUNDS_AT_ONCE,
 };
 
 /// How long a switchover or failover request steers elections after the lock became free;
@@ -103,16 +105,14 @@ pub struct Decider {
 /// Steps that bring the node back after a failure, and when they may be tried again.
 #[derive(Debug, Default)]
 struct Recovery {
-    /// After a failed pg_rewind, no new attempt before this.
-    rewind: Option<Instant>,
-    /// Failed pg_rewinds in a row (reset when a standby is started).
-    rewind_failures: u32,
+    /// pg_rewind after a failure (failures in a row reset when a standby is started).
+    rewind: Retry,
     /// After the `pre_promote` callback vetoed a promotion, no contending before this.
     contend: Option<Instant>,
-    /// After a failed bootstrap, no new attempt before this.
-    bootstrap: Option<Instant>,
-    /// Failed bootstraps in a row (reset once PostgreSQL runs and answers).
-    bootstrap_failures: u32,
+    /// Bootstrap after a failure (reset once PostgreSQL runs and answers).
+    bootstrap: Retry,
+    /// Clone after a failure (reset once PostgreSQL runs and answers).
+    clone: Retry,
     /// Whether the running standby follows the primary's timeline.
     follow: divergence::FollowWatch,
     /// Whether the WAL the running standby needs is still on the primary.
@@ -202,8 +202,7 @@ impl Decider {
     /// [`REWIND_RETRY`], doubled for each further failure in a row ([`rewind_retry_after`]).
     pub fn rewind_failed(&mut self, now: Instant) {
         self.retry.wipe_after_rewind_failure = self.retry.reclone.on_rewind_failure;
-        self.retry.rewind_failures = self.retry.rewind_failures.saturating_add(1);
-        self.retry.rewind = Some(now + rewind_retry_after(self.retry.rewind_failures));
+        self.retry.rewind.failed(now, rewind_retry_after);
         // A standby stopped because it could not follow stays stopped until it is rewound.
         self.retry.follow.rewind_failed();
     }
@@ -220,15 +219,14 @@ impl Decider {
     /// a row ([`bootstrap_retry_after`]).
     /// Returns how long the node waits.
     pub fn bootstrap_failed(&mut self, now: Instant) -> Duration {
-        self.retry.bootstrap_failures = self.retry.bootstrap_failures.saturating_add(1);
-        let wait = bootstrap_retry_after(self.retry.bootstrap_failures);
-        self.retry.bootstrap = Some(now + wait);
-        wait
+        self.retry.bootstrap.failed(now, bootstrap_retry_after)
     }
 
-    /// Whether a failed bootstrap keeps this node from trying again at `now`.
-    fn bootstrap_paused(&self, now: Instant) -> bool {
-        self.retry.bootstrap.is_some_and(|at| now < at)
+    /// Input: the clone asked for failed at `now`. The node does not try again for
+    /// [`CLONE_RETRY`], doubled for each further failure in a row ([`clone_retry_after`]).
+    /// Returns how long it waits.
+    pub fn clone_failed(&mut self, now: Instant) -> Duration {
+        self.retry.clone.failed(now, clone_retry_after)
     }
 
     /// Whether a vetoed promotion keeps this node out of elections at `now`.
@@ -270,7 +268,8 @@ impl Decider {
         self.down.observe(obs.now, pg.running && pg.probe.is_some());
         if pg.running && pg.probe.is_some() {
             self.gave_up = None;
-            self.retry.bootstrap_failures = 0;
+            self.retry.bootstrap.succeeded();
+            self.retry.clone.succeeded();
         }
         self.takeover.holder_seen(obs.lock, &obs.peers);
         self.takeover.lock_seen(obs.lock, obs.now);
@@ -332,7 +331,7 @@ impl Decider {
             // Only a group without any data is bootstrapped; otherwise wait for a primary.
             let anyone_has_data = obs.peers.iter().any(|p| p.state.system_id.is_some());
             let no_database = obs.db_id == Fetched::Absent && !anyone_has_data;
-            if no_database && self.bootstrap_paused(obs.now) {
+            if no_database && self.retry.bootstrap.paused(obs.now) {
                 self.last_ineligible = Some(Ineligible::BootstrapFailed);
             } else if no_database && !self.tags.never_promoted() && !obs.vetoed {
                 self.last_ineligible = None;
@@ -405,7 +404,7 @@ impl Decider {
             return self.as_standby_leader(obs);
         }
         if !pg.running && pg.data_dir == DataDirKind::Empty {
-            return if obs.db_id == Fetched::Absent && !self.bootstrap_paused(obs.now) {
+            return if obs.db_id == Fetched::Absent && !self.retry.bootstrap.paused(obs.now) {
                 vec![Action::Bootstrap]
             } else {
                 // The group has a database: an empty node must clone it, not create another.

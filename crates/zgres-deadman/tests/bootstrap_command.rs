@@ -2,9 +2,6 @@
 //! command instead of initdb, and the other nodes clone it.
 
 use std::os::unix::fs::PermissionsExt;
-use std::time::Duration;
-
-use zgres_deadman::decision::BOOTSTRAP_RETRY;
 
 use zgres_testkit::group::{Group, Timing, DEADLINE};
 use zgres_testkit::poll;
@@ -71,76 +68,4 @@ async fn the_bootstrap_command_makes_the_database_the_others_clone() {
         .unwrap()
         .get(0);
     assert_eq!(checksums, "on");
-}
-
-/// A bootstrap command that records when it ran and fails.
-fn failing_bootstrap_script() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
-    let dir = tempfile::Builder::new()
-        .prefix("zgres-bootstrap-")
-        .tempdir()
-        .unwrap();
-    // Writable by the postgres user when the test runs as root.
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-    let script = dir.path().join("bootstrap.sh");
-    let runs = dir.path().join("runs");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\ndate +%s%N >> \"{}\"\necho 'refused by the test' >&2\nexit 1\n",
-            runs.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    (dir, script, runs)
-}
-
-/// The start times (ns since the epoch) the failing script recorded.
-fn bootstrap_runs(runs: &std::path::Path) -> Vec<u128> {
-    std::fs::read_to_string(runs)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .collect()
-}
-
-/// A bootstrap that fails (here the command; in life initdb's arguments or a full disk) gives
-/// the lock up and is tried again only after a pause: it used to be retried at once, running
-/// the command and taking and deleting the lock in ZooKeeper many times a second. Meanwhile
-/// another node bootstraps the group, and the failed one clones it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failing_bootstrap_is_tried_again_after_a_pause_and_another_node_bootstraps_the_group() {
-    let (_dir, script, runs) = failing_bootstrap_script();
-    let mut group = Group::prepare_empty(2, Timing::default()).await;
-    group.nodes[0].extra_config = format!(
-        "[provisioning]\nbootstrap_command = [\"{}\"]\n",
-        script.display()
-    );
-    group.start(0);
-    let twice = poll::until("node 0 to try its bootstrap twice", DEADLINE, || async {
-        let runs = bootstrap_runs(&runs);
-        (runs.len() >= 2).then_some(runs)
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", group.logs()));
-    let pause = Duration::from_nanos((twice[1] - twice[0]) as u64);
-    // The retry comes BOOTSTRAP_RETRY after the first attempt failed, so at least that long
-    // after it started (less a little for the two clocks' granularity).
-    assert!(
-        pause >= BOOTSTRAP_RETRY - Duration::from_millis(50),
-        "tried again {pause:?} after the first attempt\n{}",
-        group.logs()
-    );
-    assert!(
-        group.nodes[0].log_text().contains("bootstrap failed"),
-        "{}",
-        group.logs()
-    );
-    group.start(1);
-    poll::until("node 1 to bootstrap the group", DEADLINE, || async {
-        group.nodes[1].is_primary().await.filter(|p| *p).map(|_| ())
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", group.logs()));
-    group.wait_following(0, 1).await;
 }

@@ -139,22 +139,24 @@ impl Decider {
             return self.after_rewind_failure(pg.data_dir);
         }
         match (pg.running, pg.data_dir) {
-            (false, DataDirKind::Empty) if obs.db_id.valid().is_some() && holder_ready => {
+            (false, DataDirKind::Empty)
+                if obs.db_id.valid().is_some()
+                    && holder_ready
+                    && !self.retry.clone.paused(obs.now) =>
+            {
                 vec![Action::CloneFrom {
                     source: clone_source(obs, holder),
                 }]
             }
             (false, DataDirKind::Empty | DataDirKind::Damaged) => vec![],
             // A former primary: it may hold WAL the new primary never saw.
-            (false, DataDirKind::Primary)
-                if holder_ready && self.retry.rewind.map_or(true, |at| obs.now >= at) =>
-            {
+            (false, DataDirKind::Primary) if holder_ready && !self.retry.rewind.paused(obs.now) => {
                 vec![Action::Rewind { source: holder }]
             }
             (false, DataDirKind::Primary) => vec![],
             // A standby stopped because it could not follow: rewind it first.
             (false, DataDirKind::Standby) if self.retry.follow.rewind_wanted => {
-                if holder_ready && self.retry.rewind.map_or(true, |at| obs.now >= at) {
+                if holder_ready && !self.retry.rewind.paused(obs.now) {
                     self.retry.follow.rewinding();
                     vec![Action::Rewind { source: holder }]
                 } else {
@@ -163,7 +165,7 @@ impl Decider {
             }
             (false, DataDirKind::Standby) => {
                 self.retry.follow.starting();
-                self.retry.rewind_failures = 0;
+                self.retry.rewind.succeeded();
                 vec![Action::StartStandby {
                     upstream: Some(upstream),
                     slot,

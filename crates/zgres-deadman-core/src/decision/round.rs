@@ -94,7 +94,7 @@ impl Decider {
         }
         let mut problems = problems(obs, inputs.vetoes);
         problems.extend(self.retry.missing_wal.confirmed().map(|m| m.problem()));
-        if self.retry.rewind_failures > 0
+        if self.retry.rewind.failing()
             && !obs.postgres.running
             && obs.postgres.data_dir != DataDirKind::Damaged
         {
@@ -146,9 +146,10 @@ impl Decider {
                 candidates.push(since + self.timing.request_timeout);
             }
         }
-        candidates.extend(self.retry.rewind);
+        candidates.extend(self.retry.rewind.not_before());
         candidates.extend(self.retry.contend);
-        candidates.extend(self.retry.bootstrap);
+        candidates.extend(self.retry.bootstrap.not_before());
+        candidates.extend(self.retry.clone.not_before());
         candidates.extend(self.retry.follow.deadline());
         candidates.extend(self.retry.missing_wal.deadline());
         candidates.extend(super::node_request::due_at(obs));

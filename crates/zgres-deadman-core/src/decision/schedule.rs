@@ -40,6 +40,64 @@ pub fn bootstrap_retry_after(failures: u32) -> Duration {
         .min(BOOTSTRAP_RETRY_MAX)
 }
 
+/// How long a failed clone waits before it is tried again the first time; each further
+/// failure in a row waits twice as long, up to [`CLONE_RETRY_MAX`]. A clone that fails late
+/// (this node's disk full, the connection cut) has copied much of the primary for nothing, and
+/// is wiped: tried again every round, it would stream the whole database from the primary
+/// over and over.
+pub const CLONE_RETRY: Duration = Duration::from_secs(2);
+/// The longest wait between two clone attempts.
+pub const CLONE_RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// The wait after the `failures`-th failed clone in a row (1 for the first).
+pub fn clone_retry_after(failures: u32) -> Duration {
+    let doublings = failures.max(1).saturating_sub(1).min(16);
+    CLONE_RETRY
+        .saturating_mul(1 << doublings)
+        .min(CLONE_RETRY_MAX)
+}
+
+/// A step tried again after a failure, not before a pause that grows with each failure in a
+/// row (a rewind, a bootstrap, a clone).
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Retry {
+    /// No new attempt before this.
+    not_before: Option<Instant>,
+    /// Failures in a row.
+    failures: u32,
+}
+
+impl Retry {
+    /// The step failed at `now`: the next attempt waits `wait_after(failures in a row)`, which
+    /// is returned.
+    pub(super) fn failed(&mut self, now: Instant, wait_after: fn(u32) -> Duration) -> Duration {
+        self.failures = self.failures.saturating_add(1);
+        let wait = wait_after(self.failures);
+        self.not_before = Some(now + wait);
+        wait
+    }
+
+    /// Whether the pause after a failure is still on at `now`.
+    pub(super) fn paused(&self, now: Instant) -> bool {
+        self.not_before.is_some_and(|at| now < at)
+    }
+
+    /// When the pause ends (for the next round's wake-up), if one was set.
+    pub(super) fn not_before(&self) -> Option<Instant> {
+        self.not_before
+    }
+
+    /// Whether the last attempt failed (no success since).
+    pub(super) fn failing(&self) -> bool {
+        self.failures > 0
+    }
+
+    /// The step (or what it led to) succeeded: the next failure waits the shortest pause.
+    pub(super) fn succeeded(&mut self) {
+        self.failures = 0;
+    }
+}
+
 /// How long a node whose `pre_promote` callback vetoed its promotion stays out of elections.
 pub const PROMOTION_VETO_WAIT: Duration = Duration::from_secs(10);
 
@@ -168,6 +226,13 @@ mod tests {
     use proptest::prelude::*;
 
     use crate::decision::observation::any_lock_view as lock_view;
+
+    #[test]
+    fn clone_retries_double_up_to_a_minute() {
+        let waits: Vec<u64> = (1..=7).map(|n| clone_retry_after(n).as_secs()).collect();
+        assert_eq!(waits, [2, 4, 8, 16, 32, 60, 60]);
+        assert_eq!(clone_retry_after(u32::MAX), CLONE_RETRY_MAX);
+    }
 
     #[test]
     fn a_run_of_rounds_at_once_is_paced_after_the_limit_until_one_asks_otherwise() {

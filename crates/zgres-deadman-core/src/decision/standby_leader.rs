@@ -27,7 +27,11 @@ impl Decider {
             };
         }
         if pg.data_dir == DataDirKind::Empty {
-            return vec![Action::CloneFrom { source }];
+            return if self.retry.clone.paused(obs.now) {
+                vec![]
+            } else {
+                vec![Action::CloneFrom { source }]
+            };
         }
         // Down with data: started (or rewound first) within the restart bound, else the lock
         // goes to a member that can run.
@@ -43,7 +47,7 @@ impl Decider {
                 slot: false,
             }],
             // A former primary: it may hold WAL the source never had.
-            DataDirKind::Primary if self.retry.rewind.map_or(true, |at| obs.now >= at) => {
+            DataDirKind::Primary if !self.retry.rewind.paused(obs.now) => {
                 vec![Action::Rewind { source }]
             }
             _ => vec![],

@@ -204,7 +204,8 @@ impl Daemon {
                         true
                     }
                     Err(e) => {
-                        tracing::error!(error = %e, %source, "clone failed; will retry");
+                        let retry = self.core.decider.clone_failed(Instant::now());
+                        tracing::error!(error = %e, %source, retry_in = ?retry, "clone failed; trying again after a pause");
                         false
                     }
                 }

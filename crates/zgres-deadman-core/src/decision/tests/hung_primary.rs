@@ -49,7 +49,11 @@ fn a_hung_primary_gives_the_lock_up_within_the_bound_of_its_last_answer() {
             Action::ReleaseLock { quiet: true },
         ]
     );
-    assert_eq!(d.restart_bound_ends(), None, "nothing is timed once given up");
+    assert_eq!(
+        d.restart_bound_ends(),
+        None,
+        "nothing is timed once given up"
+    );
 }
 
 /// A primary that answered, then was seen stopped (a crash wakes the deadman at once) and

@@ -476,3 +476,33 @@ fn bootstrap_retries_double_up_to_a_minute() {
     assert_eq!(waits, [5, 10, 20, 40, 60, 60]);
     assert_eq!(bootstrap_retry_after(u32::MAX), BOOTSTRAP_RETRY_MAX);
 }
+
+/// A clone that failed (this node's disk full, the primary's pg_hba refusing it) is tried
+/// again after a pause that doubles with each failure in a row, not every round: each attempt
+/// may stream much of the database from the primary before it fails.
+#[test]
+fn a_failed_clone_is_tried_again_after_a_growing_pause() {
+    let t0 = Instant::now();
+    let mut d = decider(3);
+    let following = |at| {
+        let mut o = obs(
+            at,
+            LockView::Other(Some(node(2))),
+            empty(),
+            vec![fresh(peer_state(2, Role::Primary, 5))],
+        );
+        o.db_id = Fetched::Valid(SYS);
+        o
+    };
+    let clone = [Action::CloneFrom { source: node(2) }];
+    assert_eq!(d.decide(&following(t0)), clone);
+    assert_eq!(d.clone_failed(t0), CLONE_RETRY);
+    let paused = d.decide_round(&following(t0), RoundInputs::default());
+    assert_eq!(paused.actions, []);
+    assert_eq!(paused.wake_at, Some(t0 + CLONE_RETRY));
+    let t1 = t0 + CLONE_RETRY;
+    assert_eq!(d.decide(&following(t1)), clone);
+    assert_eq!(d.clone_failed(t1), CLONE_RETRY * 2);
+    assert_eq!(d.decide(&following(t1 + CLONE_RETRY)), []);
+    assert_eq!(d.decide(&following(t1 + CLONE_RETRY * 2)), clone);
+}
