@@ -16,8 +16,13 @@ use zgres_deadman::postgres_process::PostgresProcess;
 /// A "postmaster" that only sleeps, with `dir/data` as its data directory.
 fn fake(dir: &Path) -> PostgresProcess {
     let program = dir.join("postgres");
-    std::fs::write(&program, "#!/bin/sh\nexec sleep 60\n").unwrap();
-    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // Written once: a second deadman's `fake` on the same directory may come while the first
+    // one's postmaster is still being exec'd, and writing a file under exec fails (ETXTBSY;
+    // seen once in CI).
+    if !program.exists() {
+        std::fs::write(&program, "#!/bin/sh\nexec sleep 60\n").unwrap();
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
     let data = dir.join("data");
     std::fs::create_dir_all(&data).unwrap();
     std::fs::write(data.join("postgresql.conf"), "").unwrap();
