@@ -63,8 +63,7 @@ const SLACK: Duration = Duration::from_millis(50);
 /// command and taking and deleting the lock in ZooKeeper every few milliseconds. Meanwhile
 /// another node bootstraps the group, and the failed one clones it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failing_bootstrap_is_tried_again_after_a_pause_and_another_node_bootstraps_the_group()
-{
+async fn a_failing_bootstrap_is_tried_again_after_a_pause_and_another_node_bootstraps_the_group() {
     let (_dir, script, runs) = failing_command();
     let mut group = Group::prepare_empty(2, Timing::default()).await;
     group.nodes[0].extra_config = format!(
@@ -101,8 +100,10 @@ async fn a_failing_bootstrap_is_tried_again_after_a_pause_and_another_node_boots
 async fn a_failing_clone_is_tried_again_after_a_growing_pause() {
     let (_dir, script, runs) = failing_command();
     let mut group = Group::prepare_empty(2, Timing::default()).await;
-    group.nodes[1].extra_config =
-        format!("[provisioning]\nclone_command = [\"{}\"]\n", script.display());
+    group.nodes[1].extra_config = format!(
+        "[provisioning]\nclone_command = [\"{}\"]\n",
+        script.display()
+    );
     group.start(0);
     poll::until("node 0 to bootstrap the group", DEADLINE, || async {
         group.nodes[0].is_primary().await.filter(|p| *p).map(|_| ())

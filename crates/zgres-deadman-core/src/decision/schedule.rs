@@ -34,10 +34,13 @@ pub const BOOTSTRAP_RETRY_MAX: Duration = Duration::from_secs(60);
 
 /// The wait after the `failures`-th failed bootstrap in a row (1 for the first).
 pub fn bootstrap_retry_after(failures: u32) -> Duration {
+    doubling(BOOTSTRAP_RETRY, BOOTSTRAP_RETRY_MAX, failures)
+}
+
+/// `first` after the first failure, doubled for each further one in a row, at most `max`.
+fn doubling(first: Duration, max: Duration, failures: u32) -> Duration {
     let doublings = failures.max(1).saturating_sub(1).min(16);
-    BOOTSTRAP_RETRY
-        .saturating_mul(1 << doublings)
-        .min(BOOTSTRAP_RETRY_MAX)
+    first.saturating_mul(1 << doublings).min(max)
 }
 
 /// How long a failed clone waits before it is tried again the first time; each further
@@ -51,10 +54,7 @@ pub const CLONE_RETRY_MAX: Duration = Duration::from_secs(60);
 
 /// The wait after the `failures`-th failed clone in a row (1 for the first).
 pub fn clone_retry_after(failures: u32) -> Duration {
-    let doublings = failures.max(1).saturating_sub(1).min(16);
-    CLONE_RETRY
-        .saturating_mul(1 << doublings)
-        .min(CLONE_RETRY_MAX)
+    doubling(CLONE_RETRY, CLONE_RETRY_MAX, failures)
 }
 
 /// A step tried again after a failure, not before a pause that grows with each failure in a
