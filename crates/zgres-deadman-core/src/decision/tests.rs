@@ -176,6 +176,7 @@ mod lifecycle;
 mod member_slots;
 mod missing_wal;
 mod properties;
+mod provisioning_failure;
 mod published;
 mod quiet_release;
 mod quorum;
