@@ -67,13 +67,24 @@ struct Args {
     long_writes: bool,
 }
 
+/// Why the daemons could not be built first.
+#[derive(Debug, thiserror::Error)]
+enum BuildError {
+    #[error("cannot find this binary: {0}")]
+    ThisBinary(std::io::Error),
+    #[error("cannot run cargo: {0}")]
+    Cargo(std::io::Error),
+    #[error("cargo build of the daemons failed: {0}")]
+    Failed(std::process::ExitStatus),
+}
+
 /// Under `cargo run`, builds the daemons it runs with the same profile first, so that they
 /// are never missing nor older than their sources (cargo builds only this package's binary).
-fn build_the_daemons() -> Result<(), String> {
+fn build_the_daemons() -> Result<(), BuildError> {
     let Some(cargo) = std::env::var_os("CARGO") else {
         return Ok(());
     };
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
+    let exe = std::env::current_exe().map_err(BuildError::ThisBinary)?;
     let profile = exe
         .parent()
         .and_then(|dir| dir.file_name())
@@ -85,11 +96,11 @@ fn build_the_daemons() -> Result<(), String> {
         .args(["build", "--profile", profile])
         .args(["-p", "zgres-deadman", "-p", "zgres-sync", "-p", "zgresctl"])
         .status()
-        .map_err(|e| format!("cannot run cargo: {e}"))?;
+        .map_err(BuildError::Cargo)?;
     if status.success() {
         Ok(())
     } else {
-        Err(format!("cargo build of the daemons failed: {status}"))
+        Err(BuildError::Failed(status))
     }
 }
 

@@ -395,7 +395,7 @@ impl Config {
                 api.tls_cert_file.clone(),
                 api.tls_key_file.clone(),
             )
-            .map_err(|e| problems.add("api.tls_cert_file", e))
+            .map_err(|e| problems.add("api.tls_cert_file", e.to_string()))
             .ok()
             .flatten();
             Some(ApiConfig { listen, tls })

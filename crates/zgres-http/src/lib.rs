@@ -17,7 +17,7 @@ mod server;
 mod tls;
 
 pub use server::{respond_to, serve, Limits};
-pub use tls::{acceptor, files_from_settings, TlsError, TlsFiles, TlsSlot};
+pub use tls::{acceptor, files_from_settings, TlsError, TlsFiles, TlsSettingsError, TlsSlot};
 pub use tokio_rustls::TlsAcceptor;
 
 /// A request method, as far as the handlers care.

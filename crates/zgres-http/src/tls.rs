@@ -48,16 +48,26 @@ fn file_error(path: &Path, problem: impl ToString) -> TlsError {
     }
 }
 
+/// Why a configuration's `cert` and `key` settings cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsSettingsError {
+    /// Only one of the two is set.
+    #[error("set both the certificate and the key file, or neither")]
+    OnlyOneSet,
+    /// The files cannot be read or used.
+    #[error(transparent)]
+    Files(#[from] TlsError),
+}
+
 /// The TLS files of a configuration's `cert` and `key` settings: both (checked by reading
 /// them now, so a bad file is a configuration error naming it) or neither.
 ///
 /// # Errors
-/// A message for the configuration's error list: one of the two set alone, or
-/// [`TlsError`]'s.
+/// [`TlsSettingsError`]: one of the two set alone, or a file that cannot be used.
 pub fn files_from_settings(
     cert: Option<PathBuf>,
     key: Option<PathBuf>,
-) -> Result<Option<TlsFiles>, String> {
+) -> Result<Option<TlsFiles>, TlsSettingsError> {
     match (cert, key) {
         (None, None) => Ok(None),
         (Some(cert_file), Some(key_file)) => {
@@ -65,10 +75,10 @@ pub fn files_from_settings(
                 cert_file,
                 key_file,
             };
-            acceptor(&files).map_err(|e| e.to_string())?;
+            acceptor(&files)?;
             Ok(Some(files))
         }
-        _ => Err("set both the certificate and the key file, or neither".to_owned()),
+        _ => Err(TlsSettingsError::OnlyOneSet),
     }
 }
 

@@ -355,7 +355,7 @@ impl Config {
             raw.sync.metrics_tls_cert_file.clone(),
             raw.sync.metrics_tls_key_file.clone(),
         )
-        .map_err(|e| problems.add("sync.metrics_tls_cert_file", e))
+        .map_err(|e| problems.add("sync.metrics_tls_cert_file", e.to_string()))
         .ok()
         .flatten();
         raw.log.validate(&mut problems);

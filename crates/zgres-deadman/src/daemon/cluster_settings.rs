@@ -55,14 +55,17 @@ impl Daemon {
         match self.pg.client.settings_catalog().await {
             Ok(catalog) => {
                 let path = self.config.postgres.data_dir.join(CATALOG_FILE);
-                let saved = zgres_schema::encode(&catalog)
-                    .map_err(|e| e.to_string())
-                    .and_then(|data| {
-                        data_dir::write_owned(&self.config.postgres, &path, &data)
-                            .map_err(|e| e.to_string())
-                    });
-                if let Err(error) = saved {
-                    tracing::warn!(%error, "cannot keep a copy of the pg_settings catalog");
+                match zgres_schema::encode(&catalog) {
+                    Ok(data) => {
+                        if let Err(error) =
+                            data_dir::write_owned(&self.config.postgres, &path, &data)
+                        {
+                            tracing::warn!(%error, "cannot keep a copy of the pg_settings catalog");
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot encode the pg_settings catalog to keep a copy")
+                    }
                 }
                 let changed = self.live.catalog.catalog.as_ref() != Some(&catalog);
                 self.live.catalog = super::cluster_settings::CatalogState {
