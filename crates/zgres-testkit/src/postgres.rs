@@ -14,6 +14,8 @@ use crate::process::{run_command, ManagedProcess};
 use crate::{io_error, poll, HarnessError, Result};
 
 const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// Starts tried on fresh ports when another process took the port meanwhile.
+const PORT_ATTEMPTS: usize = 3;
 const DEFAULT_BINDIR: &str = "/usr/lib/postgresql/15/bin";
 
 /// Settings every test instance gets; replication-ready, fast and unsafe for real data
@@ -190,9 +192,28 @@ impl PgNode {
     /// # Errors
     /// When it exits or does not accept connections within a minute.
     pub async fn start(mut self) -> Result<Self> {
+        // Another test process may take the port between `free_port` and the bind: the
+        // postmaster then exits at once, and another free port is tried.
+        for _ in 1..PORT_ATTEMPTS {
+            self.spawn()?;
+            match self.wait_ready().await {
+                Ok(()) => return Ok(self),
+                Err(_) if self.lost_its_port() => {
+                    self.process = None;
+                    self.port = free_port()?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
         self.spawn()?;
         self.wait_ready().await?;
         Ok(self)
+    }
+
+    /// Whether the postmaster's log says its TCP port was taken.
+    fn lost_its_port(&self) -> bool {
+        std::fs::read_to_string(self.log_path())
+            .is_ok_and(|log| log.contains("could not bind IPv4 address"))
     }
 
     /// Starts the server again after [`PgNode::stop`] or [`PgNode::kill`].
@@ -237,7 +258,14 @@ impl PgNode {
             "postgres {} accepting connections on port {}",
             self.name, self.port
         );
-        let conninfo = self.conninfo();
+        // Through the socket in this node's own directory: another server that took the TCP
+        // port (another test process's) cannot answer there. The postmaster creates it only
+        // once it has its TCP port too.
+        let conninfo = format!(
+            "host={} port={} user=postgres dbname=postgres connect_timeout=2",
+            self.dir.path().display(),
+            self.port
+        );
         let log = self.log_path();
         poll::until(&what, START_TIMEOUT, || {
             let alive = self.process.as_mut().map(|p| p.check_alive());
