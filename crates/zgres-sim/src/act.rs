@@ -3,6 +3,7 @@
 
 use zgres_deadman_core::decision::Action;
 
+use crate::faults::Kind;
 use crate::world::{World, STARTUP_MS};
 
 impl World {
@@ -23,9 +24,16 @@ impl World {
             }
             Action::ReleaseLock { quiet } => {
                 if let (true, Some(s)) = (reachable, self.nodes[i].session) {
-                    let running = self.nodes[i].pg.phase != crate::postgres::Phase::Stopped;
+                    // As the shell: quiet only if PostgreSQL is not running, or answers as a
+                    // standby.
+                    let pg = &self.nodes[i].pg;
+                    let running = pg.phase != crate::postgres::Phase::Stopped;
+                    let standby = !pg.is_primary() && pg.answers(t);
                     let quiet = *quiet || self.settings.bug == Some(crate::Bug::QuietEveryRelease);
-                    self.zk.release(s, quiet && !running);
+                    if quiet && running && standby && self.zk.lock.is_some_and(|l| l.session == s) {
+                        self.tally.quiet_releases_by_a_standby += 1;
+                    }
+                    self.zk.release(s, quiet && (!running || standby));
                 }
                 true
             }
@@ -56,6 +64,12 @@ impl World {
                 false
             }
             Action::Promote { .. } => {
+                if crate::faults::cut_since(self.faults(), i, Kind::Veto, t).is_some() {
+                    // As `daemon/act.rs`: the callback vetoed it; the core gives the lock up.
+                    let now = self.nodes[i].instant(t);
+                    self.nodes[i].decider.promotion_vetoed(now);
+                    return true;
+                }
                 let node = &mut self.nodes[i];
                 if !node.fence.arm(node.clock.ns(t), node.session) {
                     return false;

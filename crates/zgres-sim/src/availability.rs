@@ -2,6 +2,8 @@
 //! for a while): the longest stretch without a writable primary, and how long the group takes
 //! to be whole again after each fault that ended alone.
 
+use zgres_deadman_core::decision::PROMOTION_VETO_WAIT;
+
 use crate::faults::{Fault, Kind};
 
 /// Stretches of time without a writable primary, after the first one (an availability figure,
@@ -22,6 +24,16 @@ impl Outage {
             let since = *self.since.get_or_insert(t);
             self.longest_ms = self.longest_ms.max(t - since);
         }
+    }
+}
+
+/// When a fault stops acting on the group: its end, except for a veto, whose node sits out
+/// elections for [`PROMOTION_VETO_WAIT`] after its last vetoed promotion (which may come at the
+/// veto's very end), by design.
+fn effect_until(fault: &Fault) -> u64 {
+    match fault.kind {
+        Kind::Veto => fault.until + PROMOTION_VETO_WAIT.as_millis() as u64,
+        _ => fault.until,
     }
 }
 
@@ -51,12 +63,13 @@ impl Recovery {
         let alone = !faults
             .iter()
             .filter(lasting)
-            .any(|f| f.from <= t && t < f.until);
+            .any(|f| f.from <= t && t < effect_until(f));
         let ending = faults
             .iter()
             .filter(lasting)
-            .filter(|f| alone && f.until <= t && t < f.until + step);
-        self.waiting.extend(ending.map(|f| (f.kind, f.until)));
+            .filter(|f| alone && effect_until(f) <= t && t < effect_until(f) + step);
+        self.waiting
+            .extend(ending.map(|f| (f.kind, effect_until(f))));
     }
 
     /// Whether a fault waits for the group to be whole (only then is it worth checking).

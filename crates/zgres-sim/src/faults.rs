@@ -42,6 +42,9 @@ pub enum Kind {
     /// The node's PostgreSQL hangs (SIGSTOP, storage that blocks): it runs but answers no probe,
     /// commits nothing and sends or receives no WAL until the end, unless killed meanwhile.
     PgHang,
+    /// The node's `pre_promote` callback vetoes every promotion until the end (a health check
+    /// of the operator's that fails): the deadman gives the lock up and sits out.
+    Veto,
 }
 
 /// How long after pausing the group a paused stop stops the deadman: two default rounds.
@@ -105,6 +108,11 @@ pub fn schedule(rng: &mut Rng, seed: u64, settings: &Settings) -> Vec<Fault> {
     faults.extend((0..mix.pg_hangs).map(|_| {
         let lengths = (session / 2, session * 4);
         lasting_for(&mut hangs, Kind::PgHang, nodes, window, lengths)
+    }));
+    let mut vetoes = Rng::new(seed ^ 0x7E70_0BAD);
+    faults.extend((0..mix.vetoes).map(|_| {
+        let lengths = (session / 2, session * 4);
+        lasting_for(&mut vetoes, Kind::Veto, nodes, window, lengths)
     }));
     let mut members = Rng::new(seed ^ 0x3E3B_E2C7);
     faults.extend(draw_cuts(

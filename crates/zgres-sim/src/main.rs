@@ -43,6 +43,9 @@ struct Args {
     /// Hangs of a node's PostgreSQL (running, answering nothing) per schedule.
     #[arg(long, default_value_t = 0)]
     pg_hangs: usize,
+    /// Stretches in which a node's `pre_promote` callback vetoes its promotions, per schedule.
+    #[arg(long, default_value_t = 0)]
+    vetoes: usize,
     /// The deadmen's `primary_restart_timeout` in ms.
     #[arg(long, default_value_t = 10_000)]
     restart_timeout_ms: u64,
@@ -85,6 +88,7 @@ fn main() -> ExitCode {
             stops: args.stops,
             member_cuts: args.member_cuts,
             pg_hangs: args.pg_hangs,
+            vetoes: args.vetoes,
         },
         mode: match args.mode.as_str() {
             "on" => SyncMode::On,

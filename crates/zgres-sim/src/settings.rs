@@ -131,6 +131,9 @@ pub struct Mix {
     /// WAL sent or received) for 0.5 to 4 session timeouts, unless killed meanwhile (none by
     /// default, as stops).
     pub pg_hangs: usize,
+    /// Stretches in which a node's `pre_promote` callback vetoes its promotions, 0.5 to 4
+    /// session timeouts long (none by default, as stops).
+    pub vetoes: usize,
 }
 
 impl Mix {
@@ -146,6 +149,7 @@ impl Mix {
             stops: 0,
             member_cuts: 0,
             pg_hangs: 0,
+            vetoes: 0,
         }
     }
 }

@@ -207,6 +207,7 @@ impl World {
                 Kind::ReplicationCut => {}
                 Kind::PausedStop => self.zk.paused = true,
                 Kind::Stop => {}
+                Kind::Veto => {}
                 Kind::PgHang => {
                     if let Phase::Running { ready_at, .. } = &mut node.pg.phase {
                         *ready_at = (*ready_at).max(f.until);
@@ -483,4 +484,6 @@ pub struct Tally {
     pub paused_stops_left_running: usize,
     /// Operator stops of a primary's deadman that handed the lock over.
     pub hand_overs_at_stop: usize,
+    /// Locks a running standby released quietly (a holder whose promotion was vetoed).
+    pub quiet_releases_by_a_standby: usize,
 }

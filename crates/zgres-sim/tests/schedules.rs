@@ -385,6 +385,29 @@ fn pg_hangs_among_faults_keep_one_primary_and_the_group_recovers() {
     assert!(promotions > 100, "only {promotions} promotions");
 }
 
+/// Promotions vetoed by the `pre_promote` callback among the other faults, member cuts and
+/// hangs: the vetoed holder, still a standby and past its takeover wait, gives the lock up
+/// quietly (the next holder does not wait), no two primaries write, and the group is whole
+/// again once the vetoes (and the vetoed node's sit-out after them) are over.
+#[test]
+fn vetoed_promotions_among_faults_keep_one_primary_and_the_group_recovers() {
+    let settings = Settings {
+        mix: Mix {
+            vetoes: 2,
+            member_cuts: 2,
+            pg_hangs: 1,
+            ..Mix::default()
+        },
+        ..Settings::default()
+    };
+    let outcomes = run_clean(settings, 1..=300);
+    let quiet: usize = outcomes
+        .iter()
+        .map(|o| o.tally.quiet_releases_by_a_standby)
+        .sum();
+    assert!(quiet > 10, "only {quiet} vetoed holders released quietly");
+}
+
 /// Member cuts and PostgreSQL hangs with a long `syncLimit` (the takeover wait longer than a
 /// short restart bound), so that a node can give the lock up while still in its own takeover
 /// wait: no two primaries write. Seeds 2147 and 3146 found that a quiet release must
