@@ -3,8 +3,10 @@
 
 use std::process::Output;
 
+use zgres_schema::documents::LockRelease;
 use zgres_testkit::group::{Group, Timing, DEADLINE};
 use zgres_testkit::poll;
+use zgres_testkit::znodes::put;
 use zgres_tests::e2e::binary;
 
 fn zgresctl(zookeeper: &str, args: &[&str]) -> Output {
@@ -224,6 +226,30 @@ async fn zgresctl_shows_and_steers_a_group() {
     let out = zgresctl("127.0.0.1:1", &["list"]);
     assert_eq!(out.status.code(), Some(69));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach ZooKeeper at 127.0.0.1:1"));
+
+    // The history says when the lock was last given up with nobody writing under it
+    // (`/released`, written here as a deadman writes it), and an unreadable record as such.
+    let client = group.zk_client().await;
+    let record = zgres_schema::encode(&LockRelease {
+        lock_czxid: 7,
+        node: primary.parse().unwrap(),
+    })
+    .unwrap();
+    put(&client, "/zgres/released/main", &record).await;
+    let history = stdout(&zgresctl(&zk, &["history", "main"]));
+    assert!(
+        history.contains(&format!(
+            "last lock given up with nobody writing under it: by {primary}"
+        )),
+        "{history}"
+    );
+    put(&client, "/zgres/released/main", b"{\"v\":1,\"node\":\"x\"}").await;
+    let history = stdout(&zgresctl(&zk, &["history", "main"]));
+    assert!(
+        history.contains("! unreadable, kept as found: znode /zgres/released/main")
+            && !history.contains("nobody writing under it"),
+        "{history}"
+    );
 }
 
 /// A root with no group is an error that says where zgresctl looked; options work before or

@@ -150,6 +150,7 @@ pub fn history(history: &GroupHistory) -> String {
         .collect();
     if history.entries.is_empty() {
         out.push_str("no promotions recorded\n");
+        out.push_str(&quiet_release(history));
         return out;
     }
     out += &format!(
@@ -169,7 +170,22 @@ pub fn history(history: &GroupHistory) -> String {
             humantime::format_rfc3339_seconds(at).to_string()
         );
     }
+    out.push_str(&quiet_release(history));
     out
+}
+
+/// The line on the last lock given up with nobody writing under it, if any.
+fn quiet_release(history: &GroupHistory) -> String {
+    let Some(release) = &history.last_quiet_release else {
+        return String::new();
+    };
+    let at = std::time::UNIX_EPOCH
+        + std::time::Duration::from_millis(u64::try_from(release.at_ms).unwrap_or_default());
+    format!(
+        "last lock given up with nobody writing under it: by {} at {} (a node taking it then needed no takeover wait)\n",
+        release.node,
+        humantime::format_rfc3339_seconds(at)
+    )
 }
 
 /// Who streams from whom: the primary, then under each node the standbys configured to stream
