@@ -42,8 +42,15 @@ pub fn instance_dir(pid: i32) -> Option<PathBuf> {
     }
     // The marker is ours, and already in the environment of the `setpriv` that is about to
     // become the postmaster: no need to wait for it to run `postgres`.
-    if let Some(dir) = marker_of(pid) {
-        return Some(PathBuf::from(std::ffi::OsString::from_vec(dir)));
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+    match marker_in(&environ) {
+        Marker::Found(dir) => return Some(PathBuf::from(std::ffi::OsString::from_vec(dir))),
+        // In the middle of an `exec`, the new image's environment is not set up yet (it reads
+        // empty) while its executable and the old working directory already show: read again
+        // later rather than take the directory the deadman runs in (seen in CI: a keeper that
+        // learned it never killed the busy backend its dead deadman left).
+        Marker::Unreadable => return None,
+        Marker::Absent => {}
     }
     if !runs_postgres(pid) {
         return None;
@@ -51,14 +58,26 @@ pub fn instance_dir(pid: i32) -> Option<PathBuf> {
     std::fs::read_link(format!("/proc/{pid}/cwd")).ok()
 }
 
-/// The value of `pid`'s [`MARKER`], if its environment has one.
-fn marker_of(pid: i32) -> Option<Vec<u8>> {
-    let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+/// What a process's environment (`/proc/PID/environ`) says of the [`MARKER`].
+#[derive(Debug, PartialEq, Eq)]
+enum Marker {
+    /// Its value.
+    Found(Vec<u8>),
+    /// A readable environment without it (a postmaster zgres did not start).
+    Absent,
+    /// Nothing readable: the process is gone, or in the middle of an `exec`.
+    Unreadable,
+}
+
+fn marker_in(environ: &[u8]) -> Marker {
+    if environ.is_empty() {
+        return Marker::Unreadable;
+    }
     let prefix = [MARKER.as_bytes(), b"="].concat();
     environ
         .split(|&b| b == 0)
         .find_map(|entry| entry.strip_prefix(prefix.as_slice()))
-        .map(<[u8]>::to_vec)
+        .map_or(Marker::Absent, |dir| Marker::Found(dir.to_vec()))
 }
 
 /// What [`kill_instance`] killed.
@@ -248,6 +267,19 @@ mod tests {
     }
 
     #[test]
+    fn an_environment_read_mid_exec_says_nothing_and_a_marker_names_the_directory() {
+        assert_eq!(marker_in(b""), Marker::Unreadable);
+        assert_eq!(
+            marker_in(b"HOME=/var/lib/postgresql\0LANG=C\0"),
+            Marker::Absent
+        );
+        assert_eq!(
+            marker_in(b"HOME=/x\0ZGRES_DATA_DIR=/srv/pg data/main\0LANG=C\0"),
+            Marker::Found(b"/srv/pg data/main".to_vec())
+        );
+    }
+
+    #[test]
     fn nothing_is_killed_for_no_group() {
         assert!(!kill_instance(0, None).any());
     }
@@ -265,17 +297,20 @@ mod tests {
             .spawn()
             .unwrap();
         let pid = child.id() as i32;
+        let marker_of = |pid: i32| {
+            marker_in(&std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default())
+        };
         // The new image's environment shows once the child has executed `sleep`.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         let mut found = marker_of(pid);
-        while found.is_none() && std::time::Instant::now() < deadline {
+        while !matches!(found, Marker::Found(_)) && std::time::Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_millis(10));
             found = marker_of(pid);
         }
         let mut child = child;
         child.kill().unwrap();
         child.wait().unwrap();
-        assert_eq!(found.as_deref(), Some(b"/srv/pg data/main".as_slice()));
-        assert_eq!(marker_of(std::process::id() as i32), None);
+        assert_eq!(found, Marker::Found(b"/srv/pg data/main".to_vec()));
+        assert_eq!(marker_of(std::process::id() as i32), Marker::Absent);
     }
 }
