@@ -18,7 +18,7 @@ use crate::synchronous::Connected;
 
 /// Every statement and connection attempt gets this long, so a hung server cannot stall the
 /// loop.
-pub const QUERY_TIMEOUT: Duration = Duration::from_secs(3);
+const QUERY_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// A query failed. Retryable: the server may be starting, stopping or overloaded.
 #[derive(Debug, thiserror::Error)]

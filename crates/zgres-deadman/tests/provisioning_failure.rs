@@ -55,6 +55,17 @@ async fn pauses_between(group: &Group, runs: &Path, count: usize) -> Vec<Duratio
         .collect()
 }
 
+/// Waits until node `i` bootstrapped the group and runs as its primary.
+async fn wait_bootstrapped(group: &Group, i: usize) {
+    poll::until(
+        &format!("node {i} to bootstrap the group"),
+        DEADLINE,
+        || async { group.nodes[i].is_primary().await.filter(|p| *p).map(|_| ()) },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", group.logs()));
+}
+
 /// Less a little for the granularity of the two clocks (the script's and the deadman's).
 const SLACK: Duration = Duration::from_millis(50);
 
@@ -86,11 +97,7 @@ async fn a_failing_bootstrap_is_tried_again_after_a_pause_and_another_node_boots
         group.logs()
     );
     group.start(1);
-    poll::until("node 1 to bootstrap the group", DEADLINE, || async {
-        group.nodes[1].is_primary().await.filter(|p| *p).map(|_| ())
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", group.logs()));
+    wait_bootstrapped(&group, 1).await;
     group.wait_following(0, 1).await;
 }
 
@@ -105,11 +112,7 @@ async fn a_failing_clone_is_tried_again_after_a_growing_pause() {
         script.display()
     );
     group.start(0);
-    poll::until("node 0 to bootstrap the group", DEADLINE, || async {
-        group.nodes[0].is_primary().await.filter(|p| *p).map(|_| ())
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", group.logs()));
+    wait_bootstrapped(&group, 0).await;
     group.start(1);
     let pauses = pauses_between(&group, &runs, 3).await;
     assert!(

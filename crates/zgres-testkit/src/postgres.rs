@@ -13,35 +13,13 @@ use crate::ports::free_port;
 use crate::process::{run_command, ManagedProcess};
 use crate::{io_error, poll, HarnessError, Result};
 
+mod files;
+use files::{PG_HBA_CONF, POSTGRESQL_CONF};
+
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// Starts tried on fresh ports when another process took the port meanwhile.
 const PORT_ATTEMPTS: usize = 3;
 const DEFAULT_BINDIR: &str = "/usr/lib/postgresql/15/bin";
-
-/// Settings every test instance gets; replication-ready, fast and unsafe for real data
-/// (`fsync=off`).
-const POSTGRESQL_CONF: &str = "
-wal_level = replica
-max_wal_senders = 10
-max_replication_slots = 10
-hot_standby = on
-wal_log_hints = on
-hot_standby_feedback = on
-wal_receiver_status_interval = 1s
-fsync = off
-synchronous_commit = on
-full_page_writes = on
-shared_buffers = 16MB
-max_connections = 40
-logging_collector = off
-log_line_prefix = '%m [%p] '
-";
-
-const PG_HBA_CONF: &str = "
-local all all trust
-host all all 127.0.0.1/32 trust
-host replication all 127.0.0.1/32 trust
-";
 
 /// Where PostgreSQL's programs are: `$ZGRES_PG_BINDIR`, else Debian's PostgreSQL 15 directory.
 pub fn bindir() -> PathBuf {
@@ -194,20 +172,17 @@ impl PgNode {
     pub async fn start(mut self) -> Result<Self> {
         // Another test process may take the port between `free_port` and the bind: the
         // postmaster then exits at once, and another free port is tried.
-        for _ in 1..PORT_ATTEMPTS {
+        for attempt in 1..=PORT_ATTEMPTS {
             self.spawn()?;
             match self.wait_ready().await {
-                Ok(()) => return Ok(self),
-                Err(_) if self.lost_its_port() => {
+                Err(_) if attempt < PORT_ATTEMPTS && self.lost_its_port() => {
                     self.process = None;
                     self.port = free_port()?;
                 }
-                Err(e) => return Err(e),
+                result => return result.map(|()| self),
             }
         }
-        self.spawn()?;
-        self.wait_ready().await?;
-        Ok(self)
+        unreachable!("the last attempt returns")
     }
 
     /// Whether the postmaster's log says its TCP port was taken.

@@ -17,7 +17,6 @@ use crate::decision::{
     Observation, Probe, RoundInputs, RoundOutcome, WarningInputs, ROUNDS_AT_ONCE,
 };
 use crate::group_config::ConfigChange;
-use crate::postgres_client::QUERY_TIMEOUT;
 
 /// The least time a probe gets once the restart bound is (nearly) over: enough for a server
 /// that is back to answer.
@@ -114,15 +113,17 @@ impl Daemon {
         let probe = if running {
             // A server that stopped answering gets until the restart bound ends, not a whole
             // query timeout past it (with a little time to answer if it is back).
-            let limit = self
-                .core
-                .decider
-                .restart_bound_ends()
-                .map_or(QUERY_TIMEOUT, |end| {
-                    end.saturating_duration_since(Instant::now())
-                        .max(LAST_PROBE_LEAST)
-                });
-            match self.pg.client.probe_within(limit).await {
+            let probed = match self.core.decider.restart_bound_ends() {
+                Some(end) => {
+                    let left = end.saturating_duration_since(Instant::now());
+                    self.pg
+                        .client
+                        .probe_within(left.max(LAST_PROBE_LEAST))
+                        .await
+                }
+                None => self.pg.client.probe().await,
+            };
+            match probed {
                 Ok(p) => Some(p),
                 Err(e) => {
                     tracing::debug!(error = %e, "postgres probe failed");

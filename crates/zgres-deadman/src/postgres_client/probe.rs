@@ -73,14 +73,13 @@ impl PostgresClient {
     /// As [`PostgresClient::probe`]; [`ClientError::Timeout`] after `limit`.
     pub async fn probe_within(&mut self, limit: Duration) -> Result<Probe, ClientError> {
         let limit = limit.min(QUERY_TIMEOUT);
-        let result = match tokio::time::timeout(limit, self.probe_once()).await {
+        match tokio::time::timeout(limit, self.probe()).await {
             Ok(result) => result,
-            Err(_) => Err(ClientError::Timeout(limit)),
-        };
-        if result.is_err() {
-            self.client = None;
+            Err(_) => {
+                self.client = None;
+                Err(ClientError::Timeout(limit))
+            }
         }
-        result
     }
 
     async fn probe_once(&mut self) -> Result<Probe, ClientError> {
