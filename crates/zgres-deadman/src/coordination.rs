@@ -3,14 +3,13 @@
 //! Every read goes through [`zgres_schema::decode`]; a malformed peer document is logged (once
 //! per distinct error) and that peer is left out, never trusted and never a crash.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
 use zgres_schema::documents::{ConnInfo, DatabaseId, Lock, NodeState, Switchover, SyncState};
 use zgres_schema::{
-    encode, DecodeError, Document, Fetched, GroupName, NodeId, SystemId, Timeline,
-    UnreadableFilter, ZkLayout, Znode,
+    encode, Document, Fetched, GroupName, NodeId, SystemId, Timeline, ZkLayout, Znode,
 };
 use zgres_zk::client as zk;
 use zgres_zk::{CreateKind, Outcome, ZkError, ZkSession};
@@ -50,6 +49,7 @@ impl CoordinationError {
     }
 }
 
+mod decoded;
 mod group_view;
 mod heartbeat;
 mod history;
@@ -75,10 +75,8 @@ pub struct Coordinator {
     me: NodeId,
     /// The fence as this session confirms it.
     fence: SessionFence,
-    /// Bad contents already reported, so each is logged once, not every round.
-    reported: UnreadableFilter,
-    /// Counts each distinct unreadable content reported (a metric; shared across sessions).
-    unreadable_total: Arc<AtomicU64>,
+    /// Decodes what is read, each distinct content once; reports the unreadable ones.
+    decoder: decoded::Decoder,
     /// The lock content this session created.
     held_lock: Option<Lock>,
     /// What this session saw of the lock: when it was last seen free, who held it before.
@@ -154,8 +152,7 @@ impl Coordinator {
             group,
             me,
             fence,
-            reported: UnreadableFilter::default(),
-            unreadable_total,
+            decoder: decoded::Decoder::new(unreadable_total),
             held_lock: None,
             sightings: lock_release::LockSightings::default(),
             cache: read_cache::ReadCache::default(),
@@ -216,33 +213,28 @@ impl Coordinator {
         self.cache.changed().await;
     }
 
-    /// Logs (once per distinct content) and counts an unreadable znode.
-    fn report_unreadable(&mut self, error: &DecodeError, data: &[u8]) {
-        if self.reported.is_new(error, data) {
-            self.unreadable_total.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(znode = %error.path, reason = %error.kind, "ignoring unreadable znode");
-        }
-    }
-
-    /// Decodes `data` read at `path`, reporting it when unreadable.
-    fn decode_reported<T: Document>(&mut self, path: &str, data: &[u8]) -> Fetched<T> {
-        let fetched = Fetched::decode(path, Some(data));
-        match &fetched {
-            Fetched::Unreadable(e) => self.report_unreadable(e, data),
-            _ => self.reported.clear(path),
-        }
-        fetched
+    /// Decodes `data` read at `path` (once per distinct content), reporting it when
+    /// unreadable.
+    fn decode_reported<T: Document + Clone + Send + 'static>(
+        &mut self,
+        path: &str,
+        data: &[u8],
+    ) -> Fetched<T> {
+        self.decoder.decode(path, data)
     }
 
     /// Reads (from the cache while its watch reports no change) and decodes the znode at
     /// `path` with its version.
-    async fn read<T: Document>(&mut self, path: &str) -> Result<Fetched<(T, i32)>> {
+    async fn read<T: Document + Clone + Send + 'static>(
+        &mut self,
+        path: &str,
+    ) -> Result<Fetched<(T, i32)>> {
         match self.cache.get(&self.session, path).await?.0 {
             Some((data, stat)) => Ok(self
                 .decode_reported::<T>(path, &data)
                 .map(|d| (d, stat.version))),
             None => {
-                self.reported.clear(path);
+                self.decoder.absent(path);
                 Ok(Fetched::Absent)
             }
         }

@@ -197,7 +197,7 @@ impl Coordinator {
                     path: path.clone(),
                     kind,
                 };
-                self.report_unreadable(&error, &data);
+                self.decoder.report(&error, &data);
                 continue;
             }
             if state.node == self.me {
