@@ -84,6 +84,36 @@ async fn garbage_in_zookeeper_is_logged_and_never_trusted() {
     for path in [&fake_peer, &binary_peer] {
         assert!(log.contains(path.as_str()), "n0 did not log {path}:\n{log}");
     }
+
+    // Each bad content is reported once, not once per round that reads it (the primary reads
+    // every peer each round): let n1 refresh its state three times (each refresh is a round
+    // of n0's that reads the peers again), then count. The persistent one decodes fine and
+    // used to be reported again every round.
+    let n1_state = format!(
+        "{}/main_{}",
+        group.layout.dir(Dir::State),
+        group.nodes[1].node_id()
+    );
+    let refreshes = std::sync::Mutex::new(Vec::new());
+    let (refreshes, client, n1_state) = (&refreshes, &client, &n1_state);
+    poll::until("three state refreshes of n1", DEADLINE, || async move {
+        let (_, stat) = client.get_data(n1_state).await.ok()?;
+        let mut seen = refreshes.lock().unwrap();
+        if seen.last() != Some(&stat.mzxid) {
+            seen.push(stat.mzxid);
+        }
+        (seen.len() > 3).then_some(())
+    })
+    .await
+    .unwrap();
+    let log = group.nodes[0].log_text();
+    for path in [&fake_peer, &binary_peer] {
+        let reports = log
+            .lines()
+            .filter(|l| l.contains("ignoring unreadable znode") && l.contains(path.as_str()))
+            .count();
+        assert_eq!(reports, 1, "n0 reported {path} {reports} times:\n{log}");
+    }
 }
 
 /// A deleted `/static/{GROUP}-db-id` is published again by the primary with its system id.
