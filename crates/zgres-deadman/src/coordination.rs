@@ -50,6 +50,7 @@ impl CoordinationError {
 }
 
 mod decoded;
+mod group_paths;
 mod group_view;
 mod heartbeat;
 mod history;
@@ -73,6 +74,8 @@ pub struct Coordinator {
     layout: ZkLayout,
     group: GroupName,
     me: NodeId,
+    /// The paths a round reads, formatted once.
+    paths: group_paths::GroupPaths,
     /// The fence as this session confirms it.
     fence: SessionFence,
     /// Decodes what is read, each distinct content once; reports the unreadable ones.
@@ -149,6 +152,7 @@ impl Coordinator {
         let coordinator = Coordinator {
             session,
             layout: config.settings.layout.clone(),
+            paths: group_paths::GroupPaths::new(&config.settings.layout, &group, me),
             group,
             me,
             fence,
@@ -199,7 +203,7 @@ impl Coordinator {
 
     /// The lock's path.
     pub fn lock_path(&self) -> String {
-        self.layout.path(&Znode::Lock(self.group.clone()))
+        self.paths.lock.to_string()
     }
 
     fn path(&self, znode: Znode) -> String {

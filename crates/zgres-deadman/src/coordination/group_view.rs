@@ -69,7 +69,7 @@ impl Coordinator {
         every_peer: bool,
     ) -> Result<GroupView> {
         let sent = monotonic_ns();
-        let lock_path = self.lock_path();
+        let lock_path = self.paths.lock.clone();
         // Cached reads would describe a group we cannot see now: decide nothing.
         self.session.check_connected()?;
         let ours = self.session.session_id().0;
@@ -119,12 +119,12 @@ impl Coordinator {
             self.fence.confirm(sent);
         }
 
-        let switchover_path = self.path(Znode::Switchover(self.group.clone()));
+        let switchover_path = self.paths.switchover.clone();
         let switchover = self.read::<Switchover>(&switchover_path).await?;
-        let request_path = self.path(Znode::Request(self.group.clone(), self.me));
+        let request_path = self.paths.own_request.clone();
         let node_request = self.read::<NodeRequest>(&request_path).await?;
 
-        let config_path = self.path(Znode::Config(self.group.clone()));
+        let config_path = self.paths.config.clone();
         let config = self
             .read::<GroupConfig>(&config_path)
             .await?
@@ -142,8 +142,8 @@ impl Coordinator {
         // requested switchover, in synchronous mode, on a primary keeping member slots or to
         // choose a clone source, the holder's while following (for its WAL position, health
         // and slots), none otherwise.
-        let prefix = format!("{}_", self.group);
-        let state_dir = self.layout.dir(zgres_schema::Dir::State);
+        let prefix = self.paths.state_prefix.clone();
+        let state_dir = self.paths.state_dir.clone();
         let children = match lock {
             LockView::Free => self
                 .cache
@@ -166,10 +166,10 @@ impl Coordinator {
         let mut peers = Vec::new();
         // Our own state is never a peer's: not read at all (our own writes fire the
         // directory's watch, and reading it back cost an idle primary a read per refresh).
-        let own = format!("{prefix}{}", self.me);
+        let own = self.paths.own_state_name.clone();
         for child in children
             .iter()
-            .filter(|c| c.starts_with(&prefix) && **c != own)
+            .filter(|c| c.starts_with(&*prefix) && **c != *own)
         {
             let path = format!("{state_dir}/{child}");
             let Some((data, stat)) = self.cache.get(&self.session, &path).await?.0 else {
@@ -210,13 +210,13 @@ impl Coordinator {
             peers.push(Peer { state, fresh });
         }
 
-        let db_id_path = self.path(Znode::DatabaseId(self.group.clone()));
+        let db_id_path = self.paths.db_id.clone();
         let db_id = self
             .read::<DatabaseId>(&db_id_path)
             .await?
             .map(|(d, _)| d.system_id);
         let sync = if synchronous {
-            let path = self.path(Znode::Sync(self.group.clone()));
+            let path = self.paths.sync.clone();
             self.read::<SyncState>(&path).await?
         } else {
             Fetched::Absent
