@@ -188,9 +188,9 @@ impl Daemon {
         let obs = Observation {
             now: Instant::now(),
             lock: view.lock,
-            db_id: view.db_id.clone(),
+            db_id: std::mem::take(&mut view.db_id),
             config,
-            peers: view.peers.clone(),
+            peers: std::mem::take(&mut view.peers),
             postgres: LocalPostgres {
                 running,
                 data_dir: data_dir_kind,
