@@ -142,7 +142,7 @@ impl Decider {
             (false, DataDirKind::Empty)
                 if obs.db_id.valid().is_some()
                     && holder_ready
-                    && !self.retry.clone.paused(obs.now) =>
+                    && !self.retry.clone.paused_under(obs.now, holder) =>
             {
                 vec![Action::CloneFrom {
                     source: clone_source(obs, holder),
@@ -150,13 +150,15 @@ impl Decider {
             }
             (false, DataDirKind::Empty | DataDirKind::Damaged) => vec![],
             // A former primary: it may hold WAL the new primary never saw.
-            (false, DataDirKind::Primary) if holder_ready && !self.retry.rewind.paused(obs.now) => {
+            (false, DataDirKind::Primary)
+                if holder_ready && !self.retry.rewind.paused_under(obs.now, holder) =>
+            {
                 vec![Action::Rewind { source: holder }]
             }
             (false, DataDirKind::Primary) => vec![],
             // A standby stopped because it could not follow: rewind it first.
             (false, DataDirKind::Standby) if self.retry.follow.rewind_wanted => {
-                if holder_ready && !self.retry.rewind.paused(obs.now) {
+                if holder_ready && !self.retry.rewind.paused_under(obs.now, holder) {
                     self.retry.follow.rewinding();
                     vec![Action::Rewind { source: holder }]
                 } else {

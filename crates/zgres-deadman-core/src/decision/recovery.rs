@@ -42,10 +42,13 @@ pub struct Reclone {
 
 impl Decider {
     /// Input: the pg_rewind asked for failed at `now`; the next attempt waits
-    /// [`REWIND_RETRY`](super::REWIND_RETRY), doubled for each further failure in a row ([`rewind_retry_after`]).
+    /// [`REWIND_RETRY`](super::REWIND_RETRY), doubled for each further failure in a row ([`rewind_retry_after`]),
+    /// unless another node holds the lock by then (a failover): then it is tried at once.
     pub fn rewind_failed(&mut self, now: Instant) {
         self.retry.wipe_after_rewind_failure = self.retry.reclone.on_rewind_failure;
-        self.retry.rewind.failed(now, rewind_retry_after);
+        self.retry
+            .rewind
+            .failed(now, rewind_retry_after, self.last_holder);
         // A standby stopped because it could not follow stays stopped until it is rewound.
         self.retry.follow.rewind_failed();
     }
@@ -62,14 +65,19 @@ impl Decider {
     /// a row ([`bootstrap_retry_after`]).
     /// Returns how long the node waits.
     pub fn bootstrap_failed(&mut self, now: Instant) -> Duration {
-        self.retry.bootstrap.failed(now, bootstrap_retry_after)
+        self.retry
+            .bootstrap
+            .failed(now, bootstrap_retry_after, None)
     }
 
     /// Input: the clone asked for failed at `now`. The node does not try again for
-    /// [`CLONE_RETRY`](super::CLONE_RETRY), doubled for each further failure in a row ([`clone_retry_after`]).
+    /// [`CLONE_RETRY`](super::CLONE_RETRY), doubled for each further failure in a row ([`clone_retry_after`]),
+    /// unless another node holds the lock by then (a failover): then it tries at once.
     /// Returns how long it waits.
     pub fn clone_failed(&mut self, now: Instant) -> Duration {
-        self.retry.clone.failed(now, clone_retry_after)
+        self.retry
+            .clone
+            .failed(now, clone_retry_after, self.last_holder)
     }
 
     /// Whether a vetoed promotion keeps this node out of elections at `now`.

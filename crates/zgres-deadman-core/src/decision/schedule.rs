@@ -3,6 +3,8 @@
 
 use std::time::{Duration, Instant};
 
+use zgres_schema::NodeId;
+
 use super::{Ineligible, LockView};
 
 /// How often an election re-reads the group while it waits for peers' fresh positions.
@@ -65,21 +67,38 @@ pub(super) struct Retry {
     not_before: Option<Instant>,
     /// Failures in a row.
     failures: u32,
+    /// Who held the lock when the step last failed (the primary a clone or rewind copies from,
+    /// directly or through a replica), if another node did.
+    under: Option<NodeId>,
 }
 
 impl Retry {
-    /// The step failed at `now`: the next attempt waits `wait_after(failures in a row)`, which
-    /// is returned.
-    pub(super) fn failed(&mut self, now: Instant, wait_after: fn(u32) -> Duration) -> Duration {
+    /// The step failed at `now`, with `under` holding the lock: the next attempt waits
+    /// `wait_after(failures in a row)`, which is returned.
+    pub(super) fn failed(
+        &mut self,
+        now: Instant,
+        wait_after: fn(u32) -> Duration,
+        under: Option<NodeId>,
+    ) -> Duration {
         self.failures = self.failures.saturating_add(1);
         let wait = wait_after(self.failures);
         self.not_before = Some(now + wait);
+        self.under = under;
         wait
     }
 
     /// Whether the pause after a failure is still on at `now`.
     pub(super) fn paused(&self, now: Instant) -> bool {
         self.not_before.is_some_and(|at| now < at)
+    }
+
+    /// Whether the pause after a failure is still on at `now` with `holder` holding the lock:
+    /// a step that failed under another holder is tried again at once under a new one (after
+    /// a failover, the dead primary was likely why a clone or rewind failed). The failures in
+    /// a row still count: the next failure waits longer.
+    pub(super) fn paused_under(&self, now: Instant, holder: NodeId) -> bool {
+        self.paused(now) && self.under.map_or(true, |under| under == holder)
     }
 
     /// When the pause ends (for the next round's wake-up), if one was set.

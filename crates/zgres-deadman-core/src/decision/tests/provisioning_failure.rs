@@ -87,6 +87,42 @@ fn a_failed_clone_is_tried_again_after_a_growing_pause() {
     assert_eq!(d.decide(&following(t1 + CLONE_RETRY * 2)), clone);
 }
 
+/// A clone that failed while node 2 held the lock is tried at once when node 4 takes over:
+/// the pause, up to a minute after failures in a row, would keep a new replica waiting on a
+/// primary that is gone.
+#[test]
+fn a_failed_clone_is_tried_at_once_under_a_new_primary() {
+    let t0 = Instant::now();
+    let mut d = decider(3);
+    let following = |at, holder: u8| {
+        let mut o = obs(
+            at,
+            LockView::Other(Some(node(holder))),
+            empty(),
+            vec![fresh(peer_state(holder, Role::Primary, 5))],
+        );
+        o.db_id = Fetched::Valid(SYS);
+        o
+    };
+    assert_eq!(
+        d.decide(&following(t0, 2)),
+        [Action::CloneFrom { source: node(2) }]
+    );
+    assert_eq!(d.clone_failed(t0), CLONE_RETRY);
+    let soon = t0 + CLONE_RETRY / 2;
+    assert_eq!(d.decide(&following(soon, 2)), []);
+    assert_eq!(
+        d.decide(&following(soon, 4)),
+        [Action::CloneFrom { source: node(4) }]
+    );
+    assert_eq!(
+        d.clone_failed(soon),
+        CLONE_RETRY * 2,
+        "failures still count"
+    );
+    assert_eq!(d.decide(&following(soon + CLONE_RETRY, 4)), []);
+}
+
 #[test]
 fn bootstrap_retries_double_up_to_a_minute() {
     let waits: Vec<u64> = (1..=6)

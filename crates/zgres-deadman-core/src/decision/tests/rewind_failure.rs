@@ -132,6 +132,46 @@ fn a_failed_rewind_is_retried_only_after_the_retry_interval() {
     );
 }
 
+/// A rewind that failed while node 2 held the lock is tried again at once when node 3 takes
+/// over (the dead primary was likely why it failed), not after the pause; a failure against
+/// the new primary waits longer, as failures in a row do.
+#[test]
+fn a_failed_rewind_is_tried_at_once_against_a_new_primary() {
+    let t = Instant::now();
+    let mut d = decider(1);
+    let rejoin = |at: Instant, holder: u8| {
+        obs(
+            at,
+            LockView::Other(Some(node(holder))),
+            stopped(DataDirKind::Primary),
+            vec![fresh(peer_state(holder, Role::Primary, 5))],
+        )
+    };
+    assert_eq!(
+        d.decide(&rejoin(t, 2)),
+        [Action::Rewind { source: node(2) }]
+    );
+    d.rewind_failed(t);
+    let soon = t + REWIND_RETRY / 2;
+    assert_eq!(d.decide(&rejoin(soon, 2)), [], "the same primary: paused");
+    assert_eq!(
+        d.decide(&rejoin(soon, 3)),
+        [Action::Rewind { source: node(3) }],
+        "a new primary: at once"
+    );
+    d.rewind_failed(soon);
+    let later = soon + rewind_retry_after(1);
+    assert_eq!(
+        d.decide(&rejoin(later, 3)),
+        [],
+        "the second failure waits longer"
+    );
+    assert_eq!(
+        d.decide(&rejoin(soon + rewind_retry_after(2), 3)),
+        [Action::Rewind { source: node(3) }]
+    );
+}
+
 #[test]
 fn the_core_says_when_a_failed_rewind_may_be_retried() {
     let t = Instant::now();
