@@ -60,6 +60,13 @@ impl Decoder {
         }
     }
 
+    /// What was read at `path` passed every check and is used: a later bad content there is
+    /// new again, even the very bytes reported before (a remembered decode skips the clearing
+    /// a fresh valid decode does).
+    pub(super) fn usable(&mut self, path: &str) {
+        self.reported.clear(path);
+    }
+
     /// `path` does not exist: a later bad content there is new again.
     pub(super) fn absent(&mut self, path: &str) {
         self.reported.clear(path);
@@ -107,6 +114,39 @@ impl DecodedDocuments {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use zgres_schema::documents::GroupConfig;
+    use zgres_schema::DecodeErrorKind;
+
+    #[test]
+    fn each_bad_content_is_counted_once_and_again_after_a_good_spell() {
+        let total = Arc::new(AtomicU64::new(0));
+        let mut decoder = Decoder::new(total.clone());
+        let count = || total.load(Ordering::Relaxed);
+        let garbage = b"{garbage";
+        for _ in 0..3 {
+            assert!(decoder.decode::<GroupConfig>("/c", garbage).is_unreadable());
+        }
+        assert_eq!(count(), 1, "the same garbage, read three times");
+        let valid = br#"{"v":1,"paused":true}"#;
+        assert!(decoder.decode::<GroupConfig>("/c", valid).valid().is_some());
+        decoder.decode::<GroupConfig>("/c", garbage);
+        assert_eq!(count(), 2, "garbage again after a valid content");
+
+        // A content that decodes but must not be used (say, a persistent peer state).
+        let unusable = DecodeError {
+            path: "/s".into(),
+            kind: DecodeErrorKind::Field {
+                field: "v".into(),
+                message: "not ephemeral".into(),
+            },
+        };
+        decoder.report(&unusable, b"state");
+        decoder.report(&unusable, b"state");
+        assert_eq!(count(), 3, "reported once");
+        decoder.usable("/s");
+        decoder.report(&unusable, b"state");
+        assert_eq!(count(), 4, "again after it was usable in between");
+    }
 
     #[test]
     fn a_document_is_remembered_only_for_the_same_bytes_and_type() {

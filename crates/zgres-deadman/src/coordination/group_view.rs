@@ -200,6 +200,7 @@ impl Coordinator {
                 self.decoder.report(&error, &data);
                 continue;
             }
+            self.decoder.usable(&path);
             if state.node == self.me {
                 continue;
             }
