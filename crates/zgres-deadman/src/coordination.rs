@@ -217,16 +217,6 @@ impl Coordinator {
         self.cache.changed().await;
     }
 
-    /// Decodes `data` read at `path` (once per distinct content), reporting it when
-    /// unreadable.
-    fn decode_reported<T: Document + Clone + Send + 'static>(
-        &mut self,
-        path: &str,
-        data: &[u8],
-    ) -> Fetched<T> {
-        self.decoder.decode(path, data)
-    }
-
     /// Reads (from the cache while its watch reports no change) and decodes the znode at
     /// `path` with its version.
     async fn read<T: Document + Clone + Send + 'static>(
@@ -235,7 +225,8 @@ impl Coordinator {
     ) -> Result<Fetched<(T, i32)>> {
         match self.cache.get(&self.session, path).await?.0 {
             Some((data, stat)) => Ok(self
-                .decode_reported::<T>(path, &data)
+                .decoder
+                .decode::<T>(path, &data)
                 .map(|d| (d, stat.version))),
             None => {
                 self.decoder.absent(path);
@@ -256,7 +247,7 @@ impl Coordinator {
         state: Option<&SyncState>,
         version: Option<i32>,
     ) -> Result<bool> {
-        let path = self.path(Znode::Sync(self.group.clone()));
+        let path = self.paths.sync.to_string();
         self.cache.invalidate(&path);
         Ok(match (state, version) {
             (Some(state), Some(v)) => self
@@ -287,7 +278,7 @@ impl Coordinator {
         request: Option<&Switchover>,
         version: i32,
     ) -> Result<bool> {
-        let path = self.path(Znode::Switchover(self.group.clone()));
+        let path = self.paths.switchover.to_string();
         self.cache.invalidate(&path);
         let written = match request {
             Some(request) => self
@@ -308,7 +299,7 @@ impl Coordinator {
     /// # Errors
     /// As any request.
     pub async fn create_switchover(&mut self, request: &Switchover) -> Result<bool> {
-        let path = self.path(Znode::Switchover(self.group.clone()));
+        let path = self.paths.switchover.to_string();
         self.cache.invalidate(&path);
         let created = self
             .session
@@ -408,7 +399,7 @@ impl Coordinator {
     /// As any request.
     pub async fn acquire_lock(&mut self, lock: &Lock) -> Result<bool> {
         let sent = monotonic_ns();
-        self.cache.invalidate(&self.lock_path());
+        self.cache.invalidate(&self.paths.lock);
         match self
             .session
             .create(&self.lock_path(), &encode(lock)?, CreateKind::Ephemeral)
@@ -430,7 +421,7 @@ impl Coordinator {
     /// # Errors
     /// As any request.
     pub async fn publish_db_id(&mut self, system_id: SystemId) -> Result<Fetched<SystemId>> {
-        let path = self.path(Znode::DatabaseId(self.group.clone()));
+        let path = self.paths.db_id.to_string();
         self.cache.invalidate(&path);
         let doc = encode(&DatabaseId { system_id })?;
         match self

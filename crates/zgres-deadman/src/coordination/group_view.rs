@@ -90,7 +90,7 @@ impl Coordinator {
             Some((data, stat)) => {
                 let ours = stat.ephemeral_owner == self.session.session_id().0;
                 self.sightings.held(stat.czxid, ours);
-                let holder = self.decode_reported::<Lock>(&lock_path, &data);
+                let holder = self.decoder.decode::<Lock>(&lock_path, &data);
                 if ours {
                     if holder.valid().map(|l| l.node) != Some(self.me) {
                         self.restore_lock(&holder, stat.version).await;
@@ -175,7 +175,7 @@ impl Coordinator {
             let Some((data, stat)) = self.cache.get(&self.session, &path).await?.0 else {
                 continue;
             };
-            let Some(state) = self.decode_reported::<NodeState>(&path, &data).into_valid() else {
+            let Some(state) = self.decoder.decode::<NodeState>(&path, &data).into_valid() else {
                 continue;
             };
             // A state must name the node of its znode, and be ephemeral: a persistent one

@@ -96,7 +96,7 @@ impl Coordinator {
         }
         let path = self.path(Znode::Released(self.group.clone()));
         let verdict = match self.session.get(&path).await? {
-            Some((data, stat)) => match self.decode_reported::<LockRelease>(&path, &data) {
+            Some((data, stat)) => match self.decoder.decode::<LockRelease>(&path, &data) {
                 Fetched::Valid(record) if record.lock_czxid == czxid && stat.mzxid == gone_zxid => {
                     tracing::info!(
                         holder = %record.node,

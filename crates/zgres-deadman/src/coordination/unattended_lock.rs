@@ -44,7 +44,7 @@ impl Coordinator {
         let Some((data, stat)) = self.session.get(&path).await? else {
             return Ok(false);
         };
-        let ours = self.decode_reported::<Lock>(&path, &data).into_valid();
+        let ours = self.decoder.decode::<Lock>(&path, &data).into_valid();
         if stat.ephemeral_owner != 0 || ours.map(|l| l.node) != Some(self.me) {
             return Ok(false);
         }
