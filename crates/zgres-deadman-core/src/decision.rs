@@ -42,6 +42,8 @@ mod observation;
 mod published;
 mod recovery;
 mod round;
+mod round_time;
+pub use round_time::{round_time, RoundTime};
 mod schedule;
 mod shutdown;
 pub use shutdown::{may_hand_over, shutdown_plan, ShutdownPlan};

@@ -5,7 +5,7 @@
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use zgres_schema::documents::{ConnInfo, DatabaseId, Lock, NodeState, Switchover, SyncState};
 use zgres_schema::{
@@ -215,6 +215,17 @@ impl Coordinator {
     /// the next round then re-reads what changed. Cancel-safe.
     pub async fn changed(&self) {
         self.cache.changed().await;
+    }
+
+    /// Resolves at the first answer from ZooKeeper at or after `from` (see
+    /// [`ZkSession::answered`]): a wake-up the process has anyway. Cancel-safe.
+    pub async fn answered(&self, from: Instant) {
+        self.session.answered(from).await;
+    }
+
+    /// The session's idle ping gap: how often an idle session is answered.
+    pub fn idle_ping_gap(&self) -> Duration {
+        self.session.idle_ping_gap()
     }
 
     /// Reads (from the cache while its watch reports no change) and decodes the znode at

@@ -334,6 +334,10 @@ struct Schedule {
     wake_at: Option<Instant>,
     /// The backstop against rounds that keep asking to run again at once.
     pacing: crate::decision::Pacing,
+    /// The due time of the round that just ran, if its timer or a shared ZooKeeper answer ran
+    /// it (not an event): periodic rounds keep their cadence from it
+    /// ([`crate::decision::round_time`]).
+    last_due: Option<Instant>,
 }
 
 /// The local PostgreSQL, as the shell drives it.
@@ -432,11 +436,18 @@ impl Daemon {
                     .notifier
                     .ready("ZooKeeper session established; first round done");
             }
-            let Some(pause) = next.pause_until(
+            let Some(time) = crate::decision::round_time(
+                next,
                 self.config.timing.loop_interval,
                 self.core.schedule.wake_at,
                 Instant::now(),
+                self.core.schedule.last_due,
+                self.zk
+                    .session
+                    .as_ref()
+                    .map(|s| s.coordinator.idle_ping_gap()),
             ) else {
+                self.core.schedule.last_due = None;
                 continue;
             };
             let Self { zk, pg, live, .. } = self;
@@ -453,10 +464,26 @@ impl Daemon {
                     None => std::future::pending().await,
                 }
             };
+            // A periodic round runs on the first ZooKeeper answer (an idle session's ping) in
+            // its window, saving a wake-up of its own; its timer is the backstop.
+            let shared_answer = async {
+                match zk.session.as_ref() {
+                    Some(s) => s.coordinator.answered(time.shares_from).await,
+                    None => std::future::pending().await,
+                }
+            };
             let mut reexec = false;
-            round_timer.set_at(Instant::now() + pause);
+            let mut periodic = false;
+            round_timer.set_at(time.at_latest);
             let reloaded = tokio::select! {
-                () = round_timer.expired() => None,
+                () = round_timer.expired() => {
+                    periodic = true;
+                    None
+                }
+                () = shared_answer => {
+                    periodic = true;
+                    None
+                }
                 () = group_changed => None,
                 () = pg.process.exited() => None,
                 config = reloaded => Some(config),
@@ -466,6 +493,7 @@ impl Daemon {
                 }
                 () = shutdown.cancelled() => None,
             };
+            self.core.schedule.last_due = periodic.then_some(time.due);
             if let Some(config) = reloaded {
                 self.reload(config).await;
             }

@@ -147,10 +147,8 @@ pub struct Node {
     pub session: Option<SessionId>,
     /// The fence.
     pub fence: Fence,
-    /// When the next round runs (real ms).
-    pub next_round: u64,
-    /// When the ZooKeeper client next pings (real ms).
-    pub next_ping: u64,
+    /// When its loop runs the next round and its ZooKeeper client pings.
+    pub timers: Timers,
     /// What the deadman saw of the lock.
     pub lock_seen: LockSeen,
     /// Which of its network links are cut.
@@ -167,6 +165,34 @@ pub struct Node {
     /// The deadman's timing settings: given to every decider it starts with (the takeover
     /// wait is also published in its state).
     pub timing: DeciderTiming,
+}
+
+/// When a deadman's loop and its ZooKeeper client act next (real ms), as the shell schedules
+/// them: a periodic round runs on the first answered ping from `round_shares_from` on, else at
+/// `round_at` (`decision::round_time`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Timers {
+    /// When the next round's own timer runs it.
+    pub round_at: u64,
+    /// From when on an answered ping runs the next round.
+    pub round_shares_from: u64,
+    /// The next round's due time on the host's clock.
+    pub round_due: Option<Instant>,
+    /// The last round's due time, if its timer or a shared answer ran it (not an event).
+    pub last_due: Option<Instant>,
+    /// When the ZooKeeper client next pings.
+    pub next_ping: u64,
+}
+
+impl Timers {
+    /// A round at `t` sharing nothing, and a ping at once.
+    pub fn at(t: u64) -> Timers {
+        Timers {
+            round_at: t,
+            round_shares_from: t,
+            ..Timers::default()
+        }
+    }
 }
 
 /// What a deadman saw of the lock.
@@ -209,8 +235,7 @@ impl Node {
             process: Process::Running,
             session: None,
             fence: Fence::disarmed(budget),
-            next_round: 0,
-            next_ping: 0,
+            timers: Timers::default(),
             lock_seen: LockSeen::default(),
             cut: Cuts::default(),
             epoch,
@@ -238,7 +263,10 @@ impl Node {
                     self.on_shutdown = ShutdownPlan::STOP;
                     self.lock_seen.other_czxid = None;
                     self.fence = Fence::disarmed(self.fence.budget);
-                    self.next_round = t;
+                    self.timers = Timers {
+                        next_ping: self.timers.next_ping,
+                        ..Timers::at(t)
+                    };
                 }
                 self.process = Process::Running;
                 true

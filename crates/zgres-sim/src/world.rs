@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use zgres_deadman_core::decision::{next_round, LockView, RoundInputs, RoundOutcome};
+use zgres_deadman_core::decision::{next_round, round_time, LockView, RoundInputs, RoundOutcome};
 use zgres_deadman_core::fence_deadline::FenceStep;
 use zgres_schema::documents::{Switchover, SwitchoverKind, SyncMode};
 use zgres_schema::SystemId;
@@ -64,7 +64,7 @@ impl World {
                     rate_ppm: rng.range(0, 2 * drift as u64 + 1) as i64 - drift,
                 };
                 let mut node = Node::new(i, Wal::first(), i != 0, clock, budget, epoch, deciders);
-                node.next_round = rng.range(0, 500);
+                node.timers = crate::node::Timers::at(rng.range(0, 500));
                 node
             })
             .collect();
@@ -114,10 +114,15 @@ impl World {
             if !self.nodes[i].deadman_runs(t) {
                 continue;
             }
-            self.ping(i);
+            let answered = self.ping(i);
             let woken = !self.nodes[i].cut.zookeeper
                 && self.nodes[i].lock_seen.version != self.zk.lock_version;
-            if t >= self.nodes[i].next_round || woken {
+            let timers = &mut self.nodes[i].timers;
+            // As the shell: the round's timer, or an answered ping in its window, runs it
+            // periodically; a watch runs it at once and starts a new cadence.
+            let periodic = t >= timers.round_at || (answered && t >= timers.round_shares_from);
+            if periodic || woken {
+                timers.last_due = timers.round_due.filter(|_| periodic);
                 self.round(i);
             }
         }
@@ -267,15 +272,16 @@ impl World {
     }
 
     /// The ZooKeeper client's keep-alive: an answered ping confirms the session (its send time
-    /// becomes `t_ok`); an expired session is learnt of.
-    fn ping(&mut self, i: usize) {
+    /// becomes `t_ok`); an expired session is learnt of. Returns whether a ping was answered
+    /// (a wake-up a periodic round may share).
+    fn ping(&mut self, i: usize) -> bool {
         let t = self.t;
-        let interval = self.settings.deadman.session_timeout_ms / 3;
+        let interval = self.ping_gap_ms();
         let node = &mut self.nodes[i];
-        if t < node.next_ping {
-            return;
+        if t < node.timers.next_ping {
+            return false;
         }
-        node.next_ping = t + interval;
+        node.timers.next_ping = t + interval;
         let follower_timeout = self.settings.ensemble.follower_timeout_ms();
         let answered_by_cut_member = |session: &SessionId| {
             node.cut.pings_answered_until.is_some_and(|until| {
@@ -286,13 +292,14 @@ impl World {
             // Answered by a member the leader no longer hears from: the fence is confirmed,
             // the session is not kept alive.
             node.fence.confirmed(node.clock.ns(t), session);
-            return;
+            return true;
         }
         let (Some(session), false) = (node.session, node.cut.zookeeper) else {
-            return;
+            return false;
         };
         if self.zk.heard(session, t) {
             node.fence.confirmed(node.clock.ns(t), session);
+            true
         } else {
             node.session = None;
             if self.settings.bug == Some(Bug::FenceFromExpiry) && node.pg.is_primary() {
@@ -300,7 +307,13 @@ impl World {
                 node.pg.stop();
                 node.pending_commit = None;
             }
+            false
         }
+    }
+
+    /// The model's client pings every third of the session timeout.
+    fn ping_gap_ms(&self) -> u64 {
+        self.settings.deadman.session_timeout_ms / 3
     }
 
     /// One deadman round: connect if need be, observe, let the core decide, act, schedule.
@@ -381,14 +394,22 @@ impl World {
             postgres_running: node.pg.phase != Phase::Stopped,
             postgres_answered: obs.postgres.probe.is_some(),
         });
-        let pause = next
-            .pause_until(
-                Duration::from_millis(self.settings.deadman.loop_interval_ms),
-                decision.wake_at,
-                obs.now,
-            )
-            .map_or(0, |p| p.as_millis() as u64);
-        node.next_round = t + pause.max(self.settings.step_ms);
+        let ping_gap = Duration::from_millis(self.ping_gap_ms());
+        let node = &mut self.nodes[i];
+        let time = round_time(
+            next,
+            Duration::from_millis(self.settings.deadman.loop_interval_ms),
+            decision.wake_at,
+            obs.now,
+            node.timers.last_due,
+            node.session.map(|_| ping_gap),
+        );
+        // Back to real time from the host's clock (its drift over one pause is below a ms).
+        let after = |at: Instant| at.saturating_duration_since(obs.now).as_millis() as u64;
+        let step = self.settings.step_ms;
+        node.timers.round_at = t + time.map_or(0, |r| after(r.at_latest)).max(step);
+        node.timers.round_shares_from = t + time.map_or(0, |r| after(r.shares_from)).max(step);
+        node.timers.round_due = time.map(|r| r.due);
     }
 
     /// After the healing time: the group whole (see `whole`) and whole again within two

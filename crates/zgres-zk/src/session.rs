@@ -87,6 +87,8 @@ pub struct ZkSession {
     /// Told the send time of every request the server answered (see
     /// [`ZkSession::connect_observing_answers`]).
     on_answer: Option<zk::PingObserver>,
+    /// Woken by every answer, a ping's included (see [`ZkSession::answered`]).
+    answers: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for ZkSession {
@@ -150,9 +152,17 @@ impl ZkSession {
         if let Some(session) = resume {
             connector = connector.with_session(session);
         }
-        if let Some(on_answer) = &on_answer {
-            connector = connector.with_ping_observer(on_answer.clone());
-        }
+        let answers = Arc::new(tokio::sync::Notify::new());
+        let observer: zk::PingObserver = {
+            let (on_answer, answers) = (on_answer.clone(), answers.clone());
+            Arc::new(move |sent| {
+                if let Some(on_answer) = &on_answer {
+                    on_answer(sent);
+                }
+                answers.notify_waiters();
+            })
+        };
+        connector = connector.with_ping_observer(observer);
         // With TLS every server of the connect string is reached over it.
         let connecting = async {
             if settings.tls.is_some() {
@@ -168,6 +178,7 @@ impl ZkSession {
                     request_timeout,
                     acls: crate::auth::policy(settings.authenticated(), &settings.readers).into(),
                     on_answer,
+                    answers,
                 })
             }
             Ok(Err(zk::Error::SessionExpired)) if resuming => {
@@ -219,6 +230,26 @@ impl ZkSession {
         self.client.session_timeout()
     }
 
+    /// The longest this session stays silent while idle: the client's keep-alive ping
+    /// interval at the granted timeout ([`crate::settings::fencing::idle_ping_gap`]).
+    pub fn idle_ping_gap(&self) -> Duration {
+        crate::settings::fencing::idle_ping_gap(self.granted_timeout())
+    }
+
+    /// Resolves at the first answer from the server (to a keep-alive ping or to any request)
+    /// at or after `from`. An idle session is answered once per [`ZkSession::idle_ping_gap`],
+    /// and the process is awake for that answer anyway: periodic work run then costs no
+    /// wake-up of its own. Answers before `from` are waited past. Never resolves while no
+    /// answer comes (disconnected, or the session ended): pair it with a timer. Cancel-safe.
+    pub async fn answered(&self, from: Instant) {
+        loop {
+            self.answers.notified().await;
+            if Instant::now() >= from {
+                return;
+            }
+        }
+    }
+
     /// Sends the request `send` queues, with the request timeout; expected answers become
     /// [`Outcome`]s, and each is reported to the answer observer with the time taken just
     /// before `send` ran (the client queues a request when it is called, not when awaited).
@@ -243,6 +274,7 @@ impl ZkSession {
         if let Some(on_answer) = &self.on_answer {
             on_answer(sent);
         }
+        self.answers.notify_waiters();
         Ok(outcome)
     }
 

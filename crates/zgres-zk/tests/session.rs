@@ -1,6 +1,6 @@
 //! `ZkSession` against a real ZooKeeper: expected answers come back as typed outcomes, a lost
 //! server as a retryable error, a bad address as a connect error; answered keep-alive pings
-//! are reported with their send time.
+//! are reported with their send time; `answered` resolves on an answer and not without one.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -220,6 +220,48 @@ async fn answered_requests_are_reported_with_a_send_time_before_they_were_queued
     );
     proxy.set_mode(ProxyMode::Pass);
     drop(session);
+}
+
+/// `answered` is the wake-up a periodic round shares: it resolves on the first answer (an idle
+/// session's ping) at or after the moment given, also on a session opened without an answer
+/// observer, and never while the server is silent.
+#[tokio::test]
+async fn answered_resolves_on_the_first_answer_from_a_moment_and_not_while_none_comes() {
+    let zk = ZkCluster::standalone().await.unwrap();
+    let proxy = FaultProxy::start(zk.client_addr(0)).unwrap();
+    let session = ZkSession::connect(
+        &settings(&proxy.addr().to_string()),
+        None,
+        Duration::from_secs(2),
+    )
+    .await
+    .unwrap();
+    let gap = session.idle_ping_gap();
+    assert_eq!(
+        gap,
+        Duration::from_millis(800),
+        "a fifth of the 4 s session"
+    );
+
+    // Idle: only pings are answered, one per gap; the first one from `from` on resolves it.
+    let from = Instant::now() + gap / 2;
+    tokio::time::timeout(gap * 4, session.answered(from))
+        .await
+        .expect("an idle session's ping is answered within a few ping gaps");
+    assert!(Instant::now() >= from, "not before the moment given");
+
+    // A request's answer counts too.
+    let asked = Instant::now();
+    let (get, ()) = tokio::join!(session.get("/zgres"), session.answered(asked));
+    get.unwrap();
+
+    // Silent server: pings go unanswered, and nothing resolves it (from a moment just after
+    // the cut: an answer already past the proxy may still arrive).
+    proxy.set_mode(ProxyMode::Blackhole);
+    let after_cut = Instant::now() + Duration::from_millis(100);
+    let silent = tokio::time::timeout(gap * 2, session.answered(after_cut)).await;
+    assert!(silent.is_err(), "resolved with no answer from the server");
+    proxy.set_mode(ProxyMode::Pass);
 }
 
 /// The client's sockets and timers run on the caller's tokio runtime: no reactor thread of its
