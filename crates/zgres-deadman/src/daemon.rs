@@ -33,6 +33,7 @@ use crate::synchronous::SyncKeeper;
 use zgres_systemd::Notifier;
 
 mod act;
+mod between_rounds;
 mod cluster_settings;
 mod node_state;
 mod operator_requests;
@@ -45,6 +46,7 @@ mod session;
 mod shutdown;
 mod slots_io;
 
+use between_rounds::Woken;
 use session::{ConnectError, Session};
 
 mod synchronous_io;
@@ -436,69 +438,16 @@ impl Daemon {
                     .notifier
                     .ready("ZooKeeper session established; first round done");
             }
-            let Some(time) = crate::decision::round_time(
-                next,
-                self.config.timing.loop_interval,
-                self.core.schedule.wake_at,
-                Instant::now(),
-                self.core.schedule.last_due,
-                self.zk
-                    .session
-                    .as_ref()
-                    .map(|s| s.coordinator.idle_ping_gap()),
-            ) else {
-                self.core.schedule.last_due = None;
+            let Some(time) = self.next_round_time(next) else {
                 continue;
             };
-            let Self { zk, pg, live, .. } = self;
-            let group_changed = async {
-                match zk.session.as_ref() {
-                    Some(s) => s.coordinator.changed().await,
-                    None => std::future::pending().await,
-                }
-            };
-            let reloaded = async {
-                match live.reloads.configs.recv().await {
-                    Some(config) => config,
-                    // No more reloads (the SIGHUP task ended): never ready again.
-                    None => std::future::pending().await,
-                }
-            };
-            // A periodic round runs on the first ZooKeeper answer (an idle session's ping) in
-            // its window, saving a wake-up of its own; its timer is the backstop.
-            let shared_answer = async {
-                match zk.session.as_ref() {
-                    Some(s) => s.coordinator.answered(time.shares_from).await,
-                    None => std::future::pending().await,
-                }
-            };
-            let mut reexec = false;
-            let mut periodic = false;
-            round_timer.set_at(time.at_latest);
-            let reloaded = tokio::select! {
-                () = round_timer.expired() => {
-                    periodic = true;
-                    None
-                }
-                () = shared_answer => {
-                    periodic = true;
-                    None
-                }
-                () = group_changed => None,
-                () = pg.process.exited() => None,
-                config = reloaded => Some(config),
-                () = upgrade.requested() => {
-                    reexec = true;
-                    None
-                }
-                () = shutdown.cancelled() => None,
-            };
-            self.core.schedule.last_due = periodic.then_some(time.due);
-            if let Some(config) = reloaded {
-                self.reload(config).await;
-            }
-            if reexec {
-                self.reexec(upgrade);
+            match self
+                .between_rounds(time, &mut round_timer, upgrade, shutdown)
+                .await
+            {
+                Woken::Reloaded(config) => self.reload(*config).await,
+                Woken::Upgrade => self.reexec(upgrade),
+                Woken::Periodic | Woken::Event => {}
             }
         }
         Ok(())

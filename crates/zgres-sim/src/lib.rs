@@ -28,6 +28,7 @@ mod act;
 mod availability;
 pub mod checker;
 pub mod faults;
+mod keepalive;
 pub mod node;
 mod observe;
 mod paused_stop;
