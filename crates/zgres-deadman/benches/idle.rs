@@ -9,7 +9,9 @@
 //!   deadmen's logs);
 //! - the WAL the primary wrote in the window (settling waits until it wrote none for
 //!   `ZGRES_BENCH_QUIET_SECS`, default 70: a new cluster's autovacuum is not idle);
-//! - idle CPU of each deadman, its fence keeper and its postmaster guardian over the same window;
+//! - idle CPU and wake-ups per second of each deadman, its fence keeper and its postmaster
+//!   guardian over the same window, and what a bare wake-up cost on this machine meanwhile
+//!   (a thread that only sleeps: on a VM it varies by half with the host's load);
 //! - seconds from a switchover request (as `zgresctl switchover` writes it) to the first write
 //!   the new primary acknowledges, over `ZGRES_BENCH_RUNS` runs (default 5).
 //!
@@ -20,7 +22,7 @@ use std::time::{Duration, Instant};
 use zgres_testkit::figures::summary;
 use zgres_testkit::group::checks::{first_write, request_switchover};
 use zgres_testkit::group::{Group, Timing};
-use zgres_testkit::proc_usage::{cpu_nanos, cpu_percent_since, rss_kb};
+use zgres_testkit::proc_usage::{cpu_nanos, cpu_percent_since, rss_kb, wakeups, BareWakeups};
 use zgres_testkit::zk_counter::RequestCounter;
 
 fn env_or(name: &str, default: u64) -> u64 {
@@ -92,9 +94,13 @@ async fn main() {
 
     let pids: Vec<(String, u32)> = group.nodes.iter().flat_map(|n| n.daemon_pids()).collect();
     let cpu_before: Vec<_> = pids.iter().map(|(_, p)| cpu_nanos(*p)).collect();
+    let wakeups_before: Vec<_> = pids.iter().map(|(_, p)| wakeups(*p)).collect();
+    // What a wake-up costs on this machine during the window (it varies with the host's load).
+    let bare = BareWakeups::start(Duration::from_millis(250));
     let before: Vec<(u64, u64)> = counters.iter().map(|c| (c.requests(), c.pings())).collect();
     let requests_before: Vec<_> = counters.iter().map(|c| c.by_request()).collect();
     tokio::time::sleep(window).await;
+    let bare = bare.cost();
     let secs = window.as_secs_f64();
     let wal_after = group.nodes[primary].pg.wal_lsn().await.ok().flatten();
     if let (Some(before), Some(after)) = (wal_before, wal_after) {
@@ -133,14 +139,23 @@ async fn main() {
         "idle ZooKeeper requests per node per second (mean of 3): {:.3}",
         total / 3.0
     );
-    for ((name, pid), before) in pids.iter().zip(cpu_before) {
+    for (((name, pid), before), woke_before) in pids.iter().zip(cpu_before).zip(wakeups_before) {
         let cpu = before.and_then(|b| cpu_percent_since(*pid, b, window));
-        if let (Some(cpu), Some(rss)) = (cpu, rss_kb(*pid)) {
+        let woke = woke_before
+            .zip(wakeups(*pid))
+            .map(|(b, a)| a.saturating_sub(b) as f64 / secs);
+        if let (Some(cpu), Some(woke), Some(rss)) = (cpu, woke, rss_kb(*pid)) {
             println!(
-                "{name:<20} idle CPU {cpu:.3}% of a core, resident {:.1} MB",
+                "{name:<20} idle CPU {cpu:.3}% of a core, {woke:.2} wake-ups/s, resident {:.1} MB",
                 rss as f64 / 1024.0
             );
         }
+    }
+    if let Some(bare) = bare {
+        println!(
+            "a bare wake-up (a thread that only sleeps 250 ms) cost {:.0} µs of CPU in the window",
+            bare.as_secs_f64() * 1e6
+        );
     }
 
     let mut reaction = Vec::new();

@@ -27,6 +27,63 @@ pub fn cpu_nanos(pid: u32) -> Option<u64> {
     Some(total)
 }
 
+/// How many times the threads of `pid` were switched out (`voluntary_ctxt_switches` plus
+/// `nonvoluntary_ctxt_switches` of `/proc/PID/task/*/status`): for an idle daemon, its
+/// wake-ups. Threads that exited are not counted.
+pub fn wakeups(pid: u32) -> Option<u64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut total = 0;
+    for task in tasks.flatten() {
+        let status = std::fs::read_to_string(task.path().join("status")).ok()?;
+        for line in status.lines() {
+            if let Some(count) = line
+                .strip_prefix("voluntary_ctxt_switches:")
+                .or_else(|| line.strip_prefix("nonvoluntary_ctxt_switches:"))
+            {
+                total += count.trim().parse::<u64>().ok()?;
+            }
+        }
+    }
+    Some(total)
+}
+
+/// A thread that does nothing but sleep `period` at a time, to price a bare wake-up on this
+/// machine while a benchmark measures: on a VM it varies by half with the host's load, and an
+/// idle daemon's CPU is mostly its wake-ups.
+pub struct BareWakeups {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Option<(u64, u64)>>,
+}
+
+impl BareWakeups {
+    /// Starts the sleeping thread.
+    pub fn start(period: std::time::Duration) -> BareWakeups {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let run_ns = || -> Option<u64> {
+                let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+                stat.split_whitespace().next()?.parse().ok()
+            };
+            let first = run_ns()?;
+            let mut wakeups = 0;
+            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(period);
+                wakeups += 1;
+            }
+            Some((run_ns()?.saturating_sub(first), wakeups))
+        });
+        BareWakeups { stop, thread }
+    }
+
+    /// Stops the thread and returns the CPU time one of its wake-ups cost, on average.
+    pub fn cost(self) -> Option<std::time::Duration> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (run_ns, wakeups) = self.thread.join().ok()??;
+        (wakeups > 0).then(|| std::time::Duration::from_nanos(run_ns / wakeups))
+    }
+}
+
 /// Resident memory of `pid` in kB (`VmRSS`).
 pub fn rss_kb(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
