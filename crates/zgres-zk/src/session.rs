@@ -84,10 +84,10 @@ pub struct ZkSession {
     request_timeout: Duration,
     /// The ACL every znode this session creates gets.
     acls: Arc<[zk::Acl]>,
-    /// Told the send time of every request the server answered (see
-    /// [`ZkSession::connect_observing_answers`]).
-    on_answer: Option<zk::PingObserver>,
-    /// Woken by every answer, a ping's included (see [`ZkSession::answered`]).
+    /// Told the send time of every answer, a ping's or a request's: calls the caller's
+    /// observer, if any (see [`ZkSession::connect_observing_answers`]), and wakes `answers`.
+    on_answer: zk::PingObserver,
+    /// Woken by every answer (see [`ZkSession::answered`]).
     answers: Arc<tokio::sync::Notify>,
 }
 
@@ -153,8 +153,8 @@ impl ZkSession {
             connector = connector.with_session(session);
         }
         let answers = Arc::new(tokio::sync::Notify::new());
-        let observer: zk::PingObserver = {
-            let (on_answer, answers) = (on_answer.clone(), answers.clone());
+        let on_answer: zk::PingObserver = {
+            let answers = answers.clone();
             Arc::new(move |sent| {
                 if let Some(on_answer) = &on_answer {
                     on_answer(sent);
@@ -162,7 +162,7 @@ impl ZkSession {
                 answers.notify_waiters();
             })
         };
-        connector = connector.with_ping_observer(observer);
+        connector = connector.with_ping_observer(on_answer.clone());
         // With TLS every server of the connect string is reached over it.
         let connecting = async {
             if settings.tls.is_some() {
@@ -271,10 +271,7 @@ impl ZkSession {
             Ok(Err(e)) => return Err(ZkError::classify(e, operation, path)),
             Err(_) => return Err(ZkError::Retryable(zk::Error::Timeout)),
         };
-        if let Some(on_answer) = &self.on_answer {
-            on_answer(sent);
-        }
-        self.answers.notify_waiters();
+        (self.on_answer)(sent);
         Ok(outcome)
     }
 

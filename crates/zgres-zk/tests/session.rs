@@ -80,15 +80,7 @@ async fn expected_answers_are_outcomes_not_errors() {
 
 #[tokio::test]
 async fn a_silent_server_is_a_retryable_timeout_and_the_session_survives_it() {
-    let zk = ZkCluster::standalone().await.unwrap();
-    let proxy = FaultProxy::start(zk.client_addr(0)).unwrap();
-    let session = ZkSession::connect(
-        &settings(&proxy.addr().to_string()),
-        None,
-        Duration::from_millis(300),
-    )
-    .await
-    .unwrap();
+    let (_zk, proxy, session) = proxied_session(Duration::from_millis(300)).await;
     session.mkdir("/zgres").await.unwrap();
     proxy.set_mode(ProxyMode::Blackhole);
     let error = session.get("/zgres").await.unwrap_err();
@@ -122,6 +114,16 @@ async fn nothing_listening_is_a_connect_error_naming_the_address() {
         "{error:?}"
     );
     assert!(error.to_string().contains(&connect), "{error}");
+}
+
+/// A session (without an answer observer) through a fault proxy to a new standalone server.
+async fn proxied_session(request_timeout: Duration) -> (ZkCluster, FaultProxy, ZkSession) {
+    let zk = ZkCluster::standalone().await.unwrap();
+    let proxy = FaultProxy::start(zk.client_addr(0)).unwrap();
+    let session = ZkSession::connect(&settings(&proxy.addr().to_string()), None, request_timeout)
+        .await
+        .unwrap();
+    (zk, proxy, session)
 }
 
 /// A session through a fault proxy whose answer observer records every send time it is told.
@@ -227,15 +229,7 @@ async fn answered_requests_are_reported_with_a_send_time_before_they_were_queued
 /// observer, and never while the server is silent.
 #[tokio::test]
 async fn answered_resolves_on_the_first_answer_from_a_moment_and_not_while_none_comes() {
-    let zk = ZkCluster::standalone().await.unwrap();
-    let proxy = FaultProxy::start(zk.client_addr(0)).unwrap();
-    let session = ZkSession::connect(
-        &settings(&proxy.addr().to_string()),
-        None,
-        Duration::from_secs(2),
-    )
-    .await
-    .unwrap();
+    let (_zk, proxy, session) = proxied_session(Duration::from_secs(2)).await;
     let gap = session.idle_ping_gap();
     assert_eq!(
         gap,
