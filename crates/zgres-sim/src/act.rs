@@ -14,24 +14,28 @@ impl World {
     /// Carries out one action as the shell would; returns whether to look again at once.
     pub(crate) fn act(&mut self, i: usize, action: &Action) -> bool {
         let t = self.t;
-        let reachable = !self.nodes[i].cut.zookeeper;
+        let reachable = !self.nodes[i].host.cut.zookeeper;
         match action {
             Action::AcquireLock => {
-                if let (true, Some(s)) = (reachable, self.nodes[i].session) {
+                if let (true, Some(s)) = (reachable, self.nodes[i].deadman.session) {
                     self.zk.acquire(s, self.nodes[i].id);
                 }
                 true
             }
             Action::ReleaseLock { quiet } => {
-                if let (true, Some(s)) = (reachable, self.nodes[i].session) {
+                if let (true, Some(s)) = (reachable, self.nodes[i].deadman.session) {
                     // As the shell: quiet only if PostgreSQL is not running, or answers as a
                     // standby.
                     let pg = &self.nodes[i].pg;
                     let running = pg.phase != crate::postgres::Phase::Stopped;
                     let standby = !pg.is_primary() && pg.answers(t);
                     let quiet = *quiet || self.settings.bug == Some(crate::Bug::QuietEveryRelease);
-                    if quiet && running && standby && self.zk.lock.is_some_and(|l| l.session == s) {
-                        self.tally.quiet_releases_by_a_standby += 1;
+                    if quiet
+                        && running
+                        && standby
+                        && self.zk.lock.held.is_some_and(|l| l.session == s)
+                    {
+                        self.record.tally.quiet_releases_by_a_standby += 1;
                     }
                     self.zk.release(s, quiet && (!running || standby));
                 }
@@ -40,8 +44,8 @@ impl World {
             Action::ReclaimLock => {
                 // As the shell: armed first, then the transaction.
                 let node = &mut self.nodes[i];
-                if let (true, Some(s)) = (reachable, node.session) {
-                    if node.fence.arm(node.clock.ns(t), node.session) {
+                if let (true, Some(s)) = (reachable, node.deadman.session) {
+                    if node.fence.arm(node.host.clock.ns(t), node.deadman.session) {
                         self.zk.reclaim_lock(s, node.id);
                     }
                 }
@@ -49,7 +53,7 @@ impl World {
             }
             Action::StartPrimary => {
                 let node = &mut self.nodes[i];
-                if node.fence.arm(node.clock.ns(t), node.session) {
+                if node.fence.arm(node.host.clock.ns(t), node.deadman.session) {
                     node.pg.standby_signal = false;
                     node.pg.start(t, STARTUP_MS);
                 }
@@ -67,16 +71,16 @@ impl World {
                 if crate::faults::cut_since(self.faults(), i, Kind::Veto, t).is_some() {
                     // As `daemon/act.rs`: the callback vetoed it; the core gives the lock up.
                     let now = self.nodes[i].instant(t);
-                    self.nodes[i].decider.promotion_vetoed(now);
+                    self.nodes[i].deadman.decider.promotion_vetoed(now);
                     return true;
                 }
                 let node = &mut self.nodes[i];
-                if !node.fence.arm(node.clock.ns(t), node.session) {
+                if !node.fence.arm(node.host.clock.ns(t), node.deadman.session) {
                     return false;
                 }
                 if let Some((timeline, lsn)) = node.pg.promote(i) {
-                    self.tally.promotions += 1;
-                    if reachable && self.nodes[i].session.is_some() {
+                    self.record.tally.promotions += 1;
+                    if reachable && self.nodes[i].deadman.session.is_some() {
                         self.zk.history.push((timeline, lsn, self.nodes[i].id));
                     }
                 }
@@ -102,7 +106,7 @@ impl World {
                 // reported to the core, as `daemon/act.rs` does.
                 if !self.nodes[s].pg.is_primary() || !self.linked(i, s) {
                     let now = self.nodes[i].instant(t);
-                    self.nodes[i].decider.rewind_failed(now);
+                    self.nodes[i].deadman.decider.rewind_failed(now);
                     return false;
                 }
                 let wal = self.nodes[s].pg.wal.clone();
@@ -114,6 +118,7 @@ impl World {
                 // candidate in the request, release the lock.
                 self.fast_shutdown(i);
                 let session = self.nodes[i]
+                    .deadman
                     .session
                     .filter(|&s| reachable && self.zk.heard(s, t));
                 if let (Some(session), Some(mut request)) = (session, self.zk.switchover.clone()) {

@@ -18,7 +18,7 @@ impl World {
         }
         let t = self.t;
         let node = &mut self.nodes[i];
-        let now_ns = node.clock.ns(t);
+        let now_ns = node.host.clock.ns(t);
         match node.fence.state.step(now_ns, node.fence.demoted_for) {
             FenceStep::Idle | FenceStep::WaitUntil(_) => {}
             FenceStep::Demote => {
@@ -36,30 +36,30 @@ impl World {
         let t = self.t;
         let interval = self.ping_gap_ms();
         let node = &mut self.nodes[i];
-        if t < node.timers.next_ping {
+        if t < node.deadman.timers.next_ping {
             return false;
         }
-        node.timers.next_ping = t + interval;
+        node.deadman.timers.next_ping = t + interval;
         let follower_timeout = self.settings.ensemble.follower_timeout_ms();
         let answered_by_cut_member = |session: &SessionId| {
-            node.cut.pings_answered_until.is_some_and(|until| {
+            node.host.cut.pings_answered_until.is_some_and(|until| {
                 t < until && !self.zk.expired_before(*session, until - follower_timeout)
             })
         };
-        if let Some(session) = node.session.filter(answered_by_cut_member) {
+        if let Some(session) = node.deadman.session.filter(answered_by_cut_member) {
             // Answered by a member the leader no longer hears from: the fence is confirmed,
             // the session is not kept alive.
-            node.fence.confirmed(node.clock.ns(t), session);
+            node.fence.confirmed(node.host.clock.ns(t), session);
             return true;
         }
-        let (Some(session), false) = (node.session, node.cut.zookeeper) else {
+        let (Some(session), false) = (node.deadman.session, node.host.cut.zookeeper) else {
             return false;
         };
         if self.zk.heard(session, t) {
-            node.fence.confirmed(node.clock.ns(t), session);
+            node.fence.confirmed(node.host.clock.ns(t), session);
             true
         } else {
-            node.session = None;
+            node.deadman.session = None;
             if self.settings.bug == Some(Bug::FenceFromExpiry) && node.pg.is_primary() {
                 // The bug: fencing only once the expiry is known.
                 node.pg.stop();

@@ -33,6 +33,7 @@ pub mod node;
 mod observe;
 mod paused_stop;
 pub mod postgres;
+pub mod record;
 mod replication;
 pub mod rng;
 mod settings;
@@ -54,7 +55,7 @@ pub struct Outcome {
     /// what the standbys had not received: counted; in synchronous mode a violation).
     pub lost_writes: usize,
     /// Promotions and requests.
-    pub tally: world::Tally,
+    pub tally: record::Tally,
     /// The longest time without a writable primary after the first one, in ms.
     pub longest_without_primary_ms: u64,
     /// The faults, for a report.
@@ -70,15 +71,15 @@ pub fn run(seed: u64, settings: Settings) -> Outcome {
     world.run();
     let lost_writes = world
         .survivor()
-        .map_or(0, |wal| checker::lost(&world.writes, wal).len());
+        .map_or(0, |wal| checker::lost(&world.record.writes, wal).len());
     Outcome {
         seed,
-        violations: world.violations.clone(),
-        writes: world.writes.len(),
+        violations: world.record.violations.clone(),
+        writes: world.record.writes.len(),
         lost_writes,
-        tally: world.tally,
-        longest_without_primary_ms: world.outage.longest_ms,
+        tally: world.record.tally,
+        longest_without_primary_ms: world.record.outage.longest_ms,
         faults: world.faults().to_vec(),
-        recoveries: world.recovery.times.clone(),
+        recoveries: world.record.recovery.times.clone(),
     }
 }

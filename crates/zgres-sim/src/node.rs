@@ -135,36 +135,86 @@ pub struct Node {
     pub index: usize,
     /// Its id.
     pub id: NodeId,
-    /// The pure core.
-    pub decider: Decider,
+    /// Its machine: clock and network links.
+    pub host: Host,
     /// Its PostgreSQL.
     pub pg: Postgres,
-    /// Its clock.
-    pub clock: Clock,
-    /// The deadman process.
-    pub process: Process,
-    /// The ZooKeeper session the deadman uses, if any.
-    pub session: Option<SessionId>,
+    /// The deadman process and what it holds in memory.
+    pub deadman: Deadman,
     /// The fence.
     pub fence: Fence,
-    /// When its loop runs the next round and its ZooKeeper client pings.
-    pub timers: Timers,
-    /// What the deadman saw of the lock.
-    pub lock_seen: LockSeen,
-    /// Which of its network links are cut.
-    pub cut: Cuts,
-    /// The `Instant` the host's clock counts from.
-    pub epoch: Instant,
     /// The client's commit waiting for a synchronous standby.
     pub pending_commit: Option<crate::checker::Write>,
+}
+
+/// A node's machine.
+#[derive(Debug, Clone, Copy)]
+pub struct Host {
+    /// Its clock.
+    pub clock: Clock,
+    /// The `Instant` the clock counts from.
+    pub epoch: Instant,
+    /// Which of its network links are cut.
+    pub cut: Cuts,
+}
+
+impl Host {
+    /// The host's `Instant` at real time `t`.
+    pub fn instant(&self, t: u64) -> Instant {
+        self.epoch + Duration::from_nanos(self.clock.ns(t))
+    }
+}
+
+/// The deadman process: whether it runs, and what it keeps in memory (a new process starts
+/// with all of it new but its timing and the lock version it saw, which a watch re-reads).
+pub struct Deadman {
+    /// Whether it runs.
+    pub process: Process,
+    /// The pure core.
+    pub decider: Decider,
+    /// Its ZooKeeper session, if any.
+    pub session: Option<SessionId>,
+    /// When its loop runs the next round and its ZooKeeper client pings.
+    pub timers: Timers,
+    /// What it saw of the lock.
+    pub lock_seen: LockSeen,
     /// The primary's synchronous-replication bookkeeping (the real core's).
     pub sync_keeper: SyncKeeper,
     /// What a shutdown would do, as of the last round that saw ZooKeeper (the real core's
     /// `shutdown_plan`).
     pub on_shutdown: ShutdownPlan,
-    /// The deadman's timing settings: given to every decider it starts with (the takeover
-    /// wait is also published in its state).
+    /// Its timing settings: given to every decider it starts with (the takeover wait is also
+    /// published in its state).
     pub timing: DeciderTiming,
+}
+
+impl Deadman {
+    /// A running process that has not yet connected or decided anything.
+    fn new(id: NodeId, timing: DeciderTiming) -> Deadman {
+        Deadman {
+            process: Process::Running,
+            decider: new_decider(id, timing),
+            session: None,
+            timers: Timers::default(),
+            lock_seen: LockSeen::default(),
+            sync_keeper: SyncKeeper::default(),
+            on_shutdown: ShutdownPlan::STOP,
+            timing,
+        }
+    }
+
+    /// A new process at `t`: a new decider, no session, a round at once. The ZooKeeper
+    /// client's ping schedule and the lock version seen are kept (a watch re-reads the lock).
+    fn restart(&mut self, id: NodeId, t: u64) {
+        let next_ping = self.timers.next_ping;
+        let lock_version = self.lock_seen.version;
+        *self = Deadman::new(id, self.timing);
+        self.timers = Timers {
+            next_ping,
+            ..Timers::at(t)
+        };
+        self.lock_seen.version = lock_version;
+    }
 }
 
 /// When a deadman's loop and its ZooKeeper client act next (real ms), as the shell schedules
@@ -222,8 +272,11 @@ impl Node {
         Node {
             index,
             id,
-            decider: new_decider(id, timing),
-            timing,
+            host: Host {
+                clock,
+                epoch,
+                cut: Cuts::default(),
+            },
             pg: Postgres {
                 phase: Phase::Stopped,
                 wal,
@@ -231,44 +284,28 @@ impl Node {
                 upstream: None,
                 standby_names: String::new(),
             },
-            clock,
-            process: Process::Running,
-            session: None,
+            deadman: Deadman::new(id, timing),
             fence: Fence::disarmed(budget),
-            timers: Timers::default(),
-            lock_seen: LockSeen::default(),
-            cut: Cuts::default(),
-            epoch,
             pending_commit: None,
-            sync_keeper: SyncKeeper::default(),
-            on_shutdown: ShutdownPlan::STOP,
         }
     }
 
     /// The host's `Instant` at real time `t`.
     pub fn instant(&self, t: u64) -> Instant {
-        self.epoch + Duration::from_nanos(self.clock.ns(t))
+        self.host.instant(t)
     }
 
     /// Whether the deadman runs at `t` (waking a stopped one whose time is up).
     pub fn deadman_runs(&mut self, t: u64) -> bool {
-        match self.process {
+        match self.deadman.process {
             Process::Running => true,
             Process::StoppedUntil(until) | Process::DeadUntil(until) if t >= until => {
-                if matches!(self.process, Process::DeadUntil(_)) {
-                    // A new process: a new decider, no session, a disarmed fence.
-                    self.decider = new_decider(self.id, self.timing);
-                    self.session = None;
-                    self.sync_keeper = SyncKeeper::default();
-                    self.on_shutdown = ShutdownPlan::STOP;
-                    self.lock_seen.other_czxid = None;
+                if matches!(self.deadman.process, Process::DeadUntil(_)) {
+                    // A new process, and with it a disarmed fence.
+                    self.deadman.restart(self.id, t);
                     self.fence = Fence::disarmed(self.fence.budget);
-                    self.timers = Timers {
-                        next_ping: self.timers.next_ping,
-                        ..Timers::at(t)
-                    };
                 }
-                self.process = Process::Running;
+                self.deadman.process = Process::Running;
                 true
             }
             _ => false,

@@ -36,7 +36,11 @@ impl World {
             }
         });
         let running = pg.phase != Phase::Stopped;
-        let lock = match (node.cut.zookeeper, node.session, self.zk.lock) {
+        let lock = match (
+            node.host.cut.zookeeper,
+            node.deadman.session,
+            self.zk.lock.held,
+        ) {
             (true, _, _) | (false, None, _) => LockView::Unknown,
             (false, Some(_), None) => LockView::Free,
             (false, Some(s), Some(l)) if l.session == s => LockView::Ours,
@@ -48,17 +52,17 @@ impl World {
         // As `coordination::lock_release`: a lock released quietly counts only if it is the
         // one this deadman saw held, and no lock came and went since (the lock directory's
         // pzxid, with one group the last lock deletion while the lock is free).
-        match (lock, self.zk.lock) {
+        match (lock, self.zk.lock.held) {
             (LockView::Other(_) | LockView::Unattended, Some(l)) => {
-                self.nodes[i].lock_seen.other_czxid = Some(l.czxid)
+                self.nodes[i].deadman.lock_seen.other_czxid = Some(l.czxid)
             }
-            (LockView::Ours, _) => self.nodes[i].lock_seen.other_czxid = None,
+            (LockView::Ours, _) => self.nodes[i].deadman.lock_seen.other_czxid = None,
             _ => {}
         }
         let quiet_release = lock == LockView::Free
-            && self.zk.released.is_some_and(|(czxid, mzxid)| {
-                Some(czxid) == self.nodes[i].lock_seen.other_czxid
-                    && Some(mzxid) == self.zk.lock_gone_zxid
+            && self.zk.lock.released.is_some_and(|(czxid, mzxid)| {
+                Some(czxid) == self.nodes[i].deadman.lock_seen.other_czxid
+                    && Some(mzxid) == self.zk.lock.gone_zxid
             });
         let peers = if lock == LockView::Unknown {
             Vec::new()
@@ -71,7 +75,7 @@ impl World {
                 .filter_map(|(_, s)| s.clone())
                 .map(|(state, zxid)| Peer {
                     state,
-                    fresh: self.zk.lock_gone_zxid.is_some_and(|gone| zxid > gone),
+                    fresh: self.zk.lock.gone_zxid.is_some_and(|gone| zxid > gone),
                 })
                 .collect()
         };
@@ -183,7 +187,7 @@ impl World {
             pending_restart: Vec::new(),
             updated_at_ms: self.t,
             refresh_ms: None,
-            takeover_wait_ms: Some(self.nodes[i].timing.takeover_wait.as_millis() as u64),
+            takeover_wait_ms: Some(self.nodes[i].deadman.timing.takeover_wait.as_millis() as u64),
         }
     }
 }

@@ -43,12 +43,12 @@ impl World {
     /// ephemerals gone). A deadman not running (stopped, dead) is left as it is.
     pub(crate) fn stop_deadman(&mut self, i: usize, until: u64) {
         // (The candidate is picked before the stop, as the shell reads the standbys first.)
-        if self.nodes[i].process != Process::Running {
+        if self.nodes[i].deadman.process != Process::Running {
             return;
         }
         let node = &self.nodes[i];
-        let session = node.session.filter(|_| !node.cut.zookeeper);
-        let left_running = match node.on_shutdown {
+        let session = node.deadman.session.filter(|_| !node.host.cut.zookeeper);
+        let left_running = match node.deadman.on_shutdown {
             ShutdownPlan::StopPostgres { .. } => false,
             ShutdownPlan::LeaveRunning { .. }
                 if self.settings.bug == Some(Bug::ForgetPausedLock) =>
@@ -65,7 +65,7 @@ impl World {
             self.hand_over_candidate(i)
         };
         if left_running {
-            self.tally.paused_stops_left_running += 1;
+            self.record.tally.paused_stops_left_running += 1;
         } else if let Some(candidate) = hand_over_to {
             // As `daemon/shutdown.rs`: a fast shutdown (standbys receive all WAL; a clean
             // stop in this model), then the request, created only if none is pending.
@@ -73,7 +73,7 @@ impl World {
             self.nodes[i].pending_commit = None;
             let reachable = session.is_some_and(|s| self.zk.heard(s, self.t));
             if reachable && self.zk.switchover.is_none() {
-                self.tally.hand_overs_at_stop += 1;
+                self.record.tally.hand_overs_at_stop += 1;
                 self.zk.switchover = Some(Switchover {
                     kind: SwitchoverKind::Switchover,
                     from: Some(self.nodes[i].id),
@@ -89,7 +89,7 @@ impl World {
         }
         let node = &mut self.nodes[i];
         node.fence.state = FenceState::DISARMED;
-        node.process = Process::DeadUntil(until);
+        node.deadman.process = Process::DeadUntil(until);
         if let Some(s) = session {
             // As `daemon/shutdown.rs`: quietly, when the core says every earlier holder is
             // fenced and PostgreSQL is stopped.
@@ -97,7 +97,7 @@ impl World {
             if let ShutdownPlan::StopPostgres {
                 release_quietly: true,
                 ..
-            } = self.nodes[i].on_shutdown
+            } = self.nodes[i].deadman.on_shutdown
             {
                 self.zk.release(s, stopped && !left_running);
             }
@@ -111,7 +111,10 @@ impl World {
     /// As `daemon/shutdown.rs`: the core's pick for node `i`'s shutdown, from an observation
     /// completed with the standbys streaming from it now, when the core may hand over.
     fn hand_over_candidate(&mut self, i: usize) -> Option<NodeId> {
-        if !matches!(self.nodes[i].on_shutdown, ShutdownPlan::StopPostgres { .. }) {
+        if !matches!(
+            self.nodes[i].deadman.on_shutdown,
+            ShutdownPlan::StopPostgres { .. }
+        ) {
             return None;
         }
         let mut obs = self.observation(i);
@@ -120,7 +123,7 @@ impl World {
         }
         let streaming = self.connected(i).into_iter().filter(|c| c.streaming);
         obs.postgres.streaming = Some(streaming.map(|c| c.node).collect());
-        match self.nodes[i].decider.shutdown_plan(&obs) {
+        match self.nodes[i].deadman.decider.shutdown_plan(&obs) {
             ShutdownPlan::StopPostgres { hand_over_to, .. } => hand_over_to,
             ShutdownPlan::LeaveRunning { .. } => None,
         }

@@ -142,7 +142,7 @@ impl World {
                 .count()
                 >= needed;
             if acknowledged {
-                self.writes.push(write);
+                self.record.writes.push(write);
                 self.nodes[i].pending_commit = None;
             }
         }
@@ -160,10 +160,10 @@ impl World {
         let t = self.t;
         let mode = self.settings.mode;
         if !ours || !self.nodes[i].pg.writable(t) {
-            self.nodes[i].sync_keeper = Default::default();
+            self.nodes[i].deadman.sync_keeper = Default::default();
             return false;
         }
-        if mode == SyncMode::Off && self.nodes[i].sync_keeper.off_settled() {
+        if mode == SyncMode::Off && self.nodes[i].deadman.sync_keeper.off_settled() {
             return false;
         }
         let node = &self.nodes[i];
@@ -182,11 +182,12 @@ impl World {
                 ack_timeout: ACK_TIMEOUT,
             }),
         };
-        let Some(step) = self.nodes[i].sync_keeper.step(&inputs) else {
+        let Some(step) = self.nodes[i].deadman.sync_keeper.step(&inputs) else {
             let now = self.nodes[i].instant(t);
-            return self.nodes[i].sync_keeper.settling(now);
+            return self.nodes[i].deadman.sync_keeper.settling(now);
         };
-        let reachable = !self.nodes[i].cut.zookeeper && self.nodes[i].session.is_some();
+        let reachable =
+            !self.nodes[i].host.cut.zookeeper && self.nodes[i].deadman.session.is_some();
         let done = match &step {
             SyncStep::Publish(claim) => {
                 reachable && {
@@ -211,12 +212,12 @@ impl World {
                 } else {
                     position
                 };
-                self.nodes[i].sync_keeper.confirming(at);
+                self.nodes[i].deadman.sync_keeper.confirming(at);
                 true
             }
         };
         if done {
-            self.nodes[i].sync_keeper.done(&step);
+            self.nodes[i].deadman.sync_keeper.done(&step);
         }
         done
     }

@@ -8,11 +8,11 @@ use zgres_deadman_core::decision::{next_round, round_time, LockView, RoundInputs
 use zgres_schema::documents::{Switchover, SwitchoverKind, SyncMode};
 use zgres_schema::SystemId;
 
-use crate::availability::{Outage, Recovery};
-use crate::checker::{self, Violation, Write};
+use crate::checker::{self, Violation};
 use crate::faults::{self, Fault, Kind};
 use crate::node::{Clock, Node, Process};
 use crate::postgres::{Phase, Wal};
+use crate::record::Record;
 use crate::rng::Rng;
 use crate::settings::{Bug, Settings};
 use crate::zookeeper::ZooKeeper;
@@ -29,17 +29,8 @@ pub struct World {
     pub(crate) zk: ZooKeeper,
     pub(crate) nodes: Vec<Node>,
     faults: Vec<Fault>,
-    /// Acknowledged writes.
-    pub writes: Vec<Write>,
-    /// What went wrong.
-    pub violations: Vec<Violation>,
-    /// What happened (for the summary and for tests that must exercise something).
-    pub tally: Tally,
-    /// Outages: when the current stretch without a writable primary began (after the first
-    /// primary), and the longest stretch so far, in ms.
-    pub(crate) outage: Outage,
-    /// Recovery times after faults that ended alone.
-    pub(crate) recovery: Recovery,
+    /// What the run recorded: writes, violations, counts and availability.
+    pub record: Record,
     /// Print every round (`ZGRES_SIM_TRACE` set), to follow one seed.
     trace: bool,
 }
@@ -63,7 +54,7 @@ impl World {
                     rate_ppm: rng.range(0, 2 * drift as u64 + 1) as i64 - drift,
                 };
                 let mut node = Node::new(i, Wal::first(), i != 0, clock, budget, epoch, deciders);
-                node.timers = crate::node::Timers::at(rng.range(0, 500));
+                node.deadman.timers = crate::node::Timers::at(rng.range(0, 500));
                 node
             })
             .collect();
@@ -74,11 +65,7 @@ impl World {
             zk: ZooKeeper::new(settings.nodes, timing.session_timeout_ms),
             nodes,
             faults,
-            writes: Vec::new(),
-            violations: Vec::new(),
-            tally: Tally::default(),
-            outage: Outage::default(),
-            recovery: Recovery::default(),
+            record: Record::default(),
             trace: std::env::var_os("ZGRES_SIM_TRACE").is_some(),
             settings,
         }
@@ -90,11 +77,11 @@ impl World {
         // `duration_ms`).
         let last_fault = self.faults.iter().map(|f| f.until).max().unwrap_or(0);
         let end = self.settings.duration_ms.max(last_fault) + self.settings.heal_ms;
-        while self.t <= end && self.violations.is_empty() {
+        while self.t <= end && self.record.violations.is_empty() {
             self.step();
             self.t += self.settings.step_ms;
         }
-        if self.violations.is_empty() {
+        if self.record.violations.is_empty() {
             self.check_end();
         }
     }
@@ -114,9 +101,9 @@ impl World {
                 continue;
             }
             let answered = self.ping(i);
-            let woken = !self.nodes[i].cut.zookeeper
-                && self.nodes[i].lock_seen.version != self.zk.lock_version;
-            let timers = &mut self.nodes[i].timers;
+            let woken = !self.nodes[i].host.cut.zookeeper
+                && self.nodes[i].deadman.lock_seen.version != self.zk.lock.version;
+            let timers = &mut self.nodes[i].deadman.timers;
             // As the shell: the round's timer, or an answered ping in its window, runs it
             // periodically; a watch runs it at once and starts a new cadence.
             let periodic = t >= timers.round_at || (answered && t >= timers.round_shares_from);
@@ -130,13 +117,16 @@ impl World {
         let writable: Vec<usize> = (0..self.nodes.len())
             .filter(|&i| self.nodes[i].pg.writable(t))
             .collect();
-        self.violations.extend(checker::single_writer(t, &writable));
-        self.outage.observe(t, !writable.is_empty());
-        self.recovery
+        self.record
+            .violations
+            .extend(checker::single_writer(t, &writable));
+        self.record.outage.observe(t, !writable.is_empty());
+        self.record
+            .recovery
             .note_faults(t, self.settings.step_ms, &self.faults);
         // `whole` walks every node: only while a fault waits for it.
-        if self.recovery.waiting() && self.whole() {
-            self.recovery.whole_at(t);
+        if self.record.recovery.waiting() && self.whole() {
+            self.record.recovery.whole_at(t);
         }
     }
 
@@ -154,16 +144,16 @@ impl World {
             let follower_timeout = self.settings.ensemble.follower_timeout_ms();
             let member_cut = faults::cut_since(&self.faults, i, Kind::MemberCut, t);
             let node = &self.nodes[i];
-            let answering = node.cut.pings_answered_until.is_some_and(|u| t <= u);
-            if let (None, true, Some(session)) = (member_cut, answering, node.session) {
+            let answering = node.host.cut.pings_answered_until.is_some_and(|u| t <= u);
+            if let (None, true, Some(session)) = (member_cut, answering, node.deadman.session) {
                 // The member rejoins its leader before it noticed the cut: its report of the
                 // sessions it kept alive reaches the leader; one that expired meanwhile is
                 // closed on the member too, which drops its client at once.
                 if !self.zk.heard(session, t) {
-                    self.nodes[i].session = None;
+                    self.nodes[i].deadman.session = None;
                 }
             }
-            let cuts = &mut self.nodes[i].cut;
+            let cuts = &mut self.nodes[i].host.cut;
             cuts.zookeeper = cut(Kind::ZooKeeperCut) || member_cut.is_some();
             cuts.replication = cut(Kind::ReplicationCut);
             cuts.pings_answered_until = member_cut
@@ -185,14 +175,14 @@ impl World {
             match f.kind {
                 Kind::ZooKeeperCut | Kind::MemberCut => {}
                 Kind::Pause => {
-                    if node.process == Process::Running {
-                        node.process = Process::StoppedUntil(f.until);
+                    if node.deadman.process == Process::Running {
+                        node.deadman.process = Process::StoppedUntil(f.until);
                     }
                 }
                 Kind::KillNode => {
                     node.pg.stop();
                     node.pending_commit = None;
-                    node.process = Process::DeadUntil(f.until);
+                    node.deadman.process = Process::DeadUntil(f.until);
                     node.fence.state = zgres_deadman_core::fence_deadline::FenceState::DISARMED;
                 }
                 Kind::SwitchoverTo | Kind::Switchover if self.zk.switchover.is_none() => {
@@ -234,7 +224,7 @@ impl World {
         if self.zk.switchover.is_some() || !healthy_replica {
             return;
         }
-        self.tally.failover_requests += 1;
+        self.record.tally.failover_requests += 1;
         self.zk.switchover = Some(Switchover {
             kind: SwitchoverKind::Failover,
             from: None,
@@ -247,7 +237,7 @@ impl World {
 
     /// Whether WAL can flow between nodes `a` and `b` (neither has its replication cut).
     pub(crate) fn linked(&self, a: usize, b: usize) -> bool {
-        !self.nodes[a].cut.replication && !self.nodes[b].cut.replication
+        !self.nodes[a].host.cut.replication && !self.nodes[b].host.cut.replication
     }
 
     /// One deadman round: connect if need be, observe, let the core decide, act, schedule.
@@ -255,33 +245,34 @@ impl World {
         let t = self.t;
         {
             let node = &mut self.nodes[i];
-            node.lock_seen.version = self.zk.lock_version;
-            if !node.cut.zookeeper {
-                match node.session.filter(|&s| self.zk.heard(s, t)) {
-                    Some(alive) => node.fence.confirmed(node.clock.ns(t), alive),
+            node.deadman.lock_seen.version = self.zk.lock.version;
+            if !node.host.cut.zookeeper {
+                match node.deadman.session.filter(|&s| self.zk.heard(s, t)) {
+                    Some(alive) => node.fence.confirmed(node.host.clock.ns(t), alive),
                     None => {
                         // Expired (or never opened): a new session, which confirms a fence
                         // armed in the old one only with the bug.
                         let new = self.zk.open(t);
-                        node.session = Some(new);
+                        node.deadman.session = Some(new);
                         let confirms_as = if self.settings.bug == Some(Bug::NewSessionConfirmsFence)
                         {
                             node.fence.armed_in
                         } else {
                             new
                         };
-                        node.fence.confirmed(node.clock.ns(t), confirms_as);
+                        node.fence.confirmed(node.host.clock.ns(t), confirms_as);
                     }
                 }
             }
         }
         let obs = self.observation(i);
         let decision = self.nodes[i]
+            .deadman
             .decider
             .decide_round(&obs, RoundInputs::default());
         if obs.lock != LockView::Unknown {
             // As the shell: only a round that read the group updates the plan.
-            self.nodes[i].on_shutdown = self.nodes[i].decider.shutdown_plan(&obs);
+            self.nodes[i].deadman.on_shutdown = self.nodes[i].deadman.decider.shutdown_plan(&obs);
         }
         if self.trace {
             let pg = &self.nodes[i].pg;
@@ -335,15 +326,16 @@ impl World {
             Duration::from_millis(self.settings.deadman.loop_interval_ms),
             decision.wake_at,
             obs.now,
-            node.timers.last_due,
-            node.session.map(|_| ping_gap),
+            node.deadman.timers.last_due,
+            node.deadman.session.map(|_| ping_gap),
         );
         // Back to real time from the host's clock (its drift over one pause is below a ms).
         let after = |at: Instant| at.saturating_duration_since(obs.now).as_millis() as u64;
         let step = self.settings.step_ms;
-        node.timers.round_at = t + time.map_or(0, |r| after(r.at_latest)).max(step);
-        node.timers.round_shares_from = t + time.map_or(0, |r| after(r.shares_from)).max(step);
-        node.timers.round_due = time.map(|r| r.due);
+        node.deadman.timers.round_at = t + time.map_or(0, |r| after(r.at_latest)).max(step);
+        node.deadman.timers.round_shares_from =
+            t + time.map_or(0, |r| after(r.shares_from)).max(step);
+        node.deadman.timers.round_due = time.map(|r| r.due);
     }
 
     /// After the healing time: the group whole (see `whole`) and whole again within two
@@ -351,24 +343,27 @@ impl World {
     /// synchronous mode no acknowledged commit lost.
     fn check_end(&mut self) {
         let timelines: Vec<_> = self.zk.history.iter().map(|h| h.0).collect();
-        self.violations
+        self.record
+            .violations
             .extend(checker::history_increases(&timelines));
         let bound_ms = 2 * self.settings.deadman.session_timeout_ms;
-        self.violations
-            .extend(checker::recovered_in_time(&self.recovery.times, bound_ms));
+        self.record.violations.extend(checker::recovered_in_time(
+            &self.record.recovery.times,
+            bound_ms,
+        ));
         if self.settings.mode != SyncMode::Off {
             if let Some(wal) = self.survivor() {
-                let lost = checker::lost(&self.writes, wal);
+                let lost = checker::lost(&self.record.writes, wal);
                 if let Some(first) = lost.first() {
                     let violation = Violation::LostAcknowledgedWrites {
                         count: lost.len(),
                         first: **first,
                     };
-                    self.violations.push(violation);
+                    self.record.violations.push(violation);
                 }
             }
         }
-        let holder = self.zk.lock.map(|l| l.node);
+        let holder = self.zk.lock.held.map(|l| l.node);
         // Whole: also every standby pointed at the primary and linked to it, not only holding
         // a prefix of its WAL.
         let recovered = self.whole();
@@ -383,12 +378,12 @@ impl World {
                         n.pg.phase,
                         n.pg.wal.current(),
                         n.pg.upstream,
-                        n.process
+                        n.deadman.process
                     )
                 })
                 .collect::<Vec<_>>()
                 .join("; ");
-            self.violations.push(Violation::NotRecovered {
+            self.record.violations.push(Violation::NotRecovered {
                 state: format!("lock {holder:?}; {state}"),
             });
         }
@@ -402,7 +397,10 @@ impl World {
         let (Some(p), None) = (writable.next(), writable.next()) else {
             return false;
         };
-        self.zk.lock.is_some_and(|l| l.node == self.nodes[p].id)
+        self.zk
+            .lock
+            .held
+            .is_some_and(|l| l.node == self.nodes[p].id)
             && (0..self.nodes.len()).filter(|&j| j != p).all(|j| {
                 let pg = &self.nodes[j].pg;
                 pg.answers(t)
@@ -426,19 +424,4 @@ impl World {
     pub fn faults(&self) -> &[Fault] {
         &self.faults
     }
-}
-
-/// Counts of what happened in a schedule.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Tally {
-    /// Promotions.
-    pub promotions: usize,
-    /// Failover requests written (zgresctl refuses the others, and so does the model).
-    pub failover_requests: usize,
-    /// Paused stops that left PostgreSQL running.
-    pub paused_stops_left_running: usize,
-    /// Operator stops of a primary's deadman that handed the lock over.
-    pub hand_overs_at_stop: usize,
-    /// Locks a running standby released quietly (a holder whose promotion was vetoed).
-    pub quiet_releases_by_a_standby: usize,
 }

@@ -31,27 +31,59 @@ pub struct LockZnode {
     pub czxid: u64,
 }
 
-/// The server.
+/// The server's sessions, expired on its own clock.
 #[derive(Debug, Clone)]
-pub struct ZooKeeper {
-    session_timeout_ms: u64,
+struct SessionTable {
+    timeout_ms: u64,
     sessions: Vec<Session>,
-    next_session: SessionId,
-    /// Global write order.
-    zxid: u64,
+    next_id: SessionId,
+}
+
+impl SessionTable {
+    /// Marks every session not heard from within the timeout before `now` expired; returns
+    /// those it expired.
+    fn expire(&mut self, now: u64) -> Vec<SessionId> {
+        let mut expired = Vec::new();
+        for s in &mut self.sessions {
+            if s.alive && now > s.last_heard + self.timeout_ms {
+                s.alive = false;
+                expired.push(s.id);
+            }
+        }
+        expired
+    }
+
+    fn find(&mut self, id: SessionId) -> Option<&mut Session> {
+        self.sessions.iter_mut().find(|s| s.id == id)
+    }
+}
+
+/// `/lock/{GROUP}` and what ZooKeeper shows of its history.
+#[derive(Debug, Clone, Default)]
+pub struct LockDir {
     /// The lock, if held.
-    pub lock: Option<LockZnode>,
+    pub held: Option<LockZnode>,
     /// The zxid of the lock's last deletion.
-    pub lock_gone_zxid: Option<u64>,
+    pub gone_zxid: Option<u64>,
+    /// A lock change notified to watchers: bumped on every lock change.
+    pub version: u64,
     /// `/released/{GROUP}`: the creation zxid of the last lock released quietly, and the zxid
     /// of that release (the record's `mzxid`).
     pub released: Option<(u64, u64)>,
+}
+
+/// The server.
+#[derive(Debug, Clone)]
+pub struct ZooKeeper {
+    sessions: SessionTable,
+    /// Global write order.
+    zxid: u64,
+    /// The lock.
+    pub lock: LockDir,
     /// Each node's published state and the zxid it was written at.
     pub states: Vec<Option<(NodeState, u64)>>,
     /// `/history`: promotions as (timeline, position, node), in the order recorded.
     pub history: Vec<(Timeline, Lsn, NodeId)>,
-    /// A lock deletion notified to watchers: bumped on every lock change.
-    pub lock_version: u64,
     /// `/sync/{GROUP}`.
     pub sync: Option<SyncState>,
     /// `/switchover/{GROUP}`: an operator's request.
@@ -64,16 +96,15 @@ impl ZooKeeper {
     /// A server for `nodes` nodes.
     pub fn new(nodes: usize, session_timeout_ms: u64) -> Self {
         ZooKeeper {
-            session_timeout_ms,
-            sessions: Vec::new(),
-            next_session: 1,
+            sessions: SessionTable {
+                timeout_ms: session_timeout_ms,
+                sessions: Vec::new(),
+                next_id: 1,
+            },
             zxid: 0,
-            lock: None,
-            lock_gone_zxid: None,
-            released: None,
+            lock: LockDir::default(),
             states: vec![None; nodes],
             history: Vec::new(),
-            lock_version: 0,
             sync: None,
             switchover: None,
             paused: false,
@@ -83,24 +114,21 @@ impl ZooKeeper {
     /// Expires every session not heard from within the timeout before `now`; an expired
     /// owner's lock goes with it.
     pub fn expire(&mut self, now: u64) {
-        for s in &mut self.sessions {
-            if s.alive && now > s.last_heard + self.session_timeout_ms {
-                s.alive = false;
-                if self.lock.is_some_and(|l| l.session == s.id) {
-                    self.lock = None;
-                    self.zxid += 1;
-                    self.lock_gone_zxid = Some(self.zxid);
-                    self.lock_version += 1;
-                }
+        for id in self.sessions.expire(now) {
+            if self.lock.held.is_some_and(|l| l.session == id) {
+                self.lock.held = None;
+                self.zxid += 1;
+                self.lock.gone_zxid = Some(self.zxid);
+                self.lock.version += 1;
             }
         }
     }
 
     /// Opens a session heard at `now`.
     pub fn open(&mut self, now: u64) -> SessionId {
-        let id = self.next_session;
-        self.next_session += 1;
-        self.sessions.push(Session {
+        let id = self.sessions.next_id;
+        self.sessions.next_id += 1;
+        self.sessions.sessions.push(Session {
             id,
             last_heard: now,
             alive: true,
@@ -112,7 +140,7 @@ impl ZooKeeper {
     /// is then heard).
     pub fn heard(&mut self, session: SessionId, now: u64) -> bool {
         self.expire(now);
-        match self.sessions.iter_mut().find(|s| s.id == session) {
+        match self.sessions.find(session) {
             Some(s) if s.alive => {
                 s.last_heard = now;
                 true
@@ -124,15 +152,17 @@ impl ZooKeeper {
     /// Whether `session` had expired (on the leader's clock) before `at`: a member cut from the
     /// leader at `at` already applied its closing and answers its client no more.
     pub fn expired_before(&self, session: SessionId, at: u64) -> bool {
-        self.sessions
+        let table = &self.sessions;
+        table
+            .sessions
             .iter()
             .find(|s| s.id == session)
-            .map_or(true, |s| s.last_heard + self.session_timeout_ms < at)
+            .map_or(true, |s| s.last_heard + table.timeout_ms < at)
     }
 
     /// The owner closed `session` (a clean stop): its lock is deleted at once.
     pub fn close(&mut self, session: SessionId) {
-        if let Some(s) = self.sessions.iter_mut().find(|s| s.id == session) {
+        if let Some(s) = self.sessions.find(session) {
             s.alive = false;
         }
         self.release(session, false);
@@ -140,43 +170,43 @@ impl ZooKeeper {
 
     /// Creates the lock for `node` if nobody holds it.
     pub fn acquire(&mut self, session: SessionId, node: NodeId) -> bool {
-        if self.lock.is_some() {
+        if self.lock.held.is_some() {
             return false;
         }
         self.zxid += 1;
-        self.lock = Some(LockZnode {
+        self.lock.held = Some(LockZnode {
             session,
             node,
             czxid: self.zxid,
         });
-        self.lock_version += 1;
+        self.lock.version += 1;
         true
     }
 
     /// Deletes the lock if `session` holds it; `quiet`ly records it in `/released` in the
     /// same transaction.
     pub fn release(&mut self, session: SessionId, quiet: bool) {
-        if let Some(lock) = self.lock.filter(|l| l.session == session) {
-            self.lock = None;
+        if let Some(lock) = self.lock.held.filter(|l| l.session == session) {
+            self.lock.held = None;
             self.zxid += 1;
             if quiet {
-                self.released = Some((lock.czxid, self.zxid));
+                self.lock.released = Some((lock.czxid, self.zxid));
             }
-            self.lock_gone_zxid = Some(self.zxid);
-            self.lock_version += 1;
+            self.lock.gone_zxid = Some(self.zxid);
+            self.lock.version += 1;
         }
     }
 
     /// Turns `session`'s lock into a persistent one with the same content (one transaction:
     /// never absent); whether it was `session`'s.
     pub fn leave_lock(&mut self, session: SessionId) -> bool {
-        match &mut self.lock {
+        match &mut self.lock.held {
             Some(lock) if lock.session == session => {
                 lock.session = PERSISTENT;
                 self.zxid += 1;
                 // A delete and a create in one transaction: a new znode.
                 lock.czxid = self.zxid;
-                self.lock_version += 1;
+                self.lock.version += 1;
                 true
             }
             _ => false,
@@ -186,12 +216,12 @@ impl ZooKeeper {
     /// Takes a persistent lock naming `node` back into `session` (one transaction); whether
     /// there was one.
     pub fn reclaim_lock(&mut self, session: SessionId, node: NodeId) -> bool {
-        match &mut self.lock {
+        match &mut self.lock.held {
             Some(lock) if lock.session == PERSISTENT && lock.node == node => {
                 lock.session = session;
                 self.zxid += 1;
                 lock.czxid = self.zxid;
-                self.lock_version += 1;
+                self.lock.version += 1;
                 true
             }
             _ => false,
