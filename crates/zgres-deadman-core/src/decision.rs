@@ -31,6 +31,7 @@ mod down_clock;
 pub use divergence::STUCK_AFTER;
 mod eligibility;
 mod following;
+mod last_primary;
 mod missing_wal;
 mod standby_leader;
 mod switchover;
@@ -95,10 +96,8 @@ pub struct Decider {
     /// When this node last gave the lock up after its restart bound ran out: it sits the
     /// elections out for a while ([`Decider::sits_out_until`]), so that another node takes over.
     gave_up: Option<Instant>,
-    /// Holder of the lock last seen and the furthest position it published.
-    last_primary: Option<(NodeId, Lsn)>,
-    /// Holder of the lock last seen, whether or not it published a position yet.
-    last_holder: Option<NodeId>,
+    /// The lock holder last seen and the furthest position it published.
+    last_primary: last_primary::LastPrimary,
     last_ineligible: Option<Ineligible>,
     /// Bringing the node back after failures: retries and a standby that does not follow.
     retry: Recovery,
@@ -125,8 +124,7 @@ impl Decider {
             down: down_clock::DownClock::default(),
             takeover: takeover::Takeover::default(),
             gave_up: None,
-            last_primary: None,
-            last_holder: None,
+            last_primary: last_primary::LastPrimary::default(),
             last_ineligible: None,
             retry: Recovery::default(),
             request_progress: node_request::InProgress::default(),
@@ -179,7 +177,7 @@ impl Decider {
     /// The current or last primary this node followed (the lock holder it last saw, even if it
     /// never published a WAL position, e.g. a primary partitioned right after it started).
     pub fn last_primary_node(&self) -> Option<NodeId> {
-        self.last_holder
+        self.last_primary.node()
     }
 
     /// When the lock holder's restart bound runs out, while one is being timed (its PostgreSQL
@@ -193,12 +191,12 @@ impl Decider {
 
     /// The furthest WAL position the current or last primary published.
     pub fn last_primary_position(&self) -> Option<Lsn> {
-        self.last_primary.map(|(_, lsn)| lsn)
+        self.last_primary.position()
     }
 
     /// Decides what to do about `obs`.
     pub fn decide(&mut self, obs: &Observation) -> Vec<Action> {
-        self.track_primary_position(obs);
+        self.last_primary.observe(obs);
         let pg = &obs.postgres;
         let running_primary = pg.running && pg.probe.is_some_and(|p| !p.in_recovery);
         let running_standby = pg.running && pg.probe.is_some_and(|p| p.in_recovery);
@@ -419,23 +417,6 @@ impl Decider {
             }
             Some(r) if r.to == Some(self.me) => PromotionReason::ManualFailover,
             _ => PromotionReason::Failover,
-        }
-    }
-
-    fn track_primary_position(&mut self, obs: &Observation) {
-        let LockView::Other(Some(holder)) = obs.lock else {
-            return;
-        };
-        self.last_holder = Some(holder);
-        let published = obs
-            .peers
-            .iter()
-            .find(|p| p.state.node == holder)
-            .and_then(|p| p.state.wal.write);
-        match (&mut self.last_primary, published) {
-            (Some((node, lsn)), Some(new)) if *node == holder => *lsn = (*lsn).max(new),
-            (_, Some(new)) => self.last_primary = Some((holder, new)),
-            _ => {}
         }
     }
 }

@@ -22,8 +22,8 @@
 //! `deadline - grace` on (see [`FenceClock::may_serve_as_primary`]).
 
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::thread::{JoinHandle, Thread};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
@@ -63,12 +63,8 @@ pub struct FenceClock {
     armed: AtomicBool,
     target_pgid: AtomicI32,
     fired: AtomicU64,
-    /// The fence thread, woken when the deadline may have come closer.
-    fence_thread: OnceLock<Thread>,
-    /// Signalled on every change, for the task that feeds the keeper.
-    changed: tokio::sync::Notify,
-    /// Signalled on every confirmation, for the heartbeat (a second consumer: `Notify` wakes one).
-    confirmed: tokio::sync::Notify,
+    /// Who a change wakes: the fence thread, the keeper feeder, the heartbeat.
+    listeners: listeners::Listeners,
     /// Which session's answers confirm the armed fence ([`SessionFence`]).
     sessions: session_fence::SessionGenerations,
 }
@@ -95,11 +91,11 @@ impl FenceClock {
     pub fn confirm(&self, sent_ns: u64) {
         self.last_ok_ns.fetch_max(sent_ns, Ordering::SeqCst);
         // Wakes the heartbeat (if it waits) while the runtime is awake anyway for the reply.
-        self.confirmed.notify_one();
+        self.listeners.notify_confirmed();
         // A disarmed deadline concerns nobody (arming notifies); an idle replica's pings
         // should not wake anything.
         if self.is_armed() {
-            self.changed.notify_one();
+            self.listeners.notify_changed();
         }
     }
 
@@ -113,22 +109,19 @@ impl FenceClock {
 
     /// Wakes the fence thread and the keeper feeder: something they act on changed.
     fn wake(&self) {
-        if let Some(thread) = self.fence_thread.get() {
-            thread.unpark();
-        }
-        self.changed.notify_one();
+        self.listeners.wake_all();
     }
 
     /// Resolves after the state changed (or at once if it changed since the last call).
     /// For one consumer, the keeper feeder.
     pub async fn changed(&self) {
-        self.changed.notified().await;
+        self.listeners.changed().await;
     }
 
     /// Resolves after a confirmation (or at once if one came since the last call). For one
     /// consumer, the heartbeat.
     pub async fn confirmed(&self) {
-        self.confirmed.notified().await;
+        self.listeners.confirmed().await;
     }
 
     /// Starts enforcing the deadline. Returns false (and stays disarmed) when the deadline has
@@ -148,7 +141,7 @@ impl FenceClock {
     /// Stops enforcing the deadline (PostgreSQL no longer runs as a primary).
     pub fn disarm(&self) {
         self.armed.store(false, Ordering::SeqCst);
-        self.changed.notify_one();
+        self.listeners.notify_changed();
     }
 
     /// Whether the deadline is enforced.
@@ -261,7 +254,7 @@ impl FenceThread {
         let handle = std::thread::Builder::new()
             .name("fence".into())
             .spawn(move || {
-                let _ = clock.fence_thread.set(std::thread::current());
+                clock.listeners.register_fence_thread();
                 // The armed target's data directory, read while its postmaster lives: a kill
                 // after the postmaster died (with its deadman's guardian) still finds the
                 // backends it left.
@@ -350,6 +343,7 @@ pub mod board;
 pub mod instance;
 pub mod keeper;
 mod keeper_main;
+mod listeners;
 mod session_fence;
 pub use keeper_main::run_keeper;
 pub use session_fence::SessionFence;

@@ -48,7 +48,7 @@ impl Decider {
         self.retry.wipe_after_rewind_failure = self.retry.reclone.on_rewind_failure;
         self.retry
             .rewind
-            .failed(now, rewind_retry_after, self.last_holder);
+            .failed(now, rewind_retry_after, self.last_primary.node());
         // A standby stopped because it could not follow stays stopped until it is rewound.
         self.retry.follow.rewind_failed();
     }
@@ -77,7 +77,7 @@ impl Decider {
     pub fn clone_failed(&mut self, now: Instant) -> Duration {
         self.retry
             .clone
-            .failed(now, clone_retry_after, self.last_holder)
+            .failed(now, clone_retry_after, self.last_primary.node())
     }
 
     /// Whether a vetoed promotion keeps this node out of elections at `now`.
