@@ -109,3 +109,102 @@ async fn a_standby_ahead_of_the_promoted_replica_is_rewound_and_follows() {
     );
     group.wait_following(2, 1).await;
 }
+
+/// Continues a stopped process when dropped, so a failing test leaves no frozen postmaster.
+struct Continue(Pid);
+
+impl Drop for Continue {
+    fn drop(&mut self) {
+        let _ = kill(self.0, Signal::SIGCONT);
+    }
+}
+
+/// A standby that followed a new primary's timeline and then crashed (kill -9 of the node) is
+/// not mistaken for a diverged one when it comes back: until its first restartpoint on the new
+/// timeline its checkpoint still names the old one, and until its WAL receiver streams again
+/// nothing else names the new one. It was stopped for a rewind it did not need (seen in the
+/// chaos smoke, where the stop and rewind cost seconds of replication). Its WAL files name the
+/// timeline it replays. The new primary's postmaster is held stopped meanwhile, so the
+/// restarted standby cannot stream and its deadman decides on what the data directory shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_on_the_new_timeline_is_not_taken_for_diverged_after_a_crash() {
+    let mut group = Group::prepare(3, Timing::default()).await;
+    group.start_all().await;
+    assert_eq!(group.wait_primary(&[]).await, 0);
+    group.wait_following(1, 0).await;
+    group.wait_following(2, 0).await;
+
+    group.kill_node(0);
+    let primary = group.wait_primary(&[0]).await;
+    let standby = 3 - primary;
+    group.wait_following(standby, primary).await;
+    // The standby replays WAL of timeline 2 past where it began.
+    let past_fork = group.nodes[primary].bulk_write(100).await;
+    poll::until(
+        "the standby to replay the new primary's commits",
+        DEADLINE,
+        || async {
+            let client = group.nodes[standby].client().await?;
+            let row = client
+                .query_one("SELECT pg_last_wal_replay_lsn()::text", &[])
+                .await
+                .ok()?;
+            let replayed: zgres_schema::Lsn = row.get::<_, String>(0).parse().ok()?;
+            (replayed >= past_fork).then_some(())
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", group.logs_with_first(Some(standby))));
+    let checkpoint_timeline: i32 = group.nodes[standby]
+        .client()
+        .await
+        .expect("the standby answers")
+        .query_one("SELECT timeline_id FROM pg_control_checkpoint()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        checkpoint_timeline, 1,
+        "the case needs a standby whose last restartpoint is still on timeline 1"
+    );
+
+    let postmaster = Pid::from_raw(group.nodes[primary].postmaster_pid().expect("primary runs"));
+    kill(postmaster, Signal::SIGSTOP).unwrap();
+    let _continue = Continue(postmaster);
+    group.kill_node(standby);
+    let restarted_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let log_before = group.nodes[standby].log_text().len();
+    group.start(standby);
+
+    let zk = group.zk_client().await;
+    let state = poll::until(
+        "the restarted standby's deadman to publish it as a replica",
+        DEADLINE,
+        || async {
+            let state = zgres_testkit::group::checks::node_state(&group, &zk, standby).await?;
+            (state.role == zgres_schema::documents::Role::Replica
+                && state.updated_at_ms >= restarted_ms)
+                .then_some(state)
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", group.logs_with_first(Some(standby))));
+    assert_eq!(
+        state.timeline.map(|t| t.get()),
+        Some(2),
+        "the restarted standby replays timeline 2\n{}",
+        group.logs_with_first(Some(standby))
+    );
+
+    drop(_continue);
+    group.wait_following(standby, primary).await;
+    let log = group.nodes[standby].log_text();
+    assert!(
+        !log[log_before..].contains("stopping it to rewind it"),
+        "the standby was stopped for a rewind it did not need\n{}",
+        group.logs_with_first(Some(standby))
+    );
+}

@@ -28,8 +28,16 @@ SELECT pg_is_in_recovery(),
        CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END,
        pg_last_wal_receive_lsn()::text,
        pg_last_wal_replay_lsn()::text,
+       -- A standby's timeline: the one it streams; while its WAL receiver is not streaming
+       -- (just started, or its primary unreachable), the newest one it holds WAL of. Its
+       -- checkpoint's timeline (below) is older than the one it replays until its first
+       -- restartpoint on the new one: alone it made a standby that followed a new primary
+       -- look diverged after a restart.
        CASE WHEN pg_is_in_recovery()
-            THEN (SELECT received_tli FROM pg_stat_wal_receiver)
+            THEN coalesce(
+                   (SELECT nullif(received_tli, 0) FROM pg_stat_wal_receiver),
+                   (SELECT max(('x' || substr(name, 1, 8))::bit(32)::int) FROM pg_ls_waldir()
+                    WHERE name ~ '^[0-9A-F]{24}$'))
             ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int
        END,
        (SELECT timeline_id FROM pg_control_checkpoint()),
