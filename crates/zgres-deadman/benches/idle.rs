@@ -114,8 +114,8 @@ async fn main() {
     if let Ok(dir) = std::env::var("ZGRES_BENCH_KEEP_LOGS") {
         std::fs::create_dir_all(&dir).unwrap();
         for node in &group.nodes {
-            let name = node.log.file_name().unwrap();
-            std::fs::copy(&node.log, std::path::Path::new(&dir).join(name)).unwrap();
+            let name = node.files.log.file_name().unwrap();
+            std::fs::copy(&node.files.log, std::path::Path::new(&dir).join(name)).unwrap();
         }
     }
     println!();

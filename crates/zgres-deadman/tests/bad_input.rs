@@ -191,7 +191,7 @@ async fn foreign_data_directory_is_refused_and_untouched() {
         .unwrap();
     stranger.stop();
     let before = std::fs::read(stranger.data_dir().join("postgresql.auto.conf")).unwrap();
-    let dir = group.nodes[0].config.parent().unwrap().to_owned();
+    let dir = group.nodes[0].files.config.parent().unwrap().to_owned();
     group
         .nodes
         .push(zgres_testkit::group::Node::new("stranger", stranger, &dir));

@@ -143,7 +143,7 @@ async fn sighup_with_a_broken_file_keeps_the_primary() {
     let node = &group.nodes[primary];
     let deadman = node.deadman_pid();
     let postmaster = node.postmaster_pid().expect("a running postmaster");
-    std::fs::write(&node.config, "this is = not [valid").unwrap();
+    std::fs::write(&node.files.config, "this is = not [valid").unwrap();
     kill(Pid::from_raw(deadman as i32), Signal::SIGHUP).unwrap();
     let said = "SIGHUP: the configuration file is not valid";
     poll::until(&format!("the deadman to log {said:?}"), DEADLINE, || {

@@ -17,7 +17,7 @@ mod postgres_tls;
 mod writer;
 mod zk_access;
 
-pub use node::Node;
+pub use node::{DeadmanFiles, Node};
 pub use postgres_tls::TlsOnlyPostgres;
 pub use writer::{first_ack_after, missing_acks, Ack, Writer};
 pub use zk_access::{authenticate, zookeeper_ensemble_keys, zookeeper_tls_keys};
@@ -231,7 +231,7 @@ impl Group {
         let mut config: toml::Table = text.parse().unwrap();
         let extra: toml::Table = node.extra_config.parse().unwrap();
         merge(&mut config, extra);
-        std::fs::write(&node.config, toml::to_string(&config).unwrap()).unwrap();
+        std::fs::write(&node.files.config, toml::to_string(&config).unwrap()).unwrap();
     }
 
     /// Rewrites node `i`'s config file with `extra` merged in (TOML, any section), leaving
@@ -245,7 +245,7 @@ impl Group {
     pub fn start(&mut self, i: usize) {
         self.write_config(i);
         let node = &mut self.nodes[i];
-        let config = node.config.display().to_string();
+        let config = node.files.config.display().to_string();
         let env: Vec<(&str, &str)> = node
             .env
             .iter()
@@ -258,7 +258,7 @@ impl Group {
                 ["--config", &config],
                 &env,
                 None,
-                &node.log,
+                &node.files.log,
             )
             .unwrap(),
         );

@@ -11,6 +11,15 @@ use crate::fault_proxy::FaultProxy;
 use crate::postgres::PgNode;
 use crate::process::ManagedProcess;
 
+/// Where a node's deadman reads its config and writes its log.
+#[derive(Debug, Clone)]
+pub struct DeadmanFiles {
+    /// The config file, written at each start.
+    pub config: PathBuf,
+    /// The log (PostgreSQL's server log goes there too).
+    pub log: PathBuf,
+}
+
 /// One database node: its PostgreSQL data directory, its deadman (when running) and the files
 /// the deadman reads and writes.
 pub struct Node {
@@ -20,10 +29,8 @@ pub struct Node {
     pub pg: PgNode,
     /// The running deadman, if started.
     pub deadman: Option<ManagedProcess>,
-    /// The deadman's config file, written at each start.
-    pub config: PathBuf,
-    /// The deadman's log (PostgreSQL's server log goes there too).
-    pub log: PathBuf,
+    /// Its deadman's config file and log.
+    pub files: DeadmanFiles,
     /// The fault proxy between the deadman and ZooKeeper, if any.
     pub proxy: Option<FaultProxy>,
     /// Where the deadman connects to ZooKeeper instead of the group's ensemble (e.g. a
@@ -88,8 +95,10 @@ impl Node {
     pub fn new(name: &str, pg: PgNode, dir: &std::path::Path) -> Node {
         Node {
             name: name.to_owned(),
-            config: dir.join(format!("{name}.toml")),
-            log: dir.join(format!("{name}.log")),
+            files: DeadmanFiles {
+                config: dir.join(format!("{name}.toml")),
+                log: dir.join(format!("{name}.log")),
+            },
             pg,
             deadman: None,
             proxy: None,
@@ -155,7 +164,7 @@ impl Node {
 
     /// The whole log so far (empty when there is none yet).
     pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        std::fs::read_to_string(&self.files.log).unwrap_or_default()
     }
 
     /// The timeline history files in `pg_wal`, one line each (name, line count, first and
