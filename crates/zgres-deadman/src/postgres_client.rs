@@ -8,6 +8,7 @@ use zgres_schema::{Lsn, NodeId, SlotName, Timeline};
 mod catalog;
 mod probe;
 mod slots;
+mod timeline_history;
 
 use crate::config::PostgresConfig;
 use crate::conninfo;

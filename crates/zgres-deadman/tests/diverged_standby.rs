@@ -137,6 +137,23 @@ async fn a_standby_on_the_new_timeline_is_not_taken_for_diverged_after_a_crash()
     group.kill_node(0);
     let primary = group.wait_primary(&[0]).await;
     let standby = 3 - primary;
+    // `/history` records where timeline 2 began exactly: where the new primary's own
+    // timeline history file says it switched.
+    let promotion = zgres_testkit::group::checks::wait_promotion_recorded(&group, primary).await;
+    let history_file: String = group.nodes[primary]
+        .client()
+        .await
+        .expect("the new primary answers")
+        .query_one("SELECT pg_read_file('pg_wal/00000002.history')", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let switched_at = history_file
+        .lines()
+        .find_map(|line| line.strip_prefix("1\t")?.split('\t').next())
+        .expect("timeline 2's history file names where timeline 1 ended");
+    assert_eq!(promotion.timeline.get(), 2);
+    assert_eq!(promotion.lsn.to_string(), switched_at, "{history_file}");
     group.wait_following(standby, primary).await;
     // The standby replays WAL of timeline 2 past where it began.
     let past_fork = group.nodes[primary].bulk_write(100).await;

@@ -7,18 +7,33 @@ use super::{wall_ms, Daemon};
 use crate::decision::Observation;
 
 impl Daemon {
-    /// Appends this promotion, for the core's `reason`, to `/history/{GROUP}`.
+    /// Appends this promotion, for the core's `reason`, to `/history/{GROUP}`: the new
+    /// timeline and where it began, as the server's timeline history file says (exact, so a
+    /// standby is called diverged only when it is); the position observed before promoting
+    /// when the file cannot be read (a little short of the fork, at worst: the server replays
+    /// what it had received before it switches).
     pub(super) async fn record_promotion(&mut self, obs: &Observation, reason: PromotionReason) {
         let timeline = match self.pg.client.probe().await {
             Ok(probe) => probe.timeline,
             Err(_) => None,
         };
-        let lsn = obs
+        let observed = obs
             .postgres
             .probe
             .and_then(|p| p.position())
             .unwrap_or(Lsn::ZERO);
-        self.append_history(timeline, lsn, reason).await;
+        let start = match timeline {
+            Some(timeline) => match self.pg.client.timeline_start(timeline).await {
+                Ok(start) => start,
+                Err(e) => {
+                    tracing::warn!(error = %e, %timeline, "cannot read the new timeline's history file: recording the position seen before promoting");
+                    None
+                }
+            },
+            None => None,
+        };
+        self.append_history(timeline, start.unwrap_or(observed), reason)
+            .await;
     }
 
     pub(super) async fn append_history(
