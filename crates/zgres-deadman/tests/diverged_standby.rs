@@ -31,21 +31,7 @@ async fn a_standby_ahead_of_the_promoted_replica_is_rewound_and_follows() {
     let receiver = Pid::from_raw(receiver);
     kill(receiver, Signal::SIGSTOP).unwrap();
     let ahead = group.nodes[0].bulk_write(2000).await;
-    poll::until(
-        "node 2 to receive the commits node 1 lacks",
-        DEADLINE,
-        || async {
-            let client = group.nodes[2].client().await?;
-            let row = client
-                .query_one("SELECT pg_last_wal_replay_lsn()::text", &[])
-                .await
-                .ok()?;
-            let replayed: zgres_schema::Lsn = row.get::<_, String>(0).parse().ok()?;
-            (replayed >= ahead).then_some(())
-        },
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", group.logs()));
+    group.wait_replayed(2, ahead).await;
 
     group.kill_node(0);
     // What node 0 sent but the stopped receiver never wrote goes with it: PostgreSQL
@@ -157,21 +143,7 @@ async fn a_standby_on_the_new_timeline_is_not_taken_for_diverged_after_a_crash()
     group.wait_following(standby, primary).await;
     // The standby replays WAL of timeline 2 past where it began.
     let past_fork = group.nodes[primary].bulk_write(100).await;
-    poll::until(
-        "the standby to replay the new primary's commits",
-        DEADLINE,
-        || async {
-            let client = group.nodes[standby].client().await?;
-            let row = client
-                .query_one("SELECT pg_last_wal_replay_lsn()::text", &[])
-                .await
-                .ok()?;
-            let replayed: zgres_schema::Lsn = row.get::<_, String>(0).parse().ok()?;
-            (replayed >= past_fork).then_some(())
-        },
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", group.logs_with_first(Some(standby))));
+    group.wait_replayed(standby, past_fork).await;
     let checkpoint_timeline: i32 = group.nodes[standby]
         .client()
         .await
