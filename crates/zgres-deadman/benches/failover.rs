@@ -10,7 +10,9 @@
 //! - seconds from ZooKeeper serving again after a 10 s outage (standalone server killed and
 //!   restarted; 2 of 3 ensemble members killed and restarted) to the first write on the primary,
 //!   and to the group being whole (every replica streaming from it);
-//! - resident memory and idle CPU of the deadman (and its fence keeper) with default timing;
+//! - resident memory and CPU of the deadman (and its fence keeper) with default timing over
+//!   20 s from 3 s after the last fault (the settled idle figures are the idle bench's:
+//!   `benches/idle.rs`), and what a bare wake-up cost on this machine over the same window;
 //! - with `ZGRES_BENCH_ONLY=hangs` only: every deadman declaring ZooKeeper's default ensemble
 //!   timing (`tickTime` 2000 ms, `syncLimit` 5: an 11.9 s takeover wait), seconds from
 //!   freezing the primary's PostgreSQL (SIGSTOP of every process: hung storage) to the first
@@ -33,7 +35,7 @@ use std::time::{Duration, Instant};
 use zgres_testkit::figures::summary;
 use zgres_testkit::group::checks::first_write;
 use zgres_testkit::group::{Group, Timing, DEADLINE};
-use zgres_testkit::proc_usage::{cpu_nanos, cpu_percent_since, pss_kb, rss_kb};
+use zgres_testkit::proc_usage::{cpu_nanos, cpu_percent_since, pss_kb, rss_kb, BareWakeups};
 use zgres_testkit::zookeeper::ZkCluster;
 
 fn timing() -> Timing {
@@ -213,7 +215,11 @@ async fn node_and_postgres_kills(runs: usize) {
     let window = Duration::from_secs(20);
     let pids: Vec<(String, u32)> = group.nodes.iter().flat_map(|n| n.daemon_pids()).collect();
     let before: Vec<_> = pids.iter().map(|(_, p)| cpu_nanos(*p)).collect();
+    // What one wake-up costs on this machine meanwhile: an idle process's CPU share is mostly
+    // its wake-ups times this, which moves with the host (docs/benchmarks.md).
+    let bare = BareWakeups::start(Duration::from_millis(250));
     tokio::time::sleep(window).await;
+    let bare = bare.cost();
     println!();
     summary(
         "kill -9 primary node -> first write on new primary",
@@ -235,12 +241,18 @@ async fn node_and_postgres_kills(runs: usize) {
         let cpu = before.and_then(|b| cpu_percent_since(*pid, b, window));
         if let (Some(cpu), Some(rss)) = (cpu, rss_kb(*pid)) {
             println!(
-                "{name:<20} resident {:.1} MB (proportional {:.1} MB), idle CPU {cpu:.3}% of a core over {}s",
+                "{name:<20} resident {:.1} MB (proportional {:.1} MB), CPU {cpu:.3}% of a core over {}s from 3 s after the last fault (not yet settled: the settled idle figure is `--bench idle`'s)",
                 rss as f64 / 1024.0,
                 pss_kb(*pid).unwrap_or(0) as f64 / 1024.0,
                 window.as_secs()
             );
         }
+    }
+    if let Some(bare) = bare {
+        println!(
+            "a bare wake-up (a thread that only sleeps 250 ms) cost {:.0} µs of CPU in the window",
+            bare.as_secs_f64() * 1e6
+        );
     }
     drop(group);
 }
