@@ -5,7 +5,7 @@
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use zgres_testkit::group::{Group, Timing, DEADLINE};
+use zgres_testkit::group::{checks, Group, Timing, DEADLINE};
 use zgres_testkit::poll;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -31,7 +31,7 @@ async fn a_standby_ahead_of_the_promoted_replica_is_rewound_and_follows() {
     let receiver = Pid::from_raw(receiver);
     kill(receiver, Signal::SIGSTOP).unwrap();
     let ahead = group.nodes[0].bulk_write(2000).await;
-    group.wait_replayed(2, ahead).await;
+    checks::wait_replayed(&group, 2, ahead).await;
 
     group.kill_node(0);
     // What node 0 sent but the stopped receiver never wrote goes with it: PostgreSQL
@@ -125,7 +125,7 @@ async fn a_standby_on_the_new_timeline_is_not_taken_for_diverged_after_a_crash()
     let standby = 3 - primary;
     // `/history` records where timeline 2 began exactly: where the new primary's own
     // timeline history file says it switched.
-    let promotion = zgres_testkit::group::checks::wait_promotion_recorded(&group, primary).await;
+    let promotion = checks::wait_promotion_recorded(&group, primary).await;
     let history_file: String = group.nodes[primary]
         .client()
         .await
@@ -143,7 +143,7 @@ async fn a_standby_on_the_new_timeline_is_not_taken_for_diverged_after_a_crash()
     group.wait_following(standby, primary).await;
     // The standby replays WAL of timeline 2 past where it began.
     let past_fork = group.nodes[primary].bulk_write(100).await;
-    group.wait_replayed(standby, past_fork).await;
+    checks::wait_replayed(&group, standby, past_fork).await;
     let checkpoint_timeline: i32 = group.nodes[standby]
         .client()
         .await
@@ -173,7 +173,7 @@ async fn a_standby_on_the_new_timeline_is_not_taken_for_diverged_after_a_crash()
         "the restarted standby's deadman to publish it as a replica",
         DEADLINE,
         || async {
-            let state = zgres_testkit::group::checks::node_state(&group, &zk, standby).await?;
+            let state = checks::node_state(&group, &zk, standby).await?;
             (state.role == zgres_schema::documents::Role::Replica
                 && state.updated_at_ms >= restarted_ms)
                 .then_some(state)

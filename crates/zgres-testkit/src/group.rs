@@ -401,22 +401,6 @@ impl Group {
         .unwrap_or_else(|e| panic!("{e}\n{}", self.logs()));
     }
 
-    /// Waits until node `i`, a standby, has replayed WAL up to `lsn`.
-    pub async fn wait_replayed(&self, i: usize, lsn: zgres_schema::Lsn) {
-        let what = format!("{} to replay up to {lsn}", self.nodes[i].name);
-        poll::until(&what, DEADLINE, || async {
-            let client = self.nodes[i].client().await?;
-            let row = client
-                .query_one("SELECT pg_last_wal_replay_lsn()::text", &[])
-                .await
-                .ok()?;
-            let replayed: zgres_schema::Lsn = row.get::<_, Option<String>>(0)?.parse().ok()?;
-            (replayed >= lsn).then_some(())
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", self.logs_with_first(Some(i))));
-    }
-
     /// Waits until node `i` is a standby streaming from node `primary`.
     pub async fn wait_following(&self, i: usize, primary: usize) {
         let port = i32::from(self.nodes[primary].port());

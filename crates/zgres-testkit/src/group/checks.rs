@@ -274,3 +274,19 @@ pub async fn wait_promotable_again(group: &Group, primary: usize) {
     })
     .await
 }
+
+/// Waits until node `i` of `group`, a standby, has replayed WAL up to `lsn`.
+pub async fn wait_replayed(group: &Group, i: usize, lsn: zgres_schema::Lsn) {
+    let what = format!("{} to replay up to {lsn}", group.nodes[i].name);
+    poll::until(&what, DEADLINE, || async {
+        let client = group.nodes[i].client().await?;
+        let row = client
+            .query_one("SELECT pg_last_wal_replay_lsn()::text", &[])
+            .await
+            .ok()?;
+        let replayed: zgres_schema::Lsn = row.get::<_, Option<String>>(0)?.parse().ok()?;
+        (replayed >= lsn).then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", group.logs_with_first(Some(i))));
+}
