@@ -60,6 +60,10 @@ pub struct Verdict {
     pub history: Result<Vec<u64>, HistoryProblem>,
     /// Log lines of a panic, with the daemon's name.
     pub panics: Vec<String>,
+    /// Log lines of a deadman stopping its running standby to rewind it, with the daemon's
+    /// name. A figure, not an invariant: a diverged standby must be stopped, but a healthy one
+    /// stopped so is a needless outage of a replica (two such causes were found this way).
+    pub rewind_stops: Vec<String>,
     /// As in the record.
     pub unexpected_exits: Vec<String>,
 }
@@ -91,17 +95,23 @@ pub fn check(record: &Record) -> Verdict {
             None => Ok(Vec::new()),
             Some(bytes) => history_timelines(bytes),
         },
-        panics: record
-            .logs
-            .iter()
-            .flat_map(|(name, text)| {
-                text.lines()
-                    .filter(|l| l.contains("panicked at"))
-                    .map(move |l| format!("{name}: {l}"))
-            })
-            .collect(),
+        panics: log_lines(record, "panicked at"),
+        rewind_stops: log_lines(record, "stopping it to rewind it"),
         unexpected_exits: record.unexpected_exits.clone(),
     }
+}
+
+/// Every log line that contains `needle`, as "daemon: line".
+fn log_lines(record: &Record, needle: &str) -> Vec<String> {
+    record
+        .logs
+        .iter()
+        .flat_map(|(name, text)| {
+            text.lines()
+                .filter(|l| l.contains(needle))
+                .map(move |l| format!("{name}: {l}"))
+        })
+        .collect()
 }
 
 /// Pairs of acknowledged writes from different servers whose [sent, acked] intervals overlap:
@@ -233,6 +243,12 @@ mod tests {
         )];
         assert_eq!(check(&record).panics.len(), 1);
         assert!(!check(&record).passed(false));
+        record.logs = vec![(
+            "n2".into(),
+            "ERROR stopping postgres reason=\"...: stopping it to rewind it\"\n".into(),
+        )];
+        assert_eq!(check(&record).rewind_stops.len(), 1);
+        assert!(check(&record).passed(true), "a figure, not an invariant");
         record.logs.clear();
 
         record.unexpected_exits = vec!["n0 deadman: exit status: 65".into()];

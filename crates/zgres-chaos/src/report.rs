@@ -176,6 +176,14 @@ pub fn print(
     for p in &verdict.panics {
         writeln!(out, "  {p}")?;
     }
+    writeln!(
+        out,
+        "standbys stopped for a rewind: {} (needed when a standby diverged; a healthy one stopped is a bug)",
+        verdict.rewind_stops.len()
+    )?;
+    for stop in &verdict.rewind_stops {
+        writeln!(out, "  {stop}")?;
+    }
     writeln!(out, "unexpected exits: {:?}", verdict.unexpected_exits)
 }
 
