@@ -84,7 +84,7 @@ impl FenceClock {
             .store(budget.as_nanos() as u64, Ordering::SeqCst);
         self.grace_ns
             .store(grace_for(budget).as_nanos() as u64, Ordering::SeqCst);
-        self.wake();
+        self.listeners.wake_all();
     }
 
     /// Records that a request sent at `sent_ns` got a reply. Never moves the clock back.
@@ -104,11 +104,6 @@ impl FenceClock {
         self.target_pgid.store(pgid, Ordering::SeqCst);
         // With a PostgreSQL to ask, a graceful shutdown may now be due before the deadline the
         // fence thread sleeps towards.
-        self.wake();
-    }
-
-    /// Wakes the fence thread and the keeper feeder: something they act on changed.
-    fn wake(&self) {
         self.listeners.wake_all();
     }
 
@@ -134,7 +129,7 @@ impl FenceClock {
         self.armed.store(true, Ordering::SeqCst);
         // The deadline may have passed between the check and the store; the fence thread sees
         // the armed flag and fires, which is the safe outcome.
-        self.wake();
+        self.listeners.wake_all();
         true
     }
 

@@ -96,6 +96,19 @@ async fn a_standby_ahead_of_the_promoted_replica_is_rewound_and_follows() {
     group.wait_following(2, 1).await;
 }
 
+/// The one value `sql` returns on node `i`; panics when it does not answer.
+async fn one_value<T: tokio_postgres::types::FromSqlOwned>(
+    group: &Group,
+    i: usize,
+    sql: &str,
+) -> T {
+    let client = group.nodes[i]
+        .client()
+        .await
+        .unwrap_or_else(|| panic!("n{i} answers\n{}", group.logs_with_first(Some(i))));
+    client.query_one(sql, &[]).await.unwrap().get(0)
+}
+
 /// Continues a stopped process when dropped, so a failing test leaves no frozen postmaster.
 struct Continue(Pid);
 
@@ -126,14 +139,12 @@ async fn a_standby_on_the_new_timeline_is_not_taken_for_diverged_after_a_crash()
     // `/history` records where timeline 2 began exactly: where the new primary's own
     // timeline history file says it switched.
     let promotion = checks::wait_promotion_recorded(&group, primary).await;
-    let history_file: String = group.nodes[primary]
-        .client()
-        .await
-        .expect("the new primary answers")
-        .query_one("SELECT pg_read_file('pg_wal/00000002.history')", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let history_file: String = one_value(
+        &group,
+        primary,
+        "SELECT pg_read_file('pg_wal/00000002.history')",
+    )
+    .await;
     let switched_at = history_file
         .lines()
         .find_map(|line| line.strip_prefix("1\t")?.split('\t').next())
@@ -144,14 +155,12 @@ async fn a_standby_on_the_new_timeline_is_not_taken_for_diverged_after_a_crash()
     // The standby replays WAL of timeline 2 past where it began.
     let past_fork = group.nodes[primary].bulk_write(100).await;
     checks::wait_replayed(&group, standby, past_fork).await;
-    let checkpoint_timeline: i32 = group.nodes[standby]
-        .client()
-        .await
-        .expect("the standby answers")
-        .query_one("SELECT timeline_id FROM pg_control_checkpoint()", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let checkpoint_timeline: i32 = one_value(
+        &group,
+        standby,
+        "SELECT timeline_id FROM pg_control_checkpoint()",
+    )
+    .await;
     assert_eq!(
         checkpoint_timeline, 1,
         "the case needs a standby whose last restartpoint is still on timeline 1"

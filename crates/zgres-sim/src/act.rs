@@ -70,7 +70,7 @@ impl World {
             Action::Promote { .. } => {
                 if crate::faults::cut_since(self.faults(), i, Kind::Veto, t).is_some() {
                     // As `daemon/act.rs`: the callback vetoed it; the core gives the lock up.
-                    let now = self.nodes[i].instant(t);
+                    let now = self.nodes[i].host.instant(t);
                     self.nodes[i].deadman.decider.promotion_vetoed(now);
                     return true;
                 }
@@ -105,7 +105,7 @@ impl World {
                 // pg_rewind reads from the source server over the network; a failure is
                 // reported to the core, as `daemon/act.rs` does.
                 if !self.nodes[s].pg.is_primary() || !self.linked(i, s) {
-                    let now = self.nodes[i].instant(t);
+                    let now = self.nodes[i].host.instant(t);
                     self.nodes[i].deadman.decider.rewind_failed(now);
                     return false;
                 }

@@ -290,11 +290,6 @@ impl Node {
         }
     }
 
-    /// The host's `Instant` at real time `t`.
-    pub fn instant(&self, t: u64) -> Instant {
-        self.host.instant(t)
-    }
-
     /// Whether the deadman runs at `t` (waking a stopped one whose time is up).
     pub fn deadman_runs(&mut self, t: u64) -> bool {
         match self.deadman.process {

@@ -109,7 +109,7 @@ impl World {
         let node = &self.nodes[i];
         let pg = &node.pg;
         Observation {
-            now: node.instant(t),
+            now: node.host.instant(t),
             lock,
             db_id: Fetched::Valid(SYSTEM),
             config: GroupConfig {

@@ -177,13 +177,13 @@ impl World {
             connected: self.connected(i),
             allowed,
             progress: Some(Progress {
-                now: node.instant(t),
+                now: node.host.instant(t),
                 position,
                 ack_timeout: ACK_TIMEOUT,
             }),
         };
         let Some(step) = self.nodes[i].deadman.sync_keeper.step(&inputs) else {
-            let now = self.nodes[i].instant(t);
+            let now = self.nodes[i].host.instant(t);
             return self.nodes[i].deadman.sync_keeper.settling(now);
         };
         let reachable =
